@@ -1,0 +1,263 @@
+//! Snapshot manifests and the items they list.
+//!
+//! A snapshot object is small JSON (sealed like every object): metadata plus the [`Content`] of
+//! its item list. The item list is a JSON-lines stream of [`Item`]s sorted by path, stored like
+//! any other content (chunked, deduplicated, tree-indexed), so a snapshot that shares most items
+//! with its parent also shares most of its manifest.
+//!
+//! Unknown fields are ignored when reading, so newer writers can add metadata; a higher
+//! `version` than this build knows is refused.
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::FormatError;
+use crate::id::SnapshotId;
+use crate::tree::Content;
+
+/// The snapshot format version this build writes and reads.
+pub const SNAPSHOT_VERSION: u32 = 1;
+
+/// Why a backup was taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum BackupKind {
+    #[default]
+    Manual,
+    Scheduled,
+    Startup,
+    PreChange,
+    PreRestore,
+}
+
+impl BackupKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackupKind::Manual => "manual",
+            BackupKind::Scheduled => "scheduled",
+            BackupKind::Startup => "startup",
+            BackupKind::PreChange => "pre-change",
+            BackupKind::PreRestore => "pre-restore",
+        }
+    }
+}
+
+impl std::str::FromStr for BackupKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "manual" => Ok(Self::Manual),
+            "scheduled" => Ok(Self::Scheduled),
+            "startup" => Ok(Self::Startup),
+            "pre-change" => Ok(Self::PreChange),
+            "pre-restore" => Ok(Self::PreRestore),
+            _ => Err(format!(
+                "unknown backup kind {s:?} (expected manual, scheduled, startup, pre-change or pre-restore)"
+            )),
+        }
+    }
+}
+
+/// What kind of source a snapshot captured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    /// Files and directories.
+    Files,
+    /// The standard output of a command.
+    Command,
+    /// A SQLite database.
+    Sqlite,
+    /// Written by a newer version.
+    #[serde(other)]
+    Unknown,
+}
+
+impl SourceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::Files => "files",
+            SourceKind::Command => "command",
+            SourceKind::Sqlite => "sqlite",
+            SourceKind::Unknown => "unknown",
+        }
+    }
+}
+
+/// The source a snapshot belongs to; snapshots are grouped by `name`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceRef {
+    pub name: String,
+    pub kind: SourceKind,
+}
+
+/// Counts about a snapshot, filled in by the backup that made it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotStats {
+    pub items: u64,
+    pub files: u64,
+    pub dirs: u64,
+    /// Content bytes captured.
+    pub bytes: u64,
+    /// Stored bytes this backup added to the repository.
+    pub bytes_added: u64,
+    pub chunks: u64,
+    pub chunks_new: u64,
+}
+
+/// A snapshot manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub version: u32,
+    pub time: Timestamp,
+    pub host: String,
+    pub source: SourceRef,
+    pub kind: BackupKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ticket: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<SnapshotId>,
+    /// The paths or command given to the backup, as the user wrote them.
+    #[serde(default)]
+    pub paths: Vec<String>,
+    /// The item list (JSON lines of [`Item`]).
+    pub items: Content,
+    pub stats: SnapshotStats,
+    /// Problems that did not stop the backup (unreadable files, skipped special files).
+    #[serde(default)]
+    pub warnings: Vec<String>,
+    /// The program that wrote it, e.g. `backstop 0.1.0`.
+    pub program: String,
+}
+
+impl Snapshot {
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("snapshot serializes")
+    }
+
+    pub fn decode(b: &[u8]) -> Result<Self, FormatError> {
+        #[derive(Deserialize)]
+        struct Version {
+            version: u32,
+        }
+        let v: Version = serde_json::from_slice(b).map_err(|e| FormatError::Json(e.to_string()))?;
+        if v.version > SNAPSHOT_VERSION {
+            return Err(FormatError::Unsupported(format!(
+                "snapshot version {} (this build reads up to {SNAPSHOT_VERSION}); upgrade backstop",
+                v.version
+            )));
+        }
+        serde_json::from_slice(b).map_err(|e| FormatError::Json(e.to_string()))
+    }
+}
+
+/// What an item is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ItemKind {
+    File,
+    Dir,
+    Symlink,
+    /// A byte stream that is not a file (a command's output).
+    Stream,
+    #[serde(other)]
+    Unknown,
+}
+
+/// One entry of a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Item {
+    /// Relative, `/`-separated, without `.` or `..` components (see [`check_item_path`]).
+    pub path: String,
+    #[serde(rename = "type")]
+    pub kind: ItemKind,
+    #[serde(default)]
+    pub size: u64,
+    /// Unix permission bits, where the platform has them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtime: Option<Timestamp>,
+    /// Read-only attribute (Windows; also set on Unix when no write bit is set).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub readonly: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<Content>,
+}
+
+/// Checks that a path from a manifest stays inside the directory it is restored into.
+pub fn check_item_path(path: &str) -> Result<(), FormatError> {
+    let bad = |why: &str| Err(FormatError::UnsafePath(path.to_string(), why.to_string()));
+    if path.is_empty() {
+        return bad("empty path");
+    }
+    if path.starts_with('/') || path.contains('\\') || path.contains('\0') {
+        return bad("absolute path, backslash or NUL");
+    }
+    if path.len() >= 2 && path.as_bytes()[1] == b':' {
+        return bad("drive letter");
+    }
+    for comp in path.split('/') {
+        if comp.is_empty() || comp == "." || comp == ".." {
+            return bad("empty, '.' or '..' component");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unsafe_paths_are_rejected() {
+        for p in [
+            "",
+            "/etc/passwd",
+            "../x",
+            "a/../../x",
+            "a//b",
+            "./a",
+            "a/.",
+            "C:/x",
+            "a\\..\\b",
+        ] {
+            assert!(check_item_path(p).is_err(), "{p:?} accepted");
+        }
+        for p in ["a", "a/b", "shop.db", ".hidden/x", "a..b"] {
+            assert!(check_item_path(p).is_ok(), "{p:?} rejected");
+        }
+    }
+
+    #[test]
+    fn newer_version_is_refused() {
+        let json = br#"{"version": 99}"#;
+        assert!(matches!(
+            Snapshot::decode(json),
+            Err(FormatError::Unsupported(_))
+        ));
+    }
+
+    #[test]
+    fn backup_kind_names_round_trip() {
+        for k in [
+            BackupKind::Manual,
+            BackupKind::Scheduled,
+            BackupKind::Startup,
+            BackupKind::PreChange,
+            BackupKind::PreRestore,
+        ] {
+            assert_eq!(k.as_str().parse::<BackupKind>().unwrap(), k);
+            assert_eq!(
+                serde_json::to_string(&k).unwrap(),
+                format!("\"{}\"", k.as_str())
+            );
+        }
+    }
+}

@@ -1,0 +1,321 @@
+//! Pack files and index files.
+//!
+//! A pack is `"BKSTPACK" | version (1 byte) | chunk bodies... | trailer | trailer length (u32 LE)
+//! | "BKSTPEND"`. The trailer is a sealed object (see [`crate::blob::seal_object`]) listing every
+//! chunk in the pack with its offset, so a pack can be checked, and an index rebuilt, from the
+//! pack alone. A pack's id is the BLAKE3 hash of all its bytes, so any damage to a pack is seen
+//! by hashing it.
+//!
+//! An index file lists packs with their size and their chunk entries; the repository's index is
+//! the union of all index files.
+
+use crate::FormatError;
+use crate::blob::{open_object, seal_object};
+use crate::crypto::Crypter;
+use crate::id::{ChunkId, ID_LEN, IndexId, PackId};
+use crate::varint::{self, Reader};
+
+pub const PACK_MAGIC: &[u8; 8] = b"BKSTPACK";
+pub const PACK_END: &[u8; 8] = b"BKSTPEND";
+pub const PACK_VERSION: u8 = 1;
+/// Bytes before the first chunk body.
+pub const PACK_HEADER_LEN: usize = 9;
+/// Bytes after the trailer: its length and the end magic.
+pub const PACK_FOOTER_LEN: usize = 12;
+
+const INDEX_MAGIC: &[u8; 8] = b"BKSTIDX1";
+
+/// What a chunk holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BlobKind {
+    /// Bytes of captured content.
+    Data,
+    /// A node of a content tree or an item list.
+    Tree,
+}
+
+/// Where one chunk sits in its pack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlobEntry {
+    pub id: ChunkId,
+    pub kind: BlobKind,
+    pub offset: u32,
+    /// Stored length (after compression and encryption).
+    pub length: u32,
+    /// Plaintext length.
+    pub raw_length: u32,
+    pub compressed: bool,
+}
+
+fn put_entry(out: &mut Vec<u8>, e: &BlobEntry) {
+    out.extend_from_slice(e.id.as_bytes());
+    out.push(match e.kind {
+        BlobKind::Data => 0,
+        BlobKind::Tree => 1,
+    });
+    out.push(u8::from(e.compressed));
+    varint::put(out, e.offset.into());
+    varint::put(out, e.length.into());
+    varint::put(out, e.raw_length.into());
+}
+
+const MIN_ENTRY_LEN: usize = ID_LEN + 5;
+
+fn get_entry(r: &mut Reader<'_>) -> Result<BlobEntry, FormatError> {
+    let id = ChunkId::from_slice(r.bytes(ID_LEN)?)?;
+    let kind = match r.u8()? {
+        0 => BlobKind::Data,
+        1 => BlobKind::Tree,
+        _ => return Err(FormatError::Corrupt("unknown chunk kind")),
+    };
+    let compressed = match r.u8()? {
+        0 => false,
+        1 => true,
+        _ => return Err(FormatError::Corrupt("unknown chunk flags")),
+    };
+    Ok(BlobEntry {
+        id,
+        kind,
+        compressed,
+        offset: r.varint_u32()?,
+        length: r.varint_u32()?,
+        raw_length: r.varint_u32()?,
+    })
+}
+
+/// Builds one pack in memory.
+#[derive(Debug)]
+pub struct PackBuilder {
+    buf: Vec<u8>,
+    entries: Vec<BlobEntry>,
+}
+
+impl Default for PackBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PackBuilder {
+    pub fn new() -> Self {
+        let mut buf = Vec::with_capacity(1 << 20);
+        buf.extend_from_slice(PACK_MAGIC);
+        buf.push(PACK_VERSION);
+        Self {
+            buf,
+            entries: Vec::new(),
+        }
+    }
+
+    /// Appends one sealed chunk.
+    pub fn add(&mut self, id: ChunkId, kind: BlobKind, sealed: &crate::blob::SealedChunk) {
+        let offset = u32::try_from(self.buf.len()).expect("packs stay far below 4 GiB");
+        self.buf.extend_from_slice(&sealed.bytes);
+        self.entries.push(BlobEntry {
+            id,
+            kind,
+            offset,
+            length: u32::try_from(sealed.bytes.len()).expect("chunks are far below 4 GiB"),
+            raw_length: sealed.raw_len,
+            compressed: sealed.compressed,
+        });
+    }
+
+    /// Bytes so far.
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Writes the trailer and returns the pack's id, bytes and entries.
+    pub fn finish(mut self, crypter: &Crypter) -> (PackId, Vec<u8>, Vec<BlobEntry>) {
+        let mut table = Vec::with_capacity(self.entries.len() * 44 + 8);
+        varint::put(&mut table, self.entries.len() as u64);
+        for e in &self.entries {
+            put_entry(&mut table, e);
+        }
+        let trailer = seal_object(crypter, &table);
+        self.buf.extend_from_slice(&trailer);
+        let tlen = u32::try_from(trailer.len()).expect("trailer far below 4 GiB");
+        self.buf.extend_from_slice(&tlen.to_le_bytes());
+        self.buf.extend_from_slice(PACK_END);
+        let id = PackId(*blake3::hash(&self.buf).as_bytes());
+        (id, self.buf, self.entries)
+    }
+}
+
+/// Length of the trailer, read from the last [`PACK_FOOTER_LEN`] bytes of a pack.
+pub fn trailer_len(footer: &[u8]) -> Result<usize, FormatError> {
+    if footer.len() != PACK_FOOTER_LEN || &footer[4..] != PACK_END {
+        return Err(FormatError::Corrupt(
+            "pack footer missing (truncated pack?)",
+        ));
+    }
+    let n = u32::from_le_bytes(footer[..4].try_into().expect("4 bytes"));
+    Ok(n as usize)
+}
+
+/// Reads the chunk table of a whole pack and checks that every entry lies inside it.
+pub fn read_pack_entries(crypter: &Crypter, pack: &[u8]) -> Result<Vec<BlobEntry>, FormatError> {
+    if pack.len() < PACK_HEADER_LEN + PACK_FOOTER_LEN || &pack[..8] != PACK_MAGIC {
+        return Err(FormatError::Corrupt("not a pack file (bad magic)"));
+    }
+    if pack[8] != PACK_VERSION {
+        return Err(FormatError::Unsupported(format!(
+            "pack version {}",
+            pack[8]
+        )));
+    }
+    let tlen = trailer_len(&pack[pack.len() - PACK_FOOTER_LEN..])?;
+    let body_end = pack
+        .len()
+        .checked_sub(PACK_FOOTER_LEN + tlen)
+        .filter(|&e| e >= PACK_HEADER_LEN)
+        .ok_or(FormatError::Corrupt("pack trailer length out of range"))?;
+    let table = open_object(crypter, &pack[body_end..pack.len() - PACK_FOOTER_LEN])?;
+    let mut r = Reader::new(&table);
+    let n = r.count(MIN_ENTRY_LEN)?;
+    let mut entries = Vec::with_capacity(n);
+    for _ in 0..n {
+        let e = get_entry(&mut r)?;
+        let end = e.offset as usize + e.length as usize;
+        if (e.offset as usize) < PACK_HEADER_LEN || end > body_end {
+            return Err(FormatError::Corrupt("pack entry outside the pack body"));
+        }
+        entries.push(e);
+    }
+    Ok(entries)
+}
+
+/// One pack as listed in an index file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexPack {
+    pub id: PackId,
+    /// Size of the pack file in bytes.
+    pub size: u64,
+    pub blobs: Vec<BlobEntry>,
+}
+
+/// An index file.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct IndexFile {
+    pub packs: Vec<IndexPack>,
+    /// Index files this one replaces (written by prune; empty for backups).
+    pub supersedes: Vec<IndexId>,
+}
+
+impl IndexFile {
+    pub fn encode(&self, crypter: &Crypter) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(INDEX_MAGIC);
+        varint::put(&mut out, self.supersedes.len() as u64);
+        for s in &self.supersedes {
+            out.extend_from_slice(s.as_bytes());
+        }
+        varint::put(&mut out, self.packs.len() as u64);
+        for p in &self.packs {
+            out.extend_from_slice(p.id.as_bytes());
+            varint::put(&mut out, p.size);
+            varint::put(&mut out, p.blobs.len() as u64);
+            for b in &p.blobs {
+                put_entry(&mut out, b);
+            }
+        }
+        seal_object(crypter, &out)
+    }
+
+    pub fn decode(crypter: &Crypter, stored: &[u8]) -> Result<Self, FormatError> {
+        let plain = open_object(crypter, stored)?;
+        let mut r = Reader::new(&plain);
+        if r.bytes(8)? != INDEX_MAGIC {
+            return Err(FormatError::Corrupt("not an index file (bad magic)"));
+        }
+        let ns = r.count(ID_LEN)?;
+        let mut supersedes = Vec::with_capacity(ns);
+        for _ in 0..ns {
+            supersedes.push(IndexId::from_slice(r.bytes(ID_LEN)?)?);
+        }
+        let np = r.count(ID_LEN + 2)?;
+        let mut packs = Vec::with_capacity(np);
+        for _ in 0..np {
+            let id = PackId::from_slice(r.bytes(ID_LEN)?)?;
+            let size = r.varint()?;
+            let nb = r.count(MIN_ENTRY_LEN)?;
+            let mut blobs = Vec::with_capacity(nb);
+            for _ in 0..nb {
+                blobs.push(get_entry(&mut r)?);
+            }
+            packs.push(IndexPack { id, size, blobs });
+        }
+        if !r.is_empty() {
+            return Err(FormatError::Corrupt("trailing bytes in index file"));
+        }
+        Ok(Self { packs, supersedes })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::blob::seal_chunk;
+    use crate::crypto::MasterKey;
+    use proptest::prelude::*;
+
+    fn crypter(enc: bool) -> Crypter {
+        if enc {
+            Crypter::new(&MasterKey::generate())
+        } else {
+            Crypter::None
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn pack_round_trip(chunks in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..300), 0..20), enc in any::<bool>()) {
+            let c = crypter(enc);
+            let mut b = PackBuilder::new();
+            for ch in &chunks {
+                b.add(c.chunk_id(ch), BlobKind::Data, &seal_chunk(&c, ch, 3));
+            }
+            let (id, bytes, entries) = b.finish(&c);
+            prop_assert_eq!(id, PackId(*blake3::hash(&bytes).as_bytes()));
+            let back = read_pack_entries(&c, &bytes).unwrap();
+            prop_assert_eq!(&back, &entries);
+            for (e, ch) in back.iter().zip(&chunks) {
+                let s = &bytes[e.offset as usize..(e.offset + e.length) as usize];
+                let plain = crate::blob::open_chunk(&c, s, e.compressed, e.raw_length).unwrap();
+                prop_assert_eq!(&plain, ch);
+            }
+            let idx = IndexFile { packs: vec![IndexPack { id, size: bytes.len() as u64, blobs: entries }], supersedes: vec![IndexId::random()] };
+            prop_assert_eq!(IndexFile::decode(&c, &idx.encode(&c)).unwrap(), idx);
+        }
+
+        #[test]
+        fn damaged_pack_never_panics(data in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = read_pack_entries(&Crypter::None, &data);
+            let _ = IndexFile::decode(&Crypter::None, &data);
+        }
+    }
+
+    #[test]
+    fn truncated_pack_is_an_error() {
+        let c = Crypter::None;
+        let mut b = PackBuilder::new();
+        b.add(
+            c.chunk_id(b"abc"),
+            BlobKind::Data,
+            &seal_chunk(&c, b"abc", 3),
+        );
+        let (_, bytes, _) = b.finish(&c);
+        for cut in 0..bytes.len() {
+            assert!(
+                read_pack_entries(&c, &bytes[..cut]).is_err(),
+                "cut at {cut}"
+            );
+        }
+    }
+}

@@ -1,0 +1,222 @@
+//! A source that is the standard output of a command (a database dump tool, for example), or
+//! any other byte stream such as standard input.
+//!
+//! The stream is stored as one item. A command that exits non-zero fails the backup in
+//! [`Source::finish`], after its output has been read: a dump that stopped half way must never
+//! become a snapshot.
+
+use std::io::Read;
+use std::process::{Child, Command, Stdio};
+use std::thread::JoinHandle;
+
+use backstop_format::manifest::{Item, ItemKind, SourceKind};
+
+use crate::{Chunking, Entry, Error, Source};
+
+/// The last bytes of a command's standard error kept for the error message.
+const STDERR_TAIL: usize = 4096;
+
+/// Runs a command and captures its standard output.
+pub struct CommandSource {
+    argv: Vec<String>,
+    item_name: String,
+    child: Option<Child>,
+    stderr: Option<JoinHandle<Vec<u8>>>,
+    started: bool,
+}
+
+impl CommandSource {
+    /// `argv[0]` is the program; the output is stored as an item called `item_name`.
+    pub fn new(argv: Vec<String>, item_name: String) -> Result<Self, Error> {
+        if argv.is_empty() {
+            return Err(Error::Invalid("the command is empty".into()));
+        }
+        backstop_format::manifest::check_item_path(&item_name)?;
+        Ok(Self {
+            argv,
+            item_name,
+            child: None,
+            stderr: None,
+            started: false,
+        })
+    }
+}
+
+impl Source for CommandSource {
+    fn kind(&self) -> SourceKind {
+        SourceKind::Command
+    }
+
+    fn describe(&self) -> Vec<String> {
+        vec![self.argv.join(" ")]
+    }
+
+    fn next_entry(&mut self) -> Result<Option<Entry>, Error> {
+        if self.started {
+            return Ok(None);
+        }
+        self.started = true;
+        let mut child = Command::new(&self.argv[0])
+            .args(&self.argv[1..])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| Error::io(format!("starting command {:?}", self.argv[0]), e))?;
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let mut stderr = child.stderr.take().expect("stderr is piped");
+        // Drain stderr concurrently so a chatty command cannot block on a full pipe.
+        self.stderr = Some(std::thread::spawn(move || {
+            let mut tail = Vec::new();
+            let mut buf = [0u8; 8192];
+            while let Ok(n) = stderr.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                tail.extend_from_slice(&buf[..n]);
+                if tail.len() > 2 * STDERR_TAIL {
+                    tail.drain(..tail.len() - STDERR_TAIL);
+                }
+            }
+            tail
+        }));
+        self.child = Some(child);
+        Ok(Some(Entry {
+            item: stream_item(&self.item_name),
+            content: Some(Box::new(stdout)),
+            chunking: Chunking::ContentDefined,
+            required: true,
+        }))
+    }
+
+    fn take_warnings(&mut self) -> Vec<String> {
+        Vec::new()
+    }
+
+    fn finish(&mut self) -> Result<(), Error> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(());
+        };
+        let status = child
+            .wait()
+            .map_err(|e| Error::io(format!("waiting for command {:?}", self.argv[0]), e))?;
+        let tail = self
+            .stderr
+            .take()
+            .and_then(|h| h.join().ok())
+            .unwrap_or_default();
+        if status.success() {
+            return Ok(());
+        }
+        let text = String::from_utf8_lossy(&tail[tail.len().saturating_sub(STDERR_TAIL)..]);
+        let text = text.trim();
+        Err(Error::CommandFailed {
+            command: self.argv.join(" "),
+            status: status.to_string(),
+            stderr: if text.is_empty() {
+                String::new()
+            } else {
+                format!(": {text}")
+            },
+        })
+    }
+}
+
+impl Drop for CommandSource {
+    fn drop(&mut self) {
+        // An abandoned backup must not leave the command running.
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn stream_item(name: &str) -> Item {
+    Item {
+        path: name.to_string(),
+        kind: ItemKind::Stream,
+        size: 0,
+        mode: None,
+        mtime: None,
+        readonly: false,
+        target: None,
+        content: None,
+    }
+}
+
+/// Any reader (standard input) as a one-item source.
+pub struct StreamSource {
+    reader: Option<Box<dyn Read + Send>>,
+    item_name: String,
+}
+
+impl StreamSource {
+    pub fn new(reader: Box<dyn Read + Send>, item_name: String) -> Result<Self, Error> {
+        backstop_format::manifest::check_item_path(&item_name)?;
+        Ok(Self {
+            reader: Some(reader),
+            item_name,
+        })
+    }
+}
+
+impl Source for StreamSource {
+    fn kind(&self) -> SourceKind {
+        SourceKind::Command
+    }
+    fn describe(&self) -> Vec<String> {
+        vec!["-".into()]
+    }
+    fn next_entry(&mut self) -> Result<Option<Entry>, Error> {
+        Ok(self.reader.take().map(|r| Entry {
+            item: stream_item(&self.item_name),
+            content: Some(r),
+            chunking: Chunking::ContentDefined,
+            required: true,
+        }))
+    }
+    fn take_warnings(&mut self) -> Vec<String> {
+        Vec::new()
+    }
+    fn finish(&mut self) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+
+    fn run(argv: &[&str]) -> (Vec<u8>, Result<(), Error>) {
+        let mut s =
+            CommandSource::new(argv.iter().map(|s| s.to_string()).collect(), "out".into()).unwrap();
+        let mut e = s.next_entry().unwrap().unwrap();
+        let mut out = Vec::new();
+        e.content.take().unwrap().read_to_end(&mut out).unwrap();
+        assert!(s.next_entry().unwrap().is_none());
+        (out, s.finish())
+    }
+
+    #[test]
+    fn captures_stdout() {
+        let (out, r) = run(&["sh", "-c", "printf hello"]);
+        assert_eq!(out, b"hello");
+        r.unwrap();
+    }
+
+    #[test]
+    fn failing_command_fails_with_its_stderr() {
+        let (out, r) = run(&["sh", "-c", "printf partial; echo boom >&2; exit 3"]);
+        assert_eq!(out, b"partial");
+        let msg = r.unwrap_err().to_string();
+        assert!(msg.contains("boom") && msg.contains('3'), "{msg}");
+    }
+
+    #[test]
+    fn missing_program_is_a_clear_error() {
+        let mut s = CommandSource::new(vec!["/nonexistent/prog".into()], "out".into()).unwrap();
+        let err = s.next_entry().unwrap_err().to_string();
+        assert!(err.contains("/nonexistent/prog"), "{err}");
+    }
+}

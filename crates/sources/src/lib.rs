@@ -1,0 +1,110 @@
+//! Sources: what to back up, how to capture it consistently, and how to put it back.
+//!
+//! A [`Source`] hands the engine a sequence of [`Entry`]s: an [`Item`] describing each thing
+//! captured and, for items with content, a byte stream and the chunking that suits it. The
+//! engine pulls entries one at a time, so a source never holds more than the item it is
+//! reading. When the last entry is done the engine calls [`Source::finish`]; a source whose
+//! capture turned out inconsistent (a command that exited non-zero) fails there, and no
+//! snapshot is made.
+//!
+//! ```no_run
+//! use backstop_sources::{files::FilesSource, Source};
+//!
+//! let mut src = FilesSource::new(vec!["docs".into()], vec![]).unwrap();
+//! while let Some(entry) = src.next_entry().unwrap() {
+//!     println!("{}", entry.item.path);
+//! }
+//! src.finish().unwrap();
+//! ```
+
+pub mod command;
+pub mod files;
+pub mod restore;
+
+use std::io::Read;
+
+use backstop_format::manifest::{Item, SourceKind};
+
+/// How the engine cuts a stream into chunks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Chunking {
+    /// Content-defined boundaries (FastCDC): for files and dumps, where inserts shift bytes.
+    ContentDefined,
+    /// Fixed-size chunks aligned to the start of the stream: for page-structured data such as
+    /// SQLite files, where a page never moves and content-defined cuts would straddle pages.
+    Fixed(u32),
+}
+
+/// One captured thing.
+pub struct Entry {
+    pub item: Item,
+    /// The content, for files and streams.
+    pub content: Option<Box<dyn Read + Send>>,
+    pub chunking: Chunking,
+    /// If reading the content fails: true fails the whole backup (a database, a command), false
+    /// skips the item with a warning (an ordinary file that vanished or cannot be read).
+    pub required: bool,
+}
+
+impl std::fmt::Debug for Entry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Entry")
+            .field("item", &self.item)
+            .field("chunking", &self.chunking)
+            .field("required", &self.required)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Something that can be backed up.
+pub trait Source: Send {
+    fn kind(&self) -> SourceKind;
+    /// The paths or command this source captures, as given (recorded in the snapshot).
+    fn describe(&self) -> Vec<String>;
+    /// The next entry, or `None` when the capture is complete.
+    fn next_entry(&mut self) -> Result<Option<Entry>, Error>;
+    /// Problems that did not stop the capture (skipped files).
+    fn take_warnings(&mut self) -> Vec<String>;
+    /// Called after the last entry's content has been read; an error means the capture is not
+    /// to be trusted and no snapshot may be written.
+    fn finish(&mut self) -> Result<(), Error>;
+}
+
+/// Errors of sources and restores.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Invalid(String),
+    #[error("command {command:?} failed ({status}){stderr}")]
+    CommandFailed {
+        command: String,
+        status: String,
+        stderr: String,
+    },
+    #[error(
+        "refusing to overwrite {count} existing path(s) under {target} (first: {first}); pass --overwrite to replace them"
+    )]
+    WouldOverwrite {
+        target: String,
+        count: usize,
+        first: String,
+    },
+    #[error(transparent)]
+    Format(#[from] backstop_format::FormatError),
+}
+
+impl Error {
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}

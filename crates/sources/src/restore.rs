@@ -1,0 +1,332 @@
+//! Putting files back: writes items under a target directory and never outside it.
+//!
+//! Safety rules, whatever a manifest says:
+//! - every item path is checked with [`check_item_path`] (no absolute paths, no `..`);
+//! - before anything is written under a path, each of its parent components inside the target
+//!   must be a real directory, not a symlink, so a link stored in the snapshot (or planted in the
+//!   target) cannot redirect a later write outside the target;
+//! - file content is written to a temporary file beside its destination and renamed into place
+//!   only when complete and verified, so a failed restore leaves no half-written file, and an
+//!   existing symlink at the destination is replaced, never followed;
+//! - existing paths are only replaced with `overwrite`; the check runs over all items before the
+//!   first byte is written.
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use backstop_format::manifest::{Item, ItemKind, check_item_path};
+
+use crate::Error;
+
+/// What a restore into a directory would do.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct FilesPlan {
+    pub target: String,
+    pub files: u64,
+    pub dirs: u64,
+    pub symlinks: u64,
+    pub bytes: u64,
+    /// Paths that exist already and would be replaced.
+    pub existing: Vec<String>,
+}
+
+/// Computes the plan and refuses unsafe paths.
+pub fn plan(target: &Path, items: &[Item]) -> Result<FilesPlan, Error> {
+    let mut p = FilesPlan {
+        target: target.display().to_string(),
+        ..FilesPlan::default()
+    };
+    for item in items {
+        check_item_path(&item.path)?;
+        match item.kind {
+            ItemKind::Dir => p.dirs += 1,
+            ItemKind::Symlink => p.symlinks += 1,
+            _ => {
+                p.files += 1;
+                p.bytes += item.content.as_ref().map_or(0, |c| c.size);
+            }
+        }
+        let dest = target.join(&item.path);
+        if let Ok(md) = fs::symlink_metadata(&dest) {
+            if !(md.is_dir() && item.kind == ItemKind::Dir) {
+                p.existing.push(item.path.clone());
+            }
+        }
+    }
+    Ok(p)
+}
+
+/// Writes items under a target directory.
+#[derive(Debug)]
+pub struct FilesRestorer {
+    target: PathBuf,
+    /// Directories whose metadata is set after their contents are written.
+    dirs: Vec<(PathBuf, Item)>,
+}
+
+impl FilesRestorer {
+    /// Checks the plan against `overwrite` and creates the target directory.
+    pub fn new(target: &Path, plan: &FilesPlan, overwrite: bool) -> Result<Self, Error> {
+        if !overwrite && !plan.existing.is_empty() {
+            return Err(Error::WouldOverwrite {
+                target: target.display().to_string(),
+                count: plan.existing.len(),
+                first: plan.existing[0].clone(),
+            });
+        }
+        fs::create_dir_all(target)
+            .map_err(|e| Error::io(format!("creating {}", target.display()), e))?;
+        Ok(Self {
+            target: target.to_path_buf(),
+            dirs: Vec::new(),
+        })
+    }
+
+    /// The destination of an item, after checking its path and that no parent is a symlink.
+    fn dest(&self, item: &Item) -> Result<PathBuf, Error> {
+        check_item_path(&item.path)?;
+        let mut cur = self.target.clone();
+        let comps: Vec<&str> = item.path.split('/').collect();
+        for c in &comps[..comps.len() - 1] {
+            cur.push(c);
+            match fs::symlink_metadata(&cur) {
+                Ok(md) if md.is_dir() => {}
+                Ok(_) => {
+                    return Err(Error::Invalid(format!(
+                        "refusing to restore {}: {} is not a directory (a symlink or file is in the way)",
+                        item.path,
+                        cur.display()
+                    )));
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    fs::create_dir(&cur)
+                        .map_err(|e| Error::io(format!("creating {}", cur.display()), e))?;
+                }
+                Err(e) => return Err(Error::io(format!("checking {}", cur.display()), e)),
+            }
+        }
+        Ok(cur.join(comps[comps.len() - 1]))
+    }
+
+    /// Restores a directory (its times are set in [`FilesRestorer::finish`]).
+    pub fn dir(&mut self, item: &Item) -> Result<(), Error> {
+        let dest = self.dest(item)?;
+        match fs::symlink_metadata(&dest) {
+            Ok(md) if md.is_dir() => {}
+            Ok(_) => {
+                remove_path(&dest)?;
+                fs::create_dir(&dest)
+                    .map_err(|e| Error::io(format!("creating {}", dest.display()), e))?;
+            }
+            Err(_) => fs::create_dir(&dest)
+                .map_err(|e| Error::io(format!("creating {}", dest.display()), e))?,
+        }
+        self.dirs.push((dest, item.clone()));
+        Ok(())
+    }
+
+    /// Restores a file: `write` fills it; it is renamed into place only if `write` succeeds.
+    pub fn file(
+        &mut self,
+        item: &Item,
+        write: &mut dyn FnMut(&mut dyn Write) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        let dest = self.dest(item)?;
+        let dir = dest.parent().expect("dest has a parent inside the target");
+        let tmp = dir.join(format!(
+            ".backstop-restore-{}.tmp",
+            backstop_format::id::to_hex(&backstop_format::id::random_bytes::<8>())
+        ));
+        let result = (|| {
+            let f = File::create_new(&tmp)
+                .map_err(|e| Error::io(format!("creating {}", tmp.display()), e))?;
+            let mut w = io::BufWriter::with_capacity(1 << 20, f);
+            write(&mut w)?;
+            let f = w
+                .into_inner()
+                .map_err(|e| Error::io(format!("writing {}", tmp.display()), e.into_error()))?;
+            f.sync_all()
+                .map_err(|e| Error::io(format!("writing {}", tmp.display()), e))?;
+            drop(f);
+            apply_metadata(&tmp, item)?;
+            if fs::symlink_metadata(&dest).is_ok_and(|md| md.is_dir()) {
+                remove_path(&dest)?;
+            }
+            fs::rename(&tmp, &dest)
+                .map_err(|e| Error::io(format!("moving into place {}", dest.display()), e))
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result
+    }
+
+    /// Restores a symlink as a link (its target is not checked or followed).
+    pub fn symlink(&mut self, item: &Item) -> Result<(), Error> {
+        let dest = self.dest(item)?;
+        let target = item.target.as_deref().unwrap_or_default();
+        if fs::symlink_metadata(&dest).is_ok() {
+            remove_path(&dest)?;
+        }
+        make_symlink(target, &dest)
+    }
+
+    /// Sets directory times last, since writing into a directory changes them.
+    pub fn finish(mut self) -> Result<(), Error> {
+        while let Some((path, item)) = self.dirs.pop() {
+            apply_metadata(&path, &item)?;
+        }
+        Ok(())
+    }
+}
+
+fn remove_path(p: &Path) -> Result<(), Error> {
+    let md =
+        fs::symlink_metadata(p).map_err(|e| Error::io(format!("checking {}", p.display()), e))?;
+    let r = if md.is_dir() {
+        fs::remove_dir_all(p)
+    } else {
+        fs::remove_file(p)
+    };
+    r.map_err(|e| Error::io(format!("replacing {}", p.display()), e))
+}
+
+#[cfg(unix)]
+fn make_symlink(target: &str, dest: &Path) -> Result<(), Error> {
+    std::os::unix::fs::symlink(target, dest)
+        .map_err(|e| Error::io(format!("creating link {}", dest.display()), e))
+}
+
+#[cfg(windows)]
+fn make_symlink(target: &str, dest: &Path) -> Result<(), Error> {
+    std::os::windows::fs::symlink_file(target, dest)
+        .map_err(|e| Error::io(format!("creating link {}", dest.display()), e))
+}
+
+#[cfg(not(any(unix, windows)))]
+fn make_symlink(_target: &str, dest: &Path) -> Result<(), Error> {
+    Err(Error::Invalid(format!(
+        "cannot create link {} on this platform",
+        dest.display()
+    )))
+}
+
+fn apply_metadata(path: &Path, item: &Item) -> Result<(), Error> {
+    set_mode(path, item)?;
+    if let Some(t) = item.mtime {
+        let st = std::time::SystemTime::from(t);
+        // Opening a directory for writing is not portable; on Windows directory times are
+        // left as they are.
+        let f = if item.kind == ItemKind::Dir {
+            File::open(path)
+        } else {
+            File::options().write(true).open(path)
+        };
+        if let Ok(f) = f {
+            let _ = f.set_modified(st);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(unix)]
+fn set_mode(path: &Path, item: &Item) -> Result<(), Error> {
+    use std::os::unix::fs::PermissionsExt;
+    if let Some(m) = item.mode {
+        fs::set_permissions(path, fs::Permissions::from_mode(m))
+            .map_err(|e| Error::io(format!("setting permissions of {}", path.display()), e))?;
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn set_mode(path: &Path, item: &Item) -> Result<(), Error> {
+    if item.readonly && item.kind != ItemKind::Dir {
+        let mut p = fs::metadata(path)
+            .map_err(|e| Error::io(format!("reading {}", path.display()), e))?
+            .permissions();
+        p.set_readonly(true);
+        fs::set_permissions(path, p)
+            .map_err(|e| Error::io(format!("setting permissions of {}", path.display()), e))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(path: &str, kind: ItemKind) -> Item {
+        Item {
+            path: path.into(),
+            kind,
+            size: 0,
+            mode: None,
+            mtime: None,
+            readonly: false,
+            target: None,
+            content: None,
+        }
+    }
+
+    #[test]
+    fn unsafe_paths_are_refused_in_the_plan() {
+        let d = tempfile::tempdir().unwrap();
+        assert!(plan(d.path(), &[item("../evil", ItemKind::File)]).is_err());
+        assert!(plan(d.path(), &[item("/etc/passwd", ItemKind::File)]).is_err());
+    }
+
+    #[test]
+    fn existing_files_need_overwrite() {
+        let d = tempfile::tempdir().unwrap();
+        fs::write(d.path().join("a"), "old").unwrap();
+        let items = [item("a", ItemKind::File)];
+        let p = plan(d.path(), &items).unwrap();
+        assert_eq!(p.existing, ["a"]);
+        assert!(matches!(
+            FilesRestorer::new(d.path(), &p, false),
+            Err(Error::WouldOverwrite { .. })
+        ));
+        let mut r = FilesRestorer::new(d.path(), &p, true).unwrap();
+        r.file(&items[0], &mut |w| {
+            w.write_all(b"new").map_err(|e| Error::io("w", e))
+        })
+        .unwrap();
+        r.finish().unwrap();
+        assert_eq!(fs::read(d.path().join("a")).unwrap(), b"new");
+    }
+
+    #[test]
+    fn failed_write_leaves_nothing() {
+        let d = tempfile::tempdir().unwrap();
+        let items = [item("a", ItemKind::File)];
+        let p = plan(d.path(), &items).unwrap();
+        let mut r = FilesRestorer::new(d.path(), &p, false).unwrap();
+        let err = r.file(&items[0], &mut |w| {
+            w.write_all(b"partial").unwrap();
+            Err(Error::Invalid("chunk damaged".into()))
+        });
+        assert!(err.is_err());
+        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 0);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn symlink_in_snapshot_cannot_redirect_writes() {
+        let d = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let target = d.path().join("t");
+        let mut link = item("a", ItemKind::Symlink);
+        link.target = Some(outside.path().display().to_string());
+        let items = [link, item("a/evil", ItemKind::File)];
+        let p = plan(&target, &items).unwrap();
+        let mut r = FilesRestorer::new(&target, &p, false).unwrap();
+        r.symlink(&items[0]).unwrap();
+        let err = r.file(&items[1], &mut |w| {
+            w.write_all(b"x").map_err(|e| Error::io("w", e))
+        });
+        assert!(err.is_err());
+        assert_eq!(fs::read_dir(outside.path()).unwrap().count(), 0);
+    }
+}

@@ -1,0 +1,356 @@
+//! Storage backends for a backstop repository.
+//!
+//! A repository is a flat collection of immutable-ish objects, each addressed
+//! by a [`Kind`] and a name. The [`Storage`] trait is deliberately small —
+//! whole-object writes, reads (whole or ranged), listing, and deletion, with no
+//! rename and no append — so that an object store such as S3 can implement it
+//! with the same guarantees as a local directory.
+//!
+//! Backends in this crate:
+//!
+//! - [`LocalStorage`]: a directory on a local or mounted file system, with
+//!   atomic, durable writes (temp file, fsync, rename, fsync directory).
+//! - [`MemoryStorage`]: an in-memory map, for tests, with hooks to damage
+//!   objects on purpose.
+//!
+//! Every backend must pass the [`conformance`] suite.
+//!
+//! ```
+//! use backstop_storage::{Kind, MemoryStorage, Storage};
+//!
+//! let storage = MemoryStorage::new();
+//! storage.create()?;
+//! storage.write(Kind::Snapshot, "0123abcd", b"manifest")?;
+//! assert_eq!(storage.read(Kind::Snapshot, "0123abcd")?, b"manifest");
+//! assert_eq!(storage.read_range(Kind::Snapshot, "0123abcd", 3, 2)?, b"if");
+//! assert!(storage.read(Kind::Pack, "0123abcd").unwrap_err().is_not_found());
+//! # Ok::<(), backstop_storage::Error>(())
+//! ```
+
+use std::fmt;
+use std::io;
+use std::sync::Arc;
+
+pub mod conformance;
+mod local;
+mod memory;
+
+pub use local::LocalStorage;
+pub use memory::MemoryStorage;
+
+/// The kinds of object a repository stores. Each kind lives in its own namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    /// The repository config; the only name used is `config`.
+    Config,
+    /// Wrapped master keys of an encrypted repository.
+    Key,
+    /// Pack files holding chunks.
+    Pack,
+    /// Index files mapping chunk ids to packs.
+    Index,
+    /// Snapshot manifests.
+    Snapshot,
+    /// Lock objects (shared for backups, exclusive for deletes).
+    Lock,
+    /// Records attached to snapshots (restore drills, verification marks).
+    Record,
+}
+
+impl Kind {
+    /// Every kind, in a stable order.
+    pub const ALL: [Kind; 7] = [
+        Kind::Config,
+        Kind::Key,
+        Kind::Pack,
+        Kind::Index,
+        Kind::Snapshot,
+        Kind::Lock,
+        Kind::Record,
+    ];
+
+    /// The directory (or key prefix) holding objects of this kind.
+    ///
+    /// [`Kind::Config`] objects live at the repository root as `<root>/<name>`
+    /// rather than in a directory; for them this returns `"config"`, the one
+    /// name that kind uses.
+    pub fn dir(self) -> &'static str {
+        match self {
+            Kind::Config => "config",
+            Kind::Key => "keys",
+            Kind::Pack => "data",
+            Kind::Index => "index",
+            Kind::Snapshot => "snapshots",
+            Kind::Lock => "locks",
+            Kind::Record => "records",
+        }
+    }
+
+    /// The singular lowercase name used in messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Config => "config",
+            Kind::Key => "key",
+            Kind::Pack => "pack",
+            Kind::Index => "index",
+            Kind::Snapshot => "snapshot",
+            Kind::Lock => "lock",
+            Kind::Record => "record",
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Name and size of one stored object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// The object's name, valid per [`is_valid_name`].
+    pub name: String,
+    /// The object's size in bytes.
+    pub size: u64,
+}
+
+/// The longest valid object name, in bytes.
+pub const MAX_NAME_LEN: usize = 128;
+
+/// Whether `name` is a valid object name: 1..=[`MAX_NAME_LEN`] characters of
+/// `[0-9a-z]`, `-` and `_`.
+///
+/// The alphabet is this narrow so that a name is safe as a path component and
+/// an object key everywhere: no separators, no dot files, and no names that
+/// differ only in case (which collide on case-insensitive file systems).
+pub fn is_valid_name(name: &str) -> bool {
+    (1..=MAX_NAME_LEN).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase() || b == b'-' || b == b'_')
+}
+
+/// Checks a name with [`is_valid_name`], returning [`Error::InvalidName`] if it fails.
+pub fn validate_name(name: &str) -> Result<()> {
+    if is_valid_name(name) {
+        Ok(())
+    } else {
+        Err(Error::InvalidName(name.to_owned()))
+    }
+}
+
+/// The result type of every storage operation.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Errors returned by storage backends.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The object does not exist.
+    #[error("{kind} object {name} not found in {location}")]
+    NotFound {
+        kind: Kind,
+        name: String,
+        location: String,
+    },
+    /// The name is not a valid object name (see [`is_valid_name`]).
+    #[error("invalid object name {0:?}: expected 1 to 128 characters of 0-9, a-z, '-' and '_'")]
+    InvalidName(String),
+    /// A ranged read extended past the end of the object.
+    #[error(
+        "{kind} object {name} is too short: wanted {wanted} bytes at offset {offset}, got {got}"
+    )]
+    ShortRead {
+        kind: Kind,
+        name: String,
+        offset: u64,
+        wanted: u64,
+        got: u64,
+    },
+    /// An I/O operation failed; `context` says what was being done and where.
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: io::Error,
+    },
+    /// [`Storage::create`] found a repository config already in place.
+    #[error("a repository already exists at {location}")]
+    AlreadyExists { location: String },
+    /// Anything else, described in words.
+    #[error("{0}")]
+    Other(String),
+}
+
+impl Error {
+    /// Wraps an I/O error with a description of what was being done and where,
+    /// such as `"writing /repo/index/ab12"`.
+    pub fn io(context: impl Into<String>, source: io::Error) -> Self {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+
+    /// Whether the error means the object does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Error::NotFound { .. })
+    }
+
+    /// Whether retrying the same operation might succeed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Io { source, .. } => matches!(
+                source.kind(),
+                io::ErrorKind::Interrupted
+                    | io::ErrorKind::TimedOut
+                    | io::ErrorKind::WouldBlock
+                    | io::ErrorKind::ConnectionReset
+                    | io::ErrorKind::ConnectionAborted
+            ),
+            _ => false,
+        }
+    }
+}
+
+/// A place that stores whole objects by kind and name.
+///
+/// Every method that takes a name rejects an invalid one (see
+/// [`is_valid_name`]) with [`Error::InvalidName`] before touching storage.
+/// Objects of different kinds are separate namespaces: the same name under two
+/// kinds is two objects.
+///
+/// Implementations must be usable from many threads at once, and must pass
+/// [`conformance::run_all`].
+pub trait Storage: Send + Sync + fmt::Debug {
+    /// A human-readable description of where objects are stored (a path or a
+    /// URL), for messages.
+    fn location(&self) -> String;
+
+    /// Prepares the location for a new repository.
+    ///
+    /// The location may be missing, empty, or hold unrelated files; what it
+    /// must not hold is a repository config (a [`Kind::Config`] object named
+    /// `config`), in which case this returns [`Error::AlreadyExists`].
+    /// Calling it again before a config is written is harmless.
+    fn create(&self) -> Result<()>;
+
+    /// Lists every object of `kind` with its size, in no particular order.
+    ///
+    /// A kind with no objects (even one whose directory is missing) gives an
+    /// empty list. Entries whose names are not valid object names, such as
+    /// temporary files, are not objects and are skipped.
+    fn list(&self, kind: Kind) -> Result<Vec<ObjectInfo>>;
+
+    /// Returns the object's name and size, or [`Error::NotFound`].
+    fn stat(&self, kind: Kind, name: &str) -> Result<ObjectInfo>;
+
+    /// Reads the whole object, or returns [`Error::NotFound`].
+    fn read(&self, kind: Kind, name: &str) -> Result<Vec<u8>>;
+
+    /// Reads exactly `len` bytes starting at `offset`.
+    ///
+    /// Returns [`Error::ShortRead`] if the object ends before `offset + len`
+    /// and [`Error::NotFound`] if it does not exist. A zero-length range within
+    /// the object (including at its very end) gives an empty vector.
+    fn read_range(&self, kind: Kind, name: &str, offset: u64, len: u64) -> Result<Vec<u8>>;
+
+    /// Stores `data` as the object, replacing any object of the same name.
+    ///
+    /// The write is atomic and durable: once it returns `Ok` the whole object
+    /// is stored and survives a crash, and no reader — nor a crash at any
+    /// instant — ever observes a partial object under the name. A replaced
+    /// object is seen either whole as before or whole as after.
+    fn write(&self, kind: Kind, name: &str, data: &[u8]) -> Result<()>;
+
+    /// Removes the object, or returns [`Error::NotFound`] if it does not exist.
+    fn delete(&self, kind: Kind, name: &str) -> Result<()>;
+
+    /// Whether the object exists.
+    fn exists(&self, kind: Kind, name: &str) -> Result<bool> {
+        match self.stat(kind, name) {
+            Ok(_) => Ok(true),
+            Err(e) if e.is_not_found() => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+// Forwarding impls so that shared (`Arc`) and boxed storages can be passed
+// wherever a `Storage` is expected, e.g. a test keeping an `Arc<MemoryStorage>`
+// to damage objects while the engine owns another handle.
+macro_rules! forward_storage {
+    ($($ptr:ident),*) => {$(
+        impl<T: Storage + ?Sized> Storage for $ptr<T> {
+            fn location(&self) -> String {
+                (**self).location()
+            }
+            fn create(&self) -> Result<()> {
+                (**self).create()
+            }
+            fn list(&self, kind: Kind) -> Result<Vec<ObjectInfo>> {
+                (**self).list(kind)
+            }
+            fn stat(&self, kind: Kind, name: &str) -> Result<ObjectInfo> {
+                (**self).stat(kind, name)
+            }
+            fn read(&self, kind: Kind, name: &str) -> Result<Vec<u8>> {
+                (**self).read(kind, name)
+            }
+            fn read_range(&self, kind: Kind, name: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
+                (**self).read_range(kind, name, offset, len)
+            }
+            fn write(&self, kind: Kind, name: &str, data: &[u8]) -> Result<()> {
+                (**self).write(kind, name, data)
+            }
+            fn delete(&self, kind: Kind, name: &str) -> Result<()> {
+                (**self).delete(kind, name)
+            }
+            fn exists(&self, kind: Kind, name: &str) -> Result<bool> {
+                (**self).exists(kind, name)
+            }
+        }
+    )*};
+}
+
+forward_storage!(Arc, Box);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert!(is_valid_name("a"));
+        assert!(is_valid_name("config"));
+        assert!(is_valid_name("0a-b_c"));
+        assert!(is_valid_name(&"f".repeat(128)));
+        for bad in ["", "A", "a.b", ".hidden", "a/b", "../x", "a b", "é", "a\\b"] {
+            assert!(!is_valid_name(bad), "{bad:?} accepted");
+        }
+        assert!(!is_valid_name(&"f".repeat(129)));
+    }
+
+    #[test]
+    fn kinds() {
+        assert_eq!(Kind::ALL.len(), 7);
+        assert_eq!(Kind::Pack.to_string(), "pack");
+        assert_eq!(Kind::Snapshot.dir(), "snapshots");
+        let dirs: std::collections::BTreeSet<_> = Kind::ALL.iter().map(|k| k.dir()).collect();
+        assert_eq!(dirs.len(), Kind::ALL.len());
+    }
+
+    #[test]
+    fn transient() {
+        let e = Error::io("reading x", io::Error::from(io::ErrorKind::TimedOut));
+        assert!(e.is_transient());
+        assert_eq!(e.to_string(), "reading x: timed out");
+        let e = Error::io(
+            "reading x",
+            io::Error::from(io::ErrorKind::PermissionDenied),
+        );
+        assert!(!e.is_transient());
+        assert!(!Error::Other("x".into()).is_transient());
+    }
+}
