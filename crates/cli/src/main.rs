@@ -1,1 +1,98 @@
-fn main() {}
+//! `backstop`: back up, verify and restore the data a small business runs on.
+
+/// `println!` that returns an error instead of panicking when stdout is closed.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+
+mod commands;
+mod config;
+mod context;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::context::GlobalArgs;
+
+/// Exit codes, documented in README.md.
+pub mod exit {
+    pub const OK: u8 = 0;
+    pub const ERROR: u8 = 1;
+    pub const USAGE: u8 = 2;
+    /// The backup finished but some items could not be read.
+    pub const PARTIAL: u8 = 3;
+    /// verify found problems, or data failed an integrity check.
+    pub const INTEGRITY: u8 = 4;
+    pub const NO_REPOSITORY: u8 = 10;
+    pub const LOCKED: u8 = 11;
+    /// Missing or wrong passphrase.
+    pub const AUTH: u8 = 12;
+    /// The snapshot or source asked for does not exist.
+    pub const NOT_FOUND: u8 = 13;
+    pub const CANCELLED: u8 = 130;
+}
+
+#[derive(Parser, Debug)]
+#[command(name = "backstop", version, about = "Consistent, deduplicated, verified backups of databases and files", long_about = None)]
+struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create a new repository.
+    Init(commands::init::Args),
+    /// Back up files, directories, a command's output, or the sources in backstop.toml.
+    Backup(commands::backup::Args),
+    /// List snapshots.
+    Snapshots(commands::snapshots::Args),
+    /// Show one snapshot: metadata and items.
+    Show(commands::show::Args),
+    /// Show the repository: format, encryption, sizes, counts.
+    Info(commands::info::Args),
+    /// Restore a snapshot into a directory.
+    Restore(commands::restore::Args),
+    /// Check the repository's integrity.
+    Verify(commands::verify::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            });
+        }
+    };
+    let json = cli.global.json;
+    let result = match cli.command {
+        Command::Init(a) => commands::init::run(&cli.global, a),
+        Command::Backup(a) => commands::backup::run(&cli.global, a),
+        Command::Snapshots(a) => commands::snapshots::run(&cli.global, a),
+        Command::Show(a) => commands::show::run(&cli.global, a),
+        Command::Info(a) => commands::info::run(&cli.global, a),
+        Command::Restore(a) => commands::restore::run(&cli.global, a),
+        Command::Verify(a) => commands::verify::run(&cli.global, a),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) if output::is_broken_pipe(&e) => ExitCode::from(exit::OK),
+        Err(e) => {
+            let code = output::exit_code(&e);
+            output::print_error(&e, json);
+            ExitCode::from(code)
+        }
+    }
+}

@@ -42,7 +42,7 @@ pub fn is_boundary(id: &ChunkId, len: usize) -> bool {
         return false;
     }
     let b = id.as_bytes();
-    u32::from_le_bytes([b[28], b[29], b[30], b[31]]) % BOUNDARY_ONE_IN == 0
+    u32::from_le_bytes([b[28], b[29], b[30], b[31]]).is_multiple_of(BOUNDARY_ONE_IN)
 }
 
 /// A tree node as stored.

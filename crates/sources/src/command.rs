@@ -86,6 +86,7 @@ impl Source for CommandSource {
             content: Some(Box::new(stdout)),
             chunking: Chunking::ContentDefined,
             required: true,
+            reuse_unchanged: false,
         }))
     }
 
@@ -174,6 +175,7 @@ impl Source for StreamSource {
             content: Some(r),
             chunking: Chunking::ContentDefined,
             required: true,
+            reuse_unchanged: false,
         }))
     }
     fn take_warnings(&mut self) -> Vec<String> {

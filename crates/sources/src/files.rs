@@ -101,7 +101,7 @@ fn top_level_name(p: &Path) -> Result<String, Error> {
 
 /// Item metadata from file metadata.
 pub fn item_from_metadata(path: String, kind: ItemKind, md: &Metadata) -> Item {
-    let mtime = md.modified().ok().and_then(|t| jiff_from_system(t));
+    let mtime = md.modified().ok().and_then(jiff_from_system);
     Item {
         path,
         kind,
@@ -169,6 +169,7 @@ impl Source for FilesSource {
                     content: None,
                     chunking: Chunking::ContentDefined,
                     required: false,
+                    reuse_unchanged: false,
                 }));
             }
             if ft.is_symlink() {
@@ -181,6 +182,7 @@ impl Source for FilesSource {
                             content: None,
                             chunking: Chunking::ContentDefined,
                             required: false,
+                            reuse_unchanged: false,
                         }));
                     }
                     Err(e) => {
@@ -204,6 +206,7 @@ impl Source for FilesSource {
                         content: Some(Box::new(f)),
                         chunking: Chunking::ContentDefined,
                         required: false,
+                        reuse_unchanged: true,
                     }));
                 }
                 Err(e) => {

@@ -44,6 +44,10 @@ pub struct Entry {
     /// If reading the content fails: true fails the whole backup (a database, a command), false
     /// skips the item with a warning (an ordinary file that vanished or cannot be read).
     pub required: bool,
+    /// Whether the engine may reuse the previous snapshot's content for this item, without
+    /// reading it, when its size and modification time are unchanged (ordinary files). Never
+    /// for databases or streams, whose consistency comes from reading them.
+    pub reuse_unchanged: bool,
 }
 
 impl std::fmt::Debug for Entry {
@@ -52,6 +56,7 @@ impl std::fmt::Debug for Entry {
             .field("item", &self.item)
             .field("chunking", &self.chunking)
             .field("required", &self.required)
+            .field("reuse_unchanged", &self.reuse_unchanged)
             .finish_non_exhaustive()
     }
 }

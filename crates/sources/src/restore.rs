@@ -48,10 +48,10 @@ pub fn plan(target: &Path, items: &[Item]) -> Result<FilesPlan, Error> {
             }
         }
         let dest = target.join(&item.path);
-        if let Ok(md) = fs::symlink_metadata(&dest) {
-            if !(md.is_dir() && item.kind == ItemKind::Dir) {
-                p.existing.push(item.path.clone());
-            }
+        if let Ok(md) = fs::symlink_metadata(&dest)
+            && !(md.is_dir() && item.kind == ItemKind::Dir)
+        {
+            p.existing.push(item.path.clone());
         }
     }
     Ok(p)
@@ -138,6 +138,7 @@ impl FilesRestorer {
             ".backstop-restore-{}.tmp",
             backstop_format::id::to_hex(&backstop_format::id::random_bytes::<8>())
         ));
+        let replaces = fs::symlink_metadata(&dest).is_ok();
         let result = (|| {
             let f = File::create_new(&tmp)
                 .map_err(|e| Error::io(format!("creating {}", tmp.display()), e))?;
@@ -146,8 +147,14 @@ impl FilesRestorer {
             let f = w
                 .into_inner()
                 .map_err(|e| Error::io(format!("writing {}", tmp.display()), e.into_error()))?;
-            f.sync_all()
-                .map_err(|e| Error::io(format!("writing {}", tmp.display()), e))?;
+            // Replacing existing data: make the new content durable before the rename, so a
+            // crash leaves the old file or the new one, never an empty one. A new file has no
+            // old content to lose, and is flushed by the system like any copy (as cp, restic
+            // and borg do).
+            if replaces {
+                f.sync_all()
+                    .map_err(|e| Error::io(format!("writing {}", tmp.display()), e))?;
+            }
             drop(f);
             apply_metadata(&tmp, item)?;
             if fs::symlink_metadata(&dest).is_ok_and(|md| md.is_dir()) {

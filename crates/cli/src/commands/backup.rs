@@ -1,0 +1,268 @@
+//! `backstop backup`
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use backstop_engine::{BackupOptions, BackupSummary, InitOptions, Repository};
+use backstop_format::Timestamp;
+use backstop_format::manifest::BackupKind;
+use backstop_sources::Source;
+use backstop_sources::command::{CommandSource, StreamSource};
+use backstop_sources::files::FilesSource;
+
+use crate::context::{Ctx, DEFAULT_REPO, GlobalArgs, host, load_index, storage_at};
+use crate::output::{Bar, UsageError, bytes, print_json};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Files or directories to back up [default: every source in backstop.toml]
+    pub paths: Vec<PathBuf>,
+    /// Back up this source from backstop.toml
+    #[arg(long, conflicts_with = "paths")]
+    pub source: Option<String>,
+    /// Source name the snapshot is filed under [default: the first path's name]
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Description of this backup
+    #[arg(short = 'm', long = "message", alias = "description")]
+    pub message: Option<String>,
+    /// Tag (repeatable)
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
+    /// Why this backup is taken
+    #[arg(long, default_value = "manual", value_parser = parse_kind)]
+    pub kind: BackupKind,
+    /// Change ticket this backup belongs to
+    #[arg(long)]
+    pub ticket: Option<String>,
+    /// Record this time (RFC 3339) instead of now, for imports and tests
+    #[arg(long, value_parser = parse_time)]
+    pub time: Option<Timestamp>,
+    /// Read every file, even those unchanged (same size and modification time) since the last snapshot
+    #[arg(long)]
+    pub force: bool,
+    /// Back up standard input as one item
+    #[arg(long, conflicts_with_all = ["paths", "source"])]
+    pub stdin: bool,
+    /// Item name for --stdin or a command's output [default: the source name]
+    #[arg(long)]
+    pub filename: Option<String>,
+    /// Back up the standard output of this command (after --); a non-zero exit makes no snapshot
+    #[arg(last = true)]
+    pub command: Vec<String>,
+}
+
+fn parse_kind(s: &str) -> Result<BackupKind, String> {
+    let k: BackupKind = s.parse()?;
+    if k == BackupKind::PreRestore {
+        return Err("pre-restore snapshots are made by restore itself".into());
+    }
+    Ok(k)
+}
+
+fn parse_time(s: &str) -> Result<Timestamp, String> {
+    s.parse::<Timestamp>()
+        .map_err(|e| format!("{s:?} is not an RFC 3339 time such as 2026-11-21T18:00:00Z: {e}"))
+}
+
+struct Job {
+    name: String,
+    source: Box<dyn Source>,
+    tags: Vec<String>,
+    description: Option<String>,
+}
+
+pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
+    let ctx = Ctx::new(g)?;
+    let (repo, repo_path) = open_or_create(&ctx)?;
+    let exclude = vec![repo_path];
+    let jobs = jobs(&ctx, &a, &exclude)?;
+    let mut index = load_index(&repo, g.quiet)?;
+    let mut code = crate::exit::OK;
+    let mut summaries = Vec::new();
+    for mut job in jobs {
+        let mut tags = job.tags.clone();
+        tags.extend(a.tags.iter().cloned());
+        let opts = BackupOptions {
+            source_name: job.name.clone(),
+            kind: a.kind,
+            description: a.message.clone().or(job.description.take()),
+            tags,
+            ticket: a.ticket.clone(),
+            time: a.time.unwrap_or_else(Timestamp::now),
+            host: host(),
+            program: format!("backstop {}", env!("CARGO_PKG_VERSION")),
+            force: a.force,
+        };
+        let bar = Bar::new(g.quiet || g.json);
+        let started = Instant::now();
+        let result = backstop_engine::backup(&repo, &mut index, job.source.as_mut(), &opts, &bar);
+        bar.done();
+        let s = result.with_context(|| format!("backing up {}", job.name))?;
+        if !s.warnings.is_empty() {
+            code = crate::exit::PARTIAL;
+        }
+        if !g.json && !g.quiet {
+            print_summary(&s, started.elapsed().as_secs_f64())?;
+        }
+        summaries.push(s);
+    }
+    if g.json {
+        if summaries.len() == 1 {
+            print_json(&summaries[0])?;
+        } else {
+            print_json(&summaries)?;
+        }
+    }
+    Ok(code)
+}
+
+fn print_summary(s: &BackupSummary, secs: f64) -> anyhow::Result<()> {
+    outln!(
+        "snapshot {} of {} saved: {} read, {} added to the repository ({} of {} chunks new) in {:.1} s",
+        s.id.short(),
+        s.source,
+        bytes(s.bytes_in),
+        bytes(s.bytes_added),
+        s.chunks_new,
+        s.chunks,
+        secs
+    )?;
+    if !s.warnings.is_empty() {
+        outln!(
+            "{} warning(s): some items were skipped; see above",
+            s.warnings.len()
+        )?;
+    }
+    Ok(())
+}
+
+/// Opens the configured repository, or creates `./backstop-repo` when none is configured.
+fn open_or_create(ctx: &Ctx<'_>) -> anyhow::Result<(Repository, PathBuf)> {
+    if let Some(loc) = ctx.repo_location() {
+        return Ok((ctx.open_at(&loc)?, loc));
+    }
+    let loc = PathBuf::from(DEFAULT_REPO);
+    let storage = storage_at(&loc);
+    let pass = ctx.passphrase()?;
+    match Repository::open(storage.clone(), pass.as_deref()) {
+        Ok(r) => Ok((r, loc)),
+        Err(backstop_engine::Error::NoRepository(_)) => {
+            let encrypted = pass.is_some();
+            let repo =
+                Repository::init(storage, &InitOptions::new(pass, Timestamp::now(), host()))?;
+            if !ctx.args.quiet && !ctx.args.json {
+                eprintln!(
+                    "no repository configured: created {} in {} ({})",
+                    DEFAULT_REPO,
+                    std::env::current_dir()
+                        .map(|d| d.display().to_string())
+                        .unwrap_or_default(),
+                    if encrypted {
+                        "encrypted"
+                    } else {
+                        "NOT encrypted; set BACKSTOP_PASSWORD before the first backup to encrypt"
+                    }
+                );
+            }
+            Ok((repo, loc))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn jobs(ctx: &Ctx<'_>, a: &Args, exclude: &[PathBuf]) -> anyhow::Result<Vec<Job>> {
+    if !a.command.is_empty() || a.stdin {
+        let name = a
+            .name
+            .clone()
+            .ok_or_else(|| UsageError("--name is required with --stdin or a command".into()))?;
+        let filename = a.filename.clone().unwrap_or_else(|| name.clone());
+        let source: Box<dyn Source> = if a.stdin {
+            Box::new(StreamSource::new(Box::new(std::io::stdin()), filename)?)
+        } else {
+            Box::new(CommandSource::new(a.command.clone(), filename)?)
+        };
+        return Ok(vec![Job {
+            name,
+            source,
+            tags: vec![],
+            description: None,
+        }]);
+    }
+    if !a.paths.is_empty() {
+        let name = match &a.name {
+            Some(n) => n.clone(),
+            None => default_name(&a.paths[0])?,
+        };
+        let source = FilesSource::new(a.paths.clone(), exclude.to_vec())?;
+        return Ok(vec![Job {
+            name,
+            source: Box::new(source),
+            tags: vec![],
+            description: None,
+        }]);
+    }
+    let wanted: Vec<(&String, &crate::config::SourceConfig)> = match &a.source {
+        Some(n) => {
+            let s = ctx.config.sources.get(n).ok_or_else(|| {
+                let known: Vec<&str> = ctx.config.sources.keys().map(String::as_str).collect();
+                UsageError(format!(
+                    "no source {n:?} in {} (configured: {})",
+                    if ctx.config.file.as_os_str().is_empty() {
+                        "backstop.toml".into()
+                    } else {
+                        ctx.config.file.display().to_string()
+                    },
+                    if known.is_empty() {
+                        "none".into()
+                    } else {
+                        known.join(", ")
+                    }
+                ))
+            })?;
+            vec![(n, s)]
+        }
+        None => ctx.config.sources.iter().collect(),
+    };
+    if wanted.is_empty() {
+        return Err(UsageError(
+            "nothing to back up: give paths (backstop backup shop.db), a command after --, or configure sources in backstop.toml".into(),
+        )
+        .into());
+    }
+    wanted
+        .into_iter()
+        .map(|(name, s)| {
+            let source: Box<dyn Source> = if !s.command.is_empty() {
+                Box::new(CommandSource::new(
+                    s.command.clone(),
+                    s.filename.clone().unwrap_or_else(|| name.clone()),
+                )?)
+            } else {
+                let paths = s
+                    .all_paths()
+                    .into_iter()
+                    .map(|p| ctx.config.resolve(p))
+                    .collect();
+                Box::new(FilesSource::new(paths, exclude.to_vec())?)
+            };
+            Ok(Job {
+                name: a.name.clone().unwrap_or_else(|| name.clone()),
+                source,
+                tags: s.tags.clone(),
+                description: s.description.clone(),
+            })
+        })
+        .collect()
+}
+
+fn default_name(p: &std::path::Path) -> anyhow::Result<String> {
+    let abs =
+        std::fs::canonicalize(p).with_context(|| format!("cannot back up {}", p.display()))?;
+    Ok(abs
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "root".into()))
+}

@@ -1,0 +1,87 @@
+//! `backstop info`
+
+use backstop_storage::Kind;
+use serde::Serialize;
+
+use crate::context::{Ctx, GlobalArgs, load_index};
+use crate::output::{bytes, print_json};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {}
+
+#[derive(Serialize)]
+struct Out {
+    repository: String,
+    id: String,
+    version: u32,
+    encrypted: bool,
+    encryption: String,
+    compression: i32,
+    chunker: backstop_format::config::ChunkerParams,
+    snapshots: usize,
+    packs: usize,
+    chunks: usize,
+    stored_bytes: u64,
+    index_files: usize,
+}
+
+pub fn run(g: &GlobalArgs, _a: Args) -> anyhow::Result<u8> {
+    let ctx = Ctx::new(g)?;
+    let repo = ctx.open()?;
+    let index = load_index(&repo, g.quiet)?;
+    let st = repo.storage();
+    let stored: u64 = [
+        Kind::Pack,
+        Kind::Index,
+        Kind::Snapshot,
+        Kind::Key,
+        Kind::Record,
+    ]
+    .into_iter()
+    .map(|k| st.list(k).map(|v| v.iter().map(|o| o.size).sum::<u64>()))
+    .sum::<Result<u64, _>>()?;
+    let c = repo.config();
+    let out = Out {
+        repository: st.location(),
+        id: c.id.clone(),
+        version: c.version,
+        encrypted: repo.is_encrypted(),
+        encryption: if repo.is_encrypted() {
+            "xchacha20-poly1305, argon2id passphrase key".into()
+        } else {
+            "none".into()
+        },
+        compression: c.compression,
+        chunker: c.chunker,
+        snapshots: st.list(Kind::Snapshot)?.len(),
+        packs: st.list(Kind::Pack)?.len(),
+        chunks: index.len(),
+        stored_bytes: stored,
+        index_files: index.files.len(),
+    };
+    if g.json {
+        print_json(&out)?;
+        return Ok(crate::exit::OK);
+    }
+    outln!("repository  {}", out.repository)?;
+    outln!("id          {}", out.id)?;
+    outln!("format      version {}", out.version)?;
+    outln!(
+        "encryption  {}",
+        if out.encrypted {
+            "ON (XChaCha20-Poly1305, Argon2id passphrase key)"
+        } else {
+            "OFF (not encrypted)"
+        }
+    )?;
+    outln!("compression zstd level {}", out.compression)?;
+    outln!("snapshots   {}", out.snapshots)?;
+    outln!(
+        "packs       {} ({} chunks, {} index files)",
+        out.packs,
+        out.chunks,
+        out.index_files
+    )?;
+    outln!("stored      {}", bytes(out.stored_bytes))?;
+    Ok(crate::exit::OK)
+}

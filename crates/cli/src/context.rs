@@ -1,0 +1,118 @@
+//! What every command needs: global flags, the config file, the repository and its passphrase.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use backstop_engine::{Index, Repository};
+use backstop_storage::LocalStorage;
+
+use crate::config::Config;
+
+/// The repository used by `backup` when none is configured.
+pub const DEFAULT_REPO: &str = "backstop-repo";
+
+#[derive(clap::Args, Debug)]
+pub struct GlobalArgs {
+    /// Repository location [env: BACKSTOP_REPO; default: `repository` in backstop.toml]
+    #[arg(long, global = true, env = "BACKSTOP_REPO")]
+    pub repo: Option<String>,
+    /// Config file [default: ./backstop.toml if present]
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    /// File holding the repository passphrase [env: BACKSTOP_PASSWORD_FILE]
+    #[arg(long, global = true)]
+    pub password_file: Option<PathBuf>,
+    /// Print machine-readable JSON on stdout
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Print only errors and warnings
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+}
+
+/// Loaded config plus global flags.
+pub struct Ctx<'a> {
+    pub args: &'a GlobalArgs,
+    pub config: Config,
+}
+
+impl<'a> Ctx<'a> {
+    pub fn new(args: &'a GlobalArgs) -> anyhow::Result<Self> {
+        Ok(Self {
+            args,
+            config: Config::load(args.config.as_deref())?,
+        })
+    }
+
+    /// The repository location, if one is configured anywhere.
+    pub fn repo_location(&self) -> Option<PathBuf> {
+        if let Some(r) = &self.args.repo {
+            return Some(PathBuf::from(r));
+        }
+        self.config
+            .repository
+            .as_deref()
+            .map(|r| self.config.resolve(r))
+    }
+
+    /// The passphrase, from --password-file, BACKSTOP_PASSWORD_FILE, BACKSTOP_PASSWORD or the
+    /// config's password_file, in that order. Never from the command line itself.
+    pub fn passphrase(&self) -> anyhow::Result<Option<String>> {
+        let file = self
+            .args
+            .password_file
+            .clone()
+            .or_else(|| std::env::var_os("BACKSTOP_PASSWORD_FILE").map(PathBuf::from));
+        if let Some(f) = file {
+            return read_password_file(&f).map(Some);
+        }
+        if let Ok(p) = std::env::var("BACKSTOP_PASSWORD") {
+            return Ok(Some(p));
+        }
+        if let Some(f) = &self.config.password_file {
+            return read_password_file(&self.config.resolve(f)).map(Some);
+        }
+        Ok(None)
+    }
+
+    /// Opens the configured repository.
+    pub fn open(&self) -> anyhow::Result<Repository> {
+        let loc = self.repo_location().ok_or_else(|| {
+            crate::output::UsageError(
+                "no repository given: pass --repo, set BACKSTOP_REPO, or set `repository` in backstop.toml".into(),
+            )
+        })?;
+        self.open_at(&loc)
+    }
+
+    pub fn open_at(&self, loc: &Path) -> anyhow::Result<Repository> {
+        let pass = self.passphrase()?;
+        Ok(Repository::open(storage_at(loc), pass.as_deref())?)
+    }
+}
+
+pub fn storage_at(loc: &Path) -> Arc<dyn backstop_storage::Storage> {
+    Arc::new(LocalStorage::new(loc))
+}
+
+fn read_password_file(p: &Path) -> anyhow::Result<String> {
+    let s = std::fs::read_to_string(p)
+        .with_context(|| format!("reading passphrase file {}", p.display()))?;
+    Ok(s.trim_end_matches(['\r', '\n']).to_string())
+}
+
+/// Loads the index, reporting damaged index files as warnings.
+pub fn load_index(repo: &Repository, quiet: bool) -> anyhow::Result<Index> {
+    let (index, problems) = Index::load(repo)?;
+    if !quiet {
+        for (name, msg) in problems {
+            eprintln!("warning: index file {name} cannot be read ({msg}); run `backstop verify`");
+        }
+    }
+    Ok(index)
+}
+
+pub fn host() -> String {
+    gethostname::gethostname().to_string_lossy().into_owned()
+}

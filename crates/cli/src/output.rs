@@ -1,0 +1,151 @@
+//! Human and JSON output, progress bars, and the mapping from errors to exit codes.
+
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use backstop_engine::{Error as EngineError, ErrorKind, Progress};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::exit;
+
+/// Marks an error as a usage or configuration problem (exit code 2).
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+pub fn exit_code(e: &anyhow::Error) -> u8 {
+    if e.downcast_ref::<UsageError>().is_some() {
+        return exit::USAGE;
+    }
+    for cause in e.chain() {
+        if let Some(ee) = cause.downcast_ref::<EngineError>() {
+            return match ee.kind() {
+                ErrorKind::NoRepository => exit::NO_REPOSITORY,
+                ErrorKind::Locked => exit::LOCKED,
+                ErrorKind::Auth => exit::AUTH,
+                ErrorKind::Integrity => exit::INTEGRITY,
+                ErrorKind::NotFound => exit::NOT_FOUND,
+                ErrorKind::Config => exit::USAGE,
+                ErrorKind::Cancelled => exit::CANCELLED,
+                _ => exit::ERROR,
+            };
+        }
+    }
+    exit::ERROR
+}
+
+pub fn print_error(e: &anyhow::Error, json: bool) {
+    if json {
+        let causes: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+        let v = serde_json::json!({ "error": format!("{e:#}"), "causes": causes, "exit_code": exit_code(e) });
+        eprintln!("{v}");
+    } else {
+        eprintln!("error: {e:#}");
+    }
+}
+
+/// Prints a serde value as one line of JSON.
+pub fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
+    outln!("{}", serde_json::to_string(v)?)?;
+    Ok(())
+}
+
+/// Whether an error is a closed standard output (`backstop snapshots | head`): not a failure.
+pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Bytes in a human unit.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// A progress bar on a terminal's stderr; silent otherwise.
+pub struct Bar {
+    bar: Option<ProgressBar>,
+    quiet: bool,
+}
+
+impl Bar {
+    pub fn new(quiet: bool) -> Self {
+        let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
+            let b = ProgressBar::new_spinner();
+            b.enable_steady_tick(Duration::from_millis(200));
+            b
+        });
+        Self { bar, quiet }
+    }
+
+    pub fn done(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}
+
+impl Progress for Bar {
+    fn phase(&self, name: &str, total: Option<u64>) {
+        if let Some(b) = &self.bar {
+            b.set_position(0);
+            match total {
+                Some(t) => {
+                    b.set_length(t);
+                    b.set_style(
+                        ProgressStyle::with_template(
+                            "{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {wide_msg}",
+                        )
+                        .expect("valid template")
+                        .progress_chars("=> "),
+                    );
+                }
+                None => b.set_style(
+                    ProgressStyle::with_template(
+                        "{spinner} {prefix} {bytes} {bytes_per_sec} {wide_msg}",
+                    )
+                    .expect("valid template"),
+                ),
+            }
+            b.set_prefix(name.to_string());
+        }
+    }
+    fn bytes(&self, n: u64) {
+        if let Some(b) = &self.bar {
+            b.inc(n);
+        }
+    }
+    fn item(&self, path: &str) {
+        if let Some(b) = &self.bar {
+            b.set_message(path.to_string());
+        }
+    }
+    fn warning(&self, message: &str) {
+        if self.quiet {
+            return;
+        }
+        match &self.bar {
+            Some(b) => b.suspend(|| eprintln!("warning: {message}")),
+            None => eprintln!("warning: {message}"),
+        }
+    }
+}

@@ -1,0 +1,387 @@
+//! Backup: capture a source, store what is new, and write the snapshot last.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::sync::mpsc::sync_channel;
+
+use backstop_format::config::ChunkerParams;
+use backstop_format::manifest::{
+    BackupKind, Item, ItemKind, SNAPSHOT_VERSION, Snapshot, SnapshotStats, SourceKind, SourceRef,
+};
+use backstop_format::tree::Content;
+use backstop_format::{SnapshotId, Timestamp};
+use backstop_sources::{Chunking, Source};
+use serde::{Deserialize, Serialize};
+
+use crate::chunker::Cutter;
+use crate::content::Loader;
+use crate::error::{Error, Result};
+use crate::index::Index;
+use crate::lock::Lock;
+use crate::progress::Progress;
+use crate::repo::Repository;
+use crate::store::{ChunkStore, TreeBuilder};
+
+/// Files modified less than this many seconds before the previous snapshot are read again.
+const RACY_MARGIN_SECS: i64 = 2;
+
+/// Bytes read from a source per batch; two batches are in flight at once.
+const READ_BATCH: usize = 4 << 20;
+
+/// What to record about a backup. Shared by the CLI, the config file and (later) the web API.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BackupOptions {
+    /// The source's name; snapshots are grouped by it.
+    pub source_name: String,
+    pub kind: BackupKind,
+    pub description: Option<String>,
+    pub tags: Vec<String>,
+    pub ticket: Option<String>,
+    /// The snapshot's time.
+    pub time: Timestamp,
+    pub host: String,
+    /// Program name and version recorded in the snapshot.
+    pub program: String,
+    /// Read every file even when its size and modification time match the previous snapshot.
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// The result of a backup, as printed by `backup --json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BackupSummary {
+    pub id: SnapshotId,
+    pub source: String,
+    pub source_kind: SourceKind,
+    pub kind: BackupKind,
+    pub time: Timestamp,
+    pub parent: Option<SnapshotId>,
+    pub items: u64,
+    pub files: u64,
+    pub dirs: u64,
+    /// Content bytes the snapshot holds.
+    pub bytes_in: u64,
+    /// Content bytes actually read (files unchanged since the previous snapshot are not read).
+    pub bytes_read: u64,
+    /// Files whose content was taken from the previous snapshot without reading them.
+    pub files_unchanged: u64,
+    /// Bytes this backup added to the repository (packs, index, snapshot).
+    pub bytes_added: u64,
+    pub chunks: u64,
+    pub chunks_new: u64,
+    pub warnings: Vec<String>,
+}
+
+/// Runs one backup. `index` is the repository's index; the packs written are added to it.
+pub fn backup(
+    repo: &Repository,
+    index: &mut Index,
+    source: &mut dyn Source,
+    opts: &BackupOptions,
+    progress: &dyn Progress,
+) -> Result<BackupSummary> {
+    if opts.source_name.is_empty() {
+        return Err(Error::Invalid("the source name is empty".into()));
+    }
+    let lock = Lock::acquire(repo, false, "backup", &opts.host, opts.time)?;
+    let (snaps, _) = repo.snapshots()?;
+    let parent = snaps
+        .iter()
+        .rev()
+        .find(|(_, s)| s.source.name == opts.source_name);
+    let previous = match parent {
+        Some((_, snap)) if !opts.force => previous_files(repo, index, snap, progress),
+        _ => HashMap::new(),
+    };
+    let parent = parent.map(|(id, _)| *id);
+    let mut bytes_read = 0;
+    let mut files_unchanged = 0;
+
+    let mut store = ChunkStore::new(repo, index);
+    let params = repo.config().chunker;
+    let mut list = ItemList::new();
+    let mut stats = SnapshotStats::default();
+    let mut warnings = Vec::new();
+    progress.phase("backup", None);
+    while let Some(mut entry) = source.next_entry()? {
+        progress.item(&entry.item.path);
+        if entry.reuse_unchanged
+            && let Some(c) = unchanged(&previous, &entry.item, index)
+        {
+            entry.content = None;
+            entry.item.content = Some(c.clone());
+            stats.bytes += c.size;
+            progress.bytes(c.size);
+            files_unchanged += 1;
+        }
+        if let Some(reader) = entry.content.take() {
+            match store_stream(&mut store, reader, entry.chunking, params, progress)? {
+                Ok(content) => {
+                    entry.item.size = content.size;
+                    stats.bytes += content.size;
+                    bytes_read += content.size;
+                    entry.item.content = Some(content);
+                }
+                Err(e) if !entry.required => {
+                    let msg = format!("skipped {}: read failed: {e}", entry.item.path);
+                    progress.warning(&msg);
+                    warnings.push(msg);
+                    continue;
+                }
+                Err(e) => {
+                    return Err(Error::Source(backstop_sources::Error::Io {
+                        context: format!("reading {}", entry.item.path),
+                        source: e,
+                    }));
+                }
+            }
+        }
+        match entry.item.kind {
+            ItemKind::Dir => stats.dirs += 1,
+            ItemKind::File | ItemKind::Stream => stats.files += 1,
+            _ => {}
+        }
+        stats.items += 1;
+        list.push(&mut store, &entry.item)?;
+    }
+    // A source that cannot vouch for its capture (a failed dump) stops here: packs already
+    // written stay unreferenced and no snapshot is made.
+    source.finish()?;
+    for w in source.take_warnings() {
+        progress.warning(&w);
+        warnings.push(w);
+    }
+    let items = list.finish(&mut store)?;
+    let (packs, st) = store.finish(repo)?;
+    stats.chunks = st.chunks;
+    stats.chunks_new = st.chunks_new;
+    let snap = Snapshot {
+        version: SNAPSHOT_VERSION,
+        time: opts.time,
+        host: opts.host.clone(),
+        source: SourceRef {
+            name: opts.source_name.clone(),
+            kind: source.kind(),
+        },
+        kind: opts.kind,
+        description: opts.description.clone(),
+        tags: opts.tags.clone(),
+        ticket: opts.ticket.clone(),
+        parent,
+        paths: source.describe(),
+        items,
+        stats: stats.clone(),
+        warnings: warnings.clone(),
+        program: opts.program.clone(),
+    };
+    let encoded_len =
+        backstop_format::blob::seal_object(repo.crypter(), &snap.encode()).len() as u64;
+    let id = repo.write_snapshot(&snap)?;
+    for p in &packs {
+        index.add_pack(p);
+    }
+    lock.release()?;
+    Ok(BackupSummary {
+        id,
+        source: opts.source_name.clone(),
+        source_kind: source.kind(),
+        kind: opts.kind,
+        time: opts.time,
+        parent,
+        items: stats.items,
+        files: stats.files,
+        dirs: stats.dirs,
+        bytes_in: stats.bytes,
+        bytes_read,
+        files_unchanged,
+        bytes_added: st.bytes_added + encoded_len,
+        chunks: stats.chunks,
+        chunks_new: stats.chunks_new,
+        warnings,
+    })
+}
+
+/// Reads a stream on a thread of its own (reading, cutting and whole-content hashing) while
+/// this thread stores the previous batch. The outer error is a repository failure; the inner
+/// one a read failure of the source, which the caller may treat as a warning.
+fn store_stream(
+    store: &mut ChunkStore<'_>,
+    mut reader: Box<dyn Read + Send>,
+    chunking: Chunking,
+    params: ChunkerParams,
+    progress: &dyn Progress,
+) -> Result<std::result::Result<Content, std::io::Error>> {
+    std::thread::scope(|s| {
+        let (tx, rx) = sync_channel::<std::io::Result<Vec<Vec<u8>>>>(2);
+        let reader_thread = s.spawn(move || -> Option<String> {
+            let mut cutter = Cutter::new(chunking, params);
+            let mut hasher = blake3::Hasher::new();
+            let mut buf = vec![0u8; READ_BATCH];
+            loop {
+                let n = match read_full(&mut reader, &mut buf) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        return None;
+                    }
+                };
+                if n == 0 {
+                    break;
+                }
+                hasher.update(&buf[..n]);
+                let mut out = Vec::new();
+                cutter.push(&buf[..n], &mut out);
+                if !out.is_empty() && tx.send(Ok(out)).is_err() {
+                    return None;
+                }
+            }
+            let mut out = Vec::new();
+            cutter.finish(&mut out);
+            if !out.is_empty() && tx.send(Ok(out)).is_err() {
+                return None;
+            }
+            Some(hasher.finalize().to_hex().to_string())
+        });
+        let mut tree = TreeBuilder::new();
+        let mut read_error = None;
+        for batch in rx.iter() {
+            match batch {
+                Ok(chunks) => {
+                    let refs = store.add_data(&chunks)?;
+                    let n: u64 = refs.iter().map(|r| r.size).sum();
+                    for r in refs {
+                        tree.push(store, r)?;
+                    }
+                    progress.bytes(n);
+                }
+                Err(e) => read_error = Some(e),
+            }
+        }
+        let hash = reader_thread
+            .join()
+            .map_err(|_| Error::Invalid("the reader thread panicked".into()))?;
+        match (read_error, hash) {
+            (Some(e), _) => Ok(Err(e)),
+            (None, Some(hash)) => Ok(Ok(tree.finish(store, hash)?)),
+            (None, None) => Err(Error::Invalid("the reader stopped without a result".into())),
+        }
+    })
+}
+
+/// Files of the previous snapshot that may be reused: path to item. A snapshot whose item list
+/// cannot be read only costs the shortcut, with a warning.
+fn previous_files(
+    repo: &Repository,
+    index: &Index,
+    snap: &Snapshot,
+    progress: &dyn Progress,
+) -> HashMap<String, Item> {
+    match Loader::new(repo, index).read_items(&snap.items) {
+        // A file modified just before or during that backup may have changed again within
+        // the file system's timestamp resolution after it was read ("racy" files, as git calls
+        // them): only files older than the snapshot by a margin are trusted.
+        Ok(items) => items
+            .into_iter()
+            .filter(|i| i.kind == ItemKind::File && i.content.is_some())
+            .filter(|i| {
+                i.mtime
+                    .is_some_and(|m| m.as_second() + RACY_MARGIN_SECS < snap.time.as_second())
+            })
+            .map(|i| (i.path.clone(), i))
+            .collect(),
+        Err(e) => {
+            progress.warning(&format!(
+                "the previous snapshot's item list cannot be read ({e}); reading every file"
+            ));
+            HashMap::new()
+        }
+    }
+}
+
+/// The previous content of `item` if its size and modification time are unchanged and that
+/// content is still indexed.
+fn unchanged<'p>(
+    previous: &'p HashMap<String, Item>,
+    item: &Item,
+    index: &Index,
+) -> Option<&'p Content> {
+    let prev = previous.get(&item.path)?;
+    let content = prev.content.as_ref()?;
+    let same = prev.size == item.size
+        && prev.mtime.is_some()
+        && prev.mtime == item.mtime
+        && content.size == item.size;
+    let indexed = match &content.tree {
+        Some(root) => index.contains(&root.id),
+        None => content.chunks.iter().all(|c| index.contains(&c.id)),
+    };
+    (same && indexed).then_some(content)
+}
+
+fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// The snapshot's item list, written as JSON lines through the same chunking and trees as
+/// content, with smaller chunks since lists change in small places.
+struct ItemList {
+    cutter: Cutter,
+    hasher: blake3::Hasher,
+    tree: TreeBuilder,
+    line: Vec<u8>,
+}
+
+impl ItemList {
+    fn new() -> Self {
+        Self {
+            cutter: Cutter::new(
+                Chunking::ContentDefined,
+                ChunkerParams {
+                    min: 2 * 1024,
+                    avg: 8 * 1024,
+                    max: 32 * 1024,
+                },
+            ),
+            hasher: blake3::Hasher::new(),
+            tree: TreeBuilder::new(),
+            line: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, store: &mut ChunkStore<'_>, item: &Item) -> Result<()> {
+        self.line.clear();
+        serde_json::to_writer(&mut self.line, item).expect("items serialize");
+        self.line.push(b'\n');
+        self.hasher.update(&self.line);
+        let mut out = Vec::new();
+        self.cutter.push(&self.line, &mut out);
+        self.store(store, out)
+    }
+
+    fn store(&mut self, store: &mut ChunkStore<'_>, chunks: Vec<Vec<u8>>) -> Result<()> {
+        if chunks.is_empty() {
+            return Ok(());
+        }
+        for r in store.add_data(&chunks)? {
+            self.tree.push(store, r)?;
+        }
+        Ok(())
+    }
+
+    fn finish(mut self, store: &mut ChunkStore<'_>) -> Result<Content> {
+        let mut out = Vec::new();
+        self.cutter.finish(&mut out);
+        self.store(store, out)?;
+        let hash = self.hasher.finalize().to_hex().to_string();
+        self.tree.finish(store, hash)
+    }
+}

@@ -1,0 +1,138 @@
+//! Cutting a byte stream into chunks, push style: bytes go in as they arrive, finished chunks
+//! come out. Content-defined cuts depend only on the bytes from the start of the chunk, so the
+//! tail of the buffer (a chunk that may still grow) is carried over to the next push.
+
+use backstop_format::config::ChunkerParams;
+use backstop_sources::Chunking;
+
+/// Cuts a stream into chunks.
+#[derive(Debug)]
+pub struct Cutter {
+    chunking: Chunking,
+    params: ChunkerParams,
+    buf: Vec<u8>,
+}
+
+impl Cutter {
+    pub fn new(chunking: Chunking, params: ChunkerParams) -> Self {
+        Self {
+            chunking,
+            params,
+            buf: Vec::new(),
+        }
+    }
+
+    /// Adds bytes and appends every chunk that is now complete to `out`.
+    pub fn push(&mut self, data: &[u8], out: &mut Vec<Vec<u8>>) {
+        self.buf.extend_from_slice(data);
+        self.cut(false, out);
+    }
+
+    /// Appends the remaining chunks.
+    pub fn finish(&mut self, out: &mut Vec<Vec<u8>>) {
+        self.cut(true, out);
+    }
+
+    fn cut(&mut self, eof: bool, out: &mut Vec<Vec<u8>>) {
+        let mut start = 0;
+        match self.chunking {
+            Chunking::Fixed(size) => {
+                let size = size.max(1) as usize;
+                while self.buf.len() - start >= size {
+                    out.push(self.buf[start..start + size].to_vec());
+                    start += size;
+                }
+            }
+            Chunking::ContentDefined => {
+                let max = self.params.max as usize;
+                let cdc = fastcdc::v2020::FastCDC::new(
+                    &self.buf,
+                    self.params.min as usize,
+                    self.params.avg as usize,
+                    max,
+                );
+                // Only cut while a whole maximum-size chunk is available, unless at the end:
+                // a cut found in a shorter tail could move once more bytes arrive.
+                while (eof && start < self.buf.len()) || self.buf.len() - start >= max {
+                    let (_, end) = cdc.cut(start, self.buf.len() - start);
+                    let end = end.max(start + 1);
+                    out.push(self.buf[start..end].to_vec());
+                    start = end;
+                }
+            }
+        }
+        if eof && start < self.buf.len() {
+            out.push(self.buf[start..].to_vec());
+            start = self.buf.len();
+        }
+        self.buf.drain(..start);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn data(n: usize, seed: u8) -> Vec<u8> {
+        let mut v = vec![0u8; n];
+        blake3::Hasher::new_derive_key("test")
+            .update(&[seed])
+            .finalize_xof()
+            .fill(&mut v);
+        v
+    }
+
+    fn small() -> ChunkerParams {
+        ChunkerParams {
+            min: 256,
+            avg: 1024,
+            max: 4096,
+        }
+    }
+
+    proptest! {
+        /// However the input is split into pushes, the chunks are the same and add up to it.
+        #[test]
+        fn cuts_do_not_depend_on_push_sizes(n in 0usize..40_000, step in 1usize..9000, fixed in any::<bool>()) {
+            let d = data(n, 1);
+            let chunking = if fixed { Chunking::Fixed(4096) } else { Chunking::ContentDefined };
+            let mut whole = Vec::new();
+            let mut c = Cutter::new(chunking, small());
+            c.push(&d, &mut whole);
+            c.finish(&mut whole);
+            let mut parts = Vec::new();
+            let mut c = Cutter::new(chunking, small());
+            for piece in d.chunks(step) { c.push(piece, &mut parts); }
+            c.finish(&mut parts);
+            prop_assert_eq!(&whole, &parts);
+            prop_assert_eq!(whole.concat(), d);
+            for ch in &whole[..whole.len().saturating_sub(1)] {
+                prop_assert!(ch.len() <= 4096);
+                if fixed { prop_assert_eq!(ch.len(), 4096); }
+            }
+        }
+    }
+
+    #[test]
+    fn an_insert_changes_few_chunks() {
+        let d = data(200_000, 2);
+        let mut e = d.clone();
+        e.splice(100_000..100_000, b"inserted".iter().copied());
+        let cut = |x: &[u8]| {
+            let mut out = Vec::new();
+            let mut c = Cutter::new(Chunking::ContentDefined, small());
+            c.push(x, &mut out);
+            c.finish(&mut out);
+            out
+        };
+        let a = cut(&d);
+        let b = cut(&e);
+        let shared = b.iter().filter(|ch| a.contains(ch)).count();
+        assert!(
+            shared + 3 >= b.len(),
+            "only {shared} of {} chunks shared",
+            b.len()
+        );
+    }
+}

@@ -1,0 +1,275 @@
+//! Reading content back: resolving an item's tree into its chunks, fetching chunks from packs
+//! in parallel, and checking every chunk against its id before handing out a single byte.
+
+use std::io::Write;
+use std::sync::mpsc::sync_channel;
+
+use backstop_format::ChunkId;
+use backstop_format::blob::open_chunk;
+use backstop_format::manifest::Item;
+use backstop_format::pack::BlobKind;
+use backstop_format::tree::{ChunkRef, Content, TreeNode};
+use backstop_storage::Kind;
+use rayon::prelude::*;
+
+use crate::error::{Error, Result};
+use crate::index::{Index, Location};
+use crate::progress::Progress;
+use crate::repo::Repository;
+
+/// Plaintext bytes decoded per window of a restore; two windows are in flight at once.
+const WINDOW: u64 = 8 << 20;
+/// Largest single read from a pack.
+const MAX_RANGE: u64 = 4 << 20;
+
+/// One read from a pack: pack position, offset, length, and the chunks it covers.
+type Range = (u32, u64, u64, Vec<(ChunkId, Location)>);
+
+/// Reads chunks of one repository through its index.
+#[derive(Debug, Clone, Copy)]
+pub struct Loader<'a> {
+    pub repo: &'a Repository,
+    pub index: &'a Index,
+}
+
+impl<'a> Loader<'a> {
+    pub fn new(repo: &'a Repository, index: &'a Index) -> Self {
+        Self { repo, index }
+    }
+
+    fn locate(&self, id: &ChunkId) -> Result<Location> {
+        self.index.get(id).ok_or_else(|| {
+            Error::Integrity(format!(
+                "chunk {id} is not in the index (missing index file or pack)"
+            ))
+        })
+    }
+
+    /// Decodes one chunk from its stored bytes and checks it against its id.
+    fn decode(&self, id: &ChunkId, loc: &Location, stored: &[u8]) -> Result<Vec<u8>> {
+        let pack = self.index.pack(loc.pack).id;
+        let plain = open_chunk(self.repo.crypter(), stored, loc.compressed, loc.raw_length)
+            .map_err(|e| Error::Integrity(format!("chunk {id} in pack {pack}: {e}")))?;
+        if self.repo.crypter().chunk_id(&plain) != *id {
+            return Err(Error::Integrity(format!(
+                "chunk {id} in pack {pack} does not match its id (damaged data)"
+            )));
+        }
+        Ok(plain)
+    }
+
+    /// Reads and checks one chunk.
+    pub fn read_chunk(&self, id: &ChunkId) -> Result<Vec<u8>> {
+        let loc = self.locate(id)?;
+        let pack = self.index.pack(loc.pack).id;
+        let stored = self.repo.storage().read_range(
+            Kind::Pack,
+            &pack.to_hex(),
+            loc.offset.into(),
+            loc.length.into(),
+        )?;
+        self.decode(id, &loc, &stored)
+    }
+
+    fn read_node(&self, r: &ChunkRef) -> Result<TreeNode> {
+        let bytes = self.read_chunk(&r.id)?;
+        let node = TreeNode::decode(&bytes)
+            .map_err(|e| Error::format(format!("tree node {}", r.id), e))?;
+        if node.size() != r.size {
+            return Err(Error::Integrity(format!(
+                "tree node {} covers the wrong number of bytes",
+                r.id
+            )));
+        }
+        Ok(node)
+    }
+
+    /// Calls `f` for every data chunk of `content`, in order, and for every tree node on the way.
+    pub fn walk(
+        &self,
+        content: &Content,
+        on_node: &mut dyn FnMut(&ChunkRef),
+        f: &mut dyn FnMut(ChunkRef) -> Result<()>,
+    ) -> Result<()> {
+        for r in &content.chunks {
+            f(*r)?;
+        }
+        let Some(root) = content.tree else {
+            return Ok(());
+        };
+        // Depth-first with an explicit stack of (node, next position): memory is one node per
+        // level, whatever the size of the content.
+        on_node(&root);
+        let mut stack = vec![(self.read_node(&root)?, 0usize)];
+        while let Some((node, pos)) = stack.last_mut() {
+            let Some(r) = node.entries.get(*pos).copied() else {
+                stack.pop();
+                continue;
+            };
+            *pos += 1;
+            if node.level == 0 {
+                f(r)?;
+            } else {
+                on_node(&r);
+                let child = self.read_node(&r)?;
+                if child.level + 1 != node.level {
+                    return Err(Error::Integrity(format!(
+                        "tree node {} has the wrong level",
+                        r.id
+                    )));
+                }
+                stack.push((child, 0));
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes `content` to `out`, decoding in parallel while writing; every chunk is checked
+    /// against its id first, and the total length against the content's size.
+    pub fn write_content(
+        &self,
+        content: &Content,
+        out: &mut dyn Write,
+        progress: &dyn Progress,
+    ) -> Result<()> {
+        let mut written = 0u64;
+        std::thread::scope(|s| -> Result<()> {
+            let (tx, rx) = sync_channel::<Result<Vec<Vec<u8>>>>(1);
+            let producer = s.spawn(move || {
+                let mut window: Vec<ChunkRef> = Vec::new();
+                let mut window_bytes = 0u64;
+                let send = |w: &mut Vec<ChunkRef>| -> bool {
+                    let batch = self.decode_window(w);
+                    w.clear();
+                    let failed = batch.is_err();
+                    tx.send(batch).is_ok() && !failed
+                };
+                let r = self.walk(content, &mut |_| {}, &mut |r| {
+                    window_bytes += r.size;
+                    window.push(r);
+                    if window_bytes >= WINDOW {
+                        window_bytes = 0;
+                        if !send(&mut window) {
+                            return Err(Error::Cancelled);
+                        }
+                    }
+                    Ok(())
+                });
+                match r {
+                    Ok(()) => {
+                        if !window.is_empty() {
+                            send(&mut window);
+                        }
+                    }
+                    Err(Error::Cancelled) => {}
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                    }
+                }
+            });
+            for batch in rx {
+                for chunk in batch? {
+                    out.write_all(&chunk).map_err(|e| {
+                        Error::Source(backstop_sources::Error::Io {
+                            context: "writing restored data".into(),
+                            source: e,
+                        })
+                    })?;
+                    written += chunk.len() as u64;
+                    progress.bytes(chunk.len() as u64);
+                }
+            }
+            producer
+                .join()
+                .map_err(|_| Error::Invalid("restore reader panicked".into()))?;
+            Ok(())
+        })?;
+        if written != content.size {
+            return Err(Error::Integrity(format!(
+                "content has {written} bytes, the snapshot says {}",
+                content.size
+            )));
+        }
+        Ok(())
+    }
+
+    /// Reads a window of chunks: adjacent chunks of one pack become one read, and reads are
+    /// decoded in parallel.
+    fn decode_window(&self, refs: &[ChunkRef]) -> Result<Vec<Vec<u8>>> {
+        let mut ranges: Vec<Range> = Vec::new();
+        for r in refs {
+            let loc = self.locate(&r.id)?;
+            if u64::from(loc.raw_length) != r.size {
+                return Err(Error::Integrity(format!(
+                    "chunk {} has the wrong length",
+                    r.id
+                )));
+            }
+            let off = u64::from(loc.offset);
+            let len = u64::from(loc.length);
+            match ranges.last_mut() {
+                Some((p, start, rlen, members))
+                    if *p == loc.pack && *start + *rlen == off && *rlen + len <= MAX_RANGE =>
+                {
+                    *rlen += len;
+                    members.push((r.id, loc));
+                }
+                _ => ranges.push((loc.pack, off, len, vec![(r.id, loc)])),
+            }
+        }
+        let reads: Vec<Vec<u8>> = ranges
+            .par_iter()
+            .map(|(pack, start, len, _)| {
+                let pack_id = self.index.pack(*pack).id;
+                Ok(self
+                    .repo
+                    .storage()
+                    .read_range(Kind::Pack, &pack_id.to_hex(), *start, *len)?)
+            })
+            .collect::<Result<_>>()?;
+        // Decode chunk by chunk, not range by range, so both cores stay busy whatever the
+        // split into ranges.
+        let jobs: Vec<(&[u8], &ChunkId, &Location)> = ranges
+            .iter()
+            .zip(&reads)
+            .flat_map(|((_, start, _, members), bytes)| {
+                members.iter().map(move |(id, loc)| {
+                    let a = (u64::from(loc.offset) - start) as usize;
+                    (&bytes[a..a + loc.length as usize], id, loc)
+                })
+            })
+            .collect();
+        jobs.par_iter()
+            .map(|(b, id, loc)| self.decode(id, loc, b))
+            .collect()
+    }
+
+    /// Reads a whole content into memory (item lists, small files).
+    pub fn read_content(&self, content: &Content) -> Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(usize::try_from(content.size).unwrap_or(0).min(64 << 20));
+        self.write_content(content, &mut out, &crate::progress::NoProgress)?;
+        Ok(out)
+    }
+
+    /// The items of a snapshot's item list.
+    pub fn read_items(&self, list: &Content) -> Result<Vec<Item>> {
+        let bytes = self.read_content(list)?;
+        bytes
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| {
+                serde_json::from_slice(l).map_err(|e| {
+                    Error::format(
+                        "reading the item list",
+                        backstop_format::FormatError::Json(e.to_string()),
+                    )
+                })
+            })
+            .collect()
+    }
+}
+
+/// Whether a location holds a tree node.
+pub fn is_tree(loc: &Location) -> bool {
+    loc.kind == BlobKind::Tree
+}

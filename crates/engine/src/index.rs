@@ -1,0 +1,161 @@
+//! The in-memory index: where each chunk is stored.
+//!
+//! One entry is the 32-byte id plus 16 bytes of location, in a hash map keyed by the id's own
+//! first bytes (ids are already uniformly random, so hashing them again is wasted work). A
+//! 1 GiB SQLite database at 4 KiB pages is 262,144 entries, about 13 MiB.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+use backstop_format::pack::{BlobEntry, BlobKind, IndexFile, IndexPack};
+use backstop_format::{ChunkId, IndexId, PackId};
+use backstop_storage::Kind;
+use rayon::prelude::*;
+
+use crate::error::Result;
+use crate::repo::Repository;
+
+/// Uses the first eight bytes of an id as its hash.
+#[derive(Default)]
+pub struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // ChunkId hashes as its [u8; 32], which arrives as a length prefix then the bytes.
+        if bytes.len() >= 8 {
+            self.0 = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"));
+        }
+    }
+}
+
+type IdMap<V> = HashMap<ChunkId, V, BuildHasherDefault<IdHasher>>;
+
+/// Where one chunk is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Location {
+    /// Position in [`Index::packs`].
+    pub pack: u32,
+    pub offset: u32,
+    pub length: u32,
+    pub raw_length: u32,
+    pub compressed: bool,
+    pub kind: BlobKind,
+}
+
+/// A pack known to the index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PackInfo {
+    pub id: PackId,
+    pub size: u64,
+}
+
+/// The union of all index files.
+#[derive(Debug, Default)]
+pub struct Index {
+    map: IdMap<Location>,
+    packs: Vec<PackInfo>,
+    pack_pos: HashMap<PackId, u32>,
+    /// Index files loaded.
+    pub files: Vec<IndexId>,
+}
+
+impl Index {
+    /// Loads every index file. Files that cannot be read are returned as problems rather than
+    /// failing: a backup can still run (it stores again what it cannot find), and verify names
+    /// them.
+    pub fn load(repo: &Repository) -> Result<(Self, Vec<(String, String)>)> {
+        let names = repo.storage().list(Kind::Index)?;
+        let decoded: Vec<(String, std::result::Result<IndexFile, String>)> = names
+            .par_iter()
+            .map(|o| {
+                let r = repo
+                    .storage()
+                    .read(Kind::Index, &o.name)
+                    .map_err(|e| e.to_string())
+                    .and_then(|raw| {
+                        IndexFile::decode(repo.crypter(), &raw).map_err(|e| e.to_string())
+                    });
+                (o.name.clone(), r)
+            })
+            .collect();
+        let mut idx = Index::default();
+        let mut problems = Vec::new();
+        for (name, r) in decoded {
+            match r {
+                Ok(file) => {
+                    if let Ok(id) = IndexId::from_hex(&name) {
+                        idx.files.push(id);
+                    }
+                    for p in &file.packs {
+                        idx.add_pack(p);
+                    }
+                }
+                Err(e) => problems.push((name, e)),
+            }
+        }
+        Ok((idx, problems))
+    }
+
+    /// Adds a pack's entries. A chunk stored in several packs keeps its first location.
+    pub fn add_pack(&mut self, p: &IndexPack) {
+        let pos = match self.pack_pos.get(&p.id) {
+            Some(&pos) => pos,
+            None => {
+                let pos = u32::try_from(self.packs.len()).expect("fewer than 4 billion packs");
+                self.packs.push(PackInfo {
+                    id: p.id,
+                    size: p.size,
+                });
+                self.pack_pos.insert(p.id, pos);
+                pos
+            }
+        };
+        self.map.reserve(p.blobs.len());
+        for b in &p.blobs {
+            self.map.entry(b.id).or_insert_with(|| location(pos, b));
+        }
+    }
+
+    pub fn get(&self, id: &ChunkId) -> Option<Location> {
+        self.map.get(id).copied()
+    }
+
+    pub fn contains(&self, id: &ChunkId) -> bool {
+        self.map.contains_key(id)
+    }
+
+    pub fn pack(&self, pos: u32) -> PackInfo {
+        self.packs[pos as usize]
+    }
+
+    pub fn packs(&self) -> &[PackInfo] {
+        &self.packs
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Every chunk with its location.
+    pub fn iter(&self) -> impl Iterator<Item = (&ChunkId, &Location)> {
+        self.map.iter()
+    }
+}
+
+fn location(pack: u32, b: &BlobEntry) -> Location {
+    Location {
+        pack,
+        offset: b.offset,
+        length: b.length,
+        raw_length: b.raw_length,
+        compressed: b.compressed,
+        kind: b.kind,
+    }
+}

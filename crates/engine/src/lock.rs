@@ -1,0 +1,181 @@
+//! Repository locks.
+//!
+//! Appends (backups) never conflict with each other: every object they write has a unique or
+//! content-derived name. What they must not meet is a deletion (prune) that removes a pack they
+//! have just deduplicated against. So backups hold *shared* locks and deleting operations an
+//! *exclusive* one. Object stores have no atomic create-if-absent, so acquiring is
+//! write-then-check: write our lock, list all locks, and back off (deleting ours) if a
+//! conflicting one is there. Two contenders may both back off; neither can proceed unsafely.
+//!
+//! A holder refreshes its lock every [`REFRESH`]; a lock not refreshed for [`STALE`] belongs to
+//! a process that died, and is ignored (and removed by the next exclusive holder). On the same
+//! host a lock whose process no longer exists is stale at once.
+
+use std::sync::Arc;
+use std::sync::mpsc::{RecvTimeoutError, Sender, channel};
+use std::time::Duration;
+
+use backstop_format::config::LockInfo;
+use backstop_format::{LockId, Timestamp};
+use backstop_storage::Kind;
+
+use crate::error::{Error, Result};
+use crate::repo::Repository;
+
+/// How often a held lock is refreshed.
+pub const REFRESH: Duration = Duration::from_secs(5 * 60);
+/// How old an unrefreshed lock must be to be ignored.
+pub const STALE: Duration = Duration::from_secs(30 * 60);
+
+/// A held lock; released when dropped.
+#[derive(Debug)]
+pub struct Lock {
+    repo: Repository,
+    name: String,
+    stop: Option<Sender<()>>,
+    refresher: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Whether a lock is stale at `now`.
+pub fn is_stale(info: &LockInfo, now: Timestamp, host: &str) -> bool {
+    let age = now.duration_since(info.refreshed);
+    if age.as_secs() > STALE.as_secs() as i64 {
+        return true;
+    }
+    info.host == host && info.pid != std::process::id() && !process_exists(info.pid)
+}
+
+#[cfg(target_os = "linux")]
+fn process_exists(pid: u32) -> bool {
+    std::path::Path::new("/proc").join(pid.to_string()).exists()
+}
+
+#[cfg(not(target_os = "linux"))]
+fn process_exists(_pid: u32) -> bool {
+    // Without a portable check, rely on the refresh time alone.
+    true
+}
+
+fn describe(info: &LockInfo) -> String {
+    format!(
+        "{} {} by {} (pid {}) since {}",
+        if info.exclusive {
+            "exclusive"
+        } else {
+            "shared"
+        },
+        info.operation,
+        info.host,
+        info.pid,
+        info.created
+    )
+}
+
+/// Lists the locks held by others that conflict with a lock of the given kind.
+fn conflicts(
+    repo: &Repository,
+    own: &str,
+    exclusive: bool,
+    now: Timestamp,
+    host: &str,
+) -> Result<Vec<LockInfo>> {
+    let mut out = Vec::new();
+    for o in repo.storage().list(Kind::Lock)? {
+        if o.name == own {
+            continue;
+        }
+        let info: LockInfo = match repo.read_object(Kind::Lock, &o.name).and_then(|b| {
+            serde_json::from_slice(&b).map_err(|e| Error::Invalid(format!("lock {}: {e}", o.name)))
+        }) {
+            Ok(i) => i,
+            // Deleted since listing, or unreadable: a damaged lock cannot protect anything.
+            Err(_) => continue,
+        };
+        if (exclusive || info.exclusive) && !is_stale(&info, now, host) {
+            out.push(info);
+        }
+    }
+    Ok(out)
+}
+
+impl Lock {
+    /// Acquires a shared (`exclusive = false`) or exclusive lock.
+    pub fn acquire(
+        repo: &Repository,
+        exclusive: bool,
+        operation: &str,
+        host: &str,
+        now: Timestamp,
+    ) -> Result<Self> {
+        let name = LockId::random().to_hex();
+        let existing = conflicts(repo, &name, exclusive, now, host)?;
+        if let Some(c) = existing.first() {
+            return Err(Error::Locked(describe(c)));
+        }
+        let info = LockInfo {
+            exclusive,
+            operation: operation.to_string(),
+            host: host.to_string(),
+            pid: std::process::id(),
+            created: now,
+            refreshed: now,
+        };
+        let body = serde_json::to_vec(&info).expect("lock serializes");
+        repo.write_object(Kind::Lock, &name, &body)?;
+        let mut lock = Lock {
+            repo: repo.clone(),
+            name,
+            stop: None,
+            refresher: None,
+        };
+        let raced = conflicts(repo, &lock.name, exclusive, now, host)?;
+        if let Some(c) = raced.first() {
+            return Err(Error::Locked(describe(c)));
+        }
+        lock.start_refresh(info);
+        Ok(lock)
+    }
+
+    fn start_refresh(&mut self, mut info: LockInfo) {
+        let (tx, rx) = channel::<()>();
+        let storage = Arc::clone(self.repo.storage());
+        let repo = self.repo.clone();
+        let name = self.name.clone();
+        drop(storage);
+        self.stop = Some(tx);
+        self.refresher = std::thread::Builder::new()
+            .name("lock-refresh".into())
+            .spawn(move || {
+                while let Err(RecvTimeoutError::Timeout) = rx.recv_timeout(REFRESH) {
+                    info.refreshed = Timestamp::now();
+                    let body = serde_json::to_vec(&info).expect("lock serializes");
+                    let _ = repo.write_object(Kind::Lock, &name, &body);
+                }
+            })
+            .ok();
+    }
+
+    /// Releases the lock now (also done on drop).
+    pub fn release(mut self) -> Result<()> {
+        self.stop_refresh();
+        let r = self.repo.storage().delete(Kind::Lock, &self.name);
+        self.name.clear();
+        Ok(r?)
+    }
+
+    fn stop_refresh(&mut self) {
+        self.stop = None;
+        if let Some(h) = self.refresher.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        self.stop_refresh();
+        if !self.name.is_empty() {
+            let _ = self.repo.storage().delete(Kind::Lock, &self.name);
+        }
+    }
+}

@@ -1,0 +1,19 @@
+//! How the engine reports progress: it never prints, it calls a [`Progress`].
+
+/// Receives progress events. All methods have empty defaults.
+pub trait Progress: Send + Sync {
+    /// A new phase starts; `total` bytes are expected when known.
+    fn phase(&self, _name: &str, _total: Option<u64>) {}
+    /// `n` more bytes were processed in the current phase.
+    fn bytes(&self, _n: u64) {}
+    /// An item is being processed.
+    fn item(&self, _path: &str) {}
+    /// Something went wrong that does not stop the operation.
+    fn warning(&self, _message: &str) {}
+}
+
+/// Discards every event.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoProgress;
+
+impl Progress for NoProgress {}

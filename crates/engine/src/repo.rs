@@ -1,0 +1,263 @@
+//! Opening and creating repositories, and reading and writing the small objects (config, keys,
+//! snapshots, records) through the repository's crypter.
+
+use std::sync::Arc;
+
+use backstop_format::blob::{open_object, seal_object};
+use backstop_format::config::{ChunkerParams, Encryption, REPO_VERSION, RepoConfig};
+use backstop_format::crypto::{Crypter, KdfParams, KeyFile, MasterKey};
+use backstop_format::manifest::Snapshot;
+use backstop_format::{FormatError, KeyId, SnapshotId, Timestamp};
+use backstop_storage::{Kind, Storage};
+use rayon::prelude::*;
+
+use crate::error::{Error, Result};
+
+/// Readable snapshots (oldest first), and the names of unreadable ones with their errors.
+pub type SnapshotList = (Vec<(SnapshotId, Snapshot)>, Vec<(String, Error)>);
+
+/// Options for [`Repository::init`].
+#[derive(Debug, Clone)]
+pub struct InitOptions {
+    /// `Some` creates an encrypted repository.
+    pub passphrase: Option<String>,
+    /// zstd level for chunks (0 stores raw).
+    pub compression: i32,
+    pub pack_size: u32,
+    pub chunker: ChunkerParams,
+    pub kdf: KdfParams,
+    pub now: Timestamp,
+    pub host: String,
+}
+
+impl InitOptions {
+    pub fn new(passphrase: Option<String>, now: Timestamp, host: String) -> Self {
+        Self {
+            passphrase,
+            compression: 1,
+            pack_size: 16 << 20,
+            chunker: ChunkerParams::default(),
+            kdf: KdfParams::default(),
+            now,
+            host,
+        }
+    }
+}
+
+/// An open repository.
+#[derive(Debug, Clone)]
+pub struct Repository {
+    storage: Arc<dyn Storage>,
+    config: RepoConfig,
+    crypter: Crypter,
+}
+
+impl Repository {
+    /// Creates a new repository. The config is written last: a location with a config is a
+    /// repository, and an interrupted init leaves none.
+    pub fn init(storage: Arc<dyn Storage>, opts: &InitOptions) -> Result<Self> {
+        storage.create()?;
+        let (encryption, crypter) = match &opts.passphrase {
+            Some(p) => {
+                if p.is_empty() {
+                    return Err(Error::Invalid("the passphrase is empty".into()));
+                }
+                let key = MasterKey::generate();
+                let file = KeyFile::wrap(&key, p.as_bytes(), opts.kdf, opts.now, &opts.host)
+                    .map_err(|e| Error::format("wrapping the master key", e))?;
+                let json = serde_json::to_vec_pretty(&file).expect("key file serializes");
+                storage.write(Kind::Key, &KeyId::random().to_hex(), &json)?;
+                (Encryption::Passphrase, Crypter::new(&key))
+            }
+            None => (Encryption::None, Crypter::None),
+        };
+        let config = RepoConfig {
+            version: REPO_VERSION,
+            id: backstop_format::id::to_hex(&backstop_format::id::random_bytes::<16>()),
+            created: opts.now,
+            encryption,
+            chunker: opts.chunker,
+            compression: opts.compression,
+            pack_size: opts.pack_size,
+        };
+        storage.write(Kind::Config, "config", &config.encode())?;
+        Ok(Self {
+            storage,
+            config,
+            crypter,
+        })
+    }
+
+    /// Opens an existing repository; `passphrase` is needed when it is encrypted.
+    pub fn open(storage: Arc<dyn Storage>, passphrase: Option<&str>) -> Result<Self> {
+        let raw = match storage.read(Kind::Config, "config") {
+            Ok(r) => r,
+            Err(e) if e.is_not_found() => return Err(Error::NoRepository(storage.location())),
+            Err(e) => return Err(e.into()),
+        };
+        let config = RepoConfig::decode(&raw)
+            .map_err(|e| Error::format("reading the repository config", e))?;
+        let crypter = match config.encryption {
+            Encryption::None => {
+                // A repository that has keys but claims to be unencrypted has been tampered
+                // with; writing plaintext into it would leak data.
+                if !storage.list(Kind::Key)?.is_empty() {
+                    return Err(Error::Integrity(
+                        "the config says the repository is unencrypted but it holds key files"
+                            .into(),
+                    ));
+                }
+                Crypter::None
+            }
+            Encryption::Passphrase => {
+                let Some(p) = passphrase else {
+                    return Err(Error::PassphraseRequired(storage.location()));
+                };
+                Crypter::new(&unwrap_key(storage.as_ref(), p)?)
+            }
+        };
+        Ok(Self {
+            storage,
+            config,
+            crypter,
+        })
+    }
+
+    pub fn storage(&self) -> &Arc<dyn Storage> {
+        &self.storage
+    }
+
+    pub fn config(&self) -> &RepoConfig {
+        &self.config
+    }
+
+    pub fn crypter(&self) -> &Crypter {
+        &self.crypter
+    }
+
+    pub fn is_encrypted(&self) -> bool {
+        self.crypter.is_encrypted()
+    }
+
+    /// Seals and stores a small object.
+    pub fn write_object(&self, kind: Kind, name: &str, plain: &[u8]) -> Result<()> {
+        Ok(self
+            .storage
+            .write(kind, name, &seal_object(&self.crypter, plain))?)
+    }
+
+    /// Reads and opens a small object.
+    pub fn read_object(&self, kind: Kind, name: &str) -> Result<Vec<u8>> {
+        let raw = self.storage.read(kind, name)?;
+        open_object(&self.crypter, &raw)
+            .map_err(|e| Error::format(format!("reading {kind} {name}"), e))
+    }
+
+    pub fn write_snapshot(&self, snap: &Snapshot) -> Result<SnapshotId> {
+        let id = SnapshotId::random();
+        self.write_object(Kind::Snapshot, &id.to_hex(), &snap.encode())?;
+        Ok(id)
+    }
+
+    pub fn load_snapshot(&self, id: &SnapshotId) -> Result<Snapshot> {
+        let plain = self.read_object(Kind::Snapshot, &id.to_hex())?;
+        Snapshot::decode(&plain).map_err(|e| Error::format(format!("reading snapshot {id}"), e))
+    }
+
+    /// All snapshots, oldest first. Snapshots that cannot be read are returned separately so
+    /// that one damaged manifest does not hide the others.
+    pub fn snapshots(&self) -> Result<SnapshotList> {
+        let names = self.storage.list(Kind::Snapshot)?;
+        let results: Vec<(String, Result<(SnapshotId, Snapshot)>)> = names
+            .par_iter()
+            .map(|o| {
+                let r = SnapshotId::from_hex(&o.name)
+                    .map_err(|e| Error::format("snapshot name", e))
+                    .and_then(|id| Ok((id, self.load_snapshot(&id)?)));
+                (o.name.clone(), r)
+            })
+            .collect();
+        let mut ok = Vec::new();
+        let mut bad = Vec::new();
+        for (name, r) in results {
+            match r {
+                Ok(s) => ok.push(s),
+                Err(e) => bad.push((name, e)),
+            }
+        }
+        ok.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
+        Ok((ok, bad))
+    }
+
+    /// Finds a snapshot by id, unique id prefix, `latest` or `latest:SOURCE`.
+    pub fn find_snapshot(&self, spec: &str) -> Result<(SnapshotId, Snapshot)> {
+        let (snaps, _) = self.snapshots()?;
+        find_in(&snaps, spec)
+    }
+}
+
+/// Resolves a snapshot spec against a list (see [`Repository::find_snapshot`]).
+pub fn find_in(snaps: &[(SnapshotId, Snapshot)], spec: &str) -> Result<(SnapshotId, Snapshot)> {
+    if let Some(rest) = spec.strip_prefix("latest") {
+        let source = match rest {
+            "" => None,
+            r if r.starts_with(':') && r.len() > 1 => Some(&r[1..]),
+            _ => {
+                return Err(Error::Invalid(format!(
+                    "invalid snapshot {spec:?}: use latest or latest:SOURCE"
+                )));
+            }
+        };
+        return snaps
+            .iter()
+            .rev()
+            .find(|(_, s)| source.is_none_or(|n| s.source.name == n))
+            .cloned()
+            .ok_or_else(|| match source {
+                Some(n) => Error::NotFound(format!("no snapshot of source {n:?}")),
+                None => Error::NotFound("the repository has no snapshots yet".into()),
+            });
+    }
+    let prefix = spec.to_ascii_lowercase();
+    if prefix.is_empty() || !prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(Error::Invalid(format!(
+            "invalid snapshot {spec:?}: give an id, a unique id prefix, latest or latest:SOURCE"
+        )));
+    }
+    let matches: Vec<_> = snaps
+        .iter()
+        .filter(|(id, _)| id.to_hex().starts_with(&prefix))
+        .collect();
+    match matches.as_slice() {
+        [one] => Ok((*one).clone()),
+        [] => Err(Error::NotFound(format!("no snapshot with id {spec}"))),
+        many => Err(Error::Invalid(format!(
+            "snapshot prefix {spec} is ambiguous: it matches {} snapshots; give more digits",
+            many.len()
+        ))),
+    }
+}
+
+fn unwrap_key(storage: &dyn Storage, passphrase: &str) -> Result<MasterKey> {
+    let keys = storage.list(Kind::Key)?;
+    if keys.is_empty() {
+        return Err(Error::Integrity(
+            "the repository is encrypted but has no key files".into(),
+        ));
+    }
+    for k in keys {
+        let raw = storage.read(Kind::Key, &k.name)?;
+        let file: KeyFile = serde_json::from_slice(&raw).map_err(|e| {
+            Error::format(
+                format!("reading key {}", k.name),
+                FormatError::Json(e.to_string()),
+            )
+        })?;
+        match file.unwrap(passphrase.as_bytes()) {
+            Ok(key) => return Ok(key),
+            Err(FormatError::WrongPassphrase) => continue,
+            Err(e) => return Err(Error::format(format!("reading key {}", k.name), e)),
+        }
+    }
+    Err(Error::WrongPassphrase(storage.location()))
+}

@@ -1,0 +1,278 @@
+//! Storing new content: deduplication against the index, parallel compression and
+//! encryption, packing, and the content trees that describe each item.
+//!
+//! Crash safety (see docs/design.md, "Write ordering"): packs are written first, each under a
+//! temporary name, synced, then renamed; the index file naming them is written only after all
+//! of its packs are durable; the snapshot is written last. A crash before the snapshot leaves
+//! packs (and perhaps an index) that no snapshot references: harmless, and collected by prune.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::thread::JoinHandle;
+
+use backstop_format::blob::seal_chunk;
+use backstop_format::crypto::Crypter;
+use backstop_format::pack::{BlobEntry, BlobKind, IndexFile, IndexPack, PackBuilder};
+use backstop_format::tree::{ChunkRef, Content, INLINE_MAX, TreeNode, is_boundary};
+use backstop_format::{ChunkId, IndexId, PackId};
+use backstop_storage::{Kind, Storage};
+use rayon::prelude::*;
+
+use crate::error::{Error, Result};
+use crate::index::Index;
+use crate::repo::Repository;
+
+type FinishedPack = (PackId, Vec<u8>, Vec<BlobEntry>);
+
+/// Writes packs on a thread of its own so compression goes on while a pack is synced.
+struct PackWriter {
+    tx: Option<SyncSender<FinishedPack>>,
+    handle: Option<JoinHandle<Result<Vec<IndexPack>>>>,
+}
+
+impl PackWriter {
+    fn spawn(storage: Arc<dyn Storage>) -> Self {
+        let (tx, rx): (SyncSender<FinishedPack>, Receiver<FinishedPack>) = sync_channel(1);
+        let handle = std::thread::Builder::new()
+            .name("pack-writer".into())
+            .spawn(move || {
+                let mut packs = Vec::new();
+                for (id, bytes, blobs) in rx {
+                    storage.write(Kind::Pack, &id.to_hex(), &bytes)?;
+                    packs.push(IndexPack {
+                        id,
+                        size: bytes.len() as u64,
+                        blobs,
+                    });
+                }
+                Ok(packs)
+            })
+            .expect("spawning a thread");
+        Self {
+            tx: Some(tx),
+            handle: Some(handle),
+        }
+    }
+
+    fn send(&mut self, pack: FinishedPack) -> Result<()> {
+        let tx = self.tx.as_ref().expect("writer is open until finish");
+        if tx.send(pack).is_err() {
+            // The writer stopped on an error: report that error.
+            return Err(self
+                .join()
+                .err()
+                .unwrap_or_else(|| Error::Invalid("pack writer stopped".into())));
+        }
+        Ok(())
+    }
+
+    fn join(&mut self) -> Result<Vec<IndexPack>> {
+        self.tx = None;
+        match self.handle.take() {
+            Some(h) => h
+                .join()
+                .map_err(|_| Error::Invalid("the pack writer panicked".into()))?,
+            None => Ok(Vec::new()),
+        }
+    }
+}
+
+/// Counts of what a store added.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct StoreStats {
+    pub chunks: u64,
+    pub chunks_new: u64,
+    /// Plaintext bytes of new chunks.
+    pub raw_added: u64,
+    /// Stored bytes of new chunks.
+    pub bytes_added: u64,
+}
+
+/// Adds chunks to a repository during one backup.
+pub struct ChunkStore<'a> {
+    index: &'a Index,
+    crypter: Crypter,
+    level: i32,
+    pack_size: usize,
+    /// Chunks stored by this backup so far.
+    session: HashSet<ChunkId>,
+    data: PackBuilder,
+    tree: PackBuilder,
+    writer: PackWriter,
+    pub stats: StoreStats,
+}
+
+impl<'a> ChunkStore<'a> {
+    pub fn new(repo: &Repository, index: &'a Index) -> Self {
+        Self {
+            index,
+            crypter: repo.crypter().clone(),
+            level: repo.config().compression,
+            pack_size: repo.config().pack_size as usize,
+            session: HashSet::new(),
+            data: PackBuilder::new(),
+            tree: PackBuilder::new(),
+            writer: PackWriter::spawn(repo.storage().clone()),
+            stats: StoreStats::default(),
+        }
+    }
+
+    pub fn crypter(&self) -> &Crypter {
+        &self.crypter
+    }
+
+    /// Stores a batch of data chunks (in parallel) and returns their references in order.
+    pub fn add_data(&mut self, chunks: &[Vec<u8>]) -> Result<Vec<ChunkRef>> {
+        let crypter = &self.crypter;
+        let ids: Vec<ChunkId> = chunks.par_iter().map(|c| crypter.chunk_id(c)).collect();
+        let fresh: Vec<bool> = ids
+            .iter()
+            .map(|id| !self.index.contains(id) && self.session.insert(*id))
+            .collect();
+        let level = self.level;
+        let sealed: Vec<_> = chunks
+            .par_iter()
+            .zip(&fresh)
+            .map(|(c, &f)| f.then(|| seal_chunk(crypter, c, level)))
+            .collect();
+        let mut refs = Vec::with_capacity(chunks.len());
+        for ((id, chunk), s) in ids.iter().zip(chunks).zip(sealed) {
+            self.stats.chunks += 1;
+            if let Some(s) = s {
+                self.stats.chunks_new += 1;
+                self.stats.raw_added += chunk.len() as u64;
+                self.stats.bytes_added += s.bytes.len() as u64;
+                self.data.add(*id, BlobKind::Data, &s);
+                if self.data.len() >= self.pack_size {
+                    self.flush(BlobKind::Data)?;
+                }
+            }
+            refs.push(ChunkRef {
+                id: *id,
+                size: chunk.len() as u64,
+            });
+        }
+        Ok(refs)
+    }
+
+    /// Stores one tree node and returns its id.
+    fn add_tree(&mut self, node: &TreeNode) -> Result<ChunkId> {
+        let bytes = node.encode();
+        let id = self.crypter.chunk_id(&bytes);
+        if !self.index.contains(&id) && self.session.insert(id) {
+            let s = seal_chunk(&self.crypter, &bytes, 3);
+            self.stats.bytes_added += s.bytes.len() as u64;
+            self.tree.add(id, BlobKind::Tree, &s);
+            if self.tree.len() >= self.pack_size {
+                self.flush(BlobKind::Tree)?;
+            }
+        }
+        Ok(id)
+    }
+
+    fn flush(&mut self, kind: BlobKind) -> Result<()> {
+        let builder = match kind {
+            BlobKind::Data => &mut self.data,
+            BlobKind::Tree => &mut self.tree,
+        };
+        if builder.is_empty() {
+            return Ok(());
+        }
+        let full = std::mem::take(builder);
+        let pack = full.finish(&self.crypter);
+        // Pack headers and trailers count as added bytes too.
+        self.stats.bytes_added += (pack.1.len() as u64)
+            .saturating_sub(pack.2.iter().map(|b| u64::from(b.length)).sum::<u64>());
+        self.writer.send(pack)
+    }
+
+    /// Writes the last packs and, once they are durable, the index file that names them.
+    /// Returns the packs written, so the caller can add them to its in-memory index.
+    pub fn finish(mut self, repo: &Repository) -> Result<(Vec<IndexPack>, StoreStats)> {
+        self.flush(BlobKind::Data)?;
+        self.flush(BlobKind::Tree)?;
+        let packs = self.writer.join()?;
+        if !packs.is_empty() {
+            let file = IndexFile {
+                packs: packs.clone(),
+                supersedes: Vec::new(),
+            };
+            let bytes = file.encode(&self.crypter);
+            self.stats.bytes_added += bytes.len() as u64;
+            repo.storage()
+                .write(Kind::Index, &IndexId::random().to_hex(), &bytes)?;
+        }
+        Ok((packs, self.stats))
+    }
+}
+
+/// Builds the content description of one item as its chunks arrive (see
+/// `backstop_format::tree` for the shape).
+#[derive(Debug, Default)]
+pub struct TreeBuilder {
+    /// Pending entries per level.
+    levels: Vec<Vec<ChunkRef>>,
+    size: u64,
+    flushed_any: bool,
+}
+
+impl TreeBuilder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn push(&mut self, store: &mut ChunkStore<'_>, r: ChunkRef) -> Result<()> {
+        self.size += r.size;
+        self.push_at(store, 0, r)
+    }
+
+    fn push_at(&mut self, store: &mut ChunkStore<'_>, level: usize, r: ChunkRef) -> Result<()> {
+        if self.levels.len() <= level {
+            self.levels.push(Vec::new());
+        }
+        self.levels[level].push(r);
+        if is_boundary(&r.id, self.levels[level].len()) {
+            self.flush_level(store, level)?;
+        }
+        Ok(())
+    }
+
+    fn flush_level(&mut self, store: &mut ChunkStore<'_>, level: usize) -> Result<()> {
+        let entries = std::mem::take(&mut self.levels[level]);
+        let node = TreeNode {
+            level: u8::try_from(level).expect("trees are far shallower than 256 levels"),
+            entries,
+        };
+        let size = node.size();
+        let id = store.add_tree(&node)?;
+        self.flushed_any = true;
+        self.push_at(store, level + 1, ChunkRef { id, size })
+    }
+
+    /// Completes the tree; `hash` is the whole-content hash.
+    pub fn finish(mut self, store: &mut ChunkStore<'_>, hash: String) -> Result<Content> {
+        let mut content = Content {
+            size: self.size,
+            hash,
+            chunks: Vec::new(),
+            tree: None,
+        };
+        if !self.flushed_any && self.levels.first().is_none_or(|l| l.len() <= INLINE_MAX) {
+            content.chunks = self.levels.pop().unwrap_or_default();
+            return Ok(content);
+        }
+        let mut level = 0;
+        loop {
+            let top = level + 1 >= self.levels.len();
+            if top && level > 0 && self.levels[level].len() == 1 {
+                content.tree = self.levels[level].pop();
+                return Ok(content);
+            }
+            if !self.levels[level].is_empty() {
+                self.flush_level(store, level)?;
+            }
+            level += 1;
+        }
+    }
+}
