@@ -104,6 +104,8 @@ pub fn backup(
     let mut warnings = Vec::new();
     progress.phase("backup", None);
     while let Some(mut entry) = source.next_entry()? {
+        backstop_format::manifest::check_item_path(&entry.item.path)
+            .map_err(|e| Error::format("the source produced an unsafe item path", e))?;
         progress.item(&entry.item.path);
         if entry.reuse_unchanged
             && let Some(c) = unchanged(&previous, &entry.item, index)

@@ -261,3 +261,64 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use crate::id::ChunkId;
+    use crate::tree::ChunkRef;
+    use proptest::prelude::*;
+
+    fn content() -> impl Strategy<Value = Content> {
+        (
+            any::<u64>(),
+            proptest::collection::vec((any::<[u8; 32]>(), any::<u64>()), 0..4),
+            any::<bool>(),
+        )
+            .prop_map(|(size, chunks, tree)| {
+                let refs: Vec<ChunkRef> = chunks
+                    .into_iter()
+                    .map(|(b, s)| ChunkRef {
+                        id: ChunkId(b),
+                        size: s,
+                    })
+                    .collect();
+                Content {
+                    size,
+                    hash: "ab".repeat(32),
+                    tree: tree.then(|| refs.first().copied()).flatten(),
+                    chunks: if tree { Vec::new() } else { refs },
+                }
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn item_round_trip(path in "[a-z]{1,8}(/[a-z.]{1,8}){0,3}", size in any::<u64>(), mode in proptest::option::of(0u32..0o7777),
+                           secs in 0i64..4_000_000_000, target in proptest::option::of(".{0,20}"), c in proptest::option::of(content())) {
+            let item = Item {
+                path, kind: ItemKind::File, size, mode,
+                mtime: Some(Timestamp::from_second(secs).unwrap()),
+                readonly: mode == Some(0o444), target, content: c,
+            };
+            let json = serde_json::to_string(&item).unwrap();
+            prop_assert_eq!(serde_json::from_str::<Item>(&json).unwrap(), item);
+        }
+
+        #[test]
+        fn snapshot_round_trip(desc in proptest::option::of(".{0,40}"), tags in proptest::collection::vec("[a-z]{1,6}", 0..3), c in content(), secs in 0i64..4_000_000_000) {
+            let s = Snapshot {
+                version: SNAPSHOT_VERSION, time: Timestamp::from_second(secs).unwrap(), host: "h".into(),
+                source: SourceRef { name: "shop".into(), kind: SourceKind::Files }, kind: BackupKind::PreChange,
+                description: desc, tags, ticket: Some("T-1".into()), parent: None, paths: vec!["a".into()],
+                items: c, stats: SnapshotStats::default(), warnings: vec![], program: "p".into(),
+            };
+            prop_assert_eq!(Snapshot::decode(&s.encode()).unwrap(), s);
+        }
+
+        #[test]
+        fn garbage_snapshot_never_panics(data in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = Snapshot::decode(&data);
+        }
+    }
+}
