@@ -20,9 +20,24 @@ impl std::fmt::Display for UsageError {
 
 impl std::error::Error for UsageError {}
 
+/// Marks an error as something asked for that does not exist (exit code 13).
+#[derive(Debug)]
+pub struct NotFoundError(pub String);
+
+impl std::fmt::Display for NotFoundError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for NotFoundError {}
+
 pub fn exit_code(e: &anyhow::Error) -> u8 {
     if e.downcast_ref::<UsageError>().is_some() {
         return exit::USAGE;
+    }
+    if e.downcast_ref::<NotFoundError>().is_some() {
+        return exit::NOT_FOUND;
     }
     for cause in e.chain() {
         if let Some(ee) = cause.downcast_ref::<EngineError>() {

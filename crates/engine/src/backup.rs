@@ -13,7 +13,7 @@ use backstop_format::{SnapshotId, Timestamp};
 use backstop_sources::{Chunking, Source};
 use serde::{Deserialize, Serialize};
 
-use crate::chunker::Cutter;
+use crate::chunker::{Batch, Cutter};
 use crate::content::Loader;
 use crate::error::{Error, Result};
 use crate::index::Index;
@@ -65,7 +65,8 @@ pub struct BackupSummary {
     pub bytes_read: u64,
     /// Files whose content was taken from the previous snapshot without reading them.
     pub files_unchanged: u64,
-    /// Bytes this backup added to the repository (packs, index, snapshot).
+    /// Bytes of packs and index files this backup added to the repository (the snapshot
+    /// object itself, a few hundred bytes, is not counted).
     pub bytes_added: u64,
     pub chunks: u64,
     pub chunks_new: u64,
@@ -104,8 +105,15 @@ pub fn backup(
     let mut warnings = Vec::new();
     progress.phase("backup", None);
     while let Some(mut entry) = source.next_entry()? {
-        backstop_format::manifest::check_item_path(&entry.item.path)
-            .map_err(|e| Error::format("the source produced an unsafe item path", e))?;
+        if let Err(e) = backstop_format::manifest::check_item_path(&entry.item.path) {
+            if entry.required {
+                return Err(Error::format("the source produced an unsafe item path", e));
+            }
+            let msg = format!("skipped: {e}");
+            progress.warning(&msg);
+            warnings.push(msg);
+            continue;
+        }
         progress.item(&entry.item.path);
         if entry.reuse_unchanged
             && let Some(c) = unchanged(&previous, &entry.item, index)
@@ -123,6 +131,7 @@ pub fn backup(
                     stats.bytes += content.size;
                     bytes_read += content.size;
                     entry.item.content = Some(content);
+                    source.complete(&mut entry.item)?;
                 }
                 Err(e) if !entry.required => {
                     let msg = format!("skipped {}: read failed: {e}", entry.item.path);
@@ -140,7 +149,7 @@ pub fn backup(
         }
         match entry.item.kind {
             ItemKind::Dir => stats.dirs += 1,
-            ItemKind::File | ItemKind::Stream => stats.files += 1,
+            ItemKind::File | ItemKind::Stream | ItemKind::Sqlite => stats.files += 1,
             _ => {}
         }
         stats.items += 1;
@@ -157,6 +166,7 @@ pub fn backup(
     let (packs, st) = store.finish(repo)?;
     stats.chunks = st.chunks;
     stats.chunks_new = st.chunks_new;
+    stats.bytes_added = st.bytes_added;
     let snap = Snapshot {
         version: SNAPSHOT_VERSION,
         time: opts.time,
@@ -176,8 +186,6 @@ pub fn backup(
         warnings: warnings.clone(),
         program: opts.program.clone(),
     };
-    let encoded_len =
-        backstop_format::blob::seal_object(repo.crypter(), &snap.encode()).len() as u64;
     let id = repo.write_snapshot(&snap)?;
     for p in &packs {
         index.add_pack(p);
@@ -196,7 +204,7 @@ pub fn backup(
         bytes_in: stats.bytes,
         bytes_read,
         files_unchanged,
-        bytes_added: st.bytes_added + encoded_len,
+        bytes_added: st.bytes_added,
         chunks: stats.chunks,
         chunks_new: stats.chunks_new,
         warnings,
@@ -214,7 +222,7 @@ fn store_stream(
     progress: &dyn Progress,
 ) -> Result<std::result::Result<Content, std::io::Error>> {
     std::thread::scope(|s| {
-        let (tx, rx) = sync_channel::<std::io::Result<Vec<Vec<u8>>>>(2);
+        let (tx, rx) = sync_channel::<std::io::Result<Batch>>(2);
         let reader_thread = s.spawn(move || -> Option<String> {
             let mut cutter = Cutter::new(chunking, params);
             let mut hasher = blake3::Hasher::new();
@@ -231,13 +239,13 @@ fn store_stream(
                     break;
                 }
                 hasher.update(&buf[..n]);
-                let mut out = Vec::new();
+                let mut out = Batch::new();
                 cutter.push(&buf[..n], &mut out);
                 if !out.is_empty() && tx.send(Ok(out)).is_err() {
                     return None;
                 }
             }
-            let mut out = Vec::new();
+            let mut out = Batch::new();
             cutter.finish(&mut out);
             if !out.is_empty() && tx.send(Ok(out)).is_err() {
                 return None;
@@ -364,23 +372,23 @@ impl ItemList {
         serde_json::to_writer(&mut self.line, item).expect("items serialize");
         self.line.push(b'\n');
         self.hasher.update(&self.line);
-        let mut out = Vec::new();
+        let mut out = Batch::new();
         self.cutter.push(&self.line, &mut out);
         self.store(store, out)
     }
 
-    fn store(&mut self, store: &mut ChunkStore<'_>, chunks: Vec<Vec<u8>>) -> Result<()> {
+    fn store(&mut self, store: &mut ChunkStore<'_>, chunks: Batch) -> Result<()> {
         if chunks.is_empty() {
             return Ok(());
         }
-        for r in store.add_data(&chunks)? {
+        for r in store.add_meta(&chunks)? {
             self.tree.push(store, r)?;
         }
         Ok(())
     }
 
     fn finish(mut self, store: &mut ChunkStore<'_>) -> Result<Content> {
-        let mut out = Vec::new();
+        let mut out = Batch::new();
         self.cutter.finish(&mut out);
         self.store(store, out)?;
         let hash = self.hasher.finalize().to_hex().to_string();

@@ -1,6 +1,7 @@
 //! Reading content back: resolving an item's tree into its chunks, fetching chunks from packs
 //! in parallel, and checking every chunk against its id before handing out a single byte.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::sync::mpsc::sync_channel;
 
@@ -45,17 +46,54 @@ impl<'a> Loader<'a> {
         })
     }
 
-    /// Decodes one chunk from its stored bytes and checks it against its id.
-    fn decode(&self, id: &ChunkId, loc: &Location, stored: &[u8]) -> Result<Vec<u8>> {
+    /// Decodes one frame from its stored bytes.
+    fn open_frame(&self, loc: &Location, stored: &[u8]) -> Result<Vec<u8>> {
         let pack = self.index.pack(loc.pack).id;
-        let plain = open_chunk(self.repo.crypter(), stored, loc.compressed, loc.raw_length)
-            .map_err(|e| Error::Integrity(format!("chunk {id} in pack {pack}: {e}")))?;
-        if self.repo.crypter().chunk_id(&plain) != *id {
+        open_chunk(
+            self.repo.crypter(),
+            stored,
+            loc.compressed,
+            loc.frame_length,
+        )
+        .map_err(|e| Error::Integrity(format!("frame at {} in pack {pack}: {e}", loc.offset)))
+    }
+
+    /// Cuts one chunk out of its decoded frame and checks it against its id.
+    fn cut(&self, id: &ChunkId, loc: &Location, frame: &[u8]) -> Result<Vec<u8>> {
+        let a = loc.raw_offset as usize;
+        let plain = frame
+            .get(a..a + loc.raw_length as usize)
+            .ok_or_else(|| Error::Integrity(format!("chunk {id} lies outside its frame")))?;
+        if self.repo.crypter().chunk_id(plain) != *id {
+            let pack = self.index.pack(loc.pack).id;
             return Err(Error::Integrity(format!(
                 "chunk {id} in pack {pack} does not match its id (damaged data)"
             )));
         }
-        Ok(plain)
+        Ok(plain.to_vec())
+    }
+
+    /// Decodes one chunk from its frame's stored bytes and checks it against its id.
+    fn decode(&self, id: &ChunkId, loc: &Location, stored: &[u8]) -> Result<Vec<u8>> {
+        self.cut(id, loc, &self.open_frame(loc, stored)?)
+    }
+
+    /// Reads a range of a pack. A pack that is missing or shorter than the index says is damage
+    /// to the repository (an integrity error), not an ordinary I/O failure.
+    fn read_pack(&self, pack: u32, offset: u64, len: u64) -> Result<Vec<u8>> {
+        let id = self.index.pack(pack).id;
+        match self
+            .repo
+            .storage()
+            .read_range(Kind::Pack, &id.to_hex(), offset, len)
+        {
+            Ok(b) => Ok(b),
+            Err(
+                e @ (backstop_storage::Error::NotFound { .. }
+                | backstop_storage::Error::ShortRead { .. }),
+            ) => Err(Error::Integrity(format!("pack {id}: {e}"))),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Reads and checks one chunk.
@@ -208,6 +246,12 @@ impl<'a> Loader<'a> {
             let off = u64::from(loc.offset);
             let len = u64::from(loc.length);
             match ranges.last_mut() {
+                // Another chunk of a frame already in this range.
+                Some((p, start, rlen, members))
+                    if *p == loc.pack && off >= *start && off + len <= *start + *rlen =>
+                {
+                    members.push((r.id, loc));
+                }
                 Some((p, start, rlen, members))
                     if *p == loc.pack && *start + *rlen == off && *rlen + len <= MAX_RANGE =>
                 {
@@ -219,28 +263,29 @@ impl<'a> Loader<'a> {
         }
         let reads: Vec<Vec<u8>> = ranges
             .par_iter()
-            .map(|(pack, start, len, _)| {
-                let pack_id = self.index.pack(*pack).id;
-                Ok(self
-                    .repo
-                    .storage()
-                    .read_range(Kind::Pack, &pack_id.to_hex(), *start, *len)?)
-            })
+            .map(|(pack, start, len, _)| self.read_pack(*pack, *start, *len))
             .collect::<Result<_>>()?;
-        // Decode chunk by chunk, not range by range, so both cores stay busy whatever the
-        // split into ranges.
-        let jobs: Vec<(&[u8], &ChunkId, &Location)> = ranges
-            .iter()
-            .zip(&reads)
-            .flat_map(|((_, start, _, members), bytes)| {
-                members.iter().map(move |(id, loc)| {
+        // Each frame is decoded once, however many of its chunks the window needs; frames and
+        // then chunks are processed in parallel so both cores stay busy.
+        let mut frame_of: HashMap<(u32, u32), usize> = HashMap::new();
+        let mut frames: Vec<(&[u8], &Location)> = Vec::new();
+        let mut jobs: Vec<(usize, &ChunkId, &Location)> = Vec::new();
+        for ((_, start, _, members), bytes) in ranges.iter().zip(&reads) {
+            for (id, loc) in members {
+                let f = *frame_of.entry((loc.pack, loc.offset)).or_insert_with(|| {
                     let a = (u64::from(loc.offset) - start) as usize;
-                    (&bytes[a..a + loc.length as usize], id, loc)
-                })
-            })
-            .collect();
+                    frames.push((&bytes[a..a + loc.length as usize], loc));
+                    frames.len() - 1
+                });
+                jobs.push((f, id, loc));
+            }
+        }
+        let plain: Vec<Vec<u8>> = frames
+            .par_iter()
+            .map(|(b, loc)| self.open_frame(loc, b))
+            .collect::<Result<_>>()?;
         jobs.par_iter()
-            .map(|(b, id, loc)| self.decode(id, loc, b))
+            .map(|(f, id, loc)| self.cut(id, loc, &plain[*f]))
             .collect()
     }
 

@@ -1,6 +1,6 @@
 //! The in-memory index: where each chunk is stored.
 //!
-//! One entry is the 32-byte id plus 16 bytes of location, in a hash map keyed by the id's own
+//! One entry is the 32-byte id plus 24 bytes of location, in a hash map keyed by the id's own
 //! first bytes (ids are already uniformly random, so hashing them again is wasted work). A
 //! 1 GiB SQLite database at 4 KiB pages is 262,144 entries, about 13 MiB.
 
@@ -41,6 +41,10 @@ pub struct Location {
     pub offset: u32,
     pub length: u32,
     pub raw_length: u32,
+    /// Where the chunk starts in its frame's plaintext.
+    pub raw_offset: u32,
+    /// Plaintext length of the frame.
+    pub frame_length: u32,
     pub compressed: bool,
     pub kind: BlobKind,
 }
@@ -155,6 +159,8 @@ fn location(pack: u32, b: &BlobEntry) -> Location {
         offset: b.offset,
         length: b.length,
         raw_length: b.raw_length,
+        raw_offset: b.raw_offset,
+        frame_length: b.frame_length,
         compressed: b.compressed,
         kind: b.kind,
     }

@@ -80,7 +80,7 @@ pub fn restore(
         match item.kind {
             ItemKind::Dir => out.dir(item)?,
             ItemKind::Symlink => out.symlink(item)?,
-            ItemKind::File | ItemKind::Stream => {
+            ItemKind::File | ItemKind::Stream | ItemKind::Sqlite => {
                 let mut err = None;
                 let r = out.file(item, &mut |w| {
                     if let Some(c) = &item.content

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
 
-use backstop_format::blob::seal_chunk;
+use backstop_format::blob::{FRAME_TARGET, seal_chunk, seal_frame};
 use backstop_format::crypto::Crypter;
 use backstop_format::pack::{BlobEntry, BlobKind, IndexFile, IndexPack, PackBuilder};
 use backstop_format::tree::{ChunkRef, Content, INLINE_MAX, TreeNode, is_boundary};
@@ -19,6 +19,7 @@ use backstop_format::{ChunkId, IndexId, PackId};
 use backstop_storage::{Kind, Storage};
 use rayon::prelude::*;
 
+use crate::chunker::Batch;
 use crate::error::{Error, Result};
 use crate::index::Index;
 use crate::repo::Repository;
@@ -78,6 +79,24 @@ impl PackWriter {
     }
 }
 
+/// Room for a full data pack, so its buffer is allocated once and never copied while growing.
+fn data_capacity(pack_size: usize) -> usize {
+    pack_size + 4 * FRAME_TARGET
+}
+
+/// Stored bytes of the frames in a pack's entries (each frame counted once).
+fn frame_bytes(entries: &[BlobEntry]) -> u64 {
+    let mut last = None;
+    let mut sum = 0;
+    for e in entries {
+        if last != Some(e.offset) {
+            sum += u64::from(e.length);
+            last = Some(e.offset);
+        }
+    }
+    sum
+}
+
 /// Counts of what a store added.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct StoreStats {
@@ -111,7 +130,7 @@ impl<'a> ChunkStore<'a> {
             level: repo.config().compression,
             pack_size: repo.config().pack_size as usize,
             session: HashSet::new(),
-            data: PackBuilder::new(),
+            data: PackBuilder::with_capacity(data_capacity(repo.config().pack_size as usize)),
             tree: PackBuilder::new(),
             writer: PackWriter::spawn(repo.storage().clone()),
             stats: StoreStats::default(),
@@ -123,37 +142,74 @@ impl<'a> ChunkStore<'a> {
     }
 
     /// Stores a batch of data chunks (in parallel) and returns their references in order.
-    pub fn add_data(&mut self, chunks: &[Vec<u8>]) -> Result<Vec<ChunkRef>> {
+    pub fn add_data(&mut self, chunks: &Batch) -> Result<Vec<ChunkRef>> {
+        self.add_chunks(chunks, BlobKind::Data)
+    }
+
+    /// Stores chunks of metadata (a snapshot's item list) with the tree nodes, so that reading
+    /// a snapshot's structure never needs the data packs.
+    pub fn add_meta(&mut self, chunks: &Batch) -> Result<Vec<ChunkRef>> {
+        self.add_chunks(chunks, BlobKind::Tree)
+    }
+
+    fn add_chunks(&mut self, chunks: &Batch, kind: BlobKind) -> Result<Vec<ChunkRef>> {
         let crypter = &self.crypter;
-        let ids: Vec<ChunkId> = chunks.par_iter().map(|c| crypter.chunk_id(c)).collect();
+        let ids: Vec<ChunkId> = (0..chunks.len())
+            .into_par_iter()
+            .map(|i| crypter.chunk_id(chunks.get(i)))
+            .collect();
         let fresh: Vec<bool> = ids
             .iter()
             .map(|id| !self.index.contains(id) && self.session.insert(*id))
             .collect();
-        let level = self.level;
-        let sealed: Vec<_> = chunks
-            .par_iter()
-            .zip(&fresh)
-            .map(|(c, &f)| f.then(|| seal_chunk(crypter, c, level)))
-            .collect();
-        let mut refs = Vec::with_capacity(chunks.len());
-        for ((id, chunk), s) in ids.iter().zip(chunks).zip(sealed) {
-            self.stats.chunks += 1;
-            if let Some(s) = s {
-                self.stats.chunks_new += 1;
-                self.stats.raw_added += chunk.len() as u64;
-                self.stats.bytes_added += s.bytes.len() as u64;
-                self.data.add(*id, BlobKind::Data, &s);
-                if self.data.len() >= self.pack_size {
-                    self.flush(BlobKind::Data)?;
-                }
+        // New chunks, in order, grouped into frames of about FRAME_TARGET bytes.
+        let mut frames: Vec<Vec<usize>> = Vec::new();
+        let mut frame_bytes = 0;
+        for (i, c) in chunks.iter().enumerate().filter(|(i, _)| fresh[*i]) {
+            if frames.is_empty()
+                || frame_bytes >= FRAME_TARGET
+                || frame_bytes + c.len() > 2 * FRAME_TARGET
+            {
+                frames.push(Vec::new());
+                frame_bytes = 0;
             }
-            refs.push(ChunkRef {
-                id: *id,
-                size: chunk.len() as u64,
-            });
+            frames.last_mut().expect("just pushed").push(i);
+            frame_bytes += c.len();
         }
-        Ok(refs)
+        let level = self.level;
+        let sealed: Vec<_> = frames
+            .par_iter()
+            .map(|members| {
+                let parts: Vec<&[u8]> = members.iter().map(|&i| chunks.get(i)).collect();
+                seal_frame(crypter, &parts, level)
+            })
+            .collect();
+        for (members, s) in frames.iter().zip(&sealed) {
+            let entries: Vec<_> = members
+                .iter()
+                .map(|&i| (ids[i], kind, chunks.get(i).len() as u32))
+                .collect();
+            self.stats.chunks_new += members.len() as u64;
+            self.stats.raw_added += u64::from(s.raw_len);
+            self.stats.bytes_added += s.bytes.len() as u64;
+            let builder = match kind {
+                BlobKind::Data => &mut self.data,
+                BlobKind::Tree => &mut self.tree,
+            };
+            builder.add_frame(&entries, s);
+            if builder.len() >= self.pack_size {
+                self.flush(kind)?;
+            }
+        }
+        self.stats.chunks += chunks.len() as u64;
+        Ok(ids
+            .iter()
+            .zip(chunks.iter())
+            .map(|(id, c)| ChunkRef {
+                id: *id,
+                size: c.len() as u64,
+            })
+            .collect())
     }
 
     /// Stores one tree node and returns its id.
@@ -179,11 +235,14 @@ impl<'a> ChunkStore<'a> {
         if builder.is_empty() {
             return Ok(());
         }
-        let full = std::mem::take(builder);
+        let fresh = match kind {
+            BlobKind::Data => PackBuilder::with_capacity(data_capacity(self.pack_size)),
+            BlobKind::Tree => PackBuilder::new(),
+        };
+        let full = std::mem::replace(builder, fresh);
         let pack = full.finish(&self.crypter);
         // Pack headers and trailers count as added bytes too.
-        self.stats.bytes_added += (pack.1.len() as u64)
-            .saturating_sub(pack.2.iter().map(|b| u64::from(b.length)).sum::<u64>());
+        self.stats.bytes_added += (pack.1.len() as u64).saturating_sub(frame_bytes(&pack.2));
         self.writer.send(pack)
     }
 

@@ -93,8 +93,6 @@ pub fn verify(
         .into_iter()
         .map(|o| (o.name, o.size))
         .collect();
-    // Chunks that cannot be read, to attribute to snapshots afterwards.
-    let mut bad_chunks: HashMap<ChunkId, usize> = HashMap::new();
     let mut bad_packs: HashSet<PackId> = HashSet::new();
     for p in index.packs() {
         match stored.get(&p.id.to_hex()) {
@@ -126,17 +124,44 @@ pub fn verify(
     if opts.read_data {
         read_packs(repo, &index, &bad_packs, progress, &mut report);
     }
-    for p in &report.problems {
+    // Which problems each unreadable chunk belongs to, to attribute snapshots and items.
+    let pack_problem: HashMap<String, usize> = report
+        .problems
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| {
+            matches!(
+                p.kind.as_str(),
+                "missing-pack" | "pack-size" | "damaged-pack"
+            )
+        })
+        .map(|(i, p)| (p.object.clone(), i))
+        .collect();
+    let mut bad: HashMap<ChunkId, Vec<usize>> = HashMap::new();
+    for (i, p) in report.problems.iter().enumerate() {
+        if p.kind != "damaged-chunk" {
+            continue;
+        }
         if let Ok(id) = ChunkId::from_hex(&p.object) {
-            bad_chunks.insert(id, 0);
+            let entry = bad.entry(id).or_default();
+            entry.push(i);
+            if let Some(&pi) = index
+                .get(&id)
+                .and_then(|loc| pack_problem.get(&index.pack(loc.pack).id.to_hex()))
+            {
+                entry.push(pi);
+            }
         }
     }
     for (id, loc) in index.iter() {
-        if bad_packs.contains(&index.pack(loc.pack).id) {
-            bad_chunks.entry(*id).or_insert(0);
+        let pack = index.pack(loc.pack).id;
+        if bad_packs.contains(&pack)
+            && let Some(&pi) = pack_problem.get(&pack.to_hex())
+        {
+            bad.entry(*id).or_default().push(pi);
         }
     }
-    check_snapshots(repo, &index, &mut bad_chunks, &mut report)?;
+    check_snapshots(repo, &index, &mut bad, &mut report)?;
     Ok(report)
 }
 
@@ -188,15 +213,28 @@ fn read_packs(
                     format!("pack trailer: {e}"),
                 ));
             }
+            let mut frames: HashMap<u32, std::result::Result<Vec<u8>, String>> = HashMap::new();
             for (id, loc) in expected.get(&p.id).map(Vec::as_slice).unwrap_or_default() {
-                let (a, b) = (
-                    loc.offset as usize,
-                    loc.offset as usize + loc.length as usize,
-                );
-                let r = match bytes.get(a..b) {
-                    Some(s) => loader_decode(&loader, id, loc, s),
-                    None => Err("chunk lies outside the pack".into()),
-                };
+                let frame = frames.entry(loc.offset).or_insert_with(|| {
+                    let (a, b) = (
+                        loc.offset as usize,
+                        loc.offset as usize + loc.length as usize,
+                    );
+                    match bytes.get(a..b) {
+                        Some(s) => backstop_format::blob::open_chunk(
+                            repo.crypter(),
+                            s,
+                            loc.compressed,
+                            loc.frame_length,
+                        )
+                        .map_err(|e| e.to_string()),
+                        None => Err("frame lies outside the pack".into()),
+                    }
+                });
+                let r = frame
+                    .as_ref()
+                    .map_err(Clone::clone)
+                    .and_then(|f| check_chunk(&loader, id, loc, f));
                 if let Err(msg) = r {
                     probs.push(problem(
                         "damaged-chunk",
@@ -214,30 +252,32 @@ fn read_packs(
     }
 }
 
-fn loader_decode(
+fn check_chunk(
     loader: &Loader<'_>,
     id: &ChunkId,
     loc: &crate::index::Location,
-    stored: &[u8],
+    frame: &[u8],
 ) -> std::result::Result<(), String> {
-    let plain = backstop_format::blob::open_chunk(
-        loader.repo.crypter(),
-        stored,
-        loc.compressed,
-        loc.raw_length,
-    )
-    .map_err(|e| e.to_string())?;
-    if loader.repo.crypter().chunk_id(&plain) != *id {
+    let a = loc.raw_offset as usize;
+    let plain = frame
+        .get(a..a + loc.raw_length as usize)
+        .ok_or("chunk lies outside its frame")?;
+    if loader.repo.crypter().chunk_id(plain) != *id {
         return Err("content does not match the chunk id".into());
     }
     Ok(())
 }
 
-/// Walks every snapshot's item list and contents, and attributes unreadable chunks.
+/// What one snapshot walk found: the problems each item (or the item list) touches.
+type Hits = HashMap<usize, Vec<String>>;
+
+/// Walks every snapshot's item list and contents, and attributes unreadable chunks to the
+/// snapshots and items that need them. Chunks referenced but not indexed become missing-chunk
+/// problems.
 fn check_snapshots(
     repo: &Repository,
     index: &Index,
-    bad: &mut HashMap<ChunkId, usize>,
+    bad: &mut HashMap<ChunkId, Vec<usize>>,
     report: &mut VerifyReport,
 ) -> Result<()> {
     let (snaps, bad_snaps) = repo.snapshots()?;
@@ -248,99 +288,119 @@ fn check_snapshots(
             .push(problem("damaged-snapshot", name, e.to_string()));
     }
     let loader = Loader::new(repo, index);
-    let mut missing_reported: HashSet<ChunkId> = HashSet::new();
+    // Contents already walked clean (by their tree root), so shared content is walked once.
     let mut clean_roots: HashSet<ChunkId> = HashSet::new();
     for (sid, snap) in &snaps {
-        let mut items_hit: Vec<String> = Vec::new();
-        let hit = |r: &ChunkId,
-                   missing_reported: &mut HashSet<ChunkId>,
-                   report: &mut VerifyReport|
-         -> bool {
-            if bad.contains_key(r) {
-                return true;
-            }
-            if !index.contains(r) {
-                if missing_reported.insert(*r) {
-                    report.problems.push(problem(
-                        "missing-chunk",
-                        r.to_hex(),
-                        "referenced by a snapshot but not in any index".into(),
-                    ));
-                }
-                return true;
-            }
-            false
+        let mut hits: Hits = HashMap::new();
+        let list_ok = walk_content(
+            &loader,
+            index,
+            bad,
+            report,
+            &snap.items,
+            "(item list)",
+            &mut hits,
+            &mut clean_roots,
+        );
+        let items = if list_ok {
+            loader.read_items(&snap.items).map_err(|e| e.to_string())
+        } else {
+            Err("chunks of the item list are missing or damaged".into())
         };
-        let items = match loader.read_items(&snap.items) {
-            Ok(items) => items,
+        match items {
+            Ok(items) => {
+                for item in &items {
+                    if let Some(c) = &item.content {
+                        walk_content(
+                            &loader,
+                            index,
+                            bad,
+                            report,
+                            c,
+                            &item.path,
+                            &mut hits,
+                            &mut clean_roots,
+                        );
+                    }
+                }
+            }
             Err(e) => {
                 report.problems.push(problem(
                     "damaged-snapshot",
                     sid.to_hex(),
                     format!("the item list cannot be read: {e}"),
                 ));
-                continue;
-            }
-        };
-        for item in &items {
-            let Some(c) = &item.content else { continue };
-            // The same content in an earlier snapshot was already walked clean.
-            let key = c.tree.map(|t| t.id);
-            if key.is_some_and(|k| clean_roots.contains(&k)) {
-                continue;
-            }
-            let affected = std::cell::Cell::new(false);
-            let mut newly_missing = Vec::new();
-            let r = loader.walk(
-                c,
-                &mut |n| {
-                    if bad.contains_key(&n.id) || !index.contains(&n.id) {
-                        affected.set(true);
-                        newly_missing.push(n.id);
-                    }
-                },
-                &mut |r| {
-                    if hit(&r.id, &mut missing_reported, report) {
-                        affected.set(true);
-                    }
-                    Ok(())
-                },
-            );
-            for id in newly_missing {
-                if !bad.contains_key(&id) && missing_reported.insert(id) {
-                    report.problems.push(problem(
-                        "missing-chunk",
-                        id.to_hex(),
-                        "tree node not in any index".into(),
-                    ));
-                }
-            }
-            if r.is_err() || affected.get() {
-                items_hit.push(item.path.clone());
-            } else if let Some(k) = key {
-                clean_roots.insert(k);
+                let i = report.problems.len() - 1;
+                hits.entry(i).or_default().push("(item list)".into());
             }
         }
-        if !items_hit.is_empty() {
-            let a = Affected {
+        for (i, items) in hits {
+            report.problems[i].affected.push(Affected {
                 snapshot: *sid,
                 source: snap.source.name.clone(),
-                items: items_hit,
-            };
-            for p in report.problems.iter_mut() {
-                if matches!(
-                    p.kind.as_str(),
-                    "missing-pack"
-                        | "pack-size"
-                        | "damaged-pack"
-                        | "damaged-chunk"
-                        | "missing-chunk"
-                        | "damaged-index"
-                ) {
-                    p.affected.push(a.clone());
-                }
-            }
+                items,
+            });
         }
     }
     Ok(())
+}
+
+/// Walks one content; records in `hits` which problems it touches. Returns whether it is clean.
+#[allow(clippy::too_many_arguments)]
+fn walk_content(
+    loader: &Loader<'_>,
+    index: &Index,
+    bad: &mut HashMap<ChunkId, Vec<usize>>,
+    report: &mut VerifyReport,
+    content: &backstop_format::tree::Content,
+    name: &str,
+    hits: &mut Hits,
+    clean_roots: &mut HashSet<ChunkId>,
+) -> bool {
+    let root = content.tree.map(|t| t.id);
+    if root.is_some_and(|r| clean_roots.contains(&r)) {
+        return true;
+    }
+    let mut touched: HashSet<usize> = HashSet::new();
+    let mut check =
+        |id: &ChunkId, what: &str, report: &mut VerifyReport, touched: &mut HashSet<usize>| {
+            if let Some(ps) = bad.get(id) {
+                touched.extend(ps.iter().copied());
+            } else if !index.contains(id) {
+                report.problems.push(problem(
+                    "missing-chunk",
+                    id.to_hex(),
+                    format!("{what} referenced by a snapshot but not in any index"),
+                ));
+                let i = report.problems.len() - 1;
+                bad.insert(*id, vec![i]);
+                touched.insert(i);
+            }
+        };
+    let mut nodes = Vec::new();
+    let r = loader.walk(content, &mut |n| nodes.push(n.id), &mut |c| {
+        check(&c.id, "chunk", report, &mut touched);
+        Ok(())
+    });
+    for id in &nodes {
+        check(id, "tree node", report, &mut touched);
+    }
+    // Damage that only reading shows (a structural verify did not read the packs).
+    if let Err(e) = r
+        && touched.is_empty()
+    {
+        report
+            .problems
+            .push(problem("damaged-chunk", name.to_string(), e.to_string()));
+        touched.insert(report.problems.len() - 1);
+    }
+    for i in &touched {
+        hits.entry(*i).or_default().push(name.to_string());
+    }
+    if touched.is_empty()
+        && let Some(r) = root
+    {
+        clean_roots.insert(r);
+    }
+    touched.is_empty()
 }

@@ -57,6 +57,7 @@ impl Source for VecSource {
                 readonly: false,
                 target: None,
                 content: None,
+                database: None,
             },
             content: Some(Box::new(Cursor::new(data))),
             chunking,
@@ -473,7 +474,10 @@ fn a_crafted_snapshot_cannot_write_outside_the_target() {
         let mut store = ChunkStore::new(&repo, &index);
         let line = format!("{{\"path\":{evil:?},\"type\":\"file\",\"size\":0}}\n").into_bytes();
         let mut tree = TreeBuilder::new();
-        for r in store.add_data(std::slice::from_ref(&line)).unwrap() {
+        for r in store
+            .add_data(&backstop_engine::chunker::Batch::of(&[&line]))
+            .unwrap()
+        {
             tree.push(&mut store, r).unwrap();
         }
         let items = tree

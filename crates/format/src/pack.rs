@@ -43,8 +43,12 @@ pub struct BlobEntry {
     pub offset: u32,
     /// Stored length (after compression and encryption).
     pub length: u32,
-    /// Plaintext length.
+    /// Plaintext length of this chunk.
     pub raw_length: u32,
+    /// Where this chunk starts in its frame's plaintext.
+    pub raw_offset: u32,
+    /// Plaintext length of the whole frame (equal to `raw_length` for a chunk alone).
+    pub frame_length: u32,
     pub compressed: bool,
 }
 
@@ -58,9 +62,11 @@ fn put_entry(out: &mut Vec<u8>, e: &BlobEntry) {
     varint::put(out, e.offset.into());
     varint::put(out, e.length.into());
     varint::put(out, e.raw_length.into());
+    varint::put(out, e.raw_offset.into());
+    varint::put(out, e.frame_length.into());
 }
 
-const MIN_ENTRY_LEN: usize = ID_LEN + 5;
+const MIN_ENTRY_LEN: usize = ID_LEN + 7;
 
 fn get_entry(r: &mut Reader<'_>) -> Result<BlobEntry, FormatError> {
     let id = ChunkId::from_slice(r.bytes(ID_LEN)?)?;
@@ -74,14 +80,20 @@ fn get_entry(r: &mut Reader<'_>) -> Result<BlobEntry, FormatError> {
         1 => true,
         _ => return Err(FormatError::Corrupt("unknown chunk flags")),
     };
-    Ok(BlobEntry {
+    let e = BlobEntry {
         id,
         kind,
         compressed,
         offset: r.varint_u32()?,
         length: r.varint_u32()?,
         raw_length: r.varint_u32()?,
-    })
+        raw_offset: r.varint_u32()?,
+        frame_length: r.varint_u32()?,
+    };
+    if u64::from(e.raw_offset) + u64::from(e.raw_length) > u64::from(e.frame_length) {
+        return Err(FormatError::Corrupt("chunk lies outside its frame"));
+    }
+    Ok(e)
 }
 
 /// Builds one pack in memory.
@@ -99,7 +111,7 @@ impl Default for PackBuilder {
 
 impl PackBuilder {
     pub fn new() -> Self {
-        let mut buf = Vec::with_capacity(1 << 20);
+        let mut buf = Vec::new();
         buf.extend_from_slice(PACK_MAGIC);
         buf.push(PACK_VERSION);
         Self {
@@ -108,18 +120,45 @@ impl PackBuilder {
         }
     }
 
-    /// Appends one sealed chunk.
+    /// Appends one chunk sealed as a frame of its own.
     pub fn add(&mut self, id: ChunkId, kind: BlobKind, sealed: &crate::blob::SealedChunk) {
+        self.add_frame(&[(id, kind, sealed.raw_len)], sealed);
+    }
+
+    /// Appends a frame holding `members` (id, kind, plaintext length), in frame order.
+    pub fn add_frame(
+        &mut self,
+        members: &[(ChunkId, BlobKind, u32)],
+        sealed: &crate::blob::SealedChunk,
+    ) {
         let offset = u32::try_from(self.buf.len()).expect("packs stay far below 4 GiB");
+        let length = u32::try_from(sealed.bytes.len()).expect("frames are far below 4 GiB");
         self.buf.extend_from_slice(&sealed.bytes);
-        self.entries.push(BlobEntry {
-            id,
-            kind,
-            offset,
-            length: u32::try_from(sealed.bytes.len()).expect("chunks are far below 4 GiB"),
-            raw_length: sealed.raw_len,
-            compressed: sealed.compressed,
-        });
+        let mut raw_offset = 0u32;
+        for &(id, kind, raw_length) in members {
+            self.entries.push(BlobEntry {
+                id,
+                kind,
+                offset,
+                length,
+                raw_length,
+                raw_offset,
+                frame_length: sealed.raw_len,
+                compressed: sealed.compressed,
+            });
+            raw_offset += raw_length;
+        }
+        debug_assert_eq!(
+            raw_offset, sealed.raw_len,
+            "frame members add up to the frame"
+        );
+    }
+
+    /// A builder whose buffer will not need to grow below `size` bytes.
+    pub fn with_capacity(size: usize) -> Self {
+        let mut b = Self::new();
+        b.buf.reserve(size);
+        b
     }
 
     /// Bytes so far.
@@ -278,8 +317,15 @@ mod tests {
         fn pack_round_trip(chunks in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..300), 0..20), enc in any::<bool>()) {
             let c = crypter(enc);
             let mut b = PackBuilder::new();
-            for ch in &chunks {
+            // Half the chunks alone, the rest in one frame.
+            let (alone, framed) = chunks.split_at(chunks.len() / 2);
+            for ch in alone {
                 b.add(c.chunk_id(ch), BlobKind::Data, &seal_chunk(&c, ch, 3));
+            }
+            if !framed.is_empty() {
+                let parts: Vec<&[u8]> = framed.iter().map(Vec::as_slice).collect();
+                let members: Vec<_> = framed.iter().map(|ch| (c.chunk_id(ch), BlobKind::Data, ch.len() as u32)).collect();
+                b.add_frame(&members, &crate::blob::seal_frame(&c, &parts, 3));
             }
             let (id, bytes, entries) = b.finish(&c);
             prop_assert_eq!(id, PackId(*blake3::hash(&bytes).as_bytes()));
@@ -287,8 +333,9 @@ mod tests {
             prop_assert_eq!(&back, &entries);
             for (e, ch) in back.iter().zip(&chunks) {
                 let s = &bytes[e.offset as usize..(e.offset + e.length) as usize];
-                let plain = crate::blob::open_chunk(&c, s, e.compressed, e.raw_length).unwrap();
-                prop_assert_eq!(&plain, ch);
+                let frame = crate::blob::open_chunk(&c, s, e.compressed, e.frame_length).unwrap();
+                let plain = &frame[e.raw_offset as usize..(e.raw_offset + e.raw_length) as usize];
+                prop_assert_eq!(plain, ch.as_slice());
             }
             let idx = IndexFile { packs: vec![IndexPack { id, size: bytes.len() as u64, blobs: entries }], supersedes: vec![IndexId::random()] };
             prop_assert_eq!(IndexFile::decode(&c, &idx.encode(&c)).unwrap(), idx);

@@ -143,6 +143,7 @@ fn stream_item(name: &str) -> Item {
         readonly: false,
         target: None,
         content: None,
+        database: None,
     }
 }
 
@@ -164,7 +165,7 @@ impl StreamSource {
 
 impl Source for StreamSource {
     fn kind(&self) -> SourceKind {
-        SourceKind::Command
+        SourceKind::Stdin
     }
     fn describe(&self) -> Vec<String> {
         vec!["-".into()]

@@ -111,6 +111,7 @@ pub fn item_from_metadata(path: String, kind: ItemKind, md: &Metadata) -> Item {
         readonly: md.permissions().readonly(),
         target: None,
         content: None,
+        database: None,
     }
 }
 

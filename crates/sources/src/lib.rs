@@ -20,6 +20,7 @@
 pub mod command;
 pub mod files;
 pub mod restore;
+pub mod sqlite;
 
 use std::io::Read;
 
@@ -68,6 +69,12 @@ pub trait Source: Send {
     fn describe(&self) -> Vec<String>;
     /// The next entry, or `None` when the capture is complete.
     fn next_entry(&mut self) -> Result<Option<Entry>, Error>;
+    /// Called once the content of the entry just returned has been stored, to complete the
+    /// item with what is only known at the end (a database's integrity check). An error fails
+    /// the backup.
+    fn complete(&mut self, _item: &mut Item) -> Result<(), Error> {
+        Ok(())
+    }
     /// Problems that did not stop the capture (skipped files).
     fn take_warnings(&mut self) -> Vec<String>;
     /// Called after the last entry's content has been read; an error means the capture is not

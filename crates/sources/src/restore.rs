@@ -39,6 +39,7 @@ pub fn plan(target: &Path, items: &[Item]) -> Result<FilesPlan, Error> {
     };
     for item in items {
         check_item_path(&item.path)?;
+        check_platform_name(&item.path)?;
         match item.kind {
             ItemKind::Dir => p.dirs += 1,
             ItemKind::Symlink => p.symlinks += 1,
@@ -86,6 +87,7 @@ impl FilesRestorer {
     /// The destination of an item, after checking its path and that no parent is a symlink.
     fn dest(&self, item: &Item) -> Result<PathBuf, Error> {
         check_item_path(&item.path)?;
+        check_platform_name(&item.path)?;
         let mut cur = self.target.clone();
         let comps: Vec<&str> = item.path.split('/').collect();
         for c in &comps[..comps.len() - 1] {
@@ -188,6 +190,23 @@ impl FilesRestorer {
     }
 }
 
+/// On Windows, `\\` and `:` in a stored name would be a separator or a drive and
+/// alternate-stream marker: such items are refused rather than written somewhere else.
+#[cfg(windows)]
+fn check_platform_name(path: &str) -> Result<(), Error> {
+    if path.contains(['\\', ':', '<', '>', '"', '|', '?', '*']) {
+        return Err(Error::Invalid(format!(
+            "cannot restore {path:?} on Windows: the name has a character Windows does not allow"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(not(windows))]
+fn check_platform_name(_path: &str) -> Result<(), Error> {
+    Ok(())
+}
+
 fn remove_path(p: &Path) -> Result<(), Error> {
     let md =
         fs::symlink_metadata(p).map_err(|e| Error::io(format!("checking {}", p.display()), e))?;
@@ -274,6 +293,7 @@ mod tests {
             readonly: false,
             target: None,
             content: None,
+            database: None,
         }
     }
 

@@ -10,9 +10,10 @@ use backstop_format::manifest::BackupKind;
 use backstop_sources::Source;
 use backstop_sources::command::{CommandSource, StreamSource};
 use backstop_sources::files::FilesSource;
+use backstop_sources::sqlite::{SqliteSource, is_sqlite_file};
 
 use crate::context::{Ctx, DEFAULT_REPO, GlobalArgs, host, load_index, storage_at};
-use crate::output::{Bar, UsageError, bytes, print_json};
+use crate::output::{Bar, NotFoundError, UsageError, bytes, print_json};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -196,10 +197,10 @@ fn jobs(ctx: &Ctx<'_>, a: &Args, exclude: &[PathBuf]) -> anyhow::Result<Vec<Job>
             Some(n) => n.clone(),
             None => default_name(&a.paths[0])?,
         };
-        let source = FilesSource::new(a.paths.clone(), exclude.to_vec())?;
+        let source = path_source(&a.paths, None, exclude)?;
         return Ok(vec![Job {
             name,
-            source: Box::new(source),
+            source,
             tags: vec![],
             description: None,
         }]);
@@ -208,7 +209,7 @@ fn jobs(ctx: &Ctx<'_>, a: &Args, exclude: &[PathBuf]) -> anyhow::Result<Vec<Job>
         Some(n) => {
             let s = ctx.config.sources.get(n).ok_or_else(|| {
                 let known: Vec<&str> = ctx.config.sources.keys().map(String::as_str).collect();
-                UsageError(format!(
+                NotFoundError(format!(
                     "no source {n:?} in {} (configured: {})",
                     if ctx.config.file.as_os_str().is_empty() {
                         "backstop.toml".into()
@@ -241,12 +242,12 @@ fn jobs(ctx: &Ctx<'_>, a: &Args, exclude: &[PathBuf]) -> anyhow::Result<Vec<Job>
                     s.filename.clone().unwrap_or_else(|| name.clone()),
                 )?)
             } else {
-                let paths = s
+                let paths: Vec<PathBuf> = s
                     .all_paths()
                     .into_iter()
                     .map(|p| ctx.config.resolve(p))
                     .collect();
-                Box::new(FilesSource::new(paths, exclude.to_vec())?)
+                path_source(&paths, s.kind.as_deref(), exclude)?
             };
             Ok(Job {
                 name: a.name.clone().unwrap_or_else(|| name.clone()),
@@ -256,6 +257,39 @@ fn jobs(ctx: &Ctx<'_>, a: &Args, exclude: &[PathBuf]) -> anyhow::Result<Vec<Job>
             })
         })
         .collect()
+}
+
+/// A SQLite source for a single SQLite file (recognised by its header, or `kind = "sqlite"`),
+/// otherwise files.
+fn path_source(
+    paths: &[PathBuf],
+    kind: Option<&str>,
+    exclude: &[PathBuf],
+) -> anyhow::Result<Box<dyn Source>> {
+    let single_db = paths.len() == 1 && paths[0].is_file() && is_sqlite_file(&paths[0]);
+    match kind {
+        Some("sqlite") if !single_db => Err(UsageError(format!(
+            "source kind is sqlite but {} is not one SQLite database file",
+            paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+        .into()),
+        Some("files") => Ok(Box::new(FilesSource::new(
+            paths.to_vec(),
+            exclude.to_vec(),
+        )?)),
+        _ if single_db => {
+            let name = default_name(&paths[0])?;
+            Ok(Box::new(SqliteSource::new(paths[0].clone(), name)?))
+        }
+        _ => Ok(Box::new(FilesSource::new(
+            paths.to_vec(),
+            exclude.to_vec(),
+        )?)),
+    }
 }
 
 fn default_name(p: &std::path::Path) -> anyhow::Result<String> {
