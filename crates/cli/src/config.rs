@@ -45,6 +45,9 @@ pub struct SourceConfig {
     #[serde(default)]
     pub tags: Vec<String>,
     pub description: Option<String>,
+    /// Record no new snapshot when nothing changed since the last one.
+    #[serde(default)]
+    pub skip_unchanged: bool,
 }
 
 impl Config {

@@ -26,7 +26,7 @@ use crate::store::{ChunkStore, TreeBuilder};
 const RACY_MARGIN_SECS: i64 = 2;
 
 /// Bytes read from a source per batch; two batches are in flight at once.
-const READ_BATCH: usize = 4 << 20;
+const READ_BATCH: usize = 2 << 20;
 
 /// What to record about a backup. Shared by the CLI, the config file and (later) the web API.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -45,6 +45,9 @@ pub struct BackupOptions {
     /// Read every file even when its size and modification time match the previous snapshot.
     #[serde(default)]
     pub force: bool,
+    /// Record no new snapshot when the content is the same as the previous snapshot's.
+    #[serde(default)]
+    pub skip_unchanged: bool,
 }
 
 /// The result of a backup, as printed by `backup --json`.
@@ -59,6 +62,9 @@ pub struct BackupSummary {
     pub items: u64,
     pub files: u64,
     pub dirs: u64,
+    /// True when nothing changed since the previous snapshot and, as asked with
+    /// `skip_unchanged`, no snapshot was written: `id` is then the previous snapshot's.
+    pub skipped: bool,
     /// Content bytes the snapshot holds.
     pub bytes_in: u64,
     /// Content bytes actually read (files unchanged since the previous snapshot are not read).
@@ -73,10 +79,11 @@ pub struct BackupSummary {
     pub warnings: Vec<String>,
 }
 
-/// Runs one backup. `index` is the repository's index; the packs written are added to it.
+/// Runs one backup. `index` is the repository's index as loaded before; it is not updated (load
+/// it again for another backup in the same process).
 pub fn backup(
     repo: &Repository,
-    index: &mut Index,
+    index: &Index,
     source: &mut dyn Source,
     opts: &BackupOptions,
     progress: &dyn Progress,
@@ -90,10 +97,13 @@ pub fn backup(
         .iter()
         .rev()
         .find(|(_, s)| s.source.name == opts.source_name);
-    let previous = match parent {
-        Some((_, snap)) if !opts.force => previous_files(repo, index, snap, progress),
-        _ => HashMap::new(),
+    let (mut previous, parent_signature) = match parent {
+        Some((_, snap)) => previous_items(repo, index, snap, progress),
+        None => (HashMap::new(), None),
     };
+    if opts.force {
+        previous.clear();
+    }
     let parent = parent.map(|(id, _)| *id);
     let mut bytes_read = 0;
     let mut files_unchanged = 0;
@@ -131,7 +141,8 @@ pub fn backup(
                     stats.bytes += content.size;
                     bytes_read += content.size;
                     entry.item.content = Some(content);
-                    source.complete(&mut entry.item)?;
+                    let prev = previous.get(&entry.item.path);
+                    source.complete(&mut entry.item, prev)?;
                 }
                 Err(e) if !entry.required => {
                     let msg = format!("skipped {}: read failed: {e}", entry.item.path);
@@ -162,8 +173,34 @@ pub fn backup(
         progress.warning(&w);
         warnings.push(w);
     }
+    let signature = list.signature.finalize();
     let items = list.finish(&mut store)?;
-    let (packs, st) = store.finish(repo)?;
+    let st = store.finish()?;
+    if opts.skip_unchanged
+        && let (Some(pid), Some(sig)) = (parent, parent_signature)
+        && sig == signature
+    {
+        lock.release()?;
+        return Ok(BackupSummary {
+            id: pid,
+            source: opts.source_name.clone(),
+            source_kind: source.kind(),
+            kind: opts.kind,
+            time: opts.time,
+            parent: Some(pid),
+            skipped: true,
+            items: stats.items,
+            files: stats.files,
+            dirs: stats.dirs,
+            bytes_in: stats.bytes,
+            bytes_read,
+            files_unchanged,
+            bytes_added: st.bytes_added,
+            chunks: st.chunks,
+            chunks_new: st.chunks_new,
+            warnings,
+        });
+    }
     stats.chunks = st.chunks;
     stats.chunks_new = st.chunks_new;
     stats.bytes_added = st.bytes_added;
@@ -187,9 +224,6 @@ pub fn backup(
         program: opts.program.clone(),
     };
     let id = repo.write_snapshot(&snap)?;
-    for p in &packs {
-        index.add_pack(p);
-    }
     lock.release()?;
     Ok(BackupSummary {
         id,
@@ -198,6 +232,7 @@ pub fn backup(
         kind: opts.kind,
         time: opts.time,
         parent,
+        skipped: false,
         items: stats.items,
         files: stats.files,
         dirs: stats.dirs,
@@ -238,7 +273,9 @@ fn store_stream(
                 if n == 0 {
                     break;
                 }
-                hasher.update(&buf[..n]);
+                // The whole-content hash is one sequential pass over every byte: spread it
+                // over the cores like the per-chunk work.
+                hasher.update_rayon(&buf[..n]);
                 let mut out = Batch::new();
                 cutter.push(&buf[..n], &mut out);
                 if !out.is_empty() && tx.send(Ok(out)).is_err() {
@@ -278,34 +315,55 @@ fn store_stream(
     })
 }
 
-/// Files of the previous snapshot that may be reused: path to item. A snapshot whose item list
-/// cannot be read only costs the shortcut, with a warning.
-fn previous_files(
+/// Items of the previous snapshot, by path, for reuse of unchanged files and of results about
+/// unchanged content, and the signature of its content. A snapshot whose item list cannot be
+/// read only costs the shortcuts, with a warning.
+fn previous_items(
     repo: &Repository,
     index: &Index,
     snap: &Snapshot,
     progress: &dyn Progress,
-) -> HashMap<String, Item> {
+) -> (HashMap<String, Item>, Option<blake3::Hash>) {
     match Loader::new(repo, index).read_items(&snap.items) {
-        // A file modified just before or during that backup may have changed again within
-        // the file system's timestamp resolution after it was read ("racy" files, as git calls
-        // them): only files older than the snapshot by a margin are trusted.
-        Ok(items) => items
-            .into_iter()
-            .filter(|i| i.kind == ItemKind::File && i.content.is_some())
-            .filter(|i| {
-                i.mtime
-                    .is_some_and(|m| m.as_second() + RACY_MARGIN_SECS < snap.time.as_second())
-            })
-            .map(|i| (i.path.clone(), i))
-            .collect(),
+        Ok(items) => {
+            let mut sig = blake3::Hasher::new();
+            for i in &items {
+                sign(&mut sig, i);
+            }
+            let map = items
+                .into_iter()
+                .filter(|i| i.content.is_some())
+                .map(|mut i| {
+                    // A file modified just before or during that backup may have changed again
+                    // within the file system's timestamp resolution after it was read ("racy"
+                    // files, as git calls them): its modification time is not trusted for reuse.
+                    if i.mtime
+                        .is_some_and(|m| m.as_second() + RACY_MARGIN_SECS >= snap.time.as_second())
+                    {
+                        i.mtime = None;
+                    }
+                    (i.path.clone(), i)
+                })
+                .collect();
+            (map, Some(sig.finalize()))
+        }
         Err(e) => {
             progress.warning(&format!(
                 "the previous snapshot's item list cannot be read ({e}); reading every file"
             ));
-            HashMap::new()
+            (HashMap::new(), None)
         }
     }
+}
+
+/// Adds what makes an item's content to a snapshot signature: path, type, content hash, link
+/// target and permissions, but not times (a database file's time changes with every checkpoint
+/// while its content may not).
+fn sign(h: &mut blake3::Hasher, i: &Item) {
+    let hash = i.content.as_ref().map_or("", |c| c.hash.as_str());
+    let line = serde_json::json!([i.path, i.kind, hash, i.target, i.mode]).to_string();
+    h.update(line.as_bytes());
+    h.update(b"\n");
 }
 
 /// The previous content of `item` if its size and modification time are unchanged and that
@@ -315,7 +373,9 @@ fn unchanged<'p>(
     item: &Item,
     index: &Index,
 ) -> Option<&'p Content> {
-    let prev = previous.get(&item.path)?;
+    let prev = previous
+        .get(&item.path)
+        .filter(|p| p.kind == ItemKind::File)?;
     let content = prev.content.as_ref()?;
     let same = prev.size == item.size
         && prev.mtime.is_some()
@@ -348,6 +408,8 @@ struct ItemList {
     hasher: blake3::Hasher,
     tree: TreeBuilder,
     line: Vec<u8>,
+    /// See [`sign`].
+    signature: blake3::Hasher,
 }
 
 impl ItemList {
@@ -364,10 +426,12 @@ impl ItemList {
             hasher: blake3::Hasher::new(),
             tree: TreeBuilder::new(),
             line: Vec::new(),
+            signature: blake3::Hasher::new(),
         }
     }
 
     fn push(&mut self, store: &mut ChunkStore<'_>, item: &Item) -> Result<()> {
+        sign(&mut self.signature, item);
         self.line.clear();
         serde_json::to_writer(&mut self.line, item).expect("items serialize");
         self.line.push(b'\n');

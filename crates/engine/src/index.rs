@@ -1,8 +1,9 @@
 //! The in-memory index: where each chunk is stored.
 //!
-//! One entry is the 32-byte id plus 24 bytes of location, in a hash map keyed by the id's own
-//! first bytes (ids are already uniformly random, so hashing them again is wasted work). A
-//! 1 GiB SQLite database at 4 KiB pages is 262,144 entries, about 13 MiB.
+//! One entry is the 32-byte id plus 28 bytes of location, in a vector sorted by id (chunks
+//! added later go to a small hash map keyed by the id's own first bytes: ids are uniformly
+//! random, so hashing them again is wasted work). A 1 GiB SQLite database at 4 KiB pages is
+//! 262,144 entries, about 16 MiB.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -31,7 +32,10 @@ impl Hasher for IdHasher {
     }
 }
 
-type IdMap<V> = HashMap<ChunkId, V, BuildHasherDefault<IdHasher>>;
+/// A map keyed by chunk id, hashed by the id's own bytes.
+pub type IdMap<V> = HashMap<ChunkId, V, BuildHasherDefault<IdHasher>>;
+/// A set of chunk ids, hashed by the ids' own bytes.
+pub type IdSet = std::collections::HashSet<ChunkId, BuildHasherDefault<IdHasher>>;
 
 /// Where one chunk is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,9 +61,13 @@ pub struct PackInfo {
 }
 
 /// The union of all index files.
+///
+/// What was loaded lives in one vector sorted by id (exactly sized: no hash table slack, which
+/// for a power-of-two table can double the memory); packs added afterwards go to a small map.
 #[derive(Debug, Default)]
 pub struct Index {
-    map: IdMap<Location>,
+    sorted: Vec<(ChunkId, Location)>,
+    recent: IdMap<Location>,
     packs: Vec<PackInfo>,
     pack_pos: HashMap<PackId, u32>,
     /// Index files loaded.
@@ -72,40 +80,53 @@ impl Index {
     /// them.
     pub fn load(repo: &Repository) -> Result<(Self, Vec<(String, String)>)> {
         let names = repo.storage().list(Kind::Index)?;
-        let decoded: Vec<(String, std::result::Result<IndexFile, String>)> = names
-            .par_iter()
-            .map(|o| {
-                let r = repo
-                    .storage()
-                    .read(Kind::Index, &o.name)
-                    .map_err(|e| e.to_string())
-                    .and_then(|raw| {
-                        IndexFile::decode(repo.crypter(), &raw).map_err(|e| e.to_string())
-                    });
-                (o.name.clone(), r)
-            })
-            .collect();
         let mut idx = Index::default();
         let mut problems = Vec::new();
-        for (name, r) in decoded {
-            match r {
-                Ok(file) => {
-                    if let Ok(id) = IndexId::from_hex(&name) {
-                        idx.files.push(id);
+        // Every entry takes at least its 32-byte id in a file (ids do not compress), so this
+        // bounds the number of entries; capacity that is never touched costs no memory.
+        let bound: u64 = names.iter().map(|o| o.size / 32).sum();
+        idx.sorted
+            .reserve_exact(usize::try_from(bound).unwrap_or(0));
+        // A few files at a time, decoded in parallel: decoded files are dropped as soon as
+        // their entries are in the vector, so loading never holds the index twice.
+        for group in names.chunks(2 * rayon::current_num_threads().max(1)) {
+            let decoded: Vec<(String, std::result::Result<IndexFile, String>)> = group
+                .par_iter()
+                .map(|o| {
+                    let r = repo
+                        .storage()
+                        .read(Kind::Index, &o.name)
+                        .map_err(|e| e.to_string())
+                        .and_then(|raw| {
+                            IndexFile::decode(repo.crypter(), &raw).map_err(|e| e.to_string())
+                        });
+                    (o.name.clone(), r)
+                })
+                .collect();
+            for (name, r) in decoded {
+                match r {
+                    Ok(file) => {
+                        if let Ok(id) = IndexId::from_hex(&name) {
+                            idx.files.push(id);
+                        }
+                        for p in &file.packs {
+                            let pos = idx.pack_position(p);
+                            idx.sorted
+                                .extend(p.blobs.iter().map(|b| (b.id, location(pos, b))));
+                        }
                     }
-                    for p in &file.packs {
-                        idx.add_pack(p);
-                    }
+                    Err(e) => problems.push((name, e)),
                 }
-                Err(e) => problems.push((name, e)),
             }
         }
+        // A chunk stored in several packs (two backups that ran at once) keeps one location.
+        idx.sorted.sort_unstable_by_key(|e| e.0);
+        idx.sorted.dedup_by(|a, b| a.0 == b.0);
         Ok((idx, problems))
     }
 
-    /// Adds a pack's entries. A chunk stored in several packs keeps its first location.
-    pub fn add_pack(&mut self, p: &IndexPack) {
-        let pos = match self.pack_pos.get(&p.id) {
+    fn pack_position(&mut self, p: &IndexPack) -> u32 {
+        match self.pack_pos.get(&p.id) {
             Some(&pos) => pos,
             None => {
                 let pos = u32::try_from(self.packs.len()).expect("fewer than 4 billion packs");
@@ -116,19 +137,28 @@ impl Index {
                 self.pack_pos.insert(p.id, pos);
                 pos
             }
-        };
-        self.map.reserve(p.blobs.len());
+        }
+    }
+
+    /// Adds a pack's entries. A chunk already known keeps its location.
+    pub fn add_pack(&mut self, p: &IndexPack) {
+        let pos = self.pack_position(p);
         for b in &p.blobs {
-            self.map.entry(b.id).or_insert_with(|| location(pos, b));
+            if !self.contains(&b.id) {
+                self.recent.insert(b.id, location(pos, b));
+            }
         }
     }
 
     pub fn get(&self, id: &ChunkId) -> Option<Location> {
-        self.map.get(id).copied()
+        match self.sorted.binary_search_by(|(k, _)| k.cmp(id)) {
+            Ok(i) => Some(self.sorted[i].1),
+            Err(_) => self.recent.get(id).copied(),
+        }
     }
 
     pub fn contains(&self, id: &ChunkId) -> bool {
-        self.map.contains_key(id)
+        self.get(id).is_some()
     }
 
     pub fn pack(&self, pos: u32) -> PackInfo {
@@ -140,16 +170,19 @@ impl Index {
     }
 
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.sorted.len() + self.recent.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.len() == 0
     }
 
     /// Every chunk with its location.
     pub fn iter(&self) -> impl Iterator<Item = (&ChunkId, &Location)> {
-        self.map.iter()
+        self.sorted
+            .iter()
+            .map(|(k, v)| (k, v))
+            .chain(self.recent.iter())
     }
 }
 

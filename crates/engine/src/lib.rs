@@ -22,6 +22,7 @@
 //!     host: "till-1".into(),
 //!     program: "backstop".into(),
 //!     force: false,
+//!     skip_unchanged: false,
 //! };
 //! let summary = backup(&repo, &mut index, &mut source, &opts, &NoProgress)?;
 //! println!("snapshot {} added {} bytes", summary.id, summary.bytes_added);

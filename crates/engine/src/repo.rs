@@ -35,7 +35,7 @@ impl InitOptions {
         Self {
             passphrase,
             compression: 1,
-            pack_size: 16 << 20,
+            pack_size: 8 << 20,
             chunker: ChunkerParams::default(),
             kdf: KdfParams::default(),
             now,

@@ -6,7 +6,6 @@
 //! of its packs are durable; the snapshot is written last. A crash before the snapshot leaves
 //! packs (and perhaps an index) that no snapshot references: harmless, and collected by prune.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
@@ -21,33 +20,65 @@ use rayon::prelude::*;
 
 use crate::chunker::Batch;
 use crate::error::{Error, Result};
-use crate::index::Index;
+use crate::index::{IdSet, Index};
 use crate::repo::Repository;
 
 type FinishedPack = (PackId, Vec<u8>, Vec<BlobEntry>);
 
-/// Writes packs on a thread of its own so compression goes on while a pack is synced.
+/// Index entries after which the pack writer writes an index file: bounds the memory that
+/// entries of a long backup hold (a 1 GiB database is 262,144 entries, 15 MiB).
+const INDEX_FILE_ENTRIES: usize = 32 * 1024;
+
+/// Writes packs on a thread of its own so compression goes on while a pack is synced, and
+/// writes index files for the packs it has stored: an index file is written only after every
+/// pack it names is durable, and the snapshot only after the last index file.
 struct PackWriter {
     tx: Option<SyncSender<FinishedPack>>,
-    handle: Option<JoinHandle<Result<Vec<IndexPack>>>>,
+    /// Bytes of index files written.
+    handle: Option<JoinHandle<Result<u64>>>,
+}
+
+fn write_index(
+    storage: &dyn Storage,
+    crypter: &Crypter,
+    packs: &mut Vec<IndexPack>,
+) -> Result<u64> {
+    if packs.is_empty() {
+        return Ok(0);
+    }
+    let file = IndexFile {
+        packs: std::mem::take(packs),
+        supersedes: Vec::new(),
+    };
+    let bytes = file.encode(crypter);
+    storage.write(Kind::Index, &IndexId::random().to_hex(), &bytes)?;
+    Ok(bytes.len() as u64)
 }
 
 impl PackWriter {
-    fn spawn(storage: Arc<dyn Storage>) -> Self {
+    fn spawn(storage: Arc<dyn Storage>, crypter: Crypter) -> Self {
         let (tx, rx): (SyncSender<FinishedPack>, Receiver<FinishedPack>) = sync_channel(1);
         let handle = std::thread::Builder::new()
             .name("pack-writer".into())
             .spawn(move || {
-                let mut packs = Vec::new();
+                let mut pending = Vec::new();
+                let mut entries = 0;
+                let mut index_bytes = 0;
                 for (id, bytes, blobs) in rx {
                     storage.write(Kind::Pack, &id.to_hex(), &bytes)?;
-                    packs.push(IndexPack {
+                    entries += blobs.len();
+                    pending.push(IndexPack {
                         id,
                         size: bytes.len() as u64,
                         blobs,
                     });
+                    if entries >= INDEX_FILE_ENTRIES {
+                        index_bytes += write_index(storage.as_ref(), &crypter, &mut pending)?;
+                        entries = 0;
+                    }
                 }
-                Ok(packs)
+                index_bytes += write_index(storage.as_ref(), &crypter, &mut pending)?;
+                Ok(index_bytes)
             })
             .expect("spawning a thread");
         Self {
@@ -68,20 +99,25 @@ impl PackWriter {
         Ok(())
     }
 
-    fn join(&mut self) -> Result<Vec<IndexPack>> {
+    fn join(&mut self) -> Result<u64> {
         self.tx = None;
         match self.handle.take() {
             Some(h) => h
                 .join()
                 .map_err(|_| Error::Invalid("the pack writer panicked".into()))?,
-            None => Ok(Vec::new()),
+            None => Ok(0),
         }
     }
 }
 
+/// Largest tree pack.
+const TREE_PACK_SIZE: usize = 4 << 20;
+
 /// Room for a full data pack, so its buffer is allocated once and never copied while growing.
 fn data_capacity(pack_size: usize) -> usize {
-    pack_size + 4 * FRAME_TARGET
+    // A pack ends at most one frame past the limit, and its trailer takes about 50 bytes per
+    // chunk (3 % of a pack of 1.5 KiB compressed pages).
+    pack_size + pack_size / 16 + 4 * FRAME_TARGET
 }
 
 /// Stored bytes of the frames in a pack's entries (each frame counted once).
@@ -115,7 +151,7 @@ pub struct ChunkStore<'a> {
     level: i32,
     pack_size: usize,
     /// Chunks stored by this backup so far.
-    session: HashSet<ChunkId>,
+    session: IdSet,
     data: PackBuilder,
     tree: PackBuilder,
     writer: PackWriter,
@@ -129,10 +165,10 @@ impl<'a> ChunkStore<'a> {
             crypter: repo.crypter().clone(),
             level: repo.config().compression,
             pack_size: repo.config().pack_size as usize,
-            session: HashSet::new(),
+            session: IdSet::default(),
             data: PackBuilder::with_capacity(data_capacity(repo.config().pack_size as usize)),
             tree: PackBuilder::new(),
-            writer: PackWriter::spawn(repo.storage().clone()),
+            writer: PackWriter::spawn(repo.storage().clone(), repo.crypter().clone()),
             stats: StoreStats::default(),
         }
     }
@@ -197,7 +233,7 @@ impl<'a> ChunkStore<'a> {
                 BlobKind::Tree => &mut self.tree,
             };
             builder.add_frame(&entries, s);
-            if builder.len() >= self.pack_size {
+            if builder.len() >= self.limit(kind) {
                 self.flush(kind)?;
             }
         }
@@ -220,11 +256,20 @@ impl<'a> ChunkStore<'a> {
             let s = seal_chunk(&self.crypter, &bytes, 3);
             self.stats.bytes_added += s.bytes.len() as u64;
             self.tree.add(id, BlobKind::Tree, &s);
-            if self.tree.len() >= self.pack_size {
+            if self.tree.len() >= self.limit(BlobKind::Tree) {
                 self.flush(BlobKind::Tree)?;
             }
         }
         Ok(id)
+    }
+
+    /// Size at which a pack is written. Tree packs are kept smaller: a large database's tree
+    /// is megabytes that would otherwise sit in memory until the end of the backup.
+    fn limit(&self, kind: BlobKind) -> usize {
+        match kind {
+            BlobKind::Data => self.pack_size,
+            BlobKind::Tree => self.pack_size.min(TREE_PACK_SIZE),
+        }
     }
 
     fn flush(&mut self, kind: BlobKind) -> Result<()> {
@@ -247,22 +292,11 @@ impl<'a> ChunkStore<'a> {
     }
 
     /// Writes the last packs and, once they are durable, the index file that names them.
-    /// Returns the packs written, so the caller can add them to its in-memory index.
-    pub fn finish(mut self, repo: &Repository) -> Result<(Vec<IndexPack>, StoreStats)> {
+    pub fn finish(mut self) -> Result<StoreStats> {
         self.flush(BlobKind::Data)?;
         self.flush(BlobKind::Tree)?;
-        let packs = self.writer.join()?;
-        if !packs.is_empty() {
-            let file = IndexFile {
-                packs: packs.clone(),
-                supersedes: Vec::new(),
-            };
-            let bytes = file.encode(&self.crypter);
-            self.stats.bytes_added += bytes.len() as u64;
-            repo.storage()
-                .write(Kind::Index, &IndexId::random().to_hex(), &bytes)?;
-        }
-        Ok((packs, self.stats))
+        self.stats.bytes_added += self.writer.join()?;
+        Ok(self.stats)
     }
 }
 

@@ -121,6 +121,7 @@ fn opts(name: &str, t: i64) -> BackupOptions {
         host: "test-host".into(),
         program: "test".into(),
         force: false,
+        skip_unchanged: false,
     }
 }
 
@@ -166,9 +167,15 @@ fn round_trip_plain_and_encrypted_on_memory_and_local() {
                 ("big", pagey(3 << 20, 1), Chunking::ContentDefined),
                 ("pages", pagey(1 << 20, 2), Chunking::Fixed(4096)),
             ];
-            let mut index = Index::default();
             let mut src = VecSource::new(files.clone());
-            let s = backup(&repo, &mut index, &mut src, &opts("t", 0), &NoProgress).unwrap();
+            let s = backup(
+                &repo,
+                &Index::default(),
+                &mut src,
+                &opts("t", 0),
+                &NoProgress,
+            )
+            .unwrap();
             assert_eq!(s.items, 4);
             assert_eq!(s.bytes_in, (4 << 20) + 5);
             let got = restore_all(&repo, &s.id);
@@ -187,20 +194,20 @@ fn round_trip_plain_and_encrypted_on_memory_and_local() {
 #[test]
 fn unchanged_content_adds_only_the_snapshot_and_one_page_adds_little() {
     let repo = Repository::init(Arc::new(MemoryStorage::new()), &cheap_init(None)).unwrap();
-    let mut index = Index::default();
     // 16 MiB of 4 KiB pages: 4096 chunk references, so the content is a multi-level tree.
     let mut db = pagey(16 << 20, 3);
-    let run = |index: &mut Index, db: &[u8], t| {
+    let run = |db: &[u8], t| {
+        let (index, _) = Index::load(&repo).unwrap();
         let mut src = VecSource::new(vec![("shop.db", db.to_vec(), Chunking::Fixed(4096))]);
-        backup(&repo, index, &mut src, &opts("shop", t), &NoProgress).unwrap()
+        backup(&repo, &index, &mut src, &opts("shop", t), &NoProgress).unwrap()
     };
-    let first = run(&mut index, &db, 0);
+    let first = run(&db, 0);
     assert!(
         first.bytes_added > 2 << 20,
         "first backup stores the data: {}",
         first.bytes_added
     );
-    let again = run(&mut index, &db, 1);
+    let again = run(&db, 1);
     assert_eq!(again.chunks_new, 0);
     assert!(
         again.bytes_added < 2048,
@@ -209,7 +216,7 @@ fn unchanged_content_adds_only_the_snapshot_and_one_page_adds_little() {
     );
     // Change one page in the middle: one new data chunk plus the tree nodes above it.
     db[8 << 20] ^= 0xff;
-    let one = run(&mut index, &db, 2);
+    let one = run(&db, 2);
     // The changed page, and the item list chunk that records the item's new tree root.
     assert_eq!(one.chunks_new, 2);
     assert!(
@@ -256,7 +263,7 @@ fn encrypted_packs_hide_content_and_ids() {
     let mut src = VecSource::new(vec![("f", secret.clone(), Chunking::ContentDefined)]);
     backup(
         &repo,
-        &mut Index::default(),
+        &Index::default(),
         &mut src,
         &opts("s", 0),
         &NoProgress,
@@ -287,7 +294,7 @@ fn damaged_pack_is_named_and_never_restored() {
     let mut src = VecSource::new(vec![("f", data, Chunking::ContentDefined)]);
     let s = backup(
         &repo,
-        &mut Index::default(),
+        &Index::default(),
         &mut src,
         &opts("s", 0),
         &NoProgress,
@@ -333,7 +340,7 @@ fn failed_source_leaves_no_snapshot() {
     src.fail_at_finish = true;
     let err = backup(
         &repo,
-        &mut Index::default(),
+        &Index::default(),
         &mut src,
         &opts("db", 0),
         &NoProgress,
@@ -361,7 +368,7 @@ fn exclusive_lock_blocks_backups_until_released_or_stale() {
     let mut src = VecSource::new(vec![("f", b"x".to_vec(), Chunking::ContentDefined)]);
     let mut o = opts("s", 0);
     o.time = now;
-    let err = backup(&repo, &mut Index::default(), &mut src, &o, &NoProgress).unwrap_err();
+    let err = backup(&repo, &Index::default(), &mut src, &o, &NoProgress).unwrap_err();
     assert!(matches!(err, Error::Locked(_)), "{err}");
     assert!(
         Lock::acquire(&repo, true, "prune", "test-host", now).is_err(),
@@ -400,11 +407,11 @@ fn concurrent_backups_into_one_repository() {
             data.extend(pagey(1 << 20, 100 + i));
             std::thread::spawn(move || {
                 let repo = Repository::open(storage, None).unwrap();
-                let (mut index, _) = Index::load(&repo).unwrap();
+                let (index, _) = Index::load(&repo).unwrap();
                 let mut src = VecSource::new(vec![("f", data.clone(), Chunking::ContentDefined)]);
                 let s = backup(
                     &repo,
-                    &mut index,
+                    &index,
                     &mut src,
                     &opts(&format!("s{i}"), i as i64),
                     &NoProgress,
@@ -429,14 +436,13 @@ fn concurrent_backups_into_one_repository() {
 #[test]
 fn snapshot_specs() {
     let repo = Repository::init(Arc::new(MemoryStorage::new()), &cheap_init(None)).unwrap();
-    let mut index = Index::default();
     let mut ids = Vec::new();
     for (i, name) in ["a", "b", "a"].iter().enumerate() {
         let mut src = VecSource::new(vec![("f", vec![i as u8; 10], Chunking::ContentDefined)]);
         ids.push(
             backup(
                 &repo,
-                &mut index,
+                &Index::load(&repo).unwrap().0,
                 &mut src,
                 &opts(name, i as i64),
                 &NoProgress,
@@ -483,7 +489,7 @@ fn a_crafted_snapshot_cannot_write_outside_the_target() {
         let items = tree
             .finish(&mut store, blake3::hash(&line).to_hex().to_string())
             .unwrap();
-        store.finish(&repo).unwrap();
+        store.finish().unwrap();
         let snap = Snapshot {
             version: SNAPSHOT_VERSION,
             time: Timestamp::UNIX_EPOCH,
@@ -518,7 +524,7 @@ fn a_crafted_snapshot_cannot_write_outside_the_target() {
     assert!(
         backup(
             &repo,
-            &mut Index::default(),
+            &Index::default(),
             &mut src,
             &opts("s", 0),
             &NoProgress

@@ -178,6 +178,8 @@ impl PackBuilder {
             put_entry(&mut table, e);
         }
         let trailer = seal_object(crypter, &table);
+        // Exactly, not by doubling: a 16 MiB pack must not briefly become a 32 MiB buffer.
+        self.buf.reserve_exact(trailer.len() + PACK_FOOTER_LEN);
         self.buf.extend_from_slice(&trailer);
         let tlen = u32::try_from(trailer.len()).expect("trailer far below 4 GiB");
         self.buf.extend_from_slice(&tlen.to_le_bytes());

@@ -69,10 +69,12 @@ pub trait Source: Send {
     fn describe(&self) -> Vec<String>;
     /// The next entry, or `None` when the capture is complete.
     fn next_entry(&mut self) -> Result<Option<Entry>, Error>;
-    /// Called once the content of the entry just returned has been stored, to complete the
-    /// item with what is only known at the end (a database's integrity check). An error fails
-    /// the backup.
-    fn complete(&mut self, _item: &mut Item) -> Result<(), Error> {
+    /// Called once the content of the entry just returned has been stored (`item.content` is
+    /// set), to complete the item with what is only known at the end (a database's integrity
+    /// check). `previous` is the item of the same path in the source's previous snapshot, if
+    /// any: a source may reuse results for content that did not change. An error fails the
+    /// backup.
+    fn complete(&mut self, _item: &mut Item, _previous: Option<&Item>) -> Result<(), Error> {
         Ok(())
     }
     /// Problems that did not stop the capture (skipped files).

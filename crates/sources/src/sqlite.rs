@@ -177,6 +177,7 @@ pub struct SqliteSource {
     meta: Option<DatabaseMeta>,
     capture: Option<JoinHandle<Result<Option<String>, Error>>>,
     checker: Option<JoinHandle<Result<String, Error>>>,
+    interrupt: Option<rusqlite::InterruptHandle>,
 }
 
 impl SqliteSource {
@@ -198,6 +199,7 @@ impl SqliteSource {
             meta: None,
             capture: None,
             checker: None,
+            interrupt: None,
         })
     }
 
@@ -370,6 +372,7 @@ impl Source for SqliteSource {
         }
         let check_here = checker.is_none();
         if let Some(conn) = checker {
+            self.interrupt = Some(conn.get_interrupt_handle());
             let path = self.path.clone();
             self.checker = Some(std::thread::spawn(move || {
                 let r = run_check(&conn, &path, "quick_check");
@@ -408,11 +411,35 @@ impl Source for SqliteSource {
         }))
     }
 
-    fn complete(&mut self, item: &mut Item) -> Result<(), Error> {
+    fn complete(&mut self, item: &mut Item, previous: Option<&Item>) -> Result<(), Error> {
         let in_txn = match self.capture.take() {
             Some(h) => joined(h)?,
             None => None,
         };
+        // The same image as last time: its check result still holds, so the running check is
+        // stopped rather than waited for (this is what makes an unchanged database cheap).
+        let unchanged = previous.and_then(|p| {
+            let same =
+                p.content.as_ref().map(|c| &c.hash) == item.content.as_ref().map(|c| &c.hash);
+            p.database
+                .as_ref()
+                .filter(|_| same && p.kind == ItemKind::Sqlite)
+        });
+        if let (Some(prev), None) = (unchanged, &in_txn) {
+            if let Some(h) = self.interrupt.take() {
+                h.interrupt();
+            }
+            if let Some(h) = self.checker.take() {
+                let _ = h.join();
+            }
+            let mut meta = self
+                .meta
+                .take()
+                .ok_or_else(|| Error::Invalid("capture not started".into()))?;
+            meta.quick_check = prev.quick_check.clone();
+            item.database = Some(meta);
+            return Ok(());
+        }
         let check = match (in_txn, self.checker.take()) {
             (Some(c), _) => c,
             (None, Some(h)) => joined(h)?,

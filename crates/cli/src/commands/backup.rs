@@ -43,6 +43,9 @@ pub struct Args {
     /// Read every file, even those unchanged (same size and modification time) since the last snapshot
     #[arg(long)]
     pub force: bool,
+    /// Record no new snapshot when nothing changed since the source's last one
+    #[arg(long)]
+    pub skip_unchanged: bool,
     /// Back up standard input as one item
     #[arg(long, conflicts_with_all = ["paths", "source"])]
     pub stdin: bool,
@@ -72,6 +75,7 @@ struct Job {
     source: Box<dyn Source>,
     tags: Vec<String>,
     description: Option<String>,
+    skip_unchanged: bool,
 }
 
 pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
@@ -79,7 +83,6 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     let (repo, repo_path) = open_or_create(&ctx)?;
     let exclude = vec![repo_path];
     let jobs = jobs(&ctx, &a, &exclude)?;
-    let mut index = load_index(&repo, g.quiet)?;
     let mut code = crate::exit::OK;
     let mut summaries = Vec::new();
     for mut job in jobs {
@@ -95,10 +98,13 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
             host: host(),
             program: format!("backstop {}", env!("CARGO_PKG_VERSION")),
             force: a.force,
+            skip_unchanged: a.skip_unchanged || job.skip_unchanged,
         };
         let bar = Bar::new(g.quiet || g.json);
         let started = Instant::now();
-        let result = backstop_engine::backup(&repo, &mut index, job.source.as_mut(), &opts, &bar);
+        // Loaded for each job: the previous job's packs must count for deduplication.
+        let index = load_index(&repo, g.quiet)?;
+        let result = backstop_engine::backup(&repo, &index, job.source.as_mut(), &opts, &bar);
         bar.done();
         let s = result.with_context(|| format!("backing up {}", job.name))?;
         if !s.warnings.is_empty() {
@@ -120,6 +126,15 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
 }
 
 fn print_summary(s: &BackupSummary, secs: f64) -> anyhow::Result<()> {
+    if s.skipped {
+        outln!(
+            "{} unchanged since snapshot {}: no new snapshot recorded ({:.1} s)",
+            s.source,
+            s.id.short(),
+            secs
+        )?;
+        return Ok(());
+    }
     outln!(
         "snapshot {} of {} saved: {} read, {} added to the repository ({} of {} chunks new) in {:.1} s",
         s.id.short(),
@@ -190,6 +205,7 @@ fn jobs(ctx: &Ctx<'_>, a: &Args, exclude: &[PathBuf]) -> anyhow::Result<Vec<Job>
             source,
             tags: vec![],
             description: None,
+            skip_unchanged: false,
         }]);
     }
     if !a.paths.is_empty() {
@@ -203,6 +219,7 @@ fn jobs(ctx: &Ctx<'_>, a: &Args, exclude: &[PathBuf]) -> anyhow::Result<Vec<Job>
             source,
             tags: vec![],
             description: None,
+            skip_unchanged: false,
         }]);
     }
     let wanted: Vec<(&String, &crate::config::SourceConfig)> = match &a.source {
@@ -254,6 +271,7 @@ fn jobs(ctx: &Ctx<'_>, a: &Args, exclude: &[PathBuf]) -> anyhow::Result<Vec<Job>
                 source,
                 tags: s.tags.clone(),
                 description: s.description.clone(),
+                skip_unchanged: s.skip_unchanged,
             })
         })
         .collect()
