@@ -863,7 +863,7 @@ filename = "dump.txt"
     let mut c = command_in(&elsewhere);
     c.arg("--config")
         .arg(&cfg)
-        .args(["restore", "latest:shop", "--to", "out"]);
+        .args(["restore", "latest:shop", "--to", "out/"]);
     run(c).ok();
     assert!(
         fs::read(elsewhere.join("out/shop.db")).unwrap()

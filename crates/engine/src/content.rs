@@ -60,6 +60,13 @@ impl<'a> Loader<'a> {
 
     /// Cuts one chunk out of its decoded frame and checks it against its id.
     fn cut(&self, id: &ChunkId, loc: &Location, frame: &[u8]) -> Result<Vec<u8>> {
+        let mut out = vec![0u8; loc.raw_length as usize];
+        self.cut_into(id, loc, frame, &mut out)?;
+        Ok(out)
+    }
+
+    /// Like [`Loader::cut`], into a slice of exactly the chunk's length.
+    fn cut_into(&self, id: &ChunkId, loc: &Location, frame: &[u8], out: &mut [u8]) -> Result<()> {
         let a = loc.raw_offset as usize;
         let plain = frame
             .get(a..a + loc.raw_length as usize)
@@ -70,7 +77,8 @@ impl<'a> Loader<'a> {
                 "chunk {id} in pack {pack} does not match its id (damaged data)"
             )));
         }
-        Ok(plain.to_vec())
+        out.copy_from_slice(plain);
+        Ok(())
     }
 
     /// Decodes one chunk from its frame's stored bytes and checks it against its id.
@@ -172,7 +180,7 @@ impl<'a> Loader<'a> {
     ) -> Result<()> {
         let mut written = 0u64;
         std::thread::scope(|s| -> Result<()> {
-            let (tx, rx) = sync_channel::<Result<Vec<Vec<u8>>>>(1);
+            let (tx, rx) = sync_channel::<Result<Vec<u8>>>(1);
             let producer = s.spawn(move || {
                 let mut window: Vec<ChunkRef> = Vec::new();
                 let mut window_bytes = 0u64;
@@ -206,16 +214,15 @@ impl<'a> Loader<'a> {
                 }
             });
             for batch in rx {
-                for chunk in batch? {
-                    out.write_all(&chunk).map_err(|e| {
-                        Error::Source(backstop_sources::Error::Io {
-                            context: "writing restored data".into(),
-                            source: e,
-                        })
-                    })?;
-                    written += chunk.len() as u64;
-                    progress.bytes(chunk.len() as u64);
-                }
+                let window = batch?;
+                out.write_all(&window).map_err(|e| {
+                    Error::Source(backstop_sources::Error::Io {
+                        context: "writing restored data".into(),
+                        source: e,
+                    })
+                })?;
+                written += window.len() as u64;
+                progress.bytes(window.len() as u64);
             }
             producer
                 .join()
@@ -233,7 +240,7 @@ impl<'a> Loader<'a> {
 
     /// Reads a window of chunks: adjacent chunks of one pack become one read, and reads are
     /// decoded in parallel.
-    fn decode_window(&self, refs: &[ChunkRef]) -> Result<Vec<Vec<u8>>> {
+    fn decode_window(&self, refs: &[ChunkRef]) -> Result<Vec<u8>> {
         let mut ranges: Vec<Range> = Vec::new();
         for r in refs {
             let loc = self.locate(&r.id)?;
@@ -284,9 +291,21 @@ impl<'a> Loader<'a> {
             .par_iter()
             .map(|(b, loc)| self.open_frame(loc, b))
             .collect::<Result<_>>()?;
-        jobs.par_iter()
-            .map(|(f, id, loc)| self.cut(id, loc, &plain[*f]))
-            .collect()
+        // One buffer for the window, cut into one disjoint slice per chunk, filled in parallel.
+        let total: usize = jobs.iter().map(|(_, _, loc)| loc.raw_length as usize).sum();
+        let mut out = vec![0u8; total];
+        let mut slots: Vec<&mut [u8]> = Vec::with_capacity(jobs.len());
+        let mut rest = out.as_mut_slice();
+        for (_, _, loc) in &jobs {
+            let (head, tail) = rest.split_at_mut(loc.raw_length as usize);
+            slots.push(head);
+            rest = tail;
+        }
+        slots
+            .into_par_iter()
+            .zip(jobs.par_iter())
+            .try_for_each(|(slot, (f, id, loc))| self.cut_into(id, loc, &plain[*f], slot))?;
+        Ok(out)
     }
 
     /// Reads a whole content into memory (item lists, small files).

@@ -32,6 +32,8 @@
 pub mod backup;
 pub mod chunker;
 pub mod content;
+pub mod database;
+pub mod drill;
 pub mod error;
 pub mod index;
 pub mod lock;

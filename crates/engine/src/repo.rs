@@ -1,13 +1,15 @@
 //! Opening and creating repositories, and reading and writing the small objects (config, keys,
 //! snapshots, records) through the repository's crypter.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use backstop_format::blob::{open_object, seal_object};
 use backstop_format::config::{ChunkerParams, Encryption, REPO_VERSION, RepoConfig};
 use backstop_format::crypto::{Crypter, KdfParams, KeyFile, MasterKey};
 use backstop_format::manifest::Snapshot;
-use backstop_format::{FormatError, KeyId, SnapshotId, Timestamp};
+use backstop_format::record::Record;
+use backstop_format::{FormatError, KeyId, RecordId, SnapshotId, Timestamp};
 use backstop_storage::{Kind, Storage};
 use rayon::prelude::*;
 
@@ -189,10 +191,65 @@ impl Repository {
         Ok((ok, bad))
     }
 
-    /// Finds a snapshot by id, unique id prefix, `latest` or `latest:SOURCE`.
+    /// Finds a snapshot by id, unique id prefix, `latest`, `latest:SOURCE`, `latest-verified`
+    /// or `latest-verified:SOURCE` (the newest snapshot whose newest restore drill passed).
     pub fn find_snapshot(&self, spec: &str) -> Result<(SnapshotId, Snapshot)> {
         let (snaps, _) = self.snapshots()?;
+        if let Some(rest) = spec.strip_prefix("latest-verified") {
+            let source = rest.strip_prefix(':');
+            if !rest.is_empty() && source.is_none_or(str::is_empty) {
+                return Err(Error::Invalid(format!(
+                    "invalid snapshot {spec:?}: use latest-verified or latest-verified:SOURCE"
+                )));
+            }
+            let state = self.verification()?;
+            return snaps
+                .iter()
+                .rev()
+                .filter(|(_, s)| source.is_none_or(|n| s.source.name == n))
+                .find(|(id, _)| state.get(id).is_some_and(|r| r.passed))
+                .cloned()
+                .ok_or_else(|| {
+                    Error::NotFound(format!(
+                        "no snapshot{} has passed a restore drill yet (run `backstop verify --restore-test`)",
+                        source.map(|n| format!(" of {n}")).unwrap_or_default()
+                    ))
+                });
+        }
         find_in(&snaps, spec)
+    }
+
+    /// Stores a record (the result of a restore drill).
+    pub fn write_record(&self, record: &Record) -> Result<RecordId> {
+        let id = RecordId::random();
+        self.write_object(Kind::Record, &id.to_hex(), &record.encode())?;
+        Ok(id)
+    }
+
+    /// All readable records, oldest first.
+    pub fn records(&self) -> Result<Vec<Record>> {
+        let names = self.storage.list(Kind::Record)?;
+        let mut out: Vec<Record> = names
+            .par_iter()
+            .filter_map(|o| {
+                self.read_object(Kind::Record, &o.name)
+                    .ok()
+                    .and_then(|b| Record::decode(&b).ok())
+            })
+            .collect();
+        out.sort_by_key(|r| r.time);
+        Ok(out)
+    }
+
+    /// Each snapshot's newest restore drill.
+    pub fn verification(&self) -> Result<HashMap<SnapshotId, Record>> {
+        let mut m = HashMap::new();
+        for r in self.records()? {
+            if r.kind == "restore-drill" {
+                m.insert(r.snapshot, r);
+            }
+        }
+        Ok(m)
     }
 }
 

@@ -21,6 +21,7 @@ pub mod crypto;
 pub mod id;
 pub mod manifest;
 pub mod pack;
+pub mod record;
 pub mod tree;
 mod varint;
 

@@ -47,11 +47,10 @@ fn sql_err(path: &Path, what: &str, e: rusqlite::Error) -> Error {
 }
 
 /// Opens a connection that never writes. Read-only connections never checkpoint a WAL on close,
-/// so a backup leaves the database files exactly as they were.
+/// so a backup never changes the database (for a WAL database that nothing has open, SQLite
+/// may leave an empty `-wal` and a `-shm` file behind, as any reader does).
 pub fn open_read_only(path: &Path) -> Result<Connection, Error> {
-    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
-        | OpenFlags::SQLITE_OPEN_NO_MUTEX
-        | OpenFlags::SQLITE_OPEN_URI;
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let c =
         Connection::open_with_flags(path, flags).map_err(|e| sql_err(path, "cannot open", e))?;
     c.busy_timeout(BUSY_TIMEOUT)
@@ -164,6 +163,21 @@ pub fn foreign_key_violations(conn: &Connection, path: &Path) -> Result<u64, Err
     Ok(n as u64)
 }
 
+/// Explains a failure to start reading: a hot journal (a writer stopped in the middle of a
+/// transaction) can only be rolled back by a writable connection, and a backup never writes.
+fn explain_start(path: &Path, e: Error) -> Error {
+    let mut journal = path.as_os_str().to_owned();
+    journal.push("-journal");
+    let journal = PathBuf::from(journal);
+    if std::fs::metadata(&journal).is_ok_and(|m| m.len() > 0) {
+        return Error::Invalid(format!(
+            "{e}; {} may hold an unfinished transaction (a writer stopped mid-way): open the database once with its application or sqlite3 to roll it back, then back up again",
+            journal.display()
+        ));
+    }
+    e
+}
+
 fn data_version(conn: &Connection, path: &Path) -> Result<i64, Error> {
     conn.query_row("PRAGMA data_version", [], |r| r.get(0))
         .map_err(|e| sql_err(path, "PRAGMA data_version", e))
@@ -207,8 +221,14 @@ impl SqliteSource {
     fn open_transactions(&self) -> Result<(Connection, Option<Connection>), Error> {
         let path = &self.path;
         let sentinel = open_read_only(path)?;
+        data_version(&sentinel, path).map_err(|e| explain_start(path, e))?;
+        // Like the checker, the sentinel must not wait behind a writer's pending lock while
+        // our own capture transaction holds the shared lock that writer waits for.
+        let _ = sentinel.busy_timeout(Duration::from_millis(200));
         for _ in 0..SAME_STATE_TRIES {
-            let before = data_version(&sentinel, path)?;
+            let Ok(before) = data_version(&sentinel, path) else {
+                break;
+            };
             let capture = open_read_only(path)?;
             capture
                 .execute_batch("BEGIN")
@@ -229,8 +249,11 @@ impl SqliteSource {
             if started.is_err() {
                 return Ok((capture, None));
             }
-            if data_version(&sentinel, path)? == before {
-                return Ok((capture, Some(checker)));
+            match data_version(&sentinel, path) {
+                Ok(after) if after == before => return Ok((capture, Some(checker))),
+                Ok(_) => {}
+                // Busy behind a writer: check in the capture's own transaction instead.
+                Err(_) => return Ok((capture, None)),
             }
         }
         let capture = open_read_only(path)?;
@@ -473,8 +496,8 @@ fn joined<T>(h: JoinHandle<Result<T, Error>>) -> Result<T, Error> {
 /// database open see the old content or the new, never a mix, and the live database's WAL and
 /// shared-memory files are handled by SQLite (stale WAL content cannot leak in).
 pub fn replace_live(live: &Path, image: &Path) -> Result<(), Error> {
-    let src = Connection::open_with_flags(image, OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .map_err(|e| sql_err(image, "cannot open the restored image", e))?;
+    // Opened as immutable: only the image file itself is read, never a -wal beside it.
+    let src = open_image(image)?;
     let mut dst = Connection::open_with_flags(live, OpenFlags::SQLITE_OPEN_READ_WRITE)
         .map_err(|e| sql_err(live, "cannot open the live database", e))?;
     dst.busy_timeout(BUSY_TIMEOUT)
@@ -501,4 +524,98 @@ pub fn replace_live(live: &Path, image: &Path) -> Result<(), Error> {
             }
         }
     }
+}
+
+pub use backstop_format::record::Check;
+
+/// A URI that opens `path` as an immutable file: no locks, no `-wal` or `-shm` created, the
+/// image is read exactly as it is.
+fn immutable_uri(path: &Path) -> String {
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let s = abs.to_string_lossy().replace('\\', "/");
+    let mut out = String::from("file:");
+    if !s.starts_with('/') {
+        out.push('/');
+    }
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"/-._~:".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out.push_str("?immutable=1");
+    out
+}
+
+/// Opens a database file read-only as immutable (for checking a restored image).
+pub fn open_image(path: &Path) -> Result<Connection, Error> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+        | OpenFlags::SQLITE_OPEN_URI
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    Connection::open_with_flags(immutable_uri(path), flags)
+        .map_err(|e| sql_err(path, "cannot open", e))
+}
+
+/// Checks a database file against the metadata captured with it.
+pub fn check_image(
+    path: &Path,
+    meta: &DatabaseMeta,
+    full: bool,
+    foreign_keys: bool,
+) -> Result<Vec<Check>, Error> {
+    let conn = open_image(path)?;
+    let now = inspect(&conn, path)?;
+    let mut checks = Vec::new();
+    let mut add = |name: &str, passed: bool, detail: String| {
+        checks.push(Check {
+            name: name.into(),
+            passed,
+            detail,
+        })
+    };
+    add(
+        "pages",
+        now.page_size == meta.page_size && now.page_count == meta.page_count,
+        format!("{} pages of {} bytes", now.page_count, now.page_size),
+    );
+    add(
+        "schema",
+        now.schema_fingerprint == meta.schema_fingerprint && now.user_version == meta.user_version,
+        format!(
+            "fingerprint {}, user_version {}",
+            &now.schema_fingerprint[..16],
+            now.user_version
+        ),
+    );
+    let mismatched: Vec<String> = meta
+        .tables
+        .iter()
+        .filter(|t| now.tables.iter().find(|n| n.name == t.name).map(|n| n.rows) != Some(t.rows))
+        .map(|t| t.name.clone())
+        .collect();
+    add(
+        "row counts",
+        mismatched.is_empty(),
+        if mismatched.is_empty() {
+            format!("{} tables as captured", meta.tables.len())
+        } else {
+            format!("differ in {}", mismatched.join(", "))
+        },
+    );
+    if full {
+        let r = run_check(&conn, path, "integrity_check")?;
+        add("integrity_check", r == "ok", r);
+    } else {
+        add(
+            "quick_check at capture",
+            meta.is_healthy(),
+            meta.quick_check.clone(),
+        );
+    }
+    if foreign_keys {
+        let n = foreign_key_violations(&conn, path)?;
+        add("foreign_key_check", n == 0, format!("{n} violation(s)"));
+    }
+    Ok(checks)
 }

@@ -4,33 +4,76 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context as _;
-use backstop_engine::{RestoreOptions, plan_restore};
+use std::io::{BufRead, IsTerminal, Write};
 
-use crate::context::{Ctx, GlobalArgs, load_index};
-use crate::output::{Bar, bytes, print_json};
+use backstop_engine::content::Loader;
+use backstop_engine::database::{
+    DatabasePlan, DatabaseRestoreOptions, database_item, plan_database, restore_database,
+};
+use backstop_engine::{Index, Repository, RestoreOptions, plan_restore};
+use backstop_format::manifest::{Item, Snapshot};
+use backstop_format::{SnapshotId, Timestamp};
+
+use crate::context::{Ctx, GlobalArgs, host, load_index};
+use crate::output::{Bar, UsageError, bytes, print_json};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Snapshot id, unique id prefix, latest, or latest:SOURCE
+    /// Snapshot id, unique id prefix, latest, latest:SOURCE, latest-verified or latest-verified:SOURCE
     pub snapshot: String,
-    /// Directory to restore into (created if missing)
+    /// Where to restore: a directory for files; for a database snapshot, the new database file (or a directory to put it in)
+    #[arg(
+        long,
+        required_unless_present = "in_place",
+        conflicts_with = "in_place"
+    )]
+    pub to: Option<PathBuf>,
+    /// Restore a database snapshot into the live database it came from (a safety snapshot is taken first)
     #[arg(long)]
-    pub to: PathBuf,
-    /// Print what would be restored and what exists already; write nothing
+    pub in_place: bool,
+    /// The source to restore (picks `latest` of it, and the live database path from backstop.toml)
+    #[arg(long)]
+    pub source: Option<String>,
+    /// Print what would be restored (for a database: row counts now and in the snapshot); write nothing
     #[arg(long)]
     pub dry_run: bool,
     /// Replace existing files
     #[arg(long)]
     pub overwrite: bool,
+    /// Do not ask for confirmation of an in-place restore
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Restore a database even though its schema differs from the live one's
+    #[arg(long)]
+    pub allow_schema_change: bool,
+    /// Also run PRAGMA integrity_check on the restored database (slow on large databases)
+    #[arg(long)]
+    pub full_check: bool,
 }
 
 pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     let ctx = Ctx::new(g)?;
     let repo = ctx.open()?;
-    let (id, snap) = repo.find_snapshot(&a.snapshot)?;
+    let spec = match (&a.source, a.snapshot.as_str()) {
+        (Some(src), s @ ("latest" | "latest-verified")) => format!("{s}:{src}"),
+        _ => a.snapshot.clone(),
+    };
+    let (id, snap) = repo.find_snapshot(&spec)?;
     let index = load_index(&repo, g.quiet)?;
+    let items = Loader::new(&repo, &index).read_items(&snap.items)?;
+    if let Some(item) = database_item(&items) {
+        return restore_db(&ctx, &repo, &index, id, &snap, item, &a);
+    }
+    if a.in_place {
+        return Err(UsageError(format!(
+            "snapshot {} is not a database snapshot: restore files with --to DIR",
+            id.short()
+        ))
+        .into());
+    }
+    let to = a.to.clone().expect("clap requires --to without --in-place");
     let opts = RestoreOptions {
-        target: a.to.clone(),
+        target: to.clone(),
         overwrite: a.overwrite,
     };
     let (plan, items) = plan_restore(&repo, &index, id, &snap, &opts)?;
@@ -43,7 +86,7 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
                 id.short(),
                 plan.source,
                 plan.time,
-                a.to.display(),
+                to.display(),
                 plan.files.files,
                 plan.files.dirs,
                 plan.files.symlinks,
@@ -71,7 +114,7 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     let r = backstop_engine::restore(&repo, &index, plan, &items, &opts, &bar);
     bar.done();
     let summary =
-        r.with_context(|| format!("restoring snapshot {} into {}", id.short(), a.to.display()))?;
+        r.with_context(|| format!("restoring snapshot {} into {}", id.short(), to.display()))?;
     if g.json {
         print_json(&summary)?;
     } else if !g.quiet {
@@ -79,11 +122,184 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
             "restored snapshot {} of {} into {}: {} file(s), {} in {:.1} s; every chunk checked against its id",
             id.short(),
             summary.plan.source,
-            a.to.display(),
+            to.display(),
             summary.plan.files.files,
             bytes(summary.bytes_written),
             started.elapsed().as_secs_f64()
         )?;
     }
     Ok(crate::exit::OK)
+}
+
+/// Restores a database snapshot: to a file, or in place.
+fn restore_db(
+    ctx: &Ctx<'_>,
+    repo: &Repository,
+    index: &Index,
+    id: SnapshotId,
+    snap: &Snapshot,
+    item: &Item,
+    a: &Args,
+) -> anyhow::Result<u8> {
+    let g = ctx.args;
+    let meta = item.database.as_ref().expect("database_item checks it");
+    let target = if a.in_place {
+        // The configured path wins: the database may have moved since the snapshot.
+        let configured = a
+            .source
+            .as_ref()
+            .and_then(|s| ctx.config.sources.get(s))
+            .and_then(|s| s.path.as_deref())
+            .map(|p| ctx.config.resolve(p));
+        configured.unwrap_or_else(|| PathBuf::from(&meta.source_path))
+    } else {
+        let to = a.to.clone().expect("clap requires --to without --in-place");
+        // A directory (existing, or written with a trailing slash) receives the database under
+        // its own name; any other path is the new database file itself.
+        let as_dir = to.is_dir()
+            || to
+                .as_os_str()
+                .to_string_lossy()
+                .ends_with(['/', std::path::MAIN_SEPARATOR]);
+        if as_dir { to.join(&item.path) } else { to }
+    };
+    let plan = plan_database(id, snap, item, &target, a.in_place)?;
+    if a.dry_run {
+        if g.json {
+            print_json(&plan)?;
+        } else {
+            print_db_plan(&plan)?;
+        }
+        return Ok(crate::exit::OK);
+    }
+    if a.in_place && !a.yes {
+        confirm(&plan)?;
+    }
+    let opts = DatabaseRestoreOptions {
+        target: target.clone(),
+        in_place: a.in_place,
+        overwrite: a.overwrite,
+        allow_schema_change: a.allow_schema_change,
+        full_check: a.full_check,
+        time: Timestamp::now(),
+        host: host(),
+        program: format!("backstop {}", env!("CARGO_PKG_VERSION")),
+    };
+    let bar = Bar::new(g.quiet || g.json);
+    let started = Instant::now();
+    let r = restore_database(repo, index, plan, item, &opts, &bar);
+    bar.done();
+    let summary =
+        r.with_context(|| format!("restoring snapshot {} to {}", id.short(), target.display()))?;
+    if g.json {
+        print_json(&summary)?;
+    } else if !g.quiet {
+        if let Some(s) = summary.safety_snapshot {
+            outln!("safety snapshot {} of the database as it was", s.short())?;
+        }
+        for c in &summary.checks {
+            outln!(
+                "  {} {}: {}",
+                if c.passed { "ok  " } else { "FAIL" },
+                c.name,
+                c.detail
+            )?;
+        }
+        outln!(
+            "restored snapshot {} of {} ({}) {} {} in {:.1} s",
+            id.short(),
+            summary.plan.source,
+            summary.plan.time,
+            if a.in_place {
+                "into the live database"
+            } else {
+                "to"
+            },
+            target.display(),
+            started.elapsed().as_secs_f64()
+        )?;
+    }
+    Ok(crate::exit::OK)
+}
+
+fn print_db_plan(p: &DatabasePlan) -> anyhow::Result<()> {
+    outln!(
+        "would restore {} from snapshot {} of {} taken {} ({})",
+        p.item,
+        p.snapshot.short(),
+        p.source,
+        p.time,
+        bytes(p.bytes)
+    )?;
+    outln!(
+        "{} {}{}",
+        if p.in_place {
+            "into the live database"
+        } else {
+            "to"
+        },
+        p.target,
+        if p.target_exists && !p.in_place {
+            " (exists: needs --overwrite)"
+        } else {
+            ""
+        }
+    )?;
+    outln!("quick_check at capture: {}", p.quick_check_at_capture)?;
+    match p.schema_matches {
+        Some(true) => outln!(
+            "schema: same as now (user_version {})",
+            p.user_version_snapshot
+        )?,
+        Some(false) => outln!(
+            "SCHEMA DIFFERS from the database now (user_version now {:?}, in the snapshot {}): needs --allow-schema-change",
+            p.user_version_now,
+            p.user_version_snapshot
+        )?,
+        None => outln!("schema: no database at the target to compare with")?,
+    }
+    outln!(
+        "{:<32} {:>12} {:>12} {:>10}",
+        "TABLE",
+        "ROWS NOW",
+        "IN SNAPSHOT",
+        "CHANGE"
+    )?;
+    let show = |n: Option<u64>| n.map_or("-".to_string(), |n| n.to_string());
+    for t in &p.tables {
+        let change = match (t.rows_now, t.rows_snapshot) {
+            (Some(a), Some(b)) => format!("{:+}", b as i64 - a as i64),
+            _ => String::new(),
+        };
+        outln!(
+            "{:<32} {:>12} {:>12} {:>10}",
+            t.name,
+            show(t.rows_now),
+            show(t.rows_snapshot),
+            change
+        )?;
+    }
+    Ok(())
+}
+
+/// Asks for the database name on a terminal; refuses to go on without one.
+fn confirm(p: &DatabasePlan) -> anyhow::Result<()> {
+    if !std::io::stdin().is_terminal() {
+        return Err(UsageError(
+            "an in-place restore replaces the live database: confirm on a terminal, or pass --yes in scripts".into(),
+        )
+        .into());
+    }
+    print_db_plan(p)?;
+    print!(
+        "A safety snapshot is taken first. Type the database name ({}) to replace it: ",
+        p.item
+    );
+    std::io::stdout().flush()?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    if line.trim() != p.item && line.trim() != p.source {
+        return Err(UsageError("not confirmed: nothing was changed".into()).into());
+    }
+    Ok(())
 }

@@ -3,6 +3,7 @@
 use backstop_engine::content::Loader;
 use backstop_format::SnapshotId;
 use backstop_format::manifest::{Item, Snapshot};
+use backstop_format::record::Record;
 use serde::Serialize;
 
 use crate::context::{Ctx, GlobalArgs, load_index};
@@ -20,6 +21,8 @@ struct Out<'a> {
     #[serde(flatten)]
     snapshot: &'a Snapshot,
     item_list: Vec<Item>,
+    /// Every restore drill of this snapshot, oldest first.
+    verification: Vec<Record>,
 }
 
 pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
@@ -28,11 +31,17 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     let (id, snap) = repo.find_snapshot(&a.snapshot)?;
     let index = load_index(&repo, g.quiet)?;
     let items = Loader::new(&repo, &index).read_items(&snap.items)?;
+    let drills: Vec<Record> = repo
+        .records()?
+        .into_iter()
+        .filter(|r| r.snapshot == id)
+        .collect();
     if g.json {
         print_json(&Out {
             id,
             snapshot: &snap,
             item_list: items,
+            verification: drills,
         })?;
         return Ok(crate::exit::OK);
     }
@@ -64,6 +73,19 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
         snap.stats.items,
         bytes(snap.stats.bytes_added)
     )?;
+    match drills.last() {
+        None => outln!(
+            "verified    no restore drill yet (backstop verify --restore-test {})",
+            id.short()
+        )?,
+        Some(r) => outln!(
+            "verified    restore drill {} at {} in {:.1} s ({} drill(s) in all)",
+            if r.passed { "passed" } else { "FAILED" },
+            r.time,
+            r.duration_ms as f64 / 1000.0,
+            drills.len()
+        )?,
+    }
     for w in &snap.warnings {
         outln!("warning     {w}")?;
     }
@@ -84,6 +106,27 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
             None => i.path.clone(),
         };
         outln!("{:<8} {:>12}  {:<16} {}", kind, i.size, hash, path)?;
+    }
+    for i in &items {
+        let Some(db) = &i.database else { continue };
+        outln!()?;
+        outln!(
+            "database {}: {} pages of {} bytes, journal mode {}, user_version {}, quick_check {}",
+            i.path,
+            db.page_count,
+            db.page_size,
+            db.journal_mode,
+            db.user_version,
+            db.quick_check
+        )?;
+        outln!("{:<32} {:>12}", "TABLE", "ROWS")?;
+        for t in &db.tables {
+            outln!(
+                "{:<32} {:>12}",
+                t.name,
+                t.rows.map_or("unreadable".to_string(), |r| r.to_string())
+            )?;
+        }
     }
     Ok(crate::exit::OK)
 }

@@ -33,6 +33,35 @@ pub struct Row {
     pub bytes: u64,
     pub items: u64,
     pub warnings: usize,
+    /// The newest restore drill of this snapshot, if any.
+    pub verification: Option<Verification>,
+}
+
+/// A snapshot's verification state, from its newest restore drill.
+#[derive(Serialize)]
+pub struct Verification {
+    /// `passed` or `failed`.
+    pub state: &'static str,
+    pub time: Timestamp,
+    pub duration_ms: u64,
+}
+
+impl Verification {
+    pub fn from_record(r: &backstop_format::record::Record) -> Self {
+        Self {
+            state: if r.passed { "passed" } else { "failed" },
+            time: r.time,
+            duration_ms: r.duration_ms,
+        }
+    }
+
+    /// A short human form.
+    pub fn human(v: Option<&Self>) -> String {
+        match v {
+            None => "not drilled".into(),
+            Some(v) => format!("drill {} {:.1}s", v.state, v.duration_ms as f64 / 1000.0),
+        }
+    }
 }
 
 pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
@@ -42,6 +71,7 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     for (name, e) in &bad {
         eprintln!("warning: snapshot {name} cannot be read: {e}");
     }
+    let state = repo.verification()?;
     let rows: Vec<Row> = snaps
         .into_iter()
         .filter(|(_, s)| a.source.as_ref().is_none_or(|n| &s.source.name == n))
@@ -60,6 +90,7 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
             bytes: s.stats.bytes,
             items: s.stats.items,
             warnings: s.warnings.len(),
+            verification: state.get(&id).map(Verification::from_record),
         })
         .collect();
     if g.json {
@@ -72,12 +103,13 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     }
     let tz = jiff::tz::TimeZone::system();
     outln!(
-        "{:<10} {:<19} {:<16} {:<11} {:>10}  {}",
+        "{:<10} {:<19} {:<16} {:<11} {:>10}  {:<19} {}",
         "ID",
         "TIME",
         "SOURCE",
         "KIND",
         "SIZE",
+        "VERIFIED",
         "TAGS / DESCRIPTION"
     )?;
     for r in &rows {
@@ -94,12 +126,13 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
             extra.push_str(d);
         }
         outln!(
-            "{:<10} {:<19} {:<16} {:<11} {:>10}  {}",
+            "{:<10} {:<19} {:<16} {:<11} {:>10}  {:<19} {}",
             r.id.short(),
             t,
             r.source,
             r.kind.as_str(),
             bytes(r.bytes),
+            Verification::human(r.verification.as_ref()),
             extra
         )?;
     }

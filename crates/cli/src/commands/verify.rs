@@ -1,6 +1,9 @@
 //! `backstop verify`
 
 use backstop_engine::VerifyOptions;
+use backstop_engine::drill::{DrillOptions, restore_drill};
+use backstop_format::manifest::Snapshot;
+use backstop_format::{SnapshotId, Timestamp};
 
 use crate::context::{Ctx, GlobalArgs};
 use crate::output::{Bar, bytes, print_json};
@@ -10,11 +13,24 @@ pub struct Args {
     /// Also read every pack and check every chunk against its id
     #[arg(long)]
     pub read_data: bool,
+    /// Run a restore drill: restore into a scratch directory, check thoroughly (for a database:
+    /// integrity_check, foreign_key_check, row counts, image hash), time it, and record the result
+    #[arg(long)]
+    pub restore_test: bool,
+    /// The snapshot to drill (id, prefix, latest, latest:SOURCE) [default: the latest of each source]
+    #[arg(requires = "restore_test")]
+    pub snapshot: Option<String>,
+    /// Drill the latest snapshot of each source
+    #[arg(long, requires = "restore_test", conflicts_with = "snapshot")]
+    pub latest: bool,
 }
 
 pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     let ctx = Ctx::new(g)?;
     let repo = ctx.open()?;
+    if a.restore_test {
+        return drill(g, &repo, a.snapshot.as_deref());
+    }
     let bar = Bar::new(g.quiet || g.json);
     let report = backstop_engine::verify(
         &repo,
@@ -77,4 +93,71 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
         }
     }
     Ok(code)
+}
+
+/// `verify --restore-test`: drills one snapshot, or the latest of each source.
+fn drill(
+    g: &GlobalArgs,
+    repo: &backstop_engine::Repository,
+    spec: Option<&str>,
+) -> anyhow::Result<u8> {
+    let index = crate::context::load_index(repo, g.quiet)?;
+    let targets = match spec {
+        Some(s) => vec![repo.find_snapshot(s)?],
+        None => {
+            let (snaps, _) = repo.snapshots()?;
+            let mut latest: Vec<(SnapshotId, Snapshot)> = Vec::new();
+            for (id, s) in snaps.into_iter().rev() {
+                if !latest.iter().any(|(_, l)| l.source.name == s.source.name) {
+                    latest.push((id, s));
+                }
+            }
+            latest
+        }
+    };
+    if targets.is_empty() {
+        return Err(backstop_engine::Error::NotFound(
+            "the repository has no snapshots to drill".into(),
+        )
+        .into());
+    }
+    let opts = DrillOptions {
+        scratch: std::env::temp_dir(),
+        time: Timestamp::now(),
+        host: crate::context::host(),
+    };
+    let mut records = Vec::new();
+    for (id, snap) in &targets {
+        let bar = Bar::new(g.quiet || g.json);
+        let r = restore_drill(repo, &index, *id, snap, &opts, &bar);
+        bar.done();
+        let r = r?;
+        if !g.json && !g.quiet {
+            outln!(
+                "restore drill of snapshot {} ({}, {}): {} in {:.1} s",
+                id.short(),
+                snap.source.name,
+                snap.time,
+                if r.passed { "PASSED" } else { "FAILED" },
+                r.duration_ms as f64 / 1000.0
+            )?;
+            for c in &r.checks {
+                outln!(
+                    "  {} {}: {}",
+                    if c.passed { "ok  " } else { "FAIL" },
+                    c.name,
+                    c.detail
+                )?;
+            }
+        }
+        records.push(r);
+    }
+    if g.json {
+        print_json(&records)?;
+    }
+    Ok(if records.iter().all(|r| r.passed) {
+        crate::exit::OK
+    } else {
+        crate::exit::INTEGRITY
+    })
 }

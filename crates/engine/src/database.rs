@@ -1,0 +1,376 @@
+//! Restoring SQLite databases: to a new file, or in place into the live database.
+//!
+//! Both first write the snapshot's image to a temporary file beside the destination, hashing it
+//! on the way: the image hash must equal the one recorded at capture (which, with every chunk
+//! checked against its id, proves the bytes are the captured ones), and the file is opened and
+//! checked against the captured metadata before anything is replaced. To a new file, the
+//! checked image is renamed into place (stale `-wal`/`-shm` files of an overwritten database are
+//! removed first, since SQLite would otherwise replay a foreign WAL into it). In place, a
+//! `pre-restore` safety snapshot of the current database is taken first, then the image is
+//! copied into the live database through SQLite's backup API in one step: connections that
+//! hold the database open see the old content or the new, never a mix.
+
+use std::fs::{self, File};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use backstop_format::manifest::{BackupKind, Item, ItemKind, Snapshot};
+use backstop_format::{SnapshotId, Timestamp};
+use backstop_sources::sqlite::{self, Check, SqliteSource, check_image};
+use serde::Serialize;
+
+use crate::content::Loader;
+use crate::error::{Error, Result};
+use crate::index::Index;
+use crate::progress::Progress;
+use crate::repo::Repository;
+use crate::{BackupOptions, backup};
+
+/// How to restore a database.
+#[derive(Debug, Clone)]
+pub struct DatabaseRestoreOptions {
+    /// The database file to write, or the live database with `in_place`.
+    pub target: PathBuf,
+    pub in_place: bool,
+    pub overwrite: bool,
+    /// Allow a restore whose schema differs from the live database's.
+    pub allow_schema_change: bool,
+    /// Also run `PRAGMA integrity_check` on the restored image (slow on large databases; the
+    /// image hash already proves the bytes are those that passed the capture's quick check).
+    pub full_check: bool,
+    /// Time and host recorded in the safety snapshot.
+    pub time: Timestamp,
+    pub host: String,
+    pub program: String,
+}
+
+/// One table: rows now (in the target) and in the snapshot.
+#[derive(Debug, Clone, Serialize)]
+pub struct TableChange {
+    pub name: String,
+    pub rows_now: Option<u64>,
+    pub rows_snapshot: Option<u64>,
+}
+
+/// What a database restore will do.
+#[derive(Debug, Clone, Serialize)]
+pub struct DatabasePlan {
+    pub snapshot: SnapshotId,
+    pub source: String,
+    pub time: Timestamp,
+    pub item: String,
+    pub target: String,
+    pub in_place: bool,
+    pub target_exists: bool,
+    pub bytes: u64,
+    pub quick_check_at_capture: String,
+    /// `None` when there is no database at the target to compare with.
+    pub schema_matches: Option<bool>,
+    pub user_version_now: Option<i64>,
+    pub user_version_snapshot: i64,
+    pub tables: Vec<TableChange>,
+}
+
+/// The result of a database restore.
+#[derive(Debug, Clone, Serialize)]
+pub struct DatabaseRestoreSummary {
+    #[serde(flatten)]
+    pub plan: DatabasePlan,
+    /// The `pre-restore` snapshot of the database as it was (in place only).
+    pub safety_snapshot: Option<SnapshotId>,
+    pub checks: Vec<Check>,
+}
+
+/// The one SQLite item of a snapshot, if it is a database snapshot.
+pub fn database_item(items: &[Item]) -> Option<&Item> {
+    match items {
+        [one] if one.kind == ItemKind::Sqlite && one.database.is_some() => Some(one),
+        _ => None,
+    }
+}
+
+/// Computes the plan: the database now at the target against the snapshot.
+pub fn plan_database(
+    id: SnapshotId,
+    snap: &Snapshot,
+    item: &Item,
+    target: &Path,
+    in_place: bool,
+) -> Result<DatabasePlan> {
+    let meta = item
+        .database
+        .as_ref()
+        .ok_or_else(|| Error::Invalid("not a database item".into()))?;
+    let now = if target.is_file() && sqlite::is_sqlite_file(target) {
+        let conn = sqlite::open_read_only(target)?;
+        Some(sqlite::inspect(&conn, target)?)
+    } else {
+        None
+    };
+    let mut tables: Vec<TableChange> = meta
+        .tables
+        .iter()
+        .map(|t| TableChange {
+            name: t.name.clone(),
+            rows_now: now
+                .as_ref()
+                .and_then(|n| n.tables.iter().find(|x| x.name == t.name))
+                .and_then(|x| x.rows),
+            rows_snapshot: t.rows,
+        })
+        .collect();
+    if let Some(n) = &now {
+        for t in &n.tables {
+            if !meta.tables.iter().any(|m| m.name == t.name) {
+                tables.push(TableChange {
+                    name: t.name.clone(),
+                    rows_now: t.rows,
+                    rows_snapshot: None,
+                });
+            }
+        }
+    }
+    Ok(DatabasePlan {
+        snapshot: id,
+        source: snap.source.name.clone(),
+        time: snap.time,
+        item: item.path.clone(),
+        target: target.display().to_string(),
+        in_place,
+        target_exists: target.exists(),
+        bytes: item.content.as_ref().map_or(0, |c| c.size),
+        quick_check_at_capture: meta.quick_check.clone(),
+        schema_matches: now
+            .as_ref()
+            .map(|n| n.schema_fingerprint == meta.schema_fingerprint),
+        user_version_now: now.as_ref().map(|n| n.user_version),
+        user_version_snapshot: meta.user_version,
+        tables,
+    })
+}
+
+/// The check that [`write_image`] makes.
+pub(crate) fn image_hash_check() -> Check {
+    Check {
+        name: "image hash".into(),
+        passed: true,
+        detail: "equals the hash recorded at capture".into(),
+    }
+}
+
+/// Writes the image of `item` to a new temporary file in `dir` and checks its hash.
+pub(crate) fn write_image(
+    loader: &Loader<'_>,
+    item: &Item,
+    dir: &Path,
+    durable: bool,
+    progress: &dyn Progress,
+) -> Result<PathBuf> {
+    let content = item
+        .content
+        .as_ref()
+        .ok_or_else(|| Error::Invalid("database item without content".into()))?;
+    let tmp = dir.join(format!(
+        ".backstop-restore-{}.tmp",
+        backstop_format::id::to_hex(&backstop_format::id::random_bytes::<8>())
+    ));
+    let io = |e: std::io::Error| {
+        Error::Source(backstop_sources::Error::Io {
+            context: format!("writing {}", tmp.display()),
+            source: e,
+        })
+    };
+    let result = (|| -> Result<()> {
+        let f = File::create_new(&tmp).map_err(io)?;
+        let mut w = HashingWriter {
+            inner: BufWriter::with_capacity(1 << 20, f),
+            hasher: blake3::Hasher::new(),
+        };
+        loader.write_content(content, &mut w, progress)?;
+        let hash = w.hasher.finalize().to_hex().to_string();
+        let f = w.inner.into_inner().map_err(|e| io(e.into_error()))?;
+        if durable {
+            f.sync_all().map_err(io)?;
+        }
+        if hash != content.hash {
+            return Err(Error::Integrity(format!(
+                "the restored image of {} hashes to {hash}, the snapshot says {}",
+                item.path, content.hash
+            )));
+        }
+        Ok(())
+    })();
+    match result {
+        Ok(()) => Ok(tmp),
+        Err(e) => {
+            let _ = fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
+}
+
+struct HashingWriter<W> {
+    inner: W,
+    hasher: blake3::Hasher,
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+fn failed(checks: &[Check]) -> Option<String> {
+    let bad: Vec<String> = checks
+        .iter()
+        .filter(|c| !c.passed)
+        .map(|c| format!("{}: {}", c.name, c.detail))
+        .collect();
+    (!bad.is_empty()).then(|| bad.join("; "))
+}
+
+fn remove_if_exists(p: &Path) -> Result<()> {
+    match fs::remove_file(p) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::Source(backstop_sources::Error::Io {
+            context: format!("removing {}", p.display()),
+            source: e,
+        })),
+    }
+}
+
+fn with_suffix(p: &Path, suffix: &str) -> PathBuf {
+    let mut s = p.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+/// Restores a database item: to a new file, or in place (see the module documentation).
+#[allow(clippy::too_many_arguments)]
+pub fn restore_database(
+    repo: &Repository,
+    index: &Index,
+    plan: DatabasePlan,
+    item: &Item,
+    opts: &DatabaseRestoreOptions,
+    progress: &dyn Progress,
+) -> Result<DatabaseRestoreSummary> {
+    let meta = item
+        .database
+        .as_ref()
+        .ok_or_else(|| Error::Invalid("not a database item".into()))?;
+    let target = &opts.target;
+    let dir = target
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    if opts.in_place {
+        if !plan.target_exists {
+            return Err(Error::NotFound(format!(
+                "there is no database at {} to restore in place; use --to to write a new file",
+                target.display()
+            )));
+        }
+        if plan.schema_matches == Some(false) && !opts.allow_schema_change {
+            return Err(Error::Invalid(format!(
+                "the schema of {} differs from the snapshot's (a migration ran since?); pass --allow-schema-change to restore anyway",
+                target.display()
+            )));
+        }
+    } else if plan.target_exists && !opts.overwrite {
+        return Err(Error::Source(backstop_sources::Error::WouldOverwrite {
+            target: target.display().to_string(),
+            count: 1,
+            first: target.display().to_string(),
+        }));
+    } else {
+        fs::create_dir_all(&dir).map_err(|e| {
+            Error::Source(backstop_sources::Error::Io {
+                context: format!("creating {}", dir.display()),
+                source: e,
+            })
+        })?;
+    }
+    // The safety snapshot comes first: whatever happens next, today's data is kept.
+    let safety = if opts.in_place {
+        let mut source = SqliteSource::new(target.clone(), item.path.clone())?;
+        let o = BackupOptions {
+            source_name: plan.source.clone(),
+            kind: BackupKind::PreRestore,
+            description: Some(format!(
+                "safety snapshot before restoring snapshot {}",
+                plan.snapshot.short()
+            )),
+            tags: vec![],
+            ticket: None,
+            time: opts.time,
+            host: opts.host.clone(),
+            program: opts.program.clone(),
+            force: false,
+            skip_unchanged: false,
+        };
+        progress.phase("safety snapshot", None);
+        Some(backup(repo, index, &mut source, &o, progress)?.id)
+    } else {
+        None
+    };
+    progress.phase("restore", Some(plan.bytes));
+    let loader = Loader::new(repo, index);
+    // Durable before it replaces an existing database, so a crash leaves the old one or the
+    // new one. A new file, like any copy, is flushed by the system; in place, SQLite copies
+    // the image into the live database under its own durability rules.
+    let durable = !opts.in_place && plan.target_exists;
+    let tmp = write_image(&loader, item, &dir, durable, progress)?;
+    let cleanup = |tmp: &Path| {
+        let _ = fs::remove_file(tmp);
+    };
+    let checks = match check_image(&tmp, meta, opts.full_check, false).map_err(Error::from) {
+        Ok(c) => std::iter::once(image_hash_check())
+            .chain(c)
+            .collect::<Vec<_>>(),
+        Err(e) => {
+            cleanup(&tmp);
+            return Err(e);
+        }
+    };
+    if let Some(why) = failed(&checks) {
+        cleanup(&tmp);
+        return Err(Error::Integrity(format!(
+            "the restored database failed its checks ({why}); nothing was replaced"
+        )));
+    }
+    if opts.in_place {
+        let r = sqlite::replace_live(target, &tmp);
+        cleanup(&tmp);
+        r?;
+    } else {
+        // A WAL or shared-memory file left from the database being replaced would be replayed
+        // into the restored one.
+        if let Err(e) = remove_if_exists(&with_suffix(target, "-wal"))
+            .and_then(|()| remove_if_exists(&with_suffix(target, "-shm")))
+            .and_then(|()| remove_if_exists(&with_suffix(target, "-journal")))
+        {
+            cleanup(&tmp);
+            return Err(e);
+        }
+        if let Err(e) = fs::rename(&tmp, target) {
+            cleanup(&tmp);
+            return Err(Error::Source(backstop_sources::Error::Io {
+                context: format!("moving the restored database to {}", target.display()),
+                source: e,
+            }));
+        }
+    }
+    Ok(DatabaseRestoreSummary {
+        plan,
+        safety_snapshot: safety,
+        checks,
+    })
+}
