@@ -100,12 +100,25 @@ class Tool:
             return {"init": [e, "init", "--repo", r, "--encryption", enc],
                     "backup": [e, "backup", "--repo", r, "--json", "work/shop.db"],
                     "restore": [e, "restore", "latest", "--repo", r, "--to", self.restore_dir],
-                    "verify": [e, "verify", "--repo", r, "--read-data"]}[step]
+                    "verify": [e, "verify", "--repo", r, "--read-data"],
+                    # restore into a scratch file, integrity_check, foreign_key_check, row counts
+                    "drill": [e, "verify", "--repo", r, "--restore-test", "--latest"]}[step]
+        # The other tools have no restore drill: the same work by hand is a restore into a
+        # scratch directory followed by the same SQLite checks.
+        drill_dir = self.wd / "restore" / (self.slug + "-drill")
+        check = (f"f=$(find {drill_dir} -name shop.db | head -n 1) && "
+                 f"sqlite3 \"$f\" 'PRAGMA integrity_check; PRAGMA foreign_key_check;' | grep -qx ok")
         if self.name == "restic":
             base = [e, "--cache-dir", self.wd / "cache" / "restic", "-r", r]
+            if step == "drill":
+                return ["sh", "-c", f"rm -rf {drill_dir} && {' '.join(map(str, base))} restore latest "
+                                    f"--target {drill_dir} >/dev/null && {check}"]
             return base + {"init": ["init"], "backup": ["backup", "work/shop.db"],
                            "restore": ["restore", "latest", "--target", self.restore_dir],
                            "verify": ["check", "--read-data"]}[step]
+        if step == "drill":
+            return ["sh", "-c", f"rm -rf {drill_dir} && mkdir -p {drill_dir} && cd {drill_dir} && "
+                                f"{e} extract {r}::{label} && {check}"]
         return {"init": [e, "init", "-e", "repokey", r],
                 "backup": [e, "create", f"{r}::{label}", "work/shop.db"],
                 "restore": [e, "extract", f"{r}::{label}"],  # run with cwd = restore dir
@@ -155,7 +168,7 @@ METRICS = [  # (row label, key in results, scale)
     ("full backup s", "full_s", 1), ("full stored MiB", "full_added", MIB),
     ("day-1 incremental s", "day1_s", 1), ("day-1 added MiB", "day1_added", MIB),
     ("unchanged re-backup s", "day1b_s", 1), ("unchanged added MiB", "day1b_added", MIB),
-    ("restore s", "restore_s", 1), ("verify (all data) s", "verify_s", 1),
+    ("restore s", "restore_s", 1), ("restore drill s", "drill_s", 1), ("verify (all data) s", "verify_s", 1),
     ("peak RSS MiB", "peak_rss_kib", 1024), ("repo size MiB", "repo_bytes", MIB),
 ]
 
@@ -272,6 +285,11 @@ def main():
             broken.add(t.name)
     for t in tools:
         step(t, "full", "backup", "day0")
+    if shutil.which("sqlite3"):  # what a user would do by hand: a consistent copy, no history
+        log("sqlite3 .backup of work/shop.db ...")
+        out = run(["sqlite3", "work/shop.db", ".backup work/copy.db"], wd, {}, wd / "logs", "sqlite3-backup")
+        machine["sqlite3_backup_s"] = round(out["seconds"], 2) if out["rc"] == 0 else "FAILED"
+        (wd / "work" / "copy.db").unlink(missing_ok=True)
 
     log("mutating work/shop.db: day 1")
     m = subprocess.run([sys.executable, shared / "bench" / "mutate_sqlite.py", work_db, "--day", "1"],
@@ -299,6 +317,8 @@ def main():
             log(f"!!! {t.name}: restored file is WRONG ({why}) !!!")
             res[t.name]["restore_s"] = "WRONG"
     for t in tools:
+        step(t, "drill", "drill", "day1b")
+    for t in tools:
         step(t, "verify", "verify")
     for t in tools:
         res[t.name]["repo_bytes"] = dir_bytes(t.repo) if t.name not in broken else "FAILED"
@@ -309,6 +329,8 @@ def main():
         print(f"- {n}: {v}")
     print(f"- database: {machine['db_mib']} MiB SQLite (WAL mode), {machine['db_day1_mib']} MiB after day 1; "
           f"page cache warm for every tool\n")
+    if "sqlite3_backup_s" in machine:
+        print(f"- sqlite3 `.backup` of the same database (a plain consistent copy): {machine['sqlite3_backup_s']} s\n")
     print(table(tools, res))
     if "restic" in res:
         print("\n(ratio) = value / restic value; lower is better for every row.")

@@ -10,9 +10,10 @@ use backstop_format::manifest::{
 };
 use backstop_format::tree::Content;
 use backstop_format::{SnapshotId, Timestamp};
-use backstop_sources::{Chunking, Source};
+use backstop_sources::{Chunking, Entry, Source};
 use serde::{Deserialize, Serialize};
 
+use crate::builder::{ContentBuilder, DeltaBase, MetaWriter, Previous};
 use crate::chunker::{Batch, Cutter};
 use crate::content::Loader;
 use crate::error::{Error, Result};
@@ -20,7 +21,7 @@ use crate::index::Index;
 use crate::lock::Lock;
 use crate::progress::Progress;
 use crate::repo::Repository;
-use crate::store::{ChunkStore, TreeBuilder};
+use crate::store::ChunkStore;
 
 /// Files modified less than this many seconds before the previous snapshot are read again.
 const RACY_MARGIN_SECS: i64 = 2;
@@ -135,7 +136,32 @@ pub fn backup(
             files_unchanged += 1;
         }
         if let Some(reader) = entry.content.take() {
-            match store_stream(&mut store, reader, entry.chunking, params, progress)? {
+            let on_change = entry.on_change.take();
+            let prev = previous.get(&entry.item.path);
+            let builder = match delta_base(&entry, prev, index) {
+                Some(base) => {
+                    let loader = Loader::new(repo, index);
+                    match previous_patches(&loader, prev, &base) {
+                        Some(p) => ContentBuilder::against(loader, base, p, on_change),
+                        None => {
+                            // Nothing known about the previous version: count as changed.
+                            if let Some(f) = on_change {
+                                f();
+                            }
+                            ContentBuilder::against(loader, base, Previous::default(), None)
+                        }
+                    }
+                }
+                None => ContentBuilder::full(on_change),
+            };
+            match store_stream(
+                &mut store,
+                builder,
+                reader,
+                entry.chunking,
+                params,
+                progress,
+            )? {
                 Ok(content) => {
                     entry.item.size = content.size;
                     stats.bytes += content.size;
@@ -251,6 +277,7 @@ pub fn backup(
 /// one a read failure of the source, which the caller may treat as a warning.
 fn store_stream(
     store: &mut ChunkStore<'_>,
+    mut builder: ContentBuilder<'_>,
     mut reader: Box<dyn Read + Send>,
     chunking: Chunking,
     params: ChunkerParams,
@@ -289,16 +316,17 @@ fn store_stream(
             }
             Some(hasher.finalize().to_hex().to_string())
         });
-        let mut tree = TreeBuilder::new();
         let mut read_error = None;
+        let mut size = 0;
         for batch in rx.iter() {
             match batch {
                 Ok(chunks) => {
                     let refs = store.add_data(&chunks)?;
                     let n: u64 = refs.iter().map(|r| r.size).sum();
                     for r in refs {
-                        tree.push(store, r)?;
+                        builder.push(store, r)?;
                     }
+                    size += n;
                     progress.bytes(n);
                 }
                 Err(e) => read_error = Some(e),
@@ -309,10 +337,53 @@ fn store_stream(
             .map_err(|_| Error::Invalid("the reader thread panicked".into()))?;
         match (read_error, hash) {
             (Some(e), _) => Ok(Err(e)),
-            (None, Some(hash)) => Ok(Ok(tree.finish(store, hash)?)),
+            (None, Some(hash)) => Ok(Ok(builder.finish(store, size, hash)?)),
             (None, None) => Err(Error::Invalid("the reader stopped without a result".into())),
         }
     })
+}
+
+/// The previous version of a fixed-size-chunked item (a database), to store this one as a
+/// delta against: its tree, or the base its own delta was against (deltas never chain).
+fn delta_base(entry: &Entry, previous: Option<&Item>, index: &Index) -> Option<DeltaBase> {
+    let Chunking::Fixed(size) = entry.chunking else {
+        return None;
+    };
+    let prev = previous.filter(|p| p.kind == entry.item.kind)?;
+    let content = prev.content.as_ref()?;
+    let base = match (&content.delta, content.tree) {
+        (Some(d), _) if d.chunk_size == size => DeltaBase {
+            root: d.base,
+            chunk_size: size,
+        },
+        (None, Some(root)) if prev.database.as_ref().is_some_and(|d| d.page_size == size) => {
+            DeltaBase {
+                root,
+                chunk_size: size,
+            }
+        }
+        _ => return None,
+    };
+    index.contains(&base.root.id).then_some(base)
+}
+
+/// The previous version's patches against `base` (none when it is the base itself), or `None`
+/// when they cannot be read: then nothing is known about what changed.
+fn previous_patches(
+    loader: &Loader<'_>,
+    prev: Option<&Item>,
+    base: &DeltaBase,
+) -> Option<Previous> {
+    let content = prev?.content.as_ref()?;
+    let count = content.size.div_ceil(u64::from(base.chunk_size));
+    let patches = match &content.delta {
+        None => Vec::new(),
+        Some(d) => {
+            let bytes = loader.read_content(&d.patch).ok()?;
+            backstop_format::tree::decode_patches(&bytes).ok()?
+        }
+    };
+    Some(Previous { patches, count })
 }
 
 /// Items of the previous snapshot, by path, for reuse of unchanged files and of results about
@@ -381,9 +452,10 @@ fn unchanged<'p>(
         && prev.mtime.is_some()
         && prev.mtime == item.mtime
         && content.size == item.size;
-    let indexed = match &content.tree {
-        Some(root) => index.contains(&root.id),
-        None => content.chunks.iter().all(|c| index.contains(&c.id)),
+    let indexed = match (&content.tree, &content.delta) {
+        (Some(root), _) => index.contains(&root.id),
+        (None, Some(d)) => index.contains(&d.base.id),
+        (None, None) => content.chunks.iter().all(|c| index.contains(&c.id)),
     };
     (same && indexed).then_some(content)
 }
@@ -402,11 +474,9 @@ fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
 }
 
 /// The snapshot's item list, written as JSON lines through the same chunking and trees as
-/// content, with smaller chunks since lists change in small places.
+/// content.
 struct ItemList {
-    cutter: Cutter,
-    hasher: blake3::Hasher,
-    tree: TreeBuilder,
+    writer: MetaWriter,
     line: Vec<u8>,
     /// See [`sign`].
     signature: blake3::Hasher,
@@ -415,16 +485,7 @@ struct ItemList {
 impl ItemList {
     fn new() -> Self {
         Self {
-            cutter: Cutter::new(
-                Chunking::ContentDefined,
-                ChunkerParams {
-                    min: 2 * 1024,
-                    avg: 8 * 1024,
-                    max: 32 * 1024,
-                },
-            ),
-            hasher: blake3::Hasher::new(),
-            tree: TreeBuilder::new(),
+            writer: MetaWriter::new(),
             line: Vec::new(),
             signature: blake3::Hasher::new(),
         }
@@ -435,27 +496,10 @@ impl ItemList {
         self.line.clear();
         serde_json::to_writer(&mut self.line, item).expect("items serialize");
         self.line.push(b'\n');
-        self.hasher.update(&self.line);
-        let mut out = Batch::new();
-        self.cutter.push(&self.line, &mut out);
-        self.store(store, out)
+        self.writer.write(store, &self.line)
     }
 
-    fn store(&mut self, store: &mut ChunkStore<'_>, chunks: Batch) -> Result<()> {
-        if chunks.is_empty() {
-            return Ok(());
-        }
-        for r in store.add_meta(&chunks)? {
-            self.tree.push(store, r)?;
-        }
-        Ok(())
-    }
-
-    fn finish(mut self, store: &mut ChunkStore<'_>) -> Result<Content> {
-        let mut out = Batch::new();
-        self.cutter.finish(&mut out);
-        self.store(store, out)?;
-        let hash = self.hasher.finalize().to_hex().to_string();
-        self.tree.finish(store, hash)
+    fn finish(self, store: &mut ChunkStore<'_>) -> Result<Content> {
+        self.writer.finish(store)
     }
 }

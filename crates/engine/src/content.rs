@@ -9,7 +9,7 @@ use backstop_format::ChunkId;
 use backstop_format::blob::open_chunk;
 use backstop_format::manifest::Item;
 use backstop_format::pack::BlobKind;
-use backstop_format::tree::{ChunkRef, Content, TreeNode};
+use backstop_format::tree::{ChunkRef, Content, TreeNode, decode_patches};
 use backstop_storage::Kind;
 use rayon::prelude::*;
 
@@ -130,42 +130,83 @@ impl<'a> Loader<'a> {
         Ok(node)
     }
 
-    /// Calls `f` for every data chunk of `content`, in order, and for every tree node on the way.
+    /// A cursor over a full tree (not a delta), reading one node per level at a time.
+    pub fn cursor(&self, content: &Content) -> Cursor<'a> {
+        Cursor {
+            loader: *self,
+            inline: content.chunks.clone(),
+            inline_pos: 0,
+            root: content.tree,
+            pending: None,
+            stack: Vec::new(),
+        }
+    }
+
+    /// Calls `f` for every data chunk of `content`, in order, and `on_node` for every tree node
+    /// (and patch list chunk) on the way, before reading it.
     pub fn walk(
         &self,
         content: &Content,
         on_node: &mut dyn FnMut(&ChunkRef),
         f: &mut dyn FnMut(ChunkRef) -> Result<()>,
     ) -> Result<()> {
-        for r in &content.chunks {
-            f(*r)?;
-        }
-        let Some(root) = content.tree else {
+        let Some(d) = &content.delta else {
+            let mut c = self.cursor(content);
+            while let Some(step) = c.next_step()? {
+                match step {
+                    Step::Node(r) => on_node(&r),
+                    Step::Chunk(r) => f(r)?,
+                }
+            }
             return Ok(());
         };
-        // Depth-first with an explicit stack of (node, next position): memory is one node per
-        // level, whatever the size of the content.
-        on_node(&root);
-        let mut stack = vec![(self.read_node(&root)?, 0usize)];
-        while let Some((node, pos)) = stack.last_mut() {
-            let Some(r) = node.entries.get(*pos).copied() else {
-                stack.pop();
-                continue;
-            };
-            *pos += 1;
-            if node.level == 0 {
-                f(r)?;
-            } else {
-                on_node(&r);
-                let child = self.read_node(&r)?;
-                if child.level + 1 != node.level {
-                    return Err(Error::Integrity(format!(
-                        "tree node {} has the wrong level",
-                        r.id
-                    )));
+        if d.patch.delta.is_some() || d.chunk_size == 0 {
+            return Err(Error::Integrity(
+                "a delta's patch list is itself a delta".into(),
+            ));
+        }
+        let mut patch_chunks = Vec::new();
+        self.walk(&d.patch, on_node, &mut |r| {
+            patch_chunks.push(r);
+            Ok(())
+        })?;
+        for r in &patch_chunks {
+            on_node(r);
+        }
+        let bytes = self.read_content(&d.patch)?;
+        let patches =
+            decode_patches(&bytes).map_err(|e| Error::format("reading a delta's patch list", e))?;
+        if patches.len() as u64 != d.patches {
+            return Err(Error::Integrity(
+                "a delta's patch list has the wrong length".into(),
+            ));
+        }
+        let count = content.size.div_ceil(u64::from(d.chunk_size));
+        let mut base = self.cursor(&Content {
+            size: 0,
+            hash: String::new(),
+            chunks: Vec::new(),
+            tree: Some(d.base),
+            delta: None,
+        });
+        let mut next_patch = patches.iter().peekable();
+        for i in 0..count {
+            let from_base = base.next_chunk_with(on_node)?;
+            let r = match next_patch.peek() {
+                Some((pi, r)) if *pi == i => {
+                    next_patch.next();
+                    *r
                 }
-                stack.push((child, 0));
-            }
+                _ => from_base.ok_or_else(|| {
+                    Error::Integrity(format!("a delta needs chunk {i}, past the end of its base"))
+                })?,
+            };
+            f(r)?;
+        }
+        if next_patch.next().is_some() {
+            return Err(Error::Integrity(
+                "a delta's patch lies past the end of its content".into(),
+            ));
         }
         Ok(())
     }
@@ -330,6 +371,84 @@ impl<'a> Loader<'a> {
                 })
             })
             .collect()
+    }
+}
+
+/// One step of a walk through a tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// A tree node, about to be read.
+    Node(ChunkRef),
+    /// A data chunk.
+    Chunk(ChunkRef),
+}
+
+/// Walks a full tree depth-first with an explicit stack of (node, next position): memory is
+/// one node per level, whatever the size of the content.
+pub struct Cursor<'a> {
+    loader: Loader<'a>,
+    inline: Vec<ChunkRef>,
+    inline_pos: usize,
+    /// The root, not yet announced.
+    root: Option<ChunkRef>,
+    /// A node announced but not yet read, with the level its parent expects.
+    pending: Option<(ChunkRef, Option<u8>)>,
+    stack: Vec<(TreeNode, usize)>,
+}
+
+impl Cursor<'_> {
+    /// The next node or chunk.
+    pub fn next_step(&mut self) -> Result<Option<Step>> {
+        if let Some(r) = self.inline.get(self.inline_pos) {
+            self.inline_pos += 1;
+            return Ok(Some(Step::Chunk(*r)));
+        }
+        if let Some(r) = self.root.take() {
+            self.pending = Some((r, None));
+            return Ok(Some(Step::Node(r)));
+        }
+        if let Some((r, level)) = self.pending.take() {
+            let node = self.loader.read_node(&r)?;
+            if level.is_some_and(|l| l != node.level) {
+                return Err(Error::Integrity(format!(
+                    "tree node {} has the wrong level",
+                    r.id
+                )));
+            }
+            self.stack.push((node, 0));
+        }
+        while let Some((node, pos)) = self.stack.last_mut() {
+            let Some(r) = node.entries.get(*pos).copied() else {
+                self.stack.pop();
+                continue;
+            };
+            *pos += 1;
+            if node.level == 0 {
+                return Ok(Some(Step::Chunk(r)));
+            }
+            self.pending = Some((r, Some(node.level - 1)));
+            return Ok(Some(Step::Node(r)));
+        }
+        Ok(None)
+    }
+
+    /// The next data chunk, reporting the nodes passed on the way.
+    pub fn next_chunk_with(
+        &mut self,
+        on_node: &mut dyn FnMut(&ChunkRef),
+    ) -> Result<Option<ChunkRef>> {
+        loop {
+            match self.next_step()? {
+                Some(Step::Node(r)) => on_node(&r),
+                Some(Step::Chunk(r)) => return Ok(Some(r)),
+                None => return Ok(None),
+            }
+        }
+    }
+
+    /// The next data chunk.
+    pub fn next_chunk(&mut self) -> Result<Option<ChunkRef>> {
+        self.next_chunk_with(&mut |_| {})
     }
 }
 

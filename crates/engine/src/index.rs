@@ -67,6 +67,9 @@ pub struct PackInfo {
 #[derive(Debug, Default)]
 pub struct Index {
     sorted: Vec<(ChunkId, Location)>,
+    /// `starts[b]` is the first position in `sorted` whose id begins with the 16 bits `b`:
+    /// a lookup searches a bucket of a few entries instead of the whole vector.
+    starts: Vec<u32>,
     recent: IdMap<Location>,
     packs: Vec<PackInfo>,
     pack_pos: HashMap<PackId, u32>,
@@ -122,6 +125,7 @@ impl Index {
         // A chunk stored in several packs (two backups that ran at once) keeps one location.
         idx.sorted.sort_unstable_by_key(|e| e.0);
         idx.sorted.dedup_by(|a, b| a.0 == b.0);
+        idx.starts = bucket_starts(&idx.sorted);
         Ok((idx, problems))
     }
 
@@ -151,8 +155,17 @@ impl Index {
     }
 
     pub fn get(&self, id: &ChunkId) -> Option<Location> {
-        match self.sorted.binary_search_by(|(k, _)| k.cmp(id)) {
-            Ok(i) => Some(self.sorted[i].1),
+        // Ids sort by their bytes; comparing the first eight as one big-endian integer decides
+        // almost every step of the search without a byte-wise comparison.
+        let key = prefix(id);
+        let bucket = if self.starts.is_empty() {
+            &self.sorted[..]
+        } else {
+            let b = (key >> 48) as usize;
+            &self.sorted[self.starts[b] as usize..self.starts[b + 1] as usize]
+        };
+        match bucket.binary_search_by(|(k, _)| prefix(k).cmp(&key).then_with(|| k.cmp(id))) {
+            Ok(i) => Some(bucket[i].1),
             Err(_) => self.recent.get(id).copied(),
         }
     }
@@ -184,6 +197,22 @@ impl Index {
             .map(|(k, v)| (k, v))
             .chain(self.recent.iter())
     }
+}
+
+fn bucket_starts(sorted: &[(ChunkId, Location)]) -> Vec<u32> {
+    let mut starts = vec![0u32; (1 << 16) + 1];
+    let mut pos = 0usize;
+    for (b, start) in starts.iter_mut().enumerate() {
+        while pos < sorted.len() && ((prefix(&sorted[pos].0) >> 48) as usize) < b {
+            pos += 1;
+        }
+        *start = u32::try_from(pos).expect("fewer than 4 billion chunks");
+    }
+    starts
+}
+
+fn prefix(id: &ChunkId) -> u64 {
+    u64::from_be_bytes(id.as_bytes()[..8].try_into().expect("ids are 32 bytes"))
 }
 
 fn location(pack: u32, b: &BlobEntry) -> Location {

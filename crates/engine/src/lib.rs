@@ -30,6 +30,7 @@
 //! ```
 
 pub mod backup;
+pub mod builder;
 pub mod chunker;
 pub mod content;
 pub mod database;

@@ -190,14 +190,20 @@ impl<'a> ChunkStore<'a> {
 
     fn add_chunks(&mut self, chunks: &Batch, kind: BlobKind) -> Result<Vec<ChunkRef>> {
         let crypter = &self.crypter;
-        let ids: Vec<ChunkId> = (0..chunks.len())
+        let index = self.index;
+        // Hashing and the index lookup in parallel; only this backup's own set is sequential.
+        let ids: Vec<(ChunkId, bool)> = (0..chunks.len())
             .into_par_iter()
-            .map(|i| crypter.chunk_id(chunks.get(i)))
+            .map(|i| {
+                let id = crypter.chunk_id(chunks.get(i));
+                (id, index.contains(&id))
+            })
             .collect();
         let fresh: Vec<bool> = ids
             .iter()
-            .map(|id| !self.index.contains(id) && self.session.insert(*id))
+            .map(|(id, known)| !known && self.session.insert(*id))
             .collect();
+        let ids: Vec<ChunkId> = ids.into_iter().map(|(id, _)| id).collect();
         // New chunks, in order, grouped into frames of about FRAME_TARGET bytes.
         let mut frames: Vec<Vec<usize>> = Vec::new();
         let mut frame_bytes = 0;
@@ -350,6 +356,7 @@ impl TreeBuilder {
             hash,
             chunks: Vec::new(),
             tree: None,
+            delta: None,
         };
         if !self.flushed_any && self.levels.first().is_none_or(|l| l.len() <= INLINE_MAX) {
             content.chunks = self.levels.pop().unwrap_or_default();

@@ -328,6 +328,7 @@ mod proptests {
                     hash: "ab".repeat(32),
                     tree: tree.then(|| refs.first().copied()).flatten(),
                     chunks: if tree { Vec::new() } else { refs },
+                    delta: None,
                 }
             })
     }

@@ -95,7 +95,8 @@ impl TreeNode {
     }
 }
 
-/// Where an item's bytes are: inline chunk references, or the root of a tree.
+/// Where an item's bytes are: inline chunk references, the root of a tree, or a delta against
+/// an earlier tree.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Content {
     /// Total bytes.
@@ -108,6 +109,64 @@ pub struct Content {
     /// The root node, when the list is longer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tree: Option<ChunkRef>,
+    /// The content as a delta against an earlier version's tree (fixed-size chunks only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delta: Option<Delta>,
+}
+
+/// Content stored as the chunks that differ from a base tree: for a database where a day of
+/// changes touches pages scattered over the whole file, every leaf of a full tree changes, and
+/// a delta costs the changed pages' ids only.
+///
+/// Chunk `i` of the content is the patch record for `i` if there is one, else chunk `i` of the
+/// base; the content has `ceil(size / chunk_size)` chunks (so it may be shorter or longer than
+/// the base).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delta {
+    /// Root of the base's tree: always a full tree, never itself a delta.
+    pub base: ChunkRef,
+    /// Size of every chunk but the last.
+    pub chunk_size: u32,
+    /// Number of patch records.
+    pub patches: u64,
+    /// The patch records (see [`encode_patches`]), stored as content of their own.
+    pub patch: Box<Content>,
+}
+
+/// Encodes patch records, sorted by index: for each, the gap to the previous index (varint),
+/// the chunk id (32 bytes) and the chunk size (varint).
+pub fn encode_patches(patches: &[(u64, ChunkRef)]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(patches.len() * (ID_LEN + 4));
+    let mut next = 0u64;
+    for (i, r) in patches {
+        varint::put(&mut out, i - next);
+        out.extend_from_slice(r.id.as_bytes());
+        varint::put(&mut out, r.size);
+        next = i + 1;
+    }
+    out
+}
+
+/// Decodes patch records written by [`encode_patches`].
+pub fn decode_patches(b: &[u8]) -> Result<Vec<(u64, ChunkRef)>, FormatError> {
+    let mut r = Reader::new(b);
+    let mut out = Vec::with_capacity(b.len() / (ID_LEN + 2));
+    let mut next = 0u64;
+    while !r.is_empty() {
+        let i = next
+            .checked_add(r.varint()?)
+            .ok_or(FormatError::Corrupt("patch index overflow"))?;
+        let id = ChunkId::from_slice(r.bytes(ID_LEN)?)?;
+        out.push((
+            i,
+            ChunkRef {
+                id,
+                size: r.varint()?,
+            },
+        ));
+        next = i + 1;
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -125,6 +184,24 @@ mod tests {
         #[test]
         fn garbage_never_panics(data in proptest::collection::vec(any::<u8>(), 0..200)) {
             let _ = TreeNode::decode(&data);
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn patches_round_trip(gaps in proptest::collection::vec((0u64..1000, any::<[u8; 32]>(), 1u64..70000), 0..50)) {
+            let mut next = 0;
+            let patches: Vec<(u64, ChunkRef)> = gaps.into_iter().map(|(g, b, s)| {
+                let i = next + g;
+                next = i + 1;
+                (i, ChunkRef { id: ChunkId(b), size: s })
+            }).collect();
+            prop_assert_eq!(decode_patches(&encode_patches(&patches)).unwrap(), patches);
+        }
+
+        #[test]
+        fn damaged_patches_never_panic(data in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = decode_patches(&data);
         }
     }
 

@@ -87,6 +87,7 @@ impl Source for CommandSource {
             chunking: Chunking::ContentDefined,
             required: true,
             reuse_unchanged: false,
+            on_change: None,
         }))
     }
 
@@ -177,6 +178,7 @@ impl Source for StreamSource {
             chunking: Chunking::ContentDefined,
             required: true,
             reuse_unchanged: false,
+            on_change: None,
         }))
     }
     fn take_warnings(&mut self) -> Vec<String> {

@@ -171,6 +171,7 @@ impl Source for FilesSource {
                     chunking: Chunking::ContentDefined,
                     required: false,
                     reuse_unchanged: false,
+                    on_change: None,
                 }));
             }
             if ft.is_symlink() {
@@ -184,6 +185,7 @@ impl Source for FilesSource {
                             chunking: Chunking::ContentDefined,
                             required: false,
                             reuse_unchanged: false,
+                            on_change: None,
                         }));
                     }
                     Err(e) => {
@@ -208,6 +210,7 @@ impl Source for FilesSource {
                         chunking: Chunking::ContentDefined,
                         required: false,
                         reuse_unchanged: true,
+                        on_change: None,
                     }));
                 }
                 Err(e) => {

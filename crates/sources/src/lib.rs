@@ -49,6 +49,11 @@ pub struct Entry {
     /// reading it, when its size and modification time are unchanged (ordinary files). Never
     /// for databases or streams, whose consistency comes from reading them.
     pub reuse_unchanged: bool,
+    /// Called by the engine as soon as the content is known to differ from the previous
+    /// snapshot's version of the item (at once when there is none to compare with): a
+    /// database source starts its integrity check only then, so an unchanged database costs no
+    /// check.
+    pub on_change: Option<Box<dyn FnOnce() + Send>>,
 }
 
 impl std::fmt::Debug for Entry {

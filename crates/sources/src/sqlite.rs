@@ -191,7 +191,8 @@ pub struct SqliteSource {
     meta: Option<DatabaseMeta>,
     capture: Option<JoinHandle<Result<Option<String>, Error>>>,
     checker: Option<JoinHandle<Result<String, Error>>>,
-    interrupt: Option<rusqlite::InterruptHandle>,
+    /// Starts (`true`) or cancels (`false`) the checker's quick_check.
+    start_check: Option<std::sync::mpsc::Sender<bool>>,
 }
 
 impl SqliteSource {
@@ -213,7 +214,7 @@ impl SqliteSource {
             meta: None,
             capture: None,
             checker: None,
-            interrupt: None,
+            start_check: None,
         })
     }
 
@@ -394,14 +395,26 @@ impl Source for SqliteSource {
             )));
         }
         let check_here = checker.is_none();
+        let mut on_change: Option<Box<dyn FnOnce() + Send>> = None;
         if let Some(conn) = checker {
-            self.interrupt = Some(conn.get_interrupt_handle());
+            // The checker's transaction is open on the captured state; its check runs once the
+            // engine says the content changed (an unchanged database keeps its last result).
+            // The first message decides: `true` runs the check, `false` cancels it.
+            let (go, wait) = std::sync::mpsc::channel::<bool>();
             let path = self.path.clone();
             self.checker = Some(std::thread::spawn(move || {
-                let r = run_check(&conn, &path, "quick_check");
+                let r = match wait.recv() {
+                    Ok(true) => run_check(&conn, &path, "quick_check"),
+                    _ => Ok(String::new()),
+                };
                 let _ = conn.execute_batch("COMMIT");
                 r
             }));
+            let signal = go.clone();
+            on_change = Some(Box::new(move || {
+                let _ = signal.send(true);
+            }));
+            self.start_check = Some(go);
         }
         let (tx, rx) = sync_channel(2);
         let (path, ps, pc) = (self.path.clone(), info.page_size as usize, info.page_count);
@@ -431,6 +444,7 @@ impl Source for SqliteSource {
             chunking: Chunking::Fixed(info.page_size),
             required: true,
             reuse_unchanged: false,
+            on_change,
         }))
     }
 
@@ -449,19 +463,29 @@ impl Source for SqliteSource {
                 .filter(|_| same && p.kind == ItemKind::Sqlite)
         });
         if let (Some(prev), None) = (unchanged, &in_txn) {
-            if let Some(h) = self.interrupt.take() {
-                h.interrupt();
+            // Cancels the check if it has not started; if it has, wait for it and use it.
+            if let Some(go) = self.start_check.take() {
+                let _ = go.send(false);
             }
-            if let Some(h) = self.checker.take() {
-                let _ = h.join();
-            }
+            let fresh = match self.checker.take() {
+                Some(h) => joined(h)?,
+                None => String::new(),
+            };
             let mut meta = self
                 .meta
                 .take()
                 .ok_or_else(|| Error::Invalid("capture not started".into()))?;
-            meta.quick_check = prev.quick_check.clone();
+            meta.quick_check = if fresh.is_empty() {
+                prev.quick_check.clone()
+            } else {
+                fresh
+            };
             item.database = Some(meta);
             return Ok(());
+        }
+        // Changed content: make sure the check runs even if the engine did not say so.
+        if let Some(go) = self.start_check.take() {
+            let _ = go.send(true);
         }
         let check = match (in_txn, self.checker.take()) {
             (Some(c), _) => c,

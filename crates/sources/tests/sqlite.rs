@@ -89,6 +89,7 @@ fn capture_with(path: &Path, previous: Option<&Item>, mut sink: impl FnMut(&[u8]
         hash: hasher.finalize().to_hex().to_string(),
         chunks: vec![],
         tree: None,
+        delta: None,
     });
     src.complete(&mut item, previous).expect("complete");
     assert!(
@@ -570,6 +571,7 @@ fn capture_holds_its_state(wal: bool) {
         hash: hex_hash(&image),
         chunks: vec![],
         tree: None,
+        delta: None,
     });
     src.complete(&mut item, None).unwrap();
     src.finish().unwrap();
@@ -976,6 +978,7 @@ fn hot_journal_is_never_captured_torn() {
                 hash: hex_hash(&image),
                 chunks: vec![],
                 tree: None,
+                delta: None,
             });
             src.complete(&mut item, None).unwrap();
             let cap = Captured { item, image };

@@ -1,0 +1,301 @@
+//! Building the description of an item's content as its chunks are stored: a full tree, or a
+//! delta against the previous version's tree (see `backstop_format::tree::Delta`), and small
+//! metadata streams (item lists, patch lists) stored like content.
+
+use backstop_format::config::ChunkerParams;
+use backstop_format::tree::{ChunkRef, Content, Delta, encode_patches};
+use backstop_sources::Chunking;
+
+use crate::chunker::{Batch, Cutter};
+use crate::content::{Cursor, Loader};
+use crate::error::Result;
+use crate::store::{ChunkStore, TreeBuilder};
+
+/// A byte stream of metadata (an item list, a patch list), chunked with small content-defined
+/// chunks (it changes in small places) and stored with the tree nodes.
+pub struct MetaWriter {
+    cutter: Cutter,
+    hasher: blake3::Hasher,
+    tree: TreeBuilder,
+}
+
+impl Default for MetaWriter {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MetaWriter {
+    pub fn new() -> Self {
+        Self {
+            cutter: Cutter::new(
+                Chunking::ContentDefined,
+                ChunkerParams {
+                    min: 2 * 1024,
+                    avg: 8 * 1024,
+                    max: 32 * 1024,
+                },
+            ),
+            hasher: blake3::Hasher::new(),
+            tree: TreeBuilder::new(),
+        }
+    }
+
+    pub fn write(&mut self, store: &mut ChunkStore<'_>, bytes: &[u8]) -> Result<()> {
+        self.hasher.update(bytes);
+        let mut out = Batch::new();
+        self.cutter.push(bytes, &mut out);
+        self.store(store, out)
+    }
+
+    fn store(&mut self, store: &mut ChunkStore<'_>, chunks: Batch) -> Result<()> {
+        if chunks.is_empty() {
+            return Ok(());
+        }
+        for r in store.add_meta(&chunks)? {
+            self.tree.push(store, r)?;
+        }
+        Ok(())
+    }
+
+    pub fn finish(mut self, store: &mut ChunkStore<'_>) -> Result<Content> {
+        let mut out = Batch::new();
+        self.cutter.finish(&mut out);
+        self.store(store, out)?;
+        let hash = self.hasher.finalize().to_hex().to_string();
+        self.tree.finish(store, hash)
+    }
+}
+
+/// The previous version of an item, as a base for a delta.
+#[derive(Debug, Clone, Copy)]
+pub struct DeltaBase {
+    /// Root of a full tree.
+    pub root: ChunkRef,
+    pub chunk_size: u32,
+}
+
+/// Patch records beyond which a delta is abandoned for a full tree: past half the chunks, a
+/// delta is no cheaper to store, and restore holds the records in memory (36 bytes each).
+const MAX_PATCHES: u64 = 1 << 20;
+
+// One builder per item: the size difference between the variants does not matter.
+#[allow(clippy::large_enum_variant)]
+enum Mode<'l> {
+    Full(TreeBuilder),
+    Delta {
+        base: DeltaBase,
+        loader: Loader<'l>,
+        cursor: Cursor<'l>,
+        index: u64,
+        patches: Vec<(u64, ChunkRef)>,
+        limit: u64,
+    },
+}
+
+/// What to call when the content turns out to differ from its previous version.
+pub type OnChange = Box<dyn FnOnce() + Send>;
+
+/// The previous version of the item, when it is the base or a delta against it: its patches
+/// against the base (none if it is the base) and its number of chunks.
+#[derive(Debug, Default)]
+pub struct Previous {
+    pub patches: Vec<(u64, ChunkRef)>,
+    pub count: u64,
+}
+
+/// Collects an item's chunk references, in order, into a content description.
+pub struct ContentBuilder<'l> {
+    mode: Mode<'l>,
+    previous: Previous,
+    /// Position in `previous.patches`.
+    previous_pos: usize,
+    on_change: Option<OnChange>,
+}
+
+impl<'l> ContentBuilder<'l> {
+    /// A full tree; with nothing to compare with, the content counts as changed at once.
+    pub fn full(on_change: Option<OnChange>) -> Self {
+        if let Some(f) = on_change {
+            f();
+        }
+        Self {
+            mode: Mode::Full(TreeBuilder::new()),
+            previous: Previous::default(),
+            previous_pos: 0,
+            on_change: None,
+        }
+    }
+
+    fn changed(&mut self) {
+        if let Some(f) = self.on_change.take() {
+            f();
+        }
+    }
+
+    /// A delta against `base`, if every node of the base can be read (a damaged base must not
+    /// make every later backup fail); otherwise a full tree.
+    pub fn against(
+        loader: Loader<'l>,
+        base: DeltaBase,
+        previous: Previous,
+        on_change: Option<OnChange>,
+    ) -> Self {
+        let tree = Content {
+            size: base.root.size,
+            hash: String::new(),
+            chunks: Vec::new(),
+            tree: Some(base.root),
+            delta: None,
+        };
+        let mut probe = loader.cursor(&tree);
+        loop {
+            match probe.next_step() {
+                Ok(Some(_)) => {}
+                Ok(None) => break,
+                Err(_) => return Self::full(on_change),
+            }
+        }
+        let count = base.root.size.div_ceil(u64::from(base.chunk_size.max(1)));
+        Self {
+            mode: Mode::Delta {
+                base,
+                loader,
+                cursor: loader.cursor(&tree),
+                index: 0,
+                patches: Vec::new(),
+                limit: (count / 2).min(MAX_PATCHES),
+            },
+            previous,
+            previous_pos: 0,
+            on_change,
+        }
+    }
+
+    pub fn push(&mut self, store: &mut ChunkStore<'_>, r: ChunkRef) -> Result<()> {
+        match &mut self.mode {
+            Mode::Full(t) => t.push(store, r),
+            Mode::Delta {
+                cursor,
+                index,
+                patches,
+                limit,
+                ..
+            } => {
+                let from_base = cursor.next_chunk()?;
+                // What the previous version had here: its patch, or the base's chunk.
+                let mut was = from_base;
+                if let Some((pi, pr)) = self.previous.patches.get(self.previous_pos)
+                    && *pi == *index
+                {
+                    was = Some(*pr);
+                    self.previous_pos += 1;
+                }
+                if from_base != Some(r) {
+                    patches.push((*index, r));
+                }
+                *index += 1;
+                let over = patches.len() as u64 > *limit;
+                if was != Some(r) {
+                    self.changed();
+                }
+                if over {
+                    self.changed();
+                    self.switch_to_full(store)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Replays the chunks so far (base with patches) into a full tree.
+    fn switch_to_full(&mut self, store: &mut ChunkStore<'_>) -> Result<()> {
+        let Mode::Delta {
+            base,
+            loader,
+            index,
+            patches,
+            ..
+        } = &self.mode
+        else {
+            return Ok(());
+        };
+        let mut tree = TreeBuilder::new();
+        let mut cursor = loader.cursor(&Content {
+            size: base.root.size,
+            hash: String::new(),
+            chunks: Vec::new(),
+            tree: Some(base.root),
+            delta: None,
+        });
+        let mut next = patches.iter().peekable();
+        for i in 0..*index {
+            let from_base = cursor.next_chunk()?;
+            let r = match next.peek() {
+                Some((pi, r)) if *pi == i => {
+                    next.next();
+                    *r
+                }
+                _ => from_base.expect("chunks that matched the base exist in it"),
+            };
+            tree.push(store, r)?;
+        }
+        self.mode = Mode::Full(tree);
+        Ok(())
+    }
+
+    /// Completes the description; `size` and `hash` are the whole content's.
+    pub fn finish(
+        mut self,
+        store: &mut ChunkStore<'_>,
+        size: u64,
+        hash: String,
+    ) -> Result<Content> {
+        if let Mode::Delta { index, .. } = &self.mode
+            && *index != self.previous.count
+        {
+            self.changed();
+        }
+        match self.mode {
+            Mode::Full(t) => {
+                let c = t.finish(store, hash)?;
+                debug_assert_eq!(c.size, size);
+                Ok(c)
+            }
+            Mode::Delta {
+                base,
+                mut cursor,
+                index,
+                patches,
+                ..
+            } => {
+                // Nothing differs and nothing was cut off: the content is the base itself.
+                if patches.is_empty() && cursor.next_chunk()?.is_none() && base.root.size == size {
+                    return Ok(Content {
+                        size,
+                        hash,
+                        chunks: Vec::new(),
+                        tree: Some(base.root),
+                        delta: None,
+                    });
+                }
+                debug_assert_eq!(index, size.div_ceil(u64::from(base.chunk_size)));
+                let mut w = MetaWriter::new();
+                w.write(store, &encode_patches(&patches))?;
+                let patch = w.finish(store)?;
+                Ok(Content {
+                    size,
+                    hash,
+                    chunks: Vec::new(),
+                    tree: None,
+                    delta: Some(Delta {
+                        base: base.root,
+                        chunk_size: base.chunk_size,
+                        patches: patches.len() as u64,
+                        patch: Box::new(patch),
+                    }),
+                })
+            }
+        }
+    }
+}
