@@ -20,6 +20,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 PASSWORD = "bench-password"
 TOOLS = ["backstop", "backstop (encrypted)", "restic", "borg"]
 MIB = 2**20
+AS_FILE = False  # --as-file: backstop backs the database up as a plain file (the engine alone)
 
 
 def log(msg):
@@ -98,7 +99,7 @@ class Tool:
         if self.name.startswith("backstop"):
             enc = "passphrase" if self.env else "none"
             return {"init": [e, "init", "--repo", r, "--encryption", enc],
-                    "backup": [e, "backup", "--repo", r, "--json", "work/shop.db"],
+                    "backup": [e, "backup", "--repo", r, "--json", "work/shop.db"] + (["--as-file"] if AS_FILE else []),
                     "restore": [e, "restore", "latest", "--repo", r, "--to", self.restore_dir],
                     "verify": [e, "verify", "--repo", r, "--read-data"],
                     # restore into a scratch file, integrity_check, foreign_key_check, row counts
@@ -201,7 +202,11 @@ def main():
     ap.add_argument("--skip", default="", help="comma-separated tools to leave out: backstop,restic,borg")
     ap.add_argument("--json", help="write all raw numbers to this file")
     ap.add_argument("--keep", action="store_true", help="keep repositories and restore dirs")
+    ap.add_argument("--as-file", action="store_true",
+                    help="back the database up with backstop as a plain file instead of through SQLite")
     args = ap.parse_args()
+    global AS_FILE
+    AS_FILE = args.as_file
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     if skip - {"backstop", "restic", "borg"}:
         ap.error(f"--skip: unknown tool(s) {', '.join(sorted(skip - {'backstop', 'restic', 'borg'}))}")

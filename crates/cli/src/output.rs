@@ -80,6 +80,19 @@ pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
     })
 }
 
+/// Prints the checks of a restore or a drill, one a line.
+pub fn print_checks(checks: &[backstop_format::record::Check]) -> anyhow::Result<()> {
+    for c in checks {
+        outln!(
+            "  {} {}: {}",
+            if c.passed { "ok  " } else { "FAIL" },
+            c.name,
+            c.detail
+        )?;
+    }
+    Ok(())
+}
+
 /// Bytes in a human unit.
 pub fn bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];

@@ -202,34 +202,35 @@ pub fn backup(
     let signature = list.signature.finalize();
     let items = list.finish(&mut store)?;
     let st = store.finish()?;
+    stats.chunks = st.chunks;
+    stats.chunks_new = st.chunks_new;
+    stats.bytes_added = st.bytes_added;
+    let summary = |id: SnapshotId, skipped: bool, warnings: Vec<String>| BackupSummary {
+        id,
+        source: opts.source_name.clone(),
+        source_kind: source.kind(),
+        kind: opts.kind,
+        time: opts.time,
+        parent,
+        skipped,
+        items: stats.items,
+        files: stats.files,
+        dirs: stats.dirs,
+        bytes_in: stats.bytes,
+        bytes_read,
+        files_unchanged,
+        bytes_added: st.bytes_added,
+        chunks: st.chunks,
+        chunks_new: st.chunks_new,
+        warnings,
+    };
     if opts.skip_unchanged
         && let (Some(pid), Some(sig)) = (parent, parent_signature)
         && sig == signature
     {
         lock.release()?;
-        return Ok(BackupSummary {
-            id: pid,
-            source: opts.source_name.clone(),
-            source_kind: source.kind(),
-            kind: opts.kind,
-            time: opts.time,
-            parent: Some(pid),
-            skipped: true,
-            items: stats.items,
-            files: stats.files,
-            dirs: stats.dirs,
-            bytes_in: stats.bytes,
-            bytes_read,
-            files_unchanged,
-            bytes_added: st.bytes_added,
-            chunks: st.chunks,
-            chunks_new: st.chunks_new,
-            warnings,
-        });
+        return Ok(summary(pid, true, warnings));
     }
-    stats.chunks = st.chunks;
-    stats.chunks_new = st.chunks_new;
-    stats.bytes_added = st.bytes_added;
     let snap = Snapshot {
         version: SNAPSHOT_VERSION,
         time: opts.time,
@@ -251,25 +252,7 @@ pub fn backup(
     };
     let id = repo.write_snapshot(&snap)?;
     lock.release()?;
-    Ok(BackupSummary {
-        id,
-        source: opts.source_name.clone(),
-        source_kind: source.kind(),
-        kind: opts.kind,
-        time: opts.time,
-        parent,
-        skipped: false,
-        items: stats.items,
-        files: stats.files,
-        dirs: stats.dirs,
-        bytes_in: stats.bytes,
-        bytes_read,
-        files_unchanged,
-        bytes_added: st.bytes_added,
-        chunks: stats.chunks,
-        chunks_new: stats.chunks_new,
-        warnings,
-    })
+    Ok(summary(id, false, warnings))
 }
 
 /// Reads a stream on a thread of its own (reading, cutting and whole-content hashing) while

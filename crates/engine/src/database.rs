@@ -68,6 +68,9 @@ pub struct DatabasePlan {
     pub schema_matches: Option<bool>,
     pub user_version_now: Option<i64>,
     pub user_version_snapshot: i64,
+    pub page_size_now: Option<u32>,
+    pub page_size_snapshot: u32,
+    pub journal_mode_now: Option<String>,
     pub tables: Vec<TableChange>,
 }
 
@@ -140,11 +143,14 @@ pub fn plan_database(
         target_exists: target.exists(),
         bytes: item.content.as_ref().map_or(0, |c| c.size),
         quick_check_at_capture: meta.quick_check.clone(),
-        schema_matches: now
-            .as_ref()
-            .map(|n| n.schema_fingerprint == meta.schema_fingerprint),
+        schema_matches: now.as_ref().map(|n| {
+            n.schema_fingerprint == meta.schema_fingerprint && n.user_version == meta.user_version
+        }),
         user_version_now: now.as_ref().map(|n| n.user_version),
         user_version_snapshot: meta.user_version,
+        page_size_now: now.as_ref().map(|n| n.page_size),
+        page_size_snapshot: meta.page_size,
+        journal_mode_now: now.as_ref().map(|n| n.journal_mode.clone()),
         tables,
     })
 }
@@ -280,7 +286,7 @@ pub fn restore_database(
         }
         if plan.schema_matches == Some(false) && !opts.allow_schema_change {
             return Err(Error::Invalid(format!(
-                "the schema of {} differs from the snapshot's (a migration ran since?); pass --allow-schema-change to restore anyway",
+                "the schema or user_version of {} differs from the snapshot's (a migration ran since?); pass --allow-schema-change to restore anyway",
                 target.display()
             )));
         }

@@ -179,15 +179,12 @@ fn read_packs(
         .copied()
         .collect();
     progress.phase("read data", Some(packs.iter().map(|p| p.size).sum()));
-    let expected: HashMap<PackId, Vec<(ChunkId, crate::index::Location)>> = {
-        let mut m: HashMap<PackId, Vec<_>> = HashMap::new();
-        for (id, loc) in index.iter() {
-            m.entry(index.pack(loc.pack).id)
-                .or_default()
-                .push((*id, *loc));
-        }
-        m
-    };
+    // How many chunks the index places in each pack: the only per-pack state kept up front,
+    // so verifying needs no second copy of the index.
+    let mut expected = vec![0u32; index.packs().len()];
+    for (_, loc) in index.iter() {
+        expected[loc.pack as usize] += 1;
+    }
     let loader = Loader::new(repo, index);
     let results: Vec<(u64, Vec<Problem>)> = packs
         .par_iter()
@@ -206,21 +203,46 @@ fn read_packs(
                     "pack content does not match its id".into(),
                 ));
             }
-            if let Err(e) = read_pack_entries(repo.crypter(), &bytes) {
-                probs.push(problem(
-                    "damaged-pack",
-                    name.clone(),
-                    format!("pack trailer: {e}"),
-                ));
+            // The chunks the index places in this pack, in pack order: from the trailer when it
+            // can be read and agrees, else (damage) by a scan of the index.
+            let pos = index.packs().iter().position(|x| x.id == p.id).unwrap_or(0);
+            let in_index = |id: &ChunkId, offset: u32| {
+                index
+                    .get(id)
+                    .filter(|loc| index.pack(loc.pack).id == p.id && loc.offset == offset)
+            };
+            let mut chunks: Vec<(ChunkId, crate::index::Location)> =
+                match read_pack_entries(repo.crypter(), &bytes) {
+                    Ok(entries) => entries
+                        .iter()
+                        .filter_map(|e| in_index(&e.id, e.offset).map(|loc| (e.id, loc)))
+                        .collect(),
+                    Err(e) => {
+                        probs.push(problem(
+                            "damaged-pack",
+                            name.clone(),
+                            format!("pack trailer: {e}"),
+                        ));
+                        Vec::new()
+                    }
+                };
+            if chunks.len() != expected[pos] as usize {
+                chunks = index
+                    .iter()
+                    .filter(|(_, loc)| index.pack(loc.pack).id == p.id)
+                    .map(|(id, loc)| (*id, *loc))
+                    .collect();
+                chunks.sort_by_key(|(_, loc)| (loc.offset, loc.raw_offset));
             }
-            let mut frames: HashMap<u32, std::result::Result<Vec<u8>, String>> = HashMap::new();
-            for (id, loc) in expected.get(&p.id).map(Vec::as_slice).unwrap_or_default() {
-                let frame = frames.entry(loc.offset).or_insert_with(|| {
+            // One decoded frame at a time.
+            let mut frame: Option<(u32, std::result::Result<Vec<u8>, String>)> = None;
+            for (id, loc) in &chunks {
+                if frame.as_ref().is_none_or(|(o, _)| *o != loc.offset) {
                     let (a, b) = (
                         loc.offset as usize,
                         loc.offset as usize + loc.length as usize,
                     );
-                    match bytes.get(a..b) {
+                    let decoded = match bytes.get(a..b) {
                         Some(s) => backstop_format::blob::open_chunk(
                             repo.crypter(),
                             s,
@@ -229,9 +251,11 @@ fn read_packs(
                         )
                         .map_err(|e| e.to_string()),
                         None => Err("frame lies outside the pack".into()),
-                    }
-                });
-                let r = frame
+                    };
+                    frame = Some((loc.offset, decoded));
+                }
+                let f = &frame.as_ref().expect("set just above").1;
+                let r = f
                     .as_ref()
                     .map_err(Clone::clone)
                     .and_then(|f| check_chunk(&loader, id, loc, f));

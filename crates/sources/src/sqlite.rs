@@ -139,16 +139,17 @@ pub fn inspect(conn: &Connection, path: &Path) -> Result<Inspection, Error> {
 }
 
 /// Runs a check pragma (`quick_check`, `integrity_check`) and returns `ok` or the problems.
-pub fn run_check(conn: &Connection, path: &Path, pragma: &str) -> Result<String, Error> {
-    let mut st = conn
+/// A database so damaged that the check itself stops is a result too (the problem, not an
+/// error): a damaged database must still be backed up, and a safety snapshot of it taken
+/// before it is repaired by a restore.
+pub fn run_check(conn: &Connection, _path: &Path, pragma: &str) -> Result<String, Error> {
+    let lines: rusqlite::Result<Vec<String>> = conn
         .prepare(&format!("PRAGMA {pragma}"))
-        .map_err(|e| sql_err(path, pragma, e))?;
-    let lines: Vec<String> = st
-        .query_map([], |r| r.get::<_, String>(0))
-        .map_err(|e| sql_err(path, pragma, e))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| sql_err(path, pragma, e))?;
-    Ok(lines.join("; "))
+        .and_then(|mut st| st.query_map([], |r| r.get::<_, String>(0))?.collect());
+    Ok(match lines {
+        Ok(lines) => lines.join("; "),
+        Err(e) => format!("{pragma} stopped: {e}"),
+    })
 }
 
 /// Violations reported by `PRAGMA foreign_key_check` (empty when none).
@@ -161,6 +162,13 @@ pub fn foreign_key_violations(conn: &Connection, path: &Path) -> Result<u64, Err
         .map_err(|e| sql_err(path, "foreign_key_check", e))?
         .count();
     Ok(n as u64)
+}
+
+/// Starts a read transaction; its snapshot of the database is fixed by its first read.
+fn begin_read(conn: &Connection, path: &Path) -> Result<(), Error> {
+    conn.execute_batch("BEGIN")
+        .and_then(|()| conn.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(())))
+        .map_err(|e| sql_err(path, "starting a read transaction", e))
 }
 
 /// Explains a failure to start reading: a hot journal (a writer stopped in the middle of a
@@ -231,23 +239,14 @@ impl SqliteSource {
                 break;
             };
             let capture = open_read_only(path)?;
-            capture
-                .execute_batch("BEGIN")
-                .map_err(|e| sql_err(path, "BEGIN", e))?;
-            // The read transaction's snapshot is fixed by its first read.
-            capture
-                .query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))
-                .map_err(|e| sql_err(path, "starting the read transaction", e))?;
+            begin_read(&capture, path)?;
             // In rollback-journal mode a writer waiting for our shared lock to go away holds a
             // pending lock that refuses new readers; the checker must not wait for it (the
             // writer waits for us), so it gives up quickly and the check runs in the capture's
             // own transaction instead.
             let checker = open_read_only(path)?;
             let _ = checker.busy_timeout(Duration::from_millis(200));
-            let started = checker.execute_batch("BEGIN").and_then(|()| {
-                checker.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))
-            });
-            if started.is_err() {
+            if begin_read(&checker, path).is_err() {
                 return Ok((capture, None));
             }
             match data_version(&sentinel, path) {
@@ -258,12 +257,7 @@ impl SqliteSource {
             }
         }
         let capture = open_read_only(path)?;
-        capture
-            .execute_batch("BEGIN")
-            .map_err(|e| sql_err(path, "BEGIN", e))?;
-        capture
-            .query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))
-            .map_err(|e| sql_err(path, "starting the read transaction", e))?;
+        begin_read(&capture, path)?;
         Ok((capture, None))
     }
 }
@@ -336,8 +330,9 @@ fn stream_pages(
     } else {
         None
     };
-    conn.execute_batch("COMMIT")
-        .map_err(|e| sql_err(&path, "COMMIT", e))?;
+    // Ending a read transaction cannot lose anything; on a damaged database SQLite may still
+    // report the damage here, which the check above has recorded.
+    let _ = conn.execute_batch("COMMIT");
     Ok(check)
 }
 
@@ -526,7 +521,37 @@ pub fn replace_live(live: &Path, image: &Path) -> Result<(), Error> {
         .map_err(|e| sql_err(live, "cannot open the live database", e))?;
     dst.busy_timeout(BUSY_TIMEOUT)
         .map_err(|e| sql_err(live, "busy timeout", e))?;
-    let backup = rusqlite::backup::Backup::new(&src, &mut dst)
+    // The backup API cannot change the page size of a database in WAL mode. When no other
+    // connection has it open, leave WAL mode for the copy and return to it afterwards.
+    let page_size = |c: &Connection| c.query_row("PRAGMA page_size", [], |r| r.get::<_, i64>(0));
+    let mode: String = dst
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .map_err(|e| sql_err(live, "reading the journal mode", e))?;
+    let resize = mode == "wal"
+        && page_size(&src).map_err(|e| sql_err(image, "page size", e))?
+            != page_size(&dst).map_err(|e| sql_err(live, "page size", e))?;
+    if resize {
+        dst.query_row("PRAGMA journal_mode = DELETE", [], |r| r.get::<_, String>(0))
+            .ok()
+            .filter(|m| m == "delete")
+            .ok_or_else(|| {
+                Error::Invalid(format!(
+                    "the live database {} is in WAL mode with another page size than the snapshot's, and SQLite can change that only while no other connection has it open: stop the application and restore again, or restore with --to into a new file",
+                    live.display()
+                ))
+            })?;
+    }
+    let copied = copy_all(&src, &mut dst, live);
+    if resize {
+        let _ = dst.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0));
+    }
+    copied
+}
+
+/// Copies every page of `src` into `dst` in one step, waiting while other connections hold
+/// locks.
+fn copy_all(src: &Connection, dst: &mut Connection, live: &Path) -> Result<(), Error> {
+    let backup = rusqlite::backup::Backup::new(src, dst)
         .map_err(|e| sql_err(live, "starting the copy", e))?;
     let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
     loop {

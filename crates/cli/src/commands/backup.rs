@@ -46,6 +46,9 @@ pub struct Args {
     /// Record no new snapshot when nothing changed since the source's last one
     #[arg(long)]
     pub skip_unchanged: bool,
+    /// Back up a SQLite database as a plain file, byte for byte (only safe when nothing writes to it)
+    #[arg(long)]
+    pub as_file: bool,
     /// Back up standard input as one item
     #[arg(long, conflicts_with_all = ["paths", "source"])]
     pub stdin: bool,
@@ -213,7 +216,7 @@ fn jobs(ctx: &Ctx<'_>, a: &Args, exclude: &[PathBuf]) -> anyhow::Result<Vec<Job>
             Some(n) => n.clone(),
             None => default_name(&a.paths[0])?,
         };
-        let source = path_source(&a.paths, None, exclude)?;
+        let source = path_source(&a.paths, a.as_file.then_some("files"), exclude)?;
         return Ok(vec![Job {
             name,
             source,

@@ -197,14 +197,7 @@ fn restore_db(
         if let Some(s) = summary.safety_snapshot {
             outln!("safety snapshot {} of the database as it was", s.short())?;
         }
-        for c in &summary.checks {
-            outln!(
-                "  {} {}: {}",
-                if c.passed { "ok  " } else { "FAIL" },
-                c.name,
-                c.detail
-            )?;
-        }
+        crate::output::print_checks(&summary.checks)?;
         outln!(
             "restored snapshot {} of {} ({}) {} {} in {:.1} s",
             id.short(),

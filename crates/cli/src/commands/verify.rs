@@ -141,14 +141,7 @@ fn drill(
                 if r.passed { "PASSED" } else { "FAILED" },
                 r.duration_ms as f64 / 1000.0
             )?;
-            for c in &r.checks {
-                outln!(
-                    "  {} {}: {}",
-                    if c.passed { "ok  " } else { "FAIL" },
-                    c.name,
-                    c.detail
-                )?;
-            }
+            crate::output::print_checks(&r.checks)?;
         }
         records.push(r);
     }
