@@ -49,15 +49,8 @@ impl Source for VecSource {
         self.next += 1;
         Ok(Some(Entry {
             item: Item {
-                path,
-                kind: ItemKind::File,
                 size: data.len() as u64,
-                mode: None,
-                mtime: None,
-                readonly: false,
-                target: None,
-                content: None,
-                database: None,
+                ..Item::new(path, ItemKind::File)
             },
             content: Some(Box::new(Cursor::new(data))),
             chunking,
@@ -550,15 +543,8 @@ impl Source for PagesSource {
     fn next_entry(&mut self) -> Result<Option<Entry>, backstop_sources::Error> {
         Ok(self.data.take().map(|d| Entry {
             item: Item {
-                path: "db".into(),
-                kind: ItemKind::Sqlite,
                 size: d.len() as u64,
-                mode: None,
-                mtime: None,
-                readonly: false,
-                target: None,
-                content: None,
-                database: None,
+                ..Item::new("db", ItemKind::Sqlite)
             },
             content: Some(Box::new(Cursor::new(d))),
             chunking: Chunking::Fixed(4096),

@@ -231,6 +231,23 @@ pub struct Item {
     pub database: Option<DatabaseMeta>,
 }
 
+impl Item {
+    /// An item with no metadata or content yet.
+    pub fn new(path: impl Into<String>, kind: ItemKind) -> Self {
+        Self {
+            path: path.into(),
+            kind,
+            size: 0,
+            mode: None,
+            mtime: None,
+            readonly: false,
+            target: None,
+            content: None,
+            database: None,
+        }
+    }
+}
+
 /// Checks that a path from a manifest stays inside the directory it is restored into: relative,
 /// `/`-separated, no empty, `.` or `..` component, no NUL. Characters that are legal in Unix
 /// names but special on Windows (`\\`, `:`) are allowed here; a restore on Windows refuses

@@ -81,14 +81,7 @@ impl Source for CommandSource {
             tail
         }));
         self.child = Some(child);
-        Ok(Some(Entry {
-            item: stream_item(&self.item_name),
-            content: Some(Box::new(stdout)),
-            chunking: Chunking::ContentDefined,
-            required: true,
-            reuse_unchanged: false,
-            on_change: None,
-        }))
+        Ok(Some(stream_entry(&self.item_name, Box::new(stdout))))
     }
 
     fn take_warnings(&mut self) -> Vec<String> {
@@ -134,17 +127,15 @@ impl Drop for CommandSource {
     }
 }
 
-fn stream_item(name: &str) -> Item {
-    Item {
-        path: name.to_string(),
-        kind: ItemKind::Stream,
-        size: 0,
-        mode: None,
-        mtime: None,
-        readonly: false,
-        target: None,
-        content: None,
-        database: None,
+/// The one entry of a stream source.
+fn stream_entry(name: &str, content: Box<dyn Read + Send>) -> Entry {
+    Entry {
+        item: Item::new(name, ItemKind::Stream),
+        content: Some(content),
+        chunking: Chunking::ContentDefined,
+        required: true,
+        reuse_unchanged: false,
+        on_change: None,
     }
 }
 
@@ -172,14 +163,7 @@ impl Source for StreamSource {
         vec!["-".into()]
     }
     fn next_entry(&mut self) -> Result<Option<Entry>, Error> {
-        Ok(self.reader.take().map(|r| Entry {
-            item: stream_item(&self.item_name),
-            content: Some(r),
-            chunking: Chunking::ContentDefined,
-            required: true,
-            reuse_unchanged: false,
-            on_change: None,
-        }))
+        Ok(self.reader.take().map(|r| stream_entry(&self.item_name, r)))
     }
     fn take_warnings(&mut self) -> Vec<String> {
         Vec::new()

@@ -284,17 +284,7 @@ mod tests {
     use super::*;
 
     fn item(path: &str, kind: ItemKind) -> Item {
-        Item {
-            path: path.into(),
-            kind,
-            size: 0,
-            mode: None,
-            mtime: None,
-            readonly: false,
-            target: None,
-            content: None,
-            database: None,
-        }
+        Item::new(path, kind)
     }
 
     #[test]
