@@ -1,0 +1,234 @@
+//! Looking at a database: its header, metadata, checks, and opening a restored image.
+
+use std::io::Read;
+use std::path::Path;
+
+use backstop_format::manifest::{DatabaseMeta, TableRows};
+use rusqlite::{Connection, OpenFlags};
+
+use super::BUSY_TIMEOUT;
+use crate::Error;
+
+/// Whether `path` starts with the SQLite header.
+pub fn is_sqlite_file(path: &Path) -> bool {
+    let mut head = [0u8; 16];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok_and(|()| &head == b"SQLite format 3\0")
+}
+
+pub(crate) fn sql_err(path: &Path, what: &str, e: rusqlite::Error) -> Error {
+    Error::Invalid(format!("SQLite database {}: {what}: {e}", path.display()))
+}
+
+/// Opens a connection that never writes. Read-only connections never checkpoint a WAL on close,
+/// so a backup never changes the database (for a WAL database that nothing has open, SQLite
+/// may leave an empty `-wal` and a `-shm` file behind, as any reader does).
+pub fn open_read_only(path: &Path) -> Result<Connection, Error> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let c =
+        Connection::open_with_flags(path, flags).map_err(|e| sql_err(path, "cannot open", e))?;
+    c.busy_timeout(BUSY_TIMEOUT)
+        .map_err(|e| sql_err(path, "setting the busy timeout", e))?;
+    Ok(c)
+}
+
+/// What a database looks like now (inside the caller's transaction, if any).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Inspection {
+    pub page_size: u32,
+    pub page_count: u64,
+    pub journal_mode: String,
+    pub user_version: i64,
+    pub schema_fingerprint: String,
+    pub tables: Vec<TableRows>,
+}
+
+/// Reads page size and count, journal mode, user_version, the schema fingerprint and each
+/// table's row count.
+pub fn inspect(conn: &Connection, path: &Path) -> Result<Inspection, Error> {
+    let q = |sql: &str| -> Result<i64, Error> {
+        conn.query_row(sql, [], |r| r.get::<_, i64>(0))
+            .map_err(|e| sql_err(path, sql, e))
+    };
+    let page_size = q("PRAGMA page_size")?;
+    let page_count = q("PRAGMA page_count")?;
+    let user_version = q("PRAGMA user_version")?;
+    let journal_mode: String = conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .map_err(|e| sql_err(path, "PRAGMA journal_mode", e))?;
+    let mut hasher = blake3::Hasher::new();
+    let mut tables = Vec::new();
+    {
+        let mut st = conn
+            .prepare("SELECT type, name, tbl_name, coalesce(sql, '') FROM sqlite_schema ORDER BY type, name")
+            .map_err(|e| sql_err(path, "reading the schema", e))?;
+        let mut rows = st
+            .query([])
+            .map_err(|e| sql_err(path, "reading the schema", e))?;
+        while let Some(r) = rows
+            .next()
+            .map_err(|e| sql_err(path, "reading the schema", e))?
+        {
+            let fields: [String; 4] = [
+                r.get(0).unwrap_or_default(),
+                r.get(1).unwrap_or_default(),
+                r.get(2).unwrap_or_default(),
+                r.get(3).unwrap_or_default(),
+            ];
+            for f in &fields {
+                hasher.update(&(f.len() as u64).to_le_bytes());
+                hasher.update(f.as_bytes());
+            }
+            if fields[0] == "table" {
+                let is_virtual = fields[3]
+                    .trim_start()
+                    .to_ascii_uppercase()
+                    .starts_with("CREATE VIRTUAL");
+                tables.push((fields[1].clone(), is_virtual));
+            }
+        }
+    }
+    let tables = tables
+        .into_iter()
+        .map(|(name, is_virtual)| {
+            let rows = if is_virtual {
+                None
+            } else {
+                let sql = format!("SELECT count(*) FROM \"{}\"", name.replace('"', "\"\""));
+                conn.query_row(&sql, [], |r| r.get::<_, i64>(0))
+                    .ok()
+                    .map(|n| n as u64)
+            };
+            TableRows { name, rows }
+        })
+        .collect();
+    Ok(Inspection {
+        page_size: u32::try_from(page_size).map_err(|_| Error::Invalid("bad page size".into()))?,
+        page_count: page_count as u64,
+        journal_mode,
+        user_version,
+        schema_fingerprint: hasher.finalize().to_hex().to_string(),
+        tables,
+    })
+}
+
+/// Runs a check pragma (`quick_check`, `integrity_check`) and returns `ok` or the problems.
+/// A database so damaged that the check itself stops is a result too (the problem, not an
+/// error): a damaged database must still be backed up, and a safety snapshot of it taken
+/// before it is repaired by a restore.
+pub fn run_check(conn: &Connection, _path: &Path, pragma: &str) -> Result<String, Error> {
+    let lines: rusqlite::Result<Vec<String>> = conn
+        .prepare(&format!("PRAGMA {pragma}"))
+        .and_then(|mut st| st.query_map([], |r| r.get::<_, String>(0))?.collect());
+    Ok(match lines {
+        Ok(lines) => lines.join("; "),
+        Err(e) => format!("{pragma} stopped: {e}"),
+    })
+}
+
+/// Violations reported by `PRAGMA foreign_key_check` (empty when none).
+pub fn foreign_key_violations(conn: &Connection, path: &Path) -> Result<u64, Error> {
+    let mut st = conn
+        .prepare("PRAGMA foreign_key_check")
+        .map_err(|e| sql_err(path, "foreign_key_check", e))?;
+    let n = st
+        .query_map([], |_| Ok(()))
+        .map_err(|e| sql_err(path, "foreign_key_check", e))?
+        .count();
+    Ok(n as u64)
+}
+
+pub use backstop_format::record::Check;
+
+/// A URI that opens `path` as an immutable file: no locks, no `-wal` or `-shm` created, the
+/// image is read exactly as it is.
+fn immutable_uri(path: &Path) -> String {
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let s = abs.to_string_lossy().replace('\\', "/");
+    let mut out = String::from("file:");
+    if !s.starts_with('/') {
+        out.push('/');
+    }
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"/-._~:".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out.push_str("?immutable=1");
+    out
+}
+
+/// Opens a database file read-only as immutable (for checking a restored image).
+pub fn open_image(path: &Path) -> Result<Connection, Error> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+        | OpenFlags::SQLITE_OPEN_URI
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    Connection::open_with_flags(immutable_uri(path), flags)
+        .map_err(|e| sql_err(path, "cannot open", e))
+}
+
+/// Checks a database file against the metadata captured with it.
+pub fn check_image(
+    path: &Path,
+    meta: &DatabaseMeta,
+    full: bool,
+    foreign_keys: bool,
+) -> Result<Vec<Check>, Error> {
+    let conn = open_image(path)?;
+    let now = inspect(&conn, path)?;
+    let mut checks = Vec::new();
+    let mut add = |name: &str, passed: bool, detail: String| {
+        checks.push(Check {
+            name: name.into(),
+            passed,
+            detail,
+        })
+    };
+    add(
+        "pages",
+        now.page_size == meta.page_size && now.page_count == meta.page_count,
+        format!("{} pages of {} bytes", now.page_count, now.page_size),
+    );
+    add(
+        "schema",
+        now.schema_fingerprint == meta.schema_fingerprint && now.user_version == meta.user_version,
+        format!(
+            "fingerprint {}, user_version {}",
+            &now.schema_fingerprint[..16],
+            now.user_version
+        ),
+    );
+    let mismatched: Vec<String> = meta
+        .tables
+        .iter()
+        .filter(|t| now.tables.iter().find(|n| n.name == t.name).map(|n| n.rows) != Some(t.rows))
+        .map(|t| t.name.clone())
+        .collect();
+    add(
+        "row counts",
+        mismatched.is_empty(),
+        if mismatched.is_empty() {
+            format!("{} tables as captured", meta.tables.len())
+        } else {
+            format!("differ in {}", mismatched.join(", "))
+        },
+    );
+    if full {
+        let r = run_check(&conn, path, "integrity_check")?;
+        add("integrity_check", r == "ok", r);
+    } else {
+        add(
+            "quick_check at capture",
+            meta.is_healthy(),
+            meta.quick_check.clone(),
+        );
+    }
+    if foreign_keys {
+        let n = foreign_key_violations(&conn, path)?;
+        add("foreign_key_check", n == 0, format!("{n} violation(s)"));
+    }
+    Ok(checks)
+}
