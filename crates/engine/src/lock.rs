@@ -11,7 +11,6 @@
 //! a process that died, and is ignored (and removed by the next exclusive holder). On the same
 //! host a lock whose process no longer exists is stale at once.
 
-use std::sync::Arc;
 use std::sync::mpsc::{RecvTimeoutError, Sender, channel};
 use std::time::Duration;
 
@@ -138,10 +137,8 @@ impl Lock {
 
     fn start_refresh(&mut self, mut info: LockInfo) {
         let (tx, rx) = channel::<()>();
-        let storage = Arc::clone(self.repo.storage());
         let repo = self.repo.clone();
         let name = self.name.clone();
-        drop(storage);
         self.stop = Some(tx);
         self.refresher = std::thread::Builder::new()
             .name("lock-refresh".into())
