@@ -92,7 +92,9 @@ pub fn backup(
     if opts.source_name.is_empty() {
         return Err(Error::Invalid("the source name is empty".into()));
     }
-    let lock = Lock::acquire(repo, false, "backup", &opts.host, opts.time)?;
+    // Locks live in real time, whatever time the snapshot records (`--time` for imports must
+    // not make a running prune's lock look stale).
+    let lock = Lock::acquire(repo, false, "backup", &opts.host, Timestamp::now())?;
     let (snaps, _) = repo.snapshots()?;
     let parent = snaps
         .iter()
