@@ -81,6 +81,19 @@ struct Job {
     skip_unchanged: bool,
 }
 
+impl Job {
+    /// A job from the command line: no tags or settings from the config file.
+    fn plain(name: String, source: Box<dyn Source>) -> Self {
+        Self {
+            name,
+            source,
+            tags: vec![],
+            description: None,
+            skip_unchanged: false,
+        }
+    }
+}
+
 pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     let ctx = Ctx::new(g)?;
     let (repo, repo_path) = open_or_create(&ctx)?;
@@ -203,13 +216,7 @@ fn jobs(ctx: &Ctx<'_>, a: &Args, exclude: &[PathBuf]) -> anyhow::Result<Vec<Job>
         } else {
             Box::new(CommandSource::new(a.command.clone(), filename)?)
         };
-        return Ok(vec![Job {
-            name,
-            source,
-            tags: vec![],
-            description: None,
-            skip_unchanged: false,
-        }]);
+        return Ok(vec![Job::plain(name, source)]);
     }
     if !a.paths.is_empty() {
         let name = match &a.name {
@@ -217,13 +224,7 @@ fn jobs(ctx: &Ctx<'_>, a: &Args, exclude: &[PathBuf]) -> anyhow::Result<Vec<Job>
             None => default_name(&a.paths[0])?,
         };
         let source = path_source(&a.paths, a.as_file.then_some("files"), exclude)?;
-        return Ok(vec![Job {
-            name,
-            source,
-            tags: vec![],
-            description: None,
-            skip_unchanged: false,
-        }]);
+        return Ok(vec![Job::plain(name, source)]);
     }
     let wanted: Vec<(&String, &crate::config::SourceConfig)> = match &a.source {
         Some(n) => {
