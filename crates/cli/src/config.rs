@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::Deserialize;
 
+use backstop_policy::{Lifecycle, Policy};
+
 use crate::output::UsageError;
 
 /// The file's contents.
@@ -19,6 +21,12 @@ pub struct Config {
     pub password_file: Option<String>,
     #[serde(default)]
     pub sources: BTreeMap<String, SourceConfig>,
+    /// IANA time zone for retention's calendar buckets (the system's by default).
+    pub time_zone: Option<String>,
+    /// The retention policy of sources without their own; the built-in default when absent.
+    pub retention: Option<Policy>,
+    #[serde(default)]
+    pub lifecycle: LifecycleConfig,
     /// Directory of the file, for relative paths.
     #[serde(skip)]
     pub dir: PathBuf,
@@ -48,6 +56,18 @@ pub struct SourceConfig {
     /// Record no new snapshot when nothing changed since the last one.
     #[serde(default)]
     pub skip_unchanged: bool,
+    /// This source's retention policy (replaces the top-level one).
+    pub retention: Option<Policy>,
+}
+
+/// `[lifecycle]`: rules that apply whatever the retention policy says.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LifecycleConfig {
+    /// How long a pre-change snapshot stays after it was marked verified, e.g. "7d".
+    pub pre_change_grace: Option<String>,
+    /// How long a pre-restore safety snapshot stays at least, e.g. "7d".
+    pub pre_restore_min_age: Option<String>,
 }
 
 impl Config {
@@ -93,7 +113,49 @@ impl Config {
                 .into());
             }
         }
+        cfg.lifecycle()?;
+        cfg.time_zone()?;
         Ok(cfg)
+    }
+
+    /// The lifecycle rules: the defaults with what `[lifecycle]` sets.
+    pub fn lifecycle(&self) -> anyhow::Result<Lifecycle> {
+        let mut l = Lifecycle::default();
+        let bad = |key: &str, e: String| {
+            UsageError(format!(
+                "invalid config file {}: lifecycle.{key}: {e}",
+                self.file.display()
+            ))
+        };
+        if let Some(s) = &self.lifecycle.pre_change_grace {
+            l.pre_change_grace = parse_duration(s).map_err(|e| bad("pre_change_grace", e))?;
+        }
+        if let Some(s) = &self.lifecycle.pre_restore_min_age {
+            l.pre_restore_min_age = parse_duration(s).map_err(|e| bad("pre_restore_min_age", e))?;
+        }
+        Ok(l)
+    }
+
+    /// The time zone for retention: `time_zone` if set, else the system's.
+    pub fn time_zone(&self) -> anyhow::Result<jiff::tz::TimeZone> {
+        match &self.time_zone {
+            None => Ok(jiff::tz::TimeZone::system()),
+            Some(name) => jiff::tz::TimeZone::get(name).map_err(|e| {
+                UsageError(format!(
+                    "invalid config file {}: time_zone {name:?} is not a known IANA time zone ({e})",
+                    self.file.display()
+                ))
+                .into()
+            }),
+        }
+    }
+
+    /// Each source's own retention policy.
+    pub fn source_policies(&self) -> BTreeMap<String, Policy> {
+        self.sources
+            .iter()
+            .filter_map(|(n, s)| Some((n.clone(), s.retention.clone()?)))
+            .collect()
     }
 
     /// A path from the config, made absolute against the file's directory.
@@ -115,6 +177,29 @@ impl SourceConfig {
             .chain(self.paths.iter().map(String::as_str))
             .collect()
     }
+}
+
+/// A fixed duration such as `7d`, `36h`, `2w` or `30m` (minutes): one number and one unit.
+pub fn parse_duration(s: &str) -> Result<jiff::SignedDuration, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (n, unit) = t.split_at(split);
+    let n: i64 = n.parse().map_err(|_| {
+        format!("{s:?} is not a duration; write a number and a unit, like 7d, 36h, 2w or 30m")
+    })?;
+    let secs = match unit.trim() {
+        "w" => 7 * 86_400,
+        "d" => 86_400,
+        "h" => 3_600,
+        "m" => 60,
+        "s" => 1,
+        _ => {
+            return Err(format!(
+                "{s:?} has no known unit; write a number and one of w, d, h, m, s, like 7d"
+            ));
+        }
+    };
+    Ok(jiff::SignedDuration::from_secs(n.saturating_mul(secs)))
 }
 
 #[cfg(test)]
@@ -144,6 +229,47 @@ mod tests {
             .to_string();
         assert!(e.contains("line 3") || e.contains("3:"), "{e}");
         assert!(e.contains("paht"), "{e}");
+    }
+
+    #[test]
+    fn retention_and_lifecycle() {
+        let c = load(
+            "time_zone = \"Europe/Berlin\"\n[retention]\nkeep_last = 3\n[lifecycle]\npre_change_grace = \"2d\"\n\
+             [sources.shop]\npath = \"x\"\n[sources.shop.retention]\nkeep_daily = 7\nkeep_within = \"30d\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.retention.as_ref().unwrap().keep_last, Some(3));
+        assert_eq!(c.source_policies()["shop"].keep_daily, Some(7));
+        assert_eq!(
+            c.lifecycle().unwrap().pre_change_grace.as_secs(),
+            2 * 86_400
+        );
+        assert_eq!(
+            c.lifecycle().unwrap().pre_restore_min_age.as_secs(),
+            7 * 86_400
+        );
+        assert_eq!(c.time_zone().unwrap().iana_name(), Some("Europe/Berlin"));
+        let e = load("[retention]\nkeep_lats = 3\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("keep_lats"), "{e}");
+        let e = load("[lifecycle]\npre_change_grace = \"soon\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("pre_change_grace") && e.contains("7d"), "{e}");
+        let e = load("time_zone = \"Mars/Olympus\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("Mars/Olympus"), "{e}");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("7d").unwrap().as_secs(), 604_800);
+        assert_eq!(parse_duration("36h").unwrap().as_secs(), 129_600);
+        assert!(parse_duration("7").is_err());
+        assert!(parse_duration("d").is_err());
+        assert!(parse_duration("7 days").is_err());
     }
 
     #[test]

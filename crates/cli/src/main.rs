@@ -62,6 +62,18 @@ enum Command {
     Restore(commands::restore::Args),
     /// Check the repository's integrity.
     Verify(commands::verify::Args),
+    /// Apply retention: forget the snapshots the policy does not keep (see --dry-run).
+    Forget(commands::forget::Args),
+    /// Reclaim the space of forgotten snapshots.
+    Prune(commands::prune::Args),
+    /// Pin a snapshot: forget never removes it.
+    Pin(commands::pin::PinArgs),
+    /// Unpin a snapshot.
+    Unpin(commands::pin::PinArgs),
+    /// Confirm that the change a pre-change snapshot guarded went well.
+    MarkVerified(commands::pin::MarkArgs),
+    /// Space used, per source, deduplication, growth and free space.
+    Stats(commands::stats::Args),
 }
 
 fn main() -> ExitCode {
@@ -85,6 +97,12 @@ fn main() -> ExitCode {
         Command::Info(a) => commands::info::run(&cli.global, a),
         Command::Restore(a) => commands::restore::run(&cli.global, a),
         Command::Verify(a) => commands::verify::run(&cli.global, a),
+        Command::Forget(a) => commands::forget::run(&cli.global, a),
+        Command::Prune(a) => commands::prune::run(&cli.global, a),
+        Command::Pin(a) => commands::pin::pin(&cli.global, a),
+        Command::Unpin(a) => commands::pin::unpin(&cli.global, a),
+        Command::MarkVerified(a) => commands::pin::mark_verified(&cli.global, a),
+        Command::Stats(a) => commands::stats::run(&cli.global, a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

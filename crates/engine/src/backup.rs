@@ -95,6 +95,9 @@ pub fn backup(
     // Locks live in real time, whatever time the snapshot records (`--time` for imports must
     // not make a running prune's lock look stale).
     let lock = Lock::acquire(repo, false, "backup", &opts.host, Timestamp::now())?;
+    // The index was loaded before the lock: a prune that ran in between may have removed
+    // chunks it lists, and deduplicating against those would lose data.
+    index.check_current(repo)?;
     let (snaps, _) = repo.snapshots()?;
     let parent = snaps
         .iter()

@@ -47,7 +47,7 @@ impl<'a> Loader<'a> {
     }
 
     /// Decodes one frame from its stored bytes.
-    fn open_frame(&self, loc: &Location, stored: &[u8]) -> Result<Vec<u8>> {
+    pub(crate) fn open_frame(&self, loc: &Location, stored: &[u8]) -> Result<Vec<u8>> {
         let pack = self.index.pack(loc.pack).id;
         open_chunk(
             self.repo.crypter(),
@@ -59,7 +59,7 @@ impl<'a> Loader<'a> {
     }
 
     /// Cuts one chunk out of its decoded frame and checks it against its id.
-    fn cut(&self, id: &ChunkId, loc: &Location, frame: &[u8]) -> Result<Vec<u8>> {
+    pub(crate) fn cut(&self, id: &ChunkId, loc: &Location, frame: &[u8]) -> Result<Vec<u8>> {
         let mut out = vec![0u8; loc.raw_length as usize];
         self.cut_into(id, loc, frame, &mut out)?;
         Ok(out)
@@ -347,6 +347,18 @@ impl<'a> Loader<'a> {
             .zip(jobs.par_iter())
             .try_for_each(|(slot, (f, id, loc))| self.cut_into(id, loc, &plain[*f], slot))?;
         Ok(out)
+    }
+
+    /// Adds every chunk and tree node `content` uses to `used`: for a delta, the base's nodes
+    /// and only the base chunks it does not patch. What was found before an error is added too.
+    pub fn collect_ids(&self, content: &Content, used: &mut crate::index::IdSet) -> Result<()> {
+        let mut nodes = Vec::new();
+        let r = self.walk(content, &mut |n| nodes.push(n.id), &mut |c| {
+            used.insert(c.id);
+            Ok(())
+        });
+        used.extend(nodes);
+        r
     }
 
     /// Reads a whole content into memory (item lists, small files).

@@ -272,6 +272,7 @@ pub fn restore_database(
     opts: &DatabaseRestoreOptions,
     progress: &dyn Progress,
 ) -> Result<DatabaseRestoreSummary> {
+    let _lock = crate::lock::Lock::for_reading(repo, index, "restore", &opts.host)?;
     let meta = item
         .database
         .as_ref()

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use backstop_format::manifest::{ItemKind, Snapshot};
-use backstop_format::record::{Check, RECORD_VERSION, Record};
+use backstop_format::record::{Check, RECORD_VERSION, RESTORE_DRILL, Record};
 use backstop_format::{SnapshotId, Timestamp};
 use backstop_sources::sqlite::check_image;
 
@@ -42,6 +42,7 @@ pub fn restore_drill(
     opts: &DrillOptions,
     progress: &dyn Progress,
 ) -> Result<Record> {
+    let _lock = crate::lock::Lock::for_reading(repo, index, "restore drill", &opts.host)?;
     let dir = opts.scratch.join(format!(
         "backstop-drill-{}",
         backstop_format::id::to_hex(&backstop_format::id::random_bytes::<8>())
@@ -53,18 +54,20 @@ pub fn restore_drill(
         })
     })?;
     let started = Instant::now();
-    let checks = run_checks(repo, index, id, snap, &dir, progress);
+    let checks = run_checks(repo, index, id, snap, &dir, &opts.host, progress);
     let duration_ms = started.elapsed().as_millis() as u64;
     let _ = fs::remove_dir_all(&dir);
     let record = Record {
         version: RECORD_VERSION,
-        kind: "restore-drill".into(),
+        kind: RESTORE_DRILL.into(),
         snapshot: id,
         time: opts.time,
         host: opts.host.clone(),
         passed: checks.iter().all(|c| c.passed),
         duration_ms,
         checks,
+        by: None,
+        note: None,
     };
     repo.write_record(&record)?;
     Ok(record)
@@ -84,6 +87,7 @@ fn run_checks(
     id: SnapshotId,
     snap: &Snapshot,
     dir: &Path,
+    host: &str,
     progress: &dyn Progress,
 ) -> Vec<Check> {
     let loader = Loader::new(repo, index);
@@ -106,6 +110,7 @@ fn run_checks(
     let opts = RestoreOptions {
         target: dir.join("restore"),
         overwrite: false,
+        host: host.to_string(),
     };
     let r = plan_restore(repo, index, id, snap, &opts)
         .and_then(|(plan, items)| restore(repo, index, plan, &items, &opts, progress));

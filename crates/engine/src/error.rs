@@ -43,6 +43,10 @@ pub enum Error {
     Integrity(String),
     #[error("the repository is locked: {0}")]
     Locked(String),
+    #[error(
+        "the repository's index changed after it was loaded (a prune ran meanwhile); run the command again"
+    )]
+    IndexChanged,
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -60,7 +64,7 @@ impl Error {
             Error::NoRepository(_) => ErrorKind::NoRepository,
             Error::PassphraseRequired(_) | Error::WrongPassphrase(_) => ErrorKind::Auth,
             Error::Integrity(_) => ErrorKind::Integrity,
-            Error::Locked(_) => ErrorKind::Locked,
+            Error::Locked(_) | Error::IndexChanged => ErrorKind::Locked,
             Error::NotFound(_) => ErrorKind::NotFound,
             Error::Invalid(_) => ErrorKind::Config,
             Error::Cancelled => ErrorKind::Cancelled,
@@ -71,7 +75,7 @@ impl Error {
     pub fn is_transient(&self) -> bool {
         match self {
             Error::Storage(e) => e.is_transient(),
-            Error::Locked(_) => true,
+            Error::Locked(_) | Error::IndexChanged => true,
             _ => false,
         }
     }

@@ -13,7 +13,7 @@ use backstop_format::{ChunkId, IndexId, PackId};
 use backstop_storage::Kind;
 use rayon::prelude::*;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::repo::Repository;
 
 /// Uses the first eight bytes of an id as its hash.
@@ -144,6 +144,27 @@ impl Index {
         }
     }
 
+    /// Fails with [`Error::IndexChanged`] unless every index file this index was loaded from
+    /// is still there. Prune deletes old index files before the packs they name, so once a
+    /// lock is held (no prune running), this proves that every chunk the index knows still
+    /// exists: a backup may deduplicate against it, a restore may read it.
+    pub fn check_current(&self, repo: &Repository) -> Result<()> {
+        if self.files.is_empty() {
+            return Ok(());
+        }
+        let names: std::collections::HashSet<String> = repo
+            .storage()
+            .list(Kind::Index)?
+            .into_iter()
+            .map(|o| o.name)
+            .collect();
+        if self.files.iter().all(|f| names.contains(&f.to_hex())) {
+            Ok(())
+        } else {
+            Err(Error::IndexChanged)
+        }
+    }
+
     /// Adds a pack's entries. A chunk already known keeps its location.
     pub fn add_pack(&mut self, p: &IndexPack) {
         let pos = self.pack_position(p);
@@ -172,6 +193,11 @@ impl Index {
 
     pub fn contains(&self, id: &ChunkId) -> bool {
         self.get(id).is_some()
+    }
+
+    /// The position of a pack in [`Index::packs`].
+    pub fn pack_position_of(&self, id: &PackId) -> Option<u32> {
+        self.pack_pos.get(id).copied()
     }
 
     pub fn pack(&self, pos: u32) -> PackInfo {

@@ -1,4 +1,4 @@
-//! The backstop engine: repositories, backup, restore and verify.
+//! The backstop engine: repositories, backup, restore, verify, forget and prune.
 //!
 //! Every front end (the CLI, later the daemon and the web UI) calls the same functions with the
 //! same option and summary types. The engine never prints; it reports through [`Progress`].
@@ -36,18 +36,24 @@ pub mod content;
 pub mod database;
 pub mod drill;
 pub mod error;
+pub mod forget;
 pub mod index;
 pub mod lock;
 pub mod progress;
+pub mod prune;
 pub mod repo;
 pub mod restore;
+pub mod stats;
 pub mod store;
 pub mod verify;
 
 pub use backup::{BackupOptions, BackupSummary, backup};
 pub use error::{Error, ErrorKind, Result};
+pub use forget::{ForgetOptions, ForgetPlan, ForgetSummary, forget, plan_forget};
 pub use index::Index;
 pub use progress::{NoProgress, Progress};
+pub use prune::{PruneOptions, PrunePlan, PruneSummary, prune};
 pub use repo::{InitOptions, Repository};
 pub use restore::{RestoreOptions, RestorePlan, RestoreSummary, plan_restore, restore};
+pub use stats::{StatsOptions, StatsReport, stats};
 pub use verify::{VerifyOptions, VerifyReport, verify};

@@ -152,6 +152,19 @@ impl Lock {
             .ok();
     }
 
+    /// A shared lock for an operation that reads chunks through `index` (restore, drill): no
+    /// prune can delete them while it is held, and the index is checked to be current.
+    pub fn for_reading(
+        repo: &Repository,
+        index: &crate::index::Index,
+        operation: &str,
+        host: &str,
+    ) -> Result<Self> {
+        let lock = Self::acquire(repo, false, operation, host, Timestamp::now())?;
+        index.check_current(repo)?;
+        Ok(lock)
+    }
+
     /// Releases the lock now (also done on drop).
     pub fn release(mut self) -> Result<()> {
         self.stop_refresh();

@@ -8,7 +8,7 @@ use backstop_format::blob::{open_object, seal_object};
 use backstop_format::config::{ChunkerParams, Encryption, REPO_VERSION, RepoConfig};
 use backstop_format::crypto::{Crypter, KdfParams, KeyFile, MasterKey};
 use backstop_format::manifest::Snapshot;
-use backstop_format::record::Record;
+use backstop_format::record::{MARK_VERIFIED, PIN, RESTORE_DRILL, Record, UNPIN};
 use backstop_format::{FormatError, KeyId, RecordId, SnapshotId, Timestamp};
 use backstop_storage::{Kind, Storage};
 use rayon::prelude::*;
@@ -17,6 +17,9 @@ use crate::error::{Error, Result};
 
 /// Readable snapshots (oldest first), and the names of unreadable ones with their errors.
 pub type SnapshotList = (Vec<(SnapshotId, Snapshot)>, Vec<(String, Error)>);
+
+/// Readable records with their object names (oldest first), and unreadable ones with errors.
+pub type NamedRecords = (Vec<(String, Record)>, Vec<(String, Error)>);
 
 /// Options for [`Repository::init`].
 #[derive(Debug, Clone)]
@@ -228,28 +231,84 @@ impl Repository {
 
     /// All readable records, oldest first.
     pub fn records(&self) -> Result<Vec<Record>> {
+        Ok(self
+            .records_checked()?
+            .0
+            .into_iter()
+            .map(|(_, r)| r)
+            .collect())
+    }
+
+    /// All records with their names, oldest first, and the names of unreadable ones with their
+    /// errors (an operation that deletes must not miss a pin).
+    pub fn records_checked(&self) -> Result<NamedRecords> {
         let names = self.storage.list(Kind::Record)?;
-        let mut out: Vec<Record> = names
+        let results: Vec<(String, Result<Record>)> = names
             .par_iter()
-            .filter_map(|o| {
-                self.read_object(Kind::Record, &o.name)
-                    .ok()
-                    .and_then(|b| Record::decode(&b).ok())
+            .map(|o| {
+                let r = self.read_object(Kind::Record, &o.name).and_then(|b| {
+                    Record::decode(&b)
+                        .map_err(|e| Error::format(format!("reading record {}", o.name), e))
+                });
+                (o.name.clone(), r)
             })
             .collect();
-        out.sort_by_key(|r| r.time);
-        Ok(out)
+        let mut ok = Vec::new();
+        let mut bad = Vec::new();
+        for (name, r) in results {
+            match r {
+                Ok(rec) => ok.push((name, rec)),
+                Err(e) => bad.push((name, e)),
+            }
+        }
+        ok.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
+        Ok((ok, bad))
     }
 
     /// Each snapshot's newest restore drill.
     pub fn verification(&self) -> Result<HashMap<SnapshotId, Record>> {
-        let mut m = HashMap::new();
-        for r in self.records()? {
-            if r.kind == "restore-drill" {
-                m.insert(r.snapshot, r);
+        Ok(self
+            .marks()?
+            .into_iter()
+            .filter_map(|(id, m)| Some((id, m.drill?)))
+            .collect())
+    }
+
+    /// Each snapshot's state from its records: newest drill, pinned, marked verified.
+    pub fn marks(&self) -> Result<HashMap<SnapshotId, Marks>> {
+        Ok(Marks::from_records(self.records()?))
+    }
+}
+
+/// What the records say about one snapshot.
+#[derive(Debug, Clone, Default)]
+pub struct Marks {
+    /// The newest restore drill.
+    pub drill: Option<Record>,
+    /// Pinned by the newest pin or unpin record.
+    pub pinned: bool,
+    /// The first mark-verified record (later ones do not extend the grace period).
+    pub verified: Option<Record>,
+    /// How many records the snapshot has (forget deletes them with it).
+    pub records: usize,
+}
+
+impl Marks {
+    /// Folds records, oldest first, into each snapshot's state.
+    pub fn from_records(records: Vec<Record>) -> HashMap<SnapshotId, Marks> {
+        let mut m: HashMap<SnapshotId, Marks> = HashMap::new();
+        for r in records {
+            let e = m.entry(r.snapshot).or_default();
+            e.records += 1;
+            match r.kind.as_str() {
+                RESTORE_DRILL => e.drill = Some(r),
+                PIN => e.pinned = true,
+                UNPIN => e.pinned = false,
+                MARK_VERIFIED if e.verified.is_none() => e.verified = Some(r),
+                _ => {}
             }
         }
-        Ok(m)
+        m
     }
 }
 

@@ -18,6 +18,8 @@ use crate::repo::Repository;
 pub struct RestoreOptions {
     pub target: PathBuf,
     pub overwrite: bool,
+    /// Recorded in the shared lock held while reading.
+    pub host: String,
 }
 
 /// What a restore will do, shown by `--dry-run`.
@@ -71,6 +73,7 @@ pub fn restore(
     opts: &RestoreOptions,
     progress: &dyn Progress,
 ) -> Result<RestoreSummary> {
+    let _lock = crate::lock::Lock::for_reading(repo, index, "restore", &opts.host)?;
     let loader = Loader::new(repo, index);
     let mut out = FilesRestorer::new(&opts.target, &plan.files, opts.overwrite)?;
     progress.phase("restore", Some(plan.files.bytes));

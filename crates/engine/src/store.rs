@@ -136,6 +136,8 @@ fn frame_bytes(entries: &[BlobEntry]) -> u64 {
 /// Counts of what a store added.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct StoreStats {
+    /// Packs written.
+    pub packs: u64,
     pub chunks: u64,
     pub chunks_new: u64,
     /// Plaintext bytes of new chunks.
@@ -292,6 +294,7 @@ impl<'a> ChunkStore<'a> {
         };
         let full = std::mem::replace(builder, fresh);
         let pack = full.finish(&self.crypter);
+        self.stats.packs += 1;
         // Pack headers and trailers count as added bytes too.
         self.stats.bytes_added += (pack.1.len() as u64).saturating_sub(frame_bytes(&pack.2));
         self.writer.send(pack)

@@ -24,6 +24,8 @@ use crate::repo::Repository;
 pub struct VerifyOptions {
     /// Read and check every byte of every pack.
     pub read_data: bool,
+    /// Recorded in the shared lock held while verifying (so no prune runs meanwhile).
+    pub host: String,
 }
 
 /// One problem found.
@@ -81,6 +83,13 @@ pub fn verify(
         read_data: opts.read_data,
         ..VerifyReport::default()
     };
+    let _lock = crate::lock::Lock::acquire(
+        repo,
+        false,
+        "verify",
+        &opts.host,
+        backstop_format::Timestamp::now(),
+    )?;
     let (index, bad_index) = Index::load(repo)?;
     for (name, msg) in bad_index {
         report.problems.push(problem("damaged-index", name, msg));

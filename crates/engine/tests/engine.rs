@@ -179,7 +179,15 @@ fn round_trip_plain_and_encrypted_on_memory_and_local() {
                 .collect();
             assert_eq!(got, want);
             assert_eq!(repo.is_encrypted(), pass.is_some());
-            let report = verify(&repo, &VerifyOptions { read_data: true }, &NoProgress).unwrap();
+            let report = verify(
+                &repo,
+                &VerifyOptions {
+                    read_data: true,
+                    ..Default::default()
+                },
+                &NoProgress,
+            )
+            .unwrap();
             assert!(report.is_clean(), "{:?}", report.problems);
         }
     }
@@ -306,7 +314,15 @@ fn damaged_pack_is_named_and_never_restored() {
         .read_content(items[0].content.as_ref().unwrap())
         .unwrap_err();
     assert!(matches!(err, Error::Integrity(_)), "{err}");
-    let report = verify(&repo, &VerifyOptions { read_data: true }, &NoProgress).unwrap();
+    let report = verify(
+        &repo,
+        &VerifyOptions {
+            read_data: true,
+            ..Default::default()
+        },
+        &NoProgress,
+    )
+    .unwrap();
     let kinds: Vec<&str> = report.problems.iter().map(|p| p.kind.as_str()).collect();
     assert!(
         kinds.contains(&"damaged-pack") && kinds.contains(&"damaged-chunk"),
@@ -347,9 +363,16 @@ fn failed_source_leaves_no_snapshot() {
         "the lock is released on failure"
     );
     assert!(
-        verify(&repo, &VerifyOptions { read_data: true }, &NoProgress)
-            .unwrap()
-            .is_clean()
+        verify(
+            &repo,
+            &VerifyOptions {
+                read_data: true,
+                ..Default::default()
+            },
+            &NoProgress
+        )
+        .unwrap()
+        .is_clean()
     );
 }
 
@@ -418,9 +441,16 @@ fn concurrent_backups_into_one_repository() {
     let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
     let repo = Repository::open(storage, None).unwrap();
     assert!(
-        verify(&repo, &VerifyOptions { read_data: true }, &NoProgress)
-            .unwrap()
-            .is_clean()
+        verify(
+            &repo,
+            &VerifyOptions {
+                read_data: true,
+                ..Default::default()
+            },
+            &NoProgress
+        )
+        .unwrap()
+        .is_clean()
     );
     for (id, data) in results {
         assert_eq!(restore_all(&repo, &id)[0].1, data);
@@ -509,6 +539,7 @@ fn a_crafted_snapshot_cannot_write_outside_the_target() {
         let opts = RestoreOptions {
             target: target.path().join("t"),
             overwrite: true,
+            host: "test".into(),
         };
         let err = plan_restore(&repo, &index, id, &snap, &opts).unwrap_err();
         assert!(err.to_string().contains("unsafe path"), "{evil}: {err}");
@@ -649,7 +680,15 @@ fn database_versions_are_deltas_that_restore_exactly() {
     for ((id, _), (_, want)) in snaps.iter().zip(&versions) {
         assert_eq!(&restore_all(&repo, id)[0].1, want);
     }
-    let report = verify(&repo, &VerifyOptions { read_data: true }, &NoProgress).unwrap();
+    let report = verify(
+        &repo,
+        &VerifyOptions {
+            read_data: true,
+            ..Default::default()
+        },
+        &NoProgress,
+    )
+    .unwrap();
     assert!(report.is_clean(), "{:?}", report.problems);
 }
 

@@ -1,7 +1,9 @@
-//! Records attached to snapshots: the results of restore drills.
+//! Records attached to snapshots: the results of restore drills, and lifecycle marks (pinned,
+//! unpinned, a pre-change snapshot marked verified by a person).
 //!
 //! A record is a small sealed JSON object in `records/`, written after the fact and never
-//! changed; a snapshot's verification state is its newest record.
+//! changed; a snapshot's state of each kind is its newest record of that kind. Records of a
+//! snapshot are deleted after the snapshot itself by `forget`.
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -10,6 +12,15 @@ use crate::FormatError;
 use crate::id::SnapshotId;
 
 pub const RECORD_VERSION: u32 = 1;
+
+/// The result of a restore drill (`passed`, `duration_ms` and `checks` are filled in).
+pub const RESTORE_DRILL: &str = "restore-drill";
+/// The snapshot is pinned: never forgotten.
+pub const PIN: &str = "pin";
+/// Undoes an earlier pin.
+pub const UNPIN: &str = "unpin";
+/// Someone confirmed that the change a pre-change snapshot guarded went well (`by`, `note`).
+pub const MARK_VERIFIED: &str = "mark-verified";
 
 /// One check of a drill.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -23,15 +34,49 @@ pub struct Check {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
     pub version: u32,
-    /// `restore-drill`.
+    /// [`RESTORE_DRILL`], [`PIN`], [`UNPIN`] or [`MARK_VERIFIED`]; readers ignore kinds they
+    /// do not know.
     pub kind: String,
     pub snapshot: SnapshotId,
     pub time: Timestamp,
     pub host: String,
+    #[serde(default)]
     pub passed: bool,
     /// How long the restore and its checks took.
+    #[serde(default)]
     pub duration_ms: u64,
+    #[serde(default)]
     pub checks: Vec<Check>,
+    /// Who made a mark (a person's name, or the host user).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+impl Record {
+    /// A lifecycle mark (pin, unpin, mark-verified) of a snapshot.
+    pub fn mark(
+        kind: &str,
+        snapshot: SnapshotId,
+        time: Timestamp,
+        host: &str,
+        by: Option<String>,
+        note: Option<String>,
+    ) -> Self {
+        Self {
+            version: RECORD_VERSION,
+            kind: kind.to_string(),
+            snapshot,
+            time,
+            host: host.to_string(),
+            passed: true,
+            duration_ms: 0,
+            checks: Vec::new(),
+            by,
+            note,
+        }
+    }
 }
 
 impl Record {
@@ -52,7 +97,7 @@ mod tests {
     fn round_trip() {
         let r = Record {
             version: RECORD_VERSION,
-            kind: "restore-drill".into(),
+            kind: RESTORE_DRILL.into(),
             snapshot: SnapshotId([7; 32]),
             time: Timestamp::UNIX_EPOCH,
             host: "h".into(),
@@ -63,7 +108,26 @@ mod tests {
                 passed: true,
                 detail: "ok".into(),
             }],
+            by: None,
+            note: None,
         };
         assert_eq!(Record::decode(&r.encode()).unwrap(), r);
+    }
+
+    #[test]
+    fn marks_round_trip_and_old_records_still_read() {
+        let m = Record::mark(
+            MARK_VERIFIED,
+            SnapshotId([1; 32]),
+            Timestamp::UNIX_EPOCH,
+            "h",
+            Some("ana".into()),
+            Some("stock count matches".into()),
+        );
+        assert_eq!(Record::decode(&m.encode()).unwrap(), m);
+        // A record written before marks existed has no `by`/`note`.
+        let old = br#"{"version":1,"kind":"restore-drill","snapshot":"0101010101010101010101010101010101010101010101010101010101010101","time":"2026-01-01T00:00:00Z","host":"h","passed":false,"duration_ms":5,"checks":[]}"#;
+        let r = Record::decode(old).unwrap();
+        assert_eq!((r.by, r.passed, r.duration_ms), (None, false, 5));
     }
 }

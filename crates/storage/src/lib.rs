@@ -275,6 +275,12 @@ pub trait Storage: Send + Sync + fmt::Debug {
             Err(e) => Err(e),
         }
     }
+
+    /// Bytes still free for the repository to grow into, where the backend can tell (a local
+    /// disk); `None` where it cannot (memory, object stores without quotas).
+    fn free_space(&self) -> Option<u64> {
+        None
+    }
 }
 
 // Forwarding impls so that shared (`Arc`) and boxed storages can be passed
@@ -309,6 +315,9 @@ macro_rules! forward_storage {
             }
             fn exists(&self, kind: Kind, name: &str) -> Result<bool> {
                 (**self).exists(kind, name)
+            }
+            fn free_space(&self) -> Option<u64> {
+                (**self).free_space()
             }
         }
     )*};

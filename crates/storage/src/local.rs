@@ -380,6 +380,20 @@ impl Storage for LocalStorage {
         }
         Ok(())
     }
+
+    fn free_space(&self) -> Option<u64> {
+        // The repository may not exist yet: ask about the nearest existing ancestor.
+        let mut dir = self.root.as_path();
+        loop {
+            if dir.exists() {
+                return fs4::available_space(dir).ok();
+            }
+            dir = match dir.parent()? {
+                p if p.as_os_str().is_empty() => Path::new("."),
+                p => p,
+            };
+        }
+    }
 }
 
 /// Whether `name` is used by the layout at the root, so cannot be a config

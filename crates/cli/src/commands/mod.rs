@@ -1,9 +1,13 @@
-//! One file per command.
+//! One file per command (pin.rs holds pin, unpin and mark-verified: one kind of record).
 
 pub mod backup;
+pub mod forget;
 pub mod info;
 pub mod init;
+pub mod pin;
+pub mod prune;
 pub mod restore;
 pub mod show;
 pub mod snapshots;
+pub mod stats;
 pub mod verify;

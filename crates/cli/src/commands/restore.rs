@@ -75,6 +75,7 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     let opts = RestoreOptions {
         target: to.clone(),
         overwrite: a.overwrite,
+        host: host(),
     };
     let (plan, items) = plan_restore(&repo, &index, id, &snap, &opts)?;
     if a.dry_run {

@@ -35,6 +35,58 @@ pub struct Row {
     pub warnings: usize,
     /// The newest restore drill of this snapshot, if any.
     pub verification: Option<Verification>,
+    /// Pinned snapshots are never forgotten.
+    pub pinned: bool,
+    /// Pre-change snapshots only: `pending-verification`, `verified` (within the grace period)
+    /// or `retired` (retention applies again).
+    pub pre_change: Option<PreChange>,
+}
+
+/// A pre-change snapshot's lifecycle state.
+#[derive(Serialize)]
+pub struct PreChange {
+    pub state: &'static str,
+    /// End of the grace period, when verified.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub until: Option<Timestamp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verified_by: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verified_at: Option<Timestamp>,
+}
+
+impl PreChange {
+    pub fn of(
+        id: SnapshotId,
+        snap: &backstop_format::manifest::Snapshot,
+        marks: Option<&backstop_engine::repo::Marks>,
+        lifecycle: &backstop_policy::Lifecycle,
+        now: Timestamp,
+    ) -> Option<Self> {
+        let c = backstop_engine::forget::candidate(id, snap, marks);
+        let state = backstop_policy::pre_change_state(&c, lifecycle, now)?;
+        let verified = marks.and_then(|m| m.verified.as_ref());
+        let (state, until) = match state {
+            backstop_policy::PreChangeState::PendingVerification => ("pending-verification", None),
+            backstop_policy::PreChangeState::Verified { until } => ("verified", Some(until)),
+            backstop_policy::PreChangeState::Retired => ("retired", None),
+        };
+        Some(Self {
+            state,
+            until,
+            verified_by: verified.and_then(|r| r.by.clone()),
+            verified_at: verified.map(|r| r.time),
+        })
+    }
+
+    /// Short human form for the table.
+    pub fn human(&self) -> String {
+        match self.state {
+            "pending-verification" => "pre-change: pending".into(),
+            "verified" => "pre-change: verified".into(),
+            _ => "pre-change: retired".into(),
+        }
+    }
 }
 
 /// A snapshot's verification state, from its newest restore drill.
@@ -71,12 +123,20 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     for (name, e) in &bad {
         eprintln!("warning: snapshot {name} cannot be read: {e}");
     }
-    let state = repo.verification()?;
+    let marks = repo.marks()?;
+    let lifecycle = ctx.config.lifecycle()?;
+    let now = Timestamp::now();
     let rows: Vec<Row> = snaps
         .into_iter()
         .filter(|(_, s)| a.source.as_ref().is_none_or(|n| &s.source.name == n))
         .filter(|(_, s)| a.tag.as_ref().is_none_or(|t| s.tags.contains(t)))
         .map(|(id, s)| Row {
+            pinned: marks.get(&id).is_some_and(|m| m.pinned),
+            pre_change: PreChange::of(id, &s, marks.get(&id), &lifecycle, now),
+            verification: marks
+                .get(&id)
+                .and_then(|m| m.drill.as_ref())
+                .map(Verification::from_record),
             id,
             time: s.time,
             source: s.source.name,
@@ -90,7 +150,6 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
             bytes: s.stats.bytes,
             items: s.stats.items,
             warnings: s.warnings.len(),
-            verification: state.get(&id).map(Verification::from_record),
         })
         .collect();
     if g.json {
@@ -118,7 +177,14 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
             .to_zoned(tz.clone())
             .strftime("%Y-%m-%d %H:%M:%S")
             .to_string();
-        let mut extra = r.tags.join(",");
+        let mut extra = String::new();
+        if r.pinned {
+            extra.push_str("[pinned] ");
+        }
+        if let Some(p) = &r.pre_change {
+            extra.push_str(&format!("[{}] ", p.human()));
+        }
+        extra.push_str(&r.tags.join(","));
         if let Some(d) = &r.description {
             if !extra.is_empty() {
                 extra.push(' ');

@@ -36,6 +36,7 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
         &repo,
         &VerifyOptions {
             read_data: a.read_data,
+            host: crate::context::host(),
         },
         &bar,
     );

@@ -1,0 +1,201 @@
+//! `backstop forget`
+
+use backstop_engine::{ForgetOptions, ForgetSummary, PruneSummary};
+use backstop_format::Timestamp;
+use backstop_policy::{KeepWithin, Policy};
+use serde::Serialize;
+
+use crate::context::{Ctx, GlobalArgs, host};
+use crate::output::{UsageError, print_json};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Only snapshots of this source (repeatable) [default: every source]
+    #[arg(long = "source", value_name = "NAME")]
+    pub sources: Vec<String>,
+    /// Keep the N newest snapshots
+    #[arg(long, value_name = "N")]
+    pub keep_last: Option<u32>,
+    /// Keep the newest snapshot of each of the last N hours that have one
+    #[arg(long, value_name = "N")]
+    pub keep_hourly: Option<u32>,
+    /// Keep the newest snapshot of each of the last N days that have one
+    #[arg(long, value_name = "N")]
+    pub keep_daily: Option<u32>,
+    /// Keep the newest snapshot of each of the last N (ISO) weeks that have one
+    #[arg(long, value_name = "N")]
+    pub keep_weekly: Option<u32>,
+    /// Keep the newest snapshot of each of the last N months that have one
+    #[arg(long, value_name = "N")]
+    pub keep_monthly: Option<u32>,
+    /// Keep the newest snapshot of each of the last N years that have one
+    #[arg(long, value_name = "N")]
+    pub keep_yearly: Option<u32>,
+    /// Keep every snapshot within this long of the newest one, e.g. 30d, 1y6m, 2w, 12h
+    #[arg(long, value_name = "DURATION")]
+    pub keep_within: Option<KeepWithin>,
+    /// Keep every snapshot with this tag (repeatable)
+    #[arg(long = "keep-tag", value_name = "TAG")]
+    pub keep_tags: Vec<String>,
+    /// IANA time zone for the calendar buckets [default: `time_zone` in backstop.toml, else the
+    /// system's]
+    #[arg(long, value_name = "ZONE")]
+    pub time_zone: Option<String>,
+    /// Show the plan, forget nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Then reclaim the space (as `backstop prune`)
+    #[arg(long)]
+    pub prune: bool,
+    /// With --prune: see `backstop prune --max-unused`
+    #[arg(
+        long,
+        default_value_t = 5.0,
+        value_name = "PERCENT",
+        requires = "prune"
+    )]
+    pub max_unused: f64,
+}
+
+impl Args {
+    /// The policy given by flags, if any flag was given.
+    fn flag_policy(&self) -> Option<Policy> {
+        let p = Policy {
+            keep_last: self.keep_last,
+            keep_hourly: self.keep_hourly,
+            keep_daily: self.keep_daily,
+            keep_weekly: self.keep_weekly,
+            keep_monthly: self.keep_monthly,
+            keep_yearly: self.keep_yearly,
+            keep_within: self.keep_within,
+            keep_tags: self.keep_tags.clone(),
+        };
+        (p != Policy::default()).then_some(p)
+    }
+}
+
+#[derive(Serialize)]
+struct Out {
+    #[serde(flatten)]
+    forget: ForgetSummary,
+    prune: Option<PruneSummary>,
+}
+
+pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
+    let ctx = Ctx::new(g)?;
+    let repo = ctx.open()?;
+    let time_zone = match &a.time_zone {
+        Some(name) => jiff::tz::TimeZone::get(name).map_err(|e| {
+            UsageError(format!(
+                "--time-zone {name:?} is not a known IANA time zone ({e})"
+            ))
+        })?,
+        None => ctx.config.time_zone()?,
+    };
+    // Flags replace the configured policies for this run; otherwise each source has its own
+    // policy from the config, or the top-level one, or the built-in default.
+    let (policy, per_source) = match a.flag_policy() {
+        Some(p) => (p, Default::default()),
+        None => (
+            ctx.config
+                .retention
+                .clone()
+                .unwrap_or_else(Policy::small_business_default),
+            ctx.config.source_policies(),
+        ),
+    };
+    let opts = ForgetOptions {
+        policy,
+        per_source,
+        sources: a.sources.clone(),
+        lifecycle: ctx.config.lifecycle()?,
+        now: Timestamp::now(),
+        time_zone: time_zone.clone(),
+        host: host(),
+    };
+    let prune_opts = if a.prune {
+        Some(
+            super::prune::Args {
+                dry_run: a.dry_run,
+                max_unused: a.max_unused,
+            }
+            .options()?,
+        )
+    } else {
+        None
+    };
+    let forget = backstop_engine::forget(&repo, &opts, a.dry_run)?;
+    if !g.json && !g.quiet {
+        print_plan(&forget, &time_zone, a.prune)?;
+    }
+    let prune = match prune_opts {
+        Some(o) => {
+            let s = super::prune::run_prune(&repo, &o, a.dry_run, g)?;
+            if !g.json && !g.quiet {
+                super::prune::print_summary(&s)?;
+            }
+            Some(s)
+        }
+        None => None,
+    };
+    if g.json {
+        print_json(&Out { forget, prune })?;
+    }
+    Ok(crate::exit::OK)
+}
+
+fn print_plan(s: &ForgetSummary, tz: &jiff::tz::TimeZone, pruning: bool) -> anyhow::Result<()> {
+    if s.plan.groups.is_empty() {
+        outln!("no snapshots")?;
+    }
+    for g in &s.plan.groups {
+        outln!(
+            "{} ({}): {} snapshot(s), keep {}, forget {}",
+            g.source,
+            g.policy.describe(),
+            g.decisions.len(),
+            g.keep,
+            g.forget
+        )?;
+        outln!(
+            "  {:<10} {:<19} {:<11} {:<7} REASONS",
+            "ID",
+            "TIME",
+            "KIND",
+            "ACTION"
+        )?;
+        for d in &g.decisions {
+            let reasons: Vec<String> = d
+                .reasons
+                .iter()
+                .map(|r| r.display_in(tz).to_string())
+                .collect();
+            outln!(
+                "  {:<10} {:<19} {:<11} {:<7} {}",
+                d.id.short(),
+                d.time
+                    .to_zoned(tz.clone())
+                    .strftime("%Y-%m-%d %H:%M:%S")
+                    .to_string(),
+                d.kind.as_str(),
+                if d.keep { "keep" } else { "forget" },
+                reasons.join(", ")
+            )?;
+        }
+    }
+    for name in &s.plan.unreadable {
+        outln!("snapshot {name} cannot be read: kept (run `backstop verify`)")?;
+    }
+    let n = s.plan.forget_ids().len();
+    if s.dry_run {
+        outln!("dry run: would forget {n} snapshot(s); nothing was changed")?;
+    } else if pruning {
+        outln!("forgot {} snapshot(s)", s.forgotten)?;
+    } else {
+        outln!(
+            "forgot {} snapshot(s); run `backstop prune` to reclaim their space",
+            s.forgotten
+        )?;
+    }
+    Ok(())
+}

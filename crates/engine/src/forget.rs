@@ -1,0 +1,185 @@
+//! Forget: decide, per source, which snapshots a retention policy keeps, and delete the others.
+//!
+//! The decision is `backstop_policy::plan_group` (pure, the clock and time zone passed in);
+//! this module gathers what it needs from the repository (snapshots and their records: pins,
+//! restore drills, mark-verified) and applies the plan. Forget deletes snapshot objects only
+//! (then their records); the space of their data is reclaimed by `prune`, which works out
+//! what is still used from the snapshots that remain. So forget needs no exclusive lock: a
+//! backup running beside it only adds objects. It refuses when a record cannot be read, since
+//! that record might be the pin that protects a snapshot.
+
+use std::collections::{BTreeMap, HashMap};
+
+use backstop_format::manifest::Snapshot;
+use backstop_format::{SnapshotId, Timestamp};
+use backstop_policy::{Candidate, GroupPlan, Lifecycle, Policy, plan_group};
+use backstop_storage::Kind;
+use jiff::tz::TimeZone;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::lock::Lock;
+use crate::repo::{Marks, Repository};
+
+/// What to forget.
+#[derive(Debug, Clone)]
+pub struct ForgetOptions {
+    /// The policy of sources that have none of their own.
+    pub policy: Policy,
+    /// Policies of single sources (from the config file).
+    pub per_source: BTreeMap<String, Policy>,
+    /// Only these sources; all when empty.
+    pub sources: Vec<String>,
+    pub lifecycle: Lifecycle,
+    /// The clock: "now" for grace periods and minimum ages.
+    pub now: Timestamp,
+    /// Calendar buckets (daily, weekly...) follow snapshot times in this zone.
+    pub time_zone: TimeZone,
+    pub host: String,
+}
+
+/// The decision for every snapshot of every source considered, newest first per source.
+#[derive(Debug, Clone, Serialize)]
+pub struct ForgetPlan {
+    pub now: Timestamp,
+    pub time_zone: String,
+    pub groups: Vec<GroupPlan>,
+    /// Snapshots that cannot be read: never forgotten (nothing is known about them), listed so
+    /// that they are not a surprise.
+    pub unreadable: Vec<String>,
+}
+
+impl ForgetPlan {
+    /// The snapshots the plan forgets.
+    pub fn forget_ids(&self) -> Vec<SnapshotId> {
+        self.groups
+            .iter()
+            .flat_map(|g| g.decisions.iter())
+            .filter(|d| !d.keep)
+            .map(|d| d.id)
+            .collect()
+    }
+
+    pub fn keep_count(&self) -> usize {
+        self.groups.iter().map(|g| g.keep).sum()
+    }
+}
+
+/// What forget did.
+#[derive(Debug, Clone, Serialize)]
+pub struct ForgetSummary {
+    pub dry_run: bool,
+    pub plan: ForgetPlan,
+    /// Snapshots deleted (0 on a dry run).
+    pub forgotten: usize,
+    /// Records of those snapshots deleted.
+    pub records_deleted: usize,
+}
+
+/// What one snapshot is to the policy.
+pub fn candidate(id: SnapshotId, snap: &Snapshot, marks: Option<&Marks>) -> Candidate {
+    Candidate {
+        id,
+        time: snap.time,
+        kind: snap.kind,
+        tags: snap.tags.clone(),
+        pinned: marks.is_some_and(|m| m.pinned),
+        verified_at: marks.and_then(|m| m.verified.as_ref()).map(|r| r.time),
+        drill_passed: marks
+            .and_then(|m| m.drill.as_ref())
+            .is_some_and(|r| r.passed),
+    }
+}
+
+/// Computes the plan without changing anything.
+pub fn plan_forget(repo: &Repository, opts: &ForgetOptions) -> Result<ForgetPlan> {
+    Ok(gather(repo, opts)?.0)
+}
+
+/// The plan, and each snapshot's record names.
+fn gather(
+    repo: &Repository,
+    opts: &ForgetOptions,
+) -> Result<(ForgetPlan, HashMap<SnapshotId, Vec<String>>)> {
+    let (snaps, bad_snaps) = repo.snapshots()?;
+    let (records, bad_records) = repo.records_checked()?;
+    if let Some((name, e)) = bad_records.first() {
+        return Err(Error::Integrity(format!(
+            "record {name} cannot be read ({e}); it may be the pin that protects a snapshot, so \
+             nothing is forgotten: run `backstop verify` and repair or delete that record"
+        )));
+    }
+    let mut record_names: HashMap<SnapshotId, Vec<String>> = HashMap::new();
+    for (name, r) in &records {
+        record_names
+            .entry(r.snapshot)
+            .or_default()
+            .push(name.clone());
+    }
+    let marks = Marks::from_records(records.into_iter().map(|(_, r)| r).collect());
+    let mut groups: BTreeMap<&str, Vec<Candidate>> = BTreeMap::new();
+    for (id, snap) in &snaps {
+        groups
+            .entry(snap.source.name.as_str())
+            .or_default()
+            .push(candidate(*id, snap, marks.get(id)));
+    }
+    for s in &opts.sources {
+        if !groups.contains_key(s.as_str()) {
+            return Err(Error::NotFound(format!(
+                "no snapshot of source {s:?} (see `backstop snapshots`)"
+            )));
+        }
+    }
+    let mut plan = ForgetPlan {
+        now: opts.now,
+        time_zone: opts.time_zone.iana_name().unwrap_or("local").to_string(),
+        groups: Vec::new(),
+        unreadable: bad_snaps.into_iter().map(|(n, _)| n).collect(),
+    };
+    for (source, candidates) in groups {
+        if !opts.sources.is_empty() && !opts.sources.iter().any(|s| s == source) {
+            continue;
+        }
+        let policy = opts.per_source.get(source).unwrap_or(&opts.policy);
+        let group = plan_group(
+            source,
+            &candidates,
+            policy,
+            &opts.lifecycle,
+            opts.now,
+            &opts.time_zone,
+        )
+        .map_err(|e| Error::Invalid(format!("source {source}: {e}")))?;
+        plan.groups.push(group);
+    }
+    Ok((plan, record_names))
+}
+
+/// Plans under a shared lock and, unless `dry_run`, deletes the snapshots the plan forgets and
+/// then their records. The plan is computed again here rather than taken from the caller, so
+/// a pin or drill recorded after a preview is respected.
+pub fn forget(repo: &Repository, opts: &ForgetOptions, dry_run: bool) -> Result<ForgetSummary> {
+    let lock = Lock::acquire(repo, false, "forget", &opts.host, Timestamp::now())?;
+    let (plan, record_names) = gather(repo, opts)?;
+    let mut summary = ForgetSummary {
+        dry_run,
+        plan,
+        forgotten: 0,
+        records_deleted: 0,
+    };
+    if !dry_run {
+        for id in summary.plan.forget_ids() {
+            // The snapshot first: a crash after it leaves records of a snapshot that is gone,
+            // which prune removes; the other order could leave a snapshot without its pin.
+            repo.storage().delete(Kind::Snapshot, &id.to_hex())?;
+            summary.forgotten += 1;
+            for name in record_names.get(&id).into_iter().flatten() {
+                repo.storage().delete(Kind::Record, name)?;
+                summary.records_deleted += 1;
+            }
+        }
+    }
+    lock.release()?;
+    Ok(summary)
+}
