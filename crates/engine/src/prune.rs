@@ -60,6 +60,8 @@ pub struct PruneOptions {
     /// percentage of the used bytes (restic's `--max-unused`); 0 repacks every partly used pack.
     pub max_unused_percent: f64,
     pub host: String,
+    /// Plan as if these snapshots were already gone (a dry run of `forget --prune`).
+    pub assume_forgotten: HashSet<SnapshotId>,
 }
 
 impl PruneOptions {
@@ -67,6 +69,7 @@ impl PruneOptions {
         Self {
             max_unused_percent: 5.0,
             host,
+            assume_forgotten: HashSet::new(),
         }
     }
 }
@@ -157,6 +160,11 @@ pub fn prune(
     dry_run: bool,
     progress: &dyn Progress,
 ) -> Result<PruneSummary> {
+    if !dry_run && !opts.assume_forgotten.is_empty() {
+        return Err(Error::Invalid(
+            "assume_forgotten is only for dry runs: forget the snapshots first".into(),
+        ));
+    }
     let started = std::time::Instant::now();
     let lock = Lock::acquire(repo, !dry_run, "prune", &opts.host, Timestamp::now())?;
     let plan = plan_prune(repo, opts, progress)?;
@@ -259,13 +267,14 @@ pub fn plan_prune(
             "index file {name} cannot be read ({e}): run `backstop verify` first"
         )));
     }
-    let (snaps, bad) = repo.snapshots()?;
+    let (mut snaps, bad) = repo.snapshots()?;
     if let Some((name, e)) = bad.first() {
         return Err(Error::Integrity(format!(
             "snapshot {name} cannot be read ({e}); prune cannot tell what it needs: run \
              `backstop verify`, then `backstop forget` it or repair the repository"
         )));
     }
+    snaps.retain(|(id, _)| !opts.assume_forgotten.contains(id));
     progress.phase("prune: finding used data", None);
     let loader = Loader::new(repo, &index);
     let used = used_chunks(&loader, &snaps, progress)?;

@@ -129,7 +129,11 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
         print_plan(&forget, &time_zone, a.prune)?;
     }
     let prune = match prune_opts {
-        Some(o) => {
+        Some(mut o) => {
+            if a.dry_run {
+                // Nothing was forgotten: plan the prune as if it had been.
+                o.assume_forgotten = forget.plan.forget_ids().into_iter().collect();
+            }
             let s = super::prune::run_prune(&repo, &o, a.dry_run, g)?;
             if !g.json && !g.quiet {
                 super::prune::print_summary(&s)?;

@@ -34,7 +34,11 @@ pub struct MarkArgs {
 struct Out {
     snapshot: backstop_format::SnapshotId,
     source: String,
-    record: Record,
+    /// False when the snapshot already was in the state asked for (nothing written).
+    changed: bool,
+    /// The record written, if any.
+    record: Option<Record>,
+    message: String,
 }
 
 pub fn pin(g: &GlobalArgs, a: PinArgs) -> anyhow::Result<u8> {
@@ -67,52 +71,58 @@ fn mark(
     let repo = ctx.open()?;
     let (id, snap) = repo.find_snapshot(spec)?;
     let marks = repo.marks()?.remove(&id).unwrap_or_default();
-    match kind {
-        MARK_VERIFIED if snap.kind != BackupKind::PreChange => {
-            return Err(UsageError(format!(
-                "snapshot {} is a {} snapshot; only pre-change snapshots are marked verified \
-                 (to keep another snapshot, pin it: `backstop pin {}`)",
-                id.short(),
-                snap.kind.as_str(),
-                id.short()
-            ))
-            .into());
-        }
-        MARK_VERIFIED if marks.verified.is_some() => {
-            let r = marks.verified.expect("checked");
-            outln!(
+    if kind == MARK_VERIFIED && snap.kind != BackupKind::PreChange {
+        return Err(UsageError(format!(
+            "snapshot {} is a {} snapshot; only pre-change snapshots are marked verified \
+             (to keep another snapshot, pin it: `backstop pin {}`)",
+            id.short(),
+            snap.kind.as_str(),
+            id.short()
+        ))
+        .into());
+    }
+    let unchanged = match kind {
+        MARK_VERIFIED => marks.verified.as_ref().map(|r| {
+            format!(
                 "snapshot {} was already marked verified at {}{}",
                 id.short(),
                 r.time,
-                r.by.map(|b| format!(" by {b}")).unwrap_or_default()
-            )?;
-            return Ok(crate::exit::OK);
-        }
-        PIN if marks.pinned => {
-            outln!("snapshot {} is already pinned", id.short())?;
-            return Ok(crate::exit::OK);
-        }
-        UNPIN if !marks.pinned => {
-            outln!("snapshot {} is not pinned", id.short())?;
-            return Ok(crate::exit::OK);
-        }
-        _ => {}
-    }
-    let record = Record::mark(kind, id, Timestamp::now(), &host(), by, note);
-    repo.write_record(&record)?;
-    if g.json {
-        print_json(&Out {
+                r.by.as_ref().map(|b| format!(" by {b}")).unwrap_or_default()
+            )
+        }),
+        PIN if marks.pinned => Some(format!("snapshot {} is already pinned", id.short())),
+        UNPIN if !marks.pinned => Some(format!("snapshot {} is not pinned", id.short())),
+        _ => None,
+    };
+    let out = match unchanged {
+        Some(message) => Out {
             snapshot: id,
             source: snap.source.name,
-            record,
-        })?;
+            changed: false,
+            record: None,
+            message,
+        },
+        None => {
+            let record = Record::mark(kind, id, Timestamp::now(), &host(), by, note);
+            repo.write_record(&record)?;
+            let what = match kind {
+                PIN => "pinned: forget never removes it",
+                UNPIN => "unpinned: retention applies to it again",
+                _ => "marked verified: retention applies to it after the grace period",
+            };
+            Out {
+                snapshot: id,
+                message: format!("snapshot {} of {} {what}", id.short(), snap.source.name),
+                source: snap.source.name,
+                changed: true,
+                record: Some(record),
+            }
+        }
+    };
+    if g.json {
+        print_json(&out)?;
     } else if !g.quiet {
-        let what = match kind {
-            PIN => "pinned: forget never removes it",
-            UNPIN => "unpinned: retention applies to it again",
-            _ => "marked verified: retention applies to it after the grace period",
-        };
-        outln!("snapshot {} of {} {what}", id.short(), snap.source.name)?;
+        outln!("{}", out.message)?;
     }
     Ok(crate::exit::OK)
 }

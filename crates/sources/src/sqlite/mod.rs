@@ -22,7 +22,7 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use backstop_format::manifest::{DatabaseMeta, Item, ItemKind, SourceKind};
+use backstop_format::manifest::{DatabaseMeta, Item, ItemKind, SourceKind, TableRows};
 use rusqlite::Connection;
 
 use crate::{Chunking, Entry, Error, Source};
@@ -73,8 +73,8 @@ pub struct SqliteSource {
     item_name: String,
     started: bool,
     meta: Option<DatabaseMeta>,
-    capture: Option<JoinHandle<Result<Option<String>, Error>>>,
-    checker: Option<JoinHandle<Result<String, Error>>>,
+    capture: Option<JoinHandle<Result<Option<Checked>, Error>>>,
+    checker: Option<JoinHandle<Result<Option<Checked>, Error>>>,
     /// Starts (`true`) or cancels (`false`) the checker's quick_check.
     start_check: Option<std::sync::mpsc::Sender<bool>>,
 }
@@ -146,8 +146,8 @@ fn stream_pages(
     page_size: usize,
     page_count: u64,
     tx: SyncSender<io::Result<Vec<u8>>>,
-    check_here: bool,
-) -> Result<Option<String>, Error> {
+    check_here: Option<Tables>,
+) -> Result<Option<Checked>, Error> {
     let mut st = conn
         .prepare("SELECT pgno, data FROM sqlite_dbpage('main')")
         .map_err(|e| {
@@ -201,15 +201,30 @@ fn stream_pages(
     drop(tx);
     drop(rows);
     drop(st);
-    let check = if check_here {
-        Some(run_check(&conn, &path, "quick_check")?)
-    } else {
-        None
+    let check = match check_here {
+        Some(tables) => Some(check_and_count(&conn, &path, tables)?),
+        None => None,
     };
     // Ending a read transaction cannot lose anything; on a damaged database SQLite may still
     // report the damage here, which the check above has recorded.
     let _ = conn.execute_batch("COMMIT");
     Ok(check)
+}
+
+/// Tables to count: all of them, and those not to count (virtual tables).
+type Tables = (Vec<TableRows>, Vec<String>);
+/// The result of `PRAGMA quick_check`, and each table's row count.
+type Checked = (String, Vec<TableRows>);
+
+/// Runs the quick check and counts rows, inside the caller's transaction.
+fn check_and_count(
+    conn: &Connection,
+    path: &Path,
+    (mut tables, skip): Tables,
+) -> Result<Checked, Error> {
+    let check = run_check(conn, path, "quick_check")?;
+    count_rows(conn, &mut tables, &skip);
+    Ok((check, tables))
 }
 
 /// The page stream as a reader.
@@ -257,7 +272,8 @@ impl Source for SqliteSource {
         let md = std::fs::metadata(&self.path)
             .map_err(|e| Error::io(format!("reading {}", self.path.display()), e))?;
         let (capture, checker) = self.open_transactions()?;
-        let info = inspect(&capture, &self.path)?;
+        // Row counts wait for the check below: an unchanged database keeps its last ones.
+        let info = inspect_shape(&capture, &self.path)?;
         if !(512..=65536).contains(&info.page_size) || !info.page_size.is_power_of_two() {
             return Err(Error::Invalid(format!(
                 "{}: unsupported page size {}",
@@ -265,7 +281,8 @@ impl Source for SqliteSource {
                 info.page_size
             )));
         }
-        let check_here = checker.is_none();
+        let tables: Tables = (info.tables.clone(), info.virtual_tables.clone());
+        let check_here = checker.is_none().then(|| tables.clone());
         let mut on_change: Option<Box<dyn FnOnce() + Send>> = None;
         if let Some(conn) = checker {
             // The checker's transaction is open on the captured state; its check runs once the
@@ -275,8 +292,8 @@ impl Source for SqliteSource {
             let path = self.path.clone();
             self.checker = Some(std::thread::spawn(move || {
                 let r = match wait.recv() {
-                    Ok(true) => run_check(&conn, &path, "quick_check"),
-                    _ => Ok(String::new()),
+                    Ok(true) => check_and_count(&conn, &path, tables).map(Some),
+                    _ => Ok(None),
                 };
                 let _ = conn.execute_batch("COMMIT");
                 r
@@ -340,17 +357,14 @@ impl Source for SqliteSource {
             }
             let fresh = match self.checker.take() {
                 Some(h) => joined(h)?,
-                None => String::new(),
+                None => None,
             };
             let mut meta = self
                 .meta
                 .take()
                 .ok_or_else(|| Error::Invalid("capture not started".into()))?;
-            meta.quick_check = if fresh.is_empty() {
-                prev.quick_check.clone()
-            } else {
-                fresh
-            };
+            (meta.quick_check, meta.tables) =
+                fresh.unwrap_or_else(|| (prev.quick_check.clone(), prev.tables.clone()));
             item.database = Some(meta);
             return Ok(());
         }
@@ -358,16 +372,20 @@ impl Source for SqliteSource {
         if let Some(go) = self.start_check.take() {
             let _ = go.send(true);
         }
-        let check = match (in_txn, self.checker.take()) {
-            (Some(c), _) => c,
+        let checked = match (in_txn, self.checker.take()) {
+            (Some(c), _) => Some(c),
             (None, Some(h)) => joined(h)?,
-            (None, None) => return Err(Error::Invalid("the capture was not completed".into())),
+            (None, None) => None,
+        };
+        let Some((check, tables)) = checked else {
+            return Err(Error::Invalid("the capture was not completed".into()));
         };
         let mut meta = self
             .meta
             .take()
             .ok_or_else(|| Error::Invalid("capture not started".into()))?;
         meta.quick_check = check;
+        meta.tables = tables;
         item.database = Some(meta);
         Ok(())
     }
