@@ -27,6 +27,8 @@ pub struct Config {
     pub retention: Option<Policy>,
     #[serde(default)]
     pub lifecycle: LifecycleConfig,
+    /// Default for every source's `drill_max_age` (7 days when absent).
+    pub drill_max_age: Option<String>,
     /// Directory of the file, for relative paths.
     #[serde(skip)]
     pub dir: PathBuf,
@@ -58,6 +60,13 @@ pub struct SourceConfig {
     pub skip_unchanged: bool,
     /// This source's retention policy (replaces the top-level one).
     pub retention: Option<Policy>,
+    /// Back up at this interval, e.g. "6h" (the daemon runs it; `status` reports overdue).
+    pub every: Option<String>,
+    /// Or on this cron pattern in `time_zone`, e.g. "0 */6 * * *".
+    pub cron: Option<String>,
+    /// How old the newest passed restore drill may be before `status` calls the source
+    /// unverified, e.g. "8d", or "off" (replaces the top-level `drill_max_age`).
+    pub drill_max_age: Option<String>,
 }
 
 /// `[lifecycle]`: rules that apply whatever the retention policy says.
@@ -115,6 +124,7 @@ impl Config {
         }
         cfg.lifecycle()?;
         cfg.time_zone()?;
+        cfg.expectations()?;
         Ok(cfg)
     }
 
@@ -148,6 +158,59 @@ impl Config {
                 .into()
             }),
         }
+    }
+
+    /// What `status` expects of each configured source: its schedule and drill age limit.
+    pub fn expectations(&self) -> anyhow::Result<Vec<backstop_engine::status::Expectation>> {
+        let bad = |name: &str, key: &str, e: String| {
+            UsageError(format!(
+                "invalid config file {}: source {name:?}: {key}: {e}",
+                self.file.display()
+            ))
+        };
+        let age =
+            |name: &str, key: &str, v: &str| -> anyhow::Result<Option<jiff::SignedDuration>> {
+                if v.trim() == "off" {
+                    return Ok(None);
+                }
+                Ok(Some(
+                    backstop_policy::parse_interval(v)
+                        .map_err(|e| bad(name, key, e.to_string()))?,
+                ))
+            };
+        let default_age = match &self.drill_max_age {
+            Some(v) => age("(all)", "drill_max_age", v)?,
+            None => Some(jiff::SignedDuration::from_hours(7 * 24)),
+        };
+        let mut out = Vec::new();
+        for (name, s) in &self.sources {
+            let schedule = match (&s.every, &s.cron) {
+                (Some(_), Some(_)) => {
+                    return Err(
+                        bad(name, "every", "give either every or cron, not both".into()).into(),
+                    );
+                }
+                (Some(e), None) => Some(
+                    backstop_policy::Schedule::every(e)
+                        .map_err(|e| bad(name, "every", e.to_string()))?,
+                ),
+                (None, Some(c)) => Some(
+                    backstop_policy::Schedule::cron(c)
+                        .map_err(|e| bad(name, "cron", e.to_string()))?,
+                ),
+                (None, None) => None,
+            };
+            let drill_max_age = match &s.drill_max_age {
+                Some(v) => age(name, "drill_max_age", v)?,
+                None => default_age,
+            };
+            out.push(backstop_engine::status::Expectation {
+                name: name.clone(),
+                schedule,
+                drill_max_age,
+            });
+        }
+        Ok(out)
     }
 
     /// Each source's own retention policy.

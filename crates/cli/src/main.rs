@@ -28,6 +28,8 @@ pub mod exit {
     pub const PARTIAL: u8 = 3;
     /// verify found problems, or data failed an integrity check.
     pub const INTEGRITY: u8 = 4;
+    /// `status`: a source is overdue, never backed up, unhealthy or unverified past its limit.
+    pub const ATTENTION: u8 = 5;
     pub const NO_REPOSITORY: u8 = 10;
     pub const LOCKED: u8 = 11;
     /// Missing or wrong passphrase.
@@ -74,6 +76,8 @@ enum Command {
     MarkVerified(commands::pin::MarkArgs),
     /// Space used, per source, deduplication, growth and free space.
     Stats(commands::stats::Args),
+    /// Is every source safe? Last backup, schedule, health, restore drills (exit 5 if not).
+    Status(commands::status::Args),
 }
 
 fn main() -> ExitCode {
@@ -103,6 +107,7 @@ fn main() -> ExitCode {
         Command::Unpin(a) => commands::pin::unpin(&cli.global, a),
         Command::MarkVerified(a) => commands::pin::mark_verified(&cli.global, a),
         Command::Stats(a) => commands::stats::run(&cli.global, a),
+        Command::Status(a) => commands::status::run(&cli.global, a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -44,6 +44,7 @@ pub mod prune;
 pub mod repo;
 pub mod restore;
 pub mod stats;
+pub mod status;
 pub mod store;
 pub mod verify;
 

@@ -1,5 +1,6 @@
-//! Retention arithmetic: which snapshots of a source a policy keeps, as a pure function of the
-//! snapshot list, a clock and a time zone passed in (no I/O).
+//! Retention and schedule arithmetic: which snapshots of a source a policy keeps, and when a
+//! job is due or a source overdue ([`Schedule`]), as pure functions of the snapshot list, a
+//! clock and a time zone passed in (no I/O).
 //!
 //! [`plan_group`] returns a [`GroupPlan`]: for every snapshot, newest first, whether it is kept
 //! and every [`Reason`] why. `forget` shows that plan (on a dry run, or in the web UI) before
@@ -54,12 +55,14 @@ mod plan;
 mod policy;
 mod reason;
 mod rules;
+mod schedule;
 mod within;
 
 pub use lifecycle::{Lifecycle, PreChangeState, pre_change_state};
 pub use plan::{Candidate, Decision, GroupPlan, plan_group};
 pub use policy::{Policy, UNLIMITED};
 pub use reason::{Period, Reason};
+pub use schedule::{Schedule, format_interval, parse_interval};
 pub use within::KeepWithin;
 
 /// What can go wrong when parsing or applying a retention policy.
@@ -80,7 +83,10 @@ pub enum PolicyError {
          ({policy}) keeps none of them; is a --keep-tag misspelt?"
     )]
     WouldForgetAll { group: String, policy: String },
-    /// A `keep_within` duration that does not parse.
+    /// A `keep_within` duration or an interval that does not parse.
     #[error("invalid duration {input:?}: {problem}")]
     InvalidDuration { input: String, problem: String },
+    /// A cron pattern that does not parse.
+    #[error("invalid schedule {input:?}: {problem}")]
+    InvalidSchedule { input: String, problem: String },
 }

@@ -10,4 +10,5 @@ pub mod restore;
 pub mod show;
 pub mod snapshots;
 pub mod stats;
+pub mod status;
 pub mod verify;

@@ -87,7 +87,9 @@ fn mark(
                 "snapshot {} was already marked verified at {}{}",
                 id.short(),
                 r.time,
-                r.by.as_ref().map(|b| format!(" by {b}")).unwrap_or_default()
+                r.by.as_ref()
+                    .map(|b| format!(" by {b}"))
+                    .unwrap_or_default()
             )
         }),
         PIN if marks.pinned => Some(format!("snapshot {} is already pinned", id.short())),

@@ -1,0 +1,105 @@
+//! `backstop status`
+
+use backstop_engine::status::{StatusOptions, status};
+use backstop_format::Timestamp;
+use backstop_policy::format_interval;
+use jiff::SignedDuration;
+
+use crate::context::{Ctx, GlobalArgs};
+use crate::output::print_json;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {}
+
+/// An age in words: "3h20m", "2d4h".
+fn age(secs: i64) -> String {
+    if secs < 60 {
+        return "just now".into();
+    }
+    let rounded = if secs >= 86_400 {
+        secs / 3_600 * 3_600
+    } else {
+        secs / 60 * 60
+    };
+    format!(
+        "{} ago",
+        format_interval(SignedDuration::from_secs(rounded))
+    )
+}
+
+pub fn run(g: &GlobalArgs, _a: Args) -> anyhow::Result<u8> {
+    let ctx = Ctx::new(g)?;
+    let repo = ctx.open()?;
+    let tz = ctx.config.time_zone()?;
+    let report = status(
+        &repo,
+        &StatusOptions {
+            now: Timestamp::now(),
+            time_zone: tz.clone(),
+            sources: ctx.config.expectations()?,
+        },
+    )?;
+    let code = if report.needs_attention() {
+        crate::exit::ATTENTION
+    } else {
+        crate::exit::OK
+    };
+    if g.json {
+        print_json(&report)?;
+        return Ok(code);
+    }
+    if report.sources.is_empty() {
+        outln!("no sources: configure them in backstop.toml or run a backup")?;
+    }
+    let local = |t: Timestamp| {
+        t.to_zoned(tz.clone())
+            .strftime("%Y-%m-%d %H:%M")
+            .to_string()
+    };
+    for s in &report.sources {
+        outln!(
+            "{} {}{}",
+            if s.needs_attention() { "!!" } else { "ok" },
+            s.name,
+            if s.configured {
+                ""
+            } else {
+                " (not in backstop.toml)"
+            }
+        )?;
+        match (s.last_backup, s.last_backup_age_seconds) {
+            (Some(t), Some(a)) => outln!(
+                "   last backup    {} ({}), {} snapshot(s)",
+                local(t),
+                age(a),
+                s.snapshots
+            )?,
+            _ => outln!("   last backup    never")?,
+        }
+        if let Some(sch) = &s.schedule {
+            let next = s.next_run.map(|t| local(t)).unwrap_or_else(|| "-".into());
+            outln!("   schedule       {sch}, next run {next}")?;
+        }
+        if let Some(h) = &s.database_health {
+            outln!("   database       {h} at the last capture")?;
+        }
+        match &s.verified {
+            Some(v) => outln!(
+                "   verified       snapshot of {} passed a restore drill {}",
+                local(v.snapshot_time),
+                age(v.age_seconds)
+            )?,
+            None => outln!("   verified       no restore drill passed yet")?,
+        }
+        for p in &s.problems {
+            outln!("   PROBLEM        {p}")?;
+        }
+    }
+    if report.unreadable_snapshots > 0 {
+        outln!(
+            "!! {} snapshot(s) cannot be read: run `backstop verify`",
+            report.unreadable_snapshots
+        )?;
+    }
+    Ok(code)
+}
