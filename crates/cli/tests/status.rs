@@ -75,7 +75,10 @@ fn overdue_never_backed_up_and_unverified_sources_need_attention() {
     let d = source(&r, "docs");
     assert_eq!(d["state"], "ok", "{d:#}");
     assert!(d["problems"].as_array().unwrap().is_empty(), "{d:#}");
-    assert!(d["verified"]["age_seconds"].as_i64().unwrap() < 120, "{d:#}");
+    assert!(
+        d["verified"]["age_seconds"].as_i64().unwrap() < 120,
+        "{d:#}"
+    );
     assert_eq!(d["verified"]["snapshot"], d["last_snapshot"], "{d:#}");
 
     // The drill limit: "off" never complains; a limit shorter than the drill's age does.
@@ -138,7 +141,10 @@ fn an_unhealthy_database_and_unconfigured_sources_are_reported() {
         ("every = \"1h\"\ncron = \"0 * * * *\"", "every"),
         ("drill_max_age = \"a week\"", "drill_max_age"),
     ] {
-        let cfg = config(&sb, &format!("[sources.shop]\npath = \"shop.db\"\n{body}\n"));
+        let cfg = config(
+            &sb,
+            &format!("[sources.shop]\npath = \"shop.db\"\n{body}\n"),
+        );
         let mut c = sb.bare();
         c.args(["--config", &cfg, "status"]);
         let o = run(c).code(2);

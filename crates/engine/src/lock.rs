@@ -90,7 +90,13 @@ fn conflicts(
             // Deleted since listing, or unreadable: a damaged lock cannot protect anything.
             Err(_) => continue,
         };
-        if (exclusive || info.exclusive) && !is_stale(&info, now, host) {
+        if is_stale(&info, now, host) {
+            // Left by a process that died: the next exclusive holder removes it (a shared
+            // one leaves it, so two backups never race to delete each other's locks).
+            if exclusive {
+                let _ = repo.storage().delete(Kind::Lock, &o.name);
+            }
+        } else if exclusive || info.exclusive {
             out.push(info);
         }
     }

@@ -448,6 +448,11 @@ fn apply(repo: &Repository, summary: &mut PruneSummary, progress: &dyn Progress)
         let stats = store.finish()?;
         summary.packs_written = stats.packs;
     }
+    // Packs are named by their content, and without encryption repacking is deterministic:
+    // a pack just written may carry the name of one this plan deletes (left by an
+    // interrupted prune that planned the same repack). Whatever the new index files name
+    // must stay.
+    let written = packs_named_by_new_index_files(repo, &plan.old_index)?;
     // 2. New index files for the old packs that stay.
     progress.phase("prune: writing the index", None);
     let mut pending: Vec<IndexPack> = Vec::new();
@@ -482,6 +487,7 @@ fn apply(repo: &Repository, summary: &mut PruneSummary, progress: &dyn Progress)
         .chain(plan.repack.iter().map(|u| &u.id))
         .map(PackId::to_hex)
         .chain(plan.unreferenced.iter().cloned())
+        .filter(|name| !written.contains(name))
         .collect();
     for name in &doomed {
         storage.delete(Kind::Pack, name)?;
@@ -492,6 +498,21 @@ fn apply(repo: &Repository, summary: &mut PruneSummary, progress: &dyn Progress)
         storage.delete(Kind::Record, name)?;
     }
     Ok(())
+}
+
+/// The packs named by index files other than `old` (those the repack's pack writer wrote).
+fn packs_named_by_new_index_files(repo: &Repository, old: &[String]) -> Result<HashSet<String>> {
+    let mut named = HashSet::new();
+    for o in repo.storage().list(Kind::Index)? {
+        if old.contains(&o.name) {
+            continue;
+        }
+        let raw = repo.storage().read(Kind::Index, &o.name)?;
+        let file = IndexFile::decode(repo.crypter(), &raw)
+            .map_err(|e| Error::Integrity(format!("index file {} just written: {e}", o.name)))?;
+        named.extend(file.packs.iter().map(|p| p.id.to_hex()));
+    }
+    Ok(named)
 }
 
 fn write_index(repo: &Repository, packs: &mut Vec<IndexPack>) -> Result<()> {

@@ -77,7 +77,7 @@ pub fn run(g: &GlobalArgs, _a: Args) -> anyhow::Result<u8> {
             _ => outln!("   last backup    never")?,
         }
         if let Some(sch) = &s.schedule {
-            let next = s.next_run.map(|t| local(t)).unwrap_or_else(|| "-".into());
+            let next = s.next_run.map(local).unwrap_or_else(|| "-".into());
             outln!("   schedule       {sch}, next run {next}")?;
         }
         if let Some(h) = &s.database_health {
