@@ -29,7 +29,7 @@
 //! or tree node that cannot be read, a used chunk in no index, a pack holding used chunks that
 //! is missing): it could not tell what is still needed.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use backstop_format::pack::{BlobEntry, BlobKind, IndexFile, IndexPack};
 use backstop_format::record::Record;
@@ -283,12 +283,7 @@ pub fn plan_prune(
             "chunk {id} is used by a snapshot but is in no index: run `backstop verify`"
         )));
     }
-    let stored: HashMap<String, u64> = repo
-        .storage()
-        .list(Kind::Pack)?
-        .into_iter()
-        .map(|o| (o.name, o.size))
-        .collect();
+    let stored = repo.pack_sizes()?;
 
     let mut plan = PrunePlan {
         snapshots: snaps.len(),

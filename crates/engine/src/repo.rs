@@ -144,6 +144,16 @@ impl Repository {
         self.crypter.is_encrypted()
     }
 
+    /// Every pack file stored, by name, with its size.
+    pub fn pack_sizes(&self) -> Result<HashMap<String, u64>> {
+        Ok(self
+            .storage
+            .list(Kind::Pack)?
+            .into_iter()
+            .map(|o| (o.name, o.size))
+            .collect())
+    }
+
     /// Seals and stores a small object.
     pub fn write_object(&self, kind: Kind, name: &str, plain: &[u8]) -> Result<()> {
         Ok(self

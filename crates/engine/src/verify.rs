@@ -96,12 +96,7 @@ pub fn verify(
     }
     report.chunks = index.len();
     report.packs = index.packs().len();
-    let stored: HashMap<String, u64> = repo
-        .storage()
-        .list(Kind::Pack)?
-        .into_iter()
-        .map(|o| (o.name, o.size))
-        .collect();
+    let stored = repo.pack_sizes()?;
     let mut bad_packs: HashSet<PackId> = HashSet::new();
     for p in index.packs() {
         match stored.get(&p.id.to_hex()) {
