@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::io::Read;
-use std::sync::mpsc::sync_channel;
+use std::sync::mpsc::{Receiver, SyncSender, channel, sync_channel};
 
 use backstop_format::config::ChunkerParams;
 use backstop_format::manifest::{
@@ -266,50 +266,29 @@ pub fn backup(
 fn store_stream(
     store: &mut ChunkStore<'_>,
     mut builder: ContentBuilder<'_>,
-    mut reader: Box<dyn Read + Send>,
+    reader: Box<dyn Read + Send>,
     chunking: Chunking,
     params: ChunkerParams,
     progress: &dyn Progress,
 ) -> Result<std::result::Result<Content, std::io::Error>> {
     std::thread::scope(|s| {
         let (tx, rx) = sync_channel::<std::io::Result<Batch>>(2);
-        let reader_thread = s.spawn(move || -> Option<String> {
-            let mut cutter = Cutter::new(chunking, params);
-            let mut hasher = blake3::Hasher::new();
-            let mut buf = vec![0u8; READ_BATCH];
-            loop {
-                let n = match read_full(&mut reader, &mut buf) {
-                    Ok(n) => n,
-                    Err(e) => {
-                        let _ = tx.send(Err(e));
-                        return None;
-                    }
-                };
-                if n == 0 {
-                    break;
-                }
-                // The whole-content hash is one sequential pass over every byte: spread it
-                // over the cores like the per-chunk work.
-                hasher.update_rayon(&buf[..n]);
-                let mut out = Batch::new();
-                cutter.push(&buf[..n], &mut out);
-                if !out.is_empty() && tx.send(Ok(out)).is_err() {
-                    return None;
-                }
-            }
-            let mut out = Batch::new();
-            cutter.finish(&mut out);
-            if !out.is_empty() && tx.send(Ok(out)).is_err() {
-                return None;
-            }
-            Some(hasher.finalize().to_hex().to_string())
-        });
+        // Stored batches go back to the reader to be filled again: no buffer is allocated
+        // (and faulted in page by page) per batch.
+        let (done, free) = channel::<Batch>();
+        let reader_thread = std::thread::Builder::new()
+            .name("stream-reader".into())
+            .spawn_scoped(s, move || {
+                read_batches(reader, chunking, params, &tx, &free)
+            })
+            .expect("spawning a thread");
         let mut read_error = None;
         let mut size = 0;
         for batch in rx.iter() {
             match batch {
                 Ok(chunks) => {
                     let refs = store.add_data(&chunks)?;
+                    let _ = done.send(chunks);
                     let n: u64 = refs.iter().map(|r| r.size).sum();
                     for r in refs {
                         builder.push(store, r)?;
@@ -329,6 +308,65 @@ fn store_stream(
             (None, None) => Err(Error::Invalid("the reader stopped without a result".into())),
         }
     })
+}
+
+/// The reader thread of [`store_stream`]: reads, hashes and cuts the stream into batches,
+/// reusing the batches that come back on `free`. Returns the whole-content hash, or `None`
+/// if it stopped early (after sending a read error, or because the receiver is gone).
+fn read_batches(
+    mut reader: Box<dyn Read + Send>,
+    chunking: Chunking,
+    params: ChunkerParams,
+    tx: &SyncSender<std::io::Result<Batch>>,
+    free: &Receiver<Batch>,
+) -> Option<String> {
+    let mut cutter = Cutter::new(chunking, params);
+    let mut hasher = blake3::Hasher::new();
+    // Fixed-size chunks are read a whole number of chunks at a time, so that every read (but
+    // the last) becomes a batch as it is, without being copied.
+    let fixed = match chunking {
+        Chunking::Fixed(size) => Some(size.max(1) as usize),
+        Chunking::ContentDefined => None,
+    };
+    let read_len = fixed.map_or(READ_BATCH, |size| (READ_BATCH / size).max(1) * size);
+    let mut buf = Vec::new();
+    loop {
+        let mut out = free.try_recv().unwrap_or_default();
+        if fixed.is_some() {
+            buf = out.take_buffer();
+        } else {
+            out.clear();
+        }
+        buf.resize(read_len, 0);
+        let n = match read_full(&mut reader, &mut buf) {
+            Ok(n) => n,
+            Err(e) => {
+                let _ = tx.send(Err(e));
+                return None;
+            }
+        };
+        if n == 0 {
+            break;
+        }
+        // The whole-content hash is one sequential pass over every byte: spread it over the
+        // cores like the per-chunk work.
+        hasher.update_rayon(&buf[..n]);
+        if fixed.is_some() {
+            buf.truncate(n);
+            cutter.push_owned(std::mem::take(&mut buf), &mut out);
+        } else {
+            cutter.push(&buf[..n], &mut out);
+        }
+        if !out.is_empty() && tx.send(Ok(out)).is_err() {
+            return None;
+        }
+    }
+    let mut out = Batch::new();
+    cutter.finish(&mut out);
+    if !out.is_empty() && tx.send(Ok(out)).is_err() {
+        return None;
+    }
+    Some(hasher.finalize().to_hex().to_string())
 }
 
 /// The previous version of a fixed-size-chunked item (a database), to store this one as a

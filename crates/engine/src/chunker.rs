@@ -47,6 +47,12 @@ impl Batch {
         &self.data[start..self.ends[i]]
     }
 
+    /// Chunks `first..=last`, which lie one after the other, as one slice.
+    pub fn span(&self, first: usize, last: usize) -> &[u8] {
+        let start = if first == 0 { 0 } else { self.ends[first - 1] };
+        &self.data[start..self.ends[last]]
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = &[u8]> {
         (0..self.len()).map(|i| self.get(i))
     }
@@ -54,6 +60,19 @@ impl Batch {
     /// Bytes in all chunks.
     pub fn bytes(&self) -> usize {
         self.data.len()
+    }
+
+    /// Empties the batch, keeping its allocations for the next one.
+    pub fn clear(&mut self) {
+        self.data.clear();
+        self.ends.clear();
+    }
+
+    /// Takes the batch's byte buffer, old contents and all, to be filled again (a read buffer
+    /// that is recycled instead of allocated and faulted in afresh); the batch is left empty.
+    pub fn take_buffer(&mut self) -> Vec<u8> {
+        self.ends.clear();
+        std::mem::take(&mut self.data)
     }
 }
 
@@ -91,6 +110,26 @@ impl Cutter {
         }
         self.buf.extend_from_slice(data);
         self.cut(false, out);
+    }
+
+    /// Like [`Cutter::push`], for a buffer the caller gives away: fixed-size chunks, when
+    /// nothing is carried over and `out` is empty, keep `data` itself as `out`'s storage instead
+    /// of being copied into it (a 1 GiB database is then never copied here).
+    pub fn push_owned(&mut self, mut data: Vec<u8>, out: &mut Batch) {
+        if let Chunking::Fixed(size) = self.chunking
+            && self.buf.is_empty()
+            && out.is_empty()
+        {
+            let size = size.max(1) as usize;
+            let whole = data.len() / size * size;
+            self.buf.extend_from_slice(&data[whole..]);
+            data.truncate(whole);
+            out.ends.clear();
+            out.ends.extend((1..=whole / size).map(|k| k * size));
+            out.data = data;
+            return;
+        }
+        self.push(&data, out);
     }
 
     /// Appends the remaining chunks.
@@ -181,6 +220,41 @@ mod tests {
             for ch in &whole[..whole.len().saturating_sub(1)] {
                 prop_assert!(ch.len() <= 4096);
                 if fixed { prop_assert_eq!(ch.len(), 4096); }
+            }
+        }
+    }
+
+    proptest! {
+        /// Handing the buffers over cuts the same chunks as lending them, whatever the
+        /// chunking, the chunk size and the read sizes (reads need not end on a chunk boundary).
+        #[test]
+        fn owned_pushes_cut_like_borrowed_ones(
+            n in 0usize..40_000,
+            step in 1usize..9000,
+            size in prop_oneof![Just(0u32), Just(1000), Just(4096)],
+            fixed in any::<bool>(),
+        ) {
+            let d = data(n, 3);
+            let chunking = if fixed { Chunking::Fixed(size) } else { Chunking::ContentDefined };
+            let mut lent = Batch::new();
+            let mut c = Cutter::new(chunking, small());
+            c.push(&d, &mut lent);
+            c.finish(&mut lent);
+            let mut owned = Batch::new();
+            let mut c = Cutter::new(chunking, small());
+            let mut out = Batch::new();
+            for piece in d.chunks(step) {
+                // A reused batch, as the reader thread of a backup reuses them.
+                out.clear();
+                c.push_owned(piece.to_vec(), &mut out);
+                for ch in out.iter() { owned.push(ch); }
+                prop_assert_eq!(out.bytes(), out.iter().map(<[u8]>::len).sum::<usize>());
+            }
+            c.finish(&mut owned);
+            prop_assert_eq!(&lent, &owned);
+            if let Some(last) = owned.len().checked_sub(1) {
+                prop_assert_eq!(owned.span(0, last), &d[..]);
+                prop_assert_eq!(owned.span(last, last), owned.get(last));
             }
         }
     }

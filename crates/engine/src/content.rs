@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::sync::mpsc::sync_channel;
+use std::sync::mpsc::{channel, sync_channel};
 
 use backstop_format::ChunkId;
 use backstop_format::blob::open_chunk;
@@ -222,11 +222,14 @@ impl<'a> Loader<'a> {
         let mut written = 0u64;
         std::thread::scope(|s| -> Result<()> {
             let (tx, rx) = sync_channel::<Result<Vec<u8>>>(1);
+            // Written windows come back to be filled again: no window is allocated, zeroed
+            // and faulted in afresh.
+            let (done, free) = channel::<Vec<u8>>();
             let producer = s.spawn(move || {
                 let mut window: Vec<ChunkRef> = Vec::new();
                 let mut window_bytes = 0u64;
                 let send = |w: &mut Vec<ChunkRef>| -> bool {
-                    let batch = self.decode_window(w);
+                    let batch = self.decode_window(w, free.try_recv().unwrap_or_default());
                     w.clear();
                     let failed = batch.is_err();
                     tx.send(batch).is_ok() && !failed
@@ -264,6 +267,7 @@ impl<'a> Loader<'a> {
                 })?;
                 written += window.len() as u64;
                 progress.bytes(window.len() as u64);
+                let _ = done.send(window);
             }
             producer
                 .join()
@@ -279,9 +283,9 @@ impl<'a> Loader<'a> {
         Ok(())
     }
 
-    /// Reads a window of chunks: adjacent chunks of one pack become one read, and reads are
-    /// decoded in parallel.
-    fn decode_window(&self, refs: &[ChunkRef]) -> Result<Vec<u8>> {
+    /// Reads a window of chunks into `out` (a buffer to reuse, whatever it holds): adjacent
+    /// chunks of one pack become one read, and reads are decoded in parallel.
+    fn decode_window(&self, refs: &[ChunkRef], mut out: Vec<u8>) -> Result<Vec<u8>> {
         let mut ranges: Vec<Range> = Vec::new();
         for r in refs {
             let loc = self.locate(&r.id)?;
@@ -333,8 +337,9 @@ impl<'a> Loader<'a> {
             .map(|(b, loc)| self.open_frame(loc, b))
             .collect::<Result<_>>()?;
         // One buffer for the window, cut into one disjoint slice per chunk, filled in parallel.
+        // Every byte is overwritten, so only the part a reused buffer lacks is zeroed first.
         let total: usize = jobs.iter().map(|(_, _, loc)| loc.raw_length as usize).sum();
-        let mut out = vec![0u8; total];
+        out.resize(total, 0);
         let mut slots: Vec<&mut [u8]> = Vec::with_capacity(jobs.len());
         let mut rest = out.as_mut_slice();
         for (_, _, loc) in &jobs {

@@ -224,6 +224,12 @@ impl<'a> ChunkStore<'a> {
         let sealed: Vec<_> = frames
             .par_iter()
             .map(|members| {
+                // New chunks that follow each other in the batch are one slice already: no
+                // need to join them (the usual case, a run of new pages).
+                let (first, last) = (members[0], members[members.len() - 1]);
+                if last - first + 1 == members.len() {
+                    return seal_frame(crypter, &[chunks.span(first, last)], level);
+                }
                 let parts: Vec<&[u8]> = members.iter().map(|&i| chunks.get(i)).collect();
                 seal_frame(crypter, &parts, level)
             })
