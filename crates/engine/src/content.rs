@@ -366,6 +366,34 @@ impl<'a> Loader<'a> {
         r
     }
 
+    /// Adds everything a snapshot uses (its item list and every item's content) to `used`.
+    /// Contents whose tree root is in `walked` were added before (an unchanged file, a
+    /// database version identical to its base) and are skipped. Goes on past damage, adding
+    /// what can be read, and returns the first error.
+    pub fn collect_snapshot_ids(
+        &self,
+        snap: &backstop_format::manifest::Snapshot,
+        used: &mut crate::index::IdSet,
+        walked: &mut std::collections::HashSet<ChunkId>,
+    ) -> Result<()> {
+        let mut first = self.collect_ids(&snap.items, used).err();
+        let items = match self.read_items(&snap.items) {
+            Ok(items) => items,
+            Err(e) => return Err(first.unwrap_or(e)),
+        };
+        for c in items.iter().filter_map(|i| i.content.as_ref()) {
+            if let Some(root) = c.tree.map(|t| t.id)
+                && !walked.insert(root)
+            {
+                continue;
+            }
+            if let Err(e) = self.collect_ids(c, used) {
+                first.get_or_insert(e);
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+
     /// Reads a whole content into memory (item lists, small files).
     pub fn read_content(&self, content: &Content) -> Result<Vec<u8>> {
         let mut out = Vec::with_capacity(usize::try_from(content.size).unwrap_or(0).min(64 << 20));

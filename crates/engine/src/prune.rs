@@ -33,7 +33,6 @@ use std::collections::HashSet;
 
 use backstop_format::pack::{BlobEntry, BlobKind, IndexFile, IndexPack};
 use backstop_format::record::Record;
-use backstop_format::tree::Content;
 use backstop_format::{ChunkId, IndexId, PackId, SnapshotId, Timestamp};
 use backstop_storage::{Kind, Storage};
 use rayon::prelude::*;
@@ -229,26 +228,9 @@ fn used_chunks(
     };
     for (sid, snap) in snaps {
         progress.item(&format!("snapshot {}", sid.short()));
-        let mut contents: Vec<Content> = vec![snap.items.clone()];
         loader
-            .collect_ids(&snap.items, &mut used)
+            .collect_snapshot_ids(snap, &mut used, &mut walked)
             .map_err(|e| damaged(sid, e))?;
-        let items = loader
-            .read_items(&snap.items)
-            .map_err(|e| damaged(sid, e))?;
-        contents.extend(items.into_iter().filter_map(|i| i.content));
-        for c in &contents[1..] {
-            // Contents shared by snapshots (an unchanged file, a database version identical
-            // to its base) are walked once.
-            if let Some(root) = c.tree.map(|t| t.id)
-                && !walked.insert(root)
-            {
-                continue;
-            }
-            loader
-                .collect_ids(c, &mut used)
-                .map_err(|e| damaged(sid, e))?;
-        }
     }
     Ok(used)
 }

@@ -18,8 +18,10 @@ use crate::error::{Error, Result};
 /// Readable snapshots (oldest first), and the names of unreadable ones with their errors.
 pub type SnapshotList = (Vec<(SnapshotId, Snapshot)>, Vec<(String, Error)>);
 
+/// Readable objects with their names, and the names of unreadable ones with their errors.
+pub type Named<T> = (Vec<(String, T)>, Vec<(String, Error)>);
 /// Readable records with their object names (oldest first), and unreadable ones with errors.
-pub type NamedRecords = (Vec<(String, Record)>, Vec<(String, Error)>);
+pub type NamedRecords = Named<Record>;
 
 /// Options for [`Repository::init`].
 #[derive(Debug, Clone)]
@@ -144,6 +146,29 @@ impl Repository {
         self.crypter.is_encrypted()
     }
 
+    /// Reads every object of a kind in parallel: the readable ones with their names, and the
+    /// names of the unreadable ones with their errors (one damaged object hides no other).
+    fn read_all<T: Send>(
+        &self,
+        kind: Kind,
+        read: impl Fn(&str) -> Result<T> + Sync,
+    ) -> Result<Named<T>> {
+        let names = self.storage.list(kind)?;
+        let results: Vec<(String, Result<T>)> = names
+            .par_iter()
+            .map(|o| (o.name.clone(), read(&o.name)))
+            .collect();
+        let mut ok = Vec::new();
+        let mut bad = Vec::new();
+        for (name, r) in results {
+            match r {
+                Ok(v) => ok.push((name, v)),
+                Err(e) => bad.push((name, e)),
+            }
+        }
+        Ok((ok, bad))
+    }
+
     /// Every pack file stored, by name, with its size.
     pub fn pack_sizes(&self) -> Result<HashMap<String, u64>> {
         Ok(self
@@ -182,24 +207,11 @@ impl Repository {
     /// All snapshots, oldest first. Snapshots that cannot be read are returned separately so
     /// that one damaged manifest does not hide the others.
     pub fn snapshots(&self) -> Result<SnapshotList> {
-        let names = self.storage.list(Kind::Snapshot)?;
-        let results: Vec<(String, Result<(SnapshotId, Snapshot)>)> = names
-            .par_iter()
-            .map(|o| {
-                let r = SnapshotId::from_hex(&o.name)
-                    .map_err(|e| Error::format("snapshot name", e))
-                    .and_then(|id| Ok((id, self.load_snapshot(&id)?)));
-                (o.name.clone(), r)
-            })
-            .collect();
-        let mut ok = Vec::new();
-        let mut bad = Vec::new();
-        for (name, r) in results {
-            match r {
-                Ok(s) => ok.push(s),
-                Err(e) => bad.push((name, e)),
-            }
-        }
+        let (ok, bad) = self.read_all(Kind::Snapshot, |name| {
+            let id = SnapshotId::from_hex(name).map_err(|e| Error::format("snapshot name", e))?;
+            Ok((id, self.load_snapshot(&id)?))
+        })?;
+        let mut ok: Vec<(SnapshotId, Snapshot)> = ok.into_iter().map(|(_, s)| s).collect();
         ok.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
         Ok((ok, bad))
     }
@@ -252,25 +264,10 @@ impl Repository {
     /// All records with their names, oldest first, and the names of unreadable ones with their
     /// errors (an operation that deletes must not miss a pin).
     pub fn records_checked(&self) -> Result<NamedRecords> {
-        let names = self.storage.list(Kind::Record)?;
-        let results: Vec<(String, Result<Record>)> = names
-            .par_iter()
-            .map(|o| {
-                let r = self.read_object(Kind::Record, &o.name).and_then(|b| {
-                    Record::decode(&b)
-                        .map_err(|e| Error::format(format!("reading record {}", o.name), e))
-                });
-                (o.name.clone(), r)
-            })
-            .collect();
-        let mut ok = Vec::new();
-        let mut bad = Vec::new();
-        for (name, r) in results {
-            match r {
-                Ok(rec) => ok.push((name, rec)),
-                Err(e) => bad.push((name, e)),
-            }
-        }
+        let (mut ok, bad) = self.read_all(Kind::Record, |name| {
+            let b = self.read_object(Kind::Record, name)?;
+            Record::decode(&b).map_err(|e| Error::format(format!("reading record {name}"), e))
+        })?;
         ok.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
         Ok((ok, bad))
     }

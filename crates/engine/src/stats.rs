@@ -93,19 +93,16 @@ pub fn stats(repo: &Repository, opts: &StatsOptions) -> Result<StatsReport> {
     let (snaps, _) = repo.snapshots()?;
     let loader = Loader::new(repo, &index);
 
-    let mut per_source: BTreeMap<String, (SourceStats, IdSet)> = BTreeMap::new();
-    let mut walked: HashSet<(String, ChunkId)> = HashSet::new();
+    let mut per_source: BTreeMap<String, (SourceStats, IdSet, HashSet<ChunkId>)> = BTreeMap::new();
     for (_, snap) in &snaps {
-        let (s, used) = per_source
+        let (s, used, walked) = per_source
             .entry(snap.source.name.clone())
             .or_insert_with(|| {
-                (
-                    SourceStats {
-                        name: snap.source.name.clone(),
-                        ..SourceStats::default()
-                    },
-                    IdSet::default(),
-                )
+                let s = SourceStats {
+                    name: snap.source.name.clone(),
+                    ..SourceStats::default()
+                };
+                (s, IdSet::default(), HashSet::new())
             });
         s.snapshots += 1;
         s.logical_bytes += snap.stats.bytes;
@@ -114,18 +111,7 @@ pub fn stats(repo: &Repository, opts: &StatsOptions) -> Result<StatsReport> {
             s.newest_bytes = snap.stats.bytes;
         }
         // A damaged snapshot counts with what can be read of it; verify reports the damage.
-        let _ = loader.collect_ids(&snap.items, used);
-        let Ok(items) = loader.read_items(&snap.items) else {
-            continue;
-        };
-        for c in items.iter().filter_map(|i| i.content.as_ref()) {
-            if let Some(root) = c.tree.map(|t| t.id)
-                && !walked.insert((snap.source.name.clone(), root))
-            {
-                continue;
-            }
-            let _ = loader.collect_ids(c, used);
-        }
+        let _ = loader.collect_snapshot_ids(snap, used, walked);
     }
     let stored = |id: &ChunkId| -> u64 {
         index.get(id).map_or(0, |l| {
@@ -133,11 +119,11 @@ pub fn stats(repo: &Repository, opts: &StatsOptions) -> Result<StatsReport> {
         })
     };
     let mut all = IdSet::default();
-    for (_, used) in per_source.values() {
+    for (_, used, _) in per_source.values() {
         all.extend(used.iter().copied());
     }
     let mut sources = Vec::new();
-    for (_, (mut s, used)) in per_source {
+    for (_, (mut s, used, _)) in per_source {
         s.stored_bytes = used.iter().map(stored).sum();
         sources.push((s, used));
     }
