@@ -12,7 +12,7 @@ use backstop_policy::{Lifecycle, Policy};
 use crate::output::UsageError;
 
 /// The file's contents.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Repository path (later also URLs).
@@ -29,6 +29,9 @@ pub struct Config {
     pub lifecycle: LifecycleConfig,
     /// Default for every source's `drill_max_age` (7 days when absent).
     pub drill_max_age: Option<String>,
+    /// `[daemon]`: how `backstop serve` runs.
+    #[serde(default)]
+    pub daemon: DaemonConfig,
     /// Directory of the file, for relative paths.
     #[serde(skip)]
     pub dir: PathBuf,
@@ -67,6 +70,42 @@ pub struct SourceConfig {
     /// How old the newest passed restore drill may be before `status` calls the source
     /// unverified, e.g. "8d", or "off" (replaces the top-level `drill_max_age`).
     pub drill_max_age: Option<String>,
+    /// A Healthchecks-style URL the daemon pings: `URL/start` when a backup starts, `URL` when
+    /// it succeeds, `URL/fail` when it fails or the source is overdue.
+    pub ping_url: Option<String>,
+}
+
+/// `[daemon]`: `backstop serve`. Intervals like "1d", or "off".
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DaemonConfig {
+    /// Address to listen on (default 127.0.0.1:8080: this machine only).
+    pub listen: Option<String>,
+    /// Users, API tokens, sessions, the activity and audit logs (default
+    /// `backstop-state.db` beside this file).
+    pub state_file: Option<String>,
+    /// The daemon's log (default `backstop.log` beside this file, rotated daily); "off" logs
+    /// to standard error only.
+    pub log_file: Option<String>,
+    /// How many daily log files to keep (default 14).
+    pub log_keep: Option<usize>,
+    /// Back every source up when the daemon starts (default true).
+    pub startup_backup: Option<bool>,
+    /// Structure check of the repository (default "1d").
+    pub verify: Option<String>,
+    /// Read and check all data (default "1w").
+    pub verify_data: Option<String>,
+    /// Restore drill of each source's newest snapshot (default "1d").
+    pub drill: Option<String>,
+    /// Apply retention (default "1d").
+    pub forget: Option<String>,
+    /// Reclaim space (default "1w").
+    pub prune: Option<String>,
+    /// POSTed a JSON body when a job fails or a source becomes overdue.
+    pub webhook: Option<String>,
+    /// Mark the session cookie Secure (set when the daemon is reached through HTTPS).
+    #[serde(default)]
+    pub secure_cookies: bool,
 }
 
 /// `[lifecycle]`: rules that apply whatever the retention policy says.
@@ -125,6 +164,7 @@ impl Config {
         cfg.lifecycle()?;
         cfg.time_zone()?;
         cfg.expectations()?;
+        cfg.tasks()?;
         Ok(cfg)
     }
 
@@ -211,6 +251,58 @@ impl Config {
             });
         }
         Ok(out)
+    }
+
+    /// The daemon's repository-wide tasks and their schedules.
+    pub fn tasks(&self) -> anyhow::Result<backstop_server::Tasks> {
+        let d = &self.daemon;
+        let defaults = backstop_server::Tasks::default();
+        let pick = |key: &str,
+                    v: &Option<String>,
+                    default: Option<backstop_policy::Schedule>|
+         -> anyhow::Result<Option<backstop_policy::Schedule>> {
+            match v.as_deref().map(str::trim) {
+                None => Ok(default),
+                Some("off") => Ok(None),
+                Some(s) if s.split_whitespace().count() >= 5 => {
+                    Ok(Some(backstop_policy::Schedule::cron(s).map_err(|e| {
+                        UsageError(format!(
+                            "invalid config file {}: daemon.{key}: {e}",
+                            self.file.display()
+                        ))
+                    })?))
+                }
+                Some(s) => Ok(Some(backstop_policy::Schedule::every(s).map_err(|e| {
+                    UsageError(format!(
+                        "invalid config file {}: daemon.{key}: {e} (or \"off\")",
+                        self.file.display()
+                    ))
+                })?)),
+            }
+        };
+        Ok(backstop_server::Tasks {
+            startup_backup: d.startup_backup.unwrap_or(defaults.startup_backup),
+            verify: pick("verify", &d.verify, defaults.verify)?,
+            verify_data: pick("verify_data", &d.verify_data, defaults.verify_data)?,
+            drill: pick("drill", &d.drill, defaults.drill)?,
+            forget: pick("forget", &d.forget, defaults.forget)?,
+            prune: pick("prune", &d.prune, defaults.prune)?,
+        })
+    }
+
+    /// A file beside the config (or in the working directory without one).
+    pub fn beside(&self, configured: Option<&str>, default: &str) -> PathBuf {
+        let name = configured.unwrap_or(default);
+        if self.dir.as_os_str().is_empty() {
+            PathBuf::from(name)
+        } else {
+            self.resolve(name)
+        }
+    }
+
+    /// The daemon's state file.
+    pub fn state_file(&self) -> PathBuf {
+        self.beside(self.daemon.state_file.as_deref(), "backstop-state.db")
     }
 
     /// Each source's own retention policy.

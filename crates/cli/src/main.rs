@@ -78,6 +78,12 @@ enum Command {
     Stats(commands::stats::Args),
     /// Is every source safe? Last backup, schedule, health, restore drills (exit 5 if not).
     Status(commands::status::Args),
+    /// Run the daemon: schedules, HTTP API and web page for the sources in backstop.toml.
+    Serve(commands::serve::Args),
+    /// API tokens for apps that call the daemon.
+    Token(commands::access::TokenArgs),
+    /// Users of the web page and their roles.
+    User(commands::access::UserArgs),
 }
 
 fn main() -> ExitCode {
@@ -108,6 +114,9 @@ fn main() -> ExitCode {
         Command::MarkVerified(a) => commands::pin::mark_verified(&cli.global, a),
         Command::Stats(a) => commands::stats::run(&cli.global, a),
         Command::Status(a) => commands::status::run(&cli.global, a),
+        Command::Serve(a) => commands::serve::run(&cli.global, a),
+        Command::Token(a) => commands::access::token(&cli.global, a),
+        Command::User(a) => commands::access::user(&cli.global, a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -38,6 +38,7 @@ pub mod drill;
 pub mod error;
 pub mod forget;
 pub mod index;
+pub mod listing;
 pub mod lock;
 pub mod progress;
 pub mod prune;

@@ -257,19 +257,7 @@ fn jobs(ctx: &Ctx<'_>, a: &Args, exclude: &[PathBuf]) -> anyhow::Result<Vec<Job>
     wanted
         .into_iter()
         .map(|(name, s)| {
-            let source: Box<dyn Source> = if !s.command.is_empty() {
-                Box::new(CommandSource::new(
-                    s.command.clone(),
-                    s.filename.clone().unwrap_or_else(|| name.clone()),
-                )?)
-            } else {
-                let paths: Vec<PathBuf> = s
-                    .all_paths()
-                    .into_iter()
-                    .map(|p| ctx.config.resolve(p))
-                    .collect();
-                path_source(&paths, s.kind.as_deref(), exclude)?
-            };
+            let source = source_from_config(&ctx.config, name, s, exclude)?;
             Ok(Job {
                 name: a.name.clone().unwrap_or_else(|| name.clone()),
                 source,
@@ -279,6 +267,50 @@ fn jobs(ctx: &Ctx<'_>, a: &Args, exclude: &[PathBuf]) -> anyhow::Result<Vec<Job>
             })
         })
         .collect()
+}
+
+/// The reader of a source configured in backstop.toml.
+pub fn source_from_config(
+    config: &crate::config::Config,
+    name: &str,
+    s: &crate::config::SourceConfig,
+    exclude: &[PathBuf],
+) -> anyhow::Result<Box<dyn Source>> {
+    if !s.command.is_empty() {
+        return Ok(Box::new(CommandSource::new(
+            s.command.clone(),
+            s.filename.clone().unwrap_or_else(|| name.to_string()),
+        )?));
+    }
+    let paths: Vec<PathBuf> = s
+        .all_paths()
+        .into_iter()
+        .map(|p| config.resolve(p))
+        .collect();
+    path_source(&paths, s.kind.as_deref(), exclude)
+}
+
+/// What a configured source is: `command`, `sqlite` (one SQLite file, or `kind = "sqlite"`)
+/// or `files`; with the database's path for `sqlite`.
+pub fn configured_kind(
+    config: &crate::config::Config,
+    s: &crate::config::SourceConfig,
+) -> (&'static str, Option<PathBuf>) {
+    if !s.command.is_empty() {
+        return ("command", None);
+    }
+    let paths: Vec<PathBuf> = s
+        .all_paths()
+        .into_iter()
+        .map(|p| config.resolve(p))
+        .collect();
+    let single_db = paths.len() == 1 && paths[0].is_file() && is_sqlite_file(&paths[0]);
+    match s.kind.as_deref() {
+        Some("files") => ("files", None),
+        Some("sqlite") => ("sqlite", paths.into_iter().next()),
+        _ if single_db => ("sqlite", paths.into_iter().next()),
+        _ => ("files", None),
+    }
 }
 
 /// A SQLite source for a single SQLite file (recognised by its header, or `kind = "sqlite"`),

@@ -1,5 +1,6 @@
 //! One file per command (pin.rs holds pin, unpin and mark-verified: one kind of record).
 
+pub mod access;
 pub mod backup;
 pub mod forget;
 pub mod info;
@@ -7,6 +8,7 @@ pub mod init;
 pub mod pin;
 pub mod prune;
 pub mod restore;
+pub mod serve;
 pub mod show;
 pub mod snapshots;
 pub mod stats;

@@ -1,0 +1,222 @@
+//! `backstop serve`: the daemon (scheduler, HTTP API, web UI) for the sources in backstop.toml.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use backstop_policy::Policy;
+use backstop_server::{ServeOptions, Setup, SourceSpec};
+
+use crate::commands::backup::{configured_kind, source_from_config};
+use crate::config::Config;
+use crate::context::{Ctx, GlobalArgs, host};
+use crate::output::UsageError;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Address to listen on [default: `listen` in [daemon], else 127.0.0.1:8080]
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// Do not back every source up when the daemon starts
+    #[arg(long)]
+    pub no_startup_backup: bool,
+    /// The daemon's state file: users, tokens, sessions, activity [default: backstop-state.db beside the config]
+    #[arg(long)]
+    pub state: Option<PathBuf>,
+    /// Log file, rotated daily, or "off" for standard error only [default: backstop.log beside the config]
+    #[arg(long)]
+    pub log_file: Option<String>,
+}
+
+pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
+    let ctx = Ctx::new(g)?;
+    let config = ctx.config.clone();
+    let listen = a
+        .listen
+        .clone()
+        .or_else(|| config.daemon.listen.clone())
+        .unwrap_or_else(|| "127.0.0.1:8080".into());
+    let listen: SocketAddr = listen.parse().map_err(|_| {
+        UsageError(format!(
+            "cannot listen on {listen:?}: give an address and port such as 127.0.0.1:8080 (or 0.0.0.0:8080 for every interface)"
+        ))
+    })?;
+    let _log_guard = init_logging(&config, a.log_file.as_deref(), g.quiet)?;
+    let repo = ctx.open()?;
+    let repo_location = ctx
+        .repo_location()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let state_path = a.state.clone().unwrap_or_else(|| config.state_file());
+    let state = backstop_server::state::State::open(&state_path)
+        .with_context(|| format!("opening the daemon's state file {}", state_path.display()))?;
+    if state.users()?.is_empty() {
+        tracing::warn!(
+            "no users yet: create one with `backstop user add NAME --role admin` to log in to the web page"
+        );
+    }
+    let setup = setup(&config, repo, repo_location, a.no_startup_backup)?;
+    let mut opts = ServeOptions::new(listen);
+    opts.secure_cookies = config.daemon.secure_cookies;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    if !g.quiet && !g.json {
+        eprintln!(
+            "backstop serving {} source(s) on http://{listen} (state {}); stop with Ctrl-C or SIGTERM",
+            setup.sources.len(),
+            state_path.display()
+        );
+    }
+    rt.block_on(backstop_server::serve(
+        setup,
+        state,
+        opts,
+        shutdown_signal(),
+    ))?;
+    Ok(crate::exit::OK)
+}
+
+/// The daemon's setup from the config file.
+pub fn setup(
+    config: &Config,
+    repo: backstop_engine::Repository,
+    repo_location: String,
+    no_startup_backup: bool,
+) -> anyhow::Result<Setup> {
+    let expectations = config.expectations()?;
+    let mut sources = Vec::new();
+    for (name, s) in &config.sources {
+        let (kind, live_path) = configured_kind(config, s);
+        let exp = expectations
+            .iter()
+            .find(|e| &e.name == name)
+            .expect("one expectation per source");
+        sources.push(SourceSpec {
+            name: name.clone(),
+            kind: kind.to_string(),
+            description: s.description.clone(),
+            tags: s.tags.clone(),
+            skip_unchanged: s.skip_unchanged,
+            schedule: exp.schedule.clone(),
+            drill_max_age: exp.drill_max_age,
+            live_path,
+            ping_url: s.ping_url.clone(),
+        });
+    }
+    let mut tasks = config.tasks()?;
+    if no_startup_backup {
+        tasks.startup_backup = false;
+    }
+    let repo_path = PathBuf::from(&repo_location);
+    let factory_config = Arc::new(config.clone());
+    let build_source: backstop_server::SourceFactory = Arc::new(move |name: &str| {
+        let s = factory_config
+            .sources
+            .get(name)
+            .with_context(|| format!("no source {name:?} in the config"))?;
+        source_from_config(&factory_config, name, s, std::slice::from_ref(&repo_path))
+    });
+    Ok(Setup {
+        repo: Arc::new(repo),
+        repo_location,
+        sources,
+        build_source,
+        time_zone: config.time_zone()?,
+        retention: config
+            .retention
+            .clone()
+            .unwrap_or_else(Policy::small_business_default),
+        per_source_retention: config.source_policies(),
+        lifecycle: config.lifecycle()?,
+        tasks,
+        webhook: config.daemon.webhook.clone(),
+        scratch: std::env::temp_dir(),
+        host: host(),
+        program: format!("backstop {}", env!("CARGO_PKG_VERSION")),
+    })
+}
+
+/// Logs to a daily rotated file (and standard error unless quiet).
+fn init_logging(
+    config: &Config,
+    flag: Option<&str>,
+    quiet: bool,
+) -> anyhow::Result<Option<tracing_appender::non_blocking::WorkerGuard>> {
+    use tracing_subscriber::prelude::*;
+    let setting = flag
+        .map(str::to_string)
+        .or_else(|| config.daemon.log_file.clone());
+    macro_rules! stderr {
+        () => {
+            (!quiet).then(|| {
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_target(false)
+            })
+        };
+    }
+    let filter = tracing_subscriber::filter::LevelFilter::INFO;
+    if setting.as_deref() == Some("off") {
+        tracing_subscriber::registry()
+            .with(stderr!().with_filter(filter))
+            .try_init()
+            .ok();
+        return Ok(None);
+    }
+    let path = match setting {
+        Some(p) if flag.is_some() => PathBuf::from(p),
+        Some(p) => config.beside(Some(&p), "backstop.log"),
+        None => config.beside(None, "backstop.log"),
+    };
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let prefix = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "backstop.log".into());
+    let appender = tracing_appender::rolling::Builder::new()
+        .rotation(tracing_appender::rolling::Rotation::DAILY)
+        .filename_prefix(prefix)
+        .max_log_files(config.daemon.log_keep.unwrap_or(14).max(1))
+        .build(&dir)
+        .with_context(|| format!("opening the log file in {}", dir.display()))?;
+    let (writer, guard) = tracing_appender::non_blocking(appender);
+    let file = tracing_subscriber::fmt::layer()
+        .with_writer(writer)
+        .with_ansi(false)
+        .with_target(false);
+    tracing_subscriber::registry()
+        .with(file.with_filter(filter))
+        .with(stderr!().with_filter(filter))
+        .try_init()
+        .ok();
+    Ok(Some(guard))
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

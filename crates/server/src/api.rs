@@ -1,0 +1,532 @@
+//! The JSON API under `/api/v1` (documented in docs/api.md), `/healthz` and `/metrics`.
+
+use std::io::Read as _;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use backstop_engine::listing::{ListFilter, list_snapshots};
+use backstop_format::Timestamp;
+use backstop_format::manifest::BackupKind;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::AppState;
+use crate::auth::{Caller, Denied, Permission};
+use crate::jobs::{JobSpec, SubmitError, restore_plan};
+use crate::state::AuditEntry;
+
+/// An API error: a status and a JSON body `{"error": "...", "code": "..."}`.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad-request", message)
+    }
+
+    pub fn internal(e: impl std::fmt::Display) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+    }
+
+    /// Maps an engine error to a status: unknown snapshots are 404, locks 409.
+    pub fn from_anyhow(e: anyhow::Error) -> Self {
+        use backstop_engine::Error as E;
+        let message = format!("{e:#}");
+        match e.downcast_ref::<E>() {
+            Some(E::NotFound(_)) => Self::new(StatusCode::NOT_FOUND, "not-found", message),
+            Some(E::Locked(_)) | Some(E::IndexChanged) => {
+                Self::new(StatusCode::CONFLICT, "locked", message)
+            }
+            Some(E::Invalid(_)) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message),
+            _ => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message),
+        }
+    }
+}
+
+impl From<Denied> for ApiError {
+    fn from(d: Denied) -> Self {
+        match d {
+            Denied::Unauthorized(m) => Self::new(StatusCode::UNAUTHORIZED, "unauthorized", m),
+            Denied::Forbidden(m) => Self::new(StatusCode::FORBIDDEN, "forbidden", m),
+        }
+    }
+}
+
+impl From<SubmitError> for ApiError {
+    fn from(e: SubmitError) -> Self {
+        match e {
+            SubmitError::ShuttingDown => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "shutting-down",
+                e.to_string(),
+            ),
+            SubmitError::NotFound(m) => Self::new(StatusCode::NOT_FOUND, "not-found", m),
+            SubmitError::Invalid(m) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", m),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if self.status == StatusCode::UNAUTHORIZED {
+            return Denied::Unauthorized(self.message).into_response();
+        }
+        (
+            self.status,
+            Json(json!({ "error": self.message, "code": self.code })),
+        )
+            .into_response()
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+/// Runs blocking engine work off the async threads.
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> ApiResult<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::from_anyhow)
+}
+
+/// Writes an audit entry; a failure to write is logged.
+pub fn audit(app: &AppState, actor: &str, action: &str, target: &str, outcome: &str, detail: &str) {
+    let e = AuditEntry {
+        time: Timestamp::now(),
+        actor: actor.to_string(),
+        action: action.to_string(),
+        target: target.to_string(),
+        outcome: outcome.to_string(),
+        detail: detail.to_string(),
+    };
+    tracing::info!(actor, action, target, outcome, detail, "audit");
+    if let Err(err) = app.state.audit(&e) {
+        tracing::warn!("cannot write the audit log: {err}");
+    }
+}
+
+/// Checks a permission, writing a `denied` audit entry when it is missing.
+pub fn require(
+    app: &AppState,
+    caller: &Caller,
+    p: Permission,
+    action: &str,
+    target: &str,
+) -> Result<(), ApiError> {
+    caller.require(p).map_err(|d| {
+        audit(app, &caller.actor, action, target, "denied", "");
+        ApiError::from(d)
+    })
+}
+
+/// `GET /healthz`: the daemon answers and can read its repository.
+pub async fn healthz(State(app): State<AppState>) -> Response {
+    let repo = app.setup.repo.clone();
+    let ok =
+        tokio::task::spawn_blocking(move || repo.storage().list(backstop_storage::Kind::Snapshot))
+            .await
+            .map(|r| r.is_ok())
+            .unwrap_or(false);
+    if ok {
+        (StatusCode::OK, "ok\n").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the repository cannot be read\n",
+        )
+            .into_response()
+    }
+}
+
+/// `GET /api/v1/health`: overall state, for monitors that speak JSON.
+pub async fn health(State(app): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
+    caller.require(Permission::Read)?;
+    let report = app.status_report().await?;
+    Ok(Json(json!({
+        "status": if report.needs_attention() { "attention" } else { "ok" },
+        "sources": report.sources.iter().map(|s| json!({"name": s.name, "state": s.state, "problems": s.problems})).collect::<Vec<_>>(),
+        "unreadable_snapshots": report.unreadable_snapshots,
+        "jobs_running": app.runner.recent().iter().filter(|j| j.state == "running").count(),
+        "version": env!("CARGO_PKG_VERSION"),
+    })))
+}
+
+/// `GET /api/v1/status`: the status page's data.
+pub async fn status(State(app): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
+    caller.require(Permission::Read)?;
+    let page = app.overview().await?;
+    Ok(Json(
+        serde_json::to_value(page).map_err(ApiError::internal)?,
+    ))
+}
+
+/// `GET /api/v1/sources`
+pub async fn sources(State(app): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
+    caller.require(Permission::Read)?;
+    let page = app.overview().await?;
+    Ok(Json(
+        serde_json::to_value(page.sources).map_err(ApiError::internal)?,
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SnapshotQuery {
+    pub source: Option<String>,
+    pub kind: Option<String>,
+    pub tag: Option<String>,
+}
+
+/// `GET /api/v1/snapshots?source=&kind=&tag=`: oldest first, like `backstop snapshots --json`.
+pub async fn snapshots(
+    State(app): State<AppState>,
+    caller: Caller,
+    Query(q): Query<SnapshotQuery>,
+) -> ApiResult<Json<Value>> {
+    caller.require(Permission::Read)?;
+    let kind = match q.kind.as_deref() {
+        None | Some("") => None,
+        Some(k) => Some(k.parse::<BackupKind>().map_err(ApiError::bad_request)?),
+    };
+    let filter = ListFilter {
+        source: q.source.filter(|s| !s.is_empty()),
+        tag: q.tag.filter(|s| !s.is_empty()),
+        kind,
+    };
+    let setup = app.setup.clone();
+    let rows = blocking(move || {
+        Ok(list_snapshots(&setup.repo, &filter, &setup.lifecycle, Timestamp::now())?.0)
+    })
+    .await?;
+    Ok(Json(
+        serde_json::to_value(rows).map_err(ApiError::internal)?,
+    ))
+}
+
+/// `GET /api/v1/snapshots/{id}`: metadata, items (the first 1000), database tables and
+/// verification records.
+pub async fn snapshot(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    caller.require(Permission::Read)?;
+    let detail = app.snapshot_detail(id).await?;
+    Ok(Json(
+        serde_json::to_value(detail).map_err(ApiError::internal)?,
+    ))
+}
+
+/// `GET /api/v1/jobs`: recent jobs, newest first.
+pub async fn jobs(State(app): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
+    caller.require(Permission::Read)?;
+    Ok(Json(
+        serde_json::to_value(app.runner.recent()).map_err(ApiError::internal)?,
+    ))
+}
+
+/// `GET /api/v1/jobs/{id}`
+pub async fn job(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    caller.require(Permission::Read)?;
+    if let Some(j) = app.runner.job(&id) {
+        return Ok(Json(
+            serde_json::to_value(j.view()).map_err(ApiError::internal)?,
+        ));
+    }
+    let state = app.state.clone();
+    let rec =
+        blocking(move || Ok(state.jobs(None, 10_000)?.into_iter().find(|j| j.id == id))).await?;
+    match rec {
+        Some(r) => Ok(Json(serde_json::to_value(r).map_err(ApiError::internal)?)),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            "no such job (the daemon keeps the most recent ones)",
+        )),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupRequest {
+    pub source: String,
+    pub description: Option<String>,
+    /// `manual` (default), `pre-change`, `scheduled` or `startup`.
+    pub kind: Option<String>,
+    pub ticket: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Answer when the backup has finished (with its snapshot id) instead of at once.
+    #[serde(default)]
+    pub wait: bool,
+}
+
+/// `POST /api/v1/backups`: 202 with the job (`Location: /api/v1/jobs/ID`), or with
+/// `"wait": true` 201 and the finished job (its `result.id` is the snapshot).
+pub async fn create_backup(
+    State(app): State<AppState>,
+    caller: Caller,
+    body: Result<Json<BackupRequest>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<Response> {
+    let Json(req) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    require(&app, &caller, Permission::Backup, "backup", &req.source)?;
+    let kind = match req.kind.as_deref() {
+        None | Some("") => BackupKind::Manual,
+        Some(k) => k.parse::<BackupKind>().map_err(ApiError::bad_request)?,
+    };
+    let spec = JobSpec::Backup {
+        source: req.source.clone(),
+        kind,
+        description: req.description.clone().filter(|d| !d.trim().is_empty()),
+        ticket: req.ticket.clone().filter(|t| !t.trim().is_empty()),
+        tags: req.tags.clone(),
+    };
+    submit(&app, &caller, spec, "backup", &req.source, req.wait).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyRequest {
+    /// `structure` (default), `data` (read every pack) or `drill` (restore drill of `source`).
+    pub kind: Option<String>,
+    pub source: Option<String>,
+    #[serde(default)]
+    pub wait: bool,
+}
+
+/// `POST /api/v1/verifications`
+pub async fn create_verification(
+    State(app): State<AppState>,
+    caller: Caller,
+    body: Result<Json<VerifyRequest>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<Response> {
+    let Json(req) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let target = req.source.clone().unwrap_or_default();
+    require(&app, &caller, Permission::Verify, "verify", &target)?;
+    let spec = match req.kind.as_deref().unwrap_or("structure") {
+        "structure" => JobSpec::Verify { read_data: false },
+        "data" => JobSpec::Verify { read_data: true },
+        "drill" => JobSpec::Drill {
+            source: req.source.clone().ok_or_else(|| {
+                ApiError::bad_request(
+                    "a drill needs \"source\": the source whose newest snapshot is drilled",
+                )
+            })?,
+        },
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "unknown verification kind {other:?}: use structure, data or drill"
+            )));
+        }
+    };
+    submit(&app, &caller, spec, "verify", &target, req.wait).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreRequest {
+    /// A snapshot id (or unique prefix), `latest` or `latest-verified`.
+    pub snapshot: String,
+    pub source: String,
+    /// Only return the plan: row counts now and in the snapshot, schema match.
+    #[serde(default)]
+    pub dry_run: bool,
+    #[serde(default)]
+    pub allow_schema_change: bool,
+    #[serde(default)]
+    pub wait: bool,
+}
+
+/// `POST /api/v1/restores`: the plan with `"dry_run": true` (200), else an in-place restore
+/// of a database snapshot, a `pre-restore` safety snapshot first (202, or 201 with `wait`).
+pub async fn create_restore(
+    State(app): State<AppState>,
+    caller: Caller,
+    body: Result<Json<RestoreRequest>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<Response> {
+    let Json(req) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let target = format!("{}@{}", req.source, req.snapshot);
+    require(&app, &caller, Permission::Restore, "restore", &target)?;
+    let setup = app.setup.clone();
+    let (snapshot, source) = (req.snapshot.clone(), req.source.clone());
+    let plan = blocking(move || Ok(restore_plan(&setup, &snapshot, &source)?.0)).await?;
+    if req.dry_run {
+        return Ok(Json(serde_json::to_value(plan).map_err(ApiError::internal)?).into_response());
+    }
+    if plan.schema_matches == Some(false) && !req.allow_schema_change {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "schema-change",
+            format!(
+                "the snapshot's schema differs from the live database's (user_version now {:?}, in the snapshot {}): send \"allow_schema_change\": true to restore anyway",
+                plan.user_version_now, plan.user_version_snapshot
+            ),
+        ));
+    }
+    let spec = JobSpec::Restore {
+        snapshot: plan.snapshot,
+        source: req.source.clone(),
+        allow_schema_change: req.allow_schema_change,
+    };
+    submit(&app, &caller, spec, "restore", &target, req.wait).await
+}
+
+/// Submits a job for a caller; answers 202 at once, or 201 when it finished with `wait`.
+pub async fn submit(
+    app: &AppState,
+    caller: &Caller,
+    spec: JobSpec,
+    action: &str,
+    target: &str,
+    wait: bool,
+) -> ApiResult<Response> {
+    let job = app.runner.submit(spec, &caller.actor).map_err(|e| {
+        audit(app, &caller.actor, action, target, "failed", &e.to_string());
+        ApiError::from(e)
+    })?;
+    audit(
+        app,
+        &caller.actor,
+        action,
+        target,
+        "started",
+        &format!("job {}", job.id()),
+    );
+    let location = format!("/api/v1/jobs/{}", job.id());
+    let (status, view) = if wait {
+        let v = job.finished().await;
+        let status = if v.state == "ok" {
+            StatusCode::CREATED
+        } else {
+            StatusCode::INTERNAL_SERVER_ERROR
+        };
+        (status, v)
+    } else {
+        (StatusCode::ACCEPTED, job.view())
+    };
+    let mut r = (status, Json(view)).into_response();
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(r)
+}
+
+/// `GET /api/v1/snapshots/{id}/download`: a database snapshot as a SQLite file (restored and
+/// checked like `restore --to`), a single-file snapshot as that file, anything else as a tar
+/// archive.
+pub async fn download(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    require(&app, &caller, Permission::Download, "download", &id)?;
+    let setup = app.setup.clone();
+    let file = blocking(move || crate::download::prepare(&setup, &id)).await?;
+    audit(
+        &app,
+        &caller.actor,
+        "download",
+        &file.snapshot,
+        "ok",
+        &file.name,
+    );
+    // Stream the scratch file; it is deleted once open (Unix) or when the stream ends.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
+    let path = file.path.clone();
+    tokio::task::spawn_blocking(move || {
+        let result = (|| -> std::io::Result<()> {
+            let mut f = std::fs::File::open(&path)?;
+            loop {
+                let mut buf = vec![0u8; 1 << 20];
+                let n = f.read(&mut buf)?;
+                if n == 0 {
+                    return Ok(());
+                }
+                buf.truncate(n);
+                if tx.blocking_send(Ok(buf)).is_err() {
+                    return Ok(());
+                }
+            }
+        })();
+        if let Err(e) = result {
+            let _ = tx.blocking_send(Err(e));
+        }
+        let _ = std::fs::remove_file(&path);
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::remove_dir(dir);
+        }
+    });
+    let stream = tokio_stream(rx);
+    let mut r = Response::new(Body::from_stream(stream));
+    let headers = r.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(file.content_type),
+    );
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(file.len));
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "attachment; filename=\"{}\"",
+        file.name.replace(['"', '\\', '\r', '\n'], "_")
+    )) {
+        headers.insert(header::CONTENT_DISPOSITION, v);
+    }
+    Ok(r)
+}
+
+/// A receiver as a stream, without pulling in tokio-stream.
+fn tokio_stream(
+    rx: tokio::sync::mpsc::Receiver<Result<Vec<u8>, std::io::Error>>,
+) -> impl futures_util::Stream<Item = Result<Vec<u8>, std::io::Error>> {
+    futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    })
+}
+
+/// `GET /api/v1/audit?limit=N`: the audit log, newest first (admin).
+pub async fn audit_log(
+    State(app): State<AppState>,
+    caller: Caller,
+    Query(q): Query<std::collections::HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
+    require(&app, &caller, Permission::Admin, "audit-log", "")?;
+    let limit = q
+        .get("limit")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(200usize)
+        .min(10_000);
+    let state = app.state.clone();
+    let log = blocking(move || Ok(state.audit_log(limit)?)).await?;
+    Ok(Json(serde_json::to_value(log).map_err(ApiError::internal)?))
+}
+
+/// `GET /metrics`: Prometheus text format.
+pub async fn metrics(State(app): State<AppState>) -> ApiResult<Response> {
+    let page = app.overview().await?;
+    let text = crate::metrics::render(&page, &app.runner.recent());
+    let mut r = text.into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    Ok(r)
+}

@@ -1,0 +1,640 @@
+//! Jobs: backups, verification, drills, retention and restores, run one at a time per source
+//! and ordered against each other repository-wide.
+//!
+//! Every job takes its source's lock (one job per source at a time) and the repository lock:
+//! shared for jobs that only add (backup, verify, drill, restore), exclusive for those that
+//! remove (forget, prune). Both locks are fair, so conflicting jobs run in the order they were
+//! asked for instead of failing on the engine's repository lock. The engine call itself runs
+//! on a blocking thread.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context as _;
+use backstop_engine::content::Loader;
+use backstop_engine::database::{
+    DatabasePlan, DatabaseRestoreOptions, database_item, plan_database, restore_database,
+};
+use backstop_engine::drill::{DrillOptions, restore_drill};
+use backstop_engine::{
+    BackupOptions, ForgetOptions, Index, Progress, PruneOptions, Repository, VerifyOptions,
+};
+use backstop_format::manifest::BackupKind;
+use backstop_format::{SnapshotId, Timestamp};
+use serde::Serialize;
+use tokio::sync::{Mutex as AsyncMutex, RwLock};
+
+use crate::notify::Notifier;
+use crate::setup::Setup;
+use crate::state::{JobRecord, State};
+
+/// How many finished jobs are kept in memory for the page and `GET /api/v1/jobs`.
+const RECENT_JOBS: usize = 200;
+
+/// What a job does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobSpec {
+    Backup {
+        source: String,
+        kind: BackupKind,
+        description: Option<String>,
+        ticket: Option<String>,
+        tags: Vec<String>,
+    },
+    /// Check the repository (all data with `read_data`).
+    Verify {
+        read_data: bool,
+    },
+    /// Restore drill of the source's newest snapshot.
+    Drill {
+        source: String,
+    },
+    /// Apply retention to every source.
+    Forget,
+    Prune,
+    /// Restore a database snapshot into the live database, a safety snapshot first.
+    Restore {
+        snapshot: SnapshotId,
+        source: String,
+        allow_schema_change: bool,
+    },
+}
+
+impl JobSpec {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            JobSpec::Backup { .. } => "backup",
+            JobSpec::Verify { read_data: false } => "verify",
+            JobSpec::Verify { read_data: true } => "verify-data",
+            JobSpec::Drill { .. } => "drill",
+            JobSpec::Forget => "forget",
+            JobSpec::Prune => "prune",
+            JobSpec::Restore { .. } => "restore",
+        }
+    }
+
+    /// The source a job belongs to; empty for repository-wide jobs.
+    pub fn source(&self) -> &str {
+        match self {
+            JobSpec::Backup { source, .. }
+            | JobSpec::Drill { source }
+            | JobSpec::Restore { source, .. } => source,
+            _ => "",
+        }
+    }
+
+    /// Jobs that remove data need the repository to themselves.
+    fn exclusive(&self) -> bool {
+        matches!(self, JobSpec::Forget | JobSpec::Prune)
+    }
+}
+
+/// A job as the page and the API show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobView {
+    pub id: String,
+    pub kind: &'static str,
+    pub source: String,
+    /// Who asked: `schedule`, `startup`, `user:NAME`, `token:NAME`.
+    pub trigger: String,
+    /// `queued`, `running`, `ok`, `failed` or `abandoned`.
+    pub state: &'static str,
+    pub phase: String,
+    pub bytes_done: u64,
+    pub bytes_total: Option<u64>,
+    pub queued: Timestamp,
+    pub started: Option<Timestamp>,
+    pub finished: Option<Timestamp>,
+    /// One line: what happened.
+    pub message: String,
+    /// The engine's summary (a backup's, a restore's...), when finished.
+    pub result: Option<serde_json::Value>,
+}
+
+/// A job in flight; also its progress sink.
+#[derive(Debug)]
+pub struct Job {
+    pub spec: JobSpec,
+    view: Mutex<JobView>,
+    bytes_done: AtomicU64,
+    done: tokio::sync::watch::Sender<bool>,
+}
+
+impl Job {
+    pub fn view(&self) -> JobView {
+        let mut v = self.view.lock().expect("job view lock").clone();
+        v.bytes_done = self.bytes_done.load(Ordering::Relaxed);
+        v
+    }
+
+    pub fn id(&self) -> String {
+        self.view.lock().expect("job view lock").id.clone()
+    }
+
+    /// Waits until the job has finished (or was abandoned).
+    pub async fn finished(&self) -> JobView {
+        let mut rx = self.done.subscribe();
+        let _ = rx.wait_for(|d| *d).await;
+        self.view()
+    }
+
+    fn update(&self, f: impl FnOnce(&mut JobView)) {
+        f(&mut self.view.lock().expect("job view lock"));
+    }
+}
+
+impl Progress for Job {
+    fn phase(&self, name: &str, total: Option<u64>) {
+        self.bytes_done.store(0, Ordering::Relaxed);
+        self.update(|v| {
+            v.phase = name.to_string();
+            v.bytes_total = total;
+        });
+    }
+
+    fn bytes(&self, n: u64) {
+        self.bytes_done.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// Why a job was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    #[error("the daemon is shutting down: try again once it has restarted")]
+    ShuttingDown,
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Runs jobs.
+pub struct Runner {
+    setup: Arc<Setup>,
+    state: Arc<State>,
+    notifier: Arc<Notifier>,
+    jobs: Mutex<VecDeque<Arc<Job>>>,
+    source_locks: Mutex<HashMap<String, Arc<AsyncMutex<()>>>>,
+    repo_lock: Arc<RwLock<()>>,
+    accepting: AtomicBool,
+    handles: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+impl Runner {
+    pub fn new(setup: Arc<Setup>, state: Arc<State>, notifier: Arc<Notifier>) -> Self {
+        Self {
+            setup,
+            state,
+            notifier,
+            jobs: Mutex::new(VecDeque::new()),
+            source_locks: Mutex::new(HashMap::new()),
+            repo_lock: Arc::new(RwLock::new(())),
+            accepting: AtomicBool::new(true),
+            handles: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn setup(&self) -> &Arc<Setup> {
+        &self.setup
+    }
+
+    /// Checks a job and queues it. It starts once its locks are free.
+    pub fn submit(self: &Arc<Self>, spec: JobSpec, trigger: &str) -> Result<Arc<Job>, SubmitError> {
+        if !self.accepting.load(Ordering::SeqCst) {
+            return Err(SubmitError::ShuttingDown);
+        }
+        self.check(&spec)?;
+        let id = format!(
+            "{}-{}",
+            Timestamp::now().as_second(),
+            backstop_format::id::to_hex(&backstop_format::id::random_bytes::<4>())
+        );
+        let job = Arc::new(Job {
+            view: Mutex::new(JobView {
+                id,
+                kind: spec.kind(),
+                source: spec.source().to_string(),
+                trigger: trigger.to_string(),
+                state: "queued",
+                phase: String::new(),
+                bytes_done: 0,
+                bytes_total: None,
+                queued: Timestamp::now(),
+                started: None,
+                finished: None,
+                message: String::new(),
+                result: None,
+            }),
+            spec,
+            bytes_done: AtomicU64::new(0),
+            done: tokio::sync::watch::channel(false).0,
+        });
+        {
+            let mut jobs = self.jobs.lock().expect("jobs lock");
+            jobs.push_back(job.clone());
+            while jobs.len() > RECENT_JOBS {
+                let Some(pos) = jobs
+                    .iter()
+                    .position(|j| matches!(j.view().state, "ok" | "failed" | "abandoned"))
+                else {
+                    break;
+                };
+                jobs.remove(pos);
+            }
+        }
+        let me = self.clone();
+        let j = job.clone();
+        let handle = tokio::spawn(async move { me.run(j).await });
+        let mut handles = self.handles.lock().expect("handles lock");
+        handles.retain(|h| !h.is_finished());
+        handles.push(handle);
+        Ok(job)
+    }
+
+    /// Rejects what cannot run before it is queued.
+    fn check(&self, spec: &JobSpec) -> Result<(), SubmitError> {
+        let src = spec.source();
+        if !src.is_empty() && self.setup.source(src).is_none() {
+            let known: Vec<&str> = self.setup.sources.iter().map(|s| s.name.as_str()).collect();
+            return Err(SubmitError::NotFound(format!(
+                "no source {src:?} is configured (configured: {})",
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
+            )));
+        }
+        if let JobSpec::Backup { kind, .. } = spec
+            && *kind == BackupKind::PreRestore
+        {
+            return Err(SubmitError::Invalid(
+                "pre-restore snapshots are made by restores themselves".into(),
+            ));
+        }
+        if let JobSpec::Restore { source, .. } = spec
+            && self
+                .setup
+                .source(source)
+                .and_then(|s| s.live_path.as_ref())
+                .is_none()
+        {
+            return Err(SubmitError::Invalid(format!(
+                "source {source:?} has no live database to restore into: only SQLite sources are restored in place; restore files with `backstop restore --to DIR`"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Whether new jobs are taken (false once shutdown began).
+    pub fn accepting(&self) -> bool {
+        self.accepting.load(Ordering::SeqCst)
+    }
+
+    /// The job with this id, if it is still in memory.
+    pub fn job(&self, id: &str) -> Option<Arc<Job>> {
+        self.jobs
+            .lock()
+            .expect("jobs lock")
+            .iter()
+            .find(|j| j.id() == id)
+            .cloned()
+    }
+
+    /// Recent jobs, newest first.
+    pub fn recent(&self) -> Vec<JobView> {
+        let jobs = self.jobs.lock().expect("jobs lock");
+        jobs.iter().rev().map(|j| j.view()).collect()
+    }
+
+    /// Whether a job of this kind for this source is queued or running.
+    pub fn pending(&self, kind: &str, source: &str) -> bool {
+        self.jobs.lock().expect("jobs lock").iter().any(|j| {
+            let v = j.view();
+            v.kind == kind && v.source == source && matches!(v.state, "queued" | "running")
+        })
+    }
+
+    /// Whether any job is queued or running.
+    pub fn busy(&self) -> bool {
+        self.jobs
+            .lock()
+            .expect("jobs lock")
+            .iter()
+            .any(|j| matches!(j.view().state, "queued" | "running"))
+    }
+
+    /// Stops taking jobs; queued jobs are abandoned, running ones finish. Returns when no job
+    /// runs any more.
+    pub async fn shutdown(&self) {
+        self.accepting.store(false, Ordering::SeqCst);
+        let handles: Vec<_> = std::mem::take(&mut *self.handles.lock().expect("handles lock"));
+        for h in handles {
+            let _ = h.await;
+        }
+    }
+
+    fn source_lock(&self, source: &str) -> Arc<AsyncMutex<()>> {
+        self.source_locks
+            .lock()
+            .expect("source locks")
+            .entry(source.to_string())
+            .or_default()
+            .clone()
+    }
+
+    async fn run(self: Arc<Self>, job: Arc<Job>) {
+        let source = job.spec.source().to_string();
+        let source_lock = self.source_lock(&source);
+        let _source_guard = source_lock.lock().await;
+        let repo_lock = self.repo_lock.clone();
+        let (_shared, _exclusive) = if job.spec.exclusive() {
+            (None, Some(repo_lock.write().await))
+        } else {
+            (Some(repo_lock.read().await), None)
+        };
+        if !self.accepting.load(Ordering::SeqCst) {
+            job.update(|v| {
+                v.state = "abandoned";
+                v.finished = Some(Timestamp::now());
+                v.message = "abandoned: the daemon shut down before the job started".into();
+            });
+            self.persist(&job);
+            job.done.send_replace(true);
+            return;
+        }
+        job.update(|v| {
+            v.state = "running";
+            v.started = Some(Timestamp::now());
+        });
+        self.persist(&job);
+        self.notifier.start(&self.setup, &job.view());
+        let setup = self.setup.clone();
+        let j = job.clone();
+        let outcome = tokio::task::spawn_blocking(move || execute(&setup, &j.spec, &*j)).await;
+        let (state, message, result) = match outcome {
+            Ok(Ok((message, result, passed))) => {
+                (if passed { "ok" } else { "failed" }, message, Some(result))
+            }
+            Ok(Err(e)) => ("failed", format!("{e:#}"), None),
+            Err(e) => ("failed", format!("the job stopped unexpectedly: {e}"), None),
+        };
+        job.update(|v| {
+            v.state = state;
+            v.finished = Some(Timestamp::now());
+            v.message = message;
+            v.result = result;
+        });
+        let view = job.view();
+        tracing::info!(job = %view.id, kind = view.kind, source = %view.source, state, message = %view.message, "job finished");
+        self.persist(&job);
+        self.notifier.finished(&self.setup, &view);
+        job.done.send_replace(true);
+    }
+
+    fn persist(&self, job: &Job) {
+        let v = job.view();
+        let rec = JobRecord {
+            id: v.id.clone(),
+            kind: v.kind.to_string(),
+            source: v.source.clone(),
+            trigger: v.trigger.clone(),
+            started: v.started.unwrap_or(v.queued),
+            finished: v.finished,
+            outcome: v.state.to_string(),
+            message: v.message.clone(),
+            detail: v.result.clone().unwrap_or(serde_json::Value::Null),
+        };
+        if let Err(e) = self.state.record_job(&rec) {
+            tracing::warn!("cannot record job {} in the state file: {e}", v.id);
+        }
+    }
+}
+
+/// Runs one job on the calling (blocking) thread: (message, result, passed).
+fn execute(
+    setup: &Setup,
+    spec: &JobSpec,
+    progress: &dyn Progress,
+) -> anyhow::Result<(String, serde_json::Value, bool)> {
+    let repo: &Repository = &setup.repo;
+    match spec {
+        JobSpec::Backup {
+            source,
+            kind,
+            description,
+            ticket,
+            tags,
+        } => {
+            let spec = setup
+                .source(source)
+                .with_context(|| format!("no source {source:?}"))?;
+            let mut reader = (setup.build_source)(source)?;
+            let mut all_tags = spec.tags.clone();
+            all_tags.extend(tags.iter().cloned());
+            let opts = BackupOptions {
+                source_name: source.clone(),
+                kind: *kind,
+                description: description.clone().or_else(|| spec.description.clone()),
+                tags: all_tags,
+                ticket: ticket.clone(),
+                time: Timestamp::now(),
+                host: setup.host.clone(),
+                program: setup.program.clone(),
+                force: false,
+                skip_unchanged: spec.skip_unchanged && *kind == BackupKind::Scheduled,
+            };
+            let index = load_index(repo)?;
+            let s = backstop_engine::backup(repo, &index, reader.as_mut(), &opts, progress)
+                .with_context(|| format!("backing up {source}"))?;
+            let message = if s.skipped {
+                format!("unchanged since snapshot {}: no new snapshot", s.id.short())
+            } else {
+                format!(
+                    "snapshot {} saved: {} read, {} added",
+                    s.id.short(),
+                    human_bytes(s.bytes_in),
+                    human_bytes(s.bytes_added)
+                )
+            };
+            Ok((message, serde_json::to_value(&s)?, s.warnings.is_empty()))
+        }
+        JobSpec::Verify { read_data } => {
+            let r = backstop_engine::verify(
+                repo,
+                &VerifyOptions {
+                    read_data: *read_data,
+                    host: setup.host.clone(),
+                },
+                progress,
+            )?;
+            let message = if r.is_clean() {
+                format!(
+                    "no problems in {} snapshot(s), {} pack(s){}",
+                    r.snapshots,
+                    r.packs,
+                    if r.read_data { ", all data read" } else { "" }
+                )
+            } else {
+                format!(
+                    "{} problem(s) found: run `backstop verify`",
+                    r.problems.len()
+                )
+            };
+            Ok((message, serde_json::to_value(&r)?, r.is_clean()))
+        }
+        JobSpec::Drill { source } => {
+            let (id, snap) = repo.find_snapshot(&format!("latest:{source}"))?;
+            let index = load_index(repo)?;
+            let rec = restore_drill(
+                repo,
+                &index,
+                id,
+                &snap,
+                &DrillOptions {
+                    scratch: setup.scratch.clone(),
+                    time: Timestamp::now(),
+                    host: setup.host.clone(),
+                },
+                progress,
+            )?;
+            let message = format!(
+                "restore drill of snapshot {} {} in {:.1} s",
+                id.short(),
+                if rec.passed { "passed" } else { "FAILED" },
+                rec.duration_ms as f64 / 1000.0
+            );
+            Ok((message, serde_json::to_value(&rec)?, rec.passed))
+        }
+        JobSpec::Forget => {
+            let s = backstop_engine::forget(
+                repo,
+                &ForgetOptions {
+                    policy: setup.retention.clone(),
+                    per_source: setup.per_source_retention.clone(),
+                    sources: vec![],
+                    lifecycle: setup.lifecycle,
+                    now: Timestamp::now(),
+                    time_zone: setup.time_zone.clone(),
+                    host: setup.host.clone(),
+                },
+                false,
+            )?;
+            let message = format!(
+                "{} snapshot(s) forgotten, {} kept",
+                s.forgotten,
+                s.plan.keep_count()
+            );
+            Ok((message, serde_json::to_value(&s)?, true))
+        }
+        JobSpec::Prune => {
+            let s = backstop_engine::prune(
+                repo,
+                &PruneOptions::new(setup.host.clone()),
+                false,
+                progress,
+            )?;
+            let message = format!("{} freed", human_bytes(s.plan.bytes_freed()));
+            Ok((message, serde_json::to_value(&s)?, true))
+        }
+        JobSpec::Restore {
+            snapshot,
+            source,
+            allow_schema_change,
+        } => {
+            let (plan, item, index) = restore_plan(setup, &snapshot.to_string(), source)?;
+            let target = Path::new(&plan.target).to_path_buf();
+            let opts = DatabaseRestoreOptions {
+                target,
+                in_place: true,
+                overwrite: false,
+                allow_schema_change: *allow_schema_change,
+                full_check: false,
+                time: Timestamp::now(),
+                host: setup.host.clone(),
+                program: setup.program.clone(),
+            };
+            let s = restore_database(repo, &index, plan, &item, &opts, progress)?;
+            let message = format!(
+                "restored snapshot {} into {}{}",
+                snapshot.short(),
+                s.plan.target,
+                s.safety_snapshot
+                    .map(|id| format!(" (safety snapshot {} taken first)", id.short()))
+                    .unwrap_or_default()
+            );
+            let passed = s.checks.iter().all(|c| c.passed);
+            Ok((message, serde_json::to_value(&s)?, passed))
+        }
+    }
+}
+
+/// The plan of an in-place restore of `snapshot` (an id, a prefix, `latest` or
+/// `latest-verified`) into the source's live database; with the item and the index it used.
+pub fn restore_plan(
+    setup: &Setup,
+    snapshot: &str,
+    source: &str,
+) -> anyhow::Result<(DatabasePlan, backstop_format::manifest::Item, Index)> {
+    use backstop_engine::Error as E;
+    let spec = setup
+        .source(source)
+        .ok_or_else(|| E::NotFound(format!("no source {source:?} is configured")))?;
+    let live = spec.live_path.clone().ok_or_else(|| {
+        E::Invalid(format!(
+            "source {source:?} is not a SQLite database: only databases are restored in place (restore files with `backstop restore --to DIR` or download them)"
+        ))
+    })?;
+    let wanted = match snapshot {
+        "latest" | "latest-verified" => format!("{snapshot}:{source}"),
+        s => s.to_string(),
+    };
+    let repo = &setup.repo;
+    let (id, snap) = repo.find_snapshot(&wanted)?;
+    if snap.source.name != source {
+        return Err(E::Invalid(format!(
+            "snapshot {} belongs to source {:?}, not {source:?}",
+            id.short(),
+            snap.source.name
+        ))
+        .into());
+    }
+    let index = load_index(repo)?;
+    let items = Loader::new(repo, &index).read_items(&snap.items)?;
+    let item = database_item(&items)
+        .ok_or_else(|| {
+            E::Invalid(format!(
+                "snapshot {} is not a database snapshot",
+                id.short()
+            ))
+        })?
+        .clone();
+    let plan = plan_database(id, &snap, &item, &live, true)?;
+    Ok((plan, item, index))
+}
+
+fn load_index(repo: &Repository) -> anyhow::Result<Index> {
+    let (index, problems) = Index::load(repo)?;
+    for (name, msg) in problems {
+        tracing::warn!("index file {name} cannot be read ({msg}); run `backstop verify`");
+    }
+    Ok(index)
+}
+
+/// Bytes in binary units, one decimal: "52.3 MiB".
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}

@@ -1,0 +1,1344 @@
+//! Daemon state that is not backup data: web users, API tokens, browser sessions, the audit
+//! log and job activity, in one small SQLite file beside the config.
+//!
+//! Secrets never reach the file: passwords are Argon2id PHC strings, and API tokens and
+//! session ids are stored as their BLAKE3 hash, so a lookup by hash is the comparison.
+//! Argon2 runs outside the connection lock so one slow login does not stall the server.
+//! Times are stored as INTEGER unix milliseconds.
+//!
+//! ```no_run
+//! use backstop_server::state::{Role, State};
+//!
+//! let state = State::open("state.db".as_ref())?;
+//! state.add_user("alice", Role::Admin, "correct horse battery")?;
+//! assert_eq!(state.check_password("alice", "correct horse battery")?, Some(Role::Admin));
+//! # Ok::<(), backstop_server::state::StateError>(())
+//! ```
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use jiff::{SignedDuration, Timestamp};
+use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
+use serde::{Deserialize, Serialize};
+
+/// The schema version this build writes; `MIGRATIONS[v]` takes a file from version `v` to `v + 1`.
+const SCHEMA_VERSION: i64 = 1;
+
+const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [r#"
+CREATE TABLE users (
+    name TEXT PRIMARY KEY,
+    role TEXT NOT NULL,
+    password_hash TEXT NOT NULL,
+    created INTEGER NOT NULL
+) STRICT;
+CREATE TABLE tokens (
+    name TEXT PRIMARY KEY,
+    scope TEXT NOT NULL,
+    secret_hash TEXT NOT NULL UNIQUE,
+    created INTEGER NOT NULL,
+    last_used INTEGER
+) STRICT;
+CREATE TABLE sessions (
+    id_hash TEXT PRIMARY KEY,
+    user TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE ON UPDATE CASCADE,
+    csrf TEXT NOT NULL,
+    expires INTEGER NOT NULL
+) STRICT;
+CREATE INDEX sessions_user ON sessions(user);
+CREATE TABLE audit (
+    seq INTEGER PRIMARY KEY,
+    time INTEGER NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    detail TEXT NOT NULL
+) STRICT;
+CREATE INDEX audit_time ON audit(time);
+CREATE TABLE jobs (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    source TEXT NOT NULL,
+    triggered_by TEXT NOT NULL,
+    started INTEGER NOT NULL,
+    finished INTEGER,
+    outcome TEXT NOT NULL,
+    message TEXT NOT NULL,
+    detail TEXT NOT NULL
+) STRICT;
+CREATE INDEX jobs_started ON jobs(started);
+CREATE INDEX jobs_source_kind_started ON jobs(source, kind, started);
+CREATE TABLE meta (
+    key TEXT PRIMARY KEY,
+    value ANY NOT NULL
+) STRICT;
+"#];
+
+/// Verified when a login names no user, so the reply takes as long as for a real user.
+/// Default Argon2id parameters; the password is random and was thrown away.
+const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$Ltp54eUFDu7AKWC7M5PSyQ$nfzpjarA5kNA1y93xiVjfUeRTByvtltw1JRxAGxt6Gg";
+
+const MIN_PASSWORD_CHARS: usize = 8;
+const MAX_NAME_CHARS: usize = 64;
+const TOKEN_PREFIX: &str = "bst_";
+/// `last_used` is a hint for the token list, not an access log; this bounds the writes.
+const LAST_USED_GRANULARITY: SignedDuration = SignedDuration::from_secs(60);
+
+/// Everything that can go wrong with the state file.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// SQLite reported an error.
+    #[error("state database error: {0}; check that the state file is writable and not damaged")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The state file could not be opened or set up.
+    #[error("cannot open state file {}: {source}; check its permissions and that it is a backstop state file", path.display())]
+    Open {
+        /// The file that was opened.
+        path: PathBuf,
+        /// What SQLite said.
+        source: rusqlite::Error,
+    },
+    /// The directory that should hold the state file does not exist.
+    #[error("directory {} for the state file does not exist; create it or choose another path", .0.display())]
+    NoDirectory(PathBuf),
+    /// The file was written by a newer backstop.
+    #[error("state file {} has schema version {found}, but this backstop knows only up to {known}; upgrade backstop or use another state file", path.display())]
+    TooNew {
+        /// The file that was opened.
+        path: PathBuf,
+        /// Its `user_version`.
+        found: i64,
+        /// The newest version this build knows.
+        known: i64,
+    },
+    /// A user or token with this name already exists (the string names it).
+    #[error("{0} already exists; choose another name or remove the existing one first")]
+    Exists(String),
+    /// No user or token with this name (the string names it).
+    #[error("{0} does not exist; check the name")]
+    NotFound(String),
+    /// A bad name, password or other argument; the string says what is wrong.
+    #[error("{0}")]
+    Invalid(String),
+    /// Hashing a password or reading a stored hash failed.
+    #[error("password hashing failed: {0}")]
+    Hash(String),
+    /// The operating system gave no random bytes.
+    #[error("cannot get random bytes from the operating system: {0}")]
+    Random(getrandom::Error),
+    /// A stored value cannot be read back.
+    #[error("state file holds an unreadable value: {0}; was it written by a newer backstop?")]
+    Corrupt(String),
+}
+
+/// A word that is not one of the accepted choices, from [`Role`] or [`Scope`] `FromStr`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {what} {given:?}; choose one of: {choices}")]
+pub struct ParseChoiceError {
+    what: &'static str,
+    given: String,
+    choices: &'static str,
+}
+
+/// Declares a lowercase word enum with `as_str`, `Display` and `FromStr`.
+macro_rules! word_enum {
+    ($(#[$meta:meta])* $name:ident, $what:literal, $choices:literal,
+     { $($(#[$vmeta:meta])* $variant:ident = $word:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(rename_all = "lowercase")]
+        pub enum $name { $($(#[$vmeta])* $variant),+ }
+
+        impl $name {
+            /// The lowercase word used in the file, the API and on the command line.
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $word),+ }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = ParseChoiceError;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                match s {
+                    $($word => Ok(Self::$variant),)+
+                    _ => Err(ParseChoiceError { what: $what, given: s.to_owned(), choices: $choices }),
+                }
+            }
+        }
+    };
+}
+
+word_enum!(
+    /// What a web user may do. Ordered by privilege: `Viewer < Operator < Admin`.
+    Role, "role", "viewer, operator, admin", {
+        /// Sees status, snapshots and logs.
+        Viewer = "viewer",
+        /// Also starts backups, verifies and restores.
+        Operator = "operator",
+        /// Also manages users, tokens and settings.
+        Admin = "admin",
+    }
+);
+
+word_enum!(
+    /// What an API token may do. Ordered by privilege: `Read < Backup < Admin`.
+    Scope, "scope", "read, backup, admin", {
+        /// Reads status, snapshots and logs.
+        Read = "read",
+        /// Also starts backups.
+        Backup = "backup",
+        /// Everything the API offers.
+        Admin = "admin",
+    }
+);
+
+/// A web user as listed; the password hash is not included.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UserInfo {
+    /// Login name.
+    pub name: String,
+    /// Current role.
+    pub role: Role,
+    /// When the user was added.
+    pub created: Timestamp,
+}
+
+/// An API token as listed; the secret is not included (it is shown once, by [`State::add_token`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TokenInfo {
+    /// Token name, for example the application that uses it.
+    pub name: String,
+    /// What the token may do.
+    pub scope: Scope,
+    /// When the token was added.
+    pub created: Timestamp,
+    /// When the token was last accepted, to within a minute.
+    pub last_used: Option<Timestamp>,
+}
+
+/// A new browser session, returned once by [`State::create_session`].
+#[derive(Clone)]
+pub struct NewSession {
+    /// The secret cookie value (64 hex characters); only its hash is stored.
+    pub id: String,
+    /// The token forms must echo back (64 hex characters).
+    pub csrf: String,
+    /// When the session stops being accepted.
+    pub expires: Timestamp,
+}
+
+impl fmt::Debug for NewSession {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NewSession")
+            .field("id", &"<redacted>")
+            .field("csrf", &"<redacted>")
+            .field("expires", &self.expires)
+            .finish()
+    }
+}
+
+/// A live browser session, as found by [`State::session`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    /// The logged-in user.
+    pub user: String,
+    /// The user's role now, not when the session began.
+    pub role: Role,
+    /// The token forms must echo back.
+    pub csrf: String,
+    /// When the session stops being accepted.
+    pub expires: Timestamp,
+}
+
+/// One line of the audit log: who did what, when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// When it happened.
+    pub time: Timestamp,
+    /// Who: `user:alice`, `token:shop-app`, `scheduler`, `cli`.
+    pub actor: String,
+    /// What: `backup`, `restore`, `login`, `login-failed`, `user-add`, ...
+    pub action: String,
+    /// A source or snapshot; may be empty.
+    pub target: String,
+    /// `ok`, `denied`, `failed` or `started`.
+    pub outcome: String,
+    /// Free text.
+    pub detail: String,
+}
+
+/// One run of a job, inserted when it starts and replaced when it ends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobRecord {
+    /// Unique run id.
+    pub id: String,
+    /// `backup`, `verify`, `drill`, `forget`, `prune` or `restore`.
+    pub kind: String,
+    /// The source; empty for repository-wide jobs.
+    pub source: String,
+    /// What started it: `schedule`, `startup`, `user:alice`, `token:app`, ...
+    pub trigger: String,
+    /// When it started.
+    pub started: Timestamp,
+    /// When it ended; `None` while running.
+    pub finished: Option<Timestamp>,
+    /// `running`, `ok`, `failed` or `abandoned`.
+    pub outcome: String,
+    /// One line for lists.
+    pub message: String,
+    /// Anything else, such as a backup summary.
+    pub detail: serde_json::Value,
+}
+
+/// The state store. `Send + Sync`: share it through an `Arc`; each call holds the lock briefly.
+#[derive(Debug)]
+pub struct State {
+    conn: Mutex<Connection>,
+}
+
+impl State {
+    /// Opens the state file at `path`, creating it and its schema if missing.
+    ///
+    /// The parent directory must exist. A file from a newer backstop is refused.
+    pub fn open(path: &Path) -> Result<State, StateError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+            && !dir.is_dir()
+        {
+            return Err(StateError::NoDirectory(dir.to_owned()));
+        }
+        let open_err = |source| StateError::Open {
+            path: path.to_owned(),
+            source,
+        };
+        let mut conn = Connection::open(path).map_err(open_err)?;
+        conn.busy_timeout(Duration::from_secs(5))
+            .map_err(open_err)?;
+        // WAL lets readers proceed during a write; a filesystem without shared memory keeps
+        // the old mode, which is slower but still correct.
+        let mode: String = conn
+            .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
+            .map_err(open_err)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            tracing::warn!(path = %path.display(), mode, "state file is not in WAL mode");
+        }
+        conn.pragma_update(None, "foreign_keys", true)
+            .map_err(open_err)?;
+        migrate(&mut conn, path)?;
+        Ok(State {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A panic mid-call leaves no open transaction (dropping one rolls it back), so the
+        // connection is still usable.
+        self.conn.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Adds a web user. Names are 1 to 64 of `A-Z a-z 0-9 . _ @ -`; passwords at least 8 characters.
+    pub fn add_user(&self, name: &str, role: Role, password: &str) -> Result<(), StateError> {
+        check_name(name)?;
+        let hash = hash_password(password)?;
+        let added = self.conn().execute(
+            "INSERT INTO users (name, role, password_hash, created) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(name) DO NOTHING",
+            params![name, role.as_str(), hash, millis(now_ms())],
+        )?;
+        if added == 0 {
+            return Err(StateError::Exists(format!("user {name:?}")));
+        }
+        Ok(())
+    }
+
+    /// Sets a user's password and ends all their sessions.
+    pub fn set_password(&self, name: &str, password: &str) -> Result<(), StateError> {
+        let hash = hash_password(password)?;
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let changed = tx.execute(
+            "UPDATE users SET password_hash = ?2 WHERE name = ?1",
+            params![name, hash],
+        )?;
+        if changed == 0 {
+            return Err(user_not_found(name));
+        }
+        tx.execute("DELETE FROM sessions WHERE user = ?1", [name])?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Changes a user's role; their live sessions get the new role at once.
+    pub fn set_role(&self, name: &str, role: Role) -> Result<(), StateError> {
+        let changed = self.conn().execute(
+            "UPDATE users SET role = ?2 WHERE name = ?1",
+            params![name, role.as_str()],
+        )?;
+        if changed == 0 {
+            return Err(user_not_found(name));
+        }
+        Ok(())
+    }
+
+    /// Removes a user and ends all their sessions.
+    pub fn remove_user(&self, name: &str) -> Result<(), StateError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute("DELETE FROM sessions WHERE user = ?1", [name])?;
+        if tx.execute("DELETE FROM users WHERE name = ?1", [name])? == 0 {
+            return Err(user_not_found(name));
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// All web users, by name.
+    pub fn users(&self) -> Result<Vec<UserInfo>, StateError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT name, role, created FROM users ORDER BY name")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        rows.map(|row| {
+            let (name, role, created): (String, String, i64) = row?;
+            Ok(UserInfo {
+                name,
+                role: parse_stored(&role)?,
+                created: from_millis(created)?,
+            })
+        })
+        .collect()
+    }
+
+    /// Checks a login: the user's role if the password is right, `None` if the user is
+    /// unknown or the password wrong. Both cases take about as long.
+    pub fn check_password(&self, name: &str, password: &str) -> Result<Option<Role>, StateError> {
+        let found: Option<(String, String)> = self
+            .conn()
+            .query_row(
+                "SELECT password_hash, role FROM users WHERE name = ?1",
+                [name],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        // The lock is released here: Argon2 takes tens of milliseconds by design.
+        let Some((hash, role)) = found else {
+            let _ = verify_password(password, DUMMY_HASH);
+            return Ok(None);
+        };
+        if !verify_password(password, &hash)? {
+            return Ok(None);
+        }
+        parse_stored(&role).map(Some)
+    }
+
+    /// Adds an API token and returns its secret, `bst_` and 64 hex characters. The secret is
+    /// not stored and cannot be shown again.
+    pub fn add_token(&self, name: &str, scope: Scope) -> Result<String, StateError> {
+        check_name(name)?;
+        let secret = format!("{TOKEN_PREFIX}{}", random_hex()?);
+        let added = self.conn().execute(
+            "INSERT INTO tokens (name, scope, secret_hash, created) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(name) DO NOTHING",
+            params![name, scope.as_str(), secret_hash(&secret), millis(now_ms())],
+        )?;
+        if added == 0 {
+            return Err(StateError::Exists(format!("token {name:?}")));
+        }
+        Ok(secret)
+    }
+
+    /// All API tokens, by name.
+    pub fn tokens(&self) -> Result<Vec<TokenInfo>, StateError> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare("SELECT name, scope, created, last_used FROM tokens ORDER BY name")?;
+        let rows = stmt.query_map([], token_row)?;
+        rows.map(|row| token_info(row?)).collect()
+    }
+
+    /// Removes an API token; requests with its secret are refused from now on.
+    pub fn remove_token(&self, name: &str) -> Result<(), StateError> {
+        if self
+            .conn()
+            .execute("DELETE FROM tokens WHERE name = ?1", [name])?
+            == 0
+        {
+            return Err(StateError::NotFound(format!("token {name:?}")));
+        }
+        Ok(())
+    }
+
+    /// Looks a token up by its secret and notes the use. `None` if no token has this secret.
+    pub fn check_token(&self, secret: &str) -> Result<Option<TokenInfo>, StateError> {
+        let conn = self.conn();
+        let hash = secret_hash(secret);
+        let Some(row) = conn
+            .query_row(
+                "SELECT name, scope, created, last_used FROM tokens WHERE secret_hash = ?1",
+                [&hash],
+                token_row,
+            )
+            .optional()?
+        else {
+            return Ok(None);
+        };
+        let mut info = token_info(row)?;
+        let now = now_ms();
+        let stale = info
+            .last_used
+            .is_none_or(|t| now.duration_since(t) >= LAST_USED_GRANULARITY);
+        if stale {
+            conn.execute(
+                "UPDATE tokens SET last_used = ?2 WHERE secret_hash = ?1",
+                params![hash, millis(now)],
+            )?;
+            info.last_used = Some(now);
+        }
+        Ok(Some(info))
+    }
+
+    /// Starts a browser session for `user` lasting `ttl` from `now`. Also drops expired sessions.
+    pub fn create_session(
+        &self,
+        user: &str,
+        ttl: SignedDuration,
+        now: Timestamp,
+    ) -> Result<NewSession, StateError> {
+        if ttl <= SignedDuration::ZERO {
+            return Err(StateError::Invalid(format!(
+                "session lifetime must be positive, not {ttl:#}"
+            )));
+        }
+        let expires = now.checked_add(ttl).map_err(|e| {
+            StateError::Invalid(format!("session lifetime {ttl:#} is too long: {e}"))
+        })?;
+        let session = NewSession {
+            id: random_hex()?,
+            csrf: random_hex()?,
+            expires,
+        };
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute("DELETE FROM sessions WHERE expires <= ?1", [millis(now)])?;
+        let user_exists = tx
+            .query_row("SELECT 1 FROM users WHERE name = ?1", [user], |_| Ok(()))
+            .optional()?
+            .is_some();
+        if !user_exists {
+            return Err(user_not_found(user));
+        }
+        tx.execute(
+            "INSERT INTO sessions (id_hash, user, csrf, expires) VALUES (?1, ?2, ?3, ?4)",
+            params![
+                secret_hash(&session.id),
+                user,
+                session.csrf,
+                millis(expires)
+            ],
+        )?;
+        tx.commit()?;
+        Ok(session)
+    }
+
+    /// The live session with this cookie value, with the user's current role. `None` if the
+    /// id is unknown or the session expired (an expired one is deleted).
+    pub fn session(&self, id: &str, now: Timestamp) -> Result<Option<Session>, StateError> {
+        let conn = self.conn();
+        let hash = secret_hash(id);
+        let found: Option<(String, String, String, i64)> = conn
+            .query_row(
+                "SELECT s.user, u.role, s.csrf, s.expires
+                 FROM sessions s JOIN users u ON u.name = s.user
+                 WHERE s.id_hash = ?1",
+                [&hash],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .optional()?;
+        let Some((user, role, csrf, expires)) = found else {
+            return Ok(None);
+        };
+        let expires = from_millis(expires)?;
+        if expires <= now {
+            conn.execute("DELETE FROM sessions WHERE id_hash = ?1", [&hash])?;
+            return Ok(None);
+        }
+        Ok(Some(Session {
+            user,
+            role: parse_stored(&role)?,
+            csrf,
+            expires,
+        }))
+    }
+
+    /// Ends a session (logout). An unknown id is not an error.
+    pub fn delete_session(&self, id: &str) -> Result<(), StateError> {
+        self.conn()
+            .execute("DELETE FROM sessions WHERE id_hash = ?1", [secret_hash(id)])?;
+        Ok(())
+    }
+
+    /// Appends an entry to the audit log.
+    pub fn audit(&self, e: &AuditEntry) -> Result<(), StateError> {
+        self.conn().execute(
+            "INSERT INTO audit (time, actor, action, target, outcome, detail)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                millis(e.time),
+                e.actor,
+                e.action,
+                e.target,
+                e.outcome,
+                e.detail
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// The newest `limit` audit entries, newest first.
+    pub fn audit_log(&self, limit: usize) -> Result<Vec<AuditEntry>, StateError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT time, actor, action, target, outcome, detail FROM audit
+             ORDER BY time DESC, seq DESC LIMIT ?1",
+        )?;
+        let rows = stmt.query_map([sql_limit(limit)], |r| {
+            Ok((
+                r.get(0)?,
+                AuditEntry {
+                    time: Timestamp::UNIX_EPOCH,
+                    actor: r.get(1)?,
+                    action: r.get(2)?,
+                    target: r.get(3)?,
+                    outcome: r.get(4)?,
+                    detail: r.get(5)?,
+                },
+            ))
+        })?;
+        rows.map(|row| {
+            let (time, entry): (i64, AuditEntry) = row?;
+            Ok(AuditEntry {
+                time: from_millis(time)?,
+                ..entry
+            })
+        })
+        .collect()
+    }
+
+    /// Records a job run, replacing any earlier record with the same id.
+    pub fn record_job(&self, j: &JobRecord) -> Result<(), StateError> {
+        let detail = serde_json::to_string(&j.detail)
+            .map_err(|e| StateError::Invalid(format!("job detail cannot be stored: {e}")))?;
+        self.conn().execute(
+            "INSERT INTO jobs (id, kind, source, triggered_by, started, finished, outcome, message, detail)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+             ON CONFLICT(id) DO UPDATE SET kind = excluded.kind, source = excluded.source,
+                 triggered_by = excluded.triggered_by, started = excluded.started,
+                 finished = excluded.finished, outcome = excluded.outcome,
+                 message = excluded.message, detail = excluded.detail",
+            params![
+                j.id,
+                j.kind,
+                j.source,
+                j.trigger,
+                millis(j.started),
+                j.finished.map(millis),
+                j.outcome,
+                j.message,
+                detail
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// The newest `limit` job runs, of one source or of all, newest start first.
+    pub fn jobs(&self, source: Option<&str>, limit: usize) -> Result<Vec<JobRecord>, StateError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!(
+            "{JOB_SELECT} WHERE (?1 IS NULL OR source = ?1)
+             ORDER BY started DESC, rowid DESC LIMIT ?2"
+        ))?;
+        let rows = stmt.query_map(params![source, sql_limit(limit)], job_row)?;
+        rows.map(|row| job_record(row?)).collect()
+    }
+
+    /// The newest run of `kind` for `source`, optionally only with this `outcome`.
+    pub fn last_job(
+        &self,
+        source: &str,
+        kind: &str,
+        outcome: Option<&str>,
+    ) -> Result<Option<JobRecord>, StateError> {
+        let row = self
+            .conn()
+            .query_row(
+                &format!(
+                    "{JOB_SELECT} WHERE source = ?1 AND kind = ?2 AND (?3 IS NULL OR outcome = ?3)
+                     ORDER BY started DESC, rowid DESC LIMIT 1"
+                ),
+                params![source, kind, outcome],
+                job_row,
+            )
+            .optional()?;
+        row.map(job_record).transpose()
+    }
+
+    /// When the daemon first started with this state file: `now` on the first call, the
+    /// stored time on every later one.
+    pub fn first_start(&self, now: Timestamp) -> Result<Timestamp, StateError> {
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO meta (key, value) VALUES ('first_start', ?1) ON CONFLICT(key) DO NOTHING",
+            [millis(now)],
+        )?;
+        let ms = conn.query_row(
+            "SELECT value FROM meta WHERE key = 'first_start'",
+            [],
+            |r| r.get(0),
+        )?;
+        from_millis(ms)
+    }
+}
+
+/// Brings the schema up to [`SCHEMA_VERSION`], one migration per transaction. The version is
+/// read inside an IMMEDIATE transaction so two processes opening a new file do not both migrate.
+fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StateError> {
+    loop {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let found: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if found > SCHEMA_VERSION {
+            return Err(StateError::TooNew {
+                path: path.to_owned(),
+                found,
+                known: SCHEMA_VERSION,
+            });
+        }
+        let Some(sql) = usize::try_from(found).ok().and_then(|v| MIGRATIONS.get(v)) else {
+            return Ok(());
+        };
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", found + 1)?;
+        tx.commit()?;
+    }
+}
+
+fn user_not_found(name: &str) -> StateError {
+    StateError::NotFound(format!("user {name:?}"))
+}
+
+fn check_name(name: &str) -> Result<(), StateError> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '@' | '-');
+    if name.is_empty() || name.len() > MAX_NAME_CHARS || !name.chars().all(allowed) {
+        return Err(StateError::Invalid(format!(
+            "name {name:?} is not allowed; use 1 to {MAX_NAME_CHARS} of the characters A-Z a-z 0-9 . _ @ -"
+        )));
+    }
+    Ok(())
+}
+
+fn hash_password(password: &str) -> Result<String, StateError> {
+    if password.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(StateError::Invalid(format!(
+            "password is too short; use at least {MIN_PASSWORD_CHARS} characters"
+        )));
+    }
+    let mut salt = [0u8; 16];
+    getrandom::fill(&mut salt).map_err(StateError::Random)?;
+    let hash = Argon2::default()
+        .hash_password_with_salt(password.as_bytes(), &salt)
+        .map_err(|e| StateError::Hash(e.to_string()))?;
+    Ok(hash.to_string())
+}
+
+/// `Ok(false)` for a wrong password; `Err` only for a stored hash that cannot be used.
+fn verify_password(password: &str, phc: &str) -> Result<bool, StateError> {
+    // The parameters come from the PHC string, not from this `Argon2` value.
+    match Argon2::default().verify_password(password.as_bytes(), phc) {
+        Ok(()) => Ok(true),
+        Err(argon2::password_hash::Error::PasswordInvalid) => Ok(false),
+        Err(e) => Err(StateError::Hash(format!(
+            "stored password hash is unusable ({e}); set a new password"
+        ))),
+    }
+}
+
+/// 32 random bytes as 64 lowercase hex characters.
+fn random_hex() -> Result<String, StateError> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(StateError::Random)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+fn secret_hash(secret: &str) -> String {
+    blake3::hash(secret.as_bytes()).to_hex().to_string()
+}
+
+/// The current time at the precision stored, so a returned value equals the one read back later.
+fn now_ms() -> Timestamp {
+    Timestamp::from_millisecond(Timestamp::now().as_millisecond())
+        .expect("a current timestamp truncated to milliseconds is in range")
+}
+
+fn millis(t: Timestamp) -> i64 {
+    t.as_millisecond()
+}
+
+fn from_millis(ms: i64) -> Result<Timestamp, StateError> {
+    Timestamp::from_millisecond(ms).map_err(|e| StateError::Corrupt(format!("time {ms}: {e}")))
+}
+
+fn parse_stored<T: FromStr<Err = ParseChoiceError>>(s: &str) -> Result<T, StateError> {
+    s.parse()
+        .map_err(|e: ParseChoiceError| StateError::Corrupt(e.to_string()))
+}
+
+fn sql_limit(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}
+
+type TokenRow = (String, String, i64, Option<i64>);
+
+fn token_row(r: &Row<'_>) -> rusqlite::Result<TokenRow> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+}
+
+fn token_info((name, scope, created, last_used): TokenRow) -> Result<TokenInfo, StateError> {
+    Ok(TokenInfo {
+        name,
+        scope: parse_stored(&scope)?,
+        created: from_millis(created)?,
+        last_used: last_used.map(from_millis).transpose()?,
+    })
+}
+
+const JOB_SELECT: &str = "SELECT id, kind, source, triggered_by, started, finished, outcome, \
+                          message, detail FROM jobs";
+
+/// A job row with times and detail still raw, converted by [`job_record`].
+struct JobRow {
+    record: JobRecord,
+    started: i64,
+    finished: Option<i64>,
+    detail: String,
+}
+
+fn job_row(r: &Row<'_>) -> rusqlite::Result<JobRow> {
+    Ok(JobRow {
+        record: JobRecord {
+            id: r.get(0)?,
+            kind: r.get(1)?,
+            source: r.get(2)?,
+            trigger: r.get(3)?,
+            started: Timestamp::UNIX_EPOCH,
+            finished: None,
+            outcome: r.get(6)?,
+            message: r.get(7)?,
+            detail: serde_json::Value::Null,
+        },
+        started: r.get(4)?,
+        finished: r.get(5)?,
+        detail: r.get(8)?,
+    })
+}
+
+fn job_record(row: JobRow) -> Result<JobRecord, StateError> {
+    let detail = serde_json::from_str(&row.detail)
+        .map_err(|e| StateError::Corrupt(format!("detail of job {:?}: {e}", row.record.id)))?;
+    Ok(JobRecord {
+        started: from_millis(row.started)?,
+        finished: row.finished.map(from_millis).transpose()?,
+        detail,
+        ..row.record
+    })
+}
+
+/// Login rate limiting, in memory: per key (a user name, or separately a client address), at
+/// most `max_failures` failures in a sliding `window`.
+#[derive(Debug)]
+pub struct LoginLimiter {
+    max_failures: usize,
+    window: SignedDuration,
+    failures: Mutex<HashMap<String, VecDeque<Timestamp>>>,
+}
+
+/// Past this many keys, a failure also sweeps out keys whose failures have all expired.
+const LIMITER_SWEEP_AT: usize = 10_000;
+
+impl LoginLimiter {
+    /// A limiter allowing `max_failures` (at least 1) failures per key within `window`.
+    pub fn new(max_failures: usize, window: SignedDuration) -> Self {
+        LoginLimiter {
+            max_failures: max_failures.max(1),
+            window,
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn map(&self) -> MutexGuard<'_, HashMap<String, VecDeque<Timestamp>>> {
+        // The map holds only timestamps; a half-finished update is harmless.
+        self.failures.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Drops failures that have left the window.
+    fn expire(&self, times: &mut VecDeque<Timestamp>, now: Timestamp) {
+        while times
+            .front()
+            .is_some_and(|&t| now.duration_since(t) >= self.window)
+        {
+            times.pop_front();
+        }
+    }
+
+    /// `Ok` if `key` may try to log in now, else how long until it may.
+    pub fn check(&self, key: &str, now: Timestamp) -> Result<(), SignedDuration> {
+        let mut map = self.map();
+        let Some(times) = map.get_mut(key) else {
+            return Ok(());
+        };
+        self.expire(times, now);
+        match times.front() {
+            Some(&oldest) if times.len() >= self.max_failures => {
+                Err(self.window - now.duration_since(oldest))
+            }
+            None => {
+                map.remove(key);
+                Ok(())
+            }
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// Notes a failed login for `key` at `now`.
+    pub fn failure(&self, key: &str, now: Timestamp) {
+        let mut map = self.map();
+        if map.len() >= LIMITER_SWEEP_AT {
+            map.retain(|_, times| {
+                self.expire(times, now);
+                !times.is_empty()
+            });
+        }
+        let times = map.entry(key.to_owned()).or_default();
+        self.expire(times, now);
+        times.push_back(now);
+        // Only the newest `max_failures` decide when the key is free again.
+        while times.len() > self.max_failures {
+            times.pop_front();
+        }
+    }
+
+    /// Forgets the failures of `key` after a successful login.
+    pub fn success(&self, key: &str) {
+        self.map().remove(key);
+    }
+}
+
+impl Default for LoginLimiter {
+    /// Five failures per fifteen minutes.
+    fn default() -> Self {
+        LoginLimiter::new(5, SignedDuration::from_mins(15))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open_temp() -> (tempfile::TempDir, State) {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::open(&dir.path().join("state.db")).unwrap();
+        (dir, state)
+    }
+
+    fn at(secs: i64) -> Timestamp {
+        Timestamp::from_second(1_700_000_000 + secs).unwrap()
+    }
+
+    const PW: &str = "correct horse";
+
+    #[test]
+    fn state_is_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<State>();
+        assert_send_sync::<LoginLimiter>();
+    }
+
+    #[test]
+    fn words_round_trip_and_reject_unknown() {
+        for role in [Role::Viewer, Role::Operator, Role::Admin] {
+            assert_eq!(role.to_string().parse::<Role>().unwrap(), role);
+            assert_eq!(
+                serde_json::to_string(&role).unwrap(),
+                format!("\"{}\"", role.as_str())
+            );
+        }
+        for scope in [Scope::Read, Scope::Backup, Scope::Admin] {
+            assert_eq!(scope.as_str().parse::<Scope>().unwrap(), scope);
+        }
+        let err = "root".parse::<Role>().unwrap_err().to_string();
+        assert!(err.contains("viewer, operator, admin"), "{err}");
+        assert!("Admin".parse::<Scope>().is_err());
+        assert!(Role::Viewer < Role::Operator && Scope::Backup < Scope::Admin);
+    }
+
+    #[test]
+    fn users_add_check_and_reject() {
+        let (_dir, state) = open_temp();
+        state
+            .add_user("alice@example.org", Role::Operator, PW)
+            .unwrap();
+
+        let dup = state.add_user("alice@example.org", Role::Admin, PW);
+        assert!(matches!(dup, Err(StateError::Exists(_))), "{dup:?}");
+        for bad in ["", "a b", "ålice", "x/y", &"a".repeat(65)] {
+            let r = state.add_user(bad, Role::Viewer, PW);
+            assert!(matches!(r, Err(StateError::Invalid(_))), "{bad:?}: {r:?}");
+        }
+        assert!(check_name(&"a".repeat(64)).is_ok());
+        let short = state.add_user("bob", Role::Viewer, "1234567");
+        assert!(matches!(short, Err(StateError::Invalid(_))), "{short:?}");
+
+        let users = state.users().unwrap();
+        assert_eq!(users.len(), 1);
+        assert_eq!(
+            (users[0].name.as_str(), users[0].role),
+            ("alice@example.org", Role::Operator)
+        );
+
+        assert_eq!(
+            state.check_password("alice@example.org", PW).unwrap(),
+            Some(Role::Operator)
+        );
+        assert_eq!(
+            state
+                .check_password("alice@example.org", "wrong password")
+                .unwrap(),
+            None
+        );
+        assert_eq!(state.check_password("nobody", PW).unwrap(), None);
+    }
+
+    #[test]
+    fn dummy_hash_uses_default_params() {
+        let params = argon2::Params::default();
+        let expected = format!(
+            "$argon2id$v=19$m={},t={},p={}$",
+            params.m_cost(),
+            params.t_cost(),
+            params.p_cost()
+        );
+        assert!(DUMMY_HASH.starts_with(&expected), "{DUMMY_HASH}");
+        assert!(!verify_password(PW, DUMMY_HASH).unwrap());
+    }
+
+    #[test]
+    fn sessions_follow_role_password_and_removal() {
+        let (_dir, state) = open_temp();
+        state.add_user("alice", Role::Viewer, PW).unwrap();
+        state.add_user("bob", Role::Viewer, PW).unwrap();
+        let ttl = SignedDuration::from_hours(1);
+
+        let s = state.create_session("alice", ttl, at(0)).unwrap();
+        assert_eq!((s.id.len(), s.csrf.len()), (64, 64));
+        assert_ne!(s.id, s.csrf);
+        let live = state.session(&s.id, at(1)).unwrap().unwrap();
+        assert_eq!(
+            (live.user.as_str(), live.role, &live.csrf),
+            ("alice", Role::Viewer, &s.csrf)
+        );
+
+        state.set_role("alice", Role::Admin).unwrap();
+        assert_eq!(
+            state.session(&s.id, at(2)).unwrap().unwrap().role,
+            Role::Admin
+        );
+        assert!(matches!(
+            state.set_role("nobody", Role::Admin),
+            Err(StateError::NotFound(_))
+        ));
+
+        state.set_password("alice", "another password").unwrap();
+        assert_eq!(state.session(&s.id, at(3)).unwrap(), None);
+
+        let s = state.create_session("alice", ttl, at(4)).unwrap();
+        let b = state.create_session("bob", ttl, at(4)).unwrap();
+        state.remove_user("alice").unwrap();
+        assert_eq!(state.session(&s.id, at(5)).unwrap(), None);
+        assert!(state.session(&b.id, at(5)).unwrap().is_some());
+        assert!(matches!(
+            state.remove_user("alice"),
+            Err(StateError::NotFound(_))
+        ));
+        assert!(matches!(
+            state.create_session("alice", ttl, at(6)),
+            Err(StateError::NotFound(_))
+        ));
+
+        state.delete_session(&b.id).unwrap();
+        assert_eq!(state.session(&b.id, at(7)).unwrap(), None);
+        state.delete_session(&b.id).unwrap();
+    }
+
+    #[test]
+    fn sessions_expire() {
+        let (_dir, state) = open_temp();
+        state.add_user("alice", Role::Viewer, PW).unwrap();
+        let s = state
+            .create_session("alice", SignedDuration::from_secs(60), at(0))
+            .unwrap();
+        assert_eq!(s.expires, at(60));
+        assert!(state.session(&s.id, at(59)).unwrap().is_some());
+        assert_eq!(state.session(&s.id, at(60)).unwrap(), None);
+        // Deleted, so even an earlier clock no longer finds it.
+        assert_eq!(state.session(&s.id, at(0)).unwrap(), None);
+        assert_eq!(state.session("not-a-session", at(0)).unwrap(), None);
+        assert!(matches!(
+            state.create_session("alice", SignedDuration::ZERO, at(0)),
+            Err(StateError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn tokens_check_by_hash_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let state = State::open(&path).unwrap();
+        let secret = state.add_token("shop-app", Scope::Backup).unwrap();
+        assert_eq!(secret.len(), 4 + 64);
+        assert!(secret.starts_with("bst_"));
+        assert!(
+            secret[4..]
+                .chars()
+                .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
+        );
+        assert!(matches!(
+            state.add_token("shop-app", Scope::Read),
+            Err(StateError::Exists(_))
+        ));
+        assert!(matches!(
+            state.add_token("bad name", Scope::Read),
+            Err(StateError::Invalid(_))
+        ));
+
+        assert_eq!(state.tokens().unwrap()[0].last_used, None);
+        let info = state.check_token(&secret).unwrap().unwrap();
+        assert_eq!(
+            (info.name.as_str(), info.scope),
+            ("shop-app", Scope::Backup)
+        );
+        assert!(info.last_used.is_some());
+        assert_eq!(state.tokens().unwrap()[0].last_used, info.last_used);
+        assert_eq!(state.check_token(&format!("{secret}x")).unwrap(), None);
+        assert_eq!(state.check_token("").unwrap(), None);
+
+        // Checkpoint the WAL so every page is in the main file, then look for the secret.
+        drop(state);
+        let mut bytes = std::fs::read(&path).unwrap();
+        for side in ["state.db-wal", "state.db-shm"] {
+            if let Ok(more) = std::fs::read(dir.path().join(side)) {
+                bytes.extend(more);
+            }
+        }
+        let contains = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+        assert!(
+            contains(secret_hash(&secret).as_bytes()),
+            "the search sees stored data"
+        );
+        assert!(!contains(&secret.as_bytes()[4..]));
+
+        let state = State::open(&path).unwrap();
+        state.remove_token("shop-app").unwrap();
+        assert_eq!(state.check_token(&secret).unwrap(), None);
+        assert!(matches!(
+            state.remove_token("shop-app"),
+            Err(StateError::NotFound(_))
+        ));
+    }
+
+    fn entry(secs: i64, action: &str) -> AuditEntry {
+        AuditEntry {
+            time: at(secs),
+            actor: "user:alice".into(),
+            action: action.into(),
+            target: String::new(),
+            outcome: "ok".into(),
+            detail: String::new(),
+        }
+    }
+
+    #[test]
+    fn audit_is_newest_first_and_limited() {
+        let (_dir, state) = open_temp();
+        for (secs, action) in [(10, "b"), (5, "a"), (10, "c"), (20, "d")] {
+            state.audit(&entry(secs, action)).unwrap();
+        }
+        let actions = |limit| {
+            state
+                .audit_log(limit)
+                .unwrap()
+                .into_iter()
+                .map(|e| e.action)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(actions(10), ["d", "c", "b", "a"]);
+        assert_eq!(actions(2), ["d", "c"]);
+        assert!(actions(0).is_empty());
+        assert_eq!(state.audit_log(1).unwrap()[0], entry(20, "d"));
+    }
+
+    fn job(id: &str, kind: &str, source: &str, started: i64, outcome: &str) -> JobRecord {
+        JobRecord {
+            id: id.into(),
+            kind: kind.into(),
+            source: source.into(),
+            trigger: "schedule".into(),
+            started: at(started),
+            finished: None,
+            outcome: outcome.into(),
+            message: String::new(),
+            detail: serde_json::Value::Null,
+        }
+    }
+
+    #[test]
+    fn jobs_replace_list_and_filter() {
+        let (_dir, state) = open_temp();
+        state
+            .record_job(&job("1", "backup", "db", 0, "ok"))
+            .unwrap();
+        state
+            .record_job(&job("2", "backup", "db", 10, "running"))
+            .unwrap();
+        state
+            .record_job(&job("3", "verify", "db", 20, "failed"))
+            .unwrap();
+        state.record_job(&job("4", "prune", "", 30, "ok")).unwrap();
+        state
+            .record_job(&job("5", "backup", "files", 40, "ok"))
+            .unwrap();
+
+        let ids = |jobs: Vec<JobRecord>| jobs.into_iter().map(|j| j.id).collect::<Vec<_>>();
+        assert_eq!(
+            ids(state.jobs(None, 10).unwrap()),
+            ["5", "4", "3", "2", "1"]
+        );
+        assert_eq!(ids(state.jobs(Some("db"), 2).unwrap()), ["3", "2"]);
+        assert_eq!(ids(state.jobs(Some(""), 10).unwrap()), ["4"]);
+
+        let last = |outcome| {
+            state
+                .last_job("db", "backup", outcome)
+                .unwrap()
+                .map(|j| j.id)
+        };
+        assert_eq!(last(None).as_deref(), Some("2"));
+        assert_eq!(last(Some("ok")).as_deref(), Some("1"));
+        assert_eq!(last(Some("failed")), None);
+
+        let mut done = job("2", "backup", "db", 10, "failed");
+        done.finished = Some(at(15));
+        done.message = "disk full".into();
+        done.detail = serde_json::json!({ "files": 3, "warnings": ["x"] });
+        state.record_job(&done).unwrap();
+        assert_eq!(state.jobs(None, 10).unwrap().len(), 5);
+        assert_eq!(
+            state.last_job("db", "backup", Some("failed")).unwrap(),
+            Some(done)
+        );
+        assert_eq!(state.last_job("db", "drill", None).unwrap(), None);
+    }
+
+    #[test]
+    fn limiter_blocks_sixth_attempt_until_window_passes() {
+        let limiter = LoginLimiter::default();
+        for i in 0..5 {
+            assert_eq!(limiter.check("alice", at(i)), Ok(()));
+            limiter.failure("alice", at(i));
+        }
+        let wait = SignedDuration::from_mins(15) - SignedDuration::from_secs(10);
+        assert_eq!(limiter.check("alice", at(10)), Err(wait));
+        assert_eq!(limiter.check("10.0.0.1", at(10)), Ok(()));
+        // The first failure (at 0) leaves the window after 15 minutes.
+        assert!(limiter.check("alice", at(899)).is_err());
+        assert_eq!(limiter.check("alice", at(900)), Ok(()));
+        limiter.failure("alice", at(900));
+        assert_eq!(
+            limiter.check("alice", at(900)),
+            Err(SignedDuration::from_secs(1))
+        );
+        limiter.success("alice");
+        assert_eq!(limiter.check("alice", at(900)), Ok(()));
+    }
+
+    #[test]
+    fn reopening_keeps_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        {
+            let state = State::open(&path).unwrap();
+            state.add_token("app", Scope::Read).unwrap();
+            state.audit(&entry(0, "token-add")).unwrap();
+            state
+                .record_job(&job("1", "backup", "db", 0, "ok"))
+                .unwrap();
+        }
+        let state = State::open(&path).unwrap();
+        assert_eq!(state.tokens().unwrap()[0].name, "app");
+        assert_eq!(state.audit_log(10).unwrap(), [entry(0, "token-add")]);
+        assert_eq!(state.jobs(None, 10).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn concurrent_opens_of_a_new_file_migrate_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        std::thread::scope(|s| {
+            let opens: Vec<_> = (0..4).map(|_| s.spawn(|| State::open(&path))).collect();
+            for open in opens {
+                open.join().unwrap().unwrap();
+            }
+        });
+    }
+
+    #[test]
+    fn first_start_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        assert_eq!(
+            State::open(&path).unwrap().first_start(at(0)).unwrap(),
+            at(0)
+        );
+        let state = State::open(&path).unwrap();
+        assert_eq!(state.first_start(at(100)).unwrap(), at(0));
+    }
+
+    #[test]
+    fn open_refuses_newer_schema_and_missing_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        drop(State::open(&path).unwrap());
+        Connection::open(&path)
+            .unwrap()
+            .pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
+        let err = State::open(&path).unwrap_err();
+        assert!(
+            matches!(err, StateError::TooNew { found, .. } if found == SCHEMA_VERSION + 1),
+            "{err}"
+        );
+        assert!(err.to_string().contains("upgrade backstop"), "{err}");
+
+        let missing = dir.path().join("no-such-dir").join("state.db");
+        let err = State::open(&missing).unwrap_err();
+        assert!(matches!(err, StateError::NoDirectory(_)), "{err}");
+    }
+}

@@ -1,0 +1,657 @@
+//! The web UI: server-rendered pages (minijinja templates embedded in the binary, no scripts
+//! from elsewhere), usable on a phone. Every form carries the session's CSRF token; every
+//! action is authorised here, whatever the page showed.
+
+use axum::Router;
+use axum::extract::{Form, FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use backstop_engine::listing::ListFilter;
+use backstop_format::Timestamp;
+use backstop_format::manifest::BackupKind;
+use jiff::SignedDuration;
+use minijinja::{Environment, Value, context};
+use serde::Deserialize;
+
+use crate::AppState;
+use crate::api::{ApiError, audit, blocking};
+use crate::auth::{Caller, Denied, Permission, SESSION_COOKIE, authenticate, constant_time_eq};
+use crate::jobs::{JobSpec, restore_plan};
+
+/// How long a login lasts.
+const SESSION_TTL: SignedDuration = SignedDuration::from_hours(12);
+
+const STYLE: &str = include_str!("../templates/style.css");
+
+/// The templates and their filters.
+pub fn templates(tz: jiff::tz::TimeZone) -> Environment<'static> {
+    let mut env = Environment::new();
+    for (name, src) in [
+        ("base.html", include_str!("../templates/base.html")),
+        ("login.html", include_str!("../templates/login.html")),
+        ("status.html", include_str!("../templates/status.html")),
+        (
+            "snapshots.html",
+            include_str!("../templates/snapshots.html"),
+        ),
+        ("snapshot.html", include_str!("../templates/snapshot.html")),
+        ("restore.html", include_str!("../templates/restore.html")),
+        ("job.html", include_str!("../templates/job.html")),
+        ("activity.html", include_str!("../templates/activity.html")),
+        ("message.html", include_str!("../templates/message.html")),
+    ] {
+        env.add_template(name, src)
+            .expect("embedded templates parse");
+    }
+    let zone = tz.clone();
+    // An RFC 3339 time in the configured zone: "2026-11-22 14:05".
+    env.add_filter("localtime", move |v: Value| -> String {
+        let s = v.to_string();
+        match s.parse::<Timestamp>() {
+            Ok(t) => t
+                .to_zoned(zone.clone())
+                .strftime("%Y-%m-%d %H:%M")
+                .to_string(),
+            Err(_) => s,
+        }
+    });
+    // Seconds as an age: "3h20m ago".
+    env.add_filter("age", |secs: i64| -> String { age(secs) });
+    env.add_filter("bytes", |n: u64| -> String { crate::jobs::human_bytes(n) });
+    env.add_filter("short", |v: Value| -> String {
+        v.to_string().chars().take(10).collect()
+    });
+    env
+}
+
+/// A serde value as a template value.
+fn ser<T: serde::Serialize>(v: &T) -> Value {
+    Value::from(minijinja::value::Serde(v))
+}
+
+/// An age in words.
+pub fn age(secs: i64) -> String {
+    if secs < 60 {
+        return "just now".into();
+    }
+    let rounded = if secs >= 86_400 {
+        secs / 3_600 * 3_600
+    } else {
+        secs / 60 * 60
+    };
+    format!(
+        "{} ago",
+        backstop_policy::format_interval(SignedDuration::from_secs(rounded))
+    )
+}
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/", get(status_page))
+        .route("/login", get(login_page).post(login))
+        .route("/logout", post(logout))
+        .route("/snapshots", get(snapshots_page))
+        .route("/snapshots/{id}", get(snapshot_page))
+        .route("/backup", post(backup))
+        .route("/verify", post(verify))
+        .route("/restore", get(restore_page).post(restore))
+        .route("/jobs/{id}", get(job_page))
+        .route("/activity", get(activity_page))
+        .route("/static/style.css", get(style))
+}
+
+/// A page error: rendered as a page, or a redirect to the login page.
+pub enum PageError {
+    Login,
+    Page(StatusCode, String),
+}
+
+impl From<ApiError> for PageError {
+    fn from(e: ApiError) -> Self {
+        PageError::Page(e.status, e.message)
+    }
+}
+
+impl From<Denied> for PageError {
+    fn from(d: Denied) -> Self {
+        match d {
+            Denied::Unauthorized(_) => PageError::Login,
+            Denied::Forbidden(m) => PageError::Page(StatusCode::FORBIDDEN, m),
+        }
+    }
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        match self {
+            PageError::Login => Redirect::to("/login").into_response(),
+            PageError::Page(status, message) => {
+                // Rendered without the app: the message page needs no context but these.
+                let env = templates(jiff::tz::TimeZone::UTC);
+                let html = env
+                    .get_template("message.html")
+                    .and_then(|t| {
+                        t.render(context! { title => status.canonical_reason().unwrap_or("Error"), message => message, error => true })
+                    })
+                    .unwrap_or_else(|e| format!("template error: {e}"));
+                (status, Html(html)).into_response()
+            }
+        }
+    }
+}
+
+type PageResult = Result<Response, PageError>;
+
+/// A logged-in browser user (API tokens do not open pages).
+pub struct User(pub Caller);
+
+impl FromRequestParts<AppState> for User {
+    type Rejection = PageError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, PageError> {
+        let caller = authenticate(parts, app).map_err(|_| PageError::Login)?;
+        if caller.csrf().is_none() {
+            return Err(PageError::Login);
+        }
+        Ok(User(caller))
+    }
+}
+
+impl User {
+    /// The template context every page gets: who is logged in and what they may do.
+    fn ctx(&self) -> Value {
+        let c = &self.0;
+        context! {
+            user => c.name.clone(),
+            role => c.role().map(|r| r.to_string()),
+            csrf => c.csrf(),
+            can_backup => c.allows(Permission::Backup),
+            can_verify => c.allows(Permission::Verify),
+            can_restore => c.allows(Permission::Restore),
+            is_admin => c.allows(Permission::Admin),
+        }
+    }
+
+    /// Checks the form's CSRF token against the session's.
+    fn check_csrf(&self, sent: &str) -> Result<(), PageError> {
+        match self.0.csrf() {
+            Some(c) if constant_time_eq(c, sent) => Ok(()),
+            _ => Err(PageError::Page(
+                StatusCode::FORBIDDEN,
+                "the form's security token does not match your session: reload the page and try again".into(),
+            )),
+        }
+    }
+
+    fn require(
+        &self,
+        app: &AppState,
+        p: Permission,
+        action: &str,
+        target: &str,
+    ) -> Result<(), PageError> {
+        crate::api::require(app, &self.0, p, action, target).map_err(PageError::from)
+    }
+}
+
+fn render(app: &AppState, name: &str, ctx: Value) -> PageResult {
+    let html = app
+        .templates
+        .get_template(name)
+        .and_then(|t| t.render(ctx))
+        .map_err(|e| {
+            PageError::Page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("page {name}: {e:#}"),
+            )
+        })?;
+    let mut r = Html(html).into_response();
+    let h = r.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'self'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    Ok(r)
+}
+
+async fn style() -> Response {
+    let mut r = STYLE.into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/css; charset=utf-8"),
+    );
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("max-age=3600"),
+    );
+    r
+}
+
+pub async fn not_found(State(app): State<AppState>) -> Response {
+    render(
+        &app,
+        "message.html",
+        context! { title => "Not found", message => "There is no such page.", error => true },
+    )
+    .map(|mut r| {
+        *r.status_mut() = StatusCode::NOT_FOUND;
+        r
+    })
+    .into_response()
+}
+
+async fn status_page(State(app): State<AppState>, user: User) -> PageResult {
+    user.0.require(Permission::Read)?;
+    let page = app.overview().await?;
+    render(
+        &app,
+        "status.html",
+        context! { ..user.ctx(), ..context! { page => ser(&page), nav => "status" } },
+    )
+}
+
+#[derive(Deserialize)]
+struct LoginQuery {
+    #[serde(default)]
+    next: Option<String>,
+}
+
+async fn login_page(State(app): State<AppState>, Query(q): Query<LoginQuery>) -> PageResult {
+    let users = app.state.users().map_err(ApiError::internal)?;
+    render(
+        &app,
+        "login.html",
+        context! { next => q.next, no_users => users.is_empty() },
+    )
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    username: String,
+    password: String,
+}
+
+/// The client's address for rate limiting: the socket peer (behind a proxy, the proxy).
+pub struct ClientIp(pub String);
+
+impl FromRequestParts<AppState> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, Self::Rejection> {
+        Ok(ClientIp(
+            parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0.ip().to_string())
+                .unwrap_or_else(|| "local".into()),
+        ))
+    }
+}
+
+async fn login(
+    State(app): State<AppState>,
+    ClientIp(ip): ClientIp,
+    Form(form): Form<LoginForm>,
+) -> PageResult {
+    let now = Timestamp::now();
+    let name = form.username.trim().to_string();
+    for key in [format!("user:{name}"), format!("ip:{ip}")] {
+        if let Err(wait) = app.limiter.check(&key, now) {
+            audit(
+                &app,
+                &format!("user:{name}"),
+                "login",
+                "",
+                "denied",
+                "rate limited",
+            );
+            let ctx = context! { error => format!("Too many failed attempts: try again in {} minutes.", (wait.as_secs() + 59) / 60), username => name };
+            return render(&app, "login.html", ctx).map(|mut r| {
+                *r.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+                r
+            });
+        }
+    }
+    let state = app.state.clone();
+    let (n, p) = (name.clone(), form.password.clone());
+    let role = blocking(move || Ok(state.check_password(&n, &p)?)).await?;
+    let Some(_role) = role else {
+        app.limiter.failure(&format!("user:{name}"), now);
+        app.limiter.failure(&format!("ip:{ip}"), now);
+        audit(
+            &app,
+            &format!("user:{name}"),
+            "login",
+            "",
+            "failed",
+            "wrong user name or password",
+        );
+        let ctx = context! { error => "Wrong user name or password.", username => name };
+        return render(&app, "login.html", ctx).map(|mut r| {
+            *r.status_mut() = StatusCode::UNAUTHORIZED;
+            r
+        });
+    };
+    app.limiter.success(&format!("user:{name}"));
+    let session = app
+        .state
+        .create_session(&name, SESSION_TTL, now)
+        .map_err(ApiError::internal)?;
+    audit(&app, &format!("user:{name}"), "login", "", "ok", "");
+    let mut r = Redirect::to("/").into_response();
+    let cookie = format!(
+        "{SESSION_COOKIE}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
+        session.id,
+        SESSION_TTL.as_secs(),
+        if app.secure_cookies { "; Secure" } else { "" }
+    );
+    r.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_str(&cookie).map_err(ApiError::internal)?,
+    );
+    Ok(r)
+}
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    csrf: String,
+}
+
+async fn logout(
+    State(app): State<AppState>,
+    user: User,
+    headers: axum::http::HeaderMap,
+    Form(form): Form<CsrfForm>,
+) -> PageResult {
+    user.check_csrf(&form.csrf)?;
+    if let Some(id) = crate::auth::cookie(&headers, SESSION_COOKIE) {
+        let _ = app.state.delete_session(id);
+    }
+    audit(&app, &user.0.actor, "logout", "", "ok", "");
+    let mut r = Redirect::to("/login").into_response();
+    r.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_str(&format!(
+            "{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"
+        ))
+        .expect("static cookie"),
+    );
+    Ok(r)
+}
+
+#[derive(Deserialize)]
+struct SnapshotsQuery {
+    source: Option<String>,
+    kind: Option<String>,
+}
+
+async fn snapshots_page(
+    State(app): State<AppState>,
+    user: User,
+    Query(q): Query<SnapshotsQuery>,
+) -> PageResult {
+    user.0.require(Permission::Read)?;
+    let kind = match q.kind.as_deref().filter(|k| !k.is_empty()) {
+        Some(k) => Some(
+            k.parse::<BackupKind>()
+                .map_err(|e| PageError::Page(StatusCode::BAD_REQUEST, e))?,
+        ),
+        None => None,
+    };
+    let source = q.source.clone().filter(|s| !s.is_empty());
+    let mut rows = app
+        .snapshots(ListFilter {
+            source: source.clone(),
+            kind,
+            ..ListFilter::default()
+        })
+        .await?;
+    rows.reverse();
+    let sources: Vec<String> = app.setup.sources.iter().map(|s| s.name.clone()).collect();
+    render(
+        &app,
+        "snapshots.html",
+        context! { ..user.ctx(), ..context! { rows => ser(&rows), sources => sources, source => source, kind => q.kind, nav => "snapshots" } },
+    )
+}
+
+async fn snapshot_page(
+    State(app): State<AppState>,
+    user: User,
+    Path(id): Path<String>,
+) -> PageResult {
+    user.0.require(Permission::Read)?;
+    let detail = app.snapshot_detail(id).await?;
+    let restorable = app
+        .setup
+        .source(&detail.row.source)
+        .is_some_and(|s| s.live_path.is_some());
+    render(
+        &app,
+        "snapshot.html",
+        context! { ..user.ctx(), ..context! { s => ser(&detail), restorable => restorable, nav => "snapshots" } },
+    )
+}
+
+#[derive(Deserialize)]
+struct BackupForm {
+    csrf: String,
+    source: String,
+    #[serde(default)]
+    description: String,
+}
+
+async fn backup(State(app): State<AppState>, user: User, Form(f): Form<BackupForm>) -> PageResult {
+    user.check_csrf(&f.csrf)?;
+    user.require(&app, Permission::Backup, "backup", &f.source)?;
+    let description = Some(f.description.trim().to_string()).filter(|d| !d.is_empty());
+    let spec = JobSpec::Backup {
+        source: f.source.clone(),
+        kind: BackupKind::Manual,
+        description,
+        ticket: None,
+        tags: vec![],
+    };
+    start(&app, &user, spec, "backup", &f.source)
+}
+
+#[derive(Deserialize)]
+struct VerifyForm {
+    csrf: String,
+    kind: String,
+    #[serde(default)]
+    source: String,
+}
+
+async fn verify(State(app): State<AppState>, user: User, Form(f): Form<VerifyForm>) -> PageResult {
+    user.check_csrf(&f.csrf)?;
+    user.require(&app, Permission::Verify, "verify", &f.source)?;
+    let spec = match f.kind.as_str() {
+        "drill" => JobSpec::Drill {
+            source: f.source.clone(),
+        },
+        "data" => JobSpec::Verify { read_data: true },
+        _ => JobSpec::Verify { read_data: false },
+    };
+    start(&app, &user, spec, "verify", &f.source)
+}
+
+/// Submits a job and shows its page.
+fn start(app: &AppState, user: &User, spec: JobSpec, action: &str, target: &str) -> PageResult {
+    match app.runner.submit(spec, &user.0.actor) {
+        Ok(job) => {
+            audit(
+                app,
+                &user.0.actor,
+                action,
+                target,
+                "started",
+                &format!("job {}", job.id()),
+            );
+            Ok(Redirect::to(&format!("/jobs/{}", job.id())).into_response())
+        }
+        Err(e) => {
+            audit(app, &user.0.actor, action, target, "failed", &e.to_string());
+            Err(ApiError::from(e).into())
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct RestoreQuery {
+    source: Option<String>,
+    snapshot: Option<String>,
+}
+
+async fn restore_page(
+    State(app): State<AppState>,
+    user: User,
+    Query(q): Query<RestoreQuery>,
+) -> PageResult {
+    user.require(
+        &app,
+        Permission::Restore,
+        "restore-plan",
+        q.source.as_deref().unwrap_or(""),
+    )?;
+    let restorable: Vec<String> = app
+        .setup
+        .sources
+        .iter()
+        .filter(|s| s.live_path.is_some())
+        .map(|s| s.name.clone())
+        .collect();
+    let source = q
+        .source
+        .clone()
+        .filter(|s| !s.is_empty())
+        .or_else(|| (restorable.len() == 1).then(|| restorable[0].clone()));
+    let mut rows = Vec::new();
+    let mut plan = None;
+    let mut plan_error = None;
+    if let Some(src) = &source {
+        rows = app
+            .snapshots(ListFilter {
+                source: Some(src.clone()),
+                ..ListFilter::default()
+            })
+            .await?;
+        rows.reverse();
+        if let Some(snap) = q.snapshot.clone().filter(|s| !s.is_empty()) {
+            let setup = app.setup.clone();
+            let src = src.clone();
+            match blocking(move || Ok(restore_plan(&setup, &snap, &src)?.0)).await {
+                Ok(p) => plan = Some(p),
+                Err(e) => plan_error = Some(e.message),
+            }
+        }
+    }
+    render(
+        &app,
+        "restore.html",
+        context! { ..user.ctx(), ..context! {
+            restorable => restorable, source => source, rows => ser(&rows),
+            plan => ser(&plan), plan_error => plan_error, nav => "restore",
+        } },
+    )
+}
+
+#[derive(Deserialize)]
+struct RestoreForm {
+    csrf: String,
+    source: String,
+    snapshot: String,
+    #[serde(default)]
+    confirm: String,
+    #[serde(default)]
+    allow_schema_change: Option<String>,
+}
+
+async fn restore(
+    State(app): State<AppState>,
+    user: User,
+    Form(f): Form<RestoreForm>,
+) -> PageResult {
+    user.check_csrf(&f.csrf)?;
+    let target = format!("{}@{}", f.source, f.snapshot);
+    user.require(&app, Permission::Restore, "restore", &target)?;
+    if f.confirm.trim() != f.source {
+        audit(
+            &app,
+            &user.0.actor,
+            "restore",
+            &target,
+            "denied",
+            "not confirmed",
+        );
+        return Err(PageError::Page(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "Not confirmed: type the source name ({}) to replace its live data. Nothing was changed.",
+                f.source
+            ),
+        ));
+    }
+    let setup = app.setup.clone();
+    let (snap, src) = (f.snapshot.clone(), f.source.clone());
+    let plan = blocking(move || Ok(restore_plan(&setup, &snap, &src)?.0)).await?;
+    let allow = f.allow_schema_change.is_some();
+    if plan.schema_matches == Some(false) && !allow {
+        return Err(PageError::Page(
+            StatusCode::CONFLICT,
+            "The snapshot's schema differs from the live database's: tick \"restore anyway\" on the plan to go on. Nothing was changed.".into(),
+        ));
+    }
+    let spec = JobSpec::Restore {
+        snapshot: plan.snapshot,
+        source: f.source.clone(),
+        allow_schema_change: allow,
+    };
+    start(&app, &user, spec, "restore", &target)
+}
+
+async fn job_page(State(app): State<AppState>, user: User, Path(id): Path<String>) -> PageResult {
+    user.0.require(Permission::Read)?;
+    let Some(job) = app.runner.job(&id) else {
+        return Err(PageError::Page(
+            StatusCode::NOT_FOUND,
+            "No such job: the daemon keeps the most recent ones (see Activity).".into(),
+        ));
+    };
+    let view = job.view();
+    let active = matches!(view.state, "queued" | "running");
+    render(
+        &app,
+        "job.html",
+        context! { ..user.ctx(), ..context! { job => ser(&view), active => active, nav => "activity" } },
+    )
+}
+
+async fn activity_page(State(app): State<AppState>, user: User) -> PageResult {
+    user.0.require(Permission::Read)?;
+    let state = app.state.clone();
+    let admin = user.0.allows(Permission::Admin);
+    let (jobs, audit_log) = blocking(move || {
+        let jobs = state.jobs(None, 100)?;
+        let audit_log = if admin { state.audit_log(200)? } else { vec![] };
+        Ok((jobs, audit_log))
+    })
+    .await?;
+    render(
+        &app,
+        "activity.html",
+        context! { ..user.ctx(), ..context! { jobs => ser(&jobs), audit => ser(&audit_log), nav => "activity" } },
+    )
+}

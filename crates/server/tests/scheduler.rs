@@ -1,0 +1,325 @@
+//! The scheduler with a clock passed in, and the job runner: what is due when, missed runs,
+//! retries, startup backups, ordering of conflicting jobs, shutdown.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+
+use backstop_format::Timestamp;
+use backstop_format::manifest::BackupKind;
+use backstop_policy::Schedule;
+use backstop_server::jobs::{JobSpec, Runner, SubmitError};
+use backstop_server::notify::Notifier;
+use backstop_server::scheduler::{Clock, Facts, Scheduler, due};
+use backstop_server::state::State;
+use backstop_server::{Setup, Tasks};
+use common::*;
+use jiff::SignedDuration;
+
+struct FakeClock(Mutex<Timestamp>);
+
+impl Clock for FakeClock {
+    fn now(&self) -> Timestamp {
+        *self.0.lock().unwrap()
+    }
+}
+
+impl FakeClock {
+    fn set(&self, t: Timestamp) {
+        *self.0.lock().unwrap() = t;
+    }
+}
+
+fn t(s: &str) -> Timestamp {
+    s.parse().unwrap()
+}
+
+fn h(n: i64) -> SignedDuration {
+    SignedDuration::from_hours(n)
+}
+
+fn daily_tasks() -> Tasks {
+    let every = |s: &str| Some(Schedule::every(s).unwrap());
+    Tasks {
+        startup_backup: true,
+        verify: every("1d"),
+        verify_data: every("1w"),
+        drill: every("1d"),
+        forget: every("1d"),
+        prune: every("1w"),
+    }
+}
+
+fn kinds(jobs: &[JobSpec]) -> Vec<String> {
+    jobs.iter()
+        .map(|j| format!("{} {}", j.kind(), j.source()).trim().to_string())
+        .collect()
+}
+
+fn setup(tasks: Tasks) -> (tempfile::TempDir, Setup) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = setup_in(dir.path(), tasks);
+    (dir, s)
+}
+
+#[test]
+fn backups_are_due_by_schedule_and_a_missed_run_is_made_up_once() {
+    let (_d, s) = setup(no_tasks());
+    let now = t("2026-11-22T12:00:00Z");
+    let mut f = Facts::default();
+    // Never backed up: due at once (shop has `every = 6h`; docs has no schedule).
+    assert_eq!(kinds(&due(&s, &f, now)), ["backup shop"]);
+    f.last_backup.insert("shop".into(), now - h(5));
+    assert!(due(&s, &f, now).is_empty());
+    f.last_backup.insert("shop".into(), now - h(6));
+    assert_eq!(kinds(&due(&s, &f, now)), ["backup shop"]);
+    // Three days off: one backup, not twelve.
+    f.last_backup.insert("shop".into(), now - h(72));
+    let jobs = due(&s, &f, now);
+    assert_eq!(kinds(&jobs), ["backup shop"]);
+    assert!(matches!(
+        &jobs[0],
+        JobSpec::Backup {
+            kind: BackupKind::Scheduled,
+            ..
+        }
+    ));
+    // Not submitted twice.
+    f.pending.insert(("backup".into(), "shop".into()));
+    assert!(due(&s, &f, now).is_empty());
+}
+
+#[test]
+fn a_failed_backup_is_retried_after_a_quarter_period_not_every_tick() {
+    let (_d, s) = setup(no_tasks());
+    let now = t("2026-11-22T12:00:00Z");
+    let mut f = Facts::default();
+    f.last_backup.insert("shop".into(), now - h(10));
+    f.last_run.insert(
+        ("backup".into(), "shop".into()),
+        (now - h(1) + SignedDuration::from_mins(1), true),
+    );
+    // 6h period: retry after 1h (a quarter is 1h30, capped at an hour).
+    assert!(due(&s, &f, now).is_empty());
+    f.last_run
+        .insert(("backup".into(), "shop".into()), (now - h(1), true));
+    assert_eq!(kinds(&due(&s, &f, now)), ["backup shop"]);
+    // A success in the history does not hold a due backup back.
+    f.last_run.insert(
+        ("backup".into(), "shop".into()),
+        (now - SignedDuration::from_mins(1), false),
+    );
+    assert_eq!(kinds(&due(&s, &f, now)), ["backup shop"]);
+}
+
+#[test]
+fn cron_schedules_follow_the_time_zone() {
+    let (_d, mut s) = setup(no_tasks());
+    s.time_zone = jiff::tz::TimeZone::get("Europe/Berlin").unwrap();
+    s.sources[0].schedule = Some(Schedule::cron("30 2 * * *").unwrap());
+    let mut f = Facts::default();
+    f.last_backup
+        .insert("shop".into(), t("2026-11-21T01:30:00Z"));
+    // 02:30 in Berlin is 01:30 UTC in November.
+    assert!(due(&s, &f, t("2026-11-22T01:29:00Z")).is_empty());
+    assert_eq!(
+        kinds(&due(&s, &f, t("2026-11-22T01:30:00Z"))),
+        ["backup shop"]
+    );
+}
+
+#[test]
+fn drills_and_repository_tasks_follow_their_own_schedules() {
+    let (_d, mut s) = setup(daily_tasks());
+    s.sources[0].schedule = None;
+    let now = t("2026-11-22T12:00:00Z");
+    let mut f = Facts {
+        first_start: Some(now),
+        ..Facts::default()
+    };
+    // Nothing to drill before a backup; repository tasks count from the first start.
+    assert!(due(&s, &f, now).is_empty());
+    f.last_backup.insert("shop".into(), now - h(1));
+    assert_eq!(kinds(&due(&s, &f, now)), ["drill shop"]);
+    f.last_drill.insert("shop".into(), now - h(2));
+    assert!(due(&s, &f, now).is_empty());
+    // A day after the first start: the structure check, retention; the weekly ones wait.
+    let later = now + h(24);
+    assert_eq!(
+        kinds(&due(&s, &f, later)),
+        ["drill shop", "verify", "forget"]
+    );
+    let week = now + h(24 * 7);
+    f.last_run
+        .insert(("verify".into(), String::new()), (week - h(3), false));
+    f.last_run
+        .insert(("forget".into(), String::new()), (week - h(3), false));
+    f.last_drill.insert("shop".into(), week - h(3));
+    assert_eq!(kinds(&due(&s, &f, week)), ["verify-data", "prune"]);
+    // A drill is not started while a backup of the source is pending.
+    f.last_drill.insert("shop".into(), week - h(30));
+    f.pending.insert(("backup".into(), "shop".into()));
+    assert!(!kinds(&due(&s, &f, week)).contains(&"drill shop".to_string()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_scheduler_backs_up_when_due_by_its_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    let setup = Arc::new(setup_in(dir.path(), no_tasks()));
+    let state = Arc::new(State::open(&dir.path().join("state.db")).unwrap());
+    let notifier = Arc::new(Notifier::new());
+    let runner = Arc::new(Runner::new(setup.clone(), state.clone(), notifier.clone()));
+    let clock = Arc::new(FakeClock(Mutex::new(Timestamp::now())));
+    let sched = Arc::new(Scheduler::new(
+        runner.clone(),
+        state.clone(),
+        notifier,
+        clock.clone(),
+    ));
+    let tick = |s: Arc<Scheduler>| async move {
+        tokio::task::spawn_blocking(move || s.tick()).await.unwrap()
+    };
+    let first = tick(sched.clone()).await;
+    assert_eq!(kinds(&first), ["backup shop"]);
+    // While it runs, it is not submitted again.
+    let again = tick(sched.clone()).await;
+    assert!(again.is_empty(), "{:?}", kinds(&again));
+    while runner.busy() {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let jobs = state.jobs(Some("shop"), 10).unwrap();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].outcome, "ok", "{}", jobs[0].message);
+    assert_eq!(jobs[0].trigger, "schedule");
+    clock.set(Timestamp::now() + h(1));
+    assert!(tick(sched.clone()).await.is_empty());
+    clock.set(Timestamp::now() + h(6) + SignedDuration::from_mins(1));
+    assert_eq!(kinds(&tick(sched.clone()).await), ["backup shop"]);
+    while runner.busy() {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    runner.shutdown().await;
+    let (snaps, _) = setup.repo.snapshots().unwrap();
+    assert_eq!(snaps.len(), 2);
+    assert!(snaps.iter().all(|(_, s)| s.kind == BackupKind::Scheduled));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn startup_backups_conflicting_jobs_and_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut tasks = no_tasks();
+    tasks.startup_backup = true;
+    let setup = Arc::new(setup_in(dir.path(), tasks));
+    let state = Arc::new(State::open(&dir.path().join("state.db")).unwrap());
+    let notifier = Arc::new(Notifier::new());
+    let runner = Arc::new(Runner::new(setup.clone(), state.clone(), notifier.clone()));
+    let sched = Scheduler::new(
+        runner.clone(),
+        state.clone(),
+        notifier,
+        Arc::new(backstop_server::scheduler::SystemClock),
+    );
+    sched.startup();
+    // Prune needs the repository to itself, and backups come after it: all are ordered by
+    // the runner's locks instead of failing on the engine's lock.
+    let prune = runner.submit(JobSpec::Prune, "test").unwrap();
+    let after = runner
+        .submit(
+            JobSpec::Backup {
+                source: "shop".into(),
+                kind: BackupKind::Manual,
+                description: Some("after prune".into()),
+                ticket: None,
+                tags: vec![],
+            },
+            "test",
+        )
+        .unwrap();
+    let verify = runner
+        .submit(JobSpec::Verify { read_data: true }, "test")
+        .unwrap();
+    for j in [&prune, &after, &verify] {
+        let v = j.finished().await;
+        assert_eq!(v.state, "ok", "{} {}", v.kind, v.message);
+    }
+    let (snaps, _) = setup.repo.snapshots().unwrap();
+    let startup = snaps
+        .iter()
+        .filter(|(_, s)| s.kind == BackupKind::Startup)
+        .count();
+    assert_eq!(startup, 2, "one startup backup per source");
+
+    // Shutdown: the queue is closed, what runs finishes.
+    let running = runner
+        .submit(JobSpec::Verify { read_data: true }, "test")
+        .unwrap();
+    runner.shutdown().await;
+    let v = running.view();
+    assert!(matches!(v.state, "ok" | "abandoned"), "{}", v.state);
+    assert!(matches!(
+        runner.submit(JobSpec::Prune, "test"),
+        Err(SubmitError::ShuttingDown)
+    ));
+    assert!(!runner.busy());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_overdue_source_is_notified_once_per_missed_backup() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut setup = setup_in(dir.path(), no_tasks());
+    // Nothing listens on the discard port: sending fails and is only logged.
+    setup.webhook = Some("http://127.0.0.1:9/hook".into());
+    let setup = Arc::new(setup);
+    let state = Arc::new(State::open(&dir.path().join("state.db")).unwrap());
+    let notifier = Arc::new(Notifier {
+        record: true,
+        ..Notifier::default()
+    });
+    let runner = Arc::new(Runner::new(setup.clone(), state.clone(), notifier.clone()));
+    let done = runner
+        .submit(
+            JobSpec::Backup {
+                source: "shop".into(),
+                kind: BackupKind::Manual,
+                description: None,
+                ticket: None,
+                tags: vec![],
+            },
+            "test",
+        )
+        .unwrap();
+    done.finished().await;
+    let clock = Arc::new(FakeClock(Mutex::new(Timestamp::now() + h(2))));
+    let sched = Arc::new(Scheduler::new(
+        runner.clone(),
+        state,
+        notifier.clone(),
+        clock.clone(),
+    ));
+    let overdue = |n: &Notifier| {
+        n.sent
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(url, body)| url.ends_with("/hook") && body.contains("\"overdue\""))
+            .count()
+    };
+    // Not yet overdue: the next run (6h) plus half a period of grace.
+    let tick = |s: Arc<Scheduler>| async move {
+        tokio::task::spawn_blocking(move || s.tick()).await.unwrap()
+    };
+    tick(sched.clone()).await;
+    assert_eq!(overdue(&notifier), 0);
+    // The daemon was stopped for a day: overdue, told once, however often it ticks.
+    runner.shutdown().await;
+    clock.set(Timestamp::now() + h(24));
+    tick(sched.clone()).await;
+    tick(sched.clone()).await;
+    assert_eq!(overdue(&notifier), 1);
+    let sent = notifier.sent.lock().unwrap().clone();
+    let body = &sent.iter().find(|(u, _)| u.ends_with("/hook")).unwrap().1;
+    let e: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(e["event"], "overdue");
+    assert_eq!(e["source"], "shop");
+    assert!(e["last_backup"].is_string());
+}
