@@ -399,6 +399,11 @@ pub async fn serve_on(
     opts: ServeOptions,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    match state.abandon_unfinished(Timestamp::now()) {
+        Ok(0) => {}
+        Ok(n) => tracing::warn!("{n} job(s) were cut off when the daemon last stopped"),
+        Err(e) => tracing::warn!("cannot update the job history: {e}"),
+    }
     let mut app = App::new(Arc::new(setup), Arc::new(state), Arc::new(Notifier::new()));
     app.secure_cookies = opts.secure_cookies;
     let app = AppState(Arc::new(app));
