@@ -1,0 +1,231 @@
+//! `backstop user`, `backstop token` and `backstop serve` from the command line: the state
+//! file beside the config, passwords from standard input, secrets shown once, a daemon that
+//! backs up at start, answers its API and stops cleanly on SIGTERM.
+
+mod common;
+
+use std::fs;
+use std::io::Write as _;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn config(sb: &Sandbox, body: &str) -> String {
+    let p = sb.p("backstop.toml");
+    fs::write(
+        &p,
+        format!("repository = \"repo\"\ntime_zone = \"UTC\"\n{body}"),
+    )
+    .unwrap();
+    p.to_str().unwrap().to_string()
+}
+
+/// Runs with `input` on standard input.
+fn with_stdin(sb: &Sandbox, args: &[&str], input: &str) -> Out {
+    let mut c = sb.bare();
+    c.args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    Out::from_output(child.wait_with_output().unwrap())
+}
+
+#[test]
+fn users_and_tokens_live_in_the_state_file_beside_the_config() {
+    let sb = Sandbox::plain();
+    let cfg = config(&sb, "");
+    let c = cfg.as_str();
+    with_stdin(
+        &sb,
+        &["--config", c, "user", "add", "anna", "--role", "admin"],
+        "s3cret-pass\n",
+    )
+    .ok();
+    assert!(sb.p("backstop-state.db").exists());
+    // The same name again, a short password, an unknown role: refused with a reason.
+    let dup = with_stdin(
+        &sb,
+        &["--config", c, "user", "add", "anna", "--role", "viewer"],
+        "another-pass\n",
+    );
+    assert_ne!(dup.code, 0);
+    assert!(dup.stderr.contains("anna"), "{dup:#?}");
+    let short = with_stdin(
+        &sb,
+        &["--config", c, "user", "add", "bob", "--role", "viewer"],
+        "short\n",
+    );
+    assert_ne!(short.code, 0);
+    assert!(short.stderr.contains("8"), "{short:#?}");
+    let role = with_stdin(
+        &sb,
+        &["--config", c, "user", "add", "bob", "--role", "root"],
+        "long-enough\n",
+    );
+    assert_eq!(role.code, 2, "{role:#?}");
+    assert!(role.stderr.contains("viewer"), "{role:#?}");
+
+    let mut cmd = sb.bare();
+    cmd.args(["--config", c, "--json", "user", "list"]);
+    let users = run(cmd).ok().json();
+    assert_eq!(users.as_array().unwrap().len(), 1);
+    assert_eq!(users[0]["name"], "anna");
+    assert_eq!(users[0]["role"], "admin");
+
+    let mut cmd = sb.bare();
+    cmd.args(["--config", c, "token", "add", "till", "--scope", "backup"]);
+    let out = run(cmd).ok();
+    let secret = out.stdout.trim().to_string();
+    assert!(secret.starts_with("bst_") && secret.len() == 68, "{out:#?}");
+    assert!(out.stderr.contains("not shown again"));
+    let mut cmd = sb.bare();
+    cmd.args(["--config", c, "token", "list"]);
+    let list = run(cmd).ok();
+    assert!(list.stdout.contains("till") && list.stdout.contains("backup"));
+    assert!(!list.stdout.contains(&secret));
+    let db = fs::read(sb.p("backstop-state.db")).unwrap();
+    assert!(
+        !db.windows(secret.len()).any(|w| w == secret.as_bytes()),
+        "the secret itself is never stored"
+    );
+    let mut cmd = sb.bare();
+    cmd.args(["--config", c, "token", "remove", "till"]);
+    run(cmd).ok();
+    let mut cmd = sb.bare();
+    cmd.args(["--config", c, "token", "remove", "till"]);
+    assert_ne!(run(cmd).code, 0);
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Kills the daemon if the test fails half-way.
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn get(url: &str, token: &str) -> Option<(u16, String)> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into();
+    let mut r = agent
+        .get(url)
+        .header("Authorization", format!("Bearer {token}"))
+        .call()
+        .ok()?;
+    Some((r.status().as_u16(), r.body_mut().read_to_string().ok()?))
+}
+
+#[cfg(unix)]
+#[test]
+fn serve_backs_up_at_start_answers_and_stops_on_sigterm() {
+    let sb = Sandbox::plain();
+    fs::create_dir(sb.p("docs")).unwrap();
+    fs::write(sb.p("docs/prices.txt"), "apples 2.10\n").unwrap();
+    let cfg = config(
+        &sb,
+        "[sources.docs]\npath = \"docs\"\nevery = \"6h\"\n[daemon]\nverify = \"off\"\nverify_data = \"off\"\nforget = \"off\"\nprune = \"off\"\n",
+    );
+    let mut cmd = sb.bare();
+    cmd.args(["--config", &cfg, "token", "add", "mon", "--scope", "read"]);
+    let token = run(cmd).ok().stdout.trim().to_string();
+
+    // A bad address is a usage error.
+    let mut cmd = sb.bare();
+    cmd.args(["--config", &cfg, "serve", "--listen", "localhost-ish"]);
+    let bad = run(cmd);
+    assert_eq!(bad.code, 2, "{bad:#?}");
+    assert!(bad.stderr.contains("127.0.0.1:8080"));
+
+    let port = free_port();
+    let mut cmd = sb.bare();
+    cmd.args([
+        "--config",
+        &cfg,
+        "serve",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+    ])
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped());
+    let mut daemon = Daemon(cmd.spawn().unwrap());
+    let base = format!("http://127.0.0.1:{port}");
+    let start = Instant::now();
+    let snapshots = loop {
+        if let Some((200, body)) = get(&format!("{base}/api/v1/snapshots?kind=startup"), &token) {
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            if !v.as_array().unwrap().is_empty() {
+                break v;
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no startup backup within 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(snapshots[0]["source"], "docs");
+    let (code, _) = get(&format!("{base}/healthz"), "").unwrap();
+    assert_eq!(code, 200);
+    let (code, metrics) = get(&format!("{base}/metrics"), "").unwrap();
+    assert_eq!(code, 200);
+    assert!(
+        metrics.contains("backstop_source_snapshots{source=\"docs\"} 1"),
+        "{metrics}"
+    );
+    let (code, _) = get(&format!("{base}/api/v1/sources"), "bst_wrong").unwrap();
+    assert_eq!(code, 401);
+
+    let pid = daemon.0.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = daemon.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "still running 30 s after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+    // The log file is beside the config, named by day.
+    let logs: Vec<String> = fs::read_dir(sb.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("backstop.log"))
+        .collect();
+    assert_eq!(logs.len(), 1, "{logs:?}");
+    let log = fs::read_to_string(sb.p(&logs[0])).unwrap();
+    assert!(
+        log.contains("job finished") && log.contains("stopped"),
+        "{log}"
+    );
+}
