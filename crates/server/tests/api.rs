@@ -527,3 +527,135 @@ async fn metrics_and_status_describe_every_source() {
     let health = f.get("/api/v1/health", &t).await.json();
     assert_eq!(health["status"], "attention");
 }
+
+#[tokio::test]
+async fn admins_manage_users_and_tokens_from_the_page() {
+    let f = fixture();
+    let (viewer, viewer_csrf) = f.session("vera", Role::Viewer);
+    let (admin, csrf) = f.session("ada", Role::Admin);
+    assert_eq!(
+        f.page("/admin", &viewer).await.status,
+        StatusCode::FORBIDDEN
+    );
+    let r = f
+        .form(
+            "/admin/users",
+            &viewer,
+            &[
+                ("csrf", &viewer_csrf),
+                ("name", "mallory"),
+                ("role", "admin"),
+                ("password", "12345678"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(
+        f.app
+            .state
+            .check_password("mallory", "12345678")
+            .unwrap()
+            .is_none()
+    );
+
+    let r = f
+        .form(
+            "/admin/users",
+            &admin,
+            &[
+                ("csrf", &csrf),
+                ("name", "olga"),
+                ("role", "operator"),
+                ("password", "till-roll-42"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(
+        f.app.state.check_password("olga", "till-roll-42").unwrap(),
+        Some(Role::Operator)
+    );
+    let r = f
+        .form(
+            "/admin/users",
+            &admin,
+            &[
+                ("csrf", &csrf),
+                ("name", "olga"),
+                ("role", "viewer"),
+                ("password", "another-one"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.text().contains("olga"));
+    let r = f
+        .form(
+            "/admin/users/role",
+            &admin,
+            &[("csrf", &csrf), ("name", "vera"), ("role", "operator")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    // Vera's open session has the new role at once.
+    let page = f.page("/", &viewer).await.text();
+    assert!(page.contains("Back up now"));
+    // An admin cannot demote or remove themselves.
+    let r = f
+        .form(
+            "/admin/users/role",
+            &admin,
+            &[("csrf", &csrf), ("name", "ada"), ("role", "viewer")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let r = f
+        .form(
+            "/admin/users/remove",
+            &admin,
+            &[("csrf", &csrf), ("name", "ada")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let r = f
+        .form(
+            "/admin/users/remove",
+            &admin,
+            &[("csrf", &csrf), ("name", "vera")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(f.page("/", &viewer).await.status, StatusCode::SEE_OTHER);
+
+    let r = f
+        .form(
+            "/admin/tokens",
+            &admin,
+            &[("csrf", &csrf), ("name", "till"), ("scope", "backup")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let page = r.text();
+    let secret = page
+        .split("bst_")
+        .nth(1)
+        .map(|s| format!("bst_{}", &s[..64]))
+        .expect("the new token is shown once");
+    assert_eq!(
+        f.get("/api/v1/sources", &secret).await.status,
+        StatusCode::OK
+    );
+    assert!(!f.page("/admin", &admin).await.text().contains(&secret));
+    let r = f
+        .form(
+            "/admin/tokens/remove",
+            &admin,
+            &[("csrf", &csrf), ("name", "till")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        f.get("/api/v1/sources", &secret).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+}
