@@ -631,18 +631,39 @@ async fn restore(
 
 async fn job_page(State(app): State<AppState>, user: User, Path(id): Path<String>) -> PageResult {
     user.0.require(Permission::Read)?;
-    let Some(job) = app.runner.job(&id) else {
-        return Err(PageError::Page(
-            StatusCode::NOT_FOUND,
-            "No such job: the daemon keeps the most recent ones (see Activity).".into(),
-        ));
+    let job = match app.runner.job(&id) {
+        Some(job) => ser(&job.view()),
+        None => {
+            // Finished before the daemon last started: from the history.
+            let state = app.state.clone();
+            let found =
+                blocking(move || Ok(state.jobs(None, 10_000)?.into_iter().find(|j| j.id == id)))
+                    .await?;
+            let Some(j) = found else {
+                return Err(PageError::Page(
+                    StatusCode::NOT_FOUND,
+                    "No such job (see Activity for the history).".into(),
+                ));
+            };
+            context! {
+                id => j.id, kind => j.kind, source => j.source, trigger => j.trigger,
+                state => j.outcome, queued => j.started.to_string(), started => j.started.to_string(),
+                finished => j.finished.map(|t| t.to_string()), message => j.message,
+                result => ser(&j.detail),
+            }
+        }
     };
-    let view = job.view();
-    let active = matches!(view.state, "queued" | "running");
+    let active = matches!(
+        job.get_attr("state")
+            .ok()
+            .and_then(|s| s.as_str().map(str::to_string))
+            .as_deref(),
+        Some("queued" | "running")
+    );
     render(
         &app,
         "job.html",
-        context! { ..user.ctx(), ..context! { job => ser(&view), active => active, nav => "activity" } },
+        context! { ..user.ctx(), ..context! { job => job, active => active, nav => "activity" } },
     )
 }
 

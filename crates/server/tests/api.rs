@@ -659,3 +659,42 @@ async fn admins_manage_users_and_tokens_from_the_page() {
         StatusCode::UNAUTHORIZED
     );
 }
+
+#[tokio::test]
+async fn a_finished_job_is_shown_from_the_history_after_a_restart() {
+    let f = fixture();
+    let t = f.token("app", Scope::Backup);
+    let r = f
+        .post_json(
+            "/api/v1/backups",
+            &t,
+            json!({"source": "shop", "description": "nightly", "wait": true}),
+        )
+        .await;
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    let (cookie, _) = f.session("vera", Role::Viewer);
+    // A new daemon on the same state file: the job is no longer in memory.
+    let restarted = Fixture {
+        app: backstop_server::AppState::new(backstop_server::App::new(
+            f.app.setup.clone(),
+            f.app.state.clone(),
+            std::sync::Arc::new(backstop_server::notify::Notifier::new()),
+        )),
+        db: f.db.clone(),
+        dir: tempfile::tempdir().unwrap(),
+    };
+    assert!(restarted.app.runner.job(&id).is_none());
+    let page = restarted.page(&format!("/jobs/{id}"), &cookie).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text());
+    assert!(page.text().contains("data-state=\"ok\""));
+    assert!(page.text().contains("token:app"));
+    let api = restarted
+        .get(&format!("/api/v1/jobs/{id}"), &t)
+        .await
+        .json();
+    assert_eq!(api["outcome"], "ok");
+    assert_eq!(
+        restarted.page("/jobs/nope", &cookie).await.status,
+        StatusCode::NOT_FOUND
+    );
+}
