@@ -93,21 +93,7 @@ pub fn print_checks(checks: &[backstop_format::record::Check]) -> anyhow::Result
     Ok(())
 }
 
-/// Bytes in a human unit.
-pub fn bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
+pub use backstop_policy::format_bytes as bytes;
 
 /// A progress bar on a terminal's stderr; silent otherwise.
 pub struct Bar {

@@ -50,6 +50,7 @@
 //! assert_eq!(plan.decisions[8].reasons, [Reason::Pinned]);
 //! ```
 
+mod human;
 mod lifecycle;
 mod plan;
 mod policy;
@@ -58,6 +59,7 @@ mod rules;
 mod schedule;
 mod within;
 
+pub use human::{format_age, format_bytes};
 pub use lifecycle::{Lifecycle, PreChangeState, pre_change_state};
 pub use plan::{Candidate, Decision, GroupPlan, plan_group};
 pub use policy::{Policy, UNLIMITED};

@@ -23,6 +23,7 @@ use backstop_engine::{
 };
 use backstop_format::manifest::BackupKind;
 use backstop_format::{SnapshotId, Timestamp};
+use backstop_policy::format_bytes;
 use serde::Serialize;
 use tokio::sync::{Mutex as AsyncMutex, RwLock};
 
@@ -455,8 +456,8 @@ fn execute(
                 format!(
                     "snapshot {} saved: {} read, {} added",
                     s.id.short(),
-                    human_bytes(s.bytes_in),
-                    human_bytes(s.bytes_added)
+                    format_bytes(s.bytes_in),
+                    format_bytes(s.bytes_added)
                 )
             };
             Ok((message, serde_json::to_value(&s)?, s.warnings.is_empty()))
@@ -536,7 +537,7 @@ fn execute(
                 false,
                 progress,
             )?;
-            let message = format!("{} freed", human_bytes(s.plan.bytes_freed()));
+            let message = format!("{} freed", format_bytes(s.plan.bytes_freed()));
             Ok((message, serde_json::to_value(&s)?, true))
         }
         JobSpec::Restore {
@@ -621,20 +622,4 @@ fn load_index(repo: &Repository) -> anyhow::Result<Index> {
         tracing::warn!("index file {name} cannot be read ({msg}); run `backstop verify`");
     }
     Ok(index)
-}
-
-/// Bytes in binary units, one decimal: "52.3 MiB".
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
 }

@@ -59,8 +59,8 @@ pub fn templates(tz: jiff::tz::TimeZone) -> Environment<'static> {
         }
     });
     // Seconds as an age: "3h20m ago".
-    env.add_filter("age", |secs: i64| -> String { age(secs) });
-    env.add_filter("bytes", |n: u64| -> String { crate::jobs::human_bytes(n) });
+    env.add_filter("age", backstop_policy::format_age);
+    env.add_filter("bytes", backstop_policy::format_bytes);
     env.add_filter("short", |v: Value| -> String {
         v.to_string().chars().take(10).collect()
     });
@@ -70,22 +70,6 @@ pub fn templates(tz: jiff::tz::TimeZone) -> Environment<'static> {
 /// A serde value as a template value.
 fn ser<T: serde::Serialize>(v: &T) -> Value {
     Value::from(minijinja::value::Serde(v))
-}
-
-/// An age in words.
-pub fn age(secs: i64) -> String {
-    if secs < 60 {
-        return "just now".into();
-    }
-    let rounded = if secs >= 86_400 {
-        secs / 3_600 * 3_600
-    } else {
-        secs / 60 * 60
-    };
-    format!(
-        "{} ago",
-        backstop_policy::format_interval(SignedDuration::from_secs(rounded))
-    )
 }
 
 pub fn routes() -> Router<AppState> {
@@ -135,15 +119,19 @@ impl IntoResponse for PageError {
         match self {
             PageError::Login => Redirect::to("/login").into_response(),
             PageError::Page(status, message) => {
-                // Rendered without the app: the message page needs no context but these.
-                let env = templates(jiff::tz::TimeZone::UTC);
+                // Rendered without the app (and so without the user's menu): the message page
+                // needs only these, and the zone of times does not matter on it.
+                static ENV: std::sync::OnceLock<Environment<'static>> = std::sync::OnceLock::new();
+                let env = ENV.get_or_init(|| templates(jiff::tz::TimeZone::UTC));
                 let html = env
                     .get_template("message.html")
                     .and_then(|t| {
                         t.render(context! { title => status.canonical_reason().unwrap_or("Error"), message => message, error => true })
                     })
                     .unwrap_or_else(|e| format!("template error: {e}"));
-                (status, Html(html)).into_response()
+                let mut r = (status, Html(html)).into_response();
+                secure_headers(&mut r);
+                r
             }
         }
     }
@@ -215,6 +203,12 @@ fn render(app: &AppState, name: &str, ctx: Value) -> PageResult {
             )
         })?;
     let mut r = Html(html).into_response();
+    secure_headers(&mut r);
+    Ok(r)
+}
+
+/// What every page sends: no caching, no framing, no scripts or styles from elsewhere.
+fn secure_headers(r: &mut Response) {
     let h = r.headers_mut();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(
@@ -230,7 +224,6 @@ fn render(app: &AppState, name: &str, ctx: Value) -> PageResult {
         header::REFERRER_POLICY,
         HeaderValue::from_static("same-origin"),
     );
-    Ok(r)
 }
 
 async fn style() -> Response {

@@ -362,6 +362,9 @@ async fn roles_are_enforced_on_pages_and_forms() {
     let r = f.page("/restore?source=shop", &operator).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     assert!(r.text().contains("may not restore"));
+    // Error pages carry the same protections as the others.
+    assert!(r.headers.contains_key("content-security-policy"));
+    assert_eq!(r.headers["x-frame-options"], "DENY");
     let r = f
         .form(
             "/restore",

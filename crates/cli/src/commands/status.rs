@@ -2,30 +2,13 @@
 
 use backstop_engine::status::{StatusOptions, status};
 use backstop_format::Timestamp;
-use backstop_policy::format_interval;
-use jiff::SignedDuration;
+use backstop_policy::format_age as age;
 
 use crate::context::{Ctx, GlobalArgs};
 use crate::output::print_json;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {}
-
-/// An age in words: "3h20m", "2d4h".
-fn age(secs: i64) -> String {
-    if secs < 60 {
-        return "just now".into();
-    }
-    let rounded = if secs >= 86_400 {
-        secs / 3_600 * 3_600
-    } else {
-        secs / 60 * 60
-    };
-    format!(
-        "{} ago",
-        format_interval(SignedDuration::from_secs(rounded))
-    )
-}
 
 pub fn run(g: &GlobalArgs, _a: Args) -> anyhow::Result<u8> {
     let ctx = Ctx::new(g)?;
