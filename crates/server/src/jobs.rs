@@ -3,9 +3,9 @@
 //!
 //! Every job takes its source's lock (one job per source at a time) and the repository lock:
 //! shared for jobs that only add (backup, verify, drill, restore), exclusive for those that
-//! remove (forget, prune). Both locks are fair, so conflicting jobs run in the order they were
-//! asked for instead of failing on the engine's repository lock. The engine call itself runs
-//! on a blocking thread.
+//! remove (forget, prune). Conflicting jobs wait for each other (the locks are fair: a waiting
+//! prune is not starved by a stream of backups) instead of failing on the engine's repository
+//! lock. The engine call itself runs on a blocking thread.
 
 use std::collections::{HashMap, VecDeque};
 use std::path::Path;
