@@ -445,7 +445,10 @@ fn execute(
                 host: setup.host.clone(),
                 program: setup.program.clone(),
                 force: false,
-                skip_unchanged: spec.skip_unchanged && *kind == BackupKind::Scheduled,
+                // A backup someone asked for is always recorded; scheduled and startup ones follow
+                // the source's `skip_unchanged`.
+                skip_unchanged: spec.skip_unchanged
+                    && matches!(kind, BackupKind::Scheduled | BackupKind::Startup),
             };
             let index = load_index(repo)?;
             let s = backstop_engine::backup(repo, &index, reader.as_mut(), &opts, progress)

@@ -56,6 +56,20 @@ pub struct Facts {
     pub first_start: Option<Timestamp>,
 }
 
+impl Facts {
+    /// When the source was last backed up: its newest snapshot, or a later successful backup
+    /// job that recorded none (nothing had changed and the source skips unchanged backups).
+    pub fn last_success(&self, source: &str) -> Option<Timestamp> {
+        let snapshot = self.last_backup.get(source).copied();
+        let job = self
+            .last_run
+            .get(&("backup".to_string(), source.to_string()))
+            .filter(|(_, failed)| !failed)
+            .map(|(t, _)| *t);
+        snapshot.max(job)
+    }
+}
+
 /// The retry delay after a failure: a quarter period, between one minute and one hour.
 fn retry_after(schedule: &Schedule, now: Timestamp, tz: &jiff::tz::TimeZone) -> SignedDuration {
     (schedule.period(now, tz) / 4)
@@ -83,7 +97,7 @@ pub fn due(setup: &crate::Setup, facts: &Facts, now: Timestamp) -> Vec<JobSpec> 
         let Some(schedule) = &s.schedule else {
             continue;
         };
-        let last = facts.last_backup.get(&s.name).copied();
+        let last = facts.last_success(&s.name);
         if schedule.is_due(last, now, tz)
             && !pending("backup", &s.name)
             && !failed_recently("backup", &s.name, schedule)
@@ -265,7 +279,7 @@ impl Scheduler {
             let Some(schedule) = &s.schedule else {
                 continue;
             };
-            let last = facts.last_backup.get(&s.name).copied();
+            let last = facts.last_success(&s.name);
             if last.is_none() {
                 continue;
             }

@@ -104,12 +104,14 @@ fn a_failed_backup_is_retried_after_a_quarter_period_not_every_tick() {
     f.last_run
         .insert(("backup".into(), "shop".into()), (now - h(1), true));
     assert_eq!(kinds(&due(&s, &f, now)), ["backup shop"]);
-    // A success in the history does not hold a due backup back.
+    // A successful run that recorded no snapshot (nothing changed, skip_unchanged) counts
+    // as the last backup: it is not repeated at every tick.
     f.last_run.insert(
         ("backup".into(), "shop".into()),
         (now - SignedDuration::from_mins(1), false),
     );
-    assert_eq!(kinds(&due(&s, &f, now)), ["backup shop"]);
+    assert!(due(&s, &f, now).is_empty());
+    assert_eq!(kinds(&due(&s, &f, now + h(6))), ["backup shop"]);
 }
 
 #[test]
