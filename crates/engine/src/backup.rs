@@ -1,7 +1,6 @@
 //! Backup: capture a source, store what is new, and write the snapshot last.
 
 use std::collections::HashMap;
-use std::io::Read;
 use std::sync::mpsc::{Receiver, SyncSender, channel, sync_channel};
 
 use backstop_format::config::ChunkerParams;
@@ -22,12 +21,13 @@ use crate::lock::Lock;
 use crate::progress::Progress;
 use crate::repo::Repository;
 use crate::store::ChunkStore;
+use crate::unchanged::{Stream, reusable, reuse};
 
 /// Files modified less than this many seconds before the previous snapshot are read again.
 const RACY_MARGIN_SECS: i64 = 2;
 
 /// Bytes read from a source per batch; two batches are in flight at once.
-const READ_BATCH: usize = 2 << 20;
+pub(crate) const READ_BATCH: usize = 2 << 20;
 
 /// What to record about a backup. Shared by the CLI, the config file and (later) the web API.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -110,6 +110,7 @@ pub fn backup(
     if opts.force {
         previous.clear();
     }
+    let since = parent.map(|(_, s)| s.time);
     let parent = parent.map(|(id, _)| *id);
     let mut bytes_read = 0;
     let mut files_unchanged = 0;
@@ -141,32 +142,19 @@ pub fn backup(
             files_unchanged += 1;
         }
         if let Some(reader) = entry.content.take() {
-            let on_change = entry.on_change.take();
             let prev = previous.get(&entry.item.path);
-            let builder = match delta_base(&entry, prev, index) {
-                Some(base) => {
-                    let loader = Loader::new(repo, index);
-                    match previous_patches(&loader, prev, &base) {
-                        Some(p) => ContentBuilder::against(loader, base, p, on_change),
-                        None => {
-                            // Nothing known about the previous version: count as changed.
-                            if let Some(f) = on_change {
-                                f();
-                            }
-                            ContentBuilder::against(loader, base, Previous::default(), None)
-                        }
-                    }
-                }
-                None => ContentBuilder::full(on_change),
-            };
-            match store_stream(
+            let content = store_content(
                 &mut store,
-                builder,
+                Loader::new(repo, index),
+                source,
+                &mut entry,
                 reader,
-                entry.chunking,
+                prev,
+                since,
                 params,
                 progress,
-            )? {
+            )?;
+            match content {
                 Ok(content) => {
                     entry.item.size = content.size;
                     stats.bytes += content.size;
@@ -260,13 +248,69 @@ pub fn backup(
     Ok(summary(id, false, warnings))
 }
 
+/// Stores an entry's content, or reuses the description of the previous version when the
+/// source guesses the content unchanged and its hash proves it (see `crate::unchanged`).
+/// Errors as for [`store_stream`].
+#[allow(clippy::too_many_arguments)]
+fn store_content(
+    store: &mut ChunkStore<'_>,
+    loader: Loader<'_>,
+    source: &mut dyn Source,
+    entry: &mut Entry,
+    reader: Box<dyn std::io::Read + Send>,
+    prev: Option<&Item>,
+    since: Option<Timestamp>,
+    params: ChunkerParams,
+    progress: &dyn Progress,
+) -> Result<std::result::Result<Content, std::io::Error>> {
+    let mut stream = match source.take_buffers() {
+        Some(b) => Stream::Buffers(b),
+        None => Stream::Reader(reader),
+    };
+    let base = delta_base(entry, prev, loader.index);
+    if let (Some(p), Some(since)) = (prev, since)
+        && let Some(r) = reusable(entry, p, base)
+        && source.probably_unchanged(&entry.item, p, since)
+    {
+        if let Some(content) = reuse(store, loader, r, stream, progress)? {
+            return Ok(Ok(content));
+        }
+        stream = match source.read_again()? {
+            Some(b) => Stream::Buffers(b),
+            None => {
+                // The source's own failure, if it had one, says more.
+                source.complete(&mut entry.item, prev)?;
+                return Err(Error::Invalid(format!(
+                    "{} could not be read a second time",
+                    entry.item.path
+                )));
+            }
+        };
+    }
+    let on_change = entry.on_change.take();
+    let builder = match base {
+        Some(base) => match previous_patches(&loader, prev, &base) {
+            Some(p) => ContentBuilder::against(loader, base, p, on_change),
+            None => {
+                // Nothing known about the previous version: count as changed.
+                if let Some(f) = on_change {
+                    f();
+                }
+                ContentBuilder::against(loader, base, Previous::default(), None)
+            }
+        },
+        None => ContentBuilder::full(on_change),
+    };
+    store_stream(store, builder, stream, entry.chunking, params, progress)
+}
+
 /// Reads a stream on a thread of its own (reading, cutting and whole-content hashing) while
 /// this thread stores the previous batch. The outer error is a repository failure; the inner
 /// one a read failure of the source, which the caller may treat as a warning.
 fn store_stream(
     store: &mut ChunkStore<'_>,
     mut builder: ContentBuilder<'_>,
-    reader: Box<dyn Read + Send>,
+    reader: Stream,
     chunking: Chunking,
     params: ChunkerParams,
     progress: &dyn Progress,
@@ -314,7 +358,7 @@ fn store_stream(
 /// reusing the batches that come back on `free`. Returns the whole-content hash, or `None`
 /// if it stopped early (after sending a read error, or because the receiver is gone).
 fn read_batches(
-    mut reader: Box<dyn Read + Send>,
+    mut reader: Stream,
     chunking: Chunking,
     params: ChunkerParams,
     tx: &SyncSender<std::io::Result<Batch>>,
@@ -337,8 +381,7 @@ fn read_batches(
         } else {
             out.clear();
         }
-        buf.resize(read_len, 0);
-        let n = match read_full(&mut reader, &mut buf) {
+        let n = match reader.next_piece(&mut buf, read_len) {
             Ok(n) => n,
             Err(e) => {
                 let _ = tx.send(Err(e));
@@ -484,19 +527,6 @@ fn unchanged<'p>(
         (None, None) => content.chunks.iter().all(|c| index.contains(&c.id)),
     };
     (same && indexed).then_some(content)
-}
-
-fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
 }
 
 /// The snapshot's item list, written as JSON lines through the same chunking and trees as

@@ -269,33 +269,48 @@ impl<'l> ContentBuilder<'l> {
                 patches,
                 ..
             } => {
-                // Nothing differs and nothing was cut off: the content is the base itself.
-                if patches.is_empty() && cursor.next_chunk()?.is_none() && base.root.size == size {
-                    return Ok(Content {
-                        size,
-                        hash,
-                        chunks: Vec::new(),
-                        tree: Some(base.root),
-                        delta: None,
-                    });
-                }
+                let exhausted = cursor.next_chunk()?.is_none();
                 debug_assert_eq!(index, size.div_ceil(u64::from(base.chunk_size)));
-                let mut w = MetaWriter::new();
-                w.write(store, &encode_patches(&patches))?;
-                let patch = w.finish(store)?;
-                Ok(Content {
-                    size,
-                    hash,
-                    chunks: Vec::new(),
-                    tree: None,
-                    delta: Some(Delta {
-                        base: base.root,
-                        chunk_size: base.chunk_size,
-                        patches: patches.len() as u64,
-                        patch: Box::new(patch),
-                    }),
-                })
+                delta_content(store, base, exhausted, size, hash, &patches)
             }
         }
     }
+}
+
+/// The description of a content that is `base` with `patches`; `exhausted` says whether the
+/// content has at least as many chunks as the base. Shared by [`ContentBuilder`] and the reuse
+/// of an unchanged content, which must describe the same bytes the same way.
+pub(crate) fn delta_content(
+    store: &mut ChunkStore<'_>,
+    base: DeltaBase,
+    exhausted: bool,
+    size: u64,
+    hash: String,
+    patches: &[(u64, ChunkRef)],
+) -> Result<Content> {
+    // Nothing differs and nothing was cut off: the content is the base itself.
+    if patches.is_empty() && exhausted && base.root.size == size {
+        return Ok(Content {
+            size,
+            hash,
+            chunks: Vec::new(),
+            tree: Some(base.root),
+            delta: None,
+        });
+    }
+    let mut w = MetaWriter::new();
+    w.write(store, &encode_patches(patches))?;
+    let patch = w.finish(store)?;
+    Ok(Content {
+        size,
+        hash,
+        chunks: Vec::new(),
+        tree: None,
+        delta: Some(Delta {
+            base: base.root,
+            chunk_size: base.chunk_size,
+            patches: patches.len() as u64,
+            patch: Box::new(patch),
+        }),
+    })
 }

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::sync::mpsc::{channel, sync_channel};
 
 use backstop_format::ChunkId;
-use backstop_format::blob::open_chunk;
+use backstop_format::blob::{open_chunk, open_chunk_into};
 use backstop_format::manifest::Item;
 use backstop_format::pack::BlobKind;
 use backstop_format::tree::{ChunkRef, Content, TreeNode, decode_patches};
@@ -25,6 +25,19 @@ const MAX_RANGE: u64 = 4 << 20;
 
 /// One read from a pack: pack position, offset, length, and the chunks it covers.
 type Range = (u32, u64, u64, Vec<(ChunkId, Location)>);
+
+/// A frame a restore window needs: its stored bytes, its location (of any of its chunks: the
+/// frame fields are the same), how many of the window's chunks are in it, and, when they are
+/// all of its chunks in order one after the other, the position of the first of them.
+struct Frame<'b> {
+    stored: &'b [u8],
+    loc: &'b Location,
+    jobs: usize,
+    whole: Option<usize>,
+}
+
+/// A slice of a restore window and the chunks (of one frame) that go into it.
+type Slot<'w, 'j> = (&'w mut [u8], &'j [(usize, &'j ChunkId, &'j Location)]);
 
 /// Reads chunks of one repository through its index.
 #[derive(Debug, Clone, Copy)]
@@ -48,14 +61,18 @@ impl<'a> Loader<'a> {
 
     /// Decodes one frame from its stored bytes.
     pub(crate) fn open_frame(&self, loc: &Location, stored: &[u8]) -> Result<Vec<u8>> {
-        let pack = self.index.pack(loc.pack).id;
         open_chunk(
             self.repo.crypter(),
             stored,
             loc.compressed,
             loc.frame_length,
         )
-        .map_err(|e| Error::Integrity(format!("frame at {} in pack {pack}: {e}", loc.offset)))
+        .map_err(|e| self.frame_error(loc, e))
+    }
+
+    fn frame_error(&self, loc: &Location, e: backstop_format::FormatError) -> Error {
+        let pack = self.index.pack(loc.pack).id;
+        Error::Integrity(format!("frame at {} in pack {pack}: {e}", loc.offset))
     }
 
     /// Cuts one chunk out of its decoded frame and checks it against its id.
@@ -71,13 +88,19 @@ impl<'a> Loader<'a> {
         let plain = frame
             .get(a..a + loc.raw_length as usize)
             .ok_or_else(|| Error::Integrity(format!("chunk {id} lies outside its frame")))?;
+        self.check_id(id, loc, plain)?;
+        out.copy_from_slice(plain);
+        Ok(())
+    }
+
+    /// Checks a chunk's plaintext against its id.
+    fn check_id(&self, id: &ChunkId, loc: &Location, plain: &[u8]) -> Result<()> {
         if self.repo.crypter().chunk_id(plain) != *id {
             let pack = self.index.pack(loc.pack).id;
             return Err(Error::Integrity(format!(
                 "chunk {id} in pack {pack} does not match its id (damaged data)"
             )));
         }
-        out.copy_from_slice(plain);
         Ok(())
     }
 
@@ -317,41 +340,113 @@ impl<'a> Loader<'a> {
             .par_iter()
             .map(|(pack, start, len, _)| self.read_pack(*pack, *start, *len))
             .collect::<Result<_>>()?;
-        // Each frame is decoded once, however many of its chunks the window needs; frames and
-        // then chunks are processed in parallel so both cores stay busy.
+        // Each frame is decoded once, however many of its chunks the window needs.
         let mut frame_of: HashMap<(u32, u32), usize> = HashMap::new();
-        let mut frames: Vec<(&[u8], &Location)> = Vec::new();
+        let mut frames: Vec<Frame<'_>> = Vec::new();
         let mut jobs: Vec<(usize, &ChunkId, &Location)> = Vec::new();
         for ((_, start, _, members), bytes) in ranges.iter().zip(&reads) {
             for (id, loc) in members {
                 let f = *frame_of.entry((loc.pack, loc.offset)).or_insert_with(|| {
                     let a = (u64::from(loc.offset) - start) as usize;
-                    frames.push((&bytes[a..a + loc.length as usize], loc));
+                    frames.push(Frame {
+                        stored: &bytes[a..a + loc.length as usize],
+                        loc,
+                        jobs: 0,
+                        whole: None,
+                    });
                     frames.len() - 1
                 });
+                frames[f].jobs += 1;
                 jobs.push((f, id, loc));
             }
         }
-        let plain: Vec<Vec<u8>> = frames
-            .par_iter()
-            .map(|(b, loc)| self.open_frame(loc, b))
-            .collect::<Result<_>>()?;
-        // One buffer for the window, cut into one disjoint slice per chunk, filled in parallel.
-        // Every byte is overwritten, so only the part a reused buffer lacks is zeroed first.
+        // A frame whose chunks follow each other in the window, in frame order and covering
+        // the whole frame (the usual case: a run of pages stored together), is decoded straight
+        // into the window; the others are decoded aside and cut out.
+        let mut j = 0;
+        while j < jobs.len() {
+            let f = jobs[j].0;
+            let frame = &mut frames[f];
+            let run = &jobs[j..(j + frame.jobs).min(jobs.len())];
+            let mut next = 0u64;
+            let in_order = run.len() == frame.jobs
+                && run.iter().all(|(g, _, loc)| {
+                    let ok = *g == f && u64::from(loc.raw_offset) == next;
+                    next += u64::from(loc.raw_length);
+                    ok
+                });
+            if in_order && next == u64::from(frame.loc.frame_length) {
+                frame.whole = Some(j);
+                j += run.len();
+            } else {
+                j += 1;
+            }
+        }
+        // One buffer for the window, cut into disjoint slices (a whole frame, or one chunk),
+        // grouped by frame and filled in parallel, a frame at a time. Every byte is
+        // overwritten, so only the part a reused buffer lacks is zeroed first.
         let total: usize = jobs.iter().map(|(_, _, loc)| loc.raw_length as usize).sum();
         out.resize(total, 0);
-        let mut slots: Vec<&mut [u8]> = Vec::with_capacity(jobs.len());
+        let mut slots: Vec<Vec<Slot<'_, '_>>> = frames.iter().map(|_| Vec::new()).collect();
         let mut rest = out.as_mut_slice();
-        for (_, _, loc) in &jobs {
-            let (head, tail) = rest.split_at_mut(loc.raw_length as usize);
-            slots.push(head);
+        let mut j = 0;
+        while j < jobs.len() {
+            let f = jobs[j].0;
+            let n = if frames[f].whole == Some(j) {
+                frames[f].jobs
+            } else {
+                1
+            };
+            let len: usize = jobs[j..j + n]
+                .iter()
+                .map(|(_, _, l)| l.raw_length as usize)
+                .sum();
+            let (head, tail) = rest.split_at_mut(len);
+            slots[f].push((head, &jobs[j..j + n]));
             rest = tail;
+            j += n;
         }
-        slots
-            .into_par_iter()
-            .zip(jobs.par_iter())
-            .try_for_each(|(slot, (f, id, loc))| self.cut_into(id, loc, &plain[*f], slot))?;
+        frames
+            .par_iter()
+            .zip(slots.into_par_iter())
+            .try_for_each(|(fr, slots)| self.fill_from_frame(fr, slots))?;
         Ok(out)
+    }
+
+    /// Decodes one frame into the window's slices that need it: straight into the slice when
+    /// the window needs the whole frame in order, else into a scratch buffer to cut the chunks
+    /// out of. Every chunk is checked against its id.
+    fn fill_from_frame(&self, fr: &Frame<'_>, slots: Vec<Slot<'_, '_>>) -> Result<()> {
+        thread_local! {
+            /// Frames decoded aside: one buffer per thread, not one allocation per frame.
+            static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        let open = |into: &mut [u8]| {
+            open_chunk_into(self.repo.crypter(), fr.stored, fr.loc.compressed, into)
+                .map_err(|e| self.frame_error(fr.loc, e))
+        };
+        if fr.whole.is_some() {
+            for (slot, members) in slots {
+                open(slot)?;
+                let mut at = 0;
+                for (_, id, loc) in members {
+                    let chunk = &slot[at..at + loc.raw_length as usize];
+                    self.check_id(id, loc, chunk)?;
+                    at += chunk.len();
+                }
+            }
+            return Ok(());
+        }
+        SCRATCH.with(|scratch| {
+            let mut frame = scratch.borrow_mut();
+            frame.resize(fr.loc.frame_length as usize, 0);
+            open(&mut frame)?;
+            for (slot, members) in slots {
+                let (_, id, loc) = members[0];
+                self.cut_into(id, loc, &frame, slot)?;
+            }
+            Ok(())
+        })
     }
 
     /// Adds every chunk and tree node `content` uses to `used`: for a delta, the base's nodes

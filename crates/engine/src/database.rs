@@ -220,15 +220,18 @@ struct HashingWriter<W> {
     hasher: blake3::Hasher,
 }
 
-impl<W: Write> Write for HashingWriter<W> {
+impl<W: Write + Send> Write for HashingWriter<W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        // Restore hands over whole windows of megabytes: hash them on all cores.
-        if n >= 1 << 20 {
-            self.hasher.update_rayon(&buf[..n]);
-        } else {
-            self.hasher.update(&buf[..n]);
+        // Restore hands over whole windows of megabytes: the write (a copy into the system's
+        // cache, on one core) and the hash (on the others) run at the same time.
+        if buf.len() >= 1 << 20 {
+            let (inner, hasher) = (&mut self.inner, &mut self.hasher);
+            let (written, _) = rayon::join(|| inner.write_all(buf), || hasher.update_rayon(buf));
+            written?;
+            return Ok(buf.len());
         }
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
         Ok(n)
     }
     fn flush(&mut self) -> std::io::Result<()> {

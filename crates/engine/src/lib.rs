@@ -47,6 +47,7 @@ pub mod restore;
 pub mod stats;
 pub mod status;
 pub mod store;
+mod unchanged;
 pub mod verify;
 
 pub use backup::{BackupOptions, BackupSummary, backup};

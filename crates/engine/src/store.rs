@@ -262,6 +262,12 @@ impl<'a> ChunkStore<'a> {
             .collect())
     }
 
+    /// Counts `n` chunks of a content that was reused whole, all of them already stored, as
+    /// [`ChunkStore::add_data`] would have counted them.
+    pub fn count_known(&mut self, n: u64) {
+        self.stats.chunks += n;
+    }
+
     /// Stores one tree node and returns its id.
     fn add_tree(&mut self, node: &TreeNode) -> Result<ChunkId> {
         let bytes = node.encode();

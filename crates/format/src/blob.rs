@@ -1,6 +1,8 @@
 //! Chunk and object envelopes: zstd compression (skipped where it does not help), then
 //! encryption.
 
+use std::borrow::Cow;
+
 use crate::FormatError;
 use crate::crypto::Crypter;
 
@@ -55,6 +57,32 @@ fn decompress(body: &[u8], raw_len: usize) -> Option<Vec<u8>> {
     })
 }
 
+/// Decompresses `body` into all of `out`; false unless it is exactly `out.len()` bytes.
+fn decompress_into(body: &[u8], out: &mut [u8]) -> bool {
+    thread_local! {
+        static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    DECOMPRESSOR.with(|d| {
+        let mut d = d.borrow_mut();
+        if d.is_none() {
+            *d = zstd::bulk::Decompressor::new().ok();
+        }
+        d.as_mut()
+            .and_then(|d| d.decompress_to_buffer(body, out).ok())
+            .is_some_and(|n| n == out.len())
+    })
+}
+
+/// A frame's body: decrypted, or without encryption the stored bytes themselves (no copy).
+fn opened<'a>(crypter: &Crypter, stored: &'a [u8]) -> Result<Cow<'a, [u8]>, FormatError> {
+    if crypter.is_encrypted() {
+        Ok(Cow::Owned(crypter.open(stored)?))
+    } else {
+        Ok(Cow::Borrowed(stored))
+    }
+}
+
 /// Seals one chunk's plaintext as a frame of its own.
 pub fn seal_chunk(crypter: &Crypter, plain: &[u8], level: i32) -> SealedChunk {
     seal_frame(crypter, &[plain], level)
@@ -90,14 +118,14 @@ pub fn open_chunk(
     compressed: bool,
     raw_len: u32,
 ) -> Result<Vec<u8>, FormatError> {
-    let body = crypter.open(stored)?;
+    let body = opened(crypter, stored)?;
     if !compressed {
         if body.len() != raw_len as usize {
             return Err(FormatError::Corrupt(
                 "chunk length differs from its index entry",
             ));
         }
-        return Ok(body);
+        return Ok(body.into_owned());
     }
     let out = decompress(&body, raw_len as usize)
         .ok_or(FormatError::Corrupt("chunk does not decompress"))?;
@@ -107,6 +135,33 @@ pub fn open_chunk(
         ));
     }
     Ok(out)
+}
+
+/// Like [`open_chunk`], into `out`, which has the frame's plaintext length: a restore decodes
+/// frames straight into its output buffer. The caller checks each chunk against its id.
+pub fn open_chunk_into(
+    crypter: &Crypter,
+    stored: &[u8],
+    compressed: bool,
+    out: &mut [u8],
+) -> Result<(), FormatError> {
+    let body = opened(crypter, stored)?;
+    if !compressed {
+        if body.len() != out.len() {
+            return Err(FormatError::Corrupt(
+                "chunk length differs from its index entry",
+            ));
+        }
+        out.copy_from_slice(&body);
+        return Ok(());
+    }
+    if decompress_into(&body, out) {
+        Ok(())
+    } else {
+        Err(FormatError::Corrupt(
+            "chunk does not decompress to its indexed length",
+        ))
+    }
 }
 
 const OBJ_RAW: u8 = 0;
@@ -153,6 +208,20 @@ pub fn open_object(crypter: &Crypter, stored: &[u8]) -> Result<Vec<u8>, FormatEr
     match body.split_first() {
         Some((&OBJ_RAW, rest)) => Ok(rest.to_vec()),
         Some((&OBJ_ZSTD, rest)) => {
+            // `seal_object` writes one frame that records its size: decompress it in one go
+            // into a buffer of that size (an index file is megabytes; growing a buffer to it
+            // copies it over and over and faults in fresh memory each time).
+            if let Ok(Some(n)) = zstd::zstd_safe::get_frame_content_size(rest)
+                && n <= MAX_OBJECT as u64
+            {
+                let mut out = Vec::with_capacity(n as usize);
+                return match zstd::bulk::Decompressor::new()
+                    .and_then(|mut d| d.decompress_to_buffer(rest, &mut out))
+                {
+                    Ok(got) if got as u64 == n => Ok(out),
+                    _ => Err(FormatError::Corrupt("object does not decompress")),
+                };
+            }
             let mut out = Vec::new();
             let mut dec = zstd::stream::read::Decoder::new(rest)
                 .map_err(|_| FormatError::Corrupt("object does not decompress"))?;
@@ -191,6 +260,21 @@ mod tests {
             let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
             let s = seal_frame(&c, &refs, 1);
             prop_assert_eq!(open_chunk(&c, &s.bytes, s.compressed, s.raw_len).unwrap(), parts.concat());
+        }
+
+        #[test]
+        fn frame_opens_into_a_buffer(parts in proptest::collection::vec(proptest::collection::vec(0u8..4, 0..3000), 1..6), enc in any::<bool>(), level in 0i32..4) {
+            let c = if enc { Crypter::new(&MasterKey::generate()) } else { Crypter::None };
+            let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+            let s = seal_frame(&c, &refs, level);
+            let mut out = vec![7u8; s.raw_len as usize];
+            open_chunk_into(&c, &s.bytes, s.compressed, &mut out).unwrap();
+            prop_assert_eq!(&out, &parts.concat());
+            // A buffer of the wrong length is refused, never filled in part.
+            let mut short = vec![0u8; out.len().saturating_sub(1)];
+            prop_assert!(out.is_empty() || open_chunk_into(&c, &s.bytes, s.compressed, &mut short).is_err());
+            let mut long = vec![0u8; out.len() + 1];
+            prop_assert!(open_chunk_into(&c, &s.bytes, s.compressed, &mut long).is_err());
         }
 
         #[test]

@@ -24,6 +24,7 @@ pub mod sqlite;
 
 use std::io::Read;
 
+use backstop_format::Timestamp;
 use backstop_format::manifest::{Item, SourceKind};
 
 /// How the engine cuts a stream into chunks.
@@ -67,6 +68,15 @@ impl std::fmt::Debug for Entry {
     }
 }
 
+/// Content handed over in owned buffers instead of through [`Read`] (see
+/// [`Source::take_buffers`]): a source that holds the bytes in memory anyway (a database read
+/// page by page) saves copying every byte once more.
+pub trait Buffers: Send {
+    /// The next piece of the content (never empty), or `None` at its end. `recycled` is a
+    /// buffer the caller is done with, for the source to fill again (whatever it holds).
+    fn next_buffer(&mut self, recycled: Option<Vec<u8>>) -> std::io::Result<Option<Vec<u8>>>;
+}
+
 /// Something that can be backed up.
 pub trait Source: Send {
     fn kind(&self) -> SourceKind;
@@ -81,6 +91,27 @@ pub trait Source: Send {
     /// backup.
     fn complete(&mut self, _item: &mut Item, _previous: Option<&Item>) -> Result<(), Error> {
         Ok(())
+    }
+    /// The content of the entry just returned as owned buffers, if the source can hand them
+    /// over; the caller then drops `Entry::content` unread.
+    fn take_buffers(&mut self) -> Option<Box<dyn Buffers>> {
+        None
+    }
+    /// Whether the content of the entry just returned is probably the same as `previous` (its
+    /// item in the source's previous snapshot, taken at `since`), judged from metadata alone,
+    /// *and* [`Source::read_again`] can hand it out a second time. The engine then first only
+    /// hashes the content: if the hash equals the previous content's, the bytes are the same
+    /// and it reuses the previous content description without cutting or looking up a single
+    /// chunk; otherwise it reads the content again and stores it as usual. A wrong guess
+    /// costs a second read, never a wrong snapshot.
+    fn probably_unchanged(&self, _item: &Item, _previous: &Item, _since: Timestamp) -> bool {
+        false
+    }
+    /// The content of the entry just returned, once more and byte for byte the same, after
+    /// its first reading ended (see [`Source::probably_unchanged`]); `None` if the source
+    /// cannot.
+    fn read_again(&mut self) -> Result<Option<Box<dyn Buffers>>, Error> {
+        Ok(None)
     }
     /// Problems that did not stop the capture (skipped files).
     fn take_warnings(&mut self) -> Vec<String>;

@@ -8,7 +8,11 @@
 //! size (512 to 65536; the lock-byte page past 1 GiB is returned like any other). Capture is
 //! page level, so it never needs to understand the tables: virtual tables and full-text indexes
 //! with custom tokenizers are captured like everything else. Nothing is copied to a temporary
-//! file: pages stream from SQLite's pager to the engine.
+//! file: pages stream from SQLite's pager to the engine, in buffers the engine takes over as
+//! they are. The capture keeps its transaction open until the item is complete, so that the
+//! engine can ask for the same pages a second time (`Source::read_again`): it first only hashes
+//! a database that looks unchanged (same size and modification time, no newer WAL), and
+//! stores it page by page only if the hash shows it did change after all.
 //!
 //! `PRAGMA quick_check` runs on a second connection at the same time, so it costs no extra
 //! time. It must see the same state as the capture: both transactions are opened between two
@@ -19,13 +23,15 @@
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use backstop_format::Timestamp;
 use backstop_format::manifest::{DatabaseMeta, Item, ItemKind, SourceKind, TableRows};
 use rusqlite::Connection;
 
-use crate::{Chunking, Entry, Error, Source};
+use crate::{Buffers, Chunking, Entry, Error, Source};
 
 mod inspect;
 mod replace;
@@ -33,14 +39,22 @@ mod replace;
 pub use inspect::*;
 pub use replace::replace_live;
 
-/// Pages sent to the engine per message.
-const PAGES_PER_BATCH: usize = 256;
+/// Bytes of pages sent to the engine per message (rounded down to whole pages): the size of
+/// the engine's own read batches, so that every message becomes a batch as it is.
+const BATCH_BYTES: usize = 2 << 20;
 /// Pages SQLite caches while the capture scans the database (see `stream_pages`).
 const SCAN_CACHE_PAGES: i64 = 16;
 /// How long to wait for a writer's lock before giving up.
 pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often to retry opening the two transactions on one state before falling back.
 const SAME_STATE_TRIES: usize = 5;
+/// A WAL file modified less than this many seconds before the previous snapshot may hold
+/// commits that snapshot did not see (see `SqliteSource::probably_unchanged`).
+const RACY_MARGIN_SECS: i64 = 2;
+
+/// One reading of all pages: where the pages go, and where buffers the reader is done with
+/// come back to be filled again.
+type Pass = (SyncSender<io::Result<Vec<u8>>>, Receiver<Vec<u8>>);
 
 /// Starts a read transaction; its snapshot of the database is fixed by its first read.
 fn begin_read(conn: &Connection, path: &Path) -> Result<(), Error> {
@@ -76,6 +90,11 @@ pub struct SqliteSource {
     started: bool,
     meta: Option<DatabaseMeta>,
     capture: Option<JoinHandle<Result<Option<Checked>, Error>>>,
+    /// The page stream of the entry, until the engine takes it as buffers.
+    stream: Option<Arc<Mutex<Option<ChannelReader>>>>,
+    /// Asks the capture thread for one more reading of the pages in its transaction; dropped
+    /// once no second reading can be needed, which lets the capture finish.
+    again: Mutex<Option<Sender<Pass>>>,
     checker: Option<JoinHandle<Result<Option<Checked>, Error>>>,
     /// Starts (`true`) or cancels (`false`) the checker's quick_check.
     start_check: Option<std::sync::mpsc::Sender<bool>>,
@@ -99,6 +118,8 @@ impl SqliteSource {
             started: false,
             meta: None,
             capture: None,
+            stream: None,
+            again: Mutex::new(None),
             checker: None,
             start_check: None,
         })
@@ -140,15 +161,16 @@ impl SqliteSource {
     }
 }
 
-/// Streams all pages of the capture transaction into `tx`, then (without a checker) runs the
-/// quick check in the same transaction.
+/// Streams all pages of the capture transaction through `first`, and again through every
+/// further pass asked for on `again` (the same transaction, so the same bytes) until its
+/// sender is dropped; then (without a checker) runs the quick check in the same transaction.
 fn stream_pages(
     conn: Connection,
     path: PathBuf,
     page_size: usize,
     page_count: u64,
-    tx: SyncSender<io::Result<Vec<u8>>>,
-    free: Receiver<Vec<u8>>,
+    first: Pass,
+    again: Receiver<Pass>,
     check_here: Option<Tables>,
 ) -> Result<Option<Checked>, Error> {
     // The scan reads each page once, so SQLite's page cache buys nothing here, and at its
@@ -159,30 +181,63 @@ fn stream_pages(
         .pragma_query_value(None, "cache_size", |r| r.get(0))
         .ok();
     let _ = conn.pragma_update(None, "cache_size", SCAN_CACHE_PAGES);
+    let mut pass = Some(first);
+    while let Some((tx, free)) = pass.take() {
+        if !scan_pages(&conn, &path, page_size, page_count, &tx, &free)? {
+            // The engine stopped reading (it reports its own error): this capture must never
+            // complete an item.
+            return Err(Error::Invalid(format!(
+                "SQLite database {}: the page stream was not read to its end",
+                path.display()
+            )));
+        }
+        drop(tx);
+        pass = again.recv().ok();
+    }
+    if let Some(n) = cache_size {
+        let _ = conn.pragma_update(None, "cache_size", n);
+    }
+    let check = match check_here {
+        Some(tables) => Some(check_and_count(&conn, &path, tables)?),
+        None => None,
+    };
+    // Ending a read transaction cannot lose anything; on a damaged database SQLite may still
+    // report the damage here, which the check above has recorded.
+    let _ = conn.execute_batch("COMMIT");
+    Ok(check)
+}
+
+/// Sends every page, in order, in buffers of about [`BATCH_BYTES`], reusing the buffers that
+/// come back on `free`. False if the receiver went away.
+fn scan_pages(
+    conn: &Connection,
+    path: &Path,
+    page_size: usize,
+    page_count: u64,
+    tx: &SyncSender<io::Result<Vec<u8>>>,
+    free: &Receiver<Vec<u8>>,
+) -> Result<bool, Error> {
     let mut st = conn
         .prepare("SELECT pgno, data FROM sqlite_dbpage('main')")
         .map_err(|e| {
             sql_err(
-                &path,
+                path,
                 "reading pages (this build of backstop needs SQLite with SQLITE_ENABLE_DBPAGE_VTAB)",
                 e,
             )
         })?;
     let mut rows = st
         .query([])
-        .map_err(|e| sql_err(&path, "reading pages", e))?;
-    let batch_bytes = PAGES_PER_BATCH * page_size;
+        .map_err(|e| sql_err(path, "reading pages", e))?;
+    let batch_bytes = (BATCH_BYTES / page_size).max(1) * page_size;
     let mut batch = Vec::with_capacity(batch_bytes);
     let mut expected = 1u64;
-    while let Some(r) = rows
-        .next()
-        .map_err(|e| sql_err(&path, "reading pages", e))?
-    {
-        let pgno: i64 = r.get(0).map_err(|e| sql_err(&path, "reading pages", e))?;
+    while let Some(r) = rows.next().map_err(|e| sql_err(path, "reading pages", e))? {
+        let pgno: i64 = r.get(0).map_err(|e| sql_err(path, "reading pages", e))?;
         let data = r
             .get_ref(1)
             .and_then(|v| Ok(v.as_blob()?))
-            .map_err(|e| sql_err(&path, "reading pages", e))?;
+            .map_err(|e| sql_err(path, "reading pages", e))?;
         if pgno as u64 != expected || data.len() != page_size {
             return Err(Error::Invalid(format!(
                 "SQLite database {}: page {pgno} came out of order or with {} bytes",
@@ -203,7 +258,7 @@ fn stream_pages(
             };
             let full = std::mem::replace(&mut batch, next);
             if tx.send(Ok(full)).is_err() {
-                return Ok(None); // the engine stopped reading: it reports its own error
+                return Ok(false);
             }
         }
     }
@@ -214,23 +269,7 @@ fn stream_pages(
             expected - 1
         )));
     }
-    if !batch.is_empty() && tx.send(Ok(batch)).is_err() {
-        return Ok(None);
-    }
-    drop(tx);
-    drop(rows);
-    drop(st);
-    if let Some(n) = cache_size {
-        let _ = conn.pragma_update(None, "cache_size", n);
-    }
-    let check = match check_here {
-        Some(tables) => Some(check_and_count(&conn, &path, tables)?),
-        None => None,
-    };
-    // Ending a read transaction cannot lose anything; on a damaged database SQLite may still
-    // report the damage here, which the check above has recorded.
-    let _ = conn.execute_batch("COMMIT");
-    Ok(check)
+    Ok(batch.is_empty() || tx.send(Ok(batch)).is_ok())
 }
 
 /// Tables to count: all of them, and those not to count (virtual tables).
@@ -279,6 +318,71 @@ impl Read for ChannelReader {
         out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
         self.pos += n;
         Ok(n)
+    }
+}
+
+impl ChannelReader {
+    fn new(rx: Receiver<io::Result<Vec<u8>>>, done: Sender<Vec<u8>>) -> Self {
+        Self {
+            rx,
+            done,
+            buf: Vec::new(),
+            pos: 0,
+        }
+    }
+}
+
+impl Buffers for ChannelReader {
+    fn next_buffer(&mut self, recycled: Option<Vec<u8>>) -> io::Result<Option<Vec<u8>>> {
+        if let Some(b) = recycled {
+            let _ = self.done.send(b);
+        }
+        // What a `read` left over comes first.
+        if self.pos < self.buf.len() {
+            let rest = self.buf.split_off(self.pos);
+            self.pos = 0;
+            self.buf.clear();
+            return Ok(Some(rest));
+        }
+        match self.rx.recv() {
+            Ok(Ok(b)) => Ok(Some(b)),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Ok(None),
+        }
+    }
+}
+
+/// `Entry::content` of a database: reads the page stream unless the engine took it as
+/// buffers (`Source::take_buffers`).
+struct SharedReader(Arc<Mutex<Option<ChannelReader>>>);
+
+impl Read for SharedReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        match self
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_mut()
+        {
+            Some(r) => r.read(out),
+            None => Ok(0),
+        }
+    }
+}
+
+/// Whether the WAL file of `path` is absent, empty, or last written well before `since`: then
+/// a snapshot taken at `since` saw every commit in it.
+fn wal_quiet_since(path: &Path, since: Timestamp) -> bool {
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    match std::fs::metadata(PathBuf::from(wal)) {
+        Err(e) => e.kind() == io::ErrorKind::NotFound,
+        Ok(m) if m.len() == 0 => true,
+        Ok(m) => m
+            .modified()
+            .ok()
+            .and_then(|t| Timestamp::try_from(t).ok())
+            .is_some_and(|t| t.as_second() + RACY_MARGIN_SECS < since.as_second()),
     }
 }
 
@@ -337,12 +441,16 @@ impl Source for SqliteSource {
         }
         let (tx, rx) = sync_channel(2);
         let (done, free) = channel();
+        let (again_tx, again) = channel();
         let (path, ps, pc) = (self.path.clone(), info.page_size as usize, info.page_count);
         let capture = std::thread::Builder::new()
             .name("sqlite-capture".into())
-            .spawn(move || stream_pages(capture, path, ps, pc, tx, free, check_here))
+            .spawn(move || stream_pages(capture, path, ps, pc, (tx, free), again, check_here))
             .map_err(|e| Error::io("starting the capture thread", e))?;
         self.capture = Some(capture);
+        *self.again.get_mut().unwrap_or_else(PoisonError::into_inner) = Some(again_tx);
+        let stream = Arc::new(Mutex::new(Some(ChannelReader::new(rx, done))));
+        self.stream = Some(stream.clone());
         let mut item =
             crate::files::item_from_metadata(self.item_name.clone(), ItemKind::Sqlite, &md);
         item.size = info.page_count * u64::from(info.page_size);
@@ -358,12 +466,7 @@ impl Source for SqliteSource {
         });
         Ok(Some(Entry {
             item,
-            content: Some(Box::new(ChannelReader {
-                rx,
-                done,
-                buf: Vec::new(),
-                pos: 0,
-            })),
+            content: Some(Box::new(SharedReader(stream))),
             chunking: Chunking::Fixed(info.page_size),
             required: true,
             reuse_unchanged: false,
@@ -371,7 +474,55 @@ impl Source for SqliteSource {
         }))
     }
 
+    fn take_buffers(&mut self) -> Option<Box<dyn Buffers>> {
+        let stream = self.stream.take()?;
+        let reader = stream
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()?;
+        Some(Box::new(reader))
+    }
+
+    /// Guesses from the file's size and modification time, and the WAL's, which every commit
+    /// changes. The guess only decides whether the engine hashes the image first: the image
+    /// counts as unchanged only if its hash equals the previous one.
+    fn probably_unchanged(&self, item: &Item, previous: &Item, since: Timestamp) -> bool {
+        let mut again = self.again.lock().unwrap_or_else(PoisonError::into_inner);
+        let likely = again.is_some()
+            && previous.kind == ItemKind::Sqlite
+            && previous.size == item.size
+            && previous.mtime.is_some()
+            && previous.mtime == item.mtime
+            && wal_quiet_since(&self.path, since);
+        if !likely {
+            // No second reading will be asked for: the capture may end its transaction (and
+            // run its check) as soon as the first one is done.
+            *again = None;
+        }
+        likely
+    }
+
+    fn read_again(&mut self) -> Result<Option<Box<dyn Buffers>>, Error> {
+        let Some(again) = self
+            .again
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        else {
+            return Ok(None);
+        };
+        let (tx, rx) = sync_channel(2);
+        let (done, free) = channel();
+        if again.send((tx, free)).is_err() {
+            return Ok(None);
+        }
+        Ok(Some(Box::new(ChannelReader::new(rx, done))))
+    }
+
     fn complete(&mut self, item: &mut Item, previous: Option<&Item>) -> Result<(), Error> {
+        // No further reading: the capture thread ends its transaction.
+        *self.again.get_mut().unwrap_or_else(PoisonError::into_inner) = None;
+        self.stream = None;
         let in_txn = match self.capture.take() {
             Some(h) => joined(h)?,
             None => None,
