@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -202,6 +203,9 @@ def main():
     ap.add_argument("--skip", default="", help="comma-separated tools to leave out: backstop,restic,borg")
     ap.add_argument("--json", help="write all raw numbers to this file")
     ap.add_argument("--keep", action="store_true", help="keep repositories and restore dirs")
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="runs of each repeatable step (unchanged re-backup, restore, drill, verify), "
+                         "tools taking turns; the table shows the median (default 3)")
     ap.add_argument("--as-file", action="store_true",
                     help="back the database up with backstop as a plain file instead of through SQLite")
     args = ap.parse_args()
@@ -307,24 +311,50 @@ def main():
 
     for t in tools:
         step(t, "day1", "backup", "day1")
-    for t in tools:
-        step(t, "day1b", "backup", "day1b")
-    for t in tools:
+
+    def repeated(key, cmd_step, label=None, prep=None, check=None):
+        """Runs a repeatable step args.repeat times, the tools taking turns (so drift of the
+        machine hits all alike); keeps every run in the raw numbers under key, key_2, ...; the
+        table shows the median time and the first run's bytes."""
+        n = max(1, args.repeat)
+        for i in range(n):
+            k = key if i == 0 else f"{key}_{i + 1}"
+            for t in tools:
+                if prep:
+                    prep(t)
+                # Each repeated backup is a new archive for borg; restores and drills read day1b.
+                lab = f"{label}-{i + 1}" if (cmd_step == "backup" and i > 0) else label
+                out = step(t, k, cmd_step, lab, cwd=t.restore_dir if (t.name == "borg" and cmd_step == "restore") else None)
+                if out is not None and check:
+                    check(t, k)
+        for t in tools:
+            r = res[t.name]
+            runs = [r.get(f"{key}_s")] + [r.get(f"{key}_{i + 1}_s") for i in range(1, n)]
+            if all(isinstance(v, (int, float)) for v in runs):
+                r[key + "_s"] = statistics.median(runs)
+                r[key + "_runs"] = runs
+            elif any(v == "WRONG" for v in runs):
+                r[key + "_s"] = "WRONG"
+            else:
+                r[key + "_s"] = "FAILED"
+
+    def clear_restore(t):
+        shutil.rmtree(t.restore_dir, ignore_errors=True)
         t.restore_dir.mkdir(parents=True, exist_ok=True)
-        ok = step(t, "restore", "restore", "day1b", cwd=t.restore_dir if t.name == "borg" else None)
-        if ok is None:
-            continue
+
+    def check_restore(t, k):
         found = [Path(rt) / "shop.db" for rt, _d, fs in os.walk(t.restore_dir) if "shop.db" in fs]
         got = file_hash(found[0]) if len(found) == 1 else None
-        res[t.name]["commands"]["restore"]["sha256_ok"] = got == want
+        res[t.name]["commands"][k]["sha256_ok"] = got == want
         if got != want:
             why = f"{len(found)} files named shop.db" if len(found) != 1 else "content differs"
             log(f"!!! {t.name}: restored file is WRONG ({why}) !!!")
-            res[t.name]["restore_s"] = "WRONG"
-    for t in tools:
-        step(t, "drill", "drill", "day1b")
-    for t in tools:
-        step(t, "verify", "verify")
+            res[t.name][k + "_s"] = "WRONG"
+
+    repeated("day1b", "backup", "day1b")
+    repeated("restore", "restore", "day1b", prep=clear_restore, check=check_restore)
+    repeated("drill", "drill", "day1b")
+    repeated("verify", "verify")
     for t in tools:
         res[t.name]["repo_bytes"] = dir_bytes(t.repo) if t.name not in broken else "FAILED"
 
@@ -333,7 +363,9 @@ def main():
     for n, v in machine["versions"].items():
         print(f"- {n}: {v}")
     print(f"- database: {machine['db_mib']} MiB SQLite (WAL mode), {machine['db_day1_mib']} MiB after day 1; "
-          f"page cache warm for every tool\n")
+          f"page cache warm for every tool")
+    print(f"- unchanged re-backup, restore, drill and verify: median of {max(1, args.repeat)} runs, "
+          f"the tools taking turns (every run in --json)\n")
     if "sqlite3_backup_s" in machine:
         print(f"- sqlite3 `.backup` of the same database (a plain consistent copy): {machine['sqlite3_backup_s']} s\n")
     print(table(tools, res))
