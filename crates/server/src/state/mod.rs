@@ -327,9 +327,21 @@ impl State {
             .map_err(open_err)?;
         // WAL lets readers proceed during a write; a filesystem without shared memory keeps
         // the old mode, which is slower but still correct.
-        let mode: String = conn
-            .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
-            .map_err(open_err)?;
+        // Switching a new file to WAL needs an exclusive lock, and SQLite answers "busy" at once
+        // (without its busy handler, to avoid a deadlock) while another process opens the same
+        // new file: retry for as long as the busy timeout.
+        let started = std::time::Instant::now();
+        let mode: String = loop {
+            match conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0)) {
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if e.code == rusqlite::ErrorCode::DatabaseBusy
+                        && started.elapsed() < Duration::from_secs(5) =>
+                {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                other => break other.map_err(open_err)?,
+            }
+        };
         if !mode.eq_ignore_ascii_case("wal") {
             tracing::warn!(path = %path.display(), mode, "state file is not in WAL mode");
         }

@@ -20,28 +20,36 @@ use crate::api::{ApiError, audit, blocking};
 use crate::auth::{Caller, Denied, Permission, SESSION_COOKIE, authenticate, constant_time_eq};
 use crate::jobs::{JobSpec, restore_plan};
 
+mod admin;
+
 /// How long a login lasts.
 const SESSION_TTL: SignedDuration = SignedDuration::from_hours(12);
 
-const STYLE: &str = include_str!("../templates/style.css");
+const STYLE: &str = include_str!("../../templates/style.css");
 
 /// The templates and their filters.
 pub fn templates(tz: jiff::tz::TimeZone) -> Environment<'static> {
     let mut env = Environment::new();
     for (name, src) in [
-        ("base.html", include_str!("../templates/base.html")),
-        ("login.html", include_str!("../templates/login.html")),
-        ("status.html", include_str!("../templates/status.html")),
+        ("base.html", include_str!("../../templates/base.html")),
+        ("login.html", include_str!("../../templates/login.html")),
+        ("status.html", include_str!("../../templates/status.html")),
         (
             "snapshots.html",
-            include_str!("../templates/snapshots.html"),
+            include_str!("../../templates/snapshots.html"),
         ),
-        ("snapshot.html", include_str!("../templates/snapshot.html")),
-        ("restore.html", include_str!("../templates/restore.html")),
-        ("job.html", include_str!("../templates/job.html")),
-        ("activity.html", include_str!("../templates/activity.html")),
-        ("message.html", include_str!("../templates/message.html")),
-        ("admin.html", include_str!("../templates/admin.html")),
+        (
+            "snapshot.html",
+            include_str!("../../templates/snapshot.html"),
+        ),
+        ("restore.html", include_str!("../../templates/restore.html")),
+        ("job.html", include_str!("../../templates/job.html")),
+        (
+            "activity.html",
+            include_str!("../../templates/activity.html"),
+        ),
+        ("message.html", include_str!("../../templates/message.html")),
+        ("admin.html", include_str!("../../templates/admin.html")),
     ] {
         env.add_template(name, src)
             .expect("embedded templates parse");
@@ -84,12 +92,12 @@ pub fn routes() -> Router<AppState> {
         .route("/restore", get(restore_page).post(restore))
         .route("/jobs/{id}", get(job_page))
         .route("/activity", get(activity_page))
-        .route("/admin", get(admin_page))
-        .route("/admin/users", post(add_user))
-        .route("/admin/users/remove", post(remove_user))
-        .route("/admin/users/role", post(set_role))
-        .route("/admin/tokens", post(add_token))
-        .route("/admin/tokens/remove", post(remove_token))
+        .route("/admin", get(admin::page))
+        .route("/admin/users", post(admin::add_user))
+        .route("/admin/users/remove", post(admin::remove_user))
+        .route("/admin/users/role", post(admin::set_role))
+        .route("/admin/tokens", post(admin::add_token))
+        .route("/admin/tokens/remove", post(admin::remove_token))
         .route("/static/style.css", get(style))
 }
 
@@ -675,211 +683,4 @@ async fn activity_page(State(app): State<AppState>, user: User) -> PageResult {
         "activity.html",
         context! { ..user.ctx(), ..context! { jobs => ser(&jobs), audit => ser(&audit_log), nav => "activity" } },
     )
-}
-
-/// What the admin page shows after an action.
-#[derive(Default)]
-struct Notice {
-    text: Option<String>,
-    bad: bool,
-    token: Option<(String, String)>,
-}
-
-async fn admin_page(State(app): State<AppState>, user: User) -> PageResult {
-    user.require(&app, Permission::Admin, "admin-page", "")?;
-    render_admin(&app, &user, Notice::default())
-}
-
-fn render_admin(app: &AppState, user: &User, notice: Notice) -> PageResult {
-    let users = app.state.users().map_err(ApiError::internal)?;
-    let tokens = app.state.tokens().map_err(ApiError::internal)?;
-    let setup = &app.setup;
-    let t = &setup.tasks;
-    let tasks: Vec<Value> = [
-        ("Structure check", &t.verify),
-        ("Full data check", &t.verify_data),
-        ("Restore drills", &t.drill),
-        ("Retention (forget)", &t.forget),
-        ("Prune", &t.prune),
-    ]
-    .into_iter()
-    .map(|(name, sch)| context! { name => name, schedule => sch.as_ref().map(ToString::to_string) })
-    .collect();
-    let sources: Vec<Value> = setup
-        .sources
-        .iter()
-        .map(|s| {
-            context! {
-                name => s.name.clone(),
-                kind => s.kind.clone(),
-                schedule => s.schedule.as_ref().map(ToString::to_string),
-                retention => setup.per_source_retention.get(&s.name).map(|p| p.describe()),
-            }
-        })
-        .collect();
-    let settings = context! {
-        repository => setup.repo_location.clone(),
-        time_zone => setup.time_zone.iana_name().unwrap_or("system").to_string(),
-        startup_backup => t.startup_backup,
-        tasks => tasks,
-        sources => sources,
-        retention => setup.retention.describe(),
-        webhook => setup.webhook.is_some(),
-    };
-    let (new_token_name, new_token) = notice.token.unzip();
-    render(
-        app,
-        "admin.html",
-        context! { ..user.ctx(), ..context! {
-            users => ser(&users), tokens => ser(&tokens), settings => settings,
-            notice => notice.text, notice_bad => notice.bad,
-            new_token => new_token, new_token_name => new_token_name, nav => "admin",
-        } },
-    )
-}
-
-/// Runs an admin action from a form: CSRF and role checked, audited, the page shown again.
-fn admin_action(
-    app: &AppState,
-    user: &User,
-    csrf: &str,
-    action: &str,
-    target: &str,
-    f: impl FnOnce() -> Result<Notice, crate::state::StateError>,
-) -> PageResult {
-    user.check_csrf(csrf)?;
-    user.require(app, Permission::Admin, action, target)?;
-    let notice = match f() {
-        Ok(n) => {
-            audit(app, &user.0.actor, action, target, "ok", "");
-            n
-        }
-        Err(e) => {
-            audit(app, &user.0.actor, action, target, "failed", &e.to_string());
-            Notice {
-                text: Some(e.to_string()),
-                bad: true,
-                token: None,
-            }
-        }
-    };
-    let status = if notice.bad {
-        StatusCode::UNPROCESSABLE_ENTITY
-    } else {
-        StatusCode::OK
-    };
-    render_admin(app, user, notice).map(|mut r| {
-        *r.status_mut() = status;
-        r
-    })
-}
-
-fn done(text: String) -> Result<Notice, crate::state::StateError> {
-    Ok(Notice {
-        text: Some(text),
-        ..Notice::default()
-    })
-}
-
-#[derive(Deserialize)]
-struct UserForm {
-    csrf: String,
-    name: String,
-    #[serde(default)]
-    role: String,
-    #[serde(default)]
-    password: String,
-}
-
-fn parse_role(s: &str) -> Result<crate::state::Role, crate::state::StateError> {
-    s.parse().map_err(|e: crate::state::ParseChoiceError| {
-        crate::state::StateError::Invalid(e.to_string())
-    })
-}
-
-async fn add_user(State(app): State<AppState>, user: User, Form(f): Form<UserForm>) -> PageResult {
-    let state = app.state.clone();
-    // Hashing the password takes a moment: check first, then hash off the async threads.
-    user.check_csrf(&f.csrf)?;
-    user.require(&app, Permission::Admin, "user-add", &f.name)?;
-    let (name, role, password) = (f.name.clone(), f.role.clone(), f.password.clone());
-    let result = blocking(move || {
-        let role = parse_role(&role)?;
-        state.add_user(&name, role, &password)?;
-        Ok(role)
-    })
-    .await;
-    admin_action(&app, &user, &f.csrf, "user-add", &f.name, || match result {
-        Ok(role) => done(format!("User {} added as {role}.", f.name)),
-        Err(e) => Err(crate::state::StateError::Invalid(e.message)),
-    })
-}
-
-async fn remove_user(
-    State(app): State<AppState>,
-    user: User,
-    Form(f): Form<UserForm>,
-) -> PageResult {
-    if f.name == user.0.name {
-        return Err(PageError::Page(
-            StatusCode::BAD_REQUEST,
-            "You cannot remove yourself: ask another administrator.".into(),
-        ));
-    }
-    admin_action(&app, &user, &f.csrf, "user-remove", &f.name, || {
-        app.state.remove_user(&f.name)?;
-        done(format!("User {} removed; their sessions ended.", f.name))
-    })
-}
-
-async fn set_role(State(app): State<AppState>, user: User, Form(f): Form<UserForm>) -> PageResult {
-    admin_action(&app, &user, &f.csrf, "user-role", &f.name, || {
-        let role = parse_role(&f.role)?;
-        if f.name == user.0.name && role != crate::state::Role::Admin {
-            return Err(crate::state::StateError::Invalid(
-                "you cannot take your own admin role: ask another administrator".into(),
-            ));
-        }
-        app.state.set_role(&f.name, role)?;
-        done(format!("{} is now {role}.", f.name))
-    })
-}
-
-#[derive(Deserialize)]
-struct TokenForm {
-    csrf: String,
-    name: String,
-    #[serde(default)]
-    scope: String,
-}
-
-async fn add_token(
-    State(app): State<AppState>,
-    user: User,
-    Form(f): Form<TokenForm>,
-) -> PageResult {
-    admin_action(&app, &user, &f.csrf, "token-add", &f.name, || {
-        let scope: crate::state::Scope =
-            f.scope
-                .parse()
-                .map_err(|e: crate::state::ParseChoiceError| {
-                    crate::state::StateError::Invalid(e.to_string())
-                })?;
-        let secret = app.state.add_token(&f.name, scope)?;
-        Ok(Notice {
-            token: Some((f.name.clone(), secret)),
-            ..Notice::default()
-        })
-    })
-}
-
-async fn remove_token(
-    State(app): State<AppState>,
-    user: User,
-    Form(f): Form<TokenForm>,
-) -> PageResult {
-    admin_action(&app, &user, &f.csrf, "token-remove", &f.name, || {
-        app.state.remove_token(&f.name)?;
-        done(format!("Token {} revoked.", f.name))
-    })
 }

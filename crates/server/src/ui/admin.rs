@@ -1,0 +1,226 @@
+//! The admin page: users, roles, API tokens, and the settings in effect.
+
+use axum::extract::{Form, State};
+use axum::http::StatusCode;
+use minijinja::{Value, context};
+use serde::Deserialize;
+
+use super::{PageError, PageResult, User, render, ser};
+use crate::AppState;
+use crate::api::{ApiError, audit, blocking};
+use crate::auth::Permission;
+
+/// What the admin page shows after an action.
+#[derive(Default)]
+struct Notice {
+    text: Option<String>,
+    bad: bool,
+    token: Option<(String, String)>,
+}
+
+pub(super) async fn page(State(app): State<AppState>, user: User) -> PageResult {
+    user.require(&app, Permission::Admin, "admin-page", "")?;
+    render_admin(&app, &user, Notice::default())
+}
+
+fn render_admin(app: &AppState, user: &User, notice: Notice) -> PageResult {
+    let users = app.state.users().map_err(ApiError::internal)?;
+    let tokens = app.state.tokens().map_err(ApiError::internal)?;
+    let setup = &app.setup;
+    let t = &setup.tasks;
+    let tasks: Vec<Value> = [
+        ("Structure check", &t.verify),
+        ("Full data check", &t.verify_data),
+        ("Restore drills", &t.drill),
+        ("Retention (forget)", &t.forget),
+        ("Prune", &t.prune),
+    ]
+    .into_iter()
+    .map(|(name, sch)| context! { name => name, schedule => sch.as_ref().map(ToString::to_string) })
+    .collect();
+    let sources: Vec<Value> = setup
+        .sources
+        .iter()
+        .map(|s| {
+            context! {
+                name => s.name.clone(),
+                kind => s.kind.clone(),
+                schedule => s.schedule.as_ref().map(ToString::to_string),
+                retention => setup.per_source_retention.get(&s.name).map(|p| p.describe()),
+            }
+        })
+        .collect();
+    let settings = context! {
+        repository => setup.repo_location.clone(),
+        time_zone => setup.time_zone.iana_name().unwrap_or("system").to_string(),
+        startup_backup => t.startup_backup,
+        tasks => tasks,
+        sources => sources,
+        retention => setup.retention.describe(),
+        webhook => setup.webhook.is_some(),
+    };
+    let (new_token_name, new_token) = notice.token.unzip();
+    render(
+        app,
+        "admin.html",
+        context! { ..user.ctx(), ..context! {
+            users => ser(&users), tokens => ser(&tokens), settings => settings,
+            notice => notice.text, notice_bad => notice.bad,
+            new_token => new_token, new_token_name => new_token_name, nav => "admin",
+        } },
+    )
+}
+
+/// Runs an admin action from a form: CSRF and role checked, audited, the page shown again.
+fn admin_action(
+    app: &AppState,
+    user: &User,
+    csrf: &str,
+    action: &str,
+    target: &str,
+    f: impl FnOnce() -> Result<Notice, crate::state::StateError>,
+) -> PageResult {
+    user.check_csrf(csrf)?;
+    user.require(app, Permission::Admin, action, target)?;
+    let notice = match f() {
+        Ok(n) => {
+            audit(app, &user.0.actor, action, target, "ok", "");
+            n
+        }
+        Err(e) => {
+            audit(app, &user.0.actor, action, target, "failed", &e.to_string());
+            Notice {
+                text: Some(e.to_string()),
+                bad: true,
+                token: None,
+            }
+        }
+    };
+    let status = if notice.bad {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::OK
+    };
+    render_admin(app, user, notice).map(|mut r| {
+        *r.status_mut() = status;
+        r
+    })
+}
+
+fn done(text: String) -> Result<Notice, crate::state::StateError> {
+    Ok(Notice {
+        text: Some(text),
+        ..Notice::default()
+    })
+}
+
+#[derive(Deserialize)]
+pub(super) struct UserForm {
+    csrf: String,
+    name: String,
+    #[serde(default)]
+    role: String,
+    #[serde(default)]
+    password: String,
+}
+
+fn parse_role(s: &str) -> Result<crate::state::Role, crate::state::StateError> {
+    s.parse().map_err(|e: crate::state::ParseChoiceError| {
+        crate::state::StateError::Invalid(e.to_string())
+    })
+}
+
+pub(super) async fn add_user(
+    State(app): State<AppState>,
+    user: User,
+    Form(f): Form<UserForm>,
+) -> PageResult {
+    let state = app.state.clone();
+    // Hashing the password takes a moment: check first, then hash off the async threads.
+    user.check_csrf(&f.csrf)?;
+    user.require(&app, Permission::Admin, "user-add", &f.name)?;
+    let (name, role, password) = (f.name.clone(), f.role.clone(), f.password.clone());
+    let result = blocking(move || {
+        let role = parse_role(&role)?;
+        state.add_user(&name, role, &password)?;
+        Ok(role)
+    })
+    .await;
+    admin_action(&app, &user, &f.csrf, "user-add", &f.name, || match result {
+        Ok(role) => done(format!("User {} added as {role}.", f.name)),
+        Err(e) => Err(crate::state::StateError::Invalid(e.message)),
+    })
+}
+
+pub(super) async fn remove_user(
+    State(app): State<AppState>,
+    user: User,
+    Form(f): Form<UserForm>,
+) -> PageResult {
+    if f.name == user.0.name {
+        return Err(PageError::Page(
+            StatusCode::BAD_REQUEST,
+            "You cannot remove yourself: ask another administrator.".into(),
+        ));
+    }
+    admin_action(&app, &user, &f.csrf, "user-remove", &f.name, || {
+        app.state.remove_user(&f.name)?;
+        done(format!("User {} removed; their sessions ended.", f.name))
+    })
+}
+
+pub(super) async fn set_role(
+    State(app): State<AppState>,
+    user: User,
+    Form(f): Form<UserForm>,
+) -> PageResult {
+    admin_action(&app, &user, &f.csrf, "user-role", &f.name, || {
+        let role = parse_role(&f.role)?;
+        if f.name == user.0.name && role != crate::state::Role::Admin {
+            return Err(crate::state::StateError::Invalid(
+                "you cannot take your own admin role: ask another administrator".into(),
+            ));
+        }
+        app.state.set_role(&f.name, role)?;
+        done(format!("{} is now {role}.", f.name))
+    })
+}
+
+#[derive(Deserialize)]
+pub(super) struct TokenForm {
+    csrf: String,
+    name: String,
+    #[serde(default)]
+    scope: String,
+}
+
+pub(super) async fn add_token(
+    State(app): State<AppState>,
+    user: User,
+    Form(f): Form<TokenForm>,
+) -> PageResult {
+    admin_action(&app, &user, &f.csrf, "token-add", &f.name, || {
+        let scope: crate::state::Scope =
+            f.scope
+                .parse()
+                .map_err(|e: crate::state::ParseChoiceError| {
+                    crate::state::StateError::Invalid(e.to_string())
+                })?;
+        let secret = app.state.add_token(&f.name, scope)?;
+        Ok(Notice {
+            token: Some((f.name.clone(), secret)),
+            ..Notice::default()
+        })
+    })
+}
+
+pub(super) async fn remove_token(
+    State(app): State<AppState>,
+    user: User,
+    Form(f): Form<TokenForm>,
+) -> PageResult {
+    admin_action(&app, &user, &f.csrf, "token-remove", &f.name, || {
+        app.state.remove_token(&f.name)?;
+        done(format!("Token {} revoked.", f.name))
+    })
+}
