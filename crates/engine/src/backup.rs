@@ -477,8 +477,13 @@ fn previous_items(
                     // A file modified just before or during that backup may have changed again
                     // within the file system's timestamp resolution after it was read ("racy"
                     // files, as git calls them): its modification time is not trusted for reuse.
-                    if i.mtime
-                        .is_some_and(|m| m.as_second() + RACY_MARGIN_SECS >= snap.time.as_second())
+                    // A database's time is only a guess that its image hash then confirms or
+                    // refutes (`Source::probably_unchanged`), so it is kept: a database backed
+                    // up right after a write would otherwise never take the shortcut next time.
+                    if i.kind != ItemKind::Sqlite
+                        && i.mtime.is_some_and(|m| {
+                            m.as_second() + RACY_MARGIN_SECS >= snap.time.as_second()
+                        })
                     {
                         i.mtime = None;
                     }

@@ -244,6 +244,10 @@ mod tests {
         guess: bool,
         started: bool,
         rereads: Arc<AtomicUsize>,
+        /// The modification time of the item and of the backup (racy: the same second).
+        mtime: Timestamp,
+        /// What `probably_unchanged` was shown as the previous item's time.
+        previous_mtime: Arc<std::sync::Mutex<Option<Option<Timestamp>>>>,
     }
 
     struct Pieces(Vec<Vec<u8>>);
@@ -276,6 +280,7 @@ mod tests {
             Ok(Some(Entry {
                 item: Item {
                     size: self.image.len() as u64,
+                    mtime: Some(self.mtime),
                     ..Item::new("db", ItemKind::Sqlite)
                 },
                 content: Some(Box::new(Cursor::new(Vec::new()))),
@@ -288,7 +293,8 @@ mod tests {
         fn take_buffers(&mut self) -> Option<Box<dyn Buffers>> {
             Some(self.pieces())
         }
-        fn probably_unchanged(&self, _: &Item, _: &Item, _: Timestamp) -> bool {
+        fn probably_unchanged(&self, _: &Item, previous: &Item, _: Timestamp) -> bool {
+            *self.previous_mtime.lock().unwrap() = Some(previous.mtime);
             self.guess
         }
         fn read_again(
@@ -353,14 +359,34 @@ mod tests {
         guess: bool,
         t: i64,
     ) -> (Item, backstop_format::manifest::SnapshotStats, usize) {
+        let (item, stats, rereads, _) = run_seen(storage, image, guess, t);
+        (item, stats, rereads)
+    }
+
+    /// [`run`], and the previous item's time `probably_unchanged` was shown (if it was asked).
+    fn run_seen(
+        storage: &Arc<MemoryStorage>,
+        image: &[u8],
+        guess: bool,
+        t: i64,
+    ) -> (
+        Item,
+        backstop_format::manifest::SnapshotStats,
+        usize,
+        Option<Option<Timestamp>>,
+    ) {
         let repo = Repository::open(storage.clone(), None).unwrap();
         let (index, _) = Index::load(&repo).unwrap();
         let rereads = Arc::new(AtomicUsize::new(0));
+        let previous_mtime = Arc::new(std::sync::Mutex::new(None));
+        let time = Timestamp::from_second(1_700_000_000 + t).unwrap();
         let mut source = PageSource {
             image: image.to_vec(),
             guess,
             started: false,
             rereads: rereads.clone(),
+            mtime: time,
+            previous_mtime: previous_mtime.clone(),
         };
         let opts = BackupOptions {
             source_name: "db".into(),
@@ -368,7 +394,7 @@ mod tests {
             description: None,
             tags: vec![],
             ticket: None,
-            time: Timestamp::from_second(1_700_000_000 + t).unwrap(),
+            time,
             host: "h".into(),
             program: "test".into(),
             force: false,
@@ -382,7 +408,31 @@ mod tests {
         let item = items.remove(0);
         let restored = loader.read_content(item.content.as_ref().unwrap()).unwrap();
         assert!(restored == image, "the snapshot restores to the image");
-        (item, snap.stats, rereads.load(Ordering::SeqCst))
+        let seen = *previous_mtime.lock().unwrap();
+        (item, snap.stats, rereads.load(Ordering::SeqCst), seen)
+    }
+
+    /// A database backed up in the second it was written keeps its time in the previous
+    /// snapshot for the guess (the hash decides anyway), unlike a racy plain file, so the next
+    /// backup of the unchanged database can take the shortcut.
+    #[test]
+    fn a_racy_database_time_still_reaches_the_guess() {
+        let storage = Arc::new(MemoryStorage::new());
+        Repository::init(
+            storage.clone(),
+            &InitOptions::new(None, Timestamp::now(), "h".into()),
+        )
+        .unwrap();
+        let img = image(64, &[], 1);
+        let (_, _, _, first) = run_seen(&storage, &img, true, 0);
+        assert_eq!(first, None, "no previous snapshot, no guess");
+        let (_, _, rereads, seen) = run_seen(&storage, &img, true, 10);
+        assert_eq!(
+            seen,
+            Some(Some(Timestamp::from_second(1_700_000_000).unwrap())),
+            "the racy time of the previous capture is kept for the guess"
+        );
+        assert_eq!(rereads, 0, "unchanged: reused without a second read");
     }
 
     /// Each scenario runs on two copies of one repository, the source guessing "unchanged" in
