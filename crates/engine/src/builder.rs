@@ -221,13 +221,7 @@ impl<'l> ContentBuilder<'l> {
             return Ok(());
         };
         let mut tree = TreeBuilder::new();
-        let mut cursor = loader.cursor(&Content {
-            size: base.root.size,
-            hash: String::new(),
-            chunks: Vec::new(),
-            tree: Some(base.root),
-            delta: None,
-        });
+        let mut cursor = loader.tree_cursor(base.root);
         let mut next = patches.iter().peekable();
         for i in 0..*index {
             let from_base = cursor.next_chunk()?;

@@ -165,6 +165,18 @@ impl<'a> Loader<'a> {
         }
     }
 
+    /// A cursor over the full tree with this root node.
+    pub fn tree_cursor(&self, root: ChunkRef) -> Cursor<'a> {
+        Cursor {
+            loader: *self,
+            inline: Vec::new(),
+            inline_pos: 0,
+            root: Some(root),
+            pending: None,
+            stack: Vec::new(),
+        }
+    }
+
     /// Calls `f` for every data chunk of `content`, in order, and `on_node` for every tree node
     /// (and patch list chunk) on the way, before reading it.
     pub fn walk(
@@ -205,13 +217,7 @@ impl<'a> Loader<'a> {
             ));
         }
         let count = content.size.div_ceil(u64::from(d.chunk_size));
-        let mut base = self.cursor(&Content {
-            size: 0,
-            hash: String::new(),
-            chunks: Vec::new(),
-            tree: Some(d.base),
-            delta: None,
-        });
+        let mut base = self.tree_cursor(d.base);
         let mut next_patch = patches.iter().peekable();
         for i in 0..count {
             let from_base = base.next_chunk_with(on_node)?;

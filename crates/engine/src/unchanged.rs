@@ -187,13 +187,7 @@ fn usable(
     if !patch_ids.chunks(LOOKUP_BATCH).all(all_indexed) {
         return None;
     }
-    let mut cursor = loader.cursor(&Content {
-        size: base.root.size,
-        hash: String::new(),
-        chunks: Vec::new(),
-        tree: Some(base.root),
-        delta: None,
-    });
+    let mut cursor = loader.tree_cursor(base.root);
     let mut next_patch = patches.iter().map(|(i, _)| *i).peekable();
     let mut pending = Vec::with_capacity(LOOKUP_BATCH);
     let mut position = 0u64;

@@ -43,22 +43,8 @@ pub fn compress(plain: &[u8], level: i32) -> Option<Vec<u8>> {
     (out.len() < plain.len() - plain.len() / 32).then_some(out)
 }
 
-fn decompress(body: &[u8], raw_len: usize) -> Option<Vec<u8>> {
-    thread_local! {
-        static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
-            const { std::cell::RefCell::new(None) };
-    }
-    DECOMPRESSOR.with(|d| {
-        let mut d = d.borrow_mut();
-        if d.is_none() {
-            *d = Some(zstd::bulk::Decompressor::new().ok()?);
-        }
-        d.as_mut()?.decompress(body, raw_len).ok()
-    })
-}
-
-/// Decompresses `body` into all of `out`; false unless it is exactly `out.len()` bytes.
-fn decompress_into(body: &[u8], out: &mut [u8]) -> bool {
+/// Runs `f` with this thread's zstd decompressor (made on first use); `None` if it cannot be made.
+fn with_decompressor<T>(f: impl FnOnce(&mut zstd::bulk::Decompressor<'static>) -> T) -> Option<T> {
     thread_local! {
         static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
             const { std::cell::RefCell::new(None) };
@@ -68,10 +54,19 @@ fn decompress_into(body: &[u8], out: &mut [u8]) -> bool {
         if d.is_none() {
             *d = zstd::bulk::Decompressor::new().ok();
         }
-        d.as_mut()
-            .and_then(|d| d.decompress_to_buffer(body, out).ok())
-            .is_some_and(|n| n == out.len())
+        d.as_mut().map(f)
     })
+}
+
+fn decompress(body: &[u8], raw_len: usize) -> Option<Vec<u8>> {
+    with_decompressor(|d| d.decompress(body, raw_len).ok()).flatten()
+}
+
+/// Decompresses `body` into all of `out`; false unless it is exactly `out.len()` bytes.
+fn decompress_into(body: &[u8], out: &mut [u8]) -> bool {
+    with_decompressor(|d| d.decompress_to_buffer(body, out).ok())
+        .flatten()
+        .is_some_and(|n| n == out.len())
 }
 
 /// A frame's body: decrypted, or without encryption the stored bytes themselves (no copy).

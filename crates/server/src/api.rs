@@ -254,8 +254,7 @@ pub async fn job(
         ));
     }
     let state = app.state.clone();
-    let rec =
-        blocking(move || Ok(state.jobs(None, 10_000)?.into_iter().find(|j| j.id == id))).await?;
+    let rec = blocking(move || Ok(state.job(&id)?)).await?;
     match rec {
         Some(r) => Ok(Json(serde_json::to_value(r).map_err(ApiError::internal)?)),
         None => Err(ApiError::new(

@@ -683,6 +683,15 @@ impl State {
         rows.map(|row| job_record(row?)).collect()
     }
 
+    /// One job of the history by its id.
+    pub fn job(&self, id: &str) -> Result<Option<JobRecord>, StateError> {
+        let row = self
+            .conn()
+            .query_row(&format!("{JOB_SELECT} WHERE id = ?1"), [id], job_row)
+            .optional()?;
+        row.map(job_record).transpose()
+    }
+
     /// The newest run of `kind` for `source`, optionally only with this `outcome`.
     pub fn last_job(
         &self,

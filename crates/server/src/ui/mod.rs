@@ -637,9 +637,7 @@ async fn job_page(State(app): State<AppState>, user: User, Path(id): Path<String
         None => {
             // Finished before the daemon last started: from the history.
             let state = app.state.clone();
-            let found =
-                blocking(move || Ok(state.jobs(None, 10_000)?.into_iter().find(|j| j.id == id)))
-                    .await?;
+            let found = blocking(move || Ok(state.job(&id)?)).await?;
             let Some(j) = found else {
                 return Err(PageError::Page(
                     StatusCode::NOT_FOUND,
