@@ -44,11 +44,28 @@ type Slot<'w, 'j> = (&'w mut [u8], &'j [(usize, &'j ChunkId, &'j Location)]);
 pub struct Loader<'a> {
     pub repo: &'a Repository,
     pub index: &'a Index,
+    /// Check every chunk against its id (see [`Loader::trusting_content_hash`]).
+    check_chunks: bool,
 }
 
 impl<'a> Loader<'a> {
     pub fn new(repo: &'a Repository, index: &'a Index) -> Self {
-        Self { repo, index }
+        Self {
+            repo,
+            index,
+            check_chunks: true,
+        }
+    }
+
+    /// This loader without the check of each chunk against its id, for a caller that hashes
+    /// the whole content as it is written and uses nothing it wrote unless that hash equals
+    /// the snapshot's: the hash covers every byte, and one BLAKE3 pass fewer is about a sixth
+    /// of a database restore's work. (Encrypted frames are authenticated either way.)
+    pub fn trusting_content_hash(self) -> Self {
+        Self {
+            check_chunks: false,
+            ..self
+        }
     }
 
     fn locate(&self, id: &ChunkId) -> Result<Location> {
@@ -95,7 +112,7 @@ impl<'a> Loader<'a> {
 
     /// Checks a chunk's plaintext against its id.
     fn check_id(&self, id: &ChunkId, loc: &Location, plain: &[u8]) -> Result<()> {
-        if self.repo.crypter().chunk_id(plain) != *id {
+        if self.check_chunks && self.repo.crypter().chunk_id(plain) != *id {
             let pack = self.index.pack(loc.pack).id;
             return Err(Error::Integrity(format!(
                 "chunk {id} in pack {pack} does not match its id (damaged data)"

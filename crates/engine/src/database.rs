@@ -192,7 +192,10 @@ pub(crate) fn write_image(
             inner: BufWriter::with_capacity(1 << 20, f),
             hasher: blake3::Hasher::new(),
         };
-        loader.write_content(content, &mut w, progress)?;
+        // The image hash below covers every byte, and the file is used only if it matches.
+        loader
+            .trusting_content_hash()
+            .write_content(content, &mut w, progress)?;
         let hash = w.hasher.finalize().to_hex().to_string();
         let f = w.inner.into_inner().map_err(|e| io(e.into_error()))?;
         if durable {
@@ -200,7 +203,7 @@ pub(crate) fn write_image(
         }
         if hash != content.hash {
             return Err(Error::Integrity(format!(
-                "the restored image of {} hashes to {hash}, the snapshot says {}",
+                "the restored image of {} hashes to {hash}, the snapshot says {} (damaged data in the repository: `backstop verify --read-data` names the pack)",
                 item.path, content.hash
             )));
         }
