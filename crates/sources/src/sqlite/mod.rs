@@ -237,16 +237,15 @@ fn stream_pages(
     Ok(check)
 }
 
-/// Sends every page, in order, in buffers of about [`BATCH_BYTES`], reusing the buffers that
-/// come back on `free`. False if the receiver went away.
-fn scan_pages(
+/// Calls `f` with every page of the read transaction on `conn`, in order from 1, checking that
+/// each has `page_size` bytes and that there are `page_count` of them. Stops early (returning
+/// false) when `f` does.
+fn each_page(
     conn: &Connection,
     path: &Path,
     page_size: usize,
     page_count: u64,
-    tx: &SyncSender<io::Result<Vec<u8>>>,
-    free: &Receiver<Vec<u8>>,
-    checker: &mut Option<(Checker, Arc<AtomicBool>)>,
+    mut f: impl FnMut(u32, &[u8]) -> bool,
 ) -> Result<bool, Error> {
     let mut st = conn
         .prepare("SELECT pgno, data FROM sqlite_dbpage('main')")
@@ -260,8 +259,6 @@ fn scan_pages(
     let mut rows = st
         .query([])
         .map_err(|e| sql_err(path, "reading pages", e))?;
-    let batch_bytes = (BATCH_BYTES / page_size).max(1) * page_size;
-    let mut batch = Vec::with_capacity(batch_bytes);
     let mut expected = 1u64;
     while let Some(r) = rows.next().map_err(|e| sql_err(path, "reading pages", e))? {
         let pgno: i64 = r.get(0).map_err(|e| sql_err(path, "reading pages", e))?;
@@ -277,30 +274,8 @@ fn scan_pages(
             )));
         }
         expected += 1;
-        if let Some((c, _)) = checker {
-            c.page(pgno as u32, data);
-        }
-        batch.extend_from_slice(data);
-        if batch.len() >= batch_bytes {
-            // The engine may have decided meanwhile that this pass only hashes.
-            if checker
-                .as_ref()
-                .is_some_and(|(_, w)| !w.load(Ordering::Relaxed))
-            {
-                *checker = None;
-            }
-            // A buffer the reader is done with, if there is one yet.
-            let next = match free.try_recv() {
-                Ok(mut b) => {
-                    b.clear();
-                    b
-                }
-                Err(_) => Vec::with_capacity(batch_bytes),
-            };
-            let full = std::mem::replace(&mut batch, next);
-            if tx.send(Ok(full)).is_err() {
-                return Ok(false);
-            }
+        if !f(pgno as u32, data) {
+            return Ok(false);
         }
     }
     if expected - 1 != page_count {
@@ -310,7 +285,49 @@ fn scan_pages(
             expected - 1
         )));
     }
-    Ok(batch.is_empty() || tx.send(Ok(batch)).is_ok())
+    Ok(true)
+}
+
+/// Sends every page, in order, in buffers of about [`BATCH_BYTES`], reusing the buffers that
+/// come back on `free`, and shows each to the checker if there is one. False if the receiver
+/// went away.
+fn scan_pages(
+    conn: &Connection,
+    path: &Path,
+    page_size: usize,
+    page_count: u64,
+    tx: &SyncSender<io::Result<Vec<u8>>>,
+    free: &Receiver<Vec<u8>>,
+    checker: &mut Option<(Checker, Arc<AtomicBool>)>,
+) -> Result<bool, Error> {
+    let batch_bytes = (BATCH_BYTES / page_size).max(1) * page_size;
+    let mut batch = Vec::with_capacity(batch_bytes);
+    let sent = each_page(conn, path, page_size, page_count, |pgno, data| {
+        if let Some((c, _)) = checker {
+            c.page(pgno, data);
+        }
+        batch.extend_from_slice(data);
+        if batch.len() < batch_bytes {
+            return true;
+        }
+        // The engine may have decided meanwhile that this pass only hashes.
+        if checker
+            .as_ref()
+            .is_some_and(|(_, w)| !w.load(Ordering::Relaxed))
+        {
+            *checker = None;
+        }
+        // A buffer the reader is done with, if there is one yet.
+        let next = match free.try_recv() {
+            Ok(mut b) => {
+                b.clear();
+                b
+            }
+            Err(_) => Vec::with_capacity(batch_bytes),
+        };
+        tx.send(Ok(std::mem::replace(&mut batch, next))).is_ok()
+    })?;
+    Ok(sent && (batch.is_empty() || tx.send(Ok(batch)).is_ok()))
 }
 
 /// Tables to count: all of them, and those not to count (virtual tables).

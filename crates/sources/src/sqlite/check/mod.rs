@@ -183,23 +183,14 @@ pub fn native_check(path: &Path) -> Result<Option<Vec<String>>, Error> {
     let Some(plan) = Plan::read(&conn, path, page_count) else {
         return Ok(None);
     };
+    let page_size: i64 = conn
+        .query_row("PRAGMA page_size", [], |r| r.get(0))
+        .map_err(|e| sql_err(path, "PRAGMA page_size", e))?;
     let mut checker = Checker::new(plan, page_count);
-    {
-        let mut st = conn
-            .prepare("SELECT pgno, data FROM sqlite_dbpage('main')")
-            .map_err(|e| sql_err(path, "reading pages", e))?;
-        let mut rows = st
-            .query([])
-            .map_err(|e| sql_err(path, "reading pages", e))?;
-        while let Some(r) = rows.next().map_err(|e| sql_err(path, "reading pages", e))? {
-            let pgno: u32 = r.get(0).map_err(|e| sql_err(path, "reading pages", e))?;
-            let data = r
-                .get_ref(1)
-                .and_then(|v| Ok(v.as_blob()?))
-                .map_err(|e| sql_err(path, "reading pages", e))?;
-            checker.page(pgno, data);
-        }
-    }
+    super::each_page(&conn, path, page_size as usize, page_count, |pgno, data| {
+        checker.page(pgno, data);
+        true
+    })?;
     let (problems, _) = checker.finish(&conn);
     let _ = conn.execute_batch("COMMIT");
     Ok(Some(problems))
