@@ -164,10 +164,11 @@ impl Plan {
             });
         }
         for (kind, name, table, root, _) in &schema {
-            if kind != "index" || *root == 0 {
+            if kind != "index" {
                 continue;
             }
-            let Some(&t) = by_name.get(table) else {
+            // An index without a root page is damage; SQLite counts it as empty.
+            let Some(&t) = by_name.get(table).filter(|_| *root >= 1) else {
                 return Ok(None);
             };
             let partial: Option<i64> = conn
