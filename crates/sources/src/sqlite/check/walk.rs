@@ -95,7 +95,7 @@ impl Checker {
 /// number? (True also if the page cannot be read as it was when first checked.)
 fn numeric_text(geo: &Geometry, p: &[u8], pgno: u32, fields: &[usize]) -> bool {
     let hdr = if pgno == 1 { 100 } else { 0 };
-    if p.len() != geo.page_size || p[hdr] != TABLE_LEAF {
+    if p.len() != geo.page_size || p[hdr] != TABLE_LEAF || hdr + 8 + 2 * be2(p, hdr + 3) > p.len() {
         return true;
     }
     for c in 0..be2(p, hdr + 3) {
