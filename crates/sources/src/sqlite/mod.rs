@@ -137,7 +137,22 @@ impl SqliteSource {
     }
 
     /// Opens the capture transaction, and the checker's on the same state when possible.
-    fn open_transactions(&self) -> Result<(Connection, Option<Connection>), Error> {
+    /// Opens the capture transaction with the plan of backstop's own check, or, for a database
+    /// outside that check's rules, with the checker's transaction on the same state if it can.
+    fn open_transactions(&self) -> Result<(Connection, Option<Plan>, Option<Connection>), Error> {
+        let path = &self.path;
+        let capture = open_read_only(path)?;
+        begin_read(&capture, path).map_err(|e| explain_start(path, e))?;
+        if let Some(plan) = Plan::read(&capture, path) {
+            return Ok((capture, Some(plan), None));
+        }
+        drop(capture);
+        let (capture, checker) = self.open_same_state()?;
+        Ok((capture, None, checker))
+    }
+
+    /// Opens the capture transaction, and the checker's on the same state when possible.
+    fn open_same_state(&self) -> Result<(Connection, Option<Connection>), Error> {
         let path = &self.path;
         let sentinel = open_read_only(path)?;
         data_version(&sentinel, path).map_err(|e| explain_start(path, e))?;
@@ -493,7 +508,7 @@ impl Source for SqliteSource {
         self.started = true;
         let md = std::fs::metadata(&self.path)
             .map_err(|e| Error::io(format!("reading {}", self.path.display()), e))?;
-        let (capture, checker) = self.open_transactions()?;
+        let (capture, plan, checker) = self.open_transactions()?;
         // Row counts wait for the check below: an unchanged database keeps its last ones.
         let info = inspect_shape(&capture, &self.path)?;
         if !(512..=65536).contains(&info.page_size) || !info.page_size.is_power_of_two() {
@@ -504,13 +519,9 @@ impl Source for SqliteSource {
             )));
         }
         let tables: Tables = (info.tables.clone(), info.virtual_tables.clone());
-        let plan = Plan::read(&capture, &self.path, info.page_count);
         let mut on_change: Option<Box<dyn FnOnce() + Send>> = None;
         let checking = if let Some(plan) = plan {
-            // Checked on the captured pages themselves: the checker connection is not needed.
-            if let Some(conn) = checker {
-                let _ = conn.execute_batch("COMMIT");
-            }
+            // Checked on the captured pages themselves: no checker connection.
             let wanted = Arc::new(AtomicBool::new(true));
             self.check_pass = Some(wanted.clone());
             Checking::Native {

@@ -181,7 +181,7 @@ pub fn native_check(path: &Path) -> Result<Option<Vec<String>>, Error> {
         .query_row("PRAGMA page_count", [], |r| r.get(0))
         .map_err(|e| sql_err(path, "PRAGMA page_count", e))?;
     let page_count = page_count as u64;
-    let Some(plan) = Plan::read(&conn, path, page_count) else {
+    let Some(plan) = Plan::read(&conn, path) else {
         return Ok(None);
     };
     let page_size: i64 = conn

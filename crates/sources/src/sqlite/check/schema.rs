@@ -68,12 +68,16 @@ impl Plan {
     /// `None` if the database uses something this check leaves to SQLite.
     /// `None` also if the schema cannot be read the way this check needs (SQLite reads it more
     /// leniently, e.g. SQL text that is not UTF-8): `quick_check` decides then.
-    pub(crate) fn read(conn: &Connection, path: &Path, page_count: u64) -> Option<Plan> {
-        Self::read_schema(conn, path, page_count).ok().flatten()
+    pub(crate) fn read(conn: &Connection, path: &Path) -> Option<Plan> {
+        Self::read_schema(conn, path).ok().flatten()
     }
 
-    fn read_schema(conn: &Connection, path: &Path, page_count: u64) -> Result<Option<Plan>, Error> {
+    fn read_schema(conn: &Connection, path: &Path) -> Result<Option<Plan>, Error> {
         let q = |e| sql_err(path, "reading the schema for the check", e);
+        let page_count: i64 = conn
+            .query_row("PRAGMA page_count", [], |r| r.get(0))
+            .map_err(q)?;
+        let page_count = page_count as u64;
         let encoding: String = conn
             .query_row("PRAGMA encoding", [], |r| r.get(0))
             .map_err(q)?;
