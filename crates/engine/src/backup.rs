@@ -331,8 +331,8 @@ fn store_stream(
         for batch in rx.iter() {
             match batch {
                 Ok(chunks) => {
-                    let refs = store.add_data(&chunks)?;
-                    let _ = done.send(chunks);
+                    // The store hands the batch back to the reader once it is sealed.
+                    let refs = store.add_data_batch(chunks, Some(done.clone()))?;
                     let n: u64 = refs.iter().map(|r| r.size).sum();
                     for r in refs {
                         builder.push(store, r)?;

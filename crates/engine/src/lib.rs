@@ -40,6 +40,7 @@ pub mod forget;
 pub mod index;
 pub mod listing;
 pub mod lock;
+mod packing;
 pub mod progress;
 pub mod prune;
 pub mod repo;

@@ -556,7 +556,7 @@ fn flush_batch(store: &mut ChunkStore<'_>, batches: &mut [Batch; 2], all: bool) 
         }
         let full = std::mem::take(b);
         if slot == 0 {
-            store.add_data(&full)?;
+            store.add_data_batch(full, None)?;
         } else {
             store.add_meta(&full)?;
         }

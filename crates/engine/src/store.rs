@@ -6,132 +6,23 @@
 //! of its packs are durable; the snapshot is written last. A crash before the snapshot leaves
 //! packs (and perhaps an index) that no snapshot references: harmless, and collected by prune.
 
-use std::sync::Arc;
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
-use std::thread::JoinHandle;
+use std::sync::mpsc::Sender;
 
-use backstop_format::blob::{FRAME_TARGET, seal_chunk, seal_frame};
+use backstop_format::ChunkId;
+use backstop_format::blob::seal_chunk;
 use backstop_format::crypto::Crypter;
-use backstop_format::pack::{BlobEntry, BlobKind, IndexFile, IndexPack, PackBuilder};
+use backstop_format::pack::{BlobKind, PackBuilder};
 use backstop_format::tree::{ChunkRef, Content, INLINE_MAX, TreeNode, is_boundary};
-use backstop_format::{ChunkId, IndexId, PackId};
-use backstop_storage::{Kind, Storage};
 use rayon::prelude::*;
 
 use crate::chunker::Batch;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::index::{IdSet, Index};
+use crate::packing::{PackJob, PackWriter, SealJob, Sealer, pack_frames, plan_frames, seal_frames};
 use crate::repo::Repository;
-
-type FinishedPack = (PackId, Vec<u8>, Vec<BlobEntry>);
-
-/// Index entries after which the pack writer writes an index file: bounds the memory that
-/// entries of a long backup hold (a 1 GiB database is 262,144 entries, 15 MiB).
-const INDEX_FILE_ENTRIES: usize = 32 * 1024;
-
-/// Writes packs on a thread of its own so compression goes on while a pack is synced, and
-/// writes index files for the packs it has stored: an index file is written only after every
-/// pack it names is durable, and the snapshot only after the last index file.
-struct PackWriter {
-    tx: Option<SyncSender<FinishedPack>>,
-    /// Bytes of index files written.
-    handle: Option<JoinHandle<Result<u64>>>,
-}
-
-fn write_index(
-    storage: &dyn Storage,
-    crypter: &Crypter,
-    packs: &mut Vec<IndexPack>,
-) -> Result<u64> {
-    if packs.is_empty() {
-        return Ok(0);
-    }
-    let file = IndexFile {
-        packs: std::mem::take(packs),
-        supersedes: Vec::new(),
-    };
-    let bytes = file.encode(crypter);
-    storage.write(Kind::Index, &IndexId::random().to_hex(), &bytes)?;
-    Ok(bytes.len() as u64)
-}
-
-impl PackWriter {
-    fn spawn(storage: Arc<dyn Storage>, crypter: Crypter) -> Self {
-        let (tx, rx): (SyncSender<FinishedPack>, Receiver<FinishedPack>) = sync_channel(1);
-        let handle = std::thread::Builder::new()
-            .name("pack-writer".into())
-            .spawn(move || {
-                let mut pending = Vec::new();
-                let mut entries = 0;
-                let mut index_bytes = 0;
-                for (id, bytes, blobs) in rx {
-                    storage.write(Kind::Pack, &id.to_hex(), &bytes)?;
-                    entries += blobs.len();
-                    pending.push(IndexPack {
-                        id,
-                        size: bytes.len() as u64,
-                        blobs,
-                    });
-                    if entries >= INDEX_FILE_ENTRIES {
-                        index_bytes += write_index(storage.as_ref(), &crypter, &mut pending)?;
-                        entries = 0;
-                    }
-                }
-                index_bytes += write_index(storage.as_ref(), &crypter, &mut pending)?;
-                Ok(index_bytes)
-            })
-            .expect("spawning a thread");
-        Self {
-            tx: Some(tx),
-            handle: Some(handle),
-        }
-    }
-
-    fn send(&mut self, pack: FinishedPack) -> Result<()> {
-        let tx = self.tx.as_ref().expect("writer is open until finish");
-        if tx.send(pack).is_err() {
-            // The writer stopped on an error: report that error.
-            return Err(self
-                .join()
-                .err()
-                .unwrap_or_else(|| Error::Invalid("pack writer stopped".into())));
-        }
-        Ok(())
-    }
-
-    fn join(&mut self) -> Result<u64> {
-        self.tx = None;
-        match self.handle.take() {
-            Some(h) => h
-                .join()
-                .map_err(|_| Error::Invalid("the pack writer panicked".into()))?,
-            None => Ok(0),
-        }
-    }
-}
 
 /// Largest tree pack.
 const TREE_PACK_SIZE: usize = 4 << 20;
-
-/// Room for a full data pack, so its buffer is allocated once and never copied while growing.
-fn data_capacity(pack_size: usize) -> usize {
-    // A pack ends at most one frame past the limit, and its trailer takes about 50 bytes per
-    // chunk (3 % of a pack of 1.5 KiB compressed pages).
-    pack_size + pack_size / 16 + 4 * FRAME_TARGET
-}
-
-/// Stored bytes of the frames in a pack's entries (each frame counted once).
-fn frame_bytes(entries: &[BlobEntry]) -> u64 {
-    let mut last = None;
-    let mut sum = 0;
-    for e in entries {
-        if last != Some(e.offset) {
-            sum += u64::from(e.length);
-            last = Some(e.offset);
-        }
-    }
-    sum
-}
 
 /// Counts of what a store added.
 #[derive(Debug, Default, Clone, Copy)]
@@ -146,7 +37,9 @@ pub struct StoreStats {
     pub bytes_added: u64,
 }
 
-/// Adds chunks to a repository during one backup.
+/// Adds chunks to a repository during one backup. Data chunks are hashed and looked up here,
+/// then sealed and packed by the [`Sealer`] while the next batch is hashed; tree nodes and
+/// metadata are sealed and packed here.
 pub struct ChunkStore<'a> {
     index: &'a Index,
     crypter: Crypter,
@@ -154,23 +47,28 @@ pub struct ChunkStore<'a> {
     pack_size: usize,
     /// Chunks stored by this backup so far.
     session: IdSet,
-    data: PackBuilder,
     tree: PackBuilder,
+    sealer: Sealer,
     writer: PackWriter,
-    pub stats: StoreStats,
+    /// Counts of what this thread stored; the sealer's and the writer's are added by
+    /// [`ChunkStore::finish`].
+    stats: StoreStats,
 }
 
 impl<'a> ChunkStore<'a> {
     pub fn new(repo: &Repository, index: &'a Index) -> Self {
+        let writer = PackWriter::spawn(repo.storage().clone(), repo.crypter().clone());
+        let pack_size = repo.config().pack_size as usize;
+        let level = repo.config().compression;
         Self {
             index,
             crypter: repo.crypter().clone(),
-            level: repo.config().compression,
-            pack_size: repo.config().pack_size as usize,
+            level,
+            pack_size,
             session: IdSet::default(),
-            data: PackBuilder::with_capacity(data_capacity(repo.config().pack_size as usize)),
             tree: PackBuilder::new(),
-            writer: PackWriter::spawn(repo.storage().clone(), repo.crypter().clone()),
+            sealer: Sealer::spawn(repo.crypter().clone(), level, pack_size, writer.sender()),
+            writer,
             stats: StoreStats::default(),
         }
     }
@@ -181,16 +79,59 @@ impl<'a> ChunkStore<'a> {
 
     /// Stores a batch of data chunks (in parallel) and returns their references in order.
     pub fn add_data(&mut self, chunks: &Batch) -> Result<Vec<ChunkRef>> {
-        self.add_chunks(chunks, BlobKind::Data)
+        self.add_data_batch(chunks.clone(), None)
+    }
+
+    /// Like [`ChunkStore::add_data`], taking the batch: it is sealed and packed while the
+    /// caller goes on, and then sent to `recycle`, if given, to be filled again.
+    pub fn add_data_batch(
+        &mut self,
+        chunks: Batch,
+        recycle: Option<Sender<Batch>>,
+    ) -> Result<Vec<ChunkRef>> {
+        let (ids, fresh) = self.look_up(&chunks);
+        let refs = refs(&ids, &chunks);
+        let frames = plan_frames(&chunks, &fresh);
+        self.stats.chunks += chunks.len() as u64;
+        let job = SealJob {
+            chunks,
+            ids,
+            frames,
+            recycle,
+        };
+        if let Err(e) = self.sealer.send(job) {
+            // A writer that failed says why the sealer stopped.
+            return Err(self.writer.join().err().unwrap_or(e));
+        }
+        Ok(refs)
     }
 
     /// Stores chunks of metadata (a snapshot's item list) with the tree nodes, so that reading
     /// a snapshot's structure never needs the data packs.
     pub fn add_meta(&mut self, chunks: &Batch) -> Result<Vec<ChunkRef>> {
-        self.add_chunks(chunks, BlobKind::Tree)
+        let (ids, fresh) = self.look_up(chunks);
+        let frames = plan_frames(chunks, &fresh);
+        let sealed = seal_frames(&self.crypter, chunks, &frames, self.level);
+        let limit = self.pack_size.min(TREE_PACK_SIZE);
+        let writer = &mut self.writer;
+        pack_frames(
+            &mut self.tree,
+            &mut self.stats,
+            chunks,
+            &ids,
+            &frames,
+            &sealed,
+            BlobKind::Tree,
+            limit,
+            &mut |pack| flush_tree(writer, pack),
+        )?;
+        self.stats.chunks += chunks.len() as u64;
+        Ok(refs(&ids, chunks))
     }
 
-    fn add_chunks(&mut self, chunks: &Batch, kind: BlobKind) -> Result<Vec<ChunkRef>> {
+    /// The ids of a batch's chunks (hashed in parallel), and which of them are new: neither in
+    /// the index nor stored by this backup before.
+    fn look_up(&mut self, chunks: &Batch) -> (Vec<ChunkId>, Vec<bool>) {
         let crypter = &self.crypter;
         let index = self.index;
         // Hashing and the index lookup in parallel; only this backup's own set is sequential.
@@ -201,65 +142,11 @@ impl<'a> ChunkStore<'a> {
                 (id, index.contains(&id))
             })
             .collect();
-        let fresh: Vec<bool> = ids
+        let fresh = ids
             .iter()
             .map(|(id, known)| !known && self.session.insert(*id))
             .collect();
-        let ids: Vec<ChunkId> = ids.into_iter().map(|(id, _)| id).collect();
-        // New chunks, in order, grouped into frames of about FRAME_TARGET bytes.
-        let mut frames: Vec<Vec<usize>> = Vec::new();
-        let mut frame_bytes = 0;
-        for (i, c) in chunks.iter().enumerate().filter(|(i, _)| fresh[*i]) {
-            if frames.is_empty()
-                || frame_bytes >= FRAME_TARGET
-                || frame_bytes + c.len() > 2 * FRAME_TARGET
-            {
-                frames.push(Vec::new());
-                frame_bytes = 0;
-            }
-            frames.last_mut().expect("just pushed").push(i);
-            frame_bytes += c.len();
-        }
-        let level = self.level;
-        let sealed: Vec<_> = frames
-            .par_iter()
-            .map(|members| {
-                // New chunks that follow each other in the batch are one slice already: no
-                // need to join them (the usual case, a run of new pages).
-                let (first, last) = (members[0], members[members.len() - 1]);
-                if last - first + 1 == members.len() {
-                    return seal_frame(crypter, &[chunks.span(first, last)], level);
-                }
-                let parts: Vec<&[u8]> = members.iter().map(|&i| chunks.get(i)).collect();
-                seal_frame(crypter, &parts, level)
-            })
-            .collect();
-        for (members, s) in frames.iter().zip(&sealed) {
-            let entries: Vec<_> = members
-                .iter()
-                .map(|&i| (ids[i], kind, chunks.get(i).len() as u32))
-                .collect();
-            self.stats.chunks_new += members.len() as u64;
-            self.stats.raw_added += u64::from(s.raw_len);
-            self.stats.bytes_added += s.bytes.len() as u64;
-            let builder = match kind {
-                BlobKind::Data => &mut self.data,
-                BlobKind::Tree => &mut self.tree,
-            };
-            builder.add_frame(&entries, s);
-            if builder.len() >= self.limit(kind) {
-                self.flush(kind)?;
-            }
-        }
-        self.stats.chunks += chunks.len() as u64;
-        Ok(ids
-            .iter()
-            .zip(chunks.iter())
-            .map(|(id, c)| ChunkRef {
-                id: *id,
-                size: c.len() as u64,
-            })
-            .collect())
+        (ids.into_iter().map(|(id, _)| id).collect(), fresh)
     }
 
     /// Counts `n` chunks of a content that was reused whole, all of them already stored, as
@@ -273,52 +160,65 @@ impl<'a> ChunkStore<'a> {
         let bytes = node.encode();
         let id = self.crypter.chunk_id(&bytes);
         if !self.index.contains(&id) && self.session.insert(id) {
-            let s = seal_chunk(&self.crypter, &bytes, 3);
+            let s = seal_chunk(&self.crypter, &bytes, self.level);
             self.stats.bytes_added += s.bytes.len() as u64;
             self.tree.add(id, BlobKind::Tree, &s);
-            if self.tree.len() >= self.limit(BlobKind::Tree) {
-                self.flush(BlobKind::Tree)?;
+            if self.tree.len() >= self.pack_size.min(TREE_PACK_SIZE) {
+                flush_tree(&mut self.writer, &mut self.tree)?;
             }
         }
         Ok(id)
     }
 
-    /// Size at which a pack is written. Tree packs are kept smaller: a large database's tree
-    /// is megabytes that would otherwise sit in memory until the end of the backup.
-    fn limit(&self, kind: BlobKind) -> usize {
-        match kind {
-            BlobKind::Data => self.pack_size,
-            BlobKind::Tree => self.pack_size.min(TREE_PACK_SIZE),
-        }
-    }
-
-    fn flush(&mut self, kind: BlobKind) -> Result<()> {
-        let builder = match kind {
-            BlobKind::Data => &mut self.data,
-            BlobKind::Tree => &mut self.tree,
-        };
-        if builder.is_empty() {
-            return Ok(());
-        }
-        let fresh = match kind {
-            BlobKind::Data => PackBuilder::with_capacity(data_capacity(self.pack_size)),
-            BlobKind::Tree => PackBuilder::new(),
-        };
-        let full = std::mem::replace(builder, fresh);
-        let pack = full.finish(&self.crypter);
-        self.stats.packs += 1;
-        // Pack headers and trailers count as added bytes too.
-        self.stats.bytes_added += (pack.1.len() as u64).saturating_sub(frame_bytes(&pack.2));
-        self.writer.send(pack)
-    }
-
     /// Writes the last packs and, once they are durable, the index file that names them.
     pub fn finish(mut self) -> Result<StoreStats> {
-        self.flush(BlobKind::Data)?;
-        self.flush(BlobKind::Tree)?;
-        self.stats.bytes_added += self.writer.join()?;
-        Ok(self.stats)
+        let sealed = self.sealer.finish();
+        flush_tree(&mut self.writer, &mut self.tree)?;
+        let written = self.writer.join()?;
+        let sealed = sealed?;
+        let mut stats = self.stats;
+        stats.chunks_new += sealed.chunks_new;
+        stats.raw_added += sealed.raw_added;
+        stats.bytes_added += sealed.bytes_added + written.overhead;
+        // Every pack went through the writer.
+        stats.packs = written.packs;
+        Ok(stats)
     }
+}
+
+impl Drop for ChunkStore<'_> {
+    /// A store dropped without [`ChunkStore::finish`] (a failed backup) stops its threads
+    /// before the caller goes on (and releases its lock): the sealer drops what it has not
+    /// packed, and the writer names the packs it stored in an index file, for later backups
+    /// to find and prune to collect.
+    fn drop(&mut self) {
+        self.sealer.abandon();
+        let _ = self.writer.join();
+    }
+}
+
+/// References to a batch's chunks.
+fn refs(ids: &[ChunkId], chunks: &Batch) -> Vec<ChunkRef> {
+    ids.iter()
+        .zip(chunks.iter())
+        .map(|(id, c)| ChunkRef {
+            id: *id,
+            size: c.len() as u64,
+        })
+        .collect()
+}
+
+/// Hands a tree pack, if it holds anything, to the writer. Tree packs are kept smaller than
+/// data packs: a large database's tree is megabytes that would otherwise sit in memory until
+/// the end of the backup.
+fn flush_tree(writer: &mut PackWriter, pack: &mut PackBuilder) -> Result<()> {
+    if pack.is_empty() {
+        return Ok(());
+    }
+    writer.send(PackJob {
+        pack: std::mem::take(pack),
+        recycle: None,
+    })
 }
 
 /// Builds the content description of one item as its chunks arrive (see

@@ -111,13 +111,7 @@ impl Default for PackBuilder {
 
 impl PackBuilder {
     pub fn new() -> Self {
-        let mut buf = Vec::new();
-        buf.extend_from_slice(PACK_MAGIC);
-        buf.push(PACK_VERSION);
-        Self {
-            buf,
-            entries: Vec::new(),
-        }
+        Self::with_buffer(Vec::new())
     }
 
     /// Appends one chunk sealed as a frame of its own.
@@ -152,6 +146,17 @@ impl PackBuilder {
             raw_offset, sealed.raw_len,
             "frame members add up to the frame"
         );
+    }
+
+    /// A builder that fills `buf` (the buffer of a pack already stored) again.
+    pub fn with_buffer(mut buf: Vec<u8>) -> Self {
+        buf.clear();
+        buf.extend_from_slice(PACK_MAGIC);
+        buf.push(PACK_VERSION);
+        Self {
+            buf,
+            entries: Vec::new(),
+        }
     }
 
     /// A builder whose buffer will not need to grow below `size` bytes.
