@@ -22,9 +22,12 @@ use crate::repo::Repository;
 const WINDOW: u64 = 8 << 20;
 /// Largest single read from a pack.
 const MAX_RANGE: u64 = 4 << 20;
+/// Largest gap between two frames of a pack that one read spans: reading (and copying) 64 KiB
+/// it does not need costs less than a read call of its own.
+const MAX_GAP: u64 = 64 << 10;
 
-/// One read from a pack: pack position, offset, length, and the chunks it covers.
-type Range = (u32, u64, u64, Vec<(ChunkId, Location)>);
+/// One read from a pack: pack position, offset, length.
+type Read = (u32, u64, u64);
 
 /// A frame a restore window needs: its stored bytes, its location (of any of its chunks: the
 /// frame fields are the same), how many of the window's chunks are in it, and, when they are
@@ -332,7 +335,7 @@ impl<'a> Loader<'a> {
     /// Reads a window of chunks into `out` (a buffer to reuse, whatever it holds): adjacent
     /// chunks of one pack become one read, and reads are decoded in parallel.
     fn decode_window(&self, refs: &[ChunkRef], mut out: Vec<u8>) -> Result<Vec<u8>> {
-        let mut ranges: Vec<Range> = Vec::new();
+        let mut locs = Vec::with_capacity(refs.len());
         for r in refs {
             let loc = self.locate(&r.id)?;
             if u64::from(loc.raw_length) != r.size {
@@ -341,47 +344,36 @@ impl<'a> Loader<'a> {
                     r.id
                 )));
             }
-            let off = u64::from(loc.offset);
-            let len = u64::from(loc.length);
-            match ranges.last_mut() {
-                // Another chunk of a frame already in this range.
-                Some((p, start, rlen, members))
-                    if *p == loc.pack && off >= *start && off + len <= *start + *rlen =>
-                {
-                    members.push((r.id, loc));
-                }
-                Some((p, start, rlen, members))
-                    if *p == loc.pack && *start + *rlen == off && *rlen + len <= MAX_RANGE =>
-                {
-                    *rlen += len;
-                    members.push((r.id, loc));
-                }
-                _ => ranges.push((loc.pack, off, len, vec![(r.id, loc)])),
-            }
+            locs.push(loc);
         }
+        // Each frame is read and decoded once, however many of the window's chunks it holds.
+        let mut frame_of: HashMap<(u32, u32), usize> = HashMap::new();
+        let mut wanted: Vec<&Location> = Vec::new();
+        let mut jobs: Vec<(usize, &ChunkId, &Location)> = Vec::with_capacity(refs.len());
+        for (r, loc) in refs.iter().zip(&locs) {
+            let f = *frame_of.entry((loc.pack, loc.offset)).or_insert_with(|| {
+                wanted.push(loc);
+                wanted.len() - 1
+            });
+            jobs.push((f, &r.id, loc));
+        }
+        let (ranges, placed) = plan_reads(&wanted);
         let reads: Vec<Vec<u8>> = ranges
             .par_iter()
-            .map(|(pack, start, len, _)| self.read_pack(*pack, *start, *len))
+            .map(|&(pack, start, len)| self.read_pack(pack, start, len))
             .collect::<Result<_>>()?;
-        // Each frame is decoded once, however many of its chunks the window needs.
-        let mut frame_of: HashMap<(u32, u32), usize> = HashMap::new();
-        let mut frames: Vec<Frame<'_>> = Vec::new();
-        let mut jobs: Vec<(usize, &ChunkId, &Location)> = Vec::new();
-        for ((_, start, _, members), bytes) in ranges.iter().zip(&reads) {
-            for (id, loc) in members {
-                let f = *frame_of.entry((loc.pack, loc.offset)).or_insert_with(|| {
-                    let a = (u64::from(loc.offset) - start) as usize;
-                    frames.push(Frame {
-                        stored: &bytes[a..a + loc.length as usize],
-                        loc,
-                        jobs: 0,
-                        whole: None,
-                    });
-                    frames.len() - 1
-                });
-                frames[f].jobs += 1;
-                jobs.push((f, id, loc));
-            }
+        let mut frames: Vec<Frame<'_>> = wanted
+            .iter()
+            .zip(&placed)
+            .map(|(loc, &(read, at))| Frame {
+                stored: &reads[read][at..at + loc.length as usize],
+                loc,
+                jobs: 0,
+                whole: None,
+            })
+            .collect();
+        for (f, _, _) in &jobs {
+            frames[*f].jobs += 1;
         }
         // A frame whose chunks follow each other in the window, in frame order and covering
         // the whole frame (the usual case: a run of pages stored together), is decoded straight
@@ -537,6 +529,35 @@ impl<'a> Loader<'a> {
     }
 }
 
+/// The reads that fetch `frames` (one location of each): frames of one pack close to each
+/// other are one read, through gaps of at most [`MAX_GAP`] bytes, up to [`MAX_RANGE`] bytes.
+/// Returns the reads (pack, offset, length) and, per frame, its read and its offset in it. A
+/// database restore takes most of a window from the base version's packs and the pages changed
+/// since from newer ones: in window order those alternate, sorted they are a read or two each.
+fn plan_reads(frames: &[&Location]) -> (Vec<Read>, Vec<(usize, usize)>) {
+    let mut order: Vec<usize> = (0..frames.len()).collect();
+    order.sort_unstable_by_key(|&f| (frames[f].pack, frames[f].offset));
+    let mut reads: Vec<Read> = Vec::new();
+    let mut placed = vec![(0, 0); frames.len()];
+    for f in order {
+        let loc = frames[f];
+        let (off, len) = (u64::from(loc.offset), u64::from(loc.length));
+        match reads.last_mut() {
+            Some((pack, start, rlen))
+                if *pack == loc.pack
+                    && off <= *start + *rlen + MAX_GAP
+                    && off + len - *start <= MAX_RANGE =>
+            {
+                *rlen = (*rlen).max(off + len - *start);
+            }
+            _ => reads.push((loc.pack, off, len)),
+        }
+        let (_, start, _) = reads.last().expect("just pushed");
+        placed[f] = (reads.len() - 1, (off - start) as usize);
+    }
+    (reads, placed)
+}
+
 /// One step of a walk through a tree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
@@ -618,4 +639,71 @@ impl Cursor<'_> {
 /// Whether a location holds a tree node.
 pub fn is_tree(loc: &Location) -> bool {
     loc.kind == BlobKind::Tree
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(pack: u32, offset: u32, length: u32) -> Location {
+        Location {
+            pack,
+            offset,
+            length,
+            raw_length: 4096,
+            raw_offset: 0,
+            frame_length: 4096,
+            compressed: true,
+            kind: BlobKind::Data,
+        }
+    }
+
+    #[test]
+    fn frames_of_one_pack_are_read_together_whatever_the_window_order() {
+        // A window alternating between a base pack (0) and a newer one (1), as a restored
+        // database with scattered changed pages does.
+        let locs = [
+            frame(0, 100, 50),
+            frame(1, 10, 20),
+            frame(0, 150, 50),
+            frame(1, 30, 20),
+            frame(0, 200, 50),
+        ];
+        let refs: Vec<&Location> = locs.iter().collect();
+        let (reads, placed) = plan_reads(&refs);
+        assert_eq!(reads, vec![(0, 100, 150), (1, 10, 40)]);
+        assert_eq!(placed, vec![(0, 0), (1, 0), (0, 50), (1, 20), (0, 100)]);
+    }
+
+    #[test]
+    fn a_wide_gap_or_a_full_read_starts_another_read() {
+        let gap = u32::try_from(MAX_GAP).unwrap();
+        let max = u32::try_from(MAX_RANGE).unwrap();
+        let locs = [
+            frame(0, 0, 10),
+            // Just within the gap: read through it.
+            frame(0, 10 + gap, 10),
+            // Past it: a read of its own.
+            frame(0, 21 + 2 * gap, 10),
+            // This one would make the read longer than MAX_RANGE.
+            frame(0, 31 + 2 * gap, max),
+            // Another pack at the same offset is never the same read.
+            frame(1, 0, 10),
+        ];
+        let refs: Vec<&Location> = locs.iter().collect();
+        let (reads, placed) = plan_reads(&refs);
+        assert_eq!(
+            reads,
+            vec![
+                (0, 0, u64::from(20 + gap)),
+                (0, u64::from(21 + 2 * gap), 10),
+                (0, u64::from(31 + 2 * gap), u64::from(max)),
+                (1, 0, 10),
+            ]
+        );
+        assert_eq!(
+            placed,
+            vec![(0, 0), (0, 10 + gap as usize), (1, 0), (2, 0), (3, 0)]
+        );
+    }
 }
