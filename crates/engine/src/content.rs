@@ -13,6 +13,7 @@ use backstop_format::tree::{ChunkRef, Content, TreeNode, decode_patches};
 use backstop_storage::Kind;
 use rayon::prelude::*;
 
+use crate::direct::ALIGN;
 use crate::error::{Error, Result};
 use crate::index::{Index, Location};
 use crate::progress::Progress;
@@ -270,7 +271,7 @@ impl<'a> Loader<'a> {
     ) -> Result<()> {
         let mut written = 0u64;
         std::thread::scope(|s| -> Result<()> {
-            let (tx, rx) = sync_channel::<Result<Vec<u8>>>(1);
+            let (tx, rx) = sync_channel::<Result<(Vec<u8>, usize)>>(1);
             // Written windows come back to be filled again: no window is allocated, zeroed
             // and faulted in afresh.
             let (done, free) = channel::<Vec<u8>>();
@@ -307,15 +308,16 @@ impl<'a> Loader<'a> {
                 }
             });
             for batch in rx {
-                let window = batch?;
-                out.write_all(&window).map_err(|e| {
+                let (window, at) = batch?;
+                let bytes = &window[at..];
+                out.write_all(bytes).map_err(|e| {
                     Error::Source(backstop_sources::Error::Io {
                         context: "writing restored data".into(),
                         source: e,
                     })
                 })?;
-                written += window.len() as u64;
-                progress.bytes(window.len() as u64);
+                written += bytes.len() as u64;
+                progress.bytes(bytes.len() as u64);
                 let _ = done.send(window);
             }
             producer
@@ -332,9 +334,11 @@ impl<'a> Loader<'a> {
         Ok(())
     }
 
-    /// Reads a window of chunks into `out` (a buffer to reuse, whatever it holds): adjacent
-    /// chunks of one pack become one read, and reads are decoded in parallel.
-    fn decode_window(&self, refs: &[ChunkRef], mut out: Vec<u8>) -> Result<Vec<u8>> {
+    /// Reads a window of chunks into `out` (a buffer to reuse, whatever it holds), from an
+    /// address aligned to [`ALIGN`] (so that a file written past the page cache takes it as it
+    /// is), and returns it with that offset. Frames of one pack become one read, and reads are
+    /// decoded in parallel.
+    fn decode_window(&self, refs: &[ChunkRef], mut out: Vec<u8>) -> Result<(Vec<u8>, usize)> {
         let mut locs = Vec::with_capacity(refs.len());
         for r in refs {
             let loc = self.locate(&r.id)?;
@@ -399,11 +403,14 @@ impl<'a> Loader<'a> {
         }
         // One buffer for the window, cut into disjoint slices (a whole frame, or one chunk),
         // grouped by frame and filled in parallel, a frame at a time. Every byte is
-        // overwritten, so only the part a reused buffer lacks is zeroed first.
+        // overwritten, so only the part a reused buffer lacks is zeroed first. With room for
+        // the alignment reserved first, the buffer does not move when it is resized.
         let total: usize = jobs.iter().map(|(_, _, loc)| loc.raw_length as usize).sum();
-        out.resize(total, 0);
+        out.reserve((total + ALIGN).saturating_sub(out.len()));
+        let at = out.as_ptr().align_offset(ALIGN);
+        out.resize(at + total, 0);
         let mut slots: Vec<Vec<Slot<'_, '_>>> = frames.iter().map(|_| Vec::new()).collect();
-        let mut rest = out.as_mut_slice();
+        let mut rest = &mut out[at..];
         let mut j = 0;
         while j < jobs.len() {
             let f = jobs[j].0;
@@ -425,7 +432,7 @@ impl<'a> Loader<'a> {
             .par_iter()
             .zip(slots.into_par_iter())
             .try_for_each(|(fr, slots)| self.fill_from_frame(fr, slots))?;
-        Ok(out)
+        Ok((out, at))
     }
 
     /// Decodes one frame into the window's slices that need it: straight into the slice when

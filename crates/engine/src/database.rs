@@ -10,8 +10,8 @@
 //! copied into the live database through SQLite's backup API in one step: connections that
 //! hold the database open see the old content or the new, never a mix.
 
-use std::fs::{self, File};
-use std::io::{BufWriter, Write};
+use std::fs;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use backstop_format::manifest::{BackupKind, Item, ItemKind, Snapshot};
@@ -20,6 +20,7 @@ use backstop_sources::sqlite::{self, Check, SqliteSource, check_image};
 use serde::Serialize;
 
 use crate::content::Loader;
+use crate::direct::DirectFile;
 use crate::error::{Error, Result};
 use crate::index::Index;
 use crate::progress::Progress;
@@ -164,12 +165,22 @@ pub(crate) fn image_hash_check() -> Check {
     }
 }
 
+/// How [`write_image`] writes the image file.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ImageWrite {
+    /// Synced before use.
+    pub durable: bool,
+    /// Past the page cache where the system allows it (see `crate::direct`): for an image that
+    /// is kept, not for one read whole right after (a restore drill).
+    pub direct: bool,
+}
+
 /// Writes the image of `item` to a new temporary file in `dir` and checks its hash.
 pub(crate) fn write_image(
     loader: &Loader<'_>,
     item: &Item,
     dir: &Path,
-    durable: bool,
+    how: ImageWrite,
     progress: &dyn Progress,
 ) -> Result<PathBuf> {
     let content = item
@@ -187,9 +198,9 @@ pub(crate) fn write_image(
         })
     };
     let result = (|| -> Result<()> {
-        let f = File::create_new(&tmp).map_err(io)?;
+        let f = DirectFile::create_new(&tmp, how.direct).map_err(io)?;
         let mut w = HashingWriter {
-            inner: BufWriter::with_capacity(1 << 20, f),
+            inner: f,
             hasher: blake3::Hasher::new(),
         };
         // The image hash below covers every byte, and the file is used only if it matches.
@@ -197,10 +208,7 @@ pub(crate) fn write_image(
             .trusting_content_hash()
             .write_content(content, &mut w, progress)?;
         let hash = w.hasher.finalize().to_hex().to_string();
-        let f = w.inner.into_inner().map_err(|e| io(e.into_error()))?;
-        if durable {
-            f.sync_all().map_err(io)?;
-        }
+        w.inner.finish(how.durable).map_err(io)?;
         if hash != content.hash {
             return Err(Error::Integrity(format!(
                 "the restored image of {} hashes to {hash}, the snapshot says {} (damaged data in the repository: `backstop verify --read-data` names the pack)",
@@ -225,13 +233,22 @@ struct HashingWriter<W> {
 
 impl<W: Write + Send> Write for HashingWriter<W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        // Restore hands over whole windows of megabytes: the write (a copy into the system's
-        // cache, on one core) and the hash (on the others) run at the same time.
+        // Restore hands over whole windows of megabytes: the write (which waits for the disk,
+        // or copies into the system's cache) stays on this thread while the hash runs on the
+        // thread pool. (`rayon::join` from this thread would run the write on a pool thread,
+        // which then waits instead of decoding the next window.)
         if buf.len() >= 1 << 20 {
             let (inner, hasher) = (&mut self.inner, &mut self.hasher);
-            let (written, _) = rayon::join(|| inner.write_all(buf), || hasher.update_rayon(buf));
-            written?;
-            return Ok(buf.len());
+            return std::thread::scope(|s| {
+                let hashing = s.spawn(|| {
+                    hasher.update_rayon(buf);
+                });
+                let written = inner.write_all(buf);
+                if hashing.join().is_err() {
+                    return Err(std::io::Error::other("the image hash panicked"));
+                }
+                written.map(|()| buf.len())
+            });
         }
         let n = self.inner.write(buf)?;
         self.hasher.update(&buf[..n]);
@@ -344,8 +361,11 @@ pub fn restore_database(
     // Durable before it replaces an existing database, so a crash leaves the old one or the
     // new one. A new file, like any copy, is flushed by the system; in place, SQLite copies
     // the image into the live database under its own durability rules.
-    let durable = !opts.in_place && plan.target_exists;
-    let tmp = write_image(&loader, item, &dir, durable, progress)?;
+    let how = ImageWrite {
+        durable: !opts.in_place && plan.target_exists,
+        direct: true,
+    };
+    let tmp = write_image(&loader, item, &dir, how, progress)?;
     let cleanup = |tmp: &Path| {
         let _ = fs::remove_file(tmp);
     };

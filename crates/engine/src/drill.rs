@@ -16,7 +16,7 @@ use backstop_format::{SnapshotId, Timestamp};
 use backstop_sources::sqlite::check_image;
 
 use crate::content::Loader;
-use crate::database::{database_item, image_hash_check, write_image};
+use crate::database::{ImageWrite, database_item, image_hash_check, write_image};
 use crate::error::Result;
 use crate::index::Index;
 use crate::progress::Progress;
@@ -98,7 +98,12 @@ fn run_checks(
     if let Some(item) = database_item(&items) {
         let meta = item.database.as_ref().expect("database_item checks it");
         progress.phase("restore drill", item.content.as_ref().map(|c| c.size));
-        let image = match write_image(&loader, item, dir, false, progress) {
+        // Read whole right away by the checks: through the page cache.
+        let how = ImageWrite {
+            durable: false,
+            direct: false,
+        };
+        let image = match write_image(&loader, item, dir, how, progress) {
             Ok(p) => p,
             Err(e) => return failed("restore", e.to_string()),
         };

@@ -34,6 +34,7 @@ pub mod builder;
 pub mod chunker;
 pub mod content;
 pub mod database;
+mod direct;
 pub mod drill;
 pub mod error;
 pub mod forget;
