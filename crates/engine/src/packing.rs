@@ -172,14 +172,24 @@ pub(crate) fn plan_frames(chunks: &Batch, fresh: &[bool]) -> Vec<Vec<usize>> {
     frames
 }
 
+/// A batch's new chunks, grouped into frames and sealed: what [`pack_frames`] appends to a pack.
+pub(crate) struct SealedBatch<'b> {
+    chunks: &'b Batch,
+    /// Ids of all chunks of the batch.
+    ids: &'b [ChunkId],
+    frames: &'b [Vec<usize>],
+    sealed: Vec<SealedChunk>,
+}
+
 /// Compresses and encrypts the frames of a batch, in parallel.
-pub(crate) fn seal_frames(
+pub(crate) fn seal_frames<'b>(
     crypter: &Crypter,
-    chunks: &Batch,
-    frames: &[Vec<usize>],
+    chunks: &'b Batch,
+    ids: &'b [ChunkId],
+    frames: &'b [Vec<usize>],
     level: i32,
-) -> Vec<SealedChunk> {
-    frames
+) -> SealedBatch<'b> {
+    let sealed = frames
         .par_iter()
         .map(|members| {
             // New chunks that follow each other in the batch are one slice already: no need
@@ -191,27 +201,29 @@ pub(crate) fn seal_frames(
             let parts: Vec<&[u8]> = members.iter().map(|&i| chunks.get(i)).collect();
             seal_frame(crypter, &parts, level)
         })
-        .collect()
+        .collect();
+    SealedBatch {
+        chunks,
+        ids,
+        frames,
+        sealed,
+    }
 }
 
 /// Appends sealed frames to `pack`, counting them in `stats`; calls `flush` whenever the pack
 /// reaches `limit` bytes.
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn pack_frames(
     pack: &mut PackBuilder,
     stats: &mut StoreStats,
-    chunks: &Batch,
-    ids: &[ChunkId],
-    frames: &[Vec<usize>],
-    sealed: &[SealedChunk],
+    batch: &SealedBatch<'_>,
     kind: BlobKind,
     limit: usize,
     flush: &mut dyn FnMut(&mut PackBuilder) -> Result<()>,
 ) -> Result<()> {
-    for (members, s) in frames.iter().zip(sealed) {
+    for (members, s) in batch.frames.iter().zip(&batch.sealed) {
         let entries: Vec<_> = members
             .iter()
-            .map(|&i| (ids[i], kind, chunks.get(i).len() as u32))
+            .map(|&i| (batch.ids[i], kind, batch.chunks.get(i).len() as u32))
             .collect();
         stats.chunks_new += members.len() as u64;
         stats.raw_added += u64::from(s.raw_len);
@@ -335,13 +347,10 @@ fn seal_loop(
                 return Ok(stats);
             }
         };
-        let sealed = seal_frames(crypter, &job.chunks, &job.frames, level);
+        let sealed = seal_frames(crypter, &job.chunks, &job.ids, &job.frames, level);
         pack_frames(
             &mut pack,
             &mut stats,
-            &job.chunks,
-            &job.ids,
-            &job.frames,
             &sealed,
             BlobKind::Data,
             pack_size,

@@ -111,15 +111,12 @@ impl<'a> ChunkStore<'a> {
     pub fn add_meta(&mut self, chunks: &Batch) -> Result<Vec<ChunkRef>> {
         let (ids, fresh) = self.look_up(chunks);
         let frames = plan_frames(chunks, &fresh);
-        let sealed = seal_frames(&self.crypter, chunks, &frames, self.level);
+        let sealed = seal_frames(&self.crypter, chunks, &ids, &frames, self.level);
         let limit = self.pack_size.min(TREE_PACK_SIZE);
         let writer = &mut self.writer;
         pack_frames(
             &mut self.tree,
             &mut self.stats,
-            chunks,
-            &ids,
-            &frames,
             &sealed,
             BlobKind::Tree,
             limit,
