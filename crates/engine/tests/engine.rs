@@ -139,6 +139,19 @@ fn restore_all(repo: &Repository, id: &SnapshotId) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
+/// `verify --read-data` of the whole repository.
+fn verify_data(repo: &Repository) -> backstop_engine::VerifyReport {
+    verify(
+        repo,
+        &VerifyOptions {
+            read_data: true,
+            ..Default::default()
+        },
+        &NoProgress,
+    )
+    .unwrap()
+}
+
 #[test]
 fn round_trip_plain_and_encrypted_on_memory_and_local() {
     let dir = tempfile::tempdir().unwrap();
@@ -179,15 +192,7 @@ fn round_trip_plain_and_encrypted_on_memory_and_local() {
                 .collect();
             assert_eq!(got, want);
             assert_eq!(repo.is_encrypted(), pass.is_some());
-            let report = verify(
-                &repo,
-                &VerifyOptions {
-                    read_data: true,
-                    ..Default::default()
-                },
-                &NoProgress,
-            )
-            .unwrap();
+            let report = verify_data(&repo);
             assert!(report.is_clean(), "{:?}", report.problems);
         }
     }
@@ -314,15 +319,7 @@ fn damaged_pack_is_named_and_never_restored() {
         .read_content(items[0].content.as_ref().unwrap())
         .unwrap_err();
     assert!(matches!(err, Error::Integrity(_)), "{err}");
-    let report = verify(
-        &repo,
-        &VerifyOptions {
-            read_data: true,
-            ..Default::default()
-        },
-        &NoProgress,
-    )
-    .unwrap();
+    let report = verify_data(&repo);
     let kinds: Vec<&str> = report.problems.iter().map(|p| p.kind.as_str()).collect();
     assert!(
         kinds.contains(&"damaged-pack") && kinds.contains(&"damaged-chunk"),
@@ -362,18 +359,7 @@ fn failed_source_leaves_no_snapshot() {
         storage.list(Kind::Lock).unwrap().is_empty(),
         "the lock is released on failure"
     );
-    assert!(
-        verify(
-            &repo,
-            &VerifyOptions {
-                read_data: true,
-                ..Default::default()
-            },
-            &NoProgress
-        )
-        .unwrap()
-        .is_clean()
-    );
+    assert!(verify_data(&repo).is_clean());
 }
 
 /// A storage whose pack writes fail once `packs_left` of them have succeeded (a disk that
@@ -471,28 +457,16 @@ fn a_pack_write_that_fails_fails_the_backup_with_its_reason_and_leaves_no_snapsh
         storage
             .packs_left
             .store(usize::MAX, std::sync::atomic::Ordering::SeqCst);
-        let report = verify(
-            &repo,
-            &VerifyOptions {
-                read_data: true,
-                ..Default::default()
-            },
-            &NoProgress,
-        )
-        .unwrap();
+        let report = verify_data(&repo);
         assert!(report.is_clean(), "{:?}", report.problems);
         let (index, _) = Index::load(&repo).unwrap();
         let data = pseudo_random(6 << 20, 7);
         let mut src = VecSource::new(vec![("shop.db", data.clone(), Chunking::Fixed(4096))]);
         let s = backup(&repo, &index, &mut src, &opts("db", 1), &NoProgress).unwrap();
-        let (index, _) = Index::load(&repo).unwrap();
-        let snap = repo.load_snapshot(&s.id).unwrap();
-        let loader = Loader::new(&repo, &index);
-        let items = loader.read_items(&snap.items).unwrap();
-        let got = loader
-            .read_content(items[0].content.as_ref().unwrap())
-            .unwrap();
-        assert!(got == data, "the second backup restores byte for byte");
+        assert!(
+            restore_all(&repo, &s.id) == [("shop.db".to_string(), data)],
+            "the second backup restores byte for byte"
+        );
     }
 }
 
@@ -560,18 +534,7 @@ fn concurrent_backups_into_one_repository() {
         .collect();
     let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
     let repo = Repository::open(storage, None).unwrap();
-    assert!(
-        verify(
-            &repo,
-            &VerifyOptions {
-                read_data: true,
-                ..Default::default()
-            },
-            &NoProgress
-        )
-        .unwrap()
-        .is_clean()
-    );
+    assert!(verify_data(&repo).is_clean());
     for (id, data) in results {
         assert_eq!(restore_all(&repo, &id)[0].1, data);
     }
@@ -800,15 +763,7 @@ fn database_versions_are_deltas_that_restore_exactly() {
     for ((id, _), (_, want)) in snaps.iter().zip(&versions) {
         assert_eq!(&restore_all(&repo, id)[0].1, want);
     }
-    let report = verify(
-        &repo,
-        &VerifyOptions {
-            read_data: true,
-            ..Default::default()
-        },
-        &NoProgress,
-    )
-    .unwrap();
+    let report = verify_data(&repo);
     assert!(report.is_clean(), "{:?}", report.problems);
 }
 
