@@ -43,6 +43,18 @@ struct Frame<'b> {
 /// A slice of a restore window and the chunks (of one frame) that go into it.
 type Slot<'w, 'j> = (&'w mut [u8], &'j [(usize, &'j ChunkId, &'j Location)]);
 
+/// A restore window whose frames have been read: its chunks and their locations, for each
+/// frame the chunk whose location names it and where it lies in `reads`, and for each chunk
+/// its frame.
+struct Fetched {
+    refs: Vec<ChunkRef>,
+    locs: Vec<Location>,
+    firsts: Vec<usize>,
+    frame_of_chunk: Vec<usize>,
+    placed: Vec<(usize, usize)>,
+    reads: Vec<Vec<u8>>,
+}
+
 /// Reads chunks of one repository through its index.
 #[derive(Debug, Clone, Copy)]
 pub struct Loader<'a> {
@@ -275,14 +287,27 @@ impl<'a> Loader<'a> {
             // Written windows come back to be filled again: no window is allocated, zeroed
             // and faulted in afresh.
             let (done, free) = channel::<Vec<u8>>();
+            // Three stages, a window apart: the walk reads the tree and fetches each window's
+            // frames from the packs, a decoder opens them into a window buffer, and this
+            // thread writes. Fetching window N+1 goes on while window N is decoded.
+            let (fetched_tx, fetched_rx) = sync_channel::<Result<Fetched>>(1);
+            let decoder = s.spawn(move || {
+                for fetched in fetched_rx {
+                    let batch = fetched
+                        .and_then(|f| self.decode_window(&f, free.try_recv().unwrap_or_default()));
+                    let failed = batch.is_err();
+                    if tx.send(batch).is_err() || failed {
+                        return;
+                    }
+                }
+            });
             let producer = s.spawn(move || {
                 let mut window: Vec<ChunkRef> = Vec::new();
                 let mut window_bytes = 0u64;
                 let send = |w: &mut Vec<ChunkRef>| -> bool {
-                    let batch = self.decode_window(w, free.try_recv().unwrap_or_default());
-                    w.clear();
-                    let failed = batch.is_err();
-                    tx.send(batch).is_ok() && !failed
+                    let fetched = self.fetch_window(std::mem::take(w));
+                    let failed = fetched.is_err();
+                    fetched_tx.send(fetched).is_ok() && !failed
                 };
                 let r = self.walk(content, &mut |_| {}, &mut |r| {
                     window_bytes += r.size;
@@ -303,7 +328,7 @@ impl<'a> Loader<'a> {
                     }
                     Err(Error::Cancelled) => {}
                     Err(e) => {
-                        let _ = tx.send(Err(e));
+                        let _ = fetched_tx.send(Err(e));
                     }
                 }
             });
@@ -323,6 +348,9 @@ impl<'a> Loader<'a> {
             producer
                 .join()
                 .map_err(|_| Error::Invalid("restore reader panicked".into()))?;
+            decoder
+                .join()
+                .map_err(|_| Error::Invalid("restore decoder panicked".into()))?;
             Ok(())
         })?;
         if written != content.size {
@@ -334,13 +362,11 @@ impl<'a> Loader<'a> {
         Ok(())
     }
 
-    /// Reads a window of chunks into `out` (a buffer to reuse, whatever it holds), from an
-    /// address aligned to [`ALIGN`] (so that a file written past the page cache takes it as it
-    /// is), and returns it with that offset. Frames of one pack become one read, and reads are
-    /// decoded in parallel.
-    fn decode_window(&self, refs: &[ChunkRef], mut out: Vec<u8>) -> Result<(Vec<u8>, usize)> {
+    /// Locates a window's chunks and reads the frames they are in: each frame once, the frames
+    /// of one pack joined into range reads (see [`plan_reads`]), the reads in parallel.
+    fn fetch_window(&self, refs: Vec<ChunkRef>) -> Result<Fetched> {
         let mut locs = Vec::with_capacity(refs.len());
-        for r in refs {
+        for r in &refs {
             let loc = self.locate(&r.id)?;
             if u64::from(loc.raw_length) != r.size {
                 return Err(Error::Integrity(format!(
@@ -350,31 +376,57 @@ impl<'a> Loader<'a> {
             }
             locs.push(loc);
         }
-        // Each frame is read and decoded once, however many of the window's chunks it holds.
         let mut frame_of: HashMap<(u32, u32), usize> = HashMap::new();
-        let mut wanted: Vec<&Location> = Vec::new();
-        let mut jobs: Vec<(usize, &ChunkId, &Location)> = Vec::with_capacity(refs.len());
-        for (r, loc) in refs.iter().zip(&locs) {
+        let mut firsts: Vec<usize> = Vec::new();
+        let mut frame_of_chunk = Vec::with_capacity(refs.len());
+        for (i, loc) in locs.iter().enumerate() {
             let f = *frame_of.entry((loc.pack, loc.offset)).or_insert_with(|| {
-                wanted.push(loc);
-                wanted.len() - 1
+                firsts.push(i);
+                firsts.len() - 1
             });
-            jobs.push((f, &r.id, loc));
+            frame_of_chunk.push(f);
         }
+        let wanted: Vec<&Location> = firsts.iter().map(|&i| &locs[i]).collect();
         let (ranges, placed) = plan_reads(&wanted);
+        // On this thread, one read after another: the pool decodes the window before while
+        // the reads wait for the disk (or the network).
         let reads: Vec<Vec<u8>> = ranges
-            .par_iter()
+            .iter()
             .map(|&(pack, start, len)| self.read_pack(pack, start, len))
             .collect::<Result<_>>()?;
-        let mut frames: Vec<Frame<'_>> = wanted
+        Ok(Fetched {
+            refs,
+            locs,
+            firsts,
+            frame_of_chunk,
+            placed,
+            reads,
+        })
+    }
+
+    /// Decodes a fetched window into `out` (a buffer to reuse, whatever it holds), from an
+    /// address aligned to [`ALIGN`] (so that a file written past the page cache takes it as it
+    /// is), and returns it with that offset. Frames are decoded in parallel.
+    fn decode_window(&self, w: &Fetched, mut out: Vec<u8>) -> Result<(Vec<u8>, usize)> {
+        let mut frames: Vec<Frame<'_>> = w
+            .firsts
             .iter()
-            .zip(&placed)
-            .map(|(loc, &(read, at))| Frame {
-                stored: &reads[read][at..at + loc.length as usize],
-                loc,
-                jobs: 0,
-                whole: None,
+            .zip(&w.placed)
+            .map(|(&i, &(read, at))| {
+                let loc = &w.locs[i];
+                Frame {
+                    stored: &w.reads[read][at..at + loc.length as usize],
+                    loc,
+                    jobs: 0,
+                    whole: None,
+                }
             })
+            .collect();
+        let jobs: Vec<(usize, &ChunkId, &Location)> = w
+            .frame_of_chunk
+            .iter()
+            .zip(w.refs.iter().zip(&w.locs))
+            .map(|(&f, (r, loc))| (f, &r.id, loc))
             .collect();
         for (f, _, _) in &jobs {
             frames[*f].jobs += 1;
