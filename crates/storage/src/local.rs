@@ -201,6 +201,9 @@ impl LocalStorage {
         let result = (|| {
             // create_new: a name collision must never clobber another
             // writer's temp file.
+            if data.len() >= DIRECT_MIN && write_direct(&path, data)? {
+                return Ok(());
+            }
             let mut file = OpenOptions::new()
                 .write(true)
                 .create_new(true)
@@ -421,6 +424,74 @@ fn random_hex() -> Result<String> {
 
 /// Best-effort cleanup of a temporary file: the operation has already failed
 /// with a more useful error, and a leftover file in tmp/ is harmless.
+/// Objects from this size on (packs) are written past the page cache where the system allows
+/// it: a backup writes hundreds of megabytes it will not read again soon, and through the
+/// cache it would evict what the applications on the machine had cached, and pay for memory
+/// the system must find first (on a virtual machine whose free memory goes back to the host,
+/// that cost more than the disk write: a full backup of a 1 GiB database spent 1.8-2.0 s of
+/// system time instead of 0.8 s).
+const DIRECT_MIN: usize = 1 << 20;
+
+/// Alignment of direct writes (memory, offset, length): covers 512-byte and 4 KiB blocks.
+#[cfg(target_os = "linux")]
+const DIRECT_ALIGN: usize = 4096;
+
+/// Writes `data` as the new file `path` with O_DIRECT, through an aligned copy padded to whole
+/// blocks, then sets the true length and syncs. `Ok(false)` if the file system refuses direct
+/// I/O; the file is then removed again (it may have been created before the refusal), so the
+/// ordinary write creates it anew.
+#[cfg(target_os = "linux")]
+fn write_direct(path: &Path, data: &[u8]) -> io::Result<bool> {
+    use std::cell::RefCell;
+    use std::os::unix::fs::OpenOptionsExt;
+    thread_local! {
+        /// One aligned buffer per writing thread, not a fresh allocation (faulted in page by
+        /// page) per pack.
+        static STAGE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    }
+    let refused = |e: &io::Error| e.raw_os_error() == Some(libc::EINVAL);
+    let mut file = match OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if refused(&e) => {
+            remove_quietly(path);
+            return Ok(false);
+        }
+        Err(e) => return Err(e),
+    };
+    let padded = data.len().next_multiple_of(DIRECT_ALIGN);
+    let written = STAGE.with(|stage| {
+        let mut stage = stage.borrow_mut();
+        if stage.len() < padded + DIRECT_ALIGN {
+            *stage = vec![0; padded + DIRECT_ALIGN];
+        }
+        let at = stage.as_ptr().align_offset(DIRECT_ALIGN);
+        stage[at..at + data.len()].copy_from_slice(data);
+        stage[at + data.len()..at + padded].fill(0);
+        file.write_all(&stage[at..at + padded])
+    });
+    match written {
+        Err(e) if refused(&e) => {
+            drop(file);
+            remove_quietly(path);
+            return Ok(false);
+        }
+        r => r?,
+    }
+    file.set_len(data.len() as u64)?;
+    file.sync_all()?;
+    Ok(true)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn write_direct(_path: &Path, _data: &[u8]) -> io::Result<bool> {
+    Ok(false)
+}
+
 fn remove_quietly(path: &Path) {
     let _ = fs::remove_file(path);
 }

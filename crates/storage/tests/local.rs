@@ -219,3 +219,25 @@ fn errors_describe_the_operation() {
     assert!(msg.contains("snapshot") && msg.contains("nope"), "{msg}");
     assert!(msg.contains(&dir.path().display().to_string()), "{msg}");
 }
+
+#[test]
+fn large_objects_written_past_the_page_cache_read_back_exactly() {
+    // Packs (1 MiB and more) are written with O_DIRECT on Linux: padded to whole blocks, then
+    // cut to their length. Lengths on and off a block boundary, and larger than the first.
+    let (dir, storage) = setup();
+    for (i, len) in [1 << 20, (1 << 20) + 1234, (3 << 20) + 4095, (1 << 20) - 1]
+        .into_iter()
+        .enumerate()
+    {
+        let data: Vec<u8> = (0..len).map(|j| (j * 7 + i) as u8).collect();
+        let name = format!("{i:02}{}", &PACK[2..]);
+        storage.write(Kind::Pack, &name, &data).unwrap();
+        assert_eq!(storage.stat(Kind::Pack, &name).unwrap().size, len as u64);
+        assert!(storage.read(Kind::Pack, &name).unwrap() == data);
+        assert!(storage.read_range(Kind::Pack, &name, 1000, 5000).unwrap() == data[1000..6000]);
+    }
+    assert!(
+        tmp_entries(dir.path()).is_empty(),
+        "no temporary file is left"
+    );
+}
