@@ -12,9 +12,7 @@ use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-/// Alignment of direct writes: their memory, file offset and length. 4096 covers devices with
-/// 512-byte and 4 KiB logical blocks.
-pub(crate) const ALIGN: usize = 4096;
+pub(crate) use backstop_storage::direct::ALIGN;
 
 /// Size of the buffer that gathers writes not aligned in memory or in length.
 const STAGE: usize = 1 << 20;
@@ -79,7 +77,7 @@ impl DirectFile {
     /// cache, which writes the staged bytes without the padding.
     fn write_direct(&mut self, at: usize, len: usize) -> io::Result<()> {
         match self.file.write_all(&self.stage[at..at + len]) {
-            Err(e) if e.kind() == io::ErrorKind::InvalidInput => self.buffered(),
+            Err(e) if backstop_storage::direct::refused(&e) => self.buffered(),
             r => r,
         }
     }
@@ -122,7 +120,7 @@ impl Write for DirectFile {
             let whole = buf.len() / ALIGN * ALIGN;
             if whole > 0 {
                 match self.file.write_all(&buf[..whole]) {
-                    Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
+                    Err(e) if backstop_storage::direct::refused(&e) => {
                         self.buffered()?;
                         return self.file.write_all(buf);
                     }
@@ -155,32 +153,12 @@ impl Write for DirectFile {
     }
 }
 
-#[cfg(target_os = "linux")]
+/// The new file, past the page cache if the system allows it.
 fn open_new(path: &Path) -> io::Result<(File, bool)> {
-    use std::os::unix::fs::OpenOptionsExt;
-    match File::options()
-        .write(true)
-        .create_new(true)
-        .custom_flags(libc::O_DIRECT)
-        .open(path)
-    {
-        Ok(f) => Ok((f, true)),
-        // A file system without direct I/O (tmpfs) may refuse it after creating the file.
-        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-            let f = File::options()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(path)?;
-            Ok((f, false))
-        }
-        Err(e) => Err(e),
+    match backstop_storage::direct::create_new(path)? {
+        Some(f) => Ok((f, true)),
+        None => Ok((File::create_new(path)?, false)),
     }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn open_new(path: &Path) -> io::Result<(File, bool)> {
-    Ok((File::create_new(path)?, false))
 }
 
 #[cfg(test)]

@@ -32,6 +32,7 @@ use std::io;
 use std::sync::Arc;
 
 pub mod conformance;
+pub mod direct;
 mod local;
 mod memory;
 

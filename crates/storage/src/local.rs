@@ -432,50 +432,33 @@ fn random_hex() -> Result<String> {
 /// system time instead of 0.8 s).
 const DIRECT_MIN: usize = 1 << 20;
 
-/// Alignment of direct writes (memory, offset, length): covers 512-byte and 4 KiB blocks.
-#[cfg(target_os = "linux")]
-const DIRECT_ALIGN: usize = 4096;
-
-/// Writes `data` as the new file `path` with O_DIRECT, through an aligned copy padded to whole
-/// blocks, then sets the true length and syncs. `Ok(false)` if the file system refuses direct
-/// I/O; the file is then removed again (it may have been created before the refusal), so the
-/// ordinary write creates it anew.
-#[cfg(target_os = "linux")]
+/// Writes `data` as the new file `path` past the page cache (see [`crate::direct`]), through an
+/// aligned copy padded to whole blocks, then sets the true length and syncs. `Ok(false)` if the
+/// file system refuses direct I/O; no file is left then, so the ordinary write creates it anew.
 fn write_direct(path: &Path, data: &[u8]) -> io::Result<bool> {
+    use crate::direct::{self, ALIGN};
     use std::cell::RefCell;
-    use std::os::unix::fs::OpenOptionsExt;
     thread_local! {
         /// One aligned buffer per writing thread, not a fresh allocation (faulted in page by
         /// page) per pack.
         static STAGE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
     }
-    let refused = |e: &io::Error| e.raw_os_error() == Some(libc::EINVAL);
-    let mut file = match OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .custom_flags(libc::O_DIRECT)
-        .open(path)
-    {
-        Ok(f) => f,
-        Err(e) if refused(&e) => {
-            remove_quietly(path);
-            return Ok(false);
-        }
-        Err(e) => return Err(e),
+    let Some(mut file) = direct::create_new(path)? else {
+        return Ok(false);
     };
-    let padded = data.len().next_multiple_of(DIRECT_ALIGN);
+    let padded = data.len().next_multiple_of(ALIGN);
     let written = STAGE.with(|stage| {
         let mut stage = stage.borrow_mut();
-        if stage.len() < padded + DIRECT_ALIGN {
-            *stage = vec![0; padded + DIRECT_ALIGN];
+        if stage.len() < padded + ALIGN {
+            *stage = vec![0; padded + ALIGN];
         }
-        let at = stage.as_ptr().align_offset(DIRECT_ALIGN);
+        let at = stage.as_ptr().align_offset(ALIGN);
         stage[at..at + data.len()].copy_from_slice(data);
         stage[at + data.len()..at + padded].fill(0);
         file.write_all(&stage[at..at + padded])
     });
     match written {
-        Err(e) if refused(&e) => {
+        Err(e) if direct::refused(&e) => {
             drop(file);
             remove_quietly(path);
             return Ok(false);
@@ -485,11 +468,6 @@ fn write_direct(path: &Path, data: &[u8]) -> io::Result<bool> {
     file.set_len(data.len() as u64)?;
     file.sync_all()?;
     Ok(true)
-}
-
-#[cfg(not(target_os = "linux"))]
-fn write_direct(_path: &Path, _data: &[u8]) -> io::Result<bool> {
-    Ok(false)
 }
 
 fn remove_quietly(path: &Path) {
