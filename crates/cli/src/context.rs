@@ -50,10 +50,15 @@ impl<'a> Ctx<'a> {
         if let Some(r) = &self.args.repo {
             return Some(PathBuf::from(r));
         }
+        // A location with a scheme is not a path relative to the config file: kept as given
+        // so that `storage_at` can name it.
         self.config
             .repository
             .as_deref()
-            .map(|r| self.config.resolve(r))
+            .map(|r| match r.contains("://") {
+                true => PathBuf::from(r),
+                false => self.config.resolve(r),
+            })
     }
 
     /// The passphrase, from --password-file, BACKSTOP_PASSWORD_FILE, BACKSTOP_PASSWORD or the
@@ -86,14 +91,46 @@ impl<'a> Ctx<'a> {
         self.open_at(&loc)
     }
 
+    /// Finds a snapshot by any spec (`SOURCE@TIME` read in the configured `time_zone`).
+    pub fn find_snapshot(
+        &self,
+        repo: &Repository,
+        spec: &str,
+    ) -> anyhow::Result<(
+        backstop_format::SnapshotId,
+        backstop_format::manifest::Snapshot,
+    )> {
+        let clock = backstop_engine::SpecClock {
+            now: backstop_format::Timestamp::now(),
+            time_zone: self.config.time_zone()?,
+        };
+        Ok(repo.find_snapshot_at(spec, &clock)?)
+    }
+
     pub fn open_at(&self, loc: &Path) -> anyhow::Result<Repository> {
         let pass = self.passphrase()?;
-        Ok(Repository::open(storage_at(loc), pass.as_deref())?)
+        Ok(Repository::open(storage_at(loc)?, pass.as_deref())?)
     }
 }
 
-pub fn storage_at(loc: &Path) -> Arc<dyn backstop_storage::Storage> {
-    Arc::new(LocalStorage::new(loc))
+/// The storage at a repository location. Only local directories are supported today: a
+/// location with a scheme (`s3://bucket/x`, `sftp://...`) is refused before anything is
+/// created, rather than made into a local folder named `s3:`.
+pub fn storage_at(loc: &Path) -> anyhow::Result<Arc<dyn backstop_storage::Storage>> {
+    let text = loc.to_string_lossy();
+    if let Some((scheme, _)) = text.split_once("://")
+        && !scheme.is_empty()
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+    {
+        return Err(crate::output::UsageError(format!(
+            "repository location {text}: {scheme}:// repositories are not supported yet; \
+             give a local directory (or a mounted disk) instead. Nothing was created"
+        ))
+        .into());
+    }
+    Ok(Arc::new(LocalStorage::new(loc)))
 }
 
 fn read_password_file(p: &Path) -> anyhow::Result<String> {

@@ -49,6 +49,7 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
                 ErrorKind::NotFound => exit::NOT_FOUND,
                 ErrorKind::Config => exit::USAGE,
                 ErrorKind::Cancelled => exit::CANCELLED,
+                ErrorKind::Internal => exit::ERROR,
                 _ => exit::ERROR,
             };
         }
@@ -57,13 +58,65 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
 }
 
 pub fn print_error(e: &anyhow::Error, json: bool) {
+    let hint = hint(e);
     if json {
         let causes: Vec<String> = e.chain().map(|c| c.to_string()).collect();
-        let v = serde_json::json!({ "error": format!("{e:#}"), "causes": causes, "exit_code": exit_code(e) });
+        let mut v = serde_json::json!({ "error": format!("{e:#}"), "causes": causes, "exit_code": exit_code(e) });
+        if let Some(h) = &hint {
+            v["hint"] = h.clone().into();
+        }
         eprintln!("{v}");
     } else {
         eprintln!("error: {e:#}");
+        if let Some(h) = hint {
+            eprintln!("hint: {h}");
+        }
     }
+}
+
+/// What to do about an error, in the CLI's terms: the libraries say what went wrong, and the
+/// front end words the remedy (the daemon's page words its own).
+pub fn hint(e: &anyhow::Error) -> Option<String> {
+    use backstop_sources::Error as SourceError;
+    for cause in e.chain() {
+        let source_hint = |se: &SourceError| match se {
+            SourceError::WouldOverwrite { .. } => {
+                Some("pass --overwrite to replace them, or restore --to another place".to_string())
+            }
+            SourceError::Empty(_) => Some(
+                "check the command or the pipe; pass --allow-empty if an empty backup is intended"
+                    .to_string(),
+            ),
+            _ => None,
+        };
+        if let Some(se) = cause.downcast_ref::<SourceError>() {
+            return source_hint(se);
+        }
+        if let Some(ee) = cause.downcast_ref::<EngineError>() {
+            return match ee {
+                EngineError::Source(se) => source_hint(se),
+                EngineError::NoRepository(_) => Some(
+                    "create one with `backstop init`, or check --repo, BACKSTOP_REPO and `repository` in backstop.toml"
+                        .into(),
+                ),
+                EngineError::PassphraseRequired(_) => Some(
+                    "set BACKSTOP_PASSWORD or BACKSTOP_PASSWORD_FILE, or pass --password-file"
+                        .into(),
+                ),
+                EngineError::IndexChanged => Some("run the command again".into()),
+                EngineError::DamagedSnapshot(_) => Some(
+                    "name a readable snapshot by its id (`backstop snapshots` lists them); `backstop verify` says what is damaged"
+                        .into(),
+                ),
+                EngineError::Internal(_) => Some(
+                    "this is a bug in backstop; nothing was committed. Please report it with the command that failed"
+                        .into(),
+                ),
+                _ => None,
+            };
+        }
+    }
+    None
 }
 
 /// Prints a serde value as one line of JSON.

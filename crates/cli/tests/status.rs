@@ -114,6 +114,11 @@ fn an_unhealthy_database_and_unconfigured_sources_are_reported() {
         &sb,
         "drill_max_age = \"off\"\n[sources.shop]\npath = \"shop.db\"\nevery = \"1d\"\n",
     );
+    // An unconfigured source that never passed a drill needs attention (it has no drill age
+    // limit, but "never proven" is not "ok").
+    let r = status(&sb, &cfg, 5);
+    assert_eq!(source(&r, "loose")["state"], "unverified", "{r:#}");
+    sb.run(&["verify", "--restore-test", "latest:loose"]).ok();
     let r = status(&sb, &cfg, 0);
     let s = source(&r, "shop");
     assert_eq!(s["database_health"], "ok", "{s:#}");

@@ -222,6 +222,7 @@ pub fn backup(
         && sig == signature
     {
         lock.release()?;
+        crate::attempts::clear_backup_failures(repo, &opts.source_name);
         return Ok(summary(pid, true, warnings));
     }
     let snap = Snapshot {
@@ -245,6 +246,7 @@ pub fn backup(
     };
     let id = repo.write_snapshot(&snap)?;
     lock.release()?;
+    crate::attempts::clear_backup_failures(repo, &opts.source_name);
     Ok(summary(id, false, warnings))
 }
 

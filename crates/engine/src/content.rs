@@ -347,10 +347,10 @@ impl<'a> Loader<'a> {
             }
             producer
                 .join()
-                .map_err(|_| Error::Invalid("restore reader panicked".into()))?;
+                .map_err(|_| Error::Internal("restore reader panicked".into()))?;
             decoder
                 .join()
-                .map_err(|_| Error::Invalid("restore decoder panicked".into()))?;
+                .map_err(|_| Error::Internal("restore decoder panicked".into()))?;
             Ok(())
         })?;
         if written != content.size {

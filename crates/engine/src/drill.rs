@@ -68,6 +68,7 @@ pub fn restore_drill(
         checks,
         by: None,
         note: None,
+        source: None,
     };
     repo.write_record(&record)?;
     Ok(record)

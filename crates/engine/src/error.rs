@@ -16,6 +16,9 @@ pub enum ErrorKind {
     NotFound,
     NoRepository,
     Cancelled,
+    /// A failure inside backstop itself (a worker thread that panicked): a bug, not the
+    /// caller's input.
+    Internal,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -31,21 +34,20 @@ pub enum Error {
         #[source]
         source: FormatError,
     },
-    #[error("no backstop repository at {0}: run `backstop init` first")]
+    #[error("no backstop repository at {0}")]
     NoRepository(String),
-    #[error(
-        "the repository at {0} is encrypted: set BACKSTOP_PASSWORD or BACKSTOP_PASSWORD_FILE, or pass --password-file"
-    )]
+    #[error("the repository at {0} is encrypted and no passphrase was given")]
     PassphraseRequired(String),
     #[error("wrong passphrase for the repository at {0}")]
     WrongPassphrase(String),
     #[error("integrity check failed: {0}")]
     Integrity(String),
+    /// A snapshot asked for (by id, or possibly by recency) cannot be read.
+    #[error("{0}")]
+    DamagedSnapshot(String),
     #[error("the repository is locked: {0}")]
     Locked(String),
-    #[error(
-        "the repository's index changed after it was loaded (a prune ran meanwhile); run the command again"
-    )]
+    #[error("the repository's index changed after it was loaded (a prune ran meanwhile)")]
     IndexChanged,
     #[error("{0}")]
     NotFound(String),
@@ -53,6 +55,9 @@ pub enum Error {
     Invalid(String),
     #[error("cancelled")]
     Cancelled,
+    /// A failure inside backstop itself, not of the input (see [`ErrorKind::Internal`]).
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl Error {
@@ -63,11 +68,12 @@ impl Error {
             Error::Format { .. } => ErrorKind::Format,
             Error::NoRepository(_) => ErrorKind::NoRepository,
             Error::PassphraseRequired(_) | Error::WrongPassphrase(_) => ErrorKind::Auth,
-            Error::Integrity(_) => ErrorKind::Integrity,
+            Error::Integrity(_) | Error::DamagedSnapshot(_) => ErrorKind::Integrity,
             Error::Locked(_) | Error::IndexChanged => ErrorKind::Locked,
             Error::NotFound(_) => ErrorKind::NotFound,
             Error::Invalid(_) => ErrorKind::Config,
             Error::Cancelled => ErrorKind::Cancelled,
+            Error::Internal(_) => ErrorKind::Internal,
         }
     }
 

@@ -29,6 +29,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod attempts;
 pub mod backup;
 pub mod builder;
 pub mod chunker;
@@ -46,6 +47,7 @@ pub mod progress;
 pub mod prune;
 pub mod repo;
 pub mod restore;
+pub mod spec;
 pub mod stats;
 pub mod status;
 pub mod store;
@@ -60,5 +62,6 @@ pub use progress::{NoProgress, Progress};
 pub use prune::{PruneOptions, PrunePlan, PruneSummary, prune};
 pub use repo::{InitOptions, Repository};
 pub use restore::{RestoreOptions, RestorePlan, RestoreSummary, plan_restore, restore};
+pub use spec::SpecClock;
 pub use stats::{StatsOptions, StatsReport, stats};
 pub use verify::{VerifyOptions, VerifyReport, verify};

@@ -129,7 +129,7 @@ impl PackWriter {
             return Err(self
                 .join()
                 .err()
-                .unwrap_or_else(|| Error::Invalid("pack writer stopped".into())));
+                .unwrap_or_else(|| Error::Internal("pack writer stopped".into())));
         }
         Ok(())
     }
@@ -141,7 +141,7 @@ impl PackWriter {
         match self.handle.take() {
             Some(h) => h
                 .join()
-                .map_err(|_| Error::Invalid("the pack writer panicked".into()))?,
+                .map_err(|_| Error::Internal("the pack writer panicked".into()))?,
             None => Ok(Written::default()),
         }
     }
@@ -283,7 +283,7 @@ impl Sealer {
             return Err(self
                 .finish()
                 .err()
-                .unwrap_or_else(|| Error::Invalid("the sealer stopped".into())));
+                .unwrap_or_else(|| Error::Internal("the sealer stopped".into())));
         }
         Ok(())
     }
@@ -306,7 +306,7 @@ impl Sealer {
         match self.handle.take() {
             Some(h) => h
                 .join()
-                .map_err(|_| Error::Invalid("the sealer panicked".into()))?,
+                .map_err(|_| Error::Internal("the sealer panicked".into()))?,
             None => Ok(StoreStats::default()),
         }
     }
@@ -337,7 +337,7 @@ fn seal_loop(
                 pack: full,
                 recycle: Some(recycle.clone()),
             })
-            .map_err(|_| Error::Invalid("the pack writer stopped".into()))
+            .map_err(|_| Error::Internal("the pack writer stopped".into()))
     };
     for msg in rx {
         let job = match msg {

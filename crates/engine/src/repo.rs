@@ -14,6 +14,7 @@ use backstop_storage::{Kind, Storage};
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
+use crate::spec::{Spec, SpecClock};
 
 /// Readable snapshots (oldest first), and the names of unreadable ones with their errors.
 pub type SnapshotList = (Vec<(SnapshotId, Snapshot)>, Vec<(String, Error)>);
@@ -216,32 +217,28 @@ impl Repository {
         Ok((ok, bad))
     }
 
-    /// Finds a snapshot by id, unique id prefix, `latest`, `latest:SOURCE`, `latest-verified`
-    /// or `latest-verified:SOURCE` (the newest snapshot whose newest restore drill passed).
+    /// Finds a snapshot by a spec without a time (see [`crate::spec`]): an id, a unique id
+    /// prefix, `latest[:SOURCE]` or `latest-verified[:SOURCE]`.
     pub fn find_snapshot(&self, spec: &str) -> Result<(SnapshotId, Snapshot)> {
-        let (snaps, _) = self.snapshots()?;
-        if let Some(rest) = spec.strip_prefix("latest-verified") {
-            let source = rest.strip_prefix(':');
-            if !rest.is_empty() && source.is_none_or(str::is_empty) {
-                return Err(Error::Invalid(format!(
-                    "invalid snapshot {spec:?}: use latest-verified or latest-verified:SOURCE"
-                )));
-            }
-            let state = self.verification()?;
-            return snaps
-                .iter()
-                .rev()
-                .filter(|(_, s)| source.is_none_or(|n| s.source.name == n))
-                .find(|(id, _)| state.get(id).is_some_and(|r| r.passed))
-                .cloned()
-                .ok_or_else(|| {
-                    Error::NotFound(format!(
-                        "no snapshot{} has passed a restore drill yet (run `backstop verify --restore-test`)",
-                        source.map(|n| format!(" of {n}")).unwrap_or_default()
-                    ))
-                });
-        }
-        find_in(&snaps, spec)
+        self.resolve_spec(&Spec::parse(spec, None)?)
+    }
+
+    /// Finds a snapshot by any spec (see [`crate::spec`]), times read with `clock`.
+    pub fn find_snapshot_at(
+        &self,
+        spec: &str,
+        clock: &SpecClock,
+    ) -> Result<(SnapshotId, Snapshot)> {
+        self.resolve_spec(&Spec::parse(spec, Some(clock))?)
+    }
+
+    fn resolve_spec(&self, spec: &Spec) -> Result<(SnapshotId, Snapshot)> {
+        let (snaps, damaged) = self.snapshots()?;
+        let drills = match spec {
+            Spec::LatestVerified(_) => self.verification()?,
+            _ => HashMap::new(),
+        };
+        crate::spec::resolve(spec, &snaps, &damaged, &drills)
     }
 
     /// Stores a record (the result of a restore drill).
@@ -316,48 +313,6 @@ impl Marks {
             }
         }
         m
-    }
-}
-
-/// Resolves a snapshot spec against a list (see [`Repository::find_snapshot`]).
-pub fn find_in(snaps: &[(SnapshotId, Snapshot)], spec: &str) -> Result<(SnapshotId, Snapshot)> {
-    if let Some(rest) = spec.strip_prefix("latest") {
-        let source = match rest {
-            "" => None,
-            r if r.starts_with(':') && r.len() > 1 => Some(&r[1..]),
-            _ => {
-                return Err(Error::Invalid(format!(
-                    "invalid snapshot {spec:?}: use latest or latest:SOURCE"
-                )));
-            }
-        };
-        return snaps
-            .iter()
-            .rev()
-            .find(|(_, s)| source.is_none_or(|n| s.source.name == n))
-            .cloned()
-            .ok_or_else(|| match source {
-                Some(n) => Error::NotFound(format!("no snapshot of source {n:?}")),
-                None => Error::NotFound("the repository has no snapshots yet".into()),
-            });
-    }
-    let prefix = spec.to_ascii_lowercase();
-    if prefix.is_empty() || !prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(Error::Invalid(format!(
-            "invalid snapshot {spec:?}: give an id, a unique id prefix, latest or latest:SOURCE"
-        )));
-    }
-    let matches: Vec<_> = snaps
-        .iter()
-        .filter(|(id, _)| id.to_hex().starts_with(&prefix))
-        .collect();
-    match matches.as_slice() {
-        [one] => Ok((*one).clone()),
-        [] => Err(Error::NotFound(format!("no snapshot with id {spec}"))),
-        many => Err(Error::Invalid(format!(
-            "snapshot prefix {spec} is ambiguous: it matches {} snapshots; give more digits",
-            many.len()
-        ))),
     }
 }
 

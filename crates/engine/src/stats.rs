@@ -165,7 +165,7 @@ pub fn stats(repo: &Repository, opts: &StatsOptions) -> Result<StatsReport> {
     let today = opts.now.to_zoned(opts.time_zone.clone()).date();
     let first = today
         .checked_sub(jiff::Span::new().days(i64::from(opts.days.max(1)) - 1))
-        .map_err(|e| Error::Invalid(format!("date arithmetic: {e}")))?;
+        .map_err(|e| Error::Internal(format!("date arithmetic: {e}")))?;
     let mut growth: BTreeMap<Date, DayGrowth> = BTreeMap::new();
     let mut d = first;
     while d <= today {
@@ -179,7 +179,7 @@ pub fn stats(repo: &Repository, opts: &StatsOptions) -> Result<StatsReport> {
         );
         d = d
             .tomorrow()
-            .map_err(|e| Error::Invalid(format!("date arithmetic: {e}")))?;
+            .map_err(|e| Error::Internal(format!("date arithmetic: {e}")))?;
     }
     for (_, snap) in &snaps {
         let day = snap.time.to_zoned(opts.time_zone.clone()).date();

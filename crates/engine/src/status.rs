@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use backstop_format::manifest::{ItemKind, Snapshot};
+use backstop_format::manifest::{BackupKind, ItemKind, Snapshot};
 use backstop_format::{SnapshotId, Timestamp};
 use backstop_policy::Schedule;
 use jiff::SignedDuration;
@@ -53,7 +53,8 @@ pub struct SourceStatus {
     pub name: String,
     /// In the config file (else only found in the repository).
     pub configured: bool,
-    /// `ok`, or the first problem: `never-backed-up`, `overdue`, `unhealthy`, `unverified`.
+    /// `ok`, or the first problem: `backup-failed`, `never-backed-up`, `overdue`, `unhealthy`,
+    /// `drill-failed`, `unverified`.
     pub state: &'static str,
     /// Every problem, in words.
     pub problems: Vec<String>,
@@ -70,6 +71,16 @@ pub struct SourceStatus {
     pub database_health: Option<String>,
     pub verified: Option<Verified>,
     pub drill_max_age_seconds: Option<i64>,
+    /// The last backup attempt, when it failed after the last snapshot.
+    pub last_failure: Option<Failure>,
+}
+
+/// A failed backup attempt.
+#[derive(Debug, Clone, Serialize)]
+pub struct Failure {
+    pub time: Timestamp,
+    pub host: String,
+    pub reason: String,
 }
 
 impl SourceStatus {
@@ -94,7 +105,9 @@ impl StatusReport {
 
 pub fn status(repo: &Repository, opts: &StatusOptions) -> Result<StatusReport> {
     let (snaps, bad) = repo.snapshots()?;
-    let marks = repo.marks()?;
+    let records = repo.records()?;
+    let failures = crate::attempts::last_failures(&records);
+    let marks = crate::repo::Marks::from_records(records);
     let mut by_source: BTreeMap<&str, Vec<(SnapshotId, &Snapshot)>> = BTreeMap::new();
     for (id, s) in &snaps {
         by_source.entry(&s.source.name).or_default().push((*id, s));
@@ -104,8 +117,12 @@ pub fn status(repo: &Repository, opts: &StatusOptions) -> Result<StatusReport> {
         .iter()
         .map(|e| (e.name.clone(), Some(e)))
         .collect();
-    for name in by_source.keys() {
-        if !opts.sources.iter().any(|e| e.name == *name) {
+    for name in by_source
+        .keys()
+        .copied()
+        .chain(failures.keys().map(String::as_str))
+    {
+        if !names.iter().any(|(n, _)| n == name) {
             names.push((name.to_string(), None));
         }
     }
@@ -139,6 +156,7 @@ pub fn status(repo: &Repository, opts: &StatusOptions) -> Result<StatusReport> {
             database_health: None,
             verified: None,
             drill_max_age_seconds: exp.and_then(|e| e.drill_max_age).map(|d| d.as_secs()),
+            last_failure: None,
             name,
         };
         let problem = |st: &mut SourceStatus, state: &'static str, msg: String| {
@@ -147,6 +165,25 @@ pub fn status(repo: &Repository, opts: &StatusOptions) -> Result<StatusReport> {
             }
             st.problems.push(msg);
         };
+        if let Some(f) = failures.get(&st.name)
+            && last.is_none_or(|(_, s)| s.time < f.time)
+        {
+            st.last_failure = Some(Failure {
+                time: f.time,
+                host: f.host.clone(),
+                reason: f.note.clone().unwrap_or_default(),
+            });
+            problem(
+                &mut st,
+                "backup-failed",
+                format!(
+                    "the last backup attempt failed ({} on {}): {}",
+                    f.time.strftime("%Y-%m-%d %H:%M UTC"),
+                    f.host,
+                    f.note.as_deref().unwrap_or("no reason recorded")
+                ),
+            );
+        }
         if last.is_none() {
             problem(&mut st, "never-backed-up", "no backup yet".into());
         }
@@ -177,6 +214,9 @@ pub fn status(repo: &Repository, opts: &StatusOptions) -> Result<StatusReport> {
             }
         }
         st.verified = list.iter().rev().find_map(|(id, s)| {
+            if s.kind == BackupKind::PreRestore {
+                return None;
+            }
             let drill = marks.get(id)?.drill.as_ref().filter(|r| r.passed)?;
             Some(Verified {
                 snapshot: *id,
@@ -185,6 +225,34 @@ pub fn status(repo: &Repository, opts: &StatusOptions) -> Result<StatusReport> {
                 age_seconds: opts.now.duration_since(drill.time).as_secs(),
             })
         });
+        // The newest real backup (safety snapshots hold rolled-back state) failed its drill:
+        // an older passed drill does not make the current data proven.
+        let newest_regular = list
+            .iter()
+            .rev()
+            .find(|(_, s)| s.kind != BackupKind::PreRestore);
+        if let Some((id, s)) = newest_regular
+            && let Some(drill) = marks.get(id).and_then(|m| m.drill.as_ref())
+            && !drill.passed
+        {
+            problem(
+                &mut st,
+                "drill-failed",
+                format!(
+                    "the newest snapshot {} (taken {}) failed its restore drill on {}",
+                    id.short(),
+                    s.time.strftime("%Y-%m-%d %H:%M UTC"),
+                    drill.time.strftime("%Y-%m-%d %H:%M UTC")
+                ),
+            );
+        }
+        if exp.is_none() && !list.is_empty() && st.verified.is_none() {
+            problem(
+                &mut st,
+                "unverified",
+                "no snapshot has passed a restore drill yet".into(),
+            );
+        }
         if let Some(limit) = exp.and_then(|e| e.drill_max_age)
             && !list.is_empty()
         {
@@ -192,8 +260,7 @@ pub fn status(repo: &Repository, opts: &StatusOptions) -> Result<StatusReport> {
                 None => problem(
                     &mut st,
                     "unverified",
-                    "no snapshot has passed a restore drill (run `backstop verify --restore-test`)"
-                        .into(),
+                    "no snapshot has passed a restore drill yet".into(),
                 ),
                 Some(v) if v.age_seconds > limit.as_secs() => problem(
                     &mut st,

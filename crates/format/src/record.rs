@@ -21,6 +21,9 @@ pub const PIN: &str = "pin";
 pub const UNPIN: &str = "unpin";
 /// Someone confirmed that the change a pre-change snapshot guarded went well (`by`, `note`).
 pub const MARK_VERIFIED: &str = "mark-verified";
+/// A backup of `source` failed (`note` says why); `snapshot` is the source's newest snapshot
+/// then, all zeros if it had none. Deleted when a backup of the source succeeds.
+pub const BACKUP_FAILED: &str = "backup-failed";
 
 /// One check of a drill.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,8 +37,8 @@ pub struct Check {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
     pub version: u32,
-    /// [`RESTORE_DRILL`], [`PIN`], [`UNPIN`] or [`MARK_VERIFIED`]; readers ignore kinds they
-    /// do not know.
+    /// [`RESTORE_DRILL`], [`PIN`], [`UNPIN`], [`MARK_VERIFIED`] or [`BACKUP_FAILED`]; readers
+    /// ignore kinds they do not know.
     pub kind: String,
     pub snapshot: SnapshotId,
     pub time: Timestamp,
@@ -52,6 +55,9 @@ pub struct Record {
     pub by: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// The source a [`BACKUP_FAILED`] record is about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 impl Record {
@@ -75,6 +81,7 @@ impl Record {
             checks: Vec::new(),
             by,
             note,
+            source: None,
         }
     }
 }
@@ -110,6 +117,7 @@ mod tests {
             }],
             by: None,
             note: None,
+            source: None,
         };
         assert_eq!(Record::decode(&r.encode()).unwrap(), r);
     }

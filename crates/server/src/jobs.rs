@@ -490,7 +490,16 @@ fn execute(
             Ok((message, serde_json::to_value(&r)?, r.is_clean()))
         }
         JobSpec::Drill { source } => {
-            let (id, snap) = repo.find_snapshot(&format!("latest:{source}"))?;
+            // The newest real backup: never a safety snapshot that holds rolled-back state.
+            let (id, snap) =
+                backstop_engine::spec::drill_targets(&repo.snapshots()?.0, Some(source))
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| {
+                        backstop_engine::Error::NotFound(format!(
+                            "no snapshot of source {source:?} to drill"
+                        ))
+                    })?;
             let index = load_index(repo)?;
             let rec = restore_drill(
                 repo,

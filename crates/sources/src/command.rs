@@ -7,6 +7,8 @@
 
 use std::io::Read;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 
 use backstop_format::manifest::{Item, ItemKind, SourceKind};
@@ -23,6 +25,8 @@ pub struct CommandSource {
     child: Option<Child>,
     stderr: Option<JoinHandle<Vec<u8>>>,
     started: bool,
+    read: Counter,
+    allow_empty: bool,
 }
 
 impl CommandSource {
@@ -38,7 +42,16 @@ impl CommandSource {
             child: None,
             stderr: None,
             started: false,
+            read: Counter::default(),
+            allow_empty: false,
         })
+    }
+
+    /// Accepts a command that writes nothing (by default an empty output fails the backup: a
+    /// dump of the wrong database that prints nothing is not a backup).
+    pub fn allow_empty(mut self, allow: bool) -> Self {
+        self.allow_empty = allow;
+        self
     }
 }
 
@@ -81,7 +94,10 @@ impl Source for CommandSource {
             tail
         }));
         self.child = Some(child);
-        Ok(Some(stream_entry(&self.item_name, Box::new(stdout))))
+        Ok(Some(stream_entry(
+            &self.item_name,
+            self.read.wrap(Box::new(stdout)),
+        )))
     }
 
     fn take_warnings(&mut self) -> Vec<String> {
@@ -101,7 +117,10 @@ impl Source for CommandSource {
             .and_then(|h| h.join().ok())
             .unwrap_or_default();
         if status.success() {
-            return Ok(());
+            return self.read.check(
+                &format!("command {:?}", self.argv.join(" ")),
+                self.allow_empty,
+            );
         }
         let text = String::from_utf8_lossy(&tail[tail.len().saturating_sub(STDERR_TAIL)..]);
         let text = text.trim();
@@ -143,6 +162,8 @@ fn stream_entry(name: &str, content: Box<dyn Read + Send>) -> Entry {
 pub struct StreamSource {
     reader: Option<Box<dyn Read + Send>>,
     item_name: String,
+    read: Counter,
+    allow_empty: bool,
 }
 
 impl StreamSource {
@@ -151,7 +172,50 @@ impl StreamSource {
         Ok(Self {
             reader: Some(reader),
             item_name,
+            read: Counter::default(),
+            allow_empty: false,
         })
+    }
+
+    /// Accepts an empty stream (by default it fails the backup: `pg_dump wrongdb | backstop
+    /// backup --stdin` must not leave an empty snapshot that looks like a backup).
+    pub fn allow_empty(mut self, allow: bool) -> Self {
+        self.allow_empty = allow;
+        self
+    }
+}
+
+/// Counts the bytes a stream gave, to tell an empty one at the end.
+#[derive(Debug, Clone, Default)]
+struct Counter(Arc<AtomicU64>);
+
+impl Counter {
+    fn wrap(&self, inner: Box<dyn Read + Send>) -> Box<dyn Read + Send> {
+        Box::new(Counted {
+            inner,
+            count: self.0.clone(),
+        })
+    }
+
+    fn check(&self, what: &str, allow_empty: bool) -> Result<(), Error> {
+        if allow_empty || self.0.load(Ordering::Relaxed) > 0 {
+            Ok(())
+        } else {
+            Err(Error::Empty(what.to_string()))
+        }
+    }
+}
+
+struct Counted {
+    inner: Box<dyn Read + Send>,
+    count: Arc<AtomicU64>,
+}
+
+impl Read for Counted {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
     }
 }
 
@@ -163,13 +227,16 @@ impl Source for StreamSource {
         vec!["-".into()]
     }
     fn next_entry(&mut self) -> Result<Option<Entry>, Error> {
-        Ok(self.reader.take().map(|r| stream_entry(&self.item_name, r)))
+        Ok(self
+            .reader
+            .take()
+            .map(|r| stream_entry(&self.item_name, self.read.wrap(r))))
     }
     fn take_warnings(&mut self) -> Vec<String> {
         Vec::new()
     }
     fn finish(&mut self) -> Result<(), Error> {
-        Ok(())
+        self.read.check("standard input", self.allow_empty)
     }
 }
 
@@ -200,6 +267,31 @@ mod tests {
         assert_eq!(out, b"partial");
         let msg = r.unwrap_err().to_string();
         assert!(msg.contains("boom") && msg.contains('3'), "{msg}");
+    }
+
+    #[test]
+    fn an_empty_output_fails_unless_allowed() {
+        let (out, r) = run(&["true"]);
+        assert!(out.is_empty());
+        assert!(matches!(r, Err(Error::Empty(_))), "{r:?}");
+        let mut s = CommandSource::new(vec!["true".into()], "out".into())
+            .unwrap()
+            .allow_empty(true);
+        let mut e = s.next_entry().unwrap().unwrap();
+        e.content
+            .take()
+            .unwrap()
+            .read_to_end(&mut Vec::new())
+            .unwrap();
+        s.finish().unwrap();
+        let mut s = StreamSource::new(Box::new(std::io::empty()), "in".into()).unwrap();
+        let mut e = s.next_entry().unwrap().unwrap();
+        e.content
+            .take()
+            .unwrap()
+            .read_to_end(&mut Vec::new())
+            .unwrap();
+        assert!(matches!(s.finish(), Err(Error::Empty(_))));
     }
 
     #[test]

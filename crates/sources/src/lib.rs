@@ -138,14 +138,15 @@ pub enum Error {
         status: String,
         stderr: String,
     },
-    #[error(
-        "refusing to overwrite {count} existing path(s) under {target} (first: {first}); pass --overwrite to replace them"
-    )]
+    #[error("refusing to overwrite {count} existing path(s) under {target} (first: {first})")]
     WouldOverwrite {
         target: String,
         count: usize,
         first: String,
     },
+    /// A stream or a command's output was empty: nothing that could be restored was captured.
+    #[error("{0} gave no data: no snapshot was made")]
+    Empty(String),
     #[error(transparent)]
     Format(#[from] backstop_format::FormatError),
 }

@@ -55,6 +55,10 @@ pub struct Args {
     /// Item name for --stdin or a command's output [default: the source name]
     #[arg(long)]
     pub filename: Option<String>,
+    /// Save a snapshot even when --stdin or the command gives no data (by default an empty
+    /// stream fails the backup: `pg_dump wrongdb | backstop backup --stdin` is not a backup)
+    #[arg(long)]
+    pub allow_empty: bool,
     /// Back up the standard output of this command (after --); a non-zero exit makes no snapshot
     #[arg(last = true)]
     pub command: Vec<String>,
@@ -99,46 +103,98 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     let (repo, repo_path) = open_or_create(&ctx)?;
     let exclude = vec![repo_path];
     let jobs = jobs(&ctx, &a, &exclude)?;
+    let several = jobs.len() > 1;
     let mut code = crate::exit::OK;
     let mut summaries = Vec::new();
-    for mut job in jobs {
-        let mut tags = job.tags.clone();
-        tags.extend(a.tags.iter().cloned());
-        let opts = BackupOptions {
-            source_name: job.name.clone(),
-            kind: a.kind,
-            description: a.message.clone().or(job.description.take()),
-            tags,
-            ticket: a.ticket.clone(),
-            time: a.time.unwrap_or_else(Timestamp::now),
-            host: host(),
-            program: format!("backstop {}", env!("CARGO_PKG_VERSION")),
-            force: a.force,
-            skip_unchanged: a.skip_unchanged || job.skip_unchanged,
-        };
-        let bar = Bar::new(g.quiet || g.json);
-        let started = Instant::now();
-        // Loaded for each job: the previous job's packs must count for deduplication.
-        let index = load_index(&repo, g.quiet)?;
-        let result = backstop_engine::backup(&repo, &index, job.source.as_mut(), &opts, &bar);
-        bar.done();
-        let s = result.with_context(|| format!("backing up {}", job.name))?;
-        if !s.warnings.is_empty() {
-            code = crate::exit::PARTIAL;
+    let mut failed = Vec::new();
+    // Every source is attempted: one that fails (a missing path, a failing dump) must not keep
+    // the others from being backed up.
+    for (name, job) in jobs {
+        let result = job.and_then(|job| backup_one(g, &a, &repo, job));
+        match result {
+            Ok(s) => {
+                if !s.warnings.is_empty() && code == crate::exit::OK {
+                    code = crate::exit::PARTIAL;
+                }
+                summaries.push(s);
+            }
+            Err(e) => {
+                let e = e.context(format!("backing up {name}"));
+                let reason = format!("{e:#}");
+                // Best effort: `status` shows the failure; a repository that cannot take the
+                // record (a full disk) has the failure reported here all the same.
+                let _ = backstop_engine::attempts::record_backup_failure(
+                    &repo,
+                    &name,
+                    Timestamp::now(),
+                    &host(),
+                    &reason,
+                );
+                if !several {
+                    return Err(e);
+                }
+                crate::output::print_error(&e, g.json);
+                failed.push((name, crate::output::exit_code(&e)));
+            }
         }
-        if !g.json && !g.quiet {
-            print_summary(&s, started.elapsed().as_secs_f64())?;
-        }
-        summaries.push(s);
     }
     if g.json {
-        if summaries.len() == 1 {
+        if summaries.len() == 1 && !several {
             print_json(&summaries[0])?;
         } else {
             print_json(&summaries)?;
         }
     }
+    if let Some((_, first)) = failed.first() {
+        if !g.json {
+            eprintln!(
+                "{} of {} source(s) failed: {}",
+                failed.len(),
+                failed.len() + summaries.len(),
+                failed
+                    .iter()
+                    .map(|(n, _)| n.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        return Ok(*first);
+    }
     Ok(code)
+}
+
+/// Backs up one source and prints its summary.
+fn backup_one(
+    g: &GlobalArgs,
+    a: &Args,
+    repo: &Repository,
+    mut job: Job,
+) -> anyhow::Result<BackupSummary> {
+    let mut tags = job.tags.clone();
+    tags.extend(a.tags.iter().cloned());
+    let opts = BackupOptions {
+        source_name: job.name.clone(),
+        kind: a.kind,
+        description: a.message.clone().or(job.description.take()),
+        tags,
+        ticket: a.ticket.clone(),
+        time: a.time.unwrap_or_else(Timestamp::now),
+        host: host(),
+        program: format!("backstop {}", env!("CARGO_PKG_VERSION")),
+        force: a.force,
+        skip_unchanged: a.skip_unchanged || job.skip_unchanged,
+    };
+    let bar = Bar::new(g.quiet || g.json);
+    let started = Instant::now();
+    // Loaded for each job: the previous job's packs must count for deduplication.
+    let index = load_index(repo, g.quiet)?;
+    let result = backstop_engine::backup(repo, &index, job.source.as_mut(), &opts, &bar);
+    bar.done();
+    let s = result?;
+    if !g.json && !g.quiet {
+        print_summary(&s, started.elapsed().as_secs_f64())?;
+    }
+    Ok(s)
 }
 
 fn print_summary(s: &BackupSummary, secs: f64) -> anyhow::Result<()> {
@@ -176,7 +232,7 @@ fn open_or_create(ctx: &Ctx<'_>) -> anyhow::Result<(Repository, PathBuf)> {
         return Ok((ctx.open_at(&loc)?, loc));
     }
     let loc = PathBuf::from(DEFAULT_REPO);
-    let storage = storage_at(&loc);
+    let storage = storage_at(&loc)?;
     let pass = ctx.passphrase()?;
     match Repository::open(storage.clone(), pass.as_deref()) {
         Ok(r) => Ok((r, loc)),
@@ -204,7 +260,13 @@ fn open_or_create(ctx: &Ctx<'_>) -> anyhow::Result<(Repository, PathBuf)> {
     }
 }
 
-fn jobs(ctx: &Ctx<'_>, a: &Args, exclude: &[PathBuf]) -> anyhow::Result<Vec<Job>> {
+/// The backups to make, each with its source name; a source that cannot even be opened is an
+/// error of its own, so that the others still run.
+fn jobs(
+    ctx: &Ctx<'_>,
+    a: &Args,
+    exclude: &[PathBuf],
+) -> anyhow::Result<Vec<(String, anyhow::Result<Job>)>> {
     if !a.command.is_empty() || a.stdin {
         let name = a
             .name
@@ -212,19 +274,35 @@ fn jobs(ctx: &Ctx<'_>, a: &Args, exclude: &[PathBuf]) -> anyhow::Result<Vec<Job>
             .ok_or_else(|| UsageError("--name is required with --stdin or a command".into()))?;
         let filename = a.filename.clone().unwrap_or_else(|| name.clone());
         let source: Box<dyn Source> = if a.stdin {
-            Box::new(StreamSource::new(Box::new(std::io::stdin()), filename)?)
+            Box::new(
+                StreamSource::new(Box::new(std::io::stdin()), filename)?.allow_empty(a.allow_empty),
+            )
         } else {
-            Box::new(CommandSource::new(a.command.clone(), filename)?)
+            Box::new(CommandSource::new(a.command.clone(), filename)?.allow_empty(a.allow_empty))
         };
-        return Ok(vec![Job::plain(name, source)]);
+        return Ok(vec![(name.clone(), Ok(Job::plain(name, source)))]);
     }
     if !a.paths.is_empty() {
+        // The paths of a configured source are that source: one history per database, whether
+        // it is backed up by path or by name.
+        if let Some((name, s)) = configured_with_paths(&ctx.config, &a.paths)
+            && a.name.as_ref().is_none_or(|n| n == name)
+        {
+            if !ctx.args.quiet && !ctx.args.json {
+                eprintln!(
+                    "backing up configured source {name} (its path is {})",
+                    a.paths[0].display()
+                );
+            }
+            let job = config_job(ctx, a, name, s, exclude);
+            return Ok(vec![(name.clone(), job)]);
+        }
         let name = match &a.name {
             Some(n) => n.clone(),
             None => default_name(&a.paths[0])?,
         };
         let source = path_source(&a.paths, a.as_file.then_some("files"), exclude)?;
-        return Ok(vec![Job::plain(name, source)]);
+        return Ok(vec![(name.clone(), Ok(Job::plain(name, source)))]);
     }
     let wanted: Vec<(&String, &crate::config::SourceConfig)> = match &a.source {
         Some(n) => {
@@ -254,19 +332,55 @@ fn jobs(ctx: &Ctx<'_>, a: &Args, exclude: &[PathBuf]) -> anyhow::Result<Vec<Job>
         )
         .into());
     }
-    wanted
+    Ok(wanted
         .into_iter()
         .map(|(name, s)| {
-            let source = source_from_config(&ctx.config, name, s, exclude)?;
-            Ok(Job {
-                name: a.name.clone().unwrap_or_else(|| name.clone()),
-                source,
-                tags: s.tags.clone(),
-                description: s.description.clone(),
-                skip_unchanged: s.skip_unchanged,
-            })
+            let job = config_job(ctx, a, name, s, exclude);
+            (a.name.clone().unwrap_or_else(|| name.clone()), job)
         })
-        .collect()
+        .collect())
+}
+
+/// The job of a configured source.
+fn config_job(
+    ctx: &Ctx<'_>,
+    a: &Args,
+    name: &str,
+    s: &crate::config::SourceConfig,
+    exclude: &[PathBuf],
+) -> anyhow::Result<Job> {
+    let source = source_from_config(&ctx.config, name, s, exclude, a.allow_empty)?;
+    Ok(Job {
+        name: a.name.clone().unwrap_or_else(|| name.to_string()),
+        source,
+        tags: s.tags.clone(),
+        description: s.description.clone(),
+        skip_unchanged: s.skip_unchanged,
+    })
+}
+
+/// The configured source whose paths are exactly `given` (compared as resolved paths).
+fn configured_with_paths<'c>(
+    config: &'c crate::config::Config,
+    given: &[PathBuf],
+) -> Option<(&'c String, &'c crate::config::SourceConfig)> {
+    let canon = |p: &std::path::Path| std::fs::canonicalize(p).ok();
+    let mut wanted: Vec<PathBuf> = given.iter().map(|p| canon(p)).collect::<Option<_>>()?;
+    wanted.sort();
+    config.sources.iter().find(|(_, s)| {
+        if !s.command.is_empty() {
+            return false;
+        }
+        let mut paths: Option<Vec<PathBuf>> = s
+            .all_paths()
+            .into_iter()
+            .map(|p| canon(&config.resolve(p)))
+            .collect();
+        if let Some(p) = paths.as_mut() {
+            p.sort();
+        }
+        paths.is_some_and(|p| p == wanted)
+    })
 }
 
 /// The reader of a source configured in backstop.toml.
@@ -275,12 +389,16 @@ pub fn source_from_config(
     name: &str,
     s: &crate::config::SourceConfig,
     exclude: &[PathBuf],
+    allow_empty: bool,
 ) -> anyhow::Result<Box<dyn Source>> {
     if !s.command.is_empty() {
-        return Ok(Box::new(CommandSource::new(
-            s.command.clone(),
-            s.filename.clone().unwrap_or_else(|| name.to_string()),
-        )?));
+        return Ok(Box::new(
+            CommandSource::new(
+                s.command.clone(),
+                s.filename.clone().unwrap_or_else(|| name.to_string()),
+            )?
+            .allow_empty(allow_empty),
+        ));
     }
     let paths: Vec<PathBuf> = s
         .all_paths()

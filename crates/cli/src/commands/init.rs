@@ -54,7 +54,7 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     };
     let mut opts = InitOptions::new(passphrase, Timestamp::now(), host());
     opts.compression = a.compression;
-    let repo = Repository::init(storage_at(&loc), &opts)?;
+    let repo = Repository::init(storage_at(&loc)?, &opts)?;
     let out = Out {
         repository: loc.display().to_string(),
         encrypted: repo.is_encrypted(),

@@ -69,7 +69,7 @@ fn mark(
 ) -> anyhow::Result<u8> {
     let ctx = Ctx::new(g)?;
     let repo = ctx.open()?;
-    let (id, snap) = repo.find_snapshot(spec)?;
+    let (id, snap) = ctx.find_snapshot(&repo, spec)?;
     let marks = repo.marks()?.remove(&id).unwrap_or_default();
     if kind == MARK_VERIFIED && snap.kind != BackupKind::PreChange {
         return Err(UsageError(format!(

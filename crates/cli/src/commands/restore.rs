@@ -19,7 +19,8 @@ use crate::output::{Bar, UsageError, bytes, print_json};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Snapshot id, unique id prefix, latest, latest:SOURCE, latest-verified or latest-verified:SOURCE
+    /// Snapshot id, unique id prefix, latest[:SOURCE], latest-verified[:SOURCE], or SOURCE@TIME
+    /// (the newest at or before a time in `time_zone`: 2026-12-04T18:00, "yesterday 18:00")
     pub snapshot: String,
     /// Where to restore: a directory for files; for a database snapshot, the new database file (or a directory to put it in)
     #[arg(
@@ -56,9 +57,10 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     let repo = ctx.open()?;
     let spec = match (&a.source, a.snapshot.as_str()) {
         (Some(src), s @ ("latest" | "latest-verified")) => format!("{s}:{src}"),
+        (Some(src), s) if s.starts_with('@') => format!("{src}{s}"),
         _ => a.snapshot.clone(),
     };
-    let (id, snap) = repo.find_snapshot(&spec)?;
+    let (id, snap) = ctx.find_snapshot(&repo, &spec)?;
     let index = load_index(&repo, g.quiet)?;
     let items = Loader::new(&repo, &index).read_items(&snap.items)?;
     if let Some(item) = database_item(&items) {

@@ -117,7 +117,13 @@ pub fn setup(
             .sources
             .get(name)
             .with_context(|| format!("no source {name:?} in the config"))?;
-        source_from_config(&factory_config, name, s, std::slice::from_ref(&repo_path))
+        source_from_config(
+            &factory_config,
+            name,
+            s,
+            std::slice::from_ref(&repo_path),
+            false,
+        )
     });
     Ok(Setup {
         repo: Arc::new(repo),

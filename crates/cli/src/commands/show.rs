@@ -28,7 +28,7 @@ struct Out<'a> {
 pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     let ctx = Ctx::new(g)?;
     let repo = ctx.open()?;
-    let (id, snap) = repo.find_snapshot(&a.snapshot)?;
+    let (id, snap) = ctx.find_snapshot(&repo, &a.snapshot)?;
     let index = load_index(&repo, g.quiet)?;
     let items = Loader::new(&repo, &index).read_items(&snap.items)?;
     let drills: Vec<Record> = repo

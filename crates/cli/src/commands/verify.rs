@@ -17,10 +17,11 @@ pub struct Args {
     /// integrity_check, foreign_key_check, row counts, image hash), time it, and record the result
     #[arg(long)]
     pub restore_test: bool,
-    /// The snapshot to drill (id, prefix, latest, latest:SOURCE) [default: the latest of each source]
+    /// The snapshot to drill (id, prefix, latest, latest:SOURCE, SOURCE@TIME) [default: the newest
+    /// of each source that is not a pre-restore safety snapshot]
     #[arg(requires = "restore_test")]
     pub snapshot: Option<String>,
-    /// Drill the latest snapshot of each source
+    /// Drill the newest snapshot of each source (safety snapshots taken before a restore excepted)
     #[arg(long, requires = "restore_test", conflicts_with = "snapshot")]
     pub latest: bool,
 }
@@ -29,7 +30,7 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     let ctx = Ctx::new(g)?;
     let repo = ctx.open()?;
     if a.restore_test {
-        return drill(g, &repo, a.snapshot.as_deref());
+        return drill(&ctx, &repo, a.snapshot.as_deref());
     }
     let bar = Bar::new(g.quiet || g.json);
     let report = backstop_engine::verify(
@@ -98,23 +99,15 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
 
 /// `verify --restore-test`: drills one snapshot, or the latest of each source.
 fn drill(
-    g: &GlobalArgs,
+    ctx: &Ctx<'_>,
     repo: &backstop_engine::Repository,
     spec: Option<&str>,
 ) -> anyhow::Result<u8> {
+    let g = ctx.args;
     let index = crate::context::load_index(repo, g.quiet)?;
-    let targets = match spec {
-        Some(s) => vec![repo.find_snapshot(s)?],
-        None => {
-            let (snaps, _) = repo.snapshots()?;
-            let mut latest: Vec<(SnapshotId, Snapshot)> = Vec::new();
-            for (id, s) in snaps.into_iter().rev() {
-                if !latest.iter().any(|(_, l)| l.source.name == s.source.name) {
-                    latest.push((id, s));
-                }
-            }
-            latest
-        }
+    let targets: Vec<(SnapshotId, Snapshot)> = match spec {
+        Some(s) => vec![ctx.find_snapshot(repo, s)?],
+        None => backstop_engine::spec::drill_targets(&repo.snapshots()?.0, None),
     };
     if targets.is_empty() {
         return Err(backstop_engine::Error::NotFound(
