@@ -295,7 +295,7 @@ pub fn restore_database(
     opts: &DatabaseRestoreOptions,
     progress: &dyn Progress,
 ) -> Result<DatabaseRestoreSummary> {
-    let _lock = crate::lock::Lock::for_reading(repo, index, "restore", &opts.host)?;
+    let _lock = crate::lock::Lock::for_reading(repo, index, "restore", &opts.host, progress)?;
     let meta = item
         .database
         .as_ref()

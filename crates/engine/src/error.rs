@@ -43,6 +43,9 @@ pub enum Error {
     Integrity(String),
     #[error("the repository is locked: {0}")]
     Locked(String),
+    /// The lock itself could not be written (read-only media, a full disk, no permission).
+    #[error("cannot write a lock into the repository: {cause}")]
+    CannotLock { cause: backstop_storage::Error },
     #[error(
         "the repository's index changed after it was loaded (a prune ran meanwhile); run the command again"
     )]
@@ -58,7 +61,7 @@ pub enum Error {
 impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::Storage(_) => ErrorKind::Storage,
+            Error::Storage(_) | Error::CannotLock { .. } => ErrorKind::Storage,
             Error::Source(_) => ErrorKind::Source,
             Error::Format { .. } => ErrorKind::Format,
             Error::NoRepository(_) => ErrorKind::NoRepository,
@@ -74,7 +77,7 @@ impl Error {
     /// Whether trying again later may succeed.
     pub fn is_transient(&self) -> bool {
         match self {
-            Error::Storage(e) => e.is_transient(),
+            Error::Storage(e) | Error::CannotLock { cause: e } => e.is_transient(),
             Error::Locked(_) | Error::IndexChanged => true,
             _ => false,
         }

@@ -10,6 +10,13 @@
 //! A holder refreshes its lock every [`REFRESH`]; a lock not refreshed for [`STALE`] belongs to
 //! a process that died, and is ignored (and removed by the next exclusive holder). On the same
 //! host a lock whose process no longer exists is stale at once.
+//!
+//! Readers (restore, verify, drills) that cannot write a lock at all (a read-only copy of the
+//! repository, a full disk, no write permission) still check the locks they can see and refuse
+//! to run beside an exclusive one; then they proceed without a lock of their own and say so
+//! ([`Lock::for_reader`]). Nothing they do can damage the repository; what they risk is a prune
+//! starting meanwhile, which would make them fail on a missing pack, never hand out wrong bytes
+//! (every chunk is checked against its id).
 
 use std::sync::mpsc::{RecvTimeoutError, Sender, channel};
 use std::time::Duration;
@@ -19,6 +26,7 @@ use backstop_format::{LockId, Timestamp};
 use backstop_storage::Kind;
 
 use crate::error::{Error, Result};
+use crate::progress::Progress;
 use crate::repo::Repository;
 
 /// How often a held lock is refreshed.
@@ -126,7 +134,11 @@ impl Lock {
             refreshed: now,
         };
         let body = serde_json::to_vec(&info).expect("lock serializes");
-        repo.write_object(Kind::Lock, &name, &body)?;
+        repo.write_object(Kind::Lock, &name, &body)
+            .map_err(|e| match e {
+                Error::Storage(cause) => Error::CannotLock { cause },
+                e => e,
+            })?;
         let mut lock = Lock {
             repo: repo.clone(),
             name,
@@ -158,6 +170,39 @@ impl Lock {
             .ok();
     }
 
+    /// A shared lock for an operation that only reads (verify, restore): as [`Lock::acquire`],
+    /// except that where no lock can be written (read-only media, a full disk, no write
+    /// permission) it proceeds without one, after checking that no exclusive lock it can see is
+    /// held, and says so through `progress`.
+    pub fn for_reader(
+        repo: &Repository,
+        operation: &str,
+        host: &str,
+        progress: &dyn Progress,
+    ) -> Result<Self> {
+        match Self::acquire(repo, false, operation, host, Timestamp::now()) {
+            Err(Error::CannotLock { cause }) => {
+                progress.warning(&format!(
+                    "proceeding without a lock: {cause} (a read-only or full repository?); \
+                     no prune is running now, but one started meanwhile would not see this {operation}"
+                ));
+                Ok(Lock {
+                    repo: repo.clone(),
+                    name: String::new(),
+                    stop: None,
+                    refresher: None,
+                })
+            }
+            r => r,
+        }
+    }
+
+    /// Whether this lock is stored in the repository (false for a reader that could not write
+    /// one, see [`Lock::for_reader`]).
+    pub fn is_held(&self) -> bool {
+        !self.name.is_empty()
+    }
+
     /// A shared lock for an operation that reads chunks through `index` (restore, drill): no
     /// prune can delete them while it is held, and the index is checked to be current.
     pub fn for_reading(
@@ -165,8 +210,9 @@ impl Lock {
         index: &crate::index::Index,
         operation: &str,
         host: &str,
+        progress: &dyn Progress,
     ) -> Result<Self> {
-        let lock = Self::acquire(repo, false, operation, host, Timestamp::now())?;
+        let lock = Self::for_reader(repo, operation, host, progress)?;
         index.check_current(repo)?;
         Ok(lock)
     }

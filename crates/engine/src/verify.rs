@@ -92,13 +92,7 @@ pub fn verify(
         read_data: opts.read_data,
         ..VerifyReport::default()
     };
-    let _lock = crate::lock::Lock::acquire(
-        repo,
-        false,
-        "verify",
-        &opts.host,
-        backstop_format::Timestamp::now(),
-    )?;
+    let _lock = crate::lock::Lock::for_reader(repo, "verify", &opts.host, progress)?;
     // Snapshots before the index: see the module comment.
     let snapshots = committed_snapshots(repo)?;
     let (index, bad_index) = Index::load(repo)?;
