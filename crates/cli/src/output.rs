@@ -63,7 +63,23 @@ pub fn print_error(e: &anyhow::Error, json: bool) {
         eprintln!("{v}");
     } else {
         eprintln!("error: {e:#}");
+        if let Some(hint) = hint(e) {
+            eprintln!("{hint}");
+        }
     }
+}
+
+/// A remedy the engine cannot word (it names CLI commands).
+fn hint(e: &anyhow::Error) -> Option<&'static str> {
+    e.chain()
+        .find_map(|c| c.downcast_ref::<EngineError>())
+        .and_then(|ee| match ee {
+            EngineError::Locked(_) => Some(
+                "if that operation is no longer running (its machine crashed or it was killed), \
+                 `backstop unlock` removes stale locks and `backstop unlock --remove-all` this one",
+            ),
+            _ => None,
+        })
 }
 
 /// Prints a serde value as one line of JSON.

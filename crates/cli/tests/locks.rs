@@ -1,6 +1,8 @@
-//! A disaster restore from a repository that cannot be written (a write-protected copy, a full
-//! disk, another user's files): readers proceed without a lock and say so, and still refuse to
-//! run beside an exclusive lock they can see (issue 13, item 4).
+//! Locks (issue 13, items 4 and 6). A disaster restore from a repository that cannot be written
+//! (a write-protected copy, a full disk, another user's files): readers proceed without a lock
+//! and say so, and still refuse to run beside an exclusive lock they can see. A lock left by a
+//! crashed prune on another machine: the error says who holds it and since when, and
+//! `backstop unlock` removes it.
 #![cfg(unix)]
 
 mod common;
@@ -69,16 +71,36 @@ fn chmod_tree(p: &Path, writable: bool) {
 /// An exclusive lock as another host's prune would have written it, in an unencrypted
 /// repository (object encoding: flag 0, the JSON, 16 bytes of BLAKE3 of both).
 fn write_prune_lock(repo: &Path) {
+    write_lock(repo, "ab", "office-pc", 0);
+}
+
+/// A lock of another host's prune, last refreshed `age_min` minutes ago, named by `fill`
+/// repeated.
+fn write_lock(repo: &Path, fill: &str, host: &str, age_min: u32) {
     let now = run_tool("date", &["-u", "+%Y-%m-%dT%H:%M:%SZ"]).unwrap();
+    let then = run_tool(
+        "date",
+        &[
+            "-u",
+            "-d",
+            &format!("{age_min} minutes ago"),
+            "+%Y-%m-%dT%H:%M:%SZ",
+        ],
+    )
+    .unwrap();
     let json = format!(
-        r#"{{"exclusive":true,"operation":"prune","host":"office-pc","pid":4242,"created":"{0}","refreshed":"{0}"}}"#,
-        now.trim()
+        r#"{{"exclusive":true,"operation":"prune","host":"{host}","pid":4242,"created":"{0}","refreshed":"{0}"}}"#,
+        if age_min == 0 {
+            now.trim()
+        } else {
+            then.trim()
+        }
     );
     let mut body = vec![0u8];
     body.extend_from_slice(json.as_bytes());
     let sum = blake3::hash(&body);
     body.extend_from_slice(&sum.as_bytes()[..16]);
-    fs::write(repo.join("locks").join("ab".repeat(32)), body).unwrap();
+    fs::write(repo.join("locks").join(fill.repeat(32)), body).unwrap();
 }
 
 #[test]
@@ -146,4 +168,57 @@ fn restore_and_verify_from_a_read_only_repository_as_an_unprivileged_user() {
     c.arg("verify");
     run(c).code(11);
     chmod_tree(&sb.repo, true);
+}
+
+#[test]
+fn a_crashed_prune_on_another_host_is_shown_and_unlock_removes_it() {
+    let sb = Sandbox::plain();
+    let data = sb.p("data");
+    fs::create_dir_all(&data).unwrap();
+    fs::write(data.join("a.txt"), b"ledger\n".repeat(100)).unwrap();
+    sb.backup(&[&data], &[]);
+
+    // A prune on another machine crashed a minute ago: its lock looks alive for 29 minutes.
+    write_lock(&sb.repo, "ab", "office-pc", 1);
+    // And one that crashed two hours ago: stale.
+    write_lock(&sb.repo, "cd", "old-laptop", 120);
+    let o = sb.run(&["restore", "latest", "--to", "out"]).code(11);
+    assert!(
+        o.stderr
+            .contains("exclusive prune by office-pc (pid 4242) since ")
+            && o.stderr.contains("last refreshed 1 min ago")
+            && o.stderr.contains("backstop unlock"),
+        "the error must say who holds the lock, since when, and how to remove it: {o:#?}"
+    );
+    assert!(
+        !o.stderr.contains("old-laptop"),
+        "a stale lock is no conflict: {o:#?}"
+    );
+
+    // unlock removes the stale lock only and shows the other.
+    let o = sb.run(&["unlock"]).ok();
+    assert!(
+        o.stdout.contains("removed") && o.stdout.contains("old-laptop"),
+        "{o:#?}"
+    );
+    assert!(
+        o.stdout.contains("kept") && o.stdout.contains("office-pc"),
+        "{o:#?}"
+    );
+    assert!(o.stdout.contains("--remove-all"), "{o:#?}");
+    assert_eq!(files_under(&sb.repo.join("locks")).len(), 1);
+    sb.run(&["restore", "latest", "--to", "out"]).code(11);
+
+    // --remove-all removes it too, with a warning; then the restore runs.
+    let o = sb.run(&["--json", "unlock", "--remove-all"]).ok();
+    assert!(o.stderr.contains("warning: --remove-all"), "{o:#?}");
+    let v = o.json();
+    assert_eq!(v["removed"].as_array().map(Vec::len), Some(1), "{v:#}");
+    assert_eq!(v["removed"][0]["info"]["host"], "office-pc");
+    assert_eq!(v["kept"].as_array().map(Vec::len), Some(0));
+    assert!(files_under(&sb.repo.join("locks")).is_empty());
+    sb.restore("latest", &sb.p("out"));
+    assert_same_tree(&data, &sb.p("out/data"));
+    let o = sb.run(&["unlock"]).ok();
+    assert!(o.stdout.contains("no locks"), "{o:#?}");
 }
