@@ -172,7 +172,7 @@ pub fn backup(
                 Err(e) => {
                     return Err(Error::Source(backstop_sources::Error::Io {
                         context: format!("reading {}", entry.item.path),
-                        source: e,
+                        cause: e,
                     }));
                 }
             }

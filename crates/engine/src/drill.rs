@@ -50,7 +50,7 @@ pub fn restore_drill(
     fs::create_dir_all(&dir).map_err(|e| {
         crate::Error::Source(backstop_sources::Error::Io {
             context: format!("creating {}", dir.display()),
-            source: e,
+            cause: e,
         })
     })?;
     let started = Instant::now();

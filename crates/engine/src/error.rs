@@ -25,12 +25,9 @@ pub enum Error {
     Storage(#[from] backstop_storage::Error),
     #[error(transparent)]
     Source(#[from] backstop_sources::Error),
-    #[error("{what}: {source}")]
-    Format {
-        what: String,
-        #[source]
-        source: FormatError,
-    },
+    /// The message ends with the cause, so it is not also the error's `source()`.
+    #[error("{what}: {cause}")]
+    Format { what: String, cause: FormatError },
     #[error("no backstop repository at {0}: run `backstop init` first")]
     NoRepository(String),
     #[error(
@@ -88,7 +85,7 @@ impl Error {
             FormatError::Authentication => Error::Integrity(format!("{}: {source}", what.into())),
             _ => Error::Format {
                 what: what.into(),
-                source,
+                cause: source,
             },
         }
     }

@@ -170,12 +170,11 @@ pub enum Error {
         got: u64,
     },
     /// An I/O operation failed; `context` says what was being done and where.
-    #[error("{context}: {source}")]
-    Io {
-        context: String,
-        #[source]
-        source: io::Error,
-    },
+    ///
+    /// The message already ends with the cause, so `cause` is not also reported as the
+    /// error's `source()` (a chain printer would repeat it: "X: X").
+    #[error("{context}: {cause}")]
+    Io { context: String, cause: io::Error },
     /// [`Storage::create`] found a repository config already in place.
     #[error("a repository already exists at {location}")]
     AlreadyExists { location: String },
@@ -190,7 +189,7 @@ impl Error {
     pub fn io(context: impl Into<String>, source: io::Error) -> Self {
         Error::Io {
             context: context.into(),
-            source,
+            cause: source,
         }
     }
 
@@ -202,8 +201,8 @@ impl Error {
     /// Whether retrying the same operation might succeed.
     pub fn is_transient(&self) -> bool {
         match self {
-            Error::Io { source, .. } => matches!(
-                source.kind(),
+            Error::Io { cause, .. } => matches!(
+                cause.kind(),
                 io::ErrorKind::Interrupted
                     | io::ErrorKind::TimedOut
                     | io::ErrorKind::WouldBlock
