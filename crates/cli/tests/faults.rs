@@ -38,3 +38,34 @@ fn an_error_names_its_cause_once() {
         assert_eq!(err.matches(cause).count(), 1, "{args:?} --json: {err}");
     }
 }
+
+/// A 1 GiB sparse file restores as a sparse file: the same bytes, little disk.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_sparse_file_restores_with_its_holes() {
+    use std::io::{Seek, SeekFrom, Write};
+    use std::os::unix::fs::MetadataExt as _;
+    let sb = Sandbox::plain();
+    let data = sb.p("data");
+    fs::create_dir_all(&data).unwrap();
+    let disk = data.join("disk.img");
+    let mut f = fs::File::create(&disk).unwrap();
+    f.write_all(&random_bytes(3, 1 << 20)).unwrap();
+    f.seek(SeekFrom::Start(600 << 20)).unwrap();
+    f.write_all(b"a record in the middle").unwrap();
+    f.set_len(1 << 30).unwrap();
+    drop(f);
+    sb.backup(&[&data], &[]);
+    let out = sb.p("out");
+    sb.restore("latest", &out);
+    let restored = out.join("data/disk.img");
+    let meta = fs::metadata(&restored).unwrap();
+    assert_eq!(meta.len(), 1 << 30);
+    assert_eq!(blake3_file(&restored), blake3_file(&disk));
+    let used = meta.blocks() * 512;
+    eprintln!("1 GiB sparse file restored using {used} bytes of disk");
+    assert!(
+        used < 16 << 20,
+        "a 1 GiB sparse file with 1 MiB of data restored using {used} bytes"
+    );
+}
