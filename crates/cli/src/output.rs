@@ -78,6 +78,10 @@ fn hint(e: &anyhow::Error) -> Option<&'static str> {
                 "if that operation is no longer running (its machine crashed or it was killed), \
                  `backstop unlock` removes stale locks and `backstop unlock --remove-all` this one",
             ),
+            EngineError::BackupLeftovers { .. } => Some(
+                "once the cause is fixed, `backstop prune` deletes what the failed backup left \
+                 (on a full disk, free a little space first: prune writes a lock and index files)",
+            ),
             _ => None,
         })
 }

@@ -69,3 +69,55 @@ fn a_sparse_file_restores_with_its_holes() {
         "a 1 GiB sparse file with 1 MiB of data restored using {used} bytes"
     );
 }
+
+/// A backup that fails after storing data says what it left and how to reclaim it; prune then
+/// does, and removes temporary files that no running command can own.
+#[cfg(unix)]
+#[test]
+fn a_failed_backup_says_what_it_left_and_prune_reclaims_it() {
+    let sb = Sandbox::plain();
+    let before = packs(&sb.repo).len();
+    // A dump command that writes 24 MB and then fails: the backup stores packs, then stops.
+    let o = sb.run(&[
+        "backup",
+        "--name",
+        "dump",
+        "--",
+        "sh",
+        "-c",
+        "head -c 24000000 /dev/urandom; echo 'dump failed' >&2; exit 3",
+    ]);
+    assert_ne!(o.code, 0, "{o:#?}");
+    let left = packs(&sb.repo).len() - before;
+    assert!(
+        left >= 2,
+        "the failed backup should have stored packs: {o:#?}"
+    );
+    let line = o.stderr.lines().find(|l| l.starts_with("error:")).unwrap();
+    assert!(
+        line.contains(&format!("the failed backup left {left} pack(s) (")) && line.contains("MiB"),
+        "the error must say what the failed backup left: {o:#?}"
+    );
+    assert!(o.stderr.contains("backstop prune"), "{o:#?}");
+    assert!(sb.snapshots().is_empty());
+
+    // Temporary files: one from a command that died long ago, one that may be in use.
+    let tmp = sb.repo.join("tmp");
+    fs::write(tmp.join("0123456789abcdef.tmp"), vec![1u8; 1 << 20]).unwrap();
+    set_mtime(&tmp.join("0123456789abcdef.tmp"), past(1));
+    fs::write(tmp.join("fedcba9876543210.tmp"), b"being written").unwrap();
+
+    let v = sb.json(&["prune"]);
+    assert_eq!(
+        packs(&sb.repo).len(),
+        before,
+        "prune reclaims the packs: {v:#}"
+    );
+    assert_eq!(v["temporary_files_removed"], 1, "{v:#}");
+    assert!(!tmp.join("0123456789abcdef.tmp").exists());
+    assert!(
+        tmp.join("fedcba9876543210.tmp").exists(),
+        "a fresh temporary file stays"
+    );
+    sb.assert_clean();
+}

@@ -53,11 +53,23 @@ pub enum Error {
     Invalid(String),
     #[error("cancelled")]
     Cancelled,
+    /// A backup failed after storing data that no snapshot uses (prune reclaims it).
+    #[error(
+        "{cause}; the failed backup left {packs} pack(s) ({size}) and {index_files} index file(s) that no snapshot uses"
+    )]
+    BackupLeftovers {
+        cause: Box<Error>,
+        packs: u64,
+        /// Bytes of those packs, in words ("96.0 MiB").
+        size: String,
+        index_files: u64,
+    },
 }
 
 impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
+            Error::BackupLeftovers { cause, .. } => cause.kind(),
             Error::Storage(_) | Error::CannotLock { .. } => ErrorKind::Storage,
             Error::Source(_) => ErrorKind::Source,
             Error::Format { .. } => ErrorKind::Format,
@@ -74,6 +86,7 @@ impl Error {
     /// Whether trying again later may succeed.
     pub fn is_transient(&self) -> bool {
         match self {
+            Error::BackupLeftovers { cause, .. } => cause.is_transient(),
             Error::Storage(e) | Error::CannotLock { cause: e } => e.is_transient(),
             Error::Locked(_) | Error::IndexChanged => true,
             _ => false,

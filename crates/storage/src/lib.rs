@@ -281,6 +281,23 @@ pub trait Storage: Send + Sync + fmt::Debug {
     fn free_space(&self) -> Option<u64> {
         None
     }
+
+    /// Removes the backend's temporary files (writes in progress, which a crash or a kill
+    /// leaves behind) not modified for `older_than`, and returns how many and their bytes.
+    /// Objects are never touched. The caller picks an age no running command's write can
+    /// reach; a write whose temporary file was removed anyway fails, it never completes
+    /// wrongly. Backends without temporary files (memory, object stores) remove nothing.
+    fn remove_stale_temporary(&self, older_than: std::time::Duration) -> Result<Removed> {
+        let _ = older_than;
+        Ok(Removed::default())
+    }
+}
+
+/// What [`Storage::remove_stale_temporary`] removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Removed {
+    pub files: u64,
+    pub bytes: u64,
 }
 
 // Forwarding impls so that shared (`Arc`) and boxed storages can be passed
@@ -318,6 +335,9 @@ macro_rules! forward_storage {
             }
             fn free_space(&self) -> Option<u64> {
                 (**self).free_space()
+            }
+            fn remove_stale_temporary(&self, older_than: std::time::Duration) -> Result<Removed> {
+                (**self).remove_stale_temporary(older_than)
             }
         }
     )*};
