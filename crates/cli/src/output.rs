@@ -104,6 +104,16 @@ pub fn hint(e: &anyhow::Error) -> Option<String> {
                         .into(),
                 ),
                 EngineError::IndexChanged => Some("run the command again".into()),
+                EngineError::Locked(_) => Some(
+                    "if that operation is no longer running (its machine crashed or it was killed), \
+                     `backstop unlock` removes stale locks and `backstop unlock --remove-all` this one"
+                        .into(),
+                ),
+                EngineError::BackupLeftovers { .. } => Some(
+                    "once the cause is fixed, `backstop prune` deletes what the failed backup left \
+                     (on a full disk, free a little space first: prune writes a lock and index files)"
+                        .into(),
+                ),
                 EngineError::DamagedSnapshot(_) => Some(
                     "name a readable snapshot by its id (`backstop snapshots` lists them); `backstop verify` says what is damaged"
                         .into(),

@@ -1,6 +1,8 @@
 //! Backup: capture a source, store what is new, and write the snapshot last.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, SyncSender, channel, sync_channel};
 
 use backstop_format::config::ChunkerParams;
@@ -18,6 +20,7 @@ use crate::content::Loader;
 use crate::error::{Error, Result};
 use crate::index::Index;
 use crate::lock::Lock;
+use crate::packing::Stored;
 use crate::progress::Progress;
 use crate::repo::Repository;
 use crate::store::ChunkStore;
@@ -89,6 +92,32 @@ pub fn backup(
     opts: &BackupOptions,
     progress: &dyn Progress,
 ) -> Result<BackupSummary> {
+    // What the backup stored, to say what a failure left behind (a backup that ran out of
+    // space leaves hundreds of megabytes nothing uses until prune collects them).
+    let stored = Arc::new(Stored::default());
+    run_backup(repo, index, source, opts, progress, &stored).map_err(|cause| {
+        let packs = stored.packs.load(Ordering::Relaxed);
+        let index_files = stored.index_files.load(Ordering::Relaxed);
+        if packs == 0 && index_files == 0 {
+            return cause;
+        }
+        Error::BackupLeftovers {
+            cause: Box::new(cause),
+            packs,
+            size: backstop_policy::format_bytes(stored.pack_bytes.load(Ordering::Relaxed)),
+            index_files,
+        }
+    })
+}
+
+fn run_backup(
+    repo: &Repository,
+    index: &Index,
+    source: &mut dyn Source,
+    opts: &BackupOptions,
+    progress: &dyn Progress,
+    stored: &Arc<Stored>,
+) -> Result<BackupSummary> {
     if opts.source_name.is_empty() {
         return Err(Error::Invalid("the source name is empty".into()));
     }
@@ -115,7 +144,7 @@ pub fn backup(
     let mut bytes_read = 0;
     let mut files_unchanged = 0;
 
-    let mut store = ChunkStore::new(repo, index);
+    let mut store = ChunkStore::counting(repo, index, stored.clone());
     let params = repo.config().chunker;
     let mut list = ItemList::new();
     let mut stats = SnapshotStats::default();
@@ -172,7 +201,7 @@ pub fn backup(
                 Err(e) => {
                     return Err(Error::Source(backstop_sources::Error::Io {
                         context: format!("reading {}", entry.item.path),
-                        source: e,
+                        cause: e,
                     }));
                 }
             }

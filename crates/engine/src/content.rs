@@ -338,7 +338,7 @@ impl<'a> Loader<'a> {
                 out.write_all(bytes).map_err(|e| {
                     Error::Source(backstop_sources::Error::Io {
                         context: "writing restored data".into(),
-                        source: e,
+                        cause: e,
                     })
                 })?;
                 written += bytes.len() as u64;

@@ -194,7 +194,7 @@ pub(crate) fn write_image(
     let io = |e: std::io::Error| {
         Error::Source(backstop_sources::Error::Io {
             context: format!("writing {}", tmp.display()),
-            source: e,
+            cause: e,
         })
     };
     let result = (|| -> Result<()> {
@@ -274,7 +274,7 @@ fn remove_if_exists(p: &Path) -> Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(Error::Source(backstop_sources::Error::Io {
             context: format!("removing {}", p.display()),
-            source: e,
+            cause: e,
         })),
     }
 }
@@ -295,7 +295,7 @@ pub fn restore_database(
     opts: &DatabaseRestoreOptions,
     progress: &dyn Progress,
 ) -> Result<DatabaseRestoreSummary> {
-    let _lock = crate::lock::Lock::for_reading(repo, index, "restore", &opts.host)?;
+    let _lock = crate::lock::Lock::for_reading(repo, index, "restore", &opts.host, progress)?;
     let meta = item
         .database
         .as_ref()
@@ -329,7 +329,7 @@ pub fn restore_database(
         fs::create_dir_all(&dir).map_err(|e| {
             Error::Source(backstop_sources::Error::Io {
                 context: format!("creating {}", dir.display()),
-                source: e,
+                cause: e,
             })
         })?;
     }
@@ -402,7 +402,7 @@ pub fn restore_database(
             cleanup(&tmp);
             return Err(Error::Source(backstop_sources::Error::Io {
                 context: format!("moving the restored database to {}", target.display()),
-                source: e,
+                cause: e,
             }));
         }
     }

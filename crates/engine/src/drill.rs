@@ -42,7 +42,7 @@ pub fn restore_drill(
     opts: &DrillOptions,
     progress: &dyn Progress,
 ) -> Result<Record> {
-    let _lock = crate::lock::Lock::for_reading(repo, index, "restore drill", &opts.host)?;
+    let _lock = crate::lock::Lock::for_reading(repo, index, "restore drill", &opts.host, progress)?;
     let dir = opts.scratch.join(format!(
         "backstop-drill-{}",
         backstop_format::id::to_hex(&backstop_format::id::random_bytes::<8>())
@@ -50,7 +50,7 @@ pub fn restore_drill(
     fs::create_dir_all(&dir).map_err(|e| {
         crate::Error::Source(backstop_sources::Error::Io {
             context: format!("creating {}", dir.display()),
-            source: e,
+            cause: e,
         })
     })?;
     let started = Instant::now();

@@ -28,12 +28,9 @@ pub enum Error {
     Storage(#[from] backstop_storage::Error),
     #[error(transparent)]
     Source(#[from] backstop_sources::Error),
-    #[error("{what}: {source}")]
-    Format {
-        what: String,
-        #[source]
-        source: FormatError,
-    },
+    /// The message ends with the cause, so it is not also the error's `source()`.
+    #[error("{what}: {cause}")]
+    Format { what: String, cause: FormatError },
     #[error("no backstop repository at {0}")]
     NoRepository(String),
     #[error("the repository at {0} is encrypted and no passphrase was given")]
@@ -47,6 +44,9 @@ pub enum Error {
     DamagedSnapshot(String),
     #[error("the repository is locked: {0}")]
     Locked(String),
+    /// The lock itself could not be written (read-only media, a full disk, no permission).
+    #[error("cannot write a lock into the repository: {cause}")]
+    CannotLock { cause: backstop_storage::Error },
     #[error("the repository's index changed after it was loaded (a prune ran meanwhile)")]
     IndexChanged,
     #[error("{0}")]
@@ -58,12 +58,24 @@ pub enum Error {
     /// A failure inside backstop itself, not of the input (see [`ErrorKind::Internal`]).
     #[error("internal error: {0}")]
     Internal(String),
+    /// A backup failed after storing data that no snapshot uses (prune reclaims it).
+    #[error(
+        "{cause}; the failed backup left {packs} pack(s) ({size}) and {index_files} index file(s) that no snapshot uses"
+    )]
+    BackupLeftovers {
+        cause: Box<Error>,
+        packs: u64,
+        /// Bytes of those packs, in words ("96.0 MiB").
+        size: String,
+        index_files: u64,
+    },
 }
 
 impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::Storage(_) => ErrorKind::Storage,
+            Error::BackupLeftovers { cause, .. } => cause.kind(),
+            Error::Storage(_) | Error::CannotLock { .. } => ErrorKind::Storage,
             Error::Source(_) => ErrorKind::Source,
             Error::Format { .. } => ErrorKind::Format,
             Error::NoRepository(_) => ErrorKind::NoRepository,
@@ -80,7 +92,8 @@ impl Error {
     /// Whether trying again later may succeed.
     pub fn is_transient(&self) -> bool {
         match self {
-            Error::Storage(e) => e.is_transient(),
+            Error::BackupLeftovers { cause, .. } => cause.is_transient(),
+            Error::Storage(e) | Error::CannotLock { cause: e } => e.is_transient(),
             Error::Locked(_) | Error::IndexChanged => true,
             _ => false,
         }
@@ -91,7 +104,7 @@ impl Error {
             FormatError::Authentication => Error::Integrity(format!("{}: {source}", what.into())),
             _ => Error::Format {
                 what: what.into(),
-                source,
+                cause: source,
             },
         }
     }

@@ -8,6 +8,7 @@
 //! durable; the snapshot only after [`Sealer::finish`] and [`PackWriter::join`] returned.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
 use std::thread::JoinHandle;
 
@@ -39,6 +40,14 @@ pub(crate) struct PackJob {
 pub(crate) struct Written {
     pub packs: u64,
     pub overhead: u64,
+}
+
+/// What a writer has stored so far, readable after it failed: what a failed backup leaves.
+#[derive(Debug, Default)]
+pub struct Stored {
+    pub packs: AtomicU64,
+    pub pack_bytes: AtomicU64,
+    pub index_files: AtomicU64,
 }
 
 /// Writes packs on a thread of its own, so that compression goes on while a pack is synced.
@@ -78,7 +87,7 @@ fn frame_bytes(entries: &[BlobEntry]) -> u64 {
 }
 
 impl PackWriter {
-    pub fn spawn(storage: Arc<dyn Storage>, crypter: Crypter) -> Self {
+    pub fn spawn(storage: Arc<dyn Storage>, crypter: Crypter, stored: Arc<Stored>) -> Self {
         let (tx, rx) = sync_channel::<PackJob>(1);
         let handle = std::thread::Builder::new()
             .name("pack-writer".into())
@@ -91,6 +100,10 @@ impl PackWriter {
                     // thread that feeds the compression.
                     let (id, bytes, blobs) = job.pack.finish(&crypter);
                     storage.write(Kind::Pack, &id.to_hex(), &bytes)?;
+                    stored.packs.fetch_add(1, Ordering::Relaxed);
+                    stored
+                        .pack_bytes
+                        .fetch_add(bytes.len() as u64, Ordering::Relaxed);
                     done.packs += 1;
                     done.overhead += (bytes.len() as u64).saturating_sub(frame_bytes(&blobs));
                     entries += blobs.len();
@@ -104,10 +117,14 @@ impl PackWriter {
                     }
                     if entries >= INDEX_FILE_ENTRIES {
                         done.overhead += write_index(storage.as_ref(), &crypter, &mut pending)?;
+                        stored.index_files.fetch_add(1, Ordering::Relaxed);
                         entries = 0;
                     }
                 }
-                done.overhead += write_index(storage.as_ref(), &crypter, &mut pending)?;
+                if !pending.is_empty() {
+                    done.overhead += write_index(storage.as_ref(), &crypter, &mut pending)?;
+                    stored.index_files.fetch_add(1, Ordering::Relaxed);
+                }
                 Ok(done)
             })
             .expect("spawning a thread");

@@ -148,6 +148,9 @@ pub struct PruneSummary {
     pub packs_written: u64,
     pub packs_deleted: usize,
     pub index_files_written: usize,
+    /// Temporary files left by commands that died (interrupted writes), removed.
+    pub temporary_files_removed: u64,
+    pub temporary_bytes_removed: u64,
     pub seconds: f64,
 }
 
@@ -174,11 +177,19 @@ pub fn prune(
         packs_written: 0,
         packs_deleted: 0,
         index_files_written: 0,
+        temporary_files_removed: 0,
+        temporary_bytes_removed: 0,
         seconds: 0.0,
         plan,
     };
     if !dry_run {
         apply(repo, &mut summary, progress)?;
+        // Under the exclusive lock no other command writes, except one whose lock went stale
+        // (not refreshed for 30 minutes): a temporary file untouched that long is not being
+        // written by anyone that still counts as running (a pack takes seconds).
+        let removed = repo.storage().remove_stale_temporary(crate::lock::STALE)?;
+        summary.temporary_files_removed = removed.files;
+        summary.temporary_bytes_removed = removed.bytes;
         summary.bytes_after = repo
             .storage()
             .list(Kind::Pack)?

@@ -73,7 +73,7 @@ pub fn restore(
     opts: &RestoreOptions,
     progress: &dyn Progress,
 ) -> Result<RestoreSummary> {
-    let _lock = crate::lock::Lock::for_reading(repo, index, "restore", &opts.host)?;
+    let _lock = crate::lock::Lock::for_reading(repo, index, "restore", &opts.host, progress)?;
     let loader = Loader::new(repo, index);
     let mut out = FilesRestorer::new(&opts.target, &plan.files, opts.overwrite)?;
     progress.phase("restore", Some(plan.files.bytes));

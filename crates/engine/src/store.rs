@@ -6,6 +6,7 @@
 //! of its packs are durable; the snapshot is written last. A crash before the snapshot leaves
 //! packs (and perhaps an index) that no snapshot references: harmless, and collected by prune.
 
+use std::sync::Arc;
 use std::sync::mpsc::Sender;
 
 use backstop_format::ChunkId;
@@ -18,7 +19,9 @@ use rayon::prelude::*;
 use crate::chunker::Batch;
 use crate::error::Result;
 use crate::index::{IdSet, Index};
-use crate::packing::{PackJob, PackWriter, SealJob, Sealer, pack_frames, plan_frames, seal_frames};
+use crate::packing::{
+    PackJob, PackWriter, SealJob, Sealer, Stored, pack_frames, plan_frames, seal_frames,
+};
 use crate::repo::Repository;
 
 /// Largest tree pack.
@@ -57,7 +60,12 @@ pub struct ChunkStore<'a> {
 
 impl<'a> ChunkStore<'a> {
     pub fn new(repo: &Repository, index: &'a Index) -> Self {
-        let writer = PackWriter::spawn(repo.storage().clone(), repo.crypter().clone());
+        Self::counting(repo, index, Arc::default())
+    }
+
+    /// A store that counts what it stores in `stored`, which outlives a failed store.
+    pub(crate) fn counting(repo: &Repository, index: &'a Index, stored: Arc<Stored>) -> Self {
+        let writer = PackWriter::spawn(repo.storage().clone(), repo.crypter().clone(), stored);
         let pack_size = repo.config().pack_size as usize;
         let level = repo.config().compression;
         Self {

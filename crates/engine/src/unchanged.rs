@@ -132,7 +132,7 @@ pub(crate) fn reuse(
     let (size, hash) = hashed.map_err(|e| {
         Error::Source(backstop_sources::Error::Io {
             context: "reading the content".into(),
-            source: e,
+            cause: e,
         })
     })?;
     let Some((patches, base_chunks)) = usable.ok().flatten() else {

@@ -5,6 +5,15 @@
 //! references is in the index. With `read_data`: every pack is read in full, its hash compared
 //! with its name, its trailer compared with the index, and every chunk decoded and hashed
 //! against its id. Each problem names what is affected: which snapshots and items.
+//!
+//! Read order. Backups may run beside a verify (both hold shared locks), and a backup writes
+//! packs, then index files, then its snapshot (docs/design.md, "Write ordering"). So verify
+//! reads the snapshots *first* and the index after: every snapshot it read was committed before
+//! the index was loaded, so every index file naming its chunks is there to be loaded. Read the
+//! other way round, a backup finishing in between leaves a snapshot whose chunks the loaded
+//! index does not know: a false "missing-chunk". Packs are listed after the index, so every
+//! pack the index names was durable before the listing. What verify judges is what was
+//! committed when it started; later snapshots are for the next run.
 
 use std::collections::{HashMap, HashSet};
 
@@ -83,13 +92,9 @@ pub fn verify(
         read_data: opts.read_data,
         ..VerifyReport::default()
     };
-    let _lock = crate::lock::Lock::acquire(
-        repo,
-        false,
-        "verify",
-        &opts.host,
-        backstop_format::Timestamp::now(),
-    )?;
+    let _lock = crate::lock::Lock::for_reader(repo, "verify", &opts.host, progress)?;
+    // Snapshots before the index: see the module comment.
+    let snapshots = committed_snapshots(repo)?;
     let (index, bad_index) = Index::load(repo)?;
     for (name, msg) in bad_index {
         report.problems.push(problem("damaged-index", name, msg));
@@ -165,8 +170,16 @@ pub fn verify(
             bad.entry(*id).or_default().push(pi);
         }
     }
-    check_snapshots(repo, &index, &mut bad, &mut report)?;
+    check_snapshots(repo, &index, snapshots, &mut bad, &mut report)?;
     Ok(report)
+}
+
+/// The snapshots to check: every one that can be read, and the unreadable ones with why. One
+/// deleted between listing and reading was forgotten (`forget` runs beside verify), not damaged.
+fn committed_snapshots(repo: &Repository) -> Result<crate::repo::SnapshotList> {
+    let (snaps, mut bad) = repo.snapshots()?;
+    bad.retain(|(_, e)| !matches!(e, crate::Error::Storage(s) if s.is_not_found()));
+    Ok((snaps, bad))
 }
 
 fn read_packs(
@@ -305,10 +318,10 @@ type Hits = HashMap<usize, Vec<String>>;
 fn check_snapshots(
     repo: &Repository,
     index: &Index,
+    (snaps, bad_snaps): crate::repo::SnapshotList,
     bad: &mut HashMap<ChunkId, Vec<usize>>,
     report: &mut VerifyReport,
 ) -> Result<()> {
-    let (snaps, bad_snaps) = repo.snapshots()?;
     report.snapshots = snaps.len() + bad_snaps.len();
     for (name, e) in bad_snaps {
         report

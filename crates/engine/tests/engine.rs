@@ -409,7 +409,7 @@ impl Storage for FillingUp {
         {
             return Err(backstop_storage::Error::Io {
                 context: format!("writing pack {name}"),
-                source: std::io::Error::other("no space left on device"),
+                cause: std::io::Error::other("no space left on device"),
             });
         }
         self.inner.write(kind, name, data)

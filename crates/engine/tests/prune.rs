@@ -302,7 +302,8 @@ fn a_backup_whose_index_predates_a_prune_stops_and_writes_nothing() {
     assert!(err.is_transient());
     assert_unchanged(storage.as_ref(), &before);
     // Readers holding a stale index are stopped the same way.
-    let err = Lock::for_reading(&repo, &stale, "restore", HOST).unwrap_err();
+    let err = Lock::for_reading(&repo, &stale, "restore", HOST, &backstop_engine::NoProgress)
+        .unwrap_err();
     assert!(matches!(err, Error::IndexChanged), "{err}");
 
     // With the index loaded again the same backup stores the old data anew.

@@ -12,7 +12,7 @@
 //!   first byte is written.
 
 use std::fs::{self, File};
-use std::io::{self, Write};
+use std::io::{self, Seek, Write};
 use std::path::{Path, PathBuf};
 
 use backstop_format::manifest::{Item, ItemKind, check_item_path};
@@ -144,11 +144,11 @@ impl FilesRestorer {
         let result = (|| {
             let f = File::create_new(&tmp)
                 .map_err(|e| Error::io(format!("creating {}", tmp.display()), e))?;
-            let mut w = io::BufWriter::with_capacity(1 << 20, f);
+            let mut w = Sparse::new(f);
             write(&mut w)?;
             let f = w
-                .into_inner()
-                .map_err(|e| Error::io(format!("writing {}", tmp.display()), e.into_error()))?;
+                .finish()
+                .map_err(|e| Error::io(format!("writing {}", tmp.display()), e))?;
             // Replacing existing data: make the new content durable before the rename, so a
             // crash leaves the old file or the new one, never an empty one. A new file has no
             // old content to lose, and is flushed by the system like any copy (as cp, restic
@@ -187,6 +187,107 @@ impl FilesRestorer {
             apply_metadata(&path, &item)?;
         }
         Ok(())
+    }
+}
+
+/// The block size below which zeros are written rather than skipped: file systems allocate
+/// whole blocks, so a shorter run of zeros would not save space.
+const HOLE_BLOCK: usize = 4096;
+
+/// Writes a restored file, leaving holes where whole aligned blocks are zeros: a 20 GiB sparse
+/// file (a VM disk, a preallocated database) restores using the space its data needs, not
+/// 20 GiB. Skipping is a seek past the end and a final `set_len`, which every platform supports
+/// (where the file system keeps no holes the skipped blocks read as zeros all the same).
+struct Sparse {
+    out: io::BufWriter<File>,
+    /// The start of the block being filled (a multiple of [`HOLE_BLOCK`]).
+    len: u64,
+    /// Zeros skipped but not yet seeked over, ending at `len`.
+    hole: u64,
+    /// The block being filled, shorter than [`HOLE_BLOCK`].
+    partial: Vec<u8>,
+}
+
+impl Sparse {
+    fn new(file: File) -> Self {
+        Self {
+            out: io::BufWriter::with_capacity(1 << 20, file),
+            len: 0,
+            hole: 0,
+            partial: Vec::with_capacity(HOLE_BLOCK),
+        }
+    }
+
+    /// Writes out data, first skipping the pending hole.
+    fn data(&mut self, bytes: &[u8]) -> io::Result<()> {
+        if self.hole > 0 {
+            let skip = i64::try_from(self.hole).map_err(io::Error::other)?;
+            self.out.seek(io::SeekFrom::Current(skip))?;
+            self.hole = 0;
+        }
+        self.len += bytes.len() as u64;
+        self.out.write_all(bytes)
+    }
+
+    /// Whole blocks: zero ones become hole, runs of the others are written at once.
+    fn blocks(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let mut run: Option<usize> = None;
+        for (i, block) in bytes.chunks(HOLE_BLOCK).enumerate() {
+            if block.iter().all(|&b| b == 0) {
+                if let Some(start) = run.take() {
+                    self.data(&bytes[start..i * HOLE_BLOCK])?;
+                }
+                self.hole += HOLE_BLOCK as u64;
+                self.len += HOLE_BLOCK as u64;
+            } else if run.is_none() {
+                run = Some(i * HOLE_BLOCK);
+            }
+        }
+        match run {
+            Some(start) => self.data(&bytes[start..]),
+            None => Ok(()),
+        }
+    }
+
+    /// Writes the last partial block, flushes, and gives a file that ends in a hole its length.
+    fn finish(mut self) -> io::Result<File> {
+        let partial = std::mem::take(&mut self.partial);
+        if !partial.is_empty() {
+            self.data(&partial)?;
+        }
+        self.out.flush()?;
+        let file = self.out.into_inner().map_err(|e| e.into_error())?;
+        if self.hole > 0 {
+            file.set_len(self.len)?;
+        }
+        Ok(file)
+    }
+}
+
+impl Write for Sparse {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let mut rest = buf;
+        if !self.partial.is_empty() {
+            let n = (HOLE_BLOCK - self.partial.len()).min(rest.len());
+            self.partial.extend_from_slice(&rest[..n]);
+            rest = &rest[n..];
+            if self.partial.len() < HOLE_BLOCK {
+                return Ok(buf.len());
+            }
+            let block = std::mem::take(&mut self.partial);
+            self.blocks(&block)?;
+            self.partial = block;
+            self.partial.clear();
+        }
+        let whole = rest.len() / HOLE_BLOCK * HOLE_BLOCK;
+        self.blocks(&rest[..whole])?;
+        self.partial.extend_from_slice(&rest[whole..]);
+        Ok(buf.len())
+    }
+
+    /// Flushes what is written; the partial block stays until more comes or `finish`.
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
     }
 }
 
@@ -285,6 +386,50 @@ mod tests {
 
     fn item(path: &str, kind: ItemKind) -> Item {
         Item::new(path, kind)
+    }
+
+    /// Whatever the write sizes and wherever the zeros fall, the bytes read back are the bytes
+    /// written, and whole zero blocks become holes (on Linux: fewer blocks allocated).
+    #[test]
+    fn sparse_writer_keeps_every_byte_and_leaves_holes() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut content = vec![0u8; 3 << 20];
+        // Data at the start, a lone byte in a zero block, an unaligned run, zeros at the end.
+        content[..5000].fill(7);
+        content[1 << 20] = 1;
+        content[(2 << 20) + 100..(2 << 20) + 9000].fill(9);
+        for (n, sizes) in [[1usize, 4096, 7000], [4095, 4097, 1 << 20], [3 << 20, 1, 1]]
+            .iter()
+            .enumerate()
+        {
+            let path = dir.path().join(format!("f{n}"));
+            let mut w = Sparse::new(File::create_new(&path).unwrap());
+            let mut at = 0;
+            for size in sizes.iter().cycle() {
+                if at == content.len() {
+                    break;
+                }
+                let end = (at + size).min(content.len());
+                w.write_all(&content[at..end]).unwrap();
+                at = end;
+            }
+            drop(w.finish().unwrap());
+            assert!(fs::read(&path).unwrap() == content, "sizes {sizes:?}");
+            #[cfg(target_os = "linux")]
+            {
+                use std::os::unix::fs::MetadataExt as _;
+                let used = fs::metadata(&path).unwrap().blocks() * 512;
+                assert!(used < 1 << 20, "sizes {sizes:?}: {used} bytes allocated");
+            }
+        }
+        // A file that is zeros only, and an empty one.
+        for len in [0usize, 1 << 20] {
+            let path = dir.path().join(format!("z{len}"));
+            let mut w = Sparse::new(File::create_new(&path).unwrap());
+            w.write_all(&vec![0; len]).unwrap();
+            drop(w.finish().unwrap());
+            assert_eq!(fs::metadata(&path).unwrap().len(), len as u64);
+        }
     }
 
     #[test]

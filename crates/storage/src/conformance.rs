@@ -41,6 +41,10 @@ pub const CHECKS: &[Check] = &[
     ("valid_edge_names", valid_edge_names),
     ("concurrent_writers", concurrent_writers),
     ("concurrent_overwrite", concurrent_overwrite),
+    (
+        "remove_stale_temporary_keeps_objects",
+        remove_stale_temporary_keeps_objects,
+    ),
 ];
 
 /// Runs every check in [`CHECKS`], each on a new storage from `make`, which
@@ -506,4 +510,34 @@ fn id(seed: u64) -> String {
     (0..4)
         .map(|_| format!("{:016x}", splitmix(&mut state)))
         .collect()
+}
+
+/// Removing stale temporary files, even with an age of zero, never touches an object.
+pub fn remove_stale_temporary_keeps_objects(s: &dyn Storage) {
+    ok(s.create(), "create()");
+    let mut objects = Vec::new();
+    for (k, &kind) in Kind::ALL.iter().enumerate() {
+        let name = if kind == Kind::Config {
+            "config".to_owned()
+        } else {
+            id(k as u64)
+        };
+        let data = bytes(k as u64, 100 + k);
+        ok(
+            s.write(kind, &name, &data),
+            format!("write({kind}, {name})"),
+        );
+        objects.push((kind, name, data));
+    }
+    ok(
+        s.remove_stale_temporary(std::time::Duration::ZERO),
+        "remove_stale_temporary(0)",
+    );
+    for (kind, name, data) in objects {
+        let got = ok(
+            s.read(kind, &name),
+            format!("read({kind}, {name}) after cleanup"),
+        );
+        assert_eq!(got, data, "remove_stale_temporary changed {kind} {name}");
+    }
 }

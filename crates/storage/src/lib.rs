@@ -170,12 +170,11 @@ pub enum Error {
         got: u64,
     },
     /// An I/O operation failed; `context` says what was being done and where.
-    #[error("{context}: {source}")]
-    Io {
-        context: String,
-        #[source]
-        source: io::Error,
-    },
+    ///
+    /// The message already ends with the cause, so `cause` is not also reported as the
+    /// error's `source()` (a chain printer would repeat it: "X: X").
+    #[error("{context}: {cause}")]
+    Io { context: String, cause: io::Error },
     /// [`Storage::create`] found a repository config already in place.
     #[error("a repository already exists at {location}")]
     AlreadyExists { location: String },
@@ -190,7 +189,7 @@ impl Error {
     pub fn io(context: impl Into<String>, source: io::Error) -> Self {
         Error::Io {
             context: context.into(),
-            source,
+            cause: source,
         }
     }
 
@@ -202,8 +201,8 @@ impl Error {
     /// Whether retrying the same operation might succeed.
     pub fn is_transient(&self) -> bool {
         match self {
-            Error::Io { source, .. } => matches!(
-                source.kind(),
+            Error::Io { cause, .. } => matches!(
+                cause.kind(),
                 io::ErrorKind::Interrupted
                     | io::ErrorKind::TimedOut
                     | io::ErrorKind::WouldBlock
@@ -282,6 +281,23 @@ pub trait Storage: Send + Sync + fmt::Debug {
     fn free_space(&self) -> Option<u64> {
         None
     }
+
+    /// Removes the backend's temporary files (writes in progress, which a crash or a kill
+    /// leaves behind) not modified for `older_than`, and returns how many and their bytes.
+    /// Objects are never touched. The caller picks an age no running command's write can
+    /// reach; a write whose temporary file was removed anyway fails, it never completes
+    /// wrongly. Backends without temporary files (memory, object stores) remove nothing.
+    fn remove_stale_temporary(&self, older_than: std::time::Duration) -> Result<Removed> {
+        let _ = older_than;
+        Ok(Removed::default())
+    }
+}
+
+/// What [`Storage::remove_stale_temporary`] removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Removed {
+    pub files: u64,
+    pub bytes: u64,
 }
 
 // Forwarding impls so that shared (`Arc`) and boxed storages can be passed
@@ -319,6 +335,9 @@ macro_rules! forward_storage {
             }
             fn free_space(&self) -> Option<u64> {
                 (**self).free_space()
+            }
+            fn remove_stale_temporary(&self, older_than: std::time::Duration) -> Result<Removed> {
+                (**self).remove_stale_temporary(older_than)
             }
         }
     )*};

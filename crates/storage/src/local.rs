@@ -4,7 +4,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use crate::{Error, Kind, ObjectInfo, Result, Storage, is_valid_name, validate_name};
+use crate::{Error, Kind, ObjectInfo, Removed, Result, Storage, is_valid_name, validate_name};
 
 /// Directory under the root that holds writes in progress.
 const TMP_DIR: &str = "tmp";
@@ -382,6 +382,40 @@ impl Storage for LocalStorage {
             sync_dir(parent)?;
         }
         Ok(())
+    }
+
+    fn remove_stale_temporary(&self, older_than: std::time::Duration) -> Result<Removed> {
+        let tmp = self.root.join(TMP_DIR);
+        let mut removed = Removed::default();
+        let entries = match fs::read_dir(&tmp) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(removed),
+            Err(e) => return Err(Error::io(format!("listing {}", tmp.display()), e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io(format!("listing {}", tmp.display()), e))?;
+            let is_temp = entry
+                .file_name()
+                .to_str()
+                .is_some_and(|n| n.ends_with(TMP_SUFFIX));
+            // Gone since listing, or not ours: leave it.
+            let Ok(meta) = entry.metadata() else { continue };
+            let age = meta.modified().ok().and_then(|m| m.elapsed().ok());
+            if !is_temp || !meta.is_file() || age.is_none_or(|a| a < older_than) {
+                continue;
+            }
+            match fs::remove_file(entry.path()) {
+                Ok(()) => {
+                    removed.files += 1;
+                    removed.bytes += meta.len();
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(Error::io(format!("deleting {}", entry.path().display()), e));
+                }
+            }
+        }
+        Ok(removed)
     }
 
     fn free_space(&self) -> Option<u64> {

@@ -13,4 +13,5 @@ pub mod show;
 pub mod snapshots;
 pub mod stats;
 pub mod status;
+pub mod unlock;
 pub mod verify;

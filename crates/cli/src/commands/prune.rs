@@ -96,6 +96,13 @@ pub fn print_summary(s: &PruneSummary) -> anyhow::Result<()> {
             s.packs_deleted,
             s.seconds
         )?;
+        if s.temporary_files_removed > 0 {
+            outln!(
+                "removed {} temporary file(s) ({}) left by interrupted commands",
+                s.temporary_files_removed,
+                bytes(s.temporary_bytes_removed)
+            )?;
+        }
     }
     Ok(())
 }

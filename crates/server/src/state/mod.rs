@@ -94,15 +94,16 @@ const LAST_USED_GRANULARITY: SignedDuration = SignedDuration::from_secs(60);
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     /// SQLite reported an error.
+    /// (The message holds SQLite's, so it is not also the `source()`: "X: X".)
     #[error("state database error: {0}; check that the state file is writable and not damaged")]
-    Sqlite(#[from] rusqlite::Error),
+    Sqlite(rusqlite::Error),
     /// The state file could not be opened or set up.
-    #[error("cannot open state file {}: {source}; check its permissions and that it is a backstop state file", path.display())]
+    #[error("cannot open state file {}: {cause}; check its permissions and that it is a backstop state file", path.display())]
     Open {
         /// The file that was opened.
         path: PathBuf,
-        /// What SQLite said.
-        source: rusqlite::Error,
+        /// What SQLite said (in the message, so not also the `source()`).
+        cause: rusqlite::Error,
     },
     /// The directory that should hold the state file does not exist.
     #[error("directory {} for the state file does not exist; create it or choose another path", .0.display())]
@@ -135,6 +136,12 @@ pub enum StateError {
     /// A stored value cannot be read back.
     #[error("state file holds an unreadable value: {0}; was it written by a newer backstop?")]
     Corrupt(String),
+}
+
+impl From<rusqlite::Error> for StateError {
+    fn from(e: rusqlite::Error) -> Self {
+        StateError::Sqlite(e)
+    }
 }
 
 /// A word that is not one of the accepted choices, from [`Role`] or [`Scope`] `FromStr`.
@@ -318,9 +325,9 @@ impl State {
         {
             return Err(StateError::NoDirectory(dir.to_owned()));
         }
-        let open_err = |source| StateError::Open {
+        let open_err = |cause| StateError::Open {
             path: path.to_owned(),
-            source,
+            cause,
         };
         let mut conn = Connection::open(path).map_err(open_err)?;
         conn.busy_timeout(Duration::from_secs(5))
