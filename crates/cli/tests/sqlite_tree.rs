@@ -401,3 +401,48 @@ fn as_file_keeps_a_database_in_a_folder_byte_for_byte() {
         "file"
     );
 }
+
+#[test]
+fn a_damaged_database_in_a_folder_is_kept_as_it_is_and_fails_its_drill() {
+    let sb = Sandbox::plain();
+    let data = sb.p("data");
+    fs::create_dir(&data).unwrap();
+    let db = data.join("shop.db");
+    // Three pages in the middle of chinook overwritten with noise: SQLite still opens it.
+    let mut bytes = fs::read(testdata("sqlite/chinook.sqlite")).unwrap();
+    bytes[100 * 4096..103 * 4096].copy_from_slice(&random_bytes(3, 3 * 4096));
+    fs::write(&db, &bytes).unwrap();
+
+    let mut c = sb.cmd();
+    c.args(["--json", "backup"]).arg(&data);
+    let o = run(c).code(3);
+    let s = o.json();
+    let w = s["warnings"][0].as_str().unwrap();
+    assert!(
+        w.contains("data/shop.db") && w.contains("integrity check"),
+        "{s:#}"
+    );
+    let list = items(&sb, s["id"].as_str().unwrap());
+    let item = list.iter().find(|i| i["path"] == "data/shop.db").unwrap();
+    assert_eq!(item["type"], "sqlite");
+    assert_ne!(item["database"]["quick_check"], "ok", "{item:#}");
+
+    // Restored as captured: the data there was, byte for byte.
+    let out = sb.p("out");
+    sb.restore("latest", &out);
+    assert!(fs::read(out.join("data/shop.db")).unwrap() == bytes);
+
+    // The drill says what is wrong with it.
+    let mut c = sb.cmd();
+    c.args(["--json", "verify", "--restore-test", "--latest"]);
+    let o = run(c).code(4);
+    let rec = &o.json()[0];
+    assert_eq!(rec["passed"], false, "{rec:#}");
+    let check = rec["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "database data/shop.db")
+        .unwrap_or_else(|| panic!("{rec:#}"));
+    assert_eq!(check["passed"], false, "{check:#}");
+}
