@@ -248,6 +248,11 @@ impl Source for FilesSource {
             };
             let md = match md {
                 Ok(md) => md,
+                // A rollback journal listed with its directory is gone once its transaction
+                // ended: no reason for a warning.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && self.is_companion(&path) => {
+                    continue;
+                }
                 Err(e) => {
                     if top {
                         return Err(Error::io(format!("cannot back up {}", path.display()), e));
@@ -471,6 +476,29 @@ mod tests {
                 ("app/notes.txt".into(), ItemKind::File),
             ]
         );
+        assert!(s.take_warnings().is_empty());
+    }
+
+    #[test]
+    fn a_journal_gone_after_listing_is_no_warning() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("app");
+        fs::create_dir(&root).unwrap();
+        let c = rusqlite::Connection::open(root.join("stock")).unwrap();
+        c.execute_batch("CREATE TABLE t(x); INSERT INTO t VALUES (1);")
+            .unwrap();
+        drop(c);
+        // As a writer's transaction leaves it in the middle of a walk: listed, then gone.
+        fs::write(root.join("stock-journal"), b"").unwrap();
+        let mut s = FilesSource::new(vec![root.clone()], vec![]).unwrap();
+        assert_eq!(s.next_entry().unwrap().unwrap().item.kind, ItemKind::Dir);
+        let db = s.next_entry().unwrap().unwrap();
+        assert_eq!(
+            (db.item.path.as_str(), db.item.kind),
+            ("app/stock", ItemKind::Sqlite)
+        );
+        fs::remove_file(root.join("stock-journal")).unwrap();
+        assert!(s.next_entry().unwrap().is_none());
         assert!(s.take_warnings().is_empty());
     }
 
