@@ -4,7 +4,8 @@
 //!
 //! A database is written out and checked with `PRAGMA integrity_check` and
 //! `foreign_key_check`, its row counts, schema and image hash against those recorded at capture.
-//! Files are restored and each one's BLAKE3 compared with the snapshot's.
+//! Files are restored and each one's BLAKE3 compared with the snapshot's; a database inside
+//! the tree gets a database's checks as well.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -125,9 +126,10 @@ fn run_checks(
     }
     let mut bad = Vec::new();
     let mut files = 0;
+    // A database's restored file is its image, whose hash the snapshot records like a file's.
     for item in items
         .iter()
-        .filter(|i| matches!(i.kind, ItemKind::File | ItemKind::Stream))
+        .filter(|i| matches!(i.kind, ItemKind::File | ItemKind::Stream | ItemKind::Sqlite))
     {
         files += 1;
         let want = item
@@ -143,7 +145,7 @@ fn run_checks(
             bad.push(item.path.clone());
         }
     }
-    vec![
+    let mut checks = vec![
         Check {
             name: "restore".into(),
             passed: true,
@@ -158,5 +160,37 @@ fn run_checks(
                 format!("differ: {}", bad.join(", "))
             },
         },
-    ]
+    ];
+    checks.extend(database_checks(&items, &opts.target));
+    checks
+}
+
+/// The databases of a restored tree, each checked like a database snapshot's image:
+/// `integrity_check`, `foreign_key_check`, row counts and schema against the capture. One check
+/// per database, named after it.
+fn database_checks(items: &[backstop_format::manifest::Item], root: &Path) -> Vec<Check> {
+    items
+        .iter()
+        .filter(|i| i.kind == ItemKind::Sqlite)
+        .filter_map(|i| Some((i, i.database.as_ref()?)))
+        .map(|(item, meta)| {
+            let name = format!("database {}", item.path);
+            match check_image(&root.join(&item.path), meta, true, true) {
+                Ok(checks) => Check {
+                    name,
+                    passed: checks.iter().all(|c| c.passed),
+                    detail: checks
+                        .iter()
+                        .map(|c| format!("{}: {}", c.name, c.detail))
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                },
+                Err(e) => Check {
+                    name,
+                    passed: false,
+                    detail: e.to_string(),
+                },
+            }
+        })
+        .collect()
 }

@@ -1,14 +1,15 @@
 //! Restore: plan first (what would be written, what exists already), then write.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use backstop_format::manifest::{Item, ItemKind, Snapshot};
+use backstop_format::manifest::{DatabaseMeta, Item, ItemKind, Snapshot};
 use backstop_format::{SnapshotId, Timestamp};
 use backstop_sources::restore::{FilesPlan, FilesRestorer, plan};
+use backstop_sources::sqlite::{QUICK_CHECK_AT_CAPTURE, check_image};
 use serde::Serialize;
 
 use crate::content::Loader;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::index::Index;
 use crate::progress::Progress;
 use crate::repo::Repository;
@@ -85,7 +86,7 @@ pub fn restore(
             ItemKind::Symlink => out.symlink(item)?,
             ItemKind::File | ItemKind::Stream | ItemKind::Sqlite => {
                 let mut err = None;
-                let r = out.file(item, &mut |w| {
+                let mut write = |w: &mut dyn std::io::Write| {
                     if let Some(c) = &item.content
                         && let Err(e) = loader.write_content(c, w, progress)
                     {
@@ -94,7 +95,24 @@ pub fn restore(
                         return Err(backstop_sources::Error::Invalid(msg));
                     }
                     Ok(())
-                });
+                };
+                let r = match &item.database {
+                    Some(meta) if item.kind == ItemKind::Sqlite => {
+                        let mut check_err = None;
+                        let r = out.database(item, &mut write, &mut |image| {
+                            check_database(item, meta, image, progress).map_err(|e| {
+                                let msg = e.to_string();
+                                check_err = Some(e);
+                                backstop_sources::Error::Invalid(msg)
+                            })
+                        });
+                        if let Some(e) = check_err {
+                            return Err(e);
+                        }
+                        r
+                    }
+                    _ => out.file(item, &mut write),
+                };
                 if let Some(e) = err {
                     return Err(e);
                 }
@@ -114,4 +132,35 @@ pub fn restore(
         plan,
         bytes_written: written,
     })
+}
+
+/// Checks a restored database image (every chunk already matched its id) against what was
+/// recorded at capture before it is moved into place. A database that was already damaged when
+/// captured is restored as it was, with a warning: it is the data there was.
+fn check_database(
+    item: &Item,
+    meta: &DatabaseMeta,
+    image: &Path,
+    progress: &dyn Progress,
+) -> Result<()> {
+    let checks = check_image(image, meta, false, false)?;
+    let bad: Vec<String> = checks
+        .iter()
+        .filter(|c| !c.passed && c.name != QUICK_CHECK_AT_CAPTURE)
+        .map(|c| format!("{}: {}", c.name, c.detail))
+        .collect();
+    if !bad.is_empty() {
+        return Err(Error::Integrity(format!(
+            "the restored database {} does not match its snapshot ({})",
+            item.path,
+            bad.join("; ")
+        )));
+    }
+    if !meta.is_healthy() {
+        progress.warning(&format!(
+            "{} was restored as captured; it had failed its integrity check then ({})",
+            item.path, meta.quick_check
+        ));
+    }
+    Ok(())
 }

@@ -4,13 +4,31 @@
 //!
 //! Each path given becomes a top-level item named after its last component (`data/shop.db`
 //! becomes `shop.db`), so a restore into a directory recreates the names the user knows.
+//!
+//! A regular file that starts with the SQLite header (whatever its name) is a database that an
+//! application may be writing: copying its bytes, and its `-wal` beside it, at different instants
+//! gives a torn copy. So the walk hands such a file to the same capture a single-database source
+//! uses ([`SqliteSource`]: one read transaction, the page image in page-sized chunks, the
+//! database metadata and its check), and stores it as a `sqlite` item at its place in the tree;
+//! the per-entry calls of [`Source`] go to that capture while its entry is current. Its `-wal`,
+//! `-shm` and `-journal` files are then not stored: the image already holds every commit they
+//! hold. A file that has the header but cannot be captured as a database (garbage after the
+//! header, a hot journal left by a crashed writer) is stored byte for byte with a warning, and
+//! so are its companion files: nothing is left out.
 
+use std::collections::HashSet;
 use std::fs::{self, File, Metadata};
+use std::io::{Read, Seek};
 use std::path::{Path, PathBuf};
 
+use backstop_format::Timestamp;
 use backstop_format::manifest::{Item, ItemKind, SourceKind};
 
-use crate::{Chunking, Entry, Error, Source};
+use crate::sqlite::SqliteSource;
+use crate::{Buffers, Chunking, Entry, Error, Source};
+
+/// The files SQLite keeps beside a database (`<db>-wal`, `<db>-shm`, `<db>-journal`).
+const COMPANION_SUFFIXES: [&str; 3] = ["-wal", "-shm", "-journal"];
 
 /// Captures files and directory trees.
 pub struct FilesSource {
@@ -20,6 +38,12 @@ pub struct FilesSource {
     stack: Vec<(PathBuf, String, bool)>,
     exclude: Vec<PathBuf>,
     warnings: Vec<String>,
+    /// Whether SQLite databases are captured as databases (see the module documentation).
+    databases: bool,
+    /// The capture of the current entry, when it is a database.
+    db: Option<SqliteSource>,
+    /// Databases captured as databases, whose companion files are not stored.
+    captured: HashSet<PathBuf>,
 }
 
 impl FilesSource {
@@ -50,7 +74,52 @@ impl FilesSource {
                 .filter_map(|p| fs::canonicalize(p).ok())
                 .collect(),
             warnings: Vec::new(),
+            databases: true,
+            db: None,
+            captured: HashSet::new(),
         })
+    }
+
+    /// With `false`, SQLite databases are stored byte for byte like any file (safe only when
+    /// nothing writes to them). On by default.
+    pub fn with_databases(mut self, on: bool) -> Self {
+        self.databases = on;
+        self
+    }
+
+    /// Whether `path` is the `-wal`, `-shm` or `-journal` file of a database this walk captured
+    /// as a database. (A database sorts before its companions, so it is met first.)
+    fn is_companion(&self, path: &Path) -> bool {
+        let name = path.as_os_str().to_string_lossy();
+        COMPANION_SUFFIXES.iter().any(|suffix| {
+            name.strip_suffix(suffix)
+                .is_some_and(|db| self.captured.contains(Path::new(db)))
+        })
+    }
+
+    /// Starts the capture of a file that begins with the SQLite header as a database; `None`
+    /// (with a warning) when it cannot be captured as one, and is then stored as bytes.
+    fn capture_database(&mut self, path: &Path, item_path: &str, md: &Metadata) -> Option<Entry> {
+        let started = whole_pages(path, md).and_then(|()| {
+            let mut db = SqliteSource::new(path.to_path_buf(), item_path.to_string())?;
+            let entry = db.next_entry()?;
+            Ok((db, entry))
+        });
+        match started {
+            Ok((db, Some(entry))) => {
+                self.db = Some(db);
+                self.captured.insert(path.to_path_buf());
+                Some(entry)
+            }
+            Ok((_, None)) => None,
+            Err(e) => {
+                self.warnings.push(format!(
+                    "{} starts like a SQLite database but cannot be read as one ({e}); stored byte for byte as a plain file, which is only a consistent copy if nothing was writing to it",
+                    path.display()
+                ));
+                None
+            }
+        }
     }
 
     fn excluded(&self, path: &Path) -> bool {
@@ -85,6 +154,33 @@ impl FilesSource {
         children.sort_by(|a, b| b.1.cmp(&a.1));
         self.stack.extend(children);
     }
+}
+
+/// Whether the first bytes of `f` are the SQLite header; leaves `f` at its start.
+fn has_sqlite_header(f: &mut File) -> bool {
+    let mut head = [0u8; 16];
+    let found = f.read_exact(&mut head).is_ok() && &head == b"SQLite format 3\0";
+    f.rewind().is_ok() && found
+}
+
+/// A database file is a whole number of pages (SQLite writes nothing else); one that is not
+/// holds bytes a page image would leave out.
+fn whole_pages(path: &Path, md: &Metadata) -> Result<(), Error> {
+    let mut head = [0u8; 18];
+    File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    let page_size = match u16::from_be_bytes([head[16], head[17]]) {
+        1 => 65536,
+        n => u64::from(n),
+    };
+    if page_size < 512 || !page_size.is_power_of_two() || !md.len().is_multiple_of(page_size) {
+        return Err(Error::Invalid(format!(
+            "its size, {} bytes, is not a whole number of {page_size}-byte pages",
+            md.len()
+        )));
+    }
+    Ok(())
 }
 
 /// The name a top-level path is stored under.
@@ -140,6 +236,8 @@ impl Source for FilesSource {
     }
 
     fn next_entry(&mut self) -> Result<Option<Entry>, Error> {
+        // The previous entry is done: a database capture ends its read transaction.
+        self.db = None;
         while let Some((path, item_path, top)) = self.stack.pop() {
             // A top-level path is what the user named, so a symlink there is followed; below
             // it, symlinks are stored as links.
@@ -150,6 +248,11 @@ impl Source for FilesSource {
             };
             let md = match md {
                 Ok(md) => md,
+                // A rollback journal listed with its directory is gone once its transaction
+                // ended: no reason for a warning.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && self.is_companion(&path) => {
+                    continue;
+                }
                 Err(e) => {
                     if top {
                         return Err(Error::io(format!("cannot back up {}", path.display()), e));
@@ -202,7 +305,25 @@ impl Source for FilesSource {
                 ));
                 continue;
             }
-            match File::open(&path) {
+            if self.is_companion(&path) {
+                continue;
+            }
+            let mut file = File::open(&path);
+            if self.databases
+                && let Ok(f) = &mut file
+                && has_sqlite_header(f)
+            {
+                // Closing a file releases every POSIX lock this process holds on it, SQLite's
+                // included: a descriptor closed while the capture's read transaction is open
+                // would let writers change the database under it. So ours is closed first,
+                // and opened again if the file is to be stored as bytes after all.
+                drop(file);
+                if let Some(entry) = self.capture_database(&path, &item_path, &md) {
+                    return Ok(Some(entry));
+                }
+                file = File::open(&path);
+            }
+            match file {
                 Ok(f) => {
                     return Ok(Some(Entry {
                         item: item_from_metadata(item_path, ItemKind::File, &md),
@@ -225,11 +346,43 @@ impl Source for FilesSource {
         Ok(None)
     }
 
+    fn complete(&mut self, item: &mut Item, previous: Option<&Item>) -> Result<(), Error> {
+        let Some(mut db) = self.db.take() else {
+            return Ok(());
+        };
+        db.complete(item, previous)?;
+        if let Some(meta) = item.database.as_ref().filter(|m| !m.is_healthy()) {
+            self.warnings.push(format!(
+                "the SQLite database {} failed its integrity check when captured ({}); stored as it is",
+                item.path, meta.quick_check
+            ));
+        }
+        Ok(())
+    }
+
+    fn take_buffers(&mut self) -> Option<Box<dyn Buffers>> {
+        self.db.as_mut()?.take_buffers()
+    }
+
+    fn probably_unchanged(&self, item: &Item, previous: &Item, since: Timestamp) -> bool {
+        self.db
+            .as_ref()
+            .is_some_and(|db| db.probably_unchanged(item, previous, since))
+    }
+
+    fn read_again(&mut self) -> Result<Option<Box<dyn Buffers>>, Error> {
+        match self.db.as_mut() {
+            Some(db) => db.read_again(),
+            None => Ok(None),
+        }
+    }
+
     fn take_warnings(&mut self) -> Vec<String> {
         std::mem::take(&mut self.warnings)
     }
 
     fn finish(&mut self) -> Result<(), Error> {
+        self.db = None;
         Ok(())
     }
 }
@@ -291,6 +444,108 @@ mod tests {
     #[test]
     fn missing_top_level_path_is_an_error() {
         assert!(FilesSource::new(vec!["/nonexistent/x".into()], vec![]).is_err());
+    }
+
+    /// A WAL database with uncheckpointed commits, so that its `-wal` and `-shm` exist.
+    fn wal_database(path: &Path) -> rusqlite::Connection {
+        let c = rusqlite::Connection::open(path).unwrap();
+        c.execute_batch(
+            "PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0;
+             CREATE TABLE t(x); INSERT INTO t VALUES (1), (2);",
+        )
+        .unwrap();
+        c
+    }
+
+    #[test]
+    fn databases_in_a_tree_are_captured_and_their_companions_left_out() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("app");
+        fs::create_dir(&root).unwrap();
+        // No .db extension: the header decides.
+        let _open = wal_database(&root.join("inventory"));
+        assert!(root.join("inventory-wal").exists());
+        fs::write(root.join("notes.txt"), "n").unwrap();
+        let mut s = FilesSource::new(vec![root], vec![]).unwrap();
+        let got = collect(&mut s);
+        assert_eq!(
+            got,
+            [
+                ("app".into(), ItemKind::Dir),
+                ("app/inventory".into(), ItemKind::Sqlite),
+                ("app/notes.txt".into(), ItemKind::File),
+            ]
+        );
+        assert!(s.take_warnings().is_empty());
+    }
+
+    #[test]
+    fn a_journal_gone_after_listing_is_no_warning() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("app");
+        fs::create_dir(&root).unwrap();
+        let c = rusqlite::Connection::open(root.join("stock")).unwrap();
+        c.execute_batch("CREATE TABLE t(x); INSERT INTO t VALUES (1);")
+            .unwrap();
+        drop(c);
+        // As a writer's transaction leaves it in the middle of a walk: listed, then gone.
+        fs::write(root.join("stock-journal"), b"").unwrap();
+        let mut s = FilesSource::new(vec![root.clone()], vec![]).unwrap();
+        assert_eq!(s.next_entry().unwrap().unwrap().item.kind, ItemKind::Dir);
+        let db = s.next_entry().unwrap().unwrap();
+        assert_eq!(
+            (db.item.path.as_str(), db.item.kind),
+            ("app/stock", ItemKind::Sqlite)
+        );
+        fs::remove_file(root.join("stock-journal")).unwrap();
+        assert!(s.next_entry().unwrap().is_none());
+        assert!(s.take_warnings().is_empty());
+    }
+
+    #[test]
+    fn without_databases_a_database_is_a_plain_file() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("app");
+        fs::create_dir(&root).unwrap();
+        let _open = wal_database(&root.join("app.db"));
+        let mut s = FilesSource::new(vec![root], vec![])
+            .unwrap()
+            .with_databases(false);
+        let kinds: Vec<ItemKind> = collect(&mut s).into_iter().map(|(_, k)| k).collect();
+        assert_eq!(kinds.len(), 4, "app, app.db, app.db-shm, app.db-wal");
+        assert!(kinds[1..].iter().all(|k| *k == ItemKind::File));
+    }
+
+    #[test]
+    fn a_file_that_only_looks_like_sqlite_is_stored_as_bytes_with_a_warning() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("t");
+        fs::create_dir(&root).unwrap();
+        let mut bytes = b"SQLite format 3\0".to_vec();
+        bytes.extend((0..8192u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8));
+        fs::write(root.join("fake.db"), &bytes).unwrap();
+        // Its "companion" is an ordinary file of its own.
+        fs::write(root.join("fake.db-wal"), "w").unwrap();
+        let mut s = FilesSource::new(vec![root], vec![]).unwrap();
+        let mut entries = Vec::new();
+        while let Some(mut e) = s.next_entry().unwrap() {
+            let mut content = Vec::new();
+            if let Some(mut r) = e.content.take() {
+                r.read_to_end(&mut content).unwrap();
+            }
+            entries.push((e.item.path.clone(), e.item.kind, content));
+        }
+        assert_eq!(entries.len(), 3, "t, t/fake.db, t/fake.db-wal");
+        assert_eq!(entries[1].0, "t/fake.db");
+        assert_eq!(entries[1].1, ItemKind::File);
+        assert!(entries[1].2 == bytes, "read from its first byte");
+        assert_eq!(entries[2].0, "t/fake.db-wal");
+        let w = s.take_warnings();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].contains("fake.db") && w[0].contains("byte for byte"),
+            "{w:?}"
+        );
     }
 
     #[cfg(unix)]

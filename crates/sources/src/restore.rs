@@ -54,8 +54,29 @@ pub fn plan(target: &Path, items: &[Item]) -> Result<FilesPlan, Error> {
         {
             p.existing.push(item.path.clone());
         }
+        // A database's leftover companions are replaced too (removed: see `database`).
+        if item.kind == ItemKind::Sqlite {
+            for suffix in DATABASE_COMPANIONS {
+                if fs::symlink_metadata(with_suffix(&dest, suffix)).is_ok() {
+                    p.existing.push(format!("{}{suffix}", item.path));
+                }
+            }
+        }
     }
     Ok(p)
+}
+
+/// Looks at a restored database image before it is moved into place (see
+/// [`FilesRestorer::database`]).
+pub type ImageCheck<'a> = dyn FnMut(&Path) -> Result<(), Error> + 'a;
+
+/// The files SQLite keeps beside a database.
+const DATABASE_COMPANIONS: [&str; 3] = ["-wal", "-shm", "-journal"];
+
+fn with_suffix(p: &Path, suffix: &str) -> PathBuf {
+    let mut s = p.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
 }
 
 /// Writes items under a target directory.
@@ -134,6 +155,28 @@ impl FilesRestorer {
         item: &Item,
         write: &mut dyn FnMut(&mut dyn Write) -> Result<(), Error>,
     ) -> Result<(), Error> {
+        self.write_file(item, write, None)
+    }
+
+    /// Restores a database image like [`FilesRestorer::file`]; `check` sees the complete
+    /// temporary file before it is used. The destination's `-wal`, `-shm` and `-journal` files
+    /// (left by the database being replaced) are removed before the image is moved into place:
+    /// SQLite would otherwise replay a foreign WAL or journal into it.
+    pub fn database(
+        &mut self,
+        item: &Item,
+        write: &mut dyn FnMut(&mut dyn Write) -> Result<(), Error>,
+        check: &mut ImageCheck<'_>,
+    ) -> Result<(), Error> {
+        self.write_file(item, write, Some(check))
+    }
+
+    fn write_file(
+        &mut self,
+        item: &Item,
+        write: &mut dyn FnMut(&mut dyn Write) -> Result<(), Error>,
+        mut check: Option<&mut ImageCheck<'_>>,
+    ) -> Result<(), Error> {
         let dest = self.dest(item)?;
         let dir = dest.parent().expect("dest has a parent inside the target");
         let tmp = dir.join(format!(
@@ -158,6 +201,15 @@ impl FilesRestorer {
                     .map_err(|e| Error::io(format!("writing {}", tmp.display()), e))?;
             }
             drop(f);
+            if let Some(check) = check.as_mut() {
+                check(&tmp)?;
+                for suffix in DATABASE_COMPANIONS {
+                    let companion = with_suffix(&dest, suffix);
+                    if fs::symlink_metadata(&companion).is_ok() {
+                        remove_path(&companion)?;
+                    }
+                }
+            }
             apply_metadata(&tmp, item)?;
             if fs::symlink_metadata(&dest).is_ok_and(|md| md.is_dir()) {
                 remove_path(&dest)?;

@@ -46,7 +46,7 @@ pub struct Args {
     /// Record no new snapshot when nothing changed since the source's last one
     #[arg(long)]
     pub skip_unchanged: bool,
-    /// Back up a SQLite database as a plain file, byte for byte (only safe when nothing writes to it)
+    /// Back up SQLite databases (the one given, or those inside folders) as plain files, byte for byte (only safe when nothing writes to them)
     #[arg(long)]
     pub as_file: bool,
     /// Back up standard input as one item
@@ -432,7 +432,8 @@ pub fn configured_kind(
 }
 
 /// A SQLite source for a single SQLite file (recognised by its header, or `kind = "sqlite"`),
-/// otherwise files.
+/// otherwise files, whose databases are captured as databases unless the kind is `files`
+/// (`--as-file`).
 fn path_source(
     paths: &[PathBuf],
     kind: Option<&str>,
@@ -449,10 +450,9 @@ fn path_source(
                 .join(", ")
         ))
         .into()),
-        Some("files") => Ok(Box::new(FilesSource::new(
-            paths.to_vec(),
-            exclude.to_vec(),
-        )?)),
+        Some("files") => Ok(Box::new(
+            FilesSource::new(paths.to_vec(), exclude.to_vec())?.with_databases(false),
+        )),
         _ if single_db => {
             let name = default_name(&paths[0])?;
             Ok(Box::new(SqliteSource::new(paths[0].clone(), name)?))

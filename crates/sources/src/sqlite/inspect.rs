@@ -190,6 +190,9 @@ pub fn open_image(path: &Path) -> Result<Connection, Error> {
         .map_err(|e| sql_err(path, "cannot open", e))
 }
 
+/// The name of the check in [`check_image`] that repeats the capture's own verdict.
+pub const QUICK_CHECK_AT_CAPTURE: &str = "quick_check at capture";
+
 /// Checks a database file against the metadata captured with it.
 pub fn check_image(
     path: &Path,
@@ -252,7 +255,7 @@ pub fn check_image(
         add("integrity_check", r == "ok", r);
     } else {
         add(
-            "quick_check at capture",
+            QUICK_CHECK_AT_CAPTURE,
             meta.is_healthy(),
             meta.quick_check.clone(),
         );
