@@ -21,6 +21,14 @@ pub const PIN: &str = "pin";
 pub const UNPIN: &str = "unpin";
 /// Someone confirmed that the change a pre-change snapshot guarded went well (`by`, `note`).
 pub const MARK_VERIFIED: &str = "mark-verified";
+/// A database restore went ahead although the restored image failed a check (`--force`):
+/// `checks` holds the checks, `passed` is false, `note` says where it was restored.
+pub const FORCED_RESTORE: &str = "forced-restore";
+
+/// The name of the check that lists what could not be checked (tables whose module, tokenizer
+/// or collation only the application defines). It passes: a check that passes with it passed
+/// with limits.
+pub const NOT_CHECKABLE: &str = "not checkable";
 
 /// One check of a drill.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,8 +42,8 @@ pub struct Check {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
     pub version: u32,
-    /// [`RESTORE_DRILL`], [`PIN`], [`UNPIN`] or [`MARK_VERIFIED`]; readers ignore kinds they
-    /// do not know.
+    /// [`RESTORE_DRILL`], [`PIN`], [`UNPIN`], [`MARK_VERIFIED`] or [`FORCED_RESTORE`]; readers
+    /// ignore kinds they do not know.
     pub kind: String,
     pub snapshot: SnapshotId,
     pub time: Timestamp,
