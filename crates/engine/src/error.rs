@@ -41,6 +41,9 @@ pub enum Error {
     WrongPassphrase(String),
     #[error("integrity check failed: {0}")]
     Integrity(String),
+    /// A restored database image failed a check; nothing was replaced (the caller may force it).
+    #[error("the restored database failed its checks ({0}); nothing was replaced")]
+    FailedChecks(String),
     #[error("the repository is locked: {0}")]
     Locked(String),
     #[error(
@@ -63,7 +66,7 @@ impl Error {
             Error::Format { .. } => ErrorKind::Format,
             Error::NoRepository(_) => ErrorKind::NoRepository,
             Error::PassphraseRequired(_) | Error::WrongPassphrase(_) => ErrorKind::Auth,
-            Error::Integrity(_) => ErrorKind::Integrity,
+            Error::Integrity(_) | Error::FailedChecks(_) => ErrorKind::Integrity,
             Error::Locked(_) | Error::IndexChanged => ErrorKind::Locked,
             Error::NotFound(_) => ErrorKind::NotFound,
             Error::Invalid(_) => ErrorKind::Config,
