@@ -431,4 +431,13 @@ fn an_unreadable_live_database_is_kept_as_files_and_replaced() {
             assert_eq!(count_files(&back), kept.len(), "{what}");
         }
     }
+    // The source goes on as before: its next backup follows the safety snapshots of files.
+    let next = sb.backup(&[&db], &[]);
+    assert_eq!(next["source_kind"], "sqlite", "{next:#}");
+    let meta = database_meta(&sb, "latest");
+    assert_eq!(meta["quick_check"], "ok", "{meta:#}");
+    let again = sb.p("again.db");
+    sb.run(&["restore", "latest", "--to", again.to_str().unwrap()])
+        .ok();
+    assert!(fs::read(&again).unwrap() == original);
 }
