@@ -167,9 +167,13 @@ fn an_index_on_an_app_collation_is_not_checkable() {
              CREATE TABLE names(id INTEGER PRIMARY KEY, n TEXT COLLATE nocase);
              CREATE INDEX names_n ON names(n);
              INSERT INTO names(n) VALUES ('b'), ('A'), ('c');
+             CREATE TABLE codes(k TEXT PRIMARY KEY COLLATE nocase);
+             CREATE TABLE uses(id INTEGER PRIMARY KEY, k TEXT REFERENCES codes(k));
+             INSERT INTO codes VALUES ('x'), ('y');
+             INSERT INTO uses(k) VALUES ('x'), ('y');
              PRAGMA writable_schema = ON;
              UPDATE sqlite_schema SET sql = replace(sql, 'nocase', 'mycoll')
-              WHERE tbl_name = 'names';
+              WHERE tbl_name IN ('names', 'codes');
              PRAGMA writable_schema = OFF;",
         )
         .unwrap();
@@ -195,6 +199,14 @@ fn an_index_on_an_app_collation_is_not_checkable() {
             .contains("names (no such collation sequence: mycoll)"),
         "{limits:?}"
     );
+    assert!(
+        limits
+            .detail
+            .contains("codes (no such collation sequence: mycoll)"),
+        "{limits:?}"
+    );
+    // The foreign key into `codes` needs its collation too.
+    assert!(limits.detail.contains("(foreign keys) ("), "{limits:?}");
     assert!(!limits.detail.contains("plain"), "{limits:?}");
 }
 

@@ -7,8 +7,9 @@ use backstop_format::manifest::{DatabaseMeta, TableRows};
 use rusqlite::{Connection, OpenFlags};
 
 use super::BUSY_TIMEOUT;
-use super::limits::{Verdict, check_with_limits, describe_not_checkable};
+use super::limits::{Verdict, check_with_limits, describe_not_checkable, missing_part};
 use crate::Error;
+use backstop_format::manifest::NotCheckable;
 use backstop_format::record::NOT_CHECKABLE;
 
 /// Whether `path` starts with the SQLite header.
@@ -332,8 +333,21 @@ pub fn check_image(
         );
     }
     if foreign_keys {
-        let n = foreign_key_violations(&conn, path)?;
-        add("foreign_key_check", n == 0, format!("{n} violation(s)"));
+        match conn.prepare("PRAGMA foreign_key_check").and_then(|mut st| {
+            st.query_map([], |_| Ok(()))?
+                .collect::<rusqlite::Result<Vec<()>>>()
+                .map(|v| v.len())
+        }) {
+            Ok(n) => add("foreign_key_check", n == 0, format!("{n} violation(s)")),
+            // A key on a collation only the application defines.
+            Err(e) if missing_part(&e.to_string()) => {
+                not_checkable.push(NotCheckable {
+                    table: "(foreign keys)".into(),
+                    reason: e.to_string(),
+                });
+            }
+            Err(e) => add("foreign_key_check", false, format!("stopped: {e}")),
+        }
     }
     if !not_checkable.is_empty() {
         add(

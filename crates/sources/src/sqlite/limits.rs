@@ -36,7 +36,7 @@ impl Verdict {
 }
 
 /// Whether SQLite's error says a part only the application defines is missing.
-fn missing_part(message: &str) -> bool {
+pub(crate) fn missing_part(message: &str) -> bool {
     [
         "no such module",
         "no such tokenizer",
