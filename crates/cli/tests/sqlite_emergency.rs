@@ -246,6 +246,7 @@ fn a_damaged_image_is_refused_unless_forced_and_the_force_is_recorded() {
     // nothing replaced, the remedy named.
     sql(&db, "INSERT INTO b(v) VALUES ('after')");
     let live = fs::read(&db).unwrap();
+    let snapshots = sb.snapshots().len();
     let o = sb.run(&["restore", &id, "--in-place", "--yes"]).code(4);
     assert!(o.stderr.contains("failed its checks"), "{o:#?}");
     assert!(o.stderr.contains("--force"), "{o:#?}");
@@ -254,6 +255,11 @@ fn a_damaged_image_is_refused_unless_forced_and_the_force_is_recorded() {
     sb.run(&["restore", &id, "--to", to.to_str().unwrap()])
         .code(4);
     assert!(!to.exists());
+    assert_eq!(
+        sb.snapshots().len(),
+        snapshots,
+        "a refused restore takes no snapshot"
+    );
     assert!(
         sb.json(&["show", &id])["verification"]
             .as_array()

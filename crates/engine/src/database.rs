@@ -3,10 +3,11 @@
 //! Both first write the snapshot's image to a temporary file beside the destination, hashing it
 //! on the way: the image hash must equal the one recorded at capture (which, with every chunk
 //! checked against its id, proves the bytes are the captured ones), and the file is opened and
-//! checked against the captured metadata before anything is replaced. To a new file, the
-//! checked image is renamed into place (stale `-wal`/`-shm` files of an overwritten database are
-//! removed first, since SQLite would otherwise replay a foreign WAL into it). In place, a
-//! `pre-restore` safety snapshot of the current database is taken first, then the image is
+//! checked against the captured metadata before anything is replaced (an image that fails is
+//! refused before any snapshot is taken or file touched). To a new file, the checked image is
+//! renamed into place (stale `-wal`/`-shm` files of an overwritten database are removed first,
+//! since SQLite would otherwise replay a foreign WAL into it). In place, a `pre-restore` safety
+//! snapshot of the current database is taken once the image is checked, then the image is
 //! copied into the live database through SQLite's backup API in one step: connections that
 //! hold the database open see the old content or the new, never a mix.
 //!
@@ -356,35 +357,6 @@ pub fn restore_database(
     } else {
         fs::create_dir_all(&dir).map_err(|e| io_err(format!("creating {}", dir.display()), e))?;
     }
-    // The safety snapshot comes first: whatever happens next, today's data is kept.
-    let safety = if let Some(why) = &unreadable {
-        progress.phase("safety snapshot", None);
-        Some(keep_as_files(
-            repo, index, target, why, &plan, opts, progress,
-        )?)
-    } else if opts.in_place {
-        let mut source = SqliteSource::new(target.clone(), item.path.clone())?;
-        let description = format!(
-            "safety snapshot before restoring snapshot {}",
-            plan.snapshot.short()
-        );
-        progress.phase("safety snapshot", None);
-        let safety = Safety {
-            description,
-            read_everything: false,
-        };
-        Some(safety_backup(
-            repo,
-            index,
-            &mut source,
-            safety,
-            &plan,
-            opts,
-            progress,
-        )?)
-    } else {
-        None
-    };
     progress.phase("restore", Some(plan.bytes));
     let loader = Loader::new(repo, index);
     // Durable before it replaces an existing file by rename, so a crash leaves the old one or
@@ -414,15 +386,22 @@ pub fn restore_database(
             cleanup(&tmp);
             return Err(Error::FailedChecks(why));
         }
-        Some(_) => {
-            // The audit record is written before anything is replaced.
-            if let Err(e) = record_forced(repo, &plan, &checks, opts) {
-                cleanup(&tmp);
-                return Err(e);
-            }
-            true
+        Some(_) => true,
+    };
+    // The image is ready and checked (a refused restore changes nothing and takes no
+    // snapshot); the safety snapshot comes next: whatever happens then, today's data is kept.
+    let safety = match take_safety(repo, index, item, &plan, opts, progress) {
+        Ok(s) => s,
+        Err(e) => {
+            cleanup(&tmp);
+            return Err(e);
         }
     };
+    // The audit record is written before anything is replaced.
+    if forced && let Err(e) = record_forced(repo, &plan, &checks, opts) {
+        cleanup(&tmp);
+        return Err(e);
+    }
     let mut removed = Vec::new();
     if by_rename {
         if let Err(e) = put_in_place(&tmp, target, &dir, &mut removed) {
@@ -440,6 +419,47 @@ pub fn restore_database(
         checks,
         removed,
         forced,
+    })
+}
+
+/// The `pre-restore` snapshot of what is at the target: the database (in place), or the bytes
+/// of a file SQLite cannot open (as files); none for a new file.
+fn take_safety(
+    repo: &Repository,
+    index: &Index,
+    item: &Item,
+    plan: &DatabasePlan,
+    opts: &DatabaseRestoreOptions,
+    progress: &dyn Progress,
+) -> Result<Option<SnapshotId>> {
+    let target = &opts.target;
+    Ok(if let Some(why) = &plan.target_unreadable {
+        progress.phase("safety snapshot", None);
+        Some(keep_as_files(
+            repo, index, target, why, plan, opts, progress,
+        )?)
+    } else if opts.in_place {
+        let mut source = SqliteSource::new(target.clone(), item.path.clone())?;
+        let description = format!(
+            "safety snapshot before restoring snapshot {}",
+            plan.snapshot.short()
+        );
+        progress.phase("safety snapshot", None);
+        let safety = Safety {
+            description,
+            read_everything: false,
+        };
+        Some(safety_backup(
+            repo,
+            index,
+            &mut source,
+            safety,
+            plan,
+            opts,
+            progress,
+        )?)
+    } else {
+        None
     })
 }
 
