@@ -146,15 +146,26 @@ pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
 /// Prints the checks of a restore or a drill, one a line.
 pub fn print_checks(checks: &[backstop_format::record::Check]) -> anyhow::Result<()> {
     for c in checks {
-        outln!(
-            "  {} {}: {}",
-            if c.passed { "ok  " } else { "FAIL" },
-            c.name,
-            c.detail
-        )?;
+        let mark = match (c.passed, c.name == NOT_CHECKABLE) {
+            (true, true) => "--  ",
+            (true, false) => "ok  ",
+            (false, _) => "FAIL",
+        };
+        outln!("  {mark} {}: {}", c.name, c.detail)?;
     }
     Ok(())
 }
+
+/// A drill's verdict in words: `PASSED with limits` when some tables could not be checked.
+pub fn drill_verdict(passed: bool, checks: &[backstop_format::record::Check]) -> &'static str {
+    match (passed, checks.iter().any(|c| c.name == NOT_CHECKABLE)) {
+        (false, _) => "FAILED",
+        (true, true) => "PASSED with limits",
+        (true, false) => "PASSED",
+    }
+}
+
+use backstop_format::record::NOT_CHECKABLE;
 
 pub use backstop_policy::format_bytes as bytes;
 

@@ -3,20 +3,35 @@
 //! Both first write the snapshot's image to a temporary file beside the destination, hashing it
 //! on the way: the image hash must equal the one recorded at capture (which, with every chunk
 //! checked against its id, proves the bytes are the captured ones), and the file is opened and
-//! checked against the captured metadata before anything is replaced. To a new file, the
-//! checked image is renamed into place (stale `-wal`/`-shm` files of an overwritten database are
-//! removed first, since SQLite would otherwise replay a foreign WAL into it). In place, a
-//! `pre-restore` safety snapshot of the current database is taken first, then the image is
+//! checked against the captured metadata before anything is replaced (an image that fails is
+//! refused before any snapshot is taken or file touched). To a new file, the checked image is
+//! renamed into place (stale `-wal`/`-shm` files of an overwritten database are removed first,
+//! since SQLite would otherwise replay a foreign WAL into it). In place, a `pre-restore` safety
+//! snapshot of the current database is taken once the image is checked, then the image is
 //! copied into the live database through SQLite's backup API in one step: connections that
 //! hold the database open see the old content or the new, never a mix.
+//!
+//! A live database that SQLite cannot open (truncated, a broken header: the day an emergency
+//! restore is needed) can neither be captured page by page nor receive pages through the backup
+//! API. Its bytes, with any `-wal`, `-shm` and `-journal` beside it, are kept as a `pre-restore`
+//! snapshot of files instead; then the checked image, synced, replaces it by rename (the stale
+//! `-wal`/`-shm`/`-journal` removed first, since SQLite would replay a foreign WAL into it), and
+//! the directory is synced. A crash leaves the old file or the new one; the old bytes are in the
+//! repository before anything is removed.
+//!
+//! An image that fails a check is never put in place unless the caller forces it; a forced
+//! restore writes a `forced-restore` record to the repository first (the audit trail).
 
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use backstop_format::manifest::{BackupKind, Item, ItemKind, Snapshot};
+use backstop_format::record::{FORCED_RESTORE, RECORD_VERSION, Record};
 use backstop_format::{SnapshotId, Timestamp};
-use backstop_sources::sqlite::{self, Check, SqliteSource, check_image};
+use backstop_sources::Source;
+use backstop_sources::files::FilesSource;
+use backstop_sources::sqlite::{self, Check, LiveState, SqliteSource, check_image};
 use serde::Serialize;
 
 use crate::content::Loader;
@@ -39,6 +54,9 @@ pub struct DatabaseRestoreOptions {
     /// Also run `PRAGMA integrity_check` on the restored image (slow on large databases; the
     /// image hash already proves the bytes are those that passed the capture's quick check).
     pub full_check: bool,
+    /// Put the image in place even though it failed a check (recorded as a `forced-restore`
+    /// record in the repository).
+    pub force: bool,
     /// Time and host recorded in the safety snapshot.
     pub time: Timestamp,
     pub host: String,
@@ -73,6 +91,10 @@ pub struct DatabasePlan {
     pub page_size_snapshot: u32,
     pub journal_mode_now: Option<String>,
     pub tables: Vec<TableChange>,
+    /// Why the file at the target cannot be opened as a database (it is then kept as files
+    /// and replaced by rename).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_unreadable: Option<String>,
 }
 
 /// The result of a database restore.
@@ -80,9 +102,16 @@ pub struct DatabasePlan {
 pub struct DatabaseRestoreSummary {
     #[serde(flatten)]
     pub plan: DatabasePlan,
-    /// The `pre-restore` snapshot of the database as it was (in place only).
+    /// The `pre-restore` snapshot of the database as it was (in place, or of an unreadable
+    /// file that was replaced: then a snapshot of files).
     pub safety_snapshot: Option<SnapshotId>,
     pub checks: Vec<Check>,
+    /// Stale `-wal`, `-shm` and `-journal` files removed beside the target.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removed: Vec<String>,
+    /// The image failed a check and was put in place anyway (`force`; recorded).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub forced: bool,
 }
 
 /// The one SQLite item of a snapshot, if it is a database snapshot.
@@ -105,11 +134,10 @@ pub fn plan_database(
         .database
         .as_ref()
         .ok_or_else(|| Error::Invalid("not a database item".into()))?;
-    let now = if target.is_file() && sqlite::is_sqlite_file(target) {
-        let conn = sqlite::open_read_only(target)?;
-        Some(sqlite::inspect(&conn, target)?)
-    } else {
-        None
+    let (now, unreadable) = match sqlite::inspect_live(target)? {
+        LiveState::Database(i) => (Some(i), None),
+        LiveState::Unreadable(why) => (None, Some(why)),
+        LiveState::Absent => (None, None),
     };
     let mut tables: Vec<TableChange> = meta
         .tables
@@ -153,6 +181,7 @@ pub fn plan_database(
         page_size_snapshot: meta.page_size,
         journal_mode_now: now.as_ref().map(|n| n.journal_mode.clone()),
         tables,
+        target_unreadable: unreadable,
     })
 }
 
@@ -286,7 +315,6 @@ fn with_suffix(p: &Path, suffix: &str) -> PathBuf {
 }
 
 /// Restores a database item: to a new file, or in place (see the module documentation).
-#[allow(clippy::too_many_arguments)]
 pub fn restore_database(
     repo: &Repository,
     index: &Index,
@@ -306,6 +334,7 @@ pub fn restore_database(
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."))
         .to_path_buf();
+    let unreadable = plan.target_unreadable.clone();
     if opts.in_place {
         if !plan.target_exists {
             return Err(Error::NotFound(format!(
@@ -326,43 +355,16 @@ pub fn restore_database(
             first: target.display().to_string(),
         }));
     } else {
-        fs::create_dir_all(&dir).map_err(|e| {
-            Error::Source(backstop_sources::Error::Io {
-                context: format!("creating {}", dir.display()),
-                cause: e,
-            })
-        })?;
+        fs::create_dir_all(&dir).map_err(|e| io_err(format!("creating {}", dir.display()), e))?;
     }
-    // The safety snapshot comes first: whatever happens next, today's data is kept.
-    let safety = if opts.in_place {
-        let mut source = SqliteSource::new(target.clone(), item.path.clone())?;
-        let o = BackupOptions {
-            source_name: plan.source.clone(),
-            kind: BackupKind::PreRestore,
-            description: Some(format!(
-                "safety snapshot before restoring snapshot {}",
-                plan.snapshot.short()
-            )),
-            tags: vec![],
-            ticket: None,
-            time: opts.time,
-            host: opts.host.clone(),
-            program: opts.program.clone(),
-            force: false,
-            skip_unchanged: false,
-        };
-        progress.phase("safety snapshot", None);
-        Some(backup(repo, index, &mut source, &o, progress)?.id)
-    } else {
-        None
-    };
     progress.phase("restore", Some(plan.bytes));
     let loader = Loader::new(repo, index);
-    // Durable before it replaces an existing database, so a crash leaves the old one or the
-    // new one. A new file, like any copy, is flushed by the system; in place, SQLite copies
-    // the image into the live database under its own durability rules.
+    // Durable before it replaces an existing file by rename, so a crash leaves the old one or
+    // the new one. A new file, like any copy, is flushed by the system; into a live database,
+    // SQLite copies the image under its own durability rules.
+    let by_rename = !opts.in_place || unreadable.is_some();
     let how = ImageWrite {
-        durable: !opts.in_place && plan.target_exists,
+        durable: by_rename && plan.target_exists,
         direct: true,
     };
     let tmp = write_image(&loader, item, &dir, how, progress)?;
@@ -378,37 +380,228 @@ pub fn restore_database(
             return Err(e);
         }
     };
-    if let Some(why) = failed(&checks) {
-        cleanup(&tmp);
-        return Err(Error::Integrity(format!(
-            "the restored database failed its checks ({why}); nothing was replaced"
-        )));
-    }
-    if opts.in_place {
-        let r = sqlite::replace_live(target, &tmp);
-        cleanup(&tmp);
-        r?;
-    } else {
-        // A WAL or shared-memory file left from the database being replaced would be replayed
-        // into the restored one.
-        if let Err(e) = remove_if_exists(&with_suffix(target, "-wal"))
-            .and_then(|()| remove_if_exists(&with_suffix(target, "-shm")))
-            .and_then(|()| remove_if_exists(&with_suffix(target, "-journal")))
-        {
+    let forced = match failed(&checks) {
+        None => false,
+        Some(why) if !opts.force => {
+            cleanup(&tmp);
+            return Err(Error::FailedChecks(why));
+        }
+        Some(_) => true,
+    };
+    // The image is ready and checked (a refused restore changes nothing and takes no
+    // snapshot); the safety snapshot comes next: whatever happens then, today's data is kept.
+    let safety = match take_safety(repo, index, item, &plan, opts, progress) {
+        Ok(s) => s,
+        Err(e) => {
             cleanup(&tmp);
             return Err(e);
         }
-        if let Err(e) = fs::rename(&tmp, target) {
+    };
+    // The audit record is written before anything is replaced.
+    if forced && let Err(e) = record_forced(repo, &plan, &checks, opts) {
+        cleanup(&tmp);
+        return Err(e);
+    }
+    let mut removed = Vec::new();
+    if by_rename {
+        if let Err(e) = put_in_place(&tmp, target, &dir, &mut removed) {
             cleanup(&tmp);
-            return Err(Error::Source(backstop_sources::Error::Io {
-                context: format!("moving the restored database to {}", target.display()),
-                cause: e,
-            }));
+            return Err(e);
         }
+    } else {
+        let r = sqlite::replace_live(target, &tmp);
+        cleanup(&tmp);
+        r?;
     }
     Ok(DatabaseRestoreSummary {
         plan,
         safety_snapshot: safety,
         checks,
+        removed,
+        forced,
     })
+}
+
+/// The `pre-restore` snapshot of what is at the target: the database (in place), or the bytes
+/// of a file SQLite cannot open (as files); none for a new file.
+fn take_safety(
+    repo: &Repository,
+    index: &Index,
+    item: &Item,
+    plan: &DatabasePlan,
+    opts: &DatabaseRestoreOptions,
+    progress: &dyn Progress,
+) -> Result<Option<SnapshotId>> {
+    let target = &opts.target;
+    Ok(if let Some(why) = &plan.target_unreadable {
+        progress.phase("safety snapshot", None);
+        Some(keep_as_files(
+            repo, index, target, why, plan, opts, progress,
+        )?)
+    } else if opts.in_place {
+        let mut source = SqliteSource::new(target.clone(), item.path.clone())?;
+        let description = format!(
+            "safety snapshot before restoring snapshot {}",
+            plan.snapshot.short()
+        );
+        progress.phase("safety snapshot", None);
+        let safety = Safety {
+            description,
+            read_everything: false,
+        };
+        Some(safety_backup(
+            repo,
+            index,
+            &mut source,
+            safety,
+            plan,
+            opts,
+            progress,
+        )?)
+    } else {
+        None
+    })
+}
+
+fn io_err(context: String, e: std::io::Error) -> Error {
+    Error::Source(backstop_sources::Error::Io { context, cause: e })
+}
+
+/// How a `pre-restore` snapshot is taken.
+struct Safety {
+    description: String,
+    /// Read every file, even one whose size and modification time match the previous
+    /// snapshot: the bytes of a damaged file are what must be kept, whatever its metadata says.
+    read_everything: bool,
+}
+
+/// Takes a `pre-restore` snapshot of `source` under the plan's source name.
+fn safety_backup(
+    repo: &Repository,
+    index: &Index,
+    source: &mut dyn Source,
+    safety: Safety,
+    plan: &DatabasePlan,
+    opts: &DatabaseRestoreOptions,
+    progress: &dyn Progress,
+) -> Result<SnapshotId> {
+    let o = BackupOptions {
+        source_name: plan.source.clone(),
+        kind: BackupKind::PreRestore,
+        description: Some(safety.description),
+        tags: vec![],
+        ticket: None,
+        time: opts.time,
+        host: opts.host.clone(),
+        program: opts.program.clone(),
+        force: safety.read_everything,
+        skip_unchanged: false,
+    };
+    let summary = backup(repo, index, source, &o, progress)?;
+    // A file that could not be read is only a warning in a backup of files; here it would be
+    // bytes lost.
+    if !summary.warnings.is_empty() {
+        return Err(Error::Invalid(format!(
+            "the safety snapshot {} is incomplete ({}); nothing was replaced",
+            summary.id.short(),
+            summary.warnings.join("; ")
+        )));
+    }
+    Ok(summary.id)
+}
+
+/// The `-wal`, `-shm` and `-journal` files SQLite keeps beside a database.
+const SIDE_FILES: [&str; 3] = ["-wal", "-shm", "-journal"];
+
+/// Keeps the bytes of a file SQLite cannot open as a database, and of the files SQLite keeps
+/// beside it, as a `pre-restore` snapshot of files.
+fn keep_as_files(
+    repo: &Repository,
+    index: &Index,
+    target: &Path,
+    why: &str,
+    plan: &DatabasePlan,
+    opts: &DatabaseRestoreOptions,
+    progress: &dyn Progress,
+) -> Result<SnapshotId> {
+    let mut paths = vec![target.to_path_buf()];
+    paths.extend(
+        SIDE_FILES
+            .iter()
+            .map(|s| with_suffix(target, s))
+            .filter(|p| p.is_file()),
+    );
+    let mut source = FilesSource::new(paths, vec![])?;
+    let description = format!(
+        "safety snapshot (as files: the database could not be opened: {why}) before restoring snapshot {}",
+        plan.snapshot.short()
+    );
+    let safety = Safety {
+        description,
+        read_everything: true,
+    };
+    safety_backup(repo, index, &mut source, safety, plan, opts, progress)
+}
+
+/// Writes the `forced-restore` record of a restore whose image failed a check.
+fn record_forced(
+    repo: &Repository,
+    plan: &DatabasePlan,
+    checks: &[Check],
+    opts: &DatabaseRestoreOptions,
+) -> Result<()> {
+    let record = Record {
+        version: RECORD_VERSION,
+        kind: FORCED_RESTORE.into(),
+        snapshot: plan.snapshot,
+        time: opts.time,
+        host: opts.host.clone(),
+        passed: false,
+        duration_ms: 0,
+        checks: checks.to_vec(),
+        by: None,
+        note: Some(format!(
+            "restored {} into {} although it failed its checks",
+            plan.item,
+            opts.target.display()
+        )),
+        source: Some(plan.source.clone()),
+    };
+    repo.write_record(&record)?;
+    Ok(())
+}
+
+/// Renames the checked image at `tmp` over `target`, after removing the files SQLite keeps
+/// beside a database (a WAL or shared-memory file left from the file being replaced would be
+/// replayed into the restored one), then syncs the directory.
+fn put_in_place(tmp: &Path, target: &Path, dir: &Path, removed: &mut Vec<String>) -> Result<()> {
+    for suffix in SIDE_FILES {
+        let p = with_suffix(target, suffix);
+        if p.exists() {
+            remove_if_exists(&p)?;
+            removed.push(p.display().to_string());
+        }
+    }
+    fs::rename(tmp, target).map_err(|e| {
+        io_err(
+            format!("moving the restored database to {}", target.display()),
+            e,
+        )
+    })?;
+    sync_dir(dir)
+}
+
+/// Makes a rename in `dir` durable.
+#[cfg(unix)]
+fn sync_dir(dir: &Path) -> Result<()> {
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io_err(format!("syncing directory {}", dir.display()), e))
+}
+
+/// Makes a rename in `dir` durable. Outside Unix std cannot open a directory as a file, and
+/// NTFS journals renames itself.
+#[cfg(not(unix))]
+fn sync_dir(_dir: &Path) -> Result<()> {
+    Ok(())
 }

@@ -42,6 +42,9 @@ pub enum Error {
     /// A snapshot asked for (by id, or possibly by recency) cannot be read.
     #[error("{0}")]
     DamagedSnapshot(String),
+    /// A restored database image failed a check; nothing was replaced (the caller may force it).
+    #[error("the restored database failed its checks ({0}); nothing was replaced")]
+    FailedChecks(String),
     #[error("the repository is locked: {0}")]
     Locked(String),
     /// The lock itself could not be written (read-only media, a full disk, no permission).
@@ -80,7 +83,9 @@ impl Error {
             Error::Format { .. } => ErrorKind::Format,
             Error::NoRepository(_) => ErrorKind::NoRepository,
             Error::PassphraseRequired(_) | Error::WrongPassphrase(_) => ErrorKind::Auth,
-            Error::Integrity(_) | Error::DamagedSnapshot(_) => ErrorKind::Integrity,
+            Error::Integrity(_) | Error::DamagedSnapshot(_) | Error::FailedChecks(_) => {
+                ErrorKind::Integrity
+            }
             Error::Locked(_) | Error::IndexChanged => ErrorKind::Locked,
             Error::NotFound(_) => ErrorKind::NotFound,
             Error::Invalid(_) => ErrorKind::Config,

@@ -310,6 +310,7 @@ mod tests {
                 schema_fingerprint: String::new(),
                 tables: Vec::new(),
                 quick_check: "ok".into(),
+                not_checkable: Vec::new(),
                 source_path: "db".into(),
             });
             Ok(())

@@ -680,6 +680,7 @@ impl Source for PagesSource {
             schema_fingerprint: String::new(),
             tables: vec![],
             quick_check: "ok".into(),
+            not_checkable: Vec::new(),
             source_path: "/db".into(),
         });
         Ok(())

@@ -71,6 +71,7 @@ impl Source for TestSource {
             schema_fingerprint: String::new(),
             tables: vec![],
             quick_check: "ok".into(),
+            not_checkable: Vec::new(),
             source_path: "/db".into(),
         });
         Ok(())

@@ -183,6 +183,17 @@ pub struct TableRows {
     pub rows: Option<u64>,
 }
 
+/// A table the integrity check could not read, and why: a limit of the check, not damage.
+/// Typically a virtual table whose module or tokenizer only the application registers (FTS5
+/// with a custom tokenizer, an unknown module), or a table with an index on a collation only
+/// the application defines.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotCheckable {
+    pub table: String,
+    /// SQLite's words, e.g. `no such tokenizer: stoken`.
+    pub reason: String,
+}
+
 /// What was known about a database when it was captured.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DatabaseMeta {
@@ -195,7 +206,11 @@ pub struct DatabaseMeta {
     pub schema_fingerprint: String,
     pub tables: Vec<TableRows>,
     /// Result of `PRAGMA quick_check` on the captured state: `ok`, or the first problems.
+    /// With tables in `not_checkable`, the result of the checks that could run.
     pub quick_check: String,
+    /// Tables the check could not read (absent in snapshots written before it existed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_checkable: Vec<NotCheckable>,
     /// Where the database was, absolute, for `restore --in-place`.
     pub source_path: String,
 }
@@ -299,6 +314,27 @@ mod tests {
             Snapshot::decode(json),
             Err(FormatError::Unsupported(_))
         ));
+    }
+
+    #[test]
+    fn database_meta_without_not_checkable_still_reads() {
+        // Written before `not_checkable` existed.
+        let old = r#"{"page_size":4096,"page_count":2,"journal_mode":"wal","user_version":0,"schema_fingerprint":"f","tables":[{"name":"t","rows":null}],"quick_check":"quick_check stopped: SQL logic error","source_path":"/x"}"#;
+        let m: DatabaseMeta = serde_json::from_str(old).unwrap();
+        assert!(m.not_checkable.is_empty());
+        assert!(!m.is_healthy());
+        let mut new = m.clone();
+        new.not_checkable.push(NotCheckable {
+            table: "search".into(),
+            reason: "no such tokenizer: stoken".into(),
+        });
+        let json = serde_json::to_string(&new).unwrap();
+        assert!(
+            json.contains(r#""not_checkable":[{"table":"search""#),
+            "{json}"
+        );
+        assert_eq!(serde_json::from_str::<DatabaseMeta>(&json).unwrap(), new);
+        assert!(!serde_json::to_string(&m).unwrap().contains("not_checkable"));
     }
 
     #[test]

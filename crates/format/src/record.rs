@@ -24,6 +24,14 @@ pub const MARK_VERIFIED: &str = "mark-verified";
 /// A backup of `source` failed (`note` says why); `snapshot` is the source's newest snapshot
 /// then, all zeros if it had none. Deleted when a backup of the source succeeds.
 pub const BACKUP_FAILED: &str = "backup-failed";
+/// A database restore went ahead although the restored image failed a check (`--force`):
+/// `checks` holds the checks, `passed` is false, `note` says where it was restored.
+pub const FORCED_RESTORE: &str = "forced-restore";
+
+/// The name of the check that lists what could not be checked (tables whose module, tokenizer
+/// or collation only the application defines). It passes: a check that passes with it passed
+/// with limits.
+pub const NOT_CHECKABLE: &str = "not checkable";
 
 /// One check of a drill.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,7 +45,8 @@ pub struct Check {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
     pub version: u32,
-    /// [`RESTORE_DRILL`], [`PIN`], [`UNPIN`], [`MARK_VERIFIED`] or [`BACKUP_FAILED`]; readers
+    /// [`RESTORE_DRILL`], [`PIN`], [`UNPIN`], [`MARK_VERIFIED`], [`FORCED_RESTORE`] or
+    /// [`BACKUP_FAILED`]; readers
     /// ignore kinds they do not know.
     pub kind: String,
     pub snapshot: SnapshotId,

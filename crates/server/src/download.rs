@@ -62,6 +62,7 @@ pub fn prepare(setup: &Setup, spec: &str) -> anyhow::Result<Prepared> {
                     overwrite: false,
                     allow_schema_change: false,
                     full_check: false,
+                    force: false,
                     time: Timestamp::now(),
                     host: setup.host.clone(),
                     program: setup.program.clone(),

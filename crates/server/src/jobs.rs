@@ -565,6 +565,7 @@ fn execute(
                 overwrite: false,
                 allow_schema_change: *allow_schema_change,
                 full_check: false,
+                force: false,
                 time: Timestamp::now(),
                 host: setup.host.clone(),
                 program: setup.program.clone(),

@@ -50,6 +50,9 @@ pub struct Args {
     /// Also run PRAGMA integrity_check on the restored database (slow on large databases)
     #[arg(long)]
     pub full_check: bool,
+    /// Restore a database even though the restored image failed its checks (recorded in the repository as a forced-restore record)
+    #[arg(long)]
+    pub force: bool,
 }
 
 pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
@@ -184,6 +187,7 @@ fn restore_db(
         overwrite: a.overwrite,
         allow_schema_change: a.allow_schema_change,
         full_check: a.full_check,
+        force: a.force,
         time: Timestamp::now(),
         host: host(),
         program: format!("backstop {}", env!("CARGO_PKG_VERSION")),
@@ -193,13 +197,26 @@ fn restore_db(
     let r = restore_database(repo, index, plan, item, &opts, &bar);
     bar.done();
     let summary =
-        r.with_context(|| format!("restoring snapshot {} to {}", id.short(), target.display()))?;
+        r.with_context(|| format!("restoring snapshot {} to {}", id.short(), target.display()));
+    let summary = match summary {
+        Err(e)
+            if matches!(
+                e.downcast_ref::<backstop_engine::Error>(),
+                Some(backstop_engine::Error::FailedChecks(_))
+            ) =>
+        {
+            return Err(e.context(format!(
+                "snapshot {} failed its checks: to restore it anyway, pass --force (the forced restore is recorded in the repository; `backstop show {}` lists it)",
+                id.short(),
+                id.short()
+            )));
+        }
+        r => r?,
+    };
     if g.json {
         print_json(&summary)?;
     } else if !g.quiet {
-        if let Some(s) = summary.safety_snapshot {
-            outln!("safety snapshot {} of the database as it was", s.short())?;
-        }
+        print_db_outcome(&summary, &target)?;
         crate::output::print_checks(&summary.checks)?;
         outln!(
             "restored snapshot {} of {} ({}) {} {} in {:.1} s",
@@ -216,6 +233,39 @@ fn restore_db(
         )?;
     }
     Ok(crate::exit::OK)
+}
+
+/// What happened to the database at the target besides the copy: a safety snapshot, an
+/// unreadable file kept as files and replaced, stale files removed, a forced restore.
+fn print_db_outcome(
+    s: &backstop_engine::database::DatabaseRestoreSummary,
+    target: &std::path::Path,
+) -> anyhow::Result<()> {
+    match (&s.plan.target_unreadable, s.safety_snapshot) {
+        (Some(why), Some(id)) => {
+            outln!(
+                "{} could not be opened as a database ({why}): its bytes (and any -wal, -shm, -journal beside it) are kept as files in safety snapshot {} (get them back with `backstop restore {} --to DIR`)",
+                target.display(),
+                id.short(),
+                id.short()
+            )?;
+            outln!(
+                "it was replaced by the restored database (a new file: applications that had it open must open it again)"
+            )?;
+        }
+        (None, Some(id)) => outln!("safety snapshot {} of the database as it was", id.short())?,
+        _ => {}
+    }
+    for r in &s.removed {
+        outln!("removed stale {r}")?;
+    }
+    if s.forced {
+        outln!(
+            "FORCED: the restored database failed its checks and was put in place anyway; a forced-restore record of snapshot {} is in the repository",
+            s.plan.snapshot.short()
+        )?;
+    }
+    Ok(())
 }
 
 fn print_db_plan(p: &DatabasePlan) -> anyhow::Result<()> {
@@ -242,6 +292,12 @@ fn print_db_plan(p: &DatabasePlan) -> anyhow::Result<()> {
         }
     )?;
     outln!("quick_check at capture: {}", p.quick_check_at_capture)?;
+    if let Some(why) = &p.target_unreadable {
+        outln!(
+            "{} cannot be opened as a database ({why}): it would be kept as files in a safety snapshot, then replaced",
+            p.target
+        )?;
+    }
     match p.schema_matches {
         Some(true) => outln!(
             "schema: same as now (user_version {})",

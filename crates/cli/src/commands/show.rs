@@ -3,7 +3,7 @@
 use backstop_engine::content::Loader;
 use backstop_format::SnapshotId;
 use backstop_format::manifest::{Item, Snapshot};
-use backstop_format::record::Record;
+use backstop_format::record::{FORCED_RESTORE, RESTORE_DRILL, Record};
 use serde::Serialize;
 
 use crate::context::{Ctx, GlobalArgs, load_index};
@@ -31,17 +31,18 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     let (id, snap) = ctx.find_snapshot(&repo, &a.snapshot)?;
     let index = load_index(&repo, g.quiet)?;
     let items = Loader::new(&repo, &index).read_items(&snap.items)?;
-    let drills: Vec<Record> = repo
+    let records: Vec<Record> = repo
         .records()?
         .into_iter()
         .filter(|r| r.snapshot == id)
         .collect();
+    let drills: Vec<&Record> = records.iter().filter(|r| r.kind == RESTORE_DRILL).collect();
     if g.json {
         print_json(&Out {
             id,
             snapshot: &snap,
             item_list: items,
-            verification: drills,
+            verification: records.clone(),
         })?;
         return Ok(crate::exit::OK);
     }
@@ -80,11 +81,19 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
         )?,
         Some(r) => outln!(
             "verified    restore drill {} at {} in {:.1} s ({} drill(s) in all)",
-            if r.passed { "passed" } else { "FAILED" },
+            crate::output::drill_verdict(r.passed, &r.checks).to_lowercase(),
             r.time,
             r.duration_ms as f64 / 1000.0,
             drills.len()
         )?,
+    }
+    for r in records.iter().filter(|r| r.kind == FORCED_RESTORE) {
+        outln!(
+            "forced      restore at {} on {} despite failed checks: {}",
+            r.time,
+            r.host,
+            r.note.as_deref().unwrap_or("")
+        )?;
     }
     for w in &snap.warnings {
         outln!("warning     {w}")?;
@@ -119,6 +128,12 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
             db.user_version,
             db.quick_check
         )?;
+        if !db.not_checkable.is_empty() {
+            outln!(
+                "not checkable (only the application defines what they need): {}",
+                not_checkable_line(&db.not_checkable)
+            )?;
+        }
         outln!("{:<32} {:>12}", "TABLE", "ROWS")?;
         for t in &db.tables {
             outln!(
@@ -129,4 +144,12 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
         }
     }
     Ok(crate::exit::OK)
+}
+
+/// `table (reason), ...`
+fn not_checkable_line(n: &[backstop_format::manifest::NotCheckable]) -> String {
+    n.iter()
+        .map(|n| format!("{} ({})", n.table, n.reason))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -132,7 +132,7 @@ fn drill(
                 id.short(),
                 snap.source.name,
                 snap.time,
-                if r.passed { "PASSED" } else { "FAILED" },
+                crate::output::drill_verdict(r.passed, &r.checks),
                 r.duration_ms as f64 / 1000.0
             )?;
             crate::output::print_checks(&r.checks)?;

@@ -7,7 +7,10 @@ use backstop_format::manifest::{DatabaseMeta, TableRows};
 use rusqlite::{Connection, OpenFlags};
 
 use super::BUSY_TIMEOUT;
+use super::limits::{Verdict, check_with_limits, describe_not_checkable, missing_part};
 use crate::Error;
+use backstop_format::manifest::NotCheckable;
+use backstop_format::record::NOT_CHECKABLE;
 
 /// Whether `path` starts with the SQLite header.
 pub fn is_sqlite_file(path: &Path) -> bool {
@@ -31,6 +34,59 @@ pub fn open_read_only(path: &Path) -> Result<Connection, Error> {
     c.busy_timeout(BUSY_TIMEOUT)
         .map_err(|e| sql_err(path, "setting the busy timeout", e))?;
     Ok(c)
+}
+
+/// What is at the target of a database restore.
+#[derive(Debug, Clone)]
+pub enum LiveState {
+    /// No file there.
+    Absent,
+    Database(Inspection),
+    /// A file SQLite cannot open as a database, and why (no SQLite header, truncated, a
+    /// damaged header or schema).
+    Unreadable(String),
+}
+
+/// Looks at the file at `path` as a database. A file that cannot be opened as a database is a
+/// state, not an error; anything else that stops the look (a writer holding its lock too long,
+/// no permission) stays an error, so that a database that is only busy is never taken for a
+/// damaged one.
+pub fn inspect_live(path: &Path) -> Result<LiveState, Error> {
+    if !path.is_file() {
+        return Ok(LiveState::Absent);
+    }
+    if !is_sqlite_file(path) {
+        let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        return Ok(LiveState::Unreadable(if len == 0 {
+            "the file is empty".into()
+        } else {
+            format!("the file ({len} bytes) does not start with the SQLite header")
+        }));
+    }
+    let damaged = |e: &rusqlite::Error| {
+        matches!(e, rusqlite::Error::SqliteFailure(f, _)
+            if matches!(f.code, rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase))
+    };
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = match Connection::open_with_flags(path, flags) {
+        Ok(c) => c,
+        Err(e) if damaged(&e) => return Ok(LiveState::Unreadable(e.to_string())),
+        Err(e) => return Err(sql_err(path, "cannot open", e)),
+    };
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .map_err(|e| sql_err(path, "setting the busy timeout", e))?;
+    // The first read checks the header against the file (a truncated database fails here);
+    // reading every schema row checks the schema's pages.
+    let probe = conn.query_row(
+        "SELECT count(*), sum(length(coalesce(sql, ''))) FROM sqlite_schema",
+        [],
+        |_| Ok(()),
+    );
+    match probe {
+        Ok(()) => Ok(LiveState::Database(inspect(&conn, path)?)),
+        Err(e) if damaged(&e) => Ok(LiveState::Unreadable(e.to_string())),
+        Err(e) => Err(sql_err(path, "reading the schema", e)),
+    }
 }
 
 /// What a database looks like now (inside the caller's transaction, if any).
@@ -193,6 +249,10 @@ pub fn open_image(path: &Path) -> Result<Connection, Error> {
 /// The name of the check in [`check_image`] that repeats the capture's own verdict.
 pub const QUICK_CHECK_AT_CAPTURE: &str = "quick_check at capture";
 
+/// The name of the check in [`check_image`] that checks the image again when the capture's own
+/// check failed or stopped.
+pub const QUICK_CHECK_AGAIN: &str = "quick_check";
+
 /// Checks a database file against the metadata captured with it.
 pub fn check_image(
     path: &Path,
@@ -250,19 +310,61 @@ pub fn check_image(
             },
         );
     }
+    let mut not_checkable = meta.not_checkable.clone();
+    let mut limits = |v: Verdict| {
+        for n in v.not_checkable {
+            if !not_checkable.iter().any(|m| m.table == n.table) {
+                not_checkable.push(n);
+            }
+        }
+        v.result
+    };
     if full {
-        let r = run_check(&conn, path, "integrity_check")?;
-        add("integrity_check", r == "ok", r);
+        let v = check_with_limits(&conn, path, "integrity_check")?;
+        let ok = v.is_ok();
+        add("integrity_check", ok, limits(v));
+    } else if meta.is_healthy() {
+        add(QUICK_CHECK_AT_CAPTURE, true, meta.quick_check.clone());
     } else {
+        // The capture's check failed or stopped. A snapshot taken before backstop knew the
+        // limits of its check says "quick_check stopped: SQL logic error" for a database with
+        // an FTS5 table whose tokenizer only the application has: check the restored image
+        // itself (the same bytes, as its hash proved), around what cannot be read.
+        let v = check_with_limits(&conn, path, "quick_check")?;
+        let ok = v.is_ok();
+        let result = limits(v);
         add(
-            QUICK_CHECK_AT_CAPTURE,
-            meta.is_healthy(),
-            meta.quick_check.clone(),
+            QUICK_CHECK_AGAIN,
+            ok,
+            format!("{result} (at capture: {})", meta.quick_check),
         );
     }
     if foreign_keys {
-        let n = foreign_key_violations(&conn, path)?;
-        add("foreign_key_check", n == 0, format!("{n} violation(s)"));
+        match conn.prepare("PRAGMA foreign_key_check").and_then(|mut st| {
+            st.query_map([], |_| Ok(()))?
+                .collect::<rusqlite::Result<Vec<()>>>()
+                .map(|v| v.len())
+        }) {
+            Ok(n) => add("foreign_key_check", n == 0, format!("{n} violation(s)")),
+            // A key on a collation only the application defines.
+            Err(e) if missing_part(&e.to_string()) => {
+                not_checkable.push(NotCheckable {
+                    table: "(foreign keys)".into(),
+                    reason: e.to_string(),
+                });
+            }
+            Err(e) => add("foreign_key_check", false, format!("stopped: {e}")),
+        }
+    }
+    if !not_checkable.is_empty() {
+        add(
+            NOT_CHECKABLE,
+            true,
+            format!(
+                "{}: only the application defines what these need; every other table was checked",
+                describe_not_checkable(&not_checkable)
+            ),
+        );
     }
     Ok(checks)
 }

@@ -33,18 +33,22 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use backstop_format::Timestamp;
-use backstop_format::manifest::{DatabaseMeta, Item, ItemKind, SourceKind, TableRows};
+use backstop_format::manifest::{
+    DatabaseMeta, Item, ItemKind, NotCheckable, SourceKind, TableRows,
+};
 use rusqlite::Connection;
 
 use crate::{Buffers, Chunking, Entry, Error, Source};
 
 mod check;
 mod inspect;
+mod limits;
 mod replace;
 
 pub use check::native_check;
 use check::{Checker, Plan};
 pub use inspect::*;
+pub use limits::{Verdict, check_with_limits, describe_not_checkable};
 pub use replace::replace_live;
 
 /// Bytes of pages sent to the engine per message (rounded down to whole pages): the size of
@@ -347,8 +351,9 @@ fn scan_pages(
 
 /// Tables to count: all of them, and those not to count (virtual tables).
 type Tables = (Vec<TableRows>, Vec<String>);
-/// The result of `PRAGMA quick_check`, and each table's row count.
-type Checked = (String, Vec<TableRows>);
+/// The result of `PRAGMA quick_check`, each table's row count, and the tables it could not
+/// check.
+type Checked = (String, Vec<TableRows>, Vec<NotCheckable>);
 
 /// How a capture checks the database.
 enum Checking {
@@ -380,7 +385,7 @@ fn native_verdict(
     for t in &mut tables {
         t.rows = counts.get(&t.name).copied();
     }
-    Ok(("ok".into(), tables))
+    Ok(("ok".into(), tables, Vec::new()))
 }
 
 /// Runs the quick check and counts rows, inside the caller's transaction.
@@ -389,9 +394,9 @@ fn check_and_count(
     path: &Path,
     (mut tables, skip): Tables,
 ) -> Result<Checked, Error> {
-    let check = run_check(conn, path, "quick_check")?;
+    let check = check_with_limits(conn, path, "quick_check")?;
     count_rows(conn, &mut tables, &skip);
-    Ok((check, tables))
+    Ok((check.result, tables, check.not_checkable))
 }
 
 /// The page stream as a reader.
@@ -579,6 +584,7 @@ impl Source for SqliteSource {
             schema_fingerprint: info.schema_fingerprint,
             tables: info.tables,
             quick_check: String::new(),
+            not_checkable: Vec::new(),
             source_path: self.path.display().to_string(),
         });
         Ok(Some(Entry {
@@ -654,13 +660,18 @@ impl Source for SqliteSource {
         };
         // The same image as last time: its check result still holds, so the running check is
         // stopped rather than waited for (this is what makes an unchanged database cheap).
-        let unchanged = previous.and_then(|p| {
-            let same =
-                p.content.as_ref().map(|c| &c.hash) == item.content.as_ref().map(|c| &c.hash);
-            p.database
-                .as_ref()
-                .filter(|_| same && p.kind == ItemKind::Sqlite)
-        });
+        let unchanged = previous
+            .and_then(|p| {
+                let same =
+                    p.content.as_ref().map(|c| &c.hash) == item.content.as_ref().map(|c| &c.hash);
+                p.database
+                    .as_ref()
+                    .filter(|_| same && p.kind == ItemKind::Sqlite)
+            })
+            // A failed or stopped check is not kept on SQLite's word alone: it may have stopped
+            // at a table this build now checks around (see `limits`). backstop's own check, which
+            // only claims databases it can check whole, keeps its verdict.
+            .filter(|p| p.is_healthy() || self.check_pass.is_some());
         // (A check that ran in the capture's transaction on the same image says the same.)
         if let Some(prev) = unchanged {
             // Cancels the check if it has not started; if it has, wait for it and use it.
@@ -675,8 +686,13 @@ impl Source for SqliteSource {
                 .meta
                 .take()
                 .ok_or_else(|| Error::Invalid("capture not started".into()))?;
-            (meta.quick_check, meta.tables) =
-                fresh.unwrap_or_else(|| (prev.quick_check.clone(), prev.tables.clone()));
+            (meta.quick_check, meta.tables, meta.not_checkable) = fresh.unwrap_or_else(|| {
+                (
+                    prev.quick_check.clone(),
+                    prev.tables.clone(),
+                    prev.not_checkable.clone(),
+                )
+            });
             item.database = Some(meta);
             return Ok(());
         }
@@ -689,7 +705,7 @@ impl Source for SqliteSource {
             (None, Some(h)) => joined(h)?,
             (None, None) => None,
         };
-        let Some((check, tables)) = checked else {
+        let Some((check, tables, not_checkable)) = checked else {
             return Err(Error::Invalid("the capture was not completed".into()));
         };
         let mut meta = self
@@ -698,6 +714,7 @@ impl Source for SqliteSource {
             .ok_or_else(|| Error::Invalid("capture not started".into()))?;
         meta.quick_check = check;
         meta.tables = tables;
+        meta.not_checkable = not_checkable;
         item.database = Some(meta);
         Ok(())
     }
