@@ -68,6 +68,8 @@ enum Command {
     Forget(commands::forget::Args),
     /// Reclaim the space of forgotten snapshots.
     Prune(commands::prune::Args),
+    /// Get back what a damaged repository still holds (see `backstop verify`).
+    Repair(commands::repair::Args),
     /// Pin a snapshot: forget never removes it.
     Pin(commands::pin::PinArgs),
     /// Unpin a snapshot.
@@ -109,6 +111,7 @@ fn main() -> ExitCode {
         Command::Verify(a) => commands::verify::run(&cli.global, a),
         Command::Forget(a) => commands::forget::run(&cli.global, a),
         Command::Prune(a) => commands::prune::run(&cli.global, a),
+        Command::Repair(a) => commands::repair::run(&cli.global, a),
         Command::Pin(a) => commands::pin::pin(&cli.global, a),
         Command::Unpin(a) => commands::pin::unpin(&cli.global, a),
         Command::MarkVerified(a) => commands::pin::mark_verified(&cli.global, a),

@@ -1,0 +1,246 @@
+//! Getting data back from a damaged repository: `repair index`, `repair snapshots`,
+//! `repair records`, damaged key files, and `verify` naming the repair for each problem.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use common::*;
+use serde_json::Value;
+
+#[track_caller]
+fn sql(db: &Path, sql: &str) {
+    let o = Command::new("sqlite3")
+        .arg("-batch")
+        .arg("-bail")
+        .arg(db)
+        .arg(sql)
+        .stdin(Stdio::null())
+        .output()
+        .expect("running sqlite3 (apt-get install -y sqlite3)");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// A repository with three snapshots of a SQLite database (changed between them, so each
+/// later one shares most pages with the first) and one of a directory of files.
+struct Fixture {
+    sb: Sandbox,
+    /// Each database snapshot's id and the database's bytes when it was taken.
+    dbs: Vec<(String, Vec<u8>)>,
+    files: (String, PathBuf),
+    /// The index files each backup added, in backup order.
+    index_files: Vec<Vec<PathBuf>>,
+}
+
+fn fixture(password: Option<&str>) -> Fixture {
+    let sb = match password {
+        Some(p) => Sandbox::encrypted(p),
+        None => Sandbox::plain(),
+    };
+    let db = sb.p("shop.db");
+    fs::write(&db, fs::read(testdata("sqlite/chinook.sqlite")).unwrap()).unwrap();
+    let mut dbs = Vec::new();
+    let mut index_files = Vec::new();
+    let mut new_index = |sb: &Sandbox| {
+        let seen: Vec<PathBuf> = index_files.iter().flatten().cloned().collect();
+        let now: Vec<PathBuf> = files_under(&sb.repo.join("index"))
+            .into_iter()
+            .filter(|f| !seen.contains(f))
+            .collect();
+        index_files.push(now);
+    };
+    for i in 0..3 {
+        if i > 0 {
+            sql(
+                &db,
+                &format!(
+                    "UPDATE Track SET Milliseconds = Milliseconds + {i} WHERE TrackId % 5 = {i}"
+                ),
+            );
+        }
+        let s = sb.backup(&[&db], &[]);
+        assert_eq!(s["source_kind"], "sqlite", "{s:#}");
+        dbs.push((
+            s["id"].as_str().unwrap().to_string(),
+            fs::read(&db).unwrap(),
+        ));
+        new_index(&sb);
+    }
+    let data = sb.p("data");
+    fs::create_dir_all(data.join("sub")).unwrap();
+    fs::write(data.join("big.bin"), random_bytes(7, 2_500_000)).unwrap();
+    fs::write(data.join("notes.txt"), "some notes\n").unwrap();
+    fs::write(data.join("sub/z.txt"), "zulu\n".repeat(1000)).unwrap();
+    let s = sb.backup(&[&data], &[]);
+    let files = (s["id"].as_str().unwrap().to_string(), data);
+    new_index(&sb);
+    Fixture {
+        sb,
+        dbs,
+        files,
+        index_files,
+    }
+}
+
+impl Fixture {
+    /// Every snapshot restores, byte for byte.
+    #[track_caller]
+    fn assert_everything_restores(&self) {
+        for (i, (id, bytes)) in self.dbs.iter().enumerate() {
+            let out = self.sb.p(&format!("restored-{i}.db"));
+            let _ = fs::remove_file(&out);
+            self.sb.restore(id, &out);
+            assert!(
+                fs::read(&out).unwrap() == *bytes,
+                "database snapshot {id} restored with other bytes"
+            );
+        }
+        let out = self.sb.p("restored-files");
+        let _ = fs::remove_dir_all(&out);
+        self.sb.restore(&self.files.0, &out);
+        assert_same_tree(&self.files.1, &out.join("data"));
+    }
+
+    fn repair(&self, what: &str, extra: &[&str]) -> Value {
+        let mut args = vec!["repair", what];
+        args.extend_from_slice(extra);
+        self.sb.json(&args)
+    }
+}
+
+fn problems_of<'a>(report: &'a Value, kind: &str) -> Vec<&'a Value> {
+    report["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["kind"] == kind)
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Item 1: one lost index file
+
+fn lost_index_file(password: Option<&str>) {
+    let fx = fixture(password);
+    let sb = &fx.sb;
+    let packs_before = packs(&sb.repo);
+    // The first backup's index names the pages every later database snapshot shares.
+    assert_eq!(fx.index_files[0].len(), 1);
+    fs::remove_file(&fx.index_files[0][0]).unwrap();
+
+    // The failure as reported: intact packs, yet no database snapshot restores.
+    for (id, _) in &fx.dbs {
+        let o = sb.run(&["restore", id, "--to", "lost.db"]).code(4);
+        assert!(o.stderr.contains("not in the index"), "{o:#?}");
+    }
+    let (code, report) = sb.verify(false);
+    assert_eq!(code, 4);
+    assert!(
+        !problems_of(&report, "missing-chunk").is_empty(),
+        "{report:#}"
+    );
+
+    // A dry run changes nothing.
+    let dry = fx.repair("index", &["--dry-run"]);
+    assert_eq!(dry["dry_run"], true);
+    assert!(dry["packs_indexed"].as_u64().unwrap() > 0, "{dry:#}");
+    assert_eq!(
+        files_under(&sb.repo.join("index")).len(),
+        fx.index_files.iter().flatten().count() - 1
+    );
+
+    let s = fx.repair("index", &[]);
+    assert!(s["packs_indexed"].as_u64().unwrap() > 0, "{s:#}");
+    assert!(s["index_files_written"].as_u64().unwrap() >= 1, "{s:#}");
+    assert_eq!(s["index_files_deleted"], 0, "sound index files stay: {s:#}");
+    assert_eq!(packs(&sb.repo), packs_before, "no pack was touched");
+
+    sb.assert_clean();
+    fx.assert_everything_restores();
+    let again = fx.repair("index", &[]);
+    assert_eq!(again["packs_indexed"], 0, "{again:#}");
+    assert_eq!(again["index_files_written"], 0, "{again:#}");
+}
+
+#[test]
+fn lost_index_file_plain() {
+    lost_index_file(None);
+}
+
+#[test]
+fn lost_index_file_encrypted() {
+    lost_index_file(Some("pw"));
+}
+
+/// A damaged (not deleted) index file is replaced; the new index stays encrypted.
+#[test]
+fn damaged_index_file_is_replaced() {
+    let fx = fixture(Some("pw"));
+    let sb = &fx.sb;
+    let f = &fx.index_files[1][0];
+    let mut b = fs::read(f).unwrap();
+    let n = b.len();
+    b[n / 2] ^= 0x40;
+    fs::write(f, &b).unwrap();
+    let (code, report) = sb.verify(false);
+    assert_eq!(code, 4);
+    assert_eq!(problems_of(&report, "damaged-index").len(), 1, "{report:#}");
+
+    let s = fx.repair("index", &[]);
+    let damaged = s["damaged_index_files"].as_array().unwrap();
+    assert_eq!(damaged.len(), 1, "{s:#}");
+    assert_eq!(damaged[0]["name"], f.file_name().unwrap().to_str().unwrap());
+    assert_eq!(s["index_files_deleted"], 1, "{s:#}");
+    assert!(!f.exists());
+    // Every index file is sealed: with a wrong passphrase nothing of it can be read, and verify
+    // (which opens each file with the repository's key) is clean.
+    sb.assert_clean();
+    fx.assert_everything_restores();
+}
+
+/// An index file that names a pack that is gone is rewritten without it, and chunks also held
+/// by a pack no index named (an interrupted backup's) are read from there.
+#[test]
+fn stale_index_entries_give_way_to_an_intact_copy() {
+    // Encrypted: the second copy gets other packs (an unencrypted one would be byte-identical
+    // and have the same names).
+    let fx = fixture(Some("pw"));
+    let sb = &fx.sb;
+    // Lose the files snapshot's index and back the same files up again: the new backup
+    // stores its chunks a second time, in new packs, and indexes those. Then lose the new
+    // packs: the only intact copies are in packs no index names.
+    let files_index = &fx.index_files[3];
+    let before = packs(&sb.repo);
+    for f in files_index {
+        fs::remove_file(f).unwrap();
+    }
+    let again = sb.backup(&[&fx.files.1], &[]);
+    let new_packs: Vec<PathBuf> = packs(&sb.repo)
+        .into_iter()
+        .filter(|p| !before.contains(p))
+        .collect();
+    assert!(
+        !new_packs.is_empty(),
+        "the second backup stored its chunks again"
+    );
+    for p in &new_packs {
+        fs::remove_file(p).unwrap();
+    }
+    let again = again["id"].as_str().unwrap().to_string();
+    assert_ne!(sb.run(&["restore", &again, "--to", "x"]).code, 0);
+
+    let s = fx.repair("index", &[]);
+    assert_eq!(
+        s["missing_packs"].as_array().unwrap().len(),
+        new_packs.len(),
+        "{s:#}"
+    );
+    assert_eq!(s["stale_index_files"].as_array().unwrap().len(), 1, "{s:#}");
+    sb.assert_clean();
+    fx.assert_everything_restores();
+    let out = sb.p("again");
+    sb.restore(&again, &out);
+    assert_same_tree(&fx.files.1, &out.join("data"));
+}
