@@ -181,9 +181,12 @@ pub fn repair_index(
     Ok(summary)
 }
 
+/// Decodable index files with their names, and the damaged ones.
+type IndexFiles = (Vec<(String, IndexFile)>, Vec<NamedProblem>);
+
 /// Decodable index files by name, and the names of those that are not with why. A file that
 /// cannot be *read* (a storage failure, not damage) stops the repair: it might be sound.
-fn read_index_files(repo: &Repository) -> Result<(Vec<(String, IndexFile)>, Vec<NamedProblem>)> {
+fn read_index_files(repo: &Repository) -> Result<IndexFiles> {
     let names = repo.storage().list(Kind::Index)?;
     let results: Vec<(String, Result<std::result::Result<IndexFile, String>>)> = names
         .par_iter()
