@@ -135,12 +135,21 @@ fn lost_index_file(password: Option<&str>) {
         let o = sb.run(&["restore", id, "--to", "lost.db"]).code(4);
         assert!(o.stderr.contains("not in the index"), "{o:#?}");
     }
+    // Verify says that the index is what needs repair, not that the packs are "harmless".
     let (code, report) = sb.verify(false);
     assert_eq!(code, 4);
+    let missing = problems_of(&report, "missing-chunk");
+    assert!(!missing.is_empty(), "{report:#}");
+    for p in &report["problems"].as_array().unwrap()[..] {
+        assert_eq!(p["repair"], "backstop repair index", "{p:#}");
+    }
     assert!(
-        !problems_of(&report, "missing-chunk").is_empty(),
+        report["unindexed_needed_packs"].as_u64().unwrap() > 0,
         "{report:#}"
     );
+    let o = sb.run(&["verify"]).code(4);
+    assert!(o.stdout.contains("run `backstop repair index`"), "{o:#?}");
+    assert!(!o.stdout.contains("harmless"), "{o:#?}");
 
     // A dry run changes nothing.
     let dry = fx.repair("index", &["--dry-run"]);
@@ -186,7 +195,9 @@ fn damaged_index_file_is_replaced() {
     fs::write(f, &b).unwrap();
     let (code, report) = sb.verify(false);
     assert_eq!(code, 4);
-    assert_eq!(problems_of(&report, "damaged-index").len(), 1, "{report:#}");
+    let di = problems_of(&report, "damaged-index");
+    assert_eq!(di.len(), 1, "{report:#}");
+    assert_eq!(di[0]["repair"], "backstop repair index");
 
     let s = fx.repair("index", &[]);
     let damaged = s["damaged_index_files"].as_array().unwrap();
@@ -230,6 +241,13 @@ fn stale_index_entries_give_way_to_an_intact_copy() {
     }
     let again = again["id"].as_str().unwrap().to_string();
     assert_ne!(sb.run(&["restore", &again, "--to", "x"]).code, 0);
+    let (_, report) = sb.verify(false);
+    let mp = problems_of(&report, "missing-pack");
+    assert_eq!(mp.len(), new_packs.len(), "{report:#}");
+    assert!(
+        mp.iter().any(|p| p["repair"] == "backstop repair index"),
+        "an intact copy exists: {report:#}"
+    );
 
     let s = fx.repair("index", &[]);
     assert_eq!(

@@ -38,6 +38,22 @@ pub struct Problem {
     pub message: String,
     /// Snapshots affected, with the items affected in each.
     pub affected: Vec<Affected>,
+    /// What gets back what can be got back (`null`: nothing can).
+    pub repair: Option<Repair>,
+}
+
+/// The repair that deals with a problem.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Repair {
+    /// The data is in packs the index does not name (a lost or damaged index file).
+    #[serde(rename = "backstop repair index")]
+    Index,
+    /// The data is gone or damaged: a repaired copy of each affected snapshot keeps the rest.
+    #[serde(rename = "backstop repair snapshots")]
+    Snapshots,
+    /// A record cannot be read.
+    #[serde(rename = "backstop repair records")]
+    Records,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -56,6 +72,9 @@ pub struct VerifyReport {
     pub read_data: bool,
     /// Packs present but not in any index (left by an interrupted backup; prune removes them).
     pub unreferenced_packs: usize,
+    /// Of those, packs holding chunks that snapshots need but no index names (a lost index
+    /// file): `repair index` makes them readable again.
+    pub unindexed_needed_packs: usize,
     pub problems: Vec<Problem>,
 }
 
@@ -71,6 +90,7 @@ fn problem(kind: &str, object: String, message: String) -> Problem {
         object,
         message,
         affected: Vec::new(),
+        repair: None,
     }
 }
 
@@ -123,7 +143,21 @@ pub fn verify(
         }
     }
     let indexed: HashSet<String> = index.packs().iter().map(|p| p.id.to_hex()).collect();
-    report.unreferenced_packs = stored.keys().filter(|n| !indexed.contains(*n)).count();
+    let unreferenced: Vec<(PackId, u64)> = stored
+        .iter()
+        .filter(|(n, _)| !indexed.contains(*n))
+        .filter_map(|(n, &size)| PackId::from_hex(n).ok().map(|id| (id, size)))
+        .collect();
+    report.unreferenced_packs = unreferenced.len();
+    // What the packs no index names hold, from their trailers (two small reads each): a chunk
+    // a snapshot needs that is there is one `repair index` gets back.
+    let unindexed: HashMap<ChunkId, PackId> = unreferenced
+        .par_iter()
+        .filter_map(|&(id, size)| crate::repair::index::read_trailer(repo, id, size).ok())
+        .collect::<Vec<_>>()
+        .into_iter()
+        .flat_map(|p| p.blobs.into_iter().map(move |b| (b.id, p.id)))
+        .collect();
 
     if opts.read_data {
         read_packs(repo, &index, &bad_packs, progress, &mut report);
@@ -157,16 +191,65 @@ pub fn verify(
             }
         }
     }
+    // Packs no index names that hold a copy of what a missing or damaged pack held (an
+    // interrupted backup's): `repair index` makes the copy the one that is read.
+    let mut needed: HashSet<PackId> = HashSet::new();
     for (id, loc) in index.iter() {
         let pack = index.pack(loc.pack).id;
         if bad_packs.contains(&pack)
             && let Some(&pi) = pack_problem.get(&pack.to_hex())
         {
             bad.entry(*id).or_default().push(pi);
+            if let Some(copy) = unindexed.get(id) {
+                needed.insert(*copy);
+                report.problems[pi].repair = Some(Repair::Index);
+            }
         }
     }
-    check_snapshots(repo, &index, &mut bad, &mut report)?;
+    check_snapshots(repo, &index, &unindexed, &mut needed, &mut bad, &mut report)?;
+    report.unindexed_needed_packs = needed.len();
+    check_records(repo, &mut report)?;
+    assign_repairs(&mut report);
     Ok(report)
+}
+
+/// Records that cannot be read: `forget` refuses to run past them (one might be a pin).
+fn check_records(repo: &Repository, report: &mut VerifyReport) -> Result<()> {
+    let (_, bad) = repo.records_checked()?;
+    for (name, e) in bad {
+        report.problems.push(problem(
+            "damaged-record",
+            name,
+            format!("{e} (it may have been a pin; forget refuses to run until it is dealt with)"),
+        ));
+    }
+    Ok(())
+}
+
+/// Says for each problem which repair deals with it. A missing chunk that a pack no index
+/// names holds already has [`Repair::Index`].
+fn assign_repairs(report: &mut VerifyReport) {
+    let index_first = report
+        .problems
+        .iter()
+        .any(|p| p.repair == Some(Repair::Index));
+    for p in &mut report.problems {
+        if p.repair.is_some() {
+            continue;
+        }
+        p.repair = match p.kind.as_str() {
+            "damaged-index" => Some(Repair::Index),
+            "damaged-record" => Some(Repair::Records),
+            // An unreadable item list is often only unindexed: the index repair comes first.
+            "damaged-snapshot" if p.message.contains("item list") && index_first => {
+                Some(Repair::Index)
+            }
+            "damaged-snapshot" if p.message.contains("item list") => Some(Repair::Snapshots),
+            // The snapshot object itself: nothing is known about what it held.
+            "damaged-snapshot" => None,
+            _ => Some(Repair::Snapshots),
+        };
+    }
 }
 
 fn read_packs(
@@ -305,6 +388,8 @@ type Hits = HashMap<usize, Vec<String>>;
 fn check_snapshots(
     repo: &Repository,
     index: &Index,
+    unindexed: &HashMap<ChunkId, PackId>,
+    needed: &mut HashSet<PackId>,
     bad: &mut HashMap<ChunkId, Vec<usize>>,
     report: &mut VerifyReport,
 ) -> Result<()> {
@@ -322,7 +407,7 @@ fn check_snapshots(
         let mut hits: Hits = HashMap::new();
         let list_ok = walk_content(
             &loader,
-            index,
+            (index, unindexed, &mut *needed),
             bad,
             report,
             &snap.items,
@@ -341,7 +426,7 @@ fn check_snapshots(
                     if let Some(c) = &item.content {
                         walk_content(
                             &loader,
-                            index,
+                            (index, unindexed, &mut *needed),
                             bad,
                             report,
                             c,
@@ -377,7 +462,7 @@ fn check_snapshots(
 #[allow(clippy::too_many_arguments)]
 fn walk_content(
     loader: &Loader<'_>,
-    index: &Index,
+    (index, unindexed, needed): (&Index, &HashMap<ChunkId, PackId>, &mut HashSet<PackId>),
     bad: &mut HashMap<ChunkId, Vec<usize>>,
     report: &mut VerifyReport,
     content: &backstop_format::tree::Content,
@@ -395,11 +480,19 @@ fn walk_content(
             if let Some(ps) = bad.get(id) {
                 touched.extend(ps.iter().copied());
             } else if !index.contains(id) {
-                report.problems.push(problem(
+                let mut p = problem(
                     "missing-chunk",
                     id.to_hex(),
                     format!("{what} referenced by a snapshot but not in any index"),
-                ));
+                );
+                if let Some(pack) = unindexed.get(id) {
+                    p.message.push_str(&format!(
+                        " (pack {pack} holds it, but no index names that pack)"
+                    ));
+                    p.repair = Some(Repair::Index);
+                    needed.insert(*pack);
+                }
+                report.problems.push(p);
                 let i = report.problems.len() - 1;
                 bad.insert(*id, vec![i]);
                 touched.insert(i);
