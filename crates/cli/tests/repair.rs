@@ -262,3 +262,63 @@ fn stale_index_entries_give_way_to_an_intact_copy() {
     sb.restore(&again, &out);
     assert_same_tree(&fx.files.1, &out.join("data"));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Item 7: damaged records
+
+/// A damaged pin record passed verify and blocked forget with no command to deal with it.
+#[test]
+fn damaged_pin_record_is_reported_and_repaired() {
+    let sb = Sandbox::plain();
+    let d = sb.p("d");
+    fs::create_dir(&d).unwrap();
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        fs::write(d.join("f.txt"), format!("version {i}\n")).unwrap();
+        ids.push(sb.backup(&[&d], &[])["id"].as_str().unwrap().to_string());
+    }
+    sb.run(&["pin", &ids[0]]).ok();
+    let first_pin = files_under(&sb.repo.join("records"));
+    assert_eq!(first_pin.len(), 1);
+    sb.run(&["pin", &ids[1]]).ok();
+    let mut b = fs::read(&first_pin[0]).unwrap();
+    let n = b.len();
+    b[n / 2] ^= 0x08;
+    fs::write(&first_pin[0], &b).unwrap();
+
+    let o = sb.run(&["forget", "--keep-last", "1"]);
+    assert_ne!(o.code, 0, "{o:#?}");
+    assert!(o.stderr.contains("backstop repair records"), "{o:#?}");
+
+    let (code, report) = sb.verify(false);
+    assert_eq!(code, 4, "a damaged record is a problem: {report:#}");
+    let dr = problems_of(&report, "damaged-record");
+    assert_eq!(dr.len(), 1, "{report:#}");
+    assert_eq!(
+        dr[0]["object"],
+        first_pin[0].file_name().unwrap().to_str().unwrap()
+    );
+    assert_eq!(dr[0]["repair"], "backstop repair records");
+
+    let dry = sb.json(&["repair", "records", "--dry-run"]);
+    assert_eq!(dry["deleted"], 0);
+    assert!(first_pin[0].exists());
+    let s = sb.json(&["repair", "records"]);
+    assert_eq!(s["damaged"].as_array().unwrap().len(), 1, "{s:#}");
+    assert_eq!(s["deleted"], 1);
+    assert_eq!(s["pinned"], serde_json::json!([ids[1]]), "{s:#}");
+    let o = sb.run(&["repair", "records"]).ok();
+    assert!(o.stdout.contains("nothing to repair"), "{o:#?}");
+    sb.assert_clean();
+    sb.run(&["forget", "--keep-last", "1"]).ok();
+    let left: Vec<String> = sb
+        .snapshots()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        left,
+        [ids[1].clone(), ids[2].clone()],
+        "the pin that could be read holds"
+    );
+}

@@ -1,6 +1,6 @@
 //! `backstop repair index | snapshots | records`
 
-use backstop_engine::repair::RepairIndexSummary;
+use backstop_engine::repair::{RepairIndexSummary, RepairRecordsSummary};
 
 use crate::context::{Ctx, GlobalArgs, host};
 use crate::output::{Bar, print_json};
@@ -16,6 +16,8 @@ pub enum What {
     /// Rebuild the index from the packs themselves (after a lost or damaged index file);
     /// deletes no pack
     Index(DryRun),
+    /// Delete records (pins, drills, marks) that cannot be read: they stop `forget`
+    Records(DryRun),
 }
 
 #[derive(clap::Args, Debug)]
@@ -30,6 +32,7 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     let repo = ctx.open()?;
     match a.what {
         What::Index(d) => index(g, &repo, d.dry_run),
+        What::Records(d) => records(g, &repo, d.dry_run),
     }
 }
 
@@ -96,6 +99,56 @@ fn print_index(s: &RepairIndexSummary) -> anyhow::Result<()> {
         outln!("dry run: nothing was changed")?;
     } else {
         outln!("no pack was deleted; run `backstop verify` to check the result")?;
+    }
+    Ok(())
+}
+
+fn records(
+    g: &GlobalArgs,
+    repo: &backstop_engine::Repository,
+    dry_run: bool,
+) -> anyhow::Result<u8> {
+    let s = backstop_engine::repair::repair_records(repo, &host(), dry_run)?;
+    if g.json {
+        print_json(&s)?;
+    } else if !g.quiet {
+        print_records(&s)?;
+    }
+    Ok(crate::exit::OK)
+}
+
+fn print_records(s: &RepairRecordsSummary) -> anyhow::Result<()> {
+    if s.damaged.is_empty() {
+        outln!("all {} record(s) can be read: nothing to repair", s.records)?;
+        return Ok(());
+    }
+    for d in &s.damaged {
+        outln!(
+            "record {} cannot be read ({}): {}",
+            d.name,
+            d.error,
+            if s.dry_run {
+                "would be deleted"
+            } else {
+                "deleted"
+            }
+        )?;
+    }
+    outln!(
+        "a damaged record may have been a pin: check that every snapshot that must be kept is pinned \
+         (`backstop pin SNAPSHOT`); pinned now: {}",
+        if s.pinned.is_empty() {
+            "none".to_string()
+        } else {
+            s.pinned
+                .iter()
+                .map(|id| id.short())
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    )?;
+    if s.dry_run {
+        outln!("dry run: nothing was changed")?;
     }
     Ok(())
 }

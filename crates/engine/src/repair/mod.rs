@@ -1,9 +1,12 @@
 //! Repair: get back what a damaged repository still holds, without deleting data.
 //!
 //! - [`index`]: rebuild the index from the packs' trailers;
+//! - [`records`]: delete records that cannot be read (they block `forget`).
 //!
 //! Each takes the exclusive lock (no backup, prune or other repair runs meanwhile).
 
 pub mod index;
+pub mod records;
 
 pub use index::{RepairIndexSummary, repair_index};
+pub use records::{RepairRecordsSummary, repair_records};
