@@ -57,13 +57,34 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
 }
 
 pub fn print_error(e: &anyhow::Error, json: bool) {
+    let hint = hint(e);
     if json {
         let causes: Vec<String> = e.chain().map(|c| c.to_string()).collect();
-        let v = serde_json::json!({ "error": format!("{e:#}"), "causes": causes, "exit_code": exit_code(e) });
+        let mut v = serde_json::json!({ "error": format!("{e:#}"), "causes": causes, "exit_code": exit_code(e) });
+        if let Some(h) = hint {
+            v["hint"] = h.into();
+        }
         eprintln!("{v}");
     } else {
         eprintln!("error: {e:#}");
+        if let Some(h) = hint {
+            eprintln!("hint: {h}");
+        }
     }
+}
+
+/// What a person can do about an engine error, where the remedy is a command or a flag.
+fn hint(e: &anyhow::Error) -> Option<&'static str> {
+    e.chain()
+        .find_map(|c| c.downcast_ref::<EngineError>())
+        .and_then(|ee| match ee {
+            EngineError::DamagedKey { .. } => Some(
+                "if you have a copy of that key file (or of the whole repository), put it back in \
+                 keys/; a second key (another passphrase, `backstop key add`) keeps the repository \
+                 open when one key file is damaged",
+            ),
+            _ => None,
+        })
 }
 
 /// Prints a serde value as one line of JSON.

@@ -322,3 +322,64 @@ fn damaged_pin_record_is_reported_and_repaired() {
         "the pin that could be read holds"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Item 7: damaged key files
+
+/// One changed byte anywhere in the only key file: never "wrong passphrase" (exit 12), but
+/// "damaged key file", naming it (exit 4), unless the byte is one that unwrapping does not use.
+#[test]
+fn a_damaged_key_file_is_not_a_wrong_passphrase() {
+    let sb = Sandbox::encrypted("pw");
+    let keys = files_under(&sb.repo.join("keys"));
+    assert_eq!(keys.len(), 1);
+    let key = &keys[0];
+    let name = key.file_name().unwrap().to_str().unwrap().to_string();
+    let orig = fs::read(key).unwrap();
+    let text = String::from_utf8(orig.clone()).unwrap();
+    let wrapped_at = text.find("\"wrapped\"").unwrap() + 12;
+    let mut positions: Vec<usize> = (0..orig.len()).step_by(orig.len() / 16).collect();
+    // The case reported: a digit of the wrapped key changed into another hex digit.
+    positions.push(wrapped_at);
+    let mut damaged = 0;
+    for pos in positions {
+        let mut b = orig.clone();
+        b[pos] = match b[pos] {
+            b'0' => b'1',
+            c if c.is_ascii_hexdigit() => b'0',
+            c => c ^ 0x01,
+        };
+        fs::write(key, &b).unwrap();
+        let o = sb.run(&["snapshots"]);
+        assert!(o.code == 0 || o.code == 4, "change at {pos}: {o:#?}");
+        if o.code == 4 {
+            damaged += 1;
+            assert!(o.stderr.contains(&format!("keys/{name}")), "{o:#?}");
+            assert!(o.stderr.contains("damaged"), "{o:#?}");
+            assert!(o.stderr.contains("backstop key add"), "{o:#?}");
+            assert!(!o.stderr.contains("wrong passphrase"), "{o:#?}");
+        }
+        if pos == wrapped_at {
+            assert_eq!(o.code, 4, "{o:#?}");
+        }
+    }
+    assert!(damaged >= 10, "only {damaged} changes were noticed");
+    fs::write(key, &orig).unwrap();
+    sb.run(&["snapshots"]).ok();
+    // A second key file that is damaged: the repository opens with the first, verify names it.
+    let second = "ab".repeat(32);
+    let mut b = orig.clone();
+    b[wrapped_at] = if b[wrapped_at] == b'0' { b'1' } else { b'0' };
+    fs::write(sb.repo.join("keys").join(&second), &b).unwrap();
+    let (code, report) = sb.verify(false);
+    assert_eq!(code, 4);
+    let dk = problems_of(&report, "damaged-key");
+    assert_eq!(dk.len(), 1, "{report:#}");
+    assert_eq!(dk[0]["object"], second.as_str());
+    fs::remove_file(sb.repo.join("keys").join(&second)).unwrap();
+    // A wrong passphrase stays exactly that.
+    let mut c = sb.cmd();
+    c.env("BACKSTOP_PASSWORD", "not-it").arg("snapshots");
+    let o = run(c).code(12);
+    assert!(o.stderr.contains("wrong passphrase"), "{o:#?}");
+}

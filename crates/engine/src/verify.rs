@@ -32,7 +32,7 @@ pub struct VerifyOptions {
 #[derive(Debug, Clone, Serialize)]
 pub struct Problem {
     /// missing-pack, pack-size, damaged-pack, damaged-chunk, missing-chunk, damaged-index,
-    /// damaged-snapshot.
+    /// damaged-snapshot, damaged-record, damaged-key.
     pub kind: String,
     pub object: String,
     pub message: String,
@@ -209,6 +209,13 @@ pub fn verify(
     check_snapshots(repo, &index, &unindexed, &mut needed, &mut bad, &mut report)?;
     report.unindexed_needed_packs = needed.len();
     check_records(repo, &mut report)?;
+    for (name, e) in crate::repo::damaged_key_files(repo)? {
+        report.problems.push(problem(
+            "damaged-key",
+            name,
+            format!("key file cannot be used with any passphrase ({e}); another key file opened the repository"),
+        ));
+    }
     assign_repairs(&mut report);
     Ok(report)
 }
@@ -245,8 +252,9 @@ fn assign_repairs(report: &mut VerifyReport) {
                 Some(Repair::Index)
             }
             "damaged-snapshot" if p.message.contains("item list") => Some(Repair::Snapshots),
-            // The snapshot object itself: nothing is known about what it held.
-            "damaged-snapshot" => None,
+            // The snapshot object itself: nothing is known about what it held. A key file:
+            // another one opened the repository; the damaged one is of no use.
+            "damaged-snapshot" | "damaged-key" => None,
             _ => Some(Repair::Snapshots),
         };
     }

@@ -56,6 +56,9 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
         outln!("PROBLEM {}: {} {}", p.kind, p.object, p.message)?;
         match p.repair {
             Some(r) => outln!("  repair: {}", repair_command(r))?,
+            None if p.kind == "damaged-key" => outln!(
+                "  repair: none needed while another key file opens the repository; put back a copy of this one or delete it"
+            )?,
             None => outln!("  repair: none gets this back")?,
         }
         for a in &p.affected {
