@@ -383,3 +383,199 @@ fn a_damaged_key_file_is_not_a_wrong_passphrase() {
     let o = run(c).code(12);
     assert!(o.stderr.contains("wrong passphrase"), "{o:#?}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Item 1: snapshots part of which is lost
+
+/// The packs that appeared between two listings.
+fn new_packs(before: &[PathBuf], repo: &Path) -> Vec<PathBuf> {
+    packs(repo)
+        .into_iter()
+        .filter(|p| !before.contains(p))
+        .collect()
+}
+
+/// The third database snapshot stores the pages changed since the first as a delta, in a data
+/// pack of its own. Losing that pack loses those pages: the repaired copy keeps every other
+/// page at its place and zeros for the lost ones, and says which.
+#[test]
+fn repaired_database_snapshot_keeps_every_page_that_can_be_read() {
+    let sb = Sandbox::plain();
+    let db = sb.p("shop.db");
+    fs::write(&db, fs::read(testdata("sqlite/chinook.sqlite")).unwrap()).unwrap();
+    sb.backup(&[&db], &[]);
+    sql(
+        &db,
+        "UPDATE Track SET Milliseconds = Milliseconds + 1 WHERE TrackId % 9 = 1",
+    );
+    let before = packs(&sb.repo);
+    let third = sb.backup(&[&db], &[])["id"].as_str().unwrap().to_string();
+    let image = fs::read(&db).unwrap();
+    // Of the packs the backup added, lose the one that holds only pages (not the item list).
+    let added = new_packs(&before, &sb.repo);
+    let mut lost = None;
+    for p in &added {
+        let bytes = fs::read(p).unwrap();
+        fs::remove_file(p).unwrap();
+        let (_, report) = sb.verify(false);
+        let items: Vec<String> = report["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|p| p["affected"].as_array().unwrap().clone())
+            .flat_map(|a| a["items"].as_array().unwrap().clone())
+            .map(|i| i.as_str().unwrap().to_string())
+            .collect();
+        if items == ["shop.db"] {
+            lost = Some(p.clone());
+            break;
+        }
+        fs::write(p, bytes).unwrap();
+    }
+    assert!(lost.is_some(), "no pack of only pages among {added:?}");
+    let (_, report) = sb.verify(false);
+    let mp = problems_of(&report, "missing-pack");
+    assert_eq!(mp[0]["repair"], "backstop repair snapshots", "{report:#}");
+    assert_ne!(sb.run(&["restore", &third, "--to", "lost.db"]).code, 0);
+
+    let dry = sb.json(&["repair", "snapshots", "--dry-run"]);
+    assert_eq!(dry["repaired"].as_array().unwrap().len(), 1, "{dry:#}");
+    assert_eq!(sb.snapshots().len(), 2);
+
+    let s = sb.json(&["repair", "snapshots"]);
+    let r = &s["repaired"].as_array().unwrap()[..];
+    assert_eq!(r.len(), 1, "{s:#}");
+    assert_eq!(r[0]["from"], third.as_str());
+    let copy = r[0]["id"].as_str().unwrap().to_string();
+    let loss = &r[0]["losses"][0];
+    assert_eq!(loss["path"], "shop.db", "{s:#}");
+    assert_eq!(loss.get("dropped"), None, "{s:#}");
+    let ranges: Vec<(usize, usize)> = loss["ranges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r[0].as_u64().unwrap() as usize,
+                r[1].as_u64().unwrap() as usize,
+            )
+        })
+        .collect();
+    assert!(!ranges.is_empty());
+    let lost_bytes: usize = ranges.iter().map(|(a, b)| b - a).sum();
+    assert!(
+        lost_bytes < image.len() / 4,
+        "only changed pages are lost: {ranges:?}"
+    );
+    for (a, b) in &ranges {
+        assert!(a % 1024 == 0 && b % 1024 == 0, "whole pages: {ranges:?}");
+    }
+
+    // The copy restores: every page that could be read is byte for byte the database's, the
+    // lost ones are zeros.
+    let out = sb.p("copy");
+    sb.restore(&copy, &out);
+    let got = fs::read(out.join("shop.db")).unwrap();
+    assert_eq!(got.len(), image.len());
+    let mut expected = image.clone();
+    for (a, b) in &ranges {
+        expected[*a..*b].fill(0);
+    }
+    assert!(
+        got == expected,
+        "the repaired copy differs outside the lost pages"
+    );
+
+    // Both are listed; the copy says what it repaired; the damaged one is kept.
+    let rows = sb.snapshots();
+    assert_eq!(rows.len(), 3);
+    let row = rows.iter().find(|r| r["id"] == copy.as_str()).unwrap();
+    assert_eq!(row["repaired_from"], third.as_str(), "{row:#}");
+    let o = sb.run(&["snapshots"]).ok();
+    assert!(o.stdout.contains("repaired"), "{o:#?}");
+    let show = sb.json(&["show", &copy]);
+    assert_eq!(show["repaired"]["from"], third.as_str(), "{show:#}");
+    let o = sb.run(&["show", &copy]).ok();
+    assert!(o.stdout.contains("lost"), "{o:#?}");
+
+    // Verify names only the damaged snapshot; a second repair does not copy it again.
+    let (_, report) = sb.verify(false);
+    for p in report["problems"].as_array().unwrap() {
+        for a in p["affected"].as_array().unwrap() {
+            assert_eq!(a["snapshot"], third.as_str(), "{report:#}");
+        }
+    }
+    let again = sb.json(&["repair", "snapshots"]);
+    assert_eq!(again["repaired"].as_array().unwrap().len(), 0, "{again:#}");
+    assert_eq!(again["already_repaired"], serde_json::json!([third]));
+}
+
+/// Damaged bytes inside a pack that looks whole: `--read-data` finds them, and the copy loses
+/// only the chunk that holds them.
+#[test]
+fn repair_with_read_data_finds_damage_inside_a_pack() {
+    let fx = fixture(None);
+    let sb = &fx.sb;
+    let (files, data) = fx.files.clone();
+    let pack = new_packs(&[], &sb.repo)
+        .into_iter()
+        .find(|p| fs::metadata(p).unwrap().len() > 2_500_000)
+        .unwrap();
+    let mut b = fs::read(&pack).unwrap();
+    b[1_000_000] ^= 0x10;
+    fs::write(&pack, &b).unwrap();
+    let s = fx.repair("snapshots", &[]);
+    assert_eq!(
+        s["repaired"].as_array().unwrap().len(),
+        0,
+        "structure is intact: {s:#}"
+    );
+    let s = fx.repair("snapshots", &["--read-data"]);
+    let r = &s["repaired"].as_array().unwrap()[..];
+    assert_eq!(r.len(), 1, "{s:#}");
+    assert_eq!(r[0]["from"], files.as_str());
+    let losses = r[0]["losses"].as_array().unwrap();
+    assert_eq!(losses.len(), 1, "{s:#}");
+    assert_eq!(losses[0]["path"], "data/big.bin");
+    let ranges = losses[0]["ranges"].as_array().unwrap();
+    assert_eq!(ranges.len(), 1, "{s:#}");
+    let (a, z) = (
+        ranges[0][0].as_u64().unwrap() as usize,
+        ranges[0][1].as_u64().unwrap() as usize,
+    );
+    assert!(z - a <= 256 * 1024, "one chunk at most: {a}..{z}");
+
+    let out = sb.p("copy");
+    sb.restore(r[0]["id"].as_str().unwrap(), &out);
+    let mut expected = fs::read(data.join("big.bin")).unwrap();
+    expected[a..z].fill(0);
+    assert!(fs::read(out.join("data/big.bin")).unwrap() == expected);
+    for f in ["notes.txt", "sub/z.txt"] {
+        assert_eq!(
+            fs::read(out.join("data").join(f)).unwrap(),
+            fs::read(data.join(f)).unwrap()
+        );
+    }
+    // The database snapshots were not touched.
+    for (id, _) in &fx.dbs {
+        assert!(!r.iter().any(|x| x["from"] == id.as_str()));
+    }
+}
+
+/// A repository with nothing lost: repair writes nothing.
+#[test]
+fn repair_snapshots_of_an_intact_repository_writes_nothing() {
+    let fx = fixture(None);
+    let before = files_under(&fx.sb.repo);
+    let s = fx.repair("snapshots", &["--read-data"]);
+    assert_eq!(s["repaired"].as_array().unwrap().len(), 0, "{s:#}");
+    let s = fx.repair("index", &[]);
+    assert_eq!(s["index_files_written"], 0, "{s:#}");
+    let r = fx.repair("records", &[]);
+    assert_eq!(r["deleted"], 0);
+    let after: Vec<PathBuf> = files_under(&fx.sb.repo)
+        .into_iter()
+        .filter(|p| !p.starts_with(fx.sb.repo.join("locks")))
+        .collect();
+    assert_eq!(before, after);
+}

@@ -242,6 +242,7 @@ pub fn backup(
         stats: stats.clone(),
         warnings: warnings.clone(),
         program: opts.program.clone(),
+        repaired: None,
     };
     let id = repo.write_snapshot(&snap)?;
     lock.release()?;
@@ -536,7 +537,7 @@ fn unchanged<'p>(
 
 /// The snapshot's item list, written as JSON lines through the same chunking and trees as
 /// content.
-struct ItemList {
+pub(crate) struct ItemList {
     writer: MetaWriter,
     line: Vec<u8>,
     /// See [`sign`].
@@ -544,7 +545,7 @@ struct ItemList {
 }
 
 impl ItemList {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             writer: MetaWriter::new(),
             line: Vec::new(),
@@ -552,7 +553,7 @@ impl ItemList {
         }
     }
 
-    fn push(&mut self, store: &mut ChunkStore<'_>, item: &Item) -> Result<()> {
+    pub(crate) fn push(&mut self, store: &mut ChunkStore<'_>, item: &Item) -> Result<()> {
         sign(&mut self.signature, item);
         self.line.clear();
         serde_json::to_writer(&mut self.line, item).expect("items serialize");
@@ -560,7 +561,7 @@ impl ItemList {
         self.writer.write(store, &self.line)
     }
 
-    fn finish(self, store: &mut ChunkStore<'_>) -> Result<Content> {
+    pub(crate) fn finish(self, store: &mut ChunkStore<'_>) -> Result<Content> {
         self.writer.finish(store)
     }
 }

@@ -1,9 +1,12 @@
 //! `backstop repair index | snapshots | records`
 
-use backstop_engine::repair::{RepairIndexSummary, RepairRecordsSummary};
+use backstop_engine::repair::{
+    RepairIndexSummary, RepairRecordsSummary, RepairSnapshotsOptions, RepairSnapshotsSummary,
+};
+use backstop_format::Timestamp;
 
 use crate::context::{Ctx, GlobalArgs, host};
-use crate::output::{Bar, print_json};
+use crate::output::{Bar, bytes, print_json};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -16,8 +19,22 @@ pub enum What {
     /// Rebuild the index from the packs themselves (after a lost or damaged index file);
     /// deletes no pack
     Index(DryRun),
+    /// Copy each snapshot part of which is lost into a repaired snapshot of what can still be
+    /// read (lost bytes are zeros, losses are listed); the damaged snapshot is kept
+    Snapshots(SnapshotsArgs),
     /// Delete records (pins, drills, marks) that cannot be read: they stop `forget`
     Records(DryRun),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct SnapshotsArgs {
+    /// Show what would be repaired, change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Also read every content and check it against its hash (finds damaged bytes in packs
+    /// that look whole; reads the whole repository)
+    #[arg(long)]
+    pub read_data: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -33,6 +50,7 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     match a.what {
         What::Index(d) => index(g, &repo, d.dry_run),
         What::Records(d) => records(g, &repo, d.dry_run),
+        What::Snapshots(a) => snapshots(g, &repo, &a),
     }
 }
 
@@ -149,6 +167,100 @@ fn print_records(s: &RepairRecordsSummary) -> anyhow::Result<()> {
     )?;
     if s.dry_run {
         outln!("dry run: nothing was changed")?;
+    }
+    Ok(())
+}
+
+fn snapshots(
+    g: &GlobalArgs,
+    repo: &backstop_engine::Repository,
+    a: &SnapshotsArgs,
+) -> anyhow::Result<u8> {
+    let opts = RepairSnapshotsOptions {
+        host: host(),
+        time: Timestamp::now(),
+        program: format!("backstop {}", env!("CARGO_PKG_VERSION")),
+        dry_run: a.dry_run,
+        read_data: a.read_data,
+    };
+    let bar = Bar::new(g.quiet || g.json);
+    let r = backstop_engine::repair::repair_snapshots(repo, &opts, &bar);
+    bar.done();
+    let s = r?;
+    if g.json {
+        print_json(&s)?;
+    } else if !g.quiet {
+        print_snapshots(&s)?;
+    }
+    Ok(crate::exit::OK)
+}
+
+fn print_snapshots(s: &RepairSnapshotsSummary) -> anyhow::Result<()> {
+    for u in &s.unreadable {
+        outln!(
+            "snapshot {} cannot be read at all ({}): nothing of it can be repaired",
+            u.name,
+            u.error
+        )?;
+    }
+    for id in &s.already_repaired {
+        outln!(
+            "snapshot {} is damaged and already has a repaired copy",
+            id.short()
+        )?;
+    }
+    for r in &s.repaired {
+        match r.id {
+            Some(id) => outln!(
+                "snapshot {} of {} ({}) repaired as snapshot {} ({} item(s)):",
+                r.from.short(),
+                r.source,
+                r.time,
+                id.short(),
+                r.items
+            )?,
+            None => outln!(
+                "snapshot {} of {} ({}) would be repaired:",
+                r.from.short(),
+                r.source,
+                r.time
+            )?,
+        }
+        for l in &r.losses {
+            let what = if l.dropped {
+                "nothing could be read: left out".to_string()
+            } else {
+                format!(
+                    "{} of {} lost (zeros in the copy) at {}",
+                    bytes(l.bytes()),
+                    bytes(l.size),
+                    l.ranges
+                        .iter()
+                        .take(4)
+                        .map(|[a, b]| format!("{a}..{b}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                        + if l.ranges.len() > 4 { ", ..." } else { "" }
+                )
+            };
+            outln!("  {}: {what}", l.path)?;
+            if let Some(d) = &l.detail {
+                outln!("    {d}")?;
+            }
+        }
+    }
+    if s.repaired.is_empty() {
+        outln!(
+            "checked {} snapshot(s): nothing lost that a repair could save",
+            s.snapshots
+        )?;
+    } else if s.dry_run {
+        outln!("dry run: nothing was changed")?;
+    } else {
+        outln!(
+            "the damaged snapshot(s) are kept until you forget them; check the repaired copies first \
+             (`backstop restore`, `backstop verify --restore-test SNAPSHOT`)"
+        )?;
     }
     Ok(())
 }
