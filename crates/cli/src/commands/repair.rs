@@ -198,7 +198,7 @@ fn snapshots(
 fn print_snapshots(s: &RepairSnapshotsSummary) -> anyhow::Result<()> {
     for u in &s.unreadable {
         outln!(
-            "snapshot {} cannot be read at all ({}): nothing of it can be repaired",
+            "snapshot {} cannot be read ({}): nothing of it can be saved",
             u.name,
             u.error
         )?;

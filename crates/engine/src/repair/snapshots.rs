@@ -78,7 +78,8 @@ pub struct RepairSnapshotsSummary {
     pub repaired: Vec<RepairedSnapshot>,
     /// Damaged snapshots that already have a repaired copy.
     pub already_repaired: Vec<SnapshotId>,
-    /// Snapshot objects that cannot be read at all: nothing is known of what they held.
+    /// Snapshots nothing of which can be read (the object itself, or every line of its item
+    /// list): no copy is made.
     pub unreadable: Vec<NamedProblem>,
     /// Stored bytes the repaired snapshots added.
     pub bytes_added: u64,
@@ -157,6 +158,14 @@ pub fn repair_snapshots(
         };
         if repaired_from.contains(sid) {
             summary.already_repaired.push(*sid);
+            continue;
+        }
+        if plan.items.is_empty() {
+            // Not one item could be read: a copy would hold nothing but the list of losses.
+            summary.unreadable.push(NamedProblem {
+                name: sid.to_hex(),
+                error: "no part of its item list can be read".into(),
+            });
             continue;
         }
         let mut r = RepairedSnapshot {
