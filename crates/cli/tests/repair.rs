@@ -398,9 +398,11 @@ fn new_packs(before: &[PathBuf], repo: &Path) -> Vec<PathBuf> {
 /// The third database snapshot stores the pages changed since the first as a delta, in a data
 /// pack of its own. Losing that pack loses those pages: the repaired copy keeps every other
 /// page at its place and zeros for the lost ones, and says which.
-#[test]
-fn repaired_database_snapshot_keeps_every_page_that_can_be_read() {
-    let sb = Sandbox::plain();
+fn repaired_database_snapshot_keeps_every_page_that_can_be_read(password: Option<&str>) {
+    let sb = match password {
+        Some(p) => Sandbox::encrypted(p),
+        None => Sandbox::plain(),
+    };
     let db = sb.p("shop.db");
     fs::write(&db, fs::read(testdata("sqlite/chinook.sqlite")).unwrap()).unwrap();
     sb.backup(&[&db], &[]);
@@ -510,6 +512,18 @@ fn repaired_database_snapshot_keeps_every_page_that_can_be_read() {
     assert_eq!(again["already_repaired"], serde_json::json!([third]));
 }
 
+#[test]
+fn repaired_database_snapshot_plain() {
+    repaired_database_snapshot_keeps_every_page_that_can_be_read(None);
+}
+
+/// What the repair writes (zeros, tree nodes, item list, snapshot) is sealed like the rest:
+/// verify opens every object with the key, and the copy restores.
+#[test]
+fn repaired_database_snapshot_encrypted() {
+    repaired_database_snapshot_keeps_every_page_that_can_be_read(Some("pw"));
+}
+
 /// Damaged bytes inside a pack that looks whole: `--read-data` finds them, and the copy loses
 /// only the chunk that holds them.
 #[test]
@@ -578,4 +592,78 @@ fn repair_snapshots_of_an_intact_repository_writes_nothing() {
         .filter(|p| !p.starts_with(fx.sb.repo.join("locks")))
         .collect();
     assert_eq!(before, after);
+}
+
+/// A pack no index names whose trailer is cut off cannot be indexed: it is reported and left
+/// where it is, and every other pack is indexed.
+#[test]
+fn a_pack_without_its_trailer_is_reported_and_kept() {
+    let fx = fixture(None);
+    let sb = &fx.sb;
+    for f in fx.index_files.iter().flatten() {
+        fs::remove_file(f).unwrap();
+    }
+    let all = packs(&sb.repo);
+    let cut = all[0].clone();
+    let len = fs::metadata(&cut).unwrap().len();
+    fs::File::options()
+        .write(true)
+        .open(&cut)
+        .unwrap()
+        .set_len(len - 5)
+        .unwrap();
+    let s = fx.repair("index", &[]);
+    let bad = s["unreadable_packs"].as_array().unwrap();
+    assert_eq!(bad.len(), 1, "{s:#}");
+    assert_eq!(bad[0]["name"], cut.file_name().unwrap().to_str().unwrap());
+    assert_eq!(s["packs_indexed"], all.len() - 1, "{s:#}");
+    assert!(cut.exists(), "a pack is never deleted");
+    assert_eq!(packs(&sb.repo).len(), all.len());
+}
+
+/// The state a `repair index` killed between writing its new index files and deleting the
+/// stale ones leaves: old and new files side by side. It reads as well as before the repair
+/// (every entry still points at a pack that exists or did before), and running the repair again
+/// finishes the job.
+#[test]
+fn repair_index_interrupted_before_deleting_is_finished_by_the_next_run() {
+    let fx = fixture(Some("pw"));
+    let sb = &fx.sb;
+    // A stale index file: the files snapshot's index names a pack that is gone.
+    let lost = new_packs(&[], &sb.repo)
+        .into_iter()
+        .find(|p| fs::metadata(p).unwrap().len() > 2_500_000)
+        .unwrap();
+    fs::remove_file(&lost).unwrap();
+    let stale: Vec<(PathBuf, Vec<u8>)> = fx.index_files[3]
+        .iter()
+        .map(|f| (f.clone(), fs::read(f).unwrap()))
+        .collect();
+    let s = fx.repair("index", &[]);
+    assert_eq!(s["stale_index_files"].as_array().unwrap().len(), 1, "{s:#}");
+    // Put the deleted stale file back: the crash came just before step 4.
+    for (f, b) in &stale {
+        fs::write(f, b).unwrap();
+    }
+    for (i, (id, bytes)) in fx.dbs.iter().enumerate() {
+        let out = sb.p(&format!("mid-{i}.db"));
+        sb.restore(id, &out);
+        assert!(fs::read(&out).unwrap() == *bytes);
+    }
+    let again = fx.repair("index", &[]);
+    assert_eq!(
+        again["stale_index_files"].as_array().unwrap().len(),
+        1,
+        "{again:#}"
+    );
+    assert_eq!(again["index_files_deleted"], 1, "{again:#}");
+    assert!(!stale[0].0.exists());
+    let last = fx.repair("index", &[]);
+    assert_eq!(last["index_files_written"], 0, "{last:#}");
+    assert_eq!(last["index_files_deleted"], 0, "{last:#}");
+    let (_, report) = sb.verify(false);
+    for p in report["problems"].as_array().unwrap() {
+        assert_ne!(p["kind"], "damaged-index", "{report:#}");
+        assert_ne!(p["repair"], "backstop repair index", "{report:#}");
+    }
 }
