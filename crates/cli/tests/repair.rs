@@ -151,6 +151,19 @@ fn lost_index_file(password: Option<&str>) {
     assert!(o.stdout.contains("run `backstop repair index`"), "{o:#?}");
     assert!(!o.stdout.contains("harmless"), "{o:#?}");
 
+    // Repairing snapshots now would count unindexed data as lost: it refuses.
+    let o = sb.run(&["repair", "snapshots"]).code(4);
+    assert!(o.stderr.contains("backstop repair index` first"), "{o:#?}");
+    assert_eq!(
+        sb.run(&["--json", "snapshots"])
+            .ok()
+            .json()
+            .as_array()
+            .unwrap()
+            .len(),
+        4
+    );
+
     // A dry run changes nothing.
     let dry = fx.repair("index", &["--dry-run"]);
     assert_eq!(dry["dry_run"], true);

@@ -24,13 +24,13 @@ use std::collections::{HashMap, HashSet};
 use backstop_format::manifest::{Item, ItemKind, Loss, Repaired, Snapshot, SnapshotStats};
 use backstop_format::record::{PIN, Record};
 use backstop_format::tree::{ChunkRef, Content, TreeNode, decode_patches};
-use backstop_format::{ChunkId, SnapshotId, Timestamp};
+use backstop_format::{ChunkId, PackId, SnapshotId, Timestamp};
 use serde::Serialize;
 
 use crate::backup::ItemList;
 use crate::chunker::Batch;
 use crate::content::Loader;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::index::Index;
 use crate::lock::Lock;
 use crate::progress::Progress;
@@ -105,8 +105,22 @@ pub fn repair_snapshots(
         &opts.host,
         opts.time,
     )?;
-    let (index, _) = Index::load(repo)?;
+    let (index, damaged_index) = Index::load(repo)?;
+    if let Some((name, e)) = damaged_index.first() {
+        return Err(index_first(format!(
+            "index file {name} cannot be read ({e})"
+        )));
+    }
     let stored = repo.pack_sizes()?;
+    // Chunks in packs no index names are not lost, only unindexed: those are for `repair
+    // index`, and a copy made now would lose them for nothing.
+    let unindexed: HashSet<ChunkId> = stored
+        .iter()
+        .filter_map(|(name, &size)| PackId::from_hex(name).ok().map(|id| (id, size)))
+        .filter(|(id, _)| index.pack_position_of(id).is_none())
+        .filter_map(|(id, size)| crate::repair::index::read_trailer(repo, id, size).ok())
+        .flat_map(|p| p.blobs.into_iter().map(|b| b.id))
+        .collect();
     let bad_packs: HashSet<u32> = index
         .packs()
         .iter()
@@ -119,6 +133,8 @@ pub fn repair_snapshots(
     let walker = Walker {
         loader,
         usable: &usable,
+        unindexed: &unindexed,
+        unindexed_needed: std::cell::Cell::new(0),
     };
     let (snaps, bad) = repo.snapshots()?;
     let mut summary = RepairSnapshotsSummary {
@@ -184,6 +200,12 @@ pub fn repair_snapshots(
         }
         let copy = walker.rebuild(&mut store, snap, plan, opts, &mut r)?;
         pending.push((r, copy));
+    }
+    let needed = walker.unindexed_needed.get();
+    if needed > 0 {
+        return Err(index_first(format!(
+            "{needed} chunk(s) that snapshots need are in packs no index names"
+        )));
     }
     if opts.dry_run {
         drop(store);
@@ -263,9 +285,21 @@ fn add_range(ranges: &mut Vec<[u64; 2]>, a: u64, b: u64) {
     }
 }
 
+/// Refuses to repair snapshots before the index is whole.
+fn index_first(why: String) -> Error {
+    Error::Integrity(format!(
+        "{why}: run `backstop repair index` first, so that nothing the packs still hold is \
+         counted as lost"
+    ))
+}
+
 struct Walker<'a> {
     loader: Loader<'a>,
     usable: &'a dyn Fn(&ChunkId) -> bool,
+    /// Chunks held by packs no index names.
+    unindexed: &'a HashSet<ChunkId>,
+    /// How many unusable chunks and nodes were among those.
+    unindexed_needed: std::cell::Cell<usize>,
 }
 
 impl Walker<'_> {
@@ -348,8 +382,17 @@ impl Walker<'_> {
         out
     }
 
+    /// Whether a chunk or node can be read; counts those only a `repair index` would make so.
+    fn usable(&self, id: &ChunkId) -> bool {
+        let ok = (self.usable)(id);
+        if !ok && self.unindexed.contains(id) {
+            self.unindexed_needed.set(self.unindexed_needed.get() + 1);
+        }
+        ok
+    }
+
     fn chunk(&self, r: &ChunkRef, out: &mut Vec<Piece>) {
-        if (self.usable)(&r.id) {
+        if self.usable(&r.id) {
             out.push(Piece::Chunk(*r));
         } else {
             lose(out, r.size);
@@ -357,7 +400,8 @@ impl Walker<'_> {
     }
 
     fn node(&self, r: &ChunkRef, out: &mut Vec<Piece>) {
-        let node = (self.usable)(&r.id)
+        let node = self
+            .usable(&r.id)
             .then(|| self.loader.read_chunk(&r.id).ok())
             .flatten()
             .and_then(|b| TreeNode::decode(&b).ok())
