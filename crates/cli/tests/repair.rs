@@ -140,6 +140,12 @@ fn lost_index_file(password: Option<&str>) {
     assert_eq!(code, 4);
     let missing = problems_of(&report, "missing-chunk");
     assert!(!missing.is_empty(), "{report:#}");
+    // One problem per pack that holds them, not one per chunk.
+    assert!(missing.len() <= packs_before.len(), "{report:#}");
+    for p in &missing {
+        let pack = p["object"].as_str().unwrap();
+        assert!(packs_before.iter().any(|f| f.ends_with(pack)), "{p:#}");
+    }
     for p in &report["problems"].as_array().unwrap()[..] {
         assert_eq!(p["repair"], "backstop repair index", "{p:#}");
     }

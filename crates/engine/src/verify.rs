@@ -409,13 +409,18 @@ fn check_snapshots(
             .push(problem("damaged-snapshot", name, e.to_string()));
     }
     let loader = Loader::new(repo, index);
+    let mut un = Unindexed {
+        chunks: unindexed,
+        needed,
+        problems: HashMap::new(),
+    };
     // Contents already walked clean (by their tree root), so shared content is walked once.
     let mut clean_roots: HashSet<ChunkId> = HashSet::new();
     for (sid, snap) in &snaps {
         let mut hits: Hits = HashMap::new();
         let list_ok = walk_content(
             &loader,
-            (index, unindexed, &mut *needed),
+            (index, &mut un),
             bad,
             report,
             &snap.items,
@@ -434,7 +439,7 @@ fn check_snapshots(
                     if let Some(c) = &item.content {
                         walk_content(
                             &loader,
-                            (index, unindexed, &mut *needed),
+                            (index, &mut un),
                             bad,
                             report,
                             c,
@@ -463,14 +468,28 @@ fn check_snapshots(
             });
         }
     }
+    for (pack, (i, n)) in un.problems {
+        report.problems[i].message = format!(
+            "{n} chunk(s) or tree node(s) referenced by snapshots are in no index: pack {pack} \
+             holds them, but no index names that pack"
+        );
+    }
     Ok(())
+}
+
+/// Chunks held by packs that no index names, and the one missing-chunk problem per such pack
+/// (its position in the report and how many chunks it stands for).
+struct Unindexed<'a> {
+    chunks: &'a HashMap<ChunkId, PackId>,
+    needed: &'a mut HashSet<PackId>,
+    problems: HashMap<PackId, (usize, usize)>,
 }
 
 /// Walks one content; records in `hits` which problems it touches. Returns whether it is clean.
 #[allow(clippy::too_many_arguments)]
 fn walk_content(
     loader: &Loader<'_>,
-    (index, unindexed, needed): (&Index, &HashMap<ChunkId, PackId>, &mut HashSet<PackId>),
+    (index, un): (&Index, &mut Unindexed<'_>),
     bad: &mut HashMap<ChunkId, Vec<usize>>,
     report: &mut VerifyReport,
     content: &backstop_format::tree::Content,
@@ -487,20 +506,25 @@ fn walk_content(
         |id: &ChunkId, what: &str, report: &mut VerifyReport, touched: &mut HashSet<usize>| {
             if let Some(ps) = bad.get(id) {
                 touched.extend(ps.iter().copied());
+            } else if let Some(pack) = un.chunks.get(id).filter(|_| !index.contains(id)) {
+                // One problem per pack, not one per chunk: a lost index file of a large
+                // database would otherwise be tens of thousands of lines.
+                un.needed.insert(*pack);
+                let (i, n) = un.problems.entry(*pack).or_insert_with(|| {
+                    let mut p = problem("missing-chunk", pack.to_hex(), String::new());
+                    p.repair = Some(Repair::Index);
+                    report.problems.push(p);
+                    (report.problems.len() - 1, 0)
+                });
+                *n += 1;
+                bad.insert(*id, vec![*i]);
+                touched.insert(*i);
             } else if !index.contains(id) {
-                let mut p = problem(
+                report.problems.push(problem(
                     "missing-chunk",
                     id.to_hex(),
                     format!("{what} referenced by a snapshot but not in any index"),
-                );
-                if let Some(pack) = unindexed.get(id) {
-                    p.message.push_str(&format!(
-                        " (pack {pack} holds it, but no index names that pack)"
-                    ));
-                    p.repair = Some(Repair::Index);
-                    needed.insert(*pack);
-                }
-                report.problems.push(p);
+                ));
                 let i = report.problems.len() - 1;
                 bad.insert(*id, vec![i]);
                 touched.insert(i);
