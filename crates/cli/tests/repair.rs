@@ -462,6 +462,7 @@ fn repaired_database_snapshot_keeps_every_page_that_can_be_read(password: Option
     let dry = sb.json(&["repair", "snapshots", "--dry-run"]);
     assert_eq!(dry["repaired"].as_array().unwrap().len(), 1, "{dry:#}");
     assert_eq!(sb.snapshots().len(), 2);
+    sb.run(&["pin", &third]).ok();
 
     let s = sb.json(&["repair", "snapshots"]);
     let r = &s["repaired"].as_array().unwrap()[..];
@@ -512,6 +513,7 @@ fn repaired_database_snapshot_keeps_every_page_that_can_be_read(password: Option
     assert_eq!(rows.len(), 3);
     let row = rows.iter().find(|r| r["id"] == copy.as_str()).unwrap();
     assert_eq!(row["repaired_from"], third.as_str(), "{row:#}");
+    assert_eq!(row["pinned"], true, "the pin goes with the copy: {row:#}");
     let o = sb.run(&["snapshots"]).ok();
     assert!(o.stdout.contains("repaired"), "{o:#?}");
     let show = sb.json(&["show", &copy]);
@@ -526,9 +528,34 @@ fn repaired_database_snapshot_keeps_every_page_that_can_be_read(password: Option
             assert_eq!(a["snapshot"], third.as_str(), "{report:#}");
         }
     }
+    let o = sb.run(&["verify"]).code(4);
+    assert!(
+        o.stdout.contains(&format!("repaired copy: {}", &copy[..8])),
+        "{o:#?}"
+    );
+    assert!(o.stdout.contains("repair snapshots --forget"), "{o:#?}");
     let again = sb.json(&["repair", "snapshots"]);
     assert_eq!(again["repaired"].as_array().unwrap().len(), 0, "{again:#}");
     assert_eq!(again["already_repaired"], serde_json::json!([third]));
+
+    // Once the copy is checked, the damaged snapshot is forgotten on request; then the
+    // repository verifies clean, prunes, and the copy still restores.
+    let dry = sb.json(&["repair", "snapshots", "--forget", "--dry-run"]);
+    assert_eq!(dry["forgotten"], serde_json::json!([third]));
+    assert_eq!(sb.snapshots().len(), 3);
+    let f = sb.json(&["repair", "snapshots", "--forget"]);
+    assert_eq!(f["forgotten"], serde_json::json!([third]), "{f:#}");
+    let ids: Vec<String> = sb
+        .snapshots()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
+    assert!(!ids.contains(&third) && ids.contains(&copy), "{ids:?}");
+    sb.run(&["prune"]).ok();
+    sb.assert_clean();
+    let out = sb.p("copy-after-prune");
+    sb.restore(&copy, &out);
+    assert!(fs::read(out.join("shop.db")).unwrap() == expected);
 }
 
 #[test]

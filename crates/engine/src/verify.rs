@@ -61,6 +61,9 @@ pub struct Affected {
     pub snapshot: SnapshotId,
     pub source: String,
     pub items: Vec<String>,
+    /// The repaired copy `repair snapshots` made of this snapshot, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repaired_as: Option<SnapshotId>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -409,6 +412,10 @@ fn check_snapshots(
             .push(problem("damaged-snapshot", name, e.to_string()));
     }
     let loader = Loader::new(repo, index);
+    let copies: HashMap<SnapshotId, SnapshotId> = snaps
+        .iter()
+        .filter_map(|(id, s)| s.repaired.as_ref().map(|r| (r.from, *id)))
+        .collect();
     let mut un = Unindexed {
         chunks: unindexed,
         needed,
@@ -465,6 +472,7 @@ fn check_snapshots(
                 snapshot: *sid,
                 source: snap.source.name.clone(),
                 items,
+                repaired_as: copies.get(sid).copied(),
             });
         }
     }

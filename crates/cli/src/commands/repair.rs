@@ -35,6 +35,9 @@ pub struct SnapshotsArgs {
     /// that look whole; reads the whole repository)
     #[arg(long)]
     pub read_data: bool,
+    /// Then forget each damaged snapshot that has a repaired copy (check the copies first)
+    #[arg(long)]
+    pub forget: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -182,6 +185,7 @@ fn snapshots(
         program: format!("backstop {}", env!("CARGO_PKG_VERSION")),
         dry_run: a.dry_run,
         read_data: a.read_data,
+        forget_damaged: a.forget,
     };
     let bar = Bar::new(g.quiet || g.json);
     let r = backstop_engine::repair::repair_snapshots(repo, &opts, &bar);
@@ -249,17 +253,29 @@ fn print_snapshots(s: &RepairSnapshotsSummary) -> anyhow::Result<()> {
             }
         }
     }
-    if s.repaired.is_empty() {
+    for id in &s.forgotten {
+        outln!(
+            "damaged snapshot {} {}",
+            id.short(),
+            if s.dry_run {
+                "would be forgotten"
+            } else {
+                "forgotten"
+            }
+        )?;
+    }
+    if s.repaired.is_empty() && s.forgotten.is_empty() {
         outln!(
             "checked {} snapshot(s): nothing lost that a repair could save",
             s.snapshots
         )?;
     } else if s.dry_run {
         outln!("dry run: nothing was changed")?;
-    } else {
+    } else if !s.repaired.is_empty() && s.forgotten.is_empty() {
         outln!(
-            "the damaged snapshot(s) are kept until you forget them; check the repaired copies first \
-             (`backstop restore`, `backstop verify --restore-test SNAPSHOT`)"
+            "the damaged snapshot(s) are kept; check the repaired copies (`backstop restore`, \
+             `backstop verify --restore-test SNAPSHOT`), then `backstop repair snapshots --forget` \
+             forgets the damaged ones"
         )?;
     }
     Ok(())

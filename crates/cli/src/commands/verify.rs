@@ -65,8 +65,11 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
             let shown: Vec<&str> = a.items.iter().take(5).map(String::as_str).collect();
             let more = a.items.len().saturating_sub(shown.len());
             outln!(
-                "  affects snapshot {} of {}: {}{}",
+                "  affects snapshot {}{} of {}: {}{}",
                 a.snapshot.short(),
+                a.repaired_as
+                    .map(|c| format!(" (repaired copy: {})", c.short()))
+                    .unwrap_or_default(),
                 a.source,
                 shown.join(", "),
                 if more > 0 {
@@ -111,7 +114,25 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
                 "note: {others} pack(s) are not referenced by any index and hold nothing a snapshot needs (left by an interrupted backup; harmless)",
             )?;
         }
-        let mut repairs: Vec<Repair> = report.problems.iter().filter_map(|p| p.repair).collect();
+        // Problems whose every affected snapshot already has a repaired copy: the repair that
+        // is left is forgetting the damaged snapshots.
+        let copied = |p: &&backstop_engine::verify::Problem| {
+            p.repair == Some(Repair::Snapshots)
+                && !p.affected.is_empty()
+                && p.affected.iter().all(|a| a.repaired_as.is_some())
+        };
+        if report.problems.iter().any(|p| copied(&p)) {
+            outln!(
+                "damaged snapshots that have a repaired copy: once the copies are checked, \
+                 `backstop repair snapshots --forget` forgets the damaged ones"
+            )?;
+        }
+        let mut repairs: Vec<Repair> = report
+            .problems
+            .iter()
+            .filter(|p| !copied(p))
+            .filter_map(|p| p.repair)
+            .collect();
         repairs.sort_by_key(|r| *r as u8);
         repairs.dedup();
         if !repairs.is_empty() {

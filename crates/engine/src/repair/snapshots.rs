@@ -54,6 +54,8 @@ pub struct RepairSnapshotsOptions {
     pub dry_run: bool,
     /// Also read every content and check it against its hash.
     pub read_data: bool,
+    /// Then forget each damaged snapshot that has a repaired copy (delete it and its records).
+    pub forget_damaged: bool,
 }
 
 /// One repaired (or, in a dry run, damaged) snapshot.
@@ -83,6 +85,9 @@ pub struct RepairSnapshotsSummary {
     pub unreadable: Vec<NamedProblem>,
     /// Stored bytes the repaired snapshots added.
     pub bytes_added: u64,
+    /// Damaged snapshots forgotten (or, in a dry run, that would be) because they have a
+    /// repaired copy.
+    pub forgotten: Vec<SnapshotId>,
 }
 
 /// A stretch of a content: a chunk that is usable, or bytes that are lost.
@@ -209,6 +214,12 @@ pub fn repair_snapshots(
     }
     if opts.dry_run {
         drop(store);
+        if opts.forget_damaged {
+            summary.forgotten = summary.already_repaired.clone();
+            summary
+                .forgotten
+                .extend(summary.repaired.iter().map(|r| r.from));
+        }
         lock.release()?;
         return Ok(summary);
     }
@@ -230,8 +241,33 @@ pub fn repair_snapshots(
         r.id = Some(id);
         summary.repaired.push(r);
     }
+    if opts.forget_damaged {
+        let copied: Vec<SnapshotId> = summary
+            .already_repaired
+            .iter()
+            .copied()
+            .chain(summary.repaired.iter().map(|r| r.from))
+            .collect();
+        forget(repo, &copied)?;
+        summary.forgotten = copied;
+    }
     lock.release()?;
     Ok(summary)
+}
+
+/// Deletes snapshots, each before its records (as `forget` does: a crash in between leaves
+/// records of a snapshot that is gone, which prune removes).
+fn forget(repo: &Repository, ids: &[SnapshotId]) -> Result<()> {
+    let (records, _) = repo.records_checked()?;
+    for id in ids {
+        repo.storage()
+            .delete(backstop_storage::Kind::Snapshot, &id.to_hex())?;
+        for (name, _) in records.iter().filter(|(_, r)| r.snapshot == *id) {
+            repo.storage()
+                .delete(backstop_storage::Kind::Record, name)?;
+        }
+    }
+    Ok(())
 }
 
 /// What is lost in one snapshot: each item with the pieces of its content when any are lost
