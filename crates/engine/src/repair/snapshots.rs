@@ -170,7 +170,7 @@ pub fn repair_snapshots(
     // lost again. It is given only zeros, tree nodes and item lists: a few small objects.
     let empty = Index::default();
     let mut store = ChunkStore::new(repo, &empty);
-    let mut pending: Vec<(RepairedSnapshot, Snapshot)> = Vec::new();
+    let mut plans: Vec<(&SnapshotId, &Snapshot, Plan)> = Vec::new();
     progress.phase("repair snapshots: checking", None);
     for (sid, snap) in &snaps {
         progress.item(&format!("snapshot {}", sid.short()));
@@ -189,6 +189,18 @@ pub fn repair_snapshots(
             });
             continue;
         }
+        plans.push((sid, snap, plan));
+    }
+    // Before anything is written.
+    let needed = walker.unindexed_needed.get();
+    if needed > 0 {
+        return Err(index_first(format!(
+            "{needed} chunk(s) that snapshots need are in packs no index names"
+        )));
+    }
+    let mut pending: Vec<(RepairedSnapshot, Snapshot)> = Vec::new();
+    for (sid, snap, plan) in plans {
+        progress.item(&format!("repairing snapshot {}", sid.short()));
         let mut r = RepairedSnapshot {
             from: *sid,
             id: None,
@@ -198,19 +210,13 @@ pub fn repair_snapshots(
             losses: Vec::new(),
         };
         if opts.dry_run {
-            r.items = plan.items.iter().filter(|(_, p)| p.is_some()).count() as u64;
             r.losses = plan.losses();
+            r.items = (plan.items.len() - r.losses.iter().filter(|l| l.dropped).count()) as u64;
             summary.repaired.push(r);
             continue;
         }
         let copy = walker.rebuild(&mut store, snap, plan, opts, &mut r)?;
         pending.push((r, copy));
-    }
-    let needed = walker.unindexed_needed.get();
-    if needed > 0 {
-        return Err(index_first(format!(
-            "{needed} chunk(s) that snapshots need are in packs no index names"
-        )));
     }
     if opts.dry_run {
         drop(store);
