@@ -713,3 +713,58 @@ fn repair_index_interrupted_before_deleting_is_finished_by_the_next_run() {
         assert_ne!(p["repair"], "backstop repair index", "{report:#}");
     }
 }
+
+/// Damage in the middle of a long item list: the items stored in the damaged part are lost,
+/// every other item is in the repaired copy and restores byte for byte, and the loss says
+/// between which items it lies.
+#[test]
+fn partly_lost_item_list_keeps_every_item_it_can_read() {
+    let sb = Sandbox::plain();
+    let d = sb.p("many");
+    fs::create_dir(&d).unwrap();
+    for i in 0..500 {
+        let name = format!(
+            "file-{i:04}-{}.dat",
+            blake3::hash(&[i as u8, (i >> 8) as u8]).to_hex()
+        );
+        fs::write(d.join(name), random_bytes(i, 1500)).unwrap();
+    }
+    let id = sb.backup(&[&d], &[])["id"].as_str().unwrap().to_string();
+    // The item list is alone in the smallest pack (the file contents fill the other).
+    let tree = packs(&sb.repo).pop().unwrap();
+    let mut b = fs::read(&tree).unwrap();
+    let n = b.len();
+    b[n / 2] ^= 0x20;
+    fs::write(&tree, &b).unwrap();
+    assert_ne!(sb.run(&["restore", &id, "--to", "x"]).code, 0);
+
+    let s = sb.json(&["repair", "snapshots"]);
+    let r = &s["repaired"][0];
+    assert_eq!(r["from"], id.as_str(), "{s:#}");
+    let loss = &r["losses"][0];
+    assert_eq!(loss["path"], "(item list)", "{s:#}");
+    assert!(
+        loss["detail"]
+            .as_str()
+            .unwrap()
+            .contains("after many/file-"),
+        "{s:#}"
+    );
+    let kept = r["items"].as_u64().unwrap();
+    assert!(kept > 50 && kept < 501, "{kept} of 501 items kept: {s:#}");
+
+    let out = sb.p("copy");
+    sb.restore(r["id"].as_str().unwrap(), &out);
+    let restored = files_under(&out.join("many"));
+    assert_eq!(
+        restored.len() as u64,
+        kept - 1,
+        "every kept file (and the directory)"
+    );
+    for f in &restored {
+        assert_eq!(
+            fs::read(f).unwrap(),
+            fs::read(d.join(f.file_name().unwrap())).unwrap()
+        );
+    }
+}

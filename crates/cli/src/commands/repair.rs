@@ -235,9 +235,14 @@ fn print_snapshots(s: &RepairSnapshotsSummary) -> anyhow::Result<()> {
                 "nothing could be read: left out".to_string()
             } else {
                 format!(
-                    "{} of {} lost (zeros in the copy) at {}",
+                    "{} of {} lost{} at {}",
                     bytes(l.bytes()),
                     bytes(l.size),
+                    if l.path == backstop_engine::repair::snapshots::ITEM_LIST {
+                        ""
+                    } else {
+                        " (zeros in the copy)"
+                    },
                     l.ranges
                         .iter()
                         .take(4)
