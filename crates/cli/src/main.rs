@@ -70,6 +70,8 @@ enum Command {
     Prune(commands::prune::Args),
     /// Remove the locks of operations that died (show who holds the others and since when).
     Unlock(commands::unlock::Args),
+    /// Get back what a damaged repository still holds (see `backstop verify`).
+    Repair(commands::repair::Args),
     /// Pin a snapshot: forget never removes it.
     Pin(commands::pin::PinArgs),
     /// Unpin a snapshot.
@@ -112,6 +114,7 @@ fn main() -> ExitCode {
         Command::Forget(a) => commands::forget::run(&cli.global, a),
         Command::Prune(a) => commands::prune::run(&cli.global, a),
         Command::Unlock(a) => commands::unlock::run(&cli.global, a),
+        Command::Repair(a) => commands::repair::run(&cli.global, a),
         Command::Pin(a) => commands::pin::pin(&cli.global, a),
         Command::Unpin(a) => commands::pin::unpin(&cli.global, a),
         Command::MarkVerified(a) => commands::pin::mark_verified(&cli.global, a),

@@ -118,6 +118,12 @@ pub fn hint(e: &anyhow::Error) -> Option<String> {
                     "name a readable snapshot by its id (`backstop snapshots` lists them); `backstop verify` says what is damaged"
                         .into(),
                 ),
+                EngineError::DamagedKey { .. } => Some(
+                    "if you have a copy of that key file (or of the whole repository), put it back in \
+                     keys/; a second key (another passphrase, `backstop key add`) keeps the repository \
+                     open when one key file is damaged"
+                        .into(),
+                ),
                 EngineError::Internal(_) => Some(
                     "this is a bug in backstop; nothing was committed. Please report it with the command that failed"
                         .into(),

@@ -272,6 +272,7 @@ fn run_backup(
         stats: stats.clone(),
         warnings: warnings.clone(),
         program: opts.program.clone(),
+        repaired: None,
     };
     let id = repo.write_snapshot(&snap)?;
     lock.release()?;
@@ -567,7 +568,7 @@ fn unchanged<'p>(
 
 /// The snapshot's item list, written as JSON lines through the same chunking and trees as
 /// content.
-struct ItemList {
+pub(crate) struct ItemList {
     writer: MetaWriter,
     line: Vec<u8>,
     /// See [`sign`].
@@ -575,7 +576,7 @@ struct ItemList {
 }
 
 impl ItemList {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             writer: MetaWriter::new(),
             line: Vec::new(),
@@ -583,7 +584,7 @@ impl ItemList {
         }
     }
 
-    fn push(&mut self, store: &mut ChunkStore<'_>, item: &Item) -> Result<()> {
+    pub(crate) fn push(&mut self, store: &mut ChunkStore<'_>, item: &Item) -> Result<()> {
         sign(&mut self.signature, item);
         self.line.clear();
         serde_json::to_writer(&mut self.line, item).expect("items serialize");
@@ -591,7 +592,7 @@ impl ItemList {
         self.writer.write(store, &self.line)
     }
 
-    fn finish(self, store: &mut ChunkStore<'_>) -> Result<Content> {
+    pub(crate) fn finish(self, store: &mut ChunkStore<'_>) -> Result<Content> {
         self.writer.finish(store)
     }
 }

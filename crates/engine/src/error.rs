@@ -37,6 +37,15 @@ pub enum Error {
     PassphraseRequired(String),
     #[error("wrong passphrase for the repository at {0}")]
     WrongPassphrase(String),
+    /// Key files that cannot be used whatever the passphrase, when no other key file opened.
+    #[error(
+        "the repository at {location} cannot be opened: key file {} is damaged, and no other key file accepts this passphrase",
+        damaged.join(", key file ")
+    )]
+    DamagedKey {
+        location: String,
+        damaged: Vec<String>,
+    },
     #[error("integrity check failed: {0}")]
     Integrity(String),
     /// A snapshot asked for (by id, or possibly by recency) cannot be read.
@@ -83,9 +92,10 @@ impl Error {
             Error::Format { .. } => ErrorKind::Format,
             Error::NoRepository(_) => ErrorKind::NoRepository,
             Error::PassphraseRequired(_) | Error::WrongPassphrase(_) => ErrorKind::Auth,
-            Error::Integrity(_) | Error::DamagedSnapshot(_) | Error::FailedChecks(_) => {
-                ErrorKind::Integrity
-            }
+            Error::Integrity(_)
+            | Error::DamagedSnapshot(_)
+            | Error::FailedChecks(_)
+            | Error::DamagedKey { .. } => ErrorKind::Integrity,
             Error::Locked(_) | Error::IndexChanged => ErrorKind::Locked,
             Error::NotFound(_) => ErrorKind::NotFound,
             Error::Invalid(_) => ErrorKind::Config,

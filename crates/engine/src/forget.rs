@@ -106,7 +106,7 @@ fn gather(
     if let Some((name, e)) = bad_records.first() {
         return Err(Error::Integrity(format!(
             "record {name} cannot be read ({e}); it may be the pin that protects a snapshot, so \
-             nothing is forgotten: run `backstop verify` and repair or delete that record"
+             nothing is forgotten: run `backstop repair records` (it deletes unreadable records and lists the pins that remain)"
         )));
     }
     let mut record_names: HashMap<SnapshotId, Vec<String>> = HashMap::new();

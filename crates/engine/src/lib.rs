@@ -45,6 +45,7 @@ pub mod lock;
 mod packing;
 pub mod progress;
 pub mod prune;
+pub mod repair;
 pub mod repo;
 pub mod restore;
 pub mod spec;

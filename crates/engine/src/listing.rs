@@ -40,6 +40,9 @@ pub struct SnapshotRow {
     /// Pre-change snapshots only: `pending-verification`, `verified` (within the grace period)
     /// or `retired` (retention applies again).
     pub pre_change: Option<PreChange>,
+    /// A copy made by `repair snapshots` of this damaged snapshot (see `show` for its losses).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repaired_from: Option<SnapshotId>,
 }
 
 /// A pre-change snapshot's lifecycle state.
@@ -153,6 +156,7 @@ pub fn list_snapshots(
             bytes: s.stats.bytes,
             items: s.stats.items,
             warnings: s.warnings.len(),
+            repaired_from: s.repaired.map(|r| r.from),
         })
         .collect();
     let bad = bad.into_iter().map(|(n, e)| (n, e.to_string())).collect();

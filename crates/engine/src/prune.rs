@@ -443,25 +443,14 @@ fn apply(repo: &Repository, summary: &mut PruneSummary, progress: &dyn Progress)
     let written = packs_named_by_new_index_files(repo, &plan.old_index)?;
     // 2. New index files for the old packs that stay.
     progress.phase("prune: writing the index", None);
-    let mut pending: Vec<IndexPack> = Vec::new();
-    let mut entries = 0;
-    for u in &plan.keep {
-        entries += u.entries.len();
-        pending.push(IndexPack {
+    summary.index_files_written += write_index_files(
+        repo,
+        plan.keep.iter().map(|u| IndexPack {
             id: u.id,
             size: u.size,
             blobs: u.entries.clone(),
-        });
-        if entries >= INDEX_FILE_ENTRIES {
-            write_index(repo, &mut pending)?;
-            summary.index_files_written += 1;
-            entries = 0;
-        }
-    }
-    if !pending.is_empty() {
-        write_index(repo, &mut pending)?;
-        summary.index_files_written += 1;
-    }
+        }),
+    )?;
     // 3. The old index files, now covered by the new ones.
     progress.phase("prune: deleting", None);
     let storage: &dyn Storage = repo.storage().as_ref();
@@ -501,6 +490,31 @@ fn packs_named_by_new_index_files(repo: &Repository, old: &[String]) -> Result<H
         named.extend(file.packs.iter().map(|p| p.id.to_hex()));
     }
     Ok(named)
+}
+
+/// Writes index files naming `packs`, about [`INDEX_FILE_ENTRIES`] chunk entries each, and
+/// returns how many. Each file is durable when its write returns (shared with `repair index`).
+pub(crate) fn write_index_files(
+    repo: &Repository,
+    packs: impl IntoIterator<Item = IndexPack>,
+) -> Result<usize> {
+    let mut written = 0;
+    let mut pending: Vec<IndexPack> = Vec::new();
+    let mut entries = 0;
+    for p in packs {
+        entries += p.blobs.len();
+        pending.push(p);
+        if entries >= INDEX_FILE_ENTRIES {
+            write_index(repo, &mut pending)?;
+            written += 1;
+            entries = 0;
+        }
+    }
+    if !pending.is_empty() {
+        write_index(repo, &mut pending)?;
+        written += 1;
+    }
+    Ok(written)
 }
 
 fn write_index(repo: &Repository, packs: &mut Vec<IndexPack>) -> Result<()> {

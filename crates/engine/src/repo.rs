@@ -323,19 +323,34 @@ fn unwrap_key(storage: &dyn Storage, passphrase: &str) -> Result<MasterKey> {
             "the repository is encrypted but has no key files".into(),
         ));
     }
+    // A damaged key file is not a wrong passphrase: the passphrase may be right for it.
+    let mut damaged = Vec::new();
     for k in keys {
         let raw = storage.read(Kind::Key, &k.name)?;
-        let file: KeyFile = serde_json::from_slice(&raw).map_err(|e| {
-            Error::format(
-                format!("reading key {}", k.name),
-                FormatError::Json(e.to_string()),
-            )
-        })?;
-        match file.unwrap(passphrase.as_bytes()) {
+        match KeyFile::parse(&raw).and_then(|f| f.unwrap(passphrase.as_bytes())) {
             Ok(key) => return Ok(key),
             Err(FormatError::WrongPassphrase) => continue,
-            Err(e) => return Err(Error::format(format!("reading key {}", k.name), e)),
+            Err(e) => damaged.push(format!("keys/{} ({e})", k.name)),
         }
     }
-    Err(Error::WrongPassphrase(storage.location()))
+    if damaged.is_empty() {
+        return Err(Error::WrongPassphrase(storage.location()));
+    }
+    Err(Error::DamagedKey {
+        location: storage.location(),
+        damaged,
+    })
+}
+
+/// Key files that cannot be used whatever the passphrase (they do not parse, or fail their own
+/// checksum): their names with why.
+pub fn damaged_key_files(repo: &Repository) -> Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for k in repo.storage().list(Kind::Key)? {
+        let raw = repo.storage().read(Kind::Key, &k.name)?;
+        if let Err(e) = KeyFile::parse(&raw).and_then(|f| f.check_integrity()) {
+            out.push((k.name, e.to_string()));
+        }
+    }
+    Ok(out)
 }

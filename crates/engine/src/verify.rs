@@ -41,12 +41,28 @@ pub struct VerifyOptions {
 #[derive(Debug, Clone, Serialize)]
 pub struct Problem {
     /// missing-pack, pack-size, damaged-pack, damaged-chunk, missing-chunk, damaged-index,
-    /// damaged-snapshot.
+    /// damaged-snapshot, damaged-record, damaged-key.
     pub kind: String,
     pub object: String,
     pub message: String,
     /// Snapshots affected, with the items affected in each.
     pub affected: Vec<Affected>,
+    /// What gets back what can be got back (`null`: nothing can).
+    pub repair: Option<Repair>,
+}
+
+/// The repair that deals with a problem.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Repair {
+    /// The data is in packs the index does not name (a lost or damaged index file).
+    #[serde(rename = "backstop repair index")]
+    Index,
+    /// The data is gone or damaged: a repaired copy of each affected snapshot keeps the rest.
+    #[serde(rename = "backstop repair snapshots")]
+    Snapshots,
+    /// A record cannot be read.
+    #[serde(rename = "backstop repair records")]
+    Records,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -54,6 +70,9 @@ pub struct Affected {
     pub snapshot: SnapshotId,
     pub source: String,
     pub items: Vec<String>,
+    /// The repaired copy `repair snapshots` made of this snapshot, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repaired_as: Option<SnapshotId>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -65,6 +84,9 @@ pub struct VerifyReport {
     pub read_data: bool,
     /// Packs present but not in any index (left by an interrupted backup; prune removes them).
     pub unreferenced_packs: usize,
+    /// Of those, packs holding chunks that snapshots need but no index names (a lost index
+    /// file): `repair index` makes them readable again.
+    pub unindexed_needed_packs: usize,
     pub problems: Vec<Problem>,
 }
 
@@ -80,6 +102,7 @@ fn problem(kind: &str, object: String, message: String) -> Problem {
         object,
         message,
         affected: Vec::new(),
+        repair: None,
     }
 }
 
@@ -128,7 +151,21 @@ pub fn verify(
         }
     }
     let indexed: HashSet<String> = index.packs().iter().map(|p| p.id.to_hex()).collect();
-    report.unreferenced_packs = stored.keys().filter(|n| !indexed.contains(*n)).count();
+    let unreferenced: Vec<(PackId, u64)> = stored
+        .iter()
+        .filter(|(n, _)| !indexed.contains(*n))
+        .filter_map(|(n, &size)| PackId::from_hex(n).ok().map(|id| (id, size)))
+        .collect();
+    report.unreferenced_packs = unreferenced.len();
+    // What the packs no index names hold, from their trailers (two small reads each): a chunk
+    // a snapshot needs that is there is one `repair index` gets back.
+    let unindexed: HashMap<ChunkId, PackId> = unreferenced
+        .par_iter()
+        .filter_map(|&(id, size)| crate::repair::index::read_trailer(repo, id, size).ok())
+        .collect::<Vec<_>>()
+        .into_iter()
+        .flat_map(|p| p.blobs.into_iter().map(move |b| (b.id, p.id)))
+        .collect();
 
     if opts.read_data {
         read_packs(repo, &index, &bad_packs, progress, &mut report);
@@ -162,16 +199,81 @@ pub fn verify(
             }
         }
     }
+    // Packs no index names that hold a copy of what a missing or damaged pack held (an
+    // interrupted backup's): `repair index` makes the copy the one that is read.
+    let mut needed: HashSet<PackId> = HashSet::new();
     for (id, loc) in index.iter() {
         let pack = index.pack(loc.pack).id;
         if bad_packs.contains(&pack)
             && let Some(&pi) = pack_problem.get(&pack.to_hex())
         {
             bad.entry(*id).or_default().push(pi);
+            if let Some(copy) = unindexed.get(id) {
+                needed.insert(*copy);
+                report.problems[pi].repair = Some(Repair::Index);
+            }
         }
     }
-    check_snapshots(repo, &index, snapshots, &mut bad, &mut report)?;
+    check_snapshots(
+        repo,
+        &index,
+        snapshots,
+        &unindexed,
+        &mut needed,
+        &mut bad,
+        &mut report,
+    )?;
+    report.unindexed_needed_packs = needed.len();
+    check_records(repo, &mut report)?;
+    for (name, e) in crate::repo::damaged_key_files(repo)? {
+        report.problems.push(problem(
+            "damaged-key",
+            name,
+            format!("key file cannot be used with any passphrase ({e}); another key file opened the repository"),
+        ));
+    }
+    assign_repairs(&mut report);
     Ok(report)
+}
+
+/// Records that cannot be read: `forget` refuses to run past them (one might be a pin).
+fn check_records(repo: &Repository, report: &mut VerifyReport) -> Result<()> {
+    let (_, bad) = repo.records_checked()?;
+    for (name, e) in bad {
+        report.problems.push(problem(
+            "damaged-record",
+            name,
+            format!("{e} (it may have been a pin; forget refuses to run until it is dealt with)"),
+        ));
+    }
+    Ok(())
+}
+
+/// Says for each problem which repair deals with it. A missing chunk that a pack no index
+/// names holds already has [`Repair::Index`].
+fn assign_repairs(report: &mut VerifyReport) {
+    let index_first = report
+        .problems
+        .iter()
+        .any(|p| p.repair == Some(Repair::Index));
+    for p in &mut report.problems {
+        if p.repair.is_some() {
+            continue;
+        }
+        p.repair = match p.kind.as_str() {
+            "damaged-index" => Some(Repair::Index),
+            "damaged-record" => Some(Repair::Records),
+            // An unreadable item list is often only unindexed: the index repair comes first.
+            "damaged-snapshot" if p.message.contains("item list") && index_first => {
+                Some(Repair::Index)
+            }
+            "damaged-snapshot" if p.message.contains("item list") => Some(Repair::Snapshots),
+            // The snapshot object itself: nothing is known about what it held. A key file:
+            // another one opened the repository; the damaged one is of no use.
+            "damaged-snapshot" | "damaged-key" => None,
+            _ => Some(Repair::Snapshots),
+        };
+    }
 }
 
 /// The snapshots to check: every one that can be read, and the unreadable ones with why. One
@@ -319,6 +421,8 @@ fn check_snapshots(
     repo: &Repository,
     index: &Index,
     (snaps, bad_snaps): crate::repo::SnapshotList,
+    unindexed: &HashMap<ChunkId, PackId>,
+    needed: &mut HashSet<PackId>,
     bad: &mut HashMap<ChunkId, Vec<usize>>,
     report: &mut VerifyReport,
 ) -> Result<()> {
@@ -329,13 +433,22 @@ fn check_snapshots(
             .push(problem("damaged-snapshot", name, e.to_string()));
     }
     let loader = Loader::new(repo, index);
+    let copies: HashMap<SnapshotId, SnapshotId> = snaps
+        .iter()
+        .filter_map(|(id, s)| s.repaired.as_ref().map(|r| (r.from, *id)))
+        .collect();
+    let mut un = Unindexed {
+        chunks: unindexed,
+        needed,
+        problems: HashMap::new(),
+    };
     // Contents already walked clean (by their tree root), so shared content is walked once.
     let mut clean_roots: HashSet<ChunkId> = HashSet::new();
     for (sid, snap) in &snaps {
         let mut hits: Hits = HashMap::new();
         let list_ok = walk_content(
             &loader,
-            index,
+            (index, &mut un),
             bad,
             report,
             &snap.items,
@@ -354,7 +467,7 @@ fn check_snapshots(
                     if let Some(c) = &item.content {
                         walk_content(
                             &loader,
-                            index,
+                            (index, &mut un),
                             bad,
                             report,
                             c,
@@ -380,17 +493,32 @@ fn check_snapshots(
                 snapshot: *sid,
                 source: snap.source.name.clone(),
                 items,
+                repaired_as: copies.get(sid).copied(),
             });
         }
     }
+    for (pack, (i, n)) in un.problems {
+        report.problems[i].message = format!(
+            "{n} chunk(s) or tree node(s) referenced by snapshots are in no index: pack {pack} \
+             holds them, but no index names that pack"
+        );
+    }
     Ok(())
+}
+
+/// Chunks held by packs that no index names, and the one missing-chunk problem per such pack
+/// (its position in the report and how many chunks it stands for).
+struct Unindexed<'a> {
+    chunks: &'a HashMap<ChunkId, PackId>,
+    needed: &'a mut HashSet<PackId>,
+    problems: HashMap<PackId, (usize, usize)>,
 }
 
 /// Walks one content; records in `hits` which problems it touches. Returns whether it is clean.
 #[allow(clippy::too_many_arguments)]
 fn walk_content(
     loader: &Loader<'_>,
-    index: &Index,
+    (index, un): (&Index, &mut Unindexed<'_>),
     bad: &mut HashMap<ChunkId, Vec<usize>>,
     report: &mut VerifyReport,
     content: &backstop_format::tree::Content,
@@ -407,6 +535,19 @@ fn walk_content(
         |id: &ChunkId, what: &str, report: &mut VerifyReport, touched: &mut HashSet<usize>| {
             if let Some(ps) = bad.get(id) {
                 touched.extend(ps.iter().copied());
+            } else if let Some(pack) = un.chunks.get(id).filter(|_| !index.contains(id)) {
+                // One problem per pack, not one per chunk: a lost index file of a large
+                // database would otherwise be tens of thousands of lines.
+                un.needed.insert(*pack);
+                let (i, n) = un.problems.entry(*pack).or_insert_with(|| {
+                    let mut p = problem("missing-chunk", pack.to_hex(), String::new());
+                    p.repair = Some(Repair::Index);
+                    report.problems.push(p);
+                    (report.problems.len() - 1, 0)
+                });
+                *n += 1;
+                bad.insert(*id, vec![*i]);
+                touched.insert(*i);
             } else if !index.contains(id) {
                 report.problems.push(problem(
                     "missing-chunk",

@@ -615,6 +615,7 @@ fn a_crafted_snapshot_cannot_write_outside_the_target() {
             stats: SnapshotStats::default(),
             warnings: vec![],
             program: "crafted".into(),
+            repaired: None,
         };
         let id = repo.write_snapshot(&snap).unwrap();
         let (index, _) = Index::load(&repo).unwrap();

@@ -192,7 +192,17 @@ pub struct KeyFile {
     pub wrapped: String,
     pub created: jiff::Timestamp,
     pub host: String,
+    /// Hex of the first 16 bytes of the BLAKE3 of what unwrapping uses (see
+    /// [`KeyFile::checksum`]): a damaged key file is told from a wrong passphrase. Key files
+    /// written before it existed have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<String>,
 }
+
+/// Bytes of a key file's salt.
+const SALT_LEN: usize = 16;
+/// Bytes of a wrapped master key: nonce, the 64-byte key, tag.
+const WRAPPED_LEN: usize = NONCE_LEN + 64 + TAG_LEN;
 
 fn derive(
     passphrase: &[u8],
@@ -218,9 +228,9 @@ impl KeyFile {
         created: jiff::Timestamp,
         host: &str,
     ) -> Result<Self, FormatError> {
-        let salt: [u8; 16] = random_bytes();
+        let salt: [u8; SALT_LEN] = random_bytes();
         let cipher = derive(passphrase, &salt, params)?;
-        Ok(Self {
+        let mut file = Self {
             version: 1,
             kdf: "argon2id".into(),
             params,
@@ -228,17 +238,68 @@ impl KeyFile {
             wrapped: to_hex(&seal_with(&cipher, &key.to_bytes())),
             created,
             host: host.to_string(),
-        })
+            check: None,
+        };
+        file.check = Some(file.checksum());
+        Ok(file)
     }
 
-    /// Unwraps the master key; a wrong passphrase is [`FormatError::WrongPassphrase`].
-    pub fn unwrap(&self, passphrase: &[u8]) -> Result<MasterKey, FormatError> {
+    /// Parses a stored key file; JSON that does not parse is damage.
+    pub fn parse(raw: &[u8]) -> Result<Self, FormatError> {
+        serde_json::from_slice(raw).map_err(|e| FormatError::Json(e.to_string()))
+    }
+
+    /// The checksum of the fields unwrapping uses: first 16 bytes of the BLAKE3 of
+    /// `version|kdf|m_kib|t|p|salt|wrapped`, as hex.
+    pub fn checksum(&self) -> String {
+        let KdfParams { m_kib, t, p } = self.params;
+        let text = format!(
+            "{}|{}|{m_kib}|{t}|{p}|{}|{}",
+            self.version, self.kdf, self.salt, self.wrapped
+        );
+        to_hex(&blake3::hash(text.as_bytes()).as_bytes()[..16])
+    }
+
+    /// Checks what can be checked without the passphrase: the checksum (when the file has
+    /// one), hex fields of the right lengths, usable parameters. A key file that fails this is
+    /// damaged; one that passes and does not unwrap was given the wrong passphrase (or is an
+    /// old key file, without checksum, damaged where only the passphrase check can tell).
+    pub fn check_integrity(&self) -> Result<(), FormatError> {
+        if let Some(c) = &self.check
+            && *c != self.checksum()
+        {
+            return Err(FormatError::Corrupt(
+                "key file checksum does not match its content",
+            ));
+        }
         if self.kdf != "argon2id" {
             return Err(FormatError::Unsupported(format!(
                 "key derivation {}",
                 self.kdf
             )));
         }
+        let hex_of = |s: &str, n: usize| {
+            let mut b = vec![0u8; n];
+            s.len() == 2 * n && from_hex(s, &mut b).is_ok()
+        };
+        if !hex_of(&self.salt, SALT_LEN) {
+            return Err(FormatError::Corrupt("key file salt is not 16 bytes of hex"));
+        }
+        if !hex_of(&self.wrapped, WRAPPED_LEN) {
+            return Err(FormatError::Corrupt(
+                "key file wrapped key is not 104 bytes of hex",
+            ));
+        }
+        argon2::Params::new(self.params.m_kib, self.params.t, self.params.p, Some(32))
+            .map_err(|_| FormatError::Corrupt("invalid key derivation parameters"))?;
+        Ok(())
+    }
+
+    /// Unwraps the master key; a wrong passphrase is [`FormatError::WrongPassphrase`].
+    /// Damage that [`KeyFile::check_integrity`] finds is reported as such, before the
+    /// passphrase is tried.
+    pub fn unwrap(&self, passphrase: &[u8]) -> Result<MasterKey, FormatError> {
+        self.check_integrity()?;
         let mut salt = vec![0u8; self.salt.len() / 2];
         from_hex(&self.salt, &mut salt)?;
         let mut wrapped = vec![0u8; self.wrapped.len() / 2];
@@ -272,6 +333,32 @@ mod tests {
             f.unwrap(b"Secret"),
             Err(FormatError::WrongPassphrase)
         ));
+    }
+
+    #[test]
+    fn any_changed_digit_of_a_key_file_is_damage_not_a_wrong_passphrase() {
+        let k = MasterKey::generate();
+        let f = KeyFile::wrap(&k, b"secret", cheap(), jiff::Timestamp::UNIX_EPOCH, "h").unwrap();
+        f.check_integrity().unwrap();
+        let json = serde_json::to_string(&f).unwrap();
+        // One hex digit replaced by another (still valid hex, still parses) in each field.
+        for field in [&f.salt, &f.wrapped] {
+            for pos in [0, field.len() / 2, field.len() - 1] {
+                let mut bad = field.clone().into_bytes();
+                bad[pos] = if bad[pos] == b'0' { b'1' } else { b'0' };
+                let changed = json.replace(field.as_str(), std::str::from_utf8(&bad).unwrap());
+                let g = KeyFile::parse(changed.as_bytes()).unwrap();
+                assert!(
+                    matches!(g.unwrap(b"secret"), Err(FormatError::Corrupt(_))),
+                    "change at {pos} not seen"
+                );
+            }
+        }
+        // An old key file (no checksum) still opens.
+        let mut old = f.clone();
+        old.check = None;
+        let old = KeyFile::parse(serde_json::to_string(&old).unwrap().as_bytes()).unwrap();
+        assert_eq!(old.unwrap(b"secret").unwrap().to_bytes(), k.to_bytes());
     }
 
     #[test]

@@ -135,6 +135,44 @@ pub struct Snapshot {
     pub warnings: Vec<String>,
     /// The program that wrote it, e.g. `backstop 0.1.0`.
     pub program: String,
+    /// Set on a snapshot written by `repair snapshots`: what it was made from and what was lost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repaired: Option<Repaired>,
+}
+
+/// How a repaired snapshot came about: a copy of a damaged snapshot holding what could still
+/// be read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Repaired {
+    /// The damaged snapshot (kept until someone forgets it).
+    pub from: SnapshotId,
+    /// When the repair ran.
+    pub time: Timestamp,
+    /// What could not be read, item by item.
+    pub losses: Vec<Loss>,
+}
+
+/// What one item (or the item list itself, as `(item list)`) lost.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Loss {
+    pub path: String,
+    /// The item's size.
+    pub size: u64,
+    /// Lost byte ranges, `[start, end)`; in the repaired item they read as zeros.
+    pub ranges: Vec<[u64; 2]>,
+    /// Nothing of the item could be read: it is left out of the repaired snapshot.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dropped: bool,
+    /// More about the loss (for the item list: between which items it lies).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+impl Loss {
+    /// Bytes lost.
+    pub fn bytes(&self) -> u64 {
+        self.ranges.iter().map(|[a, b]| b - a).sum()
+    }
 }
 
 impl Snapshot {
@@ -405,7 +443,7 @@ mod proptests {
                 version: SNAPSHOT_VERSION, time: Timestamp::from_second(secs).unwrap(), host: "h".into(),
                 source: SourceRef { name: "shop".into(), kind: SourceKind::Files }, kind: BackupKind::PreChange,
                 description: desc, tags, ticket: Some("T-1".into()), parent: None, paths: vec!["a".into()],
-                items: c, stats: SnapshotStats::default(), warnings: vec![], program: "p".into(),
+                items: c, stats: SnapshotStats::default(), warnings: vec![], program: "p".into(), repaired: None,
             };
             prop_assert_eq!(Snapshot::decode(&s.encode()).unwrap(), s);
         }

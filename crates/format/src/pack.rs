@@ -217,12 +217,32 @@ pub fn read_pack_entries(crypter: &Crypter, pack: &[u8]) -> Result<Vec<BlobEntry
         )));
     }
     let tlen = trailer_len(&pack[pack.len() - PACK_FOOTER_LEN..])?;
-    let body_end = pack
-        .len()
-        .checked_sub(PACK_FOOTER_LEN + tlen)
-        .filter(|&e| e >= PACK_HEADER_LEN)
-        .ok_or(FormatError::Corrupt("pack trailer length out of range"))?;
-    let table = open_object(crypter, &pack[body_end..pack.len() - PACK_FOOTER_LEN])?;
+    let start = trailer_start(pack.len() as u64, tlen)?;
+    decode_trailer(
+        crypter,
+        &pack[start as usize..pack.len() - PACK_FOOTER_LEN],
+        start,
+    )
+}
+
+/// Where the trailer of a pack of `pack_len` bytes starts, given its length from the footer.
+pub fn trailer_start(pack_len: u64, trailer_len: usize) -> Result<u64, FormatError> {
+    pack_len
+        .checked_sub((PACK_FOOTER_LEN + trailer_len) as u64)
+        .filter(|&e| e >= PACK_HEADER_LEN as u64)
+        .ok_or(FormatError::Corrupt("pack trailer length out of range"))
+}
+
+/// Decodes a pack's chunk table from its sealed trailer alone (read with a range read: a pack
+/// can be indexed without reading its chunks), checking that every entry lies in the pack body,
+/// which ends where the trailer starts (`body_end`).
+pub fn decode_trailer(
+    crypter: &Crypter,
+    trailer: &[u8],
+    body_end: u64,
+) -> Result<Vec<BlobEntry>, FormatError> {
+    let body_end = usize::try_from(body_end).unwrap_or(usize::MAX);
+    let table = open_object(crypter, trailer)?;
     let mut r = Reader::new(&table);
     let n = r.count(MIN_ENTRY_LEN)?;
     let mut entries = Vec::with_capacity(n);

@@ -7,6 +7,7 @@ pub mod info;
 pub mod init;
 pub mod pin;
 pub mod prune;
+pub mod repair;
 pub mod restore;
 pub mod serve;
 pub mod show;

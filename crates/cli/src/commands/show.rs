@@ -95,6 +95,29 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
             r.note.as_deref().unwrap_or("")
         )?;
     }
+    if let Some(r) = &snap.repaired {
+        outln!(
+            "repaired    copy of damaged snapshot {} made at {}: what could not be read is listed below",
+            r.from,
+            r.time
+        )?;
+        for l in &r.losses {
+            if l.dropped {
+                outln!("  lost      {} (nothing could be read; left out)", l.path)?;
+            } else {
+                outln!(
+                    "  lost      {} of {} of {} in {} range(s) (zeros in this copy)",
+                    bytes(l.bytes()),
+                    bytes(l.size),
+                    l.path,
+                    l.ranges.len()
+                )?;
+            }
+            if let Some(d) = &l.detail {
+                outln!("            {d}")?;
+            }
+        }
+    }
     for w in &snap.warnings {
         outln!("warning     {w}")?;
     }

@@ -57,6 +57,9 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
         if r.pinned {
             extra.push_str("[pinned] ");
         }
+        if let Some(from) = &r.repaired_from {
+            extra.push_str(&format!("[repaired copy of {}] ", from.short()));
+        }
         if let Some(p) = &r.pre_change {
             extra.push_str(&format!("[{}] ", p.human()));
         }

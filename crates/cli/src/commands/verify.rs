@@ -2,6 +2,7 @@
 
 use backstop_engine::VerifyOptions;
 use backstop_engine::drill::{DrillOptions, restore_drill};
+use backstop_engine::verify::Repair;
 use backstop_format::manifest::Snapshot;
 use backstop_format::{SnapshotId, Timestamp};
 
@@ -54,12 +55,22 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     }
     for p in &report.problems {
         outln!("PROBLEM {}: {} {}", p.kind, p.object, p.message)?;
+        match p.repair {
+            Some(r) => outln!("  repair: {}", repair_command(r))?,
+            None if p.kind == "damaged-key" => outln!(
+                "  repair: none needed while another key file opens the repository; put back a copy of this one or delete it"
+            )?,
+            None => outln!("  repair: none gets this back")?,
+        }
         for a in &p.affected {
             let shown: Vec<&str> = a.items.iter().take(5).map(String::as_str).collect();
             let more = a.items.len().saturating_sub(shown.len());
             outln!(
-                "  affects snapshot {} of {}: {}{}",
+                "  affects snapshot {}{} of {}: {}{}",
                 a.snapshot.short(),
+                a.repaired_as
+                    .map(|c| format!(" (repaired copy: {})", c.short()))
+                    .unwrap_or_default(),
                 a.source,
                 shown.join(", "),
                 if more > 0 {
@@ -87,14 +98,62 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
                 format!("{} problem(s) found", report.problems.len())
             }
         )?;
-        if report.unreferenced_packs > 0 {
+        if report.unindexed_needed_packs > 0 {
             outln!(
-                "note: {} pack(s) are not referenced by any index (left by an interrupted backup; harmless)",
-                report.unreferenced_packs
+                "{} pack(s) hold data that snapshots need but no index names them: run `backstop repair index`",
+                report.unindexed_needed_packs
+            )?;
+        }
+        let others = report.unreferenced_packs - report.unindexed_needed_packs;
+        if others > 0 && report.unindexed_needed_packs > 0 {
+            // Below a tree node that no index names, verify cannot see what else is needed.
+            outln!(
+                "note: {others} other pack(s) are not referenced by any index; `backstop repair index` indexes them too (prune removes what no snapshot needs)",
+            )?;
+        } else if others > 0 {
+            outln!(
+                "note: {others} pack(s) are not referenced by any index and hold nothing a snapshot needs (left by an interrupted backup; harmless)",
+            )?;
+        }
+        // Problems whose every affected snapshot already has a repaired copy: the repair that
+        // is left is forgetting the damaged snapshots.
+        let copied = |p: &&backstop_engine::verify::Problem| {
+            p.repair == Some(Repair::Snapshots)
+                && !p.affected.is_empty()
+                && p.affected.iter().all(|a| a.repaired_as.is_some())
+        };
+        if report.problems.iter().any(|p| copied(&p)) {
+            outln!(
+                "damaged snapshots that have a repaired copy: once the copies are checked, \
+                 `backstop repair snapshots --forget` forgets the damaged ones"
+            )?;
+        }
+        let mut repairs: Vec<Repair> = report
+            .problems
+            .iter()
+            .filter(|p| !copied(p))
+            .filter_map(|p| p.repair)
+            .collect();
+        repairs.sort_by_key(|r| *r as u8);
+        repairs.dedup();
+        if !repairs.is_empty() {
+            let cmds: Vec<&str> = repairs.iter().map(|r| repair_command(*r)).collect();
+            outln!(
+                "to get back what can be got back, run in this order: {}",
+                cmds.join(", then ")
             )?;
         }
     }
     Ok(code)
+}
+
+/// The command line of a repair.
+fn repair_command(r: Repair) -> &'static str {
+    match r {
+        Repair::Index => "backstop repair index",
+        Repair::Snapshots => "backstop repair snapshots",
+        Repair::Records => "backstop repair records",
+    }
 }
 
 /// `verify --restore-test`: drills one snapshot, or the latest of each source.
