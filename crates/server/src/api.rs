@@ -681,3 +681,40 @@ pub async fn metrics(State(app): State<AppState>) -> ApiResult<Response> {
     );
     Ok(r)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_remedies_are_left_out_of_engine_messages() {
+        assert_eq!(
+            without_cli_remedies(
+                "the schema or user_version of shop.db differs from the snapshot's (a migration ran since?); pass --allow-schema-change to restore anyway"
+            ),
+            "the schema or user_version of shop.db differs from the snapshot's (a migration ran since?)"
+        );
+        assert_eq!(
+            without_cli_remedies(
+                "the restored image of shop.db hashes to ab, the snapshot says cd (damaged data in the repository: `backstop verify --read-data` names the pack)"
+            ),
+            "the restored image of shop.db hashes to ab, the snapshot says cd"
+        );
+        assert_eq!(without_cli_remedies("no snapshot abc"), "no snapshot abc");
+        assert_eq!(shorten("héllo", 2), "h…");
+        assert_eq!(shorten("hello", 5), "hello");
+    }
+
+    #[test]
+    fn internal_causes_are_not_public() {
+        let (status, code, message) =
+            ApiError::internal("disk I/O error at /srv/secret/state.db").public();
+        assert_eq!(
+            (status, code),
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+        );
+        assert!(!message.contains("/srv/secret") && message.contains("request "));
+        let (_, _, message) = ApiError::bad_request("no source \"x\"").public();
+        assert_eq!(message, "no source \"x\"");
+    }
+}

@@ -555,19 +555,48 @@ async fn job_page(State(app): State<AppState>, user: User, Path(id): Path<String
     )
 }
 
-async fn activity_page(State(app): State<AppState>, user: User) -> PageResult {
+/// Audit rows per page of the activity page.
+const AUDIT_PAGE: usize = 100;
+
+#[derive(Deserialize)]
+struct ActivityQuery {
+    /// The audit log's page, 1 the newest.
+    #[serde(default)]
+    page: Option<usize>,
+}
+
+async fn activity_page(
+    State(app): State<AppState>,
+    user: User,
+    Query(q): Query<ActivityQuery>,
+) -> PageResult {
     user.0.require(Permission::Read)?;
     let state = app.state.clone();
     let admin = user.0.allows(Permission::Admin);
-    let (jobs, audit_log) = blocking(move || {
+    let page = q.page.unwrap_or(1).clamp(1, 1_000_000);
+    let (jobs, audit_log, rows) = blocking(move || {
         let jobs = state.jobs(None, 100)?;
-        let audit_log = if admin { state.audit_log(200)? } else { vec![] };
-        Ok((jobs, audit_log))
+        let (audit_log, rows) = if admin {
+            (
+                state.audit_page(AUDIT_PAGE, (page - 1) * AUDIT_PAGE)?,
+                state.audit_rows()?,
+            )
+        } else {
+            (vec![], 0)
+        };
+        Ok((jobs, audit_log, rows))
     })
     .await?;
+    let pages = usize::try_from(rows)
+        .unwrap_or(usize::MAX)
+        .div_ceil(AUDIT_PAGE);
     render(
         &app,
         "activity.html",
-        context! { ..user.ctx(), ..context! { jobs => ser(&jobs), audit => ser(&audit_log), nav => "activity" } },
+        context! { ..user.ctx(), ..context! {
+            jobs => ser(&jobs), audit => ser(&audit_log), nav => "activity",
+            page => page, pages => pages.max(1),
+            retention_days => app.audit_retention.as_hours() / 24,
+        } },
     )
 }

@@ -32,7 +32,11 @@ impl Daemon {
         let state_path = dir.path().join("state.db");
         let state = State::open(&state_path).unwrap();
         prepare(&state, dir.path());
-        let setup = setup_in(dir.path(), no_tasks());
+        let mut setup = setup_in(dir.path(), no_tasks());
+        // No scheduled backups: the tests decide what runs.
+        for s in &mut setup.sources {
+            s.schedule = None;
+        }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let mut o = ServeOptions::new(addr);
