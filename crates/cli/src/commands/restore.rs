@@ -116,6 +116,11 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     bar.done();
     let summary =
         r.with_context(|| format!("restoring snapshot {} into {}", id.short(), to.display()))?;
+    crate::commands::serve::record_cli_restore(
+        &ctx.config,
+        &format!("{}@{}", summary.plan.source, id.short()),
+        &format!("into {}", to.display()),
+    );
     if g.json {
         print_json(&summary)?;
     } else if !g.quiet {
@@ -192,6 +197,11 @@ fn restore_db(
     bar.done();
     let summary =
         r.with_context(|| format!("restoring snapshot {} to {}", id.short(), target.display()))?;
+    crate::commands::serve::record_cli_restore(
+        &ctx.config,
+        &format!("{}@{}", summary.plan.source, id.short()),
+        &format!("into {}", target.display()),
+    );
     if g.json {
         print_json(&summary)?;
     } else if !g.quiet {
