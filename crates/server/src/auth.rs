@@ -186,14 +186,7 @@ pub fn authenticate(parts: &Parts, app: &AppState) -> Result<Caller, Denied> {
                     Ok(Some(name)) => (format!("token:{name}"), "revoked token"),
                     _ => ("token:?".to_string(), "unknown token"),
                 };
-                audit(
-                    app,
-                    &actor,
-                    "authenticate",
-                    parts.uri.path(),
-                    "denied",
-                    detail,
-                );
+                audit(app, &actor, "authenticate", &route(parts), "denied", detail);
                 Err(Denied::Unauthorized(
                     "unknown or revoked API token (list tokens with `backstop token list`)".into(),
                 ))
@@ -242,7 +235,7 @@ impl FromRequestParts<AppState> for Caller {
                     app,
                     &caller.actor,
                     "csrf",
-                    parts.uri.path(),
+                    &route(parts),
                     "denied",
                     if sent.is_some() {
                         "wrong X-CSRF-Token header"
@@ -257,6 +250,16 @@ impl FromRequestParts<AppState> for Caller {
         }
         Ok(caller)
     }
+}
+
+/// The route a request matched (`/api/v1/jobs/{id}`), for the audit log: one of a few, so
+/// repeated failures collapse whatever ids a client makes up.
+fn route(parts: &Parts) -> String {
+    parts
+        .extensions
+        .get::<axum::extract::MatchedPath>()
+        .map(|m| m.as_str().to_string())
+        .unwrap_or_default()
 }
 
 /// Compares two secrets without stopping at the first difference.

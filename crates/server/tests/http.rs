@@ -162,6 +162,19 @@ async fn a_cross_site_login_is_refused_and_audited() {
             .any(|e| e["detail"].as_str().unwrap().contains("evil.example"))
     );
     d.stop().await;
+
+    // A flood of cross-site posts, each naming another user, ends in one collapsing row.
+    let d = Daemon::start(add_ada, |_| {}).await;
+    for i in 0..40 {
+        let r = d
+            .send(login(&format!("user{i}"), "x", None).header("Origin", "https://evil.example"))
+            .await;
+        assert!(matches!(r.status.as_u16(), 403 | 429), "{}", r.status);
+    }
+    let log = audit(&d).await;
+    let rows = log.iter().filter(|e| e["action"] == "login").count();
+    assert!(rows <= 21, "{rows} rows for 40 refused posts: {log:#?}");
+    d.stop().await;
 }
 
 #[tokio::test]
@@ -224,6 +237,12 @@ async fn revoked_and_unknown_tokens_are_audited() {
     }
     let r = d.send(Req::get("/api/v1/jobs").token("bst_made-up")).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    // Made-up ids in the path do not make rows of their own.
+    for i in 0..3 {
+        let path = format!("/api/v1/jobs/made-up-{i}");
+        let r = d.send(Req::get(&path).token("bst_made-up")).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    }
     let log = audit(&d).await;
     let revoked: Vec<&Value> = log
         .iter()
@@ -235,6 +254,12 @@ async fn revoked_and_unknown_tokens_are_audited() {
     assert!(log.iter().any(|e| e["actor"] == "token:?"
         && e["detail"] == "unknown token"
         && e["target"] == "/api/v1/jobs"));
+    let by_id: Vec<&Value> = log
+        .iter()
+        .filter(|e| e["target"] == "/api/v1/jobs/{id}")
+        .collect();
+    assert_eq!(by_id.len(), 1, "{log:#?}");
+    assert_eq!(by_id[0]["count"], 3);
     d.stop().await;
 }
 

@@ -59,20 +59,6 @@ pub(super) async fn login(
     let ip = client.label();
     let name = shorten(form.username.trim(), MAX_NAME_BYTES).into_owned();
     let actor = format!("user:{name}");
-    if let Some(why) = cross_site(&headers, client.via_proxy) {
-        audit(
-            &app,
-            &actor,
-            "login",
-            "",
-            "denied",
-            &format!("{why}, from {ip}"),
-        );
-        return Err(PageError::Page(
-            StatusCode::FORBIDDEN,
-            "This login was sent from another web site and was refused. Open the backstop page itself and log in there.".into(),
-        ));
-    }
     let own_key = format!("user:{name}@{ip}");
     let address_key = format!("addr:{ip}");
     let limited = app
@@ -96,6 +82,22 @@ pub(super) async fn login(
             format!("Too many failed attempts: try again in {minutes} minutes."),
             &name,
         );
+    }
+    if let Some(why) = cross_site(&headers, client.via_proxy) {
+        // Counted against the address: a flood of them ends in one "rate limited" row.
+        app.address_limiter.failure(&address_key, now);
+        audit(
+            &app,
+            &actor,
+            "login",
+            "",
+            "denied",
+            &format!("{}, from {ip}", shorten(&why, 200)),
+        );
+        return Err(PageError::Page(
+            StatusCode::FORBIDDEN,
+            "This login was sent from another web site and was refused. Open the backstop page itself and log in there.".into(),
+        ));
     }
     let plausible =
         form.username.trim().len() <= MAX_NAME_BYTES && form.password.len() <= MAX_PASSWORD_BYTES;
