@@ -106,6 +106,12 @@ pub struct DaemonConfig {
     /// Mark the session cookie Secure (set when the daemon is reached through HTTPS).
     #[serde(default)]
     pub secure_cookies: bool,
+    /// Addresses of reverse proxies whose `X-Forwarded-For` header names the client (none by
+    /// default: the socket peer is the client).
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    /// How long the audit log keeps entries, e.g. "1y", "90d" (default "1y").
+    pub audit_retention: Option<String>,
 }
 
 /// `[lifecycle]`: rules that apply whatever the retention policy says.
@@ -288,6 +294,48 @@ impl Config {
             forget: pick("forget", &d.forget, defaults.forget)?,
             prune: pick("prune", &d.prune, defaults.prune)?,
         })
+    }
+
+    /// `[daemon] trusted_proxies` as addresses.
+    pub fn trusted_proxies(&self) -> anyhow::Result<Vec<std::net::IpAddr>> {
+        self.daemon
+            .trusted_proxies
+            .iter()
+            .map(|p| {
+                p.trim().parse().map_err(|_| {
+                    UsageError(format!(
+                        "invalid config file {}: daemon.trusted_proxies: {p:?} is not an IP address; list the proxies' addresses, such as \"127.0.0.1\" or \"::1\"",
+                        self.file.display()
+                    ))
+                    .into()
+                })
+            })
+            .collect()
+    }
+
+    /// `[daemon] audit_retention`: years ("1y") or an interval ("90d"); one year by default.
+    pub fn audit_retention(&self) -> anyhow::Result<jiff::SignedDuration> {
+        let Some(v) = self.daemon.audit_retention.as_deref().map(str::trim) else {
+            return Ok(backstop_server::DEFAULT_AUDIT_RETENTION);
+        };
+        let bad = |e: String| {
+            UsageError(format!(
+                "invalid config file {}: daemon.audit_retention: {e}",
+                self.file.display()
+            ))
+        };
+        let d = match v.strip_suffix('y').map(str::parse::<i64>) {
+            Some(Ok(years)) => years
+                .checked_mul(365 * 24)
+                .map(jiff::SignedDuration::from_hours)
+                .ok_or_else(|| bad(format!("{v:?} is too long")))?,
+            _ => backstop_policy::parse_interval(v)
+                .map_err(|e| bad(format!("{e} (or years: 1y)")))?,
+        };
+        if d <= jiff::SignedDuration::ZERO {
+            return Err(bad(format!("{v:?} must be longer than nothing")).into());
+        }
+        Ok(d)
     }
 
     /// A file beside the config (or in the working directory without one).

@@ -100,6 +100,77 @@ fn users_and_tokens_live_in_the_state_file_beside_the_config() {
     assert_ne!(run(cmd).code, 0);
 }
 
+#[test]
+fn a_cli_restore_is_recorded_in_the_daemons_audit_log() {
+    let sb = Sandbox::plain();
+    let cfg = config(&sb, "");
+    let c = cfg.as_str();
+    fs::write(sb.p("prices.txt"), "apples 2.10\n").unwrap();
+    let mut cmd = sb.bare();
+    cmd.args(["--config", c, "backup", "prices.txt"]);
+    run(cmd).ok();
+    // Without a daemon's state file, a restore creates none.
+    let mut cmd = sb.bare();
+    cmd.args(["--config", c, "restore", "latest", "--to", "first"]);
+    run(cmd).ok();
+    assert!(!sb.p("backstop-state.db").exists());
+    // With one, the restore is in its audit log beside the daemon's own entries.
+    with_stdin(
+        &sb,
+        &["--config", c, "user", "add", "anna", "--role", "admin"],
+        "s3cret-pass\n",
+    )
+    .ok();
+    let mut cmd = sb.bare();
+    cmd.args(["--config", c, "restore", "latest", "--to", "second"]);
+    run(cmd).ok();
+    let state = backstop_server::state::State::open(&sb.p("backstop-state.db")).unwrap();
+    let log = state.audit_log(10).unwrap();
+    let restore = log
+        .iter()
+        .find(|e| e.action == "restore")
+        .unwrap_or_else(|| panic!("{log:#?}"));
+    assert_eq!(
+        (restore.actor.as_str(), restore.outcome.as_str()),
+        ("cli", "ok")
+    );
+    assert!(restore.target.starts_with("prices.txt@"), "{restore:?}");
+    assert!(restore.detail.contains("second"), "{restore:?}");
+}
+
+#[test]
+fn daemon_settings_in_the_config_are_checked() {
+    let sb = Sandbox::plain();
+    for (body, says) in [
+        (
+            "[daemon]\ntrusted_proxies = [\"proxy.lan\"]\n",
+            "trusted_proxies",
+        ),
+        (
+            "[daemon]\naudit_retention = \"forever\"\n",
+            "audit_retention",
+        ),
+    ] {
+        let cfg = config(&sb, body);
+        let mut cmd = sb.bare();
+        cmd.args([
+            "--config",
+            &cfg,
+            "serve",
+            "--listen",
+            "127.0.0.1:1",
+            "--log-file",
+            "off",
+        ]);
+        let o = run(cmd).code(2);
+        assert!(o.stderr.contains(says), "{o:#?}");
+        assert!(
+            !sb.p("backstop-state.db").exists(),
+            "refused before starting"
+        );
+    }
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -121,6 +121,12 @@ fn run_backup(
     if opts.source_name.is_empty() {
         return Err(Error::Invalid("the source name is empty".into()));
     }
+    backstop_format::limits::check_snapshot_texts(
+        opts.description.as_deref(),
+        opts.ticket.as_deref(),
+        &opts.tags,
+    )
+    .map_err(|e| Error::Invalid(e.to_string()))?;
     // Locks live in real time, whatever time the snapshot records (`--time` for imports must
     // not make a running prune's lock look stale).
     let lock = Lock::acquire(repo, false, "backup", &opts.host, Timestamp::now())?;

@@ -19,6 +19,7 @@ pub mod blob;
 pub mod config;
 pub mod crypto;
 pub mod id;
+pub mod limits;
 pub mod manifest;
 pub mod pack;
 pub mod record;

@@ -9,6 +9,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use backstop_engine::listing::{ListFilter, list_snapshots};
 use backstop_format::Timestamp;
+use backstop_format::limits::MAX_NAME_BYTES;
 use backstop_format::manifest::BackupKind;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -19,6 +20,9 @@ use crate::jobs::{JobSpec, SubmitError, restore_plan};
 use crate::state::AuditEntry;
 
 /// An API error: a status and a JSON body `{"error": "...", "code": "..."}`.
+///
+/// The message of an `internal` error is its cause: it is logged with a request id and never
+/// sent; the client gets the id to quote.
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
@@ -39,23 +43,144 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, "bad-request", message)
     }
 
+    /// A failure of the daemon, not of the request: its cause is logged, not sent.
     pub fn internal(e: impl std::fmt::Display) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
     }
 
-    /// Maps an engine error to a status: unknown snapshots are 404, locks 409.
+    /// A request body over [`MAX_BODY_BYTES`].
+    pub fn too_large() -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too-large",
+            format!(
+                "the request body is larger than {MAX_BODY_BYTES} bytes: send less (docs/api.md lists the limits)"
+            ),
+        )
+    }
+
+    /// A JSON body that could not be read: too large (413) or malformed (400).
+    pub fn from_json(e: axum::extract::rejection::JsonRejection) -> Self {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Self::too_large()
+        } else {
+            Self::bad_request(e.body_text())
+        }
+    }
+
+    /// Maps an engine error to a status: unknown snapshots are 404, locks 409, invalid
+    /// requests 422; anything else is the daemon's failure (500).
     pub fn from_anyhow(e: anyhow::Error) -> Self {
         use backstop_engine::Error as E;
-        let message = format!("{e:#}");
+        let message = without_cli_remedies(&format!("{e:#}"));
         match e.downcast_ref::<E>() {
             Some(E::NotFound(_)) => Self::new(StatusCode::NOT_FOUND, "not-found", message),
             Some(E::Locked(_)) | Some(E::IndexChanged) => {
                 Self::new(StatusCode::CONFLICT, "locked", message)
             }
             Some(E::Invalid(_)) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message),
-            _ => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message),
+            _ => Self::internal(format!("{e:#}")),
         }
     }
+
+    /// What the client is told: the status, the code and the message, except that an
+    /// internal failure's cause is logged under a new request id and only the id is told.
+    pub fn public(self) -> (StatusCode, &'static str, String) {
+        if self.code != "internal" {
+            return (self.status, self.code, self.message);
+        }
+        let id = request_id();
+        tracing::error!(request_id = %id, "internal error: {}", self.message);
+        (
+            self.status,
+            self.code,
+            format!("the daemon failed to answer (request {id}; its log has the details)"),
+        )
+    }
+}
+
+/// A short random id that ties a client's error to the daemon's log line.
+fn request_id() -> String {
+    backstop_format::id::to_hex(&backstop_format::id::random_bytes::<6>())
+}
+
+/// An engine message without the remedies it words for the command line ("pass --overwrite",
+/// "`backstop verify --read-data` names the pack"): clauses and parentheses naming a flag or a
+/// command are left out, since the page and the API have their own ways.
+pub fn without_cli_remedies(message: &str) -> String {
+    let names_cli = |s: &str| s.contains("--") || s.contains("`backstop");
+    if !names_cli(message) {
+        return message.to_string();
+    }
+    let mut out = String::new();
+    let mut rest = message;
+    // Parenthesised remarks naming the CLI go first.
+    while let Some(open) = rest.find(" (") {
+        let Some(close) = rest[open..].find(')').map(|c| open + c) else {
+            break;
+        };
+        let inner = &rest[open..=close];
+        out.push_str(&rest[..open]);
+        if !names_cli(inner) {
+            out.push_str(inner);
+        }
+        rest = &rest[close + 1..];
+    }
+    out.push_str(rest);
+    let kept: Vec<&str> = out.split("; ").filter(|c| !names_cli(c)).collect();
+    if kept.is_empty() {
+        message.to_string()
+    } else {
+        kept.join("; ")
+    }
+}
+
+/// At most `max` bytes of `s` (cut at a character boundary, marked with `…`).
+pub fn shorten(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if s.len() <= max {
+        return s.into();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end]).into()
+}
+
+/// Request bodies larger than this are refused with 413 (backups, restores and forms are a
+/// few hundred bytes).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Refuses a body announced larger than [`MAX_BODY_BYTES`] before it is read (413, JSON).
+/// Bodies without a length are cut off at the limit by the extractors.
+pub async fn limit_body(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let announced = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return ApiError::too_large().into_response();
+    }
+    next.run(req).await
+}
+
+/// Checks a name a client sent (a source, a snapshot) against [`MAX_NAME_BYTES`].
+pub fn check_name(what: &'static str, value: &str) -> ApiResult<()> {
+    backstop_format::limits::check_text(what, value, MAX_NAME_BYTES)
+        .map_err(|e| ApiError::bad_request(e.to_string()))
+}
+
+/// `404` in JSON for a path under `/api/` that does not exist.
+pub async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not-found",
+        format!(
+            "no API endpoint {}: docs/api.md lists them",
+            shorten(uri.path(), 200)
+        ),
+    )
 }
 
 impl From<Denied> for ApiError {
@@ -63,6 +188,7 @@ impl From<Denied> for ApiError {
         match d {
             Denied::Unauthorized(m) => Self::new(StatusCode::UNAUTHORIZED, "unauthorized", m),
             Denied::Forbidden(m) => Self::new(StatusCode::FORBIDDEN, "forbidden", m),
+            Denied::Internal(m) => Self::internal(m),
         }
     }
 }
@@ -75,6 +201,9 @@ impl From<SubmitError> for ApiError {
                 "shutting-down",
                 e.to_string(),
             ),
+            SubmitError::QueueFull(_) => {
+                Self::new(StatusCode::TOO_MANY_REQUESTS, "queue-full", e.to_string())
+            }
             SubmitError::NotFound(m) => Self::new(StatusCode::NOT_FOUND, "not-found", m),
             SubmitError::Invalid(m) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", m),
         }
@@ -83,14 +212,11 @@ impl From<SubmitError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if self.status == StatusCode::UNAUTHORIZED {
-            return Denied::Unauthorized(self.message).into_response();
+        let (status, code, message) = self.public();
+        if status == StatusCode::UNAUTHORIZED {
+            return Denied::Unauthorized(message).into_response();
         }
-        (
-            self.status,
-            Json(json!({ "error": self.message, "code": self.code })),
-        )
-            .into_response()
+        (status, Json(json!({ "error": message, "code": code }))).into_response()
     }
 }
 
@@ -108,15 +234,16 @@ pub async fn blocking<T: Send + 'static>(
 
 /// Writes an audit entry; a failure to write is logged.
 pub fn audit(app: &AppState, actor: &str, action: &str, target: &str, outcome: &str, detail: &str) {
+    // Whatever a client sent, a row stays small.
     let e = AuditEntry {
         time: Timestamp::now(),
-        actor: actor.to_string(),
+        actor: shorten(actor, MAX_NAME_BYTES + 16).into_owned(),
         action: action.to_string(),
-        target: target.to_string(),
+        target: shorten(target, 2 * MAX_NAME_BYTES).into_owned(),
         outcome: outcome.to_string(),
-        detail: detail.to_string(),
+        detail: shorten(detail, 1024).into_owned(),
     };
-    tracing::info!(actor, action, target, outcome, detail, "audit");
+    tracing::info!(actor = %e.actor, action, target = %e.target, outcome, detail = %e.detail, "audit");
     if let Err(err) = app.state.audit(&e) {
         tracing::warn!("cannot write the audit log: {err}");
     }
@@ -287,8 +414,15 @@ pub async fn create_backup(
     caller: Caller,
     body: Result<Json<BackupRequest>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<Response> {
-    let Json(req) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let Json(req) = body.map_err(ApiError::from_json)?;
     require(&app, &caller, Permission::Backup, "backup", &req.source)?;
+    check_name("source", &req.source)?;
+    backstop_format::limits::check_snapshot_texts(
+        req.description.as_deref(),
+        req.ticket.as_deref(),
+        &req.tags,
+    )
+    .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let kind = match req.kind.as_deref() {
         None | Some("") => BackupKind::Manual,
         Some(k) => k.parse::<BackupKind>().map_err(ApiError::bad_request)?,
@@ -319,9 +453,10 @@ pub async fn create_verification(
     caller: Caller,
     body: Result<Json<VerifyRequest>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<Response> {
-    let Json(req) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let Json(req) = body.map_err(ApiError::from_json)?;
     let target = req.source.clone().unwrap_or_default();
     require(&app, &caller, Permission::Verify, "verify", &target)?;
+    check_name("source", &target)?;
     let spec = match req.kind.as_deref().unwrap_or("structure") {
         "structure" => JobSpec::Verify { read_data: false },
         "data" => JobSpec::Verify { read_data: true },
@@ -363,9 +498,11 @@ pub async fn create_restore(
     caller: Caller,
     body: Result<Json<RestoreRequest>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<Response> {
-    let Json(req) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let Json(req) = body.map_err(ApiError::from_json)?;
     let target = format!("{}@{}", req.source, req.snapshot);
     require(&app, &caller, Permission::Restore, "restore", &target)?;
+    check_name("source", &req.source)?;
+    check_name("snapshot", &req.snapshot)?;
     let setup = app.setup.clone();
     let (snapshot, source) = (req.snapshot.clone(), req.source.clone());
     let plan = blocking(move || Ok(restore_plan(&setup, &snapshot, &source)?.0)).await?;
@@ -399,17 +536,20 @@ pub async fn submit(
     target: &str,
     wait: bool,
 ) -> ApiResult<Response> {
-    let job = app.runner.submit(spec, &caller.actor).map_err(|e| {
-        audit(app, &caller.actor, action, target, "failed", &e.to_string());
-        ApiError::from(e)
-    })?;
+    let (job, merged) = app
+        .runner
+        .submit_merging(spec, &caller.actor)
+        .map_err(|e| {
+            audit(app, &caller.actor, action, target, "failed", &e.to_string());
+            ApiError::from(e)
+        })?;
     audit(
         app,
         &caller.actor,
         action,
         target,
         "started",
-        &format!("job {}", job.id()),
+        &job_detail(&job.id(), merged),
     );
     let location = format!("/api/v1/jobs/{}", job.id());
     let (status, view) = if wait {
@@ -428,6 +568,15 @@ pub async fn submit(
         r.headers_mut().insert(header::LOCATION, v);
     }
     Ok(r)
+}
+
+/// The audit detail of a submitted job.
+pub fn job_detail(id: &str, merged: bool) -> String {
+    if merged {
+        format!("job {id} (the same job was waiting already)")
+    } else {
+        format!("job {id}")
+    }
 }
 
 /// `GET /api/v1/snapshots/{id}/download`: a database snapshot as a SQLite file (restored and
@@ -501,20 +650,23 @@ fn tokio_stream(
     })
 }
 
-/// `GET /api/v1/audit?limit=N`: the audit log, newest first (admin).
+/// `GET /api/v1/audit?limit=N&offset=M`: the audit log, newest first (admin).
 pub async fn audit_log(
     State(app): State<AppState>,
     caller: Caller,
     Query(q): Query<std::collections::HashMap<String, String>>,
 ) -> ApiResult<Json<Value>> {
     require(&app, &caller, Permission::Admin, "audit-log", "")?;
-    let limit = q
-        .get("limit")
-        .and_then(|l| l.parse().ok())
-        .unwrap_or(200usize)
-        .min(10_000);
+    let number = |key: &str, default: usize| -> ApiResult<usize> {
+        q.get(key).map_or(Ok(default), |v| {
+            v.parse()
+                .map_err(|_| ApiError::bad_request(format!("{key} must be a number, not {v:?}")))
+        })
+    };
+    let limit = number("limit", 200)?.min(10_000);
+    let offset = number("offset", 0)?;
     let state = app.state.clone();
-    let log = blocking(move || Ok(state.audit_log(limit)?)).await?;
+    let log = blocking(move || Ok(state.audit_page(limit, offset)?)).await?;
     Ok(Json(serde_json::to_value(log).map_err(ApiError::internal)?))
 }
 
@@ -528,4 +680,41 @@ pub async fn metrics(State(app): State<AppState>) -> ApiResult<Response> {
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
     );
     Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_remedies_are_left_out_of_engine_messages() {
+        assert_eq!(
+            without_cli_remedies(
+                "the schema or user_version of shop.db differs from the snapshot's (a migration ran since?); pass --allow-schema-change to restore anyway"
+            ),
+            "the schema or user_version of shop.db differs from the snapshot's (a migration ran since?)"
+        );
+        assert_eq!(
+            without_cli_remedies(
+                "the restored image of shop.db hashes to ab, the snapshot says cd (damaged data in the repository: `backstop verify --read-data` names the pack)"
+            ),
+            "the restored image of shop.db hashes to ab, the snapshot says cd"
+        );
+        assert_eq!(without_cli_remedies("no snapshot abc"), "no snapshot abc");
+        assert_eq!(shorten("héllo", 2), "h…");
+        assert_eq!(shorten("hello", 5), "hello");
+    }
+
+    #[test]
+    fn internal_causes_are_not_public() {
+        let (status, code, message) =
+            ApiError::internal("disk I/O error at /srv/secret/state.db").public();
+        assert_eq!(
+            (status, code),
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+        );
+        assert!(!message.contains("/srv/secret") && message.contains("request "));
+        let (_, _, message) = ApiError::bad_request("no source \"x\"").public();
+        assert_eq!(message, "no source \"x\"");
+    }
 }

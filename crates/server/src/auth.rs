@@ -17,6 +17,7 @@ use axum::response::{IntoResponse, Response};
 use backstop_format::Timestamp;
 
 use crate::AppState;
+use crate::api::audit;
 use crate::state::{Role, Scope};
 
 /// The session cookie's name.
@@ -122,6 +123,8 @@ pub enum Denied {
     Unauthorized(String),
     /// Known caller, not allowed.
     Forbidden(String),
+    /// The credentials could not be checked (the state file failed): the daemon's fault.
+    Internal(String),
 }
 
 impl IntoResponse for Denied {
@@ -129,6 +132,7 @@ impl IntoResponse for Denied {
         let (status, code, msg) = match self {
             Denied::Unauthorized(m) => (StatusCode::UNAUTHORIZED, "unauthorized", m),
             Denied::Forbidden(m) => (StatusCode::FORBIDDEN, "forbidden", m),
+            Denied::Internal(m) => return crate::api::ApiError::internal(m).into_response(),
         };
         let mut r = (
             status,
@@ -176,10 +180,18 @@ pub fn authenticate(parts: &Parts, app: &AppState) -> Result<Caller, Denied> {
                 name: t.name,
                 credential: Credential::Token { scope: t.scope },
             }),
-            Ok(None) => Err(Denied::Unauthorized(
-                "unknown or revoked API token (list tokens with `backstop token list`)".into(),
-            )),
-            Err(e) => Err(Denied::Unauthorized(format!("cannot check the token: {e}"))),
+            Ok(None) => {
+                // Named when it was revoked, so an admin sees which app still uses it.
+                let (actor, detail) = match app.state.revoked_token(token) {
+                    Ok(Some(name)) => (format!("token:{name}"), "revoked token"),
+                    _ => ("token:?".to_string(), "unknown token"),
+                };
+                audit(app, &actor, "authenticate", &route(parts), "denied", detail);
+                Err(Denied::Unauthorized(
+                    "unknown or revoked API token (list tokens with `backstop token list`)".into(),
+                ))
+            }
+            Err(e) => Err(Denied::Internal(format!("cannot check an API token: {e}"))),
         };
     }
     if let Some(id) = cookie(&parts.headers, SESSION_COOKIE) {
@@ -195,9 +207,7 @@ pub fn authenticate(parts: &Parts, app: &AppState) -> Result<Caller, Denied> {
             Ok(None) => Err(Denied::Unauthorized(
                 "your session has expired: log in again".into(),
             )),
-            Err(e) => Err(Denied::Unauthorized(format!(
-                "cannot check the session: {e}"
-            ))),
+            Err(e) => Err(Denied::Internal(format!("cannot check a session: {e}"))),
         };
     }
     Err(Denied::Unauthorized(
@@ -221,6 +231,18 @@ impl FromRequestParts<AppState> for Caller {
                 .get("x-csrf-token")
                 .and_then(|v| v.to_str().ok());
             if !sent.is_some_and(|s| constant_time_eq(s, csrf)) {
+                audit(
+                    app,
+                    &caller.actor,
+                    "csrf",
+                    &route(parts),
+                    "denied",
+                    if sent.is_some() {
+                        "wrong X-CSRF-Token header"
+                    } else {
+                        "no X-CSRF-Token header"
+                    },
+                );
                 return Err(Denied::Forbidden(
                     "a browser session must send its X-CSRF-Token header with this request".into(),
                 ));
@@ -228,6 +250,16 @@ impl FromRequestParts<AppState> for Caller {
         }
         Ok(caller)
     }
+}
+
+/// The route a request matched (`/api/v1/jobs/{id}`), for the audit log: one of a few, so
+/// repeated failures collapse whatever ids a client makes up.
+fn route(parts: &Parts) -> String {
+    parts
+        .extensions
+        .get::<axum::extract::MatchedPath>()
+        .map(|m| m.as_str().to_string())
+        .unwrap_or_default()
 }
 
 /// Compares two secrets without stopping at the first difference.

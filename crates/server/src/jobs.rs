@@ -34,6 +34,9 @@ use crate::state::{JobRecord, State};
 /// How many finished jobs are kept in memory for the page and `GET /api/v1/jobs`.
 const RECENT_JOBS: usize = 200;
 
+/// How many jobs may wait per source (or repository-wide); more are refused.
+const MAX_QUEUED: usize = 10;
+
 /// What a job does.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JobSpec {
@@ -165,6 +168,10 @@ impl Progress for Job {
 pub enum SubmitError {
     #[error("the daemon is shutting down: try again once it has restarted")]
     ShuttingDown,
+    #[error(
+        "{0} jobs are already waiting for this source or the repository: wait until some have run"
+    )]
+    QueueFull(usize),
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -203,10 +210,33 @@ impl Runner {
 
     /// Checks a job and queues it. It starts once its locks are free.
     pub fn submit(self: &Arc<Self>, spec: JobSpec, trigger: &str) -> Result<Arc<Job>, SubmitError> {
+        self.submit_merging(spec, trigger).map(|(job, _)| job)
+    }
+
+    /// [`Runner::submit`], except that a job equal to one still waiting to start is not queued
+    /// again: the waiting one is returned, with `true`. At most [`MAX_QUEUED`] jobs wait per
+    /// source.
+    pub fn submit_merging(
+        self: &Arc<Self>,
+        spec: JobSpec,
+        trigger: &str,
+    ) -> Result<(Arc<Job>, bool), SubmitError> {
         if !self.accepting.load(Ordering::SeqCst) {
             return Err(SubmitError::ShuttingDown);
         }
         self.check(&spec)?;
+        // Held until the new job is in the list, so two equal requests cannot both queue.
+        let mut jobs = self.jobs.lock().expect("jobs lock");
+        let waiting: Vec<&Arc<Job>> = jobs
+            .iter()
+            .filter(|j| j.spec.source() == spec.source() && j.view().state == "queued")
+            .collect();
+        if let Some(same) = waiting.iter().find(|j| j.spec == spec) {
+            return Ok(((*same).clone(), true));
+        }
+        if waiting.len() >= MAX_QUEUED {
+            return Err(SubmitError::QueueFull(waiting.len()));
+        }
         let id = format!(
             "{}-{}",
             Timestamp::now().as_second(),
@@ -232,26 +262,24 @@ impl Runner {
             bytes_done: AtomicU64::new(0),
             done: tokio::sync::watch::channel(false).0,
         });
-        {
-            let mut jobs = self.jobs.lock().expect("jobs lock");
-            jobs.push_back(job.clone());
-            while jobs.len() > RECENT_JOBS {
-                let Some(pos) = jobs
-                    .iter()
-                    .position(|j| matches!(j.view().state, "ok" | "failed" | "abandoned"))
-                else {
-                    break;
-                };
-                jobs.remove(pos);
-            }
+        jobs.push_back(job.clone());
+        while jobs.len() > RECENT_JOBS {
+            let Some(pos) = jobs
+                .iter()
+                .position(|j| matches!(j.view().state, "ok" | "failed" | "abandoned"))
+            else {
+                break;
+            };
+            jobs.remove(pos);
         }
+        drop(jobs);
         let me = self.clone();
         let j = job.clone();
         let handle = tokio::spawn(async move { me.run(j).await });
         let mut handles = self.handles.lock().expect("handles lock");
         handles.retain(|h| !h.is_finished());
         handles.push(handle);
-        Ok(job)
+        Ok((job, false))
     }
 
     /// Rejects what cannot run before it is queued.
@@ -283,7 +311,7 @@ impl Runner {
                 .is_none()
         {
             return Err(SubmitError::Invalid(format!(
-                "source {source:?} has no live database to restore into: only SQLite sources are restored in place; restore files with `backstop restore --to DIR`"
+                "source {source:?} has no live database to restore into: only SQLite sources are restored in place; download a files snapshot from its page instead"
             )));
         }
         Ok(())
@@ -379,7 +407,12 @@ impl Runner {
             Ok(Ok((message, result, passed))) => {
                 (if passed { "ok" } else { "failed" }, message, Some(result))
             }
-            Ok(Err(e)) => ("failed", format!("{e:#}"), None),
+            // The page and the API show this: the engine's command-line remedies are left out.
+            Ok(Err(e)) => (
+                "failed",
+                crate::api::without_cli_remedies(&format!("{e:#}")),
+                None,
+            ),
             Err(e) => ("failed", format!("the job stopped unexpectedly: {e}"), None),
         };
         job.update(|v| {
@@ -483,7 +516,7 @@ fn execute(
                 )
             } else {
                 format!(
-                    "{} problem(s) found: run `backstop verify`",
+                    "{} problem(s) found: the job's result lists them",
                     r.problems.len()
                 )
             };
@@ -598,7 +631,7 @@ pub fn restore_plan(
         .ok_or_else(|| E::NotFound(format!("no source {source:?} is configured")))?;
     let live = spec.live_path.clone().ok_or_else(|| {
         E::Invalid(format!(
-            "source {source:?} is not a SQLite database: only databases are restored in place (restore files with `backstop restore --to DIR` or download them)"
+            "source {source:?} is not a SQLite database: only databases are restored in place (download a files snapshot from its page instead)"
         ))
     })?;
     let wanted = match snapshot {

@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod client;
 pub mod download;
 pub mod jobs;
 pub mod metrics;
@@ -15,7 +16,7 @@ pub mod setup;
 pub mod state;
 pub mod ui;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,6 +30,7 @@ use backstop_engine::status::{SourceStatus, StatusOptions, StatusReport};
 use backstop_format::Timestamp;
 use backstop_format::manifest::DatabaseMeta;
 use backstop_format::record::Record;
+use jiff::SignedDuration;
 use serde::Serialize;
 
 pub use setup::{Setup, SourceFactory, SourceSpec, Tasks};
@@ -56,13 +58,23 @@ impl Deref for AppState {
     }
 }
 
+/// Audit entries are kept this long unless configured otherwise.
+pub const DEFAULT_AUDIT_RETENTION: SignedDuration = SignedDuration::from_hours(365 * 24);
+
 /// The daemon's parts.
 pub struct App {
     pub setup: Arc<Setup>,
     pub state: Arc<State>,
     pub runner: Arc<Runner>,
     pub notifier: Arc<Notifier>,
+    /// Failed logins per user name and client address.
     pub limiter: LoginLimiter,
+    /// Failed logins per client address, whatever the names.
+    pub address_limiter: LoginLimiter,
+    /// Peers whose `X-Forwarded-For` names the client (reverse proxies).
+    pub trusted_proxies: Vec<IpAddr>,
+    /// How long audit entries are kept.
+    pub audit_retention: SignedDuration,
     pub templates: minijinja::Environment<'static>,
     /// Mark cookies `Secure` (when served behind HTTPS).
     pub secure_cookies: bool,
@@ -163,6 +175,9 @@ impl App {
             runner,
             notifier,
             limiter: LoginLimiter::default(),
+            address_limiter: LoginLimiter::new(20, SignedDuration::from_mins(15)),
+            trusted_proxies: Vec::new(),
+            audit_retention: DEFAULT_AUDIT_RETENTION,
             templates,
             secure_cookies: false,
             started: Timestamp::now(),
@@ -354,6 +369,8 @@ pub fn router(app: AppState) -> Router {
         .route("/api/v1/audit", get(api::audit_log))
         .merge(ui::routes())
         .fallback(ui::not_found)
+        .layer(axum::extract::DefaultBodyLimit::max(api::MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(api::limit_body))
         .with_state(app)
 }
 
@@ -364,6 +381,10 @@ pub struct ServeOptions {
     pub tick: Duration,
     pub clock: Arc<dyn Clock>,
     pub secure_cookies: bool,
+    /// Reverse proxies whose `X-Forwarded-For` header names the client.
+    pub trusted_proxies: Vec<IpAddr>,
+    /// How long audit entries are kept (pruned at start and every hour).
+    pub audit_retention: SignedDuration,
 }
 
 impl ServeOptions {
@@ -373,7 +394,21 @@ impl ServeOptions {
             tick: Duration::from_secs(15),
             clock: Arc::new(SystemClock),
             secure_cookies: false,
+            trusted_proxies: Vec::new(),
+            audit_retention: DEFAULT_AUDIT_RETENTION,
         }
+    }
+}
+
+/// Deletes audit entries older than the retention; failures are logged.
+fn prune_audit(state: &State, retention: SignedDuration) {
+    let Ok(before) = Timestamp::now().checked_sub(retention) else {
+        return;
+    };
+    match state.prune_audit(before) {
+        Ok(0) => {}
+        Ok(n) => tracing::info!("{n} audit entries older than {retention:#} deleted"),
+        Err(e) => tracing::warn!("cannot prune the audit log: {e}"),
     }
 }
 
@@ -404,8 +439,11 @@ pub async fn serve_on(
         Ok(n) => tracing::warn!("{n} job(s) were cut off when the daemon last stopped"),
         Err(e) => tracing::warn!("cannot update the job history: {e}"),
     }
+    prune_audit(&state, opts.audit_retention);
     let mut app = App::new(Arc::new(setup), Arc::new(state), Arc::new(Notifier::new()));
     app.secure_cookies = opts.secure_cookies;
+    app.trusted_proxies = opts.trusted_proxies.clone();
+    app.audit_retention = opts.audit_retention;
     let app = AppState(Arc::new(app));
     let scheduler = Arc::new(Scheduler::new(
         app.runner.clone(),
@@ -423,7 +461,24 @@ pub async fn serve_on(
     );
     let runner = app.runner.clone();
     let (http_stop_tx, http_stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(listener, router(app.clone())).with_graceful_shutdown(async move {
+    let pruner = {
+        let (state, retention) = (app.state.clone(), opts.audit_retention);
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(3600));
+            every.tick().await;
+            loop {
+                every.tick().await;
+                let state = state.clone();
+                let _ = tokio::task::spawn_blocking(move || prune_audit(&state, retention)).await;
+            }
+        })
+    };
+    // Peer addresses reach the handlers: login limits and the audit log key on them.
+    let server = axum::serve(
+        listener,
+        router(app.clone()).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
         let _ = http_stop_rx.await;
     });
     let server = tokio::spawn(async move { server.await });
@@ -432,6 +487,7 @@ pub async fn serve_on(
     let _ = stop_tx.send(true);
     let _ = sched.await;
     runner.shutdown().await;
+    pruner.abort();
     let _ = http_stop_tx.send(());
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
     tracing::info!("stopped");

@@ -121,6 +121,11 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     bar.done();
     let summary =
         r.with_context(|| format!("restoring snapshot {} into {}", id.short(), to.display()))?;
+    crate::commands::serve::record_cli_restore(
+        &ctx.config,
+        &format!("{}@{}", summary.plan.source, id.short()),
+        &format!("into {}", to.display()),
+    );
     if g.json {
         print_json(&summary)?;
     } else if !g.quiet {
@@ -213,6 +218,11 @@ fn restore_db(
         }
         r => r?,
     };
+    crate::commands::serve::record_cli_restore(
+        &ctx.config,
+        &format!("{}@{}", summary.plan.source, id.short()),
+        &format!("into {}", target.display()),
+    );
     if g.json {
         print_json(&summary)?;
     } else if !g.quiet {

@@ -42,6 +42,9 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
             "cannot listen on {listen:?}: give an address and port such as 127.0.0.1:8080 (or 0.0.0.0:8080 for every interface)"
         ))
     })?;
+    // Settings are checked before anything is opened or created.
+    let trusted_proxies = config.trusted_proxies()?;
+    let audit_retention = config.audit_retention()?;
     let _log_guard = init_logging(&config, a.log_file.as_deref(), g.quiet)?;
     let repo = ctx.open()?;
     let repo_location = ctx
@@ -59,6 +62,8 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     let setup = setup(&config, repo, repo_location, a.no_startup_backup)?;
     let mut opts = ServeOptions::new(listen);
     opts.secure_cookies = config.daemon.secure_cookies;
+    opts.trusted_proxies = trusted_proxies;
+    opts.audit_retention = audit_retention;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -143,6 +148,32 @@ pub fn setup(
         host: host(),
         program: format!("backstop {}", env!("CARGO_PKG_VERSION")),
     })
+}
+
+/// Records a restore made with the CLI in the daemon's audit log, when the daemon's state file
+/// exists (beside the config, or `state_file` in `[daemon]`): admins see every restore on the
+/// activity page, not only the daemon's. The restore has happened either way, so a failure to
+/// record it is only a warning.
+pub fn record_cli_restore(config: &Config, target: &str, detail: &str) {
+    let path = config.state_file();
+    if !path.is_file() {
+        return;
+    }
+    let entry = backstop_server::state::AuditEntry {
+        time: backstop_format::Timestamp::now(),
+        actor: "cli".into(),
+        action: "restore".into(),
+        target: target.into(),
+        outcome: "ok".into(),
+        detail: detail.into(),
+    };
+    let recorded = backstop_server::state::State::open(&path).and_then(|s| s.audit(&entry));
+    if let Err(e) = recorded {
+        eprintln!(
+            "warning: the restore is done, but it could not be recorded in the daemon's audit log {}: {e}",
+            path.display()
+        );
+    }
 }
 
 /// Logs to a daily rotated file (and standard error unless quiet).

@@ -28,9 +28,10 @@ use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use serde::{Deserialize, Serialize};
 
 /// The schema version this build writes; `MIGRATIONS[v]` takes a file from version `v` to `v + 1`.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
-const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [r#"
+const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
+    r#"
 CREATE TABLE users (
     name TEXT PRIMARY KEY,
     role TEXT NOT NULL,
@@ -78,7 +79,20 @@ CREATE TABLE meta (
     key TEXT PRIMARY KEY,
     value ANY NOT NULL
 ) STRICT;
-"#];
+"#,
+    // Repeated failures collapse into one audit row; revoked tokens are remembered by hash so
+    // a client still using one is named in the audit log.
+    r#"
+ALTER TABLE audit ADD COLUMN count INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE audit ADD COLUMN first_time INTEGER;
+CREATE INDEX audit_same ON audit(actor, action, outcome, time);
+CREATE TABLE revoked_tokens (
+    secret_hash TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    revoked INTEGER NOT NULL
+) STRICT;
+"#,
+];
 
 /// Verified when a login names no user, so the reply takes as long as for a real user.
 /// Default Argon2id parameters; the password is random and was thrown away.
@@ -485,15 +499,20 @@ impl State {
         rows.map(|row| token_info(row?)).collect()
     }
 
-    /// Removes an API token; requests with its secret are refused from now on.
+    /// Removes an API token; requests with its secret are refused from now on (and their
+    /// audit entries name the revoked token).
     pub fn remove_token(&self, name: &str) -> Result<(), StateError> {
-        if self
-            .conn()
-            .execute("DELETE FROM tokens WHERE name = ?1", [name])?
-            == 0
-        {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "INSERT OR REPLACE INTO revoked_tokens (secret_hash, name, revoked)
+             SELECT secret_hash, name, ?2 FROM tokens WHERE name = ?1",
+            params![name, millis(now_ms())],
+        )?;
+        if tx.execute("DELETE FROM tokens WHERE name = ?1", [name])? == 0 {
             return Err(StateError::NotFound(format!("token {name:?}")));
         }
+        tx.commit()?;
         Ok(())
     }
 
@@ -604,120 +623,6 @@ impl State {
         self.conn()
             .execute("DELETE FROM sessions WHERE id_hash = ?1", [secret_hash(id)])?;
         Ok(())
-    }
-
-    /// Appends an entry to the audit log.
-    pub fn audit(&self, e: &AuditEntry) -> Result<(), StateError> {
-        self.conn().execute(
-            "INSERT INTO audit (time, actor, action, target, outcome, detail)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![
-                millis(e.time),
-                e.actor,
-                e.action,
-                e.target,
-                e.outcome,
-                e.detail
-            ],
-        )?;
-        Ok(())
-    }
-
-    /// The newest `limit` audit entries, newest first.
-    pub fn audit_log(&self, limit: usize) -> Result<Vec<AuditEntry>, StateError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT time, actor, action, target, outcome, detail FROM audit
-             ORDER BY time DESC, seq DESC LIMIT ?1",
-        )?;
-        let rows = stmt.query_map([sql_limit(limit)], |r| {
-            Ok((
-                r.get(0)?,
-                AuditEntry {
-                    time: Timestamp::UNIX_EPOCH,
-                    actor: r.get(1)?,
-                    action: r.get(2)?,
-                    target: r.get(3)?,
-                    outcome: r.get(4)?,
-                    detail: r.get(5)?,
-                },
-            ))
-        })?;
-        rows.map(|row| {
-            let (time, entry): (i64, AuditEntry) = row?;
-            Ok(AuditEntry {
-                time: from_millis(time)?,
-                ..entry
-            })
-        })
-        .collect()
-    }
-
-    /// Records a job run, replacing any earlier record with the same id.
-    pub fn record_job(&self, j: &JobRecord) -> Result<(), StateError> {
-        let detail = serde_json::to_string(&j.detail)
-            .map_err(|e| StateError::Invalid(format!("job detail cannot be stored: {e}")))?;
-        self.conn().execute(
-            "INSERT INTO jobs (id, kind, source, triggered_by, started, finished, outcome, message, detail)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-             ON CONFLICT(id) DO UPDATE SET kind = excluded.kind, source = excluded.source,
-                 triggered_by = excluded.triggered_by, started = excluded.started,
-                 finished = excluded.finished, outcome = excluded.outcome,
-                 message = excluded.message, detail = excluded.detail",
-            params![
-                j.id,
-                j.kind,
-                j.source,
-                j.trigger,
-                millis(j.started),
-                j.finished.map(millis),
-                j.outcome,
-                j.message,
-                detail
-            ],
-        )?;
-        Ok(())
-    }
-
-    /// The newest `limit` job runs, of one source or of all, newest start first.
-    pub fn jobs(&self, source: Option<&str>, limit: usize) -> Result<Vec<JobRecord>, StateError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(&format!(
-            "{JOB_SELECT} WHERE (?1 IS NULL OR source = ?1)
-             ORDER BY started DESC, rowid DESC LIMIT ?2"
-        ))?;
-        let rows = stmt.query_map(params![source, sql_limit(limit)], job_row)?;
-        rows.map(|row| job_record(row?)).collect()
-    }
-
-    /// One job of the history by its id.
-    pub fn job(&self, id: &str) -> Result<Option<JobRecord>, StateError> {
-        let row = self
-            .conn()
-            .query_row(&format!("{JOB_SELECT} WHERE id = ?1"), [id], job_row)
-            .optional()?;
-        row.map(job_record).transpose()
-    }
-
-    /// The newest run of `kind` for `source`, optionally only with this `outcome`.
-    pub fn last_job(
-        &self,
-        source: &str,
-        kind: &str,
-        outcome: Option<&str>,
-    ) -> Result<Option<JobRecord>, StateError> {
-        let row = self
-            .conn()
-            .query_row(
-                &format!(
-                    "{JOB_SELECT} WHERE source = ?1 AND kind = ?2 AND (?3 IS NULL OR outcome = ?3)
-                     ORDER BY started DESC, rowid DESC LIMIT 1"
-                ),
-                params![source, kind, outcome],
-                job_row,
-            )
-            .optional()?;
-        row.map(job_record).transpose()
     }
 
     /// When the daemon first started with this state file: `now` on the first call, the
@@ -859,47 +764,9 @@ fn token_info((name, scope, created, last_used): TokenRow) -> Result<TokenInfo, 
     })
 }
 
-const JOB_SELECT: &str = "SELECT id, kind, source, triggered_by, started, finished, outcome, \
-                          message, detail FROM jobs";
-
-/// A job row with times and detail still raw, converted by [`job_record`].
-struct JobRow {
-    record: JobRecord,
-    started: i64,
-    finished: Option<i64>,
-    detail: String,
-}
-
-fn job_row(r: &Row<'_>) -> rusqlite::Result<JobRow> {
-    Ok(JobRow {
-        record: JobRecord {
-            id: r.get(0)?,
-            kind: r.get(1)?,
-            source: r.get(2)?,
-            trigger: r.get(3)?,
-            started: Timestamp::UNIX_EPOCH,
-            finished: None,
-            outcome: r.get(6)?,
-            message: r.get(7)?,
-            detail: serde_json::Value::Null,
-        },
-        started: r.get(4)?,
-        finished: r.get(5)?,
-        detail: r.get(8)?,
-    })
-}
-
-fn job_record(row: JobRow) -> Result<JobRecord, StateError> {
-    let detail = serde_json::from_str(&row.detail)
-        .map_err(|e| StateError::Corrupt(format!("detail of job {:?}: {e}", row.record.id)))?;
-    Ok(JobRecord {
-        started: from_millis(row.started)?,
-        finished: row.finished.map(from_millis).transpose()?,
-        detail,
-        ..row.record
-    })
-}
-
+mod audit;
+mod jobs;
+pub use audit::AuditRecord;
 mod limiter;
 pub use limiter::LoginLimiter;
 

@@ -416,3 +416,92 @@ fn unfinished_jobs_are_abandoned_at_start() {
     assert_eq!(outcome("3").0, "abandoned");
     assert_eq!(state.abandon_unfinished(at(40)).unwrap(), 0);
 }
+
+fn failure(secs: i64, actor: &str) -> AuditEntry {
+    AuditEntry {
+        outcome: "failed".into(),
+        actor: actor.into(),
+        ..entry(secs, "login")
+    }
+}
+
+#[test]
+fn repeated_failures_collapse_within_an_hour() {
+    let (_dir, state) = open_temp();
+    for secs in [0, 60, 120] {
+        state.audit(&failure(secs, "user:mallory")).unwrap();
+    }
+    // Another actor, a success, and the same failure two hours later are rows of their own.
+    state.audit(&failure(130, "user:eve")).unwrap();
+    state.audit(&entry(140, "login")).unwrap();
+    state.audit(&failure(120 + 7200, "user:mallory")).unwrap();
+    let page = state.audit_page(10, 0).unwrap();
+    let counts: Vec<(&str, &str, u64)> = page
+        .iter()
+        .map(|r| (r.entry.actor.as_str(), r.entry.outcome.as_str(), r.count))
+        .collect();
+    assert_eq!(
+        counts,
+        [
+            ("user:mallory", "failed", 1),
+            ("user:alice", "ok", 1),
+            ("user:eve", "failed", 1),
+            ("user:mallory", "failed", 3),
+        ]
+    );
+    let collapsed = &page[3];
+    assert_eq!((collapsed.first, collapsed.entry.time), (at(0), at(120)));
+    assert_eq!(state.audit_rows().unwrap(), 4);
+    assert_eq!(state.audit_page(2, 3).unwrap().len(), 1);
+}
+
+#[test]
+fn audit_rows_older_than_a_time_are_pruned() {
+    let (_dir, state) = open_temp();
+    for (secs, action) in [(0, "a"), (100, "b"), (200, "c")] {
+        state.audit(&entry(secs, action)).unwrap();
+    }
+    assert_eq!(state.prune_audit(at(100)).unwrap(), 1);
+    assert_eq!(state.audit_log(10).unwrap().len(), 2);
+}
+
+#[test]
+fn a_revoked_token_is_known_by_name() {
+    let (_dir, state) = open_temp();
+    let secret = state.add_token("till-app", Scope::Backup).unwrap();
+    assert_eq!(state.revoked_token(&secret).unwrap(), None);
+    state.remove_token("till-app").unwrap();
+    assert!(state.check_token(&secret).unwrap().is_none());
+    assert_eq!(
+        state.revoked_token(&secret).unwrap().as_deref(),
+        Some("till-app")
+    );
+    // The name can be used again; the old secret stays revoked.
+    let new = state.add_token("till-app", Scope::Backup).unwrap();
+    assert!(state.check_token(&new).unwrap().is_some());
+    assert!(state.check_token(&secret).unwrap().is_none());
+}
+
+#[test]
+fn a_version_1_state_file_is_migrated() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    {
+        let c = Connection::open(&path).unwrap();
+        c.execute_batch(MIGRATIONS[0]).unwrap();
+        c.pragma_update(None, "user_version", 1).unwrap();
+        c.execute(
+            "INSERT INTO audit (time, actor, action, target, outcome, detail)
+             VALUES (?1, 'cli', 'user-add', 'ada', 'ok', '')",
+            [millis(at(5))],
+        )
+        .unwrap();
+    }
+    let state = State::open(&path).unwrap();
+    let rows = state.audit_page(10, 0).unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!((rows[0].count, rows[0].first), (1, at(5)));
+    state.audit(&failure(10, "user:x")).unwrap();
+    state.audit(&failure(11, "user:x")).unwrap();
+    assert_eq!(state.audit_page(1, 0).unwrap()[0].count, 2);
+}

@@ -7,8 +7,9 @@ use serde::Deserialize;
 
 use super::{PageError, PageResult, User, render, ser};
 use crate::AppState;
-use crate::api::{ApiError, audit, blocking};
+use crate::api::{ApiError, audit};
 use crate::auth::Permission;
+use crate::state::StateError;
 
 /// What the admin page shows after an action.
 #[derive(Default)]
@@ -80,12 +81,32 @@ fn admin_action(
     target: &str,
     f: impl FnOnce() -> Result<Notice, crate::state::StateError>,
 ) -> PageResult {
-    user.check_csrf(csrf)?;
+    user.check_csrf(app, action, csrf)?;
     user.require(app, Permission::Admin, action, target)?;
     let notice = match f() {
         Ok(n) => {
             audit(app, &user.0.actor, action, target, "ok", "");
             n
+        }
+        // The state file failed, not the form: not shown as the admin's mistake.
+        Err(
+            e @ (StateError::Sqlite(_)
+            | StateError::Open { .. }
+            | StateError::NoDirectory(_)
+            | StateError::TooNew { .. }
+            | StateError::Hash(_)
+            | StateError::Random(_)
+            | StateError::Corrupt(_)),
+        ) => {
+            audit(
+                app,
+                &user.0.actor,
+                action,
+                target,
+                "failed",
+                "internal error",
+            );
+            return Err(ApiError::internal(e).into());
         }
         Err(e) => {
             audit(app, &user.0.actor, action, target, "failed", &e.to_string());
@@ -137,18 +158,19 @@ pub(super) async fn add_user(
 ) -> PageResult {
     let state = app.state.clone();
     // Hashing the password takes a moment: check first, then hash off the async threads.
-    user.check_csrf(&f.csrf)?;
+    user.check_csrf(&app, "user-add", &f.csrf)?;
     user.require(&app, Permission::Admin, "user-add", &f.name)?;
     let (name, role, password) = (f.name.clone(), f.role.clone(), f.password.clone());
-    let result = blocking(move || {
+    let result = tokio::task::spawn_blocking(move || -> Result<_, StateError> {
         let role = parse_role(&role)?;
         state.add_user(&name, role, &password)?;
         Ok(role)
     })
-    .await;
-    admin_action(&app, &user, &f.csrf, "user-add", &f.name, || match result {
-        Ok(role) => done(format!("User {} added as {role}.", f.name)),
-        Err(e) => Err(crate::state::StateError::Invalid(e.message)),
+    .await
+    .map_err(ApiError::internal)?;
+    admin_action(&app, &user, &f.csrf, "user-add", &f.name, || {
+        let role = result?;
+        done(format!("User {} added as {role}.", f.name))
     })
 }
 

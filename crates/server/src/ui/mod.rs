@@ -17,10 +17,11 @@ use serde::Deserialize;
 
 use crate::AppState;
 use crate::api::{ApiError, audit, blocking};
-use crate::auth::{Caller, Denied, Permission, SESSION_COOKIE, authenticate, constant_time_eq};
+use crate::auth::{Caller, Denied, Permission, authenticate, constant_time_eq};
 use crate::jobs::{JobSpec, restore_plan};
 
 mod admin;
+mod login;
 
 /// How long a login lasts.
 const SESSION_TTL: SignedDuration = SignedDuration::from_hours(12);
@@ -83,8 +84,8 @@ fn ser<T: serde::Serialize>(v: &T) -> Value {
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/", get(status_page))
-        .route("/login", get(login_page).post(login))
-        .route("/logout", post(logout))
+        .route("/login", get(login::page).post(login::login))
+        .route("/logout", post(login::logout))
         .route("/snapshots", get(snapshots_page))
         .route("/snapshots/{id}", get(snapshot_page))
         .route("/backup", post(backup))
@@ -108,8 +109,10 @@ pub enum PageError {
 }
 
 impl From<ApiError> for PageError {
+    /// The page shows what the API would send: an internal cause is logged, not shown.
     fn from(e: ApiError) -> Self {
-        PageError::Page(e.status, e.message)
+        let (status, _, message) = e.public();
+        PageError::Page(status, message)
     }
 }
 
@@ -118,6 +121,7 @@ impl From<Denied> for PageError {
         match d {
             Denied::Unauthorized(_) => PageError::Login,
             Denied::Forbidden(m) => PageError::Page(StatusCode::FORBIDDEN, m),
+            Denied::Internal(m) => ApiError::internal(m).into(),
         }
     }
 }
@@ -154,7 +158,10 @@ impl FromRequestParts<AppState> for User {
     type Rejection = PageError;
 
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, PageError> {
-        let caller = authenticate(parts, app).map_err(|_| PageError::Login)?;
+        let caller = authenticate(parts, app).map_err(|d| match d {
+            Denied::Internal(m) => ApiError::internal(m).into(),
+            _ => PageError::Login,
+        })?;
         if caller.csrf().is_none() {
             return Err(PageError::Login);
         }
@@ -177,14 +184,24 @@ impl User {
         }
     }
 
-    /// Checks the form's CSRF token against the session's.
-    fn check_csrf(&self, sent: &str) -> Result<(), PageError> {
+    /// Checks the form's CSRF token against the session's; a mismatch is audited.
+    fn check_csrf(&self, app: &AppState, action: &str, sent: &str) -> Result<(), PageError> {
         match self.0.csrf() {
             Some(c) if constant_time_eq(c, sent) => Ok(()),
-            _ => Err(PageError::Page(
-                StatusCode::FORBIDDEN,
-                "the form's security token does not match your session: reload the page and try again".into(),
-            )),
+            _ => {
+                audit(
+                    app,
+                    &self.0.actor,
+                    action,
+                    "",
+                    "denied",
+                    "the form's CSRF token does not match the session",
+                );
+                Err(PageError::Page(
+                    StatusCode::FORBIDDEN,
+                    "the form's security token does not match your session: reload the page and try again".into(),
+                ))
+            }
         }
     }
 
@@ -204,12 +221,7 @@ fn render(app: &AppState, name: &str, ctx: Value) -> PageResult {
         .templates
         .get_template(name)
         .and_then(|t| t.render(ctx))
-        .map_err(|e| {
-            PageError::Page(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("page {name}: {e:#}"),
-            )
-        })?;
+        .map_err(|e| PageError::from(ApiError::internal(format!("page {name}: {e:#}"))))?;
     let mut r = Html(html).into_response();
     secure_headers(&mut r);
     Ok(r)
@@ -247,7 +259,11 @@ async fn style() -> Response {
     r
 }
 
-pub async fn not_found(State(app): State<AppState>) -> Response {
+/// No such page; under `/api/` the answer is JSON, as the API promises.
+pub async fn not_found(State(app): State<AppState>, uri: axum::http::Uri) -> Response {
+    if uri.path() == "/api" || uri.path().starts_with("/api/") {
+        return crate::api::not_found(uri).await.into_response();
+    }
     render(
         &app,
         "message.html",
@@ -268,135 +284,6 @@ async fn status_page(State(app): State<AppState>, user: User) -> PageResult {
         "status.html",
         context! { ..user.ctx(), ..context! { page => ser(&page), nav => "status" } },
     )
-}
-
-#[derive(Deserialize)]
-struct LoginQuery {
-    #[serde(default)]
-    next: Option<String>,
-}
-
-async fn login_page(State(app): State<AppState>, Query(q): Query<LoginQuery>) -> PageResult {
-    let users = app.state.users().map_err(ApiError::internal)?;
-    render(
-        &app,
-        "login.html",
-        context! { next => q.next, no_users => users.is_empty() },
-    )
-}
-
-#[derive(Deserialize)]
-struct LoginForm {
-    username: String,
-    password: String,
-}
-
-/// The client's address for rate limiting: the socket peer (behind a proxy, the proxy).
-pub struct ClientIp(pub String);
-
-impl FromRequestParts<AppState> for ClientIp {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, Self::Rejection> {
-        Ok(ClientIp(
-            parts
-                .extensions
-                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-                .map(|c| c.0.ip().to_string())
-                .unwrap_or_else(|| "local".into()),
-        ))
-    }
-}
-
-async fn login(
-    State(app): State<AppState>,
-    ClientIp(ip): ClientIp,
-    Form(form): Form<LoginForm>,
-) -> PageResult {
-    let now = Timestamp::now();
-    let name = form.username.trim().to_string();
-    for key in [format!("user:{name}"), format!("ip:{ip}")] {
-        if let Err(wait) = app.limiter.check(&key, now) {
-            audit(
-                &app,
-                &format!("user:{name}"),
-                "login",
-                "",
-                "denied",
-                "rate limited",
-            );
-            let ctx = context! { error => format!("Too many failed attempts: try again in {} minutes.", (wait.as_secs() + 59) / 60), username => name };
-            return render(&app, "login.html", ctx).map(|mut r| {
-                *r.status_mut() = StatusCode::TOO_MANY_REQUESTS;
-                r
-            });
-        }
-    }
-    let state = app.state.clone();
-    let (n, p) = (name.clone(), form.password.clone());
-    let role = blocking(move || Ok(state.check_password(&n, &p)?)).await?;
-    let Some(_role) = role else {
-        app.limiter.failure(&format!("user:{name}"), now);
-        app.limiter.failure(&format!("ip:{ip}"), now);
-        audit(
-            &app,
-            &format!("user:{name}"),
-            "login",
-            "",
-            "failed",
-            "wrong user name or password",
-        );
-        let ctx = context! { error => "Wrong user name or password.", username => name };
-        return render(&app, "login.html", ctx).map(|mut r| {
-            *r.status_mut() = StatusCode::UNAUTHORIZED;
-            r
-        });
-    };
-    app.limiter.success(&format!("user:{name}"));
-    let session = app
-        .state
-        .create_session(&name, SESSION_TTL, now)
-        .map_err(ApiError::internal)?;
-    audit(&app, &format!("user:{name}"), "login", "", "ok", "");
-    let mut r = Redirect::to("/").into_response();
-    let cookie = format!(
-        "{SESSION_COOKIE}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
-        session.id,
-        SESSION_TTL.as_secs(),
-        if app.secure_cookies { "; Secure" } else { "" }
-    );
-    r.headers_mut().insert(
-        header::SET_COOKIE,
-        HeaderValue::from_str(&cookie).map_err(ApiError::internal)?,
-    );
-    Ok(r)
-}
-
-#[derive(Deserialize)]
-struct CsrfForm {
-    csrf: String,
-}
-
-async fn logout(
-    State(app): State<AppState>,
-    user: User,
-    headers: axum::http::HeaderMap,
-    Form(form): Form<CsrfForm>,
-) -> PageResult {
-    user.check_csrf(&form.csrf)?;
-    if let Some(id) = crate::auth::cookie(&headers, SESSION_COOKIE) {
-        let _ = app.state.delete_session(id);
-    }
-    audit(&app, &user.0.actor, "logout", "", "ok", "");
-    let mut r = Redirect::to("/login").into_response();
-    r.headers_mut().insert(
-        header::SET_COOKIE,
-        HeaderValue::from_str(&format!(
-            "{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"
-        ))
-        .expect("static cookie"),
-    );
-    Ok(r)
 }
 
 #[derive(Deserialize)]
@@ -462,9 +349,11 @@ struct BackupForm {
 }
 
 async fn backup(State(app): State<AppState>, user: User, Form(f): Form<BackupForm>) -> PageResult {
-    user.check_csrf(&f.csrf)?;
+    user.check_csrf(&app, "backup", &f.csrf)?;
     user.require(&app, Permission::Backup, "backup", &f.source)?;
     let description = Some(f.description.trim().to_string()).filter(|d| !d.is_empty());
+    backstop_format::limits::check_snapshot_texts(description.as_deref(), None, &[])
+        .map_err(|e| PageError::Page(StatusCode::BAD_REQUEST, e.to_string()))?;
     let spec = JobSpec::Backup {
         source: f.source.clone(),
         kind: BackupKind::Manual,
@@ -484,7 +373,7 @@ struct VerifyForm {
 }
 
 async fn verify(State(app): State<AppState>, user: User, Form(f): Form<VerifyForm>) -> PageResult {
-    user.check_csrf(&f.csrf)?;
+    user.check_csrf(&app, "verify", &f.csrf)?;
     user.require(&app, Permission::Verify, "verify", &f.source)?;
     let spec = match f.kind.as_str() {
         "drill" => JobSpec::Drill {
@@ -498,15 +387,15 @@ async fn verify(State(app): State<AppState>, user: User, Form(f): Form<VerifyFor
 
 /// Submits a job and shows its page.
 fn start(app: &AppState, user: &User, spec: JobSpec, action: &str, target: &str) -> PageResult {
-    match app.runner.submit(spec, &user.0.actor) {
-        Ok(job) => {
+    match app.runner.submit_merging(spec, &user.0.actor) {
+        Ok((job, merged)) => {
             audit(
                 app,
                 &user.0.actor,
                 action,
                 target,
                 "started",
-                &format!("job {}", job.id()),
+                &crate::api::job_detail(&job.id(), merged),
             );
             Ok(Redirect::to(&format!("/jobs/{}", job.id())).into_response())
         }
@@ -562,7 +451,7 @@ async fn restore_page(
             let src = src.clone();
             match blocking(move || Ok(restore_plan(&setup, &snap, &src)?.0)).await {
                 Ok(p) => plan = Some(p),
-                Err(e) => plan_error = Some(e.message),
+                Err(e) => plan_error = Some(e.public().2),
             }
         }
     }
@@ -592,7 +481,7 @@ async fn restore(
     user: User,
     Form(f): Form<RestoreForm>,
 ) -> PageResult {
-    user.check_csrf(&f.csrf)?;
+    user.check_csrf(&app, "restore", &f.csrf)?;
     let target = format!("{}@{}", f.source, f.snapshot);
     user.require(&app, Permission::Restore, "restore", &target)?;
     if f.confirm.trim() != f.source {
@@ -666,19 +555,48 @@ async fn job_page(State(app): State<AppState>, user: User, Path(id): Path<String
     )
 }
 
-async fn activity_page(State(app): State<AppState>, user: User) -> PageResult {
+/// Audit rows per page of the activity page.
+const AUDIT_PAGE: usize = 100;
+
+#[derive(Deserialize)]
+struct ActivityQuery {
+    /// The audit log's page, 1 the newest.
+    #[serde(default)]
+    page: Option<usize>,
+}
+
+async fn activity_page(
+    State(app): State<AppState>,
+    user: User,
+    Query(q): Query<ActivityQuery>,
+) -> PageResult {
     user.0.require(Permission::Read)?;
     let state = app.state.clone();
     let admin = user.0.allows(Permission::Admin);
-    let (jobs, audit_log) = blocking(move || {
+    let page = q.page.unwrap_or(1).clamp(1, 1_000_000);
+    let (jobs, audit_log, rows) = blocking(move || {
         let jobs = state.jobs(None, 100)?;
-        let audit_log = if admin { state.audit_log(200)? } else { vec![] };
-        Ok((jobs, audit_log))
+        let (audit_log, rows) = if admin {
+            (
+                state.audit_page(AUDIT_PAGE, (page - 1) * AUDIT_PAGE)?,
+                state.audit_rows()?,
+            )
+        } else {
+            (vec![], 0)
+        };
+        Ok((jobs, audit_log, rows))
     })
     .await?;
+    let pages = usize::try_from(rows)
+        .unwrap_or(usize::MAX)
+        .div_ceil(AUDIT_PAGE);
     render(
         &app,
         "activity.html",
-        context! { ..user.ctx(), ..context! { jobs => ser(&jobs), audit => ser(&audit_log), nav => "activity" } },
+        context! { ..user.ctx(), ..context! {
+            jobs => ser(&jobs), audit => ser(&audit_log), nav => "activity",
+            page => page, pages => pages.max(1),
+            retention_days => app.audit_retention.as_hours() / 24,
+        } },
     )
 }

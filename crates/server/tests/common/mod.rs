@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod net;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -77,6 +79,7 @@ pub fn setup_in(dir: &std::path::Path, tasks: Tasks) -> Setup {
     let scratch = dir.join("scratch");
     std::fs::create_dir_all(&scratch).unwrap();
     let (db2, docs2) = (db.clone(), docs.clone());
+    let hold = dir.join("hold");
     Setup {
         repo: Arc::new(repo),
         repo_location: dir.join("repo").display().to_string(),
@@ -105,6 +108,11 @@ pub fn setup_in(dir: &std::path::Path, tasks: Tasks) -> Setup {
             },
         ],
         build_source: Arc::new(move |name: &str| {
+            // A test holds backups back while the file `hold` exists.
+            let started = std::time::Instant::now();
+            while hold.exists() && started.elapsed() < std::time::Duration::from_secs(60) {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
             Ok(match name {
                 "shop" => Box::new(SqliteSource::new(db2.clone(), "shop.db".into())?),
                 _ => Box::new(backstop_sources::files::FilesSource::new(
