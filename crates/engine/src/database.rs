@@ -531,7 +531,8 @@ fn keep_as_files(
             .map(|s| with_suffix(target, s))
             .filter(|p| p.is_file()),
     );
-    let mut source = FilesSource::new(paths, vec![])?;
+    // Byte for byte: the file is kept because SQLite cannot read it.
+    let mut source = FilesSource::new(paths, vec![])?.with_databases(false);
     let description = format!(
         "safety snapshot (as files: the database could not be opened: {why}) before restoring snapshot {}",
         plan.snapshot.short()
