@@ -73,6 +73,18 @@ pub struct SourceConfig {
     /// A Healthchecks-style URL the daemon pings: `URL/start` when a backup starts, `URL` when
     /// it succeeds, `URL/fail` when it fails or the source is overdue.
     pub ping_url: Option<String>,
+    /// Gitignore-style patterns a files source leaves out (as `backup --exclude`).
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// A file of such patterns, one a line (as `backup --exclude-file`).
+    pub exclude_file: Option<String>,
+    /// Leave out directories holding an entry of one of these names (as
+    /// `backup --exclude-if-present`).
+    #[serde(default)]
+    pub exclude_if_present: Vec<String>,
+    /// Leave out directories holding a valid CACHEDIR.TAG (as `backup --exclude-caches`).
+    #[serde(default)]
+    pub exclude_caches: bool,
 }
 
 /// `[daemon]`: `backstop serve`. Intervals like "1d", or "off".
@@ -166,6 +178,9 @@ impl Config {
                 ))
                 .into());
             }
+        }
+        for (name, s) in &cfg.sources {
+            cfg.check_excludes(name, s)?;
         }
         cfg.lifecycle()?;
         cfg.time_zone()?;
@@ -362,6 +377,47 @@ impl Config {
     }
 
     /// A path from the config, made absolute against the file's directory.
+    /// A source's exclusion rules, its exclude file read now.
+    pub fn excludes(
+        &self,
+        s: &SourceConfig,
+    ) -> anyhow::Result<backstop_format::manifest::Excludes> {
+        let mut patterns = s.exclude.clone();
+        if let Some(f) = &s.exclude_file {
+            patterns.extend(crate::exclude::read_exclude_file(&self.resolve(f))?);
+        }
+        Ok(backstop_format::manifest::Excludes {
+            patterns,
+            if_present: s.exclude_if_present.clone(),
+            caches: s.exclude_caches,
+        })
+    }
+
+    /// Exclusions belong to files sources, and their patterns must compile (the exclude file
+    /// is read at backup time, where a missing one fails that backup).
+    fn check_excludes(&self, name: &str, s: &SourceConfig) -> anyhow::Result<()> {
+        let rules = backstop_format::manifest::Excludes {
+            patterns: s.exclude.clone(),
+            if_present: s.exclude_if_present.clone(),
+            caches: s.exclude_caches,
+        };
+        let any = !rules.is_empty() || s.exclude_file.is_some();
+        let bad = |e: String| {
+            UsageError(format!(
+                "invalid config file {}: source {name:?}: {e}",
+                self.file.display()
+            ))
+        };
+        if any && (!s.command.is_empty() || s.kind.as_deref() == Some("sqlite")) {
+            return Err(bad(
+                "exclude, exclude_file, exclude_if_present and exclude_caches apply to files sources only; remove them from this source".into(),
+            )
+            .into());
+        }
+        crate::exclude::compile(rules).map_err(|e| bad(e.to_string()))?;
+        Ok(())
+    }
+
     pub fn resolve(&self, p: &str) -> PathBuf {
         let p = Path::new(p);
         if p.is_absolute() {

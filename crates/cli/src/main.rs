@@ -11,6 +11,7 @@ macro_rules! outln {
 mod commands;
 mod config;
 mod context;
+mod exclude;
 mod output;
 
 use std::process::ExitCode;

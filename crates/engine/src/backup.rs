@@ -279,6 +279,7 @@ fn run_backup(
         warnings: warnings.clone(),
         program: opts.program.clone(),
         repaired: None,
+        excludes: source.excludes(),
     };
     let id = repo.write_snapshot(&snap)?;
     lock.release()?;

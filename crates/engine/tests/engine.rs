@@ -616,6 +616,7 @@ fn a_crafted_snapshot_cannot_write_outside_the_target() {
             warnings: vec![],
             program: "crafted".into(),
             repaired: None,
+            excludes: Default::default(),
         };
         let id = repo.write_snapshot(&snap).unwrap();
         let (index, _) = Index::load(&repo).unwrap();

@@ -138,6 +138,29 @@ pub struct Snapshot {
     /// Set on a snapshot written by `repair snapshots`: what it was made from and what was lost.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repaired: Option<Repaired>,
+    /// The exclusion rules a files source was backed up with (absent when there were none).
+    #[serde(default, skip_serializing_if = "Excludes::is_empty")]
+    pub excludes: Excludes,
+}
+
+/// What a files source leaves out: gitignore-style `patterns` (one per rule, `!` re-includes),
+/// directories holding an entry named in `if_present`, and with `caches` directories holding
+/// a valid `CACHEDIR.TAG`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Excludes {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub patterns: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub if_present: Vec<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub caches: bool,
+}
+
+impl Excludes {
+    /// No rule at all.
+    pub fn is_empty(&self) -> bool {
+        self.patterns.is_empty() && self.if_present.is_empty() && !self.caches
+    }
 }
 
 /// How a repaired snapshot came about: a copy of a damaged snapshot holding what could still
@@ -424,6 +447,52 @@ mod proptests {
             })
     }
 
+    #[test]
+    fn excludes_are_optional_in_a_snapshot() {
+        let mut s = Snapshot {
+            version: SNAPSHOT_VERSION,
+            time: Timestamp::from_second(0).unwrap(),
+            host: "h".into(),
+            source: SourceRef {
+                name: "app".into(),
+                kind: SourceKind::Files,
+            },
+            kind: BackupKind::Manual,
+            description: None,
+            tags: vec![],
+            ticket: None,
+            parent: None,
+            paths: vec!["app".into()],
+            items: Content {
+                size: 0,
+                hash: "ab".repeat(32),
+                tree: None,
+                chunks: vec![],
+                delta: None,
+            },
+            stats: SnapshotStats::default(),
+            warnings: vec![],
+            program: "p".into(),
+            repaired: None,
+            excludes: Excludes::default(),
+        };
+        // Written before exclusions existed, or with none: no field, and it decodes.
+        let old = s.encode();
+        assert!(!String::from_utf8_lossy(&old).contains("excludes"));
+        assert_eq!(
+            Snapshot::decode(&old).unwrap().excludes,
+            Excludes::default()
+        );
+        s.excludes.patterns = vec!["*.log".into(), "!keep.log".into()];
+        s.excludes.caches = true;
+        let json: serde_json::Value = serde_json::from_slice(&s.encode()).unwrap();
+        assert_eq!(
+            json["excludes"],
+            serde_json::json!({"patterns": ["*.log", "!keep.log"], "caches": true})
+        );
+        assert_eq!(Snapshot::decode(&s.encode()).unwrap(), s);
+    }
+
     proptest! {
         #[test]
         fn item_round_trip(path in "[a-z]{1,8}(/[a-z.]{1,8}){0,3}", size in any::<u64>(), mode in proptest::option::of(0u32..0o7777),
@@ -438,12 +507,14 @@ mod proptests {
         }
 
         #[test]
-        fn snapshot_round_trip(desc in proptest::option::of(".{0,40}"), tags in proptest::collection::vec("[a-z]{1,6}", 0..3), c in content(), secs in 0i64..4_000_000_000) {
+        fn snapshot_round_trip(desc in proptest::option::of(".{0,40}"), tags in proptest::collection::vec("[a-z]{1,6}", 0..3), c in content(), secs in 0i64..4_000_000_000,
+                             patterns in proptest::collection::vec("!?[a-z*/]{1,8}", 0..3), caches in any::<bool>()) {
             let s = Snapshot {
                 version: SNAPSHOT_VERSION, time: Timestamp::from_second(secs).unwrap(), host: "h".into(),
                 source: SourceRef { name: "shop".into(), kind: SourceKind::Files }, kind: BackupKind::PreChange,
                 description: desc, tags, ticket: Some("T-1".into()), parent: None, paths: vec!["a".into()],
                 items: c, stats: SnapshotStats::default(), warnings: vec![], program: "p".into(), repaired: None,
+                excludes: Excludes { patterns, if_present: vec![".nobackup".into()], caches },
             };
             prop_assert_eq!(Snapshot::decode(&s.encode()).unwrap(), s);
         }

@@ -15,6 +15,10 @@
 //! hold. A file that has the header but cannot be captured as a database (garbage after the
 //! header, a hot journal left by a crashed writer) is stored byte for byte with a warning, and
 //! so are its companion files: nothing is left out.
+//!
+//! [`Exclusions`] (gitignore-style patterns, marker files, cache tags) leave entries below the
+//! given paths out; an excluded directory is not read at all. An excluded file takes its
+//! `-wal`, `-shm` and `-journal` with it (a database's companions are no use without it).
 
 use std::collections::HashSet;
 use std::fs::{self, File, Metadata};
@@ -22,8 +26,9 @@ use std::io::{Read, Seek};
 use std::path::{Path, PathBuf};
 
 use backstop_format::Timestamp;
-use backstop_format::manifest::{Item, ItemKind, SourceKind};
+use backstop_format::manifest::{Excludes, Item, ItemKind, SourceKind};
 
+use crate::exclude::Exclusions;
 use crate::sqlite::SqliteSource;
 use crate::{Buffers, Chunking, Entry, Error, Source};
 
@@ -42,8 +47,10 @@ pub struct FilesSource {
     databases: bool,
     /// The capture of the current entry, when it is a database.
     db: Option<SqliteSource>,
-    /// Databases captured as databases, whose companion files are not stored.
+    /// Databases captured as databases or excluded, whose companion files are not stored.
     captured: HashSet<PathBuf>,
+    /// What the user asked to leave out.
+    exclusions: Option<Exclusions>,
 }
 
 impl FilesSource {
@@ -77,6 +84,7 @@ impl FilesSource {
             databases: true,
             db: None,
             captured: HashSet::new(),
+            exclusions: None,
         })
     }
 
@@ -87,8 +95,34 @@ impl FilesSource {
         self
     }
 
+    /// Leaves out what `exclusions` match below the given paths.
+    pub fn with_exclusions(mut self, exclusions: Exclusions) -> Self {
+        self.exclusions = Some(exclusions);
+        self
+    }
+
+    /// Whether the exclusions leave out the entry at `path` (below a given path), or it is a
+    /// companion of a database they left out.
+    fn left_out(&mut self, path: &Path, item_path: &str, is_dir: bool) -> bool {
+        let Some(ex) = &self.exclusions else {
+            return false;
+        };
+        let relative = item_path.split_once('/').map_or(item_path, |(_, r)| r);
+        if !ex.excludes(path, relative, is_dir) {
+            return false;
+        }
+        if !is_dir {
+            // Its companions, if it is a database, sort after it and are left out with it
+            // (`is_companion`). Decided by name: reading its header to tell would open and
+            // close the file, which drops the POSIX locks this process holds on it (a daemon's
+            // own state database, excluded from a tree it backs up).
+            self.captured.insert(path.to_path_buf());
+        }
+        true
+    }
+
     /// Whether `path` is the `-wal`, `-shm` or `-journal` file of a database this walk captured
-    /// as a database. (A database sorts before its companions, so it is met first.)
+    /// as a database or left out. (A database sorts before its companions, so it is met first.)
     fn is_companion(&self, path: &Path) -> bool {
         let name = path.as_os_str().to_string_lossy();
         COMPANION_SUFFIXES.iter().any(|suffix| {
@@ -235,6 +269,13 @@ impl Source for FilesSource {
         self.given.clone()
     }
 
+    fn excludes(&self) -> Excludes {
+        self.exclusions
+            .as_ref()
+            .map(|e| e.rules().clone())
+            .unwrap_or_default()
+    }
+
     fn next_entry(&mut self) -> Result<Option<Entry>, Error> {
         // The previous entry is done: a database capture ends its read transaction.
         self.db = None;
@@ -263,6 +304,9 @@ impl Source for FilesSource {
                 }
             };
             let ft = md.file_type();
+            if !top && self.left_out(&path, &item_path, ft.is_dir()) {
+                continue;
+            }
             if ft.is_dir() {
                 if !top && self.excluded(&path) {
                     continue;
@@ -430,6 +474,122 @@ mod tests {
         .unwrap();
         let names: Vec<String> = collect(&mut s).into_iter().map(|(p, _)| p).collect();
         assert_eq!(names, ["data", "data/x"]);
+    }
+
+    fn with_rules(paths: Vec<PathBuf>, rules: Excludes) -> FilesSource {
+        FilesSource::new(paths, vec![])
+            .unwrap()
+            .with_exclusions(Exclusions::new(rules).unwrap())
+    }
+
+    #[test]
+    fn exclusions_leave_out_matches_at_any_depth_and_do_not_descend() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("app");
+        for dir in [
+            "cache/deep",
+            "src/cache",
+            "logs",
+            "tmp",
+            "src/tmp",
+            "marked",
+            "cc",
+        ] {
+            fs::create_dir_all(root.join(dir)).unwrap();
+        }
+        for f in [
+            "a.txt",
+            "x.log",
+            "keep.log",
+            "src/y.log",
+            "src/tmp/t",
+            "tmp/t",
+            "cache/deep/c",
+        ] {
+            fs::write(root.join(f), f).unwrap();
+        }
+        fs::write(root.join("marked/.nobackup"), "").unwrap();
+        fs::write(root.join("marked/m"), "m").unwrap();
+        fs::write(
+            root.join("cc/CACHEDIR.TAG"),
+            "Signature: 8a477f597d28d172789f06886806bc55",
+        )
+        .unwrap();
+        fs::write(root.join("logs/l"), "l").unwrap();
+        // A file named like an excluded directory stays: `logs/` is directories only.
+        fs::write(root.join("src/logs"), "k").unwrap();
+        fs::write(root.join("logs.txt"), "l").unwrap();
+        let rules = Excludes {
+            patterns: vec![
+                "*.log".into(),
+                "!keep.log".into(),
+                "cache".into(),
+                "/tmp".into(),
+                "logs/".into(),
+            ],
+            if_present: vec![".nobackup".into()],
+            caches: true,
+        };
+        let mut s = with_rules(vec![root], rules.clone());
+        let names: Vec<String> = collect(&mut s).into_iter().map(|(p, _)| p).collect();
+        assert_eq!(
+            names,
+            [
+                "app",
+                "app/a.txt",
+                "app/keep.log",
+                "app/logs.txt",
+                "app/src",
+                "app/src/logs",
+                "app/src/tmp",
+                "app/src/tmp/t",
+            ]
+        );
+        assert_eq!(s.excludes(), rules, "recorded for the snapshot");
+        assert!(s.take_warnings().is_empty());
+    }
+
+    #[test]
+    fn a_given_path_is_never_excluded_and_anchors_are_inside_it() {
+        let d = tempfile::tempdir().unwrap();
+        fs::create_dir_all(d.path().join("cache/cache")).unwrap();
+        fs::write(d.path().join("cache/cache/x"), "x").unwrap();
+        fs::write(d.path().join("cache/y"), "y").unwrap();
+        let mut s = with_rules(
+            vec![d.path().join("cache")],
+            Excludes {
+                patterns: vec!["/cache".into()],
+                ..Excludes::default()
+            },
+        );
+        let names: Vec<String> = collect(&mut s).into_iter().map(|(p, _)| p).collect();
+        assert_eq!(names, ["cache", "cache/y"]);
+    }
+
+    #[test]
+    fn an_excluded_database_takes_its_companions() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("app");
+        fs::create_dir(&root).unwrap();
+        let _open = wal_database(&root.join("scratch.db"));
+        let _kept = wal_database(&root.join("shop.db"));
+        assert!(root.join("scratch.db-wal").exists());
+        for databases in [true, false] {
+            let mut s = with_rules(
+                vec![root.clone()],
+                Excludes {
+                    patterns: vec!["scratch.db".into()],
+                    ..Excludes::default()
+                },
+            )
+            .with_databases(databases);
+            let names: Vec<String> = collect(&mut s).into_iter().map(|(p, _)| p).collect();
+            assert!(
+                names.iter().all(|n| !n.contains("scratch")),
+                "{databases}: {names:?}"
+            );
+            assert!(names.contains(&"app/shop.db".to_string()), "{names:?}");
+        }
     }
 
     #[test]

@@ -18,6 +18,7 @@
 //! ```
 
 pub mod command;
+pub mod exclude;
 pub mod files;
 pub mod restore;
 pub mod sqlite;
@@ -25,7 +26,7 @@ pub mod sqlite;
 use std::io::Read;
 
 use backstop_format::Timestamp;
-use backstop_format::manifest::{Item, SourceKind};
+use backstop_format::manifest::{Excludes, Item, SourceKind};
 
 /// How the engine cuts a stream into chunks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +83,10 @@ pub trait Source: Send {
     fn kind(&self) -> SourceKind;
     /// The paths or command this source captures, as given (recorded in the snapshot).
     fn describe(&self) -> Vec<String>;
+    /// The exclusion rules this source applies (recorded in the snapshot); none by default.
+    fn excludes(&self) -> Excludes {
+        Excludes::default()
+    }
     /// The next entry, or `None` when the capture is complete.
     fn next_entry(&mut self) -> Result<Option<Entry>, Error>;
     /// Called once the content of the entry just returned has been stored (`item.content` is

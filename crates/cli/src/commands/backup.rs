@@ -6,13 +6,14 @@ use std::time::Instant;
 use anyhow::Context as _;
 use backstop_engine::{BackupOptions, BackupSummary, InitOptions, Repository};
 use backstop_format::Timestamp;
-use backstop_format::manifest::BackupKind;
+use backstop_format::manifest::{BackupKind, Excludes};
 use backstop_sources::Source;
 use backstop_sources::command::{CommandSource, StreamSource};
 use backstop_sources::files::FilesSource;
 use backstop_sources::sqlite::{SqliteSource, is_sqlite_file};
 
 use crate::context::{Ctx, DEFAULT_REPO, GlobalArgs, host, load_index, storage_at};
+use crate::exclude::ExcludeArgs;
 use crate::output::{Bar, NotFoundError, UsageError, bytes, print_json};
 
 #[derive(clap::Args, Debug)]
@@ -49,6 +50,8 @@ pub struct Args {
     /// Back up SQLite databases (the one given, or those inside folders) as plain files, byte for byte (only safe when nothing writes to them)
     #[arg(long)]
     pub as_file: bool,
+    #[command(flatten)]
+    pub excludes: ExcludeArgs,
     /// Back up standard input as one item
     #[arg(long, conflicts_with_all = ["paths", "source"])]
     pub stdin: bool,
@@ -268,6 +271,12 @@ fn jobs(
     exclude: &[PathBuf],
 ) -> anyhow::Result<Vec<(String, anyhow::Result<Job>)>> {
     if !a.command.is_empty() || a.stdin {
+        if a.excludes.any() {
+            return Err(UsageError(
+                "--exclude, --exclude-file, --exclude-if-present and --exclude-caches apply to files and folders, not to --stdin or a command's output".into(),
+            )
+            .into());
+        }
         let name = a
             .name
             .clone()
@@ -301,7 +310,8 @@ fn jobs(
             Some(n) => n.clone(),
             None => default_name(&a.paths[0])?,
         };
-        let source = path_source(&a.paths, a.as_file.then_some("files"), exclude)?;
+        let rules = a.excludes.rules()?;
+        let source = path_source(&a.paths, a.as_file.then_some("files"), exclude, rules)?;
         return Ok(vec![(name.clone(), Ok(Job::plain(name, source)))]);
     }
     let wanted: Vec<(&String, &crate::config::SourceConfig)> = match &a.source {
@@ -349,7 +359,14 @@ fn config_job(
     s: &crate::config::SourceConfig,
     exclude: &[PathBuf],
 ) -> anyhow::Result<Job> {
-    let source = source_from_config(&ctx.config, name, s, exclude, a.allow_empty)?;
+    let source = source_with_flags(
+        &ctx.config,
+        name,
+        s,
+        exclude,
+        a.allow_empty,
+        a.excludes.rules()?,
+    )?;
     Ok(Job {
         name: a.name.clone().unwrap_or_else(|| name.to_string()),
         source,
@@ -391,7 +408,25 @@ pub fn source_from_config(
     exclude: &[PathBuf],
     allow_empty: bool,
 ) -> anyhow::Result<Box<dyn Source>> {
+    source_with_flags(config, name, s, exclude, allow_empty, Excludes::default())
+}
+
+/// The reader of a configured source, with exclusion rules from the command line after its own.
+fn source_with_flags(
+    config: &crate::config::Config,
+    name: &str,
+    s: &crate::config::SourceConfig,
+    exclude: &[PathBuf],
+    allow_empty: bool,
+    flags: Excludes,
+) -> anyhow::Result<Box<dyn Source>> {
     if !s.command.is_empty() {
+        if !flags.is_empty() {
+            return Err(UsageError(format!(
+                "source {name:?} backs up a command's output: --exclude and the other exclusion flags apply to files and folders only"
+            ))
+            .into());
+        }
         return Ok(Box::new(
             CommandSource::new(
                 s.command.clone(),
@@ -405,7 +440,8 @@ pub fn source_from_config(
         .into_iter()
         .map(|p| config.resolve(p))
         .collect();
-    path_source(&paths, s.kind.as_deref(), exclude)
+    let rules = crate::exclude::merge(config.excludes(s)?, flags);
+    path_source(&paths, s.kind.as_deref(), exclude, rules)
 }
 
 /// What a configured source is: `command`, `sqlite` (one SQLite file, or `kind = "sqlite"`)
@@ -433,13 +469,29 @@ pub fn configured_kind(
 
 /// A SQLite source for a single SQLite file (recognised by its header, or `kind = "sqlite"`),
 /// otherwise files, whose databases are captured as databases unless the kind is `files`
-/// (`--as-file`).
+/// (`--as-file`). `rules` (exclusions) apply to files only.
 fn path_source(
     paths: &[PathBuf],
     kind: Option<&str>,
     exclude: &[PathBuf],
+    rules: Excludes,
 ) -> anyhow::Result<Box<dyn Source>> {
     let single_db = paths.len() == 1 && paths[0].is_file() && is_sqlite_file(&paths[0]);
+    let as_database = single_db && kind != Some("files");
+    if as_database && !rules.is_empty() {
+        return Err(UsageError(format!(
+            "{} is one SQLite database, backed up whole: exclusions apply to files and folders only; drop the --exclude flags (or exclude keys), or back up the folder that holds it",
+            paths[0].display()
+        ))
+        .into());
+    }
+    let files = |databases: bool| -> anyhow::Result<Box<dyn Source>> {
+        let mut f = FilesSource::new(paths.to_vec(), exclude.to_vec())?.with_databases(databases);
+        if !rules.is_empty() {
+            f = f.with_exclusions(crate::exclude::compile(rules.clone())?);
+        }
+        Ok(Box::new(f))
+    };
     match kind {
         Some("sqlite") if !single_db => Err(UsageError(format!(
             "source kind is sqlite but {} is not one SQLite database file",
@@ -450,17 +502,12 @@ fn path_source(
                 .join(", ")
         ))
         .into()),
-        Some("files") => Ok(Box::new(
-            FilesSource::new(paths.to_vec(), exclude.to_vec())?.with_databases(false),
-        )),
+        Some("files") => files(false),
         _ if single_db => {
             let name = default_name(&paths[0])?;
             Ok(Box::new(SqliteSource::new(paths[0].clone(), name)?))
         }
-        _ => Ok(Box::new(FilesSource::new(
-            paths.to_vec(),
-            exclude.to_vec(),
-        )?)),
+        _ => files(true),
     }
 }
 

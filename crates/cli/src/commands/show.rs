@@ -56,6 +56,15 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     outln!("kind        {}", snap.kind.as_str())?;
     outln!("host        {}", snap.host)?;
     outln!("paths       {}", snap.paths.join(" "))?;
+    for p in &snap.excludes.patterns {
+        outln!("exclude     {p}")?;
+    }
+    for n in &snap.excludes.if_present {
+        outln!("exclude     directories holding {n}")?;
+    }
+    if snap.excludes.caches {
+        outln!("exclude     cache directories (CACHEDIR.TAG)")?;
+    }
     if let Some(d) = &snap.description {
         outln!("description {d}")?;
     }
