@@ -29,7 +29,8 @@ use crate::unchanged::{Stream, reusable, reuse};
 /// Files modified less than this many seconds before the previous snapshot are read again.
 const RACY_MARGIN_SECS: i64 = 2;
 
-/// Bytes read from a source per batch; two batches are in flight at once.
+/// Bytes read from a source per batch. The reader thread, the calling thread and the sealer
+/// each hold one; they hand batches to each other through rendezvous channels (none queued).
 pub(crate) const READ_BATCH: usize = 2 << 20;
 
 /// What to record about a backup. Shared by the CLI, the config file and (later) the web API.
@@ -338,7 +339,15 @@ fn store_content(
                 ContentBuilder::against(loader, base, Previous::default(), None)
             }
         },
-        None => ContentBuilder::full(on_change),
+        None => {
+            // A database without a previous version to compare with: most of its pages are
+            // new to the repository (a delta's are mostly known, and a set sized for all of
+            // them would be touched all over by the few new ones).
+            if let Chunking::Fixed(size) = entry.chunking {
+                store.expect_new_chunks(entry.item.size / u64::from(size.max(1)));
+            }
+            ContentBuilder::full(on_change)
+        }
     };
     store_stream(store, builder, stream, entry.chunking, params, progress)
 }
@@ -355,7 +364,9 @@ fn store_stream(
     progress: &dyn Progress,
 ) -> Result<std::result::Result<Content, std::io::Error>> {
     std::thread::scope(|s| {
-        let (tx, rx) = sync_channel::<std::io::Result<Batch>>(2);
+        // A rendezvous channel: the reader cuts batch N+1 while this thread looks up batch N
+        // (a queued batch would be one more in memory, for no speed: measured).
+        let (tx, rx) = sync_channel::<std::io::Result<Batch>>(0);
         // Stored batches go back to the reader to be filled again: no buffer is allocated
         // (and faulted in page by page) per batch.
         let (done, free) = channel::<Batch>();

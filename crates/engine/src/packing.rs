@@ -88,7 +88,10 @@ fn frame_bytes(entries: &[BlobEntry]) -> u64 {
 
 impl PackWriter {
     pub fn spawn(storage: Arc<dyn Storage>, crypter: Crypter, stored: Arc<Stored>) -> Self {
-        let (tx, rx) = sync_channel::<PackJob>(1);
+        // A rendezvous channel: a full pack waits in the sealer's hands until the writer is
+        // done with the one before. A queued pack would be one more pack buffer in memory (a
+        // pack size each) while writing rarely takes longer than sealing the next pack.
+        let (tx, rx) = sync_channel::<PackJob>(0);
         let handle = std::thread::Builder::new()
             .name("pack-writer".into())
             .spawn(move || {
@@ -283,7 +286,9 @@ impl Sealer {
         pack_size: usize,
         writer: SyncSender<PackJob>,
     ) -> Self {
-        let (tx, rx) = sync_channel::<SealMsg>(1);
+        // A rendezvous channel: the caller hashes batch N+1 while batch N is sealed, and hands
+        // N+1 over when the sealer is ready for it (a queued batch would be one more in memory).
+        let (tx, rx) = sync_channel::<SealMsg>(0);
         let handle = std::thread::Builder::new()
             .name("sealer".into())
             .spawn(move || seal_loop(&rx, &crypter, level, pack_size, &writer))
@@ -348,13 +353,16 @@ fn seal_loop(
         if pack.is_empty() {
             return Ok(());
         }
-        let full = std::mem::replace(pack, fresh(&buffers));
         writer
             .send(PackJob {
-                pack: full,
+                pack: std::mem::take(pack),
                 recycle: Some(recycle.clone()),
             })
-            .map_err(|_| Error::Internal("the pack writer stopped".into()))
+            .map_err(|_| Error::Internal("the pack writer stopped".into()))?;
+        // Only now: the writer took this pack after handing back the buffer of the one before,
+        // so two pack buffers are all that ever circulate.
+        *pack = fresh(&buffers);
+        Ok(())
     };
     for msg in rx {
         let job = match msg {

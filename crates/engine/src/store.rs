@@ -154,6 +154,13 @@ impl<'a> ChunkStore<'a> {
         (ids.into_iter().map(|(id, _)| id).collect(), fresh)
     }
 
+    /// Makes room in this backup's own set of new chunks for `n` more, before a content of
+    /// about `n` chunks, most of them new, is stored: the set then never grows by doubling,
+    /// which holds the old table and the new one (half as large again) at the same moment.
+    pub fn expect_new_chunks(&mut self, n: u64) {
+        self.session.reserve(usize::try_from(n).unwrap_or(0));
+    }
+
     /// Counts `n` chunks of a content that was reused whole, all of them already stored, as
     /// [`ChunkStore::add_data`] would have counted them.
     pub fn count_known(&mut self, n: u64) {

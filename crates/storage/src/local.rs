@@ -466,9 +466,15 @@ fn random_hex() -> Result<String> {
 /// system time instead of 0.8 s).
 const DIRECT_MIN: usize = 1 << 20;
 
+/// Largest piece of an object copied into the aligned buffer of [`write_direct`] at a time: the
+/// buffer stays this size instead of growing to the largest pack and staying allocated for as
+/// long as the writing thread lives (a whole pack size more memory during every backup).
+const DIRECT_PIECE: usize = 1 << 20;
+
 /// Writes `data` as the new file `path` past the page cache (see [`crate::direct`]), through an
-/// aligned copy padded to whole blocks, then sets the true length and syncs. `Ok(false)` if the
-/// file system refuses direct I/O; no file is left then, so the ordinary write creates it anew.
+/// aligned copy of at most [`DIRECT_PIECE`] bytes at a time, the last piece padded to whole
+/// blocks, then sets the true length and syncs. `Ok(false)` if the file system refuses direct
+/// I/O; no file is left then, so the ordinary write creates it anew.
 fn write_direct(path: &Path, data: &[u8]) -> io::Result<bool> {
     use crate::direct::{self, ALIGN};
     use std::cell::RefCell;
@@ -480,16 +486,19 @@ fn write_direct(path: &Path, data: &[u8]) -> io::Result<bool> {
     let Some(mut file) = direct::create_new(path)? else {
         return Ok(false);
     };
-    let padded = data.len().next_multiple_of(ALIGN);
     let written = STAGE.with(|stage| {
         let mut stage = stage.borrow_mut();
-        if stage.len() < padded + ALIGN {
-            *stage = vec![0; padded + ALIGN];
+        if stage.len() < DIRECT_PIECE + ALIGN {
+            *stage = vec![0; DIRECT_PIECE + ALIGN];
         }
         let at = stage.as_ptr().align_offset(ALIGN);
-        stage[at..at + data.len()].copy_from_slice(data);
-        stage[at + data.len()..at + padded].fill(0);
-        file.write_all(&stage[at..at + padded])
+        for piece in data.chunks(DIRECT_PIECE) {
+            let padded = piece.len().next_multiple_of(ALIGN);
+            stage[at..at + piece.len()].copy_from_slice(piece);
+            stage[at + piece.len()..at + padded].fill(0);
+            file.write_all(&stage[at..at + padded])?;
+        }
+        Ok::<(), io::Error>(())
     });
     match written {
         Err(e) if direct::refused(&e) => {
