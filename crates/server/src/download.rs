@@ -32,7 +32,13 @@ pub struct Prepared {
 /// Restores snapshot `spec` into a new scratch directory and returns the file to send.
 pub fn prepare(setup: &Setup, spec: &str) -> anyhow::Result<Prepared> {
     let repo = &setup.repo;
-    let (id, snap) = repo.find_snapshot(spec)?;
+    let (id, snap) = repo.find_snapshot_at(
+        spec,
+        &backstop_engine::SpecClock {
+            now: backstop_format::Timestamp::now(),
+            time_zone: setup.time_zone.clone(),
+        },
+    )?;
     let (index, _) = Index::load(repo)?;
     let items = Loader::new(repo, &index).read_items(&snap.items)?;
     let dir = setup.scratch.join(format!(

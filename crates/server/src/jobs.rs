@@ -636,10 +636,17 @@ pub fn restore_plan(
     })?;
     let wanted = match snapshot {
         "latest" | "latest-verified" => format!("{snapshot}:{source}"),
+        s if s.starts_with('@') => format!("{source}{s}"),
         s => s.to_string(),
     };
     let repo = &setup.repo;
-    let (id, snap) = repo.find_snapshot(&wanted)?;
+    let (id, snap) = repo.find_snapshot_at(
+        &wanted,
+        &backstop_engine::SpecClock {
+            now: backstop_format::Timestamp::now(),
+            time_zone: setup.time_zone.clone(),
+        },
+    )?;
     if snap.source.name != source {
         return Err(E::Invalid(format!(
             "snapshot {} belongs to source {:?}, not {source:?}",

@@ -297,7 +297,13 @@ impl App {
         let setup = self.setup.clone();
         blocking(move || {
             let repo = &setup.repo;
-            let (id, snap) = repo.find_snapshot(&spec)?;
+            let (id, snap) = repo.find_snapshot_at(
+                &spec,
+                &backstop_engine::SpecClock {
+                    now: backstop_format::Timestamp::now(),
+                    time_zone: setup.time_zone.clone(),
+                },
+            )?;
             let (rows, _) = list_snapshots(
                 repo,
                 &ListFilter {

@@ -53,6 +53,35 @@ async fn a_backup_token_backs_up_and_reads_but_cannot_restore_or_download() {
             .starts_with("/api/v1/jobs/")
     );
 
+    // A time names the newest snapshot at or before it, in the configured zone.
+    let now = backstop_format::Timestamp::now().to_string();
+    let clock_admin = f.token("clock-admin", Scope::Admin);
+    let at = f
+        .get(
+            &format!("/api/v1/snapshots/{}", urlencode(&format!("shop@{now}"))),
+            &t,
+        )
+        .await;
+    assert_eq!(at.status, StatusCode::OK, "{}", at.text());
+    assert_eq!(at.json()["id"], id.as_str(), "{}", at.text());
+    let r = f
+        .post_json(
+            "/api/v1/restores",
+            &clock_admin,
+            json!({"snapshot": format!("@{now}"), "source": "shop", "dry_run": true}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["snapshot"], id.as_str(), "{}", r.text());
+    let r = f
+        .post_json(
+            "/api/v1/restores",
+            &clock_admin,
+            json!({"snapshot": "@2000-01-01 00:00", "source": "shop", "dry_run": true}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text());
+
     let list = f.get("/api/v1/snapshots?source=shop", &t).await.json();
     let rows = list.as_array().unwrap();
     assert_eq!(rows.len(), 1);
