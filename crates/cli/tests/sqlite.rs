@@ -27,32 +27,6 @@ fn copy_chinook(dst: &Path) {
     fs::write(dst, fs::read(testdata("sqlite/chinook.sqlite")).unwrap()).unwrap();
 }
 
-/// Runs `sqlite3 DB ARGS...`, asserts success and returns the trimmed standard output.
-#[track_caller]
-fn sqlite3(db: &Path, args: &[&str]) -> String {
-    let o = Command::new("sqlite3")
-        .arg("-batch")
-        .arg("-bail")
-        .arg(db)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("running sqlite3 (apt-get install -y sqlite3)");
-    assert!(
-        o.status.success(),
-        "sqlite3 {} {args:?} failed: {}",
-        db.display(),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).unwrap().trim().to_string()
-}
-
-/// Runs one SQL text on `db`.
-#[track_caller]
-fn sql(db: &Path, sql: &str) -> String {
-    sqlite3(db, &[sql])
-}
-
 /// Runs SQL on a WAL database without checkpointing on close: the changes stay in `-wal`.
 #[track_caller]
 fn sql_in_wal(db: &Path, sql: &str) {

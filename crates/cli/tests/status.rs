@@ -20,15 +20,6 @@ fn status(sb: &Sandbox, cfg: &str, code: i32) -> Value {
     run(c).code(code).json()
 }
 
-fn source<'v>(report: &'v Value, name: &str) -> &'v Value {
-    report["sources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == name)
-        .unwrap_or_else(|| panic!("no source {name} in {report:#}"))
-}
-
 fn ago(hours: i64) -> String {
     (jiff::Timestamp::now() - jiff::SignedDuration::from_hours(hours)).to_string()
 }
@@ -45,15 +36,23 @@ fn overdue_never_backed_up_and_unverified_sources_need_attention() {
     );
     // Nothing backed up: both need attention.
     let r = status(&sb, &cfg, 5);
-    assert_eq!(source(&r, "docs")["state"], "never-backed-up", "{r:#}");
-    assert_eq!(source(&r, "shop")["state"], "never-backed-up", "{r:#}");
-    assert_eq!(source(&r, "shop")["schedule"], "cron 0 */6 * * *");
+    assert_eq!(
+        status_source(&r, "docs")["state"],
+        "never-backed-up",
+        "{r:#}"
+    );
+    assert_eq!(
+        status_source(&r, "shop")["state"],
+        "never-backed-up",
+        "{r:#}"
+    );
+    assert_eq!(status_source(&r, "shop")["schedule"], "cron 0 */6 * * *");
 
     // A backup 10 hours ago on a 6-hour schedule: overdue (next run + 3 h of grace passed).
     let docs = sb.p("docs");
     sb.backup(&[&docs], &["--name", "docs", "--time", &ago(10)]);
     let r = status(&sb, &cfg, 5);
-    let d = source(&r, "docs");
+    let d = status_source(&r, "docs");
     assert_eq!(d["state"], "overdue", "{d:#}");
     assert_eq!(d["overdue"], true);
     assert_eq!(d["snapshots"], 1);
@@ -63,7 +62,7 @@ fn overdue_never_backed_up_and_unverified_sources_need_attention() {
     // 8 hours ago is within the grace (next run at -2 h, overdue at +1 h); but no drill yet.
     sb.backup(&[&docs], &["--name", "docs", "--time", &ago(8)]);
     let r = status(&sb, &cfg, 5);
-    let d = source(&r, "docs");
+    let d = status_source(&r, "docs");
     assert_eq!(d["overdue"], false, "{d:#}");
     assert_eq!(d["state"], "unverified", "{d:#}");
     assert_eq!(d["verified"], Value::Null);
@@ -72,7 +71,7 @@ fn overdue_never_backed_up_and_unverified_sources_need_attention() {
     sb.run(&["verify", "--restore-test", "latest:docs"]).ok();
     let cfg = config(&sb, "[sources.docs]\npath = \"docs\"\nevery = \"6h\"\n");
     let r = status(&sb, &cfg, 0);
-    let d = source(&r, "docs");
+    let d = status_source(&r, "docs");
     assert_eq!(d["state"], "ok", "{d:#}");
     assert!(d["problems"].as_array().unwrap().is_empty(), "{d:#}");
     assert!(
@@ -88,7 +87,7 @@ fn overdue_never_backed_up_and_unverified_sources_need_attention() {
         &sb,
         "[sources.docs]\npath = \"docs\"\nevery = \"6h\"\ndrill_max_age = \"off\"\n",
     );
-    assert_eq!(source(&status(&sb, &cfg, 0), "docs")["state"], "ok");
+    assert_eq!(status_source(&status(&sb, &cfg, 0), "docs")["state"], "ok");
 
     // The human form names the problem.
     let cfg = config(&sb, "[sources.docs]\npath = \"docs\"\nevery = \"1h\"\n");
@@ -117,13 +116,13 @@ fn an_unhealthy_database_and_unconfigured_sources_are_reported() {
     // An unconfigured source that never passed a drill needs attention (it has no drill age
     // limit, but "never proven" is not "ok").
     let r = status(&sb, &cfg, 5);
-    assert_eq!(source(&r, "loose")["state"], "unverified", "{r:#}");
+    assert_eq!(status_source(&r, "loose")["state"], "unverified", "{r:#}");
     sb.run(&["verify", "--restore-test", "latest:loose"]).ok();
     let r = status(&sb, &cfg, 0);
-    let s = source(&r, "shop");
+    let s = status_source(&r, "shop");
     assert_eq!(s["database_health"], "ok", "{s:#}");
     assert_eq!(s["configured"], true);
-    let l = source(&r, "loose");
+    let l = status_source(&r, "loose");
     assert_eq!(l["configured"], false, "{l:#}");
     assert_eq!(l["schedule"], Value::Null);
     assert_eq!(l["state"], "ok", "{l:#}");
@@ -135,7 +134,7 @@ fn an_unhealthy_database_and_unconfigured_sources_are_reported() {
     fs::write(&db, &bytes).unwrap();
     sb.backup(&[&db], &["--name", "shop"]);
     let r = status(&sb, &cfg, 5);
-    let s = source(&r, "shop");
+    let s = status_source(&r, "shop");
     assert_eq!(s["state"], "unhealthy", "{s:#}");
     assert_ne!(s["database_health"], "ok", "{s:#}");
 

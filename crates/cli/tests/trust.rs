@@ -7,20 +7,9 @@ mod common;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use common::*;
 use serde_json::Value;
-
-fn sqlite3(db: &Path, sql: &str) -> String {
-    let o = Command::new("sqlite3")
-        .arg(db)
-        .arg(sql)
-        .output()
-        .expect("running sqlite3 (apt-get install -y sqlite3)");
-    assert!(o.status.success(), "sqlite3 {sql}: {o:?}");
-    String::from_utf8(o.stdout).unwrap().trim().to_string()
-}
 
 fn snapshot_file(repo: &Path, id: &str) -> PathBuf {
     let p = repo.join("snapshots").join(id);
@@ -39,15 +28,6 @@ fn status(sb: &Sandbox, code: i32) -> Value {
     let mut c = sb.cmd();
     c.args(["--json", "status"]);
     run(c).code(code).json()
-}
-
-fn source<'v>(report: &'v Value, name: &str) -> &'v Value {
-    report["sources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == name)
-        .unwrap_or_else(|| panic!("no source {name} in {report:#}"))
 }
 
 #[test]
@@ -153,7 +133,7 @@ fn a_time_names_the_newest_snapshot_at_or_before_it() {
 fn latest_verified_and_drills_skip_the_safety_snapshot_of_an_in_place_restore() {
     let sb = Sandbox::plain();
     let db = sb.p("shop.db");
-    sqlite3(
+    sql(
         &db,
         "CREATE TABLE stock(id INTEGER PRIMARY KEY, qty INT); INSERT INTO stock(qty) VALUES (1),(2),(3);",
     );
@@ -161,10 +141,10 @@ fn latest_verified_and_drills_skip_the_safety_snapshot_of_an_in_place_restore() 
     sb.run(&["verify", "--restore-test", "latest"]).ok();
     // A bad change, then an in-place restore of the good snapshot: its safety snapshot holds
     // the bad state.
-    sqlite3(&db, "DELETE FROM stock;");
+    sql(&db, "DELETE FROM stock;");
     sb.run(&["restore", "latest-verified:shop.db", "--in-place", "--yes"])
         .ok();
-    assert_eq!(sqlite3(&db, "SELECT count(*) FROM stock"), "3");
+    assert_eq!(sql(&db, "SELECT count(*) FROM stock"), "3");
     let snaps = sb.snapshots();
     let safety = snaps.last().unwrap();
     assert_eq!(safety["kind"], "pre-restore", "{snaps:#?}");
@@ -191,11 +171,11 @@ fn status_flags_a_failed_newest_drill_and_an_unconfigured_source_never_drilled()
     sb.backup(&[&data], &[]);
     // Never drilled and not configured: not "ok".
     let r = status(&sb, 5);
-    assert_eq!(source(&r, "data")["state"], "unverified", "{r:#}");
+    assert_eq!(status_source(&r, "data")["state"], "unverified", "{r:#}");
 
     sb.run(&["verify", "--restore-test", "--latest"]).ok();
     let r = status(&sb, 0);
-    assert_eq!(source(&r, "data")["state"], "ok", "{r:#}");
+    assert_eq!(status_source(&r, "data")["state"], "ok", "{r:#}");
 
     // A newer snapshot whose own pack is damaged fails its drill: an older pass does not hide it.
     let before = packs(&sb.repo);
@@ -210,7 +190,7 @@ fn status_flags_a_failed_newest_drill_and_an_unconfigured_source_never_drilled()
     flip_middle(&data_pack);
     sb.run(&["verify", "--restore-test", "--latest"]).code(4);
     let r = status(&sb, 5);
-    let d = source(&r, "data");
+    let d = status_source(&r, "data");
     assert_eq!(d["state"], "drill-failed", "{d:#}");
     assert!(
         d["verified"].is_object(),
@@ -256,7 +236,7 @@ fn one_failing_source_does_not_stop_the_others_and_status_names_it() {
     })
     .code(5)
     .json();
-    let l = source(&r, "ledger");
+    let l = status_source(&r, "ledger");
     assert_eq!(l["state"], "backup-failed", "{l:#}");
     assert!(
         l["last_failure"]["reason"]
@@ -281,7 +261,7 @@ fn one_failing_source_does_not_stop_the_others_and_status_names_it() {
         c
     })
     .json();
-    let l = source(&r, "ledger");
+    let l = status_source(&r, "ledger");
     assert!(l["last_failure"].is_null(), "{l:#}");
     assert_ne!(l["state"], "backup-failed", "{l:#}");
 }
@@ -339,7 +319,7 @@ fn a_configured_sources_path_is_that_source() {
     let sb = Sandbox::plain();
     fs::create_dir(sb.p("data")).unwrap();
     let db = sb.p("data/shop.db");
-    sqlite3(&db, "CREATE TABLE t(x); INSERT INTO t VALUES (1);");
+    sql(&db, "CREATE TABLE t(x); INSERT INTO t VALUES (1);");
     fs::write(
         sb.p("backstop.toml"),
         "repository = \"repo\"\n[sources.shop]\npath = \"data/shop.db\"\ntags = [\"till\"]\n",

@@ -463,3 +463,40 @@ pub fn build_tree(root: &Path) {
         set_mtime(&root.join(d), past(day));
     }
 }
+
+/// Runs `sqlite3 DB ARGS...`, asserts success and returns the trimmed standard output.
+#[track_caller]
+pub fn sqlite3(db: &Path, args: &[&str]) -> String {
+    let o = Command::new("sqlite3")
+        .arg("-batch")
+        .arg("-bail")
+        .arg(db)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("running sqlite3 (apt-get install -y sqlite3)");
+    assert!(
+        o.status.success(),
+        "sqlite3 {} {args:?} failed: {}",
+        db.display(),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).unwrap().trim().to_string()
+}
+
+/// Runs one SQL text on `db`.
+#[track_caller]
+pub fn sql(db: &Path, sql: &str) -> String {
+    sqlite3(db, &[sql])
+}
+
+/// One source of a `status --json` report.
+#[track_caller]
+pub fn status_source<'v>(report: &'v Value, name: &str) -> &'v Value {
+    report["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("no source {name} in {report:#}"))
+}
