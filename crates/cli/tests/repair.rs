@@ -5,23 +5,9 @@ mod common;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use common::*;
 use serde_json::Value;
-
-#[track_caller]
-fn sql(db: &Path, sql: &str) {
-    let o = Command::new("sqlite3")
-        .arg("-batch")
-        .arg("-bail")
-        .arg(db)
-        .arg(sql)
-        .stdin(Stdio::null())
-        .output()
-        .expect("running sqlite3 (apt-get install -y sqlite3)");
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-}
 
 /// A repository with three snapshots of a SQLite database (changed between them, so each
 /// later one shares most pages with the first) and one of a directory of files.

@@ -15,30 +15,10 @@ mod common;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use common::*;
 use serde_json::Value;
-
-/// Runs `sqlite3 DB SQL`, asserts success and returns the trimmed standard output.
-#[track_caller]
-fn sql(db: &Path, sql: &str) -> String {
-    let o = Command::new("sqlite3")
-        .arg("-batch")
-        .arg("-bail")
-        .arg(db)
-        .arg(sql)
-        .stdin(Stdio::null())
-        .output()
-        .expect("running sqlite3 (apt-get install -y sqlite3)");
-    assert!(
-        o.status.success(),
-        "sqlite3 {} {sql:?} failed: {}",
-        db.display(),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).unwrap().trim().to_string()
-}
 
 fn with_suffix(p: &Path, suffix: &str) -> PathBuf {
     let mut s = p.as_os_str().to_owned();
