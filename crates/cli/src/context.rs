@@ -133,7 +133,7 @@ pub fn storage_at(loc: &Path) -> anyhow::Result<Arc<dyn backstop_storage::Storag
     Ok(Arc::new(LocalStorage::new(loc)))
 }
 
-fn read_password_file(p: &Path) -> anyhow::Result<String> {
+pub(crate) fn read_password_file(p: &Path) -> anyhow::Result<String> {
     let s = std::fs::read_to_string(p)
         .with_context(|| format!("reading passphrase file {}", p.display()))?;
     Ok(s.trim_end_matches(['\r', '\n']).to_string())

@@ -73,6 +73,8 @@ enum Command {
     Unlock(commands::unlock::Args),
     /// Get back what a damaged repository still holds (see `backstop verify`).
     Repair(commands::repair::Args),
+    /// The passphrases (key files) of an encrypted repository: list, add a second, remove.
+    Key(commands::key::Args),
     /// Pin a snapshot: forget never removes it.
     Pin(commands::pin::PinArgs),
     /// Unpin a snapshot.
@@ -116,6 +118,7 @@ fn main() -> ExitCode {
         Command::Prune(a) => commands::prune::run(&cli.global, a),
         Command::Unlock(a) => commands::unlock::run(&cli.global, a),
         Command::Repair(a) => commands::repair::run(&cli.global, a),
+        Command::Key(a) => commands::key::run(&cli.global, a),
         Command::Pin(a) => commands::pin::pin(&cli.global, a),
         Command::Unpin(a) => commands::pin::unpin(&cli.global, a),
         Command::MarkVerified(a) => commands::pin::mark_verified(&cli.global, a),

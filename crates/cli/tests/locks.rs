@@ -145,6 +145,18 @@ fn restore_and_verify_from_a_read_only_repository_as_an_unprivileged_user() {
     );
     assert_eq!(o.json()["problems"].as_array().map(Vec::len), Some(0));
 
+    // A restore drill runs too: its result is reported although it cannot be recorded.
+    let mut c = unprivileged(&sb).unwrap();
+    c.args(["verify", "--restore-test", "--latest"]);
+    let o = run(c);
+    assert_eq!(o.code, 0, "drill of a read-only repository: {o:#?}");
+    assert!(o.stdout.contains("PASSED"), "{o:#?}");
+    assert!(
+        o.stderr.contains("could not be recorded"),
+        "the drill must say its record was not written: {o:#?}"
+    );
+    assert!(files_under(&sb.repo.join("records")).is_empty());
+
     // Nothing was written into the repository: no lock, no temporary file.
     assert!(files_under(&sb.repo.join("locks")).is_empty());
     assert!(files_under(&sb.repo.join("tmp")).is_empty());

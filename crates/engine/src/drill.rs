@@ -46,7 +46,7 @@ pub fn restore_drill(
     opts: &DrillOptions,
     progress: &dyn Progress,
 ) -> Result<Record> {
-    let _lock = crate::lock::Lock::for_reading(repo, index, "restore drill", &opts.host, progress)?;
+    let lock = crate::lock::Lock::for_reading(repo, index, "restore drill", &opts.host, progress)?;
     let dir = opts.scratch.join(format!(
         "backstop-drill-{}",
         backstop_format::id::to_hex(&backstop_format::id::random_bytes::<8>())
@@ -74,7 +74,17 @@ pub fn restore_drill(
         note: None,
         source: None,
     };
-    repo.write_record(&record)?;
+    match repo.write_record(&record) {
+        Ok(_) => {}
+        // A repository that could not take a lock (read-only media, no write permission)
+        // cannot take the record either: the drill still ran, and its result is reported.
+        Err(e) if !lock.is_held() => progress.warning(&format!(
+            "the drill's result could not be recorded in the repository ({e}): it is only \
+             reported here, and `status` will not count it"
+        )),
+        Err(e) => return Err(e),
+    }
+    drop(lock);
     Ok(record)
 }
 

@@ -183,3 +183,146 @@ pub fn forget(repo: &Repository, opts: &ForgetOptions, dry_run: bool) -> Result<
     lock.release()?;
     Ok(summary)
 }
+
+/// One snapshot that [`forget_named`] forgets.
+#[derive(Debug, Clone, Serialize)]
+pub struct NamedForget {
+    /// The snapshot object's name (its id in hex).
+    pub id: String,
+    /// Its source and time, when the object can be read.
+    pub source: Option<String>,
+    pub time: Option<Timestamp>,
+    /// Why it cannot be read, for a damaged snapshot object.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unreadable: Option<String>,
+}
+
+/// What `forget ID...` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct NamedForgetSummary {
+    pub dry_run: bool,
+    pub snapshots: Vec<NamedForget>,
+    /// Snapshots deleted (0 on a dry run).
+    pub forgotten: usize,
+    /// Records of those snapshots deleted.
+    pub records_deleted: usize,
+}
+
+impl NamedForgetSummary {
+    pub fn ids(&self) -> Vec<SnapshotId> {
+        self.snapshots
+            .iter()
+            .filter_map(|s| SnapshotId::from_hex(&s.id).ok())
+            .collect()
+    }
+}
+
+/// Forgets the snapshots named by id (or a unique start of one), whatever the retention
+/// policy says, including snapshot objects that cannot be read at all: those cannot be
+/// repaired (nothing in them can be read) and they keep `prune` from running, since prune
+/// cannot tell what they need. A pinned snapshot is refused (unpin it first), and so is any
+/// name when a record cannot be read (it might be that snapshot's pin).
+pub fn forget_named(
+    repo: &Repository,
+    names: &[String],
+    dry_run: bool,
+    host: &str,
+) -> Result<NamedForgetSummary> {
+    let lock = Lock::acquire(repo, false, "forget", host, Timestamp::now())?;
+    let (snaps, bad_snaps) = repo.snapshots()?;
+    let (records, bad_records) = repo.records_checked()?;
+    if let Some((name, e)) = bad_records.first() {
+        return Err(Error::Integrity(format!(
+            "record {name} cannot be read ({e}); it may be the pin that protects a snapshot, so \
+             nothing is forgotten: run `backstop repair records` first"
+        )));
+    }
+    let mut record_names: HashMap<SnapshotId, Vec<String>> = HashMap::new();
+    for (name, r) in &records {
+        record_names
+            .entry(r.snapshot)
+            .or_default()
+            .push(name.clone());
+    }
+    let marks = Marks::from_records(records.into_iter().map(|(_, r)| r).collect());
+    let mut chosen: Vec<NamedForget> = Vec::new();
+    for want in names {
+        let want = want.trim().to_ascii_lowercase();
+        if want.is_empty() || !want.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(Error::Invalid(format!(
+                "{want:?} is not a snapshot id: give the id (or its start) that `backstop \
+                 snapshots` or `backstop verify` shows"
+            )));
+        }
+        let mut found: Vec<NamedForget> = snaps
+            .iter()
+            .filter(|(id, _)| id.to_hex().starts_with(&want))
+            .map(|(id, s)| NamedForget {
+                id: id.to_hex(),
+                source: Some(s.source.name.clone()),
+                time: Some(s.time),
+                unreadable: None,
+            })
+            .collect();
+        found.extend(
+            bad_snaps
+                .iter()
+                .filter(|(name, _)| name.starts_with(&want))
+                .map(|(name, e)| NamedForget {
+                    id: name.clone(),
+                    source: None,
+                    time: None,
+                    unreadable: Some(e.to_string()),
+                }),
+        );
+        let one = match found.len() {
+            0 => {
+                return Err(Error::NotFound(format!(
+                    "no snapshot with id {want} (see `backstop snapshots`; damaged ones are \
+                     named by `backstop verify`)"
+                )));
+            }
+            1 => found.remove(0),
+            n => {
+                return Err(Error::Invalid(format!(
+                    "{n} snapshots have ids starting with {want}: give more of the id"
+                )));
+            }
+        };
+        if let Ok(id) = SnapshotId::from_hex(&one.id)
+            && marks.get(&id).is_some_and(|m| m.pinned)
+        {
+            return Err(Error::Invalid(format!(
+                "snapshot {} is pinned: nothing was forgotten (unpin it first if it should go)",
+                one.id
+            )));
+        }
+        if !chosen.iter().any(|c| c.id == one.id) {
+            chosen.push(one);
+        }
+    }
+    let mut summary = NamedForgetSummary {
+        dry_run,
+        snapshots: chosen,
+        forgotten: 0,
+        records_deleted: 0,
+    };
+    if !dry_run {
+        for s in &summary.snapshots {
+            // The snapshot first, then its records (see `forget`).
+            repo.storage().delete(Kind::Snapshot, &s.id)?;
+            summary.forgotten += 1;
+            let id = SnapshotId::from_hex(&s.id).ok();
+            for name in id
+                .and_then(|id| record_names.get(&id))
+                .into_iter()
+                .flatten()
+            {
+                repo.storage().delete(Kind::Record, name)?;
+                summary.records_deleted += 1;
+            }
+        }
+    }
+    lock.release()?;
+    Ok(summary)
+}

@@ -40,6 +40,7 @@ pub mod drill;
 pub mod error;
 pub mod forget;
 pub mod index;
+pub mod keys;
 pub mod listing;
 pub mod lock;
 mod packing;

@@ -261,10 +261,13 @@ pub fn plan_prune(
         )));
     }
     let (mut snaps, bad) = repo.snapshots()?;
-    if let Some((name, e)) = bad.first() {
+    // A damaged snapshot that a dry-run forget would delete is assumed gone like the others.
+    let assumed =
+        |name: &str| SnapshotId::from_hex(name).is_ok_and(|id| opts.assume_forgotten.contains(&id));
+    if let Some((name, e)) = bad.iter().find(|(name, _)| !assumed(name)) {
         return Err(Error::Integrity(format!(
             "snapshot {name} cannot be read ({e}); prune cannot tell what it needs: run \
-             `backstop verify`, then `backstop forget` it or repair the repository"
+             `backstop verify`; if nothing in it can be read, `backstop forget {name}` deletes it"
         )));
     }
     snaps.retain(|(id, _)| !opts.assume_forgotten.contains(id));

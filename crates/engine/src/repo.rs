@@ -317,6 +317,14 @@ impl Marks {
 }
 
 fn unwrap_key(storage: &dyn Storage, passphrase: &str) -> Result<MasterKey> {
+    unwrap_key_named(storage, passphrase).map(|(_, key)| key)
+}
+
+/// The master key, and the name of the key file that `passphrase` opens.
+pub(crate) fn unwrap_key_named(
+    storage: &dyn Storage,
+    passphrase: &str,
+) -> Result<(String, MasterKey)> {
     let keys = storage.list(Kind::Key)?;
     if keys.is_empty() {
         return Err(Error::Integrity(
@@ -328,7 +336,7 @@ fn unwrap_key(storage: &dyn Storage, passphrase: &str) -> Result<MasterKey> {
     for k in keys {
         let raw = storage.read(Kind::Key, &k.name)?;
         match KeyFile::parse(&raw).and_then(|f| f.unwrap(passphrase.as_bytes())) {
-            Ok(key) => return Ok(key),
+            Ok(key) => return Ok((k.name, key)),
             Err(FormatError::WrongPassphrase) => continue,
             Err(e) => damaged.push(format!("keys/{} ({e})", k.name)),
         }

@@ -63,6 +63,10 @@ pub enum Repair {
     /// A record cannot be read.
     #[serde(rename = "backstop repair records")]
     Records,
+    /// The snapshot object itself cannot be read: nothing in it can be got back, and prune
+    /// cannot run while it is there. `backstop forget <the problem's subject>` deletes it.
+    #[serde(rename = "backstop forget")]
+    Forget,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -268,9 +272,11 @@ fn assign_repairs(report: &mut VerifyReport) {
                 Some(Repair::Index)
             }
             "damaged-snapshot" if p.message.contains("item list") => Some(Repair::Snapshots),
-            // The snapshot object itself: nothing is known about what it held. A key file:
-            // another one opened the repository; the damaged one is of no use.
-            "damaged-snapshot" | "damaged-key" => None,
+            // The snapshot object itself: nothing is known about what it held, and prune
+            // cannot tell what it needed; forgetting it is all that can be done.
+            "damaged-snapshot" => Some(Repair::Forget),
+            // A key file: another one opened the repository; the damaged one is of no use.
+            "damaged-key" => None,
             _ => Some(Repair::Snapshots),
         };
     }

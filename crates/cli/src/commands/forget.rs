@@ -1,5 +1,6 @@
 //! `backstop forget`
 
+use backstop_engine::forget::{NamedForgetSummary, forget_named};
 use backstop_engine::{ForgetOptions, ForgetSummary, PruneSummary};
 use backstop_format::Timestamp;
 use backstop_policy::{KeepWithin, Policy};
@@ -10,6 +11,15 @@ use crate::output::{UsageError, print_json};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
+    /// Forget these snapshots (ids, or unique starts of ids), whatever the policy says: also
+    /// damaged snapshot objects that cannot be read (`backstop verify` names them), which
+    /// keep prune from running. Pinned snapshots are refused
+    #[arg(
+        value_name = "SNAPSHOT",
+        conflicts_with_all = ["sources", "keep_last", "keep_hourly", "keep_daily", "keep_weekly",
+            "keep_monthly", "keep_yearly", "keep_within", "keep_tags", "time_zone"]
+    )]
+    pub snapshots: Vec<String>,
     /// Only snapshots of this source (repeatable) [default: every source]
     #[arg(long = "source", value_name = "NAME")]
     pub sources: Vec<String>,
@@ -81,9 +91,19 @@ struct Out {
     prune: Option<PruneSummary>,
 }
 
+#[derive(Serialize)]
+struct NamedOut {
+    #[serde(flatten)]
+    forget: NamedForgetSummary,
+    prune: Option<PruneSummary>,
+}
+
 pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     let ctx = Ctx::new(g)?;
     let repo = ctx.open()?;
+    if !a.snapshots.is_empty() {
+        return forget_ids(g, &repo, &a);
+    }
     let time_zone = match &a.time_zone {
         Some(name) => jiff::tz::TimeZone::get(name).map_err(|e| {
             UsageError(format!(
@@ -113,7 +133,20 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
         time_zone: time_zone.clone(),
         host: host(),
     };
-    let prune_opts = if a.prune {
+    let prune_opts = prune_options(&a)?;
+    let forget = backstop_engine::forget(&repo, &opts, a.dry_run)?;
+    if !g.json && !g.quiet {
+        print_plan(&forget, &time_zone, a.prune)?;
+    }
+    let prune = then_prune(g, &repo, &a, prune_opts, forget.plan.forget_ids())?;
+    if g.json {
+        print_json(&Out { forget, prune })?;
+    }
+    Ok(crate::exit::OK)
+}
+
+fn prune_options(a: &Args) -> anyhow::Result<Option<backstop_engine::PruneOptions>> {
+    Ok(if a.prune {
         Some(
             super::prune::Args {
                 dry_run: a.dry_run,
@@ -123,27 +156,65 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
         )
     } else {
         None
+    })
+}
+
+/// With --prune: prunes after forgetting `forgotten` (on a dry run, as if they had been).
+fn then_prune(
+    g: &GlobalArgs,
+    repo: &backstop_engine::Repository,
+    a: &Args,
+    opts: Option<backstop_engine::PruneOptions>,
+    forgotten: Vec<backstop_format::SnapshotId>,
+) -> anyhow::Result<Option<PruneSummary>> {
+    let Some(mut o) = opts else {
+        return Ok(None);
     };
-    let forget = backstop_engine::forget(&repo, &opts, a.dry_run)?;
-    if !g.json && !g.quiet {
-        print_plan(&forget, &time_zone, a.prune)?;
+    if a.dry_run {
+        // Nothing was forgotten: plan the prune as if it had been.
+        o.assume_forgotten = forgotten.into_iter().collect();
     }
-    let prune = match prune_opts {
-        Some(mut o) => {
-            if a.dry_run {
-                // Nothing was forgotten: plan the prune as if it had been.
-                o.assume_forgotten = forget.plan.forget_ids().into_iter().collect();
-            }
-            let s = super::prune::run_prune(&repo, &o, a.dry_run, g)?;
-            if !g.json && !g.quiet {
-                super::prune::print_summary(&s)?;
-            }
-            Some(s)
+    let s = super::prune::run_prune(repo, &o, a.dry_run, g)?;
+    if !g.json && !g.quiet {
+        super::prune::print_summary(&s)?;
+    }
+    Ok(Some(s))
+}
+
+/// `forget ID...`
+fn forget_ids(g: &GlobalArgs, repo: &backstop_engine::Repository, a: &Args) -> anyhow::Result<u8> {
+    let prune_opts = prune_options(a)?;
+    let s = forget_named(repo, &a.snapshots, a.dry_run, &host())?;
+    if !g.json && !g.quiet {
+        let tz = jiff::tz::TimeZone::system();
+        for f in &s.snapshots {
+            let what = match (&f.unreadable, &f.source, f.time) {
+                (Some(why), _, _) => format!("damaged snapshot object ({why})"),
+                (None, Some(src), Some(t)) => format!(
+                    "{src} {}",
+                    t.to_zoned(tz.clone()).strftime("%Y-%m-%d %H:%M:%S")
+                ),
+                _ => String::new(),
+            };
+            outln!(
+                "{} {}: {what}",
+                if s.dry_run { "would forget" } else { "forgot" },
+                &f.id[..f.id.len().min(10)]
+            )?;
         }
-        None => None,
-    };
+        if s.dry_run {
+            outln!("dry run: nothing was changed")?;
+        } else if !a.prune {
+            outln!(
+                "forgot {} snapshot(s); run `backstop prune` to reclaim their space",
+                s.forgotten
+            )?;
+        }
+    }
+    // A dry run keeps every snapshot, so the prune is planned as if these were gone.
+    let prune = then_prune(g, repo, a, prune_opts, s.ids())?;
     if g.json {
-        print_json(&Out { forget, prune })?;
+        print_json(&NamedOut { forget: s, prune })?;
     }
     Ok(crate::exit::OK)
 }
@@ -188,7 +259,10 @@ fn print_plan(s: &ForgetSummary, tz: &jiff::tz::TimeZone, pruning: bool) -> anyh
         }
     }
     for name in &s.plan.unreadable {
-        outln!("snapshot {name} cannot be read: kept (run `backstop verify`)")?;
+        outln!(
+            "snapshot {name} cannot be read: kept (`backstop verify` says more; `backstop forget \
+             {name}` deletes it)"
+        )?;
     }
     let n = s.plan.forget_ids().len();
     if s.dry_run {

@@ -5,6 +5,7 @@ pub mod backup;
 pub mod forget;
 pub mod info;
 pub mod init;
+pub mod key;
 pub mod pin;
 pub mod prune;
 pub mod repair;

@@ -67,7 +67,19 @@ fn index(g: &GlobalArgs, repo: &backstop_engine::Repository, dry_run: bool) -> a
     } else if !g.quiet {
         print_index(&s)?;
     }
-    Ok(crate::exit::OK)
+    if s.unreadable_packs.is_empty() {
+        return Ok(crate::exit::OK);
+    }
+    // What could be indexed was; what is in the other packs is not reachable through the
+    // index, so the repository is still damaged: say so in the exit code too.
+    eprintln!(
+        "error: {} pack(s) could not be indexed; the snapshots that need their data are still          damaged",
+        s.unreadable_packs.len()
+    );
+    eprintln!(
+        "hint: `backstop verify` names those snapshots; `backstop repair snapshots` keeps what          they still hold. A copy of the damaged pack (from another copy of the repository) can          be put back under packs/ and `backstop repair index` run again"
+    );
+    Ok(crate::exit::INTEGRITY)
 }
 
 fn print_index(s: &RepairIndexSummary) -> anyhow::Result<()> {

@@ -133,11 +133,25 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
             .iter()
             .filter(|p| !copied(p))
             .filter_map(|p| p.repair)
+            .filter(|r| *r != Repair::Forget)
             .collect();
         repairs.sort_by_key(|r| *r as u8);
         repairs.dedup();
-        if !repairs.is_empty() {
-            let cmds: Vec<&str> = repairs.iter().map(|r| repair_command(*r)).collect();
+        let lost: Vec<&str> = report
+            .problems
+            .iter()
+            .filter(|p| p.repair == Some(Repair::Forget))
+            .map(|p| p.object.as_str())
+            .collect();
+        if !repairs.is_empty() || !lost.is_empty() {
+            let mut cmds: Vec<String> = repairs
+                .iter()
+                .map(|r| repair_command(*r).to_string())
+                .collect();
+            if !lost.is_empty() {
+                // Last: an index repair can make nothing of an unreadable snapshot object.
+                cmds.push(format!("backstop forget {}", lost.join(" ")));
+            }
             outln!(
                 "to get back what can be got back, run in this order: {}",
                 cmds.join(", then ")
@@ -153,6 +167,7 @@ fn repair_command(r: Repair) -> &'static str {
         Repair::Index => "backstop repair index",
         Repair::Snapshots => "backstop repair snapshots",
         Repair::Records => "backstop repair records",
+        Repair::Forget => "backstop forget",
     }
 }
 
