@@ -121,3 +121,115 @@ fn a_failed_backup_says_what_it_left_and_prune_reclaims_it() {
     );
     sb.assert_clean();
 }
+
+/// A size-limited tmpfs mounted for one test, unmounted when dropped.
+#[cfg(target_os = "linux")]
+struct Tmpfs(std::path::PathBuf);
+
+#[cfg(target_os = "linux")]
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` (e.g. "20m") at `dir`, or `None` where this process may not
+    /// mount (not root, or in a container without the capability).
+    fn mount(dir: &std::path::Path, size: &str) -> Option<Tmpfs> {
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| Tmpfs(dir.to_path_buf()))
+    }
+
+    fn resize(&self, size: &str) {
+        let s = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.0)
+            .status()
+            .unwrap();
+        assert!(s.success());
+    }
+}
+
+#[cfg(target_os = "linux")]
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// A real full disk (a 20 MiB tmpfs holding the repository): the backup that fills it fails
+/// with the disk's own error, leaves no snapshot, says what it left; a restore and a verify
+/// of the earlier snapshot still work on the full disk; once there is space again, prune
+/// reclaims what the failed backup left and the next backup succeeds.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_backup_that_fills_the_disk_leaves_no_snapshot_and_the_repository_still_restores() {
+    let mut sb = Sandbox::empty();
+    let disk = sb.p("disk");
+    fs::create_dir(&disk).unwrap();
+    let Some(mount) = Tmpfs::mount(&disk, "20m") else {
+        eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+        return;
+    };
+    sb.repo = disk.join("repo");
+    sb.run(&["init", "--encryption", "none"]).ok();
+    let small = sb.p("small");
+    fs::create_dir(&small).unwrap();
+    fs::write(small.join("orders.csv"), b"17,widget,3\n".repeat(5000)).unwrap();
+    let first = sb.backup(&[&small], &[])["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let big = sb.p("big");
+    fs::create_dir(&big).unwrap();
+    fs::write(big.join("scan.bin"), random_bytes(5, 48 << 20)).unwrap();
+    let mut c = sb.cmd();
+    c.arg("backup").arg(&big);
+    let o = run(c);
+    assert_ne!(o.code, 0, "{o:#?}");
+    assert!(
+        o.stderr.contains("No space left") || o.stderr.contains("os error 28"),
+        "the disk's own error is named: {o:#?}"
+    );
+    assert!(o.stderr.contains("the failed backup left"), "{o:#?}");
+    assert!(o.stderr.contains("backstop prune"), "{o:#?}");
+    let snaps = sb.snapshots();
+    assert_eq!(snaps.len(), 1, "no half snapshot: {snaps:#?}");
+    assert!(
+        files_under(&sb.repo.join("tmp")).is_empty(),
+        "a failed write removes its temporary file"
+    );
+
+    // Restore and verify on the full disk.
+    let out = sb.p("restored");
+    sb.restore(&first, &out);
+    assert_same_tree(&small, &out.join("small"));
+    let (code, report) = sb.verify(true);
+    assert_eq!(code, 0, "{report:#}");
+
+    // Space again: prune reclaims the leftovers, the backup succeeds and restores.
+    mount.resize("128m");
+    let used_before = dir_size(&sb.repo);
+    sb.json(&["prune"]);
+    assert!(
+        dir_size(&sb.repo) < used_before,
+        "prune reclaimed the leftovers"
+    );
+    let id = sb.backup(&[&big], &[])["id"].as_str().unwrap().to_string();
+    let out = sb.p("restored-big");
+    sb.restore(&id, &out);
+    assert_same_tree(&big, &out.join("big"));
+    sb.assert_clean();
+}
+
+#[cfg(target_os = "linux")]
+fn dir_size(dir: &std::path::Path) -> u64 {
+    files_under(dir)
+        .iter()
+        .map(|f| fs::metadata(f).map(|m| m.len()).unwrap_or(0))
+        .sum()
+}
