@@ -55,22 +55,27 @@ pub fn inspect_live(path: &Path) -> Result<LiveState, Error> {
     if !path.is_file() {
         return Ok(LiveState::Absent);
     }
-    if !is_sqlite_file(path) {
-        let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-        return Ok(LiveState::Unreadable(if len == 0 {
-            "the file is empty".into()
-        } else {
-            format!("the file ({len} bytes) does not start with the SQLite header")
-        }));
+    let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    if len == 0 {
+        return Ok(LiveState::Unreadable("the file is empty".into()));
     }
+    // The header is not read through a file handle of our own: closing it would drop every
+    // POSIX lock this process holds on the database (the read transaction of a capture that
+    // the daemon runs beside this preview). SQLite's own connections share their locks.
     let damaged = |e: &rusqlite::Error| {
         matches!(e, rusqlite::Error::SqliteFailure(f, _)
             if matches!(f.code, rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase))
     };
+    let why = |e: rusqlite::Error| match &e {
+        rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::NotADatabase => {
+            format!("the file ({len} bytes) is not a SQLite database: {e}")
+        }
+        _ => e.to_string(),
+    };
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = match Connection::open_with_flags(path, flags) {
         Ok(c) => c,
-        Err(e) if damaged(&e) => return Ok(LiveState::Unreadable(e.to_string())),
+        Err(e) if damaged(&e) => return Ok(LiveState::Unreadable(why(e))),
         Err(e) => return Err(sql_err(path, "cannot open", e)),
     };
     conn.busy_timeout(BUSY_TIMEOUT)
@@ -84,7 +89,7 @@ pub fn inspect_live(path: &Path) -> Result<LiveState, Error> {
     );
     match probe {
         Ok(()) => Ok(LiveState::Database(inspect(&conn, path)?)),
-        Err(e) if damaged(&e) => Ok(LiveState::Unreadable(e.to_string())),
+        Err(e) if damaged(&e) => Ok(LiveState::Unreadable(why(e))),
         Err(e) => Err(sql_err(path, "reading the schema", e)),
     }
 }
