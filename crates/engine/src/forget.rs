@@ -91,6 +91,30 @@ pub fn candidate(id: SnapshotId, snap: &Snapshot, marks: Option<&Marks>) -> Cand
     }
 }
 
+/// Each snapshot's record names, and its marks (pins, drills).
+struct SnapshotRecords {
+    names: HashMap<SnapshotId, Vec<String>>,
+    marks: HashMap<SnapshotId, Marks>,
+}
+
+/// Reads every record; refuses when one cannot be read: it might be the pin that protects a
+/// snapshot.
+fn read_records(repo: &Repository) -> Result<SnapshotRecords> {
+    let (records, bad_records) = repo.records_checked()?;
+    if let Some((name, e)) = bad_records.first() {
+        return Err(Error::Integrity(format!(
+            "record {name} cannot be read ({e}); it may be the pin that protects a snapshot, so \
+             nothing is forgotten: run `backstop repair records` (it deletes unreadable records and lists the pins that remain)"
+        )));
+    }
+    let mut names: HashMap<SnapshotId, Vec<String>> = HashMap::new();
+    for (name, r) in &records {
+        names.entry(r.snapshot).or_default().push(name.clone());
+    }
+    let marks = Marks::from_records(records.into_iter().map(|(_, r)| r).collect());
+    Ok(SnapshotRecords { names, marks })
+}
+
 /// Computes the plan without changing anything.
 pub fn plan_forget(repo: &Repository, opts: &ForgetOptions) -> Result<ForgetPlan> {
     Ok(gather(repo, opts)?.0)
@@ -102,21 +126,10 @@ fn gather(
     opts: &ForgetOptions,
 ) -> Result<(ForgetPlan, HashMap<SnapshotId, Vec<String>>)> {
     let (snaps, bad_snaps) = repo.snapshots()?;
-    let (records, bad_records) = repo.records_checked()?;
-    if let Some((name, e)) = bad_records.first() {
-        return Err(Error::Integrity(format!(
-            "record {name} cannot be read ({e}); it may be the pin that protects a snapshot, so \
-             nothing is forgotten: run `backstop repair records` (it deletes unreadable records and lists the pins that remain)"
-        )));
-    }
-    let mut record_names: HashMap<SnapshotId, Vec<String>> = HashMap::new();
-    for (name, r) in &records {
-        record_names
-            .entry(r.snapshot)
-            .or_default()
-            .push(name.clone());
-    }
-    let marks = Marks::from_records(records.into_iter().map(|(_, r)| r).collect());
+    let SnapshotRecords {
+        names: record_names,
+        marks,
+    } = read_records(repo)?;
     let mut groups: BTreeMap<&str, Vec<Candidate>> = BTreeMap::new();
     for (id, snap) in &snaps {
         groups
@@ -230,21 +243,10 @@ pub fn forget_named(
 ) -> Result<NamedForgetSummary> {
     let lock = Lock::acquire(repo, false, "forget", host, Timestamp::now())?;
     let (snaps, bad_snaps) = repo.snapshots()?;
-    let (records, bad_records) = repo.records_checked()?;
-    if let Some((name, e)) = bad_records.first() {
-        return Err(Error::Integrity(format!(
-            "record {name} cannot be read ({e}); it may be the pin that protects a snapshot, so \
-             nothing is forgotten: run `backstop repair records` first"
-        )));
-    }
-    let mut record_names: HashMap<SnapshotId, Vec<String>> = HashMap::new();
-    for (name, r) in &records {
-        record_names
-            .entry(r.snapshot)
-            .or_default()
-            .push(name.clone());
-    }
-    let marks = Marks::from_records(records.into_iter().map(|(_, r)| r).collect());
+    let SnapshotRecords {
+        names: record_names,
+        marks,
+    } = read_records(repo)?;
     let mut chosen: Vec<NamedForget> = Vec::new();
     for want in names {
         let want = want.trim().to_ascii_lowercase();
