@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 
 use backstop_format::record::{BACKUP_FAILED, RECORD_VERSION, Record};
-use backstop_format::{SnapshotId, Timestamp};
+use backstop_format::{RecordId, SnapshotId, Timestamp};
 use backstop_storage::Kind;
 
 use crate::error::Result;
@@ -18,6 +18,12 @@ use crate::repo::Repository;
 
 /// How much of a failure's reason is kept.
 const REASON_MAX: usize = 2048;
+
+/// Failure records are named with this start (the rest random, like any record name), so that
+/// a successful backup finds them by listing the records instead of reading every one of them
+/// (drills and pins pile up over the years). A record whose name starts so is not necessarily a
+/// failure (another record's random name may begin the same way), so its kind is still read.
+pub const FAILURE_NAME_PREFIX: &str = "bfa11ed0";
 
 /// Records that a backup of `source` failed at `time` for `reason`.
 pub fn record_backup_failure(
@@ -59,7 +65,11 @@ pub fn record_backup_failure(
         note: Some(note),
         source: Some(source.to_string()),
     };
-    repo.write_record(&record)?;
+    let name = format!(
+        "{FAILURE_NAME_PREFIX}{}",
+        &RecordId::random().to_hex()[FAILURE_NAME_PREFIX.len()..]
+    );
+    repo.write_object(Kind::Record, &name, &record.encode())?;
     Ok(())
 }
 
@@ -79,12 +89,21 @@ pub fn last_failures(records: &[Record]) -> HashMap<String, Record> {
 /// left to the next success: a stale failure record older than the newest snapshot is ignored
 /// by `status` anyway.
 pub(crate) fn clear_backup_failures(repo: &Repository, source: &str) {
-    let Ok((records, _)) = repo.records_checked() else {
+    let Ok(names) = repo.storage().list(Kind::Record) else {
         return;
     };
-    for (name, r) in records {
+    for o in names {
+        if !o.name.starts_with(FAILURE_NAME_PREFIX) {
+            continue;
+        }
+        let Ok(r) = repo
+            .read_object(Kind::Record, &o.name)
+            .and_then(|b| Record::decode(&b).map_err(|e| crate::Error::format("a record", e)))
+        else {
+            continue;
+        };
         if r.kind == BACKUP_FAILED && r.source.as_deref() == Some(source) {
-            let _ = repo.storage().delete(Kind::Record, &name);
+            let _ = repo.storage().delete(Kind::Record, &o.name);
         }
     }
 }
