@@ -123,7 +123,8 @@ pub struct SourceOverview {
     pub description: Option<String>,
     /// A backup job of this source is queued or running.
     pub backup_running: bool,
-    /// The newest finished backup job of this daemon, if it failed.
+    /// The last backup attempt, if it failed after the newest snapshot: this daemon's newest
+    /// backup job, else the failure recorded in the repository (by `backstop backup`).
     pub last_failure: Option<LastFailure>,
     /// Restores go into this live database (SQLite sources).
     pub restorable: bool,
@@ -133,6 +134,22 @@ pub struct SourceOverview {
 pub struct LastFailure {
     pub time: Timestamp,
     pub message: String,
+}
+
+/// A source's last failed backup attempt, if no snapshot was taken since: the newer of the
+/// daemon's own failed job (which also covers a backup that saved only a partial snapshot) and
+/// the `backup-failed` record the engine's status read (written by `backstop backup` or by a
+/// job). A backup from the command line since the job failed clears it, as it clears `status`.
+fn last_failure(status: &SourceStatus, job: Option<LastFailure>) -> Option<LastFailure> {
+    let job = job.filter(|j| status.last_backup.is_none_or(|last| last <= j.time));
+    let recorded = status.last_failure.as_ref().map(|f| LastFailure {
+        time: f.time,
+        message: f.reason.clone(),
+    });
+    match (job, recorded) {
+        (Some(j), Some(r)) if r.time > j.time => Some(r),
+        (j, r) => j.or(r),
+    }
 }
 
 /// One snapshot in full.
@@ -235,8 +252,9 @@ impl App {
             .sources
             .into_iter()
             .zip(failures)
-            .map(|(status, last_failure)| {
+            .map(|(status, job_failure)| {
                 let spec = self.setup.source(&status.name);
+                let last_failure = last_failure(&status, job_failure);
                 if last_failure.is_some() {
                     attention = true;
                 }
