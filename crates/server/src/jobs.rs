@@ -668,8 +668,9 @@ fn record_failure(setup: &Setup, source: &str, e: &anyhow::Error) {
     }
 }
 
-/// The plan of an in-place restore of `snapshot` (an id, a prefix, `latest` or
-/// `latest-verified`) into the source's live database; with the item and the index it used.
+/// The plan of an in-place restore of `snapshot` (an id, a prefix, `latest`,
+/// `latest-verified` or `@TIME`, of `source`: see [`crate::resolve`]) into the source's live
+/// database; with the item and the index it used.
 pub fn restore_plan(
     setup: &Setup,
     snapshot: &str,
@@ -684,27 +685,10 @@ pub fn restore_plan(
             "source {source:?} is not a SQLite database: only databases are restored in place (download a files snapshot from its page instead)"
         ))
     })?;
-    let wanted = match snapshot {
-        "latest" | "latest-verified" => format!("{snapshot}:{source}"),
-        s if s.starts_with('@') => format!("{source}{s}"),
-        s => s.to_string(),
-    };
+    let crate::resolve::Found {
+        id, snapshot: snap, ..
+    } = crate::resolve::find(setup, snapshot, Some(source))?;
     let repo = &setup.repo;
-    let (id, snap) = repo.find_snapshot_at(
-        &wanted,
-        &backstop_engine::SpecClock {
-            now: backstop_format::Timestamp::now(),
-            time_zone: setup.time_zone.clone(),
-        },
-    )?;
-    if snap.source.name != source {
-        return Err(E::Invalid(format!(
-            "snapshot {} belongs to source {:?}, not {source:?}",
-            id.short(),
-            snap.source.name
-        ))
-        .into());
-    }
     let index = load_index(repo)?;
     let items = Loader::new(repo, &index).read_items(&snap.items)?;
     let item = database_item(&items)

@@ -11,6 +11,7 @@ pub mod download;
 pub mod jobs;
 pub mod metrics;
 pub mod notify;
+pub mod resolve;
 pub mod scheduler;
 pub mod setup;
 pub mod state;
@@ -383,6 +384,7 @@ pub fn router(app: AppState) -> Router {
         .route("/api/v1/status", get(api::status))
         .route("/api/v1/sources", get(api::sources))
         .route("/api/v1/snapshots", get(api::snapshots))
+        .route("/api/v1/snapshots/resolve", get(api::resolve_snapshot))
         .route("/api/v1/snapshots/{id}", get(api::snapshot))
         .route("/api/v1/snapshots/{id}/download", get(api::download))
         .route("/api/v1/backups", post(api::create_backup))
