@@ -5,7 +5,8 @@
 //! An operator backs the shop up before a stock import and runs a restore drill, and is refused
 //! a restore; a viewer can only look; an admin restores the snapshot after the live database
 //! lost rows (a safety snapshot is taken first), then uses the emergency restore of the latest
-//! verified snapshot. The daemon stops cleanly on SIGTERM.
+//! verified snapshot, then restores "as of a time" picked in the restore picker (after typing
+//! times the page refuses in plain words). The daemon stops cleanly on SIGTERM.
 //!
 //! Needs `/usr/bin/chromium` and `/usr/bin/chromedriver` (Debian's `chromium chromium-driver`)
 //! and the `sqlite3` shell. `BACKSTOP_SKIP_BROWSER=1` skips it where no browser can be
@@ -64,6 +65,7 @@ fn small_shop_scenario_in_a_real_browser() {
         manual_id = operator_backs_up_and_drills(&b, &daemon);
         admin_restores(&b, &daemon, &shop, &manual_id);
         admin_emergency_restore(&b, &daemon, &shop, &manual_id);
+        admin_restores_as_of_a_time(&b, &daemon, &shop, &manual_id);
         status_screenshot(&b);
     }
     drop(driver);
@@ -232,7 +234,88 @@ fn admin_emergency_restore(b: &Browser, daemon: &Daemon, shop: &Shop, manual_id:
     assert_eq!(daemon.snapshots("kind=pre-restore").len(), 2);
 }
 
-/// Step 7: the admin's status page, as a PNG (kept when BACKSTOP_SCREENSHOT names a file).
+/// Step 7: rows are lost once more; the admin restores the shop as it was at a time. Typed
+/// times the page cannot use are refused in plain words (before the first snapshot, in the
+/// future); a time picked just after the manual snapshot names it, the plan says so before
+/// anything happens, and the restore brings that snapshot back.
+fn admin_restores_as_of_a_time(b: &Browser, daemon: &Daemon, shop: &Shop, manual_id: &str) {
+    let time = |s: &Value| -> jiff::Timestamp {
+        s["time"]
+            .as_str()
+            .and_then(|t| t.parse().ok())
+            .unwrap_or_else(|| panic!("no time in {s:#}"))
+    };
+    let manual = daemon.snapshots("kind=manual");
+    // The next whole second: the snapshot after the manual one (the first restore's safety
+    // snapshot) came many seconds later. Worked out from the list, as the daemon should.
+    let at = time(&manual[0])
+        .round(
+            jiff::TimestampRound::new()
+                .smallest(jiff::Unit::Second)
+                .mode(jiff::RoundMode::Ceil),
+        )
+        .expect("rounding a time");
+    let all = daemon.snapshots("");
+    let expected = all
+        .iter()
+        .filter(|s| time(s) <= at)
+        .max_by_key(|s| time(s))
+        .expect("a snapshot before the manual one's next second");
+    assert_eq!(expected["id"], manual_id, "snapshots: {all:#?}");
+
+    for (typed, says) in [
+        (
+            "2000-01-01 00:00",
+            "no snapshot of shop was taken at or before 2000-01-01 00:00 (UTC): the oldest is from",
+        ),
+        ("2099-12-31 18:00", "is in the future"),
+    ] {
+        b.goto("/restore?source=shop");
+        b.type_text(&b.find("#as-of-text"), typed);
+        b.click(&b.find("#as-of-button"));
+        let error = b.text(&b.find("#plan-error"));
+        assert!(error.contains(says), "typed {typed:?}: {error:?}");
+        assert!(b.try_find("#plan").is_none(), "typed {typed:?}: a plan");
+    }
+
+    let before = shop.rows();
+    shop.sql(&format!("DELETE FROM {TABLE} WHERE InvoiceId > 200"));
+    let now = shop.rows();
+    b.goto("/restore?source=shop");
+    // A picker's value is what a person's clicks set; WebDriver cannot click through the
+    // browser's own date widget, so the value is set as the widget would.
+    let picked = at.strftime("%Y-%m-%dT%H:%M:%S").to_string();
+    b.must(
+        "POST",
+        "/execute/sync",
+        Some(json!({
+            "script": "arguments[0].value = arguments[1];",
+            "args": [{ ELEMENT: b.find("#as-of-picker") }, picked],
+        })),
+    );
+    b.click(&b.find("#as-of-button"));
+    let as_of = b.text(&b.find("#as-of"));
+    let shown = at.strftime("%Y-%m-%d %H:%M:%S").to_string();
+    assert!(
+        as_of.contains(&shown) && as_of.contains(&manual_id[..10]) && as_of.contains("(manual)"),
+        "picked {picked}: {as_of:?}"
+    );
+    assert_eq!(
+        b.table_row("#plan table.tables tbody tr", TABLE)[1..3],
+        [now.to_string(), before.to_string()]
+    );
+    b.type_text(&b.find("#confirm"), "shop");
+    b.click(&b.find("#restore-button"));
+    b.wait_job("restore");
+    assert_eq!(
+        shop.rows(),
+        before,
+        "the restore as of {shown} did not bring the rows back"
+    );
+    assert_eq!(daemon.snapshots("kind=pre-restore").len(), 3);
+}
+
+/// Step 8: the admin's status page, as a PNG (kept when BACKSTOP_SCREENSHOT names a file).
 fn status_screenshot(b: &Browser) {
     b.goto("/");
     let summary = b.text(&b.find("#summary"));
@@ -436,7 +519,7 @@ impl Daemon {
         }
     }
 
-    /// Step 8: SIGTERM, and the exit status within 30 s.
+    /// Step 9: SIGTERM, and the exit status within 30 s.
     fn stop(mut self) -> ExitStatus {
         #[cfg(unix)]
         {

@@ -1,6 +1,7 @@
 //! `backstop user`, `backstop token` and `backstop serve` from the command line: the state
 //! file beside the config, passwords from standard input, secrets shown once, a daemon that
-//! backs up at start, answers its API and stops cleanly on SIGTERM.
+//! backs up at start, answers its API and stops cleanly on SIGTERM, and whose failed backups
+//! `backstop status` sees as it sees its own.
 
 mod common;
 
@@ -10,6 +11,7 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
+use serde_json::Value;
 
 fn config(sb: &Sandbox, body: &str) -> String {
     let p = sb.p("backstop.toml");
@@ -240,7 +242,7 @@ fn serve_backs_up_at_start_answers_and_stops_on_sigterm() {
     let start = Instant::now();
     let snapshots = loop {
         if let Some((200, body)) = get(&format!("{base}/api/v1/snapshots?kind=startup"), &token) {
-            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            let v: Value = serde_json::from_str(&body).unwrap();
             if !v.as_array().unwrap().is_empty() {
                 break v;
             }
@@ -295,4 +297,115 @@ fn serve_backs_up_at_start_answers_and_stops_on_sigterm() {
         log.contains("job finished") && log.contains("stopped"),
         "{log}"
     );
+}
+
+/// A request with a token: GET, or POST of `body`; the status and the body.
+fn call(url: &str, token: &str, body: Option<serde_json::Value>) -> (u16, String) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(60)))
+        .proxy(None)
+        .build()
+        .into();
+    let auth = format!("Bearer {token}");
+    let mut r = match body {
+        None => agent.get(url).header("Authorization", &auth).call(),
+        Some(b) => agent
+            .post(url)
+            .header("Authorization", &auth)
+            .header("Content-Type", "application/json")
+            .send(b.to_string()),
+    }
+    .unwrap_or_else(|e| panic!("{url}: {e}"));
+    let status = r.status().as_u16();
+    (status, r.body_mut().read_to_string().unwrap())
+}
+
+/// `backstop status --json`'s view of a source, and the daemon's `GET /api/v1/sources` view.
+fn both_views(sb: &Sandbox, cfg: &str, base: &str, token: &str, name: &str) -> (Value, Value) {
+    let mut cmd = sb.bare();
+    cmd.args(["--config", cfg, "--json", "status"]);
+    let report = run(cmd).json();
+    let cli = status_source(&report, name).clone();
+    let (code, body) = call(&format!("{base}/api/v1/sources"), token, None);
+    assert_eq!(code, 200, "{body}");
+    let sources: Value = serde_json::from_str(&body).unwrap();
+    let api = sources
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("no {name} in {sources:#}"))
+        .clone();
+    (cli, api)
+}
+
+#[test]
+fn a_failed_daemon_backup_shows_in_backstop_status_until_a_backup_succeeds() {
+    let sb = Sandbox::plain();
+    // `docs` does not exist yet: the daemon's startup backup of it fails.
+    let cfg = config(
+        &sb,
+        "drill_max_age = \"off\"\n[sources.docs]\npath = \"docs\"\nevery = \"6h\"\n\
+         [daemon]\nverify = \"off\"\nverify_data = \"off\"\nforget = \"off\"\nprune = \"off\"\nlog_file = \"off\"\n",
+    );
+    let mut cmd = sb.bare();
+    cmd.args([
+        "--config", &cfg, "token", "add", "till", "--scope", "backup",
+    ]);
+    let token = run(cmd).ok().stdout.trim().to_string();
+    let port = free_port();
+    let mut cmd = sb.bare();
+    cmd.args([
+        "--config",
+        &cfg,
+        "serve",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+    ])
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
+    let _daemon = Daemon(cmd.spawn().unwrap());
+    let base = format!("http://127.0.0.1:{port}");
+    let start = Instant::now();
+    loop {
+        let failed = get(&format!("{base}/api/v1/jobs"), &token).is_some_and(|(code, body)| {
+            code == 200
+                && serde_json::from_str::<Value>(&body).is_ok_and(|jobs| {
+                    jobs.as_array()
+                        .unwrap()
+                        .iter()
+                        .any(|j| j["kind"] == "backup" && j["state"] == "failed")
+                })
+        });
+        if failed {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the startup backup did not fail within 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let (cli, api) = both_views(&sb, &cfg, &base, &token, "docs");
+    assert_eq!(cli["state"], "backup-failed", "{cli:#}");
+    assert_eq!(api["state"], "backup-failed", "{api:#}");
+    let reason = cli["last_failure"]["reason"].as_str().unwrap();
+    assert!(reason.contains("docs"), "{cli:#}");
+    assert_eq!(api["last_failure"]["message"], reason, "{api:#}");
+
+    fs::create_dir(sb.p("docs")).unwrap();
+    fs::write(sb.p("docs/prices.txt"), "apples 2.10\n").unwrap();
+    let (code, body) = call(
+        &format!("{base}/api/v1/backups"),
+        &token,
+        Some(serde_json::json!({"source": "docs", "wait": true})),
+    );
+    assert_eq!(code, 201, "{body}");
+    let (cli, api) = both_views(&sb, &cfg, &base, &token, "docs");
+    assert_ne!(cli["state"], "backup-failed", "{cli:#}");
+    assert!(cli["last_failure"].is_null(), "{cli:#}");
+    assert_ne!(api["state"], "backup-failed", "{api:#}");
+    assert!(api["last_failure"].is_null(), "{api:#}");
 }

@@ -360,6 +360,39 @@ pub async fn snapshot(
     ))
 }
 
+#[derive(Debug, Deserialize)]
+pub struct ResolveQuery {
+    pub snapshot: Option<String>,
+    pub source: Option<String>,
+}
+
+/// `GET /api/v1/snapshots/resolve?snapshot=SPEC&source=SOURCE`: which snapshot a spec names
+/// (`@TIME` read in the configured zone), before a restore uses it.
+pub async fn resolve_snapshot(
+    State(app): State<AppState>,
+    caller: Caller,
+    Query(q): Query<ResolveQuery>,
+) -> ApiResult<Json<Value>> {
+    caller.require(Permission::Read)?;
+    let spec = q.snapshot.filter(|s| !s.trim().is_empty()).ok_or_else(|| {
+        ApiError::bad_request(
+            "give ?snapshot=: an id, latest, latest-verified or @TIME such as @2026-12-04T18:00 (with &source=NAME)",
+        )
+    })?;
+    check_name("snapshot", &spec)?;
+    let source = q.source.filter(|s| !s.is_empty());
+    if let Some(s) = &source {
+        check_name("source", s)?;
+    }
+    let setup = app.setup.clone();
+    let found =
+        blocking(move || crate::resolve::resolution(&setup, spec.trim(), source.as_deref()))
+            .await?;
+    Ok(Json(
+        serde_json::to_value(found).map_err(ApiError::internal)?,
+    ))
+}
+
 /// `GET /api/v1/jobs`: recent jobs, newest first.
 pub async fn jobs(State(app): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
     caller.require(Permission::Read)?;
@@ -479,7 +512,7 @@ pub async fn create_verification(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RestoreRequest {
-    /// A snapshot id (or unique prefix), `latest` or `latest-verified`.
+    /// A snapshot id (or unique prefix), `latest`, `latest-verified` or `@TIME`.
     pub snapshot: String,
     pub source: String,
     /// Only return the plan: row counts now and in the snapshot, schema match.

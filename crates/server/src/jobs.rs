@@ -413,7 +413,19 @@ impl Runner {
                 crate::api::without_cli_remedies(&format!("{e:#}")),
                 None,
             ),
-            Err(e) => ("failed", format!("the job stopped unexpectedly: {e}"), None),
+            Err(e) => {
+                let message = format!("the job stopped unexpectedly: {e}");
+                // `execute` records a backup's own errors; a backup that panicked is recorded here.
+                if let JobSpec::Backup { source, .. } = &job.spec {
+                    let (setup, source) = (self.setup.clone(), source.clone());
+                    let why = anyhow::anyhow!("backing up {source}: {message}");
+                    let _ = tokio::task::spawn_blocking(move || {
+                        record_failure(&setup, &source, &why);
+                    })
+                    .await;
+                }
+                ("failed", message, None)
+            }
         };
         job.update(|v| {
             v.state = state;
@@ -455,48 +467,12 @@ fn execute(
 ) -> anyhow::Result<(String, serde_json::Value, bool)> {
     let repo: &Repository = &setup.repo;
     match spec {
-        JobSpec::Backup {
-            source,
-            kind,
-            description,
-            ticket,
-            tags,
-        } => {
-            let spec = setup
-                .source(source)
-                .with_context(|| format!("no source {source:?}"))?;
-            let mut reader = (setup.build_source)(source)?;
-            let mut all_tags = spec.tags.clone();
-            all_tags.extend(tags.iter().cloned());
-            let opts = BackupOptions {
-                source_name: source.clone(),
-                kind: *kind,
-                description: description.clone().or_else(|| spec.description.clone()),
-                tags: all_tags,
-                ticket: ticket.clone(),
-                time: Timestamp::now(),
-                host: setup.host.clone(),
-                program: setup.program.clone(),
-                force: false,
-                // A backup someone asked for is always recorded; scheduled and startup ones follow
-                // the source's `skip_unchanged`.
-                skip_unchanged: spec.skip_unchanged
-                    && matches!(kind, BackupKind::Scheduled | BackupKind::Startup),
-            };
-            let index = load_index(repo)?;
-            let s = backstop_engine::backup(repo, &index, reader.as_mut(), &opts, progress)
-                .with_context(|| format!("backing up {source}"))?;
-            let message = if s.skipped {
-                format!("unchanged since snapshot {}: no new snapshot", s.id.short())
-            } else {
-                format!(
-                    "snapshot {} saved: {} read, {} added",
-                    s.id.short(),
-                    format_bytes(s.bytes_in),
-                    format_bytes(s.bytes_added)
-                )
-            };
-            Ok((message, serde_json::to_value(&s)?, s.warnings.is_empty()))
+        JobSpec::Backup { source, .. } => {
+            let result = backup(setup, spec, progress);
+            if let Err(e) = &result {
+                record_failure(setup, source, e);
+            }
+            result
         }
         JobSpec::Verify { read_data } => {
             let r = backstop_engine::verify(
@@ -618,8 +594,83 @@ fn execute(
     }
 }
 
-/// The plan of an in-place restore of `snapshot` (an id, a prefix, `latest` or
-/// `latest-verified`) into the source's live database; with the item and the index it used.
+/// A backup job: the source's reader, its options, the engine's backup.
+fn backup(
+    setup: &Setup,
+    job: &JobSpec,
+    progress: &dyn Progress,
+) -> anyhow::Result<(String, serde_json::Value, bool)> {
+    let JobSpec::Backup {
+        source,
+        kind,
+        description,
+        ticket,
+        tags,
+    } = job
+    else {
+        anyhow::bail!("not a backup job: {}", job.kind());
+    };
+    let repo: &Repository = &setup.repo;
+    let spec = setup
+        .source(source)
+        .with_context(|| format!("no source {source:?}"))?;
+    let mut reader =
+        (setup.build_source)(source).with_context(|| format!("backing up {source}"))?;
+    let mut all_tags = spec.tags.clone();
+    all_tags.extend(tags.iter().cloned());
+    let opts = BackupOptions {
+        source_name: source.clone(),
+        kind: *kind,
+        description: description.clone().or_else(|| spec.description.clone()),
+        tags: all_tags,
+        ticket: ticket.clone(),
+        time: Timestamp::now(),
+        host: setup.host.clone(),
+        program: setup.program.clone(),
+        force: false,
+        // A backup someone asked for is always recorded; scheduled and startup ones follow
+        // the source's `skip_unchanged`.
+        skip_unchanged: spec.skip_unchanged
+            && matches!(kind, BackupKind::Scheduled | BackupKind::Startup),
+    };
+    let index = load_index(repo)?;
+    let s = backstop_engine::backup(repo, &index, reader.as_mut(), &opts, progress)
+        .with_context(|| format!("backing up {source}"))?;
+    let message = if s.skipped {
+        format!("unchanged since snapshot {}: no new snapshot", s.id.short())
+    } else {
+        format!(
+            "snapshot {} saved: {} read, {} added",
+            s.id.short(),
+            format_bytes(s.bytes_in),
+            format_bytes(s.bytes_added)
+        )
+    };
+    Ok((message, serde_json::to_value(&s)?, s.warnings.is_empty()))
+}
+
+/// Records a failed backup in the repository the way `backstop backup` does, so that
+/// `backstop status` and the page say the same. Best effort: a repository that cannot take the
+/// record (a full disk) has it logged, and the job still reports the backup's own error.
+fn record_failure(setup: &Setup, source: &str, e: &anyhow::Error) {
+    let reason = crate::api::without_cli_remedies(&format!("{e:#}"));
+    if let Err(err) = backstop_engine::attempts::record_backup_failure(
+        &setup.repo,
+        source,
+        Timestamp::now(),
+        &setup.host,
+        &reason,
+    ) {
+        tracing::warn!(
+            source,
+            "cannot record the failed backup in the repository ({err}); the failure was: {reason}"
+        );
+    }
+}
+
+/// The plan of an in-place restore of `snapshot` (an id, a prefix, `latest`,
+/// `latest-verified` or `@TIME`, of `source`: see [`crate::resolve`]) into the source's live
+/// database; with the item and the index it used.
 pub fn restore_plan(
     setup: &Setup,
     snapshot: &str,
@@ -634,27 +685,10 @@ pub fn restore_plan(
             "source {source:?} is not a SQLite database: only databases are restored in place (download a files snapshot from its page instead)"
         ))
     })?;
-    let wanted = match snapshot {
-        "latest" | "latest-verified" => format!("{snapshot}:{source}"),
-        s if s.starts_with('@') => format!("{source}{s}"),
-        s => s.to_string(),
-    };
+    let crate::resolve::Found {
+        id, snapshot: snap, ..
+    } = crate::resolve::find(setup, snapshot, Some(source))?;
     let repo = &setup.repo;
-    let (id, snap) = repo.find_snapshot_at(
-        &wanted,
-        &backstop_engine::SpecClock {
-            now: backstop_format::Timestamp::now(),
-            time_zone: setup.time_zone.clone(),
-        },
-    )?;
-    if snap.source.name != source {
-        return Err(E::Invalid(format!(
-            "snapshot {} belongs to source {:?}, not {source:?}",
-            id.short(),
-            snap.source.name
-        ))
-        .into());
-    }
     let index = load_index(repo)?;
     let items = Loader::new(repo, &index).read_items(&snap.items)?;
     let item = database_item(&items)

@@ -11,6 +11,7 @@ pub mod download;
 pub mod jobs;
 pub mod metrics;
 pub mod notify;
+pub mod resolve;
 pub mod scheduler;
 pub mod setup;
 pub mod state;
@@ -123,7 +124,8 @@ pub struct SourceOverview {
     pub description: Option<String>,
     /// A backup job of this source is queued or running.
     pub backup_running: bool,
-    /// The newest finished backup job of this daemon, if it failed.
+    /// The last backup attempt, if it failed after the newest snapshot: this daemon's newest
+    /// backup job, else the failure recorded in the repository (by `backstop backup`).
     pub last_failure: Option<LastFailure>,
     /// Restores go into this live database (SQLite sources).
     pub restorable: bool,
@@ -133,6 +135,22 @@ pub struct SourceOverview {
 pub struct LastFailure {
     pub time: Timestamp,
     pub message: String,
+}
+
+/// A source's last failed backup attempt, if no snapshot was taken since: the newer of the
+/// daemon's own failed job (which also covers a backup that saved only a partial snapshot) and
+/// the `backup-failed` record the engine's status read (written by `backstop backup` or by a
+/// job). A backup from the command line since the job failed clears it, as it clears `status`.
+fn last_failure(status: &SourceStatus, job: Option<LastFailure>) -> Option<LastFailure> {
+    let job = job.filter(|j| status.last_backup.is_none_or(|last| last <= j.time));
+    let recorded = status.last_failure.as_ref().map(|f| LastFailure {
+        time: f.time,
+        message: f.reason.clone(),
+    });
+    match (job, recorded) {
+        (Some(j), Some(r)) if r.time > j.time => Some(r),
+        (j, r) => j.or(r),
+    }
 }
 
 /// One snapshot in full.
@@ -235,8 +253,9 @@ impl App {
             .sources
             .into_iter()
             .zip(failures)
-            .map(|(status, last_failure)| {
+            .map(|(status, job_failure)| {
                 let spec = self.setup.source(&status.name);
+                let last_failure = last_failure(&status, job_failure);
                 if last_failure.is_some() {
                     attention = true;
                 }
@@ -365,6 +384,7 @@ pub fn router(app: AppState) -> Router {
         .route("/api/v1/status", get(api::status))
         .route("/api/v1/sources", get(api::sources))
         .route("/api/v1/snapshots", get(api::snapshots))
+        .route("/api/v1/snapshots/resolve", get(api::resolve_snapshot))
         .route("/api/v1/snapshots/{id}", get(api::snapshot))
         .route("/api/v1/snapshots/{id}/download", get(api::download))
         .route("/api/v1/backups", post(api::create_backup))

@@ -410,6 +410,30 @@ fn start(app: &AppState, user: &User, spec: JobSpec, action: &str, target: &str)
 struct RestoreQuery {
     source: Option<String>,
     snapshot: Option<String>,
+    /// "As of a time", picked (`<input type=datetime-local>`: `2026-12-04T18:00`).
+    at: Option<String>,
+    /// "As of a time", typed (`yesterday 18:00`, `2026-12-04 18:00`); wins over the picker.
+    at_text: Option<String>,
+}
+
+impl RestoreQuery {
+    /// The snapshot asked for: an id or `latest-verified`, else `@TIME` from the time fields.
+    fn spec(&self) -> Result<Option<String>, String> {
+        fn field(v: &Option<String>) -> Option<&str> {
+            v.as_deref().map(str::trim).filter(|v| !v.is_empty())
+        }
+        if let Some(s) = field(&self.snapshot) {
+            return Ok(Some(s.to_string()));
+        }
+        match field(&self.at_text).or(field(&self.at)) {
+            Some(t) if t.contains('@') => Err(format!(
+                "{:?} is not a time: type only the time, e.g. 2026-12-04 18:00 or yesterday 18:00",
+                crate::api::shorten(t, 100)
+            )),
+            Some(t) => Ok(Some(format!("@{t}"))),
+            None => Ok(None),
+        }
+    }
 }
 
 async fn restore_page(
@@ -437,6 +461,7 @@ async fn restore_page(
         .or_else(|| (restorable.len() == 1).then(|| restorable[0].clone()));
     let mut rows = Vec::new();
     let mut plan = None;
+    let mut as_of = None;
     let mut plan_error = None;
     if let Some(src) = &source {
         rows = app
@@ -446,23 +471,62 @@ async fn restore_page(
             })
             .await?;
         rows.reverse();
-        if let Some(snap) = q.snapshot.clone().filter(|s| !s.is_empty()) {
-            let setup = app.setup.clone();
-            let src = src.clone();
-            match blocking(move || Ok(restore_plan(&setup, &snap, &src)?.0)).await {
-                Ok(p) => plan = Some(p),
-                Err(e) => plan_error = Some(e.public().2),
+        match q.spec() {
+            Ok(Some(spec)) => {
+                check_text("snapshot", &spec)?;
+                let setup = app.setup.clone();
+                let src = src.clone();
+                match blocking(move || plan_of(&setup, &spec, &src)).await {
+                    Ok((p, time, kind)) => {
+                        plan = Some(p);
+                        as_of = time.map(|t| {
+                            context! {
+                                time => crate::resolve::local_time(t, &app.setup.time_zone),
+                                kind => kind.as_str(),
+                            }
+                        });
+                    }
+                    Err(e) => plan_error = Some(e.public().2),
+                }
             }
+            Ok(None) => {}
+            Err(e) => plan_error = Some(e),
         }
     }
+    let text = |v: &Option<String>| v.clone().unwrap_or_default();
     render(
         &app,
         "restore.html",
         context! { ..user.ctx(), ..context! {
             restorable => restorable, source => source, rows => ser(&rows),
             plan => ser(&plan), plan_error => plan_error, nav => "restore",
+            as_of => as_of,
+            time_zone => crate::resolve::zone_name(&app.setup.time_zone),
+            at => text(&q.at), at_text => text(&q.at_text),
         } },
     )
+}
+
+/// The plan of restoring what `spec` names, the time a time spec was read as, and the kind of
+/// the snapshot found. The plan names the snapshot by id, and the confirm form sends that id:
+/// what is restored is what was shown.
+fn plan_of(
+    setup: &crate::Setup,
+    spec: &str,
+    source: &str,
+) -> anyhow::Result<(
+    backstop_engine::database::DatabasePlan,
+    Option<Timestamp>,
+    BackupKind,
+)> {
+    let found = crate::resolve::find(setup, spec, Some(source))?;
+    let plan = restore_plan(setup, &found.id.to_string(), source)?.0;
+    Ok((plan, found.as_of, found.snapshot.kind))
+}
+
+/// A page's text parameter over the name limit is refused, like the API's.
+fn check_text(what: &'static str, value: &str) -> Result<(), PageError> {
+    crate::api::check_name(what, value).map_err(PageError::from)
 }
 
 #[derive(Deserialize)]
