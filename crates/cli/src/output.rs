@@ -124,6 +124,20 @@ pub fn hint(e: &anyhow::Error) -> Option<String> {
                      open when one key file is damaged"
                         .into(),
                 ),
+                EngineError::NoLiveDatabase(_) => Some(
+                    "restore to a new file with --to instead, or check the source's `path` in backstop.toml"
+                        .into(),
+                ),
+                EngineError::SchemaChanged(_) => Some(
+                    "`--dry-run` shows the tables now and in the snapshot; pass --allow-schema-change to restore anyway"
+                        .into(),
+                ),
+                // Damaged data met while reading: verify names every damaged pack. (Messages
+                // that already name a command say what to run.)
+                EngineError::Integrity(m) if !m.contains("`backstop") => Some(
+                    "`backstop verify --read-data` says what is damaged"
+                        .into(),
+                ),
                 EngineError::Internal(_) => Some(
                     "this is a bug in backstop; nothing was committed. Please report it with the command that failed"
                         .into(),
