@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use backstop_engine::spec::{Spec, SpecClock};
 use backstop_engine::{Index, Repository};
 use backstop_storage::LocalStorage;
 
@@ -12,24 +13,35 @@ use crate::config::Config;
 /// The repository used by `backup` when none is configured.
 pub const DEFAULT_REPO: &str = "backstop-repo";
 
+/// The options every command takes, shown apart from each command's own (`Global options`).
+/// The environment variables are listed once, in `backstop --help` ([`crate::ENVIRONMENT`]).
 #[derive(clap::Args, Debug)]
 pub struct GlobalArgs {
-    /// Repository location [env: BACKSTOP_REPO; default: `repository` in backstop.toml]
-    #[arg(long, global = true, env = "BACKSTOP_REPO")]
+    /// Repository location [default: `repository` in backstop.toml]
+    #[arg(
+        long,
+        global = true,
+        env = "BACKSTOP_REPO",
+        hide_env = true,
+        help_heading = GLOBAL
+    )]
     pub repo: Option<String>,
     /// Config file [default: ./backstop.toml if present]
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = GLOBAL)]
     pub config: Option<PathBuf>,
-    /// File holding the repository passphrase [env: BACKSTOP_PASSWORD_FILE]
-    #[arg(long, global = true)]
+    /// File holding the repository passphrase
+    #[arg(long, global = true, help_heading = GLOBAL)]
     pub password_file: Option<PathBuf>,
     /// Print machine-readable JSON on stdout
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = GLOBAL)]
     pub json: bool,
     /// Print only errors and warnings
-    #[arg(long, short, global = true)]
+    #[arg(long, short, global = true, help_heading = GLOBAL)]
     pub quiet: bool,
 }
+
+/// The help heading of [`GlobalArgs`].
+const GLOBAL: &str = "Global options";
 
 /// Loaded config plus global flags.
 pub struct Ctx<'a> {
@@ -92,24 +104,144 @@ impl<'a> Ctx<'a> {
     }
 
     /// Finds a snapshot by any spec (`SOURCE@TIME` read in the configured `time_zone`).
-    pub fn find_snapshot(
+    ///
+    /// A spec naming a source `X` that another source's snapshots also hold as an item (see
+    /// [`backstop_engine::spec::item_readings`]) is ambiguous. When `X` is a source configured
+    /// in backstop.toml, it is that source, with a note on stderr naming the other candidate;
+    /// otherwise the spec is refused (exit 2), naming both candidates and how to ask for each,
+    /// so that a restore never quietly takes another day's data.
+    pub fn find_snapshot(&self, repo: &Repository, spec: &str) -> anyhow::Result<Found> {
+        self.find(repo, spec, false)
+    }
+
+    /// As [`Self::find_snapshot`], with a command's `--source`: `latest`, `latest-verified` and
+    /// `@TIME` then pick among that source's snapshots, and the name is a source's, never an
+    /// item's. Any other spec is taken as written.
+    pub fn find_snapshot_of(
         &self,
         repo: &Repository,
         spec: &str,
-    ) -> anyhow::Result<(
-        backstop_format::SnapshotId,
-        backstop_format::manifest::Snapshot,
-    )> {
-        let clock = backstop_engine::SpecClock {
+        source: Option<&str>,
+    ) -> anyhow::Result<Found> {
+        match (source, spec) {
+            (Some(src), s @ ("latest" | "latest-verified")) => {
+                self.find(repo, &format!("{s}:{src}"), true)
+            }
+            (Some(src), s) if s.starts_with('@') => self.find(repo, &format!("{src}{s}"), true),
+            _ => self.find(repo, spec, false),
+        }
+    }
+
+    fn find(&self, repo: &Repository, text: &str, explicit: bool) -> anyhow::Result<Found> {
+        let tz = self.config.time_zone()?;
+        let clock = SpecClock {
             now: backstop_format::Timestamp::now(),
-            time_zone: self.config.time_zone()?,
+            time_zone: tz.clone(),
         };
-        Ok(repo.find_snapshot_at(spec, &clock)?)
+        let spec = Spec::parse(text, Some(&clock))?;
+        let (snaps, damaged) = repo.snapshots()?;
+        let drills = match spec {
+            Spec::LatestVerified(_) => repo.verification()?,
+            _ => std::collections::HashMap::new(),
+        };
+        let found = backstop_engine::spec::resolve(&spec, &snaps, &damaged, &drills);
+        let others = match spec.source() {
+            Some(_) if !explicit => backstop_engine::spec::item_readings(&spec, &snaps, &drills),
+            _ => Vec::new(),
+        };
+        let Some(name) = spec.source().filter(|_| !others.is_empty()) else {
+            return Ok(found?);
+        };
+        let time = |t| crate::output::time(t, &tz);
+        let of = |what: String, id: &backstop_format::SnapshotId, t| {
+            format!("{what} (snapshot {} from {})", id.short(), time(t))
+        };
+        let items: Vec<String> = others
+            .iter()
+            .map(|(oid, o)| {
+                of(
+                    format!("the item {name} of source {}", o.source.name),
+                    oid,
+                    o.time,
+                )
+            })
+            .collect();
+        let ask_item: Vec<String> = others
+            .iter()
+            .map(|(oid, o)| {
+                format!(
+                    "`{}` or {} for source {}",
+                    respell(text, &spec, &o.source.name),
+                    oid.short(),
+                    o.source.name
+                )
+            })
+            .collect();
+        let (id, snap) = match found {
+            Err(backstop_engine::Error::NotFound(why)) => {
+                return Err(crate::output::NotFoundError(format!(
+                    "{why}; {name} is {}: name it with {}",
+                    items.join(" and "),
+                    ask_item.join(", ")
+                ))
+                .into());
+            }
+            found => found?,
+        };
+        let this = of(format!("the source {name}"), &id, snap.time);
+        if self.config.sources.contains_key(name) {
+            if !self.args.quiet {
+                eprintln!(
+                    "note: {text} is {this}, configured in backstop.toml; it is also {}: name that with {}",
+                    items.join(" and "),
+                    ask_item.join(", ")
+                );
+            }
+            return Ok((id, snap));
+        }
+        let by_source = match &spec {
+            Spec::AtOrBefore(..) => format!(
+                "\"@{}\" --source {name}",
+                text.rsplit_once('@').map_or("", |(_, t)| t)
+            ),
+            _ => format!("{} --source {name}", text.split(':').next().unwrap_or(text)),
+        };
+        Err(crate::output::UsageError(format!(
+            "{text} is ambiguous: it names {this} and {}. Say which: `{by_source}` (restore, show) \
+             or {} for the source {name}; {}",
+            items.join(" and "),
+            id.short(),
+            ask_item.join("; ")
+        ))
+        .into())
     }
 
     pub fn open_at(&self, loc: &Path) -> anyhow::Result<Repository> {
         let pass = self.passphrase()?;
         Ok(Repository::open(storage_at(loc)?, pass.as_deref())?)
+    }
+}
+
+/// A snapshot found by its spec.
+pub type Found = (
+    backstop_format::SnapshotId,
+    backstop_format::manifest::Snapshot,
+);
+
+/// `text`, a spec naming one source, rewritten to name `source` by the same rule.
+fn respell(text: &str, spec: &Spec, source: &str) -> String {
+    match spec {
+        Spec::Latest(_) => format!("latest:{source}"),
+        Spec::LatestVerified(_) => format!("latest-verified:{source}"),
+        Spec::AtOrBefore(..) => {
+            let at = text.rsplit_once('@').map_or("", |(_, t)| t);
+            if at.contains(' ') {
+                format!("\"{source}@{at}\"")
+            } else {
+                format!("{source}@{at}")
+            }
+        }
+        Spec::Id(_) => text.to_string(),
     }
 }
 

@@ -16,7 +16,7 @@ mod output;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 
 use crate::context::GlobalArgs;
 
@@ -40,8 +40,30 @@ pub mod exit {
     pub const CANCELLED: u8 = 130;
 }
 
+/// The environment variables the CLI reads, listed once: at the end of `backstop --help`.
+pub const ENVIRONMENT: &str = "\
+Environment:
+  BACKSTOP_REPO           Repository location (as --repo, which wins)
+  BACKSTOP_PASSWORD       Repository passphrase
+  BACKSTOP_PASSWORD_FILE  File holding the passphrase (as --password-file, which wins)
+  TZ                      Time zone for times shown and given, if backstop.toml sets no time_zone
+  USER, USERNAME          Who marks a snapshot verified (mark-verified --by)
+
+The passphrase comes from --password-file, BACKSTOP_PASSWORD_FILE, BACKSTOP_PASSWORD or
+`password_file` in backstop.toml, the first one set; never from the command line itself.";
+
+/// The end of each command's help: where the environment variables are.
+const SEE_ENVIRONMENT: &str =
+    "The repository and its passphrase can also come from the environment: see `backstop --help`.";
+
 #[derive(Parser, Debug)]
-#[command(name = "backstop", version, about = "Consistent, deduplicated, verified backups of databases and files", long_about = None)]
+#[command(
+    name = "backstop",
+    version,
+    about = "Consistent, deduplicated, verified backups of databases and files",
+    long_about = None,
+    after_help = ENVIRONMENT
+)]
 struct Cli {
     #[command(flatten)]
     global: GlobalArgs,
@@ -94,7 +116,11 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::command()
+        .mut_subcommands(|c| c.after_help(SEE_ENVIRONMENT))
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m))
+    {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();

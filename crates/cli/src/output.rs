@@ -4,7 +4,9 @@ use std::io::IsTerminal;
 use std::time::Duration;
 
 use backstop_engine::{Error as EngineError, ErrorKind, Progress};
+use backstop_format::Timestamp;
 use indicatif::{ProgressBar, ProgressStyle};
+use jiff::tz::TimeZone;
 
 use crate::exit;
 
@@ -124,6 +126,20 @@ pub fn hint(e: &anyhow::Error) -> Option<String> {
                      open when one key file is damaged"
                         .into(),
                 ),
+                EngineError::NoLiveDatabase(_) => Some(
+                    "restore to a new file with --to instead, or check the source's `path` in backstop.toml"
+                        .into(),
+                ),
+                EngineError::SchemaChanged(_) => Some(
+                    "`--dry-run` shows the tables now and in the snapshot; pass --allow-schema-change to restore anyway"
+                        .into(),
+                ),
+                // Damaged data met while reading: verify names every damaged pack. (Messages
+                // that already name a command say what to run.)
+                EngineError::Integrity(m) if !m.contains("`backstop") => Some(
+                    "`backstop verify --read-data` says what is damaged"
+                        .into(),
+                ),
                 EngineError::Internal(_) => Some(
                     "this is a bug in backstop; nothing was committed. Please report it with the command that failed"
                         .into(),
@@ -174,6 +190,25 @@ pub fn drill_verdict(passed: bool, checks: &[backstop_format::record::Check]) ->
 use backstop_format::record::NOT_CHECKABLE;
 
 pub use backstop_policy::format_bytes as bytes;
+
+/// A time as people read it, the one form of human output: local time in the configured
+/// `time_zone`, to the second (`2026-12-05 21:40:51`). `--json` keeps RFC 3339.
+pub fn time(t: Timestamp, tz: &TimeZone) -> String {
+    t.to_zoned(tz.clone())
+        .strftime("%Y-%m-%d %H:%M:%S")
+        .to_string()
+}
+
+/// A restore drill in words, saying which figure is an age and which a duration:
+/// `drill passed 3h20m ago (took 0.4 s)`.
+pub fn drill(passed: bool, at: Timestamp, duration_ms: u64, now: Timestamp) -> String {
+    format!(
+        "drill {} {} (took {:.1} s)",
+        if passed { "passed" } else { "FAILED" },
+        backstop_policy::format_age(now.duration_since(at).as_secs()),
+        duration_ms as f64 / 1000.0
+    )
+}
 
 /// A progress bar on a terminal's stderr; silent otherwise.
 pub struct Bar {

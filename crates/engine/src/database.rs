@@ -240,7 +240,7 @@ pub(crate) fn write_image(
         w.inner.finish(how.durable).map_err(io)?;
         if hash != content.hash {
             return Err(Error::Integrity(format!(
-                "the restored image of {} hashes to {hash}, the snapshot says {} (damaged data in the repository: `backstop verify --read-data` names the pack)",
+                "the restored image of {} hashes to {hash}, the snapshot says {} (damaged data in the repository)",
                 item.path, content.hash
             )));
         }
@@ -337,16 +337,10 @@ pub fn restore_database(
     let unreadable = plan.target_unreadable.clone();
     if opts.in_place {
         if !plan.target_exists {
-            return Err(Error::NotFound(format!(
-                "there is no database at {} to restore in place; use --to to write a new file",
-                target.display()
-            )));
+            return Err(Error::NoLiveDatabase(target.display().to_string()));
         }
         if plan.schema_matches == Some(false) && !opts.allow_schema_change {
-            return Err(Error::Invalid(format!(
-                "the schema or user_version of {} differs from the snapshot's (a migration ran since?); pass --allow-schema-change to restore anyway",
-                target.display()
-            )));
+            return Err(Error::SchemaChanged(target.display().to_string()));
         }
     } else if plan.target_exists && !opts.overwrite {
         return Err(Error::Source(backstop_sources::Error::WouldOverwrite {

@@ -54,6 +54,16 @@ pub enum Error {
     /// A restored database image failed a check; nothing was replaced (the caller may force it).
     #[error("the restored database failed its checks ({0}); nothing was replaced")]
     FailedChecks(String),
+    /// An in-place restore found no database at the live path (the caller may restore to a new
+    /// file instead).
+    #[error("there is no database at {0} to restore in place")]
+    NoLiveDatabase(String),
+    /// The live database's schema or `user_version` differs from the snapshot's: restoring would
+    /// undo a migration (the caller may allow it).
+    #[error(
+        "the schema or user_version of {0} differs from the snapshot's (a migration ran since?)"
+    )]
+    SchemaChanged(String),
     #[error("the repository is locked: {0}")]
     Locked(String),
     /// The lock itself could not be written (read-only media, a full disk, no permission).
@@ -97,8 +107,8 @@ impl Error {
             | Error::FailedChecks(_)
             | Error::DamagedKey { .. } => ErrorKind::Integrity,
             Error::Locked(_) | Error::IndexChanged => ErrorKind::Locked,
-            Error::NotFound(_) => ErrorKind::NotFound,
-            Error::Invalid(_) => ErrorKind::Config,
+            Error::NotFound(_) | Error::NoLiveDatabase(_) => ErrorKind::NotFound,
+            Error::Invalid(_) | Error::SchemaChanged(_) => ErrorKind::Config,
             Error::Cancelled => ErrorKind::Cancelled,
             Error::Internal(_) => ErrorKind::Internal,
         }

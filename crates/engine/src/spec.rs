@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 
-use backstop_format::manifest::{BackupKind, Snapshot};
+use backstop_format::manifest::{BackupKind, Snapshot, SourceKind};
 use backstop_format::record::Record;
 use backstop_format::{SnapshotId, Timestamp};
 use jiff::Zoned;
@@ -97,6 +97,66 @@ impl Spec {
             Spec::Id(_) => None,
         }
     }
+
+    /// The same rule applied to another source (an id stays an id).
+    pub fn for_source(&self, name: &str) -> Spec {
+        let name = Some(name.to_string());
+        match self {
+            Spec::Latest(_) => Spec::Latest(name),
+            Spec::LatestVerified(_) => Spec::LatestVerified(name),
+            Spec::AtOrBefore(_, at) => Spec::AtOrBefore(name, *at),
+            Spec::Id(prefix) => Spec::Id(prefix.clone()),
+        }
+    }
+}
+
+/// The other snapshots a spec that names a source `X` (`latest:X`, `X@TIME`) may mean.
+///
+/// A backup of a path is filed, unless told otherwise, under the path's last part, which is
+/// also the name its item gets: `backstop backup data/shop.db` makes snapshots of source
+/// `shop.db` holding the item `shop.db`. So when another source's snapshots hold an item `X` at
+/// their top (the configured source `shop` with `path = "data/shop.db"`), `latest:shop.db` may
+/// mean the newest copy of that item as well as the newest snapshot of the source `shop.db`, and
+/// the two can be different days. For each other source of files or of a database whose pick
+/// by the same rule holds a top item named `X`, this returns that pick (by source name). It
+/// returns nothing for a spec that names no source. Only the top of a snapshot counts: a file
+/// deep in some tree is not what a source name means.
+pub fn item_readings(
+    spec: &Spec,
+    snaps: &[(SnapshotId, Snapshot)],
+    drills: &HashMap<SnapshotId, Record>,
+) -> Vec<(SnapshotId, Snapshot)> {
+    let Some(name) = spec.source() else {
+        return Vec::new();
+    };
+    let mut others: Vec<&str> = snaps
+        .iter()
+        .map(|(_, s)| s.source.name.as_str())
+        .filter(|n| *n != name)
+        .collect();
+    others.sort_unstable();
+    others.dedup();
+    others
+        .into_iter()
+        .filter_map(|other| resolve(&spec.for_source(other), snaps, &[], drills).ok())
+        .filter(|(_, s)| holds_at_top(s, name))
+        .collect()
+}
+
+/// Whether a snapshot of files or of a database holds an item `name` at its top: each path
+/// given to such a backup is stored under its last part. (A path given as `.` says nothing
+/// here; its item is named after the directory it was in.)
+pub fn holds_at_top(s: &Snapshot, name: &str) -> bool {
+    matches!(s.source.kind, SourceKind::Files | SourceKind::Sqlite)
+        && s.paths.iter().any(|p| last_part(p) == Some(name))
+}
+
+/// `data/shop.db` -> `shop.db`, `/srv/app/` -> `app`, `C:\data\x` -> `x`; none for `.`.
+fn last_part(path: &str) -> Option<&str> {
+    path.trim_end_matches(['/', '\\'])
+        .rsplit(['/', '\\'])
+        .next()
+        .filter(|p| !matches!(*p, "" | "." | ".."))
 }
 
 /// The snapshots a scheduled or `--latest` restore drill checks: the newest of each source (or
@@ -354,6 +414,107 @@ mod tests {
                 .contains("future")
         );
         assert!(Spec::parse("shop@2026-12-04", None).is_err());
+    }
+
+    /// A snapshot of `source` (of `kind`) at `time` given `paths`.
+    fn snap(source: &str, kind: SourceKind, time: &str, paths: &[&str]) -> (SnapshotId, Snapshot) {
+        let snapshot = Snapshot {
+            version: backstop_format::manifest::SNAPSHOT_VERSION,
+            time: time.parse().unwrap(),
+            host: "h".into(),
+            source: backstop_format::manifest::SourceRef {
+                name: source.into(),
+                kind,
+            },
+            kind: BackupKind::Manual,
+            description: None,
+            tags: vec![],
+            ticket: None,
+            parent: None,
+            paths: paths.iter().map(|p| p.to_string()).collect(),
+            items: serde_json::from_str(r#"{"size":0,"hash":""}"#).unwrap(),
+            stats: Default::default(),
+            warnings: vec![],
+            program: "test".into(),
+            repaired: None,
+            excludes: Default::default(),
+        };
+        (SnapshotId::random(), snapshot)
+    }
+
+    #[test]
+    fn a_source_name_that_is_another_sources_top_item_has_another_reading() {
+        // `backup data/shop.db` before the source was configured, then the configured source
+        // `shop` (path data/shop.db), newer; a folder source holding a deeper shop.db; a command.
+        let snaps = vec![
+            snap(
+                "shop.db",
+                SourceKind::Sqlite,
+                "2026-12-01T10:00:00Z",
+                &["/srv/data/shop.db"],
+            ),
+            snap("app", SourceKind::Files, "2026-12-02T10:00:00Z", &["app/"]),
+            snap(
+                "shop",
+                SourceKind::Sqlite,
+                "2026-12-03T10:00:00Z",
+                &["/srv/data/shop.db"],
+            ),
+            snap(
+                "shop",
+                SourceKind::Sqlite,
+                "2026-12-05T10:00:00Z",
+                &["/srv/data/shop.db"],
+            ),
+            snap(
+                "dump",
+                SourceKind::Command,
+                "2026-12-05T11:00:00Z",
+                &["shop.db"],
+            ),
+        ];
+        let none = HashMap::new();
+        let readings = |spec: &str| -> Vec<SnapshotId> {
+            item_readings(&Spec::parse(spec, Some(&clock())).unwrap(), &snaps, &none)
+                .into_iter()
+                .map(|(id, _)| id)
+                .collect()
+        };
+        // The newest copy of the item is shop's newest snapshot, not the older source's.
+        assert_eq!(readings("latest:shop.db"), vec![snaps[3].0]);
+        // By the same rule: at or before a time, shop's snapshot of that time.
+        assert_eq!(readings("shop.db@2026-12-04"), vec![snaps[2].0]);
+        assert_eq!(readings("shop.db@2026-12-02"), Vec::<SnapshotId>::new());
+        // A name no other source holds at its top, a source's own name, an id: nothing else.
+        assert!(readings("latest:app").is_empty());
+        assert!(readings("latest:shop").is_empty());
+        assert!(readings("latest").is_empty());
+        assert!(readings(&snaps[0].0.to_hex()).is_empty());
+        // The item of a folder source is its top directory.
+        let mut with_app = snaps.clone();
+        with_app.push(snap(
+            "app",
+            SourceKind::Sqlite,
+            "2026-12-04T10:00:00Z",
+            &["x/app"],
+        ));
+        let found = item_readings(&Spec::Latest(Some("app".into())), &with_app, &none);
+        assert!(
+            found.is_empty(),
+            "app's own snapshots are not another reading"
+        );
+        // latest-verified picks among drilled snapshots only.
+        assert!(readings("latest-verified:shop.db").is_empty());
+    }
+
+    #[test]
+    fn a_path_is_stored_under_its_last_part() {
+        assert_eq!(last_part("data/shop.db"), Some("shop.db"));
+        assert_eq!(last_part("/srv/app/"), Some("app"));
+        assert_eq!(last_part("C:\\data\\shop.db"), Some("shop.db"));
+        assert_eq!(last_part("shop.db"), Some("shop.db"));
+        assert_eq!(last_part("."), None);
+        assert_eq!(last_part("/"), None);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use backstop_format::Timestamp;
 use backstop_server::state::{AuditEntry, Role, Scope, State};
 
 use crate::context::{Ctx, GlobalArgs};
-use crate::output::{UsageError, print_json};
+use crate::output::{UsageError, print_json, time};
 
 #[derive(clap::Args, Debug)]
 pub struct TokenArgs {
@@ -119,15 +119,16 @@ pub fn token(g: &GlobalArgs, a: TokenArgs) -> anyhow::Result<u8> {
             } else if tokens.is_empty() {
                 outln!("no tokens: create one with `backstop token add NAME --scope backup`")?;
             } else {
+                let tz = ctx.config.time_zone()?;
                 outln!("{:<24} {:<8} {:<20} LAST USED", "NAME", "SCOPE", "CREATED")?;
                 for t in tokens {
                     outln!(
                         "{:<24} {:<8} {:<20} {}",
                         t.name,
                         t.scope.as_str(),
-                        t.created.strftime("%Y-%m-%d %H:%M").to_string(),
+                        time(t.created, &tz),
                         t.last_used
-                            .map(|t| t.strftime("%Y-%m-%d %H:%M").to_string())
+                            .map(|t| time(t, &tz))
                             .unwrap_or_else(|| "never".into())
                     )?;
                 }
@@ -185,13 +186,14 @@ pub fn user(g: &GlobalArgs, a: UserArgs) -> anyhow::Result<u8> {
             } else if users.is_empty() {
                 outln!("no users: add one with `backstop user add NAME --role admin`")?;
             } else {
+                let tz = ctx.config.time_zone()?;
                 outln!("{:<24} {:<9} CREATED", "NAME", "ROLE")?;
                 for u in users {
                     outln!(
                         "{:<24} {:<9} {}",
                         u.name,
                         u.role.as_str(),
-                        u.created.strftime("%Y-%m-%d %H:%M")
+                        time(u.created, &tz)
                     )?;
                 }
             }

@@ -71,6 +71,7 @@ fn mark(
     let repo = ctx.open()?;
     let (id, snap) = ctx.find_snapshot(&repo, spec)?;
     let marks = repo.marks()?.remove(&id).unwrap_or_default();
+    let tz = ctx.config.time_zone()?;
     if kind == MARK_VERIFIED && snap.kind != BackupKind::PreChange {
         return Err(UsageError(format!(
             "snapshot {} is a {} snapshot; only pre-change snapshots are marked verified \
@@ -86,7 +87,7 @@ fn mark(
             format!(
                 "snapshot {} was already marked verified at {}{}",
                 id.short(),
-                r.time,
+                crate::output::time(r.time, &tz),
                 r.by.as_ref()
                     .map(|b| format!(" by {b}"))
                     .unwrap_or_default()

@@ -15,7 +15,8 @@ use backstop_format::manifest::{Item, Snapshot};
 use backstop_format::{SnapshotId, Timestamp};
 
 use crate::context::{Ctx, GlobalArgs, host, load_index};
-use crate::output::{Bar, UsageError, bytes, print_json};
+use crate::output::{Bar, UsageError, bytes, print_json, time};
+use jiff::tz::TimeZone;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -58,12 +59,7 @@ pub struct Args {
 pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     let ctx = Ctx::new(g)?;
     let repo = ctx.open()?;
-    let spec = match (&a.source, a.snapshot.as_str()) {
-        (Some(src), s @ ("latest" | "latest-verified")) => format!("{s}:{src}"),
-        (Some(src), s) if s.starts_with('@') => format!("{src}{s}"),
-        _ => a.snapshot.clone(),
-    };
-    let (id, snap) = ctx.find_snapshot(&repo, &spec)?;
+    let (id, snap) = ctx.find_snapshot_of(&repo, &a.snapshot, a.source.as_deref())?;
     let index = load_index(&repo, g.quiet)?;
     let items = Loader::new(&repo, &index).read_items(&snap.items)?;
     if let Some(item) = database_item(&items) {
@@ -91,7 +87,7 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
                 "would restore snapshot {} of {} ({}) into {}: {} file(s), {} dir(s), {} link(s), {}",
                 id.short(),
                 plan.source,
-                plan.time,
+                time(plan.time, &ctx.config.time_zone()?),
                 to.display(),
                 plan.files.files,
                 plan.files.dirs,
@@ -175,16 +171,17 @@ fn restore_db(
         if as_dir { to.join(&item.path) } else { to }
     };
     let plan = plan_database(id, snap, item, &target, a.in_place)?;
+    let tz = ctx.config.time_zone()?;
     if a.dry_run {
         if g.json {
             print_json(&plan)?;
         } else {
-            print_db_plan(&plan)?;
+            print_db_plan(&plan, &tz)?;
         }
         return Ok(crate::exit::OK);
     }
     if a.in_place && !a.yes {
-        confirm(&plan)?;
+        confirm(&plan, &tz)?;
     }
     let opts = DatabaseRestoreOptions {
         target: target.clone(),
@@ -232,7 +229,7 @@ fn restore_db(
             "restored snapshot {} of {} ({}) {} {} in {:.1} s",
             id.short(),
             summary.plan.source,
-            summary.plan.time,
+            time(summary.plan.time, &tz),
             if a.in_place {
                 "into the live database"
             } else {
@@ -278,13 +275,13 @@ fn print_db_outcome(
     Ok(())
 }
 
-fn print_db_plan(p: &DatabasePlan) -> anyhow::Result<()> {
+fn print_db_plan(p: &DatabasePlan, tz: &TimeZone) -> anyhow::Result<()> {
     outln!(
         "would restore {} from snapshot {} of {} taken {} ({})",
         p.item,
         p.snapshot.short(),
         p.source,
-        p.time,
+        time(p.time, tz),
         bytes(p.bytes)
     )?;
     outln!(
@@ -345,14 +342,14 @@ fn print_db_plan(p: &DatabasePlan) -> anyhow::Result<()> {
 }
 
 /// Asks for the database name on a terminal; refuses to go on without one.
-fn confirm(p: &DatabasePlan) -> anyhow::Result<()> {
+fn confirm(p: &DatabasePlan, tz: &TimeZone) -> anyhow::Result<()> {
     if !std::io::stdin().is_terminal() {
         return Err(UsageError(
             "an in-place restore replaces the live database: confirm on a terminal, or pass --yes in scripts".into(),
         )
         .into());
     }
-    print_db_plan(p)?;
+    print_db_plan(p, tz)?;
     print!(
         "A safety snapshot is taken first. Type the database name ({}) to replace it: ",
         p.item
@@ -360,8 +357,32 @@ fn confirm(p: &DatabasePlan) -> anyhow::Result<()> {
     std::io::stdout().flush()?;
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line)?;
-    if line.trim() != p.item && line.trim() != p.source {
-        return Err(UsageError("not confirmed: nothing was changed".into()).into());
+    if !confirms(&line, &p.item) {
+        return Err(UsageError(format!(
+            "not confirmed (the answer must be the database name, {}): nothing was changed",
+            p.item
+        ))
+        .into());
     }
     Ok(())
+}
+
+/// Whether an answer to the prompt is the database name it asks for, and nothing else (not the
+/// source's name: a prompt that accepts what it did not ask for confirms nothing).
+fn confirms(answer: &str, database: &str) -> bool {
+    answer.trim() == database
+}
+
+#[cfg(test)]
+mod tests {
+    use super::confirms;
+
+    #[test]
+    fn only_the_database_name_confirms_an_in_place_restore() {
+        assert!(confirms("shop.db\n", "shop.db"));
+        assert!(confirms("  shop.db \r\n", "shop.db"));
+        for other in ["shop\n", "", "y\n", "yes\n", "SHOP.DB\n", "shop.db.bak\n"] {
+            assert!(!confirms(other, "shop.db"), "{other:?}");
+        }
+    }
 }

@@ -11,8 +11,12 @@ use crate::output::{bytes, print_json};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Snapshot id, unique id prefix, latest, or latest:SOURCE
+    /// Snapshot id, unique id prefix, latest[:SOURCE], latest-verified[:SOURCE], or SOURCE@TIME
     pub snapshot: String,
+    /// The source whose snapshot to show, with latest, latest-verified or @TIME (a source's
+    /// name, never an item's)
+    #[arg(long)]
+    pub source: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -28,7 +32,7 @@ struct Out<'a> {
 pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     let ctx = Ctx::new(g)?;
     let repo = ctx.open()?;
-    let (id, snap) = ctx.find_snapshot(&repo, &a.snapshot)?;
+    let (id, snap) = ctx.find_snapshot_of(&repo, &a.snapshot, a.source.as_deref())?;
     let index = load_index(&repo, g.quiet)?;
     let items = Loader::new(&repo, &index).read_items(&snap.items)?;
     let records: Vec<Record> = repo
@@ -46,8 +50,10 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
         })?;
         return Ok(crate::exit::OK);
     }
+    let tz = ctx.config.time_zone()?;
+    let time = |t| crate::output::time(t, &tz);
     outln!("snapshot    {id}")?;
-    outln!("time        {}", snap.time)?;
+    outln!("time        {}", time(snap.time))?;
     outln!(
         "source      {} ({})",
         snap.source.name,
@@ -91,7 +97,7 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
         Some(r) => outln!(
             "verified    restore drill {} at {} in {:.1} s ({} drill(s) in all)",
             crate::output::drill_verdict(r.passed, &r.checks).to_lowercase(),
-            r.time,
+            time(r.time),
             r.duration_ms as f64 / 1000.0,
             drills.len()
         )?,
@@ -99,7 +105,7 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     for r in records.iter().filter(|r| r.kind == FORCED_RESTORE) {
         outln!(
             "forced      restore at {} on {} despite failed checks: {}",
-            r.time,
+            time(r.time),
             r.host,
             r.note.as_deref().unwrap_or("")
         )?;
@@ -108,7 +114,7 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
         outln!(
             "repaired    copy of damaged snapshot {} made at {}: what could not be read is listed below",
             r.from,
-            r.time
+            time(r.time)
         )?;
         for l in &r.losses {
             if l.dropped {

@@ -1,10 +1,10 @@
 //! `backstop snapshots`
 
-use backstop_engine::listing::{ListFilter, Verification, list_snapshots};
+use backstop_engine::listing::{ListFilter, list_snapshots};
 use backstop_format::Timestamp;
 
 use crate::context::{Ctx, GlobalArgs};
-use crate::output::{bytes, print_json};
+use crate::output::{bytes, drill, print_json};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -19,12 +19,13 @@ pub struct Args {
 pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     let ctx = Ctx::new(g)?;
     let repo = ctx.open()?;
+    let now = Timestamp::now();
     let filter = ListFilter {
         source: a.source.clone(),
         tag: a.tag.clone(),
         kind: None,
     };
-    let (rows, bad) = list_snapshots(&repo, &filter, &ctx.config.lifecycle()?, Timestamp::now())?;
+    let (rows, bad) = list_snapshots(&repo, &filter, &ctx.config.lifecycle()?, now)?;
     for (name, e) in &bad {
         eprintln!("warning: snapshot {name} cannot be read: {e}");
     }
@@ -36,9 +37,9 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
         outln!("no snapshots")?;
         return Ok(crate::exit::OK);
     }
-    let tz = jiff::tz::TimeZone::system();
+    let tz = ctx.config.time_zone()?;
     outln!(
-        "{:<10} {:<19} {:<16} {:<11} {:>10}  {:<19} {}",
+        "{:<10} {:<19} {:<16} {:<11} {:>10}  {:<36} {}",
         "ID",
         "TIME",
         "SOURCE",
@@ -48,11 +49,11 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
         "TAGS / DESCRIPTION"
     )?;
     for r in &rows {
-        let t = r
-            .time
-            .to_zoned(tz.clone())
-            .strftime("%Y-%m-%d %H:%M:%S")
-            .to_string();
+        let t = crate::output::time(r.time, &tz);
+        let verified = match &r.verification {
+            None => "not drilled".to_string(),
+            Some(v) => drill(v.state == "passed", v.time, v.duration_ms, now),
+        };
         let mut extra = String::new();
         if r.pinned {
             extra.push_str("[pinned] ");
@@ -71,13 +72,13 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
             extra.push_str(d);
         }
         outln!(
-            "{:<10} {:<19} {:<16} {:<11} {:>10}  {:<19} {}",
+            "{:<10} {:<19} {:<16} {:<11} {:>10}  {:<36} {}",
             r.id.short(),
             t,
             r.source,
             r.kind.as_str(),
             bytes(r.bytes),
-            Verification::human(r.verification.as_ref()),
+            verified,
             extra
         )?;
     }

@@ -14,10 +14,11 @@ pub fn run(g: &GlobalArgs, _a: Args) -> anyhow::Result<u8> {
     let ctx = Ctx::new(g)?;
     let repo = ctx.open()?;
     let tz = ctx.config.time_zone()?;
+    let now = Timestamp::now();
     let report = status(
         &repo,
         &StatusOptions {
-            now: Timestamp::now(),
+            now,
             time_zone: tz.clone(),
             sources: ctx.config.expectations()?,
         },
@@ -34,11 +35,9 @@ pub fn run(g: &GlobalArgs, _a: Args) -> anyhow::Result<u8> {
     if report.sources.is_empty() {
         outln!("no sources: configure them in backstop.toml or run a backup")?;
     }
-    let local = |t: Timestamp| {
-        t.to_zoned(tz.clone())
-            .strftime("%Y-%m-%d %H:%M")
-            .to_string()
-    };
+    let local = |t: Timestamp| crate::output::time(t, &tz);
+    // How long each passed drill took (the report says when it ran).
+    let drills = repo.verification()?;
     for s in &report.sources {
         outln!(
             "{} {}{}",
@@ -68,9 +67,12 @@ pub fn run(g: &GlobalArgs, _a: Args) -> anyhow::Result<u8> {
         }
         match &s.verified {
             Some(v) => outln!(
-                "   verified       snapshot of {} passed a restore drill {}",
+                "   verified       snapshot of {}: {}",
                 local(v.snapshot_time),
-                age(v.age_seconds)
+                match drills.get(&v.snapshot) {
+                    Some(r) => crate::output::drill(true, v.drilled, r.duration_ms, now),
+                    None => format!("drill passed {}", age(v.age_seconds)),
+                }
             )?,
             None => outln!("   verified       no restore drill passed yet")?,
         }
