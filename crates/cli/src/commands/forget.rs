@@ -7,7 +7,7 @@ use backstop_policy::{KeepWithin, Policy};
 use serde::Serialize;
 
 use crate::context::{Ctx, GlobalArgs, host};
-use crate::output::{UsageError, print_json};
+use crate::output::{UsageError, print_json, time};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -102,7 +102,7 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     let ctx = Ctx::new(g)?;
     let repo = ctx.open()?;
     if !a.snapshots.is_empty() {
-        return forget_ids(g, &repo, &a);
+        return forget_ids(g, &repo, &a, &ctx.config.time_zone()?);
     }
     let time_zone = match &a.time_zone {
         Some(name) => jiff::tz::TimeZone::get(name).map_err(|e| {
@@ -182,18 +182,19 @@ fn then_prune(
 }
 
 /// `forget ID...`
-fn forget_ids(g: &GlobalArgs, repo: &backstop_engine::Repository, a: &Args) -> anyhow::Result<u8> {
+fn forget_ids(
+    g: &GlobalArgs,
+    repo: &backstop_engine::Repository,
+    a: &Args,
+    tz: &jiff::tz::TimeZone,
+) -> anyhow::Result<u8> {
     let prune_opts = prune_options(a)?;
     let s = forget_named(repo, &a.snapshots, a.dry_run, &host())?;
     if !g.json && !g.quiet {
-        let tz = jiff::tz::TimeZone::system();
         for f in &s.snapshots {
             let what = match (&f.unreadable, &f.source, f.time) {
                 (Some(why), _, _) => format!("damaged snapshot object ({why})"),
-                (None, Some(src), Some(t)) => format!(
-                    "{src} {}",
-                    t.to_zoned(tz.clone()).strftime("%Y-%m-%d %H:%M:%S")
-                ),
+                (None, Some(src), Some(t)) => format!("{src} {}", time(t, tz)),
                 _ => String::new(),
             };
             outln!(
@@ -248,10 +249,7 @@ fn print_plan(s: &ForgetSummary, tz: &jiff::tz::TimeZone, pruning: bool) -> anyh
             outln!(
                 "  {:<10} {:<19} {:<11} {:<7} {}",
                 d.id.short(),
-                d.time
-                    .to_zoned(tz.clone())
-                    .strftime("%Y-%m-%d %H:%M:%S")
-                    .to_string(),
+                time(d.time, tz),
                 d.kind.as_str(),
                 if d.keep { "keep" } else { "forget" },
                 reasons.join(", ")

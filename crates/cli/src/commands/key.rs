@@ -52,7 +52,7 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
             if g.json {
                 print_json(&list)?;
             } else {
-                print_list(&list)?;
+                print_list(&list, &ctx.config.time_zone()?)?;
             }
         }
         What::Add(a) => {
@@ -112,16 +112,12 @@ fn new_passphrase(a: &AddArgs) -> anyhow::Result<String> {
     Ok(p)
 }
 
-fn print_list(list: &[KeyInfo]) -> anyhow::Result<()> {
+fn print_list(list: &[KeyInfo], tz: &jiff::tz::TimeZone) -> anyhow::Result<()> {
     outln!("{:<16} {:<25} {:<20} STATE", "ID", "CREATED", "HOST")?;
     for k in list {
         let created = k
             .created
-            .map(|t| {
-                t.to_zoned(jiff::tz::TimeZone::system())
-                    .strftime("%Y-%m-%d %H:%M:%S")
-                    .to_string()
-            })
+            .map(|t| crate::output::time(t, tz))
             .unwrap_or_else(|| "?".into());
         let state = match (&k.damaged, k.current) {
             (Some(why), _) => format!("DAMAGED: {why}"),

@@ -6,7 +6,7 @@ use backstop_engine::repair::{
 use backstop_format::Timestamp;
 
 use crate::context::{Ctx, GlobalArgs, host};
-use crate::output::{Bar, bytes, print_json};
+use crate::output::{Bar, bytes, print_json, time};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -53,7 +53,7 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     match a.what {
         What::Index(d) => index(g, &repo, d.dry_run),
         What::Records(d) => records(g, &repo, d.dry_run),
-        What::Snapshots(a) => snapshots(g, &repo, &a),
+        What::Snapshots(a) => snapshots(g, &repo, &a, &ctx.config.time_zone()?),
     }
 }
 
@@ -190,6 +190,7 @@ fn snapshots(
     g: &GlobalArgs,
     repo: &backstop_engine::Repository,
     a: &SnapshotsArgs,
+    tz: &jiff::tz::TimeZone,
 ) -> anyhow::Result<u8> {
     let opts = RepairSnapshotsOptions {
         host: host(),
@@ -206,17 +207,19 @@ fn snapshots(
     if g.json {
         print_json(&s)?;
     } else if !g.quiet {
-        print_snapshots(&s)?;
+        print_snapshots(&s, tz)?;
     }
     Ok(crate::exit::OK)
 }
 
-fn print_snapshots(s: &RepairSnapshotsSummary) -> anyhow::Result<()> {
+fn print_snapshots(s: &RepairSnapshotsSummary, tz: &jiff::tz::TimeZone) -> anyhow::Result<()> {
     for u in &s.unreadable {
         outln!(
-            "snapshot {} cannot be read ({}): nothing of it can be saved",
+            "snapshot {} cannot be read ({}): nothing of it can be saved (`backstop forget {}` \
+             deletes it)",
             u.name,
-            u.error
+            u.error,
+            u.name
         )?;
     }
     for id in &s.already_repaired {
@@ -231,7 +234,7 @@ fn print_snapshots(s: &RepairSnapshotsSummary) -> anyhow::Result<()> {
                 "snapshot {} of {} ({}) repaired as snapshot {} ({} item(s)):",
                 r.from.short(),
                 r.source,
-                r.time,
+                time(r.time, tz),
                 id.short(),
                 r.items
             )?,
@@ -239,7 +242,7 @@ fn print_snapshots(s: &RepairSnapshotsSummary) -> anyhow::Result<()> {
                 "snapshot {} of {} ({}) would be repaired:",
                 r.from.short(),
                 r.source,
-                r.time
+                time(r.time, tz)
             )?,
         }
         for l in &r.losses {

@@ -205,7 +205,7 @@ fn drill(
                 "restore drill of snapshot {} ({}, {}): {} in {:.1} s",
                 id.short(),
                 snap.source.name,
-                snap.time,
+                crate::output::time(snap.time, &ctx.config.time_zone()?),
                 crate::output::drill_verdict(r.passed, &r.checks),
                 r.duration_ms as f64 / 1000.0
             )?;
