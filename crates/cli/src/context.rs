@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use backstop_engine::spec::{Spec, SpecClock};
-use backstop_engine::{Index, Repository};
+use backstop_engine::{Index, Repository, SpillOptions};
 use backstop_storage::LocalStorage;
 
 use crate::config::Config;
@@ -274,6 +274,28 @@ pub(crate) fn read_password_file(p: &Path) -> anyhow::Result<String> {
 /// Loads the index, reporting damaged index files as warnings.
 pub fn load_index(repo: &Repository, quiet: bool) -> anyhow::Result<Index> {
     let (index, problems) = Index::load(repo)?;
+    if !quiet {
+        for (name, msg) in problems {
+            eprintln!("warning: index file {name} cannot be read ({msg}); run `backstop verify`");
+        }
+    }
+    Ok(index)
+}
+
+/// Loads the index for a backup: on disk past a size (see `SpillOptions`).
+/// `BACKSTOP_SPILL_ENTRIES=N` moves the index and the backup's set of new chunks to scratch
+/// files past N entries (0: always; for tests), `BACKSTOP_SCRATCH_DIR` says where they go
+/// (default: the system's temporary folder).
+pub fn load_backup_index(repo: &Repository, quiet: bool) -> anyhow::Result<Index> {
+    let mut spill =
+        match std::env::var("BACKSTOP_SPILL_ENTRIES") {
+            Ok(v) => SpillOptions::all_above(v.trim().parse().with_context(|| {
+                format!("BACKSTOP_SPILL_ENTRIES={v:?} is not a number of entries")
+            })?),
+            Err(_) => SpillOptions::default(),
+        };
+    spill.dir = std::env::var_os("BACKSTOP_SCRATCH_DIR").map(PathBuf::from);
+    let (index, problems) = Index::load_for_backup(repo, &spill)?;
     if !quiet {
         for (name, msg) in problems {
             eprintln!("warning: index file {name} cannot be read ({msg}); run `backstop verify`");

@@ -954,3 +954,39 @@ fn in_place_restore_into_a_wal_database_with_a_new_page_size() {
     assert_eq!(sql(&db, "PRAGMA page_size"), "4096");
     integrity_ok(&db);
 }
+
+/// `BACKSTOP_SPILL_ENTRIES=0` keeps the index and the backup's set of new chunks in scratch
+/// files (what a large repository does): the database restores byte for byte, a second backup
+/// adds no chunk, and no scratch file is left behind.
+#[test]
+fn sqlite_backup_with_the_index_on_disk_restores_byte_for_byte_and_dedups() {
+    let s = Sandbox::plain();
+    let db = s.p("shop.db");
+    copy_chinook(&db);
+    let scratch = s.p("scratch");
+    fs::create_dir(&scratch).unwrap();
+    let backup = || {
+        let mut c = s.cmd();
+        c.env("BACKSTOP_SPILL_ENTRIES", "0")
+            .env("BACKSTOP_SCRATCH_DIR", &scratch)
+            .args(["--json", "backup"])
+            .arg(&db);
+        run(c).ok().json()
+    };
+    let first = backup();
+    assert!(first["chunks_new"].as_u64().unwrap() > 0, "{first:#}");
+    let again = backup();
+    assert_eq!(again["chunks_new"], 0, "{again:#}");
+    s.restore(again["id"].as_str().unwrap(), &s.p("out.db"));
+    assert_eq!(blake3_file(&s.p("out.db")), blake3_file(&db));
+    assert_eq!(fs::read_dir(&scratch).unwrap().count(), 0);
+    s.assert_clean();
+    // A threshold that is not a number is refused, naming the variable.
+    let mut c = s.cmd();
+    c.env("BACKSTOP_SPILL_ENTRIES", "lots")
+        .arg("backup")
+        .arg(&db);
+    let o = run(c);
+    assert_ne!(o.code, 0);
+    assert!(o.stderr.contains("BACKSTOP_SPILL_ENTRIES"), "{o:#?}");
+}

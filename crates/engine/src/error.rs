@@ -77,6 +77,10 @@ pub enum Error {
     Invalid(String),
     #[error("cancelled")]
     Cancelled,
+    /// A scratch file (where a backup of a large repository keeps what it looks up) could not
+    /// be written or read back; the message names its folder.
+    #[error("a backup scratch file failed: {0}")]
+    Scratch(String),
     /// A failure inside backstop itself, not of the input (see [`ErrorKind::Internal`]).
     #[error("internal error: {0}")]
     Internal(String),
@@ -97,7 +101,7 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::BackupLeftovers { cause, .. } => cause.kind(),
-            Error::Storage(_) | Error::CannotLock { .. } => ErrorKind::Storage,
+            Error::Storage(_) | Error::CannotLock { .. } | Error::Scratch(_) => ErrorKind::Storage,
             Error::Source(_) => ErrorKind::Source,
             Error::Format { .. } => ErrorKind::Format,
             Error::NoRepository(_) => ErrorKind::NoRepository,
@@ -122,6 +126,10 @@ impl Error {
             Error::Locked(_) | Error::IndexChanged => true,
             _ => false,
         }
+    }
+
+    pub(crate) fn scratch(e: std::io::Error) -> Self {
+        Error::Scratch(e.to_string())
     }
 
     pub(crate) fn format(what: impl Into<String>, source: FormatError) -> Self {

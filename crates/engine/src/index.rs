@@ -1,12 +1,22 @@
-//! The in-memory index: where each chunk is stored.
+//! The index: where each chunk is stored.
 //!
-//! One entry is the 32-byte id plus 28 bytes of location, in a vector sorted by id (chunks
-//! added later go to a small hash map keyed by the id's own first bytes: ids are uniformly
-//! random, so hashing them again is wasted work). A 1 GiB SQLite database at 4 KiB pages is
-//! 262,144 entries, about 16 MiB.
+//! In memory (the fast path, and always for [`Index::load`]): one entry is the 32-byte id plus
+//! 28 bytes of location, in a vector sorted by id (chunks added later go to a small hash map
+//! keyed by the id's own first bytes: ids are uniformly random, so hashing them again is wasted
+//! work). A 1 GiB SQLite database at 4 KiB pages is 262,144 entries, about 18 MiB with the
+//! lookup tables (about 73 bytes per entry in all).
+//!
+//! On disk ([`Index::load_for_backup`] of a repository past [`SpillOptions::index_entries`]):
+//! the entries go to a sorted table in a scratch file (57 bytes each: id, location), and memory
+//! holds only the table's fences and filter, about 2 bytes per entry (see `crate::spill`, which
+//! also argues why a lookup there can say "stored" only for an id it read back whole). A 10 GiB
+//! database (2.6 M entries) then costs about 5 MiB instead of 190. A lookup that the filter
+//! passes costs one positional read of at most 4 KiB, which the system's page cache serves;
+//! `iter` is not available on this path (verify, stats and prune load the index whole).
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::OnceLock;
 
 use backstop_format::pack::{BlobEntry, BlobKind, IndexFile, IndexPack};
 use backstop_format::{ChunkId, IndexId, PackId};
@@ -15,6 +25,10 @@ use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::repo::Repository;
+use crate::spill::{DiskTable, IndexBuilder, SpillOptions};
+
+/// Bytes of one entry in the on-disk table: the id, six u32 of location, a flags byte.
+const RECORD: usize = 32 + 6 * 4 + 1;
 
 /// Uses the first eight bytes of an id as its hash.
 #[derive(Default)]
@@ -78,25 +92,88 @@ pub struct Index {
     recent: IdMap<Location>,
     packs: Vec<PackInfo>,
     pack_pos: HashMap<PackId, u32>,
+    /// The entries loaded, when they are kept in a scratch file instead of `sorted`.
+    disk: Option<DiskTable>,
+    /// The first failure to read `disk` (such a lookup counted as "not stored").
+    disk_error: OnceLock<String>,
+    /// When a backup with this index moves what it looks up to scratch files.
+    spill: SpillOptions,
     /// Index files loaded.
     pub files: Vec<IndexId>,
 }
 
+impl std::fmt::Debug for DiskTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DiskTable")
+            .field("len", &self.len())
+            .field("memory", &self.memory())
+            .finish()
+    }
+}
+
 impl Index {
-    /// Loads every index file. Files that cannot be read are returned as problems rather than
-    /// failing: a backup can still run (it stores again what it cannot find), and verify names
-    /// them.
+    /// Loads every index file into memory. Files that cannot be read are returned as problems
+    /// rather than failing: a backup can still run (it stores again what it cannot find), and
+    /// verify names them.
     pub fn load(repo: &Repository) -> Result<(Self, Vec<(String, String)>)> {
         let names = repo.storage().list(Kind::Index)?;
         let mut idx = Index::default();
-        let mut problems = Vec::new();
         // Every entry takes at least its 32-byte id in a file (ids do not compress), so this
         // bounds the number of entries; capacity that is never touched costs no memory.
         let bound: u64 = names.iter().map(|o| o.size / 32).sum();
         idx.sorted
             .reserve_exact(usize::try_from(bound).unwrap_or(0));
-        // A few files at a time, decoded in parallel: decoded files are dropped as soon as
-        // their entries are in the vector, so loading never holds the index twice.
+        let problems = idx.load_files(repo, &names, |idx, pos, p| {
+            idx.sorted
+                .extend(p.blobs.iter().map(|b| (b.id, location(pos, b))));
+            Ok(())
+        })?;
+        idx.sort();
+        Ok((idx, problems))
+    }
+
+    /// Loads the index for a backup: like [`Index::load`] for a repository of up to
+    /// `spill.index_entries` entries; past that, the entries go to a sorted scratch file (see
+    /// the module documentation) and only lookups (`get`, `contains`) are available. The
+    /// backup's own set of new chunks follows `spill` too.
+    pub fn load_for_backup(
+        repo: &Repository,
+        spill: &SpillOptions,
+    ) -> Result<(Self, Vec<(String, String)>)> {
+        let names = repo.storage().list(Kind::Index)?;
+        let bound: u64 = names.iter().map(|o| o.size / 32).sum();
+        if bound <= spill.index_entries {
+            let (mut idx, problems) = Self::load(repo)?;
+            idx.spill = spill.clone();
+            return Ok((idx, problems));
+        }
+        let mut idx = Index {
+            spill: spill.clone(),
+            ..Index::default()
+        };
+        let mut builder = IndexBuilder::new(spill, RECORD, bound).map_err(Error::scratch)?;
+        let mut record = [0u8; RECORD];
+        let problems = idx.load_files(repo, &names, |_, pos, p| {
+            for b in &p.blobs {
+                encode(&mut record, &b.id, &location(pos, b));
+                builder.push(&record).map_err(Error::scratch)?;
+            }
+            Ok(())
+        })?;
+        idx.disk = Some(builder.finish().map_err(Error::scratch)?);
+        Ok((idx, problems))
+    }
+
+    /// Decodes the index files `names`, a few at a time in parallel, and hands each pack to
+    /// `add` with its position in [`Index::packs`]: decoded files are dropped as soon as their
+    /// entries are added, so loading never holds the index twice.
+    fn load_files(
+        &mut self,
+        repo: &Repository,
+        names: &[backstop_storage::ObjectInfo],
+        mut add: impl FnMut(&mut Self, u32, &IndexPack) -> Result<()>,
+    ) -> Result<Vec<(String, String)>> {
+        let mut problems = Vec::new();
         for group in names.chunks(2 * rayon::current_num_threads().max(1)) {
             let decoded: Vec<(String, std::result::Result<IndexFile, String>)> = group
                 .par_iter()
@@ -115,20 +192,18 @@ impl Index {
                 match r {
                     Ok(file) => {
                         if let Ok(id) = IndexId::from_hex(&name) {
-                            idx.files.push(id);
+                            self.files.push(id);
                         }
                         for p in &file.packs {
-                            let pos = idx.pack_position(p);
-                            idx.sorted
-                                .extend(p.blobs.iter().map(|b| (b.id, location(pos, b))));
+                            let pos = self.pack_position(p);
+                            add(self, pos, p)?;
                         }
                     }
                     Err(e) => problems.push((name, e)),
                 }
             }
         }
-        idx.sort();
-        Ok((idx, problems))
+        Ok(problems)
     }
 
     /// Sorts the loaded entries and builds the lookup tables.
@@ -204,7 +279,37 @@ impl Index {
             }
             i += 1;
         }
+        if let Some(disk) = &self.disk {
+            match disk.find(id) {
+                Ok(Some(r)) => return Some(decode(r.bytes())),
+                Ok(None) => {}
+                // Not stored, as far as this backup can tell: the chunk is stored again (see
+                // `crate::spill`), and the failure is reported by `disk_error`.
+                Err(e) => {
+                    let _ = self.disk_error.set(e.to_string());
+                }
+            }
+        }
         self.recent.get(id).copied()
+    }
+
+    /// Fails if a lookup in the on-disk table could not read it: such lookups answered "not
+    /// stored", which is safe (the chunk was stored again) but must not pass unnoticed.
+    pub fn disk_error(&self) -> Result<()> {
+        match self.disk_error.get() {
+            Some(e) => Err(Error::Scratch(e.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// When a backup with this index moves what it looks up to scratch files.
+    pub fn spill_options(&self) -> &SpillOptions {
+        &self.spill
+    }
+
+    /// Whether the entries are in a scratch file (see [`Index::load_for_backup`]).
+    pub fn is_on_disk(&self) -> bool {
+        self.disk.is_some()
     }
 
     pub fn contains(&self, id: &ChunkId) -> bool {
@@ -225,15 +330,18 @@ impl Index {
     }
 
     pub fn len(&self) -> usize {
-        self.sorted.len() + self.recent.len()
+        let disk = self.disk.as_ref().map_or(0, DiskTable::len);
+        self.sorted.len() + self.recent.len() + usize::try_from(disk).unwrap_or(usize::MAX)
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// Every chunk with its location.
+    /// Every chunk with its location, of an index loaded whole ([`Index::load`]; one kept on
+    /// disk by [`Index::load_for_backup`] lists only the chunks added since).
     pub fn iter(&self) -> impl Iterator<Item = (&ChunkId, &Location)> {
+        debug_assert!(self.disk.is_none(), "iter on an index kept on disk");
         self.sorted
             .iter()
             .map(|(k, v)| (k, v))
@@ -267,6 +375,43 @@ fn location(pack: u32, b: &BlobEntry) -> Location {
         frame_length: b.frame_length,
         compressed: b.compressed,
         kind: b.kind,
+    }
+}
+
+/// Writes an entry as a record of the on-disk table.
+fn encode(out: &mut [u8; RECORD], id: &ChunkId, l: &Location) {
+    out[..32].copy_from_slice(id.as_bytes());
+    let fields = [
+        l.pack,
+        l.offset,
+        l.length,
+        l.raw_length,
+        l.raw_offset,
+        l.frame_length,
+    ];
+    for (i, v) in fields.iter().enumerate() {
+        out[32 + 4 * i..36 + 4 * i].copy_from_slice(&v.to_le_bytes());
+    }
+    out[RECORD - 1] = u8::from(l.compressed) | (u8::from(l.kind == BlobKind::Tree) << 1);
+}
+
+/// Reads a record of the on-disk table back (its id is the caller's).
+fn decode(r: &[u8]) -> Location {
+    let u = |i: usize| u32::from_le_bytes(r[32 + 4 * i..36 + 4 * i].try_into().expect("4 bytes"));
+    let flags = r[RECORD - 1];
+    Location {
+        pack: u(0),
+        offset: u(1),
+        length: u(2),
+        raw_length: u(3),
+        raw_offset: u(4),
+        frame_length: u(5),
+        compressed: flags & 1 != 0,
+        kind: if flags & 2 != 0 {
+            BlobKind::Tree
+        } else {
+            BlobKind::Data
+        },
     }
 }
 

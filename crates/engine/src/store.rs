@@ -17,12 +17,14 @@ use backstop_format::tree::{ChunkRef, Content, INLINE_MAX, TreeNode, is_boundary
 use rayon::prelude::*;
 
 use crate::chunker::Batch;
+use crate::error::Error;
 use crate::error::Result;
-use crate::index::{IdSet, Index};
+use crate::index::Index;
 use crate::packing::{
     PackJob, PackWriter, SealJob, Sealer, Stored, pack_frames, plan_frames, seal_frames,
 };
 use crate::repo::Repository;
+use crate::spill::NewChunks;
 
 /// Largest tree pack.
 const TREE_PACK_SIZE: usize = 4 << 20;
@@ -48,8 +50,9 @@ pub struct ChunkStore<'a> {
     crypter: Crypter,
     level: i32,
     pack_size: usize,
-    /// Chunks stored by this backup so far.
-    session: IdSet,
+    /// Chunks stored by this backup so far (the latest in memory, older ones in sorted runs in
+    /// a scratch file past `SpillOptions::new_chunks`).
+    session: NewChunks,
     tree: PackBuilder,
     sealer: Sealer,
     writer: PackWriter,
@@ -73,7 +76,7 @@ impl<'a> ChunkStore<'a> {
             crypter: repo.crypter().clone(),
             level,
             pack_size,
-            session: IdSet::default(),
+            session: NewChunks::new(index.spill_options().clone()),
             tree: PackBuilder::new(),
             sealer: Sealer::spawn(repo.crypter().clone(), level, pack_size, writer.sender()),
             writer,
@@ -97,7 +100,7 @@ impl<'a> ChunkStore<'a> {
         chunks: Batch,
         recycle: Option<Sender<Batch>>,
     ) -> Result<Vec<ChunkRef>> {
-        let (ids, fresh) = self.look_up(&chunks);
+        let (ids, fresh) = self.look_up(&chunks)?;
         let refs = refs(&ids, &chunks);
         let frames = plan_frames(&chunks, &fresh);
         self.stats.chunks += chunks.len() as u64;
@@ -117,7 +120,7 @@ impl<'a> ChunkStore<'a> {
     /// Stores chunks of metadata (a snapshot's item list) with the tree nodes, so that reading
     /// a snapshot's structure never needs the data packs.
     pub fn add_meta(&mut self, chunks: &Batch) -> Result<Vec<ChunkRef>> {
-        let (ids, fresh) = self.look_up(chunks);
+        let (ids, fresh) = self.look_up(chunks)?;
         let frames = plan_frames(chunks, &fresh);
         let sealed = seal_frames(&self.crypter, chunks, &ids, &frames, self.level);
         let limit = self.pack_size.min(TREE_PACK_SIZE);
@@ -136,29 +139,35 @@ impl<'a> ChunkStore<'a> {
 
     /// The ids of a batch's chunks (hashed in parallel), and which of them are new: neither in
     /// the index nor stored by this backup before.
-    fn look_up(&mut self, chunks: &Batch) -> (Vec<ChunkId>, Vec<bool>) {
+    fn look_up(&mut self, chunks: &Batch) -> Result<(Vec<ChunkId>, Vec<bool>)> {
         let crypter = &self.crypter;
         let index = self.index;
-        // Hashing and the index lookup in parallel; only this backup's own set is sequential.
+        let session = &self.session;
+        // Hashing and the lookups in the index and in this backup's runs on disk in parallel;
+        // only this backup's in-memory set is sequential.
         let ids: Vec<(ChunkId, bool)> = (0..chunks.len())
             .into_par_iter()
             .map(|i| {
                 let id = crypter.chunk_id(chunks.get(i));
-                (id, index.contains(&id))
+                let known = index.contains(&id) || session.in_runs(&id)?;
+                Ok((id, known))
             })
-            .collect();
+            .collect::<std::io::Result<_>>()
+            .map_err(Error::scratch)?;
         let fresh = ids
             .iter()
             .map(|(id, known)| !known && self.session.insert(*id))
             .collect();
-        (ids.into_iter().map(|(id, _)| id).collect(), fresh)
+        self.session.spill_if_full().map_err(Error::scratch)?;
+        Ok((ids.into_iter().map(|(id, _)| id).collect(), fresh))
     }
 
-    /// Makes room in this backup's own set of new chunks for `n` more, before a content of
-    /// about `n` chunks, most of them new, is stored: the set then never grows by doubling,
-    /// which holds the old table and the new one (half as large again) at the same moment.
+    /// Makes room in this backup's own set of new chunks for `n` more (up to the set's limit),
+    /// before a content of about `n` chunks, most of them new, is stored: the set then never
+    /// grows by doubling, which holds the old table and the new one (half as large again) at
+    /// the same moment.
     pub fn expect_new_chunks(&mut self, n: u64) {
-        self.session.reserve(usize::try_from(n).unwrap_or(0));
+        self.session.reserve(n);
     }
 
     /// Counts `n` chunks of a content that was reused whole, all of them already stored, as
@@ -171,7 +180,10 @@ impl<'a> ChunkStore<'a> {
     fn add_tree(&mut self, node: &TreeNode) -> Result<ChunkId> {
         let bytes = node.encode();
         let id = self.crypter.chunk_id(&bytes);
-        if !self.index.contains(&id) && self.session.insert(id) {
+        let known =
+            self.index.contains(&id) || self.session.in_runs(&id).map_err(Error::scratch)?;
+        if !known && self.session.insert(id) {
+            self.session.spill_if_full().map_err(Error::scratch)?;
             let s = seal_chunk(&self.crypter, &bytes, self.level);
             self.stats.bytes_added += s.bytes.len() as u64;
             self.tree.add(id, BlobKind::Tree, &s);
@@ -188,6 +200,9 @@ impl<'a> ChunkStore<'a> {
         flush_tree(&mut self.writer, &mut self.tree)?;
         let written = self.writer.join()?;
         let sealed = sealed?;
+        // A lookup that could not read the index's scratch file answered "not stored": safe,
+        // but the backup says so rather than pass.
+        self.index.disk_error()?;
         let mut stats = self.stats;
         stats.chunks_new += sealed.chunks_new;
         stats.raw_added += sealed.raw_added;

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use backstop_engine::content::Loader;
 use backstop_engine::lock::Lock;
 use backstop_engine::{
-    BackupOptions, Error, Index, InitOptions, NoProgress, Repository, VerifyOptions, backup, verify,
+    BackupOptions, Error, Index, InitOptions, NoProgress, Repository, SpillOptions, VerifyOptions,
+    backup, verify,
 };
 use backstop_format::crypto::KdfParams;
 use backstop_format::manifest::{BackupKind, Item, ItemKind, SourceKind};
@@ -236,6 +237,83 @@ fn unchanged_content_adds_only_the_snapshot_and_one_page_adds_little() {
         restore_all(&repo, &first.id)[0].1[8 << 20],
         db[8 << 20] ^ 0xff
     );
+}
+
+/// Every page of `db` is looked up in an index kept on disk and in a set of new chunks moved
+/// to sorted runs after every batch: the same chunks are new as with everything in memory,
+/// nothing is new the second time, and every snapshot restores byte for byte.
+#[test]
+fn backups_with_the_index_and_new_chunks_on_disk_dedup_and_restore() {
+    let scratch = tempfile::tempdir().unwrap();
+    let spill = SpillOptions {
+        dir: Some(scratch.path().to_path_buf()),
+        ..SpillOptions::all_above(0)
+    };
+    // 6 MiB of pages, then its first 3 MiB again: duplicates a batch or more apart, found
+    // in this backup's runs on disk.
+    let mut db = pagey(6 << 20, 5);
+    db.extend_from_within(..3 << 20);
+    let run = |repo: &Repository, spill: &SpillOptions, db: &[u8], t| {
+        let (index, _) = Index::load_for_backup(repo, spill).unwrap();
+        let mut src = VecSource::new(vec![("shop.db", db.to_vec(), Chunking::Fixed(4096))]);
+        let s = backup(repo, &index, &mut src, &opts("shop", t), &NoProgress).unwrap();
+        (s, index.is_on_disk())
+    };
+    let memory = Repository::init(Arc::new(MemoryStorage::new()), &cheap_init(None)).unwrap();
+    let (expected, on_disk) = run(&memory, &SpillOptions::default(), &db, 0);
+    assert!(!on_disk);
+    let repo = Repository::init(Arc::new(MemoryStorage::new()), &cheap_init(None)).unwrap();
+    let (first, _) = run(&repo, &spill, &db, 0);
+    assert_eq!(first.chunks_new, expected.chunks_new);
+    assert_eq!(first.chunks, expected.chunks);
+    let (again, on_disk) = run(&repo, &spill, &db, 1);
+    assert!(on_disk, "the index went to a scratch file");
+    assert_eq!(again.chunks_new, 0);
+    db[4 << 20] ^= 0xff;
+    let (one, _) = run(&repo, &spill, &db, 2);
+    assert_eq!(one.chunks_new, 2, "the changed page and the item list");
+    assert_eq!(restore_all(&repo, &one.id)[0].1, db);
+    db[4 << 20] ^= 0xff;
+    assert_eq!(restore_all(&repo, &first.id)[0].1, db);
+    assert!(verify_data(&repo).is_clean());
+    // Scratch files are anonymous: nothing is left in their folder.
+    assert_eq!(std::fs::read_dir(scratch.path()).unwrap().count(), 0);
+}
+
+/// The on-disk index is built from the index files there are at each load: chunks of a file
+/// added since are found, those of a file removed since are not.
+#[test]
+fn an_index_on_disk_follows_the_index_files() {
+    let storage: Arc<dyn Storage> = Arc::new(MemoryStorage::new());
+    let repo = Repository::init(storage.clone(), &cheap_init(None)).unwrap();
+    let spill = SpillOptions::all_above(0);
+    let store = |data: Vec<u8>, t| {
+        let (index, _) = Index::load_for_backup(&repo, &spill).unwrap();
+        let mut src = VecSource::new(vec![("f", data, Chunking::Fixed(4096))]);
+        backup(&repo, &index, &mut src, &opts("s", t), &NoProgress).unwrap();
+    };
+    let ids = |data: &[u8]| -> Vec<backstop_format::ChunkId> {
+        data.chunks(4096)
+            .map(|c| repo.crypter().chunk_id(c))
+            .collect()
+    };
+    let (a, b) = (pagey(64 << 10, 1), pagey(64 << 10, 2));
+    store(a.clone(), 0);
+    let first_files = storage.list(Kind::Index).unwrap();
+    let (index, _) = Index::load_for_backup(&repo, &spill).unwrap();
+    assert!(index.is_on_disk());
+    assert!(ids(&a).iter().all(|id| index.contains(id)));
+    assert!(!ids(&b).iter().any(|id| index.contains(id)));
+    store(b.clone(), 1);
+    let (index, _) = Index::load_for_backup(&repo, &spill).unwrap();
+    assert!(ids(&a).iter().chain(&ids(&b)).all(|id| index.contains(id)));
+    for f in &first_files {
+        storage.delete(Kind::Index, &f.name).unwrap();
+    }
+    let (index, _) = Index::load_for_backup(&repo, &spill).unwrap();
+    assert!(!ids(&a).iter().any(|id| index.contains(id)));
+    assert!(ids(&b).iter().all(|id| index.contains(id)));
+    index.disk_error().unwrap();
 }
 
 #[test]

@@ -12,7 +12,7 @@ use backstop_sources::command::{CommandSource, StreamSource};
 use backstop_sources::files::FilesSource;
 use backstop_sources::sqlite::{SqliteSource, is_sqlite_file};
 
-use crate::context::{Ctx, DEFAULT_REPO, GlobalArgs, host, load_index, storage_at};
+use crate::context::{Ctx, DEFAULT_REPO, GlobalArgs, host, load_backup_index, storage_at};
 use crate::exclude::ExcludeArgs;
 use crate::output::{Bar, NotFoundError, UsageError, bytes, print_json};
 
@@ -190,7 +190,7 @@ fn backup_one(
     let bar = Bar::new(g.quiet || g.json);
     let started = Instant::now();
     // Loaded for each job: the previous job's packs must count for deduplication.
-    let index = load_index(repo, g.quiet)?;
+    let index = load_backup_index(repo, g.quiet)?;
     let result = backstop_engine::backup(repo, &index, job.source.as_mut(), &opts, &bar);
     bar.done();
     let s = result?;

@@ -131,21 +131,19 @@ impl Checker {
             page_count,
             kind: vec![NOT_BTREE; n],
             broken: HashMap::new(),
-            first4: vec![0; n],
-            cells: vec![0; n],
-            keys: vec![(0, 0); n],
-            children: Vec::new(),
-            child_at: vec![0; n],
-            overflow: Vec::new(),
-            overflow_at: vec![0; n],
-            fields: Vec::new(),
-            field_at: vec![0; n],
-            min_fields: vec![0; n],
+            at: vec![0; n],
+            aux: Vec::new(),
+            too_large: false,
+            shapes: Vec::new(),
+            shape_ids: HashMap::new(),
             ptrmaps: HashMap::new(),
             freelist_head: 0,
             freelist_count: 0,
             root_in_header: 0,
             incremental: 0,
+            children: Vec::with_capacity(1024),
+            overflow: Vec::with_capacity(64),
+            fields: Vec::with_capacity(256),
             spans: Vec::with_capacity(1024),
             freeblocks: Vec::with_capacity(64),
             bits: Vec::with_capacity(1024),
@@ -178,38 +176,164 @@ impl Checker {
             self.root_in_header = be4(p, 52);
             self.incremental = be4(p, 64);
         }
-        let Some(geo) = self.geo else { return };
-        self.first4[i] = be4(p, 0);
-        self.child_at[i + 1] = self.children.len() as u32;
-        self.overflow_at[i + 1] = self.overflow.len() as u32;
-        self.field_at[i + 1] = self.fields.len() as u32;
-        if geo.is_ptrmap(pgno) {
-            self.ptrmaps.insert(pgno, p.to_vec());
+        self.at[i] = self.aux_len();
+        let Some(geo) = self.geo else {
+            self.at[i + 1] = self.aux_len();
             return;
-        }
+        };
         let hdr = if pgno == 1 { 100 } else { 0 };
         let kind = p[hdr];
-        if !matches!(
+        if geo.is_ptrmap(pgno) {
+            self.ptrmaps.insert(pgno, p.to_vec());
+        } else if matches!(
             kind,
             INDEX_INTERIOR | TABLE_INTERIOR | INDEX_LEAF | TABLE_LEAF
         ) {
-            return;
-        }
-        let (children, overflow, fields) =
-            (self.children.len(), self.overflow.len(), self.fields.len());
-        match self.parse_page(&geo, pgno, p, hdr, kind) {
-            Ok(()) => self.kind[i] = kind,
-            Err(e) => {
-                self.kind[i] = BROKEN;
-                self.broken.insert(pgno, e);
-                self.children.truncate(children);
-                self.overflow.truncate(overflow);
-                self.fields.truncate(fields);
+            self.children.clear();
+            self.overflow.clear();
+            self.fields.clear();
+            match self.parse_page(&geo, pgno, p, hdr, kind) {
+                Ok(summary) => {
+                    self.kind[i] = kind;
+                    self.encode(kind, summary);
+                }
+                Err(e) => {
+                    self.kind[i] = BROKEN;
+                    self.broken.insert(pgno, e);
+                }
             }
         }
-        self.child_at[i + 1] = self.children.len() as u32;
-        self.overflow_at[i + 1] = self.overflow.len() as u32;
-        self.field_at[i + 1] = self.fields.len() as u32;
+        if !is_btree(self.kind[i]) {
+            self.aux.extend_from_slice(&p[..4]);
+        }
+        self.at[i + 1] = self.aux_len();
+    }
+
+    fn aux_len(&mut self) -> u32 {
+        u32::try_from(self.aux.len()).unwrap_or_else(|_| {
+            // Past 4 GiB of summaries (never for a database of `MAX_PAGES`): give up, and
+            // let SQLite check (a false alarm costs time, not a verdict).
+            self.too_large = true;
+            self.aux.clear();
+            0
+        })
+    }
+
+    /// Appends the summary of a b-tree page that passed its own checks (see [`Summary`]):
+    /// `keys` and the field summary in `fields` of a table leaf, the children and overflow
+    /// chains from the scratch vectors.
+    fn encode(&mut self, kind: u8, (cells, keys, shortest): (usize, (i64, i64), u16)) {
+        let out = &mut self.aux;
+        put_varint(out, cells as u64);
+        if kind == TABLE_LEAF {
+            put_varint(out, zigzag(keys.0));
+            put_varint(out, keys.1.wrapping_sub(keys.0) as u64);
+            let mut shape = Vec::with_capacity(2 + self.fields.len());
+            shape.extend_from_slice(&shortest.to_le_bytes());
+            shape.extend_from_slice(&self.fields);
+            match self.shape_ids.get(&shape) {
+                Some(&id) => put_varint(out, 2 * u64::from(id)),
+                None if self.shapes.len() < MAX_SHAPES => {
+                    let id = self.shapes.len() as u32;
+                    put_varint(out, 2 * u64::from(id));
+                    self.shape_ids.insert(shape.clone(), id);
+                    self.shapes.push(shape);
+                }
+                None => {
+                    put_varint(out, 2 * shape.len() as u64 + 1);
+                    out.extend_from_slice(&shape);
+                }
+            }
+        }
+        if let Some((&(right, _), left)) = self.children.split_last() {
+            put_varint(out, u64::from(right));
+            let mut last = 0i64;
+            for &(child, key) in left {
+                put_varint(out, u64::from(child));
+                if kind == TABLE_INTERIOR {
+                    put_varint(out, zigzag(key.wrapping_sub(last)));
+                    last = key;
+                }
+            }
+        }
+        put_varint(out, self.overflow.len() as u64);
+        for &(head, pages) in &self.overflow {
+            put_varint(out, u64::from(head));
+            put_varint(out, u64::from(pages));
+        }
+    }
+
+    fn record_of(&self, pgno: u32) -> &[u8] {
+        let i = pgno as usize;
+        match (self.at.get(i), self.at.get(i + 1)) {
+            (Some(&s), Some(&e)) if s <= e && !self.too_large => {
+                self.aux.get(s as usize..e as usize).unwrap_or(&[])
+            }
+            _ => &[],
+        }
+    }
+
+    /// The first four bytes of a page that is not a b-tree page (the next page of an overflow
+    /// chain or freelist). A b-tree page's are its header, read as a page number far past any
+    /// database of `MAX_PAGES`: `u32::MAX` stands for them (out of range all the same).
+    pub(super) fn first4(&self, pgno: u32) -> u32 {
+        if is_btree(self.kind.get(pgno as usize).copied().unwrap_or(NOT_BTREE)) {
+            return u32::MAX;
+        }
+        self.record_of(pgno)
+            .get(..4)
+            .map_or(0, |b| u32::from_be_bytes(b.try_into().expect("4 bytes")))
+    }
+
+    /// The summary of b-tree page `pgno`, of kind `kind` (see [`Summary`]).
+    pub(super) fn summary(&self, pgno: u32, kind: u8) -> Summary<'_> {
+        let r = self.record_of(pgno);
+        let mut at = 0;
+        let mut next = || {
+            let (v, n) = get_varint(r, at).unwrap_or((0, r.len() - at.min(r.len())));
+            at += n.max(1);
+            v
+        };
+        let mut s = Summary {
+            cells: next() as usize,
+            ..Summary::default()
+        };
+        if kind == TABLE_LEAF {
+            let lo = unzigzag(next());
+            s.keys = (lo, lo.wrapping_add(next() as i64));
+            let tag = next();
+            s.shape = if tag % 2 == 0 {
+                self.shapes
+                    .get((tag / 2) as usize)
+                    .map_or(&[][..], Vec::as_slice)
+            } else {
+                let len = (tag / 2) as usize;
+                let shape = r.get(at..at + len).unwrap_or(&[]);
+                at += len;
+                shape
+            };
+        }
+        let mut next = || {
+            let (v, n) = get_varint(r, at).unwrap_or((0, r.len() - at.min(r.len())));
+            at += n.max(1);
+            v
+        };
+        if kind == TABLE_INTERIOR || kind == INDEX_INTERIOR {
+            let right = next() as u32;
+            s.children.reserve_exact(s.cells + 1);
+            let mut key = 0i64;
+            for _ in 0..s.cells {
+                let child = next() as u32;
+                if kind == TABLE_INTERIOR {
+                    key = key.wrapping_add(unzigzag(next()));
+                }
+                s.children.push((child, key));
+            }
+            s.children.push((right, i64::MAX));
+        }
+        let n = next() as usize;
+        s.overflow = (0..n).map(|_| (next() as u32, next() as u32)).collect();
+        s
     }
 
     /// The checks SQLite makes on one b-tree page by itself (btreeInitPage,
@@ -221,8 +345,8 @@ impl Checker {
         p: &[u8],
         hdr: usize,
         kind: u8,
-    ) -> Result<(), String> {
-        let i = pgno as usize;
+    ) -> Result<(usize, (i64, i64), u16), String> {
+        let _ = pgno;
         let leaf = kind >= INDEX_LEAF;
         let child_size = if leaf { 0 } else { 4 };
         let usable = geo.usable;
@@ -274,7 +398,7 @@ impl Checker {
         let mut key_max = i64::MAX;
         let mut key_min = i64::MAX;
         let mut fields_min = u16::MAX;
-        let base = self.fields.len();
+        let base = 0;
         self.width = base;
         let cell_start = hdr + 8 + child_size;
         let right = if leaf { 0 } else { be4(p, hdr + 8) };
@@ -356,13 +480,11 @@ impl Checker {
                 p[hdr + 7]
             ));
         }
-        self.cells[i] = n as u16;
         if kind == TABLE_LEAF {
-            self.keys[i] = (key_min, key_max);
-            self.min_fields[i] = if n == 0 { 0 } else { fields_min };
             self.fields.truncate(self.width);
         }
-        Ok(())
+        let shortest = if n == 0 { 0 } else { fields_min };
+        Ok((n, (key_min, key_max), shortest))
     }
 
     /// Checks a table row's record header against its payload and notes the classes of its
@@ -431,6 +553,44 @@ impl Checker {
         self.width = self.width.max(base + field);
         Ok(u16::try_from(field).unwrap_or(u16::MAX))
     }
+}
+
+/// Distinct field summaries kept; past that, a leaf stores its own.
+const MAX_SHAPES: usize = 1 << 16;
+
+fn is_btree(kind: u8) -> bool {
+    matches!(
+        kind,
+        INDEX_INTERIOR | TABLE_INTERIOR | INDEX_LEAF | TABLE_LEAF
+    )
+}
+
+/// LEB128, for the summaries (not SQLite's varint).
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn get_varint(p: &[u8], at: usize) -> Option<(u64, usize)> {
+    let mut v = 0u64;
+    for (i, &b) in p.get(at..)?.iter().take(10).enumerate() {
+        v |= u64::from(b & 0x7f) << (7 * i);
+        if b < 0x80 {
+            return Some((v, i + 1));
+        }
+    }
+    None
+}
+
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+fn unzigzag(v: u64) -> i64 {
+    (v >> 1) as i64 ^ -((v & 1) as i64)
 }
 
 /// Marks bytes `s..=e` in `bits`; true if any was marked before.

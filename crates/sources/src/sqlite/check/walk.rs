@@ -18,12 +18,15 @@ impl Checker {
         let mut walk = Walk {
             c: &self,
             geo,
-            referenced: vec![false; self.kind.len()],
+            referenced: vec![0; self.kind.len().div_ceil(64)],
             problems: Vec::new(),
             errors: 0,
             depth: 0,
             texts: Vec::new(),
         };
+        if self.too_large {
+            walk.problem("the check's page summaries outgrew 4 GiB".into());
+        }
         if self.next != self.page_count.wrapping_add(1) {
             walk.problem(format!(
                 "{} pages read, {} expected",
@@ -32,7 +35,7 @@ impl Checker {
             ));
         }
         if geo.lock_page <= geo.page_count {
-            walk.referenced[geo.lock_page as usize] = true;
+            walk.mark(geo.lock_page);
         }
         walk.freelist(conn);
         let max_root = self.plan.trees.iter().map(|t| t.root).max().unwrap_or(1);
@@ -54,7 +57,7 @@ impl Checker {
             walk.tree_page(tree, tree.root, i64::MAX, true, &mut rows[t]);
         }
         for p in 1..=geo.page_count {
-            let used = walk.referenced[p as usize];
+            let used = walk.is_referenced(p);
             let map = geo.is_ptrmap(p);
             if !used && !map {
                 walk.problem(format!("page {p}: never used"));
@@ -138,7 +141,8 @@ fn numeric_text(geo: &Geometry, p: &[u8], pgno: u32, fields: &[usize]) -> bool {
 struct Walk<'a> {
     c: &'a Checker,
     geo: Geometry,
-    referenced: Vec<bool>,
+    /// A bit per page: used once already.
+    referenced: Vec<u64>,
     problems: Vec<String>,
     errors: usize,
     depth: usize,
@@ -154,13 +158,25 @@ impl Walk<'_> {
         }
     }
 
+    /// Marks page `p` used; true if it was before.
+    fn mark(&mut self, p: u32) -> bool {
+        let (w, bit) = (p as usize / 64, 1u64 << (p % 64));
+        let before = self.referenced[w] & bit != 0;
+        self.referenced[w] |= bit;
+        before
+    }
+
+    fn is_referenced(&self, p: u32) -> bool {
+        self.referenced[p as usize / 64] & (1u64 << (p % 64)) != 0
+    }
+
     /// Marks a page used; true (with a problem) if it is out of range or was used before.
     fn check_ref(&mut self, p: u32) -> bool {
         if p == 0 || p > self.c.page_count {
             self.problem(format!("invalid page number {p}"));
             return true;
         }
-        if std::mem::replace(&mut self.referenced[p as usize], true) {
+        if self.mark(p) {
             self.problem(format!("2nd reference to page {p}"));
             return true;
         }
@@ -249,7 +265,7 @@ impl Walk<'_> {
                 break;
             }
             left -= 1;
-            let next = self.c.first4[page as usize];
+            let next = self.c.first4(page);
             if self.geo.auto_vacuum && left != 0 {
                 self.ptrmap(next, PTRMAP_OVERFLOW2, page);
             }
@@ -279,7 +295,15 @@ impl Walk<'_> {
         let c = self.c;
         let i = pgno as usize;
         let kind = c.kind[i];
-        let cells = usize::from(c.cells[i]);
+        let summary = if matches!(
+            kind,
+            INDEX_INTERIOR | TABLE_INTERIOR | INDEX_LEAF | TABLE_LEAF
+        ) {
+            c.summary(pgno, kind)
+        } else {
+            Summary::default()
+        };
+        let cells = summary.cells;
         let wrong = if kind == BROKEN {
             Some(c.broken.get(&pgno).cloned().unwrap_or_default())
         } else if kind == NOT_BTREE {
@@ -307,7 +331,7 @@ impl Walk<'_> {
         let mut min = max_key;
         if leaf {
             if intkey && cells > 0 {
-                let (lo, hi) = c.keys[i];
+                let (lo, hi) = summary.keys;
                 if hi > max_key {
                     self.problem(format!(
                         "tree {} page {pgno}: rowid {hi} out of order",
@@ -317,10 +341,10 @@ impl Walk<'_> {
                 min = lo;
             }
             if !tree.index && kind == TABLE_LEAF {
-                self.values(tree.table, pgno);
+                self.values(tree.table, pgno, cells, summary.shape);
             }
         } else {
-            let children = &c.children[c.child_at[i] as usize..c.child_at[i + 1] as usize];
+            let children = &summary.children;
             let Some((&(right, _), left)) = children.split_last() else {
                 self.depth -= 1;
                 return (0, None);
@@ -355,8 +379,7 @@ impl Walk<'_> {
                 min = m2.unwrap_or(min);
             }
         }
-        for &(head, pages) in &c.overflow[c.overflow_at[i] as usize..c.overflow_at[i + 1] as usize]
-        {
+        for &(head, pages) in &summary.overflow {
             if self.geo.auto_vacuum {
                 self.ptrmap(head, PTRMAP_OVERFLOW1, pgno);
             }
@@ -392,14 +415,15 @@ impl Walk<'_> {
     }
 
     /// The row checks of `PRAGMA quick_check` on one table leaf, from its field summary.
-    fn values(&mut self, table: usize, pgno: u32) {
+    fn values(&mut self, table: usize, pgno: u32, cells: usize, shape: &[u8]) {
         let c = self.c;
-        let i = pgno as usize;
-        if c.cells[i] == 0 {
+        if cells == 0 {
             return;
         }
-        let fields = &c.fields[c.field_at[i] as usize..c.field_at[i + 1] as usize];
-        let shortest = usize::from(c.min_fields[i]);
+        let shortest = shape
+            .get(..2)
+            .map_or(0, |b| usize::from(u16::from_le_bytes([b[0], b[1]])));
+        let fields = shape.get(2..).unwrap_or(&[]);
         let t = &c.plan.tables[table];
         for (j, col) in t.columns.iter().enumerate() {
             if col.rowid {
