@@ -967,8 +967,22 @@ fn repair_index_killed_at_any_point_is_finished_by_the_next_run() {
         .flatten()
         .map(|f| (f.clone(), fs::read(f).unwrap()))
         .collect();
+    // How long a whole repair takes here (start of the process included): the kills are spread
+    // over that span, so they land mid-way however fast or loaded the machine is.
+    let mut spans: Vec<std::time::Duration> = (0..3)
+        .map(|_| {
+            for f in files_under(&sb.repo.join("index")) {
+                fs::remove_file(f).unwrap();
+            }
+            let started = std::time::Instant::now();
+            sb.json(&["repair", "index"]);
+            started.elapsed()
+        })
+        .collect();
+    spans.sort();
+    let span = spans[1];
     let mut killed_mid_way = 0;
-    for round in 0..12u64 {
+    for round in 0..12u32 {
         // Start from the same damage each round: every index file lost, and (every other
         // round) the leftovers of the previous killed repair kept, to repair on top of them.
         if round % 2 == 0 {
@@ -981,7 +995,7 @@ fn repair_index_killed_at_any_point_is_finished_by_the_next_run() {
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null());
         let mut child = c.spawn().unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(3 + round * round * 2));
+        std::thread::sleep(span * (2 * round + 1) / 24);
         if child.try_wait().unwrap().is_none() {
             killed_mid_way += 1;
         }
