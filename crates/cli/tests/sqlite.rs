@@ -983,7 +983,9 @@ fn sqlite_backup_with_the_index_on_disk_restores_byte_for_byte_and_dedups() {
     s.assert_clean();
     // A threshold that is not a number is refused, naming the variable.
     let mut c = s.cmd();
-    c.env("BACKSTOP_SPILL_ENTRIES", "lots").arg("backup").arg(&db);
+    c.env("BACKSTOP_SPILL_ENTRIES", "lots")
+        .arg("backup")
+        .arg(&db);
     let o = run(c);
     assert_ne!(o.code, 0);
     assert!(o.stderr.contains("BACKSTOP_SPILL_ENTRIES"), "{o:#?}");

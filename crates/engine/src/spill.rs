@@ -321,7 +321,7 @@ impl TableWriter {
             debug_assert!(last < id, "records come in id order");
         }
         self.last = Some(id);
-        if self.table.len % self.table.per_block as u64 == 0 {
+        if self.table.len.is_multiple_of(self.table.per_block as u64) {
             self.table.fences.push(id);
         }
         self.table.bloom.insert(&id);
