@@ -302,7 +302,7 @@ impl Checker {
             let lo = unzigzag(next());
             s.keys = (lo, lo.wrapping_add(next() as i64));
             let tag = next();
-            s.shape = if tag % 2 == 0 {
+            s.shape = if tag.is_multiple_of(2) {
                 self.shapes
                     .get((tag / 2) as usize)
                     .map_or(&[][..], Vec::as_slice)
