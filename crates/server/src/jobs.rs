@@ -633,7 +633,9 @@ fn backup(
         skip_unchanged: spec.skip_unchanged
             && matches!(kind, BackupKind::Scheduled | BackupKind::Startup),
     };
-    let index = load_index(repo)?;
+    let index = load_index_with(repo, |r| {
+        Index::load_for_backup(r, &backstop_engine::SpillOptions::default())
+    })?;
     let s = backstop_engine::backup(repo, &index, reader.as_mut(), &opts, progress)
         .with_context(|| format!("backing up {source}"))?;
     let message = if s.skipped {
@@ -704,7 +706,16 @@ pub fn restore_plan(
 }
 
 fn load_index(repo: &Repository) -> anyhow::Result<Index> {
-    let (index, problems) = Index::load(repo)?;
+    load_index_with(repo, Index::load)
+}
+
+/// Loads the index with `load` (a backup keeps a large one in scratch files, see
+/// `Index::load_for_backup`) and logs the index files that cannot be read.
+fn load_index_with(
+    repo: &Repository,
+    load: impl FnOnce(&Repository) -> backstop_engine::Result<(Index, Vec<(String, String)>)>,
+) -> anyhow::Result<Index> {
+    let (index, problems) = load(repo)?;
     for (name, msg) in problems {
         tracing::warn!("index file {name} cannot be read ({msg}); run `backstop verify`");
     }
