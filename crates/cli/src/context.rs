@@ -1,17 +1,15 @@
 //! What every command needs: global flags, the config file, the repository and its passphrase.
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::PathBuf;
 
 use anyhow::Context as _;
+use backstop_app::repository::{self, Credentials, Location};
 use backstop_engine::spec::{Spec, SpecClock};
 use backstop_engine::{Index, Repository, SpillOptions};
-use backstop_storage::LocalStorage;
 
 use crate::config::Config;
 
-/// The repository used by `backup` when none is configured.
-pub const DEFAULT_REPO: &str = "backstop-repo";
+pub use backstop_app::repository::read_password_file;
 
 /// The options every command takes, shown apart from each command's own (`Global options`).
 /// The environment variables are listed once, in `backstop --help` ([`crate::ENVIRONMENT`]).
@@ -58,39 +56,14 @@ impl<'a> Ctx<'a> {
     }
 
     /// The repository location, if one is configured anywhere.
-    pub fn repo_location(&self) -> Option<PathBuf> {
-        if let Some(r) = &self.args.repo {
-            return Some(PathBuf::from(r));
-        }
-        // A location with a scheme is not a path relative to the config file: kept as given
-        // so that `storage_at` can name it.
-        self.config
-            .repository
-            .as_deref()
-            .map(|r| match r.contains("://") {
-                true => PathBuf::from(r),
-                false => self.config.resolve(r),
-            })
+    pub fn repo_location(&self) -> Option<Location> {
+        Location::resolve(self.args.repo.as_deref(), &self.config)
     }
 
     /// The passphrase, from --password-file, BACKSTOP_PASSWORD_FILE, BACKSTOP_PASSWORD or the
     /// config's password_file, in that order. Never from the command line itself.
     pub fn passphrase(&self) -> anyhow::Result<Option<String>> {
-        let file = self
-            .args
-            .password_file
-            .clone()
-            .or_else(|| std::env::var_os("BACKSTOP_PASSWORD_FILE").map(PathBuf::from));
-        if let Some(f) = file {
-            return read_password_file(&f).map(Some);
-        }
-        if let Ok(p) = std::env::var("BACKSTOP_PASSWORD") {
-            return Ok(Some(p));
-        }
-        if let Some(f) = &self.config.password_file {
-            return read_password_file(&self.config.resolve(f)).map(Some);
-        }
-        Ok(None)
+        Credentials::from_env(self.args.password_file.clone()).passphrase(&self.config)
     }
 
     /// Opens the configured repository.
@@ -216,9 +189,8 @@ impl<'a> Ctx<'a> {
         .into())
     }
 
-    pub fn open_at(&self, loc: &Path) -> anyhow::Result<Repository> {
-        let pass = self.passphrase()?;
-        Ok(Repository::open(storage_at(loc)?, pass.as_deref())?)
+    pub fn open_at(&self, loc: &Location) -> anyhow::Result<Repository> {
+        repository::open(loc, self.passphrase()?.as_deref())
     }
 }
 
@@ -245,48 +217,26 @@ fn respell(text: &str, spec: &Spec, source: &str) -> String {
     }
 }
 
-/// The storage at a repository location. Only local directories are supported today: a
-/// location with a scheme (`s3://bucket/x`, `sftp://...`) is refused before anything is
-/// created, rather than made into a local folder named `s3:`.
-pub fn storage_at(loc: &Path) -> anyhow::Result<Arc<dyn backstop_storage::Storage>> {
-    let text = loc.to_string_lossy();
-    if let Some((scheme, _)) = text.split_once("://")
-        && !scheme.is_empty()
-        && scheme
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
-    {
-        return Err(crate::output::UsageError(format!(
-            "repository location {text}: {scheme}:// repositories are not supported yet; \
-             give a local directory (or a mounted disk) instead. Nothing was created"
-        ))
-        .into());
+/// What a command passes as `warn` to the application layer: a warning on stderr, unless
+/// `--quiet`.
+pub fn warner(quiet: bool) -> impl Fn(&str) {
+    move |m: &str| {
+        if !quiet {
+            eprintln!("warning: {m}");
+        }
     }
-    Ok(Arc::new(LocalStorage::new(loc)))
-}
-
-pub(crate) fn read_password_file(p: &Path) -> anyhow::Result<String> {
-    let s = std::fs::read_to_string(p)
-        .with_context(|| format!("reading passphrase file {}", p.display()))?;
-    Ok(s.trim_end_matches(['\r', '\n']).to_string())
 }
 
 /// Loads the index, reporting damaged index files as warnings.
 pub fn load_index(repo: &Repository, quiet: bool) -> anyhow::Result<Index> {
-    let (index, problems) = Index::load(repo)?;
-    if !quiet {
-        for (name, msg) in problems {
-            eprintln!("warning: index file {name} cannot be read ({msg}); run `backstop verify`");
-        }
-    }
-    Ok(index)
+    repository::load_index(repo, &warner(quiet))
 }
 
-/// Loads the index for a backup: on disk past a size (see `SpillOptions`).
+/// Where a backup's index goes past a size (see `SpillOptions`).
 /// `BACKSTOP_SPILL_ENTRIES=N` moves the index and the backup's set of new chunks to scratch
 /// files past N entries (0: always; for tests), `BACKSTOP_SCRATCH_DIR` says where they go
 /// (default: the system's temporary folder).
-pub fn load_backup_index(repo: &Repository, quiet: bool) -> anyhow::Result<Index> {
+pub fn spill_options() -> anyhow::Result<SpillOptions> {
     let mut spill =
         match std::env::var("BACKSTOP_SPILL_ENTRIES") {
             Ok(v) => SpillOptions::all_above(v.trim().parse().with_context(|| {
@@ -295,13 +245,15 @@ pub fn load_backup_index(repo: &Repository, quiet: bool) -> anyhow::Result<Index
             Err(_) => SpillOptions::default(),
         };
     spill.dir = std::env::var_os("BACKSTOP_SCRATCH_DIR").map(PathBuf::from);
-    let (index, problems) = Index::load_for_backup(repo, &spill)?;
-    if !quiet {
-        for (name, msg) in problems {
-            eprintln!("warning: index file {name} cannot be read ({msg}); run `backstop verify`");
-        }
+    Ok(spill)
+}
+
+/// This host and program, as snapshots and records name them.
+pub fn runtime() -> backstop_app::backup::Runtime {
+    backstop_app::backup::Runtime {
+        host: host(),
+        program: format!("backstop {}", env!("CARGO_PKG_VERSION")),
     }
-    Ok(index)
 }
 
 pub fn host() -> String {

@@ -9,7 +9,7 @@ macro_rules! outln {
 }
 
 mod commands;
-mod config;
+use backstop_app::config;
 mod context;
 mod exclude;
 mod output;
@@ -19,26 +19,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 
 use crate::context::GlobalArgs;
-
-/// Exit codes, documented in README.md.
-pub mod exit {
-    pub const OK: u8 = 0;
-    pub const ERROR: u8 = 1;
-    pub const USAGE: u8 = 2;
-    /// The backup finished but some items could not be read.
-    pub const PARTIAL: u8 = 3;
-    /// verify found problems, or data failed an integrity check.
-    pub const INTEGRITY: u8 = 4;
-    /// `status`: a source is overdue, never backed up, unhealthy or unverified past its limit.
-    pub const ATTENTION: u8 = 5;
-    pub const NO_REPOSITORY: u8 = 10;
-    pub const LOCKED: u8 = 11;
-    /// Missing or wrong passphrase.
-    pub const AUTH: u8 = 12;
-    /// The snapshot or source asked for does not exist.
-    pub const NOT_FOUND: u8 = 13;
-    pub const CANCELLED: u8 = 130;
-}
+pub use crate::output::exit;
 
 /// The environment variables the CLI reads, listed once: at the end of `backstop --help`.
 pub const ENVIRONMENT: &str = "\

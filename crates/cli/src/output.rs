@@ -8,31 +8,28 @@ use backstop_format::Timestamp;
 use indicatif::{ProgressBar, ProgressStyle};
 use jiff::tz::TimeZone;
 
-use crate::exit;
-
-/// Marks an error as a usage or configuration problem (exit code 2).
-#[derive(Debug)]
-pub struct UsageError(pub String);
-
-impl std::fmt::Display for UsageError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
+/// Exit codes, documented in README.md.
+pub mod exit {
+    pub const OK: u8 = 0;
+    pub const ERROR: u8 = 1;
+    pub const USAGE: u8 = 2;
+    /// The backup finished but some items could not be read.
+    pub const PARTIAL: u8 = 3;
+    /// verify found problems, or data failed an integrity check.
+    pub const INTEGRITY: u8 = 4;
+    /// `status`: a source is overdue, never backed up, unhealthy or unverified past its limit.
+    pub const ATTENTION: u8 = 5;
+    pub const NO_REPOSITORY: u8 = 10;
+    pub const LOCKED: u8 = 11;
+    /// Missing or wrong passphrase.
+    pub const AUTH: u8 = 12;
+    /// The snapshot or source asked for does not exist.
+    pub const NOT_FOUND: u8 = 13;
+    pub const CANCELLED: u8 = 130;
 }
 
-impl std::error::Error for UsageError {}
-
-/// Marks an error as something asked for that does not exist (exit code 13).
-#[derive(Debug)]
-pub struct NotFoundError(pub String);
-
-impl std::fmt::Display for NotFoundError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for NotFoundError {}
+pub use backstop_app::error::{NotFoundError, UsageError};
+use backstop_app::outcome::{Remedy, remedy};
 
 pub fn exit_code(e: &anyhow::Error) -> u8 {
     if e.downcast_ref::<UsageError>().is_some() {
@@ -76,79 +73,51 @@ pub fn print_error(e: &anyhow::Error, json: bool) {
     }
 }
 
-/// What to do about an error, in the CLI's terms: the libraries say what went wrong, and the
-/// front end words the remedy (the daemon's page words its own).
+/// What to do about an error, in the CLI's terms: the libraries say what went wrong, the
+/// application layer which remedy applies ([`remedy`]), and the front end words it (the
+/// daemon's page words its own).
 pub fn hint(e: &anyhow::Error) -> Option<String> {
-    use backstop_sources::Error as SourceError;
-    for cause in e.chain() {
-        let source_hint = |se: &SourceError| match se {
-            SourceError::WouldOverwrite { .. } => {
-                Some("pass --overwrite to replace them, or restore --to another place".to_string())
-            }
-            SourceError::Empty(_) => Some(
-                "check the command or the pipe; pass --allow-empty if an empty backup is intended"
-                    .to_string(),
-            ),
-            _ => None,
-        };
-        if let Some(se) = cause.downcast_ref::<SourceError>() {
-            return source_hint(se);
+    let words = match remedy(e)? {
+        Remedy::Overwrite => "pass --overwrite to replace them, or restore --to another place",
+        Remedy::AllowEmpty => {
+            "check the command or the pipe; pass --allow-empty if an empty backup is intended"
         }
-        if let Some(ee) = cause.downcast_ref::<EngineError>() {
-            return match ee {
-                EngineError::Source(se) => source_hint(se),
-                EngineError::NoRepository(_) => Some(
-                    "create one with `backstop init`, or check --repo, BACKSTOP_REPO and `repository` in backstop.toml"
-                        .into(),
-                ),
-                EngineError::PassphraseRequired(_) => Some(
-                    "set BACKSTOP_PASSWORD or BACKSTOP_PASSWORD_FILE, or pass --password-file"
-                        .into(),
-                ),
-                EngineError::IndexChanged => Some("run the command again".into()),
-                EngineError::Locked(_) => Some(
-                    "if that operation is no longer running (its machine crashed or it was killed), \
-                     `backstop unlock` removes stale locks and `backstop unlock --remove-all` this one"
-                        .into(),
-                ),
-                EngineError::BackupLeftovers { .. } => Some(
-                    "once the cause is fixed, `backstop prune` deletes what the failed backup left \
-                     (on a full disk, free a little space first: prune writes a lock and index files)"
-                        .into(),
-                ),
-                EngineError::DamagedSnapshot(_) => Some(
-                    "name a readable snapshot by its id (`backstop snapshots` lists them); `backstop verify` says what is damaged"
-                        .into(),
-                ),
-                EngineError::DamagedKey { .. } => Some(
-                    "if you have a copy of that key file (or of the whole repository), put it back in \
-                     keys/; a second key (another passphrase, `backstop key add`) keeps the repository \
-                     open when one key file is damaged"
-                        .into(),
-                ),
-                EngineError::NoLiveDatabase(_) => Some(
-                    "restore to a new file with --to instead, or check the source's `path` in backstop.toml"
-                        .into(),
-                ),
-                EngineError::SchemaChanged(_) => Some(
-                    "`--dry-run` shows the tables now and in the snapshot; pass --allow-schema-change to restore anyway"
-                        .into(),
-                ),
-                // Damaged data met while reading: verify names every damaged pack. (Messages
-                // that already name a command say what to run.)
-                EngineError::Integrity(m) if !m.contains("`backstop") => Some(
-                    "`backstop verify --read-data` says what is damaged"
-                        .into(),
-                ),
-                EngineError::Internal(_) => Some(
-                    "this is a bug in backstop; nothing was committed. Please report it with the command that failed"
-                        .into(),
-                ),
-                _ => None,
-            };
+        Remedy::CreateRepository => {
+            "create one with `backstop init`, or check --repo, BACKSTOP_REPO and `repository` in backstop.toml"
         }
-    }
-    None
+        Remedy::Passphrase => {
+            "set BACKSTOP_PASSWORD or BACKSTOP_PASSWORD_FILE, or pass --password-file"
+        }
+        Remedy::RunAgain => "run the command again",
+        Remedy::Unlock => {
+            "if that operation is no longer running (its machine crashed or it was killed), \
+             `backstop unlock` removes stale locks and `backstop unlock --remove-all` this one"
+        }
+        Remedy::PruneLeftovers => {
+            "once the cause is fixed, `backstop prune` deletes what the failed backup left \
+             (on a full disk, free a little space first: prune writes a lock and index files)"
+        }
+        Remedy::NameReadableSnapshot => {
+            "name a readable snapshot by its id (`backstop snapshots` lists them); `backstop verify` says what is damaged"
+        }
+        Remedy::RestoreKeyFile => {
+            "if you have a copy of that key file (or of the whole repository), put it back in \
+             keys/; a second key (another passphrase, `backstop key add`) keeps the repository \
+             open when one key file is damaged"
+        }
+        Remedy::RestoreToNewFile => {
+            "restore to a new file with --to instead, or check the source's `path` in backstop.toml"
+        }
+        Remedy::AllowSchemaChange => {
+            "`--dry-run` shows the tables now and in the snapshot; pass --allow-schema-change to restore anyway"
+        }
+        // Damaged data met while reading: verify names every damaged pack.
+        Remedy::VerifyData => "`backstop verify --read-data` says what is damaged",
+        Remedy::ReportBug => {
+            "this is a bug in backstop; nothing was committed. Please report it with the command that failed"
+        }
+    };
+    Some(words.to_string())
 }
 
 /// Prints a serde value as one line of JSON.

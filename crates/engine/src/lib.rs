@@ -63,7 +63,7 @@ pub use forget::{ForgetOptions, ForgetPlan, ForgetSummary, forget, plan_forget};
 pub use index::Index;
 pub use progress::{NoProgress, Progress};
 pub use prune::{PruneOptions, PrunePlan, PruneSummary, prune};
-pub use repo::{InitOptions, Repository};
+pub use repo::{InitOptions, ObjectTotals, Repository};
 pub use restore::{RestoreOptions, RestorePlan, RestoreSummary, plan_restore, restore};
 pub use spec::SpecClock;
 pub use spill::SpillOptions;

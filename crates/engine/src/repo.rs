@@ -52,6 +52,15 @@ impl InitOptions {
     }
 }
 
+/// What [`Repository::object_totals`] counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ObjectTotals {
+    pub snapshots: usize,
+    pub packs: usize,
+    /// The bytes of every pack, index, snapshot, key and record object.
+    pub stored_bytes: u64,
+}
+
 /// An open repository.
 #[derive(Debug, Clone)]
 pub struct Repository {
@@ -131,8 +140,46 @@ impl Repository {
         })
     }
 
-    pub fn storage(&self) -> &Arc<dyn Storage> {
+    /// The storage, for the engine's own modules; front ends use the narrow methods below.
+    pub(crate) fn storage(&self) -> &Arc<dyn Storage> {
         &self.storage
+    }
+
+    /// Where the repository is, as its storage names it (a directory, later a URL).
+    pub fn location(&self) -> String {
+        self.storage.location()
+    }
+
+    /// Free space where the repository is stored, when the storage can tell.
+    pub fn free_space(&self) -> Option<u64> {
+        self.storage.free_space()
+    }
+
+    /// Whether the repository can be read now: its snapshot list is listed (for health checks).
+    pub fn check_readable(&self) -> Result<()> {
+        self.storage.list(Kind::Snapshot)?;
+        Ok(())
+    }
+
+    /// How many objects the repository holds and their stored bytes (`backstop info`).
+    pub fn object_totals(&self) -> Result<ObjectTotals> {
+        let mut t = ObjectTotals::default();
+        for kind in [
+            Kind::Pack,
+            Kind::Index,
+            Kind::Snapshot,
+            Kind::Key,
+            Kind::Record,
+        ] {
+            let objects = self.storage.list(kind)?;
+            t.stored_bytes += objects.iter().map(|o| o.size).sum::<u64>();
+            match kind {
+                Kind::Pack => t.packs = objects.len(),
+                Kind::Snapshot => t.snapshots = objects.len(),
+                _ => {}
+            }
+        }
+        Ok(t)
     }
 
     pub fn config(&self) -> &RepoConfig {
@@ -181,14 +228,14 @@ impl Repository {
     }
 
     /// Seals and stores a small object.
-    pub fn write_object(&self, kind: Kind, name: &str, plain: &[u8]) -> Result<()> {
+    pub(crate) fn write_object(&self, kind: Kind, name: &str, plain: &[u8]) -> Result<()> {
         Ok(self
             .storage
             .write(kind, name, &seal_object(&self.crypter, plain))?)
     }
 
     /// Reads and opens a small object.
-    pub fn read_object(&self, kind: Kind, name: &str) -> Result<Vec<u8>> {
+    pub(crate) fn read_object(&self, kind: Kind, name: &str) -> Result<Vec<u8>> {
         let raw = self.storage.read(kind, name)?;
         open_object(&self.crypter, &raw)
             .map_err(|e| Error::format(format!("reading {kind} {name}"), e))

@@ -508,11 +508,11 @@ fn prune_removes_unreferenced_packs_and_records_of_forgotten_snapshots() {
     assert!(a_chunks.iter().all(|id| !index.contains(id)));
 }
 
-/// How many index entries each chunk has, over all index files.
-fn index_entries(repo: &Repository) -> BTreeMap<ChunkId, usize> {
+/// How many index entries each chunk has, over all index files (`storage`: the repository's).
+fn index_entries(storage: &dyn Storage, repo: &Repository) -> BTreeMap<ChunkId, usize> {
     let mut n = BTreeMap::new();
-    for o in repo.storage().list(Kind::Index).unwrap() {
-        let raw = repo.storage().read(Kind::Index, &o.name).unwrap();
+    for o in storage.list(Kind::Index).unwrap() {
+        let raw = storage.read(Kind::Index, &o.name).unwrap();
         let file = IndexFile::decode(repo.crypter(), &raw).unwrap();
         for b in file.packs.iter().flat_map(|p| &p.blobs) {
             *n.entry(b.id).or_default() += 1;
@@ -536,7 +536,7 @@ fn prune_keeps_one_usable_copy_of_a_chunk_stored_twice() {
         let s = run_on(&repo, &early, src, &format!("r{i}"), 1).unwrap();
         ids.push((s.id, mine.clone()));
     }
-    let entries = index_entries(&repo);
+    let entries = index_entries(storage.as_ref(), &repo);
     let shared_chunks = item_chunks(&repo, &ids[0].0, "shared");
     assert!(shared_chunks.len() > 10);
     for id in &shared_chunks {
@@ -555,7 +555,7 @@ fn prune_keeps_one_usable_copy_of_a_chunk_stored_twice() {
     check(&repo);
     let s = prune_with(&repo, 0.0).unwrap();
     check(&repo);
-    let entries = index_entries(&repo);
+    let entries = index_entries(storage.as_ref(), &repo);
     let extra: Vec<_> = entries.iter().filter(|(_, n)| **n != 1).collect();
     assert!(extra.is_empty(), "chunks indexed more than once: {extra:?}");
     // Every chunk left is stored once: pack bytes match what the index names.

@@ -14,9 +14,9 @@ use backstop_format::manifest::BackupKind;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::AppState;
 use crate::auth::{Caller, Denied, Permission};
 use crate::jobs::{JobSpec, SubmitError, restore_plan};
+use crate::shared::AppState;
 use crate::state::AuditEntry;
 
 /// An API error: a status and a JSON body `{"error": "...", "code": "..."}`.
@@ -266,11 +266,10 @@ pub fn require(
 /// `GET /healthz`: the daemon answers and can read its repository.
 pub async fn healthz(State(app): State<AppState>) -> Response {
     let repo = app.setup.repo.clone();
-    let ok =
-        tokio::task::spawn_blocking(move || repo.storage().list(backstop_storage::Kind::Snapshot))
-            .await
-            .map(|r| r.is_ok())
-            .unwrap_or(false);
+    let ok = tokio::task::spawn_blocking(move || repo.check_readable())
+        .await
+        .map(|r| r.is_ok())
+        .unwrap_or(false);
     if ok {
         (StatusCode::OK, "ok\n").into_response()
     } else {

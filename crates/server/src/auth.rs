@@ -16,8 +16,8 @@ use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use backstop_format::Timestamp;
 
-use crate::AppState;
 use crate::api::audit;
+use crate::shared::AppState;
 use crate::state::{Role, Scope};
 
 /// The session cookie's name.

@@ -12,7 +12,7 @@ use axum::http::HeaderMap;
 use axum::http::header::{HOST, ORIGIN};
 use axum::http::request::Parts;
 
-use crate::AppState;
+use crate::shared::AppState;
 
 /// The client's address as the daemon sees it; `unknown` when served without peer addresses
 /// (the router called in process).

@@ -13,17 +13,16 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context as _;
+use backstop_app::backup::{BackupRequest, SkipUnchanged, SourceSettings};
+use backstop_app::outcome::{self, Verdict};
 use backstop_engine::content::Loader;
 use backstop_engine::database::{
     DatabasePlan, DatabaseRestoreOptions, database_item, plan_database, restore_database,
 };
 use backstop_engine::drill::{DrillOptions, restore_drill};
-use backstop_engine::{
-    BackupOptions, ForgetOptions, Index, Progress, PruneOptions, Repository, VerifyOptions,
-};
+use backstop_engine::{ForgetOptions, Index, Progress, PruneOptions, Repository, VerifyOptions};
 use backstop_format::manifest::BackupKind;
 use backstop_format::{SnapshotId, Timestamp};
-use backstop_policy::format_bytes;
 use serde::Serialize;
 use tokio::sync::{Mutex as AsyncMutex, RwLock};
 
@@ -404,9 +403,11 @@ impl Runner {
         let j = job.clone();
         let outcome = tokio::task::spawn_blocking(move || execute(&setup, &j.spec, &*j)).await;
         let (state, message, result) = match outcome {
-            Ok(Ok((message, result, passed))) => {
-                (if passed { "ok" } else { "failed" }, message, Some(result))
-            }
+            Ok(Ok(JobOutcome { verdict, result })) => (
+                if verdict.passed { "ok" } else { "failed" },
+                verdict.message,
+                Some(result),
+            ),
             // The page and the API show this: the engine's command-line remedies are left out.
             Ok(Err(e)) => (
                 "failed",
@@ -459,12 +460,23 @@ impl Runner {
     }
 }
 
-/// Runs one job on the calling (blocking) thread: (message, result, passed).
-fn execute(
-    setup: &Setup,
-    spec: &JobSpec,
-    progress: &dyn Progress,
-) -> anyhow::Result<(String, serde_json::Value, bool)> {
+/// What a finished job shows: its verdict, and the operation's result as JSON.
+struct JobOutcome {
+    verdict: Verdict,
+    result: serde_json::Value,
+}
+
+impl JobOutcome {
+    fn new(verdict: Verdict, result: &impl Serialize) -> anyhow::Result<Self> {
+        Ok(Self {
+            verdict,
+            result: serde_json::to_value(result)?,
+        })
+    }
+}
+
+/// Runs one job on the calling (blocking) thread.
+fn execute(setup: &Setup, spec: &JobSpec, progress: &dyn Progress) -> anyhow::Result<JobOutcome> {
     let repo: &Repository = &setup.repo;
     match spec {
         JobSpec::Backup { source, .. } => {
@@ -483,20 +495,7 @@ fn execute(
                 },
                 progress,
             )?;
-            let message = if r.is_clean() {
-                format!(
-                    "no problems in {} snapshot(s), {} pack(s){}",
-                    r.snapshots,
-                    r.packs,
-                    if r.read_data { ", all data read" } else { "" }
-                )
-            } else {
-                format!(
-                    "{} problem(s) found: the job's result lists them",
-                    r.problems.len()
-                )
-            };
-            Ok((message, serde_json::to_value(&r)?, r.is_clean()))
+            JobOutcome::new(outcome::verify(&r), &r)
         }
         JobSpec::Drill { source } => {
             // The newest real backup: never a safety snapshot that holds rolled-back state.
@@ -522,13 +521,7 @@ fn execute(
                 },
                 progress,
             )?;
-            let message = format!(
-                "restore drill of snapshot {} {} in {:.1} s",
-                id.short(),
-                if rec.passed { "passed" } else { "FAILED" },
-                rec.duration_ms as f64 / 1000.0
-            );
-            Ok((message, serde_json::to_value(&rec)?, rec.passed))
+            JobOutcome::new(outcome::drill(&id, &rec), &rec)
         }
         JobSpec::Forget => {
             let s = backstop_engine::forget(
@@ -544,12 +537,7 @@ fn execute(
                 },
                 false,
             )?;
-            let message = format!(
-                "{} snapshot(s) forgotten, {} kept",
-                s.forgotten,
-                s.plan.keep_count()
-            );
-            Ok((message, serde_json::to_value(&s)?, true))
+            JobOutcome::new(outcome::forget(&s), &s)
         }
         JobSpec::Prune => {
             let s = backstop_engine::prune(
@@ -558,8 +546,7 @@ fn execute(
                 false,
                 progress,
             )?;
-            let message = format!("{} freed", format_bytes(s.plan.bytes_freed()));
-            Ok((message, serde_json::to_value(&s)?, true))
+            JobOutcome::new(outcome::prune(&s), &s)
         }
         JobSpec::Restore {
             snapshot,
@@ -580,26 +567,13 @@ fn execute(
                 program: setup.program.clone(),
             };
             let s = restore_database(repo, &index, plan, &item, &opts, progress)?;
-            let message = format!(
-                "restored snapshot {} into {}{}",
-                snapshot.short(),
-                s.plan.target,
-                s.safety_snapshot
-                    .map(|id| format!(" (safety snapshot {} taken first)", id.short()))
-                    .unwrap_or_default()
-            );
-            let passed = s.checks.iter().all(|c| c.passed);
-            Ok((message, serde_json::to_value(&s)?, passed))
+            JobOutcome::new(outcome::restore_database(snapshot, &s), &s)
         }
     }
 }
 
 /// A backup job: the source's reader, its options, the engine's backup.
-fn backup(
-    setup: &Setup,
-    job: &JobSpec,
-    progress: &dyn Progress,
-) -> anyhow::Result<(String, serde_json::Value, bool)> {
+fn backup(setup: &Setup, job: &JobSpec, progress: &dyn Progress) -> anyhow::Result<JobOutcome> {
     let JobSpec::Backup {
         source,
         kind,
@@ -616,39 +590,36 @@ fn backup(
         .with_context(|| format!("no source {source:?}"))?;
     let mut reader =
         (setup.build_source)(source).with_context(|| format!("backing up {source}"))?;
-    let mut all_tags = spec.tags.clone();
-    all_tags.extend(tags.iter().cloned());
-    let opts = BackupOptions {
-        source_name: source.clone(),
+    let req = BackupRequest {
         kind: *kind,
-        description: description.clone().or_else(|| spec.description.clone()),
-        tags: all_tags,
+        description: description.clone(),
+        tags: tags.clone(),
         ticket: ticket.clone(),
-        time: Timestamp::now(),
-        host: setup.host.clone(),
-        program: setup.program.clone(),
+        time: None,
         force: false,
         // A backup someone asked for is always recorded; scheduled and startup ones follow
         // the source's `skip_unchanged`.
-        skip_unchanged: spec.skip_unchanged
-            && matches!(kind, BackupKind::Scheduled | BackupKind::Startup),
+        skip_unchanged: SkipUnchanged::AsConfiguredWhenScheduled,
     };
-    let index = load_index_with(repo, |r| {
-        Index::load_for_backup(r, &backstop_engine::SpillOptions::default())
-    })?;
-    let s = backstop_engine::backup(repo, &index, reader.as_mut(), &opts, progress)
-        .with_context(|| format!("backing up {source}"))?;
-    let message = if s.skipped {
-        format!("unchanged since snapshot {}: no new snapshot", s.id.short())
-    } else {
-        format!(
-            "snapshot {} saved: {} read, {} added",
-            s.id.short(),
-            format_bytes(s.bytes_in),
-            format_bytes(s.bytes_added)
-        )
+    let settings = SourceSettings {
+        tags: spec.tags.clone(),
+        description: spec.description.clone(),
+        skip_unchanged: spec.skip_unchanged,
     };
-    Ok((message, serde_json::to_value(&s)?, s.warnings.is_empty()))
+    // A backup keeps a large index in scratch files (see `Index::load_for_backup`).
+    let s = backstop_app::backup::backup(
+        repo,
+        &mut reader,
+        source,
+        &settings,
+        &req,
+        &setup.runtime(),
+        &backstop_engine::SpillOptions::default(),
+        &|m| tracing::warn!("{m}"),
+        progress,
+    )
+    .with_context(|| format!("backing up {source}"))?;
+    JobOutcome::new(outcome::backup(&s), &s)
 }
 
 /// Records a failed backup in the repository the way `backstop backup` does, so that
@@ -656,12 +627,12 @@ fn backup(
 /// record (a full disk) has it logged, and the job still reports the backup's own error.
 fn record_failure(setup: &Setup, source: &str, e: &anyhow::Error) {
     let reason = crate::api::without_cli_remedies(&format!("{e:#}"));
-    if let Err(err) = backstop_engine::attempts::record_backup_failure(
+    if let Err(err) = backstop_app::backup::record_failure(
         &setup.repo,
         source,
-        Timestamp::now(),
-        &setup.host,
         &reason,
+        &setup.runtime(),
+        Timestamp::now(),
     ) {
         tracing::warn!(
             source,
@@ -705,19 +676,7 @@ pub fn restore_plan(
     Ok((plan, item, index))
 }
 
+/// Loads the index; index files that cannot be read go to the log.
 fn load_index(repo: &Repository) -> anyhow::Result<Index> {
-    load_index_with(repo, Index::load)
-}
-
-/// Loads the index with `load` (a backup keeps a large one in scratch files, see
-/// `Index::load_for_backup`) and logs the index files that cannot be read.
-fn load_index_with(
-    repo: &Repository,
-    load: impl FnOnce(&Repository) -> backstop_engine::Result<(Index, Vec<(String, String)>)>,
-) -> anyhow::Result<Index> {
-    let (index, problems) = load(repo)?;
-    for (name, msg) in problems {
-        tracing::warn!("index file {name} cannot be read ({msg}); run `backstop verify`");
-    }
-    Ok(index)
+    backstop_app::repository::load_index(repo, &|m| tracing::warn!("{m}"))
 }

@@ -2,7 +2,7 @@
 //!
 //! The daemon calls the same engine functions as the CLI. It does not read `backstop.toml`
 //! itself: the CLI turns the config into a [`Setup`] (the repository, the sources and how to
-//! build each one's [`backstop_sources::Source`], schedules and retention) and hands it over.
+//! build each one's reader, schedules and retention) and hands it over.
 
 pub mod api;
 pub mod auth;
@@ -11,369 +11,31 @@ pub mod download;
 pub mod jobs;
 pub mod metrics;
 pub mod notify;
+pub mod overview;
 pub mod resolve;
 pub mod scheduler;
 pub mod setup;
+pub mod shared;
 pub mod state;
 pub mod ui;
 
 use std::net::{IpAddr, SocketAddr};
-use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::routing::{get, post};
-use backstop_engine::Index;
-use backstop_engine::content::Loader;
-use backstop_engine::listing::{ListFilter, SnapshotRow, list_snapshots};
-use backstop_engine::status::{SourceStatus, StatusOptions, StatusReport};
 use backstop_format::Timestamp;
-use backstop_format::manifest::DatabaseMeta;
-use backstop_format::record::Record;
 use jiff::SignedDuration;
-use serde::Serialize;
 
+pub use overview::*;
+pub use setup::DEFAULT_AUDIT_RETENTION;
 pub use setup::{Setup, SourceFactory, SourceSpec, Tasks};
+pub use shared::{App, AppState};
 
-use crate::api::{ApiResult, blocking};
-use crate::jobs::{JobView, Runner};
 use crate::notify::Notifier;
 use crate::scheduler::{Clock, Scheduler, SystemClock};
-use crate::state::{LoginLimiter, State};
-
-/// Shared by every request handler.
-#[derive(Clone)]
-pub struct AppState(Arc<App>);
-
-impl AppState {
-    pub fn new(app: App) -> Self {
-        Self(Arc::new(app))
-    }
-}
-
-impl Deref for AppState {
-    type Target = App;
-    fn deref(&self) -> &App {
-        &self.0
-    }
-}
-
-/// Audit entries are kept this long unless configured otherwise.
-pub const DEFAULT_AUDIT_RETENTION: SignedDuration = SignedDuration::from_hours(365 * 24);
-
-/// The daemon's parts.
-pub struct App {
-    pub setup: Arc<Setup>,
-    pub state: Arc<State>,
-    pub runner: Arc<Runner>,
-    pub notifier: Arc<Notifier>,
-    /// Failed logins per user name and client address.
-    pub limiter: LoginLimiter,
-    /// Failed logins per client address, whatever the names.
-    pub address_limiter: LoginLimiter,
-    /// Peers whose `X-Forwarded-For` names the client (reverse proxies).
-    pub trusted_proxies: Vec<IpAddr>,
-    /// How long audit entries are kept.
-    pub audit_retention: SignedDuration,
-    pub templates: minijinja::Environment<'static>,
-    /// Mark cookies `Secure` (when served behind HTTPS).
-    pub secure_cookies: bool,
-    pub started: Timestamp,
-}
-
-/// The status page: everything at a glance.
-#[derive(Debug, Clone, Serialize)]
-pub struct Overview {
-    pub now: Timestamp,
-    pub host: String,
-    pub version: &'static str,
-    pub repository: RepositoryInfo,
-    pub scheduler: SchedulerInfo,
-    pub sources: Vec<SourceOverview>,
-    /// Some source needs attention (overdue, failing, unhealthy, unverified).
-    pub attention: bool,
-    pub unreadable_snapshots: usize,
-    /// Jobs queued or running.
-    pub active_jobs: Vec<JobView>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct RepositoryInfo {
-    pub location: String,
-    pub encrypted: bool,
-    /// Bytes of packs.
-    pub size_bytes: u64,
-    pub free_bytes: Option<u64>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct SchedulerInfo {
-    /// `running`, or `stopping` during shutdown.
-    pub state: &'static str,
-    pub started: Timestamp,
-    pub time_zone: String,
-}
-
-/// One source on the status page.
-#[derive(Debug, Clone, Serialize)]
-pub struct SourceOverview {
-    #[serde(flatten)]
-    pub status: SourceStatus,
-    pub kind: String,
-    pub description: Option<String>,
-    /// A backup job of this source is queued or running.
-    pub backup_running: bool,
-    /// The last backup attempt, if it failed after the newest snapshot: this daemon's newest
-    /// backup job, else the failure recorded in the repository (by `backstop backup`).
-    pub last_failure: Option<LastFailure>,
-    /// Restores go into this live database (SQLite sources).
-    pub restorable: bool,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct LastFailure {
-    pub time: Timestamp,
-    pub message: String,
-}
-
-/// A source's last failed backup attempt, if no snapshot was taken since: the newer of the
-/// daemon's own failed job (which also covers a backup that saved only a partial snapshot) and
-/// the `backup-failed` record the engine's status read (written by `backstop backup` or by a
-/// job). A backup from the command line since the job failed clears it, as it clears `status`.
-fn last_failure(status: &SourceStatus, job: Option<LastFailure>) -> Option<LastFailure> {
-    let job = job.filter(|j| status.last_backup.is_none_or(|last| last <= j.time));
-    let recorded = status.last_failure.as_ref().map(|f| LastFailure {
-        time: f.time,
-        message: f.reason.clone(),
-    });
-    match (job, recorded) {
-        (Some(j), Some(r)) if r.time > j.time => Some(r),
-        (j, r) => j.or(r),
-    }
-}
-
-/// One snapshot in full.
-#[derive(Debug, Clone, Serialize)]
-pub struct SnapshotDetail {
-    #[serde(flatten)]
-    pub row: SnapshotRow,
-    pub parent: Option<String>,
-    pub program: String,
-    pub items_total: usize,
-    /// The first 1000 items.
-    pub items: Vec<ItemRow>,
-    pub databases: Vec<DatabaseDetail>,
-    /// Restore drills, pins and marks, oldest first.
-    pub records: Vec<Record>,
-    pub snapshot_warnings: Vec<String>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct ItemRow {
-    pub path: String,
-    pub kind: String,
-    pub size: u64,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct DatabaseDetail {
-    pub path: String,
-    #[serde(flatten)]
-    pub meta: DatabaseMeta,
-}
-
-impl App {
-    pub fn new(setup: Arc<Setup>, state: Arc<State>, notifier: Arc<Notifier>) -> Self {
-        let runner = Arc::new(Runner::new(setup.clone(), state.clone(), notifier.clone()));
-        let templates = ui::templates(setup.time_zone.clone());
-        Self {
-            setup,
-            state,
-            runner,
-            notifier,
-            limiter: LoginLimiter::default(),
-            address_limiter: LoginLimiter::new(20, SignedDuration::from_mins(15)),
-            trusted_proxies: Vec::new(),
-            audit_retention: DEFAULT_AUDIT_RETENTION,
-            templates,
-            secure_cookies: false,
-            started: Timestamp::now(),
-        }
-    }
-
-    /// The engine's status report.
-    pub async fn status_report(&self) -> ApiResult<StatusReport> {
-        let setup = self.setup.clone();
-        blocking(move || {
-            Ok(backstop_engine::status::status(
-                &setup.repo,
-                &StatusOptions {
-                    now: Timestamp::now(),
-                    time_zone: setup.time_zone.clone(),
-                    sources: setup.expectations(),
-                },
-            )?)
-        })
-        .await
-    }
-
-    /// The status page's data.
-    pub async fn overview(&self) -> ApiResult<Overview> {
-        let report = self.status_report().await?;
-        let setup = self.setup.clone();
-        let state = self.state.clone();
-        let names: Vec<String> = report.sources.iter().map(|s| s.name.clone()).collect();
-        let (size, free, failures) = blocking(move || {
-            let size: u64 = setup.repo.pack_sizes()?.values().sum();
-            let free = setup.repo.storage().free_space();
-            let mut failures = Vec::new();
-            for n in &names {
-                failures.push(
-                    state
-                        .last_job(n, "backup", None)?
-                        .filter(|j| j.outcome == "failed")
-                        .map(|j| LastFailure {
-                            time: j.finished.unwrap_or(j.started),
-                            message: j.message,
-                        }),
-                );
-            }
-            Ok((size, free, failures))
-        })
-        .await?;
-        let recent = self.runner.recent();
-        let active: Vec<JobView> = recent
-            .iter()
-            .filter(|j| matches!(j.state, "queued" | "running"))
-            .cloned()
-            .collect();
-        let mut attention = report.needs_attention();
-        let sources = report
-            .sources
-            .into_iter()
-            .zip(failures)
-            .map(|(status, job_failure)| {
-                let spec = self.setup.source(&status.name);
-                let last_failure = last_failure(&status, job_failure);
-                if last_failure.is_some() {
-                    attention = true;
-                }
-                SourceOverview {
-                    kind: spec.map(|s| s.kind.clone()).unwrap_or_default(),
-                    description: spec.and_then(|s| s.description.clone()),
-                    backup_running: active
-                        .iter()
-                        .any(|j| j.kind == "backup" && j.source == status.name),
-                    restorable: spec.is_some_and(|s| s.live_path.is_some()),
-                    last_failure,
-                    status,
-                }
-            })
-            .collect();
-        Ok(Overview {
-            now: report.now,
-            host: self.setup.host.clone(),
-            version: env!("CARGO_PKG_VERSION"),
-            repository: RepositoryInfo {
-                location: self.setup.repo_location.clone(),
-                encrypted: self.setup.repo.is_encrypted(),
-                size_bytes: size,
-                free_bytes: free,
-            },
-            scheduler: SchedulerInfo {
-                state: if self.runner.accepting() {
-                    "running"
-                } else {
-                    "stopping"
-                },
-                started: self.started,
-                time_zone: self
-                    .setup
-                    .time_zone
-                    .iana_name()
-                    .unwrap_or("system")
-                    .to_string(),
-            },
-            sources,
-            attention,
-            unreadable_snapshots: report.unreadable_snapshots,
-            active_jobs: active,
-        })
-    }
-
-    /// Snapshots, optionally of one source.
-    pub async fn snapshots(&self, filter: ListFilter) -> ApiResult<Vec<SnapshotRow>> {
-        let setup = self.setup.clone();
-        blocking(move || {
-            Ok(list_snapshots(&setup.repo, &filter, &setup.lifecycle, Timestamp::now())?.0)
-        })
-        .await
-    }
-
-    /// One snapshot with its items, databases and records.
-    pub async fn snapshot_detail(&self, spec: String) -> ApiResult<SnapshotDetail> {
-        let setup = self.setup.clone();
-        blocking(move || {
-            let repo = &setup.repo;
-            let (id, snap) = repo.find_snapshot_at(
-                &spec,
-                &backstop_engine::SpecClock {
-                    now: backstop_format::Timestamp::now(),
-                    time_zone: setup.time_zone.clone(),
-                },
-            )?;
-            let (rows, _) = list_snapshots(
-                repo,
-                &ListFilter {
-                    source: Some(snap.source.name.clone()),
-                    ..ListFilter::default()
-                },
-                &setup.lifecycle,
-                Timestamp::now(),
-            )?;
-            let row = rows
-                .into_iter()
-                .find(|r| r.id == id)
-                .ok_or_else(|| anyhow::anyhow!("snapshot {} vanished", id.short()))?;
-            let (index, _) = Index::load(repo)?;
-            let items = Loader::new(repo, &index).read_items(&snap.items)?;
-            let databases = items
-                .iter()
-                .filter_map(|i| {
-                    Some(DatabaseDetail {
-                        path: i.path.clone(),
-                        meta: i.database.clone()?,
-                    })
-                })
-                .collect();
-            let records = repo
-                .records()?
-                .into_iter()
-                .filter(|r| r.snapshot == id)
-                .collect();
-            Ok(SnapshotDetail {
-                row,
-                parent: snap.parent.map(|p| p.to_string()),
-                program: snap.program.clone(),
-                items_total: items.len(),
-                items: items
-                    .iter()
-                    .take(1000)
-                    .map(|i| ItemRow {
-                        path: i.path.clone(),
-                        kind: format!("{:?}", i.kind).to_lowercase(),
-                        size: i.size,
-                    })
-                    .collect(),
-                databases,
-                records,
-                snapshot_warnings: snap.warnings.clone(),
-            })
-        })
-        .await
-    }
-}
+use crate::state::State;
 
 /// The HTTP routes: the API, the pages, health and metrics.
 pub fn router(app: AppState) -> Router {
@@ -470,7 +132,7 @@ pub async fn serve_on(
     app.secure_cookies = opts.secure_cookies;
     app.trusted_proxies = opts.trusted_proxies.clone();
     app.audit_retention = opts.audit_retention;
-    let app = AppState(Arc::new(app));
+    let app = AppState::new(app);
     let scheduler = Arc::new(Scheduler::new(
         app.runner.clone(),
         app.state.clone(),

@@ -2,8 +2,8 @@
 
 use std::fmt::Write as _;
 
-use crate::Overview;
 use crate::jobs::JobView;
+use crate::overview::Overview;
 
 /// Escapes a label value.
 fn label(v: &str) -> String {

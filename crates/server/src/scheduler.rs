@@ -79,7 +79,7 @@ fn retry_after(schedule: &Schedule, now: Timestamp, tz: &jiff::tz::TimeZone) -> 
 
 /// The jobs due at `now`, in the order to submit them: backups, then drills, then checks and
 /// retention.
-pub fn due(setup: &crate::Setup, facts: &Facts, now: Timestamp) -> Vec<JobSpec> {
+pub fn due(setup: &crate::setup::Setup, facts: &Facts, now: Timestamp) -> Vec<JobSpec> {
     let tz = &setup.time_zone;
     let mut out = Vec::new();
     let pending = |kind: &str, source: &str| {

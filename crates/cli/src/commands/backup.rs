@@ -3,16 +3,14 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::Context as _;
-use backstop_engine::{BackupOptions, BackupSummary, InitOptions, Repository};
+use backstop_app::backup::{BackupRequest, SkipUnchanged, SourceSettings};
+use backstop_app::repository::{self, DEFAULT_REPO, Location, Opened};
+use backstop_app::sources::{self, SourceReader, configured_with_paths, default_name, path_source};
+use backstop_engine::{BackupSummary, Repository};
 use backstop_format::Timestamp;
-use backstop_format::manifest::{BackupKind, Excludes};
-use backstop_sources::Source;
-use backstop_sources::command::{CommandSource, StreamSource};
-use backstop_sources::files::FilesSource;
-use backstop_sources::sqlite::{SqliteSource, is_sqlite_file};
+use backstop_format::manifest::BackupKind;
 
-use crate::context::{Ctx, DEFAULT_REPO, GlobalArgs, host, load_backup_index, storage_at};
+use crate::context::{Ctx, GlobalArgs, host, runtime, spill_options, warner};
 use crate::exclude::ExcludeArgs;
 use crate::output::{Bar, NotFoundError, UsageError, bytes, print_json};
 
@@ -82,21 +80,17 @@ fn parse_time(s: &str) -> Result<Timestamp, String> {
 
 struct Job {
     name: String,
-    source: Box<dyn Source>,
-    tags: Vec<String>,
-    description: Option<String>,
-    skip_unchanged: bool,
+    source: SourceReader,
+    settings: SourceSettings,
 }
 
 impl Job {
     /// A job from the command line: no tags or settings from the config file.
-    fn plain(name: String, source: Box<dyn Source>) -> Self {
+    fn plain(name: String, source: SourceReader) -> Self {
         Self {
             name,
             source,
-            tags: vec![],
-            description: None,
-            skip_unchanged: false,
+            settings: SourceSettings::default(),
         }
     }
 }
@@ -104,7 +98,7 @@ impl Job {
 pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     let ctx = Ctx::new(g)?;
     let (repo, repo_path) = open_or_create(&ctx)?;
-    let exclude = vec![repo_path];
+    let exclude = vec![repo_path.path().to_path_buf()];
     let jobs = jobs(&ctx, &a, &exclude)?;
     let several = jobs.len() > 1;
     let mut code = crate::exit::OK;
@@ -126,12 +120,12 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
                 let reason = format!("{e:#}");
                 // Best effort: `status` shows the failure; a repository that cannot take the
                 // record (a full disk) has the failure reported here all the same.
-                let _ = backstop_engine::attempts::record_backup_failure(
+                let _ = backstop_app::backup::record_failure(
                     &repo,
                     &name,
-                    Timestamp::now(),
-                    &host(),
                     &reason,
+                    &runtime(),
+                    Timestamp::now(),
                 );
                 if !several {
                     return Err(e);
@@ -173,25 +167,31 @@ fn backup_one(
     repo: &Repository,
     mut job: Job,
 ) -> anyhow::Result<BackupSummary> {
-    let mut tags = job.tags.clone();
-    tags.extend(a.tags.iter().cloned());
-    let opts = BackupOptions {
-        source_name: job.name.clone(),
+    let req = BackupRequest {
         kind: a.kind,
-        description: a.message.clone().or(job.description.take()),
-        tags,
+        description: a.message.clone(),
+        tags: a.tags.clone(),
         ticket: a.ticket.clone(),
-        time: a.time.unwrap_or_else(Timestamp::now),
-        host: host(),
-        program: format!("backstop {}", env!("CARGO_PKG_VERSION")),
+        time: a.time,
         force: a.force,
-        skip_unchanged: a.skip_unchanged || job.skip_unchanged,
+        skip_unchanged: match a.skip_unchanged {
+            true => SkipUnchanged::Yes,
+            false => SkipUnchanged::AsConfigured,
+        },
     };
     let bar = Bar::new(g.quiet || g.json);
     let started = Instant::now();
-    // Loaded for each job: the previous job's packs must count for deduplication.
-    let index = load_backup_index(repo, g.quiet)?;
-    let result = backstop_engine::backup(repo, &index, job.source.as_mut(), &opts, &bar);
+    let result = backstop_app::backup::backup(
+        repo,
+        &mut job.source,
+        &job.name,
+        &job.settings,
+        &req,
+        &runtime(),
+        &spill_options()?,
+        &warner(g.quiet),
+        &bar,
+    );
     bar.done();
     let s = result?;
     if !g.json && !g.quiet {
@@ -230,37 +230,31 @@ fn print_summary(s: &BackupSummary, secs: f64) -> anyhow::Result<()> {
 }
 
 /// Opens the configured repository, or creates `./backstop-repo` when none is configured.
-fn open_or_create(ctx: &Ctx<'_>) -> anyhow::Result<(Repository, PathBuf)> {
-    if let Some(loc) = ctx.repo_location() {
-        return Ok((ctx.open_at(&loc)?, loc));
-    }
-    let loc = PathBuf::from(DEFAULT_REPO);
-    let storage = storage_at(&loc)?;
-    let pass = ctx.passphrase()?;
-    match Repository::open(storage.clone(), pass.as_deref()) {
-        Ok(r) => Ok((r, loc)),
-        Err(backstop_engine::Error::NoRepository(_)) => {
-            let encrypted = pass.is_some();
-            let repo =
-                Repository::init(storage, &InitOptions::new(pass, Timestamp::now(), host()))?;
-            if !ctx.args.quiet && !ctx.args.json {
-                eprintln!(
-                    "no repository configured: created {} in {} ({})",
-                    DEFAULT_REPO,
-                    std::env::current_dir()
-                        .map(|d| d.display().to_string())
-                        .unwrap_or_default(),
-                    if encrypted {
-                        "encrypted"
-                    } else {
-                        "NOT encrypted; set BACKSTOP_PASSWORD before the first backup to encrypt"
-                    }
-                );
+fn open_or_create(ctx: &Ctx<'_>) -> anyhow::Result<(Repository, Location)> {
+    let (repo, loc, opened) = repository::open_or_create(
+        ctx.repo_location(),
+        ctx.passphrase()?,
+        Timestamp::now(),
+        &host(),
+    )?;
+    if let Opened::Created { encrypted } = opened
+        && !ctx.args.quiet
+        && !ctx.args.json
+    {
+        eprintln!(
+            "no repository configured: created {} in {} ({})",
+            DEFAULT_REPO,
+            std::env::current_dir()
+                .map(|d| d.display().to_string())
+                .unwrap_or_default(),
+            if encrypted {
+                "encrypted"
+            } else {
+                "NOT encrypted; set BACKSTOP_PASSWORD before the first backup to encrypt"
             }
-            Ok((repo, loc))
-        }
-        Err(e) => Err(e.into()),
+        );
     }
+    Ok((repo, loc))
 }
 
 /// The backups to make, each with its source name; a source that cannot even be opened is an
@@ -282,12 +276,10 @@ fn jobs(
             .clone()
             .ok_or_else(|| UsageError("--name is required with --stdin or a command".into()))?;
         let filename = a.filename.clone().unwrap_or_else(|| name.clone());
-        let source: Box<dyn Source> = if a.stdin {
-            Box::new(
-                StreamSource::new(Box::new(std::io::stdin()), filename)?.allow_empty(a.allow_empty),
-            )
+        let source = if a.stdin {
+            sources::stdin(filename, a.allow_empty)?
         } else {
-            Box::new(CommandSource::new(a.command.clone(), filename)?.allow_empty(a.allow_empty))
+            sources::command(a.command.clone(), filename, a.allow_empty)?
         };
         return Ok(vec![(name.clone(), Ok(Job::plain(name, source)))]);
     }
@@ -359,7 +351,7 @@ fn config_job(
     s: &crate::config::SourceConfig,
     exclude: &[PathBuf],
 ) -> anyhow::Result<Job> {
-    let source = source_with_flags(
+    let source = sources::source_with_flags(
         &ctx.config,
         name,
         s,
@@ -370,152 +362,10 @@ fn config_job(
     Ok(Job {
         name: a.name.clone().unwrap_or_else(|| name.to_string()),
         source,
-        tags: s.tags.clone(),
-        description: s.description.clone(),
-        skip_unchanged: s.skip_unchanged,
+        settings: SourceSettings {
+            tags: s.tags.clone(),
+            description: s.description.clone(),
+            skip_unchanged: s.skip_unchanged,
+        },
     })
-}
-
-/// The configured source whose paths are exactly `given` (compared as resolved paths).
-fn configured_with_paths<'c>(
-    config: &'c crate::config::Config,
-    given: &[PathBuf],
-) -> Option<(&'c String, &'c crate::config::SourceConfig)> {
-    let canon = |p: &std::path::Path| std::fs::canonicalize(p).ok();
-    let mut wanted: Vec<PathBuf> = given.iter().map(|p| canon(p)).collect::<Option<_>>()?;
-    wanted.sort();
-    config.sources.iter().find(|(_, s)| {
-        if !s.command.is_empty() {
-            return false;
-        }
-        let mut paths: Option<Vec<PathBuf>> = s
-            .all_paths()
-            .into_iter()
-            .map(|p| canon(&config.resolve(p)))
-            .collect();
-        if let Some(p) = paths.as_mut() {
-            p.sort();
-        }
-        paths.is_some_and(|p| p == wanted)
-    })
-}
-
-/// The reader of a source configured in backstop.toml.
-pub fn source_from_config(
-    config: &crate::config::Config,
-    name: &str,
-    s: &crate::config::SourceConfig,
-    exclude: &[PathBuf],
-    allow_empty: bool,
-) -> anyhow::Result<Box<dyn Source>> {
-    source_with_flags(config, name, s, exclude, allow_empty, Excludes::default())
-}
-
-/// The reader of a configured source, with exclusion rules from the command line after its own.
-fn source_with_flags(
-    config: &crate::config::Config,
-    name: &str,
-    s: &crate::config::SourceConfig,
-    exclude: &[PathBuf],
-    allow_empty: bool,
-    flags: Excludes,
-) -> anyhow::Result<Box<dyn Source>> {
-    if !s.command.is_empty() {
-        if !flags.is_empty() {
-            return Err(UsageError(format!(
-                "source {name:?} backs up a command's output: --exclude and the other exclusion flags apply to files and folders only"
-            ))
-            .into());
-        }
-        return Ok(Box::new(
-            CommandSource::new(
-                s.command.clone(),
-                s.filename.clone().unwrap_or_else(|| name.to_string()),
-            )?
-            .allow_empty(allow_empty),
-        ));
-    }
-    let paths: Vec<PathBuf> = s
-        .all_paths()
-        .into_iter()
-        .map(|p| config.resolve(p))
-        .collect();
-    let rules = crate::exclude::merge(config.excludes(s)?, flags);
-    path_source(&paths, s.kind.as_deref(), exclude, rules)
-}
-
-/// What a configured source is: `command`, `sqlite` (one SQLite file, or `kind = "sqlite"`)
-/// or `files`; with the database's path for `sqlite`.
-pub fn configured_kind(
-    config: &crate::config::Config,
-    s: &crate::config::SourceConfig,
-) -> (&'static str, Option<PathBuf>) {
-    if !s.command.is_empty() {
-        return ("command", None);
-    }
-    let paths: Vec<PathBuf> = s
-        .all_paths()
-        .into_iter()
-        .map(|p| config.resolve(p))
-        .collect();
-    let single_db = paths.len() == 1 && paths[0].is_file() && is_sqlite_file(&paths[0]);
-    match s.kind.as_deref() {
-        Some("files") => ("files", None),
-        Some("sqlite") => ("sqlite", paths.into_iter().next()),
-        _ if single_db => ("sqlite", paths.into_iter().next()),
-        _ => ("files", None),
-    }
-}
-
-/// A SQLite source for a single SQLite file (recognised by its header, or `kind = "sqlite"`),
-/// otherwise files, whose databases are captured as databases unless the kind is `files`
-/// (`--as-file`). `rules` (exclusions) apply to files only.
-fn path_source(
-    paths: &[PathBuf],
-    kind: Option<&str>,
-    exclude: &[PathBuf],
-    rules: Excludes,
-) -> anyhow::Result<Box<dyn Source>> {
-    let single_db = paths.len() == 1 && paths[0].is_file() && is_sqlite_file(&paths[0]);
-    let as_database = single_db && kind != Some("files");
-    if as_database && !rules.is_empty() {
-        return Err(UsageError(format!(
-            "{} is one SQLite database, backed up whole: exclusions apply to files and folders only; drop the --exclude flags (or exclude keys), or back up the folder that holds it",
-            paths[0].display()
-        ))
-        .into());
-    }
-    let files = |databases: bool| -> anyhow::Result<Box<dyn Source>> {
-        let mut f = FilesSource::new(paths.to_vec(), exclude.to_vec())?.with_databases(databases);
-        if !rules.is_empty() {
-            f = f.with_exclusions(crate::exclude::compile(rules.clone())?);
-        }
-        Ok(Box::new(f))
-    };
-    match kind {
-        Some("sqlite") if !single_db => Err(UsageError(format!(
-            "source kind is sqlite but {} is not one SQLite database file",
-            paths
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))
-        .into()),
-        Some("files") => files(false),
-        _ if single_db => {
-            let name = default_name(&paths[0])?;
-            Ok(Box::new(SqliteSource::new(paths[0].clone(), name)?))
-        }
-        _ => files(true),
-    }
-}
-
-fn default_name(p: &std::path::Path) -> anyhow::Result<String> {
-    let abs =
-        std::fs::canonicalize(p).with_context(|| format!("cannot back up {}", p.display()))?;
-    Ok(abs
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "root".into()))
 }

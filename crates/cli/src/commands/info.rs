@@ -1,6 +1,5 @@
 //! `backstop info`
 
-use backstop_storage::Kind;
 use serde::Serialize;
 
 use crate::context::{Ctx, GlobalArgs, load_index};
@@ -29,20 +28,10 @@ pub fn run(g: &GlobalArgs, _a: Args) -> anyhow::Result<u8> {
     let ctx = Ctx::new(g)?;
     let repo = ctx.open()?;
     let index = load_index(&repo, g.quiet)?;
-    let st = repo.storage();
-    let stored: u64 = [
-        Kind::Pack,
-        Kind::Index,
-        Kind::Snapshot,
-        Kind::Key,
-        Kind::Record,
-    ]
-    .into_iter()
-    .map(|k| st.list(k).map(|v| v.iter().map(|o| o.size).sum::<u64>()))
-    .sum::<Result<u64, _>>()?;
+    let totals = repo.object_totals()?;
     let c = repo.config();
     let out = Out {
-        repository: st.location(),
+        repository: repo.location(),
         id: c.id.clone(),
         version: c.version,
         encrypted: repo.is_encrypted(),
@@ -53,10 +42,10 @@ pub fn run(g: &GlobalArgs, _a: Args) -> anyhow::Result<u8> {
         },
         compression: c.compression,
         chunker: c.chunker,
-        snapshots: st.list(Kind::Snapshot)?.len(),
-        packs: st.list(Kind::Pack)?.len(),
+        snapshots: totals.snapshots,
+        packs: totals.packs,
         chunks: index.len(),
-        stored_bytes: stored,
+        stored_bytes: totals.stored_bytes,
         index_files: index.files.len(),
     };
     if g.json {

@@ -1,10 +1,10 @@
 //! `backstop init`
 
-use backstop_engine::{InitOptions, Repository};
+use backstop_engine::InitOptions;
 use backstop_format::Timestamp;
 use serde::Serialize;
 
-use crate::context::{Ctx, GlobalArgs, host, storage_at};
+use crate::context::{Ctx, GlobalArgs, host};
 use crate::output::{UsageError, print_json};
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,9 +54,9 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     };
     let mut opts = InitOptions::new(passphrase, Timestamp::now(), host());
     opts.compression = a.compression;
-    let repo = Repository::init(storage_at(&loc)?, &opts)?;
+    let repo = backstop_app::repository::init(&loc, &opts)?;
     let out = Out {
-        repository: loc.display().to_string(),
+        repository: loc.to_string(),
         encrypted: repo.is_encrypted(),
         id: repo.config().id.clone(),
         version: repo.config().version,

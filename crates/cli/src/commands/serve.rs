@@ -2,13 +2,10 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::Context as _;
-use backstop_policy::Policy;
-use backstop_server::{ServeOptions, Setup, SourceSpec};
+use backstop_server::ServeOptions;
 
-use crate::commands::backup::{configured_kind, source_from_config};
 use crate::config::Config;
 use crate::context::{Ctx, GlobalArgs, host};
 use crate::output::UsageError;
@@ -49,7 +46,7 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     let repo = ctx.open()?;
     let repo_location = ctx
         .repo_location()
-        .map(|p| p.display().to_string())
+        .map(|p| p.to_string())
         .unwrap_or_default();
     let state_path = a.state.clone().unwrap_or_else(|| config.state_file());
     let state = backstop_server::state::State::open(&state_path)
@@ -59,7 +56,14 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
             "no users yet: create one with `backstop user add NAME --role admin` to log in to the web page"
         );
     }
-    let setup = setup(&config, repo, repo_location, a.no_startup_backup)?;
+    let setup = backstop_app::daemon::setup_from_config(
+        &config,
+        repo,
+        repo_location,
+        a.no_startup_backup,
+        host(),
+        format!("backstop {}", env!("CARGO_PKG_VERSION")),
+    )?;
     let mut opts = ServeOptions::new(listen);
     opts.secure_cookies = config.daemon.secure_cookies;
     opts.trusted_proxies = trusted_proxies;
@@ -82,72 +86,6 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
         shutdown_signal(),
     ))?;
     Ok(crate::exit::OK)
-}
-
-/// The daemon's setup from the config file.
-pub fn setup(
-    config: &Config,
-    repo: backstop_engine::Repository,
-    repo_location: String,
-    no_startup_backup: bool,
-) -> anyhow::Result<Setup> {
-    let expectations = config.expectations()?;
-    let mut sources = Vec::new();
-    for (name, s) in &config.sources {
-        let (kind, live_path) = configured_kind(config, s);
-        let exp = expectations
-            .iter()
-            .find(|e| &e.name == name)
-            .expect("one expectation per source");
-        sources.push(SourceSpec {
-            name: name.clone(),
-            kind: kind.to_string(),
-            description: s.description.clone(),
-            tags: s.tags.clone(),
-            skip_unchanged: s.skip_unchanged,
-            schedule: exp.schedule.clone(),
-            drill_max_age: exp.drill_max_age,
-            live_path,
-            ping_url: s.ping_url.clone(),
-        });
-    }
-    let mut tasks = config.tasks()?;
-    if no_startup_backup {
-        tasks.startup_backup = false;
-    }
-    let repo_path = PathBuf::from(&repo_location);
-    let factory_config = Arc::new(config.clone());
-    let build_source: backstop_server::SourceFactory = Arc::new(move |name: &str| {
-        let s = factory_config
-            .sources
-            .get(name)
-            .with_context(|| format!("no source {name:?} in the config"))?;
-        source_from_config(
-            &factory_config,
-            name,
-            s,
-            std::slice::from_ref(&repo_path),
-            false,
-        )
-    });
-    Ok(Setup {
-        repo: Arc::new(repo),
-        repo_location,
-        sources,
-        build_source,
-        time_zone: config.time_zone()?,
-        retention: config
-            .retention
-            .clone()
-            .unwrap_or_else(Policy::small_business_default),
-        per_source_retention: config.source_policies(),
-        lifecycle: config.lifecycle()?,
-        tasks,
-        webhook: config.daemon.webhook.clone(),
-        scratch: std::env::temp_dir(),
-        host: host(),
-        program: format!("backstop {}", env!("CARGO_PKG_VERSION")),
-    })
 }
 
 /// Records a restore made with the CLI in the daemon's audit log, when the daemon's state file

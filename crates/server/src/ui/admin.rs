@@ -6,9 +6,9 @@ use minijinja::{Value, context};
 use serde::Deserialize;
 
 use super::{PageError, PageResult, User, render, ser};
-use crate::AppState;
 use crate::api::{ApiError, audit};
 use crate::auth::Permission;
+use crate::shared::AppState;
 use crate::state::StateError;
 
 /// What the admin page shows after an action.

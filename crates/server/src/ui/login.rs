@@ -11,10 +11,10 @@ use minijinja::context;
 use serde::Deserialize;
 
 use super::{PageError, PageResult, User, render};
-use crate::AppState;
 use crate::api::{ApiError, audit, shorten};
 use crate::auth::SESSION_COOKIE;
 use crate::client::{ClientAddr, cross_site};
+use crate::shared::AppState;
 
 /// Longer passwords are refused without hashing them.
 const MAX_PASSWORD_BYTES: usize = 1024;

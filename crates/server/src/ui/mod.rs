@@ -15,10 +15,10 @@ use jiff::SignedDuration;
 use minijinja::{Environment, Value, context};
 use serde::Deserialize;
 
-use crate::AppState;
 use crate::api::{ApiError, audit, blocking};
 use crate::auth::{Caller, Denied, Permission, authenticate, constant_time_eq};
 use crate::jobs::{JobSpec, restore_plan};
+use crate::shared::AppState;
 
 mod admin;
 mod login;
@@ -511,7 +511,7 @@ async fn restore_page(
 /// the snapshot found. The plan names the snapshot by id, and the confirm form sends that id:
 /// what is restored is what was shown.
 fn plan_of(
-    setup: &crate::Setup,
+    setup: &crate::setup::Setup,
     spec: &str,
     source: &str,
 ) -> anyhow::Result<(

@@ -10,13 +10,13 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode};
-use backstop_engine::{InitOptions, Repository};
+use backstop_app::repository::Location;
+use backstop_engine::InitOptions;
 use backstop_format::Timestamp;
 use backstop_policy::{Lifecycle, Policy, Schedule};
 use backstop_server::notify::Notifier;
 use backstop_server::state::{Role, Scope, State};
 use backstop_server::{App, AppState, Setup, SourceSpec, Tasks, router};
-use backstop_sources::sqlite::SqliteSource;
 use tower::ServiceExt as _;
 
 pub struct Fixture {
@@ -67,11 +67,15 @@ pub fn setup_in(dir: &std::path::Path, tasks: Tasks) -> Setup {
     std::fs::create_dir_all(&docs).unwrap();
     std::fs::write(docs.join("price-list.txt"), "apples 2.10\npears 2.40\n").unwrap();
     std::fs::write(docs.join("notes.txt"), "open 9-17\n").unwrap();
-    let storage = Arc::new(backstop_storage::LocalStorage::new(dir.join("repo")));
-    let repo = match Repository::open(storage.clone(), None) {
+    let location = Location::resolve(
+        Some(&dir.join("repo").display().to_string()),
+        &Default::default(),
+    )
+    .unwrap();
+    let repo = match backstop_app::repository::open(&location, None) {
         Ok(r) => r,
-        Err(_) => Repository::init(
-            storage,
+        Err(_) => backstop_app::repository::init(
+            &location,
             &InitOptions::new(None, Timestamp::now(), "test".into()),
         )
         .unwrap(),
@@ -113,13 +117,10 @@ pub fn setup_in(dir: &std::path::Path, tasks: Tasks) -> Setup {
             while hold.exists() && started.elapsed() < std::time::Duration::from_secs(60) {
                 std::thread::sleep(std::time::Duration::from_millis(10));
             }
-            Ok(match name {
-                "shop" => Box::new(SqliteSource::new(db2.clone(), "shop.db".into())?),
-                _ => Box::new(backstop_sources::files::FilesSource::new(
-                    vec![docs2.clone()],
-                    vec![],
-                )?),
-            })
+            match name {
+                "shop" => backstop_app::sources::sqlite(db2.clone(), "shop.db".into()),
+                _ => backstop_app::sources::files(vec![docs2.clone()], vec![]),
+            }
         }),
         time_zone: jiff::tz::TimeZone::UTC,
         retention: Policy::small_business_default(),

@@ -9,7 +9,8 @@ use serde::Deserialize;
 
 use backstop_policy::{Lifecycle, Policy};
 
-use crate::output::UsageError;
+use crate::daemon::{DEFAULT_AUDIT_RETENTION, Tasks};
+use crate::error::UsageError;
 
 /// The file's contents.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -275,9 +276,9 @@ impl Config {
     }
 
     /// The daemon's repository-wide tasks and their schedules.
-    pub fn tasks(&self) -> anyhow::Result<backstop_server::Tasks> {
+    pub fn tasks(&self) -> anyhow::Result<Tasks> {
         let d = &self.daemon;
-        let defaults = backstop_server::Tasks::default();
+        let defaults = Tasks::default();
         let pick = |key: &str,
                     v: &Option<String>,
                     default: Option<backstop_policy::Schedule>|
@@ -301,7 +302,7 @@ impl Config {
                 })?)),
             }
         };
-        Ok(backstop_server::Tasks {
+        Ok(Tasks {
             startup_backup: d.startup_backup.unwrap_or(defaults.startup_backup),
             verify: pick("verify", &d.verify, defaults.verify)?,
             verify_data: pick("verify_data", &d.verify_data, defaults.verify_data)?,
@@ -331,7 +332,7 @@ impl Config {
     /// `[daemon] audit_retention`: years ("1y") or an interval ("90d"); one year by default.
     pub fn audit_retention(&self) -> anyhow::Result<jiff::SignedDuration> {
         let Some(v) = self.daemon.audit_retention.as_deref().map(str::trim) else {
-            return Ok(backstop_server::DEFAULT_AUDIT_RETENTION);
+            return Ok(DEFAULT_AUDIT_RETENTION);
         };
         let bad = |e: String| {
             UsageError(format!(

@@ -1,0 +1,202 @@
+//! What the daemon is given: the repository, the sources and how to build them, schedules,
+//! retention. [`crate::config::Config`] builds a [`Setup`] from `backstop.toml`; tests build one
+//! by hand. The server (`backstop serve`) runs on it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use backstop_engine::Repository;
+use backstop_policy::{Lifecycle, Policy, Schedule};
+use jiff::SignedDuration;
+use jiff::tz::TimeZone;
+
+use crate::config::Config;
+use crate::sources::{SourceReader, configured_kind, source_from_config};
+
+/// One configured source.
+#[derive(Debug, Clone)]
+pub struct SourceSpec {
+    pub name: String,
+    /// `sqlite`, `files` or `command`, as shown on the page.
+    pub kind: String,
+    pub description: Option<String>,
+    pub tags: Vec<String>,
+    pub skip_unchanged: bool,
+    /// When scheduled backups run; `None`: only on demand.
+    pub schedule: Option<Schedule>,
+    /// The newest passed restore drill may be at most this old.
+    pub drill_max_age: Option<SignedDuration>,
+    /// The live database an in-place restore writes to (SQLite sources).
+    pub live_path: Option<PathBuf>,
+    /// A Healthchecks-style URL: pinged at `/start`, on success, and at `/fail`.
+    pub ping_url: Option<String>,
+}
+
+/// Builds a source's reader afresh for each backup (by name).
+pub type SourceFactory = Arc<dyn Fn(&str) -> anyhow::Result<SourceReader> + Send + Sync + 'static>;
+
+/// Audit entries are kept this long unless configured otherwise.
+pub const DEFAULT_AUDIT_RETENTION: SignedDuration = SignedDuration::from_hours(365 * 24);
+
+/// Repository-wide maintenance and its schedules; `None` turns a task off.
+#[derive(Debug, Clone)]
+pub struct Tasks {
+    /// Back every source up when the daemon starts (kind `startup`).
+    pub startup_backup: bool,
+    /// Check the repository's structure (indexes, snapshots, trees).
+    pub verify: Option<Schedule>,
+    /// Read and check every pack.
+    pub verify_data: Option<Schedule>,
+    /// Restore drill of each source's newest snapshot.
+    pub drill: Option<Schedule>,
+    /// Apply retention (forget).
+    pub forget: Option<Schedule>,
+    /// Reclaim the space of forgotten snapshots.
+    pub prune: Option<Schedule>,
+}
+
+impl Default for Tasks {
+    /// Startup backup on; structure check and drills daily; all data weekly; forget daily;
+    /// prune weekly.
+    fn default() -> Self {
+        let every = |s: &str| Some(Schedule::every(s).expect("valid built-in interval"));
+        Self {
+            startup_backup: true,
+            verify: every("1d"),
+            verify_data: every("1w"),
+            drill: every("1d"),
+            forget: every("1d"),
+            prune: every("1w"),
+        }
+    }
+}
+
+/// Everything the daemon runs on.
+#[derive(Clone)]
+pub struct Setup {
+    pub repo: Arc<Repository>,
+    /// The repository's location, as shown on the page.
+    pub repo_location: String,
+    pub sources: Vec<SourceSpec>,
+    pub build_source: SourceFactory,
+    pub time_zone: TimeZone,
+    /// The policy of sources without their own.
+    pub retention: Policy,
+    pub per_source_retention: BTreeMap<String, Policy>,
+    pub lifecycle: Lifecycle,
+    pub tasks: Tasks,
+    /// Webhook URL: a JSON POST when a job fails or a source becomes overdue.
+    pub webhook: Option<String>,
+    /// Where restore drills and downloads put their scratch files.
+    pub scratch: PathBuf,
+    pub host: String,
+    /// Program name and version recorded in snapshots.
+    pub program: String,
+}
+
+impl Setup {
+    /// The host and program the daemon's snapshots and records name.
+    pub fn runtime(&self) -> crate::backup::Runtime {
+        crate::backup::Runtime {
+            host: self.host.clone(),
+            program: self.program.clone(),
+        }
+    }
+
+    pub fn source(&self, name: &str) -> Option<&SourceSpec> {
+        self.sources.iter().find(|s| s.name == name)
+    }
+
+    /// What `status` expects of each source.
+    pub fn expectations(&self) -> Vec<backstop_engine::status::Expectation> {
+        self.sources
+            .iter()
+            .map(|s| backstop_engine::status::Expectation {
+                name: s.name.clone(),
+                schedule: s.schedule.clone(),
+                drill_max_age: s.drill_max_age,
+            })
+            .collect()
+    }
+}
+
+impl std::fmt::Debug for Setup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Setup")
+            .field("repo_location", &self.repo_location)
+            .field("sources", &self.sources)
+            .field("tasks", &self.tasks)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The daemon's setup from the config file: `repo` opened at `repo_location` (as shown on the
+/// page); `host` and `program` are recorded in the daemon's snapshots.
+pub fn setup_from_config(
+    config: &Config,
+    repo: Repository,
+    repo_location: String,
+    no_startup_backup: bool,
+    host: String,
+    program: String,
+) -> anyhow::Result<Setup> {
+    let expectations = config.expectations()?;
+    let mut sources = Vec::new();
+    for (name, s) in &config.sources {
+        let kind = configured_kind(config, s);
+        let exp = expectations
+            .iter()
+            .find(|e| &e.name == name)
+            .expect("one expectation per source");
+        sources.push(SourceSpec {
+            name: name.clone(),
+            kind: kind.name().to_string(),
+            description: s.description.clone(),
+            tags: s.tags.clone(),
+            skip_unchanged: s.skip_unchanged,
+            schedule: exp.schedule.clone(),
+            drill_max_age: exp.drill_max_age,
+            live_path: kind.live_path().map(Path::to_path_buf),
+            ping_url: s.ping_url.clone(),
+        });
+    }
+    let mut tasks = config.tasks()?;
+    if no_startup_backup {
+        tasks.startup_backup = false;
+    }
+    let repo_path = PathBuf::from(&repo_location);
+    let factory_config = Arc::new(config.clone());
+    let build_source: SourceFactory = Arc::new(move |name: &str| {
+        let s = factory_config
+            .sources
+            .get(name)
+            .with_context(|| format!("no source {name:?} in the config"))?;
+        source_from_config(
+            &factory_config,
+            name,
+            s,
+            std::slice::from_ref(&repo_path),
+            false,
+        )
+    });
+    Ok(Setup {
+        repo: Arc::new(repo),
+        repo_location,
+        sources,
+        build_source,
+        time_zone: config.time_zone()?,
+        retention: config
+            .retention
+            .clone()
+            .unwrap_or_else(Policy::small_business_default),
+        per_source_retention: config.source_policies(),
+        lifecycle: config.lifecycle()?,
+        tasks,
+        webhook: config.daemon.webhook.clone(),
+        scratch: std::env::temp_dir(),
+        host,
+        program,
+    })
+}

@@ -1,0 +1,18 @@
+//! The application layer: what the command line (`backstop`) and the daemon (`backstop serve`)
+//! both do, written once.
+//!
+//! Here: the config model (`backstop.toml`) and its mapping to sources, exclusion rules, what
+//! the daemon runs on, and the error markers front ends map to exit codes and HTTP statuses.
+//! Not here: argument parsing (clap), HTTP (axum), printing and progress bars; those belong
+//! to the front ends, which turn their input into this crate's types and show its results.
+//! Below this crate sits the engine (`backstop_engine`); front ends reach storage and sources
+//! only through it and this crate.
+
+pub mod backup;
+pub mod config;
+pub mod daemon;
+pub mod error;
+pub mod exclude;
+pub mod outcome;
+pub mod repository;
+pub mod sources;

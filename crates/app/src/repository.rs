@@ -1,0 +1,187 @@
+//! Opening a repository: where it is ([`Location`]), the passphrase that opens it
+//! ([`Credentials`]), and its index, loaded once per operation with damaged index files
+//! reported through the front end's own channel (stderr, the daemon's log).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use backstop_engine::{Index, InitOptions, Repository, SpillOptions};
+use backstop_format::Timestamp;
+use backstop_storage::{LocalStorage, Storage};
+
+use crate::config::Config;
+use crate::error::UsageError;
+
+/// The repository a first `backup` creates in the working directory when none is configured.
+pub const DEFAULT_REPO: &str = "backstop-repo";
+
+/// Where a repository is: a local directory today (remote kinds come later).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location(PathBuf);
+
+impl Location {
+    /// The location a front end was given (`flag`: its `--repo` or `BACKSTOP_REPO`), else the
+    /// config's `repository` (a path relative to the config file's directory). `None` when
+    /// neither names one.
+    pub fn resolve(flag: Option<&str>, config: &Config) -> Option<Location> {
+        if let Some(r) = flag {
+            return Some(Location(PathBuf::from(r)));
+        }
+        // A location with a scheme is not a path relative to the config file: kept as given
+        // so that opening it can name it.
+        config
+            .repository
+            .as_deref()
+            .map(|r| match r.contains("://") {
+                true => Location(PathBuf::from(r)),
+                false => Location(config.resolve(r)),
+            })
+    }
+
+    /// [`DEFAULT_REPO`] in the working directory.
+    pub fn default_local() -> Location {
+        Location(PathBuf::from(DEFAULT_REPO))
+    }
+
+    /// The local directory (or the text given, for a location with a scheme).
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// The storage at this location. Only local directories are supported today: a location
+    /// with a scheme (`s3://bucket/x`, `sftp://...`) is refused before anything is created,
+    /// rather than made into a local folder named `s3:`.
+    fn storage(&self) -> anyhow::Result<Arc<dyn Storage>> {
+        let text = self.0.to_string_lossy();
+        if let Some((scheme, _)) = text.split_once("://")
+            && !scheme.is_empty()
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+        {
+            return Err(UsageError(format!(
+                "repository location {text}: {scheme}:// repositories are not supported yet; \
+                 give a local directory (or a mounted disk) instead. Nothing was created"
+            ))
+            .into());
+        }
+        Ok(Arc::new(LocalStorage::new(&self.0)))
+    }
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.display().fmt(f)
+    }
+}
+
+/// Where the passphrase comes from, as a front end was given it.
+#[derive(Debug, Clone, Default)]
+pub struct Credentials {
+    /// A file holding the passphrase (`--password-file`, `BACKSTOP_PASSWORD_FILE`).
+    pub password_file: Option<PathBuf>,
+    /// The passphrase itself (`BACKSTOP_PASSWORD`).
+    pub password: Option<String>,
+}
+
+impl Credentials {
+    /// `flag_file` (a front end's `--password-file`), else `BACKSTOP_PASSWORD_FILE`; and
+    /// `BACKSTOP_PASSWORD`.
+    pub fn from_env(flag_file: Option<PathBuf>) -> Self {
+        Self {
+            password_file: flag_file
+                .or_else(|| std::env::var_os("BACKSTOP_PASSWORD_FILE").map(PathBuf::from)),
+            password: std::env::var("BACKSTOP_PASSWORD").ok(),
+        }
+    }
+
+    /// The passphrase: from the password file, the password, or the config's
+    /// `password_file`, in that order. Never from a command line itself.
+    pub fn passphrase(&self, config: &Config) -> anyhow::Result<Option<String>> {
+        if let Some(f) = &self.password_file {
+            return read_password_file(f).map(Some);
+        }
+        if let Some(p) = &self.password {
+            return Ok(Some(p.clone()));
+        }
+        if let Some(f) = &config.password_file {
+            return read_password_file(&config.resolve(f)).map(Some);
+        }
+        Ok(None)
+    }
+}
+
+/// The passphrase in a file: its text without the line ending.
+pub fn read_password_file(p: &Path) -> anyhow::Result<String> {
+    let s = std::fs::read_to_string(p)
+        .with_context(|| format!("reading passphrase file {}", p.display()))?;
+    Ok(s.trim_end_matches(['\r', '\n']).to_string())
+}
+
+/// Opens the repository at `loc`.
+pub fn open(loc: &Location, passphrase: Option<&str>) -> anyhow::Result<Repository> {
+    Ok(Repository::open(loc.storage()?, passphrase)?)
+}
+
+/// Creates a repository at `loc`.
+pub fn init(loc: &Location, opts: &InitOptions) -> anyhow::Result<Repository> {
+    Ok(Repository::init(loc.storage()?, opts)?)
+}
+
+/// Whether [`open_or_create`] found a repository or made one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Opened {
+    Existing,
+    Created { encrypted: bool },
+}
+
+/// Opens the repository at `loc`; with no location, the one at [`Location::default_local`],
+/// created (encrypted when there is a passphrase) if it does not exist yet.
+pub fn open_or_create(
+    loc: Option<Location>,
+    passphrase: Option<String>,
+    now: Timestamp,
+    host: &str,
+) -> anyhow::Result<(Repository, Location, Opened)> {
+    if let Some(loc) = loc {
+        return Ok((open(&loc, passphrase.as_deref())?, loc, Opened::Existing));
+    }
+    let loc = Location::default_local();
+    let storage = loc.storage()?;
+    match Repository::open(storage.clone(), passphrase.as_deref()) {
+        Ok(r) => Ok((r, loc, Opened::Existing)),
+        Err(backstop_engine::Error::NoRepository(_)) => {
+            let encrypted = passphrase.is_some();
+            let repo = Repository::init(storage, &InitOptions::new(passphrase, now, host.into()))?;
+            Ok((repo, loc, Opened::Created { encrypted }))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Loads the index; each index file that cannot be read is passed to `warn` as one sentence.
+pub fn load_index(repo: &Repository, warn: &dyn Fn(&str)) -> anyhow::Result<Index> {
+    let (index, problems) = Index::load(repo)?;
+    report(problems, warn);
+    Ok(index)
+}
+
+/// Loads the index for a backup: on disk past a size (see [`SpillOptions`]).
+pub fn load_backup_index(
+    repo: &Repository,
+    spill: &SpillOptions,
+    warn: &dyn Fn(&str),
+) -> anyhow::Result<Index> {
+    let (index, problems) = Index::load_for_backup(repo, spill)?;
+    report(problems, warn);
+    Ok(index)
+}
+
+fn report(problems: Vec<(String, String)>, warn: &dyn Fn(&str)) {
+    for (name, msg) in problems {
+        warn(&format!(
+            "index file {name} cannot be read ({msg}); run `backstop verify`"
+        ));
+    }
+}
