@@ -1,0 +1,110 @@
+//! The HTTP API and the pages, in process: authentication, scopes and roles, backups,
+//! restores, downloads, CSRF, login rate limiting, metrics.
+
+mod access;
+#[path = "../common/mod.rs"]
+mod common;
+mod restores;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use backstop_server::state::{Role, Scope};
+use common::*;
+use serde_json::json;
+
+#[tokio::test]
+async fn health_is_open_and_the_api_needs_credentials() {
+    let f = fixture();
+    let r = f
+        .send(Request::get("/healthz").body(Body::empty()).unwrap())
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let r = f
+        .send(Request::get("/api/v1/sources").body(Body::empty()).unwrap())
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert!(r.headers.contains_key("www-authenticate"));
+    assert!(r.json()["error"].as_str().unwrap().contains("Bearer"));
+    let r = f.get("/api/v1/sources", "bst_not-a-token").await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    // Pages send the browser to the login page.
+    let r = f.send(Request::get("/").body(Body::empty()).unwrap()).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert_eq!(r.headers["location"], "/login");
+}
+
+#[tokio::test]
+async fn metrics_and_status_describe_every_source() {
+    let f = fixture();
+    let t = f.token("app", Scope::Backup);
+    f.post_json(
+        "/api/v1/backups",
+        &t,
+        json!({"source": "shop", "wait": true}),
+    )
+    .await;
+    let r = f
+        .send(Request::get("/metrics").body(Body::empty()).unwrap())
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(
+        r.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4")
+    );
+    let text = r.text();
+    for line in [
+        "backstop_source_snapshots{source=\"shop\"} 1",
+        "backstop_source_snapshots{source=\"docs\"} 0",
+        "# TYPE backstop_source_last_success_timestamp_seconds gauge",
+        "backstop_job_last_duration_seconds{kind=\"backup\",source=\"shop\"}",
+        "backstop_repository_size_bytes ",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in\n{text}");
+    }
+    let status = f.get("/api/v1/status", &t).await.json();
+    assert!(status["repository"]["size_bytes"].as_u64().unwrap() > 0);
+    assert_eq!(status["attention"], true, "docs was never backed up");
+    let health = f.get("/api/v1/health", &t).await.json();
+    assert_eq!(health["status"], "attention");
+}
+
+#[tokio::test]
+async fn a_finished_job_is_shown_from_the_history_after_a_restart() {
+    let f = fixture();
+    let t = f.token("app", Scope::Backup);
+    let r = f
+        .post_json(
+            "/api/v1/backups",
+            &t,
+            json!({"source": "shop", "description": "nightly", "wait": true}),
+        )
+        .await;
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    let (cookie, _) = f.session("vera", Role::Viewer);
+    // A new daemon on the same state file: the job is no longer in memory.
+    let restarted = Fixture {
+        app: backstop_server::AppState::new(backstop_server::App::new(
+            f.app.setup.clone(),
+            f.app.state.clone(),
+            std::sync::Arc::new(backstop_server::notify::Notifier::new()),
+        )),
+        db: f.db.clone(),
+        dir: tempfile::tempdir().unwrap(),
+    };
+    assert!(restarted.app.runner.job(&id).is_none());
+    let page = restarted.page(&format!("/jobs/{id}"), &cookie).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text());
+    assert!(page.text().contains("data-state=\"ok\""));
+    assert!(page.text().contains("token:app"));
+    let api = restarted
+        .get(&format!("/api/v1/jobs/{id}"), &t)
+        .await
+        .json();
+    assert_eq!(api["outcome"], "ok");
+    assert_eq!(
+        restarted.page("/jobs/nope", &cookie).await.status,
+        StatusCode::NOT_FOUND
+    );
+}
