@@ -181,17 +181,15 @@ pub fn setup_from_config(
             false,
         )
     });
+    let retention = crate::retention::Retention::configured(config);
     Ok(Setup {
         repo: Arc::new(repo),
         repo_location,
         sources,
         build_source,
         time_zone: config.time_zone()?,
-        retention: config
-            .retention
-            .clone()
-            .unwrap_or_else(Policy::small_business_default),
-        per_source_retention: config.source_policies(),
+        retention: retention.policy,
+        per_source_retention: retention.per_source,
         lifecycle: config.lifecycle()?,
         tasks,
         webhook: config.daemon.webhook.clone(),

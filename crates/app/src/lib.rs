@@ -15,4 +15,8 @@ pub mod error;
 pub mod exclude;
 pub mod outcome;
 pub mod repository;
+pub mod restore;
+pub mod retention;
+pub mod snapshots;
 pub mod sources;
+pub mod verify;

@@ -96,13 +96,9 @@ impl<'a> Ctx<'a> {
         spec: &str,
         source: Option<&str>,
     ) -> anyhow::Result<Found> {
-        match (source, spec) {
-            (Some(src), s @ ("latest" | "latest-verified")) => {
-                self.find(repo, &format!("{s}:{src}"), true)
-            }
-            (Some(src), s) if s.starts_with('@') => self.find(repo, &format!("{src}{s}"), true),
-            _ => self.find(repo, spec, false),
-        }
+        let qualified = backstop_app::snapshots::qualify(spec, source);
+        let explicit = qualified != spec;
+        self.find(repo, &qualified, explicit)
     }
 
     fn find(&self, repo: &Repository, text: &str, explicit: bool) -> anyhow::Result<Found> {

@@ -537,7 +537,7 @@ pub async fn create_restore(
     check_name("snapshot", &req.snapshot)?;
     let setup = app.setup.clone();
     let (snapshot, source) = (req.snapshot.clone(), req.source.clone());
-    let plan = blocking(move || Ok(restore_plan(&setup, &snapshot, &source)?.0)).await?;
+    let plan = blocking(move || Ok(restore_plan(&setup, &snapshot, &source)?.plan)).await?;
     if req.dry_run {
         return Ok(Json(serde_json::to_value(plan).map_err(ApiError::internal)?).into_response());
     }

@@ -7,10 +7,9 @@ use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
+use backstop_app::restore::DatabaseRequest;
 use backstop_engine::content::Loader;
-use backstop_engine::database::{
-    DatabaseRestoreOptions, database_item, plan_database, restore_database,
-};
+use backstop_engine::database::{database_item, plan_database, restore_database};
 use backstop_engine::{Index, NoProgress, RestoreOptions, plan_restore, restore};
 use backstop_format::Timestamp;
 use backstop_format::manifest::ItemKind;
@@ -62,17 +61,11 @@ pub fn prepare(setup: &Setup, spec: &str) -> anyhow::Result<Prepared> {
                 &index,
                 plan,
                 item,
-                &DatabaseRestoreOptions {
-                    target: target.clone(),
-                    in_place: false,
-                    overwrite: false,
-                    allow_schema_change: false,
-                    full_check: false,
-                    force: false,
-                    time: Timestamp::now(),
-                    host: setup.host.clone(),
-                    program: setup.program.clone(),
-                },
+                &DatabaseRequest::download().options(
+                    target.clone(),
+                    &setup.runtime(),
+                    Timestamp::now(),
+                ),
                 &NoProgress,
             )?;
             let (stem, ext) = match name.rsplit_once('.') {

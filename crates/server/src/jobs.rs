@@ -15,12 +15,13 @@ use std::sync::{Arc, Mutex};
 use anyhow::Context as _;
 use backstop_app::backup::{BackupRequest, SkipUnchanged, SourceSettings};
 use backstop_app::outcome::{self, Verdict};
-use backstop_engine::content::Loader;
-use backstop_engine::database::{
-    DatabasePlan, DatabaseRestoreOptions, database_item, plan_database, restore_database,
-};
-use backstop_engine::drill::{DrillOptions, restore_drill};
-use backstop_engine::{ForgetOptions, Index, Progress, PruneOptions, Repository, VerifyOptions};
+use backstop_app::restore::{DatabaseRequest, InPlacePlan};
+use backstop_app::retention::{Retention, prune_options};
+use backstop_app::snapshots::drill_targets;
+use backstop_app::verify::{drill_options, verify_options};
+use backstop_engine::database::restore_database;
+use backstop_engine::drill::restore_drill;
+use backstop_engine::{Index, Progress, Repository};
 use backstop_format::manifest::BackupKind;
 use backstop_format::{SnapshotId, Timestamp};
 use serde::Serialize;
@@ -489,63 +490,40 @@ fn execute(setup: &Setup, spec: &JobSpec, progress: &dyn Progress) -> anyhow::Re
         JobSpec::Verify { read_data } => {
             let r = backstop_engine::verify(
                 repo,
-                &VerifyOptions {
-                    read_data: *read_data,
-                    host: setup.host.clone(),
-                },
+                &verify_options(*read_data, &setup.runtime()),
                 progress,
             )?;
             JobOutcome::new(outcome::verify(&r), &r)
         }
         JobSpec::Drill { source } => {
             // The newest real backup: never a safety snapshot that holds rolled-back state.
-            let (id, snap) =
-                backstop_engine::spec::drill_targets(&repo.snapshots()?.0, Some(source))
-                    .into_iter()
-                    .next()
-                    .ok_or_else(|| {
-                        backstop_engine::Error::NotFound(format!(
-                            "no snapshot of source {source:?} to drill"
-                        ))
-                    })?;
+            let (id, snap) = drill_targets(repo, Some(source))?
+                .into_iter()
+                .next()
+                .expect("drill_targets returns at least one");
             let index = load_index(repo)?;
-            let rec = restore_drill(
-                repo,
-                &index,
-                id,
-                &snap,
-                &DrillOptions {
-                    scratch: setup.scratch.clone(),
-                    time: Timestamp::now(),
-                    host: setup.host.clone(),
-                },
-                progress,
-            )?;
+            let opts = drill_options(setup.scratch.clone(), &setup.runtime(), Timestamp::now());
+            let rec = restore_drill(repo, &index, id, &snap, &opts, progress)?;
             JobOutcome::new(outcome::drill(&id, &rec), &rec)
         }
         JobSpec::Forget => {
-            let s = backstop_engine::forget(
-                repo,
-                &ForgetOptions {
-                    policy: setup.retention.clone(),
-                    per_source: setup.per_source_retention.clone(),
-                    sources: vec![],
-                    lifecycle: setup.lifecycle,
-                    now: Timestamp::now(),
-                    time_zone: setup.time_zone.clone(),
-                    host: setup.host.clone(),
-                },
-                false,
-            )?;
+            let retention = Retention {
+                policy: setup.retention.clone(),
+                per_source: setup.per_source_retention.clone(),
+            };
+            let opts = retention.forget_options(
+                vec![],
+                setup.lifecycle,
+                setup.time_zone.clone(),
+                &setup.runtime(),
+                Timestamp::now(),
+            );
+            let s = backstop_engine::forget(repo, &opts, false)?;
             JobOutcome::new(outcome::forget(&s), &s)
         }
         JobSpec::Prune => {
-            let s = backstop_engine::prune(
-                repo,
-                &PruneOptions::new(setup.host.clone()),
-                false,
-                progress,
-            )?;
+            let opts = prune_options(None, &setup.runtime());
+            let s = backstop_engine::prune(repo, &opts, false, progress)?;
             JobOutcome::new(outcome::prune(&s), &s)
         }
         JobSpec::Restore {
@@ -553,19 +531,14 @@ fn execute(setup: &Setup, spec: &JobSpec, progress: &dyn Progress) -> anyhow::Re
             source,
             allow_schema_change,
         } => {
-            let (plan, item, index) = restore_plan(setup, &snapshot.to_string(), source)?;
+            let InPlacePlan { plan, item, index } =
+                restore_plan(setup, &snapshot.to_string(), source)?;
             let target = Path::new(&plan.target).to_path_buf();
-            let opts = DatabaseRestoreOptions {
+            let opts = DatabaseRequest::in_place_from_daemon(*allow_schema_change).options(
                 target,
-                in_place: true,
-                overwrite: false,
-                allow_schema_change: *allow_schema_change,
-                full_check: false,
-                force: false,
-                time: Timestamp::now(),
-                host: setup.host.clone(),
-                program: setup.program.clone(),
-            };
+                &setup.runtime(),
+                Timestamp::now(),
+            );
             let s = restore_database(repo, &index, plan, &item, &opts, progress)?;
             JobOutcome::new(outcome::restore_database(snapshot, &s), &s)
         }
@@ -644,11 +617,7 @@ fn record_failure(setup: &Setup, source: &str, e: &anyhow::Error) {
 /// The plan of an in-place restore of `snapshot` (an id, a prefix, `latest`,
 /// `latest-verified` or `@TIME`, of `source`: see [`crate::resolve`]) into the source's live
 /// database; with the item and the index it used.
-pub fn restore_plan(
-    setup: &Setup,
-    snapshot: &str,
-    source: &str,
-) -> anyhow::Result<(DatabasePlan, backstop_format::manifest::Item, Index)> {
+pub fn restore_plan(setup: &Setup, snapshot: &str, source: &str) -> anyhow::Result<InPlacePlan> {
     use backstop_engine::Error as E;
     let spec = setup
         .source(source)
@@ -658,22 +627,8 @@ pub fn restore_plan(
             "source {source:?} is not a SQLite database: only databases are restored in place (download a files snapshot from its page instead)"
         ))
     })?;
-    let crate::resolve::Found {
-        id, snapshot: snap, ..
-    } = crate::resolve::find(setup, snapshot, Some(source))?;
-    let repo = &setup.repo;
-    let index = load_index(repo)?;
-    let items = Loader::new(repo, &index).read_items(&snap.items)?;
-    let item = database_item(&items)
-        .ok_or_else(|| {
-            E::Invalid(format!(
-                "snapshot {} is not a database snapshot",
-                id.short()
-            ))
-        })?
-        .clone();
-    let plan = plan_database(id, &snap, &item, &live, true)?;
-    Ok((plan, item, index))
+    let found = crate::resolve::find(setup, snapshot, Some(source))?;
+    backstop_app::restore::in_place_plan(&setup.repo, &found, &live, &|m| tracing::warn!("{m}"))
 }
 
 /// Loads the index; index files that cannot be read go to the log.

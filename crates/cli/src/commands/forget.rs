@@ -1,7 +1,8 @@
 //! `backstop forget`
 
+use backstop_app::retention::Retention;
 use backstop_engine::forget::{NamedForgetSummary, forget_named};
-use backstop_engine::{ForgetOptions, ForgetSummary, PruneSummary};
+use backstop_engine::{ForgetSummary, PruneSummary};
 use backstop_format::Timestamp;
 use backstop_policy::{KeepWithin, Policy};
 use serde::Serialize;
@@ -114,25 +115,17 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     };
     // Flags replace the configured policies for this run; otherwise each source has its own
     // policy from the config, or the top-level one, or the built-in default.
-    let (policy, per_source) = match a.flag_policy() {
-        Some(p) => (p, Default::default()),
-        None => (
-            ctx.config
-                .retention
-                .clone()
-                .unwrap_or_else(Policy::small_business_default),
-            ctx.config.source_policies(),
-        ),
+    let retention = match a.flag_policy() {
+        Some(p) => Retention::only(p),
+        None => Retention::configured(&ctx.config),
     };
-    let opts = ForgetOptions {
-        policy,
-        per_source,
-        sources: a.sources.clone(),
-        lifecycle: ctx.config.lifecycle()?,
-        now: Timestamp::now(),
-        time_zone: time_zone.clone(),
-        host: host(),
-    };
+    let opts = retention.forget_options(
+        a.sources.clone(),
+        ctx.config.lifecycle()?,
+        time_zone.clone(),
+        &crate::context::runtime(),
+        Timestamp::now(),
+    );
     let prune_opts = prune_options(&a)?;
     let forget = backstop_engine::forget(&repo, &opts, a.dry_run)?;
     if !g.json && !g.quiet {

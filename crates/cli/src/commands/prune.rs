@@ -2,7 +2,7 @@
 
 use backstop_engine::{PruneOptions, PruneSummary};
 
-use crate::context::{Ctx, GlobalArgs, host};
+use crate::context::{Ctx, GlobalArgs};
 use crate::output::{Bar, UsageError, bytes, print_json};
 
 #[derive(clap::Args, Debug, Clone)]
@@ -25,9 +25,10 @@ impl Args {
             ))
             .into());
         }
-        let mut o = PruneOptions::new(host());
-        o.max_unused_percent = self.max_unused;
-        Ok(o)
+        Ok(backstop_app::retention::prune_options(
+            Some(self.max_unused),
+            &crate::context::runtime(),
+        ))
     }
 }
 

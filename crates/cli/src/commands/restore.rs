@@ -6,10 +6,9 @@ use std::time::Instant;
 use anyhow::Context as _;
 use std::io::{BufRead, IsTerminal, Write};
 
+use backstop_app::restore::{DatabaseRequest, database_target};
 use backstop_engine::content::Loader;
-use backstop_engine::database::{
-    DatabasePlan, DatabaseRestoreOptions, database_item, plan_database, restore_database,
-};
+use backstop_engine::database::{DatabasePlan, database_item, plan_database, restore_database};
 use backstop_engine::{Index, Repository, RestoreOptions, plan_restore};
 use backstop_format::manifest::{Item, Snapshot};
 use backstop_format::{SnapshotId, Timestamp};
@@ -149,27 +148,13 @@ fn restore_db(
     a: &Args,
 ) -> anyhow::Result<u8> {
     let g = ctx.args;
-    let meta = item.database.as_ref().expect("database_item checks it");
-    let target = if a.in_place {
-        // The configured path wins: the database may have moved since the snapshot.
-        let configured = a
-            .source
-            .as_ref()
-            .and_then(|s| ctx.config.sources.get(s))
-            .and_then(|s| s.path.as_deref())
-            .map(|p| ctx.config.resolve(p));
-        configured.unwrap_or_else(|| PathBuf::from(&meta.source_path))
-    } else {
-        let to = a.to.clone().expect("clap requires --to without --in-place");
-        // A directory (existing, or written with a trailing slash) receives the database under
-        // its own name; any other path is the new database file itself.
-        let as_dir = to.is_dir()
-            || to
-                .as_os_str()
-                .to_string_lossy()
-                .ends_with(['/', std::path::MAIN_SEPARATOR]);
-        if as_dir { to.join(&item.path) } else { to }
-    };
+    let target = database_target(
+        &ctx.config,
+        a.source.as_deref(),
+        item,
+        a.to.as_deref(),
+        a.in_place,
+    )?;
     let plan = plan_database(id, snap, item, &target, a.in_place)?;
     let tz = ctx.config.time_zone()?;
     if a.dry_run {
@@ -183,17 +168,14 @@ fn restore_db(
     if a.in_place && !a.yes {
         confirm(&plan, &tz)?;
     }
-    let opts = DatabaseRestoreOptions {
-        target: target.clone(),
+    let request = DatabaseRequest {
         in_place: a.in_place,
         overwrite: a.overwrite,
         allow_schema_change: a.allow_schema_change,
         full_check: a.full_check,
         force: a.force,
-        time: Timestamp::now(),
-        host: host(),
-        program: format!("backstop {}", env!("CARGO_PKG_VERSION")),
     };
+    let opts = request.options(target.clone(), &crate::context::runtime(), Timestamp::now());
     let bar = Bar::new(g.quiet || g.json);
     let started = Instant::now();
     let r = restore_database(repo, index, plan, item, &opts, &bar);

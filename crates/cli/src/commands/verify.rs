@@ -1,7 +1,6 @@
 //! `backstop verify`
 
-use backstop_engine::VerifyOptions;
-use backstop_engine::drill::{DrillOptions, restore_drill};
+use backstop_engine::drill::restore_drill;
 use backstop_engine::verify::Repair;
 use backstop_format::manifest::Snapshot;
 use backstop_format::{SnapshotId, Timestamp};
@@ -36,10 +35,7 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     let bar = Bar::new(g.quiet || g.json);
     let report = backstop_engine::verify(
         &repo,
-        &VerifyOptions {
-            read_data: a.read_data,
-            host: crate::context::host(),
-        },
+        &backstop_app::verify::verify_options(a.read_data, &crate::context::runtime()),
         &bar,
     );
     bar.done();
@@ -181,19 +177,13 @@ fn drill(
     let index = crate::context::load_index(repo, g.quiet)?;
     let targets: Vec<(SnapshotId, Snapshot)> = match spec {
         Some(s) => vec![ctx.find_snapshot(repo, s)?],
-        None => backstop_engine::spec::drill_targets(&repo.snapshots()?.0, None),
+        None => backstop_app::snapshots::drill_targets(repo, None)?,
     };
-    if targets.is_empty() {
-        return Err(backstop_engine::Error::NotFound(
-            "the repository has no snapshots to drill".into(),
-        )
-        .into());
-    }
-    let opts = DrillOptions {
-        scratch: std::env::temp_dir(),
-        time: Timestamp::now(),
-        host: crate::context::host(),
-    };
+    let opts = backstop_app::verify::drill_options(
+        std::env::temp_dir(),
+        &crate::context::runtime(),
+        Timestamp::now(),
+    );
     let mut records = Vec::new();
     for (id, snap) in &targets {
         let bar = Bar::new(g.quiet || g.json);

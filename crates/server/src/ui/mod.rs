@@ -520,7 +520,7 @@ fn plan_of(
     BackupKind,
 )> {
     let found = crate::resolve::find(setup, spec, Some(source))?;
-    let plan = restore_plan(setup, &found.id.to_string(), source)?.0;
+    let plan = restore_plan(setup, &found.id.to_string(), source)?.plan;
     Ok((plan, found.as_of, found.snapshot.kind))
 }
 
@@ -567,7 +567,7 @@ async fn restore(
     }
     let setup = app.setup.clone();
     let (snap, src) = (f.snapshot.clone(), f.source.clone());
-    let plan = blocking(move || Ok(restore_plan(&setup, &snap, &src)?.0)).await?;
+    let plan = blocking(move || Ok(restore_plan(&setup, &snap, &src)?.plan)).await?;
     let allow = f.allow_schema_change.is_some();
     if plan.schema_matches == Some(false) && !allow {
         return Err(PageError::Page(
