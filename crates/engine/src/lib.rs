@@ -1,7 +1,13 @@
 //! The backstop engine: repositories, backup, restore, verify, forget and prune.
 //!
-//! Every front end (the CLI, later the daemon and the web UI) calls the same functions with the
-//! same option and summary types. The engine never prints; it reports through [`Progress`].
+//! Both front ends reach it through the application layer (`backstop-app`), with the same
+//! option and summary types. The engine never prints; it reports through [`Progress`].
+//!
+//! Its rooms: [`repository`] (mechanics: open/init, the index, locks, keys, specs, records,
+//! reading content), [`store`] (the write path: dedup, compression, packs, trees), [`ops`]
+//! (operations: restore, database restores, drills, verify, forget, prune, repair; backup is
+//! [`backup`]) and [`reports`] (listing, stats, status: read only). Mechanics call neither
+//! operations nor reports, and reports call no operation.
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -29,33 +35,22 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-pub mod attempts;
 pub mod backup;
-pub mod builder;
-pub mod chunker;
-pub mod content;
-pub mod database;
-mod direct;
-pub mod drill;
 pub mod error;
-pub mod forget;
-pub mod index;
-pub mod keys;
-pub mod listing;
-pub mod lock;
-mod packing;
+pub mod ops;
 pub mod progress;
-pub mod prune;
-pub mod repair;
-pub mod repo;
-pub mod restore;
-pub mod spec;
-mod spill;
-pub mod stats;
-pub mod status;
+pub mod reports;
+pub mod repository;
 pub mod store;
 mod unchanged;
-pub mod verify;
+
+// The flat paths the front ends, the tests and the backup module use.
+pub use ops::{database, drill, forget, prune, repair, restore, verify};
+pub use reports::{listing, stats, status};
+pub use repository as repo;
+pub use repository::{attempts, content, index, keys, lock, spec};
+pub(crate) use store::packing;
+pub use store::{builder, chunker};
 
 pub use backup::{BackupOptions, BackupSummary, backup};
 pub use error::{Error, ErrorKind, Result};
@@ -64,8 +59,8 @@ pub use index::Index;
 pub use progress::{NoProgress, Progress};
 pub use prune::{PruneOptions, PrunePlan, PruneSummary, prune};
 pub use repo::{InitOptions, ObjectTotals, Repository};
+pub use repository::spill::SpillOptions;
 pub use restore::{RestoreOptions, RestorePlan, RestoreSummary, plan_restore, restore};
 pub use spec::SpecClock;
-pub use spill::SpillOptions;
 pub use stats::{StatsOptions, StatsReport, stats};
 pub use verify::{VerifyOptions, VerifyReport, verify};

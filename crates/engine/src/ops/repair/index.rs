@@ -34,9 +34,9 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::lock::Lock;
 use crate::progress::Progress;
-use crate::repo::Repository;
+use crate::repository::Repository;
+use crate::repository::lock::Lock;
 
 /// What `repair index` found and did (or, in a dry run, would do).
 #[derive(Debug, Clone, Default, Serialize)]
@@ -166,7 +166,7 @@ pub fn repair_index(
     }
     progress.phase("repair index: writing the index", None);
     new_packs.sort_by_key(|p| p.id);
-    summary.index_files_written = crate::prune::write_index_files(repo, new_packs)?;
+    summary.index_files_written = crate::ops::prune::write_index_files(repo, new_packs)?;
     // Only now, with every stored pack named by a file that is durable, the old files go.
     let doomed = summary
         .damaged_index_files

@@ -34,12 +34,12 @@ use backstop_sources::files::FilesSource;
 use backstop_sources::sqlite::{self, Check, LiveState, SqliteSource, check_image};
 use serde::Serialize;
 
-use crate::content::Loader;
-use crate::direct::DirectFile;
 use crate::error::{Error, Result};
-use crate::index::Index;
 use crate::progress::Progress;
-use crate::repo::Repository;
+use crate::repository::Repository;
+use crate::repository::content::Loader;
+use crate::repository::direct::DirectFile;
+use crate::repository::index::Index;
 use crate::{BackupOptions, backup};
 
 /// How to restore a database.
@@ -199,7 +199,7 @@ pub(crate) fn image_hash_check() -> Check {
 pub(crate) struct ImageWrite {
     /// Synced before use.
     pub durable: bool,
-    /// Past the page cache where the system allows it (see `crate::direct`): for an image that
+    /// Past the page cache where the system allows it (see `crate::repository::direct`): for an image that
     /// is kept, not for one read whole right after (a restore drill).
     pub direct: bool,
 }
@@ -323,7 +323,8 @@ pub fn restore_database(
     opts: &DatabaseRestoreOptions,
     progress: &dyn Progress,
 ) -> Result<DatabaseRestoreSummary> {
-    let _lock = crate::lock::Lock::for_reading(repo, index, "restore", &opts.host, progress)?;
+    let _lock =
+        crate::repository::lock::Lock::for_reading(repo, index, "restore", &opts.host, progress)?;
     let meta = item
         .database
         .as_ref()

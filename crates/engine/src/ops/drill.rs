@@ -19,13 +19,13 @@ use backstop_format::record::{Check, RECORD_VERSION, RESTORE_DRILL, Record};
 use backstop_format::{SnapshotId, Timestamp};
 use backstop_sources::sqlite::check_image;
 
-use crate::content::Loader;
-use crate::database::{ImageWrite, database_item, image_hash_check, write_image};
 use crate::error::Result;
-use crate::index::Index;
+use crate::ops::database::{ImageWrite, database_item, image_hash_check, write_image};
+use crate::ops::restore::{RestoreOptions, plan_restore, restore};
 use crate::progress::Progress;
-use crate::repo::Repository;
-use crate::restore::{RestoreOptions, plan_restore, restore};
+use crate::repository::Repository;
+use crate::repository::content::Loader;
+use crate::repository::index::Index;
 
 /// Where and when a drill runs.
 #[derive(Debug, Clone)]
@@ -46,7 +46,13 @@ pub fn restore_drill(
     opts: &DrillOptions,
     progress: &dyn Progress,
 ) -> Result<Record> {
-    let lock = crate::lock::Lock::for_reading(repo, index, "restore drill", &opts.host, progress)?;
+    let lock = crate::repository::lock::Lock::for_reading(
+        repo,
+        index,
+        "restore drill",
+        &opts.host,
+        progress,
+    )?;
     let dir = opts.scratch.join(format!(
         "backstop-drill-{}",
         backstop_format::id::to_hex(&backstop_format::id::random_bytes::<8>())

@@ -6,9 +6,9 @@ use backstop_format::config::ChunkerParams;
 use backstop_format::tree::{ChunkRef, Content, Delta, encode_patches};
 use backstop_sources::Chunking;
 
-use crate::chunker::{Batch, Cutter};
-use crate::content::{Cursor, Loader};
 use crate::error::Result;
+use crate::repository::content::{Cursor, Loader};
+use crate::store::chunker::{Batch, Cutter};
 use crate::store::{ChunkStore, TreeBuilder};
 
 /// A byte stream of metadata (an item list, a patch list), chunked with small content-defined

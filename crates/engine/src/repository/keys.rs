@@ -14,7 +14,7 @@ use backstop_storage::Kind;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::repo::{Repository, unwrap_key_named};
+use crate::repository::{Repository, unwrap_key_named};
 
 /// One key file as `key list` shows it.
 #[derive(Debug, Clone, Serialize)]

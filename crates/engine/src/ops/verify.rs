@@ -23,11 +23,11 @@ use backstop_storage::Kind;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::content::Loader;
 use crate::error::Result;
-use crate::index::Index;
 use crate::progress::Progress;
-use crate::repo::Repository;
+use crate::repository::Repository;
+use crate::repository::content::Loader;
+use crate::repository::index::Index;
 
 #[derive(Debug, Clone, Default)]
 pub struct VerifyOptions {
@@ -119,7 +119,7 @@ pub fn verify(
         read_data: opts.read_data,
         ..VerifyReport::default()
     };
-    let _lock = crate::lock::Lock::for_reader(repo, "verify", &opts.host, progress)?;
+    let _lock = crate::repository::lock::Lock::for_reader(repo, "verify", &opts.host, progress)?;
     // Snapshots before the index: see the module comment.
     let snapshots = committed_snapshots(repo)?;
     let (index, bad_index) = Index::load(repo)?;
@@ -165,7 +165,7 @@ pub fn verify(
     // a snapshot needs that is there is one `repair index` gets back.
     let unindexed: HashMap<ChunkId, PackId> = unreferenced
         .par_iter()
-        .filter_map(|&(id, size)| crate::repair::index::read_trailer(repo, id, size).ok())
+        .filter_map(|&(id, size)| crate::ops::repair::index::read_trailer(repo, id, size).ok())
         .collect::<Vec<_>>()
         .into_iter()
         .flat_map(|p| p.blobs.into_iter().map(move |b| (b.id, p.id)))
@@ -229,7 +229,7 @@ pub fn verify(
     )?;
     report.unindexed_needed_packs = needed.len();
     check_records(repo, &mut report)?;
-    for (name, e) in crate::repo::damaged_key_files(repo)? {
+    for (name, e) in crate::repository::damaged_key_files(repo)? {
         report.problems.push(problem(
             "damaged-key",
             name,
@@ -284,7 +284,7 @@ fn assign_repairs(report: &mut VerifyReport) {
 
 /// The snapshots to check: every one that can be read, and the unreadable ones with why. One
 /// deleted between listing and reading was forgotten (`forget` runs beside verify), not damaged.
-fn committed_snapshots(repo: &Repository) -> Result<crate::repo::SnapshotList> {
+fn committed_snapshots(repo: &Repository) -> Result<crate::repository::SnapshotList> {
     let (snaps, mut bad) = repo.snapshots()?;
     bad.retain(|(_, e)| !matches!(e, crate::Error::Storage(s) if s.is_not_found()));
     Ok((snaps, bad))
@@ -336,7 +336,7 @@ fn read_packs(
                     .get(id)
                     .filter(|loc| index.pack(loc.pack).id == p.id && loc.offset == offset)
             };
-            let mut chunks: Vec<(ChunkId, crate::index::Location)> =
+            let mut chunks: Vec<(ChunkId, crate::repository::index::Location)> =
                 match read_pack_entries(repo.crypter(), &bytes) {
                     Ok(entries) => entries
                         .iter()
@@ -404,7 +404,7 @@ fn read_packs(
 fn check_chunk(
     loader: &Loader<'_>,
     id: &ChunkId,
-    loc: &crate::index::Location,
+    loc: &crate::repository::index::Location,
     frame: &[u8],
 ) -> std::result::Result<(), String> {
     let a = loc.raw_offset as usize;
@@ -426,7 +426,7 @@ type Hits = HashMap<usize, Vec<String>>;
 fn check_snapshots(
     repo: &Repository,
     index: &Index,
-    (snaps, bad_snaps): crate::repo::SnapshotList,
+    (snaps, bad_snaps): crate::repository::SnapshotList,
     unindexed: &HashMap<ChunkId, PackId>,
     needed: &mut HashSet<PackId>,
     bad: &mut HashMap<ChunkId, Vec<usize>>,

@@ -8,11 +8,11 @@ use backstop_sources::restore::{FilesPlan, FilesRestorer, plan};
 use backstop_sources::sqlite::{QUICK_CHECK_AGAIN, QUICK_CHECK_AT_CAPTURE, check_image};
 use serde::Serialize;
 
-use crate::content::Loader;
 use crate::error::{Error, Result};
-use crate::index::Index;
 use crate::progress::Progress;
-use crate::repo::Repository;
+use crate::repository::Repository;
+use crate::repository::content::Loader;
+use crate::repository::index::Index;
 
 /// Where and how to restore.
 #[derive(Debug, Clone)]
@@ -74,7 +74,8 @@ pub fn restore(
     opts: &RestoreOptions,
     progress: &dyn Progress,
 ) -> Result<RestoreSummary> {
-    let _lock = crate::lock::Lock::for_reading(repo, index, "restore", &opts.host, progress)?;
+    let _lock =
+        crate::repository::lock::Lock::for_reading(repo, index, "restore", &opts.host, progress)?;
     let loader = Loader::new(repo, index);
     let mut out = FilesRestorer::new(&opts.target, &plan.files, opts.overwrite)?;
     progress.phase("restore", Some(plan.files.bytes));

@@ -13,10 +13,10 @@ use jiff::civil::Date;
 use jiff::tz::TimeZone;
 use serde::Serialize;
 
-use crate::content::Loader;
 use crate::error::{Error, Result};
-use crate::index::{IdSet, Index};
-use crate::repo::Repository;
+use crate::repository::Repository;
+use crate::repository::content::Loader;
+use crate::repository::index::{IdSet, Index};
 
 /// What to report.
 #[derive(Debug, Clone)]

@@ -1,5 +1,18 @@
-//! Opening and creating repositories, and reading and writing the small objects (config, keys,
-//! snapshots, records) through the repository's crypter.
+//! Repository mechanics: opening and creating repositories, and reading and writing the small
+//! objects (config, keys, snapshots, records) through the repository's crypter (this file); the
+//! index and its on-disk form for large backups, locks, key files, snapshot specs, failure
+//! records, and reading content back (the submodules). Operations (`crate::ops`) and reports
+//! (`crate::reports`) are built on these; nothing here calls them.
+
+pub mod attempts;
+pub mod content;
+pub(crate) mod direct;
+pub mod index;
+pub mod keys;
+pub mod lock;
+pub mod marks;
+pub mod spec;
+pub(crate) mod spill;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -8,13 +21,15 @@ use backstop_format::blob::{open_object, seal_object};
 use backstop_format::config::{ChunkerParams, Encryption, REPO_VERSION, RepoConfig};
 use backstop_format::crypto::{Crypter, KdfParams, KeyFile, MasterKey};
 use backstop_format::manifest::Snapshot;
-use backstop_format::record::{MARK_VERIFIED, PIN, RESTORE_DRILL, Record, UNPIN};
+use backstop_format::record::Record;
 use backstop_format::{FormatError, KeyId, RecordId, SnapshotId, Timestamp};
 use backstop_storage::{Kind, Storage};
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::spec::{Spec, SpecClock};
+use crate::repository::spec::{Spec, SpecClock};
+
+pub use marks::Marks;
 
 /// Readable snapshots (oldest first), and the names of unreadable ones with their errors.
 pub type SnapshotList = (Vec<(SnapshotId, Snapshot)>, Vec<(String, Error)>);
@@ -264,13 +279,13 @@ impl Repository {
         Ok((ok, bad))
     }
 
-    /// Finds a snapshot by a spec without a time (see [`crate::spec`]): an id, a unique id
+    /// Finds a snapshot by a spec without a time (see [`crate::repository::spec`]): an id, a unique id
     /// prefix, `latest[:SOURCE]` or `latest-verified[:SOURCE]`.
     pub fn find_snapshot(&self, spec: &str) -> Result<(SnapshotId, Snapshot)> {
         self.resolve_spec(&Spec::parse(spec, None)?)
     }
 
-    /// Finds a snapshot by any spec (see [`crate::spec`]), times read with `clock`.
+    /// Finds a snapshot by any spec (see [`crate::repository::spec`]), times read with `clock`.
     pub fn find_snapshot_at(
         &self,
         spec: &str,
@@ -285,7 +300,7 @@ impl Repository {
             Spec::LatestVerified(_) => self.verification()?,
             _ => HashMap::new(),
         };
-        crate::spec::resolve(spec, &snaps, &damaged, &drills)
+        crate::repository::spec::resolve(spec, &snaps, &damaged, &drills)
     }
 
     /// Stores a record (the result of a restore drill).
@@ -328,38 +343,6 @@ impl Repository {
     /// Each snapshot's state from its records: newest drill, pinned, marked verified.
     pub fn marks(&self) -> Result<HashMap<SnapshotId, Marks>> {
         Ok(Marks::from_records(self.records()?))
-    }
-}
-
-/// What the records say about one snapshot.
-#[derive(Debug, Clone, Default)]
-pub struct Marks {
-    /// The newest restore drill.
-    pub drill: Option<Record>,
-    /// Pinned by the newest pin or unpin record.
-    pub pinned: bool,
-    /// The first mark-verified record (later ones do not extend the grace period).
-    pub verified: Option<Record>,
-    /// How many records the snapshot has (forget deletes them with it).
-    pub records: usize,
-}
-
-impl Marks {
-    /// Folds records, oldest first, into each snapshot's state.
-    pub fn from_records(records: Vec<Record>) -> HashMap<SnapshotId, Marks> {
-        let mut m: HashMap<SnapshotId, Marks> = HashMap::new();
-        for r in records {
-            let e = m.entry(r.snapshot).or_default();
-            e.records += 1;
-            match r.kind.as_str() {
-                RESTORE_DRILL => e.drill = Some(r),
-                PIN => e.pinned = true,
-                UNPIN => e.pinned = false,
-                MARK_VERIFIED if e.verified.is_none() => e.verified = Some(r),
-                _ => {}
-            }
-        }
-        m
     }
 }
 

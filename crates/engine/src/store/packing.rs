@@ -19,9 +19,21 @@ use backstop_format::{ChunkId, IndexId};
 use backstop_storage::{Kind, Storage};
 use rayon::prelude::*;
 
-use crate::chunker::Batch;
 use crate::error::{Error, Result};
-use crate::store::StoreStats;
+use crate::store::chunker::Batch;
+
+/// Counts of what a store added.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct StoreStats {
+    /// Packs written.
+    pub packs: u64,
+    pub chunks: u64,
+    pub chunks_new: u64,
+    /// Plaintext bytes of new chunks.
+    pub raw_added: u64,
+    /// Stored bytes of new chunks.
+    pub bytes_added: u64,
+}
 
 /// Index entries after which the pack writer writes an index file: bounds the memory that
 /// entries of a long backup hold (a 1 GiB database is 262,144 entries, 15 MiB).

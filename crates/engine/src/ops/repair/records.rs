@@ -11,9 +11,9 @@ use backstop_storage::Kind;
 use serde::Serialize;
 
 use crate::error::Result;
-use crate::lock::Lock;
-use crate::repair::index::NamedProblem;
-use crate::repo::{Marks, Repository};
+use crate::ops::repair::index::NamedProblem;
+use crate::repository::lock::Lock;
+use crate::repository::{Marks, Repository};
 
 /// What `repair records` found and did.
 #[derive(Debug, Clone, Default, Serialize)]

@@ -28,7 +28,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::progress::Progress;
-use crate::repo::Repository;
+use crate::repository::Repository;
 
 /// How often a held lock is refreshed.
 pub const REFRESH: Duration = Duration::from_secs(5 * 60);
@@ -287,7 +287,7 @@ impl Lock {
     /// prune can delete them while it is held, and the index is checked to be current.
     pub fn for_reading(
         repo: &Repository,
-        index: &crate::index::Index,
+        index: &crate::repository::index::Index,
         operation: &str,
         host: &str,
         progress: &dyn Progress,

@@ -13,11 +13,11 @@ use backstop_format::tree::{ChunkRef, Content, TreeNode, decode_patches};
 use backstop_storage::Kind;
 use rayon::prelude::*;
 
-use crate::direct::ALIGN;
 use crate::error::{Error, Result};
-use crate::index::{Index, Location};
 use crate::progress::Progress;
-use crate::repo::Repository;
+use crate::repository::Repository;
+use crate::repository::direct::ALIGN;
+use crate::repository::index::{Index, Location};
 
 /// Plaintext bytes decoded per window of a restore; two windows are in flight at once.
 const WINDOW: u64 = 8 << 20;
@@ -525,7 +525,11 @@ impl<'a> Loader<'a> {
 
     /// Adds every chunk and tree node `content` uses to `used`: for a delta, the base's nodes
     /// and only the base chunks it does not patch. What was found before an error is added too.
-    pub fn collect_ids(&self, content: &Content, used: &mut crate::index::IdSet) -> Result<()> {
+    pub fn collect_ids(
+        &self,
+        content: &Content,
+        used: &mut crate::repository::index::IdSet,
+    ) -> Result<()> {
         let mut nodes = Vec::new();
         let r = self.walk(content, &mut |n| nodes.push(n.id), &mut |c| {
             used.insert(c.id);
@@ -542,7 +546,7 @@ impl<'a> Loader<'a> {
     pub fn collect_snapshot_ids(
         &self,
         snap: &backstop_format::manifest::Snapshot,
-        used: &mut crate::index::IdSet,
+        used: &mut crate::repository::index::IdSet,
         walked: &mut std::collections::HashSet<ChunkId>,
     ) -> Result<()> {
         let mut first = self.collect_ids(&snap.items, used).err();

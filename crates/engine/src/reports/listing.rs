@@ -7,7 +7,7 @@ use backstop_policy::Lifecycle;
 use serde::Serialize;
 
 use crate::error::Result;
-use crate::repo::{Marks, Repository};
+use crate::repository::{Marks, Repository};
 
 /// Which snapshots to list; `None` matches all.
 #[derive(Debug, Clone, Default)]
@@ -66,7 +66,7 @@ impl PreChange {
         lifecycle: &backstop_policy::Lifecycle,
         now: Timestamp,
     ) -> Option<Self> {
-        let c = crate::forget::candidate(id, snap, marks);
+        let c = crate::repository::marks::candidate(id, snap, marks);
         let state = backstop_policy::pre_change_state(&c, lifecycle, now)?;
         let verified = marks.and_then(|m| m.verified.as_ref());
         let (state, until) = match state {

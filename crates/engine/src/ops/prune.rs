@@ -38,14 +38,14 @@ use backstop_storage::{Kind, Storage};
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::chunker::Batch;
-use crate::content::Loader;
 use crate::error::{Error, Result};
-use crate::index::{IdSet, Index};
-use crate::lock::Lock;
 use crate::progress::Progress;
-use crate::repo::Repository;
+use crate::repository::Repository;
+use crate::repository::content::Loader;
+use crate::repository::index::{IdSet, Index};
+use crate::repository::lock::Lock;
 use crate::store::ChunkStore;
+use crate::store::chunker::Batch;
 
 /// Entries per index file written by prune.
 const INDEX_FILE_ENTRIES: usize = 64 * 1024;
@@ -187,7 +187,9 @@ pub fn prune(
         // Under the exclusive lock no other command writes, except one whose lock went stale
         // (not refreshed for 30 minutes): a temporary file untouched that long is not being
         // written by anyone that still counts as running (a pack takes seconds).
-        let removed = repo.storage().remove_stale_temporary(crate::lock::STALE)?;
+        let removed = repo
+            .storage()
+            .remove_stale_temporary(crate::repository::lock::STALE)?;
         summary.temporary_files_removed = removed.files;
         summary.temporary_bytes_removed = removed.bytes;
         summary.bytes_after = repo

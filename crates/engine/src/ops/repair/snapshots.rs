@@ -28,14 +28,14 @@ use backstop_format::{ChunkId, PackId, SnapshotId, Timestamp};
 use serde::Serialize;
 
 use crate::backup::ItemList;
-use crate::chunker::Batch;
-use crate::content::Loader;
 use crate::error::{Error, Result};
-use crate::index::Index;
-use crate::lock::Lock;
+use crate::ops::repair::index::NamedProblem;
 use crate::progress::Progress;
-use crate::repair::index::NamedProblem;
-use crate::repo::Repository;
+use crate::repository::Repository;
+use crate::repository::content::Loader;
+use crate::repository::index::Index;
+use crate::repository::lock::Lock;
+use crate::store::chunker::Batch;
 use crate::store::{ChunkStore, TreeBuilder};
 
 /// Zeros stand in for lost bytes in pieces of at most this size (one stored chunk serves all).
@@ -123,7 +123,7 @@ pub fn repair_snapshots(
         .iter()
         .filter_map(|(name, &size)| PackId::from_hex(name).ok().map(|id| (id, size)))
         .filter(|(id, _)| index.pack_position_of(id).is_none())
-        .filter_map(|(id, size)| crate::repair::index::read_trailer(repo, id, size).ok())
+        .filter_map(|(id, size)| crate::ops::repair::index::read_trailer(repo, id, size).ok())
         .flat_map(|p| p.blobs.into_iter().map(|b| b.id))
         .collect();
     let bad_packs: HashSet<u32> = index

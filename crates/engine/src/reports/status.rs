@@ -12,10 +12,10 @@ use jiff::SignedDuration;
 use jiff::tz::TimeZone;
 use serde::Serialize;
 
-use crate::content::Loader;
 use crate::error::Result;
-use crate::index::Index;
-use crate::repo::Repository;
+use crate::repository::Repository;
+use crate::repository::content::Loader;
+use crate::repository::index::Index;
 
 /// What is expected of one source.
 #[derive(Debug, Clone)]
@@ -106,8 +106,8 @@ impl StatusReport {
 pub fn status(repo: &Repository, opts: &StatusOptions) -> Result<StatusReport> {
     let (snaps, bad) = repo.snapshots()?;
     let records = repo.records()?;
-    let failures = crate::attempts::last_failures(&records);
-    let marks = crate::repo::Marks::from_records(records);
+    let failures = crate::repository::attempts::last_failures(&records);
+    let marks = crate::repository::Marks::from_records(records);
     let mut by_source: BTreeMap<&str, Vec<(SnapshotId, &Snapshot)>> = BTreeMap::new();
     for (id, s) in &snaps {
         by_source.entry(&s.source.name).or_default().push((*id, s));

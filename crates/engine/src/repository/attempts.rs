@@ -14,7 +14,7 @@ use backstop_format::{RecordId, SnapshotId, Timestamp};
 use backstop_storage::Kind;
 
 use crate::error::Result;
-use crate::repo::Repository;
+use crate::repository::Repository;
 
 /// How much of a failure's reason is kept.
 const REASON_MAX: usize = 2048;

@@ -10,7 +10,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use backstop_format::manifest::Snapshot;
 use backstop_format::{SnapshotId, Timestamp};
 use backstop_policy::{Candidate, GroupPlan, Lifecycle, Policy, plan_group};
 use backstop_storage::Kind;
@@ -18,8 +17,9 @@ use jiff::tz::TimeZone;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::lock::Lock;
-use crate::repo::{Marks, Repository};
+use crate::repository::lock::Lock;
+use crate::repository::marks::candidate;
+use crate::repository::{Marks, Repository};
 
 /// What to forget.
 #[derive(Debug, Clone)]
@@ -74,21 +74,6 @@ pub struct ForgetSummary {
     pub forgotten: usize,
     /// Records of those snapshots deleted.
     pub records_deleted: usize,
-}
-
-/// What one snapshot is to the policy.
-pub fn candidate(id: SnapshotId, snap: &Snapshot, marks: Option<&Marks>) -> Candidate {
-    Candidate {
-        id,
-        time: snap.time,
-        kind: snap.kind,
-        tags: snap.tags.clone(),
-        pinned: marks.is_some_and(|m| m.pinned),
-        verified_at: marks.and_then(|m| m.verified.as_ref()).map(|r| r.time),
-        drill_passed: marks
-            .and_then(|m| m.drill.as_ref())
-            .is_some_and(|r| r.passed),
-    }
 }
 
 /// Each snapshot's record names, and its marks (pins, drills).

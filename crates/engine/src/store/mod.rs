@@ -1,10 +1,16 @@
-//! Storing new content: deduplication against the index, parallel compression and
-//! encryption, packing, and the content trees that describe each item.
+//! The write path: storing new content with deduplication against the index, parallel
+//! compression and encryption (`ChunkStore`, this file), packing (`packing`), chunking
+//! (`chunker`) and the content trees that describe each item (`builder`). Operations that write
+//! (backup, prune's repack, repair) go through here.
 //!
 //! Crash safety (see docs/design.md, "Write ordering"): packs are written first, each under a
 //! temporary name, synced, then renamed; the index file naming them is written only after all
 //! of its packs are durable; the snapshot is written last. A crash before the snapshot leaves
 //! packs (and perhaps an index) that no snapshot references: harmless, and collected by prune.
+
+pub mod builder;
+pub mod chunker;
+pub(crate) mod packing;
 
 use std::sync::Arc;
 use std::sync::mpsc::Sender;
@@ -16,31 +22,19 @@ use backstop_format::pack::{BlobKind, PackBuilder};
 use backstop_format::tree::{ChunkRef, Content, INLINE_MAX, TreeNode, is_boundary};
 use rayon::prelude::*;
 
-use crate::chunker::Batch;
 use crate::error::Error;
 use crate::error::Result;
-use crate::index::Index;
-use crate::packing::{
+use crate::repository::Repository;
+use crate::repository::index::Index;
+use crate::repository::spill::NewChunks;
+use crate::store::chunker::Batch;
+pub use crate::store::packing::StoreStats;
+use crate::store::packing::{
     PackJob, PackWriter, SealJob, Sealer, Stored, pack_frames, plan_frames, seal_frames,
 };
-use crate::repo::Repository;
-use crate::spill::NewChunks;
 
 /// Largest tree pack.
 const TREE_PACK_SIZE: usize = 4 << 20;
-
-/// Counts of what a store added.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct StoreStats {
-    /// Packs written.
-    pub packs: u64,
-    pub chunks: u64,
-    pub chunks_new: u64,
-    /// Plaintext bytes of new chunks.
-    pub raw_added: u64,
-    /// Stored bytes of new chunks.
-    pub bytes_added: u64,
-}
 
 /// Adds chunks to a repository during one backup. Data chunks are hashed and looked up here,
 /// then sealed and packed by the [`Sealer`] while the next batch is hashed; tree nodes and

@@ -8,7 +8,7 @@
 //!
 //! On disk ([`Index::load_for_backup`] of a repository past [`SpillOptions::index_entries`]):
 //! the entries go to a sorted table in a scratch file (57 bytes each: id, location), and memory
-//! holds only the table's fences and filter, about 2 bytes per entry (see `crate::spill`, which
+//! holds only the table's fences and filter, about 2 bytes per entry (see `crate::repository::spill`, which
 //! also argues why a lookup there can say "stored" only for an id it read back whole). A 10 GiB
 //! database (2.6 M entries) then costs about 5 MiB instead of 190. A lookup that the filter
 //! passes costs one positional read of at most 4 KiB, which the system's page cache serves;
@@ -24,8 +24,8 @@ use backstop_storage::Kind;
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::repo::Repository;
-use crate::spill::{DiskTable, IndexBuilder, SpillOptions};
+use crate::repository::Repository;
+use crate::repository::spill::{DiskTable, IndexBuilder, SpillOptions};
 
 /// Bytes of one entry in the on-disk table: the id, six u32 of location, a flags byte.
 const RECORD: usize = 32 + 6 * 4 + 1;
@@ -284,7 +284,7 @@ impl Index {
                 Ok(Some(r)) => return Some(decode(r.bytes())),
                 Ok(None) => {}
                 // Not stored, as far as this backup can tell: the chunk is stored again (see
-                // `crate::spill`), and the failure is reported by `disk_error`.
+                // `crate::repository::spill`), and the failure is reported by `disk_error`.
                 Err(e) => {
                     let _ = self.disk_error.set(e.to_string());
                 }
