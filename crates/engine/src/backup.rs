@@ -11,7 +11,7 @@ use backstop_format::manifest::{
 };
 use backstop_format::tree::Content;
 use backstop_format::{SnapshotId, Timestamp};
-use backstop_sources::{Chunking, Entry, Source};
+use backstop_sources::{Capture, Chunking, EntryContent, Source};
 use serde::{Deserialize, Serialize};
 
 use crate::builder::{ContentBuilder, DeltaBase, MetaWriter, Previous};
@@ -177,14 +177,14 @@ fn run_backup(
             progress.bytes(c.size);
             files_unchanged += 1;
         }
-        if let Some(reader) = entry.content.take() {
+        if let Some(content) = entry.content.take() {
             let prev = previous.get(&entry.item.path);
+            let mut reading = Reading::new(content);
             let content = store_content(
                 &mut store,
                 Loader::new(repo, index),
-                source,
-                &mut entry,
-                reader,
+                &mut entry.item,
+                &mut reading,
                 prev,
                 since,
                 params,
@@ -196,8 +196,9 @@ fn run_backup(
                     stats.bytes += content.size;
                     bytes_read += content.size;
                     entry.item.content = Some(content);
-                    let prev = previous.get(&entry.item.path);
-                    source.complete(&mut entry.item, prev)?;
+                    if let Some(capture) = reading.capture {
+                        capture.complete(&mut entry.item, prev)?;
+                    }
                 }
                 Err(e) if !entry.required => {
                     let msg = format!("skipped {}: read failed: {e}", entry.item.path);
@@ -288,6 +289,31 @@ fn run_backup(
     Ok(summary(id, false, warnings))
 }
 
+/// An entry's content on its way into the repository: the stream still to read, how to cut
+/// it, and the source's handle on a captured entry, which completes the item once it is stored.
+struct Reading {
+    stream: Option<Stream>,
+    chunking: Chunking,
+    capture: Option<Box<dyn Capture>>,
+}
+
+impl Reading {
+    fn new(content: EntryContent) -> Self {
+        match content {
+            EntryContent::Stream { reader, chunking } => Self {
+                stream: Some(Stream::Reader(reader)),
+                chunking,
+                capture: None,
+            },
+            EntryContent::Captured { buffers, capture } => Self {
+                stream: Some(Stream::Buffers(buffers)),
+                chunking: capture.chunking(),
+                capture: Some(capture),
+            },
+        }
+    }
+}
+
 /// Stores an entry's content, or reuses the description of the previous version when the
 /// source guesses the content unchanged and its hash proves it (see `crate::unchanged`).
 /// Errors as for [`store_stream`].
@@ -295,39 +321,38 @@ fn run_backup(
 fn store_content(
     store: &mut ChunkStore<'_>,
     loader: Loader<'_>,
-    source: &mut dyn Source,
-    entry: &mut Entry,
-    reader: Box<dyn std::io::Read + Send>,
+    item: &mut Item,
+    reading: &mut Reading,
     prev: Option<&Item>,
     since: Option<Timestamp>,
     params: ChunkerParams,
     progress: &dyn Progress,
 ) -> Result<std::result::Result<Content, std::io::Error>> {
-    let mut stream = match source.take_buffers() {
-        Some(b) => Stream::Buffers(b),
-        None => Stream::Reader(reader),
-    };
-    let base = delta_base(entry, prev, loader.index);
-    if let (Some(p), Some(since)) = (prev, since)
-        && let Some(r) = reusable(entry, p, base)
-        && source.probably_unchanged(&entry.item, p, since)
+    let chunking = reading.chunking;
+    let mut stream = reading.stream.take().expect("a new reading has its stream");
+    let base = delta_base(item, chunking, prev, loader.index);
+    if let (Some(p), Some(since), Some(capture)) = (prev, since, reading.capture.as_mut())
+        && let Some(r) = reusable(item, chunking, p, base)
+        && capture.probably_unchanged(item, p, since)
     {
         if let Some(content) = reuse(store, loader, r, stream, progress)? {
             return Ok(Ok(content));
         }
-        stream = match source.read_again()? {
+        stream = match capture.read_again()? {
             Some(b) => Stream::Buffers(b),
             None => {
                 // The source's own failure, if it had one, says more.
-                source.complete(&mut entry.item, prev)?;
+                if let Some(capture) = reading.capture.take() {
+                    capture.complete(item, prev)?;
+                }
                 return Err(Error::Invalid(format!(
                     "{} could not be read a second time",
-                    entry.item.path
+                    item.path
                 )));
             }
         };
     }
-    let on_change = entry.on_change.take();
+    let on_change = reading.capture.as_mut().and_then(|c| c.take_on_change());
     let builder = match base {
         Some(base) => match previous_patches(&loader, prev, &base) {
             Some(p) => ContentBuilder::against(loader, base, p, on_change),
@@ -343,13 +368,13 @@ fn store_content(
             // A database without a previous version to compare with: most of its pages are
             // new to the repository (a delta's are mostly known, and a set sized for all of
             // them would be touched all over by the few new ones).
-            if let Chunking::Fixed(size) = entry.chunking {
-                store.expect_new_chunks(entry.item.size / u64::from(size.max(1)));
+            if let Chunking::Fixed(size) = chunking {
+                store.expect_new_chunks(item.size / u64::from(size.max(1)));
             }
             ContentBuilder::full(on_change)
         }
     };
-    store_stream(store, builder, stream, entry.chunking, params, progress)
+    store_stream(store, builder, stream, chunking, params, progress)
 }
 
 /// Reads a stream on a thread of its own (reading, cutting and whole-content hashing) while
@@ -464,11 +489,16 @@ fn read_batches(
 
 /// The previous version of a fixed-size-chunked item (a database), to store this one as a
 /// delta against: its tree, or the base its own delta was against (deltas never chain).
-fn delta_base(entry: &Entry, previous: Option<&Item>, index: &Index) -> Option<DeltaBase> {
-    let Chunking::Fixed(size) = entry.chunking else {
+fn delta_base(
+    item: &Item,
+    chunking: Chunking,
+    previous: Option<&Item>,
+    index: &Index,
+) -> Option<DeltaBase> {
+    let Chunking::Fixed(size) = chunking else {
         return None;
     };
-    let prev = previous.filter(|p| p.kind == entry.item.kind)?;
+    let prev = previous.filter(|p| p.kind == item.kind)?;
     let content = prev.content.as_ref()?;
     let base = match (&content.delta, content.tree) {
         (Some(d), _) if d.chunk_size == size => DeltaBase {
@@ -528,7 +558,7 @@ fn previous_items(
                     // within the file system's timestamp resolution after it was read ("racy"
                     // files, as git calls them): its modification time is not trusted for reuse.
                     // A database's time is only a guess that its image hash then confirms or
-                    // refutes (`Source::probably_unchanged`), so it is kept: a database backed
+                    // refutes (`Capture::probably_unchanged`), so it is kept: a database backed
                     // up right after a write would otherwise never take the shortcut next time.
                     if i.kind != ItemKind::Sqlite
                         && i.mtime.is_some_and(|m| {

@@ -1,7 +1,7 @@
 //! Reusing the previous description of a database image that did not change.
 //!
 //! A database is read in full at every backup: its bytes are what proves the capture. When the
-//! source guesses from metadata that the image is unchanged (`Source::probably_unchanged`), the
+//! source guesses from metadata that the image is unchanged (`Capture::probably_unchanged`), the
 //! engine first only hashes it, which costs one BLAKE3 pass instead of a BLAKE3 pass, a hash
 //! per page, an index lookup per page and a walk of the previous tree. Why this cannot miss a
 //! change: the image counts as unchanged only if its BLAKE3 hash and size equal those the
@@ -18,7 +18,7 @@ use std::io::Read;
 
 use backstop_format::manifest::Item;
 use backstop_format::tree::{ChunkRef, Content, decode_patches};
-use backstop_sources::{Buffers, Chunking, Entry};
+use backstop_sources::{Buffers, Chunking};
 use rayon::prelude::*;
 
 use crate::builder::{DeltaBase, delta_content};
@@ -90,11 +90,12 @@ pub(crate) struct Reusable<'a> {
 /// same (checked before reading anything): a page-chunked content of the same size whose
 /// base the full path would use (`base`, from `backup::delta_base`).
 pub(crate) fn reusable<'a>(
-    entry: &Entry,
+    item: &Item,
+    chunking: Chunking,
     prev: &'a Item,
     base: Option<DeltaBase>,
 ) -> Option<Reusable<'a>> {
-    let Chunking::Fixed(size) = entry.chunking else {
+    let Chunking::Fixed(size) = chunking else {
         return None;
     };
     let content = prev.content.as_ref()?;
@@ -104,7 +105,7 @@ pub(crate) fn reusable<'a>(
         (None, Some(root)) => root == base.root,
         (None, None) => false,
     };
-    (same_base && content.size == entry.item.size).then_some(Reusable { content, base })
+    (same_base && content.size == item.size).then_some(Reusable { content, base })
 }
 
 /// Hashes `stream` to its end and, if it is the previous content byte for byte, returns that
@@ -217,13 +218,12 @@ fn usable(
 
 #[cfg(test)]
 mod tests {
-    use std::io::Cursor;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use backstop_format::Timestamp;
     use backstop_format::manifest::{BackupKind, DatabaseMeta, ItemKind, SourceKind};
-    use backstop_sources::{Buffers, Entry, Source};
+    use backstop_sources::{Buffers, Capture, Entry, EntryContent, Source};
     use backstop_storage::{Kind, MemoryStorage, Storage};
 
     use super::*;
@@ -252,12 +252,18 @@ mod tests {
         }
     }
 
-    impl PageSource {
-        fn pieces(&self) -> Box<dyn Buffers> {
-            // Pieces of 3 pages, to cross the engine's batches at odd places.
-            let pieces = self.image.chunks(3 * PAGE as usize).map(<[u8]>::to_vec);
-            Box::new(Pieces(pieces.collect()))
-        }
+    /// Pieces of 3 pages, to cross the engine's batches at odd places.
+    fn pieces(image: &[u8]) -> Box<dyn Buffers> {
+        let pieces = image.chunks(3 * PAGE as usize).map(<[u8]>::to_vec);
+        Box::new(Pieces(pieces.collect()))
+    }
+
+    /// The capture of a [`PageSource`]'s one entry.
+    struct PageCapture {
+        image: Vec<u8>,
+        guess: bool,
+        rereads: Arc<AtomicUsize>,
+        previous_mtime: Arc<std::sync::Mutex<Option<Option<Timestamp>>>>,
     }
 
     impl Source for PageSource {
@@ -271,23 +277,39 @@ mod tests {
             if std::mem::replace(&mut self.started, true) {
                 return Ok(None);
             }
+            let capture = PageCapture {
+                image: self.image.clone(),
+                guess: self.guess,
+                rereads: self.rereads.clone(),
+                previous_mtime: self.previous_mtime.clone(),
+            };
             Ok(Some(Entry {
                 item: Item {
                     size: self.image.len() as u64,
                     mtime: Some(self.mtime),
                     ..Item::new("db", ItemKind::Sqlite)
                 },
-                content: Some(Box::new(Cursor::new(Vec::new()))),
-                chunking: Chunking::Fixed(PAGE),
+                content: Some(EntryContent::Captured {
+                    buffers: pieces(&self.image),
+                    capture: Box::new(capture),
+                }),
                 required: true,
                 reuse_unchanged: false,
-                on_change: None,
             }))
         }
-        fn take_buffers(&mut self) -> Option<Box<dyn Buffers>> {
-            Some(self.pieces())
+        fn take_warnings(&mut self) -> Vec<String> {
+            Vec::new()
         }
-        fn probably_unchanged(&self, _: &Item, previous: &Item, _: Timestamp) -> bool {
+        fn finish(&mut self) -> std::result::Result<(), backstop_sources::Error> {
+            Ok(())
+        }
+    }
+
+    impl Capture for PageCapture {
+        fn chunking(&self) -> Chunking {
+            Chunking::Fixed(PAGE)
+        }
+        fn probably_unchanged(&mut self, _: &Item, previous: &Item, _: Timestamp) -> bool {
             *self.previous_mtime.lock().unwrap() = Some(previous.mtime);
             self.guess
         }
@@ -295,10 +317,10 @@ mod tests {
             &mut self,
         ) -> std::result::Result<Option<Box<dyn Buffers>>, backstop_sources::Error> {
             self.rereads.fetch_add(1, Ordering::SeqCst);
-            Ok(Some(self.pieces()))
+            Ok(Some(pieces(&self.image)))
         }
         fn complete(
-            &mut self,
+            self: Box<Self>,
             item: &mut Item,
             _: Option<&Item>,
         ) -> std::result::Result<(), backstop_sources::Error> {
@@ -313,12 +335,6 @@ mod tests {
                 not_checkable: Vec::new(),
                 source_path: "db".into(),
             });
-            Ok(())
-        }
-        fn take_warnings(&mut self) -> Vec<String> {
-            Vec::new()
-        }
-        fn finish(&mut self) -> std::result::Result<(), backstop_sources::Error> {
             Ok(())
         }
     }

@@ -13,7 +13,7 @@ use backstop_engine::{
 use backstop_format::crypto::KdfParams;
 use backstop_format::manifest::{BackupKind, Item, ItemKind, SourceKind};
 use backstop_format::{SnapshotId, Timestamp};
-use backstop_sources::{Chunking, Entry, Source};
+use backstop_sources::{Buffers, Capture, Chunking, Entry, EntryContent, Source};
 use backstop_storage::{Kind, LocalStorage, MemoryStorage, Storage};
 
 /// A source made of in-memory items.
@@ -53,11 +53,12 @@ impl Source for VecSource {
                 size: data.len() as u64,
                 ..Item::new(path, ItemKind::File)
             },
-            content: Some(Box::new(Cursor::new(data))),
-            chunking,
+            content: Some(EntryContent::Stream {
+                reader: Box::new(Cursor::new(data)),
+                chunking,
+            }),
             required: true,
             reuse_unchanged: false,
-            on_change: None,
         }))
     }
     fn take_warnings(&mut self) -> Vec<String> {
@@ -727,28 +728,32 @@ struct PagesSource {
     data: Option<Vec<u8>>,
 }
 
-impl Source for PagesSource {
-    fn kind(&self) -> SourceKind {
-        SourceKind::Sqlite
+/// Content in owned buffers, as a database capture hands it over; of 2 MiB, the engine's read
+/// batch, so that the engine cuts the same batches as from a reader.
+struct Pieces(std::vec::IntoIter<Vec<u8>>);
+
+impl Pieces {
+    fn of(data: &[u8]) -> Box<dyn Buffers> {
+        let pieces: Vec<Vec<u8>> = data.chunks(2 << 20).map(<[u8]>::to_vec).collect();
+        Box::new(Pieces(pieces.into_iter()))
     }
-    fn describe(&self) -> Vec<String> {
-        vec!["db".into()]
+}
+
+impl Buffers for Pieces {
+    fn next_buffer(&mut self, _: Option<Vec<u8>>) -> std::io::Result<Option<Vec<u8>>> {
+        Ok(self.0.next())
     }
-    fn next_entry(&mut self) -> Result<Option<Entry>, backstop_sources::Error> {
-        Ok(self.data.take().map(|d| Entry {
-            item: Item {
-                size: d.len() as u64,
-                ..Item::new("db", ItemKind::Sqlite)
-            },
-            content: Some(Box::new(Cursor::new(d))),
-            chunking: Chunking::Fixed(4096),
-            required: true,
-            reuse_unchanged: false,
-            on_change: None,
-        }))
+}
+
+/// The capture of a [`PagesSource`]'s item: completes it with database metadata.
+struct PagesCapture;
+
+impl Capture for PagesCapture {
+    fn chunking(&self) -> Chunking {
+        Chunking::Fixed(4096)
     }
     fn complete(
-        &mut self,
+        self: Box<Self>,
         item: &mut Item,
         _: Option<&Item>,
     ) -> Result<(), backstop_sources::Error> {
@@ -764,6 +769,29 @@ impl Source for PagesSource {
             source_path: "/db".into(),
         });
         Ok(())
+    }
+}
+
+impl Source for PagesSource {
+    fn kind(&self) -> SourceKind {
+        SourceKind::Sqlite
+    }
+    fn describe(&self) -> Vec<String> {
+        vec!["db".into()]
+    }
+    fn next_entry(&mut self) -> Result<Option<Entry>, backstop_sources::Error> {
+        Ok(self.data.take().map(|d| Entry {
+            item: Item {
+                size: d.len() as u64,
+                ..Item::new("db", ItemKind::Sqlite)
+            },
+            content: Some(EntryContent::Captured {
+                buffers: Pieces::of(&d),
+                capture: Box::new(PagesCapture),
+            }),
+            required: true,
+            reuse_unchanged: false,
+        }))
     }
     fn take_warnings(&mut self) -> Vec<String> {
         Vec::new()

@@ -20,7 +20,7 @@ use backstop_format::record::{MARK_VERIFIED, PIN, Record};
 use backstop_format::tree::{ChunkRef, Content};
 use backstop_format::{ChunkId, PackId, SnapshotId, Timestamp};
 use backstop_policy::{Lifecycle, Policy};
-use backstop_sources::{Chunking, Entry, Source};
+use backstop_sources::{Buffers, Capture, Chunking, Entry, EntryContent, Source};
 use backstop_storage::{Kind, MemoryStorage, Storage};
 use rstest::rstest;
 
@@ -45,25 +45,68 @@ impl Source for TestSource {
         let Some((path, data)) = self.items.pop() else {
             return Ok(None);
         };
-        let (kind, chunking) = match self.kind {
-            SourceKind::Sqlite => (ItemKind::Sqlite, Chunking::Fixed(PAGE as u32)),
-            _ => (ItemKind::File, Chunking::ContentDefined),
+        let size = data.len() as u64;
+        let (kind, content) = match self.kind {
+            SourceKind::Sqlite => (
+                ItemKind::Sqlite,
+                EntryContent::Captured {
+                    buffers: Pieces::of(&data),
+                    capture: Box::new(DbCapture),
+                },
+            ),
+            _ => (
+                ItemKind::File,
+                EntryContent::Stream {
+                    reader: Box::new(Cursor::new(data)),
+                    chunking: Chunking::ContentDefined,
+                },
+            ),
         };
         Ok(Some(Entry {
             item: Item {
-                size: data.len() as u64,
+                size,
                 ..Item::new(path, kind)
             },
-            content: Some(Box::new(Cursor::new(data))),
-            chunking,
+            content: Some(content),
             required: true,
             reuse_unchanged: false,
-            on_change: None,
         }))
     }
-    fn complete(&mut self, item: &mut Item, _: Option<&Item>) -> SourceResult {
+    fn take_warnings(&mut self) -> Vec<String> {
+        Vec::new()
+    }
+    fn finish(&mut self) -> SourceResult {
+        Ok(())
+    }
+}
+
+/// Content in owned buffers, as a database capture hands it over; of 2 MiB, the engine's read
+/// batch, so that the engine cuts the same batches as from a reader.
+struct Pieces(std::vec::IntoIter<Vec<u8>>);
+
+impl Pieces {
+    fn of(data: &[u8]) -> Box<dyn Buffers> {
+        let pieces: Vec<Vec<u8>> = data.chunks(2 << 20).map(<[u8]>::to_vec).collect();
+        Box::new(Pieces(pieces.into_iter()))
+    }
+}
+
+impl Buffers for Pieces {
+    fn next_buffer(&mut self, _: Option<Vec<u8>>) -> std::io::Result<Option<Vec<u8>>> {
+        Ok(self.0.next())
+    }
+}
+
+/// The capture of a [`TestSource`]'s SQLite-like item.
+struct DbCapture;
+
+impl Capture for DbCapture {
+    fn chunking(&self) -> Chunking {
+        Chunking::Fixed(PAGE as u32)
+    }
+    fn complete(self: Box<Self>, item: &mut Item, _: Option<&Item>) -> SourceResult {
         // What makes the engine store later versions as deltas: the page size.
-        item.database = (self.kind == SourceKind::Sqlite).then(|| DatabaseMeta {
+        item.database = Some(DatabaseMeta {
             page_size: PAGE as u32,
             page_count: item.size / PAGE as u64,
             journal_mode: "wal".into(),
@@ -74,12 +117,6 @@ impl Source for TestSource {
             not_checkable: Vec::new(),
             source_path: "/db".into(),
         });
-        Ok(())
-    }
-    fn take_warnings(&mut self) -> Vec<String> {
-        Vec::new()
-    }
-    fn finish(&mut self) -> SourceResult {
         Ok(())
     }
 }

@@ -13,7 +13,7 @@ use std::thread::JoinHandle;
 
 use backstop_format::manifest::{Item, ItemKind, SourceKind};
 
-use crate::{Chunking, Entry, Error, Source};
+use crate::{Chunking, Entry, EntryContent, Error, Source};
 
 /// The last bytes of a command's standard error kept for the error message.
 const STDERR_TAIL: usize = 4096;
@@ -150,11 +150,12 @@ impl Drop for CommandSource {
 fn stream_entry(name: &str, content: Box<dyn Read + Send>) -> Entry {
     Entry {
         item: Item::new(name, ItemKind::Stream),
-        content: Some(content),
-        chunking: Chunking::ContentDefined,
+        content: Some(EntryContent::Stream {
+            reader: content,
+            chunking: Chunking::ContentDefined,
+        }),
         required: true,
         reuse_unchanged: false,
-        on_change: None,
     }
 }
 
@@ -244,12 +245,20 @@ impl Source for StreamSource {
 mod tests {
     use super::*;
 
+    /// Reads a stream entry's content to its end.
+    fn read_all(e: Entry) -> Vec<u8> {
+        let Some(EntryContent::Stream { mut reader, .. }) = e.content else {
+            panic!("a stream entry");
+        };
+        let mut out = Vec::new();
+        reader.read_to_end(&mut out).unwrap();
+        out
+    }
+
     fn run(argv: &[&str]) -> (Vec<u8>, Result<(), Error>) {
         let mut s =
             CommandSource::new(argv.iter().map(|s| s.to_string()).collect(), "out".into()).unwrap();
-        let mut e = s.next_entry().unwrap().unwrap();
-        let mut out = Vec::new();
-        e.content.take().unwrap().read_to_end(&mut out).unwrap();
+        let out = read_all(s.next_entry().unwrap().unwrap());
         assert!(s.next_entry().unwrap().is_none());
         (out, s.finish())
     }
@@ -277,20 +286,10 @@ mod tests {
         let mut s = CommandSource::new(vec!["true".into()], "out".into())
             .unwrap()
             .allow_empty(true);
-        let mut e = s.next_entry().unwrap().unwrap();
-        e.content
-            .take()
-            .unwrap()
-            .read_to_end(&mut Vec::new())
-            .unwrap();
+        read_all(s.next_entry().unwrap().unwrap());
         s.finish().unwrap();
         let mut s = StreamSource::new(Box::new(std::io::empty()), "in".into()).unwrap();
-        let mut e = s.next_entry().unwrap().unwrap();
-        e.content
-            .take()
-            .unwrap()
-            .read_to_end(&mut Vec::new())
-            .unwrap();
+        read_all(s.next_entry().unwrap().unwrap());
         assert!(matches!(s.finish(), Err(Error::Empty(_))));
     }
 

@@ -10,11 +10,12 @@
 //! gives a torn copy. So the walk hands such a file to the same capture a single-database source
 //! uses ([`SqliteSource`]: one read transaction, the page image in page-sized chunks, the
 //! database metadata and its check), and stores it as a `sqlite` item at its place in the tree;
-//! the per-entry calls of [`Source`] go to that capture while its entry is current. Its `-wal`,
-//! `-shm` and `-journal` files are then not stored: the image already holds every commit they
-//! hold. A file that has the header but cannot be captured as a database (garbage after the
-//! header, a hot journal left by a crashed writer) is stored byte for byte with a warning, and
-//! so are its companion files: nothing is left out.
+//! its entry holds that capture's [`Capture`] handle, which adds a warning to the walk's if the
+//! database fails its integrity check. Its `-wal`, `-shm` and `-journal` files are then not
+//! stored: the image already holds every commit they hold. A file that has the header but
+//! cannot be captured as a database (garbage after the header, a hot journal left by a crashed
+//! writer) is stored byte for byte with a warning, and so are its companion files: nothing is
+//! left out.
 //!
 //! [`Exclusions`] (gitignore-style patterns, marker files, cache tags) leave entries below the
 //! given paths out; an excluded directory is not read at all. An excluded file takes its
@@ -24,13 +25,14 @@ use std::collections::HashSet;
 use std::fs::{self, File, Metadata};
 use std::io::{Read, Seek};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use backstop_format::Timestamp;
 use backstop_format::manifest::{Excludes, Item, ItemKind, SourceKind};
 
 use crate::exclude::Exclusions;
 use crate::sqlite::SqliteSource;
-use crate::{Buffers, Chunking, Entry, Error, Source};
+use crate::{Buffers, Capture, Chunking, Entry, EntryContent, Error, OnChange, Source};
 
 /// The files SQLite keeps beside a database (`<db>-wal`, `<db>-shm`, `<db>-journal`).
 const COMPANION_SUFFIXES: [&str; 3] = ["-wal", "-shm", "-journal"];
@@ -42,11 +44,9 @@ pub struct FilesSource {
     /// end, so children are pushed in reverse order.
     stack: Vec<(PathBuf, String, bool)>,
     exclude: Vec<PathBuf>,
-    warnings: Vec<String>,
+    warnings: Warnings,
     /// Whether SQLite databases are captured as databases (see the module documentation).
     databases: bool,
-    /// The capture of the current entry, when it is a database.
-    db: Option<SqliteSource>,
     /// Databases captured as databases or excluded, whose companion files are not stored.
     captured: HashSet<PathBuf>,
     /// What the user asked to leave out.
@@ -80,9 +80,8 @@ impl FilesSource {
                 .iter()
                 .filter_map(|p| fs::canonicalize(p).ok())
                 .collect(),
-            warnings: Vec::new(),
+            warnings: Warnings::default(),
             databases: true,
-            db: None,
             captured: HashSet::new(),
             exclusions: None,
         })
@@ -135,17 +134,24 @@ impl FilesSource {
     /// (with a warning) when it cannot be captured as one, and is then stored as bytes.
     fn capture_database(&mut self, path: &Path, item_path: &str, md: &Metadata) -> Option<Entry> {
         let started = whole_pages(path, md).and_then(|()| {
-            let mut db = SqliteSource::new(path.to_path_buf(), item_path.to_string())?;
-            let entry = db.next_entry()?;
-            Ok((db, entry))
+            SqliteSource::new(path.to_path_buf(), item_path.to_string())?.next_entry()
         });
         match started {
-            Ok((db, Some(entry))) => {
-                self.db = Some(db);
+            Ok(Some(mut entry)) => {
+                entry.content = entry.content.map(|c| match c {
+                    EntryContent::Captured { buffers, capture } => EntryContent::Captured {
+                        buffers,
+                        capture: Box::new(TreeDatabase {
+                            inner: capture,
+                            warnings: self.warnings.clone(),
+                        }),
+                    },
+                    stream => stream,
+                });
                 self.captured.insert(path.to_path_buf());
                 Some(entry)
             }
-            Ok((_, None)) => None,
+            Ok(None) => None,
             Err(e) => {
                 self.warnings.push(format!(
                     "{} starts like a SQLite database but cannot be read as one ({e}); stored byte for byte as a plain file, which is only a consistent copy if nothing was writing to it",
@@ -277,8 +283,6 @@ impl Source for FilesSource {
     }
 
     fn next_entry(&mut self) -> Result<Option<Entry>, Error> {
-        // The previous entry is done: a database capture ends its read transaction.
-        self.db = None;
         while let Some((path, item_path, top)) = self.stack.pop() {
             // A top-level path is what the user named, so a symlink there is followed; below
             // it, symlinks are stored as links.
@@ -315,10 +319,8 @@ impl Source for FilesSource {
                 return Ok(Some(Entry {
                     item: item_from_metadata(item_path, ItemKind::Dir, &md),
                     content: None,
-                    chunking: Chunking::ContentDefined,
                     required: false,
                     reuse_unchanged: false,
-                    on_change: None,
                 }));
             }
             if ft.is_symlink() {
@@ -329,10 +331,8 @@ impl Source for FilesSource {
                         return Ok(Some(Entry {
                             item,
                             content: None,
-                            chunking: Chunking::ContentDefined,
                             required: false,
                             reuse_unchanged: false,
-                            on_change: None,
                         }));
                     }
                     Err(e) => {
@@ -371,11 +371,12 @@ impl Source for FilesSource {
                 Ok(f) => {
                     return Ok(Some(Entry {
                         item: item_from_metadata(item_path, ItemKind::File, &md),
-                        content: Some(Box::new(f)),
-                        chunking: Chunking::ContentDefined,
+                        content: Some(EntryContent::Stream {
+                            reader: Box::new(f),
+                            chunking: Chunking::ContentDefined,
+                        }),
                         required: false,
                         reuse_unchanged: true,
-                        on_change: None,
                     }));
                 }
                 Err(e) => {
@@ -390,43 +391,66 @@ impl Source for FilesSource {
         Ok(None)
     }
 
-    fn complete(&mut self, item: &mut Item, previous: Option<&Item>) -> Result<(), Error> {
-        let Some(mut db) = self.db.take() else {
-            return Ok(());
-        };
-        db.complete(item, previous)?;
+    fn take_warnings(&mut self) -> Vec<String> {
+        self.warnings.take()
+    }
+
+    fn finish(&mut self) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+/// The warnings of a walk, shared with the captures of the databases in it: a database's
+/// warning is added when its item is complete, after those of the walk up to it.
+#[derive(Clone, Default)]
+struct Warnings(Arc<Mutex<Vec<String>>>);
+
+impl Warnings {
+    fn push(&self, warning: String) {
+        self.list().push(warning);
+    }
+
+    fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.list())
+    }
+
+    fn list(&self) -> std::sync::MutexGuard<'_, Vec<String>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The capture of a database met in the walk: a database that fails its integrity check is
+/// stored as it is, with a warning.
+struct TreeDatabase {
+    inner: Box<dyn Capture>,
+    warnings: Warnings,
+}
+
+impl Capture for TreeDatabase {
+    fn chunking(&self) -> Chunking {
+        self.inner.chunking()
+    }
+
+    fn probably_unchanged(&mut self, item: &Item, previous: &Item, since: Timestamp) -> bool {
+        self.inner.probably_unchanged(item, previous, since)
+    }
+
+    fn read_again(&mut self) -> Result<Option<Box<dyn Buffers>>, Error> {
+        self.inner.read_again()
+    }
+
+    fn take_on_change(&mut self) -> Option<OnChange> {
+        self.inner.take_on_change()
+    }
+
+    fn complete(self: Box<Self>, item: &mut Item, previous: Option<&Item>) -> Result<(), Error> {
+        self.inner.complete(item, previous)?;
         if let Some(meta) = item.database.as_ref().filter(|m| !m.is_healthy()) {
             self.warnings.push(format!(
                 "the SQLite database {} failed its integrity check when captured ({}); stored as it is",
                 item.path, meta.quick_check
             ));
         }
-        Ok(())
-    }
-
-    fn take_buffers(&mut self) -> Option<Box<dyn Buffers>> {
-        self.db.as_mut()?.take_buffers()
-    }
-
-    fn probably_unchanged(&self, item: &Item, previous: &Item, since: Timestamp) -> bool {
-        self.db
-            .as_ref()
-            .is_some_and(|db| db.probably_unchanged(item, previous, since))
-    }
-
-    fn read_again(&mut self) -> Result<Option<Box<dyn Buffers>>, Error> {
-        match self.db.as_mut() {
-            Some(db) => db.read_again(),
-            None => Ok(None),
-        }
-    }
-
-    fn take_warnings(&mut self) -> Vec<String> {
-        std::mem::take(&mut self.warnings)
-    }
-
-    fn finish(&mut self) -> Result<(), Error> {
-        self.db = None;
         Ok(())
     }
 }
@@ -690,8 +714,8 @@ mod tests {
         let mut entries = Vec::new();
         while let Some(mut e) = s.next_entry().unwrap() {
             let mut content = Vec::new();
-            if let Some(mut r) = e.content.take() {
-                r.read_to_end(&mut content).unwrap();
+            if let Some(EntryContent::Stream { mut reader, .. }) = e.content.take() {
+                reader.read_to_end(&mut content).unwrap();
             }
             entries.push((e.item.path.clone(), e.item.kind, content));
         }

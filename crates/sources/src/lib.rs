@@ -1,11 +1,12 @@
 //! Sources: what to back up, how to capture it consistently, and how to put it back.
 //!
 //! A [`Source`] hands the engine a sequence of [`Entry`]s: an [`Item`] describing each thing
-//! captured and, for items with content, a byte stream and the chunking that suits it. The
-//! engine pulls entries one at a time, so a source never holds more than the item it is
-//! reading. When the last entry is done the engine calls [`Source::finish`]; a source whose
-//! capture turned out inconsistent (a command that exited non-zero) fails there, and no
-//! snapshot is made.
+//! captured and, for items with content, its [`EntryContent`]: a byte stream and the chunking
+//! that suits it, or, for a database, its first reading and the [`Capture`] that holds the
+//! database's state until the item is complete. The engine pulls entries one at a time, so a
+//! source never holds more than the item it is reading. When the last entry is done the engine
+//! calls [`Source::finish`]; a source whose capture turned out inconsistent (a command that
+//! exited non-zero) fails there, and no snapshot is made.
 //!
 //! ```no_run
 //! use backstop_sources::{files::FilesSource, Source};
@@ -38,12 +39,15 @@ pub enum Chunking {
     Fixed(u32),
 }
 
+/// Called by the engine as soon as an entry's content is known to differ from the previous
+/// snapshot's version of the item (at once when there is none to compare with).
+pub type OnChange = Box<dyn FnOnce() + Send>;
+
 /// One captured thing.
 pub struct Entry {
     pub item: Item,
-    /// The content, for files and streams.
-    pub content: Option<Box<dyn Read + Send>>,
-    pub chunking: Chunking,
+    /// The content, for files, streams and databases.
+    pub content: Option<EntryContent>,
     /// If reading the content fails: true fails the whole backup (a database, a command), false
     /// skips the item with a warning (an ordinary file that vanished or cannot be read).
     pub required: bool,
@@ -51,31 +55,81 @@ pub struct Entry {
     /// reading it, when its size and modification time are unchanged (ordinary files). Never
     /// for databases or streams, whose consistency comes from reading them.
     pub reuse_unchanged: bool,
-    /// Called by the engine as soon as the content is known to differ from the previous
-    /// snapshot's version of the item (at once when there is none to compare with): a
-    /// database source starts its integrity check only then, so an unchanged database costs no
-    /// check.
-    pub on_change: Option<Box<dyn FnOnce() + Send>>,
 }
 
 impl std::fmt::Debug for Entry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let content = self.content.as_ref().map(|c| match c {
+            EntryContent::Stream { chunking, .. } => ("stream", *chunking),
+            EntryContent::Captured { capture, .. } => ("captured", capture.chunking()),
+        });
         f.debug_struct("Entry")
             .field("item", &self.item)
-            .field("chunking", &self.chunking)
+            .field("content", &content)
             .field("required", &self.required)
             .field("reuse_unchanged", &self.reuse_unchanged)
-            .finish_non_exhaustive()
+            .finish()
     }
 }
 
-/// Content handed over in owned buffers instead of through [`Read`] (see
-/// [`Source::take_buffers`]): a source that holds the bytes in memory anyway (a database read
-/// page by page) saves copying every byte once more.
+/// The content of an entry.
+pub enum EntryContent {
+    /// Bytes read once, start to end (a file, a command's output, standard input).
+    Stream {
+        reader: Box<dyn Read + Send>,
+        chunking: Chunking,
+    },
+    /// A capture the source holds open until the item is complete (a database): its first
+    /// reading, in owned buffers, and the handle that can read it again and completes the item.
+    Captured {
+        buffers: Box<dyn Buffers>,
+        capture: Box<dyn Capture>,
+    },
+}
+
+/// Content handed over in owned buffers instead of through [`Read`]: a source that holds the
+/// bytes in memory anyway (a database read page by page) saves copying every byte once more.
 pub trait Buffers: Send {
     /// The next piece of the content (never empty), or `None` at its end. `recycled` is a
     /// buffer the caller is done with, for the source to fill again (whatever it holds).
     fn next_buffer(&mut self, recycled: Option<Vec<u8>>) -> std::io::Result<Option<Vec<u8>>>;
+}
+
+/// The source's handle on one captured entry (a database's read transaction and its check),
+/// owned by the entry: whatever it is asked concerns that entry, and [`Capture::complete`]
+/// consumes it, so nothing can be asked of an entry once it is complete. A handle dropped
+/// without being completed (the backup failed, or skipped the item) releases what it holds.
+pub trait Capture: Send {
+    /// How the engine cuts the content into chunks.
+    fn chunking(&self) -> Chunking;
+    /// Whether the content is probably the same as `previous` (its item in the source's
+    /// previous snapshot, taken at `since`), judged from metadata alone, *and*
+    /// [`Capture::read_again`] can hand it out a second time. Asked before the first reading.
+    /// The engine then first only hashes the content: if the hash equals the previous
+    /// content's, the bytes are the same and it reuses the previous content description
+    /// without cutting or looking up a single chunk; otherwise it reads the content again and
+    /// stores it as usual. A wrong guess costs a second read, never a wrong snapshot.
+    fn probably_unchanged(&mut self, _item: &Item, _previous: &Item, _since: Timestamp) -> bool {
+        false
+    }
+    /// The content once more and byte for byte the same, after its first reading ended (see
+    /// [`Capture::probably_unchanged`]); `None` if the source cannot.
+    fn read_again(&mut self) -> Result<Option<Box<dyn Buffers>>, Error> {
+        Ok(None)
+    }
+    /// What to call as soon as the content is known to differ from the previous snapshot's
+    /// version of the item (at once when there is none to compare with): a database source
+    /// starts its integrity check only then, so an unchanged database costs no check.
+    fn take_on_change(&mut self) -> Option<OnChange> {
+        None
+    }
+    /// Called once the content has been stored (`item.content` is set), to complete the item
+    /// with what is only known at the end (a database's integrity check). `previous` is the
+    /// item of the same path in the source's previous snapshot, if any: a source may reuse
+    /// results for content that did not change. An error fails the backup. The engine also
+    /// calls it, without `item.content`, before failing on content that could not be read a
+    /// second time: the source's own error, if it has one, says more.
+    fn complete(self: Box<Self>, item: &mut Item, previous: Option<&Item>) -> Result<(), Error>;
 }
 
 /// Something that can be backed up.
@@ -87,37 +141,9 @@ pub trait Source: Send {
     fn excludes(&self) -> Excludes {
         Excludes::default()
     }
-    /// The next entry, or `None` when the capture is complete.
+    /// The next entry, or `None` when the capture is complete. The engine is done with an
+    /// entry (its capture completed or dropped) before it asks for the next one.
     fn next_entry(&mut self) -> Result<Option<Entry>, Error>;
-    /// Called once the content of the entry just returned has been stored (`item.content` is
-    /// set), to complete the item with what is only known at the end (a database's integrity
-    /// check). `previous` is the item of the same path in the source's previous snapshot, if
-    /// any: a source may reuse results for content that did not change. An error fails the
-    /// backup.
-    fn complete(&mut self, _item: &mut Item, _previous: Option<&Item>) -> Result<(), Error> {
-        Ok(())
-    }
-    /// The content of the entry just returned as owned buffers, if the source can hand them
-    /// over; the caller then drops `Entry::content` unread.
-    fn take_buffers(&mut self) -> Option<Box<dyn Buffers>> {
-        None
-    }
-    /// Whether the content of the entry just returned is probably the same as `previous` (its
-    /// item in the source's previous snapshot, taken at `since`), judged from metadata alone,
-    /// *and* [`Source::read_again`] can hand it out a second time. The engine then first only
-    /// hashes the content: if the hash equals the previous content's, the bytes are the same
-    /// and it reuses the previous content description without cutting or looking up a single
-    /// chunk; otherwise it reads the content again and stores it as usual. A wrong guess
-    /// costs a second read, never a wrong snapshot.
-    fn probably_unchanged(&self, _item: &Item, _previous: &Item, _since: Timestamp) -> bool {
-        false
-    }
-    /// The content of the entry just returned, once more and byte for byte the same, after
-    /// its first reading ended (see [`Source::probably_unchanged`]); `None` if the source
-    /// cannot.
-    fn read_again(&mut self) -> Result<Option<Box<dyn Buffers>>, Error> {
-        Ok(None)
-    }
     /// Problems that did not stop the capture (skipped files).
     fn take_warnings(&mut self) -> Vec<String>;
     /// Called after the last entry's content has been read; an error means the capture is not

@@ -3,13 +3,12 @@
 //! found anything.
 
 use std::fs;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use backstop_format::manifest::DatabaseMeta;
 use backstop_format::tree::Content;
-use backstop_sources::Source;
 use backstop_sources::sqlite::{SqliteSource, native_check};
+use backstop_sources::{EntryContent, Source};
 use rusqlite::Connection;
 use tempfile::TempDir;
 
@@ -22,10 +21,18 @@ fn capture(path: &Path) -> DatabaseMeta {
     let mut src = SqliteSource::new(path.to_path_buf(), "db.sqlite".into()).unwrap();
     let entry = src.next_entry().unwrap().unwrap();
     let mut item = entry.item;
-    let mut content = entry.content.unwrap();
+    let Some(EntryContent::Captured {
+        mut buffers,
+        capture,
+    }) = entry.content
+    else {
+        panic!("a database entry is captured");
+    };
     let mut image = Vec::new();
-    content.read_to_end(&mut image).unwrap();
-    drop(content);
+    while let Some(b) = buffers.next_buffer(None).unwrap() {
+        image.extend_from_slice(&b);
+    }
+    drop(buffers);
     item.content = Some(Content {
         size: image.len() as u64,
         hash: blake3::hash(&image).to_hex().to_string(),
@@ -33,7 +40,7 @@ fn capture(path: &Path) -> DatabaseMeta {
         tree: None,
         delta: None,
     });
-    src.complete(&mut item, None).unwrap();
+    capture.complete(&mut item, None).unwrap();
     src.finish().unwrap();
     item.database.unwrap()
 }

@@ -3,7 +3,6 @@
 //! past the lock-byte page; the reuse of an unchanged database's check; and `replace_live`.
 
 use std::fs;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -13,7 +12,7 @@ use std::time::{Duration, Instant};
 use backstop_format::manifest::{DatabaseMeta, Item, ItemKind};
 use backstop_format::tree::Content;
 use backstop_sources::sqlite::{SqliteSource, is_sqlite_file, replace_live};
-use backstop_sources::{Chunking, Source};
+use backstop_sources::{Buffers, Capture, Chunking, Entry, EntryContent, Source};
 use rusqlite::{Connection, ErrorCode, TransactionBehavior};
 use tempfile::TempDir;
 
@@ -32,6 +31,38 @@ fn file_hash(path: &Path) -> String {
     let mut f = fs::File::open(path).unwrap();
     std::io::copy(&mut f, &mut h).unwrap();
     h.finalize().to_hex().to_string()
+}
+
+/// A database entry's parts: its item, its first reading and its capture handle.
+type Parts = (Item, Box<dyn Buffers>, Box<dyn Capture>);
+
+fn parts(entry: Entry) -> Parts {
+    match entry.content.expect("a database entry has content") {
+        EntryContent::Captured { buffers, capture } => (entry.item, buffers, capture),
+        EntryContent::Stream { .. } => panic!("a database entry is captured"),
+    }
+}
+
+/// Reads `buffers` to their end, handing every piece to `sink`.
+fn drain(mut buffers: Box<dyn Buffers>, mut sink: impl FnMut(&[u8])) {
+    while let Some(b) = buffers.next_buffer(None).expect("reading the image") {
+        sink(&b);
+    }
+}
+
+/// Reads the image to its end, sets `item.content` and completes the item (no previous).
+fn read_and_complete((mut item, content, capture): Parts) -> Captured {
+    let mut image = Vec::new();
+    drain(content, |b| image.extend_from_slice(b));
+    item.content = Some(Content {
+        size: image.len() as u64,
+        hash: hex_hash(&image),
+        chunks: vec![],
+        tree: None,
+        delta: None,
+    });
+    capture.complete(&mut item, None).unwrap();
+    Captured { item, image }
 }
 
 /// One capture, completed as the engine completes it.
@@ -65,25 +96,19 @@ impl Captured {
 fn capture_with(path: &Path, previous: Option<&Item>, mut sink: impl FnMut(&[u8])) -> Item {
     let mut src = SqliteSource::new(path.to_path_buf(), ITEM_NAME.into()).expect("new");
     let entry = src.next_entry().expect("next_entry").expect("one entry");
-    let mut item = entry.item;
-    assert_eq!(item.kind, ItemKind::Sqlite);
-    assert_eq!(item.path, ITEM_NAME);
     assert!(entry.required, "a database is required content");
     assert!(!entry.reuse_unchanged, "a database must always be read");
-    let mut content = entry.content.expect("a database entry has content");
+    let (mut item, content, capture) = parts(entry);
+    assert_eq!(item.kind, ItemKind::Sqlite);
+    assert_eq!(item.path, ITEM_NAME);
+    let chunking = capture.chunking();
     let mut hasher = blake3::Hasher::new();
     let mut size = 0u64;
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = content.read(&mut buf).expect("reading the image");
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        sink(&buf[..n]);
-        size += n as u64;
-    }
-    drop(content);
+    drain(content, |b| {
+        hasher.update(b);
+        sink(b);
+        size += b.len() as u64;
+    });
     item.content = Some(Content {
         size,
         hash: hasher.finalize().to_hex().to_string(),
@@ -91,7 +116,7 @@ fn capture_with(path: &Path, previous: Option<&Item>, mut sink: impl FnMut(&[u8]
         tree: None,
         delta: None,
     });
-    src.complete(&mut item, previous).expect("complete");
+    capture.complete(&mut item, previous).expect("complete");
     assert!(
         src.next_entry().expect("second next_entry").is_none(),
         "a database source has exactly one entry"
@@ -101,7 +126,7 @@ fn capture_with(path: &Path, previous: Option<&Item>, mut sink: impl FnMut(&[u8]
         .database
         .as_ref()
         .expect("complete() fills item.database");
-    assert_eq!(entry.chunking, Chunking::Fixed(db.page_size));
+    assert_eq!(chunking, Chunking::Fixed(db.page_size));
     assert_eq!(
         size,
         db.page_count * u64::from(db.page_size),
@@ -555,7 +580,7 @@ fn capture_holds_its_state(wal: bool) {
     assert!(size > 6 << 20, "{size}");
 
     let mut src = SqliteSource::new(path.clone(), ITEM_NAME.into()).unwrap();
-    let entry = src.next_entry().unwrap().unwrap();
+    let entry = parts(src.next_entry().unwrap().unwrap());
     let writer = Writer::start(&path, Load::Grow, "");
     thread::sleep(Duration::from_millis(300));
     let during = writer.commits();
@@ -567,22 +592,11 @@ fn capture_holds_its_state(wal: bool) {
             "a rollback-mode writer must wait for the capture"
         );
     }
-    let mut image = Vec::new();
-    entry.content.unwrap().read_to_end(&mut image).unwrap();
-    let mut item = entry.item;
-    item.content = Some(Content {
-        size: image.len() as u64,
-        hash: hex_hash(&image),
-        chunks: vec![],
-        tree: None,
-        delta: None,
-    });
-    src.complete(&mut item, None).unwrap();
+    let cap = read_and_complete(entry);
     src.finish().unwrap();
     writer.wait_for_commits(during + 5);
     writer.stop();
 
-    let cap = Captured { item, image };
     assert_eq!(check_counter_image(tmp.path(), "img.sqlite", &cap), 5000);
 }
 
@@ -973,19 +987,7 @@ fn hot_journal_is_never_captured_torn() {
     match src.next_entry() {
         Err(e) => assert!(e.to_string().contains("crashed.sqlite"), "{e}"),
         Ok(entry) => {
-            let entry = entry.unwrap();
-            let mut image = Vec::new();
-            entry.content.unwrap().read_to_end(&mut image).unwrap();
-            let mut item = entry.item;
-            item.content = Some(Content {
-                size: image.len() as u64,
-                hash: hex_hash(&image),
-                chunks: vec![],
-                tree: None,
-                delta: None,
-            });
-            src.complete(&mut item, None).unwrap();
-            let cap = Captured { item, image };
+            let cap = read_and_complete(parts(entry.unwrap()));
             assert_eq!(check_counter_image(tmp.path(), "img.sqlite", &cap), 300);
         }
     }

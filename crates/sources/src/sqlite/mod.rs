@@ -9,10 +9,11 @@
 //! page level, so it never needs to understand the tables: virtual tables and full-text indexes
 //! with custom tokenizers are captured like everything else. Nothing is copied to a temporary
 //! file: pages stream from SQLite's pager to the engine, in buffers the engine takes over as
-//! they are. The capture keeps its transaction open until the item is complete, so that the
-//! engine can ask for the same pages a second time (`Source::read_again`): it first only hashes
-//! a database that looks unchanged (same size and modification time, no newer WAL), and
-//! stores it page by page only if the hash shows it did change after all.
+//! they are. The entry's capture handle (`capture`) keeps the transaction open until the item
+//! is complete, so that the engine can ask for the same pages a second time
+//! (`Capture::read_again`): it first only hashes a database that looks unchanged (same size and
+//! modification time, no newer WAL), and stores it page by page only if the hash shows it did
+//! change after all.
 //!
 //! The integrity check runs on the pages as they stream (`check`): backstop's own check, as
 //! strict as `PRAGMA quick_check` and a fraction of its cost, for the databases whose rules it
@@ -24,27 +25,25 @@
 //! connection committed in between. If one did, both are reopened (a few times); if writers are
 //! too busy, the check runs after the capture inside the capture's own transaction.
 
-use std::io::{self, Read};
+use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::thread::JoinHandle;
+use std::sync::mpsc::{Receiver, Sender, SyncSender, channel};
 use std::time::Duration;
 
-use backstop_format::Timestamp;
-use backstop_format::manifest::{
-    DatabaseMeta, Item, ItemKind, NotCheckable, SourceKind, TableRows,
-};
+use backstop_format::manifest::{DatabaseMeta, ItemKind, NotCheckable, SourceKind, TableRows};
 use rusqlite::Connection;
 
-use crate::{Buffers, Chunking, Entry, Error, Source};
+use crate::{Entry, EntryContent, Error, OnChange, Source};
 
+mod capture;
 mod check;
 mod inspect;
 mod limits;
 mod replace;
 
+use capture::{PageStream, Running, SqliteCapture};
 pub use check::native_check;
 use check::{Checker, Plan};
 pub use inspect::*;
@@ -62,9 +61,6 @@ const SCAN_CACHE_PAGES: i64 = 16;
 pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often to retry opening the two transactions on one state before falling back.
 const SAME_STATE_TRIES: usize = 5;
-/// A WAL file modified less than this many seconds before the previous snapshot may hold
-/// commits that snapshot did not see (see `SqliteSource::probably_unchanged`).
-const RACY_MARGIN_SECS: i64 = 2;
 
 /// One reading of all pages: where the pages go, and where buffers the reader is done with
 /// come back to be filled again.
@@ -102,18 +98,6 @@ pub struct SqliteSource {
     path: PathBuf,
     item_name: String,
     started: bool,
-    meta: Option<DatabaseMeta>,
-    capture: Option<JoinHandle<Result<Option<Checked>, Error>>>,
-    /// The page stream of the entry, until the engine takes it as buffers.
-    stream: Option<Arc<Mutex<Option<ChannelReader>>>>,
-    /// Asks the capture thread for one more reading of the pages in its transaction; dropped
-    /// once no second reading can be needed, which lets the capture finish.
-    again: Mutex<Option<Sender<Pass>>>,
-    checker: Option<JoinHandle<Result<Option<Checked>, Error>>>,
-    /// Starts (`true`) or cancels (`false`) the checker's quick_check.
-    start_check: Option<std::sync::mpsc::Sender<bool>>,
-    /// Whether the capture's next pass runs backstop's own check (see `Checking::Native`).
-    check_pass: Option<Arc<AtomicBool>>,
 }
 
 impl SqliteSource {
@@ -132,13 +116,6 @@ impl SqliteSource {
             path: abs,
             item_name,
             started: false,
-            meta: None,
-            capture: None,
-            stream: None,
-            again: Mutex::new(None),
-            checker: None,
-            start_check: None,
-            check_pass: None,
         })
     }
 
@@ -405,101 +382,70 @@ fn check_and_count(
     Ok((check.result, tables, check.not_checkable))
 }
 
-/// The page stream as a reader.
-struct ChannelReader {
-    rx: Receiver<io::Result<Vec<u8>>>,
-    /// Buffers read out go back to the capture thread to be filled again.
-    done: Sender<Vec<u8>>,
-    buf: Vec<u8>,
-    pos: usize,
+/// How a capture is checked, and the handles its [`SqliteCapture`] keeps on the check.
+struct CheckSetup {
+    checking: Checking,
+    checker: Option<Running>,
+    start_check: Option<Sender<bool>>,
+    on_change: Option<OnChange>,
+    check_pass: Option<Arc<AtomicBool>>,
 }
 
-impl Read for ChannelReader {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        while self.pos >= self.buf.len() {
-            match self.rx.recv() {
-                Ok(Ok(b)) => {
-                    let used = std::mem::replace(&mut self.buf, b);
-                    if used.capacity() > 0 {
-                        let _ = self.done.send(used);
-                    }
-                    self.pos = 0;
-                }
-                Ok(Err(e)) => return Err(e),
-                // The capture thread ended: its result (an error, if any) comes out in
-                // `Source::complete`.
-                Err(_) => return Ok(0),
-            }
+impl CheckSetup {
+    /// backstop's own check with `plan`; else `PRAGMA quick_check` on `checker`, a transaction
+    /// on the captured state, when there is one; else in the capture's own transaction.
+    fn start(
+        path: &Path,
+        plan: Option<Plan>,
+        checker: Option<Connection>,
+        tables: Tables,
+    ) -> Result<Self, Error> {
+        let in_capture = |checking, check_pass| Self {
+            checking,
+            checker: None,
+            start_check: None,
+            on_change: None,
+            check_pass,
+        };
+        if let Some(plan) = plan {
+            // Checked on the captured pages themselves: no checker connection.
+            let wanted = Arc::new(AtomicBool::new(true));
+            let checking = Checking::Native {
+                plan,
+                wanted: wanted.clone(),
+                tables,
+            };
+            return Ok(in_capture(checking, Some(wanted)));
         }
-        let n = out.len().min(self.buf.len() - self.pos);
-        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
-        self.pos += n;
-        Ok(n)
-    }
-}
-
-impl ChannelReader {
-    fn new(rx: Receiver<io::Result<Vec<u8>>>, done: Sender<Vec<u8>>) -> Self {
-        Self {
-            rx,
-            done,
-            buf: Vec::new(),
-            pos: 0,
-        }
-    }
-}
-
-impl Buffers for ChannelReader {
-    fn next_buffer(&mut self, recycled: Option<Vec<u8>>) -> io::Result<Option<Vec<u8>>> {
-        if let Some(b) = recycled {
-            let _ = self.done.send(b);
-        }
-        // What a `read` left over comes first.
-        if self.pos < self.buf.len() {
-            let rest = self.buf.split_off(self.pos);
-            self.pos = 0;
-            self.buf.clear();
-            return Ok(Some(rest));
-        }
-        match self.rx.recv() {
-            Ok(Ok(b)) => Ok(Some(b)),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Ok(None),
-        }
-    }
-}
-
-/// `Entry::content` of a database: reads the page stream unless the engine took it as
-/// buffers (`Source::take_buffers`).
-struct SharedReader(Arc<Mutex<Option<ChannelReader>>>);
-
-impl Read for SharedReader {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        match self
-            .0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .as_mut()
-        {
-            Some(r) => r.read(out),
-            None => Ok(0),
-        }
-    }
-}
-
-/// Whether the WAL file of `path` is absent, empty, or last written well before `since`: then
-/// a snapshot taken at `since` saw every commit in it.
-fn wal_quiet_since(path: &Path, since: Timestamp) -> bool {
-    let mut wal = path.as_os_str().to_owned();
-    wal.push("-wal");
-    match std::fs::metadata(PathBuf::from(wal)) {
-        Err(e) => e.kind() == io::ErrorKind::NotFound,
-        Ok(m) if m.len() == 0 => true,
-        Ok(m) => m
-            .modified()
-            .ok()
-            .and_then(|t| Timestamp::try_from(t).ok())
-            .is_some_and(|t| t.as_second() + RACY_MARGIN_SECS < since.as_second()),
+        let Some(conn) = checker else {
+            return Ok(in_capture(Checking::Here(tables), None));
+        };
+        // The checker's transaction is open on the captured state; its check runs once the
+        // engine says the content changed (an unchanged database keeps its last result). The
+        // first message decides: `true` runs the check, `false` cancels it.
+        let (go, wait) = channel::<bool>();
+        let path = path.to_path_buf();
+        let checker = std::thread::Builder::new()
+            .name("sqlite-check".into())
+            .spawn(move || {
+                let r = match wait.recv() {
+                    Ok(true) => check_and_count(&conn, &path, tables).map(Some),
+                    _ => Ok(None),
+                };
+                let _ = conn.execute_batch("COMMIT");
+                r
+            })
+            .map_err(|e| Error::io("starting the check thread", e))?;
+        let signal = go.clone();
+        Ok(Self {
+            checking: Checking::Elsewhere,
+            checker: Some(checker),
+            start_check: Some(go),
+            on_change: Some(Box::new(move || {
+                let _ = signal.send(true);
+            })),
+            check_pass: None,
+        })
     }
 }
 
@@ -530,61 +476,19 @@ impl Source for SqliteSource {
             )));
         }
         let tables: Tables = (info.tables.clone(), info.virtual_tables.clone());
-        let mut on_change: Option<Box<dyn FnOnce() + Send>> = None;
-        let checking = if let Some(plan) = plan {
-            // Checked on the captured pages themselves: no checker connection.
-            let wanted = Arc::new(AtomicBool::new(true));
-            self.check_pass = Some(wanted.clone());
-            Checking::Native {
-                plan,
-                wanted,
-                tables,
-            }
-        } else if let Some(conn) = checker {
-            // The checker's transaction is open on the captured state; its check runs once the
-            // engine says the content changed (an unchanged database keeps its last result).
-            // The first message decides: `true` runs the check, `false` cancels it.
-            let (go, wait) = std::sync::mpsc::channel::<bool>();
-            let path = self.path.clone();
-            let checker = std::thread::Builder::new()
-                .name("sqlite-check".into())
-                .spawn(move || {
-                    let r = match wait.recv() {
-                        Ok(true) => check_and_count(&conn, &path, tables).map(Some),
-                        _ => Ok(None),
-                    };
-                    let _ = conn.execute_batch("COMMIT");
-                    r
-                })
-                .map_err(|e| Error::io("starting the check thread", e))?;
-            self.checker = Some(checker);
-            let signal = go.clone();
-            on_change = Some(Box::new(move || {
-                let _ = signal.send(true);
-            }));
-            self.start_check = Some(go);
-            Checking::Elsewhere
-        } else {
-            Checking::Here(tables)
-        };
-        // A rendezvous channel: a buffer waits in the capture's hands until the engine's reader
-        // takes it (a queued buffer would be one more in memory).
-        let (tx, rx) = sync_channel(0);
-        let (done, free) = channel();
+        let check = CheckSetup::start(&self.path, plan, checker, tables)?;
+        let (first, stream) = PageStream::pass();
         let (again_tx, again) = channel();
         let (path, ps, pc) = (self.path.clone(), info.page_size as usize, info.page_count);
+        let checking = check.checking;
         let capture = std::thread::Builder::new()
             .name("sqlite-capture".into())
-            .spawn(move || stream_pages(capture, path, ps, pc, (tx, free), again, checking))
+            .spawn(move || stream_pages(capture, path, ps, pc, first, again, checking))
             .map_err(|e| Error::io("starting the capture thread", e))?;
-        self.capture = Some(capture);
-        *self.again.get_mut().unwrap_or_else(PoisonError::into_inner) = Some(again_tx);
-        let stream = Arc::new(Mutex::new(Some(ChannelReader::new(rx, done))));
-        self.stream = Some(stream.clone());
         let mut item =
             crate::files::item_from_metadata(self.item_name.clone(), ItemKind::Sqlite, &md);
         item.size = info.page_count * u64::from(info.page_size);
-        self.meta = Some(DatabaseMeta {
+        let meta = DatabaseMeta {
             page_size: info.page_size,
             page_count: info.page_count,
             journal_mode: info.journal_mode,
@@ -594,139 +498,27 @@ impl Source for SqliteSource {
             quick_check: String::new(),
             not_checkable: Vec::new(),
             source_path: self.path.display().to_string(),
-        });
+        };
+        let capture = SqliteCapture {
+            path: self.path.clone(),
+            page_size: info.page_size,
+            meta,
+            capture,
+            again: Some(again_tx),
+            checker: check.checker,
+            start_check: check.start_check,
+            on_change: check.on_change,
+            check_pass: check.check_pass,
+        };
         Ok(Some(Entry {
             item,
-            content: Some(Box::new(SharedReader(stream))),
-            chunking: Chunking::Fixed(info.page_size),
+            content: Some(EntryContent::Captured {
+                buffers: Box::new(stream),
+                capture: Box::new(capture),
+            }),
             required: true,
             reuse_unchanged: false,
-            on_change,
         }))
-    }
-
-    fn take_buffers(&mut self) -> Option<Box<dyn Buffers>> {
-        let stream = self.stream.take()?;
-        let reader = stream
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()?;
-        Some(Box::new(reader))
-    }
-
-    /// Guesses from the file's size and modification time, and the WAL's, which every commit
-    /// changes. The guess only decides whether the engine hashes the image first: the image
-    /// counts as unchanged only if its hash equals the previous one.
-    fn probably_unchanged(&self, item: &Item, previous: &Item, since: Timestamp) -> bool {
-        let mut again = self.again.lock().unwrap_or_else(PoisonError::into_inner);
-        let likely = again.is_some()
-            && previous.kind == ItemKind::Sqlite
-            && previous.size == item.size
-            && previous.mtime.is_some()
-            && previous.mtime == item.mtime
-            && wal_quiet_since(&self.path, since);
-        if !likely {
-            // No second reading will be asked for: the capture may end its transaction (and
-            // run its check) as soon as the first one is done.
-            *again = None;
-        }
-        // A reading that only hashes needs no check: a changed image is read (and checked)
-        // again, an unchanged one keeps its last result.
-        if let Some(w) = &self.check_pass {
-            w.store(!likely, Ordering::Relaxed);
-        }
-        likely
-    }
-
-    fn read_again(&mut self) -> Result<Option<Box<dyn Buffers>>, Error> {
-        let Some(again) = self
-            .again
-            .get_mut()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
-        else {
-            return Ok(None);
-        };
-        // A rendezvous channel: a buffer waits in the capture's hands until the engine's reader
-        // takes it (a queued buffer would be one more in memory).
-        let (tx, rx) = sync_channel(0);
-        let (done, free) = channel();
-        if let Some(w) = &self.check_pass {
-            w.store(true, Ordering::Relaxed);
-        }
-        if again.send((tx, free)).is_err() {
-            return Ok(None);
-        }
-        Ok(Some(Box::new(ChannelReader::new(rx, done))))
-    }
-
-    fn complete(&mut self, item: &mut Item, previous: Option<&Item>) -> Result<(), Error> {
-        // No further reading: the capture thread ends its transaction.
-        *self.again.get_mut().unwrap_or_else(PoisonError::into_inner) = None;
-        self.stream = None;
-        let in_txn = match self.capture.take() {
-            Some(h) => joined(h)?,
-            None => None,
-        };
-        // The same image as last time: its check result still holds, so the running check is
-        // stopped rather than waited for (this is what makes an unchanged database cheap).
-        let unchanged = previous
-            .and_then(|p| {
-                let same =
-                    p.content.as_ref().map(|c| &c.hash) == item.content.as_ref().map(|c| &c.hash);
-                p.database
-                    .as_ref()
-                    .filter(|_| same && p.kind == ItemKind::Sqlite)
-            })
-            // A failed or stopped check is not kept on SQLite's word alone: it may have stopped
-            // at a table this build now checks around (see `limits`). backstop's own check, which
-            // only claims databases it can check whole, keeps its verdict.
-            .filter(|p| p.is_healthy() || self.check_pass.is_some());
-        // (A check that ran in the capture's transaction on the same image says the same.)
-        if let Some(prev) = unchanged {
-            // Cancels the check if it has not started; if it has, wait for it and use it.
-            if let Some(go) = self.start_check.take() {
-                let _ = go.send(false);
-            }
-            let fresh = match self.checker.take() {
-                Some(h) => joined(h)?,
-                None => None,
-            };
-            let mut meta = self
-                .meta
-                .take()
-                .ok_or_else(|| Error::Invalid("capture not started".into()))?;
-            (meta.quick_check, meta.tables, meta.not_checkable) = fresh.unwrap_or_else(|| {
-                (
-                    prev.quick_check.clone(),
-                    prev.tables.clone(),
-                    prev.not_checkable.clone(),
-                )
-            });
-            item.database = Some(meta);
-            return Ok(());
-        }
-        // Changed content: make sure the check runs even if the engine did not say so.
-        if let Some(go) = self.start_check.take() {
-            let _ = go.send(true);
-        }
-        let checked = match (in_txn, self.checker.take()) {
-            (Some(c), _) => Some(c),
-            (None, Some(h)) => joined(h)?,
-            (None, None) => None,
-        };
-        let Some((check, tables, not_checkable)) = checked else {
-            return Err(Error::Invalid("the capture was not completed".into()));
-        };
-        let mut meta = self
-            .meta
-            .take()
-            .ok_or_else(|| Error::Invalid("capture not started".into()))?;
-        meta.quick_check = check;
-        meta.tables = tables;
-        meta.not_checkable = not_checkable;
-        item.database = Some(meta);
-        Ok(())
     }
 
     fn take_warnings(&mut self) -> Vec<String> {
@@ -736,9 +528,4 @@ impl Source for SqliteSource {
     fn finish(&mut self) -> Result<(), Error> {
         Ok(())
     }
-}
-
-fn joined<T>(h: JoinHandle<Result<T, Error>>) -> Result<T, Error> {
-    h.join()
-        .unwrap_or_else(|_| Err(Error::Invalid("the SQLite capture thread panicked".into())))
 }
