@@ -5,8 +5,7 @@
 //!
 //! Its rooms: [`repository`] (mechanics: open/init, the index, locks, keys, specs, records,
 //! reading content), [`store`] (the write path: dedup, compression, packs, trees), [`ops`]
-//! (operations: restore, database restores, drills, verify, forget, prune, repair; backup is
-//! [`backup`]) and [`reports`] (listing, stats, status: read only). Mechanics call neither
+//! (operations: backup, restore, database restores, drills, verify, forget, prune, repair) and [`reports`] (listing, stats, status: read only). Mechanics call neither
 //! operations nor reports, and reports call no operation.
 //!
 //! ```no_run
@@ -35,22 +34,19 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-pub mod backup;
 pub mod error;
 pub mod ops;
 pub mod progress;
 pub mod reports;
 pub mod repository;
 pub mod store;
-mod unchanged;
 
 // The flat paths the front ends, the tests and the backup module use.
-pub use ops::{database, drill, forget, prune, repair, restore, verify};
+pub use ops::{backup, database, drill, forget, prune, repair, restore, verify};
 pub use reports::{listing, stats, status};
 pub use repository as repo;
 pub use repository::{attempts, content, index, keys, lock, spec};
-pub(crate) use store::packing;
-pub use store::{builder, chunker};
+pub use store::chunker;
 
 pub use backup::{BackupOptions, BackupSummary, backup};
 pub use error::{Error, ErrorKind, Result};

@@ -1,9 +1,10 @@
 //! Operations: what changes or checks a repository as a whole, each behind its options and
-//! summary types: backup (`crate::backup`, still beside this room), restore of files and of
+//! summary types: backup (`crate::ops::backup`, still beside this room), restore of files and of
 //! databases, restore drills, verify, forget, prune and repair. They use the repository's
 //! mechanics (`crate::repository`) and the write path (`crate::store`); reports never call
 //! them.
 
+pub mod backup;
 pub mod database;
 pub mod drill;
 pub mod forget;

@@ -8,7 +8,7 @@
 //! of its packs are durable; the snapshot is written last. A crash before the snapshot leaves
 //! packs (and perhaps an index) that no snapshot references: harmless, and collected by prune.
 
-pub mod builder;
+pub(crate) mod builder;
 pub mod chunker;
 pub(crate) mod packing;
 

@@ -27,8 +27,8 @@ use backstop_format::tree::{ChunkRef, Content, TreeNode, decode_patches};
 use backstop_format::{ChunkId, PackId, SnapshotId, Timestamp};
 use serde::Serialize;
 
-use crate::backup::ItemList;
 use crate::error::{Error, Result};
+use crate::ops::backup::ItemList;
 use crate::ops::repair::index::NamedProblem;
 use crate::progress::Progress;
 use crate::repository::Repository;

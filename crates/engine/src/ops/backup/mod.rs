@@ -1,9 +1,12 @@
 //! Backup: capture a source, store what is new, and write the snapshot last.
 
+mod read;
+mod unchanged;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{Receiver, SyncSender, channel, sync_channel};
+use std::sync::mpsc::{channel, sync_channel};
 
 use backstop_format::config::ChunkerParams;
 use backstop_format::manifest::{
@@ -14,24 +17,21 @@ use backstop_format::{SnapshotId, Timestamp};
 use backstop_sources::{Capture, Chunking, EntryContent, Source};
 use serde::{Deserialize, Serialize};
 
-use crate::builder::{ContentBuilder, DeltaBase, MetaWriter, Previous};
-use crate::chunker::{Batch, Cutter};
-use crate::content::Loader;
 use crate::error::{Error, Result};
-use crate::index::Index;
-use crate::lock::Lock;
-use crate::packing::Stored;
 use crate::progress::Progress;
-use crate::repo::Repository;
+use crate::repository::Repository;
+use crate::repository::content::Loader;
+use crate::repository::index::Index;
+use crate::repository::lock::Lock;
 use crate::store::ChunkStore;
-use crate::unchanged::{Stream, reusable, reuse};
+use crate::store::builder::{ContentBuilder, DeltaBase, MetaWriter, Previous};
+use crate::store::chunker::Batch;
+use crate::store::packing::Stored;
+use read::{Stream, read_batches};
+use unchanged::{reusable, reuse};
 
 /// Files modified less than this many seconds before the previous snapshot are read again.
 const RACY_MARGIN_SECS: i64 = 2;
-
-/// Bytes read from a source per batch. The reader thread, the calling thread and the sealer
-/// each hold one; they hand batches to each other through rendezvous channels (none queued).
-pub(crate) const READ_BATCH: usize = 2 << 20;
 
 /// What to record about a backup. Shared by the CLI, the config file and (later) the web API.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -259,7 +259,7 @@ fn run_backup(
         && sig == signature
     {
         lock.release()?;
-        crate::attempts::clear_backup_failures(repo, &opts.source_name);
+        crate::repository::attempts::clear_backup_failures(repo, &opts.source_name);
         return Ok(summary(pid, true, warnings));
     }
     let snap = Snapshot {
@@ -285,7 +285,7 @@ fn run_backup(
     };
     let id = repo.write_snapshot(&snap)?;
     lock.release()?;
-    crate::attempts::clear_backup_failures(repo, &opts.source_name);
+    crate::repository::attempts::clear_backup_failures(repo, &opts.source_name);
     Ok(summary(id, false, warnings))
 }
 
@@ -315,7 +315,7 @@ impl Reading {
 }
 
 /// Stores an entry's content, or reuses the description of the previous version when the
-/// source guesses the content unchanged and its hash proves it (see `crate::unchanged`).
+/// source guesses the content unchanged and its hash proves it (see `unchanged`).
 /// Errors as for [`store_stream`].
 #[allow(clippy::too_many_arguments)]
 fn store_content(
@@ -427,64 +427,6 @@ fn store_stream(
             (None, None) => Err(Error::Invalid("the reader stopped without a result".into())),
         }
     })
-}
-
-/// The reader thread of [`store_stream`]: reads, hashes and cuts the stream into batches,
-/// reusing the batches that come back on `free`. Returns the whole-content hash, or `None`
-/// if it stopped early (after sending a read error, or because the receiver is gone).
-fn read_batches(
-    mut reader: Stream,
-    chunking: Chunking,
-    params: ChunkerParams,
-    tx: &SyncSender<std::io::Result<Batch>>,
-    free: &Receiver<Batch>,
-) -> Option<String> {
-    let mut cutter = Cutter::new(chunking, params);
-    let mut hasher = blake3::Hasher::new();
-    // Fixed-size chunks are read a whole number of chunks at a time, so that every read (but
-    // the last) becomes a batch as it is, without being copied.
-    let fixed = match chunking {
-        Chunking::Fixed(size) => Some(size.max(1) as usize),
-        Chunking::ContentDefined => None,
-    };
-    let read_len = fixed.map_or(READ_BATCH, |size| (READ_BATCH / size).max(1) * size);
-    let mut buf = Vec::new();
-    loop {
-        let mut out = free.try_recv().unwrap_or_default();
-        if fixed.is_some() {
-            buf = out.take_buffer();
-        } else {
-            out.clear();
-        }
-        let n = match reader.next_piece(&mut buf, read_len) {
-            Ok(n) => n,
-            Err(e) => {
-                let _ = tx.send(Err(e));
-                return None;
-            }
-        };
-        if n == 0 {
-            break;
-        }
-        // The whole-content hash is one sequential pass over every byte: spread it over the
-        // cores like the per-chunk work.
-        hasher.update_rayon(&buf[..n]);
-        if fixed.is_some() {
-            buf.truncate(n);
-            cutter.push_owned(std::mem::take(&mut buf), &mut out);
-        } else {
-            cutter.push(&buf[..n], &mut out);
-        }
-        if !out.is_empty() && tx.send(Ok(out)).is_err() {
-            return None;
-        }
-    }
-    let mut out = Batch::new();
-    cutter.finish(&mut out);
-    if !out.is_empty() && tx.send(Ok(out)).is_err() {
-        return None;
-    }
-    Some(hasher.finalize().to_hex().to_string())
 }
 
 /// The previous version of a fixed-size-chunked item (a database), to store this one as a
