@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::Deserialize;
 
-use backstop_policy::{Lifecycle, Policy};
+use backstop_policy::{Lifecycle, Policy, Schedule};
+use jiff::SignedDuration;
 
-use crate::daemon::{DEFAULT_AUDIT_RETENTION, Tasks};
 use crate::error::UsageError;
 
 /// The file's contents.
@@ -460,6 +460,42 @@ pub fn parse_duration(s: &str) -> Result<jiff::SignedDuration, String> {
         }
     };
     Ok(jiff::SignedDuration::from_secs(n.saturating_mul(secs)))
+}
+
+/// Audit entries are kept this long unless configured otherwise.
+pub const DEFAULT_AUDIT_RETENTION: SignedDuration = SignedDuration::from_hours(365 * 24);
+
+/// Repository-wide maintenance and its schedules; `None` turns a task off.
+#[derive(Debug, Clone)]
+pub struct Tasks {
+    /// Back every source up when the daemon starts (kind `startup`).
+    pub startup_backup: bool,
+    /// Check the repository's structure (indexes, snapshots, trees).
+    pub verify: Option<Schedule>,
+    /// Read and check every pack.
+    pub verify_data: Option<Schedule>,
+    /// Restore drill of each source's newest snapshot.
+    pub drill: Option<Schedule>,
+    /// Apply retention (forget).
+    pub forget: Option<Schedule>,
+    /// Reclaim the space of forgotten snapshots.
+    pub prune: Option<Schedule>,
+}
+
+impl Default for Tasks {
+    /// Startup backup on; structure check and drills daily; all data weekly; forget daily;
+    /// prune weekly.
+    fn default() -> Self {
+        let every = |s: &str| Some(Schedule::every(s).expect("valid built-in interval"));
+        Self {
+            startup_backup: true,
+            verify: every("1d"),
+            verify_data: every("1w"),
+            drill: every("1d"),
+            forget: every("1d"),
+            prune: every("1w"),
+        }
+    }
 }
 
 #[cfg(test)]

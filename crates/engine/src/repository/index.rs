@@ -15,7 +15,6 @@
 //! `iter` is not available on this path (verify, stats and prune load the index whole).
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::OnceLock;
 
 use backstop_format::pack::{BlobEntry, BlobKind, IndexFile, IndexPack};
@@ -25,31 +24,11 @@ use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::repository::Repository;
+pub use crate::repository::ids::{IdHasher, IdMap, IdSet};
 use crate::repository::spill::{DiskTable, IndexBuilder, SpillOptions};
 
 /// Bytes of one entry in the on-disk table: the id, six u32 of location, a flags byte.
 const RECORD: usize = 32 + 6 * 4 + 1;
-
-/// Uses the first eight bytes of an id as its hash.
-#[derive(Default)]
-pub struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        // ChunkId hashes as its [u8; 32], which arrives as a length prefix then the bytes.
-        if bytes.len() >= 8 {
-            self.0 = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"));
-        }
-    }
-}
-
-/// A map keyed by chunk id, hashed by the id's own bytes.
-pub type IdMap<V> = HashMap<ChunkId, V, BuildHasherDefault<IdHasher>>;
-/// A set of chunk ids, hashed by the ids' own bytes.
-pub type IdSet = std::collections::HashSet<ChunkId, BuildHasherDefault<IdHasher>>;
 
 /// Where one chunk is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,6 +7,7 @@
 pub mod attempts;
 pub mod content;
 pub(crate) mod direct;
+pub(crate) mod ids;
 pub mod index;
 pub mod keys;
 pub mod lock;

@@ -34,7 +34,7 @@ use std::path::{Path, PathBuf};
 
 use backstop_format::ChunkId;
 
-use crate::repository::index::IdSet;
+use crate::repository::ids::IdSet;
 
 /// Bytes read for one lookup (at most): a block of records.
 const BLOCK_BYTES: usize = 4096;
