@@ -1,0 +1,249 @@
+//! What goes wrong: a damaged pack, a failing source, a storage that fills up, and a crafted
+//! snapshot aiming outside the restore target.
+
+use super::*;
+
+#[test]
+fn damaged_pack_is_named_and_never_restored() {
+    let storage = Arc::new(MemoryStorage::new());
+    let repo = Repository::init(storage.clone(), &cheap_init(None)).unwrap();
+    let data = pseudo_random(200_000, 9);
+    let mut src = VecSource::new(vec![("f", data, Chunking::ContentDefined)]);
+    let s = backup(
+        &repo,
+        &Index::default(),
+        &mut src,
+        &opts("s", 0),
+        &NoProgress,
+    )
+    .unwrap();
+    let (index, _) = Index::load(&repo).unwrap();
+    // Flip a byte inside the first data chunk of the data pack.
+    let snap = repo.load_snapshot(&s.id).unwrap();
+    let items = Loader::new(&repo, &index).read_items(&snap.items).unwrap();
+    let first = items[0].content.as_ref().unwrap().chunks[0].id;
+    let loc = index.get(&first).unwrap();
+    let pack = index.pack(loc.pack).id.to_hex();
+    storage.corrupt(Kind::Pack, &pack, |b| b[loc.offset as usize + 10] ^= 1);
+    let err = Loader::new(&repo, &index)
+        .read_content(items[0].content.as_ref().unwrap())
+        .unwrap_err();
+    assert!(matches!(err, Error::Integrity(_)), "{err}");
+    let report = verify_data(&repo);
+    let kinds: Vec<&str> = report.problems.iter().map(|p| p.kind.as_str()).collect();
+    assert!(
+        kinds.contains(&"damaged-pack") && kinds.contains(&"damaged-chunk"),
+        "{kinds:?}"
+    );
+    let chunk_problem = report
+        .problems
+        .iter()
+        .find(|p| p.kind == "damaged-chunk")
+        .unwrap();
+    assert_eq!(chunk_problem.object, first.to_hex());
+    assert_eq!(chunk_problem.affected[0].snapshot, s.id);
+    assert_eq!(chunk_problem.affected[0].items, ["f"]);
+}
+
+#[test]
+fn failed_source_leaves_no_snapshot() {
+    let storage = Arc::new(MemoryStorage::new());
+    let repo = Repository::init(storage.clone(), &cheap_init(None)).unwrap();
+    let mut src = VecSource::new(vec![(
+        "dump.sql",
+        pagey(100_000, 4),
+        Chunking::ContentDefined,
+    )]);
+    src.fail_at_finish = true;
+    let err = backup(
+        &repo,
+        &Index::default(),
+        &mut src,
+        &opts("db", 0),
+        &NoProgress,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("dump failed"));
+    assert!(storage.list(Kind::Snapshot).unwrap().is_empty());
+    assert!(
+        storage.list(Kind::Lock).unwrap().is_empty(),
+        "the lock is released on failure"
+    );
+    assert!(verify_data(&repo).is_clean());
+}
+
+/// A storage whose pack writes fail once `packs_left` of them have succeeded (a disk that
+/// fills up during a backup).
+#[derive(Debug)]
+struct FillingUp {
+    inner: MemoryStorage,
+    packs_left: std::sync::atomic::AtomicUsize,
+}
+
+impl Storage for FillingUp {
+    fn location(&self) -> String {
+        self.inner.location()
+    }
+    fn create(&self) -> backstop_storage::Result<()> {
+        self.inner.create()
+    }
+    fn list(&self, kind: Kind) -> backstop_storage::Result<Vec<backstop_storage::ObjectInfo>> {
+        self.inner.list(kind)
+    }
+    fn stat(
+        &self,
+        kind: Kind,
+        name: &str,
+    ) -> backstop_storage::Result<backstop_storage::ObjectInfo> {
+        self.inner.stat(kind, name)
+    }
+    fn read(&self, kind: Kind, name: &str) -> backstop_storage::Result<Vec<u8>> {
+        self.inner.read(kind, name)
+    }
+    fn read_range(
+        &self,
+        kind: Kind,
+        name: &str,
+        offset: u64,
+        len: u64,
+    ) -> backstop_storage::Result<Vec<u8>> {
+        self.inner.read_range(kind, name, offset, len)
+    }
+    fn write(&self, kind: Kind, name: &str, data: &[u8]) -> backstop_storage::Result<()> {
+        use std::sync::atomic::Ordering;
+        if kind == Kind::Pack
+            && self
+                .packs_left
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_err()
+        {
+            return Err(backstop_storage::Error::Io {
+                context: format!("writing pack {name}"),
+                cause: std::io::Error::other("no space left on device"),
+            });
+        }
+        self.inner.write(kind, name, data)
+    }
+    fn delete(&self, kind: Kind, name: &str) -> backstop_storage::Result<()> {
+        self.inner.delete(kind, name)
+    }
+}
+
+#[test]
+fn a_pack_write_that_fails_fails_the_backup_with_its_reason_and_leaves_no_snapshot() {
+    // Several packs' worth of pages (1 MiB packs), so the failure comes while the sealer and
+    // the writer are busy, and again with the very first pack.
+    for packs_left in [0, 2] {
+        let storage = Arc::new(FillingUp {
+            inner: MemoryStorage::new(),
+            packs_left: packs_left.into(),
+        });
+        let repo = Repository::init(storage.clone(), &cheap_init(None)).unwrap();
+        let mut src = VecSource::new(vec![(
+            "shop.db",
+            pseudo_random(6 << 20, 7),
+            Chunking::Fixed(4096),
+        )]);
+        let err = backup(
+            &repo,
+            &Index::default(),
+            &mut src,
+            &opts("db", 0),
+            &NoProgress,
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("no space left on device"),
+            "the storage's own error is reported: {err}"
+        );
+        assert!(storage.list(Kind::Snapshot).unwrap().is_empty());
+        assert!(
+            storage.list(Kind::Lock).unwrap().is_empty(),
+            "the lock is released on failure"
+        );
+        assert_eq!(storage.list(Kind::Pack).unwrap().len(), packs_left);
+        // What was stored is consistent: verify finds no problem, and a backup with room to
+        // spare goes through and restores.
+        storage
+            .packs_left
+            .store(usize::MAX, std::sync::atomic::Ordering::SeqCst);
+        let report = verify_data(&repo);
+        assert!(report.is_clean(), "{:?}", report.problems);
+        let (index, _) = Index::load(&repo).unwrap();
+        let data = pseudo_random(6 << 20, 7);
+        let mut src = VecSource::new(vec![("shop.db", data.clone(), Chunking::Fixed(4096))]);
+        let s = backup(&repo, &index, &mut src, &opts("db", 1), &NoProgress).unwrap();
+        assert!(
+            restore_all(&repo, &s.id) == [("shop.db".to_string(), data)],
+            "the second backup restores byte for byte"
+        );
+    }
+}
+
+#[test]
+fn a_crafted_snapshot_cannot_write_outside_the_target() {
+    use backstop_engine::store::{ChunkStore, TreeBuilder};
+    use backstop_engine::{RestoreOptions, plan_restore};
+    use backstop_format::manifest::{SNAPSHOT_VERSION, Snapshot, SnapshotStats, SourceRef};
+
+    let repo = Repository::init(Arc::new(MemoryStorage::new()), &cheap_init(None)).unwrap();
+    for evil in ["../evil", "/etc/evil", "a/../../evil"] {
+        let index = Index::default();
+        let mut store = ChunkStore::new(&repo, &index);
+        let line = format!("{{\"path\":{evil:?},\"type\":\"file\",\"size\":0}}\n").into_bytes();
+        let mut tree = TreeBuilder::new();
+        for r in store
+            .add_data(&backstop_engine::chunker::Batch::of(&[&line]))
+            .unwrap()
+        {
+            tree.push(&mut store, r).unwrap();
+        }
+        let items = tree
+            .finish(&mut store, blake3::hash(&line).to_hex().to_string())
+            .unwrap();
+        store.finish().unwrap();
+        let snap = Snapshot {
+            version: SNAPSHOT_VERSION,
+            time: Timestamp::UNIX_EPOCH,
+            host: "h".into(),
+            source: SourceRef {
+                name: "x".into(),
+                kind: SourceKind::Files,
+            },
+            kind: BackupKind::Manual,
+            description: None,
+            tags: vec![],
+            ticket: None,
+            parent: None,
+            paths: vec![],
+            items,
+            stats: SnapshotStats::default(),
+            warnings: vec![],
+            program: "crafted".into(),
+            repaired: None,
+            excludes: Default::default(),
+        };
+        let id = repo.write_snapshot(&snap).unwrap();
+        let (index, _) = Index::load(&repo).unwrap();
+        let target = tempfile::tempdir().unwrap();
+        let opts = RestoreOptions {
+            target: target.path().join("t"),
+            overwrite: true,
+            host: "test".into(),
+        };
+        let err = plan_restore(&repo, &index, id, &snap, &opts).unwrap_err();
+        assert!(err.to_string().contains("unsafe path"), "{evil}: {err}");
+    }
+    // And a source cannot produce such a snapshot in the first place.
+    let mut src = VecSource::new(vec![("../x", vec![1], Chunking::ContentDefined)]);
+    assert!(
+        backup(
+            &repo,
+            &Index::default(),
+            &mut src,
+            &opts("s", 0),
+            &NoProgress
+        )
+        .is_err()
+    );
+}
