@@ -106,10 +106,9 @@ pub fn backup(
     progress: &dyn Progress,
 ) -> anyhow::Result<BackupSummary> {
     let opts = req.options(name, settings, rt, Timestamp::now());
-    let index = crate::repository::load_backup_index(repo, spill, warn)?;
+    let ix = crate::repository::load_backup_index(repo, spill, warn)?;
     Ok(backstop_engine::backup(
-        repo,
-        &index,
+        &ix,
         reader.as_source(),
         &opts,
         progress,

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use backstop_engine::{Index, InitOptions, Repository, SpillOptions};
+use backstop_engine::{IndexProblem, Indexed, InitOptions, Repository, SpillOptions};
 use backstop_format::Timestamp;
 use backstop_storage::{LocalStorage, Storage};
 
@@ -161,27 +161,25 @@ pub fn open_or_create(
 }
 
 /// Loads the index; each index file that cannot be read is passed to `warn` as one sentence.
-pub fn load_index(repo: &Repository, warn: &dyn Fn(&str)) -> anyhow::Result<Index> {
-    let (index, problems) = Index::load(repo)?;
-    report(problems, warn);
-    Ok(index)
+pub fn load_index<'r>(repo: &'r Repository, warn: &dyn Fn(&str)) -> anyhow::Result<Indexed<'r>> {
+    let ix = Indexed::load(repo)?;
+    report(ix.unreadable(), warn);
+    Ok(ix)
 }
 
 /// Loads the index for a backup: on disk past a size (see [`SpillOptions`]).
-pub fn load_backup_index(
-    repo: &Repository,
+pub fn load_backup_index<'r>(
+    repo: &'r Repository,
     spill: &SpillOptions,
     warn: &dyn Fn(&str),
-) -> anyhow::Result<Index> {
-    let (index, problems) = Index::load_for_backup(repo, spill)?;
-    report(problems, warn);
-    Ok(index)
+) -> anyhow::Result<Indexed<'r>> {
+    let ix = Indexed::load_for_backup(repo, spill)?;
+    report(ix.unreadable(), warn);
+    Ok(ix)
 }
 
-fn report(problems: Vec<(String, String)>, warn: &dyn Fn(&str)) {
-    for (name, msg) in problems {
-        warn(&format!(
-            "index file {name} cannot be read ({msg}); run `backstop verify`"
-        ));
+fn report(problems: &[IndexProblem], warn: &dyn Fn(&str)) {
+    for problem in problems {
+        warn(&format!("{problem}; run `backstop verify`"));
     }
 }

@@ -4,11 +4,10 @@
 use std::path::{Path, PathBuf};
 
 use backstop_engine::Error as E;
-use backstop_engine::content::Loader;
 use backstop_engine::database::{
     DatabasePlan, DatabaseRestoreOptions, database_item, plan_database,
 };
-use backstop_engine::{Index, Repository};
+use backstop_engine::{Indexed, Repository};
 use backstop_format::Timestamp;
 use backstop_format::manifest::Item;
 
@@ -97,23 +96,24 @@ pub fn database_target(
 }
 
 /// The plan of an in-place restore of the snapshot `found` into the live database at `live`,
-/// with the database item and the index it was planned with (the restore uses both).
-pub struct InPlacePlan {
+/// with the database item and the indexed repository it was planned with (the restore uses
+/// both).
+pub struct InPlacePlan<'r> {
     pub plan: DatabasePlan,
     pub item: Item,
-    pub index: Index,
+    pub ix: Indexed<'r>,
 }
 
 /// Plans the in-place restore of `found` into `live`. A snapshot without a database item is
 /// refused.
-pub fn in_place_plan(
-    repo: &Repository,
+pub fn in_place_plan<'r>(
+    repo: &'r Repository,
     found: &Found,
     live: &Path,
     warn: &dyn Fn(&str),
-) -> anyhow::Result<InPlacePlan> {
-    let index = crate::repository::load_index(repo, warn)?;
-    let items = Loader::new(repo, &index).read_items(&found.snapshot.items)?;
+) -> anyhow::Result<InPlacePlan<'r>> {
+    let ix = crate::repository::load_index(repo, warn)?;
+    let items = ix.loader().read_items(&found.snapshot.items)?;
     let item = database_item(&items)
         .ok_or_else(|| {
             E::Invalid(format!(
@@ -123,5 +123,5 @@ pub fn in_place_plan(
         })?
         .clone();
     let plan = plan_database(found.id, &found.snapshot, &item, live, true)?;
-    Ok(InPlacePlan { plan, item, index })
+    Ok(InPlacePlan { plan, item, ix })
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use backstop_app::repository::{self, Credentials, Location};
 use backstop_engine::spec::{Spec, SpecClock};
-use backstop_engine::{Index, Repository, SpillOptions};
+use backstop_engine::{Indexed, Repository, SpillOptions};
 
 use crate::config::Config;
 
@@ -224,7 +224,7 @@ pub fn warner(quiet: bool) -> impl Fn(&str) {
 }
 
 /// Loads the index, reporting damaged index files as warnings.
-pub fn load_index(repo: &Repository, quiet: bool) -> anyhow::Result<Index> {
+pub fn load_index(repo: &Repository, quiet: bool) -> anyhow::Result<Indexed<'_>> {
     repository::load_index(repo, &warner(quiet))
 }
 

@@ -10,12 +10,12 @@
 //!
 //! ```no_run
 //! use std::sync::Arc;
-//! use backstop_engine::{backup, BackupOptions, Index, NoProgress, Repository};
+//! use backstop_engine::{backup, BackupOptions, Indexed, NoProgress, Repository};
 //! use backstop_sources::files::FilesSource;
 //! use backstop_storage::LocalStorage;
 //!
 //! let repo = Repository::open(Arc::new(LocalStorage::new("backups/repo")), None)?;
-//! let (mut index, _) = Index::load(&repo)?;
+//! let ix = Indexed::load(&repo)?;
 //! let mut source = FilesSource::new(vec!["data/shop.db".into()], vec![])?;
 //! let opts = BackupOptions {
 //!     source_name: "shop".into(),
@@ -29,7 +29,7 @@
 //!     force: false,
 //!     skip_unchanged: false,
 //! };
-//! let summary = backup(&repo, &mut index, &mut source, &opts, &NoProgress)?;
+//! let summary = backup(&ix, &mut source, &opts, &NoProgress)?;
 //! println!("snapshot {} added {} bytes", summary.id, summary.bytes_added);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -51,10 +51,11 @@ pub use store::chunker;
 pub use backup::{BackupOptions, BackupSummary, backup};
 pub use error::{Error, ErrorKind, Result};
 pub use forget::{ForgetOptions, ForgetPlan, ForgetSummary, forget, plan_forget};
-pub use index::Index;
+pub use index::{Index, IndexProblem, LoadedIndex};
 pub use progress::{NoProgress, Progress};
 pub use prune::{PruneOptions, PrunePlan, PruneSummary, prune};
 pub use repo::{InitOptions, ObjectTotals, Repository};
+pub use repository::indexed::Indexed;
 pub use repository::spill::SpillOptions;
 pub use restore::{RestoreOptions, RestorePlan, RestoreSummary, plan_restore, restore};
 pub use spec::SpecClock;

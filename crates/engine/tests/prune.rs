@@ -7,12 +7,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::Cursor;
 use std::sync::Arc;
 
-use backstop_engine::content::Loader;
 use backstop_engine::lock::Lock;
 use backstop_engine::{
-    BackupOptions, BackupSummary, Error, ErrorKind, ForgetOptions, Index, InitOptions, NoProgress,
-    PruneOptions, PruneSummary, Repository, VerifyOptions, VerifyReport, backup, forget, prune,
-    verify,
+    BackupOptions, BackupSummary, Error, ErrorKind, ForgetOptions, Indexed, InitOptions,
+    NoProgress, PruneOptions, PruneSummary, Repository, VerifyOptions, VerifyReport, backup,
+    forget, prune, verify,
 };
 use backstop_format::manifest::{BackupKind, DatabaseMeta, Item, ItemKind, SourceKind};
 use backstop_format::pack::IndexFile;
@@ -169,20 +168,19 @@ fn opts(name: &str, t: i64) -> BackupOptions {
 
 /// A backup with a freshly loaded index.
 fn run(repo: &Repository, src: TestSource, name: &str, t: i64) -> BackupSummary {
-    let (index, problems) = Index::load(repo).unwrap();
-    assert!(problems.is_empty(), "{problems:?}");
-    run_on(repo, &index, src, name, t).unwrap()
+    let ix = Indexed::load(repo).unwrap();
+    assert!(ix.unreadable().is_empty(), "{:?}", ix.unreadable());
+    run_on(&ix, src, name, t).unwrap()
 }
 
 /// A backup with the given index (loaded earlier).
 fn run_on(
-    repo: &Repository,
-    index: &Index,
+    ix: &Indexed<'_>,
     mut src: TestSource,
     name: &str,
     t: i64,
 ) -> Result<BackupSummary, Error> {
-    backup(repo, index, &mut src, &opts(name, t), &NoProgress)
+    backup(ix, &mut src, &opts(name, t), &NoProgress)
 }
 
 fn files(items: &[(&str, &[u8])]) -> TestSource {
@@ -202,10 +200,10 @@ fn db(image: &[u8]) -> TestSource {
 
 /// Every item of a snapshot with its bytes, each checked against its recorded hash.
 fn restore_all(repo: &Repository, id: &SnapshotId) -> Vec<(String, Vec<u8>)> {
-    let (index, problems) = Index::load(repo).unwrap();
-    assert!(problems.is_empty(), "{problems:?}");
+    let ix = Indexed::load(repo).unwrap();
+    assert!(ix.unreadable().is_empty(), "{:?}", ix.unreadable());
     let snap = repo.load_snapshot(id).unwrap();
-    let loader = Loader::new(repo, &index);
+    let loader = ix.loader();
     loader
         .read_items(&snap.items)
         .unwrap()
@@ -221,9 +219,9 @@ fn restore_all(repo: &Repository, id: &SnapshotId) -> Vec<(String, Vec<u8>)> {
 
 /// The content of an item of a snapshot (the first when `path` is empty).
 fn content_of(repo: &Repository, id: &SnapshotId, path: &str) -> Content {
-    let (index, _) = Index::load(repo).unwrap();
+    let ix = Indexed::load(repo).unwrap();
     let snap = repo.load_snapshot(id).unwrap();
-    let items = Loader::new(repo, &index).read_items(&snap.items).unwrap();
+    let items = ix.loader().read_items(&snap.items).unwrap();
     let item = items
         .into_iter()
         .find(|i| path.is_empty() || i.path == path);
@@ -232,14 +230,14 @@ fn content_of(repo: &Repository, id: &SnapshotId, path: &str) -> Content {
 
 /// The data chunks of an item of a snapshot, in order.
 fn item_chunks(repo: &Repository, id: &SnapshotId, path: &str) -> Vec<ChunkId> {
-    let (index, _) = Index::load(repo).unwrap();
+    let ix = Indexed::load(repo).unwrap();
     let mut ids = Vec::new();
     let mut chunk = |r: ChunkRef| {
         ids.push(r.id);
         Ok(())
     };
     let content = content_of(repo, id, path);
-    let loader = Loader::new(repo, &index);
+    let loader = ix.loader();
     loader.walk(&content, &mut |_| {}, &mut chunk).unwrap();
     ids
 }
@@ -324,24 +322,23 @@ fn a_backup_whose_index_predates_a_prune_stops_and_writes_nothing() {
     let s0 = run(&repo, files(&[("f", &old)]), "s", 0);
     run(&repo, files(&[("f", &new)]), "s", 1);
     let old_chunk = item_chunks(&repo, &s0.id, "f")[0];
-    let (stale, _) = Index::load(&repo).unwrap();
+    let stale = Indexed::load(&repo).unwrap();
 
     // Meanwhile: the old version is forgotten and pruned, so chunks the stale index lists are
     // gone. Deduplicating against them would make a snapshot that cannot be restored.
     forget_keep_last(&repo, 1);
     prune_with(&repo, 0.0).unwrap();
-    let (fresh, _) = Index::load(&repo).unwrap();
-    assert!(stale.contains(&old_chunk) && !fresh.contains(&old_chunk));
+    let fresh = Indexed::load(&repo).unwrap();
+    assert!(stale.index().contains(&old_chunk) && !fresh.index().contains(&old_chunk));
 
     let before = objects(storage.as_ref());
-    let err = run_on(&repo, &stale, files(&[("f", &old)]), "s", 2).unwrap_err();
+    let err = run_on(&stale, files(&[("f", &old)]), "s", 2).unwrap_err();
     assert!(matches!(err, Error::IndexChanged), "{err}");
     assert_eq!(err.kind(), ErrorKind::Locked);
     assert!(err.is_transient());
     assert_unchanged(storage.as_ref(), &before);
     // Readers holding a stale index are stopped the same way.
-    let err = Lock::for_reading(&repo, &stale, "restore", HOST, &backstop_engine::NoProgress)
-        .unwrap_err();
+    let err = Lock::for_reading(&stale, "restore", HOST, &backstop_engine::NoProgress).unwrap_err();
     assert!(matches!(err, Error::IndexChanged), "{err}");
 
     // With the index loaded again the same backup stores the old data anew.
@@ -389,13 +386,13 @@ fn prune_keeps_what_deltas_use_and_a_reverted_page_is_stored_again() {
     assert_eq!(restore_all(&repo, &s3.id)[0].1, v3);
     let report = assert_clean(&repo);
     assert_eq!(report.unreferenced_packs, 0);
-    let (index, _) = Index::load(&repo).unwrap();
+    let ix = Indexed::load(&repo).unwrap();
     assert!(
-        replaced.iter().all(|&p| !index.contains(&v1_page(p))),
+        replaced.iter().all(|&p| !ix.index().contains(&v1_page(p))),
         "base pages every remaining version replaced are gone"
     );
     assert!(
-        kept.iter().all(|&p| index.contains(&v1_page(p))),
+        kept.iter().all(|&p| ix.index().contains(&v1_page(p))),
         "base pages v3 uses stay"
     );
     let bytes_after = pack_bytes(storage.as_ref());
@@ -417,8 +414,8 @@ fn prune_keeps_what_deltas_use_and_a_reverted_page_is_stored_again() {
     let d4 = content_of(&repo, &s4.id, "").delta.expect("a delta");
     assert_eq!(d4.base, base);
     assert_eq!(d4.patches as usize, replaced.len() - reverted.len());
-    let (index, _) = Index::load(&repo).unwrap();
-    assert!(reverted.iter().all(|&p| index.contains(&v1_page(p))));
+    let ix = Indexed::load(&repo).unwrap();
+    assert!(reverted.iter().all(|&p| ix.index().contains(&v1_page(p))));
     assert_eq!(restore_all(&repo, &s4.id)[0].1, v4);
     assert_eq!(restore_all(&repo, &s3.id)[0].1, v3);
     assert_clean(&repo);
@@ -483,8 +480,12 @@ fn prune_refuses_a_damaged_repository_and_deletes_nothing(#[case] damage: &str) 
         _ => {
             // A pack holding chunks the snapshot left uses: gone, or one byte short.
             let id = item_chunks(&repo, kept, "a")[0];
-            let (index, _) = Index::load(&repo).unwrap();
-            let pack = index.pack(index.get(&id).unwrap().pack).id.to_hex();
+            let ix = Indexed::load(&repo).unwrap();
+            let pack = ix
+                .index()
+                .pack(ix.index().get(&id).unwrap().pack)
+                .id
+                .to_hex();
             if damage == "missing pack" {
                 storage.delete(Kind::Pack, &pack).unwrap();
             } else {
@@ -541,8 +542,8 @@ fn prune_removes_unreferenced_packs_and_records_of_forgotten_snapshots() {
     assert_eq!(assert_clean(&repo).unreferenced_packs, 0);
     assert_eq!(restore_all(&repo, &s2.id), [("f".to_string(), b)]);
     // s1's data went with it.
-    let (index, _) = Index::load(&repo).unwrap();
-    assert!(a_chunks.iter().all(|id| !index.contains(id)));
+    let ix = Indexed::load(&repo).unwrap();
+    assert!(a_chunks.iter().all(|id| !ix.index().contains(id)));
 }
 
 /// How many index entries each chunk has, over all index files (`storage`: the repository's).
@@ -564,13 +565,13 @@ fn prune_keeps_one_usable_copy_of_a_chunk_stored_twice() {
     run(&repo, files(&[("base", &pagey(300 << 10, 50))]), "s", 0);
     // Two backups that raced: both loaded the index before either stored the shared new data,
     // so each stores it (interleaved with data of its own).
-    let (early, _) = Index::load(&repo).unwrap();
+    let early = Indexed::load(&repo).unwrap();
     let shared = pagey(1500 << 10, 51);
     let own: Vec<Vec<u8>> = (0..2).map(|i| pagey(400 << 10, 52 + i)).collect();
     let mut ids = Vec::new();
     for (i, mine) in own.iter().enumerate() {
         let src = files(&[("own", mine), ("shared", &shared)]);
-        let s = run_on(&repo, &early, src, &format!("r{i}"), 1).unwrap();
+        let s = run_on(&early, src, &format!("r{i}"), 1).unwrap();
         ids.push((s.id, mine.clone()));
     }
     let entries = index_entries(storage.as_ref(), &repo);
@@ -596,8 +597,8 @@ fn prune_keeps_one_usable_copy_of_a_chunk_stored_twice() {
     let extra: Vec<_> = entries.iter().filter(|(_, n)| **n != 1).collect();
     assert!(extra.is_empty(), "chunks indexed more than once: {extra:?}");
     // Every chunk left is stored once: pack bytes match what the index names.
-    let (index, _) = Index::load(&repo).unwrap();
-    let indexed: u64 = index.packs().iter().map(|p| p.size).sum();
+    let ix = Indexed::load(&repo).unwrap();
+    let indexed: u64 = ix.index().packs().iter().map(|p| p.size).sum();
     assert_eq!(indexed, pack_bytes(storage.as_ref()));
     assert_eq!(s.bytes_after, indexed);
 }

@@ -8,9 +8,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use backstop_app::restore::DatabaseRequest;
-use backstop_engine::content::Loader;
 use backstop_engine::database::{database_item, plan_database, restore_database};
-use backstop_engine::{Index, NoProgress, RestoreOptions, plan_restore, restore};
+use backstop_engine::{Indexed, NoProgress, RestoreOptions, plan_restore, restore};
 use backstop_format::Timestamp;
 use backstop_format::manifest::ItemKind;
 
@@ -38,8 +37,8 @@ pub fn prepare(setup: &Setup, spec: &str) -> anyhow::Result<Prepared> {
             time_zone: setup.time_zone.clone(),
         },
     )?;
-    let (index, _) = Index::load(repo)?;
-    let items = Loader::new(repo, &index).read_items(&snap.items)?;
+    let ix = Indexed::load(repo)?;
+    let items = ix.loader().read_items(&snap.items)?;
     let dir = setup.scratch.join(format!(
         "backstop-download-{}",
         backstop_format::id::to_hex(&backstop_format::id::random_bytes::<8>())
@@ -57,8 +56,7 @@ pub fn prepare(setup: &Setup, spec: &str) -> anyhow::Result<Prepared> {
             let target = dir.join(&name);
             let plan = plan_database(id, &snap, item, &target, false)?;
             restore_database(
-                repo,
-                &index,
+                &ix,
                 plan,
                 item,
                 &DatabaseRequest::download().options(
@@ -85,8 +83,8 @@ pub fn prepare(setup: &Setup, spec: &str) -> anyhow::Result<Prepared> {
             overwrite: false,
             host: setup.host.clone(),
         };
-        let (plan, items) = plan_restore(repo, &index, id, &snap, &opts)?;
-        restore(repo, &index, plan, &items, &opts, &NoProgress)?;
+        let (plan, items) = plan_restore(&ix, id, &snap, &opts)?;
+        restore(&ix, plan, &items, &opts, &NoProgress)?;
         let files: Vec<_> = items.iter().filter(|i| i.kind == ItemKind::File).collect();
         if items.len() == 1 && files.len() == 1 {
             let rel = &files[0].path;

@@ -21,7 +21,7 @@ use backstop_app::snapshots::drill_targets;
 use backstop_app::verify::{drill_options, verify_options};
 use backstop_engine::database::restore_database;
 use backstop_engine::drill::restore_drill;
-use backstop_engine::{Index, Progress, Repository};
+use backstop_engine::{Indexed, Progress, Repository};
 use backstop_format::manifest::BackupKind;
 use backstop_format::{SnapshotId, Timestamp};
 use serde::Serialize;
@@ -501,9 +501,9 @@ fn execute(setup: &Setup, spec: &JobSpec, progress: &dyn Progress) -> anyhow::Re
                 .into_iter()
                 .next()
                 .expect("drill_targets returns at least one");
-            let index = load_index(repo)?;
+            let ix = load_index(repo)?;
             let opts = drill_options(setup.scratch.clone(), &setup.runtime(), Timestamp::now());
-            let rec = restore_drill(repo, &index, id, &snap, &opts, progress)?;
+            let rec = restore_drill(&ix, id, &snap, &opts, progress)?;
             JobOutcome::new(outcome::drill(&id, &rec), &rec)
         }
         JobSpec::Forget => {
@@ -531,7 +531,7 @@ fn execute(setup: &Setup, spec: &JobSpec, progress: &dyn Progress) -> anyhow::Re
             source,
             allow_schema_change,
         } => {
-            let InPlacePlan { plan, item, index } =
+            let InPlacePlan { plan, item, ix } =
                 restore_plan(setup, &snapshot.to_string(), source)?;
             let target = Path::new(&plan.target).to_path_buf();
             let opts = DatabaseRequest::in_place_from_daemon(*allow_schema_change).options(
@@ -539,7 +539,7 @@ fn execute(setup: &Setup, spec: &JobSpec, progress: &dyn Progress) -> anyhow::Re
                 &setup.runtime(),
                 Timestamp::now(),
             );
-            let s = restore_database(repo, &index, plan, &item, &opts, progress)?;
+            let s = restore_database(&ix, plan, &item, &opts, progress)?;
             JobOutcome::new(outcome::restore_database(snapshot, &s), &s)
         }
     }
@@ -617,7 +617,11 @@ fn record_failure(setup: &Setup, source: &str, e: &anyhow::Error) {
 /// The plan of an in-place restore of `snapshot` (an id, a prefix, `latest`,
 /// `latest-verified` or `@TIME`, of `source`: see [`crate::resolve`]) into the source's live
 /// database; with the item and the index it used.
-pub fn restore_plan(setup: &Setup, snapshot: &str, source: &str) -> anyhow::Result<InPlacePlan> {
+pub fn restore_plan<'s>(
+    setup: &'s Setup,
+    snapshot: &str,
+    source: &str,
+) -> anyhow::Result<InPlacePlan<'s>> {
     use backstop_engine::Error as E;
     let spec = setup
         .source(source)
@@ -632,6 +636,6 @@ pub fn restore_plan(setup: &Setup, snapshot: &str, source: &str) -> anyhow::Resu
 }
 
 /// Loads the index; index files that cannot be read go to the log.
-fn load_index(repo: &Repository) -> anyhow::Result<Index> {
+fn load_index(repo: &Repository) -> anyhow::Result<Indexed<'_>> {
     backstop_app::repository::load_index(repo, &|m| tracing::warn!("{m}"))
 }

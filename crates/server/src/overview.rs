@@ -1,8 +1,7 @@
 //! What the status page, the API and the metrics show: the overview, the snapshot list and one
 //! snapshot's detail, read from the repository and the daemon's state.
 
-use backstop_engine::Index;
-use backstop_engine::content::Loader;
+use backstop_engine::Indexed;
 use backstop_engine::listing::{ListFilter, SnapshotRow, list_snapshots};
 use backstop_engine::status::{SourceStatus, StatusOptions, StatusReport};
 use backstop_format::Timestamp;
@@ -250,8 +249,7 @@ impl App {
                 .into_iter()
                 .find(|r| r.id == id)
                 .ok_or_else(|| anyhow::anyhow!("snapshot {} vanished", id.short()))?;
-            let (index, _) = Index::load(repo)?;
-            let items = Loader::new(repo, &index).read_items(&snap.items)?;
+            let items = Indexed::load(repo)?.loader().read_items(&snap.items)?;
             let databases = items
                 .iter()
                 .filter_map(|i| {

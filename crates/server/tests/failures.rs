@@ -162,10 +162,9 @@ async fn the_page_shows_a_failure_of_the_cli_and_forgets_a_job_failure_a_cli_bac
     std::fs::create_dir(f.dir.path().join("docs")).unwrap();
     std::fs::write(f.dir.path().join("docs/notes.txt"), "open 9-17\n").unwrap();
     let mut files = backstop_app::sources::files(vec![f.dir.path().join("docs")], vec![]).unwrap();
-    let (index, _) = backstop_engine::Index::load(repo).unwrap();
+    let ix = backstop_engine::Indexed::load(repo).unwrap();
     backstop_engine::backup(
-        repo,
-        &index,
+        &ix,
         files.as_source(),
         &backstop_engine::BackupOptions {
             source_name: "docs".into(),

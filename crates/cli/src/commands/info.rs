@@ -27,7 +27,8 @@ struct Out {
 pub fn run(g: &GlobalArgs, _a: Args) -> anyhow::Result<u8> {
     let ctx = Ctx::new(g)?;
     let repo = ctx.open()?;
-    let index = load_index(&repo, g.quiet)?;
+    let ix = load_index(&repo, g.quiet)?;
+    let index = ix.index();
     let totals = repo.object_totals()?;
     let c = repo.config();
     let out = Out {

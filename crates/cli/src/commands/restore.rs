@@ -7,9 +7,8 @@ use anyhow::Context as _;
 use std::io::{BufRead, IsTerminal, Write};
 
 use backstop_app::restore::{DatabaseRequest, database_target};
-use backstop_engine::content::Loader;
 use backstop_engine::database::{DatabasePlan, database_item, plan_database, restore_database};
-use backstop_engine::{Index, Repository, RestoreOptions, plan_restore};
+use backstop_engine::{Indexed, RestoreOptions, plan_restore};
 use backstop_format::manifest::{Item, Snapshot};
 use backstop_format::{SnapshotId, Timestamp};
 
@@ -59,10 +58,10 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     let ctx = Ctx::new(g)?;
     let repo = ctx.open()?;
     let (id, snap) = ctx.find_snapshot_of(&repo, &a.snapshot, a.source.as_deref())?;
-    let index = load_index(&repo, g.quiet)?;
-    let items = Loader::new(&repo, &index).read_items(&snap.items)?;
+    let ix = load_index(&repo, g.quiet)?;
+    let items = ix.loader().read_items(&snap.items)?;
     if let Some(item) = database_item(&items) {
-        return restore_db(&ctx, &repo, &index, id, &snap, item, &a);
+        return restore_db(&ctx, &ix, id, &snap, item, &a);
     }
     if a.in_place {
         return Err(UsageError(format!(
@@ -77,7 +76,7 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
         overwrite: a.overwrite,
         host: host(),
     };
-    let (plan, items) = plan_restore(&repo, &index, id, &snap, &opts)?;
+    let (plan, items) = plan_restore(&ix, id, &snap, &opts)?;
     if a.dry_run {
         if g.json {
             print_json(&plan)?;
@@ -112,7 +111,7 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     }
     let bar = Bar::new(g.quiet || g.json);
     let started = Instant::now();
-    let r = backstop_engine::restore(&repo, &index, plan, &items, &opts, &bar);
+    let r = backstop_engine::restore(&ix, plan, &items, &opts, &bar);
     bar.done();
     let summary =
         r.with_context(|| format!("restoring snapshot {} into {}", id.short(), to.display()))?;
@@ -140,8 +139,7 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
 /// Restores a database snapshot: to a file, or in place.
 fn restore_db(
     ctx: &Ctx<'_>,
-    repo: &Repository,
-    index: &Index,
+    ix: &Indexed<'_>,
     id: SnapshotId,
     snap: &Snapshot,
     item: &Item,
@@ -178,7 +176,7 @@ fn restore_db(
     let opts = request.options(target.clone(), &crate::context::runtime(), Timestamp::now());
     let bar = Bar::new(g.quiet || g.json);
     let started = Instant::now();
-    let r = restore_database(repo, index, plan, item, &opts, &bar);
+    let r = restore_database(ix, plan, item, &opts, &bar);
     bar.done();
     let summary =
         r.with_context(|| format!("restoring snapshot {} to {}", id.short(), target.display()));

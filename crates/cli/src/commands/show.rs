@@ -1,6 +1,5 @@
 //! `backstop show SNAPSHOT`
 
-use backstop_engine::content::Loader;
 use backstop_format::SnapshotId;
 use backstop_format::manifest::{Item, Snapshot};
 use backstop_format::record::{FORCED_RESTORE, RESTORE_DRILL, Record};
@@ -33,8 +32,9 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     let ctx = Ctx::new(g)?;
     let repo = ctx.open()?;
     let (id, snap) = ctx.find_snapshot_of(&repo, &a.snapshot, a.source.as_deref())?;
-    let index = load_index(&repo, g.quiet)?;
-    let items = Loader::new(&repo, &index).read_items(&snap.items)?;
+    let items = load_index(&repo, g.quiet)?
+        .loader()
+        .read_items(&snap.items)?;
     let records: Vec<Record> = repo
         .records()?
         .into_iter()

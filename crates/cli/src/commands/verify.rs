@@ -174,7 +174,7 @@ fn drill(
     spec: Option<&str>,
 ) -> anyhow::Result<u8> {
     let g = ctx.args;
-    let index = crate::context::load_index(repo, g.quiet)?;
+    let ix = crate::context::load_index(repo, g.quiet)?;
     let targets: Vec<(SnapshotId, Snapshot)> = match spec {
         Some(s) => vec![ctx.find_snapshot(repo, s)?],
         None => backstop_app::snapshots::drill_targets(repo, None)?,
@@ -187,7 +187,7 @@ fn drill(
     let mut records = Vec::new();
     for (id, snap) in &targets {
         let bar = Bar::new(g.quiet || g.json);
-        let r = restore_drill(repo, &index, *id, snap, &opts, &bar);
+        let r = restore_drill(&ix, *id, snap, &opts, &bar);
         bar.done();
         let r = r?;
         if !g.json && !g.quiet {

@@ -39,7 +39,7 @@ use crate::progress::Progress;
 use crate::repository::Repository;
 use crate::repository::content::Loader;
 use crate::repository::direct::DirectFile;
-use crate::repository::index::Index;
+use crate::repository::indexed::Indexed;
 use crate::{BackupOptions, backup};
 
 /// How to restore a database.
@@ -316,15 +316,14 @@ fn with_suffix(p: &Path, suffix: &str) -> PathBuf {
 
 /// Restores a database item: to a new file, or in place (see the module documentation).
 pub fn restore_database(
-    repo: &Repository,
-    index: &Index,
+    ix: &Indexed<'_>,
     plan: DatabasePlan,
     item: &Item,
     opts: &DatabaseRestoreOptions,
     progress: &dyn Progress,
 ) -> Result<DatabaseRestoreSummary> {
-    let _lock =
-        crate::repository::lock::Lock::for_reading(repo, index, "restore", &opts.host, progress)?;
+    let repo = ix.repo();
+    let _lock = crate::repository::lock::Lock::for_reading(ix, "restore", &opts.host, progress)?;
     let meta = item
         .database
         .as_ref()
@@ -353,7 +352,7 @@ pub fn restore_database(
         fs::create_dir_all(&dir).map_err(|e| io_err(format!("creating {}", dir.display()), e))?;
     }
     progress.phase("restore", Some(plan.bytes));
-    let loader = Loader::new(repo, index);
+    let loader = ix.loader();
     // Durable before it replaces an existing file by rename, so a crash leaves the old one or
     // the new one. A new file, like any copy, is flushed by the system; into a live database,
     // SQLite copies the image under its own durability rules.
@@ -385,7 +384,7 @@ pub fn restore_database(
     };
     // The image is ready and checked (a refused restore changes nothing and takes no
     // snapshot); the safety snapshot comes next: whatever happens then, today's data is kept.
-    let safety = match take_safety(repo, index, item, &plan, opts, progress) {
+    let safety = match take_safety(ix, item, &plan, opts, progress) {
         Ok(s) => s,
         Err(e) => {
             cleanup(&tmp);
@@ -420,8 +419,7 @@ pub fn restore_database(
 /// The `pre-restore` snapshot of what is at the target: the database (in place), or the bytes
 /// of a file SQLite cannot open (as files); none for a new file.
 fn take_safety(
-    repo: &Repository,
-    index: &Index,
+    ix: &Indexed<'_>,
     item: &Item,
     plan: &DatabasePlan,
     opts: &DatabaseRestoreOptions,
@@ -430,9 +428,7 @@ fn take_safety(
     let target = &opts.target;
     Ok(if let Some(why) = &plan.target_unreadable {
         progress.phase("safety snapshot", None);
-        Some(keep_as_files(
-            repo, index, target, why, plan, opts, progress,
-        )?)
+        Some(keep_as_files(ix, target, why, plan, opts, progress)?)
     } else if opts.in_place {
         let mut source = SqliteSource::new(target.clone(), item.path.clone())?;
         let description = format!(
@@ -445,8 +441,7 @@ fn take_safety(
             read_everything: false,
         };
         Some(safety_backup(
-            repo,
-            index,
+            ix,
             &mut source,
             safety,
             plan,
@@ -472,8 +467,7 @@ struct Safety {
 
 /// Takes a `pre-restore` snapshot of `source` under the plan's source name.
 fn safety_backup(
-    repo: &Repository,
-    index: &Index,
+    ix: &Indexed<'_>,
     source: &mut dyn Source,
     safety: Safety,
     plan: &DatabasePlan,
@@ -492,7 +486,7 @@ fn safety_backup(
         force: safety.read_everything,
         skip_unchanged: false,
     };
-    let summary = backup(repo, index, source, &o, progress)?;
+    let summary = backup(ix, source, &o, progress)?;
     // A file that could not be read is only a warning in a backup of files; here it would be
     // bytes lost.
     if !summary.warnings.is_empty() {
@@ -511,8 +505,7 @@ const SIDE_FILES: [&str; 3] = ["-wal", "-shm", "-journal"];
 /// Keeps the bytes of a file SQLite cannot open as a database, and of the files SQLite keeps
 /// beside it, as a `pre-restore` snapshot of files.
 fn keep_as_files(
-    repo: &Repository,
-    index: &Index,
+    ix: &Indexed<'_>,
     target: &Path,
     why: &str,
     plan: &DatabasePlan,
@@ -536,7 +529,7 @@ fn keep_as_files(
         description,
         read_everything: true,
     };
-    safety_backup(repo, index, &mut source, safety, plan, opts, progress)
+    safety_backup(ix, &mut source, safety, plan, opts, progress)
 }
 
 /// Writes the `forced-restore` record of a restore whose image failed a check.

@@ -23,9 +23,7 @@ use crate::error::Result;
 use crate::ops::database::{ImageWrite, database_item, image_hash_check, write_image};
 use crate::ops::restore::{RestoreOptions, plan_restore, restore};
 use crate::progress::Progress;
-use crate::repository::Repository;
-use crate::repository::content::Loader;
-use crate::repository::index::Index;
+use crate::repository::indexed::Indexed;
 
 /// Where and when a drill runs.
 #[derive(Debug, Clone)]
@@ -39,20 +37,15 @@ pub struct DrillOptions {
 /// Runs a drill on one snapshot and stores its record. A drill that finds a problem is a
 /// failed record, not an error; errors are for drills that could not run at all.
 pub fn restore_drill(
-    repo: &Repository,
-    index: &Index,
+    ix: &Indexed<'_>,
     id: SnapshotId,
     snap: &Snapshot,
     opts: &DrillOptions,
     progress: &dyn Progress,
 ) -> Result<Record> {
-    let lock = crate::repository::lock::Lock::for_reading(
-        repo,
-        index,
-        "restore drill",
-        &opts.host,
-        progress,
-    )?;
+    let repo = ix.repo();
+    let lock =
+        crate::repository::lock::Lock::for_reading(ix, "restore drill", &opts.host, progress)?;
     let dir = opts.scratch.join(format!(
         "backstop-drill-{}",
         backstop_format::id::to_hex(&backstop_format::id::random_bytes::<8>())
@@ -64,7 +57,7 @@ pub fn restore_drill(
         })
     })?;
     let started = Instant::now();
-    let checks = run_checks(repo, index, id, snap, &dir, &opts.host, progress);
+    let checks = run_checks(ix, id, snap, &dir, &opts.host, progress);
     let duration_ms = started.elapsed().as_millis() as u64;
     let _ = fs::remove_dir_all(&dir);
     let record = Record {
@@ -103,15 +96,14 @@ fn failed(name: &str, detail: String) -> Vec<Check> {
 }
 
 fn run_checks(
-    repo: &Repository,
-    index: &Index,
+    ix: &Indexed<'_>,
     id: SnapshotId,
     snap: &Snapshot,
     dir: &Path,
     host: &str,
     progress: &dyn Progress,
 ) -> Vec<Check> {
-    let loader = Loader::new(repo, index);
+    let loader = ix.loader();
     let items = match loader.read_items(&snap.items) {
         Ok(items) => items,
         Err(e) => return failed("item list", e.to_string()),
@@ -138,8 +130,8 @@ fn run_checks(
         overwrite: false,
         host: host.to_string(),
     };
-    let r = plan_restore(repo, index, id, snap, &opts)
-        .and_then(|(plan, items)| restore(repo, index, plan, &items, &opts, progress));
+    let r = plan_restore(ix, id, snap, &opts)
+        .and_then(|(plan, items)| restore(ix, plan, &items, &opts, progress));
     if let Err(e) = r {
         return failed("restore", e.to_string());
     }

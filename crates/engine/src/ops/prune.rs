@@ -42,7 +42,8 @@ use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::repository::Repository;
 use crate::repository::content::Loader;
-use crate::repository::index::{IdSet, Index};
+use crate::repository::index::{IdSet, Index, LoadedIndex};
+use crate::repository::indexed::Indexed;
 use crate::repository::lock::Lock;
 use crate::store::ChunkStore;
 use crate::store::chunker::Batch;
@@ -256,10 +257,10 @@ pub fn plan_prune(
 ) -> Result<PrunePlan> {
     progress.phase("prune: reading the index", None);
     let files = read_index_files(repo)?;
-    let (index, problems) = Index::load(repo)?;
-    if let Some((name, e)) = problems.first() {
+    let LoadedIndex { index, unreadable } = Index::load(repo)?;
+    if let Some(problem) = unreadable.first() {
         return Err(Error::Integrity(format!(
-            "index file {name} cannot be read ({e}): run `backstop verify` first"
+            "{problem}: run `backstop verify` first"
         )));
     }
     let (mut snaps, bad) = repo.snapshots()?;
@@ -428,9 +429,9 @@ fn apply(repo: &Repository, summary: &mut PruneSummary, progress: &dyn Progress)
     // pack it comes from.
     if !plan.repack.is_empty() {
         progress.phase("prune: repacking", Some(plan.repack_bytes));
-        let (index, _) = Index::load(repo)?;
-        let empty = Index::default();
-        let mut store = ChunkStore::new(repo, &empty);
+        let index = Index::load(repo)?.index;
+        let empty = Indexed::empty(repo);
+        let mut store = ChunkStore::new(&empty);
         let loader = Loader::new(repo, &index);
         let mut batches = [Batch::new(), Batch::new()];
         for u in &plan.repack {

@@ -10,9 +10,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::progress::Progress;
-use crate::repository::Repository;
-use crate::repository::content::Loader;
-use crate::repository::index::Index;
+use crate::repository::indexed::Indexed;
 
 /// Where and how to restore.
 #[derive(Debug, Clone)]
@@ -44,13 +42,12 @@ pub struct RestoreSummary {
 
 /// Loads a snapshot's items and computes the plan.
 pub fn plan_restore(
-    repo: &Repository,
-    index: &Index,
+    ix: &Indexed<'_>,
     id: SnapshotId,
     snap: &Snapshot,
     opts: &RestoreOptions,
 ) -> Result<(RestorePlan, Vec<Item>)> {
-    let items = Loader::new(repo, index).read_items(&snap.items)?;
+    let items = ix.loader().read_items(&snap.items)?;
     let files = plan(&opts.target, &items)?;
     Ok((
         RestorePlan {
@@ -67,16 +64,14 @@ pub fn plan_restore(
 /// Carries out a plan. Each file is written beside its destination and moved into place only
 /// after all of its chunks were checked; a failure stops the restore with an error.
 pub fn restore(
-    repo: &Repository,
-    index: &Index,
+    ix: &Indexed<'_>,
     plan: RestorePlan,
     items: &[Item],
     opts: &RestoreOptions,
     progress: &dyn Progress,
 ) -> Result<RestoreSummary> {
-    let _lock =
-        crate::repository::lock::Lock::for_reading(repo, index, "restore", &opts.host, progress)?;
-    let loader = Loader::new(repo, index);
+    let _lock = crate::repository::lock::Lock::for_reading(ix, "restore", &opts.host, progress)?;
+    let loader = ix.loader();
     let mut out = FilesRestorer::new(&opts.target, &plan.files, opts.overwrite)?;
     progress.phase("restore", Some(plan.files.bytes));
     let mut written = 0;

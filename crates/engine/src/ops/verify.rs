@@ -27,7 +27,7 @@ use crate::error::Result;
 use crate::progress::Progress;
 use crate::repository::Repository;
 use crate::repository::content::Loader;
-use crate::repository::index::Index;
+use crate::repository::index::{Index, LoadedIndex};
 
 #[derive(Debug, Clone, Default)]
 pub struct VerifyOptions {
@@ -122,9 +122,11 @@ pub fn verify(
     let _lock = crate::repository::lock::Lock::for_reader(repo, "verify", &opts.host, progress)?;
     // Snapshots before the index: see the module comment.
     let snapshots = committed_snapshots(repo)?;
-    let (index, bad_index) = Index::load(repo)?;
-    for (name, msg) in bad_index {
-        report.problems.push(problem("damaged-index", name, msg));
+    let LoadedIndex { index, unreadable } = Index::load(repo)?;
+    for p in unreadable {
+        report
+            .problems
+            .push(problem("damaged-index", p.file, p.error));
     }
     report.chunks = index.len();
     report.packs = index.packs().len();

@@ -89,7 +89,7 @@ pub fn stats(repo: &Repository, opts: &StatsOptions) -> Result<StatsReport> {
     let record_bytes = size_of(Kind::Record)?;
     let total_bytes =
         pack_bytes + index_bytes + snapshot_bytes + record_bytes + size_of(Kind::Key)?;
-    let (index, _) = Index::load(repo)?;
+    let index = Index::load(repo)?.index;
     let (snaps, _) = repo.snapshots()?;
     let loader = Loader::new(repo, &index);
 

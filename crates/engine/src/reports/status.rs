@@ -129,7 +129,7 @@ pub fn status(repo: &Repository, opts: &StatusOptions) -> Result<StatusReport> {
     let index = if snaps.is_empty() {
         Index::default()
     } else {
-        Index::load(repo)?.0
+        Index::load(repo)?.index
     };
     let loader = Loader::new(repo, &index);
     let mut out = Vec::new();

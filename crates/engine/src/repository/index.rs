@@ -90,11 +90,37 @@ impl std::fmt::Debug for DiskTable {
     }
 }
 
+/// An index file that could not be read: the index is loaded without it (a backup stores again
+/// what it cannot find, and `verify` names the file).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexProblem {
+    /// The index file's name.
+    pub file: String,
+    pub error: String,
+}
+
+impl std::fmt::Display for IndexProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "index file {} cannot be read ({})",
+            self.file, self.error
+        )
+    }
+}
+
+/// An index as loaded, with the files that could not be read.
+#[derive(Debug)]
+pub struct LoadedIndex {
+    pub index: Index,
+    pub unreadable: Vec<IndexProblem>,
+}
+
 impl Index {
     /// Loads every index file into memory. Files that cannot be read are returned as problems
     /// rather than failing: a backup can still run (it stores again what it cannot find), and
     /// verify names them.
-    pub fn load(repo: &Repository) -> Result<(Self, Vec<(String, String)>)> {
+    pub fn load(repo: &Repository) -> Result<LoadedIndex> {
         let names = repo.storage().list(Kind::Index)?;
         let mut idx = Index::default();
         // Every entry takes at least its 32-byte id in a file (ids do not compress), so this
@@ -108,23 +134,23 @@ impl Index {
             Ok(())
         })?;
         idx.sort();
-        Ok((idx, problems))
+        Ok(LoadedIndex {
+            index: idx,
+            unreadable: problems,
+        })
     }
 
     /// Loads the index for a backup: like [`Index::load`] for a repository of up to
     /// `spill.index_entries` entries; past that, the entries go to a sorted scratch file (see
     /// the module documentation) and only lookups (`get`, `contains`) are available. The
     /// backup's own set of new chunks follows `spill` too.
-    pub fn load_for_backup(
-        repo: &Repository,
-        spill: &SpillOptions,
-    ) -> Result<(Self, Vec<(String, String)>)> {
+    pub fn load_for_backup(repo: &Repository, spill: &SpillOptions) -> Result<LoadedIndex> {
         let names = repo.storage().list(Kind::Index)?;
         let bound: u64 = names.iter().map(|o| o.size / 32).sum();
         if bound <= spill.index_entries {
-            let (mut idx, problems) = Self::load(repo)?;
-            idx.spill = spill.clone();
-            return Ok((idx, problems));
+            let mut loaded = Self::load(repo)?;
+            loaded.index.spill = spill.clone();
+            return Ok(loaded);
         }
         let mut idx = Index {
             spill: spill.clone(),
@@ -140,7 +166,10 @@ impl Index {
             Ok(())
         })?;
         idx.disk = Some(builder.finish().map_err(Error::scratch)?);
-        Ok((idx, problems))
+        Ok(LoadedIndex {
+            index: idx,
+            unreadable: problems,
+        })
     }
 
     /// Decodes the index files `names`, a few at a time in parallel, and hands each pack to
@@ -151,7 +180,7 @@ impl Index {
         repo: &Repository,
         names: &[backstop_storage::ObjectInfo],
         mut add: impl FnMut(&mut Self, u32, &IndexPack) -> Result<()>,
-    ) -> Result<Vec<(String, String)>> {
+    ) -> Result<Vec<IndexProblem>> {
         let mut problems = Vec::new();
         for group in names.chunks(2 * rayon::current_num_threads().max(1)) {
             let decoded: Vec<(String, std::result::Result<IndexFile, String>)> = group
@@ -178,7 +207,7 @@ impl Index {
                             add(self, pos, p)?;
                         }
                     }
-                    Err(e) => problems.push((name, e)),
+                    Err(error) => problems.push(IndexProblem { file: name, error }),
                 }
             }
         }
@@ -215,7 +244,7 @@ impl Index {
     /// is still there. Prune deletes old index files before the packs they name, so once a
     /// lock is held (no prune running), this proves that every chunk the index knows still
     /// exists: a backup may deduplicate against it, a restore may read it.
-    pub fn check_current(&self, repo: &Repository) -> Result<()> {
+    pub(crate) fn check_current(&self, repo: &Repository) -> Result<()> {
         if self.files.is_empty() {
             return Ok(());
         }

@@ -286,14 +286,13 @@ impl Lock {
     /// A shared lock for an operation that reads chunks through `index` (restore, drill): no
     /// prune can delete them while it is held, and the index is checked to be current.
     pub fn for_reading(
-        repo: &Repository,
-        index: &crate::repository::index::Index,
+        ix: &crate::repository::indexed::Indexed<'_>,
         operation: &str,
         host: &str,
         progress: &dyn Progress,
     ) -> Result<Self> {
-        let lock = Self::for_reader(repo, operation, host, progress)?;
-        index.check_current(repo)?;
+        let lock = Self::for_reader(ix.repo(), operation, host, progress)?;
+        ix.check_current()?;
         Ok(lock)
     }
 

@@ -9,6 +9,7 @@ pub mod content;
 pub(crate) mod direct;
 pub(crate) mod ids;
 pub mod index;
+pub mod indexed;
 pub mod keys;
 pub mod lock;
 pub mod marks;

@@ -26,6 +26,7 @@ use crate::error::Error;
 use crate::error::Result;
 use crate::repository::Repository;
 use crate::repository::index::Index;
+use crate::repository::indexed::Indexed;
 use crate::repository::spill::NewChunks;
 use crate::store::chunker::Batch;
 pub use crate::store::packing::StoreStats;
@@ -56,8 +57,8 @@ pub struct ChunkStore<'a> {
 }
 
 impl<'a> ChunkStore<'a> {
-    pub fn new(repo: &Repository, index: &'a Index) -> Self {
-        Self::counting(repo, index, Arc::default())
+    pub fn new(ix: &'a Indexed<'_>) -> Self {
+        Self::counting(ix.repo(), ix.index(), Arc::default())
     }
 
     /// A store that counts what it stores in `stored`, which outlives a failed store.

@@ -86,17 +86,14 @@ impl Source for PagesSource {
 fn database_versions_are_deltas_that_restore_exactly() {
     let repo = Repository::init(Arc::new(MemoryStorage::new()), &cheap_init(None)).unwrap();
     let run = |db: &[u8], t: i64| {
-        let (index, _) = Index::load(&repo).unwrap();
+        let ix = Indexed::load(&repo).unwrap();
         let mut src = PagesSource {
             data: Some(db.to_vec()),
         };
-        let s = backup(&repo, &index, &mut src, &opts("db", t), &NoProgress).unwrap();
+        let s = backup(&ix, &mut src, &opts("db", t), &NoProgress).unwrap();
         let snap = repo.load_snapshot(&s.id).unwrap();
-        let (index, _) = Index::load(&repo).unwrap();
-        let item = Loader::new(&repo, &index)
-            .read_items(&snap.items)
-            .unwrap()
-            .remove(0);
+        let ix = Indexed::load(&repo).unwrap();
+        let item = ix.loader().read_items(&snap.items).unwrap().remove(0);
         (s, item.content.unwrap())
     };
     let pages = 2000;
@@ -161,11 +158,11 @@ fn database_versions_are_deltas_that_restore_exactly() {
 fn a_delta_costs_the_changed_pages_not_the_whole_list() {
     let repo = Repository::init(Arc::new(MemoryStorage::new()), &cheap_init(None)).unwrap();
     let run = |db: &[u8], t: i64| {
-        let (index, _) = Index::load(&repo).unwrap();
+        let ix = Indexed::load(&repo).unwrap();
         let mut src = PagesSource {
             data: Some(db.to_vec()),
         };
-        backup(&repo, &index, &mut src, &opts("db", t), &NoProgress).unwrap()
+        backup(&ix, &mut src, &opts("db", t), &NoProgress).unwrap()
     };
     // 32 MiB of pages; change one byte in 10 % of them, spread over the whole file.
     let pages = 8192;
@@ -182,12 +179,9 @@ fn a_delta_costs_the_changed_pages_not_the_whole_list() {
         "{} new chunks",
         s.chunks_new
     );
-    let (index, _) = Index::load(&repo).unwrap();
+    let ix = Indexed::load(&repo).unwrap();
     let snap = repo.load_snapshot(&s.id).unwrap();
-    let item = Loader::new(&repo, &index)
-        .read_items(&snap.items)
-        .unwrap()
-        .remove(0);
+    let item = ix.loader().read_items(&snap.items).unwrap().remove(0);
     let d = item.content.unwrap().delta.expect("a delta");
     assert_eq!(d.patches as usize, pages.div_ceil(10));
     // A full tree would list every page's id again (8192 x 34 bytes = 272 KiB); the delta lists

@@ -9,23 +9,17 @@ fn damaged_pack_is_named_and_never_restored() {
     let repo = Repository::init(storage.clone(), &cheap_init(None)).unwrap();
     let data = pseudo_random(200_000, 9);
     let mut src = VecSource::new(vec![("f", data, Chunking::ContentDefined)]);
-    let s = backup(
-        &repo,
-        &Index::default(),
-        &mut src,
-        &opts("s", 0),
-        &NoProgress,
-    )
-    .unwrap();
-    let (index, _) = Index::load(&repo).unwrap();
+    let s = backup(&Indexed::empty(&repo), &mut src, &opts("s", 0), &NoProgress).unwrap();
+    let ix = Indexed::load(&repo).unwrap();
     // Flip a byte inside the first data chunk of the data pack.
     let snap = repo.load_snapshot(&s.id).unwrap();
-    let items = Loader::new(&repo, &index).read_items(&snap.items).unwrap();
+    let items = ix.loader().read_items(&snap.items).unwrap();
     let first = items[0].content.as_ref().unwrap().chunks[0].id;
-    let loc = index.get(&first).unwrap();
-    let pack = index.pack(loc.pack).id.to_hex();
+    let loc = ix.index().get(&first).unwrap();
+    let pack = ix.index().pack(loc.pack).id.to_hex();
     storage.corrupt(Kind::Pack, &pack, |b| b[loc.offset as usize + 10] ^= 1);
-    let err = Loader::new(&repo, &index)
+    let err = ix
+        .loader()
         .read_content(items[0].content.as_ref().unwrap())
         .unwrap_err();
     assert!(matches!(err, Error::Integrity(_)), "{err}");
@@ -56,8 +50,7 @@ fn failed_source_leaves_no_snapshot() {
     )]);
     src.fail_at_finish = true;
     let err = backup(
-        &repo,
-        &Index::default(),
+        &Indexed::empty(&repo),
         &mut src,
         &opts("db", 0),
         &NoProgress,
@@ -145,8 +138,7 @@ fn a_pack_write_that_fails_fails_the_backup_with_its_reason_and_leaves_no_snapsh
             Chunking::Fixed(4096),
         )]);
         let err = backup(
-            &repo,
-            &Index::default(),
+            &Indexed::empty(&repo),
             &mut src,
             &opts("db", 0),
             &NoProgress,
@@ -169,10 +161,10 @@ fn a_pack_write_that_fails_fails_the_backup_with_its_reason_and_leaves_no_snapsh
             .store(usize::MAX, std::sync::atomic::Ordering::SeqCst);
         let report = verify_data(&repo);
         assert!(report.is_clean(), "{:?}", report.problems);
-        let (index, _) = Index::load(&repo).unwrap();
+        let ix = Indexed::load(&repo).unwrap();
         let data = pseudo_random(6 << 20, 7);
         let mut src = VecSource::new(vec![("shop.db", data.clone(), Chunking::Fixed(4096))]);
-        let s = backup(&repo, &index, &mut src, &opts("db", 1), &NoProgress).unwrap();
+        let s = backup(&ix, &mut src, &opts("db", 1), &NoProgress).unwrap();
         assert!(
             restore_all(&repo, &s.id) == [("shop.db".to_string(), data)],
             "the second backup restores byte for byte"
@@ -188,8 +180,8 @@ fn a_crafted_snapshot_cannot_write_outside_the_target() {
 
     let repo = Repository::init(Arc::new(MemoryStorage::new()), &cheap_init(None)).unwrap();
     for evil in ["../evil", "/etc/evil", "a/../../evil"] {
-        let index = Index::default();
-        let mut store = ChunkStore::new(&repo, &index);
+        let ix = Indexed::empty(&repo);
+        let mut store = ChunkStore::new(&ix);
         let line = format!("{{\"path\":{evil:?},\"type\":\"file\",\"size\":0}}\n").into_bytes();
         let mut tree = TreeBuilder::new();
         for r in store
@@ -224,26 +216,17 @@ fn a_crafted_snapshot_cannot_write_outside_the_target() {
             excludes: Default::default(),
         };
         let id = repo.write_snapshot(&snap).unwrap();
-        let (index, _) = Index::load(&repo).unwrap();
+        let ix = Indexed::load(&repo).unwrap();
         let target = tempfile::tempdir().unwrap();
         let opts = RestoreOptions {
             target: target.path().join("t"),
             overwrite: true,
             host: "test".into(),
         };
-        let err = plan_restore(&repo, &index, id, &snap, &opts).unwrap_err();
+        let err = plan_restore(&ix, id, &snap, &opts).unwrap_err();
         assert!(err.to_string().contains("unsafe path"), "{evil}: {err}");
     }
     // And a source cannot produce such a snapshot in the first place.
     let mut src = VecSource::new(vec![("../x", vec![1], Chunking::ContentDefined)]);
-    assert!(
-        backup(
-            &repo,
-            &Index::default(),
-            &mut src,
-            &opts("s", 0),
-            &NoProgress
-        )
-        .is_err()
-    );
+    assert!(backup(&Indexed::empty(&repo), &mut src, &opts("s", 0), &NoProgress).is_err());
 }

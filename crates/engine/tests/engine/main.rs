@@ -7,11 +7,10 @@ mod faults;
 use std::io::Cursor;
 use std::sync::Arc;
 
-use backstop_engine::content::Loader;
 use backstop_engine::lock::Lock;
 use backstop_engine::{
-    BackupOptions, Error, Index, InitOptions, NoProgress, Repository, SpillOptions, VerifyOptions,
-    backup, verify,
+    BackupOptions, Error, Indexed, InitOptions, NoProgress, Repository, SpillOptions,
+    VerifyOptions, backup, verify,
 };
 use backstop_format::crypto::KdfParams;
 use backstop_format::manifest::{BackupKind, Item, ItemKind, SourceKind};
@@ -125,10 +124,10 @@ fn opts(name: &str, t: i64) -> BackupOptions {
 }
 
 fn restore_all(repo: &Repository, id: &SnapshotId) -> Vec<(String, Vec<u8>)> {
-    let (index, problems) = Index::load(repo).unwrap();
-    assert!(problems.is_empty());
+    let ix = Indexed::load(repo).unwrap();
+    assert!(ix.unreadable().is_empty());
     let snap = repo.load_snapshot(id).unwrap();
-    let loader = Loader::new(repo, &index);
+    let loader = ix.loader();
     loader
         .read_items(&snap.items)
         .unwrap()
@@ -180,14 +179,7 @@ fn round_trip_plain_and_encrypted_on_memory_and_local() {
                 ("pages", pagey(1 << 20, 2), Chunking::Fixed(4096)),
             ];
             let mut src = VecSource::new(files.clone());
-            let s = backup(
-                &repo,
-                &Index::default(),
-                &mut src,
-                &opts("t", 0),
-                &NoProgress,
-            )
-            .unwrap();
+            let s = backup(&Indexed::empty(&repo), &mut src, &opts("t", 0), &NoProgress).unwrap();
             assert_eq!(s.items, 4);
             assert_eq!(s.bytes_in, (4 << 20) + 5);
             let got = restore_all(&repo, &s.id);
@@ -209,9 +201,9 @@ fn unchanged_content_adds_only_the_snapshot_and_one_page_adds_little() {
     // 16 MiB of 4 KiB pages: 4096 chunk references, so the content is a multi-level tree.
     let mut db = pagey(16 << 20, 3);
     let run = |db: &[u8], t| {
-        let (index, _) = Index::load(&repo).unwrap();
+        let ix = Indexed::load(&repo).unwrap();
         let mut src = VecSource::new(vec![("shop.db", db.to_vec(), Chunking::Fixed(4096))]);
-        backup(&repo, &index, &mut src, &opts("shop", t), &NoProgress).unwrap()
+        backup(&ix, &mut src, &opts("shop", t), &NoProgress).unwrap()
     };
     let first = run(&db, 0);
     assert!(
@@ -258,10 +250,10 @@ fn backups_with_the_index_and_new_chunks_on_disk_dedup_and_restore() {
     let mut db = pagey(6 << 20, 5);
     db.extend_from_within(..3 << 20);
     let run = |repo: &Repository, spill: &SpillOptions, db: &[u8], t| {
-        let (index, _) = Index::load_for_backup(repo, spill).unwrap();
+        let ix = Indexed::load_for_backup(repo, spill).unwrap();
         let mut src = VecSource::new(vec![("shop.db", db.to_vec(), Chunking::Fixed(4096))]);
-        let s = backup(repo, &index, &mut src, &opts("shop", t), &NoProgress).unwrap();
-        (s, index.is_on_disk())
+        let s = backup(&ix, &mut src, &opts("shop", t), &NoProgress).unwrap();
+        (s, ix.index().is_on_disk())
     };
     let memory = Repository::init(Arc::new(MemoryStorage::new()), &cheap_init(None)).unwrap();
     let (expected, on_disk) = run(&memory, &SpillOptions::default(), &db, 0);
@@ -292,9 +284,9 @@ fn an_index_on_disk_follows_the_index_files() {
     let repo = Repository::init(storage.clone(), &cheap_init(None)).unwrap();
     let spill = SpillOptions::all_above(0);
     let store = |data: Vec<u8>, t| {
-        let (index, _) = Index::load_for_backup(&repo, &spill).unwrap();
+        let ix = Indexed::load_for_backup(&repo, &spill).unwrap();
         let mut src = VecSource::new(vec![("f", data, Chunking::Fixed(4096))]);
-        backup(&repo, &index, &mut src, &opts("s", t), &NoProgress).unwrap();
+        backup(&ix, &mut src, &opts("s", t), &NoProgress).unwrap();
     };
     let ids = |data: &[u8]| -> Vec<backstop_format::ChunkId> {
         data.chunks(4096)
@@ -304,20 +296,25 @@ fn an_index_on_disk_follows_the_index_files() {
     let (a, b) = (pagey(64 << 10, 1), pagey(64 << 10, 2));
     store(a.clone(), 0);
     let first_files = storage.list(Kind::Index).unwrap();
-    let (index, _) = Index::load_for_backup(&repo, &spill).unwrap();
-    assert!(index.is_on_disk());
-    assert!(ids(&a).iter().all(|id| index.contains(id)));
-    assert!(!ids(&b).iter().any(|id| index.contains(id)));
+    let ix = Indexed::load_for_backup(&repo, &spill).unwrap();
+    assert!(ix.index().is_on_disk());
+    assert!(ids(&a).iter().all(|id| ix.index().contains(id)));
+    assert!(!ids(&b).iter().any(|id| ix.index().contains(id)));
     store(b.clone(), 1);
-    let (index, _) = Index::load_for_backup(&repo, &spill).unwrap();
-    assert!(ids(&a).iter().chain(&ids(&b)).all(|id| index.contains(id)));
+    let ix = Indexed::load_for_backup(&repo, &spill).unwrap();
+    assert!(
+        ids(&a)
+            .iter()
+            .chain(&ids(&b))
+            .all(|id| ix.index().contains(id))
+    );
     for f in &first_files {
         storage.delete(Kind::Index, &f.name).unwrap();
     }
-    let (index, _) = Index::load_for_backup(&repo, &spill).unwrap();
-    assert!(!ids(&a).iter().any(|id| index.contains(id)));
-    assert!(ids(&b).iter().all(|id| index.contains(id)));
-    index.disk_error().unwrap();
+    let ix = Indexed::load_for_backup(&repo, &spill).unwrap();
+    assert!(!ids(&a).iter().any(|id| ix.index().contains(id)));
+    assert!(ids(&b).iter().all(|id| ix.index().contains(id)));
+    ix.index().disk_error().unwrap();
 }
 
 #[test]
@@ -350,14 +347,7 @@ fn encrypted_packs_hide_content_and_ids() {
     let repo = Repository::init(storage.clone(), &cheap_init(Some("pw"))).unwrap();
     let secret = b"CUSTOMER-SECRET-".repeat(4096);
     let mut src = VecSource::new(vec![("f", secret.clone(), Chunking::ContentDefined)]);
-    backup(
-        &repo,
-        &Index::default(),
-        &mut src,
-        &opts("s", 0),
-        &NoProgress,
-    )
-    .unwrap();
+    backup(&Indexed::empty(&repo), &mut src, &opts("s", 0), &NoProgress).unwrap();
     for kind in [Kind::Pack, Kind::Index, Kind::Snapshot] {
         for o in storage.list(kind).unwrap() {
             let raw = storage.read(kind, &o.name).unwrap();
@@ -384,7 +374,7 @@ fn exclusive_lock_blocks_backups_until_released_or_stale() {
     let mut src = VecSource::new(vec![("f", b"x".to_vec(), Chunking::ContentDefined)]);
     let mut o = opts("s", 0);
     o.time = now;
-    let err = backup(&repo, &Index::default(), &mut src, &o, &NoProgress).unwrap_err();
+    let err = backup(&Indexed::empty(&repo), &mut src, &o, &NoProgress).unwrap_err();
     assert!(matches!(err, Error::Locked(_)), "{err}");
     assert!(
         Lock::acquire(&repo, true, "prune", "test-host", now).is_err(),
@@ -423,11 +413,10 @@ fn concurrent_backups_into_one_repository() {
             data.extend(pagey(1 << 20, 100 + i));
             std::thread::spawn(move || {
                 let repo = Repository::open(storage, None).unwrap();
-                let (index, _) = Index::load(&repo).unwrap();
+                let ix = Indexed::load(&repo).unwrap();
                 let mut src = VecSource::new(vec![("f", data.clone(), Chunking::ContentDefined)]);
                 let s = backup(
-                    &repo,
-                    &index,
+                    &ix,
                     &mut src,
                     &opts(&format!("s{i}"), i as i64),
                     &NoProgress,
@@ -453,8 +442,7 @@ fn snapshot_specs() {
         let mut src = VecSource::new(vec![("f", vec![i as u8; 10], Chunking::ContentDefined)]);
         ids.push(
             backup(
-                &repo,
-                &Index::load(&repo).unwrap().0,
+                &Indexed::load(&repo).unwrap(),
                 &mut src,
                 &opts(name, i as i64),
                 &NoProgress,

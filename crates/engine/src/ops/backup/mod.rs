@@ -22,6 +22,7 @@ use crate::progress::Progress;
 use crate::repository::Repository;
 use crate::repository::content::Loader;
 use crate::repository::index::Index;
+use crate::repository::indexed::Indexed;
 use crate::repository::lock::Lock;
 use crate::store::ChunkStore;
 use crate::store::builder::{ContentBuilder, DeltaBase, MetaWriter, Previous};
@@ -84,11 +85,10 @@ pub struct BackupSummary {
     pub warnings: Vec<String>,
 }
 
-/// Runs one backup. `index` is the repository's index as loaded before; it is not updated (load
-/// it again for another backup in the same process).
+/// Runs one backup into `ix`'s repository, deduplicating against its index as loaded before.
+/// The index is not updated: load it again for another backup in the same process.
 pub fn backup(
-    repo: &Repository,
-    index: &Index,
+    ix: &Indexed<'_>,
     source: &mut dyn Source,
     opts: &BackupOptions,
     progress: &dyn Progress,
@@ -96,7 +96,7 @@ pub fn backup(
     // What the backup stored, to say what a failure left behind (a backup that ran out of
     // space leaves hundreds of megabytes nothing uses until prune collects them).
     let stored = Arc::new(Stored::default());
-    run_backup(repo, index, source, opts, progress, &stored).map_err(|cause| {
+    run_backup(ix, source, opts, progress, &stored).map_err(|cause| {
         let packs = stored.packs.load(Ordering::Relaxed);
         let index_files = stored.index_files.load(Ordering::Relaxed);
         if packs == 0 && index_files == 0 {
@@ -112,13 +112,13 @@ pub fn backup(
 }
 
 fn run_backup(
-    repo: &Repository,
-    index: &Index,
+    ix: &Indexed<'_>,
     source: &mut dyn Source,
     opts: &BackupOptions,
     progress: &dyn Progress,
     stored: &Arc<Stored>,
 ) -> Result<BackupSummary> {
+    let (repo, index) = (ix.repo(), ix.index());
     if opts.source_name.is_empty() {
         return Err(Error::Invalid("the source name is empty".into()));
     }
@@ -133,7 +133,7 @@ fn run_backup(
     let lock = Lock::acquire(repo, false, "backup", &opts.host, Timestamp::now())?;
     // The index was loaded before the lock: a prune that ran in between may have removed
     // chunks it lists, and deduplicating against those would lose data.
-    index.check_current(repo)?;
+    ix.check_current()?;
     let (snaps, _) = repo.snapshots()?;
     let parent = snaps
         .iter()

@@ -33,7 +33,8 @@ use crate::ops::repair::index::NamedProblem;
 use crate::progress::Progress;
 use crate::repository::Repository;
 use crate::repository::content::Loader;
-use crate::repository::index::Index;
+use crate::repository::index::{Index, LoadedIndex};
+use crate::repository::indexed::Indexed;
 use crate::repository::lock::Lock;
 use crate::store::chunker::Batch;
 use crate::store::{ChunkStore, TreeBuilder};
@@ -110,11 +111,9 @@ pub fn repair_snapshots(
         &opts.host,
         opts.time,
     )?;
-    let (index, damaged_index) = Index::load(repo)?;
-    if let Some((name, e)) = damaged_index.first() {
-        return Err(index_first(format!(
-            "index file {name} cannot be read ({e})"
-        )));
+    let LoadedIndex { index, unreadable } = Index::load(repo)?;
+    if let Some(problem) = unreadable.first() {
+        return Err(index_first(problem.to_string()));
     }
     let stored = repo.pack_sizes()?;
     // Chunks in packs no index names are not lost, only unindexed: those are for `repair
@@ -168,8 +167,8 @@ pub fn repair_snapshots(
     let mut whole: HashSet<ChunkId> = HashSet::new();
     // The store deduplicates against nothing: a zero chunk "found" in a lost pack would be
     // lost again. It is given only zeros, tree nodes and item lists: a few small objects.
-    let empty = Index::default();
-    let mut store = ChunkStore::new(repo, &empty);
+    let empty = Indexed::empty(repo);
+    let mut store = ChunkStore::new(&empty);
     let mut plans: Vec<(&SnapshotId, &Snapshot, Plan)> = Vec::new();
     progress.phase("repair snapshots: checking", None);
     for (sid, snap) in &snaps {

@@ -11,7 +11,7 @@ use backstop_sources::{Buffers, Capture, Entry, EntryContent, Source};
 use backstop_storage::{Kind, MemoryStorage, Storage};
 
 use super::*;
-use crate::{BackupOptions, Index, InitOptions, NoProgress, Repository, backup};
+use crate::{BackupOptions, Indexed, InitOptions, NoProgress, Repository, backup};
 
 const PAGE: u32 = 4096;
 
@@ -171,7 +171,7 @@ fn run_seen(
     Option<Option<Timestamp>>,
 ) {
     let repo = Repository::open(storage.clone(), None).unwrap();
-    let (index, _) = Index::load(&repo).unwrap();
+    let ix = Indexed::load(&repo).unwrap();
     let rereads = Arc::new(AtomicUsize::new(0));
     let previous_mtime = Arc::new(std::sync::Mutex::new(None));
     let time = Timestamp::from_second(1_700_000_000 + t).unwrap();
@@ -195,10 +195,10 @@ fn run_seen(
         force: false,
         skip_unchanged: false,
     };
-    let s = backup(&repo, &index, &mut source, &opts, &NoProgress).unwrap();
+    let s = backup(&ix, &mut source, &opts, &NoProgress).unwrap();
     let snap = repo.load_snapshot(&s.id).unwrap();
-    let (index, _) = Index::load(&repo).unwrap();
-    let loader = Loader::new(&repo, &index);
+    let ix = Indexed::load(&repo).unwrap();
+    let loader = ix.loader();
     let mut items = loader.read_items(&snap.items).unwrap();
     let item = items.remove(0);
     let restored = loader.read_content(item.content.as_ref().unwrap()).unwrap();
