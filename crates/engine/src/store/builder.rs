@@ -3,7 +3,7 @@
 //! metadata streams (item lists, patch lists) stored like content.
 
 use backstop_format::config::ChunkerParams;
-use backstop_format::tree::{ChunkRef, Content, Delta, encode_patches};
+use backstop_format::tree::{ChunkRef, Content, Delta, PatchList};
 use backstop_sources::Chunking;
 
 use crate::error::Result;
@@ -88,7 +88,7 @@ enum Mode<'l> {
         loader: Loader<'l>,
         cursor: Cursor<'l>,
         index: u64,
-        patches: Vec<(u64, ChunkRef)>,
+        patches: PatchList,
         limit: u64,
     },
 }
@@ -163,7 +163,7 @@ impl<'l> ContentBuilder<'l> {
                 loader,
                 cursor: loader.cursor(&tree),
                 index: 0,
-                patches: Vec::new(),
+                patches: PatchList::default(),
                 limit: (count / 2).min(MAX_PATCHES),
             },
             previous,
@@ -192,10 +192,10 @@ impl<'l> ContentBuilder<'l> {
                     self.previous_pos += 1;
                 }
                 if from_base != Some(r) {
-                    patches.push((*index, r));
+                    patches.push(*index, r);
                 }
                 *index += 1;
-                let over = patches.len() as u64 > *limit;
+                let over = patches.len() > *limit;
                 if was != Some(r) {
                     self.changed();
                 }
@@ -226,14 +226,15 @@ impl<'l> ContentBuilder<'l> {
         for i in 0..*index {
             let from_base = cursor.next_chunk()?;
             let r = match next.peek() {
-                Some((pi, r)) if *pi == i => {
+                Some(&(pi, r)) if pi == i => {
                     next.next();
-                    *r
+                    r
                 }
                 _ => from_base.expect("chunks that matched the base exist in it"),
             };
             tree.push(store, r)?;
         }
+        drop(next);
         self.mode = Mode::Full(tree);
         Ok(())
     }
@@ -280,7 +281,7 @@ pub(crate) fn delta_content(
     exhausted: bool,
     size: u64,
     hash: String,
-    patches: &[(u64, ChunkRef)],
+    patches: &PatchList,
 ) -> Result<Content> {
     // Nothing differs and nothing was cut off: the content is the base itself.
     if patches.is_empty() && exhausted && base.root.size == size {
@@ -292,8 +293,11 @@ pub(crate) fn delta_content(
             delta: None,
         });
     }
+    // In pieces: the cutter then copies a piece at a time, not the whole list.
     let mut w = MetaWriter::new();
-    w.write(store, &encode_patches(patches))?;
+    for piece in patches.as_bytes().chunks(1 << 20) {
+        w.write(store, piece)?;
+    }
     let patch = w.finish(store)?;
     Ok(Content {
         size,
@@ -303,7 +307,7 @@ pub(crate) fn delta_content(
         delta: Some(Delta {
             base: base.root,
             chunk_size: base.chunk_size,
-            patches: patches.len() as u64,
+            patches: patches.len(),
             patch: Box::new(patch),
         }),
     })

@@ -15,7 +15,7 @@
 //! bytes: the source reads them again).
 
 use backstop_format::manifest::Item;
-use backstop_format::tree::{ChunkRef, Content, decode_patches};
+use backstop_format::tree::{ChunkRef, Content, PatchList, decode_patches};
 use backstop_sources::Chunking;
 use rayon::prelude::*;
 
@@ -96,6 +96,7 @@ pub(crate) fn reuse(
     let count = size.div_ceil(u64::from(base.chunk_size));
     store.count_known(count);
     let exhausted = base_chunks <= count;
+    let patches: PatchList = patches.into_iter().collect();
     delta_content(store, base, exhausted, size, hash, &patches).map(Some)
 }
 
