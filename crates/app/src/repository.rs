@@ -136,6 +136,13 @@ pub enum Opened {
     Created { encrypted: bool },
 }
 
+/// What [`open_or_create`] opened, where, and whether it made it.
+pub struct OpenedRepository {
+    pub repo: Repository,
+    pub location: Location,
+    pub opened: Opened,
+}
+
 /// Opens the repository at `loc`; with no location, the one at [`Location::default_local`],
 /// created (encrypted when there is a passphrase) if it does not exist yet.
 pub fn open_or_create(
@@ -143,18 +150,27 @@ pub fn open_or_create(
     passphrase: Option<String>,
     now: Timestamp,
     host: &str,
-) -> anyhow::Result<(Repository, Location, Opened)> {
+) -> anyhow::Result<OpenedRepository> {
+    let found = |repo, location| OpenedRepository {
+        repo,
+        location,
+        opened: Opened::Existing,
+    };
     if let Some(loc) = loc {
-        return Ok((open(&loc, passphrase.as_deref())?, loc, Opened::Existing));
+        return Ok(found(open(&loc, passphrase.as_deref())?, loc));
     }
-    let loc = Location::default_local();
-    let storage = loc.storage()?;
+    let location = Location::default_local();
+    let storage = location.storage()?;
     match Repository::open(storage.clone(), passphrase.as_deref()) {
-        Ok(r) => Ok((r, loc, Opened::Existing)),
+        Ok(repo) => Ok(found(repo, location)),
         Err(backstop_engine::Error::NoRepository(_)) => {
             let encrypted = passphrase.is_some();
             let repo = Repository::init(storage, &InitOptions::new(passphrase, now, host.into()))?;
-            Ok((repo, loc, Opened::Created { encrypted }))
+            Ok(OpenedRepository {
+                repo,
+                location,
+                opened: Opened::Created { encrypted },
+            })
         }
         Err(e) => Err(e.into()),
     }

@@ -85,7 +85,7 @@ pub fn drill_targets(
     repo: &Repository,
     source: Option<&str>,
 ) -> anyhow::Result<Vec<(SnapshotId, Snapshot)>> {
-    let targets = backstop_engine::spec::drill_targets(&repo.snapshots()?.0, source);
+    let targets = backstop_engine::spec::drill_targets(&repo.snapshots()?.readable, source);
     if targets.is_empty() {
         return Err(E::NotFound(match source {
             Some(source) => format!("no snapshot of source {source:?} to drill"),
@@ -121,7 +121,7 @@ fn nothing_before(
     source: Option<&str>,
     at: Timestamp,
 ) -> anyhow::Result<E> {
-    let (snaps, _) = repo.snapshots()?;
+    let snaps = repo.snapshots()?.readable;
     let oldest = snaps
         .iter()
         .filter(|(_, s)| source.is_none_or(|n| s.source.name == n))

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use backstop_app::repository::{self, Credentials, Location};
+use backstop_engine::repo::SnapshotList;
 use backstop_engine::spec::{Spec, SpecClock};
 use backstop_engine::{Indexed, Repository, SpillOptions};
 
@@ -108,7 +109,10 @@ impl<'a> Ctx<'a> {
             time_zone: tz.clone(),
         };
         let spec = Spec::parse(text, Some(&clock))?;
-        let (snaps, damaged) = repo.snapshots()?;
+        let SnapshotList {
+            readable: snaps,
+            unreadable: damaged,
+        } = repo.snapshots()?;
         let drills = match spec {
             Spec::LatestVerified(_) => repo.verification()?,
             _ => std::collections::HashMap::new(),

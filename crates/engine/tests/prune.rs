@@ -464,7 +464,7 @@ fn prune_refuses_a_damaged_repository_and_deletes_nothing(#[case] damage: &str) 
         run(&repo, files(&[("a", d), ("b", &data[0])]), "s", i as i64);
     }
     forget_keep_last(&repo, 1);
-    let (snaps, _) = repo.snapshots().unwrap();
+    let snaps = repo.snapshots().unwrap().readable;
     let (kept, _) = &snaps[0];
     let flip = |b: &mut Vec<u8>| {
         let mid = b.len() / 2;
@@ -644,7 +644,7 @@ fn prune_after_interrupted_prune(pass: Option<&str>) -> Vec<String> {
             run(&repo, files(&[("a", v), ("b", &other)]), "s", t as i64);
         }
         forget_keep_last(&repo, 1);
-        let kept = repo.snapshots().unwrap().0[0].0;
+        let kept = repo.snapshots().unwrap().readable[0].0;
         let indexed = attempt % 2 == 1;
         let first = interrupt_prune(&storage, pass, indexed);
         assert!(first.plan.repack_packs > 0, "the interrupted prune repacks");

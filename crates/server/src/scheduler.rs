@@ -185,7 +185,7 @@ impl Scheduler {
     pub fn facts(&self) -> anyhow::Result<Facts> {
         let setup = self.runner.setup();
         let repo = &setup.repo;
-        let (snaps, _) = repo.snapshots()?;
+        let snaps = repo.snapshots()?.readable;
         let marks = repo.marks()?;
         let mut facts = Facts::default();
         for (id, s) in &snaps {

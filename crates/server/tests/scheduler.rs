@@ -201,7 +201,7 @@ async fn the_scheduler_backs_up_when_due_by_its_clock() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     runner.shutdown().await;
-    let (snaps, _) = setup.repo.snapshots().unwrap();
+    let snaps = setup.repo.snapshots().unwrap().readable;
     assert_eq!(snaps.len(), 2);
     assert!(snaps.iter().all(|(_, s)| s.kind == BackupKind::Scheduled));
 }
@@ -253,7 +253,7 @@ async fn startup_backups_conflicting_jobs_and_shutdown() {
         "{:#?}",
         runner.recent()
     );
-    let (snaps, _) = setup.repo.snapshots().unwrap();
+    let snaps = setup.repo.snapshots().unwrap().readable;
     let startup = snaps
         .iter()
         .filter(|(_, s)| s.kind == BackupKind::Startup)

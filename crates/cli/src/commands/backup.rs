@@ -231,7 +231,11 @@ fn print_summary(s: &BackupSummary, secs: f64) -> anyhow::Result<()> {
 
 /// Opens the configured repository, or creates `./backstop-repo` when none is configured.
 fn open_or_create(ctx: &Ctx<'_>) -> anyhow::Result<(Repository, Location)> {
-    let (repo, loc, opened) = repository::open_or_create(
+    let repository::OpenedRepository {
+        repo,
+        location,
+        opened,
+    } = repository::open_or_create(
         ctx.repo_location(),
         ctx.passphrase()?,
         Timestamp::now(),
@@ -254,7 +258,7 @@ fn open_or_create(ctx: &Ctx<'_>) -> anyhow::Result<(Repository, Location)> {
             }
         );
     }
-    Ok((repo, loc))
+    Ok((repo, location))
 }
 
 /// The backups to make, each with its source name; a source that cannot even be opened is an

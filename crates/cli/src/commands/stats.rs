@@ -31,7 +31,7 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
         print_json(&r)?;
         return Ok(crate::exit::OK);
     }
-    let (snaps, _) = repo.snapshots()?;
+    let snaps = repo.snapshots()?.readable;
     let times: Vec<Timestamp> = snaps.iter().map(|(_, s)| s.time).collect();
     let added: Vec<(Timestamp, u64)> = snaps
         .iter()

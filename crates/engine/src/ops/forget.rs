@@ -17,6 +17,7 @@ use jiff::tz::TimeZone;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::repository::SnapshotList;
 use crate::repository::lock::Lock;
 use crate::repository::marks::candidate;
 use crate::repository::{Marks, Repository};
@@ -110,7 +111,10 @@ fn gather(
     repo: &Repository,
     opts: &ForgetOptions,
 ) -> Result<(ForgetPlan, HashMap<SnapshotId, Vec<String>>)> {
-    let (snaps, bad_snaps) = repo.snapshots()?;
+    let SnapshotList {
+        readable: snaps,
+        unreadable: bad_snaps,
+    } = repo.snapshots()?;
     let SnapshotRecords {
         names: record_names,
         marks,
@@ -227,7 +231,10 @@ pub fn forget_named(
     host: &str,
 ) -> Result<NamedForgetSummary> {
     let lock = Lock::acquire(repo, false, "forget", host, Timestamp::now())?;
-    let (snaps, bad_snaps) = repo.snapshots()?;
+    let SnapshotList {
+        readable: snaps,
+        unreadable: bad_snaps,
+    } = repo.snapshots()?;
     let SnapshotRecords {
         names: record_names,
         marks,

@@ -41,6 +41,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::repository::Repository;
+use crate::repository::SnapshotList;
 use crate::repository::content::Loader;
 use crate::repository::index::{IdSet, Index, LoadedIndex};
 use crate::repository::indexed::Indexed;
@@ -263,7 +264,10 @@ pub fn plan_prune(
             "{problem}: run `backstop verify` first"
         )));
     }
-    let (mut snaps, bad) = repo.snapshots()?;
+    let SnapshotList {
+        readable: mut snaps,
+        unreadable: bad,
+    } = repo.snapshots()?;
     // A damaged snapshot that a dry-run forget would delete is assumed gone like the others.
     let assumed =
         |name: &str| SnapshotId::from_hex(name).is_ok_and(|id| opts.assume_forgotten.contains(&id));

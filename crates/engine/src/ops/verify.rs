@@ -231,11 +231,11 @@ pub fn verify(
     )?;
     report.unindexed_needed_packs = needed.len();
     check_records(repo, &mut report)?;
-    for (name, e) in crate::repository::damaged_key_files(repo)? {
+    for key in crate::repository::damaged_key_files(repo)? {
         report.problems.push(problem(
             "damaged-key",
-            name,
-            format!("key file cannot be used with any passphrase ({e}); another key file opened the repository"),
+            key.file,
+            format!("key file cannot be used with any passphrase ({}); another key file opened the repository", key.error),
         ));
     }
     assign_repairs(&mut report);
@@ -287,9 +287,10 @@ fn assign_repairs(report: &mut VerifyReport) {
 /// The snapshots to check: every one that can be read, and the unreadable ones with why. One
 /// deleted between listing and reading was forgotten (`forget` runs beside verify), not damaged.
 fn committed_snapshots(repo: &Repository) -> Result<crate::repository::SnapshotList> {
-    let (snaps, mut bad) = repo.snapshots()?;
-    bad.retain(|(_, e)| !matches!(e, crate::Error::Storage(s) if s.is_not_found()));
-    Ok((snaps, bad))
+    let mut list = repo.snapshots()?;
+    list.unreadable
+        .retain(|(_, e)| !matches!(e, crate::Error::Storage(s) if s.is_not_found()));
+    Ok(list)
 }
 
 fn read_packs(
@@ -428,7 +429,10 @@ type Hits = HashMap<usize, Vec<String>>;
 fn check_snapshots(
     repo: &Repository,
     index: &Index,
-    (snaps, bad_snaps): crate::repository::SnapshotList,
+    crate::repository::SnapshotList {
+        readable: snaps,
+        unreadable: bad_snaps,
+    }: crate::repository::SnapshotList,
     unindexed: &HashMap<ChunkId, PackId>,
     needed: &mut HashSet<PackId>,
     bad: &mut HashMap<ChunkId, Vec<usize>>,

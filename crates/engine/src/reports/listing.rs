@@ -7,6 +7,7 @@ use backstop_policy::Lifecycle;
 use serde::Serialize;
 
 use crate::error::Result;
+use crate::repository::SnapshotList;
 use crate::repository::{Marks, Repository};
 
 /// Which snapshots to list; `None` matches all.
@@ -129,7 +130,10 @@ pub fn list_snapshots(
     lifecycle: &Lifecycle,
     now: Timestamp,
 ) -> Result<(Vec<SnapshotRow>, Vec<Unreadable>)> {
-    let (snaps, bad) = repo.snapshots()?;
+    let SnapshotList {
+        readable: snaps,
+        unreadable: bad,
+    } = repo.snapshots()?;
     let marks = repo.marks()?;
     let rows = snaps
         .into_iter()

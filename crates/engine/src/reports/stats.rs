@@ -90,7 +90,7 @@ pub fn stats(repo: &Repository, opts: &StatsOptions) -> Result<StatsReport> {
     let total_bytes =
         pack_bytes + index_bytes + snapshot_bytes + record_bytes + size_of(Kind::Key)?;
     let index = Index::load(repo)?.index;
-    let (snaps, _) = repo.snapshots()?;
+    let snaps = repo.snapshots()?.readable;
     let loader = Loader::new(repo, &index);
 
     let mut per_source: BTreeMap<String, (SourceStats, IdSet, HashSet<ChunkId>)> = BTreeMap::new();

@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use crate::error::Result;
 use crate::repository::Repository;
+use crate::repository::SnapshotList;
 use crate::repository::content::Loader;
 use crate::repository::index::Index;
 
@@ -104,7 +105,10 @@ impl StatusReport {
 }
 
 pub fn status(repo: &Repository, opts: &StatusOptions) -> Result<StatusReport> {
-    let (snaps, bad) = repo.snapshots()?;
+    let SnapshotList {
+        readable: snaps,
+        unreadable: bad,
+    } = repo.snapshots()?;
     let records = repo.records()?;
     let failures = crate::repository::attempts::last_failures(&records);
     let marks = crate::repository::Marks::from_records(records);

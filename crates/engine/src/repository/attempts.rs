@@ -36,8 +36,8 @@ pub fn record_backup_failure(
     let newest = repo
         .snapshots()
         .ok()
-        .and_then(|(snaps, _)| {
-            snaps
+        .and_then(|list| {
+            list.readable
                 .into_iter()
                 .rev()
                 .find(|(_, s)| s.source.name == source)

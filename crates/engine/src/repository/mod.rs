@@ -33,8 +33,13 @@ use crate::repository::spec::{Spec, SpecClock};
 
 pub use marks::Marks;
 
-/// Readable snapshots (oldest first), and the names of unreadable ones with their errors.
-pub type SnapshotList = (Vec<(SnapshotId, Snapshot)>, Vec<(String, Error)>);
+/// Every snapshot in a repository: the readable ones, oldest first, and the names of those that
+/// cannot be read with their errors (one damaged manifest does not hide the others).
+#[derive(Debug, Default)]
+pub struct SnapshotList {
+    pub readable: Vec<(SnapshotId, Snapshot)>,
+    pub unreadable: Vec<(String, Error)>,
+}
 
 /// Readable objects with their names, and the names of unreadable ones with their errors.
 pub type Named<T> = (Vec<(String, T)>, Vec<(String, Error)>);
@@ -278,7 +283,10 @@ impl Repository {
         })?;
         let mut ok: Vec<(SnapshotId, Snapshot)> = ok.into_iter().map(|(_, s)| s).collect();
         ok.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
-        Ok((ok, bad))
+        Ok(SnapshotList {
+            readable: ok,
+            unreadable: bad,
+        })
     }
 
     /// Finds a snapshot by a spec without a time (see [`crate::repository::spec`]): an id, a unique id
@@ -297,7 +305,10 @@ impl Repository {
     }
 
     fn resolve_spec(&self, spec: &Spec) -> Result<(SnapshotId, Snapshot)> {
-        let (snaps, damaged) = self.snapshots()?;
+        let SnapshotList {
+            readable: snaps,
+            unreadable: damaged,
+        } = self.snapshots()?;
         let drills = match spec {
             Spec::LatestVerified(_) => self.verification()?,
             _ => HashMap::new(),
@@ -382,14 +393,25 @@ pub(crate) fn unwrap_key_named(
     })
 }
 
+/// A key file that cannot be used whatever the passphrase, and why.
+#[derive(Debug, Clone)]
+pub struct DamagedKey {
+    /// The key file's name.
+    pub file: String,
+    pub error: String,
+}
+
 /// Key files that cannot be used whatever the passphrase (they do not parse, or fail their own
-/// checksum): their names with why.
-pub fn damaged_key_files(repo: &Repository) -> Result<Vec<(String, String)>> {
+/// checksum).
+pub fn damaged_key_files(repo: &Repository) -> Result<Vec<DamagedKey>> {
     let mut out = Vec::new();
     for k in repo.storage().list(Kind::Key)? {
         let raw = repo.storage().read(Kind::Key, &k.name)?;
         if let Err(e) = KeyFile::parse(&raw).and_then(|f| f.check_integrity()) {
-            out.push((k.name, e.to_string()));
+            out.push(DamagedKey {
+                file: k.name,
+                error: e.to_string(),
+            });
         }
     }
     Ok(out)

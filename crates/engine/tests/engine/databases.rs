@@ -145,7 +145,7 @@ fn database_versions_are_deltas_that_restore_exactly() {
         versions.push((day, db.clone()));
     }
     // Every version restores exactly, and verify is clean.
-    let (snaps, _) = repo.snapshots().unwrap();
+    let snaps = repo.snapshots().unwrap().readable;
     assert_eq!(snaps.len(), versions.len());
     for ((id, _), (_, want)) in snaps.iter().zip(&versions) {
         assert_eq!(&restore_all(&repo, id)[0].1, want);

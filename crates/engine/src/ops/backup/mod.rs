@@ -134,7 +134,7 @@ fn run_backup(
     // The index was loaded before the lock: a prune that ran in between may have removed
     // chunks it lists, and deduplicating against those would lose data.
     ix.check_current()?;
-    let (snaps, _) = repo.snapshots()?;
+    let snaps = repo.snapshots()?.readable;
     let parent = snaps
         .iter()
         .rev()

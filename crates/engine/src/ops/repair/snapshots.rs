@@ -32,6 +32,7 @@ use crate::ops::backup::ItemList;
 use crate::ops::repair::index::NamedProblem;
 use crate::progress::Progress;
 use crate::repository::Repository;
+use crate::repository::SnapshotList;
 use crate::repository::content::Loader;
 use crate::repository::index::{Index, LoadedIndex};
 use crate::repository::indexed::Indexed;
@@ -140,7 +141,10 @@ pub fn repair_snapshots(
         unindexed: &unindexed,
         unindexed_needed: std::cell::Cell::new(0),
     };
-    let (snaps, bad) = repo.snapshots()?;
+    let SnapshotList {
+        readable: snaps,
+        unreadable: bad,
+    } = repo.snapshots()?;
     let mut summary = RepairSnapshotsSummary {
         dry_run: opts.dry_run,
         snapshots: snaps.len() + bad.len(),
