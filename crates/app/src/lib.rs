@@ -1,7 +1,10 @@
 //! The application layer: what the command line (`backstop`) and the daemon (`backstop serve`)
 //! both do, written once.
 //!
-//! Here: the config model (`backstop.toml`) and its mapping to sources, exclusion rules, what
+//! Here: the config model (`backstop.toml`) and its mapping to sources, exclusion rules,
+//! opening a repository and loading its index, the requests both front ends make (backup,
+//! restore, verify and drills, forget and prune) with their defaults and merging rules, which
+//! snapshot a spec names, the one-line verdict of a result and the remedy for an error, what
 //! the daemon runs on, and the error markers front ends map to exit codes and HTTP statuses.
 //! Not here: argument parsing (clap), HTTP (axum), printing and progress bars; those belong
 //! to the front ends, which turn their input into this crate's types and show its results.
