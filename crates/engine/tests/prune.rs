@@ -19,9 +19,13 @@ use backstop_format::record::{MARK_VERIFIED, PIN, Record};
 use backstop_format::tree::{ChunkRef, Content};
 use backstop_format::{ChunkId, PackId, SnapshotId, Timestamp};
 use backstop_policy::{Lifecycle, Policy};
-use backstop_sources::{Buffers, Capture, Chunking, Entry, EntryContent, Source};
+use backstop_sources::{Capture, Chunking, Entry, EntryContent, Source};
 use backstop_storage::{Kind, MemoryStorage, Storage};
 use rstest::rstest;
+
+#[path = "support/pieces.rs"]
+mod pieces;
+use pieces::Pieces;
 
 const HOST: &str = "test-host";
 const PAGE: usize = 4096;
@@ -76,23 +80,6 @@ impl Source for TestSource {
     }
     fn finish(&mut self) -> SourceResult {
         Ok(())
-    }
-}
-
-/// Content in owned buffers, as a database capture hands it over; of 2 MiB, the engine's read
-/// batch, so that the engine cuts the same batches as from a reader.
-struct Pieces(std::vec::IntoIter<Vec<u8>>);
-
-impl Pieces {
-    fn of(data: &[u8]) -> Box<dyn Buffers> {
-        let pieces: Vec<Vec<u8>> = data.chunks(2 << 20).map(<[u8]>::to_vec).collect();
-        Box::new(Pieces(pieces.into_iter()))
-    }
-}
-
-impl Buffers for Pieces {
-    fn next_buffer(&mut self, _: Option<Vec<u8>>) -> std::io::Result<Option<Vec<u8>>> {
-        Ok(self.0.next())
     }
 }
 

@@ -3,6 +3,8 @@
 
 mod databases;
 mod faults;
+#[path = "../support/pieces.rs"]
+mod pieces;
 
 use std::io::Cursor;
 use std::sync::Arc;
@@ -15,8 +17,9 @@ use backstop_engine::{
 use backstop_format::crypto::KdfParams;
 use backstop_format::manifest::{BackupKind, Item, ItemKind, SourceKind};
 use backstop_format::{SnapshotId, Timestamp};
-use backstop_sources::{Buffers, Capture, Chunking, Entry, EntryContent, Source};
+use backstop_sources::{Capture, Chunking, Entry, EntryContent, Source};
 use backstop_storage::{Kind, LocalStorage, MemoryStorage, Storage};
+use pieces::Pieces;
 
 /// A source made of in-memory items.
 struct VecSource {
