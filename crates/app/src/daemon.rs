@@ -2,13 +2,12 @@
 //! retention. [`crate::config::Config`] builds a [`Setup`] from `backstop.toml`; tests build one
 //! by hand. The server (`backstop serve`) runs on it.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context as _;
 use backstop_engine::Repository;
-use backstop_policy::{Lifecycle, Policy, Schedule};
+use backstop_policy::{Lifecycle, Schedule};
 use jiff::SignedDuration;
 use jiff::tz::TimeZone;
 
@@ -48,9 +47,8 @@ pub struct Setup {
     pub sources: Vec<SourceSpec>,
     pub build_source: SourceFactory,
     pub time_zone: TimeZone,
-    /// The policy of sources without their own.
-    pub retention: Policy,
-    pub per_source_retention: BTreeMap<String, Policy>,
+    /// The retention policies: each source's own, and one for those without.
+    pub retention: crate::retention::Retention,
     pub lifecycle: Lifecycle,
     pub tasks: Tasks,
     /// Webhook URL: a JSON POST when a job fails or a source becomes overdue.
@@ -154,8 +152,7 @@ pub fn setup_from_config(
         sources,
         build_source,
         time_zone: config.time_zone()?,
-        retention: retention.policy,
-        per_source_retention: retention.per_source,
+        retention,
         lifecycle: config.lifecycle()?,
         tasks,
         webhook: config.daemon.webhook.clone(),

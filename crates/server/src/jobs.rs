@@ -16,7 +16,7 @@ use anyhow::Context as _;
 use backstop_app::backup::{BackupRequest, SkipUnchanged, SourceSettings};
 use backstop_app::outcome::{self, Verdict};
 use backstop_app::restore::{DatabaseRequest, InPlacePlan};
-use backstop_app::retention::{Retention, prune_options};
+use backstop_app::retention::prune_options;
 use backstop_app::snapshots::drill_targets;
 use backstop_app::verify::{drill_options, verify_options};
 use backstop_engine::database::restore_database;
@@ -507,11 +507,7 @@ fn execute(setup: &Setup, spec: &JobSpec, progress: &dyn Progress) -> anyhow::Re
             JobOutcome::new(outcome::drill(&id, &rec), &rec)
         }
         JobSpec::Forget => {
-            let retention = Retention {
-                policy: setup.retention.clone(),
-                per_source: setup.per_source_retention.clone(),
-            };
-            let opts = retention.forget_options(
+            let opts = setup.retention.clone().forget_options(
                 vec![],
                 setup.lifecycle,
                 setup.time_zone.clone(),

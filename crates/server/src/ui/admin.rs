@@ -47,7 +47,7 @@ fn render_admin(app: &AppState, user: &User, notice: Notice) -> PageResult {
                 name => s.name.clone(),
                 kind => s.kind.clone(),
                 schedule => s.schedule.as_ref().map(ToString::to_string),
-                retention => setup.per_source_retention.get(&s.name).map(|p| p.describe()),
+                retention => setup.retention.per_source.get(&s.name).map(|p| p.describe()),
             }
         })
         .collect();
@@ -57,7 +57,7 @@ fn render_admin(app: &AppState, user: &User, notice: Notice) -> PageResult {
         startup_backup => t.startup_backup,
         tasks => tasks,
         sources => sources,
-        retention => setup.retention.describe(),
+        retention => setup.retention.policy.describe(),
         webhook => setup.webhook.is_some(),
     };
     let (new_token_name, new_token) = notice.token.unzip();

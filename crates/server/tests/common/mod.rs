@@ -123,8 +123,7 @@ pub fn setup_in(dir: &std::path::Path, tasks: Tasks) -> Setup {
             }
         }),
         time_zone: jiff::tz::TimeZone::UTC,
-        retention: Policy::small_business_default(),
-        per_source_retention: Default::default(),
+        retention: backstop_app::retention::Retention::only(Policy::small_business_default()),
         lifecycle: Lifecycle::default(),
         tasks,
         webhook: None,
