@@ -233,8 +233,9 @@ pub fn load_index(repo: &Repository, quiet: bool) -> anyhow::Result<Indexed<'_>>
 }
 
 /// Where a backup's index goes past a size (see `SpillOptions`).
-/// `BACKSTOP_SPILL_ENTRIES=N` moves the index and the backup's set of new chunks to scratch
-/// files past N entries (0: always; for tests), `BACKSTOP_SCRATCH_DIR` says where they go
+/// `BACKSTOP_SPILL_ENTRIES=N` moves the index, the backup's set of new chunks and a SQLite
+/// check's page summaries to scratch files past N entries or pages (0: always; for tests),
+/// `BACKSTOP_SCRATCH_DIR` says where they go
 /// (default: the system's temporary folder).
 pub fn spill_options() -> anyhow::Result<SpillOptions> {
     let mut spill =

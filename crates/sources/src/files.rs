@@ -32,7 +32,9 @@ use backstop_format::manifest::{Excludes, Item, ItemKind, SourceKind};
 
 use crate::exclude::Exclusions;
 use crate::sqlite::SqliteSource;
-use crate::{Buffers, Capture, Chunking, Entry, EntryContent, Error, OnChange, Source};
+use crate::{
+    Buffers, Capture, Chunking, Entry, EntryContent, Error, OnChange, ScratchOptions, Source,
+};
 
 /// The files SQLite keeps beside a database (`<db>-wal`, `<db>-shm`, `<db>-journal`).
 const COMPANION_SUFFIXES: [&str; 3] = ["-wal", "-shm", "-journal"];
@@ -51,6 +53,8 @@ pub struct FilesSource {
     captured: HashSet<PathBuf>,
     /// What the user asked to leave out.
     exclusions: Option<Exclusions>,
+    /// Where database captures keep large working state.
+    scratch: ScratchOptions,
 }
 
 impl FilesSource {
@@ -84,6 +88,7 @@ impl FilesSource {
             databases: true,
             captured: HashSet::new(),
             exclusions: None,
+            scratch: ScratchOptions::default(),
         })
     }
 
@@ -134,7 +139,9 @@ impl FilesSource {
     /// (with a warning) when it cannot be captured as one, and is then stored as bytes.
     fn capture_database(&mut self, path: &Path, item_path: &str, md: &Metadata) -> Option<Entry> {
         let started = whole_pages(path, md).and_then(|()| {
-            SqliteSource::new(path.to_path_buf(), item_path.to_string())?.next_entry()
+            let mut db = SqliteSource::new(path.to_path_buf(), item_path.to_string())?;
+            db.use_scratch(&self.scratch);
+            db.next_entry()
         });
         match started {
             Ok(Some(mut entry)) => {
@@ -280,6 +287,10 @@ impl Source for FilesSource {
             .as_ref()
             .map(|e| e.rules().clone())
             .unwrap_or_default()
+    }
+
+    fn use_scratch(&mut self, scratch: &ScratchOptions) {
+        self.scratch = scratch.clone();
     }
 
     fn next_entry(&mut self) -> Result<Option<Entry>, Error> {

@@ -25,6 +25,7 @@ pub mod restore;
 pub mod sqlite;
 
 use std::io::Read;
+use std::path::PathBuf;
 
 use backstop_format::Timestamp;
 use backstop_format::manifest::{Excludes, Item, SourceKind};
@@ -37,6 +38,28 @@ pub enum Chunking {
     /// Fixed-size chunks aligned to the start of the stream: for page-structured data such as
     /// SQLite files, where a page never moves and content-defined cuts would straddle pages.
     Fixed(u32),
+}
+
+/// Where and past what size a capture keeps its working state in scratch files instead of in
+/// memory (the engine passes its own spill settings, see [`Source::use_scratch`]). Scratch
+/// files are anonymous: unlinked at once (delete-on-close on Windows), never read by another run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScratchOptions {
+    /// The folder for scratch files; `None` is the system's temporary folder.
+    pub dir: Option<PathBuf>,
+    /// Database pages above which a SQLite capture's integrity check keeps its page summaries
+    /// (about 12 bytes a page) in a scratch file. The default, 524,288 (2 GiB of 4 KiB pages),
+    /// keeps every database up to that size on the in-memory path.
+    pub check_pages_in_memory: u64,
+}
+
+impl Default for ScratchOptions {
+    fn default() -> Self {
+        Self {
+            dir: None,
+            check_pages_in_memory: 1 << 19,
+        }
+    }
 }
 
 /// Called by the engine as soon as an entry's content is known to differ from the previous
@@ -141,6 +164,10 @@ pub trait Source: Send {
     fn excludes(&self) -> Excludes {
         Excludes::default()
     }
+    /// Where the captures of this source may keep large working state (see
+    /// [`ScratchOptions`]); called by the engine before the first [`Source::next_entry`]. A
+    /// source with no such state ignores it.
+    fn use_scratch(&mut self, _scratch: &ScratchOptions) {}
     /// The next entry, or `None` when the capture is complete. The engine is done with an
     /// entry (its capture completed or dropped) before it asks for the next one.
     fn next_entry(&mut self) -> Result<Option<Entry>, Error>;

@@ -57,6 +57,9 @@ pub struct SpillOptions {
     /// a scratch file. The default, 229,376, fills a hash table of 2^18 slots (8.6 MiB) to
     /// its load limit, so the set never grows past it.
     pub new_chunks: usize,
+    /// Database pages above which a SQLite capture's integrity check keeps its page summaries
+    /// in a scratch file (`backstop_sources::ScratchOptions::check_pages_in_memory`).
+    pub check_pages: u64,
     /// Where scratch files go; `None` is the system's temporary folder.
     pub dir: Option<PathBuf>,
 }
@@ -66,19 +69,29 @@ impl Default for SpillOptions {
         Self {
             index_entries: 1 << 19,
             new_chunks: 7 << 15,
+            check_pages: backstop_sources::ScratchOptions::default().check_pages_in_memory,
             dir: None,
         }
     }
 }
 
 impl SpillOptions {
-    /// The same options with both thresholds at `entries`: what a test uses to force the
+    /// The same options with every threshold at `entries`: what a test uses to force the
     /// on-disk path on a small repository (0 spills everything).
     pub fn all_above(entries: u64) -> Self {
         Self {
             index_entries: entries,
             new_chunks: usize::try_from(entries).unwrap_or(usize::MAX),
+            check_pages: entries,
             dir: None,
+        }
+    }
+
+    /// What a source's captures are told (see `Source::use_scratch`).
+    pub fn for_sources(&self) -> backstop_sources::ScratchOptions {
+        backstop_sources::ScratchOptions {
+            dir: self.dir.clone(),
+            check_pages_in_memory: self.check_pages,
         }
     }
 

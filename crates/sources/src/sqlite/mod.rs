@@ -35,7 +35,7 @@ use std::time::Duration;
 use backstop_format::manifest::{DatabaseMeta, ItemKind, NotCheckable, SourceKind, TableRows};
 use rusqlite::Connection;
 
-use crate::{Entry, EntryContent, Error, OnChange, Source};
+use crate::{Entry, EntryContent, Error, OnChange, ScratchOptions, Source};
 
 mod capture;
 mod check;
@@ -44,8 +44,8 @@ mod limits;
 mod replace;
 
 use capture::{PageStream, Running, SqliteCapture};
-pub use check::native_check;
 use check::{Checker, Plan};
+pub use check::{native_check, native_check_with};
 pub use inspect::*;
 pub use limits::{Verdict, check_with_limits, describe_not_checkable};
 pub use replace::replace_live;
@@ -98,6 +98,7 @@ pub struct SqliteSource {
     path: PathBuf,
     item_name: String,
     started: bool,
+    scratch: ScratchOptions,
 }
 
 impl SqliteSource {
@@ -116,6 +117,7 @@ impl SqliteSource {
             path: abs,
             item_name,
             started: false,
+            scratch: ScratchOptions::default(),
         })
     }
 
@@ -194,9 +196,15 @@ fn stream_pages(
     let mut checked = None;
     while let Some((tx, free)) = pass.take() {
         let mut checker = match &checking {
-            Checking::Native { plan, wanted, .. } if wanted.load(Ordering::Relaxed) => {
-                Some((Checker::new(plan.clone(), page_count), wanted.clone()))
-            }
+            Checking::Native {
+                plan,
+                wanted,
+                scratch,
+                ..
+            } if wanted.load(Ordering::Relaxed) => Some((
+                Checker::new(plan.clone(), page_count, scratch),
+                wanted.clone(),
+            )),
             _ => None,
         };
         if !scan_pages(
@@ -346,6 +354,7 @@ enum Checking {
         plan: Plan,
         wanted: Arc<AtomicBool>,
         tables: Tables,
+        scratch: ScratchOptions,
     },
     /// `PRAGMA quick_check` in the capture's transaction, after the capture.
     Here(Tables),
@@ -399,6 +408,7 @@ impl CheckSetup {
         plan: Option<Plan>,
         checker: Option<Connection>,
         tables: Tables,
+        scratch: &ScratchOptions,
     ) -> Result<Self, Error> {
         let in_capture = |checking, check_pass| Self {
             checking,
@@ -414,6 +424,7 @@ impl CheckSetup {
                 plan,
                 wanted: wanted.clone(),
                 tables,
+                scratch: scratch.clone(),
             };
             return Ok(in_capture(checking, Some(wanted)));
         }
@@ -458,6 +469,10 @@ impl Source for SqliteSource {
         vec![self.path.display().to_string()]
     }
 
+    fn use_scratch(&mut self, scratch: &ScratchOptions) {
+        self.scratch = scratch.clone();
+    }
+
     fn next_entry(&mut self) -> Result<Option<Entry>, Error> {
         if self.started {
             return Ok(None);
@@ -476,7 +491,7 @@ impl Source for SqliteSource {
             )));
         }
         let tables: Tables = (info.tables.clone(), info.virtual_tables.clone());
-        let check = CheckSetup::start(&self.path, plan, checker, tables)?;
+        let check = CheckSetup::start(&self.path, plan, checker, tables, &self.scratch)?;
         let (first, stream) = PageStream::pass();
         let (again_tx, again) = channel();
         let (path, ps, pc) = (self.path.clone(), info.page_size as usize, info.page_count);

@@ -2,7 +2,8 @@
 
 use std::path::Path;
 
-use backstop_sources::sqlite::native_check;
+use backstop_sources::ScratchOptions;
+use backstop_sources::sqlite::native_check_with;
 use rusqlite::{Connection, OpenFlags};
 
 #[derive(Debug, PartialEq)]
@@ -44,8 +45,27 @@ pub(crate) enum Native {
     Panicked,
 }
 
+/// The native check's verdict, with its page summaries in memory; the same check with them in
+/// a scratch file (what a database past `check_pages_in_memory` pages gets) must say exactly
+/// the same.
 pub(crate) fn native_verdict(path: &Path) -> Native {
-    match std::panic::catch_unwind(|| native_check(path)) {
+    let in_memory = native_verdict_with(path, &ScratchOptions::default());
+    let on_disk = ScratchOptions {
+        dir: None,
+        check_pages_in_memory: 0,
+    };
+    let in_file = native_verdict_with(path, &on_disk);
+    assert_eq!(
+        format!("{in_file:?}"),
+        format!("{in_memory:?}"),
+        "{}: the check with its summaries in a scratch file disagrees",
+        path.display()
+    );
+    in_memory
+}
+
+fn native_verdict_with(path: &Path, scratch: &ScratchOptions) -> Native {
+    match std::panic::catch_unwind(|| native_check_with(path, scratch)) {
         Ok(Ok(Some(problems))) if problems.is_empty() => Native::Passed,
         Ok(Ok(Some(problems))) => Native::Flagged(problems),
         Ok(Ok(None)) => Native::LeftToSqlite,

@@ -157,6 +157,7 @@ fn run_backup(
     let mut stats = SnapshotStats::default();
     let mut warnings = Vec::new();
     progress.phase("backup", None);
+    source.use_scratch(&index.spill_options().for_sources());
     while let Some(mut entry) = source.next_entry()? {
         if let Err(e) = backstop_format::manifest::check_item_path(&entry.item.path) {
             if entry.required {

@@ -1,5 +1,6 @@
 //! The checks on each page by itself, as the capture streams it.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use super::*;
@@ -122,8 +123,9 @@ impl Geometry {
 }
 
 impl Checker {
-    pub(crate) fn new(plan: Plan, page_count: u64) -> Self {
+    pub(crate) fn new(plan: Plan, page_count: u64, scratch: &ScratchOptions) -> Self {
         let n = usize::try_from(page_count).unwrap_or(0) + 2;
+        let aux = Summaries::new(page_count, scratch);
         let page_count = u32::try_from(page_count).unwrap_or(u32::MAX);
         Self {
             plan,
@@ -132,7 +134,8 @@ impl Checker {
             kind: vec![NOT_BTREE; n],
             broken: HashMap::new(),
             at: vec![0; n],
-            aux: Vec::new(),
+            aux,
+            record: Vec::with_capacity(256),
             too_large: false,
             shapes: Vec::new(),
             shape_ids: HashMap::new(),
@@ -204,7 +207,7 @@ impl Checker {
             }
         }
         if !is_btree(self.kind[i]) {
-            self.aux.extend_from_slice(&p[..4]);
+            self.aux.append(&p[..4]);
         }
         self.at[i + 1] = self.aux_len();
     }
@@ -223,7 +226,8 @@ impl Checker {
     /// `keys` and the field summary in `fields` of a table leaf, the children and overflow
     /// chains from the scratch vectors.
     fn encode(&mut self, kind: u8, (cells, keys, shortest): (usize, (i64, i64), u16)) {
-        let out = &mut self.aux;
+        let out = &mut self.record;
+        out.clear();
         put_varint(out, cells as u64);
         if kind == TABLE_LEAF {
             put_varint(out, zigzag(keys.0));
@@ -261,15 +265,14 @@ impl Checker {
             put_varint(out, u64::from(head));
             put_varint(out, u64::from(pages));
         }
+        self.aux.append(&self.record);
     }
 
-    fn record_of(&self, pgno: u32) -> &[u8] {
+    fn record_of(&self, pgno: u32) -> Cow<'_, [u8]> {
         let i = pgno as usize;
         match (self.at.get(i), self.at.get(i + 1)) {
-            (Some(&s), Some(&e)) if s <= e && !self.too_large => {
-                self.aux.get(s as usize..e as usize).unwrap_or(&[])
-            }
-            _ => &[],
+            (Some(&s), Some(&e)) if !self.too_large => self.aux.get(u64::from(s), u64::from(e)),
+            _ => Cow::Borrowed(&[]),
         }
     }
 
@@ -287,7 +290,8 @@ impl Checker {
 
     /// The summary of b-tree page `pgno`, of kind `kind` (see [`Summary`]).
     pub(super) fn summary(&self, pgno: u32, kind: u8) -> Summary<'_> {
-        let r = self.record_of(pgno);
+        let record = self.record_of(pgno);
+        let r: &[u8] = &record;
         let mut at = 0;
         let mut next = || {
             let (v, n) = get_varint(r, at).unwrap_or((0, r.len() - at.min(r.len())));
@@ -303,14 +307,16 @@ impl Checker {
             s.keys = (lo, lo.wrapping_add(next() as i64));
             let tag = next();
             s.shape = if tag.is_multiple_of(2) {
-                self.shapes
-                    .get((tag / 2) as usize)
-                    .map_or(&[][..], Vec::as_slice)
+                Cow::Borrowed(
+                    self.shapes
+                        .get((tag / 2) as usize)
+                        .map_or(&[][..], Vec::as_slice),
+                )
             } else {
                 let len = (tag / 2) as usize;
-                let shape = r.get(at..at + len).unwrap_or(&[]);
+                let shape = r.get(at..at + len).unwrap_or(&[]).to_vec();
                 at += len;
-                shape
+                Cow::Owned(shape)
             };
         }
         let mut next = || {
@@ -651,7 +657,7 @@ mod tests {
             tables: Vec::new(),
             trees: Vec::new(),
         };
-        Checker::new(plan, 1)
+        Checker::new(plan, 1, &ScratchOptions::default())
     }
 
     fn record(bytes: &[u8]) -> Result<(u16, u8), String> {

@@ -11,10 +11,11 @@ use super::*;
 impl Checker {
     /// Walks every b-tree from its root, the freelist and the pointer map, and accounts for
     /// every page. Returns the problems found (empty if none) and each table's row count.
-    pub(crate) fn finish(self, conn: &Connection) -> (Vec<String>, HashMap<String, u64>) {
+    pub(crate) fn finish(mut self, conn: &Connection) -> (Vec<String>, HashMap<String, u64>) {
         let Some(geo) = self.geo else {
             return (vec!["no pages were read".into()], HashMap::new());
         };
+        let scratch_failed = self.aux.finish_writing();
         let mut walk = Walk {
             c: &self,
             geo,
@@ -26,6 +27,9 @@ impl Checker {
         };
         if self.too_large {
             walk.problem("the check's page summaries outgrew 4 GiB".into());
+        }
+        if let Some(e) = scratch_failed {
+            walk.problem(e);
         }
         if self.next != self.page_count.wrapping_add(1) {
             walk.problem(format!(
@@ -66,6 +70,9 @@ impl Checker {
             }
         }
         walk.numeric_texts(conn);
+        if let Some(e) = self.aux.read_failure() {
+            walk.problem(e);
+        }
         let mut problems = walk.problems;
         let mut table_rows = vec![None; self.plan.tables.len()];
         for (t, tree) in self.plan.trees.iter().enumerate() {
@@ -341,7 +348,7 @@ impl Walk<'_> {
                 min = lo;
             }
             if !tree.index && kind == TABLE_LEAF {
-                self.values(tree.table, pgno, cells, summary.shape);
+                self.values(tree.table, pgno, cells, &summary.shape);
             }
         } else {
             let children = &summary.children;
