@@ -178,6 +178,13 @@ pub enum Error {
     /// [`Storage::create`] found a repository config already in place.
     #[error("a repository already exists at {location}")]
     AlreadyExists { location: String },
+    /// [`Storage::write_new`] found an object of that name already in place.
+    #[error("{kind} object {name} already exists in {location}")]
+    Exists {
+        kind: Kind,
+        name: String,
+        location: String,
+    },
     /// Anything else, described in words.
     #[error("{0}")]
     Other(String),
@@ -264,6 +271,29 @@ pub trait Storage: Send + Sync + fmt::Debug {
     /// object is seen either whole as before or whole as after.
     fn write(&self, kind: Kind, name: &str, data: &[u8]) -> Result<()>;
 
+    /// Stores `data` as a new object, or returns [`Error::Exists`] and changes
+    /// nothing if an object of that name is already there.
+    ///
+    /// For objects that must never be replaced (locks taken by racing
+    /// processes, a repository's first config): of any number of concurrent
+    /// callers for one name, exactly one succeeds and the object holds its
+    /// bytes. The write is atomic and durable like [`Storage::write`].
+    ///
+    /// The default checks [`Storage::exists`] and then writes, which is **not**
+    /// atomic: two racing callers can both succeed, the later write winning.
+    /// Every backend in this crate overrides it with an atomic one, and
+    /// wrappers must forward it.
+    fn write_new(&self, kind: Kind, name: &str, data: &[u8]) -> Result<()> {
+        if self.exists(kind, name)? {
+            return Err(Error::Exists {
+                kind,
+                name: name.to_owned(),
+                location: self.location(),
+            });
+        }
+        self.write(kind, name, data)
+    }
+
     /// Removes the object, or returns [`Error::NotFound`] if it does not exist.
     fn delete(&self, kind: Kind, name: &str) -> Result<()>;
 
@@ -326,6 +356,9 @@ macro_rules! forward_storage {
             }
             fn write(&self, kind: Kind, name: &str, data: &[u8]) -> Result<()> {
                 (**self).write(kind, name, data)
+            }
+            fn write_new(&self, kind: Kind, name: &str, data: &[u8]) -> Result<()> {
+                (**self).write_new(kind, name, data)
             }
             fn delete(&self, kind: Kind, name: &str) -> Result<()> {
                 (**self).delete(kind, name)
