@@ -13,7 +13,8 @@
 //! - [`MemoryStorage`]: an in-memory map, for tests, with hooks to damage
 //!   objects on purpose.
 //!
-//! Every backend must pass the [`conformance`] suite.
+//! Every backend must pass the [`conformance`] suite. [`Retrying`] wraps any
+//! backend and retries its transient failures (see [`RetryOptions`]).
 //!
 //! ```
 //! use backstop_storage::{Kind, MemoryStorage, Storage};
@@ -35,9 +36,11 @@ pub mod conformance;
 pub mod direct;
 mod local;
 mod memory;
+mod retry;
 
 pub use local::LocalStorage;
 pub use memory::MemoryStorage;
+pub use retry::{RetryOptions, Retrying};
 
 /// The kinds of object a repository stores. Each kind lives in its own namespace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -185,6 +188,35 @@ pub enum Error {
         name: String,
         location: String,
     },
+    /// The storage refused the credentials, or they do not allow the operation
+    /// (S3: HTTP 403, e.g. a wrong access key or secret, or a bucket policy).
+    #[error("access denied to {location}: {detail}")]
+    AccessDenied { location: String, detail: String },
+    /// The storage's server could not be reached: the connection was refused,
+    /// its name did not resolve, or connecting timed out.
+    #[error("cannot reach {endpoint}: {cause}")]
+    Unreachable { endpoint: String, cause: String },
+    /// The bucket named in the configuration does not exist. Backends never
+    /// create buckets implicitly.
+    #[error("bucket {bucket} does not exist at {endpoint}: create it first")]
+    BucketNotFound { bucket: String, endpoint: String },
+    /// The storage's server answered a request with an error status that no
+    /// other variant describes, such as 500 or 503.
+    #[error("{context}: the server answered {status}{}", detail_suffix(.code, .message))]
+    Remote {
+        /// What was being done and where, e.g. `"writing pack ab12 to s3://b/p"`.
+        context: String,
+        /// The HTTP status.
+        status: u16,
+        /// The service's error code (S3: `SlowDown`, `InternalError`...), or empty.
+        code: String,
+        /// The service's error message, or empty.
+        message: String,
+    },
+    /// The storage's configuration is unusable (a malformed location or
+    /// endpoint, a missing credential); nothing was attempted.
+    #[error("{0}")]
+    Config(String),
     /// Anything else, described in words.
     #[error("{0}")]
     Other(String),
@@ -205,9 +237,21 @@ impl Error {
         matches!(self, Error::NotFound { .. })
     }
 
-    /// Whether retrying the same operation might succeed.
+    /// Whether retrying the same operation might succeed: interrupted or timed
+    /// out I/O, a lost connection, an unreachable server, and server-side
+    /// failures (HTTP 5xx, 429, 408). Refusals (4xx: access denied, a missing
+    /// bucket) are not transient.
     pub fn is_transient(&self) -> bool {
         match self {
+            Error::Unreachable { .. } => true,
+            Error::Remote { status, code, .. } => {
+                *status >= 500
+                    || matches!(status, 408 | 429)
+                    || matches!(
+                        code.as_str(),
+                        "SlowDown" | "RequestTimeout" | "ConditionalRequestConflict"
+                    )
+            }
             Error::Io { cause, .. } => matches!(
                 cause.kind(),
                 io::ErrorKind::Interrupted
@@ -218,6 +262,16 @@ impl Error {
             ),
             _ => false,
         }
+    }
+}
+
+/// `" CODE: message"` after the status of an [`Error::Remote`], leaving out the empty parts.
+fn detail_suffix(code: &str, message: &str) -> String {
+    match (code.is_empty(), message.is_empty()) {
+        (true, true) => String::new(),
+        (false, true) => format!(" {code}"),
+        (true, false) => format!(": {message}"),
+        (false, false) => format!(" {code}: {message}"),
     }
 }
 
@@ -414,5 +468,49 @@ mod tests {
         );
         assert!(!e.is_transient());
         assert!(!Error::Other("x".into()).is_transient());
+    }
+
+    #[test]
+    fn remote_errors() {
+        let remote = |status, code: &str, message: &str| Error::Remote {
+            context: "writing pack ab to s3://b/p".into(),
+            status,
+            code: code.into(),
+            message: message.into(),
+        };
+        let e = remote(503, "SlowDown", "Please reduce your request rate.");
+        assert!(e.is_transient());
+        assert_eq!(
+            e.to_string(),
+            "writing pack ab to s3://b/p: the server answered 503 SlowDown: \
+             Please reduce your request rate."
+        );
+        assert_eq!(
+            remote(500, "", "").to_string(),
+            "writing pack ab to s3://b/p: the server answered 500"
+        );
+        assert!(remote(429, "", "").is_transient());
+        assert!(remote(409, "ConditionalRequestConflict", "").is_transient());
+        assert!(!remote(400, "InvalidArgument", "").is_transient());
+        assert!(!remote(409, "BucketAlreadyExists", "").is_transient());
+        let unreachable = Error::Unreachable {
+            endpoint: "http://127.0.0.1:9".into(),
+            cause: "connection refused".into(),
+        };
+        assert!(unreachable.is_transient());
+        let denied = Error::AccessDenied {
+            location: "s3://b/p".into(),
+            detail: "SignatureDoesNotMatch".into(),
+        };
+        assert!(!denied.is_transient());
+        let missing = Error::BucketNotFound {
+            bucket: "b".into(),
+            endpoint: "http://127.0.0.1:9".into(),
+        };
+        assert_eq!(
+            missing.to_string(),
+            "bucket b does not exist at http://127.0.0.1:9: create it first"
+        );
+        assert!(!missing.is_transient());
     }
 }
