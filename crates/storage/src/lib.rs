@@ -12,9 +12,13 @@
 //!   atomic, durable writes (temp file, fsync, rename, fsync directory).
 //! - [`MemoryStorage`]: an in-memory map, for tests, with hooks to damage
 //!   objects on purpose.
+//! - [`S3Storage`]: a bucket (and key prefix) of Amazon S3 or an S3-compatible
+//!   server, configured by [`S3Options`]; `docs/s3.md` describes it.
 //!
 //! Every backend must pass the [`conformance`] suite. [`Retrying`] wraps any
-//! backend and retries its transient failures (see [`RetryOptions`]).
+//! backend and retries its transient failures (see [`RetryOptions`]); a remote
+//! backend such as [`S3Storage`] is meant to be used inside it. With the
+//! `test-server` feature, [`testing`] starts a local S3 server for tests.
 //!
 //! ```
 //! use backstop_storage::{Kind, MemoryStorage, Storage};
@@ -37,10 +41,14 @@ pub mod direct;
 mod local;
 mod memory;
 mod retry;
+mod s3;
+#[cfg(feature = "test-server")]
+pub mod testing;
 
 pub use local::LocalStorage;
 pub use memory::MemoryStorage;
 pub use retry::{RetryOptions, Retrying};
+pub use s3::{Addressing, S3Location, S3Options, S3Storage};
 
 /// The kinds of object a repository stores. Each kind lives in its own namespace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
