@@ -312,12 +312,13 @@ fn machine_lock() -> File {
 fn check_fixed_ports() {
     for port in FIXED_PORTS {
         if TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_err() {
-            let pid = fs::read_to_string(pid_file()).unwrap_or_default();
+            let last = match fs::read_to_string(pid_file()) {
+                Ok(pid) => format!("the last one tests started was pid {}", pid.trim()),
+                Err(_) => "tests left no record of one running".to_owned(),
+            };
             panic!(
-                "port {port} on 127.0.0.1 is taken, and SeaweedFS needs it: another program, or \
-                 a SeaweedFS left behind by a killed test run (last started: pid {:?} per {})",
-                pid.trim(),
-                pid_file().display()
+                "port {port} on 127.0.0.1 is taken, and SeaweedFS needs it: another program \
+                 holds it, or a SeaweedFS left behind by a killed test run ({last})"
             );
         }
     }

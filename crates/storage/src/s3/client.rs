@@ -424,6 +424,35 @@ mod tests {
     }
 
     #[test]
+    fn addressing_styles() {
+        let location = super::super::S3Location::parse("s3://bucket/p").unwrap();
+        let url = |endpoint: Option<&str>, addressing| {
+            let mut o = S3Options::new(location.clone(), "k", "s");
+            o.endpoint = endpoint.map(str::to_owned);
+            o.addressing = addressing;
+            let url = Client::new(&o).unwrap().get_object("p/index/ab", &[]).url;
+            format!("{}{}", url.host_str().unwrap(), url.path())
+        };
+        use super::super::Addressing::*;
+        assert_eq!(
+            url(None, Auto),
+            "bucket.s3.us-east-1.amazonaws.com/p/index/ab"
+        );
+        assert_eq!(
+            url(None, Path),
+            "s3.us-east-1.amazonaws.com/bucket/p/index/ab"
+        );
+        assert_eq!(
+            url(Some("http://127.0.0.1:9000"), Auto),
+            "127.0.0.1/bucket/p/index/ab"
+        );
+        assert_eq!(
+            url(Some("https://s3.example.com"), VirtualHost),
+            "bucket.s3.example.com/p/index/ab"
+        );
+    }
+
+    #[test]
     fn endpoints() {
         let location = super::super::S3Location::parse("s3://bucket").unwrap();
         let mut o = S3Options::new(location, "k", "s");
