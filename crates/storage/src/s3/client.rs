@@ -69,18 +69,6 @@ impl Client {
             ),
             None => Credentials::new(&options.access_key_id, &options.secret_access_key),
         };
-        let config = Agent::config_builder()
-            // Error answers are read for their code; redirects mean a wrong region.
-            .http_status_as_error(false)
-            .max_redirects(0)
-            .max_redirects_will_error(false)
-            .timeout_resolve(Some(options.connect_timeout))
-            .timeout_connect(Some(options.connect_timeout))
-            .timeout_per_read(Some(options.io_timeout))
-            .timeout_per_write(Some(options.io_timeout))
-            .max_idle_connections_per_host(16)
-            .user_agent(concat!("backstop/", env!("CARGO_PKG_VERSION")))
-            .build();
         let secrets = [
             Some(&options.secret_access_key),
             options.session_token.as_ref(),
@@ -91,7 +79,7 @@ impl Client {
         .cloned()
         .collect();
         Ok(Client {
-            agent: Agent::new_with_config(config),
+            agent: agent(options),
             bucket,
             credentials,
             endpoint: shown_endpoint(&endpoint),
@@ -341,6 +329,26 @@ fn read_up_to(response: &mut Response<Body>, limit: u64) -> io::Result<Vec<u8>> 
     let reader = response.body_mut().with_config().limit(u64::MAX).reader();
     reader.take(limit).read_to_end(&mut body)?;
     Ok(body)
+}
+
+/// The one agent of a storage, shared by its threads: it pools connections (up to 16 kept
+/// open, enough for the engine's parallel reads and writes).
+fn agent(options: &S3Options) -> Agent {
+    let config = Agent::config_builder()
+        // Error answers are read for their code; redirects mean a wrong region.
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .max_redirects_will_error(false)
+        .timeout_resolve(Some(options.connect_timeout))
+        .timeout_connect(Some(options.connect_timeout))
+        // Progress, not duration: a slow transfer that keeps moving is never cut off.
+        .timeout_per_read(Some(options.io_timeout))
+        .timeout_per_write(Some(options.io_timeout))
+        .max_idle_connections(16)
+        .max_idle_connections_per_host(16)
+        .user_agent(concat!("backstop/", env!("CARGO_PKG_VERSION")))
+        .build();
+    Agent::new_with_config(config)
 }
 
 /// The endpoint to send requests to: the configured one, checked, or AWS's for the region.
