@@ -12,8 +12,13 @@
 //!   atomic, durable writes (temp file, fsync, rename, fsync directory).
 //! - [`MemoryStorage`]: an in-memory map, for tests, with hooks to damage
 //!   objects on purpose.
+//! - [`S3Storage`]: a bucket (and key prefix) of Amazon S3 or an S3-compatible
+//!   server, configured by [`S3Options`]; `docs/s3.md` describes it.
 //!
-//! Every backend must pass the [`conformance`] suite.
+//! Every backend must pass the [`conformance`] suite. [`Retrying`] wraps any
+//! backend and retries its transient failures (see [`RetryOptions`]); a remote
+//! backend such as [`S3Storage`] is meant to be used inside it. With the
+//! `test-server` feature, [`testing`] starts a local S3 server for tests.
 //!
 //! ```
 //! use backstop_storage::{Kind, MemoryStorage, Storage};
@@ -35,9 +40,15 @@ pub mod conformance;
 pub mod direct;
 mod local;
 mod memory;
+mod retry;
+mod s3;
+#[cfg(feature = "test-server")]
+pub mod testing;
 
 pub use local::LocalStorage;
 pub use memory::MemoryStorage;
+pub use retry::{RetryOptions, Retrying};
+pub use s3::{Addressing, S3Location, S3Options, S3Storage};
 
 /// The kinds of object a repository stores. Each kind lives in its own namespace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -178,6 +189,42 @@ pub enum Error {
     /// [`Storage::create`] found a repository config already in place.
     #[error("a repository already exists at {location}")]
     AlreadyExists { location: String },
+    /// [`Storage::write_new`] found an object of that name already in place.
+    #[error("{kind} object {name} already exists in {location}")]
+    Exists {
+        kind: Kind,
+        name: String,
+        location: String,
+    },
+    /// The storage refused the credentials, or they do not allow the operation
+    /// (S3: HTTP 403, e.g. a wrong access key or secret, or a bucket policy).
+    #[error("access denied to {location}: {detail}")]
+    AccessDenied { location: String, detail: String },
+    /// The storage's server could not be reached: the connection was refused,
+    /// its name did not resolve, or connecting timed out.
+    #[error("cannot reach {endpoint}: {cause}")]
+    Unreachable { endpoint: String, cause: String },
+    /// The bucket named in the configuration does not exist. Backends never
+    /// create buckets implicitly.
+    #[error("bucket {bucket} does not exist at {endpoint}: create it first")]
+    BucketNotFound { bucket: String, endpoint: String },
+    /// The storage's server answered a request with an error status that no
+    /// other variant describes, such as 500 or 503.
+    #[error("{context}: the server answered {status}{}", detail_suffix(.code, .message))]
+    Remote {
+        /// What was being done and where, e.g. `"writing pack ab12 to s3://b/p"`.
+        context: String,
+        /// The HTTP status.
+        status: u16,
+        /// The service's error code (S3: `SlowDown`, `InternalError`...), or empty.
+        code: String,
+        /// The service's error message, or empty.
+        message: String,
+    },
+    /// The storage's configuration is unusable (a malformed location or
+    /// endpoint, a missing credential); nothing was attempted.
+    #[error("{0}")]
+    Config(String),
     /// Anything else, described in words.
     #[error("{0}")]
     Other(String),
@@ -198,9 +245,21 @@ impl Error {
         matches!(self, Error::NotFound { .. })
     }
 
-    /// Whether retrying the same operation might succeed.
+    /// Whether retrying the same operation might succeed: interrupted or timed
+    /// out I/O, a lost connection, an unreachable server, and server-side
+    /// failures (HTTP 5xx, 429, 408). Refusals (4xx: access denied, a missing
+    /// bucket) are not transient.
     pub fn is_transient(&self) -> bool {
         match self {
+            Error::Unreachable { .. } => true,
+            Error::Remote { status, code, .. } => {
+                *status >= 500
+                    || matches!(status, 408 | 429)
+                    || matches!(
+                        code.as_str(),
+                        "SlowDown" | "RequestTimeout" | "ConditionalRequestConflict"
+                    )
+            }
             Error::Io { cause, .. } => matches!(
                 cause.kind(),
                 io::ErrorKind::Interrupted
@@ -211,6 +270,16 @@ impl Error {
             ),
             _ => false,
         }
+    }
+}
+
+/// `" CODE: message"` after the status of an [`Error::Remote`], leaving out the empty parts.
+fn detail_suffix(code: &str, message: &str) -> String {
+    match (code.is_empty(), message.is_empty()) {
+        (true, true) => String::new(),
+        (false, true) => format!(" {code}"),
+        (true, false) => format!(": {message}"),
+        (false, false) => format!(" {code}: {message}"),
     }
 }
 
@@ -263,6 +332,29 @@ pub trait Storage: Send + Sync + fmt::Debug {
     /// instant — ever observes a partial object under the name. A replaced
     /// object is seen either whole as before or whole as after.
     fn write(&self, kind: Kind, name: &str, data: &[u8]) -> Result<()>;
+
+    /// Stores `data` as a new object, or returns [`Error::Exists`] and changes
+    /// nothing if an object of that name is already there.
+    ///
+    /// For objects that must never be replaced (locks taken by racing
+    /// processes, a repository's first config): of any number of concurrent
+    /// callers for one name, exactly one succeeds and the object holds its
+    /// bytes. The write is atomic and durable like [`Storage::write`].
+    ///
+    /// The default checks [`Storage::exists`] and then writes, which is **not**
+    /// atomic: two racing callers can both succeed, the later write winning.
+    /// Every backend in this crate overrides it with an atomic one, and
+    /// wrappers must forward it.
+    fn write_new(&self, kind: Kind, name: &str, data: &[u8]) -> Result<()> {
+        if self.exists(kind, name)? {
+            return Err(Error::Exists {
+                kind,
+                name: name.to_owned(),
+                location: self.location(),
+            });
+        }
+        self.write(kind, name, data)
+    }
 
     /// Removes the object, or returns [`Error::NotFound`] if it does not exist.
     fn delete(&self, kind: Kind, name: &str) -> Result<()>;
@@ -327,6 +419,9 @@ macro_rules! forward_storage {
             fn write(&self, kind: Kind, name: &str, data: &[u8]) -> Result<()> {
                 (**self).write(kind, name, data)
             }
+            fn write_new(&self, kind: Kind, name: &str, data: &[u8]) -> Result<()> {
+                (**self).write_new(kind, name, data)
+            }
             fn delete(&self, kind: Kind, name: &str) -> Result<()> {
                 (**self).delete(kind, name)
             }
@@ -381,5 +476,49 @@ mod tests {
         );
         assert!(!e.is_transient());
         assert!(!Error::Other("x".into()).is_transient());
+    }
+
+    #[test]
+    fn remote_errors() {
+        let remote = |status, code: &str, message: &str| Error::Remote {
+            context: "writing pack ab to s3://b/p".into(),
+            status,
+            code: code.into(),
+            message: message.into(),
+        };
+        let e = remote(503, "SlowDown", "Please reduce your request rate.");
+        assert!(e.is_transient());
+        assert_eq!(
+            e.to_string(),
+            "writing pack ab to s3://b/p: the server answered 503 SlowDown: \
+             Please reduce your request rate."
+        );
+        assert_eq!(
+            remote(500, "", "").to_string(),
+            "writing pack ab to s3://b/p: the server answered 500"
+        );
+        assert!(remote(429, "", "").is_transient());
+        assert!(remote(409, "ConditionalRequestConflict", "").is_transient());
+        assert!(!remote(400, "InvalidArgument", "").is_transient());
+        assert!(!remote(409, "BucketAlreadyExists", "").is_transient());
+        let unreachable = Error::Unreachable {
+            endpoint: "http://127.0.0.1:9".into(),
+            cause: "connection refused".into(),
+        };
+        assert!(unreachable.is_transient());
+        let denied = Error::AccessDenied {
+            location: "s3://b/p".into(),
+            detail: "SignatureDoesNotMatch".into(),
+        };
+        assert!(!denied.is_transient());
+        let missing = Error::BucketNotFound {
+            bucket: "b".into(),
+            endpoint: "http://127.0.0.1:9".into(),
+        };
+        assert_eq!(
+            missing.to_string(),
+            "bucket b does not exist at http://127.0.0.1:9: create it first"
+        );
+        assert!(!missing.is_transient());
     }
 }

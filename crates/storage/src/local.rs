@@ -28,9 +28,11 @@ const TMP_SUFFIX: &str = ".tmp";
 /// tmp/<random>.tmp       writes in progress
 /// ```
 ///
-/// Writes go to a temporary file that is synced and then renamed into place,
-/// and the containing directory is synced afterwards (on Unix), so an object
-/// is either absent or complete, even across a crash.
+/// Writes go to a temporary file that is synced and then renamed into place
+/// (hard-linked for [`Storage::write_new`], which must not replace an existing
+/// object: the file system then needs hard links), and the containing
+/// directory is synced afterwards (on Unix), so an object is either absent or
+/// complete, even across a crash.
 #[derive(Debug, Clone)]
 pub struct LocalStorage {
     root: PathBuf,
@@ -194,6 +196,34 @@ impl LocalStorage {
         Ok(())
     }
 
+    /// Stores `data` under the object's name: writes and syncs a temporary
+    /// file, has `place` move or link it to the object's path (its parent
+    /// directory created), then syncs that directory, since the new entry is
+    /// only durable once the directory is. The temporary file is removed if
+    /// anything fails.
+    fn put(
+        &self,
+        kind: Kind,
+        name: &str,
+        data: &[u8],
+        place: impl FnOnce(&Path, &Path) -> Result<()>,
+    ) -> Result<()> {
+        let path = self.object_path(kind, name)?;
+        let parent = path
+            .parent()
+            .expect("an object path always has a parent directory");
+        let tmp_dir = self.ensure_tmp_dir()?;
+        let tmp = Self::write_temp(&tmp_dir, data)?;
+        let result = self
+            .ensure_parent_dir(parent)
+            .and_then(|()| place(&tmp, &path));
+        if let Err(e) = result {
+            remove_quietly(&tmp);
+            return Err(e);
+        }
+        sync_dir(parent)
+    }
+
     /// Writes `data` to a new temporary file in `tmp_dir` and syncs it,
     /// returning its path. The file is removed again on failure.
     fn write_temp(tmp_dir: &Path, data: &[u8]) -> Result<PathBuf> {
@@ -347,28 +377,43 @@ impl Storage for LocalStorage {
     }
 
     fn write(&self, kind: Kind, name: &str, data: &[u8]) -> Result<()> {
-        let path = self.object_path(kind, name)?;
-        let parent = path
-            .parent()
-            .expect("an object path always has a parent directory");
-        let tmp_dir = self.ensure_tmp_dir()?;
-        let tmp = Self::write_temp(&tmp_dir, data)?;
-        let result = self.ensure_parent_dir(parent).and_then(|()| {
+        self.put(kind, name, data, |tmp, path| {
             // On Windows std's rename replaces an existing target too, but can
             // fail while another process holds the target open.
-            fs::rename(&tmp, &path).map_err(|e| {
+            fs::rename(tmp, path).map_err(|e| {
                 Error::io(
                     format!("renaming {} to {}", tmp.display(), path.display()),
                     e,
                 )
             })
-        });
-        if let Err(e) = result {
-            remove_quietly(&tmp);
-            return Err(e);
-        }
-        // The rename is only durable once the directory entry is.
-        sync_dir(parent)
+        })
+    }
+
+    fn write_new(&self, kind: Kind, name: &str, data: &[u8]) -> Result<()> {
+        self.put(kind, name, data, |tmp, path| {
+            // A hard link, unlike a rename, fails if the name exists: the
+            // check and the creation are one step of the file system, and the
+            // object appears complete, as the synced temporary file is.
+            let linked = fs::hard_link(tmp, path).map_err(|e| {
+                if e.kind() == io::ErrorKind::AlreadyExists {
+                    Error::Exists {
+                        kind,
+                        name: name.to_owned(),
+                        location: self.location(),
+                    }
+                } else {
+                    Error::io(
+                        format!("linking {} to {}", tmp.display(), path.display()),
+                        e,
+                    )
+                }
+            });
+            // The object (if linked) keeps the data; the temporary name goes
+            // either way. A crash before this leaves a temporary file, which
+            // remove_stale_temporary cleans up.
+            remove_quietly(tmp);
+            linked
+        })
     }
 
     fn delete(&self, kind: Kind, name: &str) -> Result<()> {
@@ -435,7 +480,7 @@ impl Storage for LocalStorage {
 
 /// Whether `name` is used by the layout at the root, so cannot be a config
 /// object's name.
-fn is_reserved_root_name(name: &str) -> bool {
+pub(crate) fn is_reserved_root_name(name: &str) -> bool {
     name == TMP_DIR
         || Kind::ALL
             .iter()
@@ -444,7 +489,7 @@ fn is_reserved_root_name(name: &str) -> bool {
 
 /// The fan-out directory of a pack: its first two characters (or the whole
 /// name if shorter). Names are ASCII, so byte slicing is safe.
-fn fan_out(name: &str) -> &str {
+pub(crate) fn fan_out(name: &str) -> &str {
     &name[..name.len().min(2)]
 }
 

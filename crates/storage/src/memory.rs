@@ -1,6 +1,7 @@
 //! An in-memory repository, for tests.
 
 use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::{Error, Kind, ObjectInfo, Result, Storage, validate_name};
@@ -140,6 +141,23 @@ impl Storage for MemoryStorage {
         let data = Arc::new(data.to_vec());
         self.objects_mut().insert((kind, name.to_owned()), data);
         Ok(())
+    }
+
+    fn write_new(&self, kind: Kind, name: &str, data: &[u8]) -> Result<()> {
+        validate_name(name)?;
+        let data = Arc::new(data.to_vec());
+        // Checked and inserted under one write lock, so racing creators serialize.
+        match self.objects_mut().entry((kind, name.to_owned())) {
+            Entry::Occupied(_) => Err(Error::Exists {
+                kind,
+                name: name.to_owned(),
+                location: self.location(),
+            }),
+            Entry::Vacant(slot) => {
+                slot.insert(data);
+                Ok(())
+            }
+        }
     }
 
     fn delete(&self, kind: Kind, name: &str) -> Result<()> {

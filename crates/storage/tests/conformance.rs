@@ -44,6 +44,9 @@ impl Storage for TempLocal {
     fn write(&self, kind: Kind, name: &str, data: &[u8]) -> Result<()> {
         self.inner.write(kind, name, data)
     }
+    fn write_new(&self, kind: Kind, name: &str, data: &[u8]) -> Result<()> {
+        self.inner.write_new(kind, name, data)
+    }
     fn delete(&self, kind: Kind, name: &str) -> Result<()> {
         self.inner.delete(kind, name)
     }

@@ -16,6 +16,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::{Error, Kind, Result, Storage};
 
+mod write_new;
+pub use write_new::{write_new_once, write_new_race};
+
 /// A named check.
 pub type Check = (&'static str, fn(&dyn Storage));
 
@@ -41,6 +44,8 @@ pub const CHECKS: &[Check] = &[
     ("valid_edge_names", valid_edge_names),
     ("concurrent_writers", concurrent_writers),
     ("concurrent_overwrite", concurrent_overwrite),
+    ("write_new_once", write_new_once),
+    ("write_new_race", write_new_race),
     (
         "remove_stale_temporary_keeps_objects",
         remove_stale_temporary_keeps_objects,
