@@ -2,7 +2,7 @@
 //! a failure ([`Remedy`]), as a kind each front end puts in its own words (the CLI names flags
 //! and commands, the daemon's page names its buttons).
 
-use backstop_engine::Error as EngineError;
+use backstop_engine::{Error as EngineError, ErrorKind};
 use backstop_policy::format_bytes;
 use backstop_sources::Error as SourceError;
 
@@ -35,6 +35,11 @@ pub enum Remedy {
     VerifyData,
     /// An internal error: a bug to report.
     ReportBug,
+    /// The repository's storage cannot be reached: check the server and the endpoint.
+    CheckEndpoint,
+    /// The repository's storage refused access or has no such bucket: check the keys, the
+    /// policy and the bucket.
+    CheckStorageAccess,
 }
 
 /// The remedy for `e`, from the first library error in its chain that has one.
@@ -63,7 +68,11 @@ pub fn remedy(e: &anyhow::Error) -> Option<Remedy> {
                 // Messages that already name a command say what to run.
                 EngineError::Integrity(m) if !m.contains("`backstop") => Some(Remedy::VerifyData),
                 EngineError::Internal(_) => Some(Remedy::ReportBug),
-                _ => None,
+                _ => match ee.kind() {
+                    ErrorKind::Unreachable => Some(Remedy::CheckEndpoint),
+                    ErrorKind::Denied => Some(Remedy::CheckStorageAccess),
+                    _ => None,
+                },
             };
         }
     }

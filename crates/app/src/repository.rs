@@ -8,7 +8,9 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use backstop_engine::{IndexProblem, Indexed, InitOptions, Repository, SpillOptions};
 use backstop_format::Timestamp;
-use backstop_storage::{LocalStorage, Storage};
+use backstop_storage::{
+    LocalStorage, RetryOptions, Retrying, S3Location, S3Options, S3Storage, Storage,
+};
 
 use crate::config::Config;
 use crate::error::UsageError;
@@ -16,7 +18,8 @@ use crate::error::UsageError;
 /// The repository a first `backup` creates in the working directory when none is configured.
 pub const DEFAULT_REPO: &str = "backstop-repo";
 
-/// Where a repository is: a local directory today (remote kinds come later).
+/// Where a repository is: a local directory, or `s3://BUCKET/PREFIX` in an S3-compatible
+/// bucket (the endpoint and keys from the usual AWS variables, see docs/s3.md).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Location(PathBuf);
 
@@ -44,29 +47,44 @@ impl Location {
         Location(PathBuf::from(DEFAULT_REPO))
     }
 
-    /// The local directory (or the text given, for a location with a scheme).
-    pub fn path(&self) -> &Path {
-        &self.0
+    /// The local directory, or `None` for a remote location.
+    pub fn local_path(&self) -> Option<&Path> {
+        self.scheme().is_none().then_some(self.0.as_path())
     }
 
-    /// The storage at this location. Only local directories are supported today: a location
-    /// with a scheme (`s3://bucket/x`, `sftp://...`) is refused before anything is created,
-    /// rather than made into a local folder named `s3:`.
-    fn storage(&self) -> anyhow::Result<Arc<dyn Storage>> {
-        let text = self.0.to_string_lossy();
-        if let Some((scheme, _)) = text.split_once("://")
-            && !scheme.is_empty()
+    /// The scheme of a location written `SCHEME://...`, if it is one.
+    fn scheme(&self) -> Option<String> {
+        let text = self.0.to_str()?;
+        let (scheme, _) = text.split_once("://")?;
+        (!scheme.is_empty()
             && scheme
                 .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
-        {
-            return Err(UsageError(format!(
-                "repository location {text}: {scheme}:// repositories are not supported yet; \
-                 give a local directory (or a mounted disk) instead. Nothing was created"
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')))
+        .then(|| scheme.to_ascii_lowercase())
+    }
+
+    /// The storage at this location: a local directory, or an S3 bucket configured from the
+    /// process's AWS variables and wrapped in retries. Any other scheme (`sftp://...`) is
+    /// refused before anything is created, rather than made into a local folder named `sftp:`.
+    fn storage(&self) -> anyhow::Result<Arc<dyn Storage>> {
+        let text = self.0.to_string_lossy();
+        match self.scheme().as_deref() {
+            None => Ok(Arc::new(LocalStorage::new(&self.0))),
+            Some("s3") => {
+                let usage = |e: backstop_storage::Error| UsageError(format!("{e}"));
+                let location = S3Location::parse(&text).map_err(usage)?;
+                let options = S3Options::from_env(location, |name| std::env::var(name).ok())
+                    .map_err(usage)?;
+                let s3 = S3Storage::new(options).map_err(usage)?;
+                Ok(Arc::new(Retrying::new(s3, RetryOptions::default())))
+            }
+            Some(scheme) => Err(UsageError(format!(
+                "repository location {text}: {scheme}:// repositories are not supported; give \
+                 a local directory (or a mounted disk) or an s3://BUCKET/PREFIX location \
+                 instead. Nothing was created"
             ))
-            .into());
+            .into()),
         }
-        Ok(Arc::new(LocalStorage::new(&self.0)))
     }
 }
 

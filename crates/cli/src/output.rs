@@ -25,6 +25,10 @@ pub mod exit {
     pub const AUTH: u8 = 12;
     /// The snapshot or source asked for does not exist.
     pub const NOT_FOUND: u8 = 13;
+    /// The repository's storage cannot be reached (a remote server down or unknown).
+    pub const UNREACHABLE: u8 = 14;
+    /// The repository's storage refused access, or its bucket does not exist.
+    pub const DENIED: u8 = 15;
     pub const CANCELLED: u8 = 130;
 }
 
@@ -49,6 +53,8 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
                 ErrorKind::Config => exit::USAGE,
                 ErrorKind::Cancelled => exit::CANCELLED,
                 ErrorKind::Internal => exit::ERROR,
+                ErrorKind::Unreachable => exit::UNREACHABLE,
+                ErrorKind::Denied => exit::DENIED,
                 _ => exit::ERROR,
             };
         }
@@ -113,6 +119,15 @@ pub fn hint(e: &anyhow::Error) -> Option<String> {
         }
         // Damaged data met while reading: verify names every damaged pack.
         Remedy::VerifyData => "`backstop verify --read-data` says what is damaged",
+        Remedy::CheckEndpoint => {
+            "check that the storage server is up and that AWS_ENDPOINT_URL (or the location) \
+             names it, then run the command again; nothing was changed"
+        }
+        Remedy::CheckStorageAccess => {
+            "check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, that their policy allows \
+             reading, writing and listing the bucket, and that the bucket exists (backstop \
+             never creates buckets)"
+        }
         Remedy::ReportBug => {
             "this is a bug in backstop; nothing was committed. Please report it with the command that failed"
         }

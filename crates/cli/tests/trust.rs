@@ -293,17 +293,26 @@ fn an_empty_stream_is_not_a_backup_unless_allowed() {
 #[test]
 fn a_location_with_a_scheme_is_refused_and_creates_nothing() {
     let sb = Sandbox::empty();
-    for loc in ["s3://bucket/x", "sftp://host/backups"] {
+    for loc in ["sftp://host/backups", "webdav://host/x"] {
         let mut c = sb.bare();
         c.args(["init", "--repo", loc]);
         let o = run(c).code(2);
         assert!(o.stderr.contains("not supported"), "{o:#?}");
     }
+    // An s3:// location without keys names what is missing, before any request.
     fs::write(sb.p("backstop.toml"), "repository = \"s3://bucket/y\"\n").unwrap();
     fs::write(sb.p("f.txt"), "f").unwrap();
     let mut c = sb.bare();
+    for var in [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_ENDPOINT_URL",
+    ] {
+        c.env_remove(var);
+    }
     c.args(["backup", "f.txt"]);
-    run(c).code(2);
+    let o = run(c).code(2);
+    assert!(o.stderr.contains("AWS_ACCESS_KEY_ID"), "{o:#?}");
     let left: Vec<_> = fs::read_dir(sb.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

@@ -19,6 +19,12 @@ pub enum ErrorKind {
     /// A failure inside backstop itself (a worker thread that panicked): a bug, not the
     /// caller's input.
     Internal,
+    /// The repository's storage cannot be reached (a remote server that is down, a name that
+    /// does not resolve): trying later may succeed.
+    Unreachable,
+    /// The repository's storage refused access (a wrong key or secret, a bucket policy) or
+    /// its bucket does not exist: trying again will not help until that is fixed.
+    Denied,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -101,7 +107,14 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::BackupLeftovers { cause, .. } => cause.kind(),
-            Error::Storage(_) | Error::CannotLock { .. } | Error::Scratch(_) => ErrorKind::Storage,
+            Error::Storage(e) | Error::CannotLock { cause: e } => match e {
+                backstop_storage::Error::Unreachable { .. } => ErrorKind::Unreachable,
+                backstop_storage::Error::AccessDenied { .. }
+                | backstop_storage::Error::BucketNotFound { .. } => ErrorKind::Denied,
+                backstop_storage::Error::Config(_) => ErrorKind::Config,
+                _ => ErrorKind::Storage,
+            },
+            Error::Scratch(_) => ErrorKind::Storage,
             Error::Source(_) => ErrorKind::Source,
             Error::Format { .. } => ErrorKind::Format,
             Error::NoRepository(_) => ErrorKind::NoRepository,

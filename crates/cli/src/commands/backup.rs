@@ -1,6 +1,6 @@
 //! `backstop backup`
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use backstop_app::backup::{BackupRequest, SkipUnchanged, SourceSettings};
@@ -98,7 +98,11 @@ impl Job {
 pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     let ctx = Ctx::new(g)?;
     let (repo, repo_path) = open_or_create(&ctx)?;
-    let exclude = vec![repo_path.path().to_path_buf()];
+    let exclude: Vec<PathBuf> = repo_path
+        .local_path()
+        .map(Path::to_path_buf)
+        .into_iter()
+        .collect();
     let jobs = jobs(&ctx, &a, &exclude)?;
     let several = jobs.len() > 1;
     let mut code = crate::exit::OK;

@@ -1,0 +1,200 @@
+//! A repository in an S3-compatible bucket, through the real binary against a real server
+//! (SeaweedFS, started by each test; `scripts/test` installs it): the disaster journey, and
+//! the faults a remote repository adds, each with its own exit code and within seconds.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use backstop_storage::testing::{ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY, SeaweedFs};
+use backstop_storage::{Kind, Storage};
+use common::*;
+
+const PASSWORD: &str = "correct horse battery staple";
+
+/// A `backstop` command in `dir` with `--repo LOCATION`, the endpoint and keys in the usual AWS
+/// variables, and a home directory of its own (a new machine has nothing else).
+fn s3(dir: &Path, endpoint: &str, location: &str) -> Command {
+    let mut c = command_in(dir);
+    c.env("HOME", dir)
+        .env("AWS_ENDPOINT_URL", endpoint)
+        .env("AWS_REGION", REGION)
+        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY)
+        .env_remove("AWS_ENDPOINT_URL_S3")
+        .env_remove("AWS_SESSION_TOKEN")
+        .arg("--repo")
+        .arg(location);
+    c
+}
+
+/// Nothing named like a scheme was created as a local folder.
+fn assert_no_local_repository(dir: &Path) {
+    let names: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names
+            .iter()
+            .all(|n| !n.starts_with("s3") && n != "backstop-repo"),
+        "a local folder was made for the bucket: {names:?}"
+    );
+}
+
+/// The seed scenario: a SQLite database backed up into a bucket, twice, then listed, restored
+/// and verified from another machine with nothing but the location, the keys and the passphrase.
+#[test]
+fn a_database_in_a_bucket_comes_back_on_a_new_machine() {
+    let server = SeaweedFs::start();
+    server.create_bucket("shop-backups");
+    let endpoint = server.endpoint();
+    let location = "s3://shop-backups/store-7";
+    let office = Sandbox::empty();
+    let db = office.p("shop.db");
+    fs::copy(testdata("sqlite/chinook.sqlite"), &db).unwrap();
+    let cmd = |args: &[&str]| {
+        let mut c = s3(office.path(), &endpoint, location);
+        c.env("BACKSTOP_PASSWORD", PASSWORD).args(args);
+        c
+    };
+    run(cmd(&["init"])).ok();
+    let first = run(cmd(&["--json", "backup", db.to_str().unwrap()]))
+        .ok()
+        .json();
+    assert!(first["chunks_new"].as_u64().unwrap() > 0, "{first:#}");
+    sql(
+        &db,
+        "UPDATE Track SET Name = Name || ' #offsite#' WHERE TrackId < 50",
+    );
+    let second = run(cmd(&["--json", "backup", db.to_str().unwrap()]))
+        .ok()
+        .json();
+    // Only the changed pages travel: far fewer chunks than the first time.
+    assert!(
+        second["chunks_new"].as_u64().unwrap() < first["chunks_new"].as_u64().unwrap() / 4,
+        "{second:#}"
+    );
+    assert_no_local_repository(office.path());
+
+    // The new machine: another folder and home, no backstop.toml, no cache.
+    let new_machine = Sandbox::empty();
+    let there = |args: &[&str]| {
+        let mut c = s3(new_machine.path(), &endpoint, location);
+        c.env("BACKSTOP_PASSWORD", PASSWORD).args(args);
+        c
+    };
+    let list = run(there(&["--json", "snapshots"])).ok().json();
+    let ids: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 2, "{list:#}");
+    assert!(ids.contains(&second["id"].as_str().unwrap()), "{list:#}");
+    let restored = new_machine.p("shop.db");
+    run(there(&[
+        "restore",
+        "latest:shop.db",
+        "--to",
+        restored.to_str().unwrap(),
+    ]))
+    .ok();
+    let marked = "SELECT count(*) FROM Track WHERE Name LIKE '% #offsite#'";
+    assert_eq!(sql(&restored, marked), "49");
+    assert_eq!(blake3_file(&restored), blake3_file(&db));
+    assert_eq!(sql(&restored, "PRAGMA integrity_check"), "ok");
+    let (code, report) = {
+        let o = run(there(&["--json", "verify", "--read-data"]));
+        (o.code, o.json())
+    };
+    assert_eq!(code, 0, "{report:#}");
+    // Without the passphrase the bucket gives nothing away.
+    let mut c = s3(new_machine.path(), &endpoint, location);
+    c.args(["snapshots"]);
+    run(c).code(12);
+    assert_no_local_repository(new_machine.path());
+}
+
+/// A wrong secret and a missing bucket are refusals (exit 15), a server that is down is
+/// unreachable (exit 14); each is said within seconds, names the place, never the secret, and
+/// leaves nothing behind.
+#[test]
+fn storage_faults_exit_with_their_own_codes_within_seconds() {
+    let server = SeaweedFs::start();
+    server.create_bucket("bkt");
+    let sb = Sandbox::empty();
+    let endpoint = server.endpoint();
+    let timed = |mut c: Command| {
+        let t0 = Instant::now();
+        c.args(["init", "--encryption", "none"]);
+        let o = run(c);
+        let took = t0.elapsed();
+        assert!(took < Duration::from_secs(20), "took {took:?}: {o:#?}");
+        o
+    };
+
+    let mut c = s3(sb.path(), &endpoint, "s3://bkt/x");
+    c.env("AWS_SECRET_ACCESS_KEY", "not-the-secret-at-all");
+    let o = timed(c).code(15);
+    assert!(!o.stderr.contains("not-the-secret-at-all"), "{o:#?}");
+    assert!(o.stderr.contains("AWS_SECRET_ACCESS_KEY"), "a hint: {o:#?}");
+
+    let o = timed(s3(sb.path(), &endpoint, "s3://no-such-bucket/x")).code(15);
+    assert!(o.stderr.contains("no-such-bucket"), "{o:#?}");
+
+    // A port nothing listens on (the server's own, once it is stopped).
+    let mut server = server;
+    server.stop();
+    let o = timed(s3(sb.path(), &endpoint, "s3://bkt/x")).code(14);
+    assert!(o.stderr.contains("127.0.0.1"), "names the endpoint: {o:#?}");
+    assert!(!o.stderr.contains(SECRET_ACCESS_KEY), "{o:#?}");
+    assert_no_local_repository(sb.path());
+}
+
+/// A pack damaged in the bucket is named by `verify --read-data` and never restored as good
+/// data: the restore fails with the integrity code and writes nothing at the target.
+#[test]
+fn a_pack_damaged_in_the_bucket_is_found_and_never_restored() {
+    let server = SeaweedFs::start();
+    server.create_bucket("bkt");
+    let endpoint = server.endpoint();
+    let sb = Sandbox::empty();
+    let cmd = |args: &[&str]| {
+        let mut c = s3(sb.path(), &endpoint, "s3://bkt/repo");
+        c.args(args);
+        c
+    };
+    run(cmd(&["init", "--encryption", "none"])).ok();
+    fs::create_dir(sb.p("docs")).unwrap();
+    fs::write(sb.p("docs/ledger.bin"), random_bytes(7, 3 << 20)).unwrap();
+    run(cmd(&["backup", "docs"])).ok();
+    let storage = server.storage("bkt", "repo");
+    let packs = storage.list(Kind::Pack).unwrap();
+    assert!(!packs.is_empty());
+    for pack in &packs {
+        let mut bytes = storage.read(Kind::Pack, &pack.name).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0x55;
+        storage.write(Kind::Pack, &pack.name, &bytes).unwrap();
+    }
+    let o = run(cmd(&["--json", "verify", "--read-data"])).code(4);
+    let report = o.json();
+    assert!(report.to_string().contains(&packs[0].name), "{report:#}");
+    let target = sb.p("restored");
+    run(cmd(&[
+        "restore",
+        "latest",
+        "--to",
+        target.to_str().unwrap(),
+    ]))
+    .code(4);
+    assert!(
+        !target.join("docs/ledger.bin").exists(),
+        "damaged data was restored"
+    );
+}
