@@ -198,3 +198,68 @@ fn a_pack_damaged_in_the_bucket_is_found_and_never_restored() {
         "damaged data was restored"
     );
 }
+
+/// The server dies in the middle of a backup: the command fails (no half snapshot), the
+/// repository still verifies, and once the server is back the next backup completes and
+/// restores byte for byte.
+#[test]
+fn a_server_that_dies_in_the_middle_of_a_backup_leaves_no_half_snapshot() {
+    let mut server = SeaweedFs::start();
+    server.create_bucket("bkt");
+    let endpoint = server.endpoint();
+    let sb = Sandbox::empty();
+    let cmd = |args: &[&str]| {
+        let mut c = s3(sb.path(), &endpoint, "s3://bkt/repo");
+        c.args(args);
+        c
+    };
+    run(cmd(&["init", "--encryption", "none"])).ok();
+    fs::create_dir(sb.p("docs")).unwrap();
+    // Incompressible, so that it takes several packs and a few seconds to send.
+    for i in 0..6 {
+        fs::write(
+            sb.p(&format!("docs/part{i}.bin")),
+            random_bytes(100 + i, 16 << 20),
+        )
+        .unwrap();
+    }
+    let mut backup = cmd(&["backup", "docs"]);
+    backup.stdout(std::process::Stdio::piped());
+    backup.stderr(std::process::Stdio::piped());
+    let child = backup.spawn().unwrap();
+    // Once the first pack is in the bucket, the server goes down.
+    let storage = server.storage("bkt", "repo");
+    let t0 = Instant::now();
+    while storage
+        .list(Kind::Pack)
+        .map(|l| l.is_empty())
+        .unwrap_or(true)
+    {
+        assert!(t0.elapsed() < Duration::from_secs(60), "no pack arrived");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    server.stop();
+    let out = Out::from_output(child.wait_with_output().unwrap());
+    assert_ne!(
+        out.code, 0,
+        "the backup went on without its server: {out:#?}"
+    );
+    server.restart();
+    let storage = server.storage("bkt", "repo");
+    assert!(
+        storage.list(Kind::Snapshot).unwrap().is_empty(),
+        "a snapshot was written: {out:#?}"
+    );
+    let o = run(cmd(&["--json", "verify", "--read-data"]));
+    assert_eq!(o.code, 0, "{o:#?}");
+    run(cmd(&["backup", "docs"])).ok();
+    let target = sb.p("restored");
+    run(cmd(&[
+        "restore",
+        "latest",
+        "--to",
+        target.to_str().unwrap(),
+    ]))
+    .ok();
+    assert_same_tree(&sb.p("docs"), &target.join("docs"));
+}

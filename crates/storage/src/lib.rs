@@ -240,6 +240,17 @@ impl Error {
         }
     }
 
+    /// A [`Error::ShortRead`] of `len` bytes at `offset` of the object, of which `got` were there.
+    pub fn short_read(kind: Kind, name: &str, offset: u64, len: u64, got: u64) -> Self {
+        Error::ShortRead {
+            kind,
+            name: name.to_owned(),
+            offset,
+            wanted: len,
+            got,
+        }
+    }
+
     /// Whether the error means the object does not exist.
     pub fn is_not_found(&self) -> bool {
         matches!(self, Error::NotFound { .. })

@@ -351,13 +351,7 @@ impl Storage for LocalStorage {
     fn read_range(&self, kind: Kind, name: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
         let (mut file, size, path) = self.open_object(kind, name)?;
         let err = |e| self.map_err(kind, name, "reading", &path, e);
-        let short = |got: u64| Error::ShortRead {
-            kind,
-            name: name.to_owned(),
-            offset,
-            wanted: len,
-            got,
-        };
+        let short = |got: u64| Error::short_read(kind, name, offset, len, got);
         // Checking the size first avoids allocating a huge buffer for a bogus
         // length, e.g. from a corrupted index.
         if offset.checked_add(len).is_none_or(|end| end > size) {

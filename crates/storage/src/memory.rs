@@ -121,13 +121,8 @@ impl Storage for MemoryStorage {
         let size = data.len() as u64;
         let end = offset.checked_add(len).filter(|&end| end <= size);
         let Some(end) = end else {
-            return Err(Error::ShortRead {
-                kind,
-                name: name.to_owned(),
-                offset,
-                wanted: len,
-                got: size.saturating_sub(offset),
-            });
+            let got = size.saturating_sub(offset);
+            return Err(Error::short_read(kind, name, offset, len, got));
         };
         // Both bounds are within the in-memory vector, so they fit in usize.
         let range = usize::try_from(offset).expect("offset within a Vec")

@@ -143,13 +143,7 @@ impl S3Storage {
         let range = format!("bytes={offset}-{}", offset + len - 1);
         let request = self.client.get_object(&key, &[("range", range)]);
         let mut response = self.send(request, None, &context)?;
-        let short = |got: u64| Error::ShortRead {
-            kind,
-            name: name.to_owned(),
-            offset,
-            wanted: len,
-            got,
-        };
+        let short = |got: u64| Error::short_read(kind, name, offset, len, got);
         match response.status() {
             StatusCode::PARTIAL_CONTENT => {
                 let data = self.client.read_body(&mut response, len, &context)?;
@@ -314,13 +308,10 @@ impl Storage for S3Storage {
                 let size = self.stat(kind, name)?.size;
                 match end {
                     Some(end) if end <= size => Ok(Vec::new()),
-                    _ => Err(Error::ShortRead {
-                        kind,
-                        name: name.to_owned(),
-                        offset,
-                        wanted: len,
-                        got: size.saturating_sub(offset).min(len),
-                    }),
+                    _ => {
+                        let got = size.saturating_sub(offset).min(len);
+                        Err(Error::short_read(kind, name, offset, len, got))
+                    }
                 }
             }
         }
