@@ -17,6 +17,9 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import s3server  # noqa: E402
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PASSWORD = "bench-password"
 TOOLS = ["backstop", "backstop (encrypted)", "restic", "borg"]
@@ -88,10 +91,13 @@ def run(cmd, cwd, env, logdir, name):
 class Tool:
     """Command lines for one tool; every command runs with cwd=workdir."""
 
-    def __init__(self, name, exe, wd):
-        self.name, self.exe, self.wd = name, exe, wd
+    def __init__(self, name, exe, wd, s3=None):
+        self.name, self.exe, self.wd, self.s3 = name, exe, wd, s3
         self.slug = name.replace(" (encrypted)", "-enc")
         self.repo = wd / "repos" / self.slug
+        if s3:  # a prefix of the bench bucket on the local S3 server (run.py --s3)
+            self.repo = (f"s3://{s3server.BUCKET}/{self.slug}" if name.startswith("backstop")
+                         else f"s3:{s3.endpoint}/{s3server.BUCKET}/{self.slug}")
         self.restore_dir = wd / "restore" / self.slug
         self.env = {}
         if name == "backstop (encrypted)":
@@ -102,11 +108,17 @@ class Tool:
             self.env = {"BORG_PASSPHRASE": PASSWORD, "BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK": "yes",
                         "BORG_RELOCATED_REPO_ACCESS_IS_OK": "yes",
                         "BORG_BASE_DIR": str(wd / "cache" / "borg")}  # own cache/security dir per run
+        if s3:
+            self.env = dict(self.env, **s3.env())
+
+    def stored_bytes(self):
+        """What the repository holds now (in S3 mode: the server's data, see s3server.py)."""
+        return self.s3.stored_bytes() if self.s3 else dir_bytes(self.repo)
 
     def cmd(self, step, label=None):
         e, r = self.exe, self.repo
         if self.name.startswith("backstop"):
-            enc = "passphrase" if self.env else "none"
+            enc = "passphrase" if "BACKSTOP_PASSWORD" in self.env else "none"
             return {"init": [e, "init", "--repo", r, "--encryption", enc],
                     "backup": [e, "backup", "--repo", r, "--json", "work/shop.db"] + (["--as-file"] if AS_FILE else []),
                     "restore": [e, "restore", "latest", "--repo", r, "--to", self.restore_dir],
@@ -214,12 +226,17 @@ def main():
     ap.add_argument("--repeat", type=int, default=3,
                     help="runs of each repeatable step (unchanged re-backup, restore, drill, verify), "
                          "tools taking turns; the table shows the median (default 3)")
+    ap.add_argument("--s3", action="store_true",
+                    help="keep every repository in a bucket of a local S3 server (SeaweedFS, installed by "
+                         "scripts/test) instead of on disk; borg, which has no S3 support, is left out")
     ap.add_argument("--as-file", action="store_true",
                     help="back the database up with backstop as a plain file instead of through SQLite")
     args = ap.parse_args()
     global AS_FILE
     AS_FILE = args.as_file
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    if args.s3:
+        skip.add("borg")
     if skip - {"backstop", "restic", "borg"}:
         ap.error(f"--skip: unknown tool(s) {', '.join(sorted(skip - {'backstop', 'restic', 'borg'}))}")
     wd = Path(args.workdir).resolve()
@@ -244,9 +261,18 @@ def main():
             if not exe:
                 log(f"skipping {short}: not installed (apt-get install -y {'borgbackup' if short == 'borg' else short})")
                 continue
-        tools.append(Tool(name, exe, wd))
+        tools.append((name, exe))
     if not tools:
         sys.exit("no tools left to benchmark")
+    server = s3server.Server(log) if args.s3 else None
+    try:
+        bench(args, wd, shared, [Tool(name, exe, wd, server) for name, exe in tools], server)
+    finally:
+        if server:
+            server.stop()
+
+
+def bench(args, wd, shared, tools, server):
 
     base = prepare_db(args, wd, shared)
     for d in ["repos", "restore", "cache", "work", "logs"]:
@@ -277,10 +303,10 @@ def main():
             return None
         if cmd_step == "backup" and work_db.exists():
             warm(work_db)
-        before = dir_bytes(t.repo)
+        before = t.stored_bytes()
         log(f"{t.name}: {key} ...")
         out = run(t.cmd(cmd_step, label), cwd or wd, t.env, wd / "logs", f"{t.slug}-{key}")
-        after = dir_bytes(t.repo)
+        after = t.stored_bytes()
         r["commands"][key] = {k: out[k] for k in ("rc", "seconds", "maxrss_kib")} | {"added_bytes": after - before}
         if t.name.startswith("backstop") and cmd_step == "backup" and out["rc"] == 0:
             try:  # keep the tool's own report in the raw numbers
@@ -288,6 +314,7 @@ def main():
             except (ValueError, IndexError):
                 log(f"{t.name}: backup --json did not print a JSON object")
         r["peak_rss_kib"] = max(r.get("peak_rss_kib", 0), out["maxrss_kib"])
+        r["stored_bytes"] = r.get("stored_bytes", 0) + (after - before)
         if out["rc"] != 0:
             r[key + "_s"] = "FAILED"
             if cmd_step != "verify":
@@ -299,7 +326,8 @@ def main():
         return out
 
     for t in tools:
-        t.repo.parent.mkdir(parents=True, exist_ok=True)  # each tool's init creates its own repo dir
+        if not server:
+            t.repo.parent.mkdir(parents=True, exist_ok=True)  # each tool's init creates its own repo dir
         if step(t, "init", "init") is None:
             broken.add(t.name)
     for t in tools:
@@ -366,9 +394,11 @@ def main():
     repeated("drill", "drill", "day1b")
     repeated("verify", "verify")
     for t in tools:
-        res[t.name]["repo_bytes"] = dir_bytes(t.repo) if t.name not in broken else "FAILED"
+        size = res[t.name]["stored_bytes"] if server else dir_bytes(t.repo)
+        res[t.name]["repo_bytes"] = size if t.name not in broken else "FAILED"
 
-    print(f"# backstop benchmark, {machine['date']}\n")
+    where = f" (repositories in a local S3 server: {server.endpoint})" if server else ""
+    print(f"# backstop benchmark, {machine['date']}{where}\n")
     print(f"- machine: {machine['nproc']} cores ({machine.get('cpu', '?')}), {machine.get('mem_gib', '?')} GiB RAM")
     for n, v in machine["versions"].items():
         print(f"- {n}: {v}")
