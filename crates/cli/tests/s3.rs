@@ -31,6 +31,29 @@ fn s3(dir: &Path, endpoint: &str, location: &str) -> Command {
     c
 }
 
+/// A server with an unencrypted repository at `s3://bkt/repo`, and a sandbox with an empty
+/// `docs/` folder to back up.
+fn plain_repository() -> (SeaweedFs, Sandbox) {
+    let server = SeaweedFs::start();
+    server.create_bucket("bkt");
+    let sb = Sandbox::empty();
+    run(in_bucket(
+        &sb,
+        &server.endpoint(),
+        &["init", "--encryption", "none"],
+    ))
+    .ok();
+    fs::create_dir(sb.p("docs")).unwrap();
+    (server, sb)
+}
+
+/// `backstop --repo s3://bkt/repo ARGS` in `sb`.
+fn in_bucket(sb: &Sandbox, endpoint: &str, args: &[&str]) -> Command {
+    let mut c = s3(sb.path(), endpoint, "s3://bkt/repo");
+    c.args(args);
+    c
+}
+
 /// Nothing named like a scheme was created as a local folder.
 fn assert_no_local_repository(dir: &Path) {
     let names: Vec<String> = fs::read_dir(dir)
@@ -160,17 +183,9 @@ fn storage_faults_exit_with_their_own_codes_within_seconds() {
 /// data: the restore fails with the integrity code and writes nothing at the target.
 #[test]
 fn a_pack_damaged_in_the_bucket_is_found_and_never_restored() {
-    let server = SeaweedFs::start();
-    server.create_bucket("bkt");
+    let (server, sb) = plain_repository();
     let endpoint = server.endpoint();
-    let sb = Sandbox::empty();
-    let cmd = |args: &[&str]| {
-        let mut c = s3(sb.path(), &endpoint, "s3://bkt/repo");
-        c.args(args);
-        c
-    };
-    run(cmd(&["init", "--encryption", "none"])).ok();
-    fs::create_dir(sb.p("docs")).unwrap();
+    let cmd = |args: &[&str]| in_bucket(&sb, &endpoint, args);
     fs::write(sb.p("docs/ledger.bin"), random_bytes(7, 3 << 20)).unwrap();
     run(cmd(&["backup", "docs"])).ok();
     let storage = server.storage("bkt", "repo");
@@ -204,17 +219,9 @@ fn a_pack_damaged_in_the_bucket_is_found_and_never_restored() {
 /// restores byte for byte.
 #[test]
 fn a_server_that_dies_in_the_middle_of_a_backup_leaves_no_half_snapshot() {
-    let mut server = SeaweedFs::start();
-    server.create_bucket("bkt");
+    let (mut server, sb) = plain_repository();
     let endpoint = server.endpoint();
-    let sb = Sandbox::empty();
-    let cmd = |args: &[&str]| {
-        let mut c = s3(sb.path(), &endpoint, "s3://bkt/repo");
-        c.args(args);
-        c
-    };
-    run(cmd(&["init", "--encryption", "none"])).ok();
-    fs::create_dir(sb.p("docs")).unwrap();
+    let cmd = |args: &[&str]| in_bucket(&sb, &endpoint, args);
     // Incompressible, so that it takes several packs and a few seconds to send.
     for i in 0..6 {
         fs::write(
