@@ -9,11 +9,10 @@ use std::sync::Arc;
 
 use backstop_engine::lock::Lock;
 use backstop_engine::{
-    BackupOptions, BackupSummary, Error, ErrorKind, ForgetOptions, Indexed, InitOptions,
-    NoProgress, PruneOptions, PruneSummary, Repository, VerifyOptions, VerifyReport, backup,
-    forget, prune, verify,
+    BackupSummary, Error, ErrorKind, ForgetOptions, Indexed, InitOptions, NoProgress, PruneOptions,
+    PruneSummary, Repository, VerifyOptions, VerifyReport, backup, forget, prune, verify,
 };
-use backstop_format::manifest::{BackupKind, DatabaseMeta, Item, ItemKind, SourceKind};
+use backstop_format::manifest::{DatabaseMeta, Item, ItemKind, SourceKind};
 use backstop_format::pack::IndexFile;
 use backstop_format::record::{MARK_VERIFIED, PIN, Record};
 use backstop_format::tree::{ChunkRef, Content};
@@ -25,7 +24,7 @@ use rstest::rstest;
 
 #[path = "support/pieces.rs"]
 mod pieces;
-use pieces::Pieces;
+use pieces::{Pieces, opts};
 
 const HOST: &str = "test-host";
 const PAGE: usize = 4096;
@@ -136,21 +135,6 @@ fn new_repo_with(pass: Option<&str>) -> (Arc<MemoryStorage>, Repository) {
     o.kdf.m_kib = 64;
     let repo = Repository::init(storage.clone(), &o).unwrap();
     (storage, repo)
-}
-
-fn opts(name: &str, t: i64) -> BackupOptions {
-    BackupOptions {
-        source_name: name.into(),
-        kind: BackupKind::Manual,
-        description: None,
-        tags: vec![],
-        ticket: None,
-        time: Timestamp::from_second(1_700_000_000 + t).unwrap(),
-        host: HOST.into(),
-        program: "test".into(),
-        force: false,
-        skip_unchanged: false,
-    }
 }
 
 /// A backup with a freshly loaded index.

@@ -6,13 +6,15 @@ mod faults;
 #[path = "../support/pieces.rs"]
 mod pieces;
 
+use pieces::opts;
+
 use std::io::Cursor;
 use std::sync::Arc;
 
 use backstop_engine::lock::Lock;
 use backstop_engine::{
-    BackupOptions, Error, Indexed, InitOptions, NoProgress, Repository, SpillOptions,
-    VerifyOptions, backup, verify,
+    Error, Indexed, InitOptions, NoProgress, Repository, SpillOptions, VerifyOptions, backup,
+    verify,
 };
 use backstop_format::crypto::KdfParams;
 use backstop_format::manifest::{BackupKind, Item, ItemKind, SourceKind};
@@ -109,21 +111,6 @@ fn cheap_init(passphrase: Option<&str>) -> InitOptions {
     };
     o.pack_size = 1 << 20;
     o
-}
-
-fn opts(name: &str, t: i64) -> BackupOptions {
-    BackupOptions {
-        source_name: name.into(),
-        kind: BackupKind::Manual,
-        description: None,
-        tags: vec![],
-        ticket: None,
-        time: Timestamp::from_second(1_700_000_000 + t).unwrap(),
-        host: "test-host".into(),
-        program: "test".into(),
-        force: false,
-        skip_unchanged: false,
-    }
 }
 
 fn restore_all(repo: &Repository, id: &SnapshotId) -> Vec<(String, Vec<u8>)> {
