@@ -34,7 +34,7 @@ use std::path::Path;
 
 use super::{open_read_only, sql_err};
 use crate::{Error, ScratchOptions};
-use summaries::Summaries;
+use summaries::{Extents, Summaries};
 
 mod page;
 mod schema;
@@ -136,11 +136,11 @@ struct Geometry {
 /// The check's view of every page, filled in page order as the capture reads them.
 ///
 /// What it keeps per page is what the walk in `walk.rs` needs, as compactly as it reads: a
-/// kind byte and the start of the page's summary in one byte stream (`aux`), 5 bytes per page,
-/// and the summary itself in varints (see [`Summary`]): about 12 bytes per page for a typical
-/// database, where fixed-width arrays took about 60. Past `check_pages_in_memory` pages the
-/// summaries go to a scratch file (`summaries.rs`), so a 10 GiB database keeps 14 MiB in
-/// memory instead of 46.
+/// kind byte and where the page's summary lies in one byte stream (`aux`: a length byte, and an
+/// offset every 16 pages, see [`Extents`]), about 2.3 bytes per page, and the summary itself in
+/// varints (see [`Summary`]): about 12 bytes per page for a typical database, where fixed-width
+/// arrays took about 60. Past `check_pages_in_memory` pages the summaries go to a scratch file
+/// (`summaries.rs`), so a 10 GiB database keeps about 7 MiB in memory instead of 46.
 pub(crate) struct Checker {
     plan: Plan,
     geo: Option<Geometry>,
@@ -148,9 +148,9 @@ pub(crate) struct Checker {
     /// Page kind, and the local problem of each `BROKEN` page.
     kind: Vec<u8>,
     broken: HashMap<u32, String>,
-    /// Page `p`'s summary is `aux[at[p]..at[p + 1]]` (see [`Summary`]), in memory or, for a
-    /// large database, in a scratch file (see `summaries.rs`).
-    at: Vec<u32>,
+    /// Where page `p`'s summary (see [`Summary`]) lies in `aux`, in memory or, for a large
+    /// database, in a scratch file (see `summaries.rs`).
+    at: Extents,
     aux: Summaries,
     /// Scratch: the summary of the current page, as it is encoded.
     record: Vec<u8>,

@@ -133,7 +133,7 @@ impl Checker {
             page_count,
             kind: vec![NOT_BTREE; n],
             broken: HashMap::new(),
-            at: vec![0; n],
+            at: Extents::new(n),
             aux,
             record: Vec::with_capacity(256),
             too_large: false,
@@ -179,9 +179,10 @@ impl Checker {
             self.root_in_header = be4(p, 52);
             self.incremental = be4(p, 64);
         }
-        self.at[i] = self.aux_len();
+        let start = self.aux_len();
         let Some(geo) = self.geo else {
-            self.at[i + 1] = self.aux_len();
+            let end = self.aux_len();
+            self.at.set(i, start, end);
             return;
         };
         let hdr = if pgno == 1 { 100 } else { 0 };
@@ -209,7 +210,8 @@ impl Checker {
         if !is_btree(self.kind[i]) {
             self.aux.append(&p[..4]);
         }
-        self.at[i + 1] = self.aux_len();
+        let end = self.aux_len();
+        self.at.set(i, start, end);
     }
 
     fn aux_len(&mut self) -> u32 {
@@ -270,8 +272,8 @@ impl Checker {
 
     fn record_of(&self, pgno: u32) -> Cow<'_, [u8]> {
         let i = pgno as usize;
-        match (self.at.get(i), self.at.get(i + 1)) {
-            (Some(&s), Some(&e)) if !self.too_large => self.aux.get(u64::from(s), u64::from(e)),
+        match self.at.get(i) {
+            Some((s, e)) if !self.too_large => self.aux.get(u64::from(s), u64::from(e)),
             _ => Cow::Borrowed(&[]),
         }
     }

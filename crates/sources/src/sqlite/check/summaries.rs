@@ -176,8 +176,98 @@ impl ScratchSummaries {
     }
 }
 
+/// Pages whose summaries share one stored start offset in [`Extents`].
+const GROUP: usize = 16;
+/// A length byte that stands for a summary of 255 bytes or more, whose length is in
+/// `Extents::long`.
+const LONG: u8 = u8::MAX;
+
+/// Where each page's summary lies in the summaries' byte stream, in about 1.25 bytes a page
+/// instead of a 4-byte offset: a length byte per page and the start of every group of
+/// [`GROUP`] pages. Page `p`'s summary starts at its group's start plus the lengths of the
+/// pages before it in the group (each summary starts where the previous page's ends: they are
+/// written in page order). The few summaries of 255 bytes or more (interior pages with many
+/// children) keep their lengths in a list sorted by page, as pages come in order.
+pub(super) struct Extents {
+    starts: Vec<u32>,
+    lens: Vec<u8>,
+    long: Vec<(u32, u32)>,
+}
+
+impl Extents {
+    /// Room for pages `0..pages`.
+    pub(super) fn new(pages: usize) -> Self {
+        Self {
+            starts: vec![0; pages.div_ceil(GROUP)],
+            lens: vec![0; pages],
+            long: Vec::new(),
+        }
+    }
+
+    fn len_of(&self, i: usize) -> u32 {
+        match self.lens[i] {
+            LONG => self
+                .long
+                .binary_search_by_key(&(i as u32), |&(p, _)| p)
+                .map_or(0, |k| self.long[k].1),
+            n => u32::from(n),
+        }
+    }
+
+    /// The summed lengths of the pages before `i` in its group.
+    fn before(&self, i: usize) -> u32 {
+        (i / GROUP * GROUP..i).fold(0u32, |sum, j| sum.wrapping_add(self.len_of(j)))
+    }
+
+    /// Records page `i`'s summary as bytes `start..end`; pages are recorded in order, once
+    /// each, each starting where the previous one ended. A page past the room is ignored.
+    pub(super) fn set(&mut self, i: usize, start: u32, end: u32) {
+        if i >= self.lens.len() {
+            return;
+        }
+        let len = end.wrapping_sub(start);
+        if len >= u32::from(LONG) {
+            self.lens[i] = LONG;
+            self.long.push((i as u32, len));
+        } else {
+            self.lens[i] = len as u8;
+        }
+        self.starts[i / GROUP] = start.wrapping_sub(self.before(i));
+    }
+
+    /// Page `i`'s summary, as `start..end` (empty for a page never recorded).
+    pub(super) fn get(&self, i: usize) -> Option<(u32, u32)> {
+        if i >= self.lens.len() {
+            return None;
+        }
+        let start = self.starts[i / GROUP].wrapping_add(self.before(i));
+        Some((start, start.wrapping_add(self.len_of(i))))
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn extents_give_back_every_page_s_bytes() {
+        // Lengths of every size class, including 255 exactly and past it, over several groups.
+        let lens: Vec<u32> = (0..200u32)
+            .map(|p| [0, 4, 17, 254, 255, 256, 3000][p as usize % 7])
+            .collect();
+        let mut e = Extents::new(lens.len() + 1);
+        let mut at = 0u32;
+        let mut expected = vec![(0, 0)];
+        for (k, &len) in lens.iter().enumerate() {
+            e.set(k + 1, at, at + len);
+            expected.push((at, at + len));
+            at += len;
+        }
+        for (i, &want) in expected.iter().enumerate() {
+            assert_eq!(e.get(i), Some(want), "page {i}");
+        }
+        assert_eq!(e.get(expected.len()), None);
+        e.set(expected.len() + 5, 0, 1); // past the room: ignored
+    }
+
     use super::*;
 
     fn on_disk() -> Summaries {
