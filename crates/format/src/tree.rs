@@ -173,36 +173,64 @@ impl PatchList {
         self.len == 0
     }
 
-    /// The encoded records, as [`decode_patches`] reads them.
+    /// The encoded records, as [`decode_patches`] reads them (after [`PatchList::take_bytes`]:
+    /// those pushed since).
     pub fn as_bytes(&self) -> &[u8] {
         &self.bytes
     }
 
+    /// The index the next record's gap is counted from: one past the last record's.
+    pub fn next_index(&self) -> u64 {
+        self.next
+    }
+
+    /// Takes the records encoded so far, leaving the list empty of bytes but not of records:
+    /// later pushes continue the same encoding, so the taken bytes followed by the later ones
+    /// are the whole list's encoding, and [`PatchList::len`] still counts every record. How a
+    /// long list moves its head out of memory while it is built.
+    pub fn take_bytes(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.bytes)
+    }
+
     /// The records, in order, decoded one at a time.
     pub fn iter(&self) -> impl Iterator<Item = (u64, ChunkRef)> + '_ {
-        let mut r = Reader::new(&self.bytes);
-        let mut next = 0u64;
-        std::iter::from_fn(move || {
-            if r.is_empty() {
-                return None;
-            }
-            // The bytes were written by `push`, so they decode.
-            let mut read = || -> Result<(u64, ChunkRef), FormatError> {
-                let i = next + r.varint()?;
-                let id = ChunkId::from_slice(r.bytes(ID_LEN)?)?;
-                Ok((
-                    i,
-                    ChunkRef {
-                        id,
-                        size: r.varint()?,
-                    },
-                ))
-            };
-            let (i, c) = read().expect("a patch list encoded by PatchList::push");
-            next = i + 1;
-            Some((i, c))
-        })
+        patch_records(&self.bytes, 0).map(|r| r.expect("a patch list encoded by PatchList::push"))
     }
+}
+
+/// The records in `bytes`, a piece of a patch list's encoding cut between records whose first
+/// gap counts from `next` (0 at the start of a list, else the [`PatchList::next_index`] before
+/// the piece's first record), decoded one at a time.
+pub fn patch_records(
+    bytes: &[u8],
+    mut next: u64,
+) -> impl Iterator<Item = Result<(u64, ChunkRef), FormatError>> + '_ {
+    let mut r = Reader::new(bytes);
+    let mut failed = false;
+    std::iter::from_fn(move || {
+        if r.is_empty() || failed {
+            return None;
+        }
+        let mut read = || -> Result<(u64, ChunkRef), FormatError> {
+            let i = next
+                .checked_add(r.varint()?)
+                .ok_or(FormatError::Corrupt("patch index overflow"))?;
+            let id = ChunkId::from_slice(r.bytes(ID_LEN)?)?;
+            Ok((
+                i,
+                ChunkRef {
+                    id,
+                    size: r.varint()?,
+                },
+            ))
+        };
+        let got = read();
+        match &got {
+            Ok((i, _)) => next = i + 1,
+            Err(_) => failed = true,
+        }
+        Some(got)
+    })
 }
 
 impl FromIterator<(u64, ChunkRef)> for PatchList {
@@ -217,22 +245,9 @@ impl FromIterator<(u64, ChunkRef)> for PatchList {
 
 /// Decodes patch records written by [`encode_patches`].
 pub fn decode_patches(b: &[u8]) -> Result<Vec<(u64, ChunkRef)>, FormatError> {
-    let mut r = Reader::new(b);
     let mut out = Vec::with_capacity(b.len() / (ID_LEN + 2));
-    let mut next = 0u64;
-    while !r.is_empty() {
-        let i = next
-            .checked_add(r.varint()?)
-            .ok_or(FormatError::Corrupt("patch index overflow"))?;
-        let id = ChunkId::from_slice(r.bytes(ID_LEN)?)?;
-        out.push((
-            i,
-            ChunkRef {
-                id,
-                size: r.varint()?,
-            },
-        ));
-        next = i + 1;
+    for r in patch_records(b, 0) {
+        out.push(r?);
     }
     Ok(out)
 }
@@ -268,7 +283,32 @@ mod tests {
             let list: PatchList = patches.iter().copied().collect();
             prop_assert_eq!(list.len(), patches.len() as u64);
             prop_assert_eq!(decode_patches(list.as_bytes()).unwrap(), patches.clone());
-            prop_assert_eq!(list.iter().collect::<Vec<_>>(), patches);
+            prop_assert_eq!(list.iter().collect::<Vec<_>>(), patches.clone());
+        }
+
+        #[test]
+        fn taken_pieces_continue_the_encoding(gaps in proptest::collection::vec((0u64..1000, any::<[u8; 32]>(), 1u64..70000), 0..50), cuts in proptest::collection::vec(any::<bool>(), 50)) {
+            let mut next = 0;
+            let mut list = PatchList::default();
+            let (mut whole, mut decoded) = (Vec::new(), Vec::new());
+            let mut piece_next = 0;
+            for ((g, b, s), cut) in gaps.iter().zip(&cuts) {
+                let i = next + g;
+                next = i + 1;
+                list.push(i, ChunkRef { id: ChunkId(*b), size: *s });
+                if *cut {
+                    let piece = list.take_bytes();
+                    decoded.extend(patch_records(&piece, piece_next).map(Result::unwrap));
+                    whole.extend_from_slice(&piece);
+                    piece_next = list.next_index();
+                }
+            }
+            decoded.extend(patch_records(list.as_bytes(), piece_next).map(Result::unwrap));
+            whole.extend_from_slice(list.as_bytes());
+            prop_assert_eq!(list.len(), gaps.len() as u64);
+            prop_assert_eq!(decode_patches(&whole).unwrap(), decoded.clone());
+            let all: PatchList = decoded.iter().copied().collect();
+            prop_assert_eq!(all.as_bytes(), &whole[..]);
         }
 
         #[test]

@@ -60,6 +60,10 @@ pub struct SpillOptions {
     /// Database pages above which a SQLite capture's integrity check keeps its page summaries
     /// in a scratch file (`backstop_sources::ScratchOptions::check_pages_in_memory`).
     pub check_pages: u64,
+    /// Patch records of a delta (an item that changed in many places) kept in memory while it
+    /// is built; past them the earlier records move to a scratch file (`store::patches`). The
+    /// default, 8,192, is about 280 KiB.
+    pub patches: u64,
     /// Where scratch files go; `None` is the system's temporary folder.
     pub dir: Option<PathBuf>,
 }
@@ -70,6 +74,7 @@ impl Default for SpillOptions {
             index_entries: 1 << 19,
             new_chunks: 7 << 15,
             check_pages: backstop_sources::ScratchOptions::default().check_pages_in_memory,
+            patches: 1 << 13,
             dir: None,
         }
     }
@@ -83,6 +88,7 @@ impl SpillOptions {
             index_entries: entries,
             new_chunks: usize::try_from(entries).unwrap_or(usize::MAX),
             check_pages: entries,
+            patches: entries,
             dir: None,
         }
     }
@@ -95,7 +101,7 @@ impl SpillOptions {
         }
     }
 
-    fn scratch(&self) -> io::Result<Scratch> {
+    pub(crate) fn scratch(&self) -> io::Result<Scratch> {
         let dir = self.dir.clone().unwrap_or_else(std::env::temp_dir);
         let file = tempfile::tempfile_in(&dir).map_err(|e| annotate(&dir, e))?;
         Ok(Scratch { file, dir, end: 0 })
@@ -110,14 +116,14 @@ pub(crate) struct Scratch {
 }
 
 impl Scratch {
-    fn append(&mut self, bytes: &[u8]) -> io::Result<u64> {
+    pub(crate) fn append(&mut self, bytes: &[u8]) -> io::Result<u64> {
         let at = self.end;
         write_all_at(&self.file, bytes, at).map_err(|e| annotate(&self.dir, e))?;
         self.end += bytes.len() as u64;
         Ok(at)
     }
 
-    fn read(&self, buf: &mut [u8], at: u64) -> io::Result<()> {
+    pub(crate) fn read(&self, buf: &mut [u8], at: u64) -> io::Result<()> {
         read_exact_at(&self.file, buf, at).map_err(|e| annotate(&self.dir, e))
     }
 }

@@ -3,12 +3,14 @@
 //! metadata streams (item lists, patch lists) stored like content.
 
 use backstop_format::config::ChunkerParams;
-use backstop_format::tree::{ChunkRef, Content, Delta, PatchList};
+use backstop_format::tree::{ChunkRef, Content, Delta};
 use backstop_sources::Chunking;
 
 use crate::error::Result;
 use crate::repository::content::{Cursor, Loader};
+use crate::repository::spill::SpillOptions;
 use crate::store::chunker::{Batch, Cutter};
+use crate::store::patches::PatchSpool;
 use crate::store::{ChunkStore, TreeBuilder};
 
 /// A byte stream of metadata (an item list, a patch list), chunked with small content-defined
@@ -88,7 +90,7 @@ enum Mode<'l> {
         loader: Loader<'l>,
         cursor: Cursor<'l>,
         index: u64,
-        patches: PatchList,
+        patches: PatchSpool,
         limit: u64,
     },
 }
@@ -134,12 +136,14 @@ impl<'l> ContentBuilder<'l> {
     }
 
     /// A delta against `base`, if every node of the base can be read (a damaged base must not
-    /// make every later backup fail); otherwise a full tree.
+    /// make every later backup fail); otherwise a full tree. A long list of patches moves to
+    /// a scratch file as `spill` says.
     pub fn against(
         loader: Loader<'l>,
         base: DeltaBase,
         previous: Previous,
         on_change: Option<OnChange>,
+        spill: &SpillOptions,
     ) -> Self {
         let tree = Content {
             size: base.root.size,
@@ -163,7 +167,7 @@ impl<'l> ContentBuilder<'l> {
                 loader,
                 cursor: loader.cursor(&tree),
                 index: 0,
-                patches: PatchList::default(),
+                patches: PatchSpool::new(spill),
                 limit: (count / 2).min(MAX_PATCHES),
             },
             previous,
@@ -192,7 +196,7 @@ impl<'l> ContentBuilder<'l> {
                     self.previous_pos += 1;
                 }
                 if from_base != Some(r) {
-                    patches.push(*index, r);
+                    patches.push(*index, r)?;
                 }
                 *index += 1;
                 let over = patches.len() > *limit;
@@ -222,19 +226,28 @@ impl<'l> ContentBuilder<'l> {
         };
         let mut tree = TreeBuilder::new();
         let mut cursor = loader.tree_cursor(base.root);
-        let mut next = patches.iter().peekable();
-        for i in 0..*index {
-            let from_base = cursor.next_chunk()?;
-            let r = match next.peek() {
-                Some(&(pi, r)) if pi == i => {
-                    next.next();
-                    r
-                }
-                _ => from_base.expect("chunks that matched the base exist in it"),
-            };
+        // The base's chunks up to each patch, the patch in place of the base's chunk there.
+        let mut at = 0u64;
+        patches.for_each(|pi, r| {
+            for _ in at..pi {
+                let from_base = cursor.next_chunk()?;
+                tree.push(
+                    store,
+                    from_base.expect("chunks that matched the base exist in it"),
+                )?;
+            }
+            cursor.next_chunk()?;
             tree.push(store, r)?;
+            at = pi + 1;
+            Ok(())
+        })?;
+        for _ in at..*index {
+            let from_base = cursor.next_chunk()?;
+            tree.push(
+                store,
+                from_base.expect("chunks that matched the base exist in it"),
+            )?;
         }
-        drop(next);
         self.mode = Mode::Full(tree);
         Ok(())
     }
@@ -281,7 +294,7 @@ pub(crate) fn delta_content(
     exhausted: bool,
     size: u64,
     hash: String,
-    patches: &PatchList,
+    patches: &PatchSpool,
 ) -> Result<Content> {
     // Nothing differs and nothing was cut off: the content is the base itself.
     if patches.is_empty() && exhausted && base.root.size == size {
@@ -293,11 +306,15 @@ pub(crate) fn delta_content(
             delta: None,
         });
     }
-    // In pieces: the cutter then copies a piece at a time, not the whole list.
+    // In pieces: the cutter then copies a piece at a time, not the whole list; the chunks it
+    // cuts do not depend on where the pieces end.
     let mut w = MetaWriter::new();
-    for piece in patches.as_bytes().chunks(1 << 20) {
-        w.write(store, piece)?;
-    }
+    patches.for_each_piece(|bytes, _| {
+        for piece in bytes.chunks(1 << 20) {
+            w.write(store, piece)?;
+        }
+        Ok(())
+    })?;
     let patch = w.finish(store)?;
     Ok(Content {
         size,

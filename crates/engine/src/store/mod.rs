@@ -11,6 +11,7 @@
 pub(crate) mod builder;
 pub mod chunker;
 pub(crate) mod packing;
+pub(crate) mod patches;
 
 use std::sync::Arc;
 use std::sync::mpsc::Sender;
@@ -27,7 +28,7 @@ use crate::error::Result;
 use crate::repository::Repository;
 use crate::repository::index::Index;
 use crate::repository::indexed::Indexed;
-use crate::repository::spill::NewChunks;
+use crate::repository::spill::{NewChunks, SpillOptions};
 use crate::store::chunker::Batch;
 pub use crate::store::packing::StoreStats;
 use crate::store::packing::{
@@ -110,6 +111,11 @@ impl<'a> ChunkStore<'a> {
             return Err(self.writer.join().err().unwrap_or(e));
         }
         Ok(refs)
+    }
+
+    /// When this backup moves what it holds into scratch files.
+    pub(crate) fn spill_options(&self) -> &SpillOptions {
+        self.index.spill_options()
     }
 
     /// Stores chunks of metadata (a snapshot's item list) with the tree nodes, so that reading

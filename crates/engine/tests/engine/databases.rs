@@ -175,3 +175,54 @@ fn a_delta_costs_the_changed_pages_not_the_whole_list() {
         d.patch.size
     );
 }
+
+/// A delta whose patch records move to a scratch file one at a time (`patches: 0`) is stored
+/// exactly as one built in memory, both as a delta (a few scattered pages changed) and when it
+/// turns into a full tree halfway (most pages changed), and restores byte for byte.
+#[test]
+fn deltas_with_their_patches_on_disk_are_the_deltas_built_in_memory() {
+    let scratch = tempfile::tempdir().unwrap();
+    let on_disk = SpillOptions {
+        dir: Some(scratch.path().to_path_buf()),
+        ..SpillOptions::all_above(0)
+    };
+    let mut days = vec![pagey(6 << 20, 11)];
+    let mut day1 = days[0].clone();
+    for page in (7..1536).step_by(97) {
+        day1[page * 4096 + 100] ^= 0x5a;
+    }
+    days.push(day1.clone());
+    let mut day2 = day1;
+    for page in (0..1536).filter(|p| p % 5 != 0) {
+        day2[page * 4096 + 7] ^= 0xa5;
+    }
+    day2.truncate(day2.len() - 3 * 4096 - 10); // shorter than the base, too
+    days.push(day2);
+    let contents = |spill: &SpillOptions| {
+        let repo = Repository::init(Arc::new(MemoryStorage::new()), &cheap_init(None)).unwrap();
+        let mut out = Vec::new();
+        for (t, db) in days.iter().enumerate() {
+            let ix = Indexed::load_for_backup(&repo, spill).unwrap();
+            let mut src = PagesSource {
+                data: Some(db.clone()),
+            };
+            let s = backup(&ix, &mut src, &opts("db", t as i64), &NoProgress).unwrap();
+            assert_eq!(restore_all(&repo, &s.id)[0].1, *db, "day {t}");
+            let ix = Indexed::load(&repo).unwrap();
+            let snap = repo.load_snapshot(&s.id).unwrap();
+            let items = ix.loader().read_items(&snap.items).unwrap();
+            out.push(items[0].content.clone().unwrap());
+        }
+        assert!(verify_data(&repo).is_clean());
+        out
+    };
+    let (memory, disk) = (contents(&SpillOptions::default()), contents(&on_disk));
+    let delta = memory[1].delta.as_ref().expect("day 1 is a delta");
+    assert_eq!(delta.patches, 16);
+    assert!(
+        memory[2].delta.is_none(),
+        "day 2 changed too much for a delta"
+    );
+    assert_eq!(disk, memory);
+    assert_eq!(std::fs::read_dir(scratch.path()).unwrap().count(), 0);
+}

@@ -356,13 +356,19 @@ fn store_content(
     let on_change = reading.capture.as_mut().and_then(|c| c.take_on_change());
     let builder = match base {
         Some(base) => match previous_patches(&loader, prev, &base) {
-            Some(p) => ContentBuilder::against(loader, base, p, on_change),
+            Some(p) => ContentBuilder::against(loader, base, p, on_change, store.spill_options()),
             None => {
                 // Nothing known about the previous version: count as changed.
                 if let Some(f) = on_change {
                     f();
                 }
-                ContentBuilder::against(loader, base, Previous::default(), None)
+                ContentBuilder::against(
+                    loader,
+                    base,
+                    Previous::default(),
+                    None,
+                    store.spill_options(),
+                )
             }
         },
         None => {

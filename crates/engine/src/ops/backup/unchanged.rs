@@ -15,7 +15,7 @@
 //! bytes: the source reads them again).
 
 use backstop_format::manifest::Item;
-use backstop_format::tree::{ChunkRef, Content, PatchList, decode_patches};
+use backstop_format::tree::{ChunkRef, Content, decode_patches};
 use backstop_sources::Chunking;
 use rayon::prelude::*;
 
@@ -26,6 +26,7 @@ use crate::store::ChunkStore;
 
 use super::read::Stream;
 use crate::store::builder::{DeltaBase, delta_content};
+use crate::store::patches::PatchSpool;
 
 /// Chunk ids looked up in the index at a time, in parallel.
 const LOOKUP_BATCH: usize = 8192;
@@ -96,8 +97,11 @@ pub(crate) fn reuse(
     let count = size.div_ceil(u64::from(base.chunk_size));
     store.count_known(count);
     let exhausted = base_chunks <= count;
-    let patches: PatchList = patches.into_iter().collect();
-    delta_content(store, base, exhausted, size, hash, &patches).map(Some)
+    let mut spool = PatchSpool::in_memory();
+    for (i, r) in patches {
+        spool.push(i, r)?;
+    }
+    delta_content(store, base, exhausted, size, hash, &spool).map(Some)
 }
 
 /// Reads the stream to its end, hashing it on all cores: its size and hex BLAKE3 hash.
