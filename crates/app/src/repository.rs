@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use backstop_engine::{IndexProblem, Indexed, InitOptions, Repository, SpillOptions};
 use backstop_format::Timestamp;
 use backstop_storage::{
-    LocalStorage, RetryOptions, Retrying, S3Location, S3Options, S3Storage, Storage,
+    CachedStorage, LocalStorage, RetryOptions, Retrying, S3Location, S3Options, S3Storage, Storage,
 };
 
 use crate::config::Config;
@@ -45,6 +45,11 @@ impl Location {
     /// [`DEFAULT_REPO`] in the working directory.
     pub fn default_local() -> Location {
         Location(PathBuf::from(DEFAULT_REPO))
+    }
+
+    /// Whether the location is remote (an `s3://` bucket): reads are requests over a network.
+    pub fn is_remote(&self) -> bool {
+        self.scheme().is_some()
     }
 
     /// The local directory, or `None` for a remote location.
@@ -137,9 +142,74 @@ pub fn read_password_file(p: &Path) -> anyhow::Result<String> {
     Ok(s.trim_end_matches(['\r', '\n']).to_string())
 }
 
-/// Opens the repository at `loc`.
+/// Whether a remote repository is read through a local cache (`backstop_storage::CachedStorage`:
+/// index files, snapshot manifests and packs of tree nodes, in a folder per repository).
+/// A local repository never is: it is as near as its cache would be.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum CacheUse {
+    /// In [`default_cache_dir`], if there is one.
+    #[default]
+    Default,
+    /// In this folder.
+    At(PathBuf),
+    /// Not at all (`--no-cache`; and what `verify` and `repair` use, since they judge the
+    /// remote copy itself).
+    Off,
+}
+
+/// Where remote repositories' caches go: `BACKSTOP_CACHE_DIR`, else the user's cache folder
+/// (`$XDG_CACHE_HOME` or `~/.cache` on Linux, `~/Library/Caches` on macOS, `%LOCALAPPDATA%` on
+/// Windows) with `backstop` below it; `None` when none of them is set.
+pub fn default_cache_dir() -> Option<PathBuf> {
+    cache_dir_from(|name| std::env::var_os(name))
+}
+
+fn cache_dir_from(var: impl Fn(&str) -> Option<std::ffi::OsString>) -> Option<PathBuf> {
+    let set = |name: &str| var(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+    if let Some(dir) = set("BACKSTOP_CACHE_DIR") {
+        return Some(dir);
+    }
+    let base = if cfg!(windows) {
+        set("LOCALAPPDATA")
+    } else if cfg!(target_os = "macos") {
+        set("HOME").map(|h| h.join("Library").join("Caches"))
+    } else {
+        set("XDG_CACHE_HOME")
+            .filter(|p| p.is_absolute())
+            .or_else(|| set("HOME").map(|h| h.join(".cache")))
+    };
+    base.map(|b| b.join("backstop"))
+}
+
+/// Opens the repository at `loc`, a remote one through the default cache.
 pub fn open(loc: &Location, passphrase: Option<&str>) -> anyhow::Result<Repository> {
-    Ok(Repository::open(loc.storage()?, passphrase)?)
+    open_with(loc, passphrase, &CacheUse::Default)
+}
+
+/// Opens the repository at `loc`; a remote one through the cache `cache` says. The cache's
+/// folder for this repository is named by the repository's id. A cache folder that cannot be
+/// made is no error: the repository is read without it.
+pub fn open_with(
+    loc: &Location,
+    passphrase: Option<&str>,
+    cache: &CacheUse,
+) -> anyhow::Result<Repository> {
+    let storage = loc.storage()?;
+    let repo = Repository::open(storage.clone(), passphrase)?;
+    let root = match cache {
+        _ if !loc.is_remote() => None,
+        CacheUse::Default => default_cache_dir(),
+        CacheUse::At(dir) => Some(dir.clone()),
+        CacheUse::Off => None,
+    };
+    let Some(root) = root else {
+        return Ok(repo);
+    };
+    let dir = root.join(&repo.config().id);
+    Ok(match CachedStorage::new(storage, dir) {
+        Ok(cached) => repo.with_storage(Arc::new(cached)),
+        Err(_) => repo,
+    })
 }
 
 /// Creates a repository at `loc`.
@@ -166,6 +236,7 @@ pub struct OpenedRepository {
 pub fn open_or_create(
     loc: Option<Location>,
     passphrase: Option<String>,
+    cache: &CacheUse,
     now: Timestamp,
     host: &str,
 ) -> anyhow::Result<OpenedRepository> {
@@ -175,7 +246,7 @@ pub fn open_or_create(
         opened: Opened::Existing,
     };
     if let Some(loc) = loc {
-        return Ok(found(open(&loc, passphrase.as_deref())?, loc));
+        return Ok(found(open_with(&loc, passphrase.as_deref(), cache)?, loc));
     }
     let location = Location::default_local();
     let storage = location.storage()?;
@@ -215,5 +286,58 @@ pub fn load_backup_index<'r>(
 fn report(problems: &[IndexProblem], warn: &dyn Fn(&str)) {
     for problem in problems {
         warn(&format!("{problem}; run `backstop verify`"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+    use std::ffi::OsString;
+
+    fn dir_with(vars: &[(&str, &str)]) -> Option<PathBuf> {
+        let vars: HashMap<String, OsString> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), OsString::from(v)))
+            .collect();
+        cache_dir_from(|name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn the_cache_folder_follows_the_platform_s_convention() {
+        assert_eq!(
+            dir_with(&[("BACKSTOP_CACHE_DIR", "/c"), ("HOME", "/h")]),
+            Some(PathBuf::from("/c"))
+        );
+        assert_eq!(dir_with(&[("BACKSTOP_CACHE_DIR", "")]), None);
+        if cfg!(target_os = "linux") {
+            assert_eq!(
+                dir_with(&[("HOME", "/h")]),
+                Some(PathBuf::from("/h/.cache/backstop"))
+            );
+            assert_eq!(
+                dir_with(&[("HOME", "/h"), ("XDG_CACHE_HOME", "/x")]),
+                Some(PathBuf::from("/x/backstop"))
+            );
+            // A relative XDG_CACHE_HOME is invalid by the specification: ignored.
+            assert_eq!(
+                dir_with(&[("HOME", "/h"), ("XDG_CACHE_HOME", "x")]),
+                Some(PathBuf::from("/h/.cache/backstop"))
+            );
+        }
+    }
+
+    #[test]
+    fn a_local_repository_is_never_cached() {
+        let dir = tempfile::tempdir().unwrap();
+        let loc = Location(dir.path().join("repo"));
+        init(
+            &loc,
+            &InitOptions::new(None, Timestamp::UNIX_EPOCH, "h".into()),
+        )
+        .unwrap();
+        let cache = dir.path().join("cache");
+        open_with(&loc, None, &CacheUse::At(cache.clone())).unwrap();
+        assert!(!cache.exists());
     }
 }

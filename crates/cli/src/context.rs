@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context as _;
-use backstop_app::repository::{self, Credentials, Location};
+use backstop_app::repository::{self, CacheUse, Credentials, Location};
 use backstop_engine::repo::SnapshotList;
 use backstop_engine::spec::{Spec, SpecClock};
 use backstop_engine::{Indexed, Repository, SpillOptions};
@@ -37,6 +37,10 @@ pub struct GlobalArgs {
     /// Print only errors and warnings
     #[arg(long, short, global = true, help_heading = GLOBAL)]
     pub quiet: bool,
+    /// Read a remote repository without the local cache of its index, snapshots and tree
+    /// packs (kept in BACKSTOP_CACHE_DIR or the user's cache folder)
+    #[arg(long, global = true, help_heading = GLOBAL)]
+    pub no_cache: bool,
 }
 
 /// The help heading of [`GlobalArgs`].
@@ -190,7 +194,26 @@ impl<'a> Ctx<'a> {
     }
 
     pub fn open_at(&self, loc: &Location) -> anyhow::Result<Repository> {
-        repository::open(loc, self.passphrase()?.as_deref())
+        repository::open_with(loc, self.passphrase()?.as_deref(), &self.cache_use())
+    }
+
+    /// Opens the configured repository without a local cache: for the commands that judge the
+    /// remote copy itself (verify, repair).
+    pub fn open_uncached(&self) -> anyhow::Result<Repository> {
+        let loc = self.repo_location().ok_or_else(|| {
+            crate::output::UsageError(
+                "no repository given: pass --repo, set BACKSTOP_REPO, or set `repository` in backstop.toml".into(),
+            )
+        })?;
+        repository::open_with(&loc, self.passphrase()?.as_deref(), &CacheUse::Off)
+    }
+
+    /// Whether a remote repository is read through the local cache (not with `--no-cache`).
+    pub fn cache_use(&self) -> CacheUse {
+        match self.args.no_cache {
+            true => CacheUse::Off,
+            false => CacheUse::Default,
+        }
     }
 }
 

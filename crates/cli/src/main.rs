@@ -27,6 +27,7 @@ Environment:
   BACKSTOP_REPO           Repository location (as --repo, which wins)
   BACKSTOP_PASSWORD       Repository passphrase
   BACKSTOP_PASSWORD_FILE  File holding the passphrase (as --password-file, which wins)
+  BACKSTOP_CACHE_DIR      Where remote repositories' local caches go [default: ~/.cache/backstop]
   TZ                      Time zone for times shown and given, if backstop.toml sets no time_zone
   USER, USERNAME          Who marks a snapshot verified (mark-verified --by)
 

@@ -270,3 +270,111 @@ fn a_server_that_dies_in_the_middle_of_a_backup_leaves_no_half_snapshot() {
     .ok();
     assert_same_tree(&sb.p("docs"), &target.join("docs"));
 }
+
+/// The local cache of a bucket repository: it holds the index files, manifests and packs of
+/// tree nodes a machine read or wrote, serves them without the bucket, follows what the bucket
+/// lists (a snapshot forgotten elsewhere is gone here too), mends a damaged copy, and is left
+/// out by `verify`, which judges the bucket itself, and by `--no-cache`.
+#[test]
+fn the_local_cache_follows_the_bucket_and_verify_reads_past_it() {
+    let (server, sb) = plain_repository();
+    let endpoint = server.endpoint();
+    let cmd = |args: &[&str]| in_bucket(&sb, &endpoint, args);
+    fs::write(sb.p("docs/ledger.bin"), random_bytes(9, 1 << 20)).unwrap();
+    let first = run(cmd(&["--json", "backup", "docs"])).ok().json();
+    fs::write(sb.p("docs/notes.txt"), "day two\n").unwrap();
+    let second = run(cmd(&["--json", "backup", "docs"])).ok().json();
+
+    // HOME is the sandbox: the cache is ~/.cache/backstop/<repository id>, tagged for backup
+    // tools, with every index file and manifest, and the packs of tree nodes.
+    let root = sb.p(".cache/backstop");
+    assert!(root.join("CACHEDIR.TAG").exists());
+    let repos: Vec<_> = fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    assert_eq!(repos.len(), 1, "{repos:?}");
+    let cache = &repos[0];
+    let storage = server.storage("bkt", "repo");
+    let names = |dir: &Path| -> Vec<String> {
+        let mut n: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.starts_with('.'))
+            .collect();
+        n.sort();
+        n
+    };
+    let listed = |kind| -> Vec<String> {
+        let mut n: Vec<String> = storage
+            .list(kind)
+            .unwrap()
+            .into_iter()
+            .map(|o| o.name)
+            .collect();
+        n.sort();
+        n
+    };
+    assert_eq!(names(&cache.join("snapshots")), listed(Kind::Snapshot));
+    assert_eq!(names(&cache.join("index")), listed(Kind::Index));
+    let packs = names(&cache.join("data"));
+    assert!(!packs.is_empty(), "no pack of tree nodes was kept");
+    for p in &packs {
+        let bytes = fs::read(cache.join("data").join(p)).unwrap();
+        assert_eq!(&blake3::hash(&bytes).to_hex().to_string(), p);
+    }
+    assert!(
+        packs.len() < listed(Kind::Pack).len(),
+        "data packs were kept too"
+    );
+
+    // Served from the cache: with every index file in the bucket damaged, this machine still
+    // restores; verify, which reads the bucket past the cache, finds the damage.
+    for name in listed(Kind::Index) {
+        let mut bytes = storage.read(Kind::Index, &name).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0x20;
+        storage.write(Kind::Index, &name, &bytes).unwrap();
+    }
+    let target = sb.p("restored");
+    run(cmd(&[
+        "restore",
+        "latest",
+        "--to",
+        target.to_str().unwrap(),
+    ]))
+    .ok();
+    assert_same_tree(&sb.p("docs"), &target.join("docs"));
+    let o = run(cmd(&["--json", "verify"]));
+    assert_ne!(o.code, 0, "verify read the cache, not the bucket: {o:#?}");
+    run(cmd(&["repair", "index"])).ok();
+    assert_eq!(run(cmd(&["--json", "verify"])).code, 0);
+
+    // Another machine (its own home, no cache) forgets the first snapshot: here the next
+    // listing drops it, and its cached manifest with it.
+    let elsewhere = Sandbox::empty();
+    let mut forget = s3(elsewhere.path(), &endpoint, "s3://bkt/repo");
+    forget.args(["--no-cache", "forget", first["id"].as_str().unwrap()]);
+    run(forget).ok();
+    assert!(!elsewhere.p(".cache").exists(), "--no-cache made a cache");
+    let list = run(cmd(&["--json", "snapshots"])).ok().json();
+    let ids: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [second["id"].as_str().unwrap()]);
+    assert_eq!(names(&cache.join("snapshots")), listed(Kind::Snapshot));
+
+    // A damaged cached manifest is fetched again, and the copy mended.
+    let manifest = cache.join("snapshots").join(&listed(Kind::Snapshot)[0]);
+    let good = fs::read(&manifest).unwrap();
+    let mut bad = good.clone();
+    bad[3] ^= 0xff;
+    fs::write(&manifest, &bad).unwrap();
+    let list = run(cmd(&["--json", "snapshots"])).ok().json();
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list:#}");
+    assert_eq!(fs::read(&manifest).unwrap(), good);
+}

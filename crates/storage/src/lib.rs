@@ -15,6 +15,9 @@
 //! - [`S3Storage`]: a bucket (and key prefix) of Amazon S3 or an S3-compatible
 //!   server, configured by [`S3Options`]; `docs/s3.md` describes it.
 //!
+//! [`CachedStorage`] keeps index files, snapshot manifests and the packs of tree nodes of a
+//! remote repository in a local folder.
+//!
 //! Every backend must pass the [`conformance`] suite. [`Retrying`] wraps any
 //! backend and retries its transient failures (see [`RetryOptions`]); a remote
 //! backend such as [`S3Storage`] is meant to be used inside it. With the
@@ -36,6 +39,7 @@ use std::fmt;
 use std::io;
 use std::sync::Arc;
 
+mod cache;
 pub mod conformance;
 pub mod direct;
 mod local;
@@ -45,6 +49,7 @@ mod s3;
 #[cfg(feature = "test-server")]
 pub mod testing;
 
+pub use cache::{CACHEDIR_TAG, CachedStorage};
 pub use local::LocalStorage;
 pub use memory::MemoryStorage;
 pub use retry::{RetryOptions, Retrying};
@@ -367,6 +372,20 @@ pub trait Storage: Send + Sync + fmt::Debug {
         self.write(kind, name, data)
     }
 
+    /// Like [`Storage::read_range`], for an object that later runs will read again in other
+    /// places (a pack of tree nodes): a storage with a local cache ([`CachedStorage`]) keeps
+    /// the whole object and serves this and later reads from it. The default reads the range.
+    fn read_range_cached(&self, kind: Kind, name: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
+        self.read_range(kind, name, offset, len)
+    }
+
+    /// Like [`Storage::write`], for an object that later runs will read with
+    /// [`Storage::read_range_cached`]: a storage with a local cache keeps a copy. The default
+    /// writes.
+    fn write_cached(&self, kind: Kind, name: &str, data: &[u8]) -> Result<()> {
+        self.write(kind, name, data)
+    }
+
     /// Removes the object, or returns [`Error::NotFound`] if it does not exist.
     fn delete(&self, kind: Kind, name: &str) -> Result<()>;
 
@@ -432,6 +451,12 @@ macro_rules! forward_storage {
             }
             fn write_new(&self, kind: Kind, name: &str, data: &[u8]) -> Result<()> {
                 (**self).write_new(kind, name, data)
+            }
+            fn read_range_cached(&self, kind: Kind, name: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
+                (**self).read_range_cached(kind, name, offset, len)
+            }
+            fn write_cached(&self, kind: Kind, name: &str, data: &[u8]) -> Result<()> {
+                (**self).write_cached(kind, name, data)
             }
             fn delete(&self, kind: Kind, name: &str) -> Result<()> {
                 (**self).delete(kind, name)

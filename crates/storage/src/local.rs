@@ -488,7 +488,7 @@ pub(crate) fn fan_out(name: &str) -> &str {
 }
 
 /// 32 random hex digits for a temporary file name.
-fn random_hex() -> Result<String> {
+pub(crate) fn random_hex() -> Result<String> {
     let mut bytes = [0u8; 16];
     getrandom::fill(&mut bytes)
         .map_err(|e| Error::Other(format!("generating a temporary file name: {e}")))?;

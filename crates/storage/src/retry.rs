@@ -152,6 +152,14 @@ impl<S: Storage> Storage for Retrying<S> {
         self.retry(|| self.inner.write(kind, name, data))
     }
 
+    fn read_range_cached(&self, kind: Kind, name: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
+        self.retry(|| self.inner.read_range_cached(kind, name, offset, len))
+    }
+
+    fn write_cached(&self, kind: Kind, name: &str, data: &[u8]) -> Result<()> {
+        self.retry(|| self.inner.write_cached(kind, name, data))
+    }
+
     fn write_new(&self, kind: Kind, name: &str, data: &[u8]) -> Result<()> {
         self.run(
             || self.inner.write_new(kind, name, data),

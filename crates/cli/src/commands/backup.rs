@@ -242,6 +242,7 @@ fn open_or_create(ctx: &Ctx<'_>) -> anyhow::Result<(Repository, Location)> {
     } = repository::open_or_create(
         ctx.repo_location(),
         ctx.passphrase()?,
+        &ctx.cache_use(),
         Timestamp::now(),
         &host(),
     )?;

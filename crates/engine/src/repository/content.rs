@@ -160,16 +160,18 @@ impl<'a> Loader<'a> {
         }
     }
 
-    /// Reads and checks one chunk.
+    /// Reads and checks one chunk. A tree node or item list chunk is read through the
+    /// storage's cache of tree packs where it has one (`Storage::read_range_cached`): later
+    /// runs read the same nodes again.
     pub fn read_chunk(&self, id: &ChunkId) -> Result<Vec<u8>> {
         let loc = self.locate(id)?;
-        let pack = self.index.pack(loc.pack).id;
-        let stored = self.repo.storage().read_range(
-            Kind::Pack,
-            &pack.to_hex(),
-            loc.offset.into(),
-            loc.length.into(),
-        )?;
+        let pack = self.index.pack(loc.pack).id.to_hex();
+        let (offset, len) = (loc.offset.into(), loc.length.into());
+        let storage = self.repo.storage();
+        let stored = match loc.kind {
+            BlobKind::Tree => storage.read_range_cached(Kind::Pack, &pack, offset, len)?,
+            BlobKind::Data => storage.read_range(Kind::Pack, &pack, offset, len)?,
+        };
         self.decode(id, &loc, &stored)
     }
 

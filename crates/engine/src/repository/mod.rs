@@ -208,6 +208,12 @@ impl Repository {
         &self.config
     }
 
+    /// The same repository through another handle to its storage: the storage behind a
+    /// cache (`backstop_storage::CachedStorage`), say. The caller keeps it the same storage.
+    pub fn with_storage(self, storage: Arc<dyn Storage>) -> Self {
+        Self { storage, ..self }
+    }
+
     pub fn crypter(&self) -> &Crypter {
         &self.crypter
     }

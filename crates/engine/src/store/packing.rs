@@ -114,7 +114,13 @@ impl PackWriter {
                     // The trailer and the pack's hash (its name) are made here, off the
                     // thread that feeds the compression.
                     let (id, bytes, blobs) = job.pack.finish(&crypter);
-                    storage.write(Kind::Pack, &id.to_hex(), &bytes)?;
+                    // Packs of tree nodes and item lists are read again by later runs:
+                    // a storage with a local cache keeps them.
+                    if blobs.first().is_some_and(|b| b.kind == BlobKind::Tree) {
+                        storage.write_cached(Kind::Pack, &id.to_hex(), &bytes)?;
+                    } else {
+                        storage.write(Kind::Pack, &id.to_hex(), &bytes)?;
+                    }
                     stored.packs.fetch_add(1, Ordering::Relaxed);
                     stored
                         .pack_bytes
