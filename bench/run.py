@@ -108,6 +108,8 @@ class Tool:
             self.env = {"BORG_PASSPHRASE": PASSWORD, "BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK": "yes",
                         "BORG_RELOCATED_REPO_ACCESS_IS_OK": "yes",
                         "BORG_BASE_DIR": str(wd / "cache" / "borg")}  # own cache/security dir per run
+        if name.startswith("backstop"):  # a remote repository's local cache, fresh each run like restic's
+            self.env["BACKSTOP_CACHE_DIR"] = str(wd / "cache" / "backstop")
         if s3:
             self.env = dict(self.env, **s3.env())
 

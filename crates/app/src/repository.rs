@@ -152,8 +152,11 @@ pub enum CacheUse {
     Default,
     /// In this folder.
     At(PathBuf),
-    /// Not at all (`--no-cache`; and what `verify` and `repair` use, since they judge the
-    /// remote copy itself).
+    /// A new, empty cache in the system's temporary folder, removed afterwards: what `verify`
+    /// and `repair` use, since they judge the remote copy itself (everything they read comes
+    /// from it, once) yet should not fetch each tree node with a request of its own.
+    Temporary,
+    /// Not at all (`--no-cache`).
     Off,
 }
 
@@ -196,17 +199,17 @@ pub fn open_with(
 ) -> anyhow::Result<Repository> {
     let storage = loc.storage()?;
     let repo = Repository::open(storage.clone(), passphrase)?;
-    let root = match cache {
-        _ if !loc.is_remote() => None,
-        CacheUse::Default => default_cache_dir(),
-        CacheUse::At(dir) => Some(dir.clone()),
-        CacheUse::Off => None,
+    let cached = match cache {
+        _ if !loc.is_remote() => return Ok(repo),
+        CacheUse::Default => match default_cache_dir() {
+            Some(root) => CachedStorage::new(storage, root.join(&repo.config().id)),
+            None => return Ok(repo),
+        },
+        CacheUse::At(root) => CachedStorage::new(storage, root.join(&repo.config().id)),
+        CacheUse::Temporary => CachedStorage::temporary(storage, &std::env::temp_dir()),
+        CacheUse::Off => return Ok(repo),
     };
-    let Some(root) = root else {
-        return Ok(repo);
-    };
-    let dir = root.join(&repo.config().id);
-    Ok(match CachedStorage::new(storage, dir) {
+    Ok(match cached {
         Ok(cached) => repo.with_storage(Arc::new(cached)),
         Err(_) => repo,
     })

@@ -197,15 +197,20 @@ impl<'a> Ctx<'a> {
         repository::open_with(loc, self.passphrase()?.as_deref(), &self.cache_use())
     }
 
-    /// Opens the configured repository without a local cache: for the commands that judge the
-    /// remote copy itself (verify, repair).
-    pub fn open_uncached(&self) -> anyhow::Result<Repository> {
+    /// Opens the configured repository for the commands that judge the remote copy itself
+    /// (verify, repair): past the local cache, through a temporary one of their own
+    /// (`CacheUse::Temporary`), or none with `--no-cache`.
+    pub fn open_for_checks(&self) -> anyhow::Result<Repository> {
         let loc = self.repo_location().ok_or_else(|| {
             crate::output::UsageError(
                 "no repository given: pass --repo, set BACKSTOP_REPO, or set `repository` in backstop.toml".into(),
             )
         })?;
-        repository::open_with(&loc, self.passphrase()?.as_deref(), &CacheUse::Off)
+        let cache = match self.args.no_cache {
+            true => CacheUse::Off,
+            false => CacheUse::Temporary,
+        };
+        repository::open_with(&loc, self.passphrase()?.as_deref(), &cache)
     }
 
     /// Whether a remote repository is read through the local cache (not with `--no-cache`).

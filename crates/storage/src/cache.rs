@@ -60,17 +60,16 @@ pub struct CachedStorage<S> {
     /// One lock per pack being fetched whole, so that threads wanting the same pack wait for
     /// one download instead of each making its own.
     fetching: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    /// Whether `dir` is removed when this is dropped ([`CachedStorage::temporary`]).
+    temporary: bool,
 }
 
 impl<S: Storage> CachedStorage<S> {
     /// `inner` with its cache in `dir` (one folder per repository: the caller names it by the
     /// repository's id). The folder is made if missing, with a `CACHEDIR.TAG` in its parent.
     pub fn new(inner: S, dir: impl Into<PathBuf>) -> io::Result<Self> {
-        let dir = dir.into();
-        for kind in [Kind::Index, Kind::Snapshot, Kind::Pack] {
-            fs::create_dir_all(dir.join(kind.dir()))?;
-        }
-        if let Some(parent) = dir.parent() {
+        let cache = Self::in_folder(inner, dir.into())?;
+        if let Some(parent) = cache.dir.parent() {
             let tag = parent.join(CACHEDIR_TAG);
             if !tag.exists() {
                 let _ = fs::write(
@@ -82,12 +81,36 @@ impl<S: Storage> CachedStorage<S> {
                 );
             }
         }
+        Ok(cache)
+    }
+
+    fn in_folder(inner: S, dir: PathBuf) -> io::Result<Self> {
+        for kind in [Kind::Index, Kind::Snapshot, Kind::Pack] {
+            fs::create_dir_all(dir.join(kind.dir()))?;
+        }
         Ok(Self {
             inner,
             dir,
             checked: Mutex::new(HashSet::new()),
             fetching: Mutex::new(HashMap::new()),
+            temporary: false,
         })
+    }
+
+    /// `inner` with a new, empty cache in a folder of its own under `parent`, removed when this
+    /// is dropped: for a command that must judge the remote copy itself (every object it reads
+    /// comes from the remote, once) but would otherwise fetch each tree node with its own
+    /// request.
+    pub fn temporary(inner: S, parent: &Path) -> io::Result<Self> {
+        let name = crate::local::random_hex().map_err(|e| io::Error::other(e.to_string()))?;
+        let dir = parent.join(format!("backstop-cache-{name}"));
+        fs::create_dir_all(parent)?;
+        fs::create_dir(&dir)?;
+        let mut cache = Self::in_folder(inner, dir.clone()).inspect_err(|_| {
+            let _ = fs::remove_dir_all(&dir);
+        })?;
+        cache.temporary = true;
+        Ok(cache)
     }
 
     /// The storage behind the cache.
@@ -195,6 +218,14 @@ impl<S: Storage> CachedStorage<S> {
                 len,
                 size.saturating_sub(offset),
             )),
+        }
+    }
+}
+
+impl<S> Drop for CachedStorage<S> {
+    fn drop(&mut self) {
+        if self.temporary {
+            let _ = fs::remove_dir_all(&self.dir);
         }
     }
 }
@@ -336,6 +367,10 @@ impl<S: Storage> Storage for CachedStorage<S> {
 
     fn free_space(&self) -> Option<u64> {
         self.inner.free_space()
+    }
+
+    fn parallelism(&self) -> usize {
+        self.inner.parallelism()
     }
 
     fn remove_stale_temporary(&self, older_than: std::time::Duration) -> Result<Removed> {
@@ -493,6 +528,23 @@ mod tests {
         assert_eq!(cache.list(Kind::Index).unwrap().len(), 1);
         cache.write(Kind::Snapshot, "cc", b"m").unwrap();
         assert_eq!(remote.read(Kind::Snapshot, "cc").unwrap(), b"m");
+    }
+
+    #[test]
+    fn a_temporary_cache_starts_empty_and_is_removed_when_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let remote = Arc::new(MemoryStorage::new());
+        remote.write(Kind::Index, "aa", b"index").unwrap();
+        let cache = CachedStorage::temporary(remote.clone(), dir.path()).unwrap();
+        let folder = cache.dir().to_path_buf();
+        assert!(folder.starts_with(dir.path()));
+        assert_eq!(cache.read(Kind::Index, "aa").unwrap(), b"index");
+        assert!(cache.path(Kind::Index, "aa").exists());
+        let other = CachedStorage::temporary(remote, dir.path()).unwrap();
+        assert_ne!(other.dir(), folder, "each has a folder of its own");
+        assert!(!dir.path().join(CACHEDIR_TAG).exists());
+        drop(cache);
+        assert!(!folder.exists());
     }
 
     #[test]

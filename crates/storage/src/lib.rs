@@ -398,6 +398,13 @@ pub trait Storage: Send + Sync + fmt::Debug {
         }
     }
 
+    /// Requests worth having in flight at once: 1 for a local disk (the default), more for a
+    /// remote store, where each request waits mostly on the network. The engine stores packs
+    /// and reads ranges this many at a time (bounded by its own limits).
+    fn parallelism(&self) -> usize {
+        1
+    }
+
     /// Bytes still free for the repository to grow into, where the backend can tell (a local
     /// disk); `None` where it cannot (memory, object stores without quotas).
     fn free_space(&self) -> Option<u64> {
@@ -466,6 +473,9 @@ macro_rules! forward_storage {
             }
             fn free_space(&self) -> Option<u64> {
                 (**self).free_space()
+            }
+            fn parallelism(&self) -> usize {
+                (**self).parallelism()
             }
             fn remove_stale_temporary(&self, older_than: std::time::Duration) -> Result<Removed> {
                 (**self).remove_stale_temporary(older_than)

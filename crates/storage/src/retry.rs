@@ -189,6 +189,10 @@ impl<S: Storage> Storage for Retrying<S> {
         self.retry(|| self.inner.exists(kind, name))
     }
 
+    fn parallelism(&self) -> usize {
+        self.inner.parallelism()
+    }
+
     fn free_space(&self) -> Option<u64> {
         self.inner.free_space()
     }

@@ -49,7 +49,7 @@ pub struct DryRun {
 
 pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     let ctx = Ctx::new(g)?;
-    let repo = ctx.open_uncached()?;
+    let repo = ctx.open_for_checks()?;
     match a.what {
         What::Index(d) => index(g, &repo, d.dry_run),
         What::Records(d) => records(g, &repo, d.dry_run),

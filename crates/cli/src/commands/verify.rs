@@ -28,7 +28,7 @@ pub struct Args {
 
 pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     let ctx = Ctx::new(g)?;
-    let repo = ctx.open_uncached()?;
+    let repo = ctx.open_for_checks()?;
     if a.restore_test {
         return drill(&ctx, &repo, a.snapshot.as_deref());
     }

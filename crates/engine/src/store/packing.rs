@@ -1,15 +1,16 @@
 //! The two threads behind a [`crate::store::ChunkStore`]: the sealer, which compresses (and
 //! encrypts) the frames of one batch of data chunks and packs them while the backup hashes the
-//! next batch, and the pack writer, which finishes each pack, stores it durably and then writes
-//! the index files that name the stored packs.
+//! next batch, and the pack writer, which finishes each pack, stores it durably (several at a
+//! time where the storage asks for it: a remote store) and then writes the index files that
+//! name the stored packs.
 //!
 //! Crash safety (see docs/design.md, "Write ordering"): a pack is written under a temporary
 //! name, synced, then renamed; an index file is written only after every pack it names is
 //! durable; the snapshot only after [`Sealer::finish`] and [`PackWriter::join`] returned.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use backstop_format::blob::{FRAME_TARGET, SealedChunk, seal_frame};
@@ -98,55 +99,116 @@ fn frame_bytes(entries: &[BlobEntry]) -> u64 {
     sum
 }
 
+/// Packs stored at once at most, whatever the storage asks: each holds a pack buffer.
+const MAX_UPLOADS: usize = 4;
+
+/// Finishes a pack (its trailer and hash, off the thread that feeds the compression), stores
+/// it, and hands its buffer back: its index entry once it is stored.
+fn store_pack(
+    storage: &dyn Storage,
+    crypter: &Crypter,
+    stored: &Stored,
+    job: PackJob,
+) -> Result<IndexPack> {
+    let (id, bytes, blobs) = job.pack.finish(crypter);
+    // Packs of tree nodes and item lists are read again by later runs: a storage with a
+    // local cache keeps them.
+    if blobs.first().is_some_and(|b| b.kind == BlobKind::Tree) {
+        storage.write_cached(Kind::Pack, &id.to_hex(), &bytes)?;
+    } else {
+        storage.write(Kind::Pack, &id.to_hex(), &bytes)?;
+    }
+    stored.packs.fetch_add(1, Ordering::Relaxed);
+    stored
+        .pack_bytes
+        .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+    let pack = IndexPack {
+        id,
+        size: bytes.len() as u64,
+        blobs,
+    };
+    if let Some(r) = job.recycle {
+        let _ = r.send(bytes);
+    }
+    Ok(pack)
+}
+
 impl PackWriter {
+    /// A writer storing up to `storage.parallelism()` packs at a time (one on a local disk,
+    /// several to a remote store, where each write waits mostly on the network).
     pub fn spawn(storage: Arc<dyn Storage>, crypter: Crypter, stored: Arc<Stored>) -> Self {
-        // A rendezvous channel: a full pack waits in the sealer's hands until the writer is
-        // done with the one before. A queued pack would be one more pack buffer in memory (a
-        // pack size each) while writing rarely takes longer than sealing the next pack.
+        // A rendezvous channel: a full pack waits in the sealer's hands until an uploader is
+        // free. A queued pack would be one more pack buffer in memory (a pack size each)
+        // while writing rarely takes longer than sealing the next pack.
         let (tx, rx) = sync_channel::<PackJob>(0);
+        let uploaders = storage.parallelism().clamp(1, MAX_UPLOADS);
         let handle = std::thread::Builder::new()
             .name("pack-writer".into())
             .spawn(move || {
-                let mut pending = Vec::new();
-                let mut entries = 0;
-                let mut done = Written::default();
-                for job in rx {
-                    // The trailer and the pack's hash (its name) are made here, off the
-                    // thread that feeds the compression.
-                    let (id, bytes, blobs) = job.pack.finish(&crypter);
-                    // Packs of tree nodes and item lists are read again by later runs:
-                    // a storage with a local cache keeps them.
-                    if blobs.first().is_some_and(|b| b.kind == BlobKind::Tree) {
-                        storage.write_cached(Kind::Pack, &id.to_hex(), &bytes)?;
-                    } else {
-                        storage.write(Kind::Pack, &id.to_hex(), &bytes)?;
+                let rx = Mutex::new(rx);
+                // Set at the first failure: an uploader then takes no further pack, so that
+                // the sealer's next send fails once every uploader is gone (it holds the
+                // receiver until then).
+                let failed = AtomicBool::new(false);
+                std::thread::scope(|s| {
+                    // Stored packs, from whichever uploader stored them: only a stored pack is
+                    // named by an index file.
+                    let (done_tx, done_rx) = channel::<Result<IndexPack>>();
+                    for i in 0..uploaders {
+                        let (rx, done_tx, failed) = (&rx, done_tx.clone(), &failed);
+                        let (storage, crypter, stored) = (&storage, &crypter, &stored);
+                        std::thread::Builder::new()
+                            .name(format!("pack-upload-{i}"))
+                            .spawn_scoped(s, move || {
+                                loop {
+                                    // The lock is held only while waiting for the next job.
+                                    let job = rx.lock().expect("pack queue").recv();
+                                    let Ok(job) = job else { return };
+                                    if failed.load(Ordering::Relaxed) {
+                                        return;
+                                    }
+                                    let r = store_pack(storage.as_ref(), crypter, stored, job);
+                                    let stop = r.is_err();
+                                    if done_tx.send(r).is_err() || stop {
+                                        return;
+                                    }
+                                }
+                            })
+                            .expect("spawning a thread");
                     }
-                    stored.packs.fetch_add(1, Ordering::Relaxed);
-                    stored
-                        .pack_bytes
-                        .fetch_add(bytes.len() as u64, Ordering::Relaxed);
-                    done.packs += 1;
-                    done.overhead += (bytes.len() as u64).saturating_sub(frame_bytes(&blobs));
-                    entries += blobs.len();
-                    pending.push(IndexPack {
-                        id,
-                        size: bytes.len() as u64,
-                        blobs,
-                    });
-                    if let Some(r) = job.recycle {
-                        let _ = r.send(bytes);
+                    drop(done_tx);
+                    let collect = || -> Result<Written> {
+                        let mut pending = Vec::new();
+                        let mut entries = 0;
+                        let mut done = Written::default();
+                        for r in &done_rx {
+                            let pack = r?;
+                            done.packs += 1;
+                            done.overhead += pack.size.saturating_sub(frame_bytes(&pack.blobs));
+                            entries += pack.blobs.len();
+                            pending.push(pack);
+                            if entries >= INDEX_FILE_ENTRIES {
+                                done.overhead +=
+                                    write_index(storage.as_ref(), &crypter, &mut pending)?;
+                                stored.index_files.fetch_add(1, Ordering::Relaxed);
+                                entries = 0;
+                            }
+                        }
+                        if !pending.is_empty() {
+                            done.overhead += write_index(storage.as_ref(), &crypter, &mut pending)?;
+                            stored.index_files.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Ok(done)
+                    };
+                    let written = collect();
+                    if written.is_err() {
+                        failed.store(true, Ordering::Relaxed);
                     }
-                    if entries >= INDEX_FILE_ENTRIES {
-                        done.overhead += write_index(storage.as_ref(), &crypter, &mut pending)?;
-                        stored.index_files.fetch_add(1, Ordering::Relaxed);
-                        entries = 0;
-                    }
-                }
-                if !pending.is_empty() {
-                    done.overhead += write_index(storage.as_ref(), &crypter, &mut pending)?;
-                    stored.index_files.fetch_add(1, Ordering::Relaxed);
-                }
-                Ok(done)
+                    // The receiver of stored packs goes before the uploaders are waited for:
+                    // their next send fails and they stop.
+                    drop(done_rx);
+                    written
+                })
             })
             .expect("spawning a thread");
         Self {

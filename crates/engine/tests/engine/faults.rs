@@ -66,11 +66,13 @@ fn failed_source_leaves_no_snapshot() {
 }
 
 /// A storage whose pack writes fail once `packs_left` of them have succeeded (a disk that
-/// fills up during a backup).
+/// fills up during a backup), and that asks for `parallelism` requests in flight (as a remote
+/// store does).
 #[derive(Debug)]
 struct FillingUp {
     inner: MemoryStorage,
     packs_left: std::sync::atomic::AtomicUsize,
+    parallelism: usize,
 }
 
 impl Storage for FillingUp {
@@ -120,16 +122,21 @@ impl Storage for FillingUp {
     fn delete(&self, kind: Kind, name: &str) -> backstop_storage::Result<()> {
         self.inner.delete(kind, name)
     }
+    fn parallelism(&self) -> usize {
+        self.parallelism
+    }
 }
 
 #[test]
 fn a_pack_write_that_fails_fails_the_backup_with_its_reason_and_leaves_no_snapshot() {
     // Several packs' worth of pages (1 MiB packs), so the failure comes while the sealer and
-    // the writer are busy, and again with the very first pack.
-    for packs_left in [0, 2] {
+    // the writer are busy, and again with the very first pack; with one pack stored at a time,
+    // and with four (several uploads and ranged reads in flight).
+    for (packs_left, parallelism) in [(0, 1), (2, 1), (0, 4), (2, 4), (5, 4)] {
         let storage = Arc::new(FillingUp {
             inner: MemoryStorage::new(),
             packs_left: packs_left.into(),
+            parallelism,
         });
         let repo = Repository::init(storage.clone(), &cheap_init(None)).unwrap();
         let mut src = VecSource::new(vec![(

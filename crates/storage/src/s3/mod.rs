@@ -236,6 +236,13 @@ impl Storage for S3Storage {
         self.location.clone()
     }
 
+    /// Four: a pack upload or a ranged read waits on the network (and on the server) far more
+    /// than on this machine, and four in flight keep a link busy without holding more than a
+    /// few pack buffers.
+    fn parallelism(&self) -> usize {
+        4
+    }
+
     /// Checks that the bucket exists (and that the keys may list it) and holds no
     /// repository config under the prefix. Nothing is written: S3 has no directories.
     fn create(&self) -> Result<()> {
