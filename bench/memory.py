@@ -2,8 +2,9 @@
 """Peak memory of backstop backups of the generated SQLite shop database.
 
 For a database of --size-mib: a full backup into a fresh repository, one simulated business
-day (mutate_sqlite.py --day 1), and the day-1 backup; prints each backup's peak RSS (the
-child's ru_maxrss) and wall time. Several --backstop binaries take turns within each of the
+day (mutate_sqlite.py --day 1), and the day-1 backup (and with --days N, days 2 to N, each a
+delta against the full backup's tree carrying every change since); prints each backup's peak
+RSS (the child's ru_maxrss) and wall time. Several --backstop binaries take turns within each of the
 --repeat rounds, so that a before/after comparison sees the same machine load. Standard
 library only; see bench/README.md.
 """
@@ -21,7 +22,7 @@ import run as bench  # noqa: E402  (the same database, logging and process measu
 MIB = 2**20
 
 
-def one_round(exe, base, wd, shared, tag):
+def one_round(exe, base, wd, shared, tag, days):
     """Full and day-1 backup with one binary, each into a fresh repository; returns the two runs."""
     work, repo = wd / "work", wd / "repos" / "memory"
     shutil.rmtree(work, ignore_errors=True)
@@ -36,11 +37,12 @@ def one_round(exe, base, wd, shared, tag):
     out = {}
     bench.warm(work / "shop.db")
     out["full"] = bench.run(backup, wd, {}, logs, f"mem-{tag}-full")
-    mutate = [sys.executable, shared / "bench" / "mutate_sqlite.py", work / "shop.db", "--day", "1"]
-    if subprocess.run([str(c) for c in mutate], stdout=sys.stderr).returncode != 0:
-        sys.exit("mutate_sqlite.py failed")
-    bench.warm(work / "shop.db")
-    out["day1"] = bench.run(backup, wd, {}, logs, f"mem-{tag}-day1")
+    for day in range(1, days + 1):
+        mutate = [sys.executable, shared / "bench" / "mutate_sqlite.py", work / "shop.db", "--day", str(day)]
+        if subprocess.run([str(c) for c in mutate], stdout=sys.stderr).returncode != 0:
+            sys.exit("mutate_sqlite.py failed")
+        bench.warm(work / "shop.db")
+        out[f"day{day}"] = bench.run(backup, wd, {}, logs, f"mem-{tag}-day{day}")
     shutil.rmtree(work, ignore_errors=True)
     shutil.rmtree(repo, ignore_errors=True)
     return out
@@ -54,6 +56,7 @@ def main():
                     help="backstop binary; repeat to compare binaries (default target/release/backstop)")
     ap.add_argument("--shared", help="folder with bench/gen_sqlite.py (default <repo>/../shared)")
     ap.add_argument("--repeat", type=int, default=1, help="rounds; the binaries take turns in each")
+    ap.add_argument("--days", type=int, default=1, help="simulated days after the full backup (default 1)")
     args = ap.parse_args()
     wd = Path(args.workdir).resolve()
     wd.mkdir(parents=True, exist_ok=True)
@@ -63,10 +66,10 @@ def main():
         if not exe.exists():
             sys.exit(f"{exe} not found: build it with `cargo build --release`")
     base = bench.prepare_db(args, wd, shared)
-    results = {str(e): {"full": [], "day1": []} for e in exes}
+    results = {str(e): {"full": [], **{f"day{d}": [] for d in range(1, args.days + 1)}} for e in exes}
     for r in range(args.repeat):
         for i, exe in enumerate(exes):
-            got = one_round(exe, base, wd, shared, f"{i}-{r}")
+            got = one_round(exe, base, wd, shared, f"{i}-{r}", args.days)
             for step, res in got.items():
                 if res["rc"] != 0:
                     sys.exit(f"{exe} {step} backup failed (exit {res['rc']}); see {wd / 'logs'}")

@@ -346,8 +346,18 @@ fn the_local_cache_follows_the_bucket_and_verify_reads_past_it() {
     ]))
     .ok();
     assert_same_tree(&sb.p("docs"), &target.join("docs"));
-    let o = run(cmd(&["--json", "verify"]));
+    // Its own cache is a temporary one, gone when it ends.
+    let tmp = sb.p("tmp");
+    fs::create_dir(&tmp).unwrap();
+    let mut verify = cmd(&["--json", "verify"]);
+    verify.env("TMPDIR", &tmp);
+    let o = run(verify);
     assert_ne!(o.code, 0, "verify read the cache, not the bucket: {o:#?}");
+    assert_eq!(
+        fs::read_dir(&tmp).unwrap().count(),
+        0,
+        "verify left its cache"
+    );
     run(cmd(&["repair", "index"])).ok();
     assert_eq!(run(cmd(&["--json", "verify"])).code, 0);
 

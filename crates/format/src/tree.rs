@@ -198,6 +198,29 @@ impl PatchList {
     }
 }
 
+/// A patch record: the index of the chunk it replaces, and the chunk.
+pub type Patch = (u64, ChunkRef);
+
+/// The longest encoded patch record: two 10-byte varints and an id.
+pub const MAX_PATCH_RECORD: usize = 2 * 10 + ID_LEN;
+
+/// The first record in `bytes` (encoded as by [`PatchList::push`], its gap counted from
+/// `next`) and the bytes it takes; `None` if `bytes` is empty. A record cut short is an error:
+/// a reader of a list in pieces keeps at least [`MAX_PATCH_RECORD`] bytes ahead while more
+/// follow.
+pub fn next_patch(bytes: &[u8], next: u64) -> Result<Option<(Patch, usize)>, FormatError> {
+    let mut r = Reader::new(bytes);
+    if r.is_empty() {
+        return Ok(None);
+    }
+    let i = next
+        .checked_add(r.varint()?)
+        .ok_or(FormatError::Corrupt("patch index overflow"))?;
+    let id = ChunkId::from_slice(r.bytes(ID_LEN)?)?;
+    let size = r.varint()?;
+    Ok(Some(((i, ChunkRef { id, size }), r.position())))
+}
+
 /// The records in `bytes`, a piece of a patch list's encoding cut between records whose first
 /// gap counts from `next` (0 at the start of a list, else the [`PatchList::next_index`] before
 /// the piece's first record), decoded one at a time.
@@ -205,31 +228,24 @@ pub fn patch_records(
     bytes: &[u8],
     mut next: u64,
 ) -> impl Iterator<Item = Result<(u64, ChunkRef), FormatError>> + '_ {
-    let mut r = Reader::new(bytes);
+    let mut at = 0;
     let mut failed = false;
     std::iter::from_fn(move || {
-        if r.is_empty() || failed {
+        if failed {
             return None;
         }
-        let mut read = || -> Result<(u64, ChunkRef), FormatError> {
-            let i = next
-                .checked_add(r.varint()?)
-                .ok_or(FormatError::Corrupt("patch index overflow"))?;
-            let id = ChunkId::from_slice(r.bytes(ID_LEN)?)?;
-            Ok((
-                i,
-                ChunkRef {
-                    id,
-                    size: r.varint()?,
-                },
-            ))
-        };
-        let got = read();
-        match &got {
-            Ok((i, _)) => next = i + 1,
-            Err(_) => failed = true,
+        match next_patch(&bytes[at..], next) {
+            Ok(None) => None,
+            Ok(Some(((i, c), len))) => {
+                at += len;
+                next = i + 1;
+                Some(Ok((i, c)))
+            }
+            Err(e) => {
+                failed = true;
+                Some(Err(e))
+            }
         }
-        Some(got)
     })
 }
 

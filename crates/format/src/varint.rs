@@ -27,6 +27,11 @@ impl<'a> Reader<'a> {
         self.pos >= self.buf.len()
     }
 
+    /// Bytes read so far.
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
     pub fn bytes(&mut self, n: usize) -> Result<&'a [u8], FormatError> {
         let end = self
             .pos

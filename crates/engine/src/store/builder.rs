@@ -10,7 +10,7 @@ use crate::error::Result;
 use crate::repository::content::{Cursor, Loader};
 use crate::repository::spill::SpillOptions;
 use crate::store::chunker::{Batch, Cutter};
-use crate::store::patches::PatchSpool;
+use crate::store::patches::{PatchReader, PatchSpool};
 use crate::store::{ChunkStore, TreeBuilder};
 
 /// A byte stream of metadata (an item list, a patch list), chunked with small content-defined
@@ -99,19 +99,61 @@ enum Mode<'l> {
 pub type OnChange = Box<dyn FnOnce() + Send>;
 
 /// The previous version of the item, when it is the base or a delta against it: its patches
-/// against the base (none if it is the base) and its number of chunks.
-#[derive(Debug, Default)]
-pub struct Previous {
-    pub patches: Vec<(u64, ChunkRef)>,
+/// against the base (none if it is the base), read as the backup goes, and its number of
+/// chunks.
+#[derive(Default)]
+pub struct Previous<'l> {
+    pub patches: Option<PatchReader<'l>>,
     pub count: u64,
+    /// The record read ahead: the first at or past the current index.
+    ahead: Option<(u64, ChunkRef)>,
+}
+
+impl<'l> Previous<'l> {
+    pub fn new(patches: Option<PatchReader<'l>>, count: u64) -> Self {
+        Self {
+            patches,
+            count,
+            ahead: None,
+        }
+    }
+
+    /// The previous version's patch at `index` (indexes are asked in order), if it has one;
+    /// `Err` once its patches cannot be read (then nothing more is known of it).
+    fn patch_at(&mut self, index: u64) -> std::result::Result<Option<ChunkRef>, ()> {
+        loop {
+            if let Some((i, r)) = self.ahead {
+                if i == index {
+                    self.ahead = None;
+                    return Ok(Some(r));
+                }
+                if i > index {
+                    return Ok(None);
+                }
+                self.ahead = None;
+            }
+            let Some(reader) = &mut self.patches else {
+                return Ok(None);
+            };
+            match reader.next_record() {
+                Ok(Some(rec)) => self.ahead = Some(rec),
+                Ok(None) => {
+                    self.patches = None;
+                    return Ok(None);
+                }
+                Err(_) => {
+                    self.patches = None;
+                    return Err(());
+                }
+            }
+        }
+    }
 }
 
 /// Collects an item's chunk references, in order, into a content description.
 pub struct ContentBuilder<'l> {
     mode: Mode<'l>,
-    previous: Previous,
-    /// Position in `previous.patches`.
-    previous_pos: usize,
+    previous: Previous<'l>,
     on_change: Option<OnChange>,
 }
 
@@ -124,7 +166,6 @@ impl<'l> ContentBuilder<'l> {
         Self {
             mode: Mode::Full(TreeBuilder::new()),
             previous: Previous::default(),
-            previous_pos: 0,
             on_change: None,
         }
     }
@@ -141,7 +182,7 @@ impl<'l> ContentBuilder<'l> {
     pub fn against(
         loader: Loader<'l>,
         base: DeltaBase,
-        previous: Previous,
+        previous: Previous<'l>,
         on_change: Option<OnChange>,
         spill: &SpillOptions,
     ) -> Self {
@@ -171,7 +212,6 @@ impl<'l> ContentBuilder<'l> {
                 limit: (count / 2).min(MAX_PATCHES),
             },
             previous,
-            previous_pos: 0,
             on_change,
         }
     }
@@ -187,20 +227,19 @@ impl<'l> ContentBuilder<'l> {
                 ..
             } => {
                 let from_base = cursor.next_chunk()?;
-                // What the previous version had here: its patch, or the base's chunk.
-                let mut was = from_base;
-                if let Some((pi, pr)) = self.previous.patches.get(self.previous_pos)
-                    && *pi == *index
-                {
-                    was = Some(*pr);
-                    self.previous_pos += 1;
-                }
+                // What the previous version had here: its patch, or the base's chunk (or
+                // nothing known, once its patches cannot be read: then it counts as changed).
+                let was = match self.previous.patch_at(*index) {
+                    Ok(Some(p)) => Some(Some(p)),
+                    Ok(None) => Some(from_base),
+                    Err(()) => None,
+                };
                 if from_base != Some(r) {
                     patches.push(*index, r)?;
                 }
                 *index += 1;
                 let over = patches.len() > *limit;
-                if was != Some(r) {
+                if was != Some(Some(r)) {
                     self.changed();
                 }
                 if over {

@@ -13,9 +13,12 @@
 //! stored list does not depend on where it was cut. A piece's first gap counts from the index
 //! after the previous piece's last record, which the piece keeps.
 
-use backstop_format::tree::{ChunkRef, PatchList, patch_records};
+use backstop_format::tree::{
+    ChunkRef, Delta, MAX_PATCH_RECORD, PatchList, next_patch, patch_records,
+};
 
 use crate::error::{Error, Result};
+use crate::repository::content::{Cursor, Loader};
 use crate::repository::spill::{Scratch, SpillOptions};
 
 /// A run of the encoding in the scratch file.
@@ -51,14 +54,6 @@ impl PatchSpool {
             scratch: None,
             pieces: Vec::new(),
         }
-    }
-
-    /// A list that stays in memory, however long: for records already held in memory.
-    pub fn in_memory() -> Self {
-        Self::new(&SpillOptions {
-            patches: u64::MAX,
-            ..SpillOptions::default()
-        })
     }
 
     /// Appends a record; `index` is greater than the last record's.
@@ -125,6 +120,96 @@ impl PatchSpool {
             }
             Ok(())
         })
+    }
+}
+
+/// A stored patch list (a delta's `patch` content) read record by record, a chunk of it at a
+/// time: how a backup compares with the previous version without holding its records (a 10 GiB
+/// database some days past its base has hundreds of thousands). Each chunk is checked against
+/// its id as it is read, and at the end the record count and length against the delta's.
+pub(crate) struct PatchReader<'a> {
+    loader: Loader<'a>,
+    cursor: Cursor<'a>,
+    /// Bytes read and not yet decoded start at `at`.
+    buf: Vec<u8>,
+    at: usize,
+    /// Whether the content has no chunk left.
+    exhausted: bool,
+    next: u64,
+    records: u64,
+    bytes: u64,
+    expected_records: u64,
+    expected_bytes: u64,
+}
+
+impl<'a> PatchReader<'a> {
+    pub fn new(loader: Loader<'a>, delta: &Delta) -> Result<Self> {
+        if delta.patch.delta.is_some() {
+            return Err(Error::Integrity(
+                "a delta's patch list is itself a delta".into(),
+            ));
+        }
+        Ok(Self {
+            loader,
+            cursor: loader.cursor(&delta.patch),
+            buf: Vec::new(),
+            at: 0,
+            exhausted: false,
+            next: 0,
+            records: 0,
+            bytes: 0,
+            expected_records: delta.patches,
+            expected_bytes: delta.patch.size,
+        })
+    }
+
+    /// Reads chunks until a whole record is ahead (or the content ends).
+    fn fill(&mut self) -> Result<()> {
+        while self.buf.len() - self.at < MAX_PATCH_RECORD && !self.exhausted {
+            match self.cursor.next_chunk()? {
+                Some(r) => {
+                    let chunk = self.loader.read_chunk(&r.id)?;
+                    if chunk.len() as u64 != r.size {
+                        return Err(Error::Integrity(format!(
+                            "chunk {} of a patch list has the wrong length",
+                            r.id
+                        )));
+                    }
+                    self.buf.drain(..self.at);
+                    self.at = 0;
+                    self.buf.extend_from_slice(&chunk);
+                    self.bytes += r.size;
+                }
+                None => self.exhausted = true,
+            }
+        }
+        Ok(())
+    }
+
+    /// The next record, in index order; `None` after the last.
+    pub fn next_record(&mut self) -> Result<Option<(u64, ChunkRef)>> {
+        self.fill()?;
+        let damaged = |what: &str| Error::Integrity(format!("a delta's patch list {what}"));
+        match next_patch(&self.buf[self.at..], self.next)
+            .map_err(|e| damaged(&format!("cannot be read: {e}")))?
+        {
+            Some(((i, r), len)) => {
+                self.at += len;
+                self.next = i + 1;
+                self.records += 1;
+                if self.records > self.expected_records {
+                    return Err(damaged("has more records than its delta says"));
+                }
+                Ok(Some((i, r)))
+            }
+            None if self.records != self.expected_records => {
+                Err(damaged("has fewer records than its delta says"))
+            }
+            None if self.bytes != self.expected_bytes => {
+                Err(damaged("is not as long as its delta says"))
+            }
+            None => Ok(None),
+        }
     }
 }
 

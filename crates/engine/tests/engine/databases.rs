@@ -226,3 +226,42 @@ fn deltas_with_their_patches_on_disk_are_the_deltas_built_in_memory() {
     assert_eq!(disk, memory);
     assert_eq!(std::fs::read_dir(scratch.path()).unwrap().count(), 0);
 }
+
+/// The previous version's patch list is damaged where it is stored: the next backup cannot
+/// compare with it, counts the database as changed, and still stores a version that restores
+/// exactly (its own patch list is new).
+#[test]
+fn a_previous_patch_list_that_cannot_be_read_costs_the_comparison_not_the_backup() {
+    let storage = Arc::new(MemoryStorage::new());
+    let repo = Repository::init(storage.clone(), &cheap_init(None)).unwrap();
+    let run = |db: &[u8], t: i64| {
+        let ix = Indexed::load(&repo).unwrap();
+        let mut src = PagesSource {
+            data: Some(db.to_vec()),
+        };
+        let s = backup(&ix, &mut src, &opts("db", t), &NoProgress).unwrap();
+        let snap = repo.load_snapshot(&s.id).unwrap();
+        let ix = Indexed::load(&repo).unwrap();
+        let item = ix.loader().read_items(&snap.items).unwrap().remove(0);
+        (s, item.content.unwrap())
+    };
+    let mut db = pagey(2000 * 4096, 21);
+    run(&db, 0);
+    for p in (3..2000).step_by(50) {
+        db[p * 4096 + 9] ^= 1;
+    }
+    let (_, c1) = run(&db, 1);
+    let d = c1.delta.expect("day 1 is a delta");
+    assert!(!d.patch.chunks.is_empty(), "a short list is inline");
+    let ix = Indexed::load(&repo).unwrap();
+    for r in &d.patch.chunks {
+        let loc = ix.index().get(&r.id).unwrap();
+        let pack = ix.index().pack(loc.pack).id.to_hex();
+        storage.corrupt(Kind::Pack, &pack, |b| b[loc.offset as usize + 3] ^= 0xff);
+    }
+    assert!(ix.loader().read_content(&d.patch).is_err());
+    db[7 * 4096] ^= 2;
+    let (s, c2) = run(&db, 2);
+    assert!(c2.delta.is_some(), "still a delta against the base");
+    assert_eq!(restore_all(&repo, &s.id)[0].1, db);
+}

@@ -28,6 +28,7 @@ use crate::store::ChunkStore;
 use crate::store::builder::{ContentBuilder, DeltaBase, MetaWriter, Previous};
 use crate::store::chunker::Batch;
 use crate::store::packing::Stored;
+use crate::store::patches::PatchReader;
 use read::{Stream, read_batches};
 use unchanged::{reusable, reuse};
 
@@ -467,21 +468,18 @@ fn delta_base(
 
 /// The previous version's patches against `base` (none when it is the base itself), or `None`
 /// when they cannot be read: then nothing is known about what changed.
-fn previous_patches(
-    loader: &Loader<'_>,
+fn previous_patches<'l>(
+    loader: &Loader<'l>,
     prev: Option<&Item>,
     base: &DeltaBase,
-) -> Option<Previous> {
+) -> Option<Previous<'l>> {
     let content = prev?.content.as_ref()?;
     let count = content.size.div_ceil(u64::from(base.chunk_size));
     let patches = match &content.delta {
-        None => Vec::new(),
-        Some(d) => {
-            let bytes = loader.read_content(&d.patch).ok()?;
-            backstop_format::tree::decode_patches(&bytes).ok()?
-        }
+        None => None,
+        Some(d) => Some(PatchReader::new(*loader, d).ok()?),
     };
-    Some(Previous { patches, count })
+    Some(Previous::new(patches, count))
 }
 
 /// Items of the previous snapshot, by path, for reuse of unchanged files and of results about

@@ -15,7 +15,7 @@
 //! bytes: the source reads them again).
 
 use backstop_format::manifest::Item;
-use backstop_format::tree::{ChunkRef, Content, decode_patches};
+use backstop_format::tree::Content;
 use backstop_sources::Chunking;
 use rayon::prelude::*;
 
@@ -26,7 +26,7 @@ use crate::store::ChunkStore;
 
 use super::read::Stream;
 use crate::store::builder::{DeltaBase, delta_content};
-use crate::store::patches::PatchSpool;
+use crate::store::patches::{PatchReader, PatchSpool};
 
 /// Chunk ids looked up in the index at a time, in parallel.
 const LOOKUP_BATCH: usize = 8192;
@@ -97,11 +97,7 @@ pub(crate) fn reuse(
     let count = size.div_ceil(u64::from(base.chunk_size));
     store.count_known(count);
     let exhausted = base_chunks <= count;
-    let mut spool = PatchSpool::in_memory();
-    for (i, r) in patches {
-        spool.push(i, r)?;
-    }
-    delta_content(store, base, exhausted, size, hash, &spool).map(Some)
+    delta_content(store, base, exhausted, size, hash, &patches).map(Some)
 }
 
 /// Reads the stream to its end, hashing it on all cores: its size and hex BLAKE3 hash.
@@ -124,44 +120,46 @@ fn hash_stream(stream: &mut Stream, progress: &dyn Progress) -> std::io::Result<
 /// The previous patches against `base` and the number of chunks of the base, if every node of
 /// the base can be read and every chunk the previous content consists of (the base's chunks
 /// it does not patch, and its patches) is in the index.
-fn usable(
-    loader: Loader<'_>,
-    content: &Content,
-    base: DeltaBase,
-) -> Option<(Vec<(u64, ChunkRef)>, u64)> {
-    let patches = match &content.delta {
-        Some(d) => {
-            let bytes = loader.read_content(&d.patch).ok()?;
-            let p = decode_patches(&bytes).ok()?;
-            (p.len() as u64 == d.patches).then_some(p)?
-        }
-        None => Vec::new(),
+fn usable(loader: Loader<'_>, content: &Content, base: DeltaBase) -> Option<(PatchSpool, u64)> {
+    // The patches are read as the base is walked, and kept (past a few thousand, in a scratch
+    // file) for the description.
+    let mut reader = match &content.delta {
+        Some(d) => Some(PatchReader::new(loader, d).ok()?),
+        None => None,
     };
+    let mut next_record = || match &mut reader {
+        Some(r) => r.next_record().ok(),
+        None => Some(None),
+    };
+    let mut patches = PatchSpool::new(loader.index.spill_options());
     let index = loader.index;
     let all_indexed =
         |ids: &[backstop_format::ChunkId]| ids.par_iter().all(|id| index.contains(id));
-    let patch_ids: Vec<_> = patches.iter().map(|(_, r)| r.id).collect();
-    if !patch_ids.chunks(LOOKUP_BATCH).all(all_indexed) {
-        return None;
-    }
-    let mut cursor = loader.tree_cursor(base.root);
-    let mut next_patch = patches.iter().map(|(i, _)| *i).peekable();
     let mut pending = Vec::with_capacity(LOOKUP_BATCH);
+    let flush = |pending: &mut Vec<_>| {
+        let ok = all_indexed(pending);
+        pending.clear();
+        ok
+    };
+    let mut ahead = next_record()?;
+    let mut cursor = loader.tree_cursor(base.root);
     let mut position = 0u64;
     loop {
         match cursor.next_step() {
             Ok(Some(Step::Chunk(r))) => {
-                // A patched chunk of the base need not exist any more (prune may drop it).
-                while next_patch.next_if(|&i| i < position).is_some() {}
-                if next_patch.next_if_eq(&position).is_none() {
-                    pending.push(r.id);
+                // A patched chunk of the base need not exist any more (prune may drop it):
+                // the patch's must.
+                match ahead {
+                    Some((i, p)) if i == position => {
+                        pending.push(p.id);
+                        patches.push(i, p).ok()?;
+                        ahead = next_record()?;
+                    }
+                    _ => pending.push(r.id),
                 }
                 position += 1;
-                if pending.len() == LOOKUP_BATCH {
-                    if !all_indexed(&pending) {
-                        return None;
-                    }
-                    pending.clear();
+                if pending.len() == LOOKUP_BATCH && !flush(&mut pending) {
+                    return None;
                 }
             }
             Ok(Some(Step::Node(_))) => {}
@@ -169,7 +167,20 @@ fn usable(
             Err(_) => return None,
         }
     }
-    all_indexed(&pending).then_some((patches, position))
+    // Patches past the base's end (the content grew); every record is read, so that the
+    // reader checks the list's length and count.
+    while let Some((i, p)) = ahead {
+        if i < position {
+            return None; // not in order: damaged
+        }
+        pending.push(p.id);
+        patches.push(i, p).ok()?;
+        ahead = next_record()?;
+        if pending.len() == LOOKUP_BATCH && !flush(&mut pending) {
+            return None;
+        }
+    }
+    flush(&mut pending).then_some((patches, position))
 }
 
 #[cfg(test)]
