@@ -16,8 +16,12 @@ use crate::error::UsageError;
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    /// Repository path (later also URLs).
+    /// The main repository: a `[repositories.NAME]` name, or a location (a path relative to
+    /// this file, or `s3://BUCKET/PREFIX`).
     pub repository: Option<String>,
+    /// `[repositories.NAME]`: named repositories, each with its location and credentials.
+    #[serde(default)]
+    pub repositories: BTreeMap<String, RepositoryConfig>,
     /// Passphrase file for the repository (the passphrase itself never goes in this file).
     pub password_file: Option<String>,
     #[serde(default)]
@@ -38,6 +42,28 @@ pub struct Config {
     pub dir: PathBuf,
     #[serde(skip)]
     pub file: PathBuf,
+}
+
+/// One named repository (`[repositories.NAME]`): where it is and how to open it. Secrets are
+/// never in this file: they come from files it names (or the environment).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepositoryConfig {
+    /// A local directory (relative to this file) or `s3://BUCKET/PREFIX`.
+    pub location: String,
+    /// File holding this repository's passphrase (else the top-level `password_file`).
+    pub password_file: Option<String>,
+    /// S3: the endpoint URL (else `AWS_ENDPOINT_URL`; none means AWS itself).
+    pub endpoint: Option<String>,
+    /// S3: the region (else `AWS_REGION`, else us-east-1).
+    pub region: Option<String>,
+    /// S3: the access key id (else `AWS_ACCESS_KEY_ID`).
+    pub access_key_id: Option<String>,
+    /// S3: a file holding the secret access key (else `AWS_SECRET_ACCESS_KEY`).
+    pub secret_access_key_file: Option<String>,
+    /// S3: `path`, `virtual-host` or `auto` (the default: path style when an endpoint is
+    /// given).
+    pub addressing: Option<String>,
 }
 
 /// One named source.
@@ -182,6 +208,47 @@ impl Config {
         }
         for (name, s) in &cfg.sources {
             cfg.check_excludes(name, s)?;
+        }
+        for (name, r) in &cfg.repositories {
+            let bad = |why: String| -> anyhow::Error {
+                UsageError(format!(
+                    "invalid config file {}: [repositories.{name}] {why}",
+                    cfg.file.display()
+                ))
+                .into()
+            };
+            if !backstop_storage::is_valid_name(name) {
+                return Err(bad(
+                    "has an invalid name: use lowercase letters, digits, '-' and '_'".into(),
+                ));
+            }
+            if r.location.trim().is_empty() {
+                return Err(bad(
+                    "needs a location (a directory or s3://BUCKET/PREFIX)".into()
+                ));
+            }
+            let s3_keys = [
+                ("endpoint", r.endpoint.is_some()),
+                ("region", r.region.is_some()),
+                ("access_key_id", r.access_key_id.is_some()),
+                ("secret_access_key_file", r.secret_access_key_file.is_some()),
+                ("addressing", r.addressing.is_some()),
+            ];
+            if !r.location.starts_with("s3://")
+                && let Some((key, _)) = s3_keys.iter().find(|(_, set)| *set)
+            {
+                return Err(bad(format!(
+                    "sets {key}, which only an s3:// location takes (its location is {:?})",
+                    r.location
+                )));
+            }
+            if let Some(a) = &r.addressing
+                && !matches!(a.as_str(), "path" | "virtual-host" | "auto")
+            {
+                return Err(bad(format!(
+                    "has addressing {a:?}; expected path, virtual-host or auto"
+                )));
+            }
         }
         cfg.lifecycle()?;
         cfg.time_zone()?;

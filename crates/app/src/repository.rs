@@ -9,42 +9,89 @@ use anyhow::Context as _;
 use backstop_engine::{IndexProblem, Indexed, InitOptions, Repository, SpillOptions};
 use backstop_format::Timestamp;
 use backstop_storage::{
-    CachedStorage, LocalStorage, RetryOptions, Retrying, S3Location, S3Options, S3Storage, Storage,
+    Addressing, CachedStorage, LocalStorage, RetryOptions, Retrying, S3Location, S3Options,
+    S3Storage, Storage,
 };
 
-use crate::config::Config;
+use crate::config::{Config, RepositoryConfig};
 use crate::error::UsageError;
 
 /// The repository a first `backup` creates in the working directory when none is configured.
 pub const DEFAULT_REPO: &str = "backstop-repo";
 
 /// Where a repository is: a local directory, or `s3://BUCKET/PREFIX` in an S3-compatible
-/// bucket (the endpoint and keys from the usual AWS variables, see docs/s3.md).
+/// bucket (the endpoint and keys from its `[repositories.NAME]` section or the usual AWS
+/// variables, see docs/s3.md).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Location(PathBuf);
+pub struct Location {
+    place: PathBuf,
+    /// The `[repositories.NAME]` section that named it, if one did.
+    named: Option<Named>,
+}
+
+/// A repository named in the config: its name, its section, and the config file's folder
+/// (for the section's relative paths).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Named {
+    name: String,
+    settings: RepositoryConfig,
+    dir: PathBuf,
+}
 
 impl Location {
     /// The location a front end was given (`flag`: its `--repo` or `BACKSTOP_REPO`), else the
-    /// config's `repository` (a path relative to the config file's directory). `None` when
-    /// neither names one.
+    /// config's `repository` (a path relative to the config file's directory). Either may be
+    /// the name of a `[repositories.NAME]` section, which then wins over a folder of that name
+    /// (write `./NAME` for the folder). `None` when neither names one.
     pub fn resolve(flag: Option<&str>, config: &Config) -> Option<Location> {
         if let Some(r) = flag {
-            return Some(Location(PathBuf::from(r)));
+            return Some(
+                Location::named(r, config).unwrap_or_else(|| Location::plain(PathBuf::from(r))),
+            );
         }
-        // A location with a scheme is not a path relative to the config file: kept as given
-        // so that opening it can name it.
-        config
-            .repository
-            .as_deref()
-            .map(|r| match r.contains("://") {
-                true => Location(PathBuf::from(r)),
-                false => Location(config.resolve(r)),
-            })
+        let r = config.repository.as_deref()?;
+        Some(Location::named(r, config).unwrap_or_else(|| Location::in_config(r, config)))
+    }
+
+    /// The repository of the config's `[repositories.NAME]` section, if there is one.
+    pub fn named(name: &str, config: &Config) -> Option<Location> {
+        let settings = config.repositories.get(name)?;
+        let mut loc = Location::in_config(&settings.location, config);
+        loc.named = Some(Named {
+            name: name.to_owned(),
+            settings: settings.clone(),
+            dir: config.dir.clone(),
+        });
+        Some(loc)
+    }
+
+    fn plain(place: PathBuf) -> Location {
+        Location { place, named: None }
+    }
+
+    /// A location written in the config: a path relative to the config file's directory, or,
+    /// with a scheme, kept as given so that opening it can name it.
+    fn in_config(text: &str, config: &Config) -> Location {
+        match text.contains("://") {
+            true => Location::plain(PathBuf::from(text)),
+            false => Location::plain(config.resolve(text)),
+        }
+    }
+
+    /// The name of the `[repositories.NAME]` section it came from, if any.
+    pub fn name(&self) -> Option<&str> {
+        self.named.as_ref().map(|n| n.name.as_str())
+    }
+
+    /// The passphrase file its section names, if any (resolved against the config's folder).
+    pub fn password_file(&self) -> Option<PathBuf> {
+        let n = self.named.as_ref()?;
+        Some(n.dir.join(n.settings.password_file.as_ref()?))
     }
 
     /// [`DEFAULT_REPO`] in the working directory.
     pub fn default_local() -> Location {
-        Location(PathBuf::from(DEFAULT_REPO))
+        Location::plain(PathBuf::from(DEFAULT_REPO))
     }
 
     /// Whether the location is remote (an `s3://` bucket): reads are requests over a network.
@@ -54,12 +101,12 @@ impl Location {
 
     /// The local directory, or `None` for a remote location.
     pub fn local_path(&self) -> Option<&Path> {
-        self.scheme().is_none().then_some(self.0.as_path())
+        self.scheme().is_none().then_some(self.place.as_path())
     }
 
     /// The scheme of a location written `SCHEME://...`, if it is one.
     fn scheme(&self) -> Option<String> {
-        let text = self.0.to_str()?;
+        let text = self.place.to_str()?;
         let (scheme, _) = text.split_once("://")?;
         (!scheme.is_empty()
             && scheme
@@ -72,15 +119,13 @@ impl Location {
     /// process's AWS variables and wrapped in retries. Any other scheme (`sftp://...`) is
     /// refused before anything is created, rather than made into a local folder named `sftp:`.
     fn storage(&self) -> anyhow::Result<Arc<dyn Storage>> {
-        let text = self.0.to_string_lossy();
+        let text = self.place.to_string_lossy();
         match self.scheme().as_deref() {
-            None => Ok(Arc::new(LocalStorage::new(&self.0))),
+            None => Ok(Arc::new(LocalStorage::new(&self.place))),
             Some("s3") => {
-                let usage = |e: backstop_storage::Error| UsageError(format!("{e}"));
-                let location = S3Location::parse(&text).map_err(usage)?;
-                let options = S3Options::from_env(location, |name| std::env::var(name).ok())
-                    .map_err(usage)?;
-                let s3 = S3Storage::new(options).map_err(usage)?;
+                let location = S3Location::parse(&text).map_err(|e| UsageError(format!("{e}")))?;
+                let options = self.s3_options(location, |name| std::env::var(name).ok())?;
+                let s3 = S3Storage::new(options).map_err(|e| UsageError(format!("{e}")))?;
                 Ok(Arc::new(Retrying::new(s3, RetryOptions::default())))
             }
             Some(scheme) => Err(UsageError(format!(
@@ -93,9 +138,66 @@ impl Location {
     }
 }
 
+impl Location {
+    /// The S3 settings: each key of the repository's section, else its AWS variable (`var`).
+    /// A section with its own access key id takes no session token from the environment (it
+    /// would belong to other keys).
+    fn s3_options(
+        &self,
+        location: S3Location,
+        var: impl Fn(&str) -> Option<String>,
+    ) -> anyhow::Result<S3Options> {
+        let Some(n) = &self.named else {
+            return S3Options::from_env(location, var)
+                .map_err(|e| UsageError(format!("{e}")).into());
+        };
+        let c = &n.settings;
+        let secret = match &c.secret_access_key_file {
+            Some(f) => {
+                let path = n.dir.join(f);
+                let text = std::fs::read_to_string(&path).map_err(|e| {
+                    UsageError(format!(
+                        "[repositories.{}] secret_access_key_file {}: {e}",
+                        n.name,
+                        path.display()
+                    ))
+                })?;
+                Some(text.trim().to_owned())
+            }
+            None => None,
+        };
+        let own_keys = c.access_key_id.is_some();
+        let options = S3Options::from_env(location, |name| {
+            let configured = match name {
+                "AWS_ENDPOINT_URL" | "AWS_ENDPOINT_URL_S3" => c.endpoint.clone(),
+                "AWS_REGION" | "AWS_DEFAULT_REGION" => c.region.clone(),
+                "AWS_ACCESS_KEY_ID" => c.access_key_id.clone(),
+                "AWS_SECRET_ACCESS_KEY" => secret.clone(),
+                "AWS_SESSION_TOKEN" if own_keys => return None,
+                _ => None,
+            };
+            configured.or_else(|| var(name))
+        })
+        .map_err(|e| {
+            UsageError(format!(
+                "{e} (or set access_key_id and secret_access_key_file in [repositories.{}])",
+                n.name
+            ))
+        })?;
+        Ok(S3Options {
+            addressing: match c.addressing.as_deref() {
+                Some("path") => Addressing::Path,
+                Some("virtual-host") => Addressing::VirtualHost,
+                _ => Addressing::Auto,
+            },
+            ..options
+        })
+    }
+}
+
 impl std::fmt::Display for Location {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.display().fmt(f)
+        self.place.display().fmt(f)
     }
 }
 
@@ -119,14 +221,22 @@ impl Credentials {
         }
     }
 
-    /// The passphrase: from the password file, the password, or the config's
+    /// The passphrase of the repository at `loc`: from the password file, the password, the
+    /// `password_file` of the repository's `[repositories.NAME]` section, or the config's
     /// `password_file`, in that order. Never from a command line itself.
-    pub fn passphrase(&self, config: &Config) -> anyhow::Result<Option<String>> {
+    pub fn passphrase(
+        &self,
+        config: &Config,
+        loc: Option<&Location>,
+    ) -> anyhow::Result<Option<String>> {
         if let Some(f) = &self.password_file {
             return read_password_file(f).map(Some);
         }
         if let Some(p) = &self.password {
             return Ok(Some(p.clone()));
+        }
+        if let Some(f) = loc.and_then(Location::password_file) {
+            return read_password_file(&f).map(Some);
         }
         if let Some(f) = &config.password_file {
             return read_password_file(&config.resolve(f)).map(Some);
@@ -330,10 +440,123 @@ mod tests {
         }
     }
 
+    fn config(dir: &Path, text: &str) -> Config {
+        let file = dir.join("backstop.toml");
+        std::fs::write(&file, text).unwrap();
+        Config::load(Some(&file)).unwrap()
+    }
+
+    #[test]
+    fn a_configured_name_resolves_to_its_section() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(
+            dir.path(),
+            r#"
+repository = "local"
+[repositories.local]
+location = "repos/main"
+password_file = "main.pass"
+[repositories.offsite]
+location = "s3://shop-backups/store-7"
+"#,
+        );
+        let main = Location::resolve(None, &cfg).unwrap();
+        assert_eq!(main.name(), Some("local"));
+        assert_eq!(
+            main.local_path(),
+            Some(dir.path().join("repos/main").as_path())
+        );
+        assert_eq!(main.password_file(), Some(dir.path().join("main.pass")));
+        let off = Location::resolve(Some("offsite"), &cfg).unwrap();
+        assert_eq!((off.name(), off.is_remote()), (Some("offsite"), true));
+        assert_eq!(off.to_string(), "s3://shop-backups/store-7");
+        // Not a configured name: a path as given (relative to the working directory).
+        let other = Location::resolve(Some("elsewhere"), &cfg).unwrap();
+        assert_eq!(other.name(), None);
+        assert_eq!(other.local_path(), Some(Path::new("elsewhere")));
+    }
+
+    #[test]
+    fn a_section_s_s3_keys_win_over_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("secret"), "from-the-file\n").unwrap();
+        let cfg = config(
+            dir.path(),
+            r#"
+[repositories.offsite]
+location = "s3://bkt/p"
+endpoint = "http://127.0.0.1:9"
+access_key_id = "AKCONFIG"
+secret_access_key_file = "secret"
+addressing = "virtual-host"
+"#,
+        );
+        let env = |name: &str| {
+            Some(
+                match name {
+                    "AWS_ACCESS_KEY_ID" => "AKENV",
+                    "AWS_SECRET_ACCESS_KEY" => "env-secret",
+                    "AWS_SESSION_TOKEN" => "env-token",
+                    "AWS_REGION" => "eu-west-1",
+                    _ => return None,
+                }
+                .to_owned(),
+            )
+        };
+        let loc = Location::named("offsite", &cfg).unwrap();
+        let o = loc
+            .s3_options(S3Location::parse("s3://bkt/p").unwrap(), env)
+            .unwrap();
+        assert_eq!(o.access_key_id, "AKCONFIG");
+        assert_eq!(o.secret_access_key, "from-the-file");
+        assert_eq!(
+            o.session_token, None,
+            "the environment's token is for other keys"
+        );
+        assert_eq!(o.endpoint.as_deref(), Some("http://127.0.0.1:9"));
+        assert_eq!(
+            o.region, "eu-west-1",
+            "what the section leaves out comes from the environment"
+        );
+        assert_eq!(o.addressing, Addressing::VirtualHost);
+        // A missing secret file is named.
+        std::fs::remove_file(dir.path().join("secret")).unwrap();
+        let err = loc
+            .s3_options(S3Location::parse("s3://bkt/p").unwrap(), env)
+            .unwrap_err();
+        assert!(err.to_string().contains("secret_access_key_file"), "{err}");
+    }
+
+    #[test]
+    fn a_section_that_cannot_work_is_refused_when_the_config_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("backstop.toml");
+        for (text, says) in [
+            ("[repositories.a]\nlocation = \"\"", "needs a location"),
+            (
+                "[repositories.a]\nlocation = \"repo\"\nendpoint = \"http://x\"",
+                "only an s3:// location",
+            ),
+            (
+                "[repositories.a]\nlocation = \"s3://bkt/p\"\naddressing = \"dns\"",
+                "expected path, virtual-host or auto",
+            ),
+            ("[repositories.Bad]\nlocation = \"repo\"", "invalid name"),
+            (
+                "[repositories.a]\nlocation = \"repo\"\nsecret_access_key = \"x\"",
+                "unknown field",
+            ),
+        ] {
+            std::fs::write(&file, text).unwrap();
+            let err = Config::load(Some(&file)).unwrap_err();
+            assert!(err.to_string().contains(says), "{text}: {err}");
+        }
+    }
+
     #[test]
     fn a_local_repository_is_never_cached() {
         let dir = tempfile::tempdir().unwrap();
-        let loc = Location(dir.path().join("repo"));
+        let loc = Location::plain(dir.path().join("repo"));
         init(
             &loc,
             &InitOptions::new(None, Timestamp::UNIX_EPOCH, "h".into()),

@@ -68,7 +68,8 @@ impl<'a> Ctx<'a> {
     /// The passphrase, from --password-file, BACKSTOP_PASSWORD_FILE, BACKSTOP_PASSWORD or the
     /// config's password_file, in that order. Never from the command line itself.
     pub fn passphrase(&self) -> anyhow::Result<Option<String>> {
-        Credentials::from_env(self.args.password_file.clone()).passphrase(&self.config)
+        Credentials::from_env(self.args.password_file.clone())
+            .passphrase(&self.config, self.repo_location().as_ref())
     }
 
     /// Opens the configured repository.

@@ -388,3 +388,86 @@ fn the_local_cache_follows_the_bucket_and_verify_reads_past_it() {
     assert_eq!(list.as_array().unwrap().len(), 1, "{list:#}");
     assert_eq!(fs::read(&manifest).unwrap(), good);
 }
+
+/// A repository named in backstop.toml (`[repositories.offsite]`): its section holds the
+/// endpoint, the key id, and the files with the secret and the passphrase, so nothing comes
+/// from the environment; `repository = "offsite"` and `--repo offsite` both name it. A wrong
+/// secret in the file is a refusal (exit 15) that never shows the secret.
+#[test]
+fn a_repository_named_in_the_config_needs_no_environment() {
+    let server = SeaweedFs::start();
+    server.create_bucket("bkt");
+    let endpoint = server.endpoint();
+    let sb = Sandbox::empty();
+    fs::write(sb.p("offsite-secret"), format!("{SECRET_ACCESS_KEY}\n")).unwrap();
+    fs::write(sb.p("offsite.pass"), format!("{PASSWORD}\n")).unwrap();
+    fs::write(
+        sb.p("backstop.toml"),
+        format!(
+            r#"repository = "offsite"
+
+[repositories.offsite]
+location = "s3://bkt/store-7"
+endpoint = "{endpoint}"
+region = "{REGION}"
+access_key_id = "{ACCESS_KEY_ID}"
+secret_access_key_file = "offsite-secret"
+password_file = "offsite.pass"
+
+[sources.docs]
+path = "docs"
+"#
+        ),
+    )
+    .unwrap();
+    fs::create_dir(sb.p("docs")).unwrap();
+    fs::write(sb.p("docs/prices.csv"), "sku,price\nA1,9.90\n").unwrap();
+    let cmd = |args: &[&str]| {
+        let mut c = command_in(sb.path());
+        c.env("HOME", sb.path());
+        for v in [
+            "AWS_ENDPOINT_URL",
+            "AWS_ENDPOINT_URL_S3",
+            "AWS_REGION",
+            "AWS_DEFAULT_REGION",
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_SESSION_TOKEN",
+        ] {
+            c.env_remove(v);
+        }
+        c.args(args);
+        c
+    };
+    run(cmd(&["init"])).ok();
+    let storage = server.storage("bkt", "store-7");
+    assert!(
+        !storage.list(Kind::Key).unwrap().is_empty(),
+        "encrypted with the section's passphrase"
+    );
+    run(cmd(&["backup"])).ok();
+    let list = run(cmd(&["--json", "--repo", "offsite", "snapshots"]))
+        .ok()
+        .json();
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list:#}");
+    let target = sb.p("restored");
+    run(cmd(&[
+        "restore",
+        "latest",
+        "--to",
+        target.to_str().unwrap(),
+    ]))
+    .ok();
+    assert_same_tree(&sb.p("docs"), &target.join("docs"));
+    assert_no_local_repository(sb.path());
+
+    fs::write(sb.p("offsite-secret"), "not-the-secret-4711\n").unwrap();
+    let o = run(cmd(&["snapshots"])).code(15);
+    assert!(
+        !o.stderr.contains("not-the-secret-4711") && !o.stdout.contains("not-the-secret-4711"),
+        "{o:#?}"
+    );
+    fs::remove_file(sb.p("offsite-secret")).unwrap();
+    let o = run(cmd(&["snapshots"])).code(2);
+    assert!(o.stderr.contains("secret_access_key_file"), "{o:#?}");
+}
