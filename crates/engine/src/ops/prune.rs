@@ -532,7 +532,7 @@ fn write_index(repo: &Repository, packs: &mut Vec<IndexPack>) -> Result<()> {
         packs: std::mem::take(packs),
         supersedes: Vec::new(),
     };
-    repo.storage().write(
+    repo.storage().write_new(
         Kind::Index,
         &IndexId::random().to_hex(),
         &file.encode(repo.crypter()),

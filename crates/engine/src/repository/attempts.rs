@@ -69,7 +69,7 @@ pub fn record_backup_failure(
         "{FAILURE_NAME_PREFIX}{}",
         &RecordId::random().to_hex()[FAILURE_NAME_PREFIX.len()..]
     );
-    repo.write_object(Kind::Record, &name, &record.encode())?;
+    repo.write_new_object(Kind::Record, &name, &record.encode())?;
     Ok(())
 }
 

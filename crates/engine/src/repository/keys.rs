@@ -94,7 +94,7 @@ pub fn add_key(
         .map_err(|e| Error::format("wrapping the master key", e))?;
     let json = serde_json::to_vec_pretty(&file).expect("key file serializes");
     let id = KeyId::random().to_hex();
-    storage.write(Kind::Key, &id, &json)?;
+    storage.write_new(Kind::Key, &id, &json)?;
     // Read it back: a key file that cannot be opened is worse than none, because the user
     // would rely on it.
     let back = storage

@@ -105,7 +105,7 @@ impl Repository {
                 let file = KeyFile::wrap(&key, p.as_bytes(), opts.kdf, opts.now, &opts.host)
                     .map_err(|e| Error::format("wrapping the master key", e))?;
                 let json = serde_json::to_vec_pretty(&file).expect("key file serializes");
-                storage.write(Kind::Key, &KeyId::random().to_hex(), &json)?;
+                storage.write_new(Kind::Key, &KeyId::random().to_hex(), &json)?;
                 (Encryption::Passphrase, Crypter::new(&key))
             }
             None => (Encryption::None, Crypter::None),
@@ -119,7 +119,8 @@ impl Repository {
             compression: opts.compression,
             pack_size: opts.pack_size,
         };
-        storage.write(Kind::Config, "config", &config.encode())?;
+        // Never over another repository's config, even one made in the meantime.
+        storage.write_new(Kind::Config, "config", &config.encode())?;
         Ok(Self {
             storage,
             config,
@@ -262,6 +263,15 @@ impl Repository {
             .write(kind, name, &seal_object(&self.crypter, plain))?)
     }
 
+    /// Seals and stores a small object under a new name: one that is never replaced (a
+    /// snapshot, a record), so an object already there under it is an error, never overwritten
+    /// (`Storage::write_new`: `If-None-Match: *` on S3).
+    pub(crate) fn write_new_object(&self, kind: Kind, name: &str, plain: &[u8]) -> Result<()> {
+        Ok(self
+            .storage
+            .write_new(kind, name, &seal_object(&self.crypter, plain))?)
+    }
+
     /// Reads and opens a small object.
     pub(crate) fn read_object(&self, kind: Kind, name: &str) -> Result<Vec<u8>> {
         let raw = self.storage.read(kind, name)?;
@@ -271,7 +281,7 @@ impl Repository {
 
     pub fn write_snapshot(&self, snap: &Snapshot) -> Result<SnapshotId> {
         let id = SnapshotId::random();
-        self.write_object(Kind::Snapshot, &id.to_hex(), &snap.encode())?;
+        self.write_new_object(Kind::Snapshot, &id.to_hex(), &snap.encode())?;
         Ok(id)
     }
 
@@ -325,7 +335,7 @@ impl Repository {
     /// Stores a record (the result of a restore drill).
     pub fn write_record(&self, record: &Record) -> Result<RecordId> {
         let id = RecordId::random();
-        self.write_object(Kind::Record, &id.to_hex(), &record.encode())?;
+        self.write_new_object(Kind::Record, &id.to_hex(), &record.encode())?;
         Ok(id)
     }
 

@@ -82,7 +82,8 @@ fn write_index(
         supersedes: Vec::new(),
     };
     let bytes = file.encode(crypter);
-    storage.write(Kind::Index, &IndexId::random().to_hex(), &bytes)?;
+    // Index files are never replaced (prune writes new ones and deletes the old).
+    storage.write_new(Kind::Index, &IndexId::random().to_hex(), &bytes)?;
     Ok(bytes.len() as u64)
 }
 
