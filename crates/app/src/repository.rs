@@ -330,6 +330,22 @@ pub fn init(loc: &Location, opts: &InitOptions) -> anyhow::Result<Repository> {
     Ok(Repository::init(loc.storage()?, opts)?)
 }
 
+/// Creates a repository at `loc` that shares `like`'s keys and chunking (see
+/// `Repository::init_like`): the destination of a first copy.
+pub fn init_like(
+    loc: &Location,
+    like: &Repository,
+    like_passphrase: Option<&str>,
+    opts: &InitOptions,
+) -> anyhow::Result<Repository> {
+    Ok(Repository::init_like(
+        loc.storage()?,
+        like,
+        like_passphrase,
+        opts,
+    )?)
+}
+
 /// Whether [`open_or_create`] found a repository or made one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Opened {

@@ -59,6 +59,8 @@ enum Command {
     Init(commands::init::Args),
     /// Back up files, directories, a command's output, or the sources in backstop.toml.
     Backup(commands::backup::Args),
+    /// Copy snapshots to another repository (an offsite copy), sending only what it lacks.
+    Copy(commands::copy::Args),
     /// List snapshots.
     Snapshots(commands::snapshots::Args),
     /// Show one snapshot: metadata and items.
@@ -117,6 +119,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Init(a) => commands::init::run(&cli.global, a),
         Command::Backup(a) => commands::backup::run(&cli.global, a),
+        Command::Copy(a) => commands::copy::run(&cli.global, a),
         Command::Snapshots(a) => commands::snapshots::run(&cli.global, a),
         Command::Show(a) => commands::show::run(&cli.global, a),
         Command::Info(a) => commands::info::run(&cli.global, a),

@@ -471,3 +471,146 @@ path = "docs"
     let o = run(cmd(&["snapshots"])).code(2);
     assert!(o.stderr.contains("secret_access_key_file"), "{o:#?}");
 }
+
+/// The 3-2-1 journey: an encrypted local repository copied into a bucket. The first copy
+/// creates the repository there with the same keys and passphrase; the copies keep their ids;
+/// a second copy sends nothing, a later one only the new snapshot; the bucket restores on a
+/// new machine.
+#[test]
+fn local_snapshots_copied_to_a_bucket_restore_from_it() {
+    let server = SeaweedFs::start();
+    server.create_bucket("bkt");
+    let endpoint = server.endpoint();
+    let sb = Sandbox::empty();
+    fs::create_dir(sb.p("docs")).unwrap();
+    fs::write(sb.p("docs/ledger.bin"), random_bytes(21, 2 << 20)).unwrap();
+    let local = |args: &[&str]| {
+        let mut c = s3(sb.path(), &endpoint, "local-repo");
+        c.env("BACKSTOP_PASSWORD", PASSWORD).args(args);
+        c
+    };
+    run(local(&["init"])).ok();
+    run(local(&["backup", "docs"])).ok();
+    fs::write(sb.p("docs/notes.txt"), "day two\n").unwrap();
+    run(local(&["backup", "docs"])).ok();
+    let first = run(local(&["--json", "copy", "--to", "s3://bkt/offsite"]))
+        .ok()
+        .json();
+    assert_eq!(first["created"], true, "{first:#}");
+    assert_eq!(first["copied"].as_array().unwrap().len(), 2, "{first:#}");
+    let ids = |repo: &str| -> Vec<String> {
+        let mut c = s3(sb.path(), &endpoint, repo);
+        c.env("BACKSTOP_PASSWORD", PASSWORD)
+            .args(["--json", "snapshots"]);
+        let list = run(c).ok().json();
+        list.as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(ids("s3://bkt/offsite"), ids("local-repo"));
+    let again = run(local(&["--json", "copy", "--to", "s3://bkt/offsite"]))
+        .ok()
+        .json();
+    assert_eq!(
+        (
+            again["created"].as_bool(),
+            again["copied"].as_array().unwrap().len()
+        ),
+        (Some(false), 0),
+        "{again:#}"
+    );
+    assert_eq!(again["present"].as_array().unwrap().len(), 2);
+    fs::write(sb.p("docs/notes.txt"), "day three\n").unwrap();
+    run(local(&["backup", "docs"])).ok();
+    let third = run(local(&["--json", "copy", "--to", "s3://bkt/offsite"]))
+        .ok()
+        .json();
+    assert_eq!(third["copied"].as_array().unwrap().len(), 1, "{third:#}");
+    assert!(third["chunks_new"].as_u64().unwrap() <= 6, "{third:#}");
+
+    // Another machine with the bucket and the passphrase only.
+    let elsewhere = Sandbox::empty();
+    let there = |args: &[&str]| {
+        let mut c = s3(elsewhere.path(), &endpoint, "s3://bkt/offsite");
+        c.env("BACKSTOP_PASSWORD", PASSWORD).args(args);
+        c
+    };
+    let target = elsewhere.p("restored");
+    run(there(&[
+        "restore",
+        "latest",
+        "--to",
+        target.to_str().unwrap(),
+    ]))
+    .ok();
+    assert_same_tree(&sb.p("docs"), &target.join("docs"));
+    assert_eq!(run(there(&["--json", "verify", "--read-data"])).code, 0);
+}
+
+/// The server dies in the middle of a copy: the copy fails, no snapshot appears in the bucket,
+/// the bucket's repository still verifies, and once the server is back the next copy
+/// completes and restores byte for byte.
+#[test]
+fn a_server_that_dies_in_the_middle_of_a_copy_leaves_no_half_snapshot() {
+    let (mut server, sb) = plain_repository();
+    let endpoint = server.endpoint();
+    for i in 0..6 {
+        fs::write(
+            sb.p(&format!("docs/part{i}.bin")),
+            random_bytes(300 + i, 16 << 20),
+        )
+        .unwrap();
+    }
+    let local = |args: &[&str]| {
+        let mut c = s3(sb.path(), &endpoint, "local-repo");
+        c.args(args);
+        c
+    };
+    run(local(&["init", "--encryption", "none"])).ok();
+    run(local(&["backup", "docs"])).ok();
+    let mut copying = local(&["copy", "--to", "s3://bkt/copy"]);
+    copying.stdout(std::process::Stdio::piped());
+    copying.stderr(std::process::Stdio::piped());
+    let child = copying.spawn().unwrap();
+    let storage = server.storage("bkt", "copy");
+    let t0 = Instant::now();
+    while storage
+        .list(Kind::Pack)
+        .map(|l| l.is_empty())
+        .unwrap_or(true)
+    {
+        assert!(t0.elapsed() < Duration::from_secs(60), "no pack arrived");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    server.stop();
+    let out = Out::from_output(child.wait_with_output().unwrap());
+    assert_ne!(out.code, 0, "the copy went on without its server: {out:#?}");
+    server.restart();
+    let storage = server.storage("bkt", "copy");
+    assert!(
+        storage.list(Kind::Snapshot).unwrap().is_empty(),
+        "a snapshot was written: {out:#?}"
+    );
+    let verify = |args: &[&str]| {
+        let mut c = s3(sb.path(), &endpoint, "s3://bkt/copy");
+        c.args(args);
+        c
+    };
+    let o = run(verify(&["--json", "verify", "--read-data"]));
+    assert_eq!(o.code, 0, "{o:#?}");
+    let done = run(local(&["--json", "copy", "--to", "s3://bkt/copy"]))
+        .ok()
+        .json();
+    assert_eq!(done["copied"].as_array().unwrap().len(), 1, "{done:#}");
+    let target = sb.p("restored");
+    run(verify(&[
+        "restore",
+        "latest",
+        "--to",
+        target.to_str().unwrap(),
+    ]))
+    .ok();
+    assert_same_tree(&sb.p("docs"), &target.join("docs"));
+}

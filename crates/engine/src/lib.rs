@@ -42,7 +42,7 @@ pub mod repository;
 pub mod store;
 
 // The flat paths the front ends, the tests and the backup module use.
-pub use ops::{backup, database, drill, forget, prune, repair, restore, verify};
+pub use ops::{backup, copy, database, drill, forget, prune, repair, restore, verify};
 pub use reports::{listing, stats, status};
 pub use repository as repo;
 pub use repository::{attempts, content, index, keys, lock, spec};

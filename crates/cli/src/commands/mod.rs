@@ -2,6 +2,7 @@
 
 pub mod access;
 pub mod backup;
+pub mod copy;
 pub mod forget;
 pub mod info;
 pub mod init;

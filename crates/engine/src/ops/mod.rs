@@ -5,6 +5,7 @@
 //! them.
 
 pub mod backup;
+pub mod copy;
 pub mod database;
 pub mod drill;
 pub mod forget;

@@ -95,13 +95,55 @@ impl Repository {
     /// Creates a new repository. The config is written last: a location with a config is a
     /// repository, and an interrupted init leaves none.
     pub fn init(storage: Arc<dyn Storage>, opts: &InitOptions) -> Result<Self> {
+        Self::init_with(storage, opts, None)
+    }
+
+    /// Creates a new repository that shares `like`'s keys and chunking (with an id of its
+    /// own): chunk ids are the same in both, so snapshots copy between them chunk for chunk
+    /// (`crate::ops::copy`). `like_passphrase` opens `like`'s key; `opts.passphrase` wraps it
+    /// in the new repository's key file; both or neither must be given, as `like` is encrypted
+    /// or not.
+    pub fn init_like(
+        storage: Arc<dyn Storage>,
+        like: &Repository,
+        like_passphrase: Option<&str>,
+        opts: &InitOptions,
+    ) -> Result<Self> {
+        let key = match (like.is_encrypted(), like_passphrase, &opts.passphrase) {
+            (true, Some(p), Some(_)) => Some(unwrap_key(like.storage.as_ref(), p)?),
+            (false, _, None) => None,
+            (true, _, _) => {
+                return Err(Error::Invalid(
+                    "a copy of an encrypted repository is encrypted too: give a passphrase".into(),
+                ));
+            }
+            (false, _, Some(_)) => {
+                return Err(Error::Invalid(
+                    "a copy of an unencrypted repository is unencrypted: give no passphrase".into(),
+                ));
+            }
+        };
+        let opts = InitOptions {
+            compression: like.config.compression,
+            pack_size: like.config.pack_size,
+            chunker: like.config.chunker,
+            ..opts.clone()
+        };
+        Self::init_with(storage, &opts, key)
+    }
+
+    fn init_with(
+        storage: Arc<dyn Storage>,
+        opts: &InitOptions,
+        key: Option<MasterKey>,
+    ) -> Result<Self> {
         storage.create()?;
         let (encryption, crypter) = match &opts.passphrase {
             Some(p) => {
                 if p.is_empty() {
                     return Err(Error::Invalid("the passphrase is empty".into()));
                 }
-                let key = MasterKey::generate();
+                let key = key.unwrap_or_else(MasterKey::generate);
                 let file = KeyFile::wrap(&key, p.as_bytes(), opts.kdf, opts.now, &opts.host)
                     .map_err(|e| Error::format("wrapping the master key", e))?;
                 let json = serde_json::to_vec_pretty(&file).expect("key file serializes");
@@ -277,6 +319,16 @@ impl Repository {
         let raw = self.storage.read(kind, name)?;
         open_object(&self.crypter, &raw)
             .map_err(|e| Error::format(format!("reading {kind} {name}"), e))
+    }
+
+    /// Stores `snap` under the id it has in another repository (a copy keeps its identity).
+    /// A snapshot already stored under that id is left as it is: `Ok(false)`.
+    pub(crate) fn write_snapshot_as(&self, id: &SnapshotId, snap: &Snapshot) -> Result<bool> {
+        match self.write_new_object(Kind::Snapshot, &id.to_hex(), &snap.encode()) {
+            Ok(()) => Ok(true),
+            Err(Error::Storage(backstop_storage::Error::Exists { .. })) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     pub fn write_snapshot(&self, snap: &Snapshot) -> Result<SnapshotId> {

@@ -527,7 +527,6 @@ impl NewChunks {
     }
 
     /// Whether the set holds `id` (in memory or in a run).
-    #[cfg(test)]
     pub fn contains(&self, id: &ChunkId) -> io::Result<bool> {
         Ok(self.recent.contains(id) || self.in_runs(id)?)
     }

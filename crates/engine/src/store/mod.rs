@@ -113,6 +113,11 @@ impl<'a> ChunkStore<'a> {
         Ok(refs)
     }
 
+    /// Whether the chunk `id` is stored: in the index, or by this store before.
+    pub(crate) fn contains(&self, id: &ChunkId) -> Result<bool> {
+        Ok(self.index.contains(id) || self.session.contains(id).map_err(Error::scratch)?)
+    }
+
     /// When this backup moves what it holds into scratch files.
     pub(crate) fn spill_options(&self) -> &SpillOptions {
         self.index.spill_options()

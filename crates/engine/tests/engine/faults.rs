@@ -69,10 +69,26 @@ fn failed_source_leaves_no_snapshot() {
 /// fills up during a backup), and that asks for `parallelism` requests in flight (as a remote
 /// store does).
 #[derive(Debug)]
-struct FillingUp {
+pub(crate) struct FillingUp {
     inner: MemoryStorage,
     packs_left: std::sync::atomic::AtomicUsize,
     parallelism: usize,
+}
+
+impl FillingUp {
+    pub(crate) fn new(packs_left: usize, parallelism: usize) -> Self {
+        Self {
+            inner: MemoryStorage::new(),
+            packs_left: packs_left.into(),
+            parallelism,
+        }
+    }
+
+    /// Room for any number of packs from now on.
+    pub(crate) fn make_room(&self) {
+        self.packs_left
+            .store(usize::MAX, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 impl Storage for FillingUp {

@@ -1,6 +1,7 @@
 //! Engine tests on in-memory and local storage: round trips, deduplication of content and
 //! metadata, encryption, damage, locks, and sources that fail.
 
+mod copies;
 mod databases;
 mod faults;
 #[path = "../support/pieces.rs"]
