@@ -1,4 +1,4 @@
-//! `backstop key list | add | remove`: the passphrases of an encrypted repository.
+//! `backstop key list | add | remove | passwd`: the passphrases of an encrypted repository.
 
 use std::path::PathBuf;
 
@@ -24,6 +24,9 @@ pub enum What {
     Add(AddArgs),
     /// Remove a key file (never the one the passphrase given opens)
     Remove(RemoveArgs),
+    /// Change the passphrase: a key file for the new passphrase is added (and checked), then
+    /// the one the old passphrase opens is removed; no data is rewritten
+    Passwd(AddArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -72,6 +75,33 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
                     "added key {}: the new passphrase opens the repository (checked). Keep it \
                      somewhere other than the first one",
                     k.id
+                )?;
+            }
+        }
+        What::Passwd(a) => {
+            let new = new_passphrase(&a)?;
+            let old = keys::list_keys(&repo, &pass)?
+                .into_iter()
+                .find(|k| k.current)
+                .ok_or_else(|| anyhow::anyhow!("no key file is opened by the passphrase given"))?;
+            // Added first: if anything stops in between, both passphrases open the repository.
+            let added = keys::add_key(
+                &repo,
+                &pass,
+                &new,
+                KdfParams::default(),
+                Timestamp::now(),
+                &host(),
+            )?;
+            let removed = keys::remove_key(&repo, &new, &old.id)?;
+            if g.json {
+                print_json(&serde_json::json!({ "added": added, "removed": removed }))?;
+            } else if !g.quiet {
+                outln!(
+                    "changed the passphrase: key {} added (checked), key {} of the old \
+                     passphrase removed",
+                    added.id,
+                    removed.id
                 )?;
             }
         }

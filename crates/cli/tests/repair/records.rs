@@ -198,6 +198,22 @@ fn a_second_key_opens_the_repository_when_the_first_key_file_is_damaged() {
     assert_eq!(files_under(&sb.repo.join("keys")).len(), 1);
     with("second", &["verify"]).ok();
 
+    // A new passphrase in place of the old one: the old no longer opens it, nothing else
+    // changed (the snapshots restore with the new one).
+    let mut c = sb.bare();
+    c.arg("--repo")
+        .arg(&sb.repo)
+        .env("BACKSTOP_PASSWORD", "second")
+        .env("BACKSTOP_NEW_PASSWORD", "fourth")
+        .args(["--json", "key", "passwd"]);
+    let changed = run(c).ok().json();
+    assert_eq!(changed["removed"]["id"], second_id.as_str(), "{changed:#}");
+    assert_eq!(files_under(&sb.repo.join("keys")).len(), 1);
+    with("second", &["snapshots"]).code(12);
+    let list = with("fourth", &["--json", "key", "list"]).ok().json();
+    assert_eq!(list[0]["id"], changed["added"]["id"], "{list:#}");
+    with("fourth", &["verify"]).ok();
+
     // An unencrypted repository has no keys.
     let plain = Sandbox::plain();
     let o = plain.run(&["key", "list"]).code(2);
