@@ -100,6 +100,10 @@ pub struct SourceConfig {
     /// A Healthchecks-style URL the daemon pings: `URL/start` when a backup starts, `URL` when
     /// it succeeds, `URL/fail` when it fails or the source is overdue.
     pub ping_url: Option<String>,
+    /// Repositories (`[repositories.NAME]` names or locations) the daemon copies this source's
+    /// snapshots to after each of its backups (as `backstop copy --to`).
+    #[serde(default)]
+    pub copy_to: Vec<String>,
     /// Gitignore-style patterns a files source leaves out (as `backup --exclude`).
     #[serde(default)]
     pub exclude: Vec<String>,

@@ -31,6 +31,8 @@ pub struct SourceSpec {
     pub live_path: Option<PathBuf>,
     /// A Healthchecks-style URL: pinged at `/start`, on success, and at `/fail`.
     pub ping_url: Option<String>,
+    /// Repositories its snapshots are copied to after each of its backups (`copy_to`).
+    pub copy_to: Vec<crate::copy::Destination>,
 }
 
 /// Builds a source's reader afresh for each backup (by name).
@@ -58,6 +60,9 @@ pub struct Setup {
     pub host: String,
     /// Program name and version recorded in snapshots.
     pub program: String,
+    /// The repository's passphrase, if it is encrypted: a first copy creates its destination
+    /// with the repository's keys.
+    pub passphrase: Option<String>,
 }
 
 impl Setup {
@@ -98,10 +103,12 @@ impl std::fmt::Debug for Setup {
 
 /// The daemon's setup from the config file: `repo` opened at `repo_location` (as shown on the
 /// page); `host` and `program` are recorded in the daemon's snapshots.
+#[allow(clippy::too_many_arguments)]
 pub fn setup_from_config(
     config: &Config,
     repo: Repository,
     repo_location: String,
+    passphrase: Option<String>,
     no_startup_backup: bool,
     host: String,
     program: String,
@@ -124,6 +131,11 @@ pub fn setup_from_config(
             drill_max_age: exp.drill_max_age,
             live_path: kind.live_path().map(Path::to_path_buf),
             ping_url: s.ping_url.clone(),
+            copy_to: s
+                .copy_to
+                .iter()
+                .map(|to| crate::copy::Destination::resolve(to, config, passphrase.as_deref()))
+                .collect::<anyhow::Result<_>>()?,
         });
     }
     let mut tasks = config.tasks()?;
@@ -159,5 +171,6 @@ pub fn setup_from_config(
         scratch: std::env::temp_dir(),
         host,
         program,
+        passphrase,
     })
 }

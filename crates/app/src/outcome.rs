@@ -105,6 +105,21 @@ pub fn backup(s: &backstop_engine::BackupSummary) -> Verdict {
     }
 }
 
+/// A copy to another repository: passed when it completed.
+pub fn copy(to: &str, s: &backstop_engine::copy::CopySummary) -> Verdict {
+    let message = match s.copied.len() {
+        0 => format!("{to} already held every snapshot"),
+        n => format!(
+            "{n} snapshot(s) copied to {to}: {} added",
+            format_bytes(s.bytes_added)
+        ),
+    };
+    Verdict {
+        message,
+        passed: true,
+    }
+}
+
 /// A verification: passed when it found no problem.
 pub fn verify(r: &backstop_engine::VerifyReport) -> Verdict {
     let message = if r.is_clean() {

@@ -64,6 +64,12 @@ pub enum JobSpec {
         source: String,
         allow_schema_change: bool,
     },
+    /// Copy the source's snapshots that the destination lacks to one of its `copy_to`
+    /// repositories (by its position there); submitted after each of its backups.
+    Copy {
+        source: String,
+        to: usize,
+    },
 }
 
 impl JobSpec {
@@ -76,6 +82,7 @@ impl JobSpec {
             JobSpec::Forget => "forget",
             JobSpec::Prune => "prune",
             JobSpec::Restore { .. } => "restore",
+            JobSpec::Copy { .. } => "copy",
         }
     }
 
@@ -84,7 +91,8 @@ impl JobSpec {
         match self {
             JobSpec::Backup { source, .. }
             | JobSpec::Drill { source }
-            | JobSpec::Restore { source, .. } => source,
+            | JobSpec::Restore { source, .. }
+            | JobSpec::Copy { source, .. } => source,
             _ => "",
         }
     }
@@ -439,6 +447,21 @@ impl Runner {
         tracing::info!(job = %view.id, kind = view.kind, source = %view.source, state, message = %view.message, "job finished");
         self.persist(&job);
         self.notifier.finished(&self.setup, &view);
+        // A backup that saved a snapshot is copied to the source's `copy_to` repositories;
+        // a copy that fails is caught up by the next one (each copies all the destination
+        // lacks), and one still waiting is not queued twice.
+        if let (JobSpec::Backup { source, .. }, Some(_)) = (&job.spec, &view.result) {
+            let targets = self.setup.source(source).map_or(0, |s| s.copy_to.len());
+            for to in 0..targets {
+                let spec = JobSpec::Copy {
+                    source: source.clone(),
+                    to,
+                };
+                if let Err(e) = self.submit_merging(spec, "after backup") {
+                    tracing::warn!(source = %source, "copy after backup not queued: {e}");
+                }
+            }
+        }
         job.done.send_replace(true);
     }
 
@@ -537,6 +560,50 @@ fn execute(setup: &Setup, spec: &JobSpec, progress: &dyn Progress) -> anyhow::Re
             );
             let s = restore_database(&ix, plan, &item, &opts, progress)?;
             JobOutcome::new(outcome::restore_database(snapshot, &s), &s)
+        }
+        JobSpec::Copy { source, to } => {
+            let dest = setup
+                .source(source)
+                .and_then(|s| s.copy_to.get(*to))
+                .with_context(|| format!("no copy_to destination {to} for {source:?}"))?;
+            // The source's own snapshots, those the destination lacks (the engine skips the
+            // others): a copy that failed is caught up by the next one.
+            let ids = repo
+                .snapshots()?
+                .readable
+                .into_iter()
+                .filter(|(_, s)| &s.source.name == source)
+                .map(|(id, _)| id)
+                .collect();
+            let c = backstop_app::copy::copy(
+                repo,
+                setup.passphrase.as_deref(),
+                dest,
+                ids,
+                &backstop_app::repository::CacheUse::Default,
+                &setup.host,
+                &|m| tracing::warn!("{m}"),
+                progress,
+            )
+            .with_context(|| format!("copying {source} to {}", dest.location))?;
+            #[derive(Serialize)]
+            struct Result<'a> {
+                to: &'a str,
+                created: bool,
+                copied: Vec<String>,
+                present: usize,
+                chunks_new: u64,
+                bytes_added: u64,
+            }
+            let result = Result {
+                to: &c.to,
+                created: c.created,
+                copied: c.summary.copied.iter().map(|i| i.to_hex()).collect(),
+                present: c.summary.present.len(),
+                chunks_new: c.summary.chunks_new,
+                bytes_added: c.summary.bytes_added,
+            };
+            JobOutcome::new(outcome::copy(&c.to, &c.summary), &result)
         }
     }
 }

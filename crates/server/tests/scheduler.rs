@@ -334,3 +334,80 @@ async fn an_overdue_source_is_notified_once_per_missed_backup() {
     assert_eq!(e["source"], "shop");
     assert!(e["last_backup"].is_string());
 }
+
+/// A source with `copy_to`: each backup that saves a snapshot is followed by a copy job per
+/// destination, which creates the destination on the first run and copies the source's
+/// snapshots (only its own) with their ids; a destination that fails is a failed job, and the
+/// next copy catches up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backups_are_copied_to_the_sources_copy_to_repositories() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut setup = setup_in(dir.path(), no_tasks());
+    let offsite = dir.path().join("offsite");
+    let blocked = dir.path().join("blocked");
+    std::fs::write(&blocked, "a file where a repository should go").unwrap();
+    let dest = |p: &std::path::Path| backstop_app::copy::Destination {
+        location: backstop_app::repository::Location::resolve(
+            Some(&p.display().to_string()),
+            &Default::default(),
+        )
+        .unwrap(),
+        passphrase: None,
+    };
+    let shop = setup.sources.iter_mut().find(|s| s.name == "shop").unwrap();
+    shop.copy_to = vec![dest(&offsite), dest(&blocked)];
+    let setup = Arc::new(setup);
+    let state = Arc::new(State::open(&dir.path().join("state.db")).unwrap());
+    let runner = Arc::new(Runner::new(setup.clone(), state, Arc::new(Notifier::new())));
+    let backup_of = |source: &str| JobSpec::Backup {
+        source: source.into(),
+        kind: BackupKind::Manual,
+        description: None,
+        ticket: None,
+        tags: vec![],
+    };
+    for source in ["shop", "docs", "shop"] {
+        let v = runner
+            .submit(backup_of(source), "test")
+            .unwrap()
+            .finished()
+            .await;
+        assert_eq!(v.state, "ok", "{}", v.message);
+        while runner.busy() {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+    let copies: Vec<_> = runner
+        .recent()
+        .into_iter()
+        .filter(|j| j.kind == "copy")
+        .collect();
+    assert_eq!(copies.len(), 4, "two per backup of shop: {copies:#?}");
+    let (ok, failed): (Vec<_>, Vec<_>) = copies.iter().partition(|j| j.state == "ok");
+    assert_eq!((ok.len(), failed.len()), (2, 2), "{copies:#?}");
+    assert!(
+        failed.iter().all(|j| j.message.contains("blocked")),
+        "{failed:#?}"
+    );
+    let copied = backstop_app::repository::open(&dest(&offsite).location, None).unwrap();
+    let shop_ids: Vec<_> = setup
+        .repo
+        .snapshots()
+        .unwrap()
+        .readable
+        .into_iter()
+        .filter(|(_, s)| s.source.name == "shop")
+        .map(|(id, _)| id)
+        .collect();
+    let there: Vec<_> = copied
+        .snapshots()
+        .unwrap()
+        .readable
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(
+        there, shop_ids,
+        "the shop's snapshots, with their ids, and no other"
+    );
+}

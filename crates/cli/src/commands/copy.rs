@@ -2,13 +2,12 @@
 //! chunks it lacks; a first copy to an empty location creates the repository there with the
 //! source's keys.
 
+use backstop_app::copy::{Destination, copy};
 use backstop_app::repository::{self, Credentials, Location};
-use backstop_engine::copy::{CopyOptions, copy};
-use backstop_engine::{Error as EngineError, InitOptions};
-use backstop_format::{SnapshotId, Timestamp};
+use backstop_format::SnapshotId;
 use serde::Serialize;
 
-use crate::context::{Ctx, GlobalArgs, host, load_index};
+use crate::context::{Ctx, GlobalArgs, host, warner};
 use crate::output::{UsageError, print_json};
 
 #[derive(clap::Args, Debug)]
@@ -55,52 +54,31 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     }
     let creds = Credentials::from_env(g.password_file.clone());
     let from_pass = creds.passphrase(&ctx.config, Some(&from_loc))?;
-    // The destination's own passphrase file if its section names one, else the source's.
-    let to_pass = match to_loc.password_file() {
-        Some(f) => Some(repository::read_password_file(&f)?),
-        None => from_pass.clone(),
-    };
+    let dest = Destination::resolve(&a.to, &ctx.config, from_pass.as_deref())?;
     let cache = ctx.cache_use();
     let src = repository::open_with(&from_loc, from_pass.as_deref(), &cache)?;
-    let (dst, created) = match repository::open_with(&to_loc, to_pass.as_deref(), &cache) {
-        Ok(r) => (r, false),
-        Err(e) if matches!(e.downcast_ref(), Some(EngineError::NoRepository(_))) => {
-            let pass = src.is_encrypted().then(|| to_pass.clone()).flatten();
-            let opts = InitOptions::new(pass, Timestamp::now(), host());
-            let made = repository::init_like(&to_loc, &src, from_pass.as_deref(), &opts)?;
-            if !g.quiet && !g.json {
-                eprintln!(
-                    "created a repository at {to_loc} with the keys of {from_loc} ({})",
-                    if made.is_encrypted() {
-                        "encrypted"
-                    } else {
-                        "unencrypted"
-                    }
-                );
-            }
-            (made, true)
-        }
-        Err(e) => return Err(e),
-    };
     let mut ids: Vec<SnapshotId> = Vec::new();
     for spec in &a.snapshots {
         ids.push(src.find_snapshot(spec)?.0);
     }
-    let from_ix = load_index(&src, g.quiet)?;
-    let to_ix = load_index(&dst, g.quiet)?;
-    let summary = copy(
-        &from_ix,
-        &to_ix,
-        &CopyOptions {
-            snapshots: ids,
-            host: host(),
-        },
+    let copied = copy(
+        &src,
+        from_pass.as_deref(),
+        &dest,
+        ids,
+        &cache,
+        &host(),
+        &warner(g.quiet),
         &backstop_engine::progress::NoProgress,
     )?;
+    if copied.created && !g.quiet && !g.json {
+        eprintln!("created a repository at {to_loc} with the keys of {from_loc}");
+    }
+    let summary = copied.summary;
     let out = Out {
         from: from_loc.to_string(),
         to: to_loc.to_string(),
-        created,
+        created: copied.created,
         copied: summary.copied.iter().map(|i| i.to_hex()).collect(),
         present: summary.present.iter().map(|i| i.to_hex()).collect(),
         chunks_new: summary.chunks_new,

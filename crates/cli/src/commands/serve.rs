@@ -60,6 +60,7 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
         &config,
         repo,
         repo_location,
+        ctx.passphrase()?,
         a.no_startup_backup,
         host(),
         format!("backstop {}", env!("CARGO_PKG_VERSION")),

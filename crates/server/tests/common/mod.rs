@@ -98,6 +98,7 @@ pub fn setup_in(dir: &std::path::Path, tasks: Tasks) -> Setup {
                 drill_max_age: Some(jiff::SignedDuration::from_hours(24 * 7)),
                 live_path: Some(db.clone()),
                 ping_url: None,
+                copy_to: vec![],
             },
             SourceSpec {
                 name: "docs".into(),
@@ -109,6 +110,7 @@ pub fn setup_in(dir: &std::path::Path, tasks: Tasks) -> Setup {
                 drill_max_age: None,
                 live_path: None,
                 ping_url: None,
+                copy_to: vec![],
             },
         ],
         build_source: Arc::new(move |name: &str| {
@@ -130,6 +132,7 @@ pub fn setup_in(dir: &std::path::Path, tasks: Tasks) -> Setup {
         scratch,
         host: "till-1".into(),
         program: "backstop test".into(),
+        passphrase: None,
     }
 }
 
