@@ -1,7 +1,7 @@
 //! Reading content back: resolving an item's tree into its chunks, fetching chunks from packs
 //! in parallel, and checking every chunk against its id before handing out a single byte.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::io::Write;
 use std::sync::mpsc::{channel, sync_channel};
 
@@ -21,9 +21,6 @@ use crate::repository::index::{Index, Location};
 
 /// Plaintext bytes decoded per window of a restore; two windows are in flight at once.
 const WINDOW: u64 = 8 << 20;
-/// Windows fetched at once at most from a storage that wants several requests in flight
-/// (`Storage::parallelism`): each holds a window's stored bytes.
-const MAX_WINDOWS_AHEAD: usize = 4;
 /// Largest single read from a pack.
 const MAX_RANGE: u64 = 4 << 20;
 /// Largest gap between two frames of a pack that one read spans: reading (and copying) 64 KiB
@@ -350,66 +347,35 @@ impl<'a> Loader<'a> {
                 }
             });
             let producer = s.spawn(move || {
-                // From a storage that wants several requests in flight (a remote store), that
-                // many windows are fetched at once, each on a thread of its own, and handed on
-                // in order; else one window at a time on this thread.
-                let ahead = self
-                    .repo
-                    .storage()
-                    .parallelism()
-                    .clamp(1, MAX_WINDOWS_AHEAD);
-                std::thread::scope(|fs| {
-                    let mut inflight = VecDeque::new();
-                    let mut window: Vec<ChunkRef> = Vec::new();
-                    let mut window_bytes = 0u64;
-                    let hand_on = |fetched: Result<Fetched>| -> bool {
-                        let failed = fetched.is_err();
-                        fetched_tx.send(fetched).is_ok() && !failed
-                    };
-                    let mut send = |w: Vec<ChunkRef>, last: bool| -> bool {
-                        if ahead == 1 {
-                            return w.is_empty() || hand_on(self.fetch_window(w));
-                        }
-                        if !w.is_empty() {
-                            inflight.push_back(fs.spawn(move || self.fetch_window(w)));
-                        }
-                        while inflight.len() >= ahead || (last && !inflight.is_empty()) {
-                            let fetched = inflight
-                                .pop_front()
-                                .expect("a window in flight")
-                                .join()
-                                .unwrap_or_else(|_| {
-                                    Err(Error::Internal("a restore fetcher panicked".into()))
-                                });
-                            if !hand_on(fetched) {
-                                return false;
-                            }
-                        }
-                        true
-                    };
-                    let r = self.walk(content, &mut |_| {}, &mut |r| {
-                        window_bytes += r.size;
-                        window.push(r);
-                        if window_bytes >= WINDOW {
-                            window_bytes = 0;
-                            if !send(std::mem::take(&mut window), false) {
-                                return Err(Error::Cancelled);
-                            }
-                        }
-                        Ok(())
-                    });
-                    match r {
-                        Ok(()) => {
-                            send(std::mem::take(&mut window), true);
-                        }
-                        Err(Error::Cancelled) => {}
-                        Err(e) => {
-                            let _ = fetched_tx.send(Err(e));
+                let mut window: Vec<ChunkRef> = Vec::new();
+                let mut window_bytes = 0u64;
+                let send = |w: &mut Vec<ChunkRef>| -> bool {
+                    let fetched = self.fetch_window(std::mem::take(w));
+                    let failed = fetched.is_err();
+                    fetched_tx.send(fetched).is_ok() && !failed
+                };
+                let r = self.walk(content, &mut |_| {}, &mut |r| {
+                    window_bytes += r.size;
+                    window.push(r);
+                    if window_bytes >= WINDOW {
+                        window_bytes = 0;
+                        if !send(&mut window) {
+                            return Err(Error::Cancelled);
                         }
                     }
-                    // Windows still in flight after a failure finish and are dropped when
-                    // the scope ends.
+                    Ok(())
                 });
+                match r {
+                    Ok(()) => {
+                        if !window.is_empty() {
+                            send(&mut window);
+                        }
+                    }
+                    Err(Error::Cancelled) => {}
+                    Err(e) => {
+                        let _ = fetched_tx.send(Err(e));
+                    }
+                }
             });
             for batch in rx {
                 let (window, at) = batch?;
