@@ -253,3 +253,39 @@ fn a_crafted_snapshot_cannot_write_outside_the_target() {
     let mut src = VecSource::new(vec![("../x", vec![1], Chunking::ContentDefined)]);
     assert!(backup(&Indexed::empty(&repo), &mut src, &opts("s", 0), &NoProgress).is_err());
 }
+
+/// From a storage that wants several requests in flight, a restore reads the ranges of a window
+/// at once: the content still comes back in order, and a damaged pack fails the restore.
+#[test]
+fn ranges_read_at_once_are_written_in_order_and_damage_still_fails() {
+    let storage = Arc::new(FillingUp {
+        inner: MemoryStorage::new(),
+        packs_left: usize::MAX.into(),
+        parallelism: 4,
+    });
+    let repo = Repository::init(storage.clone(), &cheap_init(None)).unwrap();
+    let data = pseudo_random(40 << 20, 3);
+    let mut src = VecSource::new(vec![("big.bin", data.clone(), Chunking::Fixed(4096))]);
+    let s = backup(&Indexed::empty(&repo), &mut src, &opts("f", 0), &NoProgress).unwrap();
+    assert!(restore_all(&repo, &s.id) == [("big.bin".to_string(), data)]);
+    let ix = Indexed::load(&repo).unwrap();
+    let snap = repo.load_snapshot(&s.id).unwrap();
+    let item = ix.loader().read_items(&snap.items).unwrap().remove(0);
+    // A data pack in the middle of the content.
+    let packs = storage.inner.list(Kind::Pack).unwrap();
+    let data_packs: Vec<_> = packs.iter().filter(|p| p.size > 512 << 10).collect();
+    assert!(data_packs.len() > 8, "{} packs", data_packs.len());
+    let victim = &data_packs[data_packs.len() / 2].name;
+    storage.inner.corrupt(Kind::Pack, victim, |b| {
+        let at = b.len() / 3;
+        b[at] ^= 0x40;
+    });
+    let err = ix
+        .loader()
+        .read_content(item.content.as_ref().unwrap())
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("pack") || err.to_string().contains("chunk"),
+        "{err}"
+    );
+}
