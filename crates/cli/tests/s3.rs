@@ -68,6 +68,28 @@ fn assert_no_local_repository(dir: &Path) {
     );
 }
 
+/// Runs `cmd` (a backup or a copy into `bkt/PREFIX`), stops the server once the first pack is
+/// in the bucket, and returns what the command did; the server is restarted.
+fn server_dies_after_the_first_pack(server: &mut SeaweedFs, prefix: &str, mut cmd: Command) -> Out {
+    cmd.stdout(std::process::Stdio::piped());
+    cmd.stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    let storage = server.storage("bkt", prefix);
+    let t0 = Instant::now();
+    while storage
+        .list(Kind::Pack)
+        .map(|l| l.is_empty())
+        .unwrap_or(true)
+    {
+        assert!(t0.elapsed() < Duration::from_secs(60), "no pack arrived");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    server.stop();
+    let out = Out::from_output(child.wait_with_output().unwrap());
+    server.restart();
+    out
+}
+
 /// The seed scenario: a SQLite database backed up into a bucket, twice, then listed, restored
 /// and verified from another machine with nothing but the location, the keys and the passphrase.
 #[test]
@@ -230,28 +252,12 @@ fn a_server_that_dies_in_the_middle_of_a_backup_leaves_no_half_snapshot() {
         )
         .unwrap();
     }
-    let mut backup = cmd(&["backup", "docs"]);
-    backup.stdout(std::process::Stdio::piped());
-    backup.stderr(std::process::Stdio::piped());
-    let child = backup.spawn().unwrap();
     // Once the first pack is in the bucket, the server goes down.
-    let storage = server.storage("bkt", "repo");
-    let t0 = Instant::now();
-    while storage
-        .list(Kind::Pack)
-        .map(|l| l.is_empty())
-        .unwrap_or(true)
-    {
-        assert!(t0.elapsed() < Duration::from_secs(60), "no pack arrived");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    server.stop();
-    let out = Out::from_output(child.wait_with_output().unwrap());
+    let out = server_dies_after_the_first_pack(&mut server, "repo", cmd(&["backup", "docs"]));
     assert_ne!(
         out.code, 0,
         "the backup went on without its server: {out:#?}"
     );
-    server.restart();
     let storage = server.storage("bkt", "repo");
     assert!(
         storage.list(Kind::Snapshot).unwrap().is_empty(),
@@ -570,24 +576,9 @@ fn a_server_that_dies_in_the_middle_of_a_copy_leaves_no_half_snapshot() {
     };
     run(local(&["init", "--encryption", "none"])).ok();
     run(local(&["backup", "docs"])).ok();
-    let mut copying = local(&["copy", "--to", "s3://bkt/copy"]);
-    copying.stdout(std::process::Stdio::piped());
-    copying.stderr(std::process::Stdio::piped());
-    let child = copying.spawn().unwrap();
-    let storage = server.storage("bkt", "copy");
-    let t0 = Instant::now();
-    while storage
-        .list(Kind::Pack)
-        .map(|l| l.is_empty())
-        .unwrap_or(true)
-    {
-        assert!(t0.elapsed() < Duration::from_secs(60), "no pack arrived");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    server.stop();
-    let out = Out::from_output(child.wait_with_output().unwrap());
+    let copying = local(&["copy", "--to", "s3://bkt/copy"]);
+    let out = server_dies_after_the_first_pack(&mut server, "copy", copying);
     assert_ne!(out.code, 0, "the copy went on without its server: {out:#?}");
-    server.restart();
     let storage = server.storage("bkt", "copy");
     assert!(
         storage.list(Kind::Snapshot).unwrap().is_empty(),

@@ -59,15 +59,7 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
             }
         }
         What::Add(a) => {
-            let new = new_passphrase(&a)?;
-            let k = keys::add_key(
-                &repo,
-                &pass,
-                &new,
-                KdfParams::default(),
-                Timestamp::now(),
-                &host(),
-            )?;
+            let k = add(&repo, &pass, &new_passphrase(&a)?)?;
             if g.json {
                 print_json(&k)?;
             } else if !g.quiet {
@@ -85,14 +77,7 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
                 .find(|k| k.current)
                 .ok_or_else(|| anyhow::anyhow!("no key file is opened by the passphrase given"))?;
             // Added first: if anything stops in between, both passphrases open the repository.
-            let added = keys::add_key(
-                &repo,
-                &pass,
-                &new,
-                KdfParams::default(),
-                Timestamp::now(),
-                &host(),
-            )?;
+            let added = add(&repo, &pass, &new)?;
             let removed = keys::remove_key(&repo, &new, &old.id)?;
             if g.json {
                 print_json(&serde_json::json!({ "added": added, "removed": removed }))?;
@@ -118,6 +103,18 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
         }
     }
     Ok(crate::exit::OK)
+}
+
+/// Adds a key file for `new` (opened with `pass`), checked by the engine before it returns.
+fn add(repo: &backstop_engine::Repository, pass: &str, new: &str) -> anyhow::Result<KeyInfo> {
+    Ok(keys::add_key(
+        repo,
+        pass,
+        new,
+        KdfParams::default(),
+        Timestamp::now(),
+        &host(),
+    )?)
 }
 
 /// The new passphrase: --new-password-file, BACKSTOP_NEW_PASSWORD_FILE, BACKSTOP_NEW_PASSWORD.

@@ -160,49 +160,6 @@ impl<'a> Loader<'a> {
         }
     }
 
-    /// Reads `ranges`: on this thread one after another, or for a storage that wants several
-    /// requests in flight (`Storage::parallelism`: a remote store), that many at a time on
-    /// threads of their own.
-    fn read_packs(&self, ranges: &[Read]) -> Result<Vec<Vec<u8>>> {
-        let threads = self.repo.storage().parallelism().min(ranges.len());
-        if threads <= 1 {
-            return ranges
-                .iter()
-                .map(|&(pack, start, len)| self.read_pack(pack, start, len))
-                .collect();
-        }
-        let mut reads: Vec<Option<Vec<u8>>> = vec![None; ranges.len()];
-        std::thread::scope(|s| -> Result<()> {
-            // Thread `t` reads ranges t, t + threads, ...
-            let workers: Vec<_> = (0..threads)
-                .map(|t| {
-                    s.spawn(move || -> Result<Vec<(usize, Vec<u8>)>> {
-                        (t..ranges.len())
-                            .step_by(threads)
-                            .map(|i| {
-                                let (pack, start, len) = ranges[i];
-                                Ok((i, self.read_pack(pack, start, len)?))
-                            })
-                            .collect()
-                    })
-                })
-                .collect();
-            for w in workers {
-                let got = w
-                    .join()
-                    .map_err(|_| Error::Internal("a pack reader panicked".into()))??;
-                for (i, bytes) in got {
-                    reads[i] = Some(bytes);
-                }
-            }
-            Ok(())
-        })?;
-        Ok(reads
-            .into_iter()
-            .map(|r| r.expect("every range was read"))
-            .collect())
-    }
-
     /// Reads and checks one chunk. A tree node or item list chunk is read through the
     /// storage's cache of tree packs where it has one (`Storage::read_range_cached`): later
     /// runs read the same nodes again.
@@ -433,9 +390,13 @@ impl<'a> Loader<'a> {
         }
         let wanted: Vec<&Location> = firsts.iter().map(|&i| &locs[i]).collect();
         let (ranges, placed) = plan_reads(&wanted);
-        // Off the pool, which decodes the window before while the reads wait for the disk (or
-        // the network).
-        let reads = self.read_packs(&ranges)?;
+        // On this thread, one read after another: the pool decodes the window before while
+        // the reads wait for the disk (or the network). (Several reads at a time from S3 were
+        // tried: no faster on the bench, and 35 MiB more RSS; bench/README.md, "S3 bench".)
+        let reads: Vec<Vec<u8>> = ranges
+            .iter()
+            .map(|&(pack, start, len)| self.read_pack(pack, start, len))
+            .collect::<Result<_>>()?;
         Ok(Fetched {
             refs,
             locs,

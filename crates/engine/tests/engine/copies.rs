@@ -6,7 +6,8 @@ use backstop_engine::copy::{CopyOptions, CopySummary, copy};
 
 use super::*;
 
-fn copy_all(from: &Repository, to: &Repository) -> CopySummary {
+/// Copies every snapshot `to` lacks.
+fn try_copy_all(from: &Repository, to: &Repository) -> Result<CopySummary, Error> {
     let (src, dst) = (Indexed::load(from).unwrap(), Indexed::load(to).unwrap());
     copy(
         &src,
@@ -17,7 +18,10 @@ fn copy_all(from: &Repository, to: &Repository) -> CopySummary {
         },
         &NoProgress,
     )
-    .unwrap()
+}
+
+fn copy_all(from: &Repository, to: &Repository) -> CopySummary {
+    try_copy_all(from, to).unwrap()
 }
 
 fn ids(repo: &Repository) -> Vec<SnapshotId> {
@@ -99,13 +103,7 @@ fn a_copy_between_repositories_with_other_keys_is_refused() {
     backup(&ix, &mut src, &opts("s", 0), &NoProgress).unwrap();
     for other in [Some("a"), None] {
         let to = Repository::init(Arc::new(MemoryStorage::new()), &cheap_init(other)).unwrap();
-        let err = copy(
-            &Indexed::load(&from).unwrap(),
-            &Indexed::load(&to).unwrap(),
-            &CopyOptions::default(),
-            &NoProgress,
-        )
-        .unwrap_err();
+        let err = try_copy_all(&from, &to).unwrap_err();
         assert!(err.to_string().contains("other keys"), "{err}");
         assert!(ids(&to).is_empty());
     }
@@ -122,13 +120,7 @@ fn an_interrupted_copy_leaves_no_snapshot_and_the_next_one_completes() {
     let s = backup(&ix, &mut src, &opts("f", 0), &NoProgress).unwrap();
     let storage = Arc::new(faults::FillingUp::new(3, 1));
     let to = Repository::init_like(storage.clone(), &from, None, &cheap_init(None)).unwrap();
-    let err = copy(
-        &Indexed::load(&from).unwrap(),
-        &Indexed::load(&to).unwrap(),
-        &CopyOptions::default(),
-        &NoProgress,
-    )
-    .unwrap_err();
+    let err = try_copy_all(&from, &to).unwrap_err();
     assert!(err.to_string().contains("no space left"), "{err}");
     assert!(ids(&to).is_empty(), "no half snapshot");
     assert!(verify_data(&to).is_clean());

@@ -1,6 +1,9 @@
 //! Database-like content: page-chunked versions stored as deltas against the previous tree, restored
 //! exactly, and what a delta costs.
 
+use backstop_engine::BackupSummary;
+use backstop_format::tree::Content;
+
 use super::*;
 
 /// A source with one database-like item: fixed 4 KiB chunks, with the item kind and metadata
@@ -65,20 +68,23 @@ impl Source for PagesSource {
     }
 }
 
+/// Backs `db` up as a [`PagesSource`] at time `t`: the summary and the item's content.
+fn back_up_pages(repo: &Repository, db: &[u8], t: i64) -> (BackupSummary, Content) {
+    let ix = Indexed::load(repo).unwrap();
+    let mut src = PagesSource {
+        data: Some(db.to_vec()),
+    };
+    let s = backup(&ix, &mut src, &opts("db", t), &NoProgress).unwrap();
+    let snap = repo.load_snapshot(&s.id).unwrap();
+    let ix = Indexed::load(repo).unwrap();
+    let item = ix.loader().read_items(&snap.items).unwrap().remove(0);
+    (s, item.content.unwrap())
+}
+
 #[test]
 fn database_versions_are_deltas_that_restore_exactly() {
     let repo = Repository::init(Arc::new(MemoryStorage::new()), &cheap_init(None)).unwrap();
-    let run = |db: &[u8], t: i64| {
-        let ix = Indexed::load(&repo).unwrap();
-        let mut src = PagesSource {
-            data: Some(db.to_vec()),
-        };
-        let s = backup(&ix, &mut src, &opts("db", t), &NoProgress).unwrap();
-        let snap = repo.load_snapshot(&s.id).unwrap();
-        let ix = Indexed::load(&repo).unwrap();
-        let item = ix.loader().read_items(&snap.items).unwrap().remove(0);
-        (s, item.content.unwrap())
-    };
+    let run = |db: &[u8], t: i64| back_up_pages(&repo, db, t);
     let pages = 2000;
     let mut db = pagey(pages * 4096, 11);
     let (_, c0) = run(&db, 0);
@@ -234,17 +240,7 @@ fn deltas_with_their_patches_on_disk_are_the_deltas_built_in_memory() {
 fn a_previous_patch_list_that_cannot_be_read_costs_the_comparison_not_the_backup() {
     let storage = Arc::new(MemoryStorage::new());
     let repo = Repository::init(storage.clone(), &cheap_init(None)).unwrap();
-    let run = |db: &[u8], t: i64| {
-        let ix = Indexed::load(&repo).unwrap();
-        let mut src = PagesSource {
-            data: Some(db.to_vec()),
-        };
-        let s = backup(&ix, &mut src, &opts("db", t), &NoProgress).unwrap();
-        let snap = repo.load_snapshot(&s.id).unwrap();
-        let ix = Indexed::load(&repo).unwrap();
-        let item = ix.loader().read_items(&snap.items).unwrap().remove(0);
-        (s, item.content.unwrap())
-    };
+    let run = |db: &[u8], t: i64| back_up_pages(&repo, db, t);
     let mut db = pagey(2000 * 4096, 21);
     run(&db, 0);
     for p in (3..2000).step_by(50) {

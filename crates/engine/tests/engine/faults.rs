@@ -254,10 +254,11 @@ fn a_crafted_snapshot_cannot_write_outside_the_target() {
     assert!(backup(&Indexed::empty(&repo), &mut src, &opts("s", 0), &NoProgress).is_err());
 }
 
-/// From a storage that wants several requests in flight, a restore reads the ranges of a window
-/// at once: the content still comes back in order, and a damaged pack fails the restore.
+/// To a storage that wants several requests in flight, packs are stored several at a time
+/// (and finish in any order): the content still restores in order, and a damaged pack fails the
+/// restore.
 #[test]
-fn ranges_read_at_once_are_written_in_order_and_damage_still_fails() {
+fn packs_stored_several_at_a_time_restore_in_order_and_damage_still_fails() {
     let storage = Arc::new(FillingUp {
         inner: MemoryStorage::new(),
         packs_left: usize::MAX.into(),
