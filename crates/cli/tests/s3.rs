@@ -497,6 +497,8 @@ fn local_snapshots_copied_to_a_bucket_restore_from_it() {
     };
     run(local(&["init"])).ok();
     run(local(&["backup", "docs"])).ok();
+    let o = run(local(&["copy", "--to", "local-repo"])).code(2);
+    assert!(o.stderr.contains("copied from"), "{o:#?}");
     fs::write(sb.p("docs/notes.txt"), "day two\n").unwrap();
     run(local(&["backup", "docs"])).ok();
     let first = run(local(&["--json", "copy", "--to", "s3://bkt/offsite"]))

@@ -49,7 +49,8 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
         })?,
     };
     let to_loc = Location::resolve(Some(&a.to), &ctx.config).expect("a location given");
-    if from_loc == to_loc {
+    // The same place, however it is named (a section's name or its location).
+    if from_loc.to_string() == to_loc.to_string() {
         return Err(UsageError(format!("--to names the repository copied from ({to_loc})")).into());
     }
     let creds = Credentials::from_env(g.password_file.clone());
