@@ -104,6 +104,12 @@ pub struct SourceConfig {
     /// snapshots to after each of its backups (as `backstop copy --to`).
     #[serde(default)]
     pub copy_to: Vec<String>,
+    /// 3-2-1 rule: how many repositories (the main one and its `copy_to` ones) must hold the
+    /// source's newest snapshot; `backstop status` says so (exit 5) when fewer do.
+    pub copies: Option<usize>,
+    /// 3-2-1 rule: one of them must be offsite (a remote repository: `s3://`).
+    #[serde(default)]
+    pub offsite: bool,
     /// Gitignore-style patterns a files source leaves out (as `backup --exclude`).
     #[serde(default)]
     pub exclude: Vec<String>,
@@ -212,6 +218,17 @@ impl Config {
         }
         for (name, s) in &cfg.sources {
             cfg.check_excludes(name, s)?;
+            if let Some(n) = s.copies
+                && (n == 0 || n > 1 + s.copy_to.len())
+            {
+                return Err(UsageError(format!(
+                    "invalid config file {}: source {name:?} asks for copies = {n}, but it is \
+                     kept in 1 + {} repositories (the main one and its copy_to)",
+                    cfg.file.display(),
+                    s.copy_to.len()
+                ))
+                .into());
+            }
         }
         for (name, r) in &cfg.repositories {
             let bad = |why: String| -> anyhow::Error {

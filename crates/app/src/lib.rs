@@ -13,6 +13,7 @@
 
 pub mod backup;
 pub mod config;
+pub mod copies;
 pub mod copy;
 pub mod daemon;
 pub mod error;

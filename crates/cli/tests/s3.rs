@@ -422,6 +422,8 @@ password_file = "offsite.pass"
 
 [sources.docs]
 path = "docs"
+copies = 1
+offsite = true
 "#
         ),
     )
@@ -466,6 +468,16 @@ path = "docs"
     .ok();
     assert_same_tree(&sb.p("docs"), &target.join("docs"));
     assert_no_local_repository(sb.path());
+    // The bucket is offsite: the 3-2-1 rules of the source are met (no drill passed yet, so
+    // the source still needs attention for that).
+    let report = run(cmd(&["--json", "status"])).code(5).json();
+    let docs = &report["sources"][0];
+    assert_eq!(docs["state"], "unverified", "{docs:#}");
+    assert_eq!(docs["copies"]["offsite"], true, "{docs:#}");
+    assert_eq!(
+        docs["copies"]["repositories"][0]["storage"], "s3",
+        "{docs:#}"
+    );
 
     fs::write(sb.p("offsite-secret"), "not-the-secret-4711\n").unwrap();
     let o = run(cmd(&["snapshots"])).code(15);

@@ -158,3 +158,102 @@ fn an_unhealthy_database_and_unconfigured_sources_are_reported() {
         );
     }
 }
+
+/// 3-2-1: a source with `copy_to` and `copies = 2` needs attention until its newest snapshot is
+/// in both repositories; `offsite = true` until one of them is remote (here never: both are
+/// local folders); a copy that cannot be read is named; each copy shows its newest verified
+/// snapshot.
+#[test]
+fn copies_of_the_newest_snapshot_are_counted_against_the_sources_rules() {
+    let sb = Sandbox::plain();
+    fs::create_dir(sb.p("docs")).unwrap();
+    fs::write(sb.p("docs/a.txt"), "a\n").unwrap();
+    let rules = |extra: &str| {
+        config(
+            &sb,
+            &format!(
+                "drill_max_age = \"off\"\n\
+                 [repositories.second]\nlocation = \"second-repo\"\n\
+                 [sources.docs]\npath = \"docs\"\ncopy_to = [\"second\"]\ncopies = 2\n{extra}"
+            ),
+        )
+    };
+    let cfg = rules("");
+    let docs = sb.p("docs");
+    sb.backup(&[&docs], &["--name", "docs"]);
+    // Not copied yet: the second repository does not even exist.
+    let r = status(&sb, &cfg, 5);
+    let d = status_source(&r, "docs");
+    assert_eq!(d["state"], "copies", "{d:#}");
+    assert_eq!(d["copies"]["copies"], 1, "{d:#}");
+    let problems = d["problems"].to_string();
+    assert!(problems.contains("1 of the required 2 copies"), "{d:#}");
+    assert!(problems.contains("second-repo failing"), "{d:#}");
+
+    let mut c = sb.bare();
+    c.args(["--config", &cfg, "copy", "--to", "second"]);
+    run(c).ok();
+    let mut c = sb.bare();
+    c.args([
+        "--config",
+        &cfg,
+        "--repo",
+        "second",
+        "verify",
+        "--restore-test",
+        "latest:docs",
+    ]);
+    run(c).ok();
+    let r = status(&sb, &cfg, 0);
+    let d = status_source(&r, "docs");
+    assert_eq!(d["state"], "ok", "{d:#}");
+    let copies = &d["copies"];
+    assert_eq!(
+        (copies["copies"].as_u64(), copies["storage_kinds"].as_u64()),
+        (Some(2), Some(1)),
+        "{d:#}"
+    );
+    let second = &copies["repositories"][1];
+    assert_eq!(second["name"], "second", "{d:#}");
+    assert_eq!(second["holds_newest"], true, "{d:#}");
+    assert_eq!(second["newest_verified"], d["last_snapshot"], "{d:#}");
+    assert_eq!(
+        copies["repositories"][0]["newest_verified"],
+        Value::Null,
+        "{d:#}"
+    );
+
+    // A newer snapshot not copied yet: one copy behind.
+    fs::write(sb.p("docs/a.txt"), "b\n").unwrap();
+    sb.backup(&[&docs], &["--name", "docs"]);
+    let d = status_source(&status(&sb, &cfg, 5), "docs").clone();
+    assert_eq!(
+        d["copies"]["repositories"][1]["holds_newest"], false,
+        "{d:#}"
+    );
+
+    // Offsite required: two local folders never meet it.
+    let mut c = sb.bare();
+    c.args(["--config", &cfg, "copy", "--to", "second"]);
+    run(c).ok();
+    let cfg = rules("offsite = true\n");
+    let d = status_source(&status(&sb, &cfg, 5), "docs").clone();
+    assert!(
+        d["problems"].to_string().contains("no offsite copy"),
+        "{d:#}"
+    );
+    let mut c = sb.bare();
+    c.args(["--config", &cfg, "status"]);
+    let text = run(c).code(5).stdout;
+    assert!(
+        text.contains("2 hold the newest snapshot (local, local), none offsite"),
+        "{text}"
+    );
+
+    // A rule that cannot be met is refused when the config loads.
+    let cfg = config(&sb, "[sources.docs]\npath = \"docs\"\ncopies = 2\n");
+    let mut c = sb.bare();
+    c.args(["--config", &cfg, "status"]);
+    let o = run(c).code(2);
+    assert!(o.stderr.contains("copies = 2"), "{o:#?}");
+}

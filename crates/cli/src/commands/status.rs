@@ -23,13 +23,47 @@ pub fn run(g: &GlobalArgs, _a: Args) -> anyhow::Result<u8> {
             sources: ctx.config.expectations()?,
         },
     )?;
-    let code = if report.needs_attention() {
+    // 3-2-1: where each source's newest snapshot is held, against its rules.
+    let copies = match ctx.repo_location() {
+        Some(loc) => backstop_app::copies::copies(
+            &ctx.config,
+            &repo,
+            &loc,
+            ctx.passphrase()?.as_deref(),
+            &ctx.cache_use(),
+            now,
+        )?,
+        None => Vec::new(),
+    };
+    let copies_of = |name: &str| copies.iter().find(|c| c.source == name);
+    let attention = |s: &backstop_engine::status::SourceStatus| {
+        s.needs_attention() || copies_of(&s.name).is_some_and(|c| !c.problems.is_empty())
+    };
+    let code = if report.needs_attention() || copies.iter().any(|c| !c.problems.is_empty()) {
         crate::exit::ATTENTION
     } else {
         crate::exit::OK
     };
     if g.json {
-        print_json(&report)?;
+        let mut value = serde_json::to_value(&report)?;
+        for s in value["sources"].as_array_mut().into_iter().flatten() {
+            let Some(c) = s["name"].as_str().and_then(copies_of) else {
+                continue;
+            };
+            if !c.problems.is_empty() {
+                if s["state"] == "ok" {
+                    s["state"] = "copies".into();
+                }
+                for p in &c.problems {
+                    s["problems"]
+                        .as_array_mut()
+                        .expect("problems is a list")
+                        .push(p.as_str().into());
+                }
+            }
+            s["copies"] = serde_json::to_value(c)?;
+        }
+        print_json(&value)?;
         return Ok(code);
     }
     if report.sources.is_empty() {
@@ -41,7 +75,7 @@ pub fn run(g: &GlobalArgs, _a: Args) -> anyhow::Result<u8> {
     for s in &report.sources {
         outln!(
             "{} {}{}",
-            if s.needs_attention() { "!!" } else { "ok" },
+            if attention(s) { "!!" } else { "ok" },
             s.name,
             if s.configured {
                 ""
@@ -76,7 +110,43 @@ pub fn run(g: &GlobalArgs, _a: Args) -> anyhow::Result<u8> {
             )?,
             None => outln!("   verified       no restore drill passed yet")?,
         }
-        for p in &s.problems {
+        if let Some(c) = copies_of(&s.name) {
+            let kinds: Vec<&str> = c
+                .repositories
+                .iter()
+                .filter(|r| r.holds_newest)
+                .map(|r| r.storage)
+                .collect();
+            outln!(
+                "   copies         {} hold the newest snapshot ({}){}",
+                c.copies,
+                kinds.join(", "),
+                if c.offsite {
+                    ", one offsite"
+                } else {
+                    ", none offsite"
+                }
+            )?;
+            for r in &c.repositories {
+                let place = r.name.clone().unwrap_or_else(|| r.location.clone());
+                let newest = match r.newest_age_seconds {
+                    Some(a) if r.holds_newest => format!("newest ({})", age(a)),
+                    Some(a) => format!("behind: its newest is {}", age(a)),
+                    None if r.error.is_some() => "cannot be read".into(),
+                    None => "no snapshot".into(),
+                };
+                let verified = match r.newest_verified_age_seconds {
+                    Some(a) => format!("verified snapshot {}", age(a)),
+                    None => "no drill passed there".into(),
+                };
+                outln!("                  {place}: {newest}, {verified}")?;
+            }
+        }
+        for p in s
+            .problems
+            .iter()
+            .chain(copies_of(&s.name).into_iter().flat_map(|c| &c.problems))
+        {
             outln!("   PROBLEM        {p}")?;
         }
     }

@@ -1,0 +1,169 @@
+//! 3-2-1 status: for each source, which repositories hold its newest snapshot (the main one and
+//! its `copy_to` ones), on how many kinds of storage, whether one is offsite, each copy's newest
+//! snapshot that passed a restore drill, and whether the source's rules (`copies = N`,
+//! `offsite = true`) are met. `backstop status` adds it to each source.
+
+use std::collections::BTreeSet;
+
+use backstop_engine::Repository;
+use backstop_format::{SnapshotId, Timestamp};
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::copy::Destination;
+use crate::repository::{self, CacheUse, Location};
+
+/// One repository of a source, as the status shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct CopyState {
+    /// The `[repositories.NAME]` name, if it has one.
+    pub name: Option<String>,
+    pub location: String,
+    /// `local` or `s3`.
+    pub storage: &'static str,
+    pub offsite: bool,
+    /// Whether it holds the source's newest snapshot (of the main repository).
+    pub holds_newest: bool,
+    /// Its newest snapshot of the source, and how old that is.
+    pub newest: Option<SnapshotId>,
+    pub newest_age_seconds: Option<i64>,
+    /// Its newest snapshot of the source that passed a restore drill there, and how old that
+    /// snapshot is.
+    pub newest_verified: Option<SnapshotId>,
+    pub newest_verified_age_seconds: Option<i64>,
+    /// Why it could not be read (then it holds nothing as far as the status knows).
+    pub error: Option<String>,
+}
+
+/// A source's copies.
+#[derive(Debug, Clone, Serialize)]
+pub struct SourceCopies {
+    pub source: String,
+    /// The main repository's newest snapshot of the source.
+    pub newest: Option<SnapshotId>,
+    /// Repositories holding it, kinds of storage among them, and whether one is offsite.
+    pub copies: usize,
+    pub storage_kinds: usize,
+    pub offsite: bool,
+    /// The rules, as configured.
+    pub required_copies: Option<usize>,
+    pub required_offsite: bool,
+    pub repositories: Vec<CopyState>,
+    /// The rules not met, and the copies that failed, in words.
+    pub problems: Vec<String>,
+}
+
+/// The copies of every configured source that has `copy_to` repositories or a rule; `main` is
+/// the repository opened at `main_location`, `passphrase` its passphrase (the destinations'
+/// default, as for a copy).
+pub fn copies(
+    config: &Config,
+    main: &Repository,
+    main_location: &Location,
+    passphrase: Option<&str>,
+    cache: &CacheUse,
+    now: Timestamp,
+) -> anyhow::Result<Vec<SourceCopies>> {
+    let mut out = Vec::new();
+    for (name, s) in &config.sources {
+        if s.copy_to.is_empty() && s.copies.is_none() && !s.offsite {
+            continue;
+        }
+        let mut repos = vec![state(name, main_location, Ok(main), now)];
+        for to in &s.copy_to {
+            let dest = Destination::resolve(to, config, passphrase)?;
+            let opened = repository::open_with(&dest.location, dest.passphrase.as_deref(), cache);
+            repos.push(state(name, &dest.location, opened.as_ref(), now));
+        }
+        let newest = repos[0].newest;
+        for r in &mut repos {
+            r.holds_newest = newest.is_some() && r.newest == newest;
+        }
+        let holding: Vec<&CopyState> = repos.iter().filter(|r| r.holds_newest).collect();
+        let kinds: BTreeSet<&str> = holding.iter().map(|r| r.storage).collect();
+        let offsite = holding.iter().any(|r| r.offsite);
+        let mut problems = Vec::new();
+        for r in &repos {
+            if let Some(e) = &r.error {
+                problems.push(format!("copy at {} failing: {e}", r.location));
+            }
+        }
+        if let Some(n) = s.copies
+            && holding.len() < n
+        {
+            problems.push(format!(
+                "{} of the required {n} copies hold the newest snapshot",
+                holding.len()
+            ));
+        }
+        if s.offsite && !offsite {
+            problems.push("no offsite copy holds the newest snapshot".into());
+        }
+        out.push(SourceCopies {
+            source: name.clone(),
+            newest,
+            copies: holding.len(),
+            storage_kinds: kinds.len(),
+            offsite,
+            required_copies: s.copies,
+            required_offsite: s.offsite,
+            repositories: repos,
+            problems,
+        });
+    }
+    Ok(out)
+}
+
+/// What `repo` (or the error opening it) says of `source`.
+fn state(
+    source: &str,
+    location: &Location,
+    repo: Result<&Repository, &anyhow::Error>,
+    now: Timestamp,
+) -> CopyState {
+    let mut st = CopyState {
+        name: location.name().map(str::to_owned),
+        location: location.to_string(),
+        storage: if location.is_remote() { "s3" } else { "local" },
+        offsite: location.is_remote(),
+        holds_newest: false,
+        newest: None,
+        newest_age_seconds: None,
+        newest_verified: None,
+        newest_verified_age_seconds: None,
+        error: None,
+    };
+    let repo = match repo {
+        Ok(r) => r,
+        Err(e) => {
+            st.error = Some(format!("{e:#}"));
+            return st;
+        }
+    };
+    let read = |st: &mut CopyState| -> anyhow::Result<()> {
+        let snaps = repo.snapshots()?.readable;
+        let mine: Vec<_> = snaps
+            .iter()
+            .filter(|(_, s)| s.source.name == source)
+            .collect();
+        let age = |t: Timestamp| now.as_second() - t.as_second();
+        if let Some((id, s)) = mine.iter().max_by_key(|(_, s)| s.time) {
+            st.newest = Some(*id);
+            st.newest_age_seconds = Some(age(s.time));
+        }
+        let drills = repo.verification()?;
+        if let Some((id, s)) = mine
+            .iter()
+            .filter(|(id, _)| drills.get(id).is_some_and(|r| r.passed))
+            .max_by_key(|(_, s)| s.time)
+        {
+            st.newest_verified = Some(*id);
+            st.newest_verified_age_seconds = Some(age(s.time));
+        }
+        Ok(())
+    };
+    if let Err(e) = read(&mut st) {
+        st.error = Some(format!("{e:#}"));
+    }
+    st
+}
