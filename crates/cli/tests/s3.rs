@@ -68,6 +68,18 @@ fn assert_no_local_repository(dir: &Path) {
     );
 }
 
+/// `restore latest --to TARGET` with `cmd`; TARGET then holds `docs` as it is.
+fn restores_docs(docs: &Path, target: &Path, cmd: impl Fn(&[&str]) -> Command) {
+    run(cmd(&[
+        "restore",
+        "latest",
+        "--to",
+        target.to_str().unwrap(),
+    ]))
+    .ok();
+    assert_same_tree(docs, &target.join("docs"));
+}
+
 /// Runs `cmd` (a backup or a copy into `bkt/PREFIX`), stops the server once the first pack is
 /// in the bucket, and returns what the command did; the server is restarted.
 fn server_dies_after_the_first_pack(server: &mut SeaweedFs, prefix: &str, mut cmd: Command) -> Out {
@@ -266,15 +278,7 @@ fn a_server_that_dies_in_the_middle_of_a_backup_leaves_no_half_snapshot() {
     let o = run(cmd(&["--json", "verify", "--read-data"]));
     assert_eq!(o.code, 0, "{o:#?}");
     run(cmd(&["backup", "docs"])).ok();
-    let target = sb.p("restored");
-    run(cmd(&[
-        "restore",
-        "latest",
-        "--to",
-        target.to_str().unwrap(),
-    ]))
-    .ok();
-    assert_same_tree(&sb.p("docs"), &target.join("docs"));
+    restores_docs(&sb.p("docs"), &sb.p("restored"), cmd);
 }
 
 /// The local cache of a bucket repository: it holds the index files, manifests and packs of
@@ -343,15 +347,7 @@ fn the_local_cache_follows_the_bucket_and_verify_reads_past_it() {
         bytes[mid] ^= 0x20;
         storage.write(Kind::Index, &name, &bytes).unwrap();
     }
-    let target = sb.p("restored");
-    run(cmd(&[
-        "restore",
-        "latest",
-        "--to",
-        target.to_str().unwrap(),
-    ]))
-    .ok();
-    assert_same_tree(&sb.p("docs"), &target.join("docs"));
+    restores_docs(&sb.p("docs"), &sb.p("restored"), cmd);
     // Its own cache is a temporary one, gone when it ends.
     let tmp = sb.p("tmp");
     fs::create_dir(&tmp).unwrap();
@@ -458,15 +454,7 @@ offsite = true
         .ok()
         .json();
     assert_eq!(list.as_array().unwrap().len(), 1, "{list:#}");
-    let target = sb.p("restored");
-    run(cmd(&[
-        "restore",
-        "latest",
-        "--to",
-        target.to_str().unwrap(),
-    ]))
-    .ok();
-    assert_same_tree(&sb.p("docs"), &target.join("docs"));
+    restores_docs(&sb.p("docs"), &sb.p("restored"), cmd);
     assert_no_local_repository(sb.path());
     // The bucket is offsite: the 3-2-1 rules of the source are met (no drill passed yet, so
     // the source still needs attention for that).
@@ -557,15 +545,7 @@ fn local_snapshots_copied_to_a_bucket_restore_from_it() {
         c.env("BACKSTOP_PASSWORD", PASSWORD).args(args);
         c
     };
-    let target = elsewhere.p("restored");
-    run(there(&[
-        "restore",
-        "latest",
-        "--to",
-        target.to_str().unwrap(),
-    ]))
-    .ok();
-    assert_same_tree(&sb.p("docs"), &target.join("docs"));
+    restores_docs(&sb.p("docs"), &elsewhere.p("restored"), there);
     assert_eq!(run(there(&["--json", "verify", "--read-data"])).code, 0);
 }
 
@@ -609,13 +589,5 @@ fn a_server_that_dies_in_the_middle_of_a_copy_leaves_no_half_snapshot() {
         .ok()
         .json();
     assert_eq!(done["copied"].as_array().unwrap().len(), 1, "{done:#}");
-    let target = sb.p("restored");
-    run(verify(&[
-        "restore",
-        "latest",
-        "--to",
-        target.to_str().unwrap(),
-    ]))
-    .ok();
-    assert_same_tree(&sb.p("docs"), &target.join("docs"));
+    restores_docs(&sb.p("docs"), &sb.p("restored"), verify);
 }
