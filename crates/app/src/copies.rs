@@ -66,52 +66,93 @@ pub fn copies(
 ) -> anyhow::Result<Vec<SourceCopies>> {
     let mut out = Vec::new();
     for (name, s) in &config.sources {
-        if s.copy_to.is_empty() && s.copies.is_none() && !s.offsite {
+        let rules = Rules {
+            copies: s.copies,
+            offsite: s.offsite,
+        };
+        if !rules.apply(s.copy_to.len()) {
             continue;
         }
-        let mut repos = vec![state(name, main_location, Ok(main), now)];
-        for to in &s.copy_to {
-            let dest = Destination::resolve(to, config, passphrase)?;
-            let opened = repository::open_with(&dest.location, dest.passphrase.as_deref(), cache);
-            repos.push(state(name, &dest.location, opened.as_ref(), now));
-        }
-        let newest = repos[0].newest;
-        for r in &mut repos {
-            r.holds_newest = newest.is_some() && r.newest == newest;
-        }
-        let holding: Vec<&CopyState> = repos.iter().filter(|r| r.holds_newest).collect();
-        let kinds: BTreeSet<&str> = holding.iter().map(|r| r.storage).collect();
-        let offsite = holding.iter().any(|r| r.offsite);
-        let mut problems = Vec::new();
-        for r in &repos {
-            if let Some(e) = &r.error {
-                problems.push(format!("copy at {} failing: {e}", r.location));
-            }
-        }
-        if let Some(n) = s.copies
-            && holding.len() < n
-        {
-            problems.push(format!(
-                "{} of the required {n} copies hold the newest snapshot",
-                holding.len()
-            ));
-        }
-        if s.offsite && !offsite {
-            problems.push("no offsite copy holds the newest snapshot".into());
-        }
-        out.push(SourceCopies {
-            source: name.clone(),
-            newest,
-            copies: holding.len(),
-            storage_kinds: kinds.len(),
-            offsite,
-            required_copies: s.copies,
-            required_offsite: s.offsite,
-            repositories: repos,
-            problems,
-        });
+        let dests = s
+            .copy_to
+            .iter()
+            .map(|to| Destination::resolve(to, config, passphrase))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        out.push(source_copies(
+            name,
+            (main, main_location),
+            &dests,
+            rules,
+            cache,
+            now,
+        ));
     }
     Ok(out)
+}
+
+/// A source's 3-2-1 rules (`copies`, `offsite` in its config section).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Rules {
+    pub copies: Option<usize>,
+    pub offsite: bool,
+}
+
+impl Rules {
+    /// Whether a source with these rules and `destinations` copies has a 3-2-1 status at all.
+    pub fn apply(&self, destinations: usize) -> bool {
+        destinations > 0 || self.copies.is_some() || self.offsite
+    }
+}
+
+/// The copies of `source`: in `main` (the repository and where it is) and in `dests`.
+pub fn source_copies(
+    source: &str,
+    (main, main_location): (&Repository, &Location),
+    dests: &[Destination],
+    rules: Rules,
+    cache: &CacheUse,
+    now: Timestamp,
+) -> SourceCopies {
+    let mut repos = vec![state(source, main_location, Ok(main), now)];
+    for dest in dests {
+        let opened = repository::open_with(&dest.location, dest.passphrase.as_deref(), cache);
+        repos.push(state(source, &dest.location, opened.as_ref(), now));
+    }
+    let newest = repos[0].newest;
+    for r in &mut repos {
+        r.holds_newest = newest.is_some() && r.newest == newest;
+    }
+    let holding: Vec<&CopyState> = repos.iter().filter(|r| r.holds_newest).collect();
+    let kinds: BTreeSet<&str> = holding.iter().map(|r| r.storage).collect();
+    let offsite = holding.iter().any(|r| r.offsite);
+    let mut problems = Vec::new();
+    for r in &repos {
+        if let Some(e) = &r.error {
+            problems.push(format!("copy at {} failing: {e}", r.location));
+        }
+    }
+    if let Some(n) = rules.copies
+        && holding.len() < n
+    {
+        problems.push(format!(
+            "{} of the required {n} copies hold the newest snapshot",
+            holding.len()
+        ));
+    }
+    if rules.offsite && !offsite {
+        problems.push("no offsite copy holds the newest snapshot".into());
+    }
+    SourceCopies {
+        source: source.to_owned(),
+        newest,
+        copies: holding.len(),
+        storage_kinds: kinds.len(),
+        offsite,
+        required_copies: rules.copies,
+        required_offsite: rules.offsite,
+        repositories: repos,
+        problems,
+    }
 }
 
 /// What `repo` (or the error opening it) says of `source`.

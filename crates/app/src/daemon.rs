@@ -33,6 +33,8 @@ pub struct SourceSpec {
     pub ping_url: Option<String>,
     /// Repositories its snapshots are copied to after each of its backups (`copy_to`).
     pub copy_to: Vec<crate::copy::Destination>,
+    /// Its 3-2-1 rules (`copies`, `offsite`).
+    pub rules: crate::copies::Rules,
 }
 
 /// Builds a source's reader afresh for each backup (by name).
@@ -136,6 +138,10 @@ pub fn setup_from_config(
                 .iter()
                 .map(|to| crate::copy::Destination::resolve(to, config, passphrase.as_deref()))
                 .collect::<anyhow::Result<_>>()?,
+            rules: crate::copies::Rules {
+                copies: s.copies,
+                offsite: s.offsite,
+            },
         });
     }
     let mut tasks = config.tasks()?;

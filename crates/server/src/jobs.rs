@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Context as _;
 use backstop_app::backup::{BackupRequest, SkipUnchanged, SourceSettings};
+use backstop_app::copies::SourceCopies;
 use backstop_app::outcome::{self, Verdict};
 use backstop_app::restore::{DatabaseRequest, InPlacePlan};
 use backstop_app::retention::prune_options;
@@ -196,9 +197,49 @@ pub struct Runner {
     repo_lock: Arc<RwLock<()>>,
     accepting: AtomicBool,
     handles: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Each source's 3-2-1 status, as last checked: after each of its copy jobs, and after
+    /// each backup of a source with rules but no `copy_to` (the page reads it; it never opens
+    /// the destinations itself, which could take seconds for a bucket that is down).
+    copies: Mutex<HashMap<String, SourceCopies>>,
 }
 
 impl Runner {
+    /// `source`'s 3-2-1 status as last checked, if it was.
+    pub fn copies(&self, source: &str) -> Option<SourceCopies> {
+        self.copies
+            .lock()
+            .expect("copies lock")
+            .get(source)
+            .cloned()
+    }
+
+    /// Checks `source`'s copies again (blocking: it opens each destination).
+    fn check_copies(&self, source: &str) {
+        let Some(spec) = self.setup.source(source) else {
+            return;
+        };
+        if !spec.rules.apply(spec.copy_to.len()) {
+            return;
+        }
+        let main = backstop_app::repository::Location::resolve(
+            Some(&self.setup.repo_location),
+            &Default::default(),
+        )
+        .expect("a location given");
+        let c = backstop_app::copies::source_copies(
+            source,
+            (&self.setup.repo, &main),
+            &spec.copy_to,
+            spec.rules,
+            &backstop_app::repository::CacheUse::Default,
+            Timestamp::now(),
+        );
+        self.copies
+            .lock()
+            .expect("copies lock")
+            .insert(source.to_owned(), c);
+    }
+
     pub fn new(setup: Arc<Setup>, state: Arc<State>, notifier: Arc<Notifier>) -> Self {
         Self {
             setup,
@@ -209,6 +250,7 @@ impl Runner {
             repo_lock: Arc::new(RwLock::new(())),
             accepting: AtomicBool::new(true),
             handles: Mutex::new(Vec::new()),
+            copies: Mutex::new(HashMap::new()),
         }
     }
 
@@ -450,6 +492,21 @@ impl Runner {
         // A backup that saved a snapshot is copied to the source's `copy_to` repositories;
         // a copy that fails is caught up by the next one (each copies all the destination
         // lacks), and one still waiting is not queued twice.
+        // The 3-2-1 status is checked again after each copy, and after each backup of a
+        // source that has rules but nothing to copy to (after the job is done: it opens the
+        // destinations).
+        let check = match &job.spec {
+            JobSpec::Copy { source, .. } => Some(source.clone()),
+            JobSpec::Backup { source, .. }
+                if self
+                    .setup
+                    .source(source)
+                    .is_some_and(|s| s.copy_to.is_empty()) =>
+            {
+                Some(source.clone())
+            }
+            _ => None,
+        };
         if let (JobSpec::Backup { source, .. }, Some(_)) = (&job.spec, &view.result) {
             let targets = self.setup.source(source).map_or(0, |s| s.copy_to.len());
             for to in 0..targets {
@@ -463,6 +520,10 @@ impl Runner {
             }
         }
         job.done.send_replace(true);
+        if let Some(source) = check {
+            let me = self.clone();
+            let _ = tokio::task::spawn_blocking(move || me.check_copies(&source)).await;
+        }
     }
 
     fn persist(&self, job: &Job) {

@@ -60,6 +60,9 @@ pub struct SourceOverview {
     pub last_failure: Option<LastFailure>,
     /// Restores go into this live database (SQLite sources).
     pub restorable: bool,
+    /// Its 3-2-1 status as last checked (after its copies), for a source with `copy_to` or
+    /// rules; its problems are among the status's, with the state `copies` if nothing else.
+    pub copies: Option<backstop_app::copies::SourceCopies>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -166,11 +169,19 @@ impl App {
             .sources
             .into_iter()
             .zip(failures)
-            .map(|(status, job_failure)| {
+            .map(|(mut status, job_failure)| {
                 let spec = self.setup.source(&status.name);
                 let last_failure = last_failure(&status, job_failure);
                 if last_failure.is_some() {
                     attention = true;
+                }
+                let copies = self.runner.copies(&status.name);
+                if let Some(c) = copies.as_ref().filter(|c| !c.problems.is_empty()) {
+                    attention = true;
+                    if status.state == "ok" {
+                        status.state = "copies";
+                    }
+                    status.problems.extend(c.problems.iter().cloned());
                 }
                 SourceOverview {
                     kind: spec.map(|s| s.kind.clone()).unwrap_or_default(),
@@ -180,6 +191,7 @@ impl App {
                         .any(|j| j.kind == "backup" && j.source == status.name),
                     restorable: spec.is_some_and(|s| s.live_path.is_some()),
                     last_failure,
+                    copies,
                     status,
                 }
             })

@@ -108,3 +108,68 @@ async fn a_finished_job_is_shown_from_the_history_after_a_restart() {
         StatusCode::NOT_FOUND
     );
 }
+
+/// 3-2-1 on the page and in the status: after a backup of a source with `copy_to`, its copies
+/// are checked; a destination that cannot be written or read adds its reason to the source's
+/// problems (the state is `copies` when nothing else is wrong: red on the page), and the copy
+/// that worked is shown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_copies_of_a_source_show_on_the_page_and_in_the_status() {
+    let f = fixture_with(|dir, setup| {
+        std::fs::write(dir.join("blocked"), "a file where a repository should go").unwrap();
+        let dest = |name: &str| backstop_app::copy::Destination {
+            location: backstop_app::repository::Location::resolve(
+                Some(&dir.join(name).display().to_string()),
+                &Default::default(),
+            )
+            .unwrap(),
+            passphrase: None,
+        };
+        let shop = setup.sources.iter_mut().find(|s| s.name == "shop").unwrap();
+        shop.copy_to = vec![dest("offsite"), dest("blocked")];
+        shop.rules.copies = Some(2);
+    });
+    let t = f.token("app", Scope::Backup);
+    f.post_json(
+        "/api/v1/backups",
+        &t,
+        json!({"source": "shop", "wait": true}),
+    )
+    .await;
+    // The copy jobs run after the backup; the check after each of them.
+    let t0 = std::time::Instant::now();
+    let shop = loop {
+        let status = f.get("/api/v1/status", &t).await.json();
+        let shop = status["sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == "shop")
+            .unwrap()
+            .clone();
+        let checked = shop["copies"]["repositories"].as_array().is_some_and(|r| {
+            r.iter().any(|r| {
+                r["holds_newest"] == true
+                    && r["name"].is_null()
+                    && r["location"].as_str().unwrap().ends_with("offsite")
+            })
+        });
+        if checked {
+            break shop;
+        }
+        assert!(t0.elapsed().as_secs() < 60, "no copies checked: {shop:#}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    // Never drilled, so `unverified` comes first; the copy's problem is among the others.
+    assert_eq!(shop["state"], "unverified", "{shop:#}");
+    assert_eq!(shop["copies"]["copies"], 2, "{shop:#}");
+    let problems = shop["problems"].to_string();
+    assert!(problems.contains("blocked failing"), "{shop:#}");
+    let (cookie, _) = f.session("anna", Role::Viewer);
+    let page = f.page("/", &cookie).await.text();
+    assert!(
+        page.contains("2 hold the newest snapshot, none offsite"),
+        "{page}"
+    );
+    assert!(page.contains("cannot be read"), "{page}");
+}

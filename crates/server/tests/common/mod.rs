@@ -99,6 +99,7 @@ pub fn setup_in(dir: &std::path::Path, tasks: Tasks) -> Setup {
                 live_path: Some(db.clone()),
                 ping_url: None,
                 copy_to: vec![],
+                rules: Default::default(),
             },
             SourceSpec {
                 name: "docs".into(),
@@ -111,6 +112,7 @@ pub fn setup_in(dir: &std::path::Path, tasks: Tasks) -> Setup {
                 live_path: None,
                 ping_url: None,
                 copy_to: vec![],
+                rules: Default::default(),
             },
         ],
         build_source: Arc::new(move |name: &str| {
@@ -149,8 +151,14 @@ pub fn no_tasks() -> Tasks {
 }
 
 pub fn fixture() -> Fixture {
+    fixture_with(|_, _| {})
+}
+
+/// [`fixture`] with its setup changed by `change` (given the fixture's folder) first.
+pub fn fixture_with(change: impl FnOnce(&std::path::Path, &mut Setup)) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let setup = setup_in(dir.path(), no_tasks());
+    let mut setup = setup_in(dir.path(), no_tasks());
+    change(dir.path(), &mut setup);
     let state = State::open(&dir.path().join("state.db")).unwrap();
     let app = AppState::new(App::new(
         Arc::new(setup),
