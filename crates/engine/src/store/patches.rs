@@ -36,7 +36,7 @@ pub(crate) struct PatchSpool {
     in_memory: u64,
     /// `list.next_index()` when its bytes were last taken: where their first gap counts from.
     memory_next: u64,
-    limit: u64,
+    /// `options.patches` bounds the records in memory.
     options: SpillOptions,
     scratch: Option<Scratch>,
     pieces: Vec<Piece>,
@@ -49,7 +49,6 @@ impl PatchSpool {
             list: PatchList::default(),
             in_memory: 0,
             memory_next: 0,
-            limit: options.patches,
             options: options.clone(),
             scratch: None,
             pieces: Vec::new(),
@@ -60,7 +59,7 @@ impl PatchSpool {
     pub fn push(&mut self, index: u64, r: ChunkRef) -> Result<()> {
         self.list.push(index, r);
         self.in_memory += 1;
-        if self.in_memory > self.limit {
+        if self.in_memory > self.options.patches {
             self.spill()?;
         }
         Ok(())
