@@ -64,6 +64,10 @@ pub struct RepositoryConfig {
     /// S3: `path`, `virtual-host` or `auto` (the default: path style when an endpoint is
     /// given).
     pub addressing: Option<String>,
+    /// `[repositories.NAME.retention]`: the snapshots kept here, of every source (`forget` on
+    /// this repository, and the daemon's forget of its copies). Without it the repository
+    /// keeps what the main one does: each source's policy, else the top-level one.
+    pub retention: Option<Policy>,
 }
 
 /// One named source.

@@ -3,7 +3,7 @@
 //! snapshot that passed a restore drill, and whether the source's rules (`copies = N`,
 //! `offsite = true`) are met. `backstop status` adds it to each source.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use backstop_engine::Repository;
 use backstop_format::{SnapshotId, Timestamp};
@@ -33,6 +33,10 @@ pub struct CopyState {
     pub newest_verified_age_seconds: Option<i64>,
     /// Why it could not be read (then it holds nothing as far as the status knows).
     pub error: Option<String>,
+    /// Since when the copies to it have failed, and the newest failure, as the daemon's job
+    /// history says (`None` outside the daemon, and while its newest copy worked).
+    pub copy_failing_since: Option<Timestamp>,
+    pub copy_error: Option<String>,
 }
 
 /// A source's copies.
@@ -173,6 +177,8 @@ fn state(
         newest_verified: None,
         newest_verified_age_seconds: None,
         error: None,
+        copy_failing_since: None,
+        copy_error: None,
     };
     let repo = match repo {
         Ok(r) => r,
@@ -207,4 +213,82 @@ fn state(
         st.error = Some(format!("{e:#}"));
     }
     st
+}
+
+/// Which other repositories hold each snapshot: what `backstop snapshots` shows beside each.
+#[derive(Debug, Clone, Default)]
+pub struct Holders {
+    /// The repositories (by name, else location) holding each snapshot, in config order.
+    pub by_snapshot: BTreeMap<SnapshotId, Vec<String>>,
+    /// Repositories that could not be read, with why.
+    pub unreadable: Vec<(String, String)>,
+}
+
+/// The repositories the config knows besides the one at `this`: the main one
+/// (`repository`), each `[repositories.NAME]`, and each location a source copies to, once
+/// each.
+pub fn other_repositories(config: &Config, this: &Location) -> Vec<Location> {
+    let mut out: Vec<Location> = Vec::new();
+    let named = config
+        .repositories
+        .keys()
+        .filter_map(|n| Location::named(n, config));
+    let copied_to = config
+        .sources
+        .values()
+        .flat_map(|s| &s.copy_to)
+        .filter_map(|to| Location::resolve(Some(to), config));
+    for loc in Location::resolve(None, config)
+        .into_iter()
+        .chain(named)
+        .chain(copied_to)
+    {
+        let place = loc.to_string();
+        if place != this.to_string() && out.iter().all(|o| o.to_string() != place) {
+            out.push(loc);
+        }
+    }
+    out
+}
+
+/// Which of `others` hold which snapshots, opening each with its section's passphrase file,
+/// else `passphrase` (a copy's default). A location with no repository holds nothing; one that
+/// cannot be read is listed in `unreadable`.
+pub fn holders(others: &[Location], passphrase: Option<&str>, cache: &CacheUse) -> Holders {
+    let mut out = Holders::default();
+    for loc in others {
+        let label = loc.name().map_or_else(|| loc.to_string(), str::to_owned);
+        let ids = (|| -> anyhow::Result<Vec<SnapshotId>> {
+            let pass = match loc.password_file() {
+                Some(f) => Some(repository::read_password_file(&f)?),
+                None => passphrase.map(str::to_owned),
+            };
+            let repo = match repository::open_with(loc, pass.as_deref(), cache) {
+                Err(e)
+                    if matches!(
+                        e.downcast_ref(),
+                        Some(backstop_engine::Error::NoRepository(_))
+                    ) =>
+                {
+                    return Ok(vec![]);
+                }
+                r => r?,
+            };
+            Ok(repo
+                .snapshots()?
+                .readable
+                .into_iter()
+                .map(|(id, _)| id)
+                .collect())
+        })();
+        match ids {
+            Ok(ids) => {
+                for id in ids {
+                    out.by_snapshot.entry(id).or_default().push(label.clone());
+                }
+            }
+            Err(e) => out.unreadable.push((label, format!("{e:#}"))),
+        }
+    }
+    out
 }

@@ -9,12 +9,16 @@ use backstop_engine::{Error as EngineError, InitOptions, Repository};
 use backstop_format::{SnapshotId, Timestamp};
 
 use crate::repository::{self, CacheUse, Location};
+use crate::retention::Retention;
 
-/// Where a copy goes, and the passphrase that opens (or will open) the repository there.
+/// Where a copy goes, the passphrase that opens (or will open) the repository there, and what
+/// the daemon's forget keeps there.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Destination {
     pub location: Location,
     pub passphrase: Option<String>,
+    /// Its section's `retention`, else the configured policies (as the main repository's).
+    pub retention: Retention,
 }
 
 impl Destination {
@@ -32,6 +36,7 @@ impl Destination {
             None => fallback.map(str::to_owned),
         };
         Ok(Self {
+            retention: Retention::of_repository(config, Some(&location)),
             location,
             passphrase,
         })

@@ -80,6 +80,25 @@ impl Setup {
         self.sources.iter().find(|s| s.name == name)
     }
 
+    /// Each repository some source copies to (once, however many copy there), with the
+    /// sources that do.
+    pub fn destinations(&self) -> Vec<(&crate::copy::Destination, Vec<&str>)> {
+        let mut out: Vec<(&crate::copy::Destination, Vec<&str>)> = Vec::new();
+        for s in &self.sources {
+            for d in &s.copy_to {
+                let place = d.location.to_string();
+                match out
+                    .iter_mut()
+                    .find(|(o, _)| o.location.to_string() == place)
+                {
+                    Some((_, names)) => names.push(&s.name),
+                    None => out.push((d, vec![&s.name])),
+                }
+            }
+        }
+        out
+    }
+
     /// What `status` expects of each source.
     pub fn expectations(&self) -> Vec<backstop_engine::status::Expectation> {
         self.sources
@@ -103,13 +122,13 @@ impl std::fmt::Debug for Setup {
     }
 }
 
-/// The daemon's setup from the config file: `repo` opened at `repo_location` (as shown on the
-/// page); `host` and `program` are recorded in the daemon's snapshots.
+/// The daemon's setup from the config file: `repo` opened at `location`; `host` and `program`
+/// are recorded in the daemon's snapshots.
 #[allow(clippy::too_many_arguments)]
 pub fn setup_from_config(
     config: &Config,
     repo: Repository,
-    repo_location: String,
+    location: &crate::repository::Location,
     passphrase: Option<String>,
     no_startup_backup: bool,
     host: String,
@@ -148,6 +167,7 @@ pub fn setup_from_config(
     if no_startup_backup {
         tasks.startup_backup = false;
     }
+    let repo_location = location.to_string();
     let repo_path = PathBuf::from(&repo_location);
     let factory_config = Arc::new(config.clone());
     let build_source: SourceFactory = Arc::new(move |name: &str| {
@@ -163,7 +183,7 @@ pub fn setup_from_config(
             false,
         )
     });
-    let retention = crate::retention::Retention::configured(config);
+    let retention = crate::retention::Retention::of_repository(config, Some(location));
     Ok(Setup {
         repo: Arc::new(repo),
         repo_location,

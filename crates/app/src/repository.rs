@@ -89,6 +89,11 @@ impl Location {
         Some(n.dir.join(n.settings.password_file.as_ref()?))
     }
 
+    /// The retention policy its section sets for every source in it, if any.
+    pub fn retention(&self) -> Option<&backstop_policy::Policy> {
+        self.named.as_ref()?.settings.retention.as_ref()
+    }
+
     /// [`DEFAULT_REPO`] in the working directory.
     pub fn default_local() -> Location {
         Location::plain(PathBuf::from(DEFAULT_REPO))

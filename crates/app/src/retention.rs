@@ -10,9 +10,10 @@ use jiff::tz::TimeZone;
 
 use crate::backup::Runtime;
 use crate::config::Config;
+use crate::repository::Location;
 
 /// The retention policies in force: one for sources without their own, and each source's own.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Retention {
     pub policy: Policy,
     pub per_source: BTreeMap<String, Policy>,
@@ -28,6 +29,15 @@ impl Retention {
                 .clone()
                 .unwrap_or_else(Policy::small_business_default),
             per_source: config.source_policies(),
+        }
+    }
+
+    /// The policies of the repository at `location`: its section's `retention` for every
+    /// source in it, else [`Retention::configured`].
+    pub fn of_repository(config: &Config, location: Option<&Location>) -> Self {
+        match location.and_then(Location::retention) {
+            Some(p) => Self::only(p.clone()),
+            None => Self::configured(config),
         }
     }
 

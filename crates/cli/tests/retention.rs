@@ -525,6 +525,75 @@ fn repeated_marks_print_json_with_json() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// 9. Retention per repository, and where copies are
+
+/// A `[repositories.NAME]` section's own `retention` is what `forget --repo NAME` keeps there,
+/// of every source; the main repository keeps its own. `snapshots` on either side shows the
+/// same snapshot ids, and which other repositories hold each.
+#[test]
+fn each_repository_keeps_what_its_own_retention_says_and_snapshots_show_the_copies() {
+    let sb = Sandbox::plain();
+    let docs = series(&sb, "docs", 3);
+    let cfg = sb.p("backstop.toml");
+    fs::write(
+        &cfg,
+        "repository = \"repo\"\n[retention]\nkeep_last = 5\n\
+         [repositories.offsite]\nlocation = \"offsite-repo\"\n\
+         [repositories.offsite.retention]\nkeep_last = 1\n\
+         [sources.docs]\npath = \"docs.txt\"\ncopy_to = [\"offsite\"]\n",
+    )
+    .unwrap();
+    let with_config = |args: &[&str]| {
+        let mut c = sb.bare();
+        c.arg("--config").arg(&cfg).arg("--json").args(args);
+        run(c).ok().json()
+    };
+    let copied = with_config(&["copy", "--to", "offsite"]);
+    assert_eq!(copied["copied"].as_array().unwrap().len(), 3, "{copied:#}");
+
+    let rows = with_config(&["snapshots"]);
+    let rows = rows.as_array().unwrap();
+    assert_eq!(sorted(ids(rows)), sorted(docs.clone()));
+    assert!(
+        rows.iter()
+            .all(|r| r["copies"] == serde_json::json!(["offsite"]))
+    );
+
+    let out = with_config(&["--repo", "offsite", "forget"]);
+    assert_eq!(out["forgotten"], 2, "{out:#}");
+    assert_eq!(group(&out, "docs")["policy"]["keep_last"], 1, "{out:#}");
+    let out = with_config(&["forget"]);
+    assert_eq!(out["forgotten"], 0, "the main repository keeps 5: {out:#}");
+
+    // The offsite copy keeps the newest; the main repository sees it there and nowhere else.
+    let main_place = sb.repo.display().to_string();
+    let there = with_config(&["--repo", "offsite", "snapshots"]);
+    let there = there.as_array().unwrap();
+    assert_eq!(ids(there), [docs[2].clone()]);
+    assert_eq!(there[0]["copies"], serde_json::json!([main_place]));
+    let rows = with_config(&["snapshots"]);
+    for r in rows.as_array().unwrap() {
+        let expected = match r["id"] == docs[2].as_str() {
+            true => serde_json::json!(["offsite"]),
+            false => serde_json::json!([]),
+        };
+        assert_eq!(r["copies"], expected, "{r:#}");
+    }
+    let mut c = sb.bare();
+    c.arg("--config").arg(&cfg).arg("snapshots");
+    let text = run(c).ok().stdout;
+    assert!(text.contains("[also in offsite]"), "{text}");
+    // --no-copies opens no other repository.
+    let rows = with_config(&["snapshots", "--no-copies"]);
+    assert!(
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["copies"] == serde_json::json!([]))
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
 // Helpers
 
 /// Runs `backstop --json ARGS` (split at whitespace), asserts success and parses stdout.

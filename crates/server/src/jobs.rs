@@ -200,21 +200,28 @@ pub struct Runner {
     /// Each source's 3-2-1 status, as last checked: after each of its copy jobs, and after
     /// each backup of a source with rules but no `copy_to` (the page reads it; it never opens
     /// the destinations itself, which could take seconds for a bucket that is down).
-    copies: Mutex<HashMap<String, SourceCopies>>,
+    /// With the time of the check.
+    copies: Mutex<HashMap<String, (Timestamp, SourceCopies)>>,
 }
 
 impl Runner {
     /// `source`'s 3-2-1 status as last checked, if it was.
     pub fn copies(&self, source: &str) -> Option<SourceCopies> {
-        self.copies
-            .lock()
-            .expect("copies lock")
-            .get(source)
-            .cloned()
+        let copies = self.copies.lock().expect("copies lock");
+        copies.get(source).map(|(_, c)| c.clone())
     }
 
-    /// Checks `source`'s copies again (blocking: it opens each destination).
-    fn check_copies(&self, source: &str) {
+    /// When `source`'s 3-2-1 status was last checked, if it was.
+    pub fn copies_checked(&self, source: &str) -> Option<Timestamp> {
+        let copies = self.copies.lock().expect("copies lock");
+        copies.get(source).map(|(t, _)| *t)
+    }
+
+    /// Checks `source`'s copies again at `now` (blocking: it opens each destination), with
+    /// what the job history says of its copy jobs: a destination whose copies fail is a
+    /// problem ("copy to offsite failing since ...") even while it still holds the newest
+    /// snapshot.
+    pub fn check_copies(&self, source: &str, now: Timestamp) {
         let Some(spec) = self.setup.source(source) else {
             return;
         };
@@ -226,18 +233,39 @@ impl Runner {
             &Default::default(),
         )
         .expect("a location given");
-        let c = backstop_app::copies::source_copies(
+        let mut c = backstop_app::copies::source_copies(
             source,
             (&self.setup.repo, &main),
             &spec.copy_to,
             spec.rules,
             &backstop_app::repository::CacheUse::Default,
-            Timestamp::now(),
+            now,
         );
+        match crate::copying::copy_runs(&self.state, source) {
+            Ok(runs) => {
+                // The main repository is the first; the destinations follow in order.
+                for st in c.repositories.iter_mut().skip(1) {
+                    let Some(r) = runs.get(&st.location) else {
+                        continue;
+                    };
+                    st.copy_failing_since = r.failing_since;
+                    st.copy_error = r.error.clone();
+                    if let Some(since) = r.failing_since {
+                        let name = st.name.as_deref().unwrap_or(&st.location);
+                        let when =
+                            backstop_app::snapshots::local_time(since, &self.setup.time_zone);
+                        let error = r.error.as_deref().unwrap_or("failed");
+                        c.problems
+                            .push(format!("copy to {name} failing since {when}: {error}"));
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(source, "cannot read the copy jobs of the history: {e}"),
+        }
         self.copies
             .lock()
             .expect("copies lock")
-            .insert(source.to_owned(), c);
+            .insert(source.to_owned(), (now, c));
     }
 
     pub fn new(setup: Arc<Setup>, state: Arc<State>, notifier: Arc<Notifier>) -> Self {
@@ -522,7 +550,8 @@ impl Runner {
         job.done.send_replace(true);
         if let Some(source) = check {
             let me = self.clone();
-            let _ = tokio::task::spawn_blocking(move || me.check_copies(&source)).await;
+            let _ = tokio::task::spawn_blocking(move || me.check_copies(&source, Timestamp::now()))
+                .await;
         }
     }
 
@@ -599,12 +628,26 @@ fn execute(setup: &Setup, spec: &JobSpec, progress: &dyn Progress) -> anyhow::Re
                 Timestamp::now(),
             );
             let s = backstop_engine::forget(repo, &opts, false)?;
-            JobOutcome::new(outcome::forget(&s), &s)
+            // Then each copy, by its own retention and only of the sources copied there.
+            let copies = on_copies(setup, |dest, repo, sources| {
+                let opts = dest.retention.clone().forget_options(
+                    sources.iter().map(|s| s.to_string()).collect(),
+                    setup.lifecycle,
+                    setup.time_zone.clone(),
+                    &setup.runtime(),
+                    Timestamp::now(),
+                );
+                Ok(backstop_engine::forget(repo, &opts, false)?)
+            });
+            with_copies(outcome::forget(&s), &s, copies, outcome::forget)
         }
         JobSpec::Prune => {
             let opts = prune_options(None, &setup.runtime());
             let s = backstop_engine::prune(repo, &opts, false, progress)?;
-            JobOutcome::new(outcome::prune(&s), &s)
+            let copies = on_copies(setup, |_, repo, _| {
+                Ok(backstop_engine::prune(repo, &opts, false, progress)?)
+            });
+            with_copies(outcome::prune(&s), &s, copies, outcome::prune)
         }
         JobSpec::Restore {
             snapshot,
@@ -636,7 +679,7 @@ fn execute(setup: &Setup, spec: &JobSpec, progress: &dyn Progress) -> anyhow::Re
                 .filter(|(_, s)| &s.source.name == source)
                 .map(|(id, _)| id)
                 .collect();
-            let c = backstop_app::copy::copy(
+            let copied = backstop_app::copy::copy(
                 repo,
                 setup.passphrase.as_deref(),
                 dest,
@@ -646,7 +689,24 @@ fn execute(setup: &Setup, spec: &JobSpec, progress: &dyn Progress) -> anyhow::Re
                 &|m| tracing::warn!("{m}"),
                 progress,
             )
-            .with_context(|| format!("copying {source} to {}", dest.location))?;
+            .with_context(|| format!("copying {source} to {}", dest.location));
+            let c = match copied {
+                Ok(c) => c,
+                Err(e) => {
+                    // Recorded with its destination: the scheduler retries it, and the page
+                    // says since when copies there fail (`crate::copying`).
+                    let message = crate::api::without_cli_remedies(&format!("{e:#}"));
+                    let failed = crate::copying::Failed {
+                        to: dest.location.to_string(),
+                        error: message.clone(),
+                    };
+                    let verdict = Verdict {
+                        message,
+                        passed: false,
+                    };
+                    return JobOutcome::new(verdict, &failed);
+                }
+            };
             #[derive(Serialize)]
             struct Result<'a> {
                 to: &'a str,
@@ -760,6 +820,98 @@ pub fn restore_plan<'s>(
 }
 
 /// Loads the index; index files that cannot be read go to the log.
+/// What a repository-wide job did in one of the repositories the sources copy to.
+#[derive(Serialize)]
+struct OnCopy<T> {
+    to: String,
+    result: Option<T>,
+    /// Why it could not be done there.
+    error: Option<String>,
+}
+
+/// Runs `what` on each repository the sources copy to (with the sources copied there). One
+/// that has no repository yet (nothing was copied) is skipped; one that cannot be opened, or
+/// where `what` fails, is an error of its own that does not stop the others.
+fn on_copies<T>(
+    setup: &Setup,
+    what: impl Fn(&backstop_app::copy::Destination, &Repository, &[&str]) -> anyhow::Result<T>,
+) -> Vec<OnCopy<T>> {
+    let mut out = Vec::new();
+    for (dest, sources) in setup.destinations() {
+        let to = dest.location.to_string();
+        let opened = backstop_app::repository::open_with(
+            &dest.location,
+            dest.passphrase.as_deref(),
+            &backstop_app::repository::CacheUse::Default,
+        );
+        let done = match opened {
+            Err(e)
+                if matches!(
+                    e.downcast_ref(),
+                    Some(backstop_engine::Error::NoRepository(_))
+                ) =>
+            {
+                continue;
+            }
+            Err(e) => Err(e),
+            Ok(repo) => what(dest, &repo, &sources),
+        };
+        out.push(match done {
+            Ok(r) => OnCopy {
+                to,
+                result: Some(r),
+                error: None,
+            },
+            Err(e) => {
+                tracing::warn!(to = %to, "{e:#}");
+                OnCopy {
+                    to,
+                    result: None,
+                    error: Some(format!("{e:#}")),
+                }
+            }
+        });
+    }
+    out
+}
+
+/// A repository-wide job's outcome with what it did in the copies: the main repository's
+/// verdict and result, each copy's after it (as `copies` in the result). It passes when it
+/// passed everywhere.
+fn with_copies<T: Serialize>(
+    main: Verdict,
+    result: &T,
+    copies: Vec<OnCopy<T>>,
+    verdict: impl Fn(&T) -> Verdict,
+) -> anyhow::Result<JobOutcome> {
+    let mut message = main.message;
+    let mut passed = main.passed;
+    for c in &copies {
+        match (&c.result, &c.error) {
+            (Some(r), _) => {
+                let v = verdict(r);
+                passed &= v.passed;
+                message.push_str(&format!("; at {}: {}", c.to, v.message));
+            }
+            (None, e) => {
+                passed = false;
+                let e = e.as_deref().unwrap_or("failed");
+                message.push_str(&format!("; at {} failed: {e}", c.to));
+            }
+        }
+    }
+    let mut result = serde_json::to_value(result)?;
+    if !copies.is_empty()
+        && let serde_json::Value::Object(o) = &mut result
+    {
+        o.insert("copies".into(), serde_json::to_value(&copies)?);
+    }
+    Ok(JobOutcome {
+        verdict: Verdict { message, passed },
+        result,
+    })
+}
+
 fn load_index(repo: &Repository) -> anyhow::Result<Indexed<'_>> {
     backstop_app::repository::load_index(repo, &|m| tracing::warn!("{m}"))
 }

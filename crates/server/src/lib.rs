@@ -7,6 +7,7 @@
 pub mod api;
 pub mod auth;
 pub mod client;
+pub mod copying;
 pub mod download;
 pub mod jobs;
 pub mod metrics;

@@ -11,6 +11,9 @@
 //! - structure check, full data check, forget and prune: repository-wide, by the time of
 //!   their last run in the job history; on a daemon's first start they count from then, so a
 //!   new daemon does not start with a full read of the repository;
+//! - a copy whose newest job failed is tried again after the same delay as a failed backup;
+//! - each source's 3-2-1 status is checked again when it is an hour old (besides after each
+//!   of its copies);
 //! - nothing is submitted twice: a job already queued or running is not due.
 
 use std::collections::{HashMap, HashSet};
@@ -51,6 +54,9 @@ pub struct Facts {
     pub last_run: HashMap<(String, String), (Timestamp, bool)>,
     /// Jobs queued or running: (kind, source).
     pub pending: HashSet<(String, String)>,
+    /// Copies whose newest job failed, by (source, position in its `copy_to`): when it
+    /// finished.
+    pub copy_failed: HashMap<(String, usize), Timestamp>,
     /// When this daemon first started (from the state file): the origin of repository-wide
     /// tasks that never ran.
     pub first_start: Option<Timestamp>,
@@ -69,6 +75,13 @@ impl Facts {
         snapshot.max(job)
     }
 }
+
+/// The retry delay of a failed copy of a source that is only backed up on demand.
+const COPY_RETRY: SignedDuration = SignedDuration::from_mins(15);
+
+/// How long a source's 3-2-1 status is trusted before the scheduler checks it again: a
+/// destination that broke between backups shows within this time.
+pub const COPIES_CHECK: SignedDuration = SignedDuration::from_hours(1);
 
 /// The retry delay after a failure: a quarter period, between one minute and one hour.
 fn retry_after(schedule: &Schedule, now: Timestamp, tz: &jiff::tz::TimeZone) -> SignedDuration {
@@ -109,6 +122,27 @@ pub fn due(setup: &crate::setup::Setup, facts: &Facts, now: Timestamp) -> Vec<Jo
                 ticket: None,
                 tags: vec![],
             });
+        }
+    }
+    // A failed copy is tried again after the same delay as a failed backup (a quarter of the
+    // source's period; a quarter of an hour for a source backed up on demand), not only after
+    // the next backup.
+    for s in &setup.sources {
+        for to in 0..s.copy_to.len() {
+            let Some(at) = facts.copy_failed.get(&(s.name.clone(), to)) else {
+                continue;
+            };
+            let delay = s
+                .schedule
+                .as_ref()
+                .map_or(COPY_RETRY, |sch| retry_after(sch, now, tz));
+            let again = at.saturating_add(delay).unwrap_or(Timestamp::MAX);
+            if again <= now && !pending("copy", &s.name) && !pending("backup", &s.name) {
+                out.push(JobSpec::Copy {
+                    source: s.name.clone(),
+                    to,
+                });
+            }
         }
     }
     if let Some(schedule) = &setup.tasks.drill {
@@ -220,6 +254,16 @@ impl Scheduler {
                     .insert((kind.to_string(), source), (at, j.outcome != "ok"));
             }
         }
+        for s in setup.sources.iter().filter(|s| !s.copy_to.is_empty()) {
+            let runs = crate::copying::copy_runs(&self.state, &s.name)?;
+            for (to, dest) in s.copy_to.iter().enumerate() {
+                if let Some(r) = runs.get(&dest.location.to_string()).filter(|r| r.failed) {
+                    facts
+                        .copy_failed
+                        .insert((s.name.clone(), to), r.last_attempt);
+                }
+            }
+        }
         for v in self.runner.recent() {
             if matches!(v.state, "queued" | "running") {
                 facts.pending.insert((v.kind.to_string(), v.source.clone()));
@@ -266,6 +310,25 @@ impl Scheduler {
             match self.runner.submit(spec.clone(), "schedule") {
                 Ok(_) => submitted.push(spec),
                 Err(e) => tracing::warn!("scheduled {} not started: {e}", spec.kind()),
+            }
+        }
+        // The 3-2-1 status of each source that has one, when it is older than COPIES_CHECK
+        // (or was never checked since the daemon started); a source whose copy is running is
+        // checked after it.
+        for s in &self.runner.setup().sources {
+            let copying = facts.pending.contains(&("copy".into(), s.name.clone()))
+                || submitted
+                    .iter()
+                    .any(|j| matches!(j, JobSpec::Copy { source, .. } if source == &s.name));
+            if !s.rules.apply(s.copy_to.len()) || copying {
+                continue;
+            }
+            let fresh = self
+                .runner
+                .copies_checked(&s.name)
+                .is_some_and(|t| t.saturating_add(COPIES_CHECK).unwrap_or(Timestamp::MAX) > now);
+            if !fresh {
+                self.runner.check_copies(&s.name, now);
             }
         }
         submitted

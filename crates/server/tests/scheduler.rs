@@ -346,13 +346,9 @@ async fn backups_are_copied_to_the_sources_copy_to_repositories() {
     let offsite = dir.path().join("offsite");
     let blocked = dir.path().join("blocked");
     std::fs::write(&blocked, "a file where a repository should go").unwrap();
-    let dest = |p: &std::path::Path| backstop_app::copy::Destination {
-        location: backstop_app::repository::Location::resolve(
-            Some(&p.display().to_string()),
-            &Default::default(),
-        )
-        .unwrap(),
-        passphrase: None,
+    let dest = |p: &std::path::Path| {
+        let place = p.display().to_string();
+        backstop_app::copy::Destination::resolve(&place, &Default::default(), None).unwrap()
     };
     let shop = setup.sources.iter_mut().find(|s| s.name == "shop").unwrap();
     shop.copy_to = vec![dest(&offsite), dest(&blocked)];
@@ -410,4 +406,181 @@ async fn backups_are_copied_to_the_sources_copy_to_repositories() {
         there, shop_ids,
         "the shop's snapshots, with their ids, and no other"
     );
+}
+
+/// Backs `source` up through `runner` and waits until the jobs it queued (its copies) are done.
+async fn back_up_and_settle(runner: &Arc<Runner>, source: &str) {
+    let spec = JobSpec::Backup {
+        source: source.into(),
+        kind: BackupKind::Manual,
+        description: None,
+        ticket: None,
+        tags: vec![],
+    };
+    let v = runner.submit(spec, "test").unwrap().finished().await;
+    assert_eq!(v.state, "ok", "{}", v.message);
+    while runner.busy() {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// The daemon's forget and prune apply each copy's own retention there (only to the sources
+/// copied there), after the main repository's; a copy that cannot be opened fails the job by
+/// name without stopping the others, and one that holds nothing yet is skipped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forget_and_prune_apply_each_copys_own_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut setup = setup_in(dir.path(), no_tasks());
+    let offsite = dir.path().join("offsite");
+    let blocked = dir.path().join("blocked");
+    let dest = |p: &std::path::Path| {
+        let place = p.display().to_string();
+        backstop_app::copy::Destination::resolve(&place, &Default::default(), None).unwrap()
+    };
+    let mut keep_one = dest(&offsite);
+    keep_one.retention = backstop_app::retention::Retention::only(backstop_policy::Policy {
+        keep_last: Some(1),
+        ..Default::default()
+    });
+    let shop = setup.sources.iter_mut().find(|s| s.name == "shop").unwrap();
+    shop.copy_to = vec![keep_one];
+    let docs = setup.sources.iter_mut().find(|s| s.name == "docs").unwrap();
+    docs.copy_to = vec![dest(&offsite), dest(&blocked)];
+    let setup = Arc::new(setup);
+    let state = Arc::new(State::open(&dir.path().join("state.db")).unwrap());
+    let runner = Arc::new(Runner::new(setup.clone(), state, Arc::new(Notifier::new())));
+    // The shop three times; docs once while `blocked` is free (nothing is there: skipped).
+    for source in ["shop", "shop", "docs", "shop"] {
+        back_up_and_settle(&runner, source).await;
+    }
+    let count = |repo: &backstop_engine::Repository, source: &str| {
+        let snaps = repo.snapshots().unwrap().readable;
+        snaps
+            .iter()
+            .filter(|(_, s)| s.source.name == source)
+            .count()
+    };
+    let copied = backstop_app::repository::open(&dest(&offsite).location, None).unwrap();
+    assert_eq!((count(&copied, "shop"), count(&copied, "docs")), (3, 1));
+
+    let v = runner
+        .submit(JobSpec::Forget, "test")
+        .unwrap()
+        .finished()
+        .await;
+    assert_eq!(v.state, "ok", "{}", v.message);
+    assert!(v.message.contains(&offsite.display().to_string()), "{v:?}");
+    // The main repository keeps what its own policy says; the copy keeps one of each source
+    // copied there (its policy names every source in it).
+    assert_eq!(count(&setup.repo, "shop"), 3);
+    let copied = backstop_app::repository::open(&dest(&offsite).location, None).unwrap();
+    assert_eq!((count(&copied, "shop"), count(&copied, "docs")), (1, 1));
+    let result = v.result.unwrap();
+    assert_eq!(result["copies"][0]["to"], offsite.display().to_string());
+    assert_eq!(result["copies"][0]["result"]["forgotten"], 2);
+
+    let v = runner
+        .submit(JobSpec::Prune, "test")
+        .unwrap()
+        .finished()
+        .await;
+    assert_eq!(v.state, "ok", "{}", v.message);
+    assert!(v.result.unwrap()["copies"][0]["result"].is_object());
+    backstop_engine::verify(
+        &copied,
+        &backstop_engine::VerifyOptions {
+            read_data: true,
+            host: "test".into(),
+        },
+        &backstop_engine::progress::NoProgress,
+    )
+    .map(|r| assert!(r.is_clean(), "{r:?}"))
+    .unwrap();
+
+    // A copy that cannot be opened fails the job, by name; the others are still done.
+    std::fs::create_dir_all(&blocked).unwrap();
+    std::fs::write(blocked.join("config"), "not a repository's config").unwrap();
+    let v = runner
+        .submit(JobSpec::Forget, "test")
+        .unwrap()
+        .finished()
+        .await;
+    assert_eq!(v.state, "failed", "{}", v.message);
+    assert!(v.message.contains("blocked"), "{}", v.message);
+    let result = v.result.unwrap();
+    let copies = result["copies"].as_array().unwrap();
+    assert_eq!(copies.len(), 2, "{result:#}");
+    assert!(copies.iter().any(|c| c["result"].is_object()));
+}
+
+/// A failed copy is retried by the scheduler after a quarter of the source's period (not
+/// only after the next backup), and the source's 3-2-1 status says since when copies to that
+/// destination fail until one works again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_copy_is_retried_and_shown_failing_since_its_first_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut setup = setup_in(dir.path(), no_tasks());
+    let blocked = dir.path().join("blocked");
+    std::fs::write(&blocked, "a file where a repository should go").unwrap();
+    let place = blocked.display().to_string();
+    let shop = setup.sources.iter_mut().find(|s| s.name == "shop").unwrap();
+    shop.copy_to =
+        vec![backstop_app::copy::Destination::resolve(&place, &Default::default(), None).unwrap()];
+    shop.rules.copies = Some(2);
+    let setup = Arc::new(setup);
+    let state = Arc::new(State::open(&dir.path().join("state.db")).unwrap());
+    let notifier = Arc::new(Notifier::new());
+    let runner = Arc::new(Runner::new(setup.clone(), state.clone(), notifier.clone()));
+    let start = Timestamp::now();
+    let clock = Arc::new(FakeClock(Mutex::new(start)));
+    let sched = Arc::new(Scheduler::new(
+        runner.clone(),
+        state,
+        notifier,
+        clock.clone(),
+    ));
+    let tick = |s: Arc<Scheduler>| async move {
+        tokio::task::spawn_blocking(move || s.tick()).await.unwrap()
+    };
+    back_up_and_settle(&runner, "shop").await;
+    let failed = runner
+        .recent()
+        .into_iter()
+        .find(|j| j.kind == "copy")
+        .unwrap();
+    assert_eq!(failed.state, "failed", "{failed:?}");
+    let problems = runner.copies("shop").unwrap().problems;
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.starts_with(&format!("copy to {place} failing since "))),
+        "{problems:?}"
+    );
+    // The history keeps milliseconds.
+    let ms = |t: Option<Timestamp>| t.map(|t| t.as_millisecond());
+    let st = &runner.copies("shop").unwrap().repositories[1];
+    assert_eq!(ms(st.copy_failing_since), ms(failed.started), "{st:?}");
+
+    // Not at once: shop is backed up every 6 hours, so a failed copy waits an hour.
+    assert!(!kinds(&tick(sched.clone()).await).contains(&"copy shop".to_string()));
+    clock.set(start + SignedDuration::from_mins(61));
+    assert_eq!(kinds(&tick(sched.clone()).await), ["copy shop"]);
+    while runner.busy() {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // Failing since the first failure, not the retry.
+    let st = runner.copies("shop").unwrap().repositories[1].clone();
+    assert_eq!(ms(st.copy_failing_since), ms(failed.started), "{st:?}");
+
+    // The destination is mended: the next retry copies, and the problem is gone.
+    std::fs::remove_file(&blocked).unwrap();
+    clock.set(start + SignedDuration::from_mins(125));
+    assert_eq!(kinds(&tick(sched.clone()).await), ["copy shop"]);
+    while runner.busy() {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let c = runner.copies("shop").unwrap();
+    assert_eq!(c.copies, 2, "{c:#?}");
+    assert!(c.problems.is_empty(), "{c:#?}");
+    assert!(tick(sched.clone()).await.is_empty());
 }

@@ -113,11 +113,12 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
         })?,
         None => ctx.config.time_zone()?,
     };
-    // Flags replace the configured policies for this run; otherwise each source has its own
-    // policy from the config, or the top-level one, or the built-in default.
+    // Flags replace the configured policies for this run; otherwise the repository's own
+    // (`[repositories.NAME] retention`), else each source has its own policy from the config,
+    // or the top-level one, or the built-in default.
     let retention = match a.flag_policy() {
         Some(p) => Retention::only(p),
-        None => Retention::configured(&ctx.config),
+        None => Retention::of_repository(&ctx.config, ctx.repo_location().as_ref()),
     };
     let opts = retention.forget_options(
         a.sources.clone(),

@@ -44,10 +44,7 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     let audit_retention = config.audit_retention()?;
     let _log_guard = init_logging(&config, a.log_file.as_deref(), g.quiet)?;
     let repo = ctx.open()?;
-    let repo_location = ctx
-        .repo_location()
-        .map(|p| p.to_string())
-        .unwrap_or_default();
+    let repo_location = ctx.repo_location().expect("the repository was opened");
     let state_path = a.state.clone().unwrap_or_else(|| config.state_file());
     let state = backstop_server::state::State::open(&state_path)
         .with_context(|| format!("opening the daemon's state file {}", state_path.display()))?;
@@ -59,7 +56,7 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     let setup = backstop_app::daemon::setup_from_config(
         &config,
         repo,
-        repo_location,
+        &repo_location,
         ctx.passphrase()?,
         a.no_startup_backup,
         host(),

@@ -1,7 +1,9 @@
 //! `backstop snapshots`
 
-use backstop_engine::listing::{ListFilter, list_snapshots};
+use backstop_app::copies::{Holders, holders, other_repositories};
+use backstop_engine::listing::{ListFilter, SnapshotRow, list_snapshots};
 use backstop_format::Timestamp;
+use serde::Serialize;
 
 use crate::context::{Ctx, GlobalArgs};
 use crate::output::{bytes, drill, print_json};
@@ -14,6 +16,19 @@ pub struct Args {
     /// Only snapshots with this tag
     #[arg(long)]
     pub tag: Option<String>,
+    /// Do not open the other repositories of backstop.toml (the main one, each
+    /// `[repositories.NAME]`, each `copy_to`) to show which hold a copy of each snapshot
+    #[arg(long)]
+    pub no_copies: bool,
+}
+
+/// A row of the listing with the other repositories that hold the same snapshot.
+#[derive(Serialize)]
+struct Row<'a> {
+    #[serde(flatten)]
+    row: &'a SnapshotRow,
+    /// Where copies of it are: other repositories' names (else locations).
+    copies: &'a [String],
 }
 
 pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
@@ -29,7 +44,25 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     for (name, e) in &bad {
         eprintln!("warning: snapshot {name} cannot be read: {e}");
     }
+    let held = match (a.no_copies, ctx.repo_location()) {
+        (false, Some(this)) => {
+            let others = other_repositories(&ctx.config, &this);
+            holders(&others, ctx.passphrase()?.as_deref(), &ctx.cache_use())
+        }
+        _ => Holders::default(),
+    };
+    for (name, e) in &held.unreadable {
+        eprintln!("warning: which snapshots {name} holds is not shown: {e}");
+    }
+    let copies = |r: &SnapshotRow| held.by_snapshot.get(&r.id).map_or(&[][..], Vec::as_slice);
     if g.json {
+        let rows: Vec<Row> = rows
+            .iter()
+            .map(|row| Row {
+                row,
+                copies: copies(row),
+            })
+            .collect();
         print_json(&rows)?;
         return Ok(crate::exit::OK);
     }
@@ -63,6 +96,9 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
         }
         if let Some(p) = &r.pre_change {
             extra.push_str(&format!("[{}] ", p.human()));
+        }
+        if !copies(r).is_empty() {
+            extra.push_str(&format!("[also in {}] ", copies(r).join(", ")));
         }
         extra.push_str(&r.tags.join(","));
         if let Some(d) = &r.description {

@@ -117,13 +117,9 @@ async fn a_finished_job_is_shown_from_the_history_after_a_restart() {
 async fn the_copies_of_a_source_show_on_the_page_and_in_the_status() {
     let f = fixture_with(|dir, setup| {
         std::fs::write(dir.join("blocked"), "a file where a repository should go").unwrap();
-        let dest = |name: &str| backstop_app::copy::Destination {
-            location: backstop_app::repository::Location::resolve(
-                Some(&dir.join(name).display().to_string()),
-                &Default::default(),
-            )
-            .unwrap(),
-            passphrase: None,
+        let dest = |name: &str| {
+            let place = dir.join(name).display().to_string();
+            backstop_app::copy::Destination::resolve(&place, &Default::default(), None).unwrap()
         };
         let shop = setup.sources.iter_mut().find(|s| s.name == "shop").unwrap();
         shop.copy_to = vec![dest("offsite"), dest("blocked")];
