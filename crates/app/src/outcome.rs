@@ -156,9 +156,13 @@ pub fn drill(id: &backstop_format::SnapshotId, rec: &backstop_format::record::Re
 
 /// Retention applied.
 pub fn forget(s: &backstop_engine::ForgetSummary) -> Verdict {
+    let locked = match s.locked.len() {
+        0 => String::new(),
+        n => format!(" ({n} more the storage refused to delete: kept)"),
+    };
     Verdict {
         message: format!(
-            "{} snapshot(s) forgotten, {} kept",
+            "{} snapshot(s) forgotten, {} kept{locked}",
             s.forgotten,
             s.plan.keep_count()
         ),

@@ -9,7 +9,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use backstop_storage::testing::{ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY, SeaweedFs};
+use backstop_storage::testing::{
+    ACCESS_KEY_ID, APPEND_ONLY_ACCESS_KEY_ID, APPEND_ONLY_SECRET_ACCESS_KEY, REGION,
+    SECRET_ACCESS_KEY, SeaweedFs,
+};
 use backstop_storage::{Kind, Storage};
 use common::*;
 
@@ -583,4 +586,99 @@ fn a_server_that_dies_in_the_middle_of_a_copy_leaves_no_half_snapshot() {
         .json();
     assert_eq!(done["copied"].as_array().unwrap().len(), 1, "{done:#}");
     restores_docs(&sb.p("docs"), &sb.p("restored"), verify);
+}
+
+/// Keys that may write but not delete (an append-only policy, the defence against a machine
+/// that is taken over): init, backups, copies, restores and verification work with them, the
+/// locks they leave behind do not block the next run, and forget and prune refuse at once,
+/// saying why, before anything changes. A key that may delete then forgets and prunes.
+#[test]
+fn an_append_only_key_backs_up_and_copies_but_cannot_forget() {
+    let server = SeaweedFs::start();
+    server.create_bucket("bkt");
+    let endpoint = server.endpoint();
+    let sb = Sandbox::empty();
+    fs::create_dir(sb.p("docs")).unwrap();
+    fs::write(sb.p("docs/ledger.bin"), random_bytes(5, 1 << 20)).unwrap();
+    let with_key = |append_only: bool, location: &str, args: &[&str]| {
+        let mut c = s3(sb.path(), &endpoint, location);
+        if append_only {
+            c.env("AWS_ACCESS_KEY_ID", APPEND_ONLY_ACCESS_KEY_ID)
+                .env("AWS_SECRET_ACCESS_KEY", APPEND_ONLY_SECRET_ACCESS_KEY);
+        }
+        c.env("BACKSTOP_PASSWORD", PASSWORD).args(args);
+        c
+    };
+    let append = |args: &[&str]| with_key(true, "s3://bkt/repo", args);
+    run(append(&["init"])).ok();
+    run(append(&["backup", "docs"])).ok();
+    fs::write(sb.p("docs/notes.txt"), "day two\n").unwrap();
+    run(append(&["backup", "docs"])).ok();
+    // A local repository copied into the bucket with the same key.
+    run(with_key(true, "local-repo", &["init"])).ok();
+    run(with_key(true, "local-repo", &["backup", "docs"])).ok();
+    let copied = run(with_key(
+        true,
+        "local-repo",
+        &["--json", "copy", "--to", "s3://bkt/offsite"],
+    ))
+    .ok()
+    .json();
+    assert_eq!(copied["copied"].as_array().unwrap().len(), 1, "{copied:#}");
+    restores_docs(&sb.p("docs"), &sb.p("restored"), |a| append(a));
+    restores_docs(&sb.p("docs"), &sb.p("restored-copy"), |a| {
+        with_key(true, "s3://bkt/offsite", a)
+    });
+    assert_eq!(run(append(&["--json", "verify", "--read-data"])).code, 0);
+
+    let ids = || snapshot_ids(&run(append(&["--json", "snapshots"])).ok().json());
+    let before = ids();
+    assert_eq!(before.len(), 2);
+    let objects = || {
+        let s = server.storage("bkt", "repo");
+        (
+            s.list(Kind::Pack).unwrap().len(),
+            s.list(Kind::Index).unwrap().len(),
+        )
+    };
+    let stored = objects();
+    for args in [
+        &["forget", "--keep-last", "1"][..],
+        &["prune"],
+        &["forget", "--keep-last", "1", "--prune"],
+    ] {
+        let o = run(append(args)).code(15);
+        assert!(o.stderr.contains("may not delete"), "{args:?}: {o:#?}");
+        assert!(o.stderr.contains("nothing was changed"), "{args:?}: {o:#?}");
+    }
+    assert_eq!(ids(), before);
+    assert_eq!(objects(), stored);
+    // The append-only runs could not delete their locks: each is left marked released.
+    let admin = server.storage("bkt", "repo");
+    let repo = backstop_engine::Repository::open(
+        std::sync::Arc::new(server.storage("bkt", "repo")),
+        Some(PASSWORD),
+    )
+    .unwrap();
+    let locks = backstop_engine::lock::list_locks(&repo, jiff::Timestamp::now(), "test").unwrap();
+    assert!(!locks.is_empty());
+    for l in &locks {
+        assert!(l.info.as_ref().is_some_and(|i| i.released), "{l:?}");
+        assert!(l.stale, "{l:?}");
+    }
+
+    // A key that may delete forgets and prunes; the append-only runs left nothing in its way.
+    run(with_key(
+        false,
+        "s3://bkt/repo",
+        &["forget", "--keep-last", "1", "--prune"],
+    ))
+    .ok();
+    assert_eq!(ids(), [before[1].clone()], "the newest is kept");
+    assert!(
+        admin.list(Kind::Lock).unwrap().is_empty(),
+        "prune removed them"
+    );
+    assert_eq!(run(append(&["--json", "verify", "--read-data"])).code, 0);
+    restores_docs(&sb.p("docs"), &sb.p("restored-after"), |a| append(a));
 }

@@ -75,6 +75,17 @@ pub enum Error {
     /// The lock itself could not be written (read-only media, a full disk, no permission).
     #[error("cannot write a lock into the repository: {cause}")]
     CannotLock { cause: backstop_storage::Error },
+    /// The storage refused a delete that the operation needs (credentials that may write but
+    /// not delete: an append-only key); checked before the operation changes anything.
+    #[error(
+        "{operation} deletes objects, and these credentials may not delete ({cause}): run \
+         {operation} with a key that may delete (an append-only key can only add); nothing was \
+         changed"
+    )]
+    CannotDelete {
+        operation: String,
+        cause: backstop_storage::Error,
+    },
     #[error("the repository's index changed after it was loaded (a prune ran meanwhile)")]
     IndexChanged,
     #[error("{0}")]
@@ -107,6 +118,7 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::BackupLeftovers { cause, .. } => cause.kind(),
+            Error::CannotDelete { .. } => ErrorKind::Denied,
             Error::Storage(e) | Error::CannotLock { cause: e } => match e {
                 backstop_storage::Error::Unreachable { .. } => ErrorKind::Unreachable,
                 backstop_storage::Error::AccessDenied { .. }

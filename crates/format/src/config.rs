@@ -83,6 +83,10 @@ pub struct LockInfo {
     pub created: Timestamp,
     /// Refreshed while the holder runs; a lock not refreshed for the stale period is ignored.
     pub refreshed: Timestamp,
+    /// Set when its holder finished but could not delete it (credentials that may not
+    /// delete): it protects nothing. Absent from older locks.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub released: bool,
 }
 
 #[cfg(test)]

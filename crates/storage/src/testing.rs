@@ -36,6 +36,11 @@ use crate::{Error, Kind, S3Location, S3Options, S3Storage, Storage};
 pub const ACCESS_KEY_ID: &str = "backstop-test-key";
 /// Its secret access key.
 pub const SECRET_ACCESS_KEY: &str = "backstop-test-secret-0123456789";
+/// The access key id of an identity that may read, list and write objects in every bucket but
+/// not delete them (an AWS-style policy without `s3:DeleteObject`): an append-only key.
+pub const APPEND_ONLY_ACCESS_KEY_ID: &str = "backstop-append-only-key";
+/// Its secret access key.
+pub const APPEND_ONLY_SECRET_ACCESS_KEY: &str = "backstop-append-only-secret-0123";
 /// The region the server's clients sign for (SeaweedFS accepts any).
 pub const REGION: &str = "us-east-1";
 
@@ -108,6 +113,16 @@ impl SeaweedFs {
         options.endpoint = Some(self.endpoint());
         options.region = REGION.to_owned();
         options
+    }
+
+    /// [`Self::options`] with the append-only identity's keys: writes and reads work, deletes
+    /// are refused with 403.
+    pub fn append_only_options(&self, bucket: &str, prefix: &str) -> S3Options {
+        S3Options {
+            access_key_id: APPEND_ONLY_ACCESS_KEY_ID.to_owned(),
+            secret_access_key: APPEND_ONLY_SECRET_ACCESS_KEY.to_owned(),
+            ..self.options(bucket, prefix)
+        }
     }
 
     /// A storage for `bucket` and `prefix` on this server (without retries).
@@ -340,12 +355,13 @@ fn free_port() -> u16 {
     panic!("no free port pair (P, P + {GRPC_OFFSET}) on 127.0.0.1 for SeaweedFS's S3 server");
 }
 
-/// The server's identities: one that may do anything. (SeaweedFS 4.48's `Write` action
-/// includes deleting, and it does not take AWS-style actions, so an identity that may
-/// write but not delete cannot be made here.)
+/// The server's identities: one that may do anything, and an append-only one. SeaweedFS's own
+/// `Write` action includes deleting; the append-only identity has an AWS-style policy instead
+/// (`policyNames`, enforced by SeaweedFS since 4.05), as a bucket's IAM user would.
 fn write_identities(dir: &Path) {
+    let policy = r#"{\"Version\":\"2012-10-17\",\"Statement\":[{\"Effect\":\"Allow\",\"Action\":[\"s3:PutObject\",\"s3:GetObject\"],\"Resource\":[\"arn:aws:s3:::*/*\"]},{\"Effect\":\"Allow\",\"Action\":[\"s3:ListBucket\"],\"Resource\":[\"arn:aws:s3:::*\"]}]}"#;
     let json = format!(
-        r#"{{"identities":[{{"name":"backstop","credentials":[{{"accessKey":"{ACCESS_KEY_ID}","secretKey":"{SECRET_ACCESS_KEY}"}}],"actions":["Admin","Read","List","Tagging","Write"]}}]}}"#
+        r#"{{"identities":[{{"name":"backstop","credentials":[{{"accessKey":"{ACCESS_KEY_ID}","secretKey":"{SECRET_ACCESS_KEY}"}}],"actions":["Admin","Read","List","Tagging","Write"]}},{{"name":"append-only","credentials":[{{"accessKey":"{APPEND_ONLY_ACCESS_KEY_ID}","secretKey":"{APPEND_ONLY_SECRET_ACCESS_KEY}"}}],"policyNames":["append-only"]}}],"policies":[{{"name":"append-only","content":"{policy}"}}]}}"#
     );
     let path = dir.join("s3.json");
     fs::write(&path, json).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));

@@ -236,6 +236,33 @@ fn wrong_secret_is_access_denied_at_once() {
     }
 }
 
+/// The test server's append-only identity (a policy without `s3:DeleteObject`) writes, reads,
+/// lists and creates, and a delete is refused with AccessDenied at once, leaving the object.
+#[test]
+fn an_append_only_key_may_write_but_not_delete() {
+    let server = server("append");
+    let s = Retrying::new(
+        S3Storage::new(server.append_only_options("append", "p")).unwrap(),
+        impatient(),
+    );
+    s.create().unwrap();
+    s.write(Kind::Pack, PACK, b"pack").unwrap();
+    s.write_new(Kind::Snapshot, "0123abcd", b"manifest")
+        .unwrap();
+    assert_eq!(s.read(Kind::Pack, PACK).unwrap(), b"pack");
+    assert_eq!(s.list(Kind::Snapshot).unwrap().len(), 1);
+    let started = Instant::now();
+    let err = s.delete(Kind::Snapshot, "0123abcd").unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(2), "retried?");
+    assert!(matches!(err, Error::AccessDenied { .. }), "{err:?}");
+    assert_eq!(s.read(Kind::Snapshot, "0123abcd").unwrap(), b"manifest");
+    // The test identity that may do anything deletes it.
+    server
+        .storage("append", "p")
+        .delete(Kind::Snapshot, "0123abcd")
+        .unwrap();
+}
+
 #[test]
 fn missing_bucket_is_named() {
     let server = server("present");

@@ -132,6 +132,8 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     if !g.json && !g.quiet {
         print_plan(&forget, &time_zone, a.prune)?;
     }
+    let locked: Vec<String> = forget.locked.iter().map(|id| id.short()).collect();
+    warn_locked(g, &locked);
     let prune = then_prune(g, &repo, &a, prune_opts, forget.plan.forget_ids())?;
     if g.json {
         print_json(&Out { forget, prune })?;
@@ -184,6 +186,12 @@ fn forget_ids(
 ) -> anyhow::Result<u8> {
     let prune_opts = prune_options(a)?;
     let s = forget_named(repo, &a.snapshots, a.dry_run, &host())?;
+    let locked: Vec<String> = s
+        .locked
+        .iter()
+        .map(|id| id[..id.len().min(10)].into())
+        .collect();
+    warn_locked(g, &locked);
     if !g.json && !g.quiet {
         for f in &s.snapshots {
             let what = match (&f.unreadable, &f.source, f.time) {
@@ -212,6 +220,18 @@ fn forget_ids(
         print_json(&NamedOut { forget: s, prune })?;
     }
     Ok(crate::exit::OK)
+}
+
+/// Says which snapshots the storage refused to delete (`locked` in `--json`).
+fn warn_locked(g: &GlobalArgs, locked: &[String]) {
+    if !locked.is_empty() && !g.quiet {
+        eprintln!(
+            "warning: the storage refused to delete {} snapshot(s), which are kept: {} (a lock \
+             rule on the bucket still holds them, or the key may not delete)",
+            locked.len(),
+            locked.join(", ")
+        );
+    }
 }
 
 fn print_plan(s: &ForgetSummary, tz: &jiff::tz::TimeZone, pruning: bool) -> anyhow::Result<()> {

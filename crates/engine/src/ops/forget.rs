@@ -75,6 +75,9 @@ pub struct ForgetSummary {
     pub forgotten: usize,
     /// Records of those snapshots deleted.
     pub records_deleted: usize,
+    /// Snapshots the plan forgets that the storage refused to delete (a bucket's lock rule
+    /// still holds them): kept, with their records.
+    pub locked: Vec<SnapshotId>,
 }
 
 /// Each snapshot's record names, and its marks (pins, drills).
@@ -169,21 +172,60 @@ pub fn forget(repo: &Repository, opts: &ForgetOptions, dry_run: bool) -> Result<
         plan,
         forgotten: 0,
         records_deleted: 0,
+        locked: Vec::new(),
     };
     if !dry_run {
+        let mut refused = None;
         for id in summary.plan.forget_ids() {
-            // The snapshot first: a crash after it leaves records of a snapshot that is gone,
-            // which prune removes; the other order could leave a snapshot without its pin.
-            repo.storage().delete(Kind::Snapshot, &id.to_hex())?;
-            summary.forgotten += 1;
-            for name in record_names.get(&id).into_iter().flatten() {
-                repo.storage().delete(Kind::Record, name)?;
-                summary.records_deleted += 1;
+            let records = record_names.get(&id).map_or(&[][..], Vec::as_slice);
+            match delete_snapshot(repo, &id.to_hex(), records)? {
+                Ok(n) => {
+                    summary.forgotten += 1;
+                    summary.records_deleted += n;
+                }
+                Err(e) => {
+                    refused.get_or_insert(e);
+                    summary.locked.push(id);
+                }
             }
         }
+        none_deleted(summary.forgotten, refused)?;
     }
     lock.release()?;
     Ok(summary)
+}
+
+/// Deletes the snapshot object `id`, then its `records`: the snapshot first, so a crash
+/// between leaves records of a snapshot that is gone (prune removes them), never a snapshot
+/// without its pin. `Ok(Err(_))` when the storage refuses to delete the snapshot (a bucket's
+/// lock rule still holds it, or credentials that may not delete): it is kept, with its
+/// records; otherwise the number of records deleted.
+fn delete_snapshot(
+    repo: &Repository,
+    id: &str,
+    records: &[String],
+) -> Result<std::result::Result<usize, backstop_storage::Error>> {
+    match repo.storage().delete(Kind::Snapshot, id) {
+        Ok(()) => {}
+        Err(e @ backstop_storage::Error::AccessDenied { .. }) => return Ok(Err(e)),
+        Err(e) => return Err(e.into()),
+    }
+    for name in records {
+        repo.storage().delete(Kind::Record, name)?;
+    }
+    Ok(Ok(records.len()))
+}
+
+/// A forget whose every delete the storage refused has changed nothing: that is an error
+/// (these credentials may not delete), not a summary of zero.
+fn none_deleted(forgotten: usize, refused: Option<backstop_storage::Error>) -> Result<()> {
+    match (forgotten, refused) {
+        (0, Some(cause)) => Err(Error::CannotDelete {
+            operation: "forget".into(),
+            cause,
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// One snapshot that [`forget_named`] forgets.
@@ -208,6 +250,8 @@ pub struct NamedForgetSummary {
     pub forgotten: usize,
     /// Records of those snapshots deleted.
     pub records_deleted: usize,
+    /// Those the storage refused to delete (as [`ForgetSummary::locked`]), by id.
+    pub locked: Vec<String>,
 }
 
 impl NamedForgetSummary {
@@ -300,22 +344,27 @@ pub fn forget_named(
         snapshots: chosen,
         forgotten: 0,
         records_deleted: 0,
+        locked: Vec::new(),
     };
     if !dry_run {
+        let mut refused = None;
         for s in &summary.snapshots {
-            // The snapshot first, then its records (see `forget`).
-            repo.storage().delete(Kind::Snapshot, &s.id)?;
-            summary.forgotten += 1;
             let id = SnapshotId::from_hex(&s.id).ok();
-            for name in id
+            let records = id
                 .and_then(|id| record_names.get(&id))
-                .into_iter()
-                .flatten()
-            {
-                repo.storage().delete(Kind::Record, name)?;
-                summary.records_deleted += 1;
+                .map_or(&[][..], Vec::as_slice);
+            match delete_snapshot(repo, &s.id, records)? {
+                Ok(n) => {
+                    summary.forgotten += 1;
+                    summary.records_deleted += n;
+                }
+                Err(e) => {
+                    refused.get_or_insert(e);
+                    summary.locked.push(s.id.clone());
+                }
             }
         }
+        none_deleted(summary.forgotten, refused)?;
     }
     lock.release()?;
     Ok(summary)

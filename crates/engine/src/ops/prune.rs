@@ -171,6 +171,9 @@ pub fn prune(
     }
     let started = std::time::Instant::now();
     let lock = Lock::acquire(repo, !dry_run, "prune", &opts.host, Timestamp::now())?;
+    if !dry_run {
+        lock.check_can_delete("prune")?;
+    }
     let plan = plan_prune(repo, opts, progress)?;
     let mut summary = PruneSummary {
         dry_run,

@@ -11,6 +11,14 @@
 //! a process that died, and is ignored (and removed by the next exclusive holder). On the same
 //! host a lock whose process no longer exists is stale at once.
 //!
+//! Locks are leases, so that credentials that may write but not delete (an append-only key,
+//! the defence against a machine that is taken over) never leave the repository locked. A lock
+//! object's name starts with the time it was written (`SECONDS-RANDOM`), and each refresh
+//! writes the lock under a new name before removing the old one; so a lock whose name is older
+//! than [`STALE`] is stale without being read, and the locks such a key cannot delete cost one
+//! listing, not a read each. A holder that cannot delete its lock when it finishes overwrites
+//! it as `released`, which no one waits for; if even that fails, the lease runs out by itself.
+//!
 //! Readers (restore, verify, drills) that cannot write a lock at all (a read-only copy of the
 //! repository, a full disk, no write permission) still check the locks they can see and refuse
 //! to run beside an exclusive one; then they proceed without a lock of their own and say so
@@ -19,6 +27,7 @@
 //! (every chunk is checked against its id).
 
 use std::sync::mpsc::{RecvTimeoutError, Sender, channel};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use backstop_format::config::LockInfo;
@@ -39,7 +48,10 @@ pub const STALE: Duration = Duration::from_secs(30 * 60);
 #[derive(Debug)]
 pub struct Lock {
     repo: Repository,
-    name: String,
+    /// The names it was written under and has not removed: the newest last (empty for a reader
+    /// that holds none). Shared with the refresher, which adds a name at each refresh.
+    names: Arc<Mutex<Vec<String>>>,
+    info: LockInfo,
     stop: Option<Sender<()>>,
     refresher: Option<std::thread::JoinHandle<()>>,
 }
@@ -47,10 +59,48 @@ pub struct Lock {
 /// Whether a lock is stale at `now`.
 pub fn is_stale(info: &LockInfo, now: Timestamp, host: &str) -> bool {
     let age = now.duration_since(info.refreshed);
-    if age.as_secs() > STALE.as_secs() as i64 {
+    if info.released || age.as_secs() > STALE.as_secs() as i64 {
         return true;
     }
     info.host == host && info.pid != std::process::id() && !process_exists(info.pid)
+}
+
+/// A new lock object's name: the time it is written, in Unix seconds, and a random id.
+fn lock_name(at: Timestamp) -> String {
+    format!(
+        "{:010}-{}",
+        at.as_second().max(0),
+        LockId::random().to_hex()
+    )
+}
+
+/// Whether the name of a lock object says it was written more than [`STALE`] before `now`
+/// (each refresh writes a new one, so it cannot be held). Names without a time (locks of
+/// earlier versions) say nothing.
+fn stale_by_name(name: &str, now: Timestamp) -> bool {
+    let written = name
+        .split_once('-')
+        .and_then(|(secs, _)| secs.parse::<i64>().ok())
+        .and_then(|secs| Timestamp::from_second(secs).ok());
+    written.is_some_and(|t| now.duration_since(t).as_secs() > STALE.as_secs() as i64)
+}
+
+/// Removes the lock object `name`: deletes it, or where deleting is refused (credentials that
+/// may not delete) overwrites it as released. Gone already is fine.
+fn retire(repo: &Repository, name: &str, info: &LockInfo) -> Result<()> {
+    match repo.storage().delete(Kind::Lock, name) {
+        Ok(()) => Ok(()),
+        Err(e) if e.is_not_found() => Ok(()),
+        Err(_) => {
+            let released = LockInfo {
+                released: true,
+                refreshed: Timestamp::now(),
+                ..info.clone()
+            };
+            let body = serde_json::to_vec(&released).expect("lock serializes");
+            repo.write_object(Kind::Lock, name, &body)
+        }
+    }
 }
 
 #[cfg(target_os = "linux")]
@@ -171,6 +221,14 @@ fn conflicts(
         if o.name == own {
             continue;
         }
+        if stale_by_name(&o.name, now) {
+            // Not refreshed for the stale period: not held. The next exclusive holder removes
+            // it if it may (a lock that credentials could not delete stays, and costs nothing).
+            if exclusive {
+                let _ = repo.storage().delete(Kind::Lock, &o.name);
+            }
+            continue;
+        }
         let info: LockInfo = match repo.read_object(Kind::Lock, &o.name).and_then(|b| {
             serde_json::from_slice(&b).map_err(|e| Error::Invalid(format!("lock {}: {e}", o.name)))
         }) {
@@ -200,7 +258,7 @@ impl Lock {
         host: &str,
         now: Timestamp,
     ) -> Result<Self> {
-        let name = LockId::random().to_hex();
+        let name = lock_name(now);
         let existing = conflicts(repo, &name, exclusive, now, host)?;
         if let Some(c) = existing.first() {
             return Err(Error::Locked(describe(c, now)));
@@ -212,6 +270,7 @@ impl Lock {
             pid: std::process::id(),
             created: now,
             refreshed: now,
+            released: false,
         };
         let body = serde_json::to_vec(&info).expect("lock serializes");
         repo.write_object(Kind::Lock, &name, &body)
@@ -221,30 +280,48 @@ impl Lock {
             })?;
         let mut lock = Lock {
             repo: repo.clone(),
-            name,
+            names: Arc::new(Mutex::new(vec![name.clone()])),
+            info,
             stop: None,
             refresher: None,
         };
-        let raced = conflicts(repo, &lock.name, exclusive, now, host)?;
+        let raced = conflicts(repo, &name, exclusive, now, host)?;
         if let Some(c) = raced.first() {
             return Err(Error::Locked(describe(c, now)));
         }
-        lock.start_refresh(info);
+        lock.start_refresh();
         Ok(lock)
     }
 
-    fn start_refresh(&mut self, mut info: LockInfo) {
+    /// Every [`REFRESH`], writes the lock under a new name (the time in it), then removes the
+    /// names before it; one it cannot remove stays listed, to be released at the end.
+    fn start_refresh(&mut self) {
         let (tx, rx) = channel::<()>();
         let repo = self.repo.clone();
-        let name = self.name.clone();
+        let names = self.names.clone();
+        let mut info = self.info.clone();
         self.stop = Some(tx);
         self.refresher = std::thread::Builder::new()
             .name("lock-refresh".into())
             .spawn(move || {
                 while let Err(RecvTimeoutError::Timeout) = rx.recv_timeout(REFRESH) {
-                    info.refreshed = Timestamp::now();
+                    let now = Timestamp::now();
+                    info.refreshed = now;
+                    let name = lock_name(now);
                     let body = serde_json::to_vec(&info).expect("lock serializes");
-                    let _ = repo.write_object(Kind::Lock, &name, &body);
+                    if repo.write_object(Kind::Lock, &name, &body).is_err() {
+                        continue;
+                    }
+                    let mut held = names.lock().expect("lock names");
+                    let older = std::mem::replace(&mut *held, vec![name]);
+                    for old in older {
+                        // Written by this holder: stale by its name once STALE has passed.
+                        if repo.storage().delete(Kind::Lock, &old).is_err()
+                            && !stale_by_name(&old, now)
+                        {
+                            held.insert(0, old);
+                        }
+                    }
                 }
             })
             .ok();
@@ -268,7 +345,16 @@ impl Lock {
                 ));
                 Ok(Lock {
                     repo: repo.clone(),
-                    name: String::new(),
+                    names: Arc::new(Mutex::new(Vec::new())),
+                    info: LockInfo {
+                        exclusive: false,
+                        operation: operation.to_owned(),
+                        host: host.to_owned(),
+                        pid: std::process::id(),
+                        created: Timestamp::now(),
+                        refreshed: Timestamp::now(),
+                        released: true,
+                    },
                     stop: None,
                     refresher: None,
                 })
@@ -280,7 +366,7 @@ impl Lock {
     /// Whether this lock is stored in the repository (false for a reader that could not write
     /// one, see [`Lock::for_reader`]).
     pub fn is_held(&self) -> bool {
-        !self.name.is_empty()
+        !self.names.lock().expect("lock names").is_empty()
     }
 
     /// A shared lock for an operation that reads chunks through `index` (restore, drill): no
@@ -296,12 +382,45 @@ impl Lock {
         Ok(lock)
     }
 
-    /// Releases the lock now (also done on drop).
+    /// Checks, before `operation` deletes anything, that the storage lets these credentials
+    /// delete: writes a probe (a released lock, harmless if it stays) and deletes it. A
+    /// refusal is [`Error::CannotDelete`], so an append-only key stops the operation before it
+    /// has changed anything, rather than halfway.
+    pub fn check_can_delete(&self, operation: &str) -> Result<()> {
+        let name = lock_name(Timestamp::now());
+        let probe = LockInfo {
+            released: true,
+            ..self.info.clone()
+        };
+        let body = serde_json::to_vec(&probe).expect("lock serializes");
+        self.repo.write_object(Kind::Lock, &name, &body)?;
+        match self.repo.storage().delete(Kind::Lock, &name) {
+            Ok(()) => Ok(()),
+            Err(cause @ backstop_storage::Error::AccessDenied { .. }) => Err(Error::CannotDelete {
+                operation: operation.to_owned(),
+                cause,
+            }),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Releases the lock now (also done on drop): each of its objects is deleted, or marked
+    /// released where deleting is refused. Fails only if neither could be done (the lease then
+    /// runs out by itself within [`STALE`]).
     pub fn release(mut self) -> Result<()> {
         self.stop_refresh();
-        let r = self.repo.storage().delete(Kind::Lock, &self.name);
-        self.name.clear();
-        Ok(r?)
+        self.retire_all()
+    }
+
+    fn retire_all(&mut self) -> Result<()> {
+        let names = std::mem::take(&mut *self.names.lock().expect("lock names"));
+        let mut first_error = None;
+        for name in names {
+            if let Err(e) = retire(&self.repo, &name, &self.info) {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
     }
 
     fn stop_refresh(&mut self) {
@@ -315,8 +434,139 @@ impl Lock {
 impl Drop for Lock {
     fn drop(&mut self) {
         self.stop_refresh();
-        if !self.name.is_empty() {
-            let _ = self.repo.storage().delete(Kind::Lock, &self.name);
+        let _ = self.retire_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use backstop_storage::{MemoryStorage, ObjectInfo, Storage};
+
+    use super::*;
+    use crate::InitOptions;
+
+    /// Storage that refuses every delete, as an append-only key does (403).
+    #[derive(Debug)]
+    struct AppendOnly(MemoryStorage);
+
+    impl Storage for AppendOnly {
+        fn location(&self) -> String {
+            "append-only memory".into()
         }
+        fn create(&self) -> backstop_storage::Result<()> {
+            self.0.create()
+        }
+        fn list(&self, kind: Kind) -> backstop_storage::Result<Vec<ObjectInfo>> {
+            self.0.list(kind)
+        }
+        fn stat(&self, kind: Kind, name: &str) -> backstop_storage::Result<ObjectInfo> {
+            self.0.stat(kind, name)
+        }
+        fn read(&self, kind: Kind, name: &str) -> backstop_storage::Result<Vec<u8>> {
+            self.0.read(kind, name)
+        }
+        fn read_range(
+            &self,
+            kind: Kind,
+            name: &str,
+            offset: u64,
+            len: u64,
+        ) -> backstop_storage::Result<Vec<u8>> {
+            self.0.read_range(kind, name, offset, len)
+        }
+        fn write(&self, kind: Kind, name: &str, data: &[u8]) -> backstop_storage::Result<()> {
+            self.0.write(kind, name, data)
+        }
+        fn delete(&self, _: Kind, _: &str) -> backstop_storage::Result<()> {
+            Err(backstop_storage::Error::AccessDenied {
+                location: self.location(),
+                detail: "AccessDenied: no s3:DeleteObject".into(),
+            })
+        }
+    }
+
+    fn repo(storage: Arc<dyn Storage>) -> Repository {
+        let opts = InitOptions::new(None, Timestamp::now(), "till".into());
+        Repository::init(storage, &opts).unwrap()
+    }
+
+    fn infos(repo: &Repository) -> Vec<LockInfo> {
+        let names = repo.storage().list(Kind::Lock).unwrap();
+        let read = |o: ObjectInfo| repo.read_object(Kind::Lock, &o.name).unwrap();
+        names
+            .into_iter()
+            .map(|o| serde_json::from_slice(&read(o)).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn a_name_tells_a_lock_not_refreshed_for_the_stale_period() {
+        let now = Timestamp::now();
+        let name = lock_name(now);
+        assert!(!stale_by_name(&name, now));
+        assert!(!stale_by_name(
+            &name,
+            now + jiff::SignedDuration::from_mins(29)
+        ));
+        assert!(stale_by_name(
+            &name,
+            now + jiff::SignedDuration::from_mins(31)
+        ));
+        // A lock of an earlier version (a bare random id) is read to be judged.
+        let old = LockId::random().to_hex();
+        assert!(!stale_by_name(
+            &old,
+            now + jiff::SignedDuration::from_hours(48)
+        ));
+    }
+
+    /// Without deletes, a finished holder's lock stays as `released` and blocks no one; the
+    /// delete probe refuses a deleting operation before it starts.
+    #[test]
+    fn a_lock_that_cannot_be_deleted_is_left_released() {
+        let storage = Arc::new(AppendOnly(MemoryStorage::new()));
+        let repo = repo(storage);
+        let lock = Lock::acquire(&repo, false, "backup", "till", Timestamp::now()).unwrap();
+        assert!(!infos(&repo)[0].released);
+        let err = lock.check_can_delete("prune").unwrap_err();
+        assert!(matches!(err, Error::CannotDelete { .. }), "{err}");
+        assert_eq!(err.kind(), crate::ErrorKind::Denied);
+        assert!(err.to_string().contains("nothing was changed"), "{err}");
+        lock.release().unwrap();
+        let left = infos(&repo);
+        assert_eq!(left.len(), 2, "the lock and the probe: {left:?}");
+        assert!(left.iter().all(|l| l.released), "{left:?}");
+        // An exclusive lock is not kept waiting by them.
+        Lock::acquire(&repo, true, "prune", "office", Timestamp::now()).unwrap();
+    }
+
+    /// Locks whose names are older than the stale period are not read: an unreadable one that
+    /// old blocks nothing, and a lock a dead holder could not delete is removed by the next
+    /// exclusive holder that may delete.
+    #[test]
+    fn old_lock_names_are_skipped_and_removed_by_an_exclusive_holder() {
+        let storage: Arc<dyn Storage> = Arc::new(MemoryStorage::new());
+        let repo = repo(storage.clone());
+        let hours_ago = Timestamp::now() - jiff::SignedDuration::from_hours(2);
+        let info = LockInfo {
+            exclusive: true,
+            operation: "prune".into(),
+            host: "elsewhere".into(),
+            pid: 1,
+            created: hours_ago,
+            // A holder whose clock is wrong says it refreshed just now; its name says otherwise.
+            refreshed: Timestamp::now(),
+            released: false,
+        };
+        let old = lock_name(hours_ago);
+        repo.write_object(Kind::Lock, &old, &serde_json::to_vec(&info).unwrap())
+            .unwrap();
+        let shared = Lock::acquire(&repo, false, "backup", "till", Timestamp::now()).unwrap();
+        drop(shared);
+        let exclusive = Lock::acquire(&repo, true, "prune", "till", Timestamp::now()).unwrap();
+        exclusive.release().unwrap();
+        assert!(storage.list(Kind::Lock).unwrap().is_empty());
     }
 }
