@@ -16,6 +16,7 @@ use anyhow::Context as _;
 use backstop_app::backup::{BackupRequest, SkipUnchanged, SourceSettings};
 use backstop_app::copies::SourceCopies;
 use backstop_app::outcome::{self, Verdict};
+use backstop_app::repository::CacheUse;
 use backstop_app::restore::{DatabaseRequest, InPlacePlan};
 use backstop_app::retention::prune_options;
 use backstop_app::snapshots::drill_targets;
@@ -601,23 +602,54 @@ fn execute(setup: &Setup, spec: &JobSpec, progress: &dyn Progress) -> anyhow::Re
             result
         }
         JobSpec::Verify { read_data } => {
-            let r = backstop_engine::verify(
-                repo,
-                &verify_options(*read_data, &setup.runtime()),
-                progress,
-            )?;
-            JobOutcome::new(outcome::verify(&r), &r)
+            let opts = verify_options(*read_data, &setup.runtime());
+            let r = backstop_engine::verify(repo, &opts, progress)?;
+            // Then each copy, read from its storage itself (a temporary cache, as `verify`).
+            let copies = on_copies(setup.destinations(), &CacheUse::Temporary, |_, repo, _| {
+                Ok(backstop_engine::verify(repo, &opts, progress)?)
+            });
+            with_copies(outcome::verify(&r), &r, copies, outcome::verify)
         }
         JobSpec::Drill { source } => {
-            // The newest real backup: never a safety snapshot that holds rolled-back state.
-            let (id, snap) = drill_targets(repo, Some(source))?
+            let rec = drill(setup, repo, source, progress)?;
+            // Then the source's newest snapshot in each of its copies, so each copy's newest
+            // verified snapshot is known (a copy with none of the source yet is skipped).
+            let dests = setup.source(source).map_or(Vec::new(), |s| {
+                s.copy_to
+                    .iter()
+                    .map(|d| (d, vec![source.as_str()]))
+                    .collect()
+            });
+            let copies = on_copies(dests, &CacheUse::Default, |_, repo, _| {
+                match drill(setup, repo, source, progress) {
+                    Err(e)
+                        if matches!(
+                            e.downcast_ref(),
+                            Some(backstop_engine::Error::NotFound(_))
+                        ) =>
+                    {
+                        Ok(None)
+                    }
+                    r => r.map(Some),
+                }
+            });
+            let copies: Vec<OnCopy<Drilled>> = copies
                 .into_iter()
-                .next()
-                .expect("drill_targets returns at least one");
-            let ix = load_index(repo)?;
-            let opts = drill_options(setup.scratch.clone(), &setup.runtime(), Timestamp::now());
-            let rec = restore_drill(&ix, id, &snap, &opts, progress)?;
-            JobOutcome::new(outcome::drill(&id, &rec), &rec)
+                .filter_map(|c| match c.result {
+                    Some(None) => None,
+                    Some(Some(d)) => Some(OnCopy {
+                        to: c.to,
+                        result: Some(d),
+                        error: None,
+                    }),
+                    None => Some(OnCopy {
+                        to: c.to,
+                        result: None,
+                        error: c.error,
+                    }),
+                })
+                .collect();
+            with_copies(rec.verdict(), &rec, copies, Drilled::verdict)
         }
         JobSpec::Forget => {
             let opts = setup.retention.clone().forget_options(
@@ -629,22 +661,26 @@ fn execute(setup: &Setup, spec: &JobSpec, progress: &dyn Progress) -> anyhow::Re
             );
             let s = backstop_engine::forget(repo, &opts, false)?;
             // Then each copy, by its own retention and only of the sources copied there.
-            let copies = on_copies(setup, |dest, repo, sources| {
-                let opts = dest.retention.clone().forget_options(
-                    sources.iter().map(|s| s.to_string()).collect(),
-                    setup.lifecycle,
-                    setup.time_zone.clone(),
-                    &setup.runtime(),
-                    Timestamp::now(),
-                );
-                Ok(backstop_engine::forget(repo, &opts, false)?)
-            });
+            let copies = on_copies(
+                setup.destinations(),
+                &CacheUse::Default,
+                |dest, repo, sources| {
+                    let opts = dest.retention.clone().forget_options(
+                        sources.iter().map(|s| s.to_string()).collect(),
+                        setup.lifecycle,
+                        setup.time_zone.clone(),
+                        &setup.runtime(),
+                        Timestamp::now(),
+                    );
+                    Ok(backstop_engine::forget(repo, &opts, false)?)
+                },
+            );
             with_copies(outcome::forget(&s), &s, copies, outcome::forget)
         }
         JobSpec::Prune => {
             let opts = prune_options(None, &setup.runtime());
             let s = backstop_engine::prune(repo, &opts, false, progress)?;
-            let copies = on_copies(setup, |_, repo, _| {
+            let copies = on_copies(setup.destinations(), &CacheUse::Default, |_, repo, _| {
                 Ok(backstop_engine::prune(repo, &opts, false, progress)?)
             });
             with_copies(outcome::prune(&s), &s, copies, outcome::prune)
@@ -829,21 +865,20 @@ struct OnCopy<T> {
     error: Option<String>,
 }
 
-/// Runs `what` on each repository the sources copy to (with the sources copied there). One
-/// that has no repository yet (nothing was copied) is skipped; one that cannot be opened, or
-/// where `what` fails, is an error of its own that does not stop the others.
+/// Runs `what` on each of the repositories `dests` (with the sources copied there), opened
+/// with `cache`. One that has no repository yet (nothing was copied) is skipped; one that
+/// cannot be opened, or where `what` fails, is an error of its own that does not stop the
+/// others.
 fn on_copies<T>(
-    setup: &Setup,
+    dests: Vec<(&backstop_app::copy::Destination, Vec<&str>)>,
+    cache: &CacheUse,
     what: impl Fn(&backstop_app::copy::Destination, &Repository, &[&str]) -> anyhow::Result<T>,
 ) -> Vec<OnCopy<T>> {
     let mut out = Vec::new();
-    for (dest, sources) in setup.destinations() {
+    for (dest, sources) in dests {
         let to = dest.location.to_string();
-        let opened = backstop_app::repository::open_with(
-            &dest.location,
-            dest.passphrase.as_deref(),
-            &backstop_app::repository::CacheUse::Default,
-        );
+        let opened =
+            backstop_app::repository::open_with(&dest.location, dest.passphrase.as_deref(), cache);
         let done = match opened {
             Err(e)
                 if matches!(
@@ -878,9 +913,9 @@ fn on_copies<T>(
 /// A repository-wide job's outcome with what it did in the copies: the main repository's
 /// verdict and result, each copy's after it (as `copies` in the result). It passes when it
 /// passed everywhere.
-fn with_copies<T: Serialize>(
+fn with_copies<M: Serialize, T: Serialize>(
     main: Verdict,
-    result: &T,
+    result: &M,
     copies: Vec<OnCopy<T>>,
     verdict: impl Fn(&T) -> Verdict,
 ) -> anyhow::Result<JobOutcome> {
@@ -909,6 +944,41 @@ fn with_copies<T: Serialize>(
     Ok(JobOutcome {
         verdict: Verdict { message, passed },
         result,
+    })
+}
+
+/// A restore drill of one snapshot, as a job's result shows it: the record, with the snapshot.
+#[derive(Serialize)]
+struct Drilled {
+    snapshot: SnapshotId,
+    #[serde(flatten)]
+    record: backstop_format::record::Record,
+}
+
+impl Drilled {
+    fn verdict(&self) -> Verdict {
+        outcome::drill(&self.snapshot, &self.record)
+    }
+}
+
+/// A restore drill of `source`'s newest real backup in `repo` (never a safety snapshot that
+/// holds rolled-back state); "not found" when `repo` has none.
+fn drill(
+    setup: &Setup,
+    repo: &Repository,
+    source: &str,
+    progress: &dyn Progress,
+) -> anyhow::Result<Drilled> {
+    let (id, snap) = drill_targets(repo, Some(source))?
+        .into_iter()
+        .next()
+        .expect("drill_targets returns at least one");
+    let ix = load_index(repo)?;
+    let opts = drill_options(setup.scratch.clone(), &setup.runtime(), Timestamp::now());
+    let record = restore_drill(&ix, id, &snap, &opts, progress)?;
+    Ok(Drilled {
+        snapshot: id,
+        record,
     })
 }
 

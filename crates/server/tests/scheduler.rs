@@ -584,3 +584,98 @@ async fn a_failed_copy_is_retried_and_shown_failing_since_its_first_failure() {
     assert!(c.problems.is_empty(), "{c:#?}");
     assert!(tick(sched.clone()).await.is_empty());
 }
+
+/// Restore drills and verification run in each copy too, after the main repository: a copy's
+/// newest verified snapshot then shows in the source's 3-2-1 status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drills_and_verification_run_in_each_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut setup = setup_in(dir.path(), no_tasks());
+    let offsite = dir.path().join("offsite");
+    let place = offsite.display().to_string();
+    let dest = backstop_app::copy::Destination::resolve(&place, &Default::default(), None).unwrap();
+    let shop = setup.sources.iter_mut().find(|s| s.name == "shop").unwrap();
+    shop.copy_to = vec![dest.clone()];
+    let setup = Arc::new(setup);
+    let state = Arc::new(State::open(&dir.path().join("state.db")).unwrap());
+    let runner = Arc::new(Runner::new(setup.clone(), state, Arc::new(Notifier::new())));
+    back_up_and_settle(&runner, "shop").await;
+    let newest = |repo: &backstop_engine::Repository| {
+        let snaps = repo.snapshots().unwrap().readable;
+        snaps
+            .iter()
+            .max_by_key(|(_, s)| s.time)
+            .map(|(id, _)| *id)
+            .unwrap()
+    };
+
+    let v = runner
+        .submit(
+            JobSpec::Drill {
+                source: "shop".into(),
+            },
+            "test",
+        )
+        .unwrap()
+        .finished()
+        .await;
+    assert_eq!(v.state, "ok", "{}", v.message);
+    let result = v.result.unwrap();
+    assert_eq!(result["passed"], true, "{result:#}");
+    assert_eq!(result["copies"][0]["to"], place, "{result:#}");
+    assert_eq!(result["copies"][0]["result"]["passed"], true, "{result:#}");
+    let copied = backstop_app::repository::open(&dest.location, None).unwrap();
+    assert_eq!(
+        result["copies"][0]["result"]["snapshot"],
+        newest(&copied).to_hex(),
+        "{result:#}"
+    );
+    let drills = copied.verification().unwrap();
+    assert!(drills.get(&newest(&copied)).is_some_and(|r| r.passed));
+    runner.check_copies("shop", Timestamp::now());
+    let c = runner.copies("shop").unwrap();
+    assert_eq!(
+        c.repositories[1].newest_verified,
+        Some(newest(&copied)),
+        "{c:#?}"
+    );
+
+    // A copy that holds no snapshot of the source (forgotten there) has nothing to drill.
+    let there = vec![newest(&copied).to_hex()];
+    backstop_engine::forget::forget_named(&copied, &there, false, "test").unwrap();
+    let v = runner
+        .submit(
+            JobSpec::Drill {
+                source: "shop".into(),
+            },
+            "test",
+        )
+        .unwrap()
+        .finished()
+        .await;
+    assert_eq!(v.state, "ok", "{}", v.message);
+    assert!(v.result.unwrap().get("copies").is_none());
+
+    // A full verification reads every copy; one that is gone fails the job by name.
+    back_up_and_settle(&runner, "shop").await;
+    let v = runner
+        .submit(JobSpec::Verify { read_data: true }, "test")
+        .unwrap()
+        .finished()
+        .await;
+    assert_eq!(v.state, "ok", "{}", v.message);
+    let result = v.result.unwrap();
+    assert_eq!(
+        result["copies"][0]["result"]["problems"],
+        serde_json::json!([]),
+        "{result:#}"
+    );
+    std::fs::write(offsite.join("config"), "damaged").unwrap();
+    let v = runner
+        .submit(JobSpec::Verify { read_data: false }, "test")
+        .unwrap()
+        .finished()
+        .await;
+    assert_eq!(v.state, "failed", "{}", v.message);
+    assert!(v.message.contains(&place), "{}", v.message);
+}
