@@ -682,3 +682,90 @@ fn an_append_only_key_backs_up_and_copies_but_cannot_forget() {
     assert_eq!(run(append(&["--json", "verify", "--read-data"])).code, 0);
     restores_docs(&sb.p("docs"), &sb.p("restored-after"), |a| append(a));
 }
+
+/// `init --object-lock-days N` in a bucket with Object Lock: every object backstop writes from
+/// then on, by any command, carries a compliance retention of N days (locks excepted, which
+/// are rewritten and removed as they are held); the repository works as any other. A local
+/// repository refuses the option, saying why, and creates nothing.
+#[test]
+fn object_lock_days_put_a_retention_on_every_object() {
+    let server = SeaweedFs::start();
+    server.create_bucket_with_object_lock("locked");
+    let sb = Sandbox::empty();
+    fs::create_dir(sb.p("docs")).unwrap();
+    fs::write(sb.p("docs/ledger.bin"), random_bytes(9, 1 << 20)).unwrap();
+    let cmd = |location: &str, args: &[&str]| {
+        let mut c = s3(sb.path(), &server.endpoint(), location);
+        c.env("BACKSTOP_PASSWORD", PASSWORD).args(args);
+        c
+    };
+    let made = run(cmd(
+        "s3://locked/repo",
+        &["--json", "init", "--object-lock-days", "2"],
+    ))
+    .ok()
+    .json();
+    assert_eq!(made["object_lock_days"], 2, "{made:#}");
+    run(cmd("s3://locked/repo", &["backup", "docs"])).ok();
+    fs::write(sb.p("docs/notes.txt"), "day two\n").unwrap();
+    run(cmd("s3://locked/repo", &["backup", "docs"])).ok();
+
+    let storage = server.storage("locked", "repo");
+    let now = jiff::Timestamp::now();
+    let mut checked = 0;
+    for kind in [
+        Kind::Config,
+        Kind::Key,
+        Kind::Pack,
+        Kind::Index,
+        Kind::Snapshot,
+    ] {
+        for o in storage.list(kind).unwrap() {
+            let (mode, until) = storage
+                .retention_of(kind, &o.name)
+                .unwrap()
+                .unwrap_or_else(|| panic!("{kind} {} has no retention", o.name));
+            assert_eq!(mode, "COMPLIANCE");
+            let until: jiff::Timestamp = until.parse().unwrap();
+            let days = until.duration_since(now).as_secs_f64() / 86_400.0;
+            assert!(
+                (1.9..=2.01).contains(&days),
+                "{kind} {}: {days} days",
+                o.name
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 6, "{checked} objects");
+    restores_docs(&sb.p("docs"), &sb.p("restored"), |a| {
+        cmd("s3://locked/repo", a)
+    });
+    assert_eq!(
+        run(cmd(
+            "s3://locked/repo",
+            &["--json", "verify", "--read-data"]
+        ))
+        .code,
+        0
+    );
+
+    // On a versioned bucket a delete leaves the locked version behind a delete marker: forget
+    // and prune work as anywhere, and the bucket keeps the old versions until they expire.
+    let forgot = run(cmd(
+        "s3://locked/repo",
+        &["--json", "forget", "--keep-last", "1", "--prune"],
+    ))
+    .ok()
+    .json();
+    assert_eq!(forgot["forgotten"], 1, "{forgot:#}");
+    let left = run(cmd("s3://locked/repo", &["--json", "snapshots"]))
+        .ok()
+        .json();
+    assert_eq!(snapshot_ids(&left).len(), 1);
+    restores_docs(&sb.p("docs"), &sb.p("restored-after"), |a| {
+        cmd("s3://locked/repo", a)
+    });
+    let o = run(cmd("local-repo", &["init", "--object-lock-days", "2"])).code(2);
+    assert!(o.stderr.contains("S3 bucket with Object Lock"), "{o:#?}");
+    assert!(!sb.p("local-repo").exists(), "nothing was created");
+}

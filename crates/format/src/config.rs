@@ -52,6 +52,27 @@ pub struct RepoConfig {
     pub compression: i32,
     /// Target pack size in bytes.
     pub pack_size: u32,
+    /// S3 Object Lock: every object but locks is written with this retention. Absent (and
+    /// not written) without one; a build that does not know the field writes without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_lock: Option<ObjectLock>,
+}
+
+/// A retention written with every object (S3 Object Lock): it cannot be deleted or replaced
+/// for `days` after it is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectLock {
+    pub mode: LockMode,
+    pub days: u32,
+}
+
+/// `compliance`: no one can shorten or remove the retention; `governance`: a user with the
+/// permission to bypass it can.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LockMode {
+    Compliance,
+    Governance,
 }
 
 impl RepoConfig {
@@ -103,8 +124,25 @@ mod tests {
             chunker: ChunkerParams::default(),
             compression: 3,
             pack_size: 16 << 20,
+            object_lock: None,
         };
         assert_eq!(RepoConfig::decode(&c.encode()).unwrap(), c);
+        // Written only when set, so configs without it read as before.
+        assert!(
+            !String::from_utf8(c.encode())
+                .unwrap()
+                .contains("object_lock")
+        );
+        let locked = RepoConfig {
+            object_lock: Some(ObjectLock {
+                mode: LockMode::Compliance,
+                days: 30,
+            }),
+            ..c.clone()
+        };
+        let text = String::from_utf8(locked.encode()).unwrap();
+        assert!(text.contains("\"mode\": \"compliance\""), "{text}");
+        assert_eq!(RepoConfig::decode(&locked.encode()).unwrap(), locked);
         let mut newer = c.clone();
         newer.version = 7;
         assert!(matches!(

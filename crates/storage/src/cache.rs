@@ -373,6 +373,10 @@ impl<S: Storage> Storage for CachedStorage<S> {
         self.inner.parallelism()
     }
 
+    fn retain_writes(&self, retention: crate::Retention) -> Result<()> {
+        self.inner.retain_writes(retention)
+    }
+
     fn remove_stale_temporary(&self, older_than: std::time::Duration) -> Result<Removed> {
         self.inner.remove_stale_temporary(older_than)
     }

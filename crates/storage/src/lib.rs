@@ -132,6 +132,33 @@ pub struct ObjectInfo {
     pub size: u64,
 }
 
+/// An S3 Object Lock retention written with every object a repository stores (but its locks):
+/// until `days` after it is written, no one can delete or replace the object's version
+/// ([`RetentionMode::Compliance`]), or only someone with the permission to bypass it
+/// ([`RetentionMode::Governance`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    pub mode: RetentionMode,
+    pub days: u32,
+}
+
+/// How strictly a [`Retention`] holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetentionMode {
+    Compliance,
+    Governance,
+}
+
+impl RetentionMode {
+    /// The value of the `x-amz-object-lock-mode` header.
+    pub fn header(self) -> &'static str {
+        match self {
+            RetentionMode::Compliance => "COMPLIANCE",
+            RetentionMode::Governance => "GOVERNANCE",
+        }
+    }
+}
+
 /// The longest valid object name, in bytes.
 pub const MAX_NAME_LEN: usize = 128;
 
@@ -398,6 +425,17 @@ pub trait Storage: Send + Sync + fmt::Debug {
         }
     }
 
+    /// Writes every object stored from now on, except locks, with `retention` (S3 Object
+    /// Lock). Storages without object locks refuse, saying so.
+    fn retain_writes(&self, retention: Retention) -> Result<()> {
+        let _ = retention;
+        Err(Error::Config(format!(
+            "{}: a retention period (object lock) needs a repository in an S3 bucket with \
+             Object Lock enabled",
+            self.location()
+        )))
+    }
+
     /// Requests worth having in flight at once: 1 for a local disk (the default), more for a
     /// remote store, where each request waits mostly on the network. The engine stores packs
     /// and reads ranges this many at a time (bounded by its own limits).
@@ -476,6 +514,9 @@ macro_rules! forward_storage {
             }
             fn parallelism(&self) -> usize {
                 (**self).parallelism()
+            }
+            fn retain_writes(&self, retention: Retention) -> Result<()> {
+                (**self).retain_writes(retention)
             }
             fn remove_stale_temporary(&self, older_than: std::time::Duration) -> Result<Removed> {
                 (**self).remove_stale_temporary(older_than)

@@ -193,6 +193,10 @@ impl<S: Storage> Storage for Retrying<S> {
         self.inner.parallelism()
     }
 
+    fn retain_writes(&self, retention: crate::Retention) -> Result<()> {
+        self.inner.retain_writes(retention)
+    }
+
     fn free_space(&self) -> Option<u64> {
         self.inner.free_space()
     }

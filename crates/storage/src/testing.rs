@@ -141,8 +141,22 @@ impl SeaweedFs {
     ///
     /// If the server refuses.
     pub fn create_bucket(&self, bucket: &str) {
-        if let Err(e) = self.storage(bucket, "").create_bucket() {
+        if let Err(e) = self.storage(bucket, "").create_bucket(false) {
             panic!("creating bucket {bucket} on {}: {e}", self.endpoint());
+        }
+    }
+
+    /// Creates `bucket` with Object Lock enabled (which turns versioning on).
+    ///
+    /// # Panics
+    ///
+    /// If the server refuses.
+    pub fn create_bucket_with_object_lock(&self, bucket: &str) {
+        if let Err(e) = self.storage(bucket, "").create_bucket(true) {
+            panic!(
+                "creating bucket {bucket} with object lock on {}: {e}",
+                self.endpoint()
+            );
         }
     }
 
@@ -227,7 +241,7 @@ impl SeaweedFs {
 
     fn probe(&self) -> crate::Result<()> {
         let storage = self.storage(PROBE_BUCKET, "");
-        match storage.create_bucket() {
+        match storage.create_bucket(false) {
             Ok(()) => {}
             // Already made by an earlier probe (before a restart).
             Err(Error::Remote { status: 409, .. }) => {}

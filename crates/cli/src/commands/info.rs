@@ -17,6 +17,8 @@ struct Out {
     encryption: String,
     compression: i32,
     chunker: backstop_format::config::ChunkerParams,
+    /// The retention written with every object (S3 Object Lock), if any.
+    object_lock: Option<backstop_format::config::ObjectLock>,
     snapshots: usize,
     packs: usize,
     chunks: usize,
@@ -43,6 +45,7 @@ pub fn run(g: &GlobalArgs, _a: Args) -> anyhow::Result<u8> {
         },
         compression: c.compression,
         chunker: c.chunker,
+        object_lock: c.object_lock,
         snapshots: totals.snapshots,
         packs: totals.packs,
         chunks: index.len(),
@@ -65,6 +68,16 @@ pub fn run(g: &GlobalArgs, _a: Args) -> anyhow::Result<u8> {
         }
     )?;
     outln!("compression zstd level {}", out.compression)?;
+    if let Some(l) = &out.object_lock {
+        outln!(
+            "object lock {} days, {} mode, on every object but locks",
+            l.days,
+            match l.mode {
+                backstop_format::config::LockMode::Compliance => "compliance",
+                backstop_format::config::LockMode::Governance => "governance",
+            }
+        )?;
+    }
     outln!("snapshots   {}", out.snapshots)?;
     outln!(
         "packs       {} ({} chunks, {} index files)",

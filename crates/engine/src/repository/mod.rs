@@ -20,7 +20,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use backstop_format::blob::{open_object, seal_object};
-use backstop_format::config::{ChunkerParams, Encryption, REPO_VERSION, RepoConfig};
+use backstop_format::config::{
+    ChunkerParams, Encryption, LockMode, ObjectLock, REPO_VERSION, RepoConfig,
+};
 use backstop_format::crypto::{Crypter, KdfParams, KeyFile, MasterKey};
 use backstop_format::manifest::Snapshot;
 use backstop_format::record::Record;
@@ -58,6 +60,8 @@ pub struct InitOptions {
     pub kdf: KdfParams,
     pub now: Timestamp,
     pub host: String,
+    /// S3 Object Lock: a retention written with every object (the storage must support it).
+    pub object_lock: Option<ObjectLock>,
 }
 
 impl InitOptions {
@@ -70,7 +74,19 @@ impl InitOptions {
             kdf: KdfParams::default(),
             now,
             host,
+            object_lock: None,
         }
+    }
+}
+
+/// The storage's form of a repository's object lock.
+fn retention(lock: ObjectLock) -> backstop_storage::Retention {
+    backstop_storage::Retention {
+        mode: match lock.mode {
+            LockMode::Compliance => backstop_storage::RetentionMode::Compliance,
+            LockMode::Governance => backstop_storage::RetentionMode::Governance,
+        },
+        days: lock.days,
     }
 }
 
@@ -137,6 +153,15 @@ impl Repository {
         opts: &InitOptions,
         key: Option<MasterKey>,
     ) -> Result<Self> {
+        // Before anything is created: a storage without object locks refuses.
+        if let Some(lock) = opts.object_lock {
+            if lock.days == 0 {
+                return Err(Error::Invalid(
+                    "an object lock needs a retention of at least one day".into(),
+                ));
+            }
+            storage.retain_writes(retention(lock))?;
+        }
         storage.create()?;
         let (encryption, crypter) = match &opts.passphrase {
             Some(p) => {
@@ -160,6 +185,7 @@ impl Repository {
             chunker: opts.chunker,
             compression: opts.compression,
             pack_size: opts.pack_size,
+            object_lock: opts.object_lock,
         };
         // Never over another repository's config, even one made in the meantime.
         storage.write_new(Kind::Config, "config", &config.encode())?;
@@ -179,6 +205,10 @@ impl Repository {
         };
         let config = RepoConfig::decode(&raw)
             .map_err(|e| Error::format("reading the repository config", e))?;
+        // Everything written from here on carries the repository's retention.
+        if let Some(lock) = config.object_lock {
+            storage.retain_writes(retention(lock))?;
+        }
         let crypter = match config.encryption {
             Encryption::None => {
                 // A repository that has keys but claims to be unencrypted has been tampered

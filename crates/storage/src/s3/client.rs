@@ -126,6 +126,33 @@ impl Client {
         self.sign(Method::PUT, action, headers)
     }
 
+    /// A PUT whose object carries `retention` from now on (S3 Object Lock): the mode and the
+    /// retain-until date are signed headers; `headers` (unsigned) must hold `content-md5`,
+    /// which S3 requires with a retention.
+    pub fn put_object_retained(
+        &self,
+        key: &str,
+        retention: crate::Retention,
+        headers: &[(&'static str, String)],
+    ) -> Signed {
+        let until = jiff::Timestamp::now()
+            .saturating_add(jiff::SignedDuration::from_hours(
+                24 * i64::from(retention.days),
+            ))
+            .expect("a date within jiff's range");
+        let until = until.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+        let mode = retention.mode.header();
+        let mut action = self.bucket.put_object(Some(&self.credentials), key);
+        action.headers_mut().insert("x-amz-object-lock-mode", mode);
+        action
+            .headers_mut()
+            .insert("x-amz-object-lock-retain-until-date", until.clone());
+        let mut all = headers.to_vec();
+        all.push(("x-amz-object-lock-mode", mode.to_owned()));
+        all.push(("x-amz-object-lock-retain-until-date", until));
+        self.sign(Method::PUT, action, &all)
+    }
+
     pub fn delete_object(&self, key: &str) -> Signed {
         let action = self.bucket.delete_object(Some(&self.credentials), key);
         self.sign(Method::DELETE, action, &[])
@@ -155,10 +182,17 @@ impl Client {
 
     /// Signs a CreateBucket request (for the test server; backends never create buckets).
     #[cfg(feature = "test-server")]
-    pub fn create_bucket(&self) -> (Signed, String) {
-        let action = self.bucket.create_bucket(&self.credentials);
+    pub fn create_bucket(&self, object_lock: bool) -> (Signed, String) {
+        let mut action = self.bucket.create_bucket(&self.credentials);
+        let mut headers = Vec::new();
+        if object_lock {
+            action
+                .headers_mut()
+                .insert("x-amz-bucket-object-lock-enabled", "true");
+            headers.push(("x-amz-bucket-object-lock-enabled", "true".to_owned()));
+        }
         let body = action.body();
-        (self.sign(Method::PUT, action, &[]), body)
+        (self.sign(Method::PUT, action, &headers), body)
     }
 
     /// Sends `request` with `body` (if any) and returns the answer, whatever its status.

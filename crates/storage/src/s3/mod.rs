@@ -37,6 +37,9 @@ pub struct S3Storage {
     prefix: String,
     location: String,
     list_page_size: u16,
+    /// Object Lock retention for every object written from now on but locks
+    /// ([`Storage::retain_writes`]).
+    retention: std::sync::Mutex<Option<crate::Retention>>,
 }
 
 impl S3Storage {
@@ -58,6 +61,7 @@ impl S3Storage {
             prefix,
             location,
             list_page_size: options.list_page_size,
+            retention: std::sync::Mutex::new(None),
         })
     }
 
@@ -119,11 +123,22 @@ impl S3Storage {
     fn put(&self, kind: Kind, name: &str, data: &[u8], create_only: bool) -> Result<()> {
         let key = self.key(kind, name)?;
         let context = || format!("writing {kind} {name} to {}", self.location);
-        let headers = match create_only {
+        let mut headers = match create_only {
             true => vec![("if-none-match", "*".to_owned())],
             false => Vec::new(),
         };
-        let request = self.client.put_object(&key, &headers);
+        // Locks are rewritten and removed as they are held: never retained.
+        let retention = match kind {
+            Kind::Lock => None,
+            _ => *self.retention.lock().expect("retention lock"),
+        };
+        let request = match retention {
+            Some(r) => {
+                headers.push(("content-md5", content_md5(data)));
+                self.client.put_object_retained(&key, r, &headers)
+            }
+            None => self.client.put_object(&key, &headers),
+        };
         let response = self.send(request, Some(data), &context)?;
         match response.status() {
             s if s.is_success() => Ok(()),
@@ -211,15 +226,33 @@ impl S3Storage {
     }
 
     /// Creates the bucket (for the test server: backends never create buckets).
+    /// Creates the bucket, with Object Lock enabled (and so versioning) when `object_lock`.
     #[cfg(feature = "test-server")]
-    pub(crate) fn create_bucket(&self) -> Result<()> {
+    pub(crate) fn create_bucket(&self, object_lock: bool) -> Result<()> {
         let context = || format!("creating bucket {}", self.client.bucket_name());
-        let (request, body) = self.client.create_bucket();
+        let (request, body) = self.client.create_bucket(object_lock);
         let response = self.send(request, Some(body.as_bytes()), &context)?;
         match response.status() {
             s if s.is_success() => Ok(()),
             _ => Err(self.client.status_error(response, &self.location, &context)),
         }
+    }
+
+    /// The Object Lock headers an object answers a HEAD with (mode, retain-until date), if it
+    /// has a retention.
+    #[cfg(feature = "test-server")]
+    pub fn retention_of(&self, kind: Kind, name: &str) -> Result<Option<(String, String)>> {
+        let key = self.key(kind, name)?;
+        let context = || format!("looking up {kind} {name}");
+        let response = self.send(self.client.head_object(&key), None, &context)?;
+        if !response.status().is_success() {
+            return Err(self.object_error(response, kind, name, &context));
+        }
+        let header = |h: &str| {
+            let value = response.headers().get(h)?;
+            value.to_str().ok().map(str::to_owned)
+        };
+        Ok(header("x-amz-object-lock-mode").zip(header("x-amz-object-lock-retain-until-date")))
     }
 }
 
@@ -333,6 +366,11 @@ impl Storage for S3Storage {
         self.put(kind, name, data, true)
     }
 
+    fn retain_writes(&self, retention: crate::Retention) -> Result<()> {
+        *self.retention.lock().expect("retention lock") = Some(retention);
+        Ok(())
+    }
+
     /// S3 deletes a missing key without complaint, so the object is looked up first.
     fn delete(&self, kind: Kind, name: &str) -> Result<()> {
         self.stat(kind, name)?;
@@ -346,6 +384,34 @@ impl Storage for S3Storage {
     }
 }
 
+/// The `Content-MD5` header of `data`: its MD5 digest in base64.
+fn content_md5(data: &[u8]) -> String {
+    use md5::Digest as _;
+    base64(&md5::Md5::digest(data))
+}
+
+/// Standard base64 with padding (RFC 4648), for a header's short binary value.
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for group in bytes.chunks(3) {
+        let b = [
+            group[0],
+            *group.get(1).unwrap_or(&0),
+            *group.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= group.len() {
+                out.push(char::from(ALPHABET[(n >> (18 - 6 * i)) as usize & 63]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
 /// The name of the object of `kind` at `rel` (a key relative to the kind's prefix), if it
 /// is one: anything else there (nested keys, invalid names) is not an object.
 fn object_name(kind: Kind, rel: &str) -> Option<&str> {
@@ -357,5 +423,21 @@ fn object_name(kind: Kind, rel: &str) -> Option<&str> {
         }
         Kind::Config => (is_valid_name(rel) && !is_reserved_root_name(rel)).then_some(rel),
         _ => is_valid_name(rel).then_some(rel),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_md5_is_base64_of_the_digest() {
+        // RFC 1864's form; the digest of "hello" as any S3 client sends it.
+        assert_eq!(content_md5(b"hello"), "XUFAKrxLKna5cZ2REBfFkg==");
+        assert_eq!(content_md5(b""), "1B2M2Y8AsgTpgAmY7PhCfg==");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foo"), "Zm9v");
+        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
     }
 }
