@@ -697,3 +697,92 @@ fn unknown_config_source_exits_13() {
     assert!(o.stderr.contains("nope"), "{o:#?}");
     assert_eq!(o.code, 13, "{o:#?}");
 }
+
+/// `copy --to` a repository made on its own (another passphrase, so other keys): a real SQLite
+/// database's snapshots are restored and stored again there, with the same ids; the copy
+/// restores the database byte for byte and verifies clean, a second copy sends nothing, and a
+/// snapshot of the changed database sends little.
+#[test]
+fn a_copy_into_a_repository_with_its_own_keys() {
+    let sb = Sandbox::encrypted("source passphrase");
+    let db = sb.p("chinook.sqlite");
+    fs::copy(testdata("sqlite/chinook.sqlite"), &db).unwrap();
+    sb.backup(&[&db], &["--name", "music"]);
+    sqlite3(
+        &db,
+        &["UPDATE Artist SET Name = 'AC/DC (remastered)' WHERE ArtistId = 1;"],
+    );
+    sb.backup(&[&db], &["--name", "music"]);
+    fs::write(sb.p("offsite.pass"), "offsite passphrase\n").unwrap();
+    let cfg = sb.p("backstop.toml");
+    fs::write(
+        &cfg,
+        "[repositories.offsite]\nlocation = \"offsite\"\npassword_file = \"offsite.pass\"\n",
+    )
+    .unwrap();
+    let with_config = |args: &[&str]| {
+        let mut c = sb.cmd();
+        c.arg("--config").arg(&cfg).args(args);
+        c
+    };
+    let mut init = sb.bare();
+    init.arg("--config")
+        .arg(&cfg)
+        .args(["--repo", "offsite", "init"]);
+    run(init).ok();
+    let copied = run(with_config(&["--json", "copy", "--to", "offsite"]))
+        .ok()
+        .json();
+    assert_eq!(copied["created"], false, "{copied:#}");
+    assert_eq!(copied["copied"].as_array().unwrap().len(), 2, "{copied:#}");
+    let offsite = |args: &[&str]| {
+        let mut c = sb.bare();
+        c.arg("--config")
+            .arg(&cfg)
+            .args(["--repo", "offsite"])
+            .args(args);
+        c
+    };
+    let ids = |c: std::process::Command| -> Vec<String> {
+        let list = run(c).ok().json();
+        let list = list.as_array().unwrap();
+        list.iter()
+            .map(|s| s["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(
+        ids(offsite(&["--json", "snapshots", "--no-copies"])),
+        ids(with_config(&["--json", "snapshots", "--no-copies"]))
+    );
+    run(offsite(&[
+        "restore",
+        "latest",
+        "--to",
+        sb.p("back").to_str().unwrap(),
+    ]))
+    .ok();
+    assert_eq!(
+        blake3_file(&sb.p("back")),
+        blake3_file(&db),
+        "the copy restores the database as it was"
+    );
+    assert_eq!(run(offsite(&["--json", "verify", "--read-data"])).code, 0);
+    let again = run(with_config(&["--json", "copy", "--to", "offsite"]))
+        .ok()
+        .json();
+    assert_eq!(again["copied"].as_array().unwrap().len(), 0, "{again:#}");
+    sqlite3(
+        &db,
+        &["UPDATE Artist SET Name = 'Accept (live)' WHERE ArtistId = 2;"],
+    );
+    sb.backup(&[&db], &["--name", "music"]);
+    let next = run(with_config(&["--json", "copy", "--to", "offsite"]))
+        .ok()
+        .json();
+    assert_eq!(next["copied"].as_array().unwrap().len(), 1, "{next:#}");
+    let sent = next["bytes_added"].as_u64().unwrap();
+    assert!(
+        sent < 200_000,
+        "a changed page and its tree, not the database: {next:#}"
+    );
+}

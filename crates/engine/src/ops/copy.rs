@@ -1,12 +1,14 @@
 //! Copying snapshots to another repository: the offsite copy of a 3-2-1 setup.
 //!
-//! The destination must make the same chunk ids as the source (the same id key: a repository
-//! made by [`Repository::init_like`], or two unencrypted ones), so a copy is a matter of
+//! Where the destination makes the same chunk ids as the source (the same id key: a repository
+//! made by [`Repository::init_like`], or two unencrypted ones), a copy is a matter of
 //! chunks: every chunk a snapshot needs (its item list, and every item's tree nodes, patch
 //! list and data) that the destination does not hold is read from the source (checked against
 //! its id), stored in the destination (compressed and encrypted with its own settings), and
 //! then the manifest is written there under the snapshot's own id: a copied snapshot keeps its
-//! identity, so both repositories show it as the same snapshot.
+//! identity, so both repositories show it as the same snapshot. Into a repository with other
+//! keys (made on its own), the contents are restored and stored again as the destination cuts
+//! them (see [`rechunk`]), under the same snapshot ids.
 //!
 //! Crash safety is the backup's: the manifests are written only after `ChunkStore::finish`
 //! has made every chunk they name durable and indexed (docs/design.md, "Write ordering"), under
@@ -24,6 +26,7 @@ use backstop_format::{ChunkId, SnapshotId, Timestamp};
 use backstop_storage::Kind;
 
 use crate::error::{Error, Result};
+use crate::ops::backup::{ItemList, store_reader};
 use crate::progress::Progress;
 use crate::repository::Repository;
 use crate::repository::content::Loader;
@@ -31,6 +34,7 @@ use crate::repository::indexed::Indexed;
 use crate::repository::lock::Lock;
 use crate::store::ChunkStore;
 use crate::store::chunker::Batch;
+use backstop_sources::Chunking;
 
 /// Bytes of chunks gathered before they are handed to the destination's store.
 const BATCH_BYTES: usize = 4 << 20;
@@ -71,14 +75,6 @@ pub fn copy(
     progress: &dyn Progress,
 ) -> Result<CopySummary> {
     let (src, dst) = (from.repo(), to.repo());
-    if !same_chunk_ids(src, dst) {
-        return Err(Error::Invalid(format!(
-            "{} has other keys than {}: a copy goes to a repository made by copying into an \
-             empty location (it shares the source's keys), or between two unencrypted ones",
-            dst.location(),
-            src.location()
-        )));
-    }
     let _lock = Lock::acquire(dst, false, "copy", &opts.host, Timestamp::now())?;
     // The index was loaded before the lock: a prune in between may have removed chunks it
     // lists, and skipping those would leave a copied snapshot without them.
@@ -116,6 +112,9 @@ pub fn copy(
         return Ok(summary);
     }
     progress.phase("copy", None);
+    if !same_chunk_ids(src, dst) {
+        return rechunk(from, to, &todo, summary, progress);
+    }
     let mut store = ChunkStore::new(to);
     let mut sender = Sender {
         loader: from.loader(),
@@ -144,6 +143,104 @@ pub fn copy(
         }
     }
     Ok(summary)
+}
+
+/// The copy into a repository with other keys (made on its own, or one of two unencrypted
+/// and encrypted ones): its chunk ids differ, so no tree of the source can be used there.
+/// Each item's content is restored from the source and stored again as the destination cuts
+/// it (a database by its pages, a file by content), as a full tree; the item list is written
+/// again with the new contents, and the manifest, otherwise the source's, under the snapshot's
+/// own id. A content whose bytes do not hash to what the snapshot says stops the copy. Chunks
+/// the destination holds already (from an earlier copy, or another version) are not stored
+/// again; the destination's ids keep it deduplicated from then on.
+fn rechunk(
+    from: &Indexed<'_>,
+    to: &Indexed<'_>,
+    todo: &[&(SnapshotId, Snapshot)],
+    mut summary: CopySummary,
+    progress: &dyn Progress,
+) -> Result<CopySummary> {
+    let loader = from.loader();
+    let params = to.repo().config().chunker;
+    let mut store = ChunkStore::new(to);
+    let mut made = Vec::with_capacity(todo.len());
+    for (id, snap) in todo {
+        let mut list = ItemList::new();
+        for mut item in loader.read_items(&snap.items)? {
+            if let Some(content) = item.content.take() {
+                let chunking = match (&content.delta, &item.database) {
+                    (Some(d), _) => Chunking::Fixed(d.chunk_size),
+                    (None, Some(db)) => Chunking::Fixed(db.page_size),
+                    (None, None) => Chunking::ContentDefined,
+                };
+                let again = restore_into(&mut store, loader, &content, chunking, params, progress)
+                    .map_err(|e| match e {
+                        Error::Integrity(why) => Error::Integrity(format!(
+                            "snapshot {}, {}: {why}",
+                            id.short(),
+                            item.path
+                        )),
+                        e => e,
+                    })?;
+                item.content = Some(again);
+            }
+            list.push(&mut store, &item)?;
+        }
+        let items = list.finish(&mut store)?;
+        made.push((
+            *id,
+            Snapshot {
+                items,
+                ..snap.clone()
+            },
+        ));
+    }
+    let stats = store.finish()?;
+    summary.chunks_new = stats.chunks_new;
+    summary.bytes_added = stats.bytes_added;
+    for (id, snap) in &made {
+        if to.repo().write_snapshot_as(id, snap)? {
+            summary.copied.push(*id);
+        } else {
+            summary.present.push(*id);
+        }
+    }
+    Ok(summary)
+}
+
+/// `content` restored from `loader` (on a thread of its own, through a pipe) and stored into
+/// `store` as `chunking` cuts it; its size and hash must be the ones recorded.
+fn restore_into(
+    store: &mut ChunkStore<'_>,
+    loader: Loader<'_>,
+    content: &Content,
+    chunking: Chunking,
+    params: backstop_format::config::ChunkerParams,
+    progress: &dyn Progress,
+) -> Result<Content> {
+    let (reader, mut writer) =
+        std::io::pipe().map_err(|e| Error::Invalid(format!("cannot make a pipe: {e}")))?;
+    std::thread::scope(|s| {
+        let restorer = s.spawn(move || {
+            let r = loader.write_content(content, &mut writer, &crate::progress::NoProgress);
+            drop(writer);
+            r
+        });
+        let stored = store_reader(store, Box::new(reader), chunking, params, progress);
+        let restored = restorer
+            .join()
+            .map_err(|_| Error::Internal("the restoring thread panicked".into()))?;
+        // The source's error first: a failed restore ends the stream early.
+        restored?;
+        let again = stored?.map_err(|e| Error::Invalid(format!("copying content: {e}")))?;
+        if again.size != content.size || again.hash != content.hash {
+            return Err(Error::Integrity(format!(
+                "its bytes ({} bytes, hash {}) are not the ones recorded ({} bytes, hash {})",
+                again.size, again.hash, content.size, content.hash
+            )));
+        }
+        Ok(again)
+    })
 }
 
 /// Gathers the chunks the destination lacks into batches by kind and stores them.

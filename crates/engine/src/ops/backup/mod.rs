@@ -437,6 +437,27 @@ fn store_stream(
     })
 }
 
+/// Stores what `reader` yields as a full content (no delta), cut by `chunking`: for a copy into
+/// a repository with other keys, where nothing of the source's trees can be used. Errors as for
+/// [`store_stream`].
+pub(crate) fn store_reader(
+    store: &mut ChunkStore<'_>,
+    reader: Box<dyn std::io::Read + Send>,
+    chunking: Chunking,
+    params: ChunkerParams,
+    progress: &dyn Progress,
+) -> Result<std::result::Result<Content, std::io::Error>> {
+    let builder = ContentBuilder::full(None);
+    store_stream(
+        store,
+        builder,
+        Stream::Reader(reader),
+        chunking,
+        params,
+        progress,
+    )
+}
+
 /// The previous version of a fixed-size-chunked item (a database), to store this one as a
 /// delta against: its tree, or the base its own delta was against (deltas never chain).
 fn delta_base(
