@@ -7,7 +7,7 @@ mod common;
 
 use std::fs;
 use std::io::Write as _;
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -171,38 +171,6 @@ fn daemon_settings_in_the_config_are_checked() {
             "refused before starting"
         );
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Kills the daemon if the test fails half-way.
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn get(url: &str, token: &str) -> Option<(u16, String)> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(30)))
-        .build()
-        .into();
-    let mut r = agent
-        .get(url)
-        .header("Authorization", format!("Bearer {token}"))
-        .call()
-        .ok()?;
-    Some((r.status().as_u16(), r.body_mut().read_to_string().ok()?))
 }
 
 #[cfg(unix)]

@@ -769,3 +769,102 @@ fn object_lock_days_put_a_retention_on_every_object() {
     assert!(o.stderr.contains("S3 bucket with Object Lock"), "{o:#?}");
     assert!(!sb.p("local-repo").exists(), "nothing was created");
 }
+
+/// Issue 15's seed scenario through the daemon: a source kept in three repositories on two
+/// kinds of storage, one of them offsite (the main one and a USB disk, local; a bucket), with
+/// the rules `copies = 3` and `offsite = true`. The daemon backs up at start, copies to both,
+/// and its status (the page's data) and `backstop status --json` say the rules are met.
+#[cfg(unix)]
+#[test]
+fn three_copies_on_two_kinds_of_storage_one_offsite() {
+    let server = SeaweedFs::start();
+    server.create_bucket("bkt");
+    let sb = Sandbox::empty();
+    fs::create_dir(sb.p("docs")).unwrap();
+    fs::write(sb.p("docs/prices.txt"), "apples 2.10\n").unwrap();
+    fs::write(sb.p("offsite.secret"), SECRET_ACCESS_KEY).unwrap();
+    fs::write(sb.p("pass"), PASSWORD).unwrap();
+    let cfg = sb.p("backstop.toml");
+    fs::write(
+        &cfg,
+        format!(
+            "repository = \"repo\"\npassword_file = \"pass\"\ntime_zone = \"UTC\"\n\
+             drill_max_age = \"off\"\n\
+             [repositories.usb]\nlocation = \"usb\"\n\
+             [repositories.offsite]\nlocation = \"s3://bkt/shop\"\nendpoint = \"{}\"\n\
+             region = \"{REGION}\"\naccess_key_id = \"{ACCESS_KEY_ID}\"\n\
+             secret_access_key_file = \"offsite.secret\"\n\
+             [sources.docs]\npath = \"docs\"\nevery = \"6h\"\ncopy_to = [\"usb\", \"offsite\"]\n\
+             copies = 3\noffsite = true\n\
+             [daemon]\nverify = \"off\"\nverify_data = \"off\"\nforget = \"off\"\nprune = \"off\"\n",
+            server.endpoint()
+        ),
+    )
+    .unwrap();
+    // A new machine: nothing in the environment, everything from the config.
+    let bare = |args: &[&str]| {
+        let mut c = command_in(sb.path());
+        c.env("HOME", sb.path())
+            .arg("--config")
+            .arg(&cfg)
+            .args(args);
+        c
+    };
+    run(bare(&["init"])).ok();
+    let token = run(bare(&["token", "add", "mon", "--scope", "read"]))
+        .ok()
+        .stdout
+        .trim()
+        .to_string();
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut serve = bare(&["serve", "--listen", &listen]);
+    serve
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let _daemon = Daemon(serve.spawn().unwrap());
+    let start = Instant::now();
+    let docs = loop {
+        if let Some((200, body)) = get(&format!("http://{listen}/api/v1/status"), &token) {
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            let docs = status_source(&v, "docs").clone();
+            if docs["copies"]["copies"] == 3 {
+                break docs;
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "not three copies within 90 s"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let copies = &docs["copies"];
+    assert_eq!(copies["storage_kinds"], 2, "{docs:#}");
+    assert_eq!(copies["offsite"], true, "{docs:#}");
+    assert_eq!(docs["state"], "ok", "{docs:#}");
+    let names: Vec<&str> = copies["repositories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["storage"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["local", "local", "s3"], "{docs:#}");
+
+    let report = run(bare(&["--json", "status"])).ok().json();
+    let d = status_source(&report, "docs");
+    assert_eq!(
+        (
+            &d["copies"]["copies"],
+            &d["copies"]["storage_kinds"],
+            &d["copies"]["offsite"]
+        ),
+        (&3.into(), &2.into(), &true.into()),
+        "{d:#}"
+    );
+    // The bucket's copy restores on its own.
+    restores_docs(&sb.p("docs"), &sb.p("from-bucket"), |a| {
+        let mut c = bare(&["--repo", "offsite"]);
+        c.args(a);
+        c
+    });
+}

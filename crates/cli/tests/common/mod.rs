@@ -500,3 +500,37 @@ pub fn status_source<'v>(report: &'v Value, name: &str) -> &'v Value {
         .find(|s| s["name"] == name)
         .unwrap_or_else(|| panic!("no source {name} in {report:#}"))
 }
+
+/// A free port on 127.0.0.1 (for a daemon's `--listen`).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Kills the daemon if the test fails half-way.
+pub struct Daemon(pub std::process::Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A GET with a bearer token: the status and the body, `None` if nothing answered.
+pub fn get(url: &str, token: &str) -> Option<(u16, String)> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into();
+    let mut r = agent
+        .get(url)
+        .header("Authorization", format!("Bearer {token}"))
+        .call()
+        .ok()?;
+    Some((r.status().as_u16(), r.body_mut().read_to_string().ok()?))
+}
