@@ -264,14 +264,7 @@ pub fn holders(others: &[Location], passphrase: Option<&str>, cache: &CacheUse) 
                 None => passphrase.map(str::to_owned),
             };
             let repo = match repository::open_with(loc, pass.as_deref(), cache) {
-                Err(e)
-                    if matches!(
-                        e.downcast_ref(),
-                        Some(backstop_engine::Error::NoRepository(_))
-                    ) =>
-                {
-                    return Ok(vec![]);
-                }
+                Err(e) if repository::is_no_repository(&e) => return Ok(vec![]),
                 r => r?,
             };
             Ok(repo

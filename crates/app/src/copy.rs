@@ -5,7 +5,7 @@
 
 use backstop_engine::copy::{CopyOptions, CopySummary};
 use backstop_engine::progress::Progress;
-use backstop_engine::{Error as EngineError, InitOptions, Repository};
+use backstop_engine::{InitOptions, Repository};
 use backstop_format::{SnapshotId, Timestamp};
 
 use crate::repository::{self, CacheUse, Location};
@@ -67,7 +67,7 @@ pub fn copy(
     let pass = dest.passphrase.as_deref();
     let (dst, created) = match repository::open_with(&dest.location, pass, cache) {
         Ok(r) => (r, false),
-        Err(e) if matches!(e.downcast_ref(), Some(EngineError::NoRepository(_))) => {
+        Err(e) if repository::is_no_repository(&e) => {
             let pass = src
                 .is_encrypted()
                 .then(|| pass.map(str::to_owned))

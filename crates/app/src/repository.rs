@@ -250,6 +250,14 @@ impl Credentials {
     }
 }
 
+/// Whether `e` says there is no repository at the location (nothing was created there yet).
+pub fn is_no_repository(e: &anyhow::Error) -> bool {
+    matches!(
+        e.downcast_ref(),
+        Some(backstop_engine::Error::NoRepository(_))
+    )
+}
+
 /// The passphrase in a file: its text without the line ending.
 pub fn read_password_file(p: &Path) -> anyhow::Result<String> {
     let s = std::fs::read_to_string(p)

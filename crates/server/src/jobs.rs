@@ -198,10 +198,11 @@ pub struct Runner {
     repo_lock: Arc<RwLock<()>>,
     accepting: AtomicBool,
     handles: Mutex<Vec<tokio::task::JoinHandle<()>>>,
-    /// Each source's 3-2-1 status, as last checked: after each of its copy jobs, and after
-    /// each backup of a source with rules but no `copy_to` (the page reads it; it never opens
-    /// the destinations itself, which could take seconds for a bucket that is down).
-    /// With the time of the check.
+    /// Each source's 3-2-1 status, as last checked, with the time of the check: after each of
+    /// its copy jobs, after each backup of a source with rules but no `copy_to`, and by the
+    /// scheduler when the last check is older than `scheduler::COPIES_CHECK` (the page reads
+    /// it; it never opens the destinations itself, which could take seconds for a bucket that
+    /// is down).
     copies: Mutex<HashMap<String, (Timestamp, SourceCopies)>>,
 }
 
@@ -880,14 +881,7 @@ fn on_copies<T>(
         let opened =
             backstop_app::repository::open_with(&dest.location, dest.passphrase.as_deref(), cache);
         let done = match opened {
-            Err(e)
-                if matches!(
-                    e.downcast_ref(),
-                    Some(backstop_engine::Error::NoRepository(_))
-                ) =>
-            {
-                continue;
-            }
+            Err(e) if backstop_app::repository::is_no_repository(&e) => continue,
             Err(e) => Err(e),
             Ok(repo) => what(dest, &repo, &sources),
         };
