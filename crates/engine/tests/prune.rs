@@ -231,7 +231,12 @@ fn assert_clean(repo: &Repository) -> VerifyReport {
 }
 
 fn forget_keep_last(repo: &Repository, n: u32) {
-    let o = ForgetOptions {
+    forget(repo, &keep_last(n), false).unwrap();
+}
+
+/// Forget options that keep the `n` newest snapshots of each source.
+fn keep_last(n: u32) -> ForgetOptions {
+    ForgetOptions {
         policy: Policy {
             keep_last: Some(n),
             ..Policy::default()
@@ -242,8 +247,7 @@ fn forget_keep_last(repo: &Repository, n: u32) {
         now: Timestamp::from_second(1_800_000_000).unwrap(),
         time_zone: jiff::tz::TimeZone::UTC,
         host: HOST.into(),
-    };
-    forget(repo, &o, false).unwrap();
+    }
 }
 
 fn prune_with(repo: &Repository, max_unused_percent: f64) -> Result<PruneSummary, Error> {
@@ -655,69 +659,12 @@ fn a_prune_after_an_interrupted_prune_loses_nothing_unencrypted() {
     assert!(failures.is_empty(), "{failures:#?}");
 }
 
-/// Storage whose deletes are refused (403, as a bucket's lock rule or an append-only key
-/// answers) for the snapshots named in `held`, or for everything with `all`.
-#[derive(Debug)]
-struct Refusing {
-    inner: Arc<MemoryStorage>,
-    held: std::sync::Mutex<BTreeSet<String>>,
-    all: std::sync::atomic::AtomicBool,
-}
-
-impl Storage for Refusing {
-    fn location(&self) -> String {
-        "refusing memory".into()
-    }
-    fn create(&self) -> backstop_storage::Result<()> {
-        self.inner.create()
-    }
-    fn list(&self, kind: Kind) -> backstop_storage::Result<Vec<backstop_storage::ObjectInfo>> {
-        self.inner.list(kind)
-    }
-    fn stat(
-        &self,
-        kind: Kind,
-        name: &str,
-    ) -> backstop_storage::Result<backstop_storage::ObjectInfo> {
-        self.inner.stat(kind, name)
-    }
-    fn read(&self, kind: Kind, name: &str) -> backstop_storage::Result<Vec<u8>> {
-        self.inner.read(kind, name)
-    }
-    fn read_range(
-        &self,
-        kind: Kind,
-        name: &str,
-        offset: u64,
-        len: u64,
-    ) -> backstop_storage::Result<Vec<u8>> {
-        self.inner.read_range(kind, name, offset, len)
-    }
-    fn write(&self, kind: Kind, name: &str, data: &[u8]) -> backstop_storage::Result<()> {
-        self.inner.write(kind, name, data)
-    }
-    fn delete(&self, kind: Kind, name: &str) -> backstop_storage::Result<()> {
-        let held = kind == Kind::Snapshot && self.held.lock().unwrap().contains(name);
-        if held || self.all.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err(backstop_storage::Error::AccessDenied {
-                location: self.location(),
-                detail: format!("AccessDenied: {kind} {name} is locked"),
-            });
-        }
-        self.inner.delete(kind, name)
-    }
-}
-
 /// A snapshot the storage refuses to delete (a lock rule still holds it) is kept and named
 /// while the others are forgotten; when every delete is refused (an append-only key), forget
 /// and prune fail saying so and change nothing.
 #[test]
 fn snapshots_the_storage_refuses_to_delete_are_kept_and_named() {
-    let storage = Arc::new(Refusing {
-        inner: Arc::new(MemoryStorage::new()),
-        held: Default::default(),
-        all: Default::default(),
-    });
+    let storage = Arc::new(MemoryStorage::new());
     let mut o = InitOptions::new(None, Timestamp::UNIX_EPOCH, HOST.into());
     o.pack_size = 256 << 10;
     let repo = Repository::init(storage.clone(), &o).unwrap();
@@ -734,19 +681,8 @@ fn snapshots_the_storage_refuses_to_delete_are_kept_and_named() {
         })
         .collect();
     // The second oldest is still held.
-    storage.held.lock().unwrap().insert(ids[1].to_hex());
-    let o = ForgetOptions {
-        policy: Policy {
-            keep_last: Some(2),
-            ..Policy::default()
-        },
-        per_source: BTreeMap::new(),
-        sources: vec![],
-        lifecycle: Lifecycle::default(),
-        now: Timestamp::from_second(1_800_000_000).unwrap(),
-        time_zone: jiff::tz::TimeZone::UTC,
-        host: HOST.into(),
-    };
+    storage.refuse_delete_of(Kind::Snapshot, &ids[1].to_hex());
+    let o = keep_last(2);
     let s = forget(&repo, &o, false).unwrap();
     assert_eq!((s.forgotten, s.locked.clone()), (1, vec![ids[1]]));
     let left: BTreeSet<SnapshotId> = repo
@@ -759,15 +695,9 @@ fn snapshots_the_storage_refuses_to_delete_are_kept_and_named() {
     assert_eq!(left, BTreeSet::from([ids[1], ids[2], ids[3]]));
 
     // Every delete refused: nothing forgotten is an error, and prune stops before it starts.
-    storage.all.store(true, std::sync::atomic::Ordering::SeqCst);
+    storage.refuse_deletes(true);
     let before = objects(storage.as_ref());
-    let o = ForgetOptions {
-        policy: Policy {
-            keep_last: Some(1),
-            ..o.policy
-        },
-        ..o
-    };
+    let o = keep_last(1);
     let err = forget(&repo, &o, false).unwrap_err();
     assert!(matches!(err, Error::CannotDelete { .. }), "{err}");
     assert_eq!(err.kind(), ErrorKind::Denied);
@@ -775,10 +705,7 @@ fn snapshots_the_storage_refuses_to_delete_are_kept_and_named() {
     assert!(matches!(err, Error::CannotDelete { .. }), "{err}");
     // Their locks are left marked released (they could not be deleted); nothing else moved.
     assert_eq!(objects(storage.as_ref()), before);
-    storage
-        .all
-        .store(false, std::sync::atomic::Ordering::SeqCst);
-    storage.held.lock().unwrap().clear();
+    storage.refuse_deletes(false);
     forget(&repo, &o, false).unwrap();
     prune_with(&repo, 0.0).unwrap();
     assert_clean(&repo);

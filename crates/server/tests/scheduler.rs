@@ -408,6 +408,11 @@ async fn backups_are_copied_to_the_sources_copy_to_repositories() {
     );
 }
 
+/// Runs `spec` through `runner` and waits for its end.
+async fn finished(runner: &Arc<Runner>, spec: JobSpec) -> backstop_server::jobs::JobView {
+    runner.submit(spec, "test").unwrap().finished().await
+}
+
 /// Backs `source` up through `runner` and waits until the jobs it queued (its copies) are done.
 async fn back_up_and_settle(runner: &Arc<Runner>, source: &str) {
     let spec = JobSpec::Backup {
@@ -463,11 +468,7 @@ async fn forget_and_prune_apply_each_copys_own_retention() {
     let copied = backstop_app::repository::open(&dest(&offsite).location, None).unwrap();
     assert_eq!((count(&copied, "shop"), count(&copied, "docs")), (3, 1));
 
-    let v = runner
-        .submit(JobSpec::Forget, "test")
-        .unwrap()
-        .finished()
-        .await;
+    let v = finished(&runner, JobSpec::Forget).await;
     assert_eq!(v.state, "ok", "{}", v.message);
     assert!(v.message.contains(&offsite.display().to_string()), "{v:?}");
     // The main repository keeps what its own policy says; the copy keeps one of each source
@@ -479,11 +480,7 @@ async fn forget_and_prune_apply_each_copys_own_retention() {
     assert_eq!(result["copies"][0]["to"], offsite.display().to_string());
     assert_eq!(result["copies"][0]["result"]["forgotten"], 2);
 
-    let v = runner
-        .submit(JobSpec::Prune, "test")
-        .unwrap()
-        .finished()
-        .await;
+    let v = finished(&runner, JobSpec::Prune).await;
     assert_eq!(v.state, "ok", "{}", v.message);
     assert!(v.result.unwrap()["copies"][0]["result"].is_object());
     backstop_engine::verify(
@@ -500,11 +497,7 @@ async fn forget_and_prune_apply_each_copys_own_retention() {
     // A copy that cannot be opened fails the job, by name; the others are still done.
     std::fs::create_dir_all(&blocked).unwrap();
     std::fs::write(blocked.join("config"), "not a repository's config").unwrap();
-    let v = runner
-        .submit(JobSpec::Forget, "test")
-        .unwrap()
-        .finished()
-        .await;
+    let v = finished(&runner, JobSpec::Forget).await;
     assert_eq!(v.state, "failed", "{}", v.message);
     assert!(v.message.contains("blocked"), "{}", v.message);
     let result = v.result.unwrap();
@@ -609,16 +602,13 @@ async fn drills_and_verification_run_in_each_copy() {
             .unwrap()
     };
 
-    let v = runner
-        .submit(
-            JobSpec::Drill {
-                source: "shop".into(),
-            },
-            "test",
-        )
-        .unwrap()
-        .finished()
-        .await;
+    let v = finished(
+        &runner,
+        JobSpec::Drill {
+            source: "shop".into(),
+        },
+    )
+    .await;
     assert_eq!(v.state, "ok", "{}", v.message);
     let result = v.result.unwrap();
     assert_eq!(result["passed"], true, "{result:#}");
@@ -643,26 +633,19 @@ async fn drills_and_verification_run_in_each_copy() {
     // A copy that holds no snapshot of the source (forgotten there) has nothing to drill.
     let there = vec![newest(&copied).to_hex()];
     backstop_engine::forget::forget_named(&copied, &there, false, "test").unwrap();
-    let v = runner
-        .submit(
-            JobSpec::Drill {
-                source: "shop".into(),
-            },
-            "test",
-        )
-        .unwrap()
-        .finished()
-        .await;
+    let v = finished(
+        &runner,
+        JobSpec::Drill {
+            source: "shop".into(),
+        },
+    )
+    .await;
     assert_eq!(v.state, "ok", "{}", v.message);
     assert!(v.result.unwrap().get("copies").is_none());
 
     // A full verification reads every copy; one that is gone fails the job by name.
     back_up_and_settle(&runner, "shop").await;
-    let v = runner
-        .submit(JobSpec::Verify { read_data: true }, "test")
-        .unwrap()
-        .finished()
-        .await;
+    let v = finished(&runner, JobSpec::Verify { read_data: true }).await;
     assert_eq!(v.state, "ok", "{}", v.message);
     let result = v.result.unwrap();
     assert_eq!(
@@ -671,11 +654,7 @@ async fn drills_and_verification_run_in_each_copy() {
         "{result:#}"
     );
     std::fs::write(offsite.join("config"), "damaged").unwrap();
-    let v = runner
-        .submit(JobSpec::Verify { read_data: false }, "test")
-        .unwrap()
-        .finished()
-        .await;
+    let v = finished(&runner, JobSpec::Verify { read_data: false }).await;
     assert_eq!(v.state, "failed", "{}", v.message);
     assert!(v.message.contains(&place), "{}", v.message);
 }

@@ -16,6 +16,16 @@ type Objects = BTreeMap<(Kind, String), Arc<Vec<u8>>>;
 #[derive(Debug, Default)]
 pub struct MemoryStorage {
     objects: RwLock<Objects>,
+    /// Deletes answered with AccessDenied, as a bucket's key or lock rule would (see
+    /// [`MemoryStorage::refuse_deletes`]).
+    refused: RwLock<Refused>,
+}
+
+/// Which deletes a [`MemoryStorage`] refuses.
+#[derive(Debug, Default)]
+struct Refused {
+    all: bool,
+    objects: std::collections::BTreeSet<(Kind, String)>,
 }
 
 impl MemoryStorage {
@@ -62,6 +72,23 @@ impl MemoryStorage {
             panic!("MemoryStorage::corrupt: {kind} object {name} does not exist");
         };
         f(Arc::make_mut(data));
+    }
+
+    /// Refuses every delete from now on with [`Error::AccessDenied`], as an append-only key
+    /// (write but not delete) does; `false` accepts deletes again, also of objects held by
+    /// [`MemoryStorage::refuse_delete_of`].
+    pub fn refuse_deletes(&self, refuse: bool) {
+        let mut r = self.refused.write().unwrap_or_else(PoisonError::into_inner);
+        r.all = refuse;
+        if !refuse {
+            r.objects.clear();
+        }
+    }
+
+    /// Refuses deletes of this one object, as a lock rule that still holds it would.
+    pub fn refuse_delete_of(&self, kind: Kind, name: &str) {
+        let mut r = self.refused.write().unwrap_or_else(PoisonError::into_inner);
+        r.objects.insert((kind, name.to_owned()));
     }
 
     /// The number of objects stored, of all kinds.
@@ -157,6 +184,16 @@ impl Storage for MemoryStorage {
 
     fn delete(&self, kind: Kind, name: &str) -> Result<()> {
         validate_name(name)?;
+        let refused = {
+            let r = self.refused.read().unwrap_or_else(PoisonError::into_inner);
+            r.all || r.objects.contains(&(kind, name.to_owned()))
+        };
+        if refused {
+            return Err(Error::AccessDenied {
+                location: self.location(),
+                detail: format!("AccessDenied: deleting {kind} {name} is not allowed"),
+            });
+        }
         match self.objects_mut().remove(&(kind, name.to_owned())) {
             Some(_) => Ok(()),
             None => Err(self.not_found(kind, name)),

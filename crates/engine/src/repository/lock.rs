@@ -447,46 +447,6 @@ mod tests {
     use super::*;
     use crate::InitOptions;
 
-    /// Storage that refuses every delete, as an append-only key does (403).
-    #[derive(Debug)]
-    struct AppendOnly(MemoryStorage);
-
-    impl Storage for AppendOnly {
-        fn location(&self) -> String {
-            "append-only memory".into()
-        }
-        fn create(&self) -> backstop_storage::Result<()> {
-            self.0.create()
-        }
-        fn list(&self, kind: Kind) -> backstop_storage::Result<Vec<ObjectInfo>> {
-            self.0.list(kind)
-        }
-        fn stat(&self, kind: Kind, name: &str) -> backstop_storage::Result<ObjectInfo> {
-            self.0.stat(kind, name)
-        }
-        fn read(&self, kind: Kind, name: &str) -> backstop_storage::Result<Vec<u8>> {
-            self.0.read(kind, name)
-        }
-        fn read_range(
-            &self,
-            kind: Kind,
-            name: &str,
-            offset: u64,
-            len: u64,
-        ) -> backstop_storage::Result<Vec<u8>> {
-            self.0.read_range(kind, name, offset, len)
-        }
-        fn write(&self, kind: Kind, name: &str, data: &[u8]) -> backstop_storage::Result<()> {
-            self.0.write(kind, name, data)
-        }
-        fn delete(&self, _: Kind, _: &str) -> backstop_storage::Result<()> {
-            Err(backstop_storage::Error::AccessDenied {
-                location: self.location(),
-                detail: "AccessDenied: no s3:DeleteObject".into(),
-            })
-        }
-    }
-
     fn repo(storage: Arc<dyn Storage>) -> Repository {
         let opts = InitOptions::new(None, Timestamp::now(), "till".into());
         Repository::init(storage, &opts).unwrap()
@@ -526,8 +486,10 @@ mod tests {
     /// delete probe refuses a deleting operation before it starts.
     #[test]
     fn a_lock_that_cannot_be_deleted_is_left_released() {
-        let storage = Arc::new(AppendOnly(MemoryStorage::new()));
-        let repo = repo(storage);
+        let storage = Arc::new(MemoryStorage::new());
+        let repo = repo(storage.clone());
+        // As an append-only key: every delete refused.
+        storage.refuse_deletes(true);
         let lock = Lock::acquire(&repo, false, "backup", "till", Timestamp::now()).unwrap();
         assert!(!infos(&repo)[0].released);
         let err = lock.check_can_delete("prune").unwrap_err();
