@@ -68,6 +68,8 @@ pub fn remedy(e: &anyhow::Error) -> Option<Remedy> {
                 // Messages that already name a command say what to run.
                 EngineError::Integrity(m) if !m.contains("`backstop") => Some(Remedy::VerifyData),
                 EngineError::Internal(_) => Some(Remedy::ReportBug),
+                // Its message says which key to use instead.
+                EngineError::CannotDelete { .. } => None,
                 _ => match ee.kind() {
                     ErrorKind::Unreachable => Some(Remedy::CheckEndpoint),
                     ErrorKind::Denied => Some(Remedy::CheckStorageAccess),
