@@ -84,8 +84,17 @@ pub struct SourceConfig {
     pub command: Vec<String>,
     /// The item name for a command's output.
     pub filename: Option<String>,
-    /// `files`, `command` or `sqlite`; inferred when absent.
+    /// `files`, `command`, `sqlite` or `postgres`; inferred when absent (`postgres` is never
+    /// inferred).
     pub kind: Option<String>,
+    /// `kind = "postgres"`: the database, `postgres://USER@HOST:PORT/DBNAME` (no password in
+    /// it).
+    pub url: Option<String>,
+    /// `kind = "postgres"`: a file holding the database user's password (else `PGPASSWORD` or
+    /// a `.pgpass` file, as the PostgreSQL tools read them).
+    pub password_file: Option<String>,
+    /// `kind = "postgres"`: how the database is captured; `auto` and `dump` run `pg_dump`.
+    pub method: Option<String>,
     #[serde(default)]
     pub tags: Vec<String>,
     pub description: Option<String>,
@@ -200,24 +209,56 @@ impl Config {
         cfg.dir = abs.parent().map(Path::to_path_buf).unwrap_or_default();
         cfg.file = abs;
         for (name, s) in &cfg.sources {
+            let bad = |why: String| -> anyhow::Error {
+                UsageError(format!(
+                    "invalid config file {}: source {name:?} {why}",
+                    cfg.file.display()
+                ))
+                .into()
+            };
             let n = usize::from(s.path.is_some())
                 + usize::from(!s.paths.is_empty())
-                + usize::from(!s.command.is_empty());
+                + usize::from(!s.command.is_empty())
+                + usize::from(s.url.is_some());
             if n != 1 {
-                return Err(UsageError(format!(
-                    "invalid config file {}: source {name:?} needs exactly one of path, paths or command",
-                    cfg.file.display()
-                ))
-                .into());
+                return Err(bad(
+                    "needs exactly one of path, paths, command or url (a database server's)".into(),
+                ));
             }
             if let Some(k) = &s.kind
-                && !matches!(k.as_str(), "files" | "command" | "sqlite")
+                && !matches!(k.as_str(), "files" | "command" | "sqlite" | "postgres")
             {
-                return Err(UsageError(format!(
-                    "invalid config file {}: source {name:?} has kind {k:?}; expected files, command or sqlite",
-                    cfg.file.display()
-                ))
-                .into());
+                return Err(bad(format!(
+                    "has kind {k:?}; expected files, command, sqlite or postgres"
+                )));
+            }
+            let server = s.kind.as_deref() == Some("postgres");
+            if server != s.url.is_some() {
+                return Err(bad(
+                    "gives url only with kind = \"postgres\", which needs it: \
+                     url = \"postgres://USER@HOST:PORT/DBNAME\""
+                        .into(),
+                ));
+            }
+            if !server && (s.password_file.is_some() || s.method.is_some()) {
+                return Err(bad(
+                    "gives password_file or method, which belong to kind = \"postgres\"".into(),
+                ));
+            }
+            match s.method.as_deref() {
+                None | Some("auto" | "dump") => {}
+                Some("builtin") => {
+                    return Err(bad(
+                        "asks for method = \"builtin\", which is not built yet: use \"auto\" \
+                         (pg_dump)"
+                            .into(),
+                    ));
+                }
+                Some(m) => return Err(bad(format!("has method {m:?}; expected auto or dump"))),
+            }
+            if let Some(url) = &s.url {
+                backstop_sources::postgres::Postgres::new(url, None)
+                    .map_err(|e| bad(format!("url: {e}")))?;
             }
         }
         for (name, s) in &cfg.sources {
@@ -665,5 +706,25 @@ mod tests {
         assert!(load("[sources.a]\nkind = \"files\"\n").is_err());
         assert!(load("[sources.a]\npath = \"x\"\ncommand = [\"y\"]\n").is_err());
         assert!(load("[sources.a]\npath = \"x\"\nkind = \"oracle\"\n").is_err());
+    }
+
+    #[test]
+    fn a_postgres_source_is_a_url_without_a_password() {
+        let ok =
+            "[sources.db]\nkind = \"postgres\"\nurl = \"postgres://app@127.0.0.1:5432/shop\"\n";
+        let c = load(ok).unwrap();
+        assert_eq!(
+            c.sources["db"].url.as_deref(),
+            Some("postgres://app@127.0.0.1:5432/shop")
+        );
+        let err = |text: &str| format!("{:#}", load(text).unwrap_err());
+        // A url needs the kind, and the kind a url.
+        assert!(err("[sources.db]\nurl = \"postgres://a@h/db\"\n").contains("kind = \"postgres\""));
+        assert!(err("[sources.db]\nkind = \"postgres\"\npath = \"x\"\n").contains("url"));
+        let e = err("[sources.db]\nkind = \"postgres\"\nurl = \"postgres://a:secret@h/db\"\n");
+        assert!(e.contains("password_file") && !e.contains("secret"), "{e}");
+        let e = err(&format!("{ok}method = \"builtin\"\n"));
+        assert!(e.contains("not built yet"), "{e}");
+        assert!(err("[sources.f]\npath = \"x\"\npassword_file = \"p\"\n").contains("postgres"));
     }
 }

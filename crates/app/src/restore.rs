@@ -125,3 +125,30 @@ pub fn in_place_plan<'r>(
     let plan = plan_database(found.id, &found.snapshot, &item, live, true)?;
     Ok(InPlacePlan { plan, item, ix })
 }
+
+/// Loads a PostgreSQL snapshot's dump (`content`) into the database `target`, which is created
+/// first (one of that name must not exist). A load that fails drops it again, so nothing is
+/// left half loaded, and the error says so.
+pub fn into_new_postgres(
+    ix: &backstop_engine::Indexed<'_>,
+    content: &backstop_format::tree::Content,
+    target: &backstop_sources::postgres::Postgres,
+) -> anyhow::Result<()> {
+    let name = target.database();
+    target.create()?;
+    let loaded = target.restore(&mut |w| {
+        ix.loader()
+            .write_content(content, w, &backstop_engine::NoProgress)
+            .map_err(|e| backstop_sources::Error::Invalid(format!("{e}")))
+    });
+    if let Err(e) = loaded {
+        let dropped = match target.drop_database() {
+            Ok(()) => format!("the new database {name} was dropped again"),
+            Err(d) => {
+                format!("the new database {name} could not be dropped ({d}): drop it by hand")
+            }
+        };
+        return Err(anyhow::anyhow!("{e}; {dropped}, nothing else changed"));
+    }
+    Ok(())
+}

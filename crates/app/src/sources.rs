@@ -119,6 +119,15 @@ pub fn source_with_flags(
             allow_empty,
         );
     }
+    if let Some(pg) = postgres_of(config, s)? {
+        if !flags.is_empty() {
+            return Err(UsageError(format!(
+                "source {name:?} is a PostgreSQL database: --exclude and the other exclusion flags apply to files and folders only"
+            ))
+            .into());
+        }
+        return Ok(SourceReader(Box::new(pg.dump_source()?)));
+    }
     let paths: Vec<PathBuf> = s
         .all_paths()
         .into_iter()
@@ -126,6 +135,28 @@ pub fn source_with_flags(
         .collect();
     let rules = crate::exclude::merge(config.excludes(s)?, flags);
     path_source(&paths, s.kind.as_deref(), exclude, rules)
+}
+
+/// The PostgreSQL database of a `kind = "postgres"` source, with the password from its
+/// `password_file` (relative to backstop.toml); `None` for other sources.
+pub fn postgres_of(
+    config: &Config,
+    s: &SourceConfig,
+) -> anyhow::Result<Option<backstop_sources::postgres::Postgres>> {
+    let Some(url) = s
+        .url
+        .as_deref()
+        .filter(|_| s.kind.as_deref() == Some("postgres"))
+    else {
+        return Ok(None);
+    };
+    let password = match &s.password_file {
+        Some(f) => Some(crate::repository::read_password_file(&config.resolve(f))?),
+        None => None,
+    };
+    Ok(Some(backstop_sources::postgres::Postgres::new(
+        url, password,
+    )?))
 }
 
 /// What a configured source is.
@@ -138,6 +169,8 @@ pub enum ConfiguredKind {
     Sqlite { live_path: Option<PathBuf> },
     /// Files and folders (databases met inside are captured as databases).
     Files,
+    /// A PostgreSQL database (`kind = "postgres"`, `url`).
+    Postgres,
 }
 
 impl ConfiguredKind {
@@ -147,6 +180,7 @@ impl ConfiguredKind {
             ConfiguredKind::Command => "command",
             ConfiguredKind::Sqlite { .. } => "sqlite",
             ConfiguredKind::Files => "files",
+            ConfiguredKind::Postgres => "postgres",
         }
     }
 
@@ -164,6 +198,9 @@ impl ConfiguredKind {
 pub fn configured_kind(config: &Config, s: &SourceConfig) -> ConfiguredKind {
     if !s.command.is_empty() {
         return ConfiguredKind::Command;
+    }
+    if s.kind.as_deref() == Some("postgres") {
+        return ConfiguredKind::Postgres;
     }
     let paths: Vec<PathBuf> = s
         .all_paths()

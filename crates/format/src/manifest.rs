@@ -70,6 +70,8 @@ pub enum SourceKind {
     Sqlite,
     /// Standard input.
     Stdin,
+    /// A PostgreSQL database, dumped by `pg_dump` (custom format, uncompressed).
+    Postgres,
     /// Written by a newer version.
     #[serde(other)]
     Unknown,
@@ -82,6 +84,7 @@ impl SourceKind {
             SourceKind::Command => "command",
             SourceKind::Sqlite => "sqlite",
             SourceKind::Stdin => "stdin",
+            SourceKind::Postgres => "postgres",
             SourceKind::Unknown => "unknown",
         }
     }

@@ -27,6 +27,9 @@ pub struct CommandSource {
     started: bool,
     read: Counter,
     allow_empty: bool,
+    /// Variables set for the command only (a password, which never goes in argv).
+    env: Vec<(String, String)>,
+    kind: SourceKind,
 }
 
 impl CommandSource {
@@ -44,7 +47,22 @@ impl CommandSource {
             started: false,
             read: Counter::default(),
             allow_empty: false,
+            env: Vec::new(),
+            kind: SourceKind::Command,
         })
+    }
+
+    /// Sets `key` to `value` in the command's environment only.
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Records the snapshot as of this kind (a database dumped by its tool) instead of a
+    /// command's output.
+    pub fn of_kind(mut self, kind: SourceKind) -> Self {
+        self.kind = kind;
+        self
     }
 
     /// Accepts a command that writes nothing (by default an empty output fails the backup: a
@@ -57,7 +75,7 @@ impl CommandSource {
 
 impl Source for CommandSource {
     fn kind(&self) -> SourceKind {
-        SourceKind::Command
+        self.kind
     }
 
     fn describe(&self) -> Vec<String> {
@@ -71,6 +89,7 @@ impl Source for CommandSource {
         self.started = true;
         let mut child = Command::new(&self.argv[0])
             .args(&self.argv[1..])
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

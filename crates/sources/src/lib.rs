@@ -21,6 +21,7 @@
 pub mod command;
 pub mod exclude;
 pub mod files;
+pub mod postgres;
 pub mod restore;
 pub mod sqlite;
 

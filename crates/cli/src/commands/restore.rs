@@ -9,7 +9,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use backstop_app::restore::{DatabaseRequest, database_target};
 use backstop_engine::database::{DatabasePlan, database_item, plan_database, restore_database};
 use backstop_engine::{Indexed, RestoreOptions, plan_restore};
-use backstop_format::manifest::{Item, Snapshot};
+use backstop_format::manifest::{Item, Snapshot, SourceKind};
 use backstop_format::{SnapshotId, Timestamp};
 
 use crate::context::{Ctx, GlobalArgs, host, load_index};
@@ -24,10 +24,14 @@ pub struct Args {
     /// Where to restore: a directory for files; for a database snapshot, the new database file (or a directory to put it in)
     #[arg(
         long,
-        required_unless_present = "in_place",
-        conflicts_with = "in_place"
+        required_unless_present_any = ["in_place", "to_database"],
+        conflicts_with_all = ["in_place", "to_database"]
     )]
     pub to: Option<PathBuf>,
+    /// For a PostgreSQL snapshot: create this database on the source's server and load the
+    /// snapshot into it (a database of that name must not exist)
+    #[arg(long, value_name = "NAME", conflicts_with = "in_place")]
+    pub to_database: Option<String>,
     /// Restore a database snapshot into the live database it came from (a safety snapshot is taken first)
     #[arg(long)]
     pub in_place: bool,
@@ -60,6 +64,17 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     let (id, snap) = ctx.find_snapshot_of(&repo, &a.snapshot, a.source.as_deref())?;
     let ix = load_index(&repo, g.quiet)?;
     let items = ix.loader().read_items(&snap.items)?;
+    if let Some(name) = &a.to_database {
+        return restore_to_database(&ctx, &ix, id, &snap, &items, name, &a);
+    }
+    if snap.source.kind == SourceKind::Postgres && a.in_place {
+        return Err(UsageError(format!(
+            "snapshot {} is a PostgreSQL database: restore it into a new database with \
+             --to-database NAME (an in-place restore of PostgreSQL is not built yet)",
+            id.short()
+        ))
+        .into());
+    }
     if let Some(item) = database_item(&items) {
         return restore_db(&ctx, &ix, id, &snap, item, &a);
     }
@@ -137,6 +152,84 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
 }
 
 /// Restores a database snapshot: to a file, or in place.
+/// `--to-database NAME`: a PostgreSQL snapshot loaded into a new database on the server of
+/// its source (its `url` in backstop.toml). A load that fails drops the new database again, so
+/// nothing is left half loaded; nothing else on the server is touched.
+fn restore_to_database(
+    ctx: &Ctx<'_>,
+    ix: &Indexed<'_>,
+    id: SnapshotId,
+    snap: &Snapshot,
+    items: &[Item],
+    name: &str,
+    a: &Args,
+) -> anyhow::Result<u8> {
+    let g = ctx.args;
+    if snap.source.kind != SourceKind::Postgres {
+        return Err(UsageError(format!(
+            "snapshot {} is of a {} source, not a PostgreSQL database: --to-database is for \
+             PostgreSQL snapshots; restore it with --to",
+            id.short(),
+            snap.source.kind.as_str()
+        ))
+        .into());
+    }
+    let source = a.source.as_deref().unwrap_or(&snap.source.name);
+    let config = ctx.config.sources.get(source).ok_or_else(|| {
+        UsageError(format!(
+            "source {source:?} is not in backstop.toml: its url says which server to restore to"
+        ))
+    })?;
+    let server = backstop_app::sources::postgres_of(&ctx.config, config)?.ok_or_else(|| {
+        UsageError(format!(
+            "source {source:?} in backstop.toml is not kind = \"postgres\""
+        ))
+    })?;
+    let target = server.with_database(name);
+    let item = items
+        .iter()
+        .find(|i| i.content.is_some())
+        .ok_or_else(|| anyhow::anyhow!("snapshot {} holds no dump", id.short()))?;
+    let content = item.content.as_ref().expect("found with content");
+    #[derive(serde::Serialize)]
+    struct Out<'a> {
+        snapshot: String,
+        source: &'a str,
+        database: &'a str,
+        dump: &'a str,
+        bytes: u64,
+        dry_run: bool,
+    }
+    let out = Out {
+        snapshot: id.to_hex(),
+        source,
+        database: name,
+        dump: &item.path,
+        bytes: content.size,
+        dry_run: a.dry_run,
+    };
+    if !a.dry_run {
+        backstop_app::restore::into_new_postgres(ix, content, &target)
+            .with_context(|| format!("restoring snapshot {} into database {name}", id.short()))?;
+    }
+    if g.json {
+        print_json(&out)?;
+    } else if !g.quiet {
+        outln!(
+            "{} snapshot {} of {source} ({}, {}) into the new database {name}",
+            if a.dry_run {
+                "would restore"
+            } else {
+                "restored"
+            },
+            id.short(),
+            item.path,
+            bytes(content.size)
+        )?;
+    }
+    Ok(crate::exit::OK)
+}
+
 fn restore_db(
     ctx: &Ctx<'_>,
     ix: &Indexed<'_>,

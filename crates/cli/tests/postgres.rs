@@ -1,0 +1,252 @@
+//! PostgreSQL sources (`kind = "postgres"`) against the server on this machine
+//! (127.0.0.1:5432, user postgres): pagila (../shared/testdata) dumped by `pg_dump` into the
+//! repository and loaded into a new database, table for table the same; and the failures a
+//! user meets (a database that does not exist, a `pg_dump` older than the server, a password in
+//! the URL), each leaving no snapshot. Each test makes and drops databases of its own names.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+
+/// psql as the server's superuser on `db`; its output (unaligned, tuples only).
+fn psql(db: &str, sql: &str) -> String {
+    let o = Command::new("psql")
+        .args(["-X", "-A", "-t", "-q", "-w", "-v", "ON_ERROR_STOP=1"])
+        .args(["-h", "127.0.0.1", "-U", "postgres", "-d", db, "-c", sql])
+        .output()
+        .expect("running psql");
+    assert!(
+        o.status.success(),
+        "psql {db} {sql:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).unwrap().trim().to_string()
+}
+
+/// Databases made by a test, dropped when it ends however it ends.
+struct Databases(Vec<String>);
+
+impl Databases {
+    fn name(&mut self, what: &str) -> String {
+        let n = format!("bs_{what}_{}_{}", std::process::id(), self.0.len());
+        self.0.push(n.clone());
+        n
+    }
+}
+
+impl Drop for Databases {
+    fn drop(&mut self) {
+        for n in &self.0 {
+            let _ = Command::new("psql")
+                .args([
+                    "-X",
+                    "-q",
+                    "-w",
+                    "-h",
+                    "127.0.0.1",
+                    "-U",
+                    "postgres",
+                    "-d",
+                    "postgres",
+                ])
+                .args(["-c", &format!("DROP DATABASE IF EXISTS {n} WITH (FORCE)")])
+                .output();
+        }
+    }
+}
+
+/// A new database `name` with pagila's schema and data.
+fn load_pagila(name: &str) {
+    psql("postgres", &format!("CREATE DATABASE {name}"));
+    for file in ["postgres/pagila-schema.sql", "postgres/pagila-data.sql"] {
+        let o = Command::new("psql")
+            .args(["-X", "-q", "-w", "-v", "ON_ERROR_STOP=1"])
+            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", name, "-f"])
+            .arg(testdata(file))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+}
+
+/// Every base table of `db` with its row count and an MD5 of its rows in a fixed order.
+fn tables(db: &str) -> Vec<String> {
+    let names = psql(
+        db,
+        "SELECT format('%I.%I', table_schema, table_name) FROM information_schema.tables \
+         WHERE table_type = 'BASE TABLE' AND table_schema NOT IN ('pg_catalog', 'information_schema') \
+         ORDER BY 1",
+    );
+    names
+        .lines()
+        .map(|t| {
+            let row = psql(
+                db,
+                &format!(
+                    "SELECT count(*) || ' ' || coalesce(md5(string_agg(r::text, '|' ORDER BY r::text)), '-') \
+                     FROM {t} r"
+                ),
+            );
+            format!("{t} {row}")
+        })
+        .collect()
+}
+
+/// backstop.toml with one PostgreSQL source `shop` on `db`, plus `extra` lines in its section.
+fn config(sb: &Sandbox, db: &str, extra: &str) -> std::path::PathBuf {
+    let p = sb.p("backstop.toml");
+    fs::write(
+        &p,
+        format!(
+            "repository = \"repo\"\n[sources.shop]\nkind = \"postgres\"\n\
+             url = \"postgres://postgres@127.0.0.1:5432/{db}\"\n{extra}"
+        ),
+    )
+    .unwrap();
+    p
+}
+
+fn with_config(sb: &Sandbox, cfg: &Path, args: &[&str]) -> Command {
+    let mut c = sb.bare();
+    c.arg("--config").arg(cfg).args(args);
+    c
+}
+
+/// pagila dumped into the repository and loaded into a new database: every table has the
+/// same rows (counts and checksums); a dry run creates nothing; a name that exists is refused
+/// and that database is left alone.
+#[test]
+fn pagila_comes_back_in_a_new_database_table_for_table() {
+    let mut dbs = Databases(Vec::new());
+    let source = dbs.name("pagila");
+    load_pagila(&source);
+    let sb = Sandbox::plain();
+    let cfg = config(&sb, &source, "");
+    let made = run(with_config(
+        &sb,
+        &cfg,
+        &["--json", "backup", "--source", "shop"],
+    ))
+    .ok()
+    .json();
+    assert_eq!(made["source_kind"], "postgres", "{made:#}");
+    let list = run(with_config(&sb, &cfg, &["--json", "snapshots"]))
+        .ok()
+        .json();
+    assert_eq!(list[0]["source_kind"], "postgres", "{list:#}");
+
+    let restored = dbs.name("restored");
+    let dry = run(with_config(
+        &sb,
+        &cfg,
+        &[
+            "restore",
+            "latest",
+            "--source",
+            "shop",
+            "--to-database",
+            &restored,
+            "--dry-run",
+        ],
+    ))
+    .ok();
+    assert!(dry.stdout.contains("would restore"), "{dry:#?}");
+    assert_eq!(
+        psql(
+            "postgres",
+            &format!("SELECT count(*) FROM pg_database WHERE datname = '{restored}'")
+        ),
+        "0",
+        "a dry run creates nothing"
+    );
+    run(with_config(
+        &sb,
+        &cfg,
+        &[
+            "restore",
+            "latest",
+            "--source",
+            "shop",
+            "--to-database",
+            &restored,
+        ],
+    ))
+    .ok();
+    let (before, after) = (tables(&source), tables(&restored));
+    assert!(before.len() >= 15, "{before:?}");
+    assert_eq!(after, before);
+
+    // Into a database that exists: refused by the server, and that database stays as it was.
+    let o = run(with_config(
+        &sb,
+        &cfg,
+        &[
+            "restore",
+            "latest",
+            "--source",
+            "shop",
+            "--to-database",
+            &source,
+        ],
+    ));
+    assert_ne!(o.code, 0, "{o:#?}");
+    assert!(o.stderr.contains("already exists"), "{o:#?}");
+    assert_eq!(tables(&source), before);
+}
+
+/// A database that does not exist, a `pg_dump` older than the server, a password in the URL:
+/// each is said plainly and leaves no snapshot.
+#[test]
+fn postgres_failures_say_why_and_leave_no_snapshot() {
+    let sb = Sandbox::plain();
+    let cfg = config(&sb, "bs_no_such_database", "");
+    let o = run(with_config(&sb, &cfg, &["backup", "--source", "shop"]));
+    assert_ne!(o.code, 0, "{o:#?}");
+    assert!(o.stderr.contains("bs_no_such_database"), "{o:#?}");
+
+    let mut dbs = Databases(Vec::new());
+    let db = dbs.name("old_tool");
+    psql("postgres", &format!("CREATE DATABASE {db}"));
+    let cfg = config(&sb, &db, "");
+    let bin = sb.p("old-tools");
+    fs::create_dir(&bin).unwrap();
+    fs::write(
+        bin.join("pg_dump"),
+        "#!/bin/sh\necho 'pg_dump (PostgreSQL) 9.6.24'\n",
+    )
+    .unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(bin.join("pg_dump"), fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let mut c = with_config(&sb, &cfg, &["backup", "--source", "shop"]);
+    c.env("PATH", path);
+    let o = run(c);
+    assert_ne!(o.code, 0, "{o:#?}");
+    assert!(
+        o.stderr.contains("pg_dump 9 is older than the PostgreSQL"),
+        "{o:#?}"
+    );
+    assert!(sb.snapshots().is_empty());
+
+    fs::write(
+        sb.p("backstop.toml"),
+        "repository = \"repo\"\n[sources.shop]\nkind = \"postgres\"\n\
+         url = \"postgres://postgres:hunter2@127.0.0.1/x\"\n",
+    )
+    .unwrap();
+    let o = run(with_config(
+        &sb,
+        &sb.p("backstop.toml"),
+        &["backup", "--source", "shop"],
+    ))
+    .code(2);
+    assert!(o.stderr.contains("password_file"), "{o:#?}");
+    assert!(!o.stderr.contains("hunter2"), "{o:#?}");
+}
