@@ -116,9 +116,10 @@ fn with_config(sb: &Sandbox, cfg: &Path, args: &[&str]) -> Command {
     c
 }
 
-/// pagila dumped into the repository and loaded into a new database: every table has the
-/// same rows (counts and checksums); a dry run creates nothing; a name that exists is refused
-/// and that database is left alone.
+/// pagila dumped into the repository and loaded into a new database: the snapshot records
+/// what the dump was taken from (versions, size, each table's rows, the schema's
+/// fingerprint); every table comes back with the same rows (counts and checksums); a dry run
+/// creates nothing; a name that exists is refused and that database is left alone.
 #[test]
 fn pagila_comes_back_in_a_new_database_table_for_table() {
     let mut dbs = Databases(Vec::new());
@@ -138,6 +139,33 @@ fn pagila_comes_back_in_a_new_database_table_for_table() {
         .ok()
         .json();
     assert_eq!(list[0]["source_kind"], "postgres", "{list:#}");
+    // What the dump was taken from, with every table's rows as the dump has them.
+    let shown = run(with_config(&sb, &cfg, &["--json", "show", "latest"]))
+        .ok()
+        .json();
+    let server = &shown["item_list"][0]["server"];
+    assert_eq!(server["engine"], "postgres", "{shown:#}");
+    assert_eq!(server["database"], source.as_str());
+    assert!(
+        server["tool"]
+            .as_str()
+            .unwrap()
+            .starts_with("pg_dump (PostgreSQL)")
+    );
+    assert!(server["size_bytes"].as_u64().unwrap() > 1 << 20);
+    assert_eq!(server["schema_fingerprint"].as_str().unwrap().len(), 32);
+    let rental = server["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "public.rental")
+        .unwrap();
+    assert_eq!(
+        rental["rows"].to_string(),
+        psql(&source, "SELECT count(*) FROM public.rental")
+    );
+    let text = run(with_config(&sb, &cfg, &["show", "latest"])).ok().stdout;
+    assert!(text.contains("public.rental"), "{text}");
 
     let restored = dbs.name("restored");
     let dry = run(with_config(
@@ -249,4 +277,81 @@ fn postgres_failures_say_why_and_leave_no_snapshot() {
     .code(2);
     assert!(o.stderr.contains("password_file"), "{o:#?}");
     assert!(!o.stderr.contains("hunter2"), "{o:#?}");
+}
+
+/// Rows written while the backup runs: the row counts the snapshot records and the dump are one
+/// snapshot of the database (pg_dump dumps the snapshot the counting session exported), so the
+/// restored database has exactly the recorded rows in every table.
+#[test]
+fn the_recorded_counts_and_the_dump_are_one_snapshot_under_writes() {
+    let mut dbs = Databases(Vec::new());
+    let source = dbs.name("busy");
+    load_pagila(&source);
+    let sb = Sandbox::plain();
+    let cfg = config(&sb, &source, "");
+    let mut writer = Command::new("psql")
+        .args([
+            "-X",
+            "-q",
+            "-w",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            &source,
+        ])
+        .args([
+            "-c",
+            "DO $$ BEGIN FOR i IN 1..3000 LOOP \
+             INSERT INTO public.actor (first_name, last_name) VALUES ('WRITER', 'NO ' || i); \
+             COMMIT; END LOOP; END $$",
+        ])
+        .spawn()
+        .unwrap();
+    let before: u64 = psql(&source, "SELECT count(*) FROM public.actor")
+        .parse()
+        .unwrap();
+    run(with_config(&sb, &cfg, &["backup", "--source", "shop"])).ok();
+    assert!(writer.wait().unwrap().success());
+    let shown = run(with_config(&sb, &cfg, &["--json", "show", "latest"]))
+        .ok()
+        .json();
+    let recorded: Vec<(String, u64)> = shown["item_list"][0]["server"]["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["name"].as_str().unwrap().to_owned(),
+                t["rows"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let actors = recorded
+        .iter()
+        .find(|(n, _)| n == "public.actor")
+        .unwrap()
+        .1;
+    assert!(actors >= before, "{actors} < {before}");
+    let restored = dbs.name("busy_restored");
+    run(with_config(
+        &sb,
+        &cfg,
+        &[
+            "restore",
+            "latest",
+            "--source",
+            "shop",
+            "--to-database",
+            &restored,
+        ],
+    ))
+    .ok();
+    for (table, rows) in &recorded {
+        let now: u64 = psql(&restored, &format!("SELECT count(*) FROM {table}"))
+            .parse()
+            .unwrap();
+        assert_eq!(now, *rows, "{table}");
+    }
 }

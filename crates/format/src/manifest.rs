@@ -308,6 +308,35 @@ pub struct Item {
     pub content: Option<Content>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub database: Option<DatabaseMeta>,
+    /// A server database's dump (PostgreSQL): what it was taken from, read in the dump's own
+    /// snapshot of the database.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<ServerDatabase>,
+}
+
+/// What a dump of a server database was taken from, as it was when the dump started (the
+/// counts are read in the same snapshot of the database as the dump).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerDatabase {
+    /// `postgres`.
+    pub engine: String,
+    /// `dump` (the server's own dump tool).
+    pub method: String,
+    /// The server's version, as it says it (`15.20 (Debian 15.20-0+deb12u1)`).
+    pub server_version: String,
+    /// The dump tool and its version (`pg_dump (PostgreSQL) 15.20`).
+    pub tool: String,
+    pub database: String,
+    /// `pg_database_size` when the dump started.
+    pub size_bytes: u64,
+    /// Every table (schema-qualified) with its row count.
+    pub tables: Vec<TableRows>,
+    /// A hash of every table's columns, types and nullability: changes with the schema.
+    pub schema_fingerprint: String,
+    /// The application's schema version, from a migrations table it keeps
+    /// (`schema_migrations`, `alembic_version`, `flyway_schema_history`, ...), with the table.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_version: Option<String>,
 }
 
 impl Item {
@@ -323,6 +352,7 @@ impl Item {
             target: None,
             content: None,
             database: None,
+            server: None,
         }
     }
 }
@@ -503,7 +533,7 @@ mod proptests {
             let item = Item {
                 path, kind: ItemKind::File, size, mode,
                 mtime: Some(Timestamp::from_second(secs).unwrap()),
-                readonly: mode == Some(0o444), target, content: c, database: None,
+                readonly: mode == Some(0o444), target, content: c, database: None, server: None,
             };
             let json = serde_json::to_string(&item).unwrap();
             prop_assert_eq!(serde_json::from_str::<Item>(&json).unwrap(), item);

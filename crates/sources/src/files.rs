@@ -255,6 +255,7 @@ pub fn item_from_metadata(path: String, kind: ItemKind, md: &Metadata) -> Item {
         target: None,
         content: None,
         database: None,
+        server: None,
     }
 }
 

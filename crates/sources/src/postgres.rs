@@ -10,12 +10,13 @@
 //! version is compared with the server's: an older `pg_dump` refuses such a server, and the
 //! message says both versions instead of its own "server version mismatch".
 
-use std::process::{Command, Stdio};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
-use backstop_format::manifest::SourceKind;
+use backstop_format::manifest::{ServerDatabase, SourceKind, TableRows};
 
-use crate::Error;
 use crate::command::CommandSource;
+use crate::{Entry, Error, Source};
 
 /// A PostgreSQL database to back up or restore into: its URL (without a password) and the
 /// password, if one is needed.
@@ -112,43 +113,67 @@ impl Postgres {
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
     }
 
-    /// The server's major version (15 for 15.4).
-    pub fn server_major(&self) -> Result<u32, Error> {
-        let num = self.query("SHOW server_version_num")?;
-        num.parse::<u32>()
-            .map(|n| n / 10_000)
-            .map_err(|_| Error::Invalid(format!("unexpected server_version_num {num:?}")))
-    }
-
     /// A source that dumps the database with `pg_dump`, after checking that `pg_dump` is not
-    /// older than the server. The item is `DBNAME.pgdump` (restore it with `pg_restore`).
-    pub fn dump_source(&self) -> Result<CommandSource, Error> {
-        let tool = tool_major("pg_dump")?;
-        let server = self.server_major()?;
-        if tool < server {
+    /// older than the server. The item is `DBNAME.pgdump` (restore it with `pg_restore`), with
+    /// what it was taken from ([`ServerDatabase`]): a session of our own opens a read-only
+    /// transaction, exports its snapshot, reads the versions, sizes, row counts, schema
+    /// fingerprint and migrations version in it, and `pg_dump` dumps that same snapshot
+    /// (`--snapshot`), so the counts are the dump's whatever is written meanwhile. The session
+    /// stays open until the dump is done.
+    pub fn dump_source(&self) -> Result<PgDump, Error> {
+        let (tool, tool_major) = tool_version("pg_dump")?;
+        let mut session = Session::open(self)?;
+        let server_major: u32 = session
+            .one("SHOW server_version_num")?
+            .parse::<u32>()
+            .map(|n| n / 10_000)
+            .map_err(|_| Error::Invalid("unexpected server_version_num".into()))?;
+        if tool_major < server_major {
             return Err(Error::Invalid(format!(
-                "pg_dump {tool} is older than the PostgreSQL {server} server at {}, and cannot \
-                 dump it: install the PostgreSQL {server} client tools on this machine",
+                "pg_dump {tool_major} is older than the PostgreSQL {server_major} server at {}, \
+                 and cannot dump it: install the PostgreSQL {server_major} client tools on \
+                 this machine",
                 self.url
             )));
         }
+        session.run("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")?;
+        let snapshot = session.one("SELECT pg_export_snapshot()")?;
+        let meta = ServerDatabase {
+            engine: "postgres".into(),
+            method: "dump".into(),
+            server_version: session.one("SHOW server_version")?,
+            tool,
+            database: self.database(),
+            size_bytes: session
+                .one("SELECT pg_database_size(current_database())")?
+                .parse()
+                .unwrap_or(0),
+            tables: session.table_rows()?,
+            schema_fingerprint: session.one(FINGERPRINT)?,
+            schema_version: session.schema_version()?,
+        };
         let argv = [
             "pg_dump",
             "--format=custom",
             "--compress=0",
             "--no-password",
+            &format!("--snapshot={snapshot}"),
             "--dbname",
             &self.url,
         ];
-        let mut source = CommandSource::new(
+        let mut dump = CommandSource::new(
             argv.iter().map(|s| s.to_string()).collect(),
             format!("{}.pgdump", self.database()),
         )?
         .of_kind(SourceKind::Postgres);
         if let Some(p) = &self.password {
-            source = source.env("PGPASSWORD", p);
+            dump = dump.env("PGPASSWORD", p);
         }
-        Ok(source)
+        Ok(PgDump {
+            dump,
+            session: Some(session),
+            meta: Some(meta),
+        })
     }
 
     /// Creates this (new) database on its server; an existing one is refused by the server.
@@ -205,6 +230,226 @@ impl Postgres {
     }
 }
 
+/// The columns of every table, with their types and nullability, hashed: changes with the
+/// schema, not with the data.
+const FINGERPRINT: &str = "SELECT md5(coalesce(string_agg(format('%s.%s.%s %s %s', \
+     table_schema, table_name, column_name, data_type, is_nullable), ',' \
+     ORDER BY table_schema, table_name, ordinal_position), '')) FROM information_schema.columns \
+     WHERE table_schema NOT IN ('pg_catalog', 'information_schema')";
+
+/// Every table (ordinary and partitioned) with its row count, in one query, tab-separated.
+const TABLE_ROWS: &str = "SELECT format('%I.%I', n.nspname, c.relname) || chr(9) || \
+     (xpath('/row/c/text()', query_to_xml(format('SELECT count(*) AS c FROM %I.%I', \
+     n.nspname, c.relname), false, true, '')))[1]::text FROM pg_class c \
+     JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p') \
+     AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+     AND n.nspname NOT LIKE 'pg_toast%' ORDER BY 1";
+
+/// Migrations tables that applications keep, the column that proves it is one, and the query
+/// of the newest version applied, in the order they are tried.
+const MIGRATIONS: [(&str, &str, &str); 6] = [
+    (
+        "schema_migrations",
+        "version",
+        "SELECT max(version::text) FROM schema_migrations",
+    ),
+    (
+        "alembic_version",
+        "version_num",
+        "SELECT max(version_num) FROM alembic_version",
+    ),
+    (
+        "flyway_schema_history",
+        "version",
+        "SELECT version FROM flyway_schema_history WHERE success ORDER BY installed_rank DESC LIMIT 1",
+    ),
+    (
+        "__EFMigrationsHistory",
+        "MigrationId",
+        "SELECT max(\"MigrationId\") FROM \"__EFMigrationsHistory\"",
+    ),
+    (
+        "django_migrations",
+        "applied",
+        "SELECT app || '.' || name FROM django_migrations ORDER BY applied DESC, id DESC LIMIT 1",
+    ),
+    (
+        "migrations",
+        "batch",
+        "SELECT migration FROM migrations ORDER BY batch DESC, id DESC LIMIT 1",
+    ),
+];
+
+/// A `psql` session of our own, asked one statement at a time: each answer ends at a marker
+/// line. It stops at the first error (`ON_ERROR_STOP`), which its standard error then says.
+struct Session {
+    child: Child,
+    input: ChildStdin,
+    output: BufReader<ChildStdout>,
+    url: String,
+}
+
+/// The line after each answer.
+const END: &str = "__backstop_end__";
+
+impl Session {
+    fn open(db: &Postgres) -> Result<Self, Error> {
+        let mut child = db
+            .tool("psql")
+            .args([
+                "-X",
+                "-A",
+                "-t",
+                "-q",
+                "-w",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-d",
+                &db.url,
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| Error::io("starting psql (install PostgreSQL's client tools)", e))?;
+        let input = child.stdin.take().expect("stdin is piped");
+        let output = BufReader::new(child.stdout.take().expect("stdout is piped"));
+        Ok(Self {
+            child,
+            input,
+            output,
+            url: db.url.clone(),
+        })
+    }
+
+    /// Runs `sql`; the lines it printed.
+    fn lines(&mut self, sql: &str) -> Result<Vec<String>, Error> {
+        let sent = writeln!(self.input, "{sql};\n\\echo {END}").and_then(|()| self.input.flush());
+        let mut lines = Vec::new();
+        loop {
+            let mut line = String::new();
+            let n = match sent {
+                Ok(()) => self.output.read_line(&mut line).unwrap_or(0),
+                Err(_) => 0,
+            };
+            if n == 0 {
+                return Err(self.failed());
+            }
+            let line = line.trim_end_matches(['\r', '\n']);
+            if line == END {
+                return Ok(lines);
+            }
+            lines.push(line.to_owned());
+        }
+    }
+
+    fn run(&mut self, sql: &str) -> Result<(), Error> {
+        self.lines(sql).map(|_| ())
+    }
+
+    /// The one value `sql` gives.
+    fn one(&mut self, sql: &str) -> Result<String, Error> {
+        Ok(self.lines(sql)?.into_iter().next().unwrap_or_default())
+    }
+
+    fn table_rows(&mut self) -> Result<Vec<TableRows>, Error> {
+        Ok(self
+            .lines(TABLE_ROWS)?
+            .iter()
+            .filter_map(|l| l.rsplit_once('\t'))
+            .map(|(name, rows)| TableRows {
+                name: name.to_owned(),
+                rows: rows.parse().ok(),
+            })
+            .collect())
+    }
+
+    /// The newest migration applied, as `TABLE VERSION`, from the first migrations table found
+    /// in the current schema.
+    fn schema_version(&mut self) -> Result<Option<String>, Error> {
+        let pairs: Vec<String> = MIGRATIONS
+            .iter()
+            .map(|(t, c, _)| format!("('{t}', '{c}')"))
+            .collect();
+        let found = self.lines(&format!(
+            "SELECT table_name FROM information_schema.columns WHERE table_schema = \
+             current_schema() AND (table_name, column_name) IN ({})",
+            pairs.join(", ")
+        ))?;
+        for (table, _, query) in MIGRATIONS {
+            if found.iter().any(|f| f == table) {
+                let v = self.one(query)?;
+                return Ok((!v.is_empty()).then(|| format!("{table} {v}")));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The error of a session that stopped: what psql said.
+    fn failed(&mut self) -> Error {
+        let _ = self.child.wait();
+        let mut text = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            let _ = e.read_to_string(&mut text);
+        }
+        Error::Invalid(format!("PostgreSQL at {}: {}", self.url, text.trim()))
+    }
+
+    /// Ends the transaction and the session.
+    fn close(mut self) -> Result<(), Error> {
+        let _ = writeln!(self.input, "COMMIT;\n\\q");
+        drop(self.input);
+        let status = self
+            .child
+            .wait()
+            .map_err(|e| Error::io("waiting for psql", e))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(Error::Invalid(format!(
+                "PostgreSQL at {}: the session that held the dump's snapshot ended with {status}",
+                self.url
+            )))
+        }
+    }
+}
+
+/// A PostgreSQL database being dumped: `pg_dump`'s output as one item, with what it was taken
+/// from, while the session that exported the dump's snapshot stays open.
+pub struct PgDump {
+    dump: CommandSource,
+    session: Option<Session>,
+    meta: Option<ServerDatabase>,
+}
+
+impl Source for PgDump {
+    fn kind(&self) -> SourceKind {
+        SourceKind::Postgres
+    }
+
+    fn describe(&self) -> Vec<String> {
+        self.dump.describe()
+    }
+
+    fn next_entry(&mut self) -> Result<Option<Entry>, Error> {
+        let mut entry = self.dump.next_entry()?;
+        if let Some(e) = entry.as_mut() {
+            e.item.server = self.meta.take();
+        }
+        Ok(entry)
+    }
+
+    fn take_warnings(&mut self) -> Vec<String> {
+        self.dump.take_warnings()
+    }
+
+    fn finish(&mut self) -> Result<(), Error> {
+        let dumped = self.dump.finish();
+        let closed = self.session.take().map_or(Ok(()), Session::close);
+        dumped.and(closed)
+    }
+}
+
 /// The database a PostgreSQL URL names: its path, without the query.
 fn database_of(url: &str) -> Option<String> {
     let rest = url.split_once("://")?.1;
@@ -218,8 +463,8 @@ fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-/// The major version a client tool reports (`pg_dump (PostgreSQL) 15.4` is 15).
-fn tool_major(program: &str) -> Result<u32, Error> {
+/// A client tool's `--version` line and its major version (`pg_dump (PostgreSQL) 15.4`: 15).
+fn tool_version(program: &str) -> Result<(String, u32), Error> {
     let out = Command::new(program)
         .arg("--version")
         .stdin(Stdio::null())
@@ -230,13 +475,13 @@ fn tool_major(program: &str) -> Result<u32, Error> {
                 e,
             )
         })?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    parse_major(&text).ok_or_else(|| {
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let major = parse_major(&text).ok_or_else(|| {
         Error::Invalid(format!(
-            "cannot tell the version of {program} from {:?}",
-            text.trim()
+            "cannot tell the version of {program} from {text:?}"
         ))
-    })
+    })?;
+    Ok((text, major))
 }
 
 /// The major version in a tool's `--version` line.

@@ -181,6 +181,32 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
             )?;
         }
     }
+    for i in &items {
+        let Some(db) = &i.server else { continue };
+        outln!()?;
+        outln!(
+            "{} database {} ({}): {}, server {}, {} when dumped, schema {}{}",
+            db.engine,
+            db.database,
+            i.path,
+            db.tool,
+            db.server_version,
+            bytes(db.size_bytes),
+            &db.schema_fingerprint[..db.schema_fingerprint.len().min(16)],
+            db.schema_version
+                .as_ref()
+                .map(|v| format!(", migrations {v}"))
+                .unwrap_or_default()
+        )?;
+        outln!("{:<40} {:>12}", "TABLE", "ROWS")?;
+        for t in &db.tables {
+            outln!(
+                "{:<40} {:>12}",
+                t.name,
+                t.rows.map_or("unreadable".to_string(), |r| r.to_string())
+            )?;
+        }
+    }
     Ok(crate::exit::OK)
 }
 
