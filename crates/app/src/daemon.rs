@@ -35,6 +35,9 @@ pub struct SourceSpec {
     pub copy_to: Vec<crate::copy::Destination>,
     /// Its 3-2-1 rules (`copies`, `offsite`).
     pub rules: crate::copies::Rules,
+    /// Where its snapshots are drilled when they are server dumps (a PostgreSQL source's
+    /// server).
+    pub server_drill: Option<std::sync::Arc<dyn backstop_engine::drill::ServerDrill>>,
 }
 
 /// Builds a source's reader afresh for each backup (by name).
@@ -161,6 +164,7 @@ pub fn setup_from_config(
                 copies: s.copies,
                 offsite: s.offsite,
             },
+            server_drill: crate::verify::server_drill(config, name)?,
         });
     }
     let mut tasks = config.tasks()?;

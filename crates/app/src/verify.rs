@@ -23,5 +23,38 @@ pub fn drill_options(scratch: PathBuf, rt: &Runtime, now: Timestamp) -> DrillOpt
         scratch,
         time: now,
         host: rt.host.clone(),
+        server: None,
     }
+}
+
+/// Drills PostgreSQL dumps on a source's server (scratch databases, see
+/// `backstop_sources::postgres::Postgres::drill`).
+#[derive(Debug)]
+pub struct PostgresDrill(pub backstop_sources::postgres::Postgres);
+
+impl backstop_engine::drill::ServerDrill for PostgresDrill {
+    fn drill(
+        &self,
+        expected: &backstop_format::manifest::ServerDatabase,
+        feed: &mut dyn FnMut(&mut dyn std::io::Write) -> backstop_engine::Result<()>,
+    ) -> Vec<backstop_format::record::Check> {
+        self.0.drill(expected, &mut |w| {
+            feed(w).map_err(|e| backstop_sources::Error::Invalid(e.to_string()))
+        })
+    }
+}
+
+/// Where the snapshots of `source` (configured in `config`) are drilled when they are server
+/// dumps: the server of its `url`; `None` for other sources.
+pub fn server_drill(
+    config: &crate::config::Config,
+    source: &str,
+) -> anyhow::Result<Option<std::sync::Arc<dyn backstop_engine::drill::ServerDrill>>> {
+    let Some(s) = config.sources.get(source) else {
+        return Ok(None);
+    };
+    Ok(crate::sources::postgres_of(config, s)?.map(|pg| {
+        std::sync::Arc::new(PostgresDrill(pg))
+            as std::sync::Arc<dyn backstop_engine::drill::ServerDrill>
+    }))
 }

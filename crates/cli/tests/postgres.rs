@@ -167,6 +167,37 @@ fn pagila_comes_back_in_a_new_database_table_for_table() {
     let text = run(with_config(&sb, &cfg, &["show", "latest"])).ok().stdout;
     assert!(text.contains("public.rental"), "{text}");
 
+    // A restore drill loads it into a scratch database on the server, compares every table's
+    // rows and the schema with the record, and drops it again.
+    let drilled = run(with_config(
+        &sb,
+        &cfg,
+        &["--json", "verify", "--restore-test", "--latest"],
+    ))
+    .ok()
+    .json();
+    let record = &drilled[0];
+    assert_eq!(record["passed"], true, "{drilled:#}");
+    let checks: Vec<&str> = record["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(checks, ["restore", "rows", "schema"], "{drilled:#}");
+    assert_eq!(
+        psql(
+            "postgres",
+            "SELECT count(*) FROM pg_database WHERE datname LIKE 'backstop_drill_%'"
+        ),
+        "0",
+        "the scratch database is dropped"
+    );
+    let status = run(with_config(&sb, &cfg, &["--json", "status"]))
+        .ok()
+        .json();
+    assert_eq!(status_source(&status, "shop")["state"], "ok", "{status:#}");
+
     let restored = dbs.name("restored");
     let dry = run(with_config(
         &sb,

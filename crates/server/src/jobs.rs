@@ -968,7 +968,10 @@ fn drill(
         .next()
         .expect("drill_targets returns at least one");
     let ix = load_index(repo)?;
-    let opts = drill_options(setup.scratch.clone(), &setup.runtime(), Timestamp::now());
+    let opts = backstop_engine::drill::DrillOptions {
+        server: setup.source(source).and_then(|s| s.server_drill.clone()),
+        ..drill_options(setup.scratch.clone(), &setup.runtime(), Timestamp::now())
+    };
     let record = restore_drill(&ix, id, &snap, &opts, progress)?;
     Ok(Drilled {
         snapshot: id,

@@ -14,6 +14,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
 use backstop_format::manifest::{ServerDatabase, SourceKind, TableRows};
+use backstop_format::record::Check;
 
 use crate::command::CommandSource;
 use crate::{Entry, Error, Source};
@@ -174,6 +175,95 @@ impl Postgres {
             session: Some(session),
             meta: Some(meta),
         })
+    }
+
+    /// A restore drill of a dump on this database's server: loads it (`feed` writes the dump)
+    /// into a scratch database of a new name, counts every table's rows and fingerprints the
+    /// schema there, compares both with `expected` (what the dump was taken from), and drops
+    /// the scratch database again. Each step is a check; the drill passed when all did.
+    pub fn drill(
+        &self,
+        expected: &ServerDatabase,
+        feed: &mut dyn FnMut(&mut dyn std::io::Write) -> Result<(), Error>,
+    ) -> Vec<Check> {
+        let check = |name: &str, passed: bool, detail: String| Check {
+            name: name.into(),
+            passed,
+            detail,
+        };
+        let name = format!(
+            "backstop_drill_{}",
+            backstop_format::id::to_hex(&backstop_format::id::random_bytes::<6>())
+        );
+        let scratch = self.with_database(&name);
+        if let Err(e) = scratch.create() {
+            return vec![check("scratch database", false, e.to_string())];
+        }
+        let mut checks = Vec::new();
+        match scratch.restore(feed) {
+            Err(e) => checks.push(check("restore", false, e.to_string())),
+            Ok(()) => {
+                checks.push(check("restore", true, format!("pg_restore into {name}")));
+                checks.extend(scratch.compare(expected));
+            }
+        }
+        if let Err(e) = scratch.drop_database() {
+            checks.push(check(
+                "scratch database",
+                false,
+                format!("{name} could not be dropped: {e}"),
+            ));
+        }
+        checks
+    }
+
+    /// This database's row counts and schema fingerprint against `expected`'s.
+    fn compare(&self, expected: &ServerDatabase) -> Vec<Check> {
+        let rows = Session::open(self).and_then(|mut s| {
+            let rows = s.table_rows()?;
+            let fingerprint = s.one(FINGERPRINT)?;
+            Ok((rows, fingerprint))
+        });
+        let (rows, fingerprint) = match rows {
+            Ok(r) => r,
+            Err(e) => {
+                return vec![Check {
+                    name: "rows".into(),
+                    passed: false,
+                    detail: e.to_string(),
+                }];
+            }
+        };
+        let differ: Vec<String> = expected
+            .tables
+            .iter()
+            .filter_map(|t| {
+                let now = rows.iter().find(|r| r.name == t.name).and_then(|r| r.rows);
+                (now != t.rows).then(|| {
+                    format!(
+                        "{}: {} in the snapshot, {} restored",
+                        t.name,
+                        t.rows.map_or("?".into(), |n| n.to_string()),
+                        now.map_or("none".into(), |n| n.to_string())
+                    )
+                })
+            })
+            .collect();
+        vec![
+            Check {
+                name: "rows".into(),
+                passed: differ.is_empty(),
+                detail: match differ.is_empty() {
+                    true => format!("{} tables as recorded", expected.tables.len()),
+                    false => differ.join("; "),
+                },
+            },
+            Check {
+                name: "schema".into(),
+                passed: fingerprint == expected.schema_fingerprint,
+                detail: format!("fingerprint {}", &fingerprint[..fingerprint.len().min(16)]),
+            },
+        ]
     }
 
     /// Creates this (new) database on its server; an existing one is refused by the server.

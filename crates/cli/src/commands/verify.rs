@@ -187,6 +187,11 @@ fn drill(
     let mut records = Vec::new();
     for (id, snap) in &targets {
         let bar = Bar::new(g.quiet || g.json);
+        // A server database's dump is drilled on its source's server.
+        let opts = backstop_engine::drill::DrillOptions {
+            server: backstop_app::verify::server_drill(&ctx.config, &snap.source.name)?,
+            ..opts.clone()
+        };
         let r = restore_drill(&ix, *id, snap, &opts, &bar);
         bar.done();
         let r = r?;

@@ -12,9 +12,10 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
-use backstop_format::manifest::{ItemKind, Snapshot};
+use backstop_format::manifest::{ItemKind, ServerDatabase, Snapshot};
 use backstop_format::record::{Check, RECORD_VERSION, RESTORE_DRILL, Record};
 use backstop_format::{SnapshotId, Timestamp};
 use backstop_sources::sqlite::check_image;
@@ -32,6 +33,20 @@ pub struct DrillOptions {
     pub scratch: PathBuf,
     pub time: Timestamp,
     pub host: String,
+    /// Where a server database's dump is drilled (its source's server); without one, such a
+    /// snapshot's drill fails saying so.
+    pub server: Option<Arc<dyn ServerDrill>>,
+}
+
+/// A drill of a server database's dump (PostgreSQL): load it into a scratch database on a
+/// server, compare it with what the dump was taken from, drop it; one check per step.
+pub trait ServerDrill: std::fmt::Debug + Send + Sync {
+    /// `feed` writes the dump; `expected` is the item's record of what it was taken from.
+    fn drill(
+        &self,
+        expected: &ServerDatabase,
+        feed: &mut dyn FnMut(&mut dyn std::io::Write) -> Result<()>,
+    ) -> Vec<Check>;
 }
 
 /// Runs a drill on one snapshot and stores its record. A drill that finds a problem is a
@@ -57,7 +72,7 @@ pub fn restore_drill(
         })
     })?;
     let started = Instant::now();
-    let checks = run_checks(ix, id, snap, &dir, &opts.host, progress);
+    let checks = run_checks(ix, id, snap, &dir, opts, progress);
     let duration_ms = started.elapsed().as_millis() as u64;
     let _ = fs::remove_dir_all(&dir);
     let record = Record {
@@ -100,14 +115,34 @@ fn run_checks(
     id: SnapshotId,
     snap: &Snapshot,
     dir: &Path,
-    host: &str,
+    opts: &DrillOptions,
     progress: &dyn Progress,
 ) -> Vec<Check> {
+    let host = opts.host.as_str();
     let loader = ix.loader();
     let items = match loader.read_items(&snap.items) {
         Ok(items) => items,
         Err(e) => return failed("item list", e.to_string()),
     };
+    if let Some((item, expected)) = items.iter().find_map(|i| Some((i, i.server.as_ref()?))) {
+        let Some(server) = &opts.server else {
+            return failed(
+                "server",
+                format!(
+                    "a {} dump is drilled in a scratch database on its server: name the \
+                     source (its url) in backstop.toml",
+                    expected.engine
+                ),
+            );
+        };
+        let Some(content) = &item.content else {
+            return failed("restore", "the dump has no content".into());
+        };
+        progress.phase("restore drill", Some(content.size));
+        return server.drill(expected, &mut |w| {
+            loader.write_content(content, w, progress)
+        });
+    }
     if let Some(item) = database_item(&items) {
         let meta = item.database.as_ref().expect("database_item checks it");
         progress.phase("restore drill", item.content.as_ref().map(|c| c.size));

@@ -100,6 +100,7 @@ pub fn setup_in(dir: &std::path::Path, tasks: Tasks) -> Setup {
                 ping_url: None,
                 copy_to: vec![],
                 rules: Default::default(),
+                server_drill: None,
             },
             SourceSpec {
                 name: "docs".into(),
@@ -113,6 +114,7 @@ pub fn setup_in(dir: &std::path::Path, tasks: Tasks) -> Setup {
                 ping_url: None,
                 copy_to: vec![],
                 rules: Default::default(),
+                server_drill: None,
             },
         ],
         build_source: Arc::new(move |name: &str| {
