@@ -126,17 +126,18 @@ pub fn in_place_plan<'r>(
     Ok(InPlacePlan { plan, item, ix })
 }
 
-/// Loads a PostgreSQL snapshot's dump (`content`) into the database `target`, which is created
-/// first (one of that name must not exist). A load that fails drops it again, so nothing is
+/// Loads a PostgreSQL snapshot's dump (`content`), or only its `tables` when some are named,
+/// into the database `target`, which is created first (one of that name must not exist). A load that fails drops it again, so nothing is
 /// left half loaded, and the error says so.
 pub fn into_new_postgres(
     ix: &backstop_engine::Indexed<'_>,
     content: &backstop_format::tree::Content,
     target: &backstop_sources::postgres::Postgres,
+    tables: &[String],
 ) -> anyhow::Result<()> {
     let name = target.database();
     target.create()?;
-    let loaded = target.restore(&mut |w| {
+    let loaded = target.restore_tables(tables, &mut |w| {
         ix.loader()
             .write_content(content, w, &backstop_engine::NoProgress)
             .map_err(|e| backstop_sources::Error::Invalid(format!("{e}")))

@@ -239,6 +239,32 @@ fn pagila_comes_back_in_a_new_database_table_for_table() {
     assert!(before.len() >= 15, "{before:?}");
     assert_eq!(after, before);
 
+    // One table alone: its rows, and no other table.
+    let one = dbs.name("one_table");
+    run(with_config(
+        &sb,
+        &cfg,
+        &[
+            "restore",
+            "latest",
+            "--source",
+            "shop",
+            "--to-database",
+            &one,
+            "--table",
+            "public.actor",
+        ],
+    ))
+    .ok();
+    assert_eq!(
+        tables(&one),
+        [before
+            .iter()
+            .find(|t| t.starts_with("public.actor "))
+            .unwrap()
+            .clone()]
+    );
+
     // Into a database that exists: refused by the server, and that database stays as it was.
     let o = run(with_config(
         &sb,

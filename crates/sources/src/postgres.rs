@@ -289,6 +289,37 @@ impl Postgres {
         &self,
         feed: &mut dyn FnMut(&mut dyn std::io::Write) -> Result<(), Error>,
     ) -> Result<(), Error> {
+        self.restore_tables(&[], feed)
+    }
+
+    /// [`Postgres::restore`] of only `tables` (each `TABLE` or `SCHEMA.TABLE`) when some are
+    /// named: their definitions, defaults, rows and own constraints (not foreign keys, indexes
+    /// or triggers), with every schema, type and sequence of the dump, which they may need; every table when none are. The dump's table of contents is read first (`feed`
+    /// runs twice), and `pg_restore` restores the entries chosen from it.
+    pub fn restore_tables(
+        &self,
+        tables: &[String],
+        feed: &mut dyn FnMut(&mut dyn std::io::Write) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        let mut selection = Vec::new();
+        let _list;
+        if !tables.is_empty() {
+            let wanted: Vec<(String, String)> = tables
+                .iter()
+                .map(|t| match t.split_once('.') {
+                    Some((schema, table)) => (schema.to_owned(), table.to_owned()),
+                    None => ("public".to_owned(), t.clone()),
+                })
+                .collect();
+            let toc = self.table_of_contents(feed)?;
+            let chosen = choose_entries(&toc, &wanted)?;
+            let mut file = tempfile::NamedTempFile::new()
+                .map_err(|e| Error::io("writing pg_restore's list of entries", e))?;
+            file.write_all(chosen.as_bytes())
+                .map_err(|e| Error::io("writing pg_restore's list of entries", e))?;
+            selection.push(format!("--use-list={}", file.path().display()));
+            _list = file;
+        }
         let mut child = self
             .tool("pg_restore")
             .args([
@@ -298,12 +329,13 @@ impl Postgres {
                 "--dbname",
                 &self.url,
             ])
+            .args(&selection)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| Error::io("starting pg_restore (install PostgreSQL's client tools)", e))?;
-        let mut stdin = child.stdin.take().expect("stdin is piped");
+        let mut stdin = UntilClosed(child.stdin.take().expect("stdin is piped"));
         let fed = feed(&mut stdin);
         drop(stdin);
         let out = child
@@ -540,6 +572,114 @@ impl Source for PgDump {
     }
 }
 
+impl Postgres {
+    /// `pg_restore --list` of the dump `feed` writes.
+    fn table_of_contents(
+        &self,
+        feed: &mut dyn FnMut(&mut dyn std::io::Write) -> Result<(), Error>,
+    ) -> Result<String, Error> {
+        let mut child = Command::new("pg_restore")
+            .arg("--list")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| Error::io("starting pg_restore (install PostgreSQL's client tools)", e))?;
+        let mut stdin = UntilClosed(child.stdin.take().expect("stdin is piped"));
+        let mut stdout = child.stdout.take().expect("stdout is piped");
+        let reader = std::thread::spawn(move || {
+            let mut text = String::new();
+            stdout.read_to_string(&mut text).map(|_| text)
+        });
+        let fed = feed(&mut stdin);
+        drop(stdin);
+        let text = reader
+            .join()
+            .map_err(|_| Error::Invalid("reading pg_restore's list failed".into()))?
+            .map_err(|e| Error::io("reading pg_restore's list", e))?;
+        let out = child
+            .wait_with_output()
+            .map_err(|e| Error::io("waiting for pg_restore", e))?;
+        if !out.status.success() {
+            return Err(Error::Invalid(format!(
+                "pg_restore --list failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        fed?;
+        Ok(text)
+    }
+}
+
+/// The entries of a dump's table of contents that restore `wanted` tables (schema, name):
+/// every schema, extension, type, domain, collation and sequence (small, and what a table's
+/// columns and defaults may need; not functions, which may return other tables' rows), and each
+/// wanted table's definition, defaults, rows and constraints other than foreign keys. A wanted
+/// table the dump lacks is an error.
+fn choose_entries(toc: &str, wanted: &[(String, String)]) -> Result<String, Error> {
+    const SHARED: [&str; 6] = [
+        "SCHEMA ",
+        "EXTENSION ",
+        "TYPE ",
+        "DOMAIN ",
+        "COLLATION ",
+        "SEQUENCE ",
+    ];
+    const OF_TABLE: [&str; 4] = ["TABLE DATA ", "TABLE ", "DEFAULT ", "CONSTRAINT "];
+    let mut out = String::new();
+    let mut found = vec![false; wanted.len()];
+    for line in toc.lines() {
+        // `ID; OID OID KIND SCHEMA NAME OWNER`: the part after the two numbers.
+        let Some((_, rest)) = line.split_once("; ") else {
+            continue;
+        };
+        let entry = rest.splitn(3, ' ').nth(2).unwrap_or("");
+        if SHARED.iter().any(|k| entry.starts_with(k)) && !entry.starts_with("SEQUENCE OWNED BY ") {
+            out.push_str(line);
+            out.push('\n');
+            continue;
+        }
+        let Some(kind) = OF_TABLE.iter().find(|k| entry.starts_with(**k)) else {
+            continue;
+        };
+        let mut words = entry[kind.len()..].split(' ');
+        let (schema, table) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+        if let Some(i) = wanted.iter().position(|(s, t)| s == schema && t == table) {
+            found[i] = true;
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    if let Some(i) = found.iter().position(|f| !f) {
+        return Err(Error::Invalid(format!(
+            "the dump has no table {}.{}",
+            wanted[i].0, wanted[i].1
+        )));
+    }
+    Ok(out)
+}
+
+/// `pg_restore`'s input: once it has read what it needs (the table of contents for `--list`,
+/// the entries of a `--use-list`) it may close its input; the rest of the dump is then
+/// discarded instead of failing the writer, and `pg_restore`'s exit status says how it went.
+struct UntilClosed(ChildStdin);
+
+impl Write for UntilClosed {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self.0.write(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(buf.len()),
+            r => r,
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self.0.flush() {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+            r => r,
+        }
+    }
+}
+
 /// The database a PostgreSQL URL names: its path, without the query.
 fn database_of(url: &str) -> Option<String> {
     let rest = url.split_once("://")?.1;
@@ -608,6 +748,39 @@ mod tests {
             Postgres::new("postgres://db/x", Some("pw".into())).unwrap()
         );
         assert!(!debug.contains("pw\""), "{debug}");
+    }
+
+    #[test]
+    fn a_tables_entries_are_chosen_with_what_its_columns_need() {
+        let toc = "\
+;\n\
+; Archive created at 2026-12-07\n\
+215; 1259 16400 TYPE public mpaa_rating postgres\n\
+216; 1259 16401 DOMAIN public year postgres\n\
+217; 1255 16402 FUNCTION public rewards_report(integer) postgres\n\
+218; 1259 16403 SEQUENCE public actor_actor_id_seq postgres\n\
+219; 1259 16404 TABLE public actor postgres\n\
+220; 1259 16405 TABLE public film_actor postgres\n\
+221; 0 0 SEQUENCE OWNED BY public actor_actor_id_seq postgres\n\
+222; 2604 16406 DEFAULT public actor actor_id postgres\n\
+3400; 0 16404 TABLE DATA public actor postgres\n\
+3401; 0 16405 TABLE DATA public film_actor postgres\n\
+3402; 0 0 SEQUENCE SET public actor_actor_id_seq postgres\n\
+3500; 2606 16410 CONSTRAINT public actor actor_pkey postgres\n\
+3501; 2606 16411 FK CONSTRAINT public film_actor film_actor_actor_id_fkey postgres\n\
+3502; 1259 16412 INDEX public idx_actor_last_name postgres\n";
+        let wanted = [("public".to_owned(), "actor".to_owned())];
+        let chosen = choose_entries(toc, &wanted).unwrap();
+        let ids: Vec<&str> = chosen
+            .lines()
+            .map(|l| l.split(';').next().unwrap())
+            .collect();
+        assert_eq!(
+            ids,
+            ["215", "216", "218", "219", "222", "3400", "3402", "3500"]
+        );
+        let e = choose_entries(toc, &[("public".into(), "nope".into())]).unwrap_err();
+        assert!(e.to_string().contains("public.nope"), "{e}");
     }
 
     #[test]

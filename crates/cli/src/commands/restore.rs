@@ -32,6 +32,10 @@ pub struct Args {
     /// snapshot into it (a database of that name must not exist)
     #[arg(long, value_name = "NAME", conflicts_with = "in_place")]
     pub to_database: Option<String>,
+    /// With --to-database: only this table (TABLE or SCHEMA.TABLE: its definition and rows,
+    /// without indexes or constraints); repeatable
+    #[arg(long = "table", value_name = "TABLE", requires = "to_database")]
+    pub tables: Vec<String>,
     /// Restore a database snapshot into the live database it came from (a safety snapshot is taken first)
     #[arg(long)]
     pub in_place: bool,
@@ -198,6 +202,8 @@ fn restore_to_database(
         database: &'a str,
         dump: &'a str,
         bytes: u64,
+        /// The tables restored; empty: all of them.
+        tables: &'a [String],
         dry_run: bool,
     }
     let out = Out {
@@ -206,10 +212,11 @@ fn restore_to_database(
         database: name,
         dump: &item.path,
         bytes: content.size,
+        tables: &a.tables,
         dry_run: a.dry_run,
     };
     if !a.dry_run {
-        backstop_app::restore::into_new_postgres(ix, content, &target)
+        backstop_app::restore::into_new_postgres(ix, content, &target, &a.tables)
             .with_context(|| format!("restoring snapshot {} into database {name}", id.short()))?;
     }
     if g.json {
