@@ -214,6 +214,13 @@ fn pagila_comes_back_in_a_new_database_table_for_table() {
     ))
     .ok();
     assert!(dry.stdout.contains("would restore"), "{dry:#?}");
+    let rentals = psql(&source, "SELECT count(*) FROM public.rental");
+    assert!(
+        dry.stdout
+            .lines()
+            .any(|l| l.starts_with("public.rental ") && l.ends_with(&rentals)),
+        "the plan lists each table with its rows: {dry:#?}"
+    );
     assert_eq!(
         psql(
             "postgres",

@@ -205,6 +205,8 @@ fn restore_to_database(
         /// The tables restored; empty: all of them.
         tables: &'a [String],
         dry_run: bool,
+        /// What the dump was taken from: versions, each table's rows, the schema version.
+        server: Option<&'a backstop_format::manifest::ServerDatabase>,
     }
     let out = Out {
         snapshot: id.to_hex(),
@@ -214,6 +216,7 @@ fn restore_to_database(
         bytes: content.size,
         tables: &a.tables,
         dry_run: a.dry_run,
+        server: item.server.as_ref(),
     };
     if !a.dry_run {
         backstop_app::restore::into_new_postgres(ix, content, &target, &a.tables)
@@ -233,6 +236,28 @@ fn restore_to_database(
             item.path,
             bytes(content.size)
         )?;
+        if let (true, Some(db)) = (a.dry_run, &item.server) {
+            outln!(
+                "taken from {} on PostgreSQL {}{}",
+                db.database,
+                db.server_version,
+                db.schema_version
+                    .as_ref()
+                    .map(|v| format!(", migrations at {v}"))
+                    .unwrap_or_default()
+            )?;
+            outln!("{:<40} {:>12}", "TABLE", "ROWS")?;
+            let wanted = |name: &str| {
+                a.tables.is_empty()
+                    || a.tables
+                        .iter()
+                        .any(|t| name == t || (!t.contains('.') && name == format!("public.{t}")))
+            };
+            for t in db.tables.iter().filter(|t| wanted(&t.name)) {
+                let rows = t.rows.map_or("?".to_string(), |r| r.to_string());
+                outln!("{:<40} {:>12}", t.name, rows)?;
+            }
+        }
     }
     Ok(crate::exit::OK)
 }
