@@ -110,6 +110,17 @@ fn config(sb: &Sandbox, db: &str, extra: &str) -> std::path::PathBuf {
     p
 }
 
+/// `restore latest --source shop --to-database DB ARGS`.
+fn restore_into(sb: &Sandbox, cfg: &Path, db: &str, args: &[&str]) -> Out {
+    let mut c = with_config(
+        sb,
+        cfg,
+        &["restore", "latest", "--source", "shop", "--to-database", db],
+    );
+    c.args(args);
+    run(c)
+}
+
 fn with_config(sb: &Sandbox, cfg: &Path, args: &[&str]) -> Command {
     let mut c = sb.bare();
     c.arg("--config").arg(cfg).args(args);
@@ -199,20 +210,7 @@ fn pagila_comes_back_in_a_new_database_table_for_table() {
     assert_eq!(status_source(&status, "shop")["state"], "ok", "{status:#}");
 
     let restored = dbs.name("restored");
-    let dry = run(with_config(
-        &sb,
-        &cfg,
-        &[
-            "restore",
-            "latest",
-            "--source",
-            "shop",
-            "--to-database",
-            &restored,
-            "--dry-run",
-        ],
-    ))
-    .ok();
+    let dry = restore_into(&sb, &cfg, &restored, &["--dry-run"]).ok();
     assert!(dry.stdout.contains("would restore"), "{dry:#?}");
     let rentals = psql(&source, "SELECT count(*) FROM public.rental");
     assert!(
@@ -229,40 +227,14 @@ fn pagila_comes_back_in_a_new_database_table_for_table() {
         "0",
         "a dry run creates nothing"
     );
-    run(with_config(
-        &sb,
-        &cfg,
-        &[
-            "restore",
-            "latest",
-            "--source",
-            "shop",
-            "--to-database",
-            &restored,
-        ],
-    ))
-    .ok();
+    restore_into(&sb, &cfg, &restored, &[]).ok();
     let (before, after) = (tables(&source), tables(&restored));
     assert!(before.len() >= 15, "{before:?}");
     assert_eq!(after, before);
 
     // One table alone: its rows, and no other table.
     let one = dbs.name("one_table");
-    run(with_config(
-        &sb,
-        &cfg,
-        &[
-            "restore",
-            "latest",
-            "--source",
-            "shop",
-            "--to-database",
-            &one,
-            "--table",
-            "public.actor",
-        ],
-    ))
-    .ok();
+    restore_into(&sb, &cfg, &one, &["--table", "public.actor"]).ok();
     assert_eq!(
         tables(&one),
         [before
@@ -273,18 +245,7 @@ fn pagila_comes_back_in_a_new_database_table_for_table() {
     );
 
     // Into a database that exists: refused by the server, and that database stays as it was.
-    let o = run(with_config(
-        &sb,
-        &cfg,
-        &[
-            "restore",
-            "latest",
-            "--source",
-            "shop",
-            "--to-database",
-            &source,
-        ],
-    ));
+    let o = restore_into(&sb, &cfg, &source, &[]);
     assert_ne!(o.code, 0, "{o:#?}");
     assert!(o.stderr.contains("already exists"), "{o:#?}");
     assert_eq!(tables(&source), before);
@@ -399,19 +360,7 @@ fn the_recorded_counts_and_the_dump_are_one_snapshot_under_writes() {
         .1;
     assert!(actors >= before, "{actors} < {before}");
     let restored = dbs.name("busy_restored");
-    run(with_config(
-        &sb,
-        &cfg,
-        &[
-            "restore",
-            "latest",
-            "--source",
-            "shop",
-            "--to-database",
-            &restored,
-        ],
-    ))
-    .ok();
+    restore_into(&sb, &cfg, &restored, &[]).ok();
     for (table, rows) in &recorded {
         let now: u64 = psql(&restored, &format!("SELECT count(*) FROM {table}"))
             .parse()
