@@ -222,6 +222,7 @@ impl Postgres {
         let rows = Session::open(self).and_then(|mut s| {
             let rows = s.table_rows()?;
             let fingerprint = s.one(FINGERPRINT)?;
+            s.close()?;
             Ok((rows, fingerprint))
         });
         let (rows, fingerprint) = match rows {
@@ -406,7 +407,8 @@ const MIGRATIONS: [(&str, &str, &str); 6] = [
 /// line. It stops at the first error (`ON_ERROR_STOP`), which its standard error then says.
 struct Session {
     child: Child,
-    input: ChildStdin,
+    /// `None` once closed.
+    input: Option<ChildStdin>,
     output: BufReader<ChildStdout>,
     url: String,
 }
@@ -438,7 +440,7 @@ impl Session {
         let output = BufReader::new(child.stdout.take().expect("stdout is piped"));
         Ok(Self {
             child,
-            input,
+            input: Some(input),
             output,
             url: db.url.clone(),
         })
@@ -446,7 +448,8 @@ impl Session {
 
     /// Runs `sql`; the lines it printed.
     fn lines(&mut self, sql: &str) -> Result<Vec<String>, Error> {
-        let sent = writeln!(self.input, "{sql};\n\\echo {END}").and_then(|()| self.input.flush());
+        let input = self.input.as_mut().expect("an open session");
+        let sent = writeln!(input, "{sql};\n\\echo {END}").and_then(|()| input.flush());
         let mut lines = Vec::new();
         loop {
             let mut line = String::new();
@@ -517,10 +520,11 @@ impl Session {
         Error::Invalid(format!("PostgreSQL at {}: {}", self.url, text.trim()))
     }
 
-    /// Ends the transaction and the session.
+    /// Ends the transaction (if one is open) and the session.
     fn close(mut self) -> Result<(), Error> {
-        let _ = writeln!(self.input, "COMMIT;\n\\q");
-        drop(self.input);
+        if let Some(mut input) = self.input.take() {
+            let _ = writeln!(input, "COMMIT;\n\\q");
+        }
         let status = self
             .child
             .wait()
@@ -533,6 +537,17 @@ impl Session {
                 self.url
             )))
         }
+    }
+}
+
+impl Drop for Session {
+    /// A session dropped without [`Session::close`] (a failed check, a failed backup) is ended
+    /// at once: no psql is left running, nor unwaited for.
+    fn drop(&mut self) {
+        if self.input.take().is_some() {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
     }
 }
 
