@@ -127,15 +127,23 @@ pub fn in_place_plan<'r>(
 }
 
 /// Loads a PostgreSQL snapshot's dump (`content`), or only its `tables` when some are named,
-/// into the database `target`, which is created first (one of that name must not exist). A load that fails drops it again, so nothing is
-/// left half loaded, and the error says so.
+/// into the database `target`, which is created first (one of that name must not exist),
+/// under a shared lock of the repository (no prune meanwhile; `host` is named in it). A load
+/// that fails drops the database again, so nothing is left half loaded, and the error says so.
 pub fn into_new_postgres(
     ix: &backstop_engine::Indexed<'_>,
     content: &backstop_format::tree::Content,
     target: &backstop_sources::postgres::Postgres,
     tables: &[String],
+    host: &str,
 ) -> anyhow::Result<()> {
     let name = target.database();
+    let _lock = backstop_engine::lock::Lock::for_reading(
+        ix,
+        "restore",
+        host,
+        &backstop_engine::NoProgress,
+    )?;
     target.create()?;
     let loaded = target.restore_tables(tables, &mut |w| {
         ix.loader()

@@ -219,7 +219,7 @@ fn restore_to_database(
         server: item.server.as_ref(),
     };
     if !a.dry_run {
-        backstop_app::restore::into_new_postgres(ix, content, &target, &a.tables)
+        backstop_app::restore::into_new_postgres(ix, content, &target, &a.tables, &host())
             .with_context(|| format!("restoring snapshot {} into database {name}", id.short()))?;
     }
     if g.json {
