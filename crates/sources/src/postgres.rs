@@ -327,6 +327,7 @@ impl Postgres {
                 "--no-owner",
                 "--no-password",
                 "--exit-on-error",
+                "--single-transaction",
                 "--dbname",
                 &self.url,
             ])
