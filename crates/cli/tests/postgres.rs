@@ -12,11 +12,24 @@ use std::process::Command;
 
 use common::*;
 
-/// psql as the server's superuser on `db`; its output (unaligned, tuples only).
+/// psql as the server's superuser on `db`, quiet, stopping at the first error.
+fn psql_on(db: &str) -> Command {
+    let mut c = Command::new("psql");
+    c.args(["-X", "-q", "-w", "-v", "ON_ERROR_STOP=1"]).args([
+        "-h",
+        "127.0.0.1",
+        "-U",
+        "postgres",
+        "-d",
+        db,
+    ]);
+    c
+}
+
+/// `sql` run by [`psql_on`] `db`; its output (unaligned, tuples only).
 fn psql(db: &str, sql: &str) -> String {
-    let o = Command::new("psql")
-        .args(["-X", "-A", "-t", "-q", "-w", "-v", "ON_ERROR_STOP=1"])
-        .args(["-h", "127.0.0.1", "-U", "postgres", "-d", db, "-c", sql])
+    let o = psql_on(db)
+        .args(["-A", "-t", "-c", sql])
         .output()
         .expect("running psql");
     assert!(
@@ -41,18 +54,7 @@ impl Databases {
 impl Drop for Databases {
     fn drop(&mut self) {
         for n in &self.0 {
-            let _ = Command::new("psql")
-                .args([
-                    "-X",
-                    "-q",
-                    "-w",
-                    "-h",
-                    "127.0.0.1",
-                    "-U",
-                    "postgres",
-                    "-d",
-                    "postgres",
-                ])
+            let _ = psql_on("postgres")
                 .args(["-c", &format!("DROP DATABASE IF EXISTS {n} WITH (FORCE)")])
                 .output();
         }
@@ -63,9 +65,8 @@ impl Drop for Databases {
 fn load_pagila(name: &str) {
     psql("postgres", &format!("CREATE DATABASE {name}"));
     for file in ["postgres/pagila-schema.sql", "postgres/pagila-data.sql"] {
-        let o = Command::new("psql")
-            .args(["-X", "-q", "-w", "-v", "ON_ERROR_STOP=1"])
-            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", name, "-f"])
+        let o = psql_on(name)
+            .arg("-f")
             .arg(testdata(file))
             .output()
             .unwrap();
@@ -314,18 +315,7 @@ fn the_recorded_counts_and_the_dump_are_one_snapshot_under_writes() {
     load_pagila(&source);
     let sb = Sandbox::plain();
     let cfg = config(&sb, &source, "");
-    let mut writer = Command::new("psql")
-        .args([
-            "-X",
-            "-q",
-            "-w",
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "postgres",
-            "-d",
-            &source,
-        ])
+    let mut writer = psql_on(&source)
         .args([
             "-c",
             "DO $$ BEGIN FOR i IN 1..3000 LOOP \

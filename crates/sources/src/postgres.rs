@@ -96,12 +96,29 @@ impl Postgres {
         c
     }
 
+    /// `psql` on this database: no startup file, unaligned tuples only, quiet, no password
+    /// prompt, stopping at the first error.
+    fn psql(&self) -> Command {
+        let mut c = self.tool("psql");
+        c.args([
+            "-X",
+            "-A",
+            "-t",
+            "-q",
+            "-w",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-d",
+            &self.url,
+        ]);
+        c
+    }
+
     /// Runs `psql` with `sql` on this database; its output, or an error with its message.
     fn query(&self, sql: &str) -> Result<String, Error> {
         let out = self
-            .tool("psql")
-            .args(["-X", "-A", "-t", "-q", "-w", "-v", "ON_ERROR_STOP=1"])
-            .args(["-d", &self.url, "-c", sql])
+            .psql()
+            .args(["-c", sql])
             .output()
             .map_err(|e| Error::io("starting psql (install PostgreSQL's client tools)", e))?;
         if !out.status.success() {
@@ -420,18 +437,7 @@ const END: &str = "__backstop_end__";
 impl Session {
     fn open(db: &Postgres) -> Result<Self, Error> {
         let mut child = db
-            .tool("psql")
-            .args([
-                "-X",
-                "-A",
-                "-t",
-                "-q",
-                "-w",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-d",
-                &db.url,
-            ])
+            .psql()
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
