@@ -84,16 +84,18 @@ pub struct SourceConfig {
     pub command: Vec<String>,
     /// The item name for a command's output.
     pub filename: Option<String>,
-    /// `files`, `command`, `sqlite` or `postgres`; inferred when absent (`postgres` is never
-    /// inferred).
+    /// `files`, `command`, `sqlite`, `postgres` or `mariadb` (alias `mysql`); inferred when
+    /// absent (a database server's kind is never inferred).
     pub kind: Option<String>,
-    /// `kind = "postgres"`: the database, `postgres://USER@HOST:PORT/DBNAME` (no password in
-    /// it).
+    /// A database server's source: the database, `postgres://USER@HOST:PORT/DBNAME` or
+    /// `mysql://USER@HOST:PORT/DBNAME` (no password in it).
     pub url: Option<String>,
-    /// `kind = "postgres"`: a file holding the database user's password (else `PGPASSWORD` or
-    /// a `.pgpass` file, as the PostgreSQL tools read them).
+    /// A database server's source: a file holding the database user's password (else
+    /// `PGPASSWORD` or a `.pgpass` file, `MYSQL_PWD` or `~/.my.cnf`, as the client tools read
+    /// them).
     pub password_file: Option<String>,
-    /// `kind = "postgres"`: how the database is captured; `auto` and `dump` run `pg_dump`.
+    /// A database server's source: how the database is captured; `auto` and `dump` run the
+    /// server's dump tool (`pg_dump`, `mariadb-dump`).
     pub method: Option<String>,
     #[serde(default)]
     pub tags: Vec<String>,
@@ -226,23 +228,29 @@ impl Config {
                 ));
             }
             if let Some(k) = &s.kind
-                && !matches!(k.as_str(), "files" | "command" | "sqlite" | "postgres")
+                && !matches!(
+                    k.as_str(),
+                    "files" | "command" | "sqlite" | "postgres" | "mariadb" | "mysql"
+                )
             {
                 return Err(bad(format!(
-                    "has kind {k:?}; expected files, command, sqlite or postgres"
+                    "has kind {k:?}; expected files, command, sqlite, postgres, mariadb or mysql"
                 )));
             }
-            let server = s.kind.as_deref() == Some("postgres");
+            let server = s.server_kind().is_some();
             if server != s.url.is_some() {
                 return Err(bad(
-                    "gives url only with kind = \"postgres\", which needs it: \
-                     url = \"postgres://USER@HOST:PORT/DBNAME\""
+                    "gives url only with kind = \"postgres\" or \"mariadb\", which need it: \
+                     url = \"postgres://USER@HOST:PORT/DBNAME\" or \
+                     \"mysql://USER@HOST:PORT/DBNAME\""
                         .into(),
                 ));
             }
             if !server && (s.password_file.is_some() || s.method.is_some()) {
                 return Err(bad(
-                    "gives password_file or method, which belong to kind = \"postgres\"".into(),
+                    "gives password_file or method, which belong to a database server's source \
+                     (kind = \"postgres\" or \"mariadb\")"
+                        .into(),
                 ));
             }
             match s.method.as_deref() {
@@ -250,14 +258,14 @@ impl Config {
                 Some("builtin") => {
                     return Err(bad(
                         "asks for method = \"builtin\", which is not built yet: use \"auto\" \
-                         (pg_dump)"
+                         (the server's dump tool)"
                             .into(),
                     ));
                 }
                 Some(m) => return Err(bad(format!("has method {m:?}; expected auto or dump"))),
             }
-            if let Some(url) = &s.url {
-                backstop_sources::postgres::Postgres::new(url, None)
+            if let (Some(url), Some(kind)) = (&s.url, s.server_kind()) {
+                backstop_sources::server::Server::new(kind, url, None)
                     .map_err(|e| bad(format!("url: {e}")))?;
             }
         }
@@ -563,6 +571,14 @@ impl Config {
 }
 
 impl SourceConfig {
+    /// The kind of a database server's source (`postgres`, `mariadb` or `mysql`); `None` for
+    /// other sources.
+    pub fn server_kind(&self) -> Option<&str> {
+        self.kind
+            .as_deref()
+            .filter(|k| matches!(*k, "postgres" | "mariadb" | "mysql"))
+    }
+
     pub fn all_paths(&self) -> Vec<&str> {
         self.path
             .iter()
@@ -726,5 +742,26 @@ mod tests {
         let e = err(&format!("{ok}method = \"builtin\"\n"));
         assert!(e.contains("not built yet"), "{e}");
         assert!(err("[sources.f]\npath = \"x\"\npassword_file = \"p\"\n").contains("postgres"));
+    }
+
+    #[test]
+    fn a_mariadb_source_is_a_url_without_a_password() {
+        for kind in ["mariadb", "mysql"] {
+            let c = load(&format!(
+                "[sources.db]\nkind = \"{kind}\"\nurl = \"mysql://app@127.0.0.1:3306/shop\"\n"
+            ))
+            .unwrap();
+            assert_eq!(c.sources["db"].server_kind(), Some(kind));
+            assert_eq!(
+                crate::sources::configured_kind(&c, &c.sources["db"]),
+                crate::sources::ConfiguredKind::Mariadb
+            );
+        }
+        let err = |text: &str| format!("{:#}", load(text).unwrap_err());
+        let e = err("[sources.db]\nkind = \"mariadb\"\nurl = \"mysql://a:secret@h/db\"\n");
+        assert!(e.contains("password_file") && !e.contains("secret"), "{e}");
+        let e = err("[sources.db]\nkind = \"mariadb\"\nurl = \"postgres://a@h/db\"\n");
+        assert!(e.contains("mysql://USER@HOST"), "{e}");
+        assert!(err("[sources.db]\nkind = \"oracle\"\nurl = \"x\"\n").contains("mariadb"));
     }
 }

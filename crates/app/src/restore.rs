@@ -126,14 +126,16 @@ pub fn in_place_plan<'r>(
     Ok(InPlacePlan { plan, item, ix })
 }
 
-/// Loads a PostgreSQL snapshot's dump (`content`), or only its `tables` when some are named,
-/// into the database `target`, which is created first (one of that name must not exist),
+/// Loads a server database's dump (`content`, of an item recorded as `like`), or only its
+/// `tables` when some are named, into the database `target` on a server of the same engine,
+/// which is created first (one of that name must not exist),
 /// under a shared lock of the repository (no prune meanwhile; `host` is named in it). A load
 /// that fails drops the database again, so nothing is left half loaded, and the error says so.
-pub fn into_new_postgres(
+pub fn into_new_database(
     ix: &backstop_engine::Indexed<'_>,
     content: &backstop_format::tree::Content,
-    target: &backstop_sources::postgres::Postgres,
+    like: Option<&backstop_format::manifest::ServerDatabase>,
+    target: &backstop_sources::server::Server,
     tables: &[String],
     host: &str,
 ) -> anyhow::Result<()> {
@@ -144,7 +146,7 @@ pub fn into_new_postgres(
         host,
         &backstop_engine::NoProgress,
     )?;
-    target.create()?;
+    target.create(like)?;
     let loaded = target.restore_tables(tables, &mut |w| {
         ix.loader()
             .write_content(content, w, &backstop_engine::NoProgress)

@@ -119,14 +119,15 @@ pub fn source_with_flags(
             allow_empty,
         );
     }
-    if let Some(pg) = postgres_of(config, s)? {
+    if let Some(server) = server_of(config, s)? {
         if !flags.is_empty() {
             return Err(UsageError(format!(
-                "source {name:?} is a PostgreSQL database: --exclude and the other exclusion flags apply to files and folders only"
+                "source {name:?} is a {} database: --exclude and the other exclusion flags apply to files and folders only",
+                server.product()
             ))
             .into());
         }
-        return Ok(SourceReader(Box::new(pg.dump_source()?)));
+        return Ok(SourceReader(server.dump_source()?));
     }
     let paths: Vec<PathBuf> = s
         .all_paths()
@@ -137,25 +138,21 @@ pub fn source_with_flags(
     path_source(&paths, s.kind.as_deref(), exclude, rules)
 }
 
-/// The PostgreSQL database of a `kind = "postgres"` source, with the password from its
-/// `password_file` (relative to backstop.toml); `None` for other sources.
-pub fn postgres_of(
+/// The database of a database server's source (`kind = "postgres"` or `"mariadb"`), with the
+/// password from its `password_file` (relative to backstop.toml); `None` for other sources.
+pub fn server_of(
     config: &Config,
     s: &SourceConfig,
-) -> anyhow::Result<Option<backstop_sources::postgres::Postgres>> {
-    let Some(url) = s
-        .url
-        .as_deref()
-        .filter(|_| s.kind.as_deref() == Some("postgres"))
-    else {
+) -> anyhow::Result<Option<backstop_sources::server::Server>> {
+    let (Some(url), Some(kind)) = (s.url.as_deref(), s.server_kind()) else {
         return Ok(None);
     };
     let password = match &s.password_file {
         Some(f) => Some(crate::repository::read_password_file(&config.resolve(f))?),
         None => None,
     };
-    Ok(Some(backstop_sources::postgres::Postgres::new(
-        url, password,
+    Ok(Some(backstop_sources::server::Server::new(
+        kind, url, password,
     )?))
 }
 
@@ -171,6 +168,8 @@ pub enum ConfiguredKind {
     Files,
     /// A PostgreSQL database (`kind = "postgres"`, `url`).
     Postgres,
+    /// A MariaDB or MySQL database (`kind = "mariadb"` or `"mysql"`, `url`).
+    Mariadb,
 }
 
 impl ConfiguredKind {
@@ -181,6 +180,7 @@ impl ConfiguredKind {
             ConfiguredKind::Sqlite { .. } => "sqlite",
             ConfiguredKind::Files => "files",
             ConfiguredKind::Postgres => "postgres",
+            ConfiguredKind::Mariadb => "mariadb",
         }
     }
 
@@ -199,8 +199,10 @@ pub fn configured_kind(config: &Config, s: &SourceConfig) -> ConfiguredKind {
     if !s.command.is_empty() {
         return ConfiguredKind::Command;
     }
-    if s.kind.as_deref() == Some("postgres") {
-        return ConfiguredKind::Postgres;
+    match s.server_kind() {
+        Some("postgres") => return ConfiguredKind::Postgres,
+        Some(_) => return ConfiguredKind::Mariadb,
+        None => {}
     }
     let paths: Vec<PathBuf> = s
         .all_paths()

@@ -27,12 +27,12 @@ pub fn drill_options(scratch: PathBuf, rt: &Runtime, now: Timestamp) -> DrillOpt
     }
 }
 
-/// Drills PostgreSQL dumps on a source's server (scratch databases, see
-/// `backstop_sources::postgres::Postgres::drill`).
+/// Drills server databases' dumps on a source's server (scratch databases, see
+/// `backstop_sources::server::Server::drill`).
 #[derive(Debug)]
-pub struct PostgresDrill(pub backstop_sources::postgres::Postgres);
+pub struct ServerDrillOn(pub backstop_sources::server::Server);
 
-impl backstop_engine::drill::ServerDrill for PostgresDrill {
+impl backstop_engine::drill::ServerDrill for ServerDrillOn {
     fn drill(
         &self,
         expected: &backstop_format::manifest::ServerDatabase,
@@ -53,8 +53,8 @@ pub fn server_drill(
     let Some(s) = config.sources.get(source) else {
         return Ok(None);
     };
-    Ok(crate::sources::postgres_of(config, s)?.map(|pg| {
-        std::sync::Arc::new(PostgresDrill(pg))
+    Ok(crate::sources::server_of(config, s)?.map(|server| {
+        std::sync::Arc::new(ServerDrillOn(server))
             as std::sync::Arc<dyn backstop_engine::drill::ServerDrill>
     }))
 }

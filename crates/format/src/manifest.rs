@@ -72,6 +72,8 @@ pub enum SourceKind {
     Stdin,
     /// A PostgreSQL database, dumped by `pg_dump` (custom format, uncompressed).
     Postgres,
+    /// A MariaDB or MySQL database, dumped by `mariadb-dump` (or `mysqldump`) as SQL text.
+    Mariadb,
     /// Written by a newer version.
     #[serde(other)]
     Unknown,
@@ -85,6 +87,7 @@ impl SourceKind {
             SourceKind::Sqlite => "sqlite",
             SourceKind::Stdin => "stdin",
             SourceKind::Postgres => "postgres",
+            SourceKind::Mariadb => "mariadb",
             SourceKind::Unknown => "unknown",
         }
     }
@@ -308,7 +311,7 @@ pub struct Item {
     pub content: Option<Content>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub database: Option<DatabaseMeta>,
-    /// A server database's dump (PostgreSQL): what it was taken from, read in the dump's own
+    /// A server database's dump (PostgreSQL, MariaDB): what it was taken from, read in the dump's own
     /// snapshot of the database.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server: Option<ServerDatabase>,
@@ -318,7 +321,7 @@ pub struct Item {
 /// counts are read in the same snapshot of the database as the dump).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServerDatabase {
-    /// `postgres`.
+    /// `postgres` or `mariadb`.
     pub engine: String,
     /// `dump` (the server's own dump tool).
     pub method: String,
@@ -327,9 +330,9 @@ pub struct ServerDatabase {
     /// The dump tool and its version (`pg_dump (PostgreSQL) 15.20`).
     pub tool: String,
     pub database: String,
-    /// `pg_database_size` when the dump started.
+    /// `pg_database_size` (MariaDB: its tables' data and index lengths) when the dump started.
     pub size_bytes: u64,
-    /// Every table (schema-qualified) with its row count.
+    /// Every table (PostgreSQL: schema-qualified) with its row count.
     pub tables: Vec<TableRows>,
     /// A hash of every table's columns, types and nullability: changes with the schema.
     pub schema_fingerprint: String,
@@ -337,6 +340,10 @@ pub struct ServerDatabase {
     /// (`schema_migrations`, `alembic_version`, `flyway_schema_history`, ...), with the table.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema_version: Option<String>,
+    /// The database's default collation (MariaDB: `utf8mb4_general_ci`), which a database
+    /// restored from the dump is created with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collation: Option<String>,
 }
 
 impl Item {

@@ -21,8 +21,10 @@
 pub mod command;
 pub mod exclude;
 pub mod files;
+pub mod mariadb;
 pub mod postgres;
 pub mod restore;
+pub mod server;
 pub mod sqlite;
 
 use std::io::Read;

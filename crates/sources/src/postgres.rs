@@ -14,9 +14,9 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
 use backstop_format::manifest::{ServerDatabase, SourceKind, TableRows};
-use backstop_format::record::Check;
 
 use crate::command::CommandSource;
+use crate::server::{Feed, MIGRATIONS, UntilClosed, migrations_present};
 use crate::{Entry, Error, Source};
 
 /// A PostgreSQL database to back up or restore into: its URL (without a password) and the
@@ -169,6 +169,7 @@ impl Postgres {
             tables: session.table_rows()?,
             schema_fingerprint: session.one(FINGERPRINT)?,
             schema_version: session.schema_version()?,
+            collation: None,
         };
         let argv = [
             "pg_dump",
@@ -194,94 +195,13 @@ impl Postgres {
         })
     }
 
-    /// A restore drill of a dump on this database's server: loads it (`feed` writes the dump)
-    /// into a scratch database of a new name, counts every table's rows and fingerprints the
-    /// schema there, compares both with `expected` (what the dump was taken from), and drops
-    /// the scratch database again. Each step is a check; the drill passed when all did.
-    pub fn drill(
-        &self,
-        expected: &ServerDatabase,
-        feed: &mut dyn FnMut(&mut dyn std::io::Write) -> Result<(), Error>,
-    ) -> Vec<Check> {
-        let check = |name: &str, passed: bool, detail: String| Check {
-            name: name.into(),
-            passed,
-            detail,
-        };
-        let name = format!(
-            "backstop_drill_{}",
-            backstop_format::id::to_hex(&backstop_format::id::random_bytes::<6>())
-        );
-        let scratch = self.with_database(&name);
-        if let Err(e) = scratch.create() {
-            return vec![check("scratch database", false, e.to_string())];
-        }
-        let mut checks = Vec::new();
-        match scratch.restore(feed) {
-            Err(e) => checks.push(check("restore", false, e.to_string())),
-            Ok(()) => {
-                checks.push(check("restore", true, format!("pg_restore into {name}")));
-                checks.extend(scratch.compare(expected));
-            }
-        }
-        if let Err(e) = scratch.drop_database() {
-            checks.push(check(
-                "scratch database",
-                false,
-                format!("{name} could not be dropped: {e}"),
-            ));
-        }
-        checks
-    }
-
-    /// This database's row counts and schema fingerprint against `expected`'s.
-    fn compare(&self, expected: &ServerDatabase) -> Vec<Check> {
-        let rows = Session::open(self).and_then(|mut s| {
-            let rows = s.table_rows()?;
-            let fingerprint = s.one(FINGERPRINT)?;
-            s.close()?;
-            Ok((rows, fingerprint))
-        });
-        let (rows, fingerprint) = match rows {
-            Ok(r) => r,
-            Err(e) => {
-                return vec![Check {
-                    name: "rows".into(),
-                    passed: false,
-                    detail: e.to_string(),
-                }];
-            }
-        };
-        let differ: Vec<String> = expected
-            .tables
-            .iter()
-            .filter_map(|t| {
-                let now = rows.iter().find(|r| r.name == t.name).and_then(|r| r.rows);
-                (now != t.rows).then(|| {
-                    format!(
-                        "{}: {} in the snapshot, {} restored",
-                        t.name,
-                        t.rows.map_or("?".into(), |n| n.to_string()),
-                        now.map_or("none".into(), |n| n.to_string())
-                    )
-                })
-            })
-            .collect();
-        vec![
-            Check {
-                name: "rows".into(),
-                passed: differ.is_empty(),
-                detail: match differ.is_empty() {
-                    true => format!("{} tables as recorded", expected.tables.len()),
-                    false => differ.join("; "),
-                },
-            },
-            Check {
-                name: "schema".into(),
-                passed: fingerprint == expected.schema_fingerprint,
-                detail: format!("fingerprint {}", &fingerprint[..fingerprint.len().min(16)]),
-            },
-        ]
+    /// Every table's rows and the schema fingerprint, read in a session of their own.
+    pub(crate) fn counts(&self) -> Result<(Vec<TableRows>, String), Error> {
+        let mut s = Session::open(self)?;
+        let rows = s.table_rows()?;
+        let fingerprint = s.one(FINGERPRINT)?;
+        s.close()?;
+        Ok((rows, fingerprint))
     }
 
     /// Creates this (new) database on its server; an existing one is refused by the server.
@@ -301,24 +221,13 @@ impl Postgres {
     }
 
     /// Loads a custom-format dump into this database with `pg_restore` (objects owned by the
-    /// connecting user; it stops at the first error): `feed` writes the dump into its input.
-    /// `feed`'s own error comes first; a dump cut short by `pg_restore` failing is its error.
-    pub fn restore(
-        &self,
-        feed: &mut dyn FnMut(&mut dyn std::io::Write) -> Result<(), Error>,
-    ) -> Result<(), Error> {
-        self.restore_tables(&[], feed)
-    }
-
-    /// [`Postgres::restore`] of only `tables` (each `TABLE` or `SCHEMA.TABLE`) when some are
+    /// connecting user; it stops at the first error, and loads in one transaction): `feed`
+    /// writes the dump into its input. A dump cut short by `pg_restore` failing is its error;
+    /// otherwise `feed`'s own error. Only `tables` (each `TABLE` or `SCHEMA.TABLE`) when some are
     /// named: their definitions, defaults, rows and own constraints (not foreign keys, indexes
     /// or triggers), with every schema, type and sequence of the dump, which they may need; every table when none are. The dump's table of contents is read first (`feed`
     /// runs twice), and `pg_restore` restores the entries chosen from it.
-    pub fn restore_tables(
-        &self,
-        tables: &[String],
-        feed: &mut dyn FnMut(&mut dyn std::io::Write) -> Result<(), Error>,
-    ) -> Result<(), Error> {
+    pub fn restore_tables(&self, tables: &[String], feed: &mut Feed<'_>) -> Result<(), Error> {
         let mut selection = Vec::new();
         let _list;
         if !tables.is_empty() {
@@ -385,41 +294,6 @@ const TABLE_ROWS: &str = "SELECT format('%I.%I', n.nspname, c.relname) || chr(9)
      JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p') \
      AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
      AND n.nspname NOT LIKE 'pg_toast%' ORDER BY 1";
-
-/// Migrations tables that applications keep, the column that proves it is one, and the query
-/// of the newest version applied, in the order they are tried.
-const MIGRATIONS: [(&str, &str, &str); 6] = [
-    (
-        "schema_migrations",
-        "version",
-        "SELECT max(version::text) FROM schema_migrations",
-    ),
-    (
-        "alembic_version",
-        "version_num",
-        "SELECT max(version_num) FROM alembic_version",
-    ),
-    (
-        "flyway_schema_history",
-        "version",
-        "SELECT version FROM flyway_schema_history WHERE success ORDER BY installed_rank DESC LIMIT 1",
-    ),
-    (
-        "__EFMigrationsHistory",
-        "MigrationId",
-        "SELECT max(\"MigrationId\") FROM \"__EFMigrationsHistory\"",
-    ),
-    (
-        "django_migrations",
-        "applied",
-        "SELECT app || '.' || name FROM django_migrations ORDER BY applied DESC, id DESC LIMIT 1",
-    ),
-    (
-        "migrations",
-        "batch",
-        "SELECT migration FROM migrations ORDER BY batch DESC, id DESC LIMIT 1",
-    ),
-];
 
 /// A `psql` session of our own, asked one statement at a time: each answer ends at a marker
 /// line. It stops at the first error (`ON_ERROR_STOP`), which its standard error then says.
@@ -499,15 +373,7 @@ impl Session {
     /// The newest migration applied, as `TABLE VERSION`, from the first migrations table found
     /// in the current schema.
     fn schema_version(&mut self) -> Result<Option<String>, Error> {
-        let pairs: Vec<String> = MIGRATIONS
-            .iter()
-            .map(|(t, c, _)| format!("('{t}', '{c}')"))
-            .collect();
-        let found = self.lines(&format!(
-            "SELECT table_name FROM information_schema.columns WHERE table_schema = \
-             current_schema() AND (table_name, column_name) IN ({})",
-            pairs.join(", ")
-        ))?;
+        let found = self.lines(&migrations_present("current_schema()"))?;
         for (table, _, query) in MIGRATIONS {
             if found.iter().any(|f| f == table) {
                 let v = self.one(query)?;
@@ -596,10 +462,7 @@ impl Source for PgDump {
 
 impl Postgres {
     /// `pg_restore --list` of the dump `feed` writes.
-    fn table_of_contents(
-        &self,
-        feed: &mut dyn FnMut(&mut dyn std::io::Write) -> Result<(), Error>,
-    ) -> Result<String, Error> {
+    fn table_of_contents(&self, feed: &mut Feed<'_>) -> Result<String, Error> {
         let mut child = Command::new("pg_restore")
             .arg("--list")
             .stdin(Stdio::piped())
@@ -679,27 +542,6 @@ fn choose_entries(toc: &str, wanted: &[(String, String)]) -> Result<String, Erro
         )));
     }
     Ok(out)
-}
-
-/// `pg_restore`'s input: once it has read what it needs (the table of contents for `--list`,
-/// the entries of a `--use-list`) it may close its input; the rest of the dump is then
-/// discarded instead of failing the writer, and `pg_restore`'s exit status says how it went.
-struct UntilClosed(ChildStdin);
-
-impl Write for UntilClosed {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        match self.0.write(buf) {
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(buf.len()),
-            r => r,
-        }
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        match self.0.flush() {
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-            r => r,
-        }
-    }
 }
 
 /// The database a PostgreSQL URL names: its path, without the query.

@@ -28,12 +28,12 @@ pub struct Args {
         conflicts_with_all = ["in_place", "to_database"]
     )]
     pub to: Option<PathBuf>,
-    /// For a PostgreSQL snapshot: create this database on the source's server and load the
-    /// snapshot into it (a database of that name must not exist)
+    /// For a PostgreSQL or MariaDB snapshot: create this database on the source's server and
+    /// load the snapshot into it (a database of that name must not exist)
     #[arg(long, value_name = "NAME", conflicts_with = "in_place")]
     pub to_database: Option<String>,
-    /// With --to-database: only this table (TABLE or SCHEMA.TABLE: its definition and rows,
-    /// without indexes or constraints); repeatable
+    /// With --to-database: only this table (TABLE, or SCHEMA.TABLE for PostgreSQL: its
+    /// definition and rows, without foreign keys or triggers); repeatable
     #[arg(long = "table", value_name = "TABLE", requires = "to_database")]
     pub tables: Vec<String>,
     /// Restore a database snapshot into the live database it came from (a safety snapshot is taken first)
@@ -71,10 +71,10 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     if let Some(name) = &a.to_database {
         return restore_to_database(&ctx, &ix, id, &snap, &items, name, &a);
     }
-    if snap.source.kind == SourceKind::Postgres && a.in_place {
+    if let (Some(product), true) = (server_product(snap.source.kind), a.in_place) {
         return Err(UsageError(format!(
-            "snapshot {} is a PostgreSQL database: restore it into a new database with \
-             --to-database NAME (an in-place restore of PostgreSQL is not built yet)",
+            "snapshot {} is a {product} database: restore it into a new database with \
+             --to-database NAME (an in-place restore of a database server is not built yet)",
             id.short()
         ))
         .into());
@@ -156,8 +156,18 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
 }
 
 /// Restores a database snapshot: to a file, or in place.
-/// `--to-database NAME`: a PostgreSQL snapshot loaded into a new database on the server of
-/// its source (its `url` in backstop.toml). A load that fails drops the new database again, so
+/// The product name of a database server's snapshots (`PostgreSQL`, `MariaDB`); `None` for
+/// other kinds.
+fn server_product(kind: SourceKind) -> Option<&'static str> {
+    match kind {
+        SourceKind::Postgres => Some("PostgreSQL"),
+        SourceKind::Mariadb => Some("MariaDB"),
+        _ => None,
+    }
+}
+
+/// `--to-database NAME`: a PostgreSQL or MariaDB snapshot loaded into a new database on the
+/// server of its source (its `url` in backstop.toml). A load that fails drops the new database again, so
 /// nothing is left half loaded; nothing else on the server is touched.
 fn restore_to_database(
     ctx: &Ctx<'_>,
@@ -169,26 +179,30 @@ fn restore_to_database(
     a: &Args,
 ) -> anyhow::Result<u8> {
     let g = ctx.args;
-    if snap.source.kind != SourceKind::Postgres {
+    let Some(product) = server_product(snap.source.kind) else {
         return Err(UsageError(format!(
-            "snapshot {} is of a {} source, not a PostgreSQL database: --to-database is for \
-             PostgreSQL snapshots; restore it with --to",
+            "snapshot {} is of a {} source, not a database server's: --to-database is for \
+             PostgreSQL and MariaDB snapshots; restore it with --to",
             id.short(),
             snap.source.kind.as_str()
         ))
         .into());
-    }
+    };
     let source = a.source.as_deref().unwrap_or(&snap.source.name);
     let config = ctx.config.sources.get(source).ok_or_else(|| {
         UsageError(format!(
             "source {source:?} is not in backstop.toml: its url says which server to restore to"
         ))
     })?;
-    let server = backstop_app::sources::postgres_of(&ctx.config, config)?.ok_or_else(|| {
-        UsageError(format!(
-            "source {source:?} in backstop.toml is not kind = \"postgres\""
-        ))
-    })?;
+    let server = backstop_app::sources::server_of(&ctx.config, config)?
+        .filter(|s| s.source_kind() == snap.source.kind)
+        .ok_or_else(|| {
+            UsageError(format!(
+                "source {source:?} in backstop.toml is not a {product} database \
+                 (kind = \"{}\" with its url)",
+                snap.source.kind.as_str()
+            ))
+        })?;
     let target = server.with_database(name);
     let item = items
         .iter()
@@ -219,8 +233,15 @@ fn restore_to_database(
         server: item.server.as_ref(),
     };
     if !a.dry_run {
-        backstop_app::restore::into_new_postgres(ix, content, &target, &a.tables, &host())
-            .with_context(|| format!("restoring snapshot {} into database {name}", id.short()))?;
+        backstop_app::restore::into_new_database(
+            ix,
+            content,
+            item.server.as_ref(),
+            &target,
+            &a.tables,
+            &host(),
+        )
+        .with_context(|| format!("restoring snapshot {} into database {name}", id.short()))?;
     }
     if g.json {
         print_json(&out)?;
@@ -238,7 +259,7 @@ fn restore_to_database(
         )?;
         if let (true, Some(db)) = (a.dry_run, &item.server) {
             outln!(
-                "taken from {} on PostgreSQL {}{}",
+                "taken from {} on {product} {}{}",
                 db.database,
                 db.server_version,
                 db.schema_version

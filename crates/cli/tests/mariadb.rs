@@ -1,0 +1,482 @@
+//! MariaDB sources (`kind = "mariadb"`) against the server on this machine (127.0.0.1:3306,
+//! user root): Chinook (../shared/testdata) with a view, a trigger, a procedure and a table of
+//! awkward types, dumped by `mariadb-dump` into the repository and loaded into a new database,
+//! table for table the same; one table alone; a drill; writes during the backup; and the
+//! failures a user meets (a database that does not exist, a wrong password, a dump tool that
+//! fails half way, a password in the URL), each leaving no snapshot. Each test makes and drops
+//! databases of its own names.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+
+/// The mariadb client as root on the server, batch output without column names.
+fn client() -> Command {
+    let mut c = Command::new("mariadb");
+    c.args([
+        "--host=127.0.0.1",
+        "--port=3306",
+        "--user=root",
+        "--batch",
+        "--skip-column-names",
+    ]);
+    c
+}
+
+/// `sql` run in `db` (`""`: on the server); its output.
+fn sql(db: &str, sql: &str) -> String {
+    let mut c = client();
+    if !db.is_empty() {
+        c.arg(format!("--database={db}"));
+    }
+    let o = c.args(["-e", sql]).output().expect("running mariadb");
+    assert!(
+        o.status.success(),
+        "mariadb {db} {sql:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).unwrap().trim().to_string()
+}
+
+/// Databases (and users) made by a test, dropped when it ends however it ends.
+struct Databases(Vec<String>);
+
+impl Databases {
+    fn name(&mut self, what: &str) -> String {
+        let n = format!("bs_{what}_{}_{}", std::process::id(), self.0.len());
+        self.0.push(n.clone());
+        n
+    }
+}
+
+impl Drop for Databases {
+    fn drop(&mut self) {
+        for n in &self.0 {
+            let _ = client()
+                .args([
+                    "-e",
+                    &format!("DROP DATABASE IF EXISTS `{n}`; DROP USER IF EXISTS '{n}'@'%'"),
+                ])
+                .output();
+        }
+    }
+}
+
+/// A new database `name` with Chinook's schema and data, and what a real application adds: a
+/// view, a trigger, a procedure, and a table of the types a dump can get wrong.
+fn load_chinook(name: &str) {
+    let script = fs::read_to_string(testdata("mariadb/chinook_mysql.sql"))
+        .unwrap()
+        .replace("`Chinook`", &format!("`{name}`"));
+    let mut c = client();
+    c.stdin(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    sql(
+        name,
+        "CREATE VIEW album_artist AS SELECT a.Title, r.Name FROM Album a \
+           JOIN Artist r ON r.ArtistId = a.ArtistId; \
+         CREATE TRIGGER genre_trim BEFORE INSERT ON Genre FOR EACH ROW SET NEW.Name = TRIM(NEW.Name); \
+         CREATE PROCEDURE albums() SELECT COUNT(*) FROM Album; \
+         CREATE TABLE odd (id INT PRIMARY KEY AUTO_INCREMENT, b BLOB, l TEXT CHARACTER SET latin1, \
+           j JSON, e ENUM('small', 'large'), s SET('x', 'y'), d DECIMAL(12, 4), \
+           ts TIMESTAMP(6) NULL, bits BIT(5), g POINT NULL) ENGINE=InnoDB; \
+         INSERT INTO odd (b, l, j, e, s, d, ts, bits, g) VALUES \
+           (0x00FF0A0D275C3B28, CONCAT('caf', CHAR(0xE9), ' ''quoted'' (paren); \\\\ back'), \
+            '{\"a\": [1, \"two\"]}', 'large', 'x,y', -12.3456, '2026-12-07 10:00:00.123456', \
+            b'10101', POINT(1.5, -2)), \
+           (NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL), \
+           ('', '', '[]', 'small', '', 0, '1970-01-01 00:00:01', b'0', NULL)",
+    );
+}
+
+/// Every base table of `db` with its row count and checksum (`CHECKSUM TABLE ... EXTENDED`,
+/// which reads every row).
+fn tables(db: &str) -> Vec<String> {
+    let names = sql(
+        db,
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE() \
+         AND table_type = 'BASE TABLE' ORDER BY table_name",
+    );
+    names
+        .lines()
+        .map(|t| {
+            let rows = sql(db, &format!("SELECT COUNT(*) FROM `{t}`"));
+            let sum = sql(db, &format!("CHECKSUM TABLE `{t}` EXTENDED"));
+            let sum = sum.rsplit('\t').next().unwrap().to_owned();
+            format!("{t} {rows} {sum}")
+        })
+        .collect()
+}
+
+/// backstop.toml with one MariaDB source `shop` on `db`, plus `extra` lines in its section.
+fn config(sb: &Sandbox, db: &str, extra: &str) -> std::path::PathBuf {
+    config_as(sb, db, "root", extra)
+}
+
+fn config_as(sb: &Sandbox, db: &str, user: &str, extra: &str) -> std::path::PathBuf {
+    let p = sb.p("backstop.toml");
+    fs::write(
+        &p,
+        format!(
+            "repository = \"repo\"\n[sources.shop]\nkind = \"mariadb\"\n\
+             url = \"mysql://{user}@127.0.0.1:3306/{db}\"\n{extra}"
+        ),
+    )
+    .unwrap();
+    p
+}
+
+/// `restore latest --source shop --to-database DB ARGS`.
+fn restore_into(sb: &Sandbox, cfg: &Path, db: &str, args: &[&str]) -> Out {
+    let mut c = with_config(
+        sb,
+        cfg,
+        &["restore", "latest", "--source", "shop", "--to-database", db],
+    );
+    c.args(args);
+    run(c)
+}
+
+fn with_config(sb: &Sandbox, cfg: &Path, args: &[&str]) -> Command {
+    let mut c = sb.bare();
+    c.arg("--config").arg(cfg).args(args);
+    c
+}
+
+/// Chinook dumped into the repository and loaded into a new database: the snapshot records
+/// what the dump was taken from (versions, size, each table's rows, the schema's fingerprint,
+/// the collation); every table comes back with the same rows (counts and checksums), with the
+/// view, trigger and procedure; a drill passes and leaves no scratch database; one table
+/// restores alone; a dry run creates nothing; a name that exists is refused and that database
+/// is left alone.
+#[test]
+fn chinook_comes_back_in_a_new_database_table_for_table() {
+    let mut dbs = Databases(Vec::new());
+    let source = dbs.name("chinook");
+    load_chinook(&source);
+    let sb = Sandbox::plain();
+    let cfg = config(&sb, &source, "");
+    let made = run(with_config(
+        &sb,
+        &cfg,
+        &["--json", "backup", "--source", "shop"],
+    ))
+    .ok()
+    .json();
+    assert_eq!(made["source_kind"], "mariadb", "{made:#}");
+    let shown = run(with_config(&sb, &cfg, &["--json", "show", "latest"]))
+        .ok()
+        .json();
+    let item = &shown["item_list"][0];
+    assert_eq!(item["path"], format!("{source}.sql"), "{shown:#}");
+    let server = &item["server"];
+    assert_eq!(server["engine"], "mariadb", "{shown:#}");
+    assert_eq!(server["database"], source.as_str());
+    assert!(server["tool"].as_str().unwrap().contains("MariaDB"));
+    assert!(
+        server["server_version"]
+            .as_str()
+            .unwrap()
+            .contains("MariaDB")
+    );
+    assert!(server["size_bytes"].as_u64().unwrap() > 100 << 10);
+    assert_eq!(server["schema_fingerprint"].as_str().unwrap().len(), 32);
+    assert!(server["collation"].as_str().unwrap().starts_with("utf8mb4"));
+    let recorded: Vec<(String, u64)> = server["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["name"].as_str().unwrap().to_owned(),
+                t["rows"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let before = tables(&source);
+    assert_eq!(recorded.len(), 12, "{recorded:?}");
+    for (name, rows) in &recorded {
+        assert!(
+            before
+                .iter()
+                .any(|t| t.starts_with(&format!("{name} {rows} "))),
+            "{name} {rows} in {before:?}"
+        );
+    }
+
+    // A restore drill loads it into a scratch database on the server, compares every table's
+    // rows and the schema with the record, and drops it again.
+    let drilled = run(with_config(
+        &sb,
+        &cfg,
+        &["--json", "verify", "--restore-test", "--latest"],
+    ))
+    .ok()
+    .json();
+    let record = &drilled[0];
+    assert_eq!(record["passed"], true, "{drilled:#}");
+    let checks: Vec<&str> = record["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(checks, ["restore", "rows", "schema"], "{drilled:#}");
+    assert_eq!(
+        sql(
+            "",
+            "SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name LIKE 'backstop_drill_%'"
+        ),
+        "0",
+        "the scratch database is dropped"
+    );
+    let status = run(with_config(&sb, &cfg, &["--json", "status"]))
+        .ok()
+        .json();
+    assert_eq!(status_source(&status, "shop")["state"], "ok", "{status:#}");
+
+    let restored = dbs.name("restored");
+    let dry = restore_into(&sb, &cfg, &restored, &["--dry-run"]).ok();
+    assert!(dry.stdout.contains("would restore"), "{dry:#?}");
+    assert!(
+        dry.stdout
+            .lines()
+            .any(|l| l.starts_with("InvoiceLine ") && l.ends_with(" 2240")),
+        "the plan lists each table with its rows: {dry:#?}"
+    );
+    assert_eq!(
+        sql(
+            "",
+            &format!(
+                "SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name = '{restored}'"
+            )
+        ),
+        "0",
+        "a dry run creates nothing"
+    );
+    restore_into(&sb, &cfg, &restored, &[]).ok();
+    assert_eq!(tables(&restored), before);
+    assert_eq!(
+        sql(
+            &restored,
+            "SELECT HEX(b), HEX(l), j, e, s, d, ts, bits + 0, ST_AsText(g) FROM odd ORDER BY id"
+        ),
+        sql(
+            &source,
+            "SELECT HEX(b), HEX(l), j, e, s, d, ts, bits + 0, ST_AsText(g) FROM odd ORDER BY id"
+        ),
+    );
+    assert_eq!(
+        sql(&restored, "SELECT COUNT(*) FROM album_artist"),
+        sql(&source, "SELECT COUNT(*) FROM Album")
+    );
+    sql(
+        &restored,
+        "INSERT INTO Genre (GenreId, Name) VALUES (99, '  Polka  ')",
+    );
+    assert_eq!(
+        sql(&restored, "SELECT Name FROM Genre WHERE GenreId = 99"),
+        "Polka"
+    );
+    assert_eq!(sql(&restored, "CALL albums()"), "347");
+    assert_eq!(
+        sql(
+            "",
+            &format!(
+                "SELECT DEFAULT_COLLATION_NAME FROM information_schema.schemata WHERE schema_name = '{restored}'"
+            )
+        ),
+        server["collation"].as_str().unwrap()
+    );
+
+    // One table alone: its rows, without the foreign key to a table not restored, and no
+    // other table.
+    let one = dbs.name("one_table");
+    restore_into(&sb, &cfg, &one, &["--table", "Album"]).ok();
+    assert_eq!(
+        tables(&one),
+        [before
+            .iter()
+            .find(|t| t.starts_with("Album "))
+            .unwrap()
+            .clone()]
+    );
+    let o = restore_into(&sb, &cfg, &dbs.name("none"), &["--table", "Nope"]);
+    assert_ne!(o.code, 0, "{o:#?}");
+    assert!(o.stderr.contains("no table Nope"), "{o:#?}");
+    assert!(o.stderr.contains("dropped again"), "{o:#?}");
+
+    // Into a database that exists: refused by the server, and that database stays as it was.
+    let o = restore_into(&sb, &cfg, &source, &[]);
+    assert_ne!(o.code, 0, "{o:#?}");
+    assert!(o.stderr.contains("database exists"), "{o:#?}");
+    assert_eq!(tables(&source), before);
+}
+
+/// A database that does not exist, a wrong password, a dump tool that fails half way, a
+/// password in the URL: each is said plainly and leaves no snapshot; the right password in
+/// `password_file` works.
+#[test]
+fn mariadb_failures_say_why_and_leave_no_snapshot() {
+    let sb = Sandbox::plain();
+    let cfg = config(&sb, "bs_no_such_database", "");
+    let o = run(with_config(&sb, &cfg, &["backup", "--source", "shop"]));
+    assert_ne!(o.code, 0, "{o:#?}");
+    assert!(o.stderr.contains("bs_no_such_database"), "{o:#?}");
+
+    let mut dbs = Databases(Vec::new());
+    let db = dbs.name("pw");
+    sql(
+        "",
+        &format!(
+            "CREATE DATABASE `{db}`; CREATE USER '{db}'@'%' IDENTIFIED BY 'right horse'; \
+             GRANT ALL ON `{db}`.* TO '{db}'@'%'; \
+             CREATE TABLE `{db}`.t (id INT PRIMARY KEY); INSERT INTO `{db}`.t VALUES (1), (2)"
+        ),
+    );
+    fs::write(sb.p("pw"), "wrong staple\n").unwrap();
+    let cfg = config_as(&sb, &db, &db, "password_file = \"pw\"\n");
+    let o = run(with_config(&sb, &cfg, &["backup", "--source", "shop"]));
+    assert_ne!(o.code, 0, "{o:#?}");
+    assert!(o.stderr.contains("Access denied"), "{o:#?}");
+    assert!(!o.stderr.contains("wrong staple"), "{o:#?}");
+    assert!(sb.snapshots().is_empty());
+    fs::write(sb.p("pw"), "right horse\n").unwrap();
+    let made = run(with_config(
+        &sb,
+        &cfg,
+        &["--json", "backup", "--source", "shop"],
+    ))
+    .ok()
+    .json();
+    assert_eq!(made["source_kind"], "mariadb", "{made:#}");
+    let shown = run(with_config(&sb, &cfg, &["--json", "show", "latest"]))
+        .ok()
+        .json();
+    assert_eq!(
+        shown["item_list"][0]["server"]["tables"][0]["rows"], 2,
+        "{shown:#}"
+    );
+
+    // A dump tool that writes part of a dump and fails: no snapshot.
+    let bin = sb.p("broken-tools");
+    fs::create_dir(&bin).unwrap();
+    fs::write(
+        bin.join("mariadb-dump"),
+        "#!/bin/sh\nif [ \"$1\" = --version ]; then echo 'mariadb-dump  Ver 10.19 Distrib 10.11.19-MariaDB'; exit 0; fi\n\
+         echo 'CREATE TABLE `t` ('\necho 'INSERT INTO `t` VALUES (1);'\n\
+         echo 'mariadb-dump: Error 2013: Lost connection to server during query' >&2\nexit 2\n",
+    )
+    .unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(bin.join("mariadb-dump"), fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let before = sb.snapshots().len();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let mut c = with_config(&sb, &cfg, &["backup", "--source", "shop"]);
+    c.env("PATH", path);
+    let o = run(c);
+    assert_ne!(o.code, 0, "{o:#?}");
+    assert!(o.stderr.contains("Lost connection"), "{o:#?}");
+    assert_eq!(sb.snapshots().len(), before);
+
+    fs::write(
+        sb.p("backstop.toml"),
+        "repository = \"repo\"\n[sources.shop]\nkind = \"mysql\"\n\
+         url = \"mysql://root:hunter2@127.0.0.1/x\"\n",
+    )
+    .unwrap();
+    let o = run(with_config(
+        &sb,
+        &sb.p("backstop.toml"),
+        &["backup", "--source", "shop"],
+    ))
+    .code(2);
+    assert!(o.stderr.contains("password_file"), "{o:#?}");
+    assert!(!o.stderr.contains("hunter2"), "{o:#?}");
+}
+
+/// Invoices written while the backup runs, each with its line in one transaction: the dump is
+/// one snapshot of the database (no invoice without its line), and the rows the snapshot
+/// records are the dump's, so the restored database has exactly them in every table.
+#[test]
+fn the_dump_is_one_snapshot_under_writes() {
+    let mut dbs = Databases(Vec::new());
+    let source = dbs.name("busy");
+    load_chinook(&source);
+    let sb = Sandbox::plain();
+    let cfg = config(&sb, &source, "");
+    let writes: String = (0..4000)
+        .map(|i| {
+            let id = 100_000 + i;
+            format!(
+                "START TRANSACTION; \
+                 INSERT INTO Invoice (InvoiceId, CustomerId, InvoiceDate, Total) VALUES ({id}, 1, NOW(), 0.99); \
+                 INSERT INTO InvoiceLine (InvoiceLineId, InvoiceId, TrackId, UnitPrice, Quantity) VALUES ({id}, {id}, 1, 0.99, 1); \
+                 COMMIT;\n"
+            )
+        })
+        .collect();
+    let mut c = client();
+    c.arg(format!("--database={source}"))
+        .stdin(std::process::Stdio::piped());
+    let mut writer = c.spawn().unwrap();
+    let mut input = writer.stdin.take().unwrap();
+    let feeder = std::thread::spawn(move || {
+        use std::io::Write;
+        input.write_all(writes.as_bytes()).unwrap();
+    });
+    let before: u64 = sql(&source, "SELECT COUNT(*) FROM Invoice")
+        .parse()
+        .unwrap();
+    run(with_config(&sb, &cfg, &["backup", "--source", "shop"])).ok();
+    feeder.join().unwrap();
+    assert!(writer.wait().unwrap().success());
+    let shown = run(with_config(&sb, &cfg, &["--json", "show", "latest"]))
+        .ok()
+        .json();
+    let recorded: Vec<(String, u64)> = shown["item_list"][0]["server"]["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["name"].as_str().unwrap().to_owned(),
+                t["rows"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let invoices = recorded.iter().find(|(n, _)| n == "Invoice").unwrap().1;
+    assert!(invoices >= before, "{invoices} < {before}");
+    let restored = dbs.name("busy_restored");
+    restore_into(&sb, &cfg, &restored, &[]).ok();
+    for (table, rows) in &recorded {
+        let now: u64 = sql(&restored, &format!("SELECT COUNT(*) FROM `{table}`"))
+            .parse()
+            .unwrap();
+        assert_eq!(now, *rows, "{table}");
+    }
+    assert_eq!(
+        sql(
+            &restored,
+            "SELECT COUNT(*) FROM Invoice i WHERE i.InvoiceId >= 100000 AND NOT EXISTS \
+             (SELECT 1 FROM InvoiceLine l WHERE l.InvoiceId = i.InvoiceId)"
+        ),
+        "0",
+        "every invoice in the dump has its line"
+    );
+}

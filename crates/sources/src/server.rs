@@ -1,0 +1,324 @@
+//! Database servers (PostgreSQL, MariaDB/MySQL) as one thing to the layers above: a database
+//! named by a URL, dumped by the server's own tool into one item, restored into a new database,
+//! and drilled in a scratch database on its server. What differs per engine lives in
+//! [`crate::postgres`] and [`crate::mariadb`]; the drill and its checks are the same for both.
+
+use std::io::Write;
+use std::process::ChildStdin;
+
+use backstop_format::manifest::{ServerDatabase, SourceKind, TableRows};
+use backstop_format::record::Check;
+
+use crate::mariadb::Mariadb;
+use crate::postgres::Postgres;
+use crate::{Error, Source};
+
+/// What writes a dump into a restore tool's input (the engine restoring the dump's content).
+pub type Feed<'a> = dyn FnMut(&mut dyn Write) -> Result<(), Error> + 'a;
+
+/// A database on a PostgreSQL or a MariaDB/MySQL server.
+#[derive(Debug, Clone)]
+pub enum Server {
+    Postgres(Postgres),
+    Mariadb(Mariadb),
+}
+
+impl Server {
+    /// The database at `url` for a source of `kind` (`postgres`, `mariadb` or its alias
+    /// `mysql`); a URL with a password in it is refused (give `password` instead).
+    pub fn new(kind: &str, url: &str, password: Option<String>) -> Result<Self, Error> {
+        match kind {
+            "postgres" => Ok(Server::Postgres(Postgres::new(url, password)?)),
+            "mariadb" | "mysql" => Ok(Server::Mariadb(Mariadb::new(url, password)?)),
+            other => Err(Error::Invalid(format!(
+                "{other:?} is not a database server kind: expected postgres, mariadb or mysql"
+            ))),
+        }
+    }
+
+    /// The server's product name, for messages: `PostgreSQL` or `MariaDB`.
+    pub fn product(&self) -> &'static str {
+        match self {
+            Server::Postgres(_) => "PostgreSQL",
+            Server::Mariadb(_) => "MariaDB",
+        }
+    }
+
+    /// The kind of the snapshots this database's dumps make.
+    pub fn source_kind(&self) -> SourceKind {
+        match self {
+            Server::Postgres(_) => SourceKind::Postgres,
+            Server::Mariadb(_) => SourceKind::Mariadb,
+        }
+    }
+
+    /// The database's name.
+    pub fn database(&self) -> String {
+        match self {
+            Server::Postgres(p) => p.database(),
+            Server::Mariadb(m) => m.database(),
+        }
+    }
+
+    /// The same server with another database.
+    pub fn with_database(&self, name: &str) -> Self {
+        match self {
+            Server::Postgres(p) => Server::Postgres(p.with_database(name)),
+            Server::Mariadb(m) => Server::Mariadb(m.with_database(name)),
+        }
+    }
+
+    /// A source that dumps the database with the server's own tool (see
+    /// [`Postgres::dump_source`], [`Mariadb::dump_source`]).
+    pub fn dump_source(&self) -> Result<Box<dyn Source>, Error> {
+        Ok(match self {
+            Server::Postgres(p) => Box::new(p.dump_source()?),
+            Server::Mariadb(m) => Box::new(m.dump_source()?),
+        })
+    }
+
+    /// Creates this (new) database on its server, like the one `like` describes where the
+    /// engine records more than the name (MariaDB: its default collation); an existing one is
+    /// refused by the server.
+    pub fn create(&self, like: Option<&ServerDatabase>) -> Result<(), Error> {
+        match self {
+            Server::Postgres(p) => p.create(),
+            Server::Mariadb(m) => m.create(like.and_then(|l| l.collation.as_deref())),
+        }
+    }
+
+    /// Drops this database (after a restore into it failed, or a drill).
+    pub fn drop_database(&self) -> Result<(), Error> {
+        match self {
+            Server::Postgres(p) => p.drop_database(),
+            Server::Mariadb(m) => m.drop_database(),
+        }
+    }
+
+    /// Loads a dump of this engine into this database: all of it, or only `tables` when some
+    /// are named (their definitions and rows, without foreign keys or triggers). `feed` writes
+    /// the dump; it may run more than once.
+    pub fn restore_tables(&self, tables: &[String], feed: &mut Feed<'_>) -> Result<(), Error> {
+        match self {
+            Server::Postgres(p) => p.restore_tables(tables, feed),
+            Server::Mariadb(m) => m.restore_tables(tables, feed),
+        }
+    }
+
+    /// Every table's rows and the schema fingerprint, as the dump records them.
+    fn counts(&self) -> Result<(Vec<TableRows>, String), Error> {
+        match self {
+            Server::Postgres(p) => p.counts(),
+            Server::Mariadb(m) => m.counts(),
+        }
+    }
+
+    /// A restore drill of a dump on this database's server: loads it (`feed` writes the dump)
+    /// into a scratch database of a new name, counts every table's rows and fingerprints the
+    /// schema there, compares both with `expected` (what the dump was taken from), and drops
+    /// the scratch database again. Each step is a check; the drill passed when all did.
+    pub fn drill(&self, expected: &ServerDatabase, feed: &mut Feed<'_>) -> Vec<Check> {
+        let name = format!(
+            "backstop_drill_{}",
+            backstop_format::id::to_hex(&backstop_format::id::random_bytes::<6>())
+        );
+        let scratch = self.with_database(&name);
+        if let Err(e) = scratch.create(Some(expected)) {
+            return vec![check("scratch database", false, e.to_string())];
+        }
+        let mut checks = Vec::new();
+        match scratch.restore_tables(&[], feed) {
+            Err(e) => checks.push(check("restore", false, e.to_string())),
+            Ok(()) => {
+                checks.push(check(
+                    "restore",
+                    true,
+                    format!("loaded into {name} on the {} server", self.product()),
+                ));
+                checks.extend(match scratch.counts() {
+                    Ok((rows, fingerprint)) => compare(expected, &rows, &fingerprint),
+                    Err(e) => vec![check("rows", false, e.to_string())],
+                });
+            }
+        }
+        if let Err(e) = scratch.drop_database() {
+            checks.push(check(
+                "scratch database",
+                false,
+                format!("{name} could not be dropped: {e}"),
+            ));
+        }
+        checks
+    }
+}
+
+fn check(name: &str, passed: bool, detail: String) -> Check {
+    Check {
+        name: name.into(),
+        passed,
+        detail,
+    }
+}
+
+/// A restored database's row counts and schema fingerprint against `expected`'s: the checks
+/// `rows` and `schema`.
+fn compare(expected: &ServerDatabase, rows: &[TableRows], fingerprint: &str) -> Vec<Check> {
+    let differ: Vec<String> = expected
+        .tables
+        .iter()
+        .filter_map(|t| {
+            let now = rows.iter().find(|r| r.name == t.name).and_then(|r| r.rows);
+            (now != t.rows).then(|| {
+                format!(
+                    "{}: {} in the snapshot, {} restored",
+                    t.name,
+                    t.rows.map_or("?".into(), |n| n.to_string()),
+                    now.map_or("none".into(), |n| n.to_string())
+                )
+            })
+        })
+        .collect();
+    vec![
+        check(
+            "rows",
+            differ.is_empty(),
+            match differ.is_empty() {
+                true => format!("{} tables as recorded", expected.tables.len()),
+                false => differ.join("; "),
+            },
+        ),
+        check(
+            "schema",
+            fingerprint == expected.schema_fingerprint,
+            format!("fingerprint {}", &fingerprint[..fingerprint.len().min(16)]),
+        ),
+    ]
+}
+
+/// Migrations tables that applications keep, the column that proves it is one, and the query
+/// of the newest version applied, in the order they are tried. The queries are standard SQL
+/// (MariaDB runs them with `sql_mode = 'ANSI'`: double-quoted names, `||` joins strings).
+pub(crate) const MIGRATIONS: [(&str, &str, &str); 6] = [
+    (
+        "schema_migrations",
+        "version",
+        "SELECT max(version) FROM schema_migrations",
+    ),
+    (
+        "alembic_version",
+        "version_num",
+        "SELECT max(version_num) FROM alembic_version",
+    ),
+    (
+        "flyway_schema_history",
+        "version",
+        "SELECT version FROM flyway_schema_history WHERE success ORDER BY installed_rank DESC LIMIT 1",
+    ),
+    (
+        "__EFMigrationsHistory",
+        "MigrationId",
+        "SELECT max(\"MigrationId\") FROM \"__EFMigrationsHistory\"",
+    ),
+    (
+        "django_migrations",
+        "applied",
+        "SELECT app || '.' || name FROM django_migrations ORDER BY applied DESC, id DESC LIMIT 1",
+    ),
+    (
+        "migrations",
+        "batch",
+        "SELECT migration FROM migrations ORDER BY batch DESC, id DESC LIMIT 1",
+    ),
+];
+
+/// The query that lists which of [`MIGRATIONS`] exist in the schema `schema` names (an SQL
+/// expression: `current_schema()`, `DATABASE()`), one table name a line.
+pub(crate) fn migrations_present(schema: &str) -> String {
+    let pairs: Vec<String> = MIGRATIONS
+        .iter()
+        .map(|(t, c, _)| format!("('{t}', '{c}')"))
+        .collect();
+    format!(
+        "SELECT table_name FROM information_schema.columns WHERE table_schema = {schema} \
+         AND (table_name, column_name) IN ({})",
+        pairs.join(", ")
+    )
+}
+
+/// A restore tool's input: once it has read what it needs (the table of contents for
+/// `pg_restore --list`, the entries of a `--use-list`) or stopped at an error, it may close its
+/// input; the rest of the dump is then discarded instead of failing the writer, and the tool's
+/// exit status says how it went.
+pub(crate) struct UntilClosed(pub ChildStdin);
+
+impl Write for UntilClosed {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self.0.write(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(buf.len()),
+            r => r,
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self.0.flush() {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+            r => r,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn expected(tables: &[(&str, u64)]) -> ServerDatabase {
+        ServerDatabase {
+            engine: "mariadb".into(),
+            method: "dump".into(),
+            server_version: "10.11".into(),
+            tool: "mariadb-dump".into(),
+            database: "shop".into(),
+            size_bytes: 0,
+            tables: tables
+                .iter()
+                .map(|(n, r)| TableRows {
+                    name: (*n).into(),
+                    rows: Some(*r),
+                })
+                .collect(),
+            schema_fingerprint: "abc".into(),
+            schema_version: None,
+            collation: None,
+        }
+    }
+
+    #[test]
+    fn a_restored_database_is_compared_table_by_table() {
+        let want = expected(&[("orders", 3), ("lines", 5)]);
+        let same = compare(&want, &want.tables, "abc");
+        assert!(same.iter().all(|c| c.passed), "{same:?}");
+        let fewer = compare(&want, &want.tables[..1], "abd");
+        assert!(!fewer[0].passed);
+        assert!(
+            fewer[0]
+                .detail
+                .contains("lines: 5 in the snapshot, none restored")
+        );
+        assert!(!fewer[1].passed);
+    }
+
+    #[test]
+    fn kinds_are_checked() {
+        assert!(matches!(
+            Server::new("mysql", "mysql://app@db/shop", None),
+            Ok(Server::Mariadb(_))
+        ));
+        assert!(Server::new("oracle", "x", None).is_err());
+        assert_eq!(
+            Server::new("postgres", "postgres://a@h/db", None)
+                .unwrap()
+                .source_kind(),
+            SourceKind::Postgres
+        );
+    }
+}
