@@ -126,6 +126,9 @@ pub fn in_place_plan<'r>(
     Ok(InPlacePlan { plan, item, ix })
 }
 
+/// A database server's database as it is now, for a restore's plan.
+pub use backstop_sources::server::Observed;
+
 /// Loads a server database's dump (`content`, of an item recorded as `like`), or only its
 /// `tables` when some are named, into the database `target` on a server of the same engine,
 /// which is created first (one of that name must not exist),

@@ -253,8 +253,14 @@ fn chinook_comes_back_in_a_new_database_table_for_table() {
     assert!(
         dry.stdout
             .lines()
-            .any(|l| l.starts_with("InvoiceLine ") && l.ends_with(" 2240")),
-        "the plan lists each table with its rows: {dry:#?}"
+            .any(|l| l.split_whitespace().collect::<Vec<_>>()
+                == ["InvoiceLine", "2240", "2240", "same"]),
+        "the plan lists each table with its rows in the snapshot and now: {dry:#?}"
+    );
+    assert!(
+        dry.stdout
+            .contains(&format!("schema: the same as {source}'s now")),
+        "{dry:#?}"
     );
     assert_eq!(
         sql(
@@ -462,6 +468,33 @@ fn the_dump_is_one_snapshot_under_writes() {
         .collect();
     let invoices = recorded.iter().find(|(n, _)| n == "Invoice").unwrap().1;
     assert!(invoices >= before, "{invoices} < {before}");
+    // The plan compares the snapshot with the database as it is now: the invoices written
+    // after the dump are the difference.
+    let plan = restore_into(&sb, &cfg, "bs_never_made", &["--dry-run"]).ok();
+    let now: u64 = sql(&source, "SELECT COUNT(*) FROM Invoice")
+        .parse()
+        .unwrap();
+    let line: Vec<&str> = plan
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("Invoice "))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    let difference = match invoices == now {
+        true => "same".to_string(),
+        false => format!("-{}", now - invoices),
+    };
+    assert_eq!(
+        line,
+        [
+            "Invoice",
+            &invoices.to_string(),
+            &now.to_string(),
+            &difference
+        ],
+        "{plan:#?}"
+    );
     let restored = dbs.name("busy_restored");
     restore_into(&sb, &cfg, &restored, &[]).ok();
     for (table, rows) in &recorded {

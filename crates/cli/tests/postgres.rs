@@ -217,8 +217,14 @@ fn pagila_comes_back_in_a_new_database_table_for_table() {
     assert!(
         dry.stdout
             .lines()
-            .any(|l| l.starts_with("public.rental ") && l.ends_with(&rentals)),
-        "the plan lists each table with its rows: {dry:#?}"
+            .any(|l| l.split_whitespace().collect::<Vec<_>>()
+                == ["public.rental", &rentals, &rentals, "same"]),
+        "the plan lists each table with its rows in the snapshot and now: {dry:#?}"
+    );
+    assert!(
+        dry.stdout
+            .contains(&format!("schema: the same as {source}'s now")),
+        "{dry:#?}"
     );
     assert_eq!(
         psql(

@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use backstop_format::manifest::{Item, ServerDatabase, SourceKind, TableRows};
 
 use crate::command::CommandSource;
-use crate::server::{Feed, MIGRATIONS, UntilClosed, migrations_present};
+use crate::server::{Feed, MIGRATIONS, Observed, UntilClosed, migrations_present};
 use crate::{Buffers, Capture, Chunking, Entry, EntryContent, Error, Source};
 
 /// The URL query parameters passed on to the client tools as `--KEY[=VALUE]`.
@@ -213,22 +213,7 @@ impl Mariadb {
         )?;
         let [version, size, fingerprint, collation] = <[String; 4]>::try_from(lines)
             .map_err(|l| Error::Invalid(format!("unexpected answer from MariaDB: {l:?}")))?;
-        let found = self.query(
-            &format!("{SESSION}; {}", migrations_present("DATABASE()")),
-            true,
-        )?;
-        let mut schema_version = None;
-        for (table, _, query) in MIGRATIONS {
-            if found.iter().any(|f| f == table) {
-                let v = self.query(&format!("{SESSION}; {query}"), true)?;
-                schema_version = v
-                    .into_iter()
-                    .next()
-                    .filter(|v| !v.is_empty() && v != "NULL")
-                    .map(|v| format!("{table} {v}"));
-                break;
-            }
-        }
+        let schema_version = self.schema_version()?;
         let outside = self.query(NOT_TRANSACTIONAL, true)?;
         Ok((
             ServerDatabase {
@@ -245,6 +230,25 @@ impl Mariadb {
             },
             outside,
         ))
+    }
+
+    /// The newest migration applied, as `TABLE VERSION`, from the first migrations table found.
+    fn schema_version(&self) -> Result<Option<String>, Error> {
+        let found = self.query(
+            &format!("{SESSION}; {}", migrations_present("DATABASE()")),
+            true,
+        )?;
+        for (table, _, query) in MIGRATIONS {
+            if found.iter().any(|f| f == table) {
+                let v = self.query(&format!("{SESSION}; {query}"), true)?;
+                return Ok(v
+                    .into_iter()
+                    .next()
+                    .filter(|v| !v.is_empty() && v != "NULL")
+                    .map(|v| format!("{table} {v}")));
+            }
+        }
+        Ok(None)
     }
 
     /// A source that dumps the database with `mariadb-dump --single-transaction` (rows in
@@ -302,8 +306,10 @@ impl Mariadb {
         })
     }
 
-    /// Every table's rows and the schema fingerprint, now.
-    pub(crate) fn counts(&self) -> Result<(Vec<TableRows>, String), Error> {
+    /// Every table's rows, the schema fingerprint and the schema version, now (each table
+    /// counted on its own: a database being written to gives counts of slightly different
+    /// moments).
+    pub(crate) fn observe(&self) -> Result<Observed, Error> {
         let names = self.query(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE() \
              AND table_type = 'BASE TABLE' ORDER BY table_name",
@@ -329,7 +335,11 @@ impl Mariadb {
             .into_iter()
             .next()
             .unwrap_or_default();
-        Ok((tables, fingerprint))
+        Ok(Observed {
+            tables,
+            schema_fingerprint: fingerprint,
+            schema_version: self.schema_version()?,
+        })
     }
 
     /// Creates this (new) database on its server, with `collation` as its default when given;

@@ -16,7 +16,7 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use backstop_format::manifest::{ServerDatabase, SourceKind, TableRows};
 
 use crate::command::CommandSource;
-use crate::server::{Feed, MIGRATIONS, UntilClosed, migrations_present};
+use crate::server::{Feed, MIGRATIONS, Observed, UntilClosed, migrations_present};
 use crate::{Entry, Error, Source};
 
 /// A PostgreSQL database to back up or restore into: its URL (without a password) and the
@@ -195,13 +195,18 @@ impl Postgres {
         })
     }
 
-    /// Every table's rows and the schema fingerprint, read in a session of their own.
-    pub(crate) fn counts(&self) -> Result<(Vec<TableRows>, String), Error> {
+    /// Every table's rows, the schema fingerprint and the schema version, now (in one
+    /// transaction of a session of their own).
+    pub(crate) fn observe(&self) -> Result<Observed, Error> {
         let mut s = Session::open(self)?;
-        let rows = s.table_rows()?;
-        let fingerprint = s.one(FINGERPRINT)?;
+        s.run("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")?;
+        let observed = Observed {
+            tables: s.table_rows()?,
+            schema_fingerprint: s.one(FINGERPRINT)?,
+            schema_version: s.schema_version()?,
+        };
         s.close()?;
-        Ok((rows, fingerprint))
+        Ok(observed)
     }
 
     /// Creates this (new) database on its server; an existing one is refused by the server.

@@ -16,6 +16,15 @@ use crate::{Error, Source};
 /// What writes a dump into a restore tool's input (the engine restoring the dump's content).
 pub type Feed<'a> = dyn FnMut(&mut dyn Write) -> Result<(), Error> + 'a;
 
+/// A database as it is now, in the terms of a dump's record ([`ServerDatabase`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Observed {
+    pub tables: Vec<TableRows>,
+    pub schema_fingerprint: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schema_version: Option<String>,
+}
+
 /// A database on a PostgreSQL or a MariaDB/MySQL server.
 #[derive(Debug, Clone)]
 pub enum Server {
@@ -105,11 +114,12 @@ impl Server {
         }
     }
 
-    /// Every table's rows and the schema fingerprint, as the dump records them.
-    fn counts(&self) -> Result<(Vec<TableRows>, String), Error> {
+    /// The database as it is now: every table's rows, the schema's fingerprint and version,
+    /// to compare with a dump's record (a drill's scratch database, a restore's plan).
+    pub fn observe(&self) -> Result<Observed, Error> {
         match self {
-            Server::Postgres(p) => p.counts(),
-            Server::Mariadb(m) => m.counts(),
+            Server::Postgres(p) => p.observe(),
+            Server::Mariadb(m) => m.observe(),
         }
     }
 
@@ -135,8 +145,8 @@ impl Server {
                     true,
                     format!("loaded into {name} on the {} server", self.product()),
                 ));
-                checks.extend(match scratch.counts() {
-                    Ok((rows, fingerprint)) => compare(expected, &rows, &fingerprint),
+                checks.extend(match scratch.observe() {
+                    Ok(now) => compare(expected, &now.tables, &now.schema_fingerprint),
                     Err(e) => vec![check("rows", false, e.to_string())],
                 });
             }

@@ -221,7 +221,20 @@ fn restore_to_database(
         dry_run: bool,
         /// What the dump was taken from: versions, each table's rows, the schema version.
         server: Option<&'a backstop_format::manifest::ServerDatabase>,
+        /// A dry run's look at the source's database as it is now (its rows, schema and
+        /// schema version), or why it could not be read.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        now: Option<backstop_app::restore::Observed>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        now_error: Option<String>,
     }
+    let (now, now_error) = match a.dry_run {
+        true => match server.observe() {
+            Ok(o) => (Some(o), None),
+            Err(e) => (None, Some(e.to_string())),
+        },
+        false => (None, None),
+    };
     let out = Out {
         snapshot: id.to_hex(),
         source,
@@ -231,6 +244,8 @@ fn restore_to_database(
         tables: &a.tables,
         dry_run: a.dry_run,
         server: item.server.as_ref(),
+        now,
+        now_error,
     };
     if !a.dry_run {
         backstop_app::restore::into_new_database(
@@ -267,20 +282,102 @@ fn restore_to_database(
                     .map(|v| format!(", migrations at {v}"))
                     .unwrap_or_default()
             )?;
-            outln!("{:<40} {:>12}", "TABLE", "ROWS")?;
             let wanted = |name: &str| {
                 a.tables.is_empty()
                     || a.tables
                         .iter()
                         .any(|t| name == t || (!t.contains('.') && name == format!("public.{t}")))
             };
-            for t in db.tables.iter().filter(|t| wanted(&t.name)) {
-                let rows = t.rows.map_or("?".to_string(), |r| r.to_string());
-                outln!("{:<40} {:>12}", t.name, rows)?;
+            let live = server.database();
+            print_plan_tables(db, out.now.as_ref(), &live, &wanted)?;
+            match (&out.now, &out.now_error) {
+                (Some(now), _) => {
+                    if now.schema_fingerprint == db.schema_fingerprint {
+                        outln!("schema: the same as {live}'s now")?;
+                    } else {
+                        outln!(
+                            "schema: differs from {live}'s now (columns, their types or \
+                             nullability changed since the snapshot)"
+                        )?;
+                    }
+                    if now.schema_version != db.schema_version {
+                        let v = |v: &Option<String>| v.clone().unwrap_or_else(|| "none".into());
+                        outln!(
+                            "schema version: {} in the snapshot, {} now",
+                            v(&db.schema_version),
+                            v(&now.schema_version)
+                        )?;
+                    }
+                }
+                (None, Some(e)) => outln!("{live} could not be read now: {e}")?,
+                (None, None) => {}
             }
         }
     }
     Ok(crate::exit::OK)
+}
+
+/// A dump's tables with their rows in the snapshot and, when the live database could be read,
+/// now, with the difference signed (rows in the snapshot minus rows now) and in words.
+fn print_plan_tables(
+    db: &backstop_format::manifest::ServerDatabase,
+    now: Option<&backstop_app::restore::Observed>,
+    live: &str,
+    wanted: &dyn Fn(&str) -> bool,
+) -> anyhow::Result<()> {
+    let show = |r: Option<u64>| r.map_or("?".to_string(), |r| r.to_string());
+    let Some(now) = now else {
+        outln!("{:<40} {:>12}", "TABLE", "ROWS")?;
+        for t in db.tables.iter().filter(|t| wanted(&t.name)) {
+            outln!("{:<40} {:>12}", t.name, show(t.rows))?;
+        }
+        return Ok(());
+    };
+    outln!(
+        "{:<40} {:>12} {:>12} {:>10}",
+        "TABLE",
+        "SNAPSHOT",
+        "NOW",
+        "DIFFERENCE"
+    )?;
+    let rows_now = |name: &str| now.tables.iter().find(|t| t.name == name).map(|t| t.rows);
+    for t in db.tables.iter().filter(|t| wanted(&t.name)) {
+        let (current, diff) = match rows_now(&t.name) {
+            None => ("no table".to_string(), "new".to_string()),
+            Some(n) => (
+                show(n),
+                match (t.rows, n) {
+                    (Some(s), Some(n)) if s == n => "same".to_string(),
+                    (Some(s), Some(n)) => format!("{:+}", s as i64 - n as i64),
+                    _ => "?".to_string(),
+                },
+            ),
+        };
+        outln!(
+            "{:<40} {:>12} {:>12} {:>10}",
+            t.name,
+            show(t.rows),
+            current,
+            diff
+        )?;
+    }
+    for t in now
+        .tables
+        .iter()
+        .filter(|t| wanted(&t.name) && !db.tables.iter().any(|d| d.name == t.name))
+    {
+        outln!(
+            "{:<40} {:>12} {:>12} {:>10}",
+            t.name,
+            "no table",
+            show(t.rows),
+            "not in it"
+        )?;
+    }
+    outln!(
+        "(DIFFERENCE: rows in the snapshot minus rows in {live} now; {live} itself is not changed)"
+    )?;
+    Ok(())
 }
 
 fn restore_db(
