@@ -513,3 +513,122 @@ fn the_dump_is_one_snapshot_under_writes() {
         "every invoice in the dump has its line"
     );
 }
+
+/// The daemon backs up a MariaDB source on its own (the startup backup), drills it in a scratch
+/// database on the server, and the status and the page show the source proven.
+#[test]
+fn the_daemon_backs_up_and_drills_a_mariadb_source() {
+    let mut dbs = Databases(Vec::new());
+    let source = dbs.name("daemon");
+    sql(
+        "",
+        &format!(
+            "CREATE DATABASE `{source}`; \
+             CREATE TABLE `{source}`.stock (sku VARCHAR(20) PRIMARY KEY, qty INT NOT NULL); \
+             INSERT INTO `{source}`.stock VALUES ('A-1', 4), ('B-2', 0), ('C-3', 17)"
+        ),
+    );
+    let sb = Sandbox::plain();
+    let cfg = config(
+        &sb,
+        &source,
+        "every = \"6h\"\n[daemon]\nverify = \"off\"\nverify_data = \"off\"\nforget = \"off\"\n\
+         prune = \"off\"\n",
+    );
+    let mut add = with_config(&sb, &cfg, &["user", "add", "ada", "--role", "viewer"]);
+    add.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = add.spawn().unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"correct horse battery\n").unwrap();
+    }
+    assert!(child.wait_with_output().unwrap().status.success());
+    let token = run(with_config(
+        &sb,
+        &cfg,
+        &["token", "add", "mon", "--scope", "read"],
+    ))
+    .ok()
+    .stdout
+    .trim()
+    .to_string();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut serve = with_config(&sb, &cfg, &["serve", "--listen", &listen]);
+    serve
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let _daemon = Daemon(serve.spawn().unwrap());
+    let start = std::time::Instant::now();
+    let shop = loop {
+        if let Some((200, body)) = get(&format!("http://{listen}/api/v1/status"), &token) {
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            let shop = status_source(&v, "shop").clone();
+            if !shop["verified"].is_null() {
+                break shop;
+            }
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(90),
+            "no drill within 90 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert_eq!(shop["state"], "ok", "{shop:#}");
+    assert_eq!(
+        shop["verified"]["snapshot"], shop["last_snapshot"],
+        "{shop:#}"
+    );
+    let page = status_page(&listen);
+    assert!(page.contains("shop"), "{page}");
+    assert!(
+        page.contains("mariadb"),
+        "the page names the source's kind: {page}"
+    );
+    let short = &shop["last_snapshot"].as_str().unwrap()[..8];
+    assert!(
+        page.contains(short),
+        "the page names the proven snapshot: {page}"
+    );
+    assert_eq!(
+        sql(
+            "",
+            "SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name LIKE 'backstop_drill_%'"
+        ),
+        "0",
+        "the drill's scratch database is dropped"
+    );
+}
+
+/// The status page as the viewer `ada` (password `correct horse battery`) sees it after logging in.
+fn status_page(listen: &str) -> String {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .build()
+        .into();
+    let r = agent
+        .post(&format!("http://{listen}/login"))
+        .content_type("application/x-www-form-urlencoded")
+        .send("username=ada&password=correct+horse+battery")
+        .unwrap();
+    let cookie = r
+        .headers()
+        .get("set-cookie")
+        .expect("a session cookie")
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let mut page = agent
+        .get(&format!("http://{listen}/"))
+        .header("Cookie", &cookie)
+        .call()
+        .unwrap();
+    assert_eq!(page.status().as_u16(), 200);
+    page.body_mut().read_to_string().unwrap()
+}
