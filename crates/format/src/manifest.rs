@@ -340,10 +340,17 @@ pub struct ServerDatabase {
     /// (`schema_migrations`, `alembic_version`, `flyway_schema_history`, ...), with the table.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema_version: Option<String>,
-    /// The database's default collation (MariaDB: `utf8mb4_general_ci`), which a database
-    /// restored from the dump is created with.
+    /// The database's encoding (PostgreSQL: `UTF8`, `LATIN1`, `SQL_ASCII`, ...), which a
+    /// database restored from the dump is created with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoding: Option<String>,
+    /// The database's default collation (PostgreSQL: `LC_COLLATE`, such as `en_US.UTF-8`;
+    /// MariaDB: `utf8mb4_general_ci`), which a database restored from the dump is created with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub collation: Option<String>,
+    /// PostgreSQL: the database's `LC_CTYPE`, which a restored database is created with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ctype: Option<String>,
 }
 
 impl Item {

@@ -226,7 +226,9 @@ impl Mariadb {
                 tables: Vec::new(),
                 schema_fingerprint: fingerprint,
                 schema_version,
+                encoding: None,
                 collation: Some(collation).filter(|c| !c.is_empty() && c != "NULL"),
+                ctype: None,
             },
             outside,
         ))

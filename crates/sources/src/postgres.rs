@@ -156,6 +156,16 @@ impl Postgres {
         }
         session.run("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")?;
         let snapshot = session.one("SELECT pg_export_snapshot()")?;
+        let locale = session.one(
+            "SELECT pg_encoding_to_char(encoding) || chr(9) || datcollate || chr(9) || datctype \
+             FROM pg_database WHERE datname = current_database()",
+        )?;
+        let mut locale = locale.split('\t').map(|s| Some(s.to_owned()));
+        let (encoding, collation, ctype) = (
+            locale.next().flatten(),
+            locale.next().flatten(),
+            locale.next().flatten(),
+        );
         let meta = ServerDatabase {
             engine: "postgres".into(),
             method: "dump".into(),
@@ -169,7 +179,9 @@ impl Postgres {
             tables: session.table_rows()?,
             schema_fingerprint: session.one(FINGERPRINT)?,
             schema_version: session.schema_version()?,
-            collation: None,
+            encoding,
+            collation,
+            ctype,
         };
         let argv = [
             "pg_dump",
@@ -210,11 +222,27 @@ impl Postgres {
     }
 
     /// Creates this (new) database on its server; an existing one is refused by the server.
-    pub fn create(&self) -> Result<(), Error> {
+    /// With `like` (a dump's record), with the dump's database's encoding and locale, from
+    /// `template0`: a dump of a `LATIN1` or `SQL_ASCII` database may hold bytes that are not
+    /// valid text in a `UTF8` database, and its sort order is its locale's.
+    pub fn create(&self, like: Option<&ServerDatabase>) -> Result<(), Error> {
         let name = self.database();
-        self.with_database("postgres")
-            .query(&format!("CREATE DATABASE {}", quote_ident(&name)))
-            .map(|_| ())
+        let mut sql = format!("CREATE DATABASE {}", quote_ident(&name));
+        if let Some(like) = like
+            && let Some(encoding) = &like.encoding
+        {
+            sql.push_str(&format!(
+                " TEMPLATE template0 ENCODING {}",
+                quote_literal(encoding)
+            ));
+            if let Some(c) = &like.collation {
+                sql.push_str(&format!(" LC_COLLATE {}", quote_literal(c)));
+            }
+            if let Some(c) = &like.ctype {
+                sql.push_str(&format!(" LC_CTYPE {}", quote_literal(c)));
+            }
+        }
+        self.with_database("postgres").query(&sql).map(|_| ())
     }
 
     /// Drops this database (after a restore into it failed).
@@ -555,6 +583,11 @@ fn database_of(url: &str) -> Option<String> {
     let path = rest.split_once('/')?.1;
     let name = path.split('?').next().unwrap_or("");
     (!name.is_empty()).then(|| name.to_owned())
+}
+
+/// An SQL string literal.
+fn quote_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
 }
 
 /// An SQL identifier in double quotes.

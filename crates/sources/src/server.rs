@@ -86,12 +86,12 @@ impl Server {
         })
     }
 
-    /// Creates this (new) database on its server, like the one `like` describes where the
-    /// engine records more than the name (MariaDB: its default collation); an existing one is
-    /// refused by the server.
+    /// Creates this (new) database on its server, like the one `like` describes (PostgreSQL:
+    /// its encoding and locale; MariaDB: its default collation); an existing one is refused by
+    /// the server.
     pub fn create(&self, like: Option<&ServerDatabase>) -> Result<(), Error> {
         match self {
-            Server::Postgres(p) => p.create(),
+            Server::Postgres(p) => p.create(like),
             Server::Mariadb(m) => m.create(like.and_then(|l| l.collation.as_deref())),
         }
     }
@@ -298,7 +298,9 @@ mod tests {
                 .collect(),
             schema_fingerprint: "abc".into(),
             schema_version: None,
+            encoding: None,
             collation: None,
+            ctype: None,
         }
     }
 
