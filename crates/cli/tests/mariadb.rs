@@ -234,10 +234,13 @@ fn chinook_comes_back_in_a_new_database_table_for_table() {
         .map(|c| c["name"].as_str().unwrap())
         .collect();
     assert_eq!(checks, ["restore", "rows", "schema"], "{drilled:#}");
+    let scratch = scratch_database(record);
     assert_eq!(
         sql(
             "",
-            "SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name LIKE 'backstop_drill_%'"
+            &format!(
+                "SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name = '{scratch}'"
+            )
         ),
         "0",
         "the scratch database is dropped"
@@ -348,9 +351,14 @@ fn mariadb_failures_say_why_and_leave_no_snapshot() {
         "",
         &format!(
             "CREATE DATABASE `{db}`; CREATE USER '{db}'@'%' IDENTIFIED BY 'right horse'; \
-             GRANT ALL ON `{db}`.* TO '{db}'@'%'; \
-             CREATE TABLE `{db}`.t (id INT PRIMARY KEY); INSERT INTO `{db}`.t VALUES (1), (2)"
+             GRANT ALL ON `{db}%`.* TO '{db}'@'%'; \
+             CREATE TABLE `{db}`.t (id INT PRIMARY KEY); INSERT INTO `{db}`.t VALUES (1), (2); \
+             CREATE VIEW `{db}`.v AS SELECT id FROM `{db}`.t"
         ),
+    );
+    sql(
+        &db,
+        "CREATE TRIGGER doubled BEFORE INSERT ON t FOR EACH ROW SET NEW.id = NEW.id * 2",
     );
     fs::write(sb.p("pw"), "wrong staple\n").unwrap();
     let cfg = config_as(&sb, &db, &db, "password_file = \"pw\"\n");
@@ -374,6 +382,25 @@ fn mariadb_failures_say_why_and_leave_no_snapshot() {
     assert_eq!(
         shown["item_list"][0]["server"]["tables"][0]["rows"], 2,
         "{shown:#}"
+    );
+    // The view and the trigger were made by root: restored by the database's own user, who may
+    // not name another definer, they become that user's.
+    let copy = format!("{db}_copy");
+    dbs.0.push(copy.clone());
+    restore_into(&sb, &cfg, &copy, &[]).ok();
+    sql(&copy, "INSERT INTO t VALUES (5)");
+    assert_eq!(
+        sql(&copy, "SELECT GROUP_CONCAT(id ORDER BY id) FROM v"),
+        "1,2,10"
+    );
+    assert_eq!(
+        sql(
+            "",
+            &format!(
+                "SELECT DEFINER FROM information_schema.triggers WHERE trigger_schema = '{copy}'"
+            )
+        ),
+        format!("{db}@%")
     );
 
     // A dump tool that writes part of a dump and fails: no snapshot.
@@ -592,14 +619,6 @@ fn the_daemon_backs_up_and_drills_a_mariadb_source() {
         page.contains(short),
         "the page names the proven snapshot: {page}"
     );
-    assert_eq!(
-        sql(
-            "",
-            "SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name LIKE 'backstop_drill_%'"
-        ),
-        "0",
-        "the drill's scratch database is dropped"
-    );
 }
 
 /// The status page as the viewer `ada` (password `correct horse battery`) sees it after logging in.
@@ -631,4 +650,12 @@ fn status_page(listen: &str) -> String {
         .unwrap();
     assert_eq!(page.status().as_u16(), 200);
     page.body_mut().read_to_string().unwrap()
+}
+
+/// The scratch database a drill's record names (`loaded into NAME on the ... server`).
+fn scratch_database(record: &serde_json::Value) -> String {
+    let detail = record["checks"][0]["detail"].as_str().unwrap();
+    let name = detail.split_whitespace().nth(2).unwrap();
+    assert!(name.starts_with("backstop_drill_"), "{detail}");
+    name.to_owned()
 }

@@ -197,10 +197,13 @@ fn pagila_comes_back_in_a_new_database_table_for_table() {
         .map(|c| c["name"].as_str().unwrap())
         .collect();
     assert_eq!(checks, ["restore", "rows", "schema"], "{drilled:#}");
+    let detail = record["checks"][0]["detail"].as_str().unwrap();
+    let scratch = detail.split_whitespace().nth(2).unwrap();
+    assert!(scratch.starts_with("backstop_drill_"), "{detail}");
     assert_eq!(
         psql(
             "postgres",
-            "SELECT count(*) FROM pg_database WHERE datname LIKE 'backstop_drill_%'"
+            &format!("SELECT count(*) FROM pg_database WHERE datname = '{scratch}'")
         ),
         "0",
         "the scratch database is dropped"

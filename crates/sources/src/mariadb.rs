@@ -385,18 +385,15 @@ impl Mariadb {
                 )
             })?;
         let stdin = UntilClosed(child.stdin.take().expect("stdin is piped"));
-        let (fed, missing) = if tables.is_empty() {
-            let mut stdin = stdin;
-            (feed(&mut stdin), Vec::new())
-        } else {
-            let mut filter = TableFilter::new(stdin, tables);
-            let fed = feed(&mut filter).and_then(|()| {
-                filter
-                    .finish()
-                    .map_err(|e| Error::io("loading the dump", e))
-            });
-            (fed, filter.missing())
-        };
+        let mut filter = DumpFilter::new(stdin, tables);
+        let fed = feed(&mut filter).and_then(|()| {
+            filter
+                .finish()
+                .map_err(|e| Error::io("loading the dump", e))
+        });
+        let missing = filter.missing();
+        // The end of the client's input.
+        drop(filter);
         let out = child
             .wait_with_output()
             .map_err(|e| Error::io("waiting for the mariadb client", e))?;
@@ -709,13 +706,19 @@ impl DumpRows {
     }
 }
 
-/// Passes on the parts of a dump that restore some of its tables: the settings at its start and
-/// end, and each wanted table's definition (without its foreign keys, which may name tables not
-/// restored) and rows (without its triggers, whose bodies may use other tables). Sections start
-/// at the dump tool's comment lines (`-- Table structure for table `T``, `-- Dumping data for
-/// table `T``, views, routines, events); the settings at the end start at its `SET TIME_ZONE`.
-struct TableFilter<W: std::io::Write> {
+/// A dump on its way into the `mariadb` client, line by line. Each view, trigger, routine and
+/// event loses its `DEFINER=user@host` (it then belongs to the user who restores, as
+/// `pg_restore --no-owner` does it for PostgreSQL: naming another user needs the SUPER or SET
+/// USER privilege, which the user who restores rarely has). With tables named, only the parts
+/// of the dump that restore them pass: the settings at its start and end, and each wanted
+/// table's definition (without its foreign keys, which may name tables not restored) and rows
+/// (without its triggers, whose bodies may use other tables). Sections start at the dump tool's
+/// comment lines (`-- Table structure for table `T``, `-- Dumping data for table `T``, views,
+/// routines, events); the settings at the end start at its `SET TIME_ZONE`.
+struct DumpFilter<W: std::io::Write> {
     out: W,
+    /// No tables named: every line passes.
+    all: bool,
     wanted: Vec<(String, bool)>,
     line: Vec<u8>,
     section: Section,
@@ -734,10 +737,11 @@ enum Section {
     Other,
 }
 
-impl<W: std::io::Write> TableFilter<W> {
+impl<W: std::io::Write> DumpFilter<W> {
     fn new(out: W, tables: &[String]) -> Self {
         Self {
             out,
+            all: tables.is_empty(),
             wanted: tables.iter().map(|t| (t.clone(), false)).collect(),
             line: Vec::new(),
             section: Section::Settings,
@@ -764,6 +768,10 @@ impl<W: std::io::Write> TableFilter<W> {
     }
 
     fn on_line(&mut self, line: &[u8]) -> std::io::Result<()> {
+        let line = &*without_definer(line);
+        if self.all {
+            return self.out.write_all(line);
+        }
         if let Some(rest) = line.strip_prefix(b"-- ") {
             let table = |prefix: &[u8]| rest.strip_prefix(prefix).and_then(backquoted);
             if let Some(t) = table(b"Table structure for table ") {
@@ -828,7 +836,7 @@ impl<W: std::io::Write> TableFilter<W> {
     }
 }
 
-impl<W: std::io::Write> std::io::Write for TableFilter<W> {
+impl<W: std::io::Write> std::io::Write for DumpFilter<W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let mut rest = buf;
         while let Some(end) = rest.iter().position(|&b| b == b'\n') {
@@ -866,6 +874,57 @@ fn without_foreign_keys(lines: Vec<Vec<u8>>) -> Vec<u8> {
         }
     }
     out
+}
+
+/// A line of a dump without the `DEFINER=user@host` of the view, trigger, routine or event it
+/// creates (only lines that start such a statement are looked at: a versioned comment
+/// `/*!5...` or `CREATE DEFINER=`; rows never start so).
+fn without_definer(line: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    const KEY: &[u8] = b"DEFINER=";
+    if !(line.starts_with(b"/*!5") || line.starts_with(b"CREATE DEFINER=")) {
+        return line.into();
+    }
+    let Some(start) = line.windows(KEY.len()).position(|w| w == KEY) else {
+        return line.into();
+    };
+    // `user`@`host`, each quoted with backquotes or single quotes (doubled inside), or a bare
+    // word such as CURRENT_USER.
+    let quoted = |from: usize| -> Option<usize> {
+        let q = *line.get(from)?;
+        if q != b'`' && q != b'\'' {
+            let len = line[from..]
+                .iter()
+                .take_while(|b| b.is_ascii_alphanumeric() || **b == b'_')
+                .count();
+            return (len > 0).then_some(from + len);
+        }
+        let mut i = from + 1;
+        while i < line.len() {
+            if line[i] == q {
+                if line.get(i + 1) == Some(&q) {
+                    i += 2;
+                    continue;
+                }
+                return Some(i + 1);
+            }
+            i += 1;
+        }
+        None
+    };
+    let Some(user_end) = quoted(start + KEY.len()) else {
+        return line.into();
+    };
+    let end = match line.get(user_end) {
+        Some(b'@') => match quoted(user_end + 1) {
+            Some(e) => e,
+            None => return line.into(),
+        },
+        _ => user_end,
+    };
+    let end = end + usize::from(line.get(end) == Some(&b' '));
+    let mut out = line[..start].to_vec();
+    out.extend_from_slice(&line[end..]);
+    out.into()
 }
 
 /// The name in backquotes at the start of `text` (doubled backquotes are one).
@@ -1046,7 +1105,7 @@ CREATE PROCEDURE p() SELECT 1;\n\
 -- Dump completed\n";
         let cut = |tables: &[&str]| {
             let tables: Vec<String> = tables.iter().map(|t| t.to_string()).collect();
-            let mut f = TableFilter::new(Vec::new(), &tables);
+            let mut f = DumpFilter::new(Vec::new(), &tables);
             for piece in dump.as_bytes().chunks(5) {
                 std::io::Write::write_all(&mut f, piece).unwrap();
             }
@@ -1072,6 +1131,34 @@ CREATE PROCEDURE p() SELECT 1;\n\
         assert!(album.ends_with("-- Dump completed\n"), "{album}");
         let (_, missing) = cut(&["Album", "Nope"]);
         assert_eq!(missing, ["Nope"]);
+    }
+
+    #[test]
+    fn definers_are_left_out_of_what_is_restored() {
+        let strip =
+            |l: &str| String::from_utf8(without_definer(l.as_bytes()).into_owned()).unwrap();
+        assert_eq!(
+            strip("/*!50013 DEFINER=`root`@`127.0.0.1` SQL SECURITY DEFINER */\n"),
+            "/*!50013 SQL SECURITY DEFINER */\n"
+        );
+        assert_eq!(
+            strip(
+                "/*!50003 CREATE*/ /*!50017 DEFINER=`a``b`@`%`*/ /*!50003 TRIGGER t BEFORE INSERT ON x\n"
+            ),
+            "/*!50003 CREATE*/ /*!50017 */ /*!50003 TRIGGER t BEFORE INSERT ON x\n"
+        );
+        assert_eq!(
+            strip("CREATE DEFINER=`app`@`localhost` PROCEDURE `p`()\n"),
+            "CREATE PROCEDURE `p`()\n"
+        );
+        assert_eq!(
+            strip("/*!50106 CREATE*/ /*!50117 DEFINER='root'@'localhost'*/ /*!50106 EVENT e */\n"),
+            "/*!50106 CREATE*/ /*!50117 */ /*!50106 EVENT e */\n"
+        );
+        let row = "('DEFINER=`root`@`x` stays in a row'),\n";
+        assert_eq!(strip(row), row);
+        let body = "/*!50003 SET sql_mode = '' */ ;\n";
+        assert_eq!(strip(body), body);
     }
 
     #[test]

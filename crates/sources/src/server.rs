@@ -134,7 +134,20 @@ impl Server {
         );
         let scratch = self.with_database(&name);
         if let Err(e) = scratch.create(Some(expected)) {
-            return vec![check("scratch database", false, e.to_string())];
+            let grant = match self {
+                Server::Postgres(_) => "the CREATEDB attribute (ALTER ROLE ... CREATEDB)",
+                Server::Mariadb(_) => {
+                    "GRANT ALL ON `backstop\\_drill\\_%`.* TO the user backstop connects as"
+                }
+            };
+            return vec![check(
+                "scratch database",
+                false,
+                format!(
+                    "{e} (a drill loads the dump into a scratch database {name} and drops it \
+                     again: the user needs {grant})"
+                ),
+            )];
         }
         let mut checks = Vec::new();
         match scratch.restore_tables(&[], feed) {
