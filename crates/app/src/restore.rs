@@ -127,7 +127,7 @@ pub fn in_place_plan<'r>(
 }
 
 /// A database server's database as it is now, for a restore's plan.
-pub use backstop_sources::server::Observed;
+pub use backstop_sources::server::{Observed, Server};
 
 /// Loads a server database's dump (`content`, of an item recorded as `like`), or only its
 /// `tables` when some are named, into the database `target` on a server of the same engine,
@@ -165,4 +165,170 @@ pub fn into_new_database(
         return Err(anyhow::anyhow!("{e}; {dropped}, nothing else changed"));
     }
     Ok(())
+}
+
+/// An in-place restore of a database server's dump (PostgreSQL), as a front end asks for it:
+/// the snapshot's dump replaces the live database of `source`.
+pub struct ServerInPlace<'a> {
+    pub config: &'a Config,
+    /// The configured source whose database is replaced.
+    pub source: &'a str,
+    pub snapshot: backstop_format::SnapshotId,
+    pub content: &'a backstop_format::tree::Content,
+    /// What the dump was taken from.
+    pub record: &'a backstop_format::manifest::ServerDatabase,
+    /// The live database.
+    pub live: &'a backstop_sources::server::Server,
+    /// Restore even though the live schema or its version differs from the snapshot's.
+    pub allow_schema_change: bool,
+    pub rt: &'a Runtime,
+    pub spill: &'a backstop_engine::SpillOptions,
+}
+
+/// What an in-place restore of a database server's dump did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ServerInPlaceDone {
+    /// The live database, now holding the snapshot's data.
+    pub database: String,
+    /// The `pre-restore` snapshot of the live database as it was.
+    pub safety_snapshot: backstop_format::SnapshotId,
+    /// The name the previous database is kept under on the server.
+    pub previous_kept_as: String,
+}
+
+/// Replaces a live server database with a snapshot's dump, so that the application never sees
+/// a half-loaded database and nothing is lost:
+/// 1. the live schema and its version are compared with the snapshot's (a difference is refused
+///    unless allowed: the restore would undo a migration);
+/// 2. a `pre-restore` safety snapshot of the live database is taken;
+/// 3. the dump is loaded into a new database beside it and its rows checked against the
+///    snapshot's record (a load that fails or does not match is dropped; the live database is
+///    untouched);
+/// 4. the new database takes the live one's name ([`Server::replace_with`]), and the previous
+///    one is kept under `NAME_before_SAFETY`, for the administrator to drop.
+///
+/// [`Server::replace_with`]: backstop_sources::server::Server::replace_with
+pub fn server_in_place(
+    repo: &Repository,
+    ix: &Indexed<'_>,
+    r: &ServerInPlace<'_>,
+    warn: &dyn Fn(&str),
+    progress: &dyn backstop_engine::Progress,
+) -> anyhow::Result<ServerInPlaceDone> {
+    let name = r.live.database();
+    // Refused before anything is done, where the switch could not be made at the end.
+    r.live.can_replace()?;
+    let now = r.live.observe().map_err(|e| {
+        anyhow::anyhow!(
+            "{e}: an in-place restore replaces a database that exists; nothing was changed"
+        )
+    })?;
+    let schema_differs = now.schema_fingerprint != r.record.schema_fingerprint;
+    let version_differs = now.schema_version != r.record.schema_version;
+    if (schema_differs || version_differs) && !r.allow_schema_change {
+        let v = |v: &Option<String>| v.clone().unwrap_or_else(|| "none".into());
+        return Err(crate::error::UsageError(format!(
+            "the schema of {name} differs from the snapshot's ({}): restoring would undo that \
+             change; pass --allow-schema-change to restore anyway. Nothing was changed",
+            match version_differs {
+                true => format!(
+                    "schema version {} in the snapshot, {} now",
+                    v(&r.record.schema_version),
+                    v(&now.schema_version)
+                ),
+                false => "its columns, their types or nullability changed".into(),
+            }
+        ))
+        .into());
+    }
+    let s = r.config.sources.get(r.source).ok_or_else(|| {
+        crate::error::UsageError(format!("source {:?} is not in backstop.toml", r.source))
+    })?;
+    let mut reader = crate::sources::source_with_flags(
+        r.config,
+        r.source,
+        s,
+        &[],
+        false,
+        backstop_format::manifest::Excludes::default(),
+    )?;
+    let req = crate::backup::BackupRequest {
+        kind: backstop_format::manifest::BackupKind::PreRestore,
+        description: Some(format!(
+            "safety snapshot before restoring snapshot {} in place",
+            r.snapshot.short()
+        )),
+        tags: Vec::new(),
+        ticket: None,
+        time: None,
+        force: false,
+        skip_unchanged: crate::backup::SkipUnchanged::AsConfigured,
+    };
+    let settings = crate::backup::SourceSettings {
+        tags: s.tags.clone(),
+        description: None,
+        skip_unchanged: false,
+    };
+    let safety = crate::backup::backup(
+        repo,
+        &mut reader,
+        r.source,
+        &settings,
+        &req,
+        r.rt,
+        r.spill,
+        warn,
+        progress,
+    )
+    .map_err(|e| e.context("taking the safety snapshot; nothing was changed"))?;
+    drop(reader);
+    let safety_short = safety.id.short();
+    let new_name = limited(&format!("{name}_restoring_{safety_short}"));
+    let kept = limited(&format!("{name}_before_{safety_short}"));
+    // The application may log in as another role than ours: its objects keep their owners.
+    let new = r.live.with_database(&new_name).keeping_owners();
+    into_new_database(ix, r.content, Some(r.record), &new, &[], &r.rt.host).map_err(|e| {
+        e.context(format!(
+            "loading the snapshot beside {name}; {name} was not changed (safety snapshot \
+             {safety_short})"
+        ))
+    })?;
+    let drop_new = |why: String| -> anyhow::Error {
+        let dropped = match new.drop_database() {
+            Ok(()) => format!("{new_name} was dropped again"),
+            Err(d) => format!("{new_name} could not be dropped ({d}): drop it by hand"),
+        };
+        anyhow::anyhow!("{why}; {dropped}; {name} was not changed (safety snapshot {safety_short})")
+    };
+    let loaded = new
+        .observe()
+        .map_err(|e| drop_new(format!("reading the loaded copy: {e}")))?;
+    let failed: Vec<String> = backstop_sources::server::Server::compare(r.record, &loaded)
+        .into_iter()
+        .filter(|c| !c.passed && c.name == "rows")
+        .map(|c| c.detail)
+        .collect();
+    if !failed.is_empty() {
+        return Err(drop_new(format!(
+            "the loaded copy does not match the snapshot: {}",
+            failed.join("; ")
+        )));
+    }
+    r.live
+        .replace_with(&new_name, &kept)
+        .map_err(|e| drop_new(format!("switching {name} to the restored copy: {e}")))?;
+    Ok(ServerInPlaceDone {
+        database: name,
+        safety_snapshot: safety.id,
+        previous_kept_as: kept,
+    })
+}
+
+/// A database name cut to 63 bytes (PostgreSQL's limit), at a character boundary.
+fn limited(name: &str) -> String {
+    let mut end = name.len().min(63);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    name[..end].to_owned()
 }

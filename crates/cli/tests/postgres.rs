@@ -435,3 +435,253 @@ fn bytes_large_objects_and_non_utf8_text_come_back_as_they_were() {
     .json();
     assert_eq!(drilled[0]["passed"], true, "{drilled:#}");
 }
+
+/// An in-place restore of a PostgreSQL source: the live database is replaced by the
+/// snapshot's whole, under its own name, after a `pre-restore` safety snapshot of it; the
+/// previous database is kept on the server; an application's open connection is ended, not
+/// left on a database that changes under it. A dry run and an unconfirmed run change nothing;
+/// a snapshot from before a migration is refused unless `--allow-schema-change`.
+#[test]
+fn an_in_place_restore_switches_the_whole_database_and_keeps_the_old_one() {
+    // The application's role, which owns its database and tables (dropped after them).
+    struct Role(String);
+    impl Drop for Role {
+        fn drop(&mut self) {
+            let _ = psql_on("postgres")
+                .args(["-c", &format!("DROP ROLE IF EXISTS {}", self.0)])
+                .output();
+        }
+    }
+    let app_role = Role(format!("bs_app_{}", std::process::id()));
+    let mut dbs = Databases(Vec::new());
+    let live = dbs.name("inplace");
+    let role = &app_role.0;
+    psql("postgres", &format!("CREATE DATABASE {live}"));
+    psql(
+        "postgres",
+        &format!(
+            "CREATE ROLE {role} LOGIN; ALTER DATABASE {live} OWNER TO {role}; \
+             REVOKE ALL ON DATABASE {live} FROM PUBLIC; \
+             GRANT CONNECT, TEMPORARY ON DATABASE {live} TO {role}; \
+             ALTER DATABASE {live} SET statement_timeout TO '5min'; \
+             ALTER DATABASE {live} SET search_path TO app, public"
+        ),
+    );
+    // What belongs to the database itself, and who owns what is in it.
+    let attributes = |db: &str| {
+        psql(
+            db,
+            &format!(
+                "SELECT pg_get_userbyid(datdba) || ' ' || datacl::text || ' ' || \
+                 (SELECT setconfig::text FROM pg_db_role_setting WHERE setdatabase = d.oid \
+                 AND setrole = 0) || ' ' || (SELECT string_agg(tablename || ':' || tableowner, \
+                 ',' ORDER BY tablename) FROM pg_tables WHERE schemaname = 'public') \
+                 FROM pg_database d WHERE datname = '{db}'"
+            ),
+        )
+        .replace(db, "DB")
+    };
+    psql(
+        &live,
+        &"SET ROLE {role}; CREATE TABLE schema_migrations (version text PRIMARY KEY); \
+         INSERT INTO schema_migrations VALUES ('20260101'); \
+         CREATE TABLE customers (id serial PRIMARY KEY, name text NOT NULL); \
+         CREATE TABLE orders (id serial PRIMARY KEY, customer int REFERENCES customers, \
+           total numeric(10,2)); \
+         INSERT INTO customers (name) SELECT 'customer ' || i FROM generate_series(1, 300) i; \
+         INSERT INTO orders (customer, total) SELECT 1 + i % 300, i * 1.25 \
+           FROM generate_series(1, 2000) i"
+            .replace("{role}", role),
+    );
+    let attributes_before = attributes(&live);
+    assert!(
+        attributes_before.contains(&format!("orders:{role}"))
+            && attributes_before.contains("statement_timeout=5min"),
+        "{attributes_before}"
+    );
+    let contents = |db: &str| {
+        psql(
+            db,
+            "SELECT (SELECT string_agg(id || ':' || name, ',' ORDER BY id) FROM customers) \
+             || ' / ' || (SELECT string_agg(id || ':' || customer || ':' || total, ',' \
+             ORDER BY id) FROM orders) || ' / ' || (SELECT last_value FROM orders_id_seq)",
+        )
+    };
+    let sb = Sandbox::plain();
+    let cfg = config(&sb, &live, "");
+    let snap = run(with_config(
+        &sb,
+        &cfg,
+        &["--json", "backup", "--source", "shop"],
+    ))
+    .ok()
+    .json();
+    let snapshot = snap["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no snapshot id: {snap:#}"))
+        .to_string();
+    psql(
+        &live,
+        "DELETE FROM orders WHERE customer = 7; \
+         UPDATE customers SET name = 'renamed' WHERE id = 8; \
+         INSERT INTO orders (customer, total) VALUES (9, 99.99)",
+    );
+    let changed = contents(&live);
+
+    let plan = run(with_config(
+        &sb,
+        &cfg,
+        &[
+            "restore",
+            &snapshot,
+            "--source",
+            "shop",
+            "--in-place",
+            "--dry-run",
+        ],
+    ))
+    .ok();
+    assert!(plan.stdout.contains("would replace the live"), "{plan:#?}");
+    let orders = plan
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("public.orders "))
+        .unwrap_or_else(|| panic!("no orders line: {plan:#?}"));
+    // 7 orders of customer 7 deleted, one added.
+    let cells: Vec<&str> = orders.split_whitespace().collect();
+    assert_eq!(cells, ["public.orders", "2000", "1994", "+6"], "{plan:#?}");
+    // Not on a terminal and without --yes: refused before anything is done.
+    run(with_config(
+        &sb,
+        &cfg,
+        &["restore", &snapshot, "--source", "shop", "--in-place"],
+    ))
+    .code(2);
+    assert_eq!(contents(&live), changed);
+
+    // An application with a connection open on the live database.
+    let mut app = psql_on(&live)
+        .args(["-c", "SELECT pg_sleep(600)"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let done = run(with_config(
+        &sb,
+        &cfg,
+        &[
+            "--json",
+            "restore",
+            &snapshot,
+            "--source",
+            "shop",
+            "--in-place",
+            "--yes",
+        ],
+    ))
+    .ok()
+    .json();
+    let kept = done["previous_kept_as"].as_str().expect("kept").to_string();
+    dbs.0.push(kept.clone());
+    assert_eq!(done["database"], live.as_str(), "{done:#}");
+    let ended = app.wait().unwrap();
+    assert!(!ended.success(), "the app's connection was not ended");
+    assert_eq!(contents(&kept), changed, "the previous database is kept");
+    assert_eq!(attributes(&live), attributes_before);
+    assert_eq!(attributes(&kept), attributes_before);
+    let restored = contents(&live);
+    assert_ne!(restored, changed);
+    assert!(restored.contains("8:customer 8,"), "{restored}");
+    assert_eq!(
+        psql(&live, "SELECT count(*) FROM orders WHERE customer = 7"),
+        "7"
+    );
+    let safety = done["safety_snapshot"].as_str().expect("safety id");
+    let listed = run(with_config(&sb, &cfg, &["--json", "snapshots"]))
+        .ok()
+        .json();
+    let pre = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == safety)
+        .unwrap_or_else(|| panic!("no safety snapshot {safety}: {listed:#}"));
+    assert_eq!(pre["kind"], "pre-restore", "{pre:#}");
+    // The safety snapshot holds the changed data: restoring it brings that back.
+    let back_from_safety = dbs.name("from_safety");
+    run(with_config(
+        &sb,
+        &cfg,
+        &[
+            "restore",
+            safety,
+            "--source",
+            "shop",
+            "--to-database",
+            &back_from_safety,
+        ],
+    ))
+    .ok();
+    assert_eq!(contents(&back_from_safety), changed);
+
+    // A migration since the snapshot: refused, nothing changed, nothing left beside it.
+    psql(
+        &live,
+        "INSERT INTO schema_migrations VALUES ('20260201'); \
+         ALTER TABLE customers ADD COLUMN email text",
+    );
+    let before_refusal = contents(&live);
+    let refused = run(with_config(
+        &sb,
+        &cfg,
+        &[
+            "restore",
+            &snapshot,
+            "--source",
+            "shop",
+            "--in-place",
+            "--yes",
+        ],
+    ))
+    .code(2);
+    assert!(
+        refused.stderr.contains("--allow-schema-change")
+            && refused.stderr.contains("20260101")
+            && refused.stderr.contains("20260201"),
+        "{refused:#?}"
+    );
+    assert_eq!(contents(&live), before_refusal);
+    assert_eq!(
+        psql(
+            "postgres",
+            &format!("SELECT count(*) FROM pg_database WHERE datname LIKE '{live}\\_%'")
+        ),
+        "1",
+        "only the kept database is beside {live}"
+    );
+    let allowed = run(with_config(
+        &sb,
+        &cfg,
+        &[
+            "--json",
+            "restore",
+            &snapshot,
+            "--source",
+            "shop",
+            "--in-place",
+            "--yes",
+            "--allow-schema-change",
+        ],
+    ))
+    .ok()
+    .json();
+    dbs.0
+        .push(allowed["previous_kept_as"].as_str().unwrap().to_string());
+    assert_eq!(
+        psql(
+            &live,
+            "SELECT string_agg(version, ',') FROM schema_migrations"
+        ),
+        "20260101"
+    );
+}

@@ -25,6 +25,8 @@ use crate::{Entry, Error, Source};
 pub struct Postgres {
     url: String,
     password: Option<String>,
+    /// A restore gives the dump's objects their owners ([`Postgres::keeping_owners`]).
+    keep_owners: bool,
 }
 
 impl std::fmt::Debug for Postgres {
@@ -65,6 +67,7 @@ impl Postgres {
         Ok(Self {
             url: url.to_owned(),
             password,
+            keep_owners: false,
         })
     }
 
@@ -83,7 +86,17 @@ impl Postgres {
         Self {
             url: format!("{server}/{name}{query}"),
             password: self.password.clone(),
+            keep_owners: self.keep_owners,
         }
+    }
+
+    /// This database, with a restore into it giving every object the owner it had in the
+    /// dump (instead of the connecting user, as `pg_restore --no-owner` does): what an
+    /// application that logs in as another role needs from a database that replaces its own.
+    /// Needs a superuser, or a user that is a member of those roles.
+    pub fn keeping_owners(mut self) -> Self {
+        self.keep_owners = true;
+        self
     }
 
     /// A command for one of the client tools, with the password in its environment.
@@ -245,6 +258,101 @@ impl Postgres {
         self.with_database("postgres").query(&sql).map(|_| ())
     }
 
+    /// Puts the database `new` (on the same server) in this one's place, keeping this one as
+    /// `keep_as`: connections to this database are refused (`ALLOW_CONNECTIONS false`) and
+    /// ended, it is renamed to `keep_as`, and `new` is renamed to this database's name. An
+    /// application that reconnects meanwhile is refused for that moment, then meets the new
+    /// database whole; it never sees a half-loaded one. A step that fails puts back what the
+    /// steps before it changed. Needs the rights of the databases' owner (or a superuser).
+    pub fn replace_with(&self, new: &str, keep_as: &str) -> Result<(), Error> {
+        let admin = self.with_database("postgres");
+        let name = self.database();
+        let live = quote_ident(&name);
+        let kept = quote_ident(keep_as);
+        self.give_database_attributes(new)?;
+        admin.query(&format!("ALTER DATABASE {live} ALLOW_CONNECTIONS false"))?;
+        let allow_again = || {
+            let _ = admin.query(&format!("ALTER DATABASE {live} ALLOW_CONNECTIONS true"));
+        };
+        let mut renamed = Err(Error::Invalid("not tried".into()));
+        // A connection that was being made as the others were ended may still hold it: end
+        // them again, a few times.
+        for _ in 0..20 {
+            if let Err(e) = admin.query(&format!(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+                 WHERE datname = {} AND pid <> pg_backend_pid()",
+                quote_literal(&name)
+            )) {
+                allow_again();
+                return Err(e);
+            }
+            renamed = admin.query(&format!("ALTER DATABASE {live} RENAME TO {kept}"));
+            if renamed.is_ok() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        if let Err(e) = renamed {
+            allow_again();
+            return Err(e);
+        }
+        if let Err(e) = admin.query(&format!(
+            "ALTER DATABASE {} RENAME TO {live}",
+            quote_ident(new)
+        )) {
+            let back = admin.query(&format!("ALTER DATABASE {kept} RENAME TO {live}"));
+            allow_again();
+            return Err(match back {
+                Ok(_) => e,
+                Err(b) => Error::Invalid(format!(
+                    "{e}; and {name} could not be given its name back ({b}): it is {keep_as} now"
+                )),
+            });
+        }
+        // The previous database stays, for looking at and for going back.
+        let _ = admin.query(&format!("ALTER DATABASE {kept} ALLOW_CONNECTIONS true"));
+        Ok(())
+    }
+
+    /// Gives the database `new` what belongs to this database rather than to what is in it,
+    /// which a dump of it does not carry: its owner, its privileges (`GRANT ... ON DATABASE`)
+    /// and its settings (`ALTER DATABASE ... SET`).
+    fn give_database_attributes(&self, new: &str) -> Result<(), Error> {
+        let admin = self.with_database("postgres");
+        let (live, new) = (quote_literal(&self.database()), quote_literal(new));
+        // Settings whose value is a list are written unquoted (as pg_dumpall does).
+        let sql = admin.query(&format!(
+            "WITH d AS (SELECT oid, datdba, datacl FROM pg_database WHERE datname = {live}) \
+             SELECT s FROM ( \
+               SELECT 1 AS o, format('ALTER DATABASE %I OWNER TO %I;', {new}, \
+                 pg_get_userbyid(datdba)) AS s FROM d \
+               UNION ALL SELECT 2, format('REVOKE ALL ON DATABASE %I FROM PUBLIC;', {new}) \
+                 FROM d WHERE datacl IS NOT NULL \
+               UNION ALL SELECT 3, format('GRANT %s ON DATABASE %I TO %s%s;', \
+                 a.privilege_type, {new}, CASE WHEN a.grantee = 0 THEN 'PUBLIC' \
+                 ELSE quote_ident(pg_get_userbyid(a.grantee)) END, \
+                 CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END) \
+                 FROM d, aclexplode(d.datacl) a \
+               UNION ALL SELECT 4, format('ALTER DATABASE %I SET %s TO %s;', {new}, \
+                 split_part(c, '=', 1), CASE WHEN split_part(c, '=', 1) IN ('search_path', \
+                 'temp_tablespaces', 'session_preload_libraries', 'shared_preload_libraries', \
+                 'local_preload_libraries') THEN substr(c, strpos(c, '=') + 1) \
+                 ELSE quote_literal(substr(c, strpos(c, '=') + 1)) END) \
+                 FROM d JOIN pg_db_role_setting r ON r.setdatabase = d.oid AND r.setrole = 0, \
+                 unnest(r.setconfig) c \
+             ) x ORDER BY o"
+        ))?;
+        if sql.is_empty() {
+            return Ok(());
+        }
+        admin.query(&sql).map(|_| ()).map_err(|e| {
+            Error::Invalid(format!(
+                "giving the restored database {}'s owner, privileges and settings: {e}",
+                self.database()
+            ))
+        })
+    }
+
     /// Drops this database (after a restore into it failed).
     pub fn drop_database(&self) -> Result<(), Error> {
         let name = self.database();
@@ -280,10 +388,12 @@ impl Postgres {
             selection.push(format!("--use-list={}", file.path().display()));
             _list = file;
         }
+        if !self.keep_owners {
+            selection.push("--no-owner".to_owned());
+        }
         let mut child = self
             .tool("pg_restore")
             .args([
-                "--no-owner",
                 "--no-password",
                 "--exit-on-error",
                 "--single-transaction",
@@ -303,10 +413,18 @@ impl Postgres {
             .wait_with_output()
             .map_err(|e| Error::io("waiting for pg_restore", e))?;
         if !out.status.success() {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let hint = match self.keep_owners && stderr.contains("must be") {
+                true => {
+                    " (the restored objects are given the owners they had, which needs a \
+                     superuser or a member of those roles: connect as one)"
+                }
+                false => "",
+            };
             return Err(Error::Invalid(format!(
-                "pg_restore into {} failed: {}",
+                "pg_restore into {} failed: {}{hint}",
                 self.url,
-                String::from_utf8_lossy(&out.stderr).trim()
+                stderr.trim()
             )));
         }
         fed

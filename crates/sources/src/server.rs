@@ -123,6 +123,43 @@ impl Server {
         }
     }
 
+    /// Puts the database `new` in this one's place, keeping this one as `keep_as`
+    /// ([`Postgres::replace_with`]); not built for MariaDB, which cannot rename a database.
+    pub fn replace_with(&self, new: &str, keep_as: &str) -> Result<(), Error> {
+        match self {
+            Server::Postgres(p) => p.replace_with(new, keep_as),
+            Server::Mariadb(_) => self.can_replace(),
+        }
+    }
+
+    /// This database, with a restore into it giving the dump's objects the owners they had
+    /// ([`Postgres::keeping_owners`]; MariaDB's restores leave definers out either way).
+    pub fn keeping_owners(self) -> Self {
+        match self {
+            Server::Postgres(p) => Server::Postgres(p.keeping_owners()),
+            m @ Server::Mariadb(_) => m,
+        }
+    }
+
+    /// Whether [`Server::replace_with`] is built for this server: an error that says what to
+    /// do instead where it is not (MariaDB has no RENAME DATABASE).
+    pub fn can_replace(&self) -> Result<(), Error> {
+        match self {
+            Server::Postgres(_) => Ok(()),
+            Server::Mariadb(_) => Err(Error::Invalid(
+                "an in-place restore of a MariaDB database is not built yet: restore into a new \
+                 database with --to-database NAME, check it, and point the application at it"
+                    .into(),
+            )),
+        }
+    }
+
+    /// A dump's record against a database as it is now: the checks `rows` (every table's row
+    /// count) and `schema` (the fingerprint).
+    pub fn compare(expected: &ServerDatabase, now: &Observed) -> Vec<Check> {
+        compare(expected, &now.tables, &now.schema_fingerprint)
+    }
+
     /// A restore drill of a dump on this database's server: loads it (`feed` writes the dump)
     /// into a scratch database of a new name, counts every table's rows and fingerprints the
     /// schema there, compares both with `expected` (what the dump was taken from), and drops

@@ -71,13 +71,8 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     if let Some(name) = &a.to_database {
         return restore_to_database(&ctx, &ix, id, &snap, &items, name, &a);
     }
-    if let (Some(product), true) = (server_product(snap.source.kind), a.in_place) {
-        return Err(UsageError(format!(
-            "snapshot {} is a {product} database: restore it into a new database with \
-             --to-database NAME (an in-place restore of a database server is not built yet)",
-            id.short()
-        ))
-        .into());
+    if let (Some(_), true) = (server_product(snap.source.kind), a.in_place) {
+        return restore_server_in_place(&ctx, &repo, &ix, id, &snap, &items, &a);
     }
     if let Some(item) = database_item(&items) {
         return restore_db(&ctx, &ix, id, &snap, item, &a);
@@ -179,36 +174,14 @@ fn restore_to_database(
     a: &Args,
 ) -> anyhow::Result<u8> {
     let g = ctx.args;
-    let Some(product) = server_product(snap.source.kind) else {
-        return Err(UsageError(format!(
-            "snapshot {} is of a {} source, not a database server's: --to-database is for \
-             PostgreSQL and MariaDB snapshots; restore it with --to",
-            id.short(),
-            snap.source.kind.as_str()
-        ))
-        .into());
-    };
-    let source = a.source.as_deref().unwrap_or(&snap.source.name);
-    let config = ctx.config.sources.get(source).ok_or_else(|| {
-        UsageError(format!(
-            "source {source:?} is not in backstop.toml: its url says which server to restore to"
-        ))
-    })?;
-    let server = backstop_app::sources::server_of(&ctx.config, config)?
-        .filter(|s| s.source_kind() == snap.source.kind)
-        .ok_or_else(|| {
-            UsageError(format!(
-                "source {source:?} in backstop.toml is not a {product} database \
-                 (kind = \"{}\" with its url)",
-                snap.source.kind.as_str()
-            ))
-        })?;
+    let ServerDump {
+        product,
+        source,
+        server,
+        item,
+        content,
+    } = server_dump(ctx, id, snap, items, a)?;
     let target = server.with_database(name);
-    let item = items
-        .iter()
-        .find(|i| i.content.is_some())
-        .ok_or_else(|| anyhow::anyhow!("snapshot {} holds no dump", id.short()))?;
-    let content = item.content.as_ref().expect("found with content");
     #[derive(serde::Serialize)]
     struct Out<'a> {
         snapshot: String,
@@ -290,31 +263,266 @@ fn restore_to_database(
             };
             let live = server.database();
             print_plan_tables(db, out.now.as_ref(), &live, &wanted)?;
-            match (&out.now, &out.now_error) {
-                (Some(now), _) => {
-                    if now.schema_fingerprint == db.schema_fingerprint {
-                        outln!("schema: the same as {live}'s now")?;
-                    } else {
-                        outln!(
-                            "schema: differs from {live}'s now (columns, their types or \
-                             nullability changed since the snapshot)"
-                        )?;
-                    }
-                    if now.schema_version != db.schema_version {
-                        let v = |v: &Option<String>| v.clone().unwrap_or_else(|| "none".into());
-                        outln!(
-                            "schema version: {} in the snapshot, {} now",
-                            v(&db.schema_version),
-                            v(&now.schema_version)
-                        )?;
-                    }
-                }
-                (None, Some(e)) => outln!("{live} could not be read now: {e}")?,
-                (None, None) => {}
-            }
+            outln!("({live} itself is not changed)")?;
+            print_schema_difference(db, out.now.as_ref(), out.now_error.as_deref(), &live, false)?;
         }
     }
     Ok(crate::exit::OK)
+}
+
+/// A database server's snapshot and the live database of its source.
+struct ServerDump<'a> {
+    /// `PostgreSQL` or `MariaDB`.
+    product: &'static str,
+    /// The configured source (`--source`, or the snapshot's).
+    source: &'a str,
+    /// The source's database, from its `url` in backstop.toml.
+    server: backstop_app::restore::Server,
+    /// The dump.
+    item: &'a Item,
+    content: &'a backstop_format::tree::Content,
+}
+
+/// Finds the dump in a PostgreSQL or MariaDB snapshot and the server it goes back to (the
+/// configured source's `url`).
+fn server_dump<'a>(
+    ctx: &'a Ctx<'_>,
+    id: SnapshotId,
+    snap: &'a Snapshot,
+    items: &'a [Item],
+    a: &'a Args,
+) -> anyhow::Result<ServerDump<'a>> {
+    let Some(product) = server_product(snap.source.kind) else {
+        return Err(UsageError(format!(
+            "snapshot {} is of a {} source, not a database server's: --to-database is for \
+             PostgreSQL and MariaDB snapshots; restore it with --to",
+            id.short(),
+            snap.source.kind.as_str()
+        ))
+        .into());
+    };
+    let source = a.source.as_deref().unwrap_or(&snap.source.name);
+    let config = ctx.config.sources.get(source).ok_or_else(|| {
+        UsageError(format!(
+            "source {source:?} is not in backstop.toml: its url says which server to restore to"
+        ))
+    })?;
+    let server = backstop_app::sources::server_of(&ctx.config, config)?
+        .filter(|s| s.source_kind() == snap.source.kind)
+        .ok_or_else(|| {
+            UsageError(format!(
+                "source {source:?} in backstop.toml is not a {product} database \
+                 (kind = \"{}\" with its url)",
+                snap.source.kind.as_str()
+            ))
+        })?;
+    let item = items
+        .iter()
+        .find(|i| i.content.is_some())
+        .ok_or_else(|| anyhow::anyhow!("snapshot {} holds no dump", id.short()))?;
+    let content = item.content.as_ref().expect("found with content");
+    Ok(ServerDump {
+        product,
+        source,
+        server,
+        item,
+        content,
+    })
+}
+
+/// `--in-place` for a PostgreSQL snapshot: the live database of the source replaced by the
+/// snapshot's dump ([`backstop_app::restore::server_in_place`]: safety snapshot, load beside
+/// it, rows checked, switch by rename; the previous database is kept on the server).
+fn restore_server_in_place(
+    ctx: &Ctx<'_>,
+    repo: &backstop_engine::Repository,
+    ix: &Indexed<'_>,
+    id: SnapshotId,
+    snap: &Snapshot,
+    items: &[Item],
+    a: &Args,
+) -> anyhow::Result<u8> {
+    let g = ctx.args;
+    let ServerDump {
+        product,
+        source,
+        server,
+        item,
+        content,
+    } = server_dump(ctx, id, snap, items, a)?;
+    let Some(record) = item.server.as_ref() else {
+        return Err(anyhow::anyhow!(
+            "snapshot {} holds no record of the database its dump was taken from: restore it \
+             with --to-database NAME",
+            id.short()
+        ));
+    };
+    let live = server.database();
+    if a.dry_run {
+        let (now, now_error) = match server.observe() {
+            Ok(o) => (Some(o), None),
+            Err(e) => (None, Some(e.to_string())),
+        };
+        if g.json {
+            #[derive(serde::Serialize)]
+            struct Plan<'a> {
+                snapshot: String,
+                source: &'a str,
+                database: &'a str,
+                in_place: bool,
+                dry_run: bool,
+                server: &'a backstop_format::manifest::ServerDatabase,
+                #[serde(skip_serializing_if = "Option::is_none")]
+                now: Option<backstop_app::restore::Observed>,
+                #[serde(skip_serializing_if = "Option::is_none")]
+                now_error: Option<String>,
+            }
+            print_json(&Plan {
+                snapshot: id.to_hex(),
+                source,
+                database: &live,
+                in_place: true,
+                dry_run: true,
+                server: record,
+                now,
+                now_error,
+            })?;
+        } else {
+            print_in_place_plan(id, product, &live, record, now.as_ref(), now_error)?;
+        }
+        return Ok(crate::exit::OK);
+    }
+    if !a.yes {
+        let now = server.observe().ok();
+        ask_for_name(&live, &|| {
+            print_in_place_plan(id, product, &live, record, now.as_ref(), None)
+        })?;
+    }
+    let bar = Bar::new(g.quiet || g.json);
+    let started = Instant::now();
+    let done = backstop_app::restore::server_in_place(
+        repo,
+        ix,
+        &backstop_app::restore::ServerInPlace {
+            config: &ctx.config,
+            source,
+            snapshot: id,
+            content,
+            record,
+            live: &server,
+            allow_schema_change: a.allow_schema_change,
+            rt: &crate::context::runtime(),
+            spill: &crate::context::spill_options()?,
+        },
+        &crate::context::warner(g.quiet),
+        &bar,
+    );
+    bar.done();
+    let done = done.with_context(|| {
+        format!(
+            "restoring snapshot {} into the live database {live}",
+            id.short()
+        )
+    })?;
+    crate::commands::serve::record_cli_restore(
+        &ctx.config,
+        &format!("{source}@{}", id.short()),
+        &format!("into the live database {live}"),
+    );
+    if g.json {
+        print_json(&done)?;
+    } else if !g.quiet {
+        outln!(
+            "safety snapshot {} of {live} as it was",
+            done.safety_snapshot.short()
+        )?;
+        outln!(
+            "restored snapshot {} of {source} into the live database {live} in {:.1} s; every \
+             table's rows checked against the snapshot",
+            id.short(),
+            started.elapsed().as_secs_f64()
+        )?;
+        outln!(
+            "the previous {live} is kept on the server as {} (drop it when you no longer need \
+             it: DROP DATABASE {})",
+            done.previous_kept_as,
+            done.previous_kept_as
+        )?;
+    }
+    Ok(crate::exit::OK)
+}
+
+/// The plan of an in-place restore of a server database, as `--dry-run` and the confirmation
+/// prompt show it.
+fn print_in_place_plan(
+    id: SnapshotId,
+    product: &str,
+    live: &str,
+    db: &backstop_format::manifest::ServerDatabase,
+    now: Option<&backstop_app::restore::Observed>,
+    now_error: Option<String>,
+) -> anyhow::Result<()> {
+    outln!(
+        "would replace the live {product} database {live} with snapshot {} (taken from {} on \
+         {product} {}{})",
+        id.short(),
+        db.database,
+        db.server_version,
+        db.schema_version
+            .as_ref()
+            .map(|v| format!(", migrations at {v}"))
+            .unwrap_or_default()
+    )?;
+    print_plan_tables(db, now, live, &|_| true)?;
+    print_schema_difference(db, now, now_error.as_deref(), live, true)?;
+    outln!(
+        "a safety snapshot of {live} is taken first; the snapshot is loaded beside it and \
+         checked, then takes its name (connections to {live} are ended at that moment); the \
+         previous {live} is kept on the server"
+    )?;
+    Ok(())
+}
+
+/// Whether the live database's schema and its version differ from the snapshot's.
+fn print_schema_difference(
+    db: &backstop_format::manifest::ServerDatabase,
+    now: Option<&backstop_app::restore::Observed>,
+    now_error: Option<&str>,
+    live: &str,
+    in_place: bool,
+) -> anyhow::Result<()> {
+    match (now, now_error) {
+        (Some(now), _) => {
+            let version_differs = now.schema_version != db.schema_version;
+            if now.schema_fingerprint == db.schema_fingerprint {
+                outln!("schema: the same as {live}'s now")?;
+            } else {
+                outln!(
+                    "schema: differs from {live}'s now (columns, their types or nullability \
+                     changed since the snapshot){}",
+                    match in_place {
+                        true => ": needs --allow-schema-change",
+                        false => "",
+                    }
+                )?;
+            }
+            if version_differs {
+                let v = |v: &Option<String>| v.clone().unwrap_or_else(|| "none".into());
+                outln!(
+                    "schema version: {} in the snapshot, {} now{}",
+                    v(&db.schema_version),
+                    v(&now.schema_version),
+                    match in_place {
+                        true => ": needs --allow-schema-change",
+                        false => "",
+                    }
+                )?;
+            }
+        }
+        (None, Some(e)) => outln!("{live} could not be read now: {e}")?,
+        (None, None) => {}
+    }
+    Ok(())
 }
 
 /// A dump's tables with their rows in the snapshot and, when the live database could be read,
@@ -374,9 +582,7 @@ fn print_plan_tables(
             "not in it"
         )?;
     }
-    outln!(
-        "(DIFFERENCE: rows in the snapshot minus rows in {live} now; {live} itself is not changed)"
-    )?;
+    outln!("(DIFFERENCE: rows in the snapshot minus rows in {live} now)")?;
     Ok(())
 }
 
@@ -566,24 +772,26 @@ fn print_db_plan(p: &DatabasePlan, tz: &TimeZone) -> anyhow::Result<()> {
 
 /// Asks for the database name on a terminal; refuses to go on without one.
 fn confirm(p: &DatabasePlan, tz: &TimeZone) -> anyhow::Result<()> {
+    ask_for_name(&p.item, &|| print_db_plan(p, tz))
+}
+
+/// Shows the plan of an in-place restore and asks for the name of the database it replaces
+/// on a terminal; refuses to go on without it.
+fn ask_for_name(name: &str, plan: &dyn Fn() -> anyhow::Result<()>) -> anyhow::Result<()> {
     if !std::io::stdin().is_terminal() {
         return Err(UsageError(
             "an in-place restore replaces the live database: confirm on a terminal, or pass --yes in scripts".into(),
         )
         .into());
     }
-    print_db_plan(p, tz)?;
-    print!(
-        "A safety snapshot is taken first. Type the database name ({}) to replace it: ",
-        p.item
-    );
+    plan()?;
+    print!("A safety snapshot is taken first. Type the database name ({name}) to replace it: ");
     std::io::stdout().flush()?;
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line)?;
-    if !confirms(&line, &p.item) {
+    if !confirms(&line, name) {
         return Err(UsageError(format!(
-            "not confirmed (the answer must be the database name, {}): nothing was changed",
-            p.item
+            "not confirmed (the answer must be the database name, {name}): nothing was changed"
         ))
         .into());
     }
