@@ -253,16 +253,20 @@ impl Config {
                         .into(),
                 ));
             }
-            match s.method.as_deref() {
-                None | Some("auto" | "dump") => {}
-                Some("builtin") => {
+            match (s.method.as_deref(), s.server_kind()) {
+                (None | Some("auto" | "dump"), _) | (Some("builtin"), Some("postgres")) => {}
+                (Some("builtin"), _) => {
                     return Err(bad(
-                        "asks for method = \"builtin\", which is not built yet: use \"auto\" \
-                         (the server's dump tool)"
+                        "asks for method = \"builtin\", which is built for PostgreSQL only \
+                         yet: use \"auto\" (mariadb-dump)"
                             .into(),
                     ));
                 }
-                Some(m) => return Err(bad(format!("has method {m:?}; expected auto or dump"))),
+                (Some(m), _) => {
+                    return Err(bad(format!(
+                        "has method {m:?}; expected auto, dump or builtin"
+                    )));
+                }
             }
             if let (Some(url), Some(kind)) = (&s.url, s.server_kind()) {
                 backstop_sources::server::Server::new(kind, url, None)
@@ -739,8 +743,13 @@ mod tests {
         assert!(err("[sources.db]\nkind = \"postgres\"\npath = \"x\"\n").contains("url"));
         let e = err("[sources.db]\nkind = \"postgres\"\nurl = \"postgres://a:secret@h/db\"\n");
         assert!(e.contains("password_file") && !e.contains("secret"), "{e}");
-        let e = err(&format!("{ok}method = \"builtin\"\n"));
-        assert!(e.contains("not built yet"), "{e}");
+        load(&format!("{ok}method = \"builtin\"\n")).unwrap();
+        let e = err(&format!("{ok}method = \"pg_dumpall\"\n"));
+        assert!(e.contains("expected auto, dump or builtin"), "{e}");
+        let e = err(
+            "[sources.shop]\nkind = \"mariadb\"\nurl = \"mysql://a@h/shop\"\nmethod = \"builtin\"\n",
+        );
+        assert!(e.contains("PostgreSQL only"), "{e}");
         assert!(err("[sources.f]\npath = \"x\"\npassword_file = \"p\"\n").contains("postgres"));
     }
 

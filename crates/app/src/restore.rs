@@ -149,6 +149,7 @@ pub fn into_new_database(
         host,
         &backstop_engine::NoProgress,
     )?;
+    let target = &target.clone().for_dump(like);
     target.create(like)?;
     let loaded = target.restore_tables(tables, &mut |w| {
         ix.loader()

@@ -127,7 +127,9 @@ pub fn source_with_flags(
             ))
             .into());
         }
-        return Ok(SourceReader(server.dump_source()?));
+        let method =
+            backstop_sources::server::Method::parse(s.method.as_deref().unwrap_or("auto"))?;
+        return Ok(SourceReader(server.dump_source(method)?));
     }
     let paths: Vec<PathBuf> = s
         .all_paths()

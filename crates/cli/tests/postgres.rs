@@ -261,6 +261,99 @@ fn pagila_comes_back_in_a_new_database_table_for_table() {
     assert_eq!(tables(&source), before);
 }
 
+/// pagila through the built-in export (no PostgreSQL tool used to make it): every table the
+/// same, and the schema as `pg_dump` sees it the same as the source's (types, domains,
+/// sequences, partitions, functions, the aggregate, views, the materialized view, indexes,
+/// constraints and triggers); one table restores alone; a drill passes.
+#[test]
+fn pagila_from_the_builtin_export_has_the_schema_pg_dump_sees() {
+    let mut dbs = Databases(Vec::new());
+    let source = dbs.name("builtin");
+    load_pagila(&source);
+    psql(
+        &source,
+        "COMMENT ON TABLE public.film IS 'films, one row each'; \
+         CREATE SCHEMA \"Reports\"; \
+         CREATE TABLE \"Reports\".\"Daily\" (id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY, \
+           day date NOT NULL, total numeric(12, 2), tax numeric GENERATED ALWAYS AS \
+           (total * 0.2) STORED, tags text[], doc jsonb); \
+         INSERT INTO \"Reports\".\"Daily\" (day, total, tags, doc) VALUES \
+           ('2026-12-01', 10.5, '{a,b}', '{\"k\": [1]}'), ('2026-12-02', NULL, NULL, NULL); \
+         ALTER TABLE public.customer ENABLE ROW LEVEL SECURITY; \
+         CREATE POLICY active_only ON public.customer FOR SELECT USING (activebool)",
+    );
+    let sb = Sandbox::plain();
+    let cfg = config(&sb, &source, "method = \"builtin\"\n");
+    run(with_config(&sb, &cfg, &["backup", "--source", "shop"])).ok();
+    let shown = run(with_config(&sb, &cfg, &["--json", "show", "latest"]))
+        .ok()
+        .json();
+    let item = &shown["item_list"][0];
+    assert_eq!(item["path"], format!("{source}.sql"), "{shown:#}");
+    assert_eq!(item["server"]["method"], "builtin", "{shown:#}");
+    assert!(
+        item["server"]["tool"]
+            .as_str()
+            .unwrap()
+            .contains("built-in export"),
+        "{shown:#}"
+    );
+    let restored = dbs.name("builtin_restored");
+    restore_into(&sb, &cfg, &restored, &[]).ok();
+    let before = tables(&source);
+    assert!(before.len() >= 16, "{before:?}");
+    assert_eq!(tables(&restored), before);
+    let schema = |db: &str| {
+        let o = Command::new("pg_dump")
+            .args(["-h", "127.0.0.1", "-U", "postgres", "--schema-only"])
+            .args(["--no-owner", "--no-privileges", db])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        // Sorted lines, without comments and pg_dump's random \restrict keys.
+        let mut lines: Vec<String> = String::from_utf8(o.stdout)
+            .unwrap()
+            .lines()
+            .filter(|l| !l.is_empty() && !l.starts_with("--") && !l.contains("restrict "))
+            .map(str::to_owned)
+            .collect();
+        lines.sort();
+        lines
+    };
+    let (want, got) = (schema(&source), schema(&restored));
+    assert!(want.len() > 500, "{want:?}");
+    let missing: Vec<&String> = want.iter().filter(|l| !got.contains(l)).collect();
+    let extra: Vec<&String> = got.iter().filter(|l| !want.contains(l)).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "missing {missing:#?}\nextra {extra:#?}"
+    );
+    assert_eq!(got, want);
+
+    let one = dbs.name("builtin_one");
+    restore_into(&sb, &cfg, &one, &["--table", "public.rental"]).ok();
+    assert_eq!(
+        tables(&one),
+        [before
+            .iter()
+            .find(|t| t.starts_with("public.rental "))
+            .unwrap()
+            .clone()]
+    );
+    let o = restore_into(&sb, &cfg, &dbs.name("builtin_none"), &["--table", "nope"]);
+    assert_ne!(o.code, 0, "{o:#?}");
+    assert!(o.stderr.contains("no table public.nope"), "{o:#?}");
+
+    let drilled = run(with_config(
+        &sb,
+        &cfg,
+        &["--json", "verify", "--restore-test", "--latest"],
+    ))
+    .ok()
+    .json();
+    assert_eq!(drilled[0]["passed"], true, "{drilled:#}");
+}
+
 /// A database that does not exist, a `pg_dump` older than the server, a password in the URL:
 /// each is said plainly and leaves no snapshot.
 #[test]
@@ -274,7 +367,6 @@ fn postgres_failures_say_why_and_leave_no_snapshot() {
     let mut dbs = Databases(Vec::new());
     let db = dbs.name("old_tool");
     psql("postgres", &format!("CREATE DATABASE {db}"));
-    let cfg = config(&sb, &db, "");
     let bin = sb.p("old-tools");
     fs::create_dir(&bin).unwrap();
     fs::write(
@@ -288,15 +380,32 @@ fn postgres_failures_say_why_and_leave_no_snapshot() {
         fs::set_permissions(bin.join("pg_dump"), fs::Permissions::from_mode(0o755)).unwrap();
     }
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let cfg = config(&sb, &db, "method = \"dump\"\n");
     let mut c = with_config(&sb, &cfg, &["backup", "--source", "shop"]);
-    c.env("PATH", path);
+    c.env("PATH", &path);
     let o = run(c);
     assert_ne!(o.code, 0, "{o:#?}");
     assert!(
-        o.stderr.contains("pg_dump 9 is older than the PostgreSQL"),
+        o.stderr.contains("pg_dump 9 is older than the PostgreSQL")
+            && o.stderr.contains("method = \"builtin\""),
         "{o:#?}"
     );
     assert!(sb.snapshots().is_empty());
+    // With method = "auto" (the default), the built-in export instead, saying why.
+    let cfg = config(&sb, &db, "");
+    let mut c = with_config(&sb, &cfg, &["backup", "--source", "shop"]);
+    c.env("PATH", &path);
+    run(c).ok();
+    let shown = run(with_config(&sb, &cfg, &["show", "latest"])).ok();
+    assert!(
+        shown.stdout.contains("pg_dump 9 is older")
+            && shown.stdout.contains("used the built-in export"),
+        "{shown:#?}"
+    );
+    let shown = run(with_config(&sb, &cfg, &["--json", "show", "latest"]))
+        .ok()
+        .json();
+    assert_eq!(shown["item_list"][0]["server"]["method"], "builtin");
 
     fs::write(
         sb.p("backstop.toml"),
@@ -319,11 +428,21 @@ fn postgres_failures_say_why_and_leave_no_snapshot() {
 /// restored database has exactly the recorded rows in every table.
 #[test]
 fn the_recorded_counts_and_the_dump_are_one_snapshot_under_writes() {
+    counts_and_dump_under_writes("dump");
+}
+
+/// The same with the built-in export, which reads the counts and the rows in one transaction.
+#[test]
+fn the_builtin_export_is_one_snapshot_under_writes() {
+    counts_and_dump_under_writes("builtin");
+}
+
+fn counts_and_dump_under_writes(method: &str) {
     let mut dbs = Databases(Vec::new());
     let source = dbs.name("busy");
     load_pagila(&source);
     let sb = Sandbox::plain();
-    let cfg = config(&sb, &source, "");
+    let cfg = config(&sb, &source, &format!("method = \"{method}\"\n"));
     let mut writer = psql_on(&source)
         .args([
             "-c",
@@ -341,6 +460,10 @@ fn the_recorded_counts_and_the_dump_are_one_snapshot_under_writes() {
     let shown = run(with_config(&sb, &cfg, &["--json", "show", "latest"]))
         .ok()
         .json();
+    assert_eq!(
+        shown["item_list"][0]["server"]["method"], method,
+        "{shown:#}"
+    );
     let recorded: Vec<(String, u64)> = shown["item_list"][0]["server"]["tables"]
         .as_array()
         .unwrap()
@@ -375,6 +498,16 @@ fn the_recorded_counts_and_the_dump_are_one_snapshot_under_writes() {
 /// `UTF8` database they would be invalid UTF-8, which later queries and dumps trip over).
 #[test]
 fn bytes_large_objects_and_non_utf8_text_come_back_as_they_were() {
+    bytes_and_text_come_back("dump");
+}
+
+/// The same through the built-in export, which copies the rows in the database's own encoding.
+#[test]
+fn the_builtin_export_brings_back_bytes_large_objects_and_non_utf8_text() {
+    bytes_and_text_come_back("builtin");
+}
+
+fn bytes_and_text_come_back(method: &str) {
     let mut dbs = Databases(Vec::new());
     let source = dbs.name("ascii");
     psql(
@@ -404,7 +537,7 @@ fn bytes_large_objects_and_non_utf8_text_come_back_as_they_were() {
     let before = contents(&source);
     assert!(before.contains("636166e9206372e86d65"), "{before}");
     let sb = Sandbox::plain();
-    let cfg = config(&sb, &source, "");
+    let cfg = config(&sb, &source, &format!("method = \"{method}\"\n"));
     run(with_config(&sb, &cfg, &["backup", "--source", "shop"])).ok();
     let shown = run(with_config(&sb, &cfg, &["--json", "show", "latest"]))
         .ok()
@@ -684,4 +817,42 @@ fn an_in_place_restore_switches_the_whole_database_and_keeps_the_old_one() {
         ),
         "20260101"
     );
+}
+
+/// The server ends the dump's connections midway (as a restart or an administrator would):
+/// the backup fails, says why, and leaves no snapshot, with either method.
+#[test]
+fn a_dump_cut_off_midway_leaves_no_snapshot() {
+    let mut dbs = Databases(Vec::new());
+    let source = dbs.name("cutoff");
+    load_pagila(&source);
+    for method in ["dump", "builtin"] {
+        let sb = Sandbox::plain();
+        let cfg = config(&sb, &source, &format!("method = \"{method}\"\n"));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let killer = {
+            let (stop, source) = (stop.clone(), source.clone());
+            std::thread::spawn(move || {
+                let mut ended = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let n = psql(
+                        "postgres",
+                        &format!(
+                            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+                             WHERE datname = '{source}' AND pid <> pg_backend_pid()"
+                        ),
+                    );
+                    ended += n.parse::<u32>().unwrap_or(0);
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                }
+                ended
+            })
+        };
+        let o = run(with_config(&sb, &cfg, &["backup", "--source", "shop"]));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert!(killer.join().unwrap() > 0, "{method}: nothing was cut off");
+        assert_ne!(o.code, 0, "{method}: {o:#?}");
+        assert!(o.stderr.contains("terminat"), "{method}: {o:#?}");
+        assert!(sb.snapshots().is_empty(), "{method}");
+    }
 }

@@ -22,6 +22,7 @@ pub mod command;
 pub mod exclude;
 pub mod files;
 pub mod mariadb;
+pub mod pg_export;
 pub mod postgres;
 pub mod restore;
 pub mod server;

@@ -16,7 +16,8 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use backstop_format::manifest::{ServerDatabase, SourceKind, TableRows};
 
 use crate::command::CommandSource;
-use crate::server::{Feed, MIGRATIONS, Observed, UntilClosed, migrations_present};
+use crate::pg_export::{PartFilter, PgExport};
+use crate::server::{Feed, MIGRATIONS, Method, Observed, UntilClosed, migrations_present};
 use crate::{Entry, Error, Source};
 
 /// A PostgreSQL database to back up or restore into: its URL (without a password) and the
@@ -27,6 +28,9 @@ pub struct Postgres {
     password: Option<String>,
     /// A restore gives the dump's objects their owners ([`Postgres::keeping_owners`]).
     keep_owners: bool,
+    /// A restore loads plain SQL (the built-in export's) with `psql`, not an archive of
+    /// `pg_dump` with `pg_restore` ([`Postgres::plain_sql`]).
+    plain: bool,
 }
 
 impl std::fmt::Debug for Postgres {
@@ -68,6 +72,7 @@ impl Postgres {
             url: url.to_owned(),
             password,
             keep_owners: false,
+            plain: false,
         })
     }
 
@@ -87,7 +92,15 @@ impl Postgres {
             url: format!("{server}/{name}{query}"),
             password: self.password.clone(),
             keep_owners: self.keep_owners,
+            plain: self.plain,
         }
+    }
+
+    /// This database, with a restore into it loading plain SQL (`plain`: the built-in
+    /// export's) with `psql`, or a `pg_dump` archive with `pg_restore`.
+    pub fn plain_sql(mut self, plain: bool) -> Self {
+        self.plain = plain;
+        self
     }
 
     /// This database, with a restore into it giving every object the owner it had in the
@@ -151,8 +164,31 @@ impl Postgres {
     /// fingerprint and migrations version in it, and `pg_dump` dumps that same snapshot
     /// (`--snapshot`), so the counts are the dump's whatever is written meanwhile. The session
     /// stays open until the dump is done.
-    pub fn dump_source(&self) -> Result<PgDump, Error> {
-        let (tool, tool_major) = tool_version("pg_dump")?;
+    ///
+    /// With [`Method::Builtin`], or [`Method::Auto`] where `pg_dump` or `psql` is not installed
+    /// or `pg_dump` is older than the server, the built-in export instead
+    /// ([`crate::pg_export`]); why, when it was not asked for, is in what the snapshot records
+    /// of the source.
+    pub fn dump_source(&self, method: Method) -> Result<Box<dyn Source>, Error> {
+        let builtin = |why: Option<String>| -> Result<Box<dyn Source>, Error> {
+            let export = PgExport::open(&self.url, self.password.as_deref(), &self.database())?;
+            Ok(Box::new(match why {
+                Some(w) => export.because(w),
+                None => export,
+            }))
+        };
+        if method == Method::Builtin {
+            return builtin(None);
+        }
+        let (tool, tool_major) = match (tool_version("pg_dump"), tool_version("psql"), method) {
+            (Ok(t), Ok(_), _) => t,
+            (Err(e), _, Method::Dump) | (_, Err(e), Method::Dump) => return Err(e),
+            (Err(e), _, _) | (_, Err(e), _) => {
+                return builtin(Some(format!(
+                    "{e}: method = \"auto\" used the built-in export"
+                )));
+            }
+        };
         let mut session = Session::open(self)?;
         let server_major: u32 = session
             .one("SHOW server_version_num")?
@@ -160,11 +196,21 @@ impl Postgres {
             .map(|n| n / 10_000)
             .map_err(|_| Error::Invalid("unexpected server_version_num".into()))?;
         if tool_major < server_major {
-            return Err(Error::Invalid(format!(
+            let why = format!(
                 "pg_dump {tool_major} is older than the PostgreSQL {server_major} server at {}, \
-                 and cannot dump it: install the PostgreSQL {server_major} client tools on \
-                 this machine",
+                 and cannot dump it",
                 self.url
+            );
+            if method == Method::Auto {
+                drop(session);
+                return builtin(Some(format!(
+                    "{why}: method = \"auto\" used the built-in export (install the \
+                     PostgreSQL {server_major} client tools to use pg_dump)"
+                )));
+            }
+            return Err(Error::Invalid(format!(
+                "{why}: install the PostgreSQL {server_major} client tools on this machine, or \
+                 use method = \"builtin\""
             )));
         }
         session.run("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")?;
@@ -213,11 +259,11 @@ impl Postgres {
         if let Some(p) = &self.password {
             dump = dump.env("PGPASSWORD", p);
         }
-        Ok(PgDump {
+        Ok(Box::new(PgDump {
             dump,
             session: Some(session),
             meta: Some(meta),
-        })
+        }))
     }
 
     /// Every table's rows, the schema fingerprint and the schema version, now (in one
@@ -353,6 +399,53 @@ impl Postgres {
         })
     }
 
+    /// Loads the built-in export's plain SQL (`feed` writes it) into this database with `psql`,
+    /// in one transaction, stopping at the first error; only the parts that make the `wanted`
+    /// tables when some are named ([`PartFilter`]).
+    fn load_plain(&self, wanted: &[(String, String)], feed: &mut Feed<'_>) -> Result<(), Error> {
+        let mut child = self
+            .tool("psql")
+            .args([
+                "-X",
+                "-q",
+                "-w",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "--single-transaction",
+                "-d",
+                &self.url,
+                "-f",
+                "-",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| Error::io("starting psql (install PostgreSQL's client tools)", e))?;
+        let stdin = UntilClosed(child.stdin.take().expect("stdin is piped"));
+        let fed = match wanted.is_empty() {
+            true => {
+                let mut stdin = stdin;
+                feed(&mut stdin)
+            }
+            false => {
+                let mut filter = PartFilter::new(stdin, wanted);
+                feed(&mut filter).and(filter.finish())
+            }
+        };
+        let out = child
+            .wait_with_output()
+            .map_err(|e| Error::io("waiting for psql", e))?;
+        if !out.status.success() {
+            return Err(Error::Invalid(format!(
+                "psql loading the export into {} failed: {}",
+                self.url,
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        fed
+    }
+
     /// Drops this database (after a restore into it failed).
     pub fn drop_database(&self) -> Result<(), Error> {
         let name = self.database();
@@ -369,16 +462,19 @@ impl Postgres {
     /// or triggers), with every schema, type and sequence of the dump, which they may need; every table when none are. The dump's table of contents is read first (`feed`
     /// runs twice), and `pg_restore` restores the entries chosen from it.
     pub fn restore_tables(&self, tables: &[String], feed: &mut Feed<'_>) -> Result<(), Error> {
+        let wanted: Vec<(String, String)> = tables
+            .iter()
+            .map(|t| match t.split_once('.') {
+                Some((schema, table)) => (schema.to_owned(), table.to_owned()),
+                None => ("public".to_owned(), t.clone()),
+            })
+            .collect();
+        if self.plain {
+            return self.load_plain(&wanted, feed);
+        }
         let mut selection = Vec::new();
         let _list;
         if !tables.is_empty() {
-            let wanted: Vec<(String, String)> = tables
-                .iter()
-                .map(|t| match t.split_once('.') {
-                    Some((schema, table)) => (schema.to_owned(), table.to_owned()),
-                    None => ("public".to_owned(), t.clone()),
-                })
-                .collect();
             let toc = self.table_of_contents(feed)?;
             let chosen = choose_entries(&toc, &wanted)?;
             let mut file = tempfile::NamedTempFile::new()
@@ -433,13 +529,13 @@ impl Postgres {
 
 /// The columns of every table, with their types and nullability, hashed: changes with the
 /// schema, not with the data.
-const FINGERPRINT: &str = "SELECT md5(coalesce(string_agg(format('%s.%s.%s %s %s', \
+pub(crate) const FINGERPRINT: &str = "SELECT md5(coalesce(string_agg(format('%s.%s.%s %s %s', \
      table_schema, table_name, column_name, data_type, is_nullable), ',' \
      ORDER BY table_schema, table_name, ordinal_position), '')) FROM information_schema.columns \
      WHERE table_schema NOT IN ('pg_catalog', 'information_schema')";
 
 /// Every table (ordinary and partitioned) with its row count, in one query, tab-separated.
-const TABLE_ROWS: &str = "SELECT format('%I.%I', n.nspname, c.relname) || chr(9) || \
+pub(crate) const TABLE_ROWS: &str = "SELECT format('%I.%I', n.nspname, c.relname) || chr(9) || \
      (xpath('/row/c/text()', query_to_xml(format('SELECT count(*) AS c FROM %I.%I', \
      n.nspname, c.relname), false, true, '')))[1]::text FROM pg_class c \
      JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p') \
@@ -554,13 +650,20 @@ impl Session {
             .wait()
             .map_err(|e| Error::io("waiting for psql", e))?;
         if status.success() {
-            Ok(())
-        } else {
-            Err(Error::Invalid(format!(
-                "PostgreSQL at {}: the session that held the dump's snapshot ended with {status}",
-                self.url
-            )))
+            return Ok(());
         }
+        let mut said = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            let _ = e.read_to_string(&mut said);
+        }
+        Err(Error::Invalid(format!(
+            "PostgreSQL at {}: the session that held the dump's snapshot ended ({})",
+            self.url,
+            match said.trim() {
+                "" => status.to_string(),
+                said => said.to_owned(),
+            }
+        )))
     }
 }
 
@@ -607,7 +710,11 @@ impl Source for PgDump {
     fn finish(&mut self) -> Result<(), Error> {
         let dumped = self.dump.finish();
         let closed = self.session.take().map_or(Ok(()), Session::close);
-        dumped.and(closed)
+        match (dumped, closed) {
+            // The session's end is the cause of pg_dump's failure ("invalid snapshot").
+            (Err(d), Err(c)) => Err(Error::Invalid(format!("{c}; so {d}"))),
+            (dumped, closed) => dumped.and(closed),
+        }
     }
 }
 
@@ -704,12 +811,12 @@ fn database_of(url: &str) -> Option<String> {
 }
 
 /// An SQL string literal.
-fn quote_literal(text: &str) -> String {
+pub(crate) fn quote_literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }
 
 /// An SQL identifier in double quotes.
-fn quote_ident(name: &str) -> String {
+pub(crate) fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 

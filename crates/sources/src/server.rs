@@ -25,6 +25,42 @@ pub struct Observed {
     pub schema_version: Option<String>,
 }
 
+/// How a database server's source is captured (`method` in backstop.toml).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Method {
+    /// The server's dump tool where it is installed and not older than the server, else the
+    /// built-in export (PostgreSQL).
+    #[default]
+    Auto,
+    /// The server's dump tool (`pg_dump`, `mariadb-dump`), or an error.
+    Dump,
+    /// backstop's own export, no tool needed (PostgreSQL).
+    Builtin,
+}
+
+impl Method {
+    /// `auto`, `dump` or `builtin`.
+    pub fn parse(text: &str) -> Result<Self, Error> {
+        match text {
+            "auto" => Ok(Method::Auto),
+            "dump" => Ok(Method::Dump),
+            "builtin" => Ok(Method::Builtin),
+            other => Err(Error::Invalid(format!(
+                "method {other:?}: expected auto, dump or builtin"
+            ))),
+        }
+    }
+
+    /// As the snapshot's record names the method used (`dump` or `builtin`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Auto => "auto",
+            Method::Dump => "dump",
+            Method::Builtin => "builtin",
+        }
+    }
+}
+
 /// A database on a PostgreSQL or a MariaDB/MySQL server.
 #[derive(Debug, Clone)]
 pub enum Server {
@@ -77,13 +113,31 @@ impl Server {
         }
     }
 
-    /// A source that dumps the database with the server's own tool (see
-    /// [`Postgres::dump_source`], [`Mariadb::dump_source`]).
-    pub fn dump_source(&self) -> Result<Box<dyn Source>, Error> {
+    /// A source that dumps the database by `method` (see [`Postgres::dump_source`],
+    /// [`Mariadb::dump_source`]).
+    pub fn dump_source(&self, method: Method) -> Result<Box<dyn Source>, Error> {
         Ok(match self {
-            Server::Postgres(p) => Box::new(p.dump_source()?),
+            Server::Postgres(p) => p.dump_source(method)?,
+            Server::Mariadb(_) if method == Method::Builtin => {
+                return Err(Error::Invalid(
+                    "the built-in export is not built for MariaDB yet: use method = \"auto\" \
+                     (mariadb-dump)"
+                        .into(),
+                ));
+            }
             Server::Mariadb(m) => Box::new(m.dump_source()?),
         })
+    }
+
+    /// This database, to load a dump of the kind `record` describes into (PostgreSQL: the
+    /// built-in export's plain SQL is loaded by `psql`, a `pg_dump` archive by `pg_restore`).
+    pub fn for_dump(self, record: Option<&ServerDatabase>) -> Self {
+        match self {
+            Server::Postgres(p) => Server::Postgres(
+                p.plain_sql(record.is_some_and(|r| r.method == Method::Builtin.as_str())),
+            ),
+            m @ Server::Mariadb(_) => m,
+        }
     }
 
     /// Creates this (new) database on its server, like the one `like` describes (PostgreSQL:
@@ -169,7 +223,7 @@ impl Server {
             "backstop_drill_{}",
             backstop_format::id::to_hex(&backstop_format::id::random_bytes::<6>())
         );
-        let scratch = self.with_database(&name);
+        let scratch = self.with_database(&name).for_dump(Some(expected));
         if let Err(e) = scratch.create(Some(expected)) {
             let grant = match self {
                 Server::Postgres(_) => "the CREATEDB attribute (ALTER ROLE ... CREATEDB)",
