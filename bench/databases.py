@@ -189,30 +189,43 @@ def main():
     ap.add_argument("--size-mib", type=int, default=512, help="database size on disk (default 512)")
     ap.add_argument("--backstop", help="backstop binary (default <repo>/target/release/backstop)")
     ap.add_argument("--workdir", default="/var/tmp/bsdb", help="scratch dir (repositories)")
+    ap.add_argument("--builtin", action="store_true",
+                    help="PostgreSQL: also backstop's built-in export (method = \"builtin\"), "
+                         "as the column 'builtin'")
     args = ap.parse_args()
     e = Postgres if args.engine == "postgres" else Mariadb
+    if args.builtin and e is not Postgres:
+        sys.exit("--builtin: the built-in export is built for PostgreSQL only")
     exe = Path(args.backstop or REPO_ROOT / "target" / "release" / "backstop").resolve()
     if not exe.exists():
         sys.exit(f"{exe} not found: cargo build --release (or pass --backstop PATH)")
-    tools = ["backstop", "restic"] + (["borg"] if shutil.which("borg") else [])
+    tools = (["backstop"] + (["builtin"] if args.builtin else []) + ["restic"]
+             + (["borg"] if shutil.which("borg") else []))
     wd = Path(args.workdir)
     shutil.rmtree(wd, ignore_errors=True)
     wd.mkdir(parents=True)
     db = "bench_db_shop"
     orders = e.generate(db, args.size_mib)
     size = e.size_mib(db)
-    (wd / "backstop.toml").write_text(
-        f'repository = "{wd}/backstop-repo"\n[sources.shop]\nkind = "{e.kind}"\n'
-        f'url = "{e.url.format(db=db)}"\n')
+    for name, method in [("backstop", "dump"), ("builtin", "builtin")]:
+        (wd / f"{name}.toml").write_text(
+            f'repository = "{wd}/{name}-repo"\n[sources.shop]\nkind = "{e.kind}"\n'
+            f'url = "{e.url.format(db=db)}"\nmethod = "{method}"\n')
     env = dict(os.environ, RESTIC_PASSWORD="bench", BORG_PASSPHRASE="bench",
                BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK="yes")
     bs = f"{exe} --config {wd}/backstop.toml"
+    bi = f"{exe} --config {wd}/builtin.toml"
     dump = e.dump.format(db=db)
     cmds = {
         "backstop": {
             "init": f"{bs} init --encryption none",
             "backup": f"{bs} backup --source shop",
             "repo": wd / "backstop-repo",
+        },
+        "builtin": {
+            "init": f"{bi} init --encryption none",
+            "backup": f"{bi} backup --source shop",
+            "repo": wd / "builtin-repo",
         },
         "restic": {
             "init": f"restic init -r {wd}/restic-repo",
@@ -242,13 +255,14 @@ def main():
     want = e.counts(db)
     restores = {
         "backstop": lambda new: f"{bs} restore latest --source shop --to-database {new}",
+        "builtin": lambda new: f"{bi} restore latest --source shop --to-database {new}",
         "restic": lambda new: f"restic -r {wd}/restic-repo dump latest shop.sql | {e.load.format(db=new)}",
         "borg": lambda new: f"borg extract --stdout {wd}/borg-repo::$(borg list --last 1 --short {wd}/borg-repo) | {e.load.format(db=new)}",
     }
     for t in tools:
         new = f"bench_db_restored_{t}"
         e.drop(new)
-        if t != "backstop":
+        if t not in ("backstop", "builtin"):
             e.create(new)
         log(f"{t}: restore")
         secs = timed(restores[t](new), env)
@@ -271,13 +285,16 @@ def main():
             v = rows[t][metric]
             cells.append(f"{v:.2f}" if v < 100 else f"{v:.0f}")
         base = rows["restic"][metric]
-        first = rows["backstop"][metric]
         if base:
-            cells[0] += f" ({first / base:.2f}x restic)"
+            for i, t in enumerate(tools):
+                if t in ("backstop", "builtin"):
+                    cells[i] += f" ({rows[t][metric] / base:.2f}x restic)"
         print(f"| {metric} | " + " | ".join(cells) + " |")
     print()
     print(f"restic: `{e.about} | restic backup --stdin`; borg: `{e.about} | borg create -` (zstd,3);"
-          " restores into a new database, row counts checked.")
+          " restores into a new database, row counts checked."
+          + (" builtin: backstop with method = \"builtin\" (its own export, rows in primary-key"
+             " order, loaded by psql)." if args.builtin else ""))
 
 
 if __name__ == "__main__":

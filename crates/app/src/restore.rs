@@ -168,6 +168,93 @@ pub fn into_new_database(
     Ok(())
 }
 
+/// A table written as CSV by [`tables_as_csv`].
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CsvTable {
+    pub table: String,
+    pub path: std::path::PathBuf,
+    pub rows: u64,
+}
+
+/// Writes each of `tables` of a server database's dump (`content`, of an item recorded as
+/// `like`) as CSV into `dir` (created if need be), `TABLE.csv` each as named, under a shared
+/// lock of the repository. PostgreSQL's rows come from the dump itself, with no server;
+/// MariaDB's from a scratch database on `server`. Each file is written beside its place and
+/// renamed into it once whole; a file of that name is refused unless `overwrite`, and nothing
+/// is renamed into place unless every table was written.
+#[allow(clippy::too_many_arguments)]
+pub fn tables_as_csv(
+    ix: &backstop_engine::Indexed<'_>,
+    content: &backstop_format::tree::Content,
+    like: Option<&backstop_format::manifest::ServerDatabase>,
+    server: &backstop_sources::server::Server,
+    tables: &[String],
+    dir: &std::path::Path,
+    overwrite: bool,
+    host: &str,
+) -> anyhow::Result<Vec<CsvTable>> {
+    use anyhow::Context as _;
+    let _lock = backstop_engine::lock::Lock::for_reading(
+        ix,
+        "restore",
+        host,
+        &backstop_engine::NoProgress,
+    )?;
+    let server = server.clone().for_dump(like);
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut planned = Vec::new();
+    for t in tables {
+        let file: String = t
+            .chars()
+            .map(|c| match c {
+                '/' | '\\' | ':' | '*' | '?' | '"' | '<' | '>' | '|' => '_',
+                c => c,
+            })
+            .collect();
+        let path = dir.join(format!("{file}.csv"));
+        if path.exists() && !overwrite {
+            return Err(crate::error::UsageError(format!(
+                "{} exists: pass --overwrite to replace it, or choose another --to",
+                path.display()
+            ))
+            .into());
+        }
+        planned.push((t, path));
+    }
+    let mut written = Vec::new();
+    for (t, path) in &planned {
+        let temp = tempfile::NamedTempFile::new_in(dir)
+            .with_context(|| format!("writing into {}", dir.display()))?;
+        let file = temp.reopen().context("opening the CSV file")?;
+        let rows = server
+            .table_csv(
+                t,
+                &mut |w| {
+                    ix.loader()
+                        .write_content(content, w, &backstop_engine::NoProgress)
+                        .map_err(|e| backstop_sources::Error::Invalid(format!("{e}")))
+                },
+                file,
+            )
+            .with_context(|| format!("writing table {t} as CSV"))?;
+        written.push((
+            temp,
+            CsvTable {
+                table: (*t).clone(),
+                path: path.clone(),
+                rows,
+            },
+        ));
+    }
+    let mut done = Vec::new();
+    for (temp, t) in written {
+        temp.persist(&t.path)
+            .with_context(|| format!("putting {} in place", t.path.display()))?;
+        done.push(t);
+    }
+    Ok(done)
+}
+
 /// An in-place restore of a database server's dump (PostgreSQL), as a front end asks for it:
 /// the snapshot's dump replaces the live database of `source`.
 pub struct ServerInPlace<'a> {

@@ -46,8 +46,15 @@ fn sql(db: &str, sql: &str) -> String {
 struct Databases(Vec<String>);
 
 impl Databases {
+    /// A name no other test of this run uses (`cargo test` runs them as threads of one
+    /// process).
     fn name(&mut self, what: &str) -> String {
-        let n = format!("bs_{what}_{}_{}", std::process::id(), self.0.len());
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = format!(
+            "bs_{what}_{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
         self.0.push(n.clone());
         n
     }
@@ -332,6 +339,61 @@ fn chinook_comes_back_in_a_new_database_table_for_table() {
     assert_ne!(o.code, 0, "{o:#?}");
     assert!(o.stderr.contains("database exists"), "{o:#?}");
     assert_eq!(tables(&source), before);
+    // One table as CSV (from a scratch database that is dropped again): a header, then every
+    // row, values in quotes (a title with a comma stays one field), NULL as nothing.
+    sql(
+        &source,
+        "INSERT INTO Album (AlbumId, Title, ArtistId) VALUES (9001, 'Live, \"Loud\"', 1); \
+         INSERT INTO Customer (CustomerId, FirstName, LastName, Email) VALUES \
+         (9001, 'Ann', '', 'ann@example.com')",
+    );
+    run(with_config(&sb, &cfg, &["backup", "--source", "shop"])).ok();
+    let dir = sb.p("csv");
+    let mut c = with_config(
+        &sb,
+        &cfg,
+        &["restore", "latest", "--source", "shop", "--table", "Album"],
+    );
+    c.args(["--table", "Customer", "--to"]).arg(&dir);
+    run(c).ok();
+    let album = fs::read_to_string(dir.join("Album.csv")).unwrap();
+    let lines: Vec<&str> = album.split("\r\n").filter(|l| !l.is_empty()).collect();
+    assert_eq!(lines[0], "AlbumId,Title,ArtistId");
+    assert_eq!(
+        lines.len() as u64 - 1,
+        sql(&source, "SELECT COUNT(*) FROM Album")
+            .parse::<u64>()
+            .unwrap()
+    );
+    assert!(
+        lines.contains(&"\"9001\",\"Live, \"\"Loud\"\"\",\"1\""),
+        "{album}"
+    );
+    let customer = fs::read_to_string(dir.join("Customer.csv")).unwrap();
+    // Company and the others are NULL (nothing), LastName the empty string ("").
+    assert!(
+        customer.contains("\"9001\",\"Ann\",\"\",,,,,,,,,\"ann@example.com\","),
+        "{customer}"
+    );
+    assert_eq!(
+        sql(
+            "",
+            "SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name LIKE 'backstop\\_csv\\_%'"
+        ),
+        "0",
+        "the scratch database is dropped"
+    );
+    // A file that exists is kept unless --overwrite.
+    let mut c = with_config(
+        &sb,
+        &cfg,
+        &[
+            "restore", "latest", "--source", "shop", "--table", "Album", "--to",
+        ],
+    );
+    c.arg(&dir);
+    let o = run(c).code(2);
+    assert!(o.stderr.contains("--overwrite"), "{o:#?}");
 }
 
 /// A database that does not exist, a wrong password, a dump tool that fails half way, a

@@ -44,8 +44,15 @@ fn psql(db: &str, sql: &str) -> String {
 struct Databases(Vec<String>);
 
 impl Databases {
+    /// A name no other test of this run uses (`cargo test` runs them as threads of one
+    /// process).
     fn name(&mut self, what: &str) -> String {
-        let n = format!("bs_{what}_{}_{}", std::process::id(), self.0.len());
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = format!(
+            "bs_{what}_{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
         self.0.push(n.clone());
         n
     }
@@ -94,6 +101,32 @@ fn tables(db: &str) -> Vec<String> {
             );
             format!("{t} {row}")
         })
+        .collect()
+}
+
+/// `TABLE`'s rows in `db` as PostgreSQL writes them as CSV (with a header), lines ending in
+/// CRLF as backstop writes them.
+fn csv_of(db: &str, table: &str) -> String {
+    psql(
+        db,
+        &format!("COPY (SELECT * FROM {table}) TO STDOUT WITH CSV HEADER"),
+    )
+    .replace('\n', "\r\n")
+        + "\r\n"
+}
+
+/// `restore latest --source shop --table TABLE... --to DIR`: each table's CSV file.
+fn restore_csv(sb: &Sandbox, cfg: &Path, tables: &[&str]) -> Vec<String> {
+    let dir = sb.p("csv");
+    let mut c = with_config(sb, cfg, &["restore", "latest", "--source", "shop"]);
+    for t in tables {
+        c.args(["--table", t]);
+    }
+    c.arg("--to").arg(&dir).arg("--overwrite");
+    run(c).ok();
+    tables
+        .iter()
+        .map(|t| fs::read_to_string(dir.join(format!("{t}.csv"))).unwrap())
         .collect()
 }
 
@@ -254,6 +287,11 @@ fn pagila_comes_back_in_a_new_database_table_for_table() {
             .clone()]
     );
 
+    // Tables as CSV, from the dump alone (no server), as PostgreSQL itself writes them.
+    let csv = restore_csv(&sb, &cfg, &["public.actor", "film"]);
+    assert_eq!(csv[0], csv_of(&source, "public.actor"));
+    assert_eq!(csv[1], csv_of(&source, "public.film"));
+
     // Into a database that exists: refused by the server, and that database stays as it was.
     let o = restore_into(&sb, &cfg, &source, &[]);
     assert_ne!(o.code, 0, "{o:#?}");
@@ -343,6 +381,20 @@ fn pagila_from_the_builtin_export_has_the_schema_pg_dump_sees() {
     let o = restore_into(&sb, &cfg, &dbs.name("builtin_none"), &["--table", "nope"]);
     assert_ne!(o.code, 0, "{o:#?}");
     assert!(o.stderr.contains("no table public.nope"), "{o:#?}");
+    // As CSV: rows in primary-key order (the export's), as PostgreSQL writes them.
+    let csv = restore_csv(&sb, &cfg, &["Reports.Daily", "public.actor"]);
+    // (A generated column is not in a dump: it is computed again on load.)
+    assert_eq!(
+        csv[0],
+        csv_of(
+            &source,
+            "(SELECT id, day, total, tags, doc FROM \"Reports\".\"Daily\" ORDER BY id) d"
+        )
+    );
+    assert_eq!(
+        csv[1],
+        csv_of(&source, "(SELECT * FROM public.actor ORDER BY actor_id) a")
+    );
 
     let drilled = run(with_config(
         &sb,

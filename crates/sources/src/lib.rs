@@ -27,6 +27,7 @@ pub mod postgres;
 pub mod restore;
 pub mod server;
 pub mod sqlite;
+pub mod table_csv;
 
 use std::io::Read;
 use std::path::PathBuf;

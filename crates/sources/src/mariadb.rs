@@ -17,7 +17,7 @@
 //! `?ssl-ca=/etc/ca.pem&ssl-verify-server-cert`) that must not hold a password: the password is
 //! given to the tools in `MYSQL_PWD`, never on their command line.
 
-use std::io::Read;
+use std::io::{Read, Write as _};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 
@@ -370,6 +370,105 @@ impl Mariadb {
     /// one's definition (without foreign keys) and rows, without its triggers; the dump's
     /// settings around them are kept. A named table the dump lacks is an error. A load that
     /// failed is the client's error; otherwise `feed`'s own.
+    /// Writes the rows of `table` in the dump `feed` writes into `out` as CSV
+    /// ([`crate::table_csv`]): the table is loaded alone into a scratch database
+    /// `backstop_csv_*` on this server, read from there and dropped again. The rows written.
+    pub fn table_csv(
+        &self,
+        table: &str,
+        feed: &mut Feed<'_>,
+        out: std::fs::File,
+    ) -> Result<u64, Error> {
+        let scratch = self.with_database(&format!(
+            "backstop_csv_{}",
+            backstop_format::id::to_hex(&backstop_format::id::random_bytes::<6>())
+        ));
+        scratch.create(None).map_err(|e| {
+            Error::Invalid(format!(
+                "{e} (a table is written as CSV from a scratch database {} that is dropped \
+                 again: the user needs GRANT ALL ON `backstop\\_csv\\_%`.* )",
+                scratch.database
+            ))
+        })?;
+        let written = scratch
+            .restore_tables(&[table.to_owned()], feed)
+            .and_then(|()| scratch.write_csv(table, out));
+        let dropped = scratch.drop_database();
+        let rows = written?;
+        dropped?;
+        Ok(rows)
+    }
+
+    /// The rows of `table` in this database into `out` as CSV, with its columns' names first.
+    fn write_csv(&self, table: &str, out: std::fs::File) -> Result<u64, Error> {
+        let columns = self.query(
+            &format!(
+                "SELECT COLUMN_NAME FROM information_schema.columns WHERE TABLE_SCHEMA = \
+                 DATABASE() AND TABLE_NAME = '{}' ORDER BY ORDINAL_POSITION",
+                table.replace('\\', "\\\\").replace('\'', "''")
+            ),
+            true,
+        )?;
+        let ident = |c: &str| format!("`{}`", c.replace('`', "``"));
+        // The scratch database holds this table alone and still.
+        let rows: u64 = self
+            .query(&format!("SELECT COUNT(*) FROM {}", ident(table)), true)?
+            .first()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        // Every value that is not NULL in quotes (its quotes doubled), NULL as nothing; the
+        // line ends with \r so that the client's \n makes CRLF.
+        let fields: Vec<String> = columns
+            .iter()
+            .map(|c| {
+                format!(
+                    "IF({c} IS NULL, '', CONCAT('\"', REPLACE({c}, '\"', '\"\"'), '\"'))",
+                    c = ident(c)
+                )
+            })
+            .collect();
+        let sql = format!(
+            "SELECT CONCAT(CONCAT_WS(',', {}), '\\r') FROM {}",
+            fields.join(", "),
+            ident(table)
+        );
+        let mut out = std::io::BufWriter::new(out);
+        let header: Vec<Option<Vec<u8>>> = columns
+            .iter()
+            .map(|c| Some(c.clone().into_bytes()))
+            .collect();
+        crate::table_csv::write_csv_row(&mut out, &header)
+            .map_err(|e| Error::io("writing the CSV file", e))?;
+        let mut child = self
+            .client()
+            .args([
+                "--raw",
+                &format!("--database={}", self.database),
+                "-e",
+                &sql,
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| Error::io("starting the mariadb client", e))?;
+        let mut stdout = child.stdout.take().expect("stdout is piped");
+        let copied = std::io::copy(&mut stdout, &mut out);
+        let done = child
+            .wait_with_output()
+            .map_err(|e| Error::io("waiting for the mariadb client", e))?;
+        if !done.status.success() {
+            return Err(Error::Invalid(format!(
+                "MariaDB at {}: {}",
+                self.url(),
+                String::from_utf8_lossy(&done.stderr).trim()
+            )));
+        }
+        copied.map_err(|e| Error::io("writing the CSV file", e))?;
+        out.flush()
+            .map_err(|e| Error::io("writing the CSV file", e))?;
+        Ok(rows)
+    }
+
     pub fn restore_tables(&self, tables: &[String], feed: &mut Feed<'_>) -> Result<(), Error> {
         let mut child = self
             .client()

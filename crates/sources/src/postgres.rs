@@ -18,6 +18,7 @@ use backstop_format::manifest::{ServerDatabase, SourceKind, TableRows};
 use crate::command::CommandSource;
 use crate::pg_export::{PartFilter, PgExport};
 use crate::server::{Feed, MIGRATIONS, Method, Observed, UntilClosed, migrations_present};
+use crate::table_csv::CopyCsv;
 use crate::{Entry, Error, Source};
 
 /// A PostgreSQL database to back up or restore into: its URL (without a password) and the
@@ -444,6 +445,71 @@ impl Postgres {
             )));
         }
         fed
+    }
+
+    /// Writes the rows of `table` (`TABLE` or `SCHEMA.TABLE`) in the dump `feed` writes into
+    /// `out` as CSV ([`crate::table_csv`]), without a server: the built-in export's `COPY`
+    /// part, or what `pg_restore --data-only` makes of a `pg_dump` archive. The rows written.
+    pub fn table_csv(
+        &self,
+        table: &str,
+        feed: &mut Feed<'_>,
+        out: std::fs::File,
+    ) -> Result<u64, Error> {
+        let (schema, name) = match table.split_once('.') {
+            Some((s, t)) => (s.to_owned(), t.to_owned()),
+            None => ("public".to_owned(), table.to_owned()),
+        };
+        let out = std::io::BufWriter::new(out);
+        if self.plain {
+            let mut csv = CopyCsv::new(out, Some((schema, name)));
+            feed(&mut csv)?;
+            return csv.finish();
+        }
+        let mut child = Command::new("pg_restore")
+            .args([
+                "--data-only",
+                "--file=-",
+                "--schema",
+                &schema,
+                "--table",
+                &name,
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| Error::io("starting pg_restore (install PostgreSQL's client tools)", e))?;
+        let mut stdin = UntilClosed(child.stdin.take().expect("stdin is piped"));
+        let mut stdout = child.stdout.take().expect("stdout is piped");
+        let writer = std::thread::spawn(move || {
+            let mut csv = CopyCsv::new(out, None);
+            std::io::copy(&mut stdout, &mut csv)
+                .map_err(|e| Error::io("writing the CSV file", e))?;
+            csv.finish()
+        });
+        let fed = feed(&mut stdin);
+        drop(stdin);
+        let written = writer
+            .join()
+            .map_err(|_| Error::Invalid("writing the CSV file failed".into()))?;
+        let done = child
+            .wait_with_output()
+            .map_err(|e| Error::io("waiting for pg_restore", e))?;
+        if !done.status.success() {
+            return Err(Error::Invalid(format!(
+                "pg_restore --data-only failed: {}",
+                String::from_utf8_lossy(&done.stderr).trim()
+            )));
+        }
+        fed?;
+        written.map_err(|e| match e {
+            Error::Invalid(m) if m.contains("no rows") => Error::Invalid(format!(
+                "the dump has no rows of a table {schema}.{name} (a partitioned table's rows \
+                 are in its partitions: name those)"
+            )),
+            e => e,
+        })
     }
 
     /// Drops this database (after a restore into it failed).

@@ -195,6 +195,20 @@ impl Server {
         }
     }
 
+    /// Writes the rows of `table` in the dump `feed` writes into `out` as CSV (see
+    /// [`Postgres::table_csv`], [`Mariadb::table_csv`]); the rows written.
+    pub fn table_csv(
+        &self,
+        table: &str,
+        feed: &mut Feed<'_>,
+        out: std::fs::File,
+    ) -> Result<u64, Error> {
+        match self {
+            Server::Postgres(p) => p.table_csv(table, feed, out),
+            Server::Mariadb(m) => m.table_csv(table, feed, out),
+        }
+    }
+
     /// Whether [`Server::replace_with`] is built for this server: an error that says what to
     /// do instead where it is not (MariaDB has no RENAME DATABASE).
     pub fn can_replace(&self) -> Result<(), Error> {

@@ -21,7 +21,7 @@ pub struct Args {
     /// Snapshot id, unique id prefix, latest[:SOURCE], latest-verified[:SOURCE], or SOURCE@TIME
     /// (the newest at or before a time in `time_zone`: 2026-12-04T18:00, "yesterday 18:00")
     pub snapshot: String,
-    /// Where to restore: a directory for files; for a database snapshot, the new database file (or a directory to put it in)
+    /// Where to restore: a directory for files; for a database snapshot, the new database file (or a directory to put it in); with --table and a PostgreSQL or MariaDB snapshot, the directory for TABLE.csv
     #[arg(
         long,
         required_unless_present_any = ["in_place", "to_database"],
@@ -33,8 +33,9 @@ pub struct Args {
     #[arg(long, value_name = "NAME", conflicts_with = "in_place")]
     pub to_database: Option<String>,
     /// With --to-database: only this table (TABLE, or SCHEMA.TABLE for PostgreSQL: its
-    /// definition and rows, without foreign keys or triggers); repeatable
-    #[arg(long = "table", value_name = "TABLE", requires = "to_database")]
+    /// definition and rows, without foreign keys or triggers); with --to DIR: its rows as
+    /// DIR/TABLE.csv; repeatable
+    #[arg(long = "table", value_name = "TABLE", conflicts_with = "in_place")]
     pub tables: Vec<String>,
     /// Restore a database snapshot into the live database it came from (a safety snapshot is taken first)
     #[arg(long)]
@@ -73,6 +74,9 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     }
     if let (Some(_), true) = (server_product(snap.source.kind), a.in_place) {
         return restore_server_in_place(&ctx, &repo, &ix, id, &snap, &items, &a);
+    }
+    if let (Some(dir), false) = (&a.to, a.tables.is_empty()) {
+        return restore_tables_as_csv(&ctx, &ix, id, &snap, &items, dir, &a);
     }
     if let Some(item) = database_item(&items) {
         return restore_db(&ctx, &ix, id, &snap, item, &a);
@@ -328,6 +332,68 @@ fn server_dump<'a>(
         item,
         content,
     })
+}
+
+/// `--table T --to DIR` for a PostgreSQL or MariaDB snapshot: each table's rows as
+/// DIR/T.csv ([`backstop_app::restore::tables_as_csv`]).
+fn restore_tables_as_csv(
+    ctx: &Ctx<'_>,
+    ix: &Indexed<'_>,
+    id: SnapshotId,
+    snap: &Snapshot,
+    items: &[Item],
+    dir: &std::path::Path,
+    a: &Args,
+) -> anyhow::Result<u8> {
+    let g = ctx.args;
+    if server_product(snap.source.kind).is_none() {
+        return Err(UsageError(format!(
+            "snapshot {} is of a {} source: --table is for PostgreSQL and MariaDB snapshots",
+            id.short(),
+            snap.source.kind.as_str()
+        ))
+        .into());
+    }
+    let ServerDump {
+        source,
+        server,
+        item,
+        content,
+        ..
+    } = server_dump(ctx, id, snap, items, a)?;
+    if a.dry_run {
+        outln!(
+            "would write {} of snapshot {} of {source} as CSV into {}",
+            a.tables.join(", "),
+            id.short(),
+            dir.display()
+        )?;
+        return Ok(crate::exit::OK);
+    }
+    let written = backstop_app::restore::tables_as_csv(
+        ix,
+        content,
+        item.server.as_ref(),
+        &server,
+        &a.tables,
+        dir,
+        a.overwrite,
+        &host(),
+    )
+    .with_context(|| format!("restoring tables of snapshot {} as CSV", id.short()))?;
+    crate::commands::serve::record_cli_restore(
+        &ctx.config,
+        &format!("{source}@{}", id.short()),
+        &format!("tables as CSV into {}", dir.display()),
+    );
+    if g.json {
+        print_json(&written)?;
+    } else if !g.quiet {
+        for t in &written {
+            outln!("{}: {} row(s) into {}", t.table, t.rows, t.path.display())?;
+        }
+    }
+    Ok(crate::exit::OK)
 }
 
 /// `--in-place` for a PostgreSQL snapshot: the live database of the source replaced by the
