@@ -229,7 +229,20 @@ fn pagila_comes_back_in_a_new_database_table_for_table() {
         .iter()
         .map(|c| c["name"].as_str().unwrap())
         .collect();
-    assert_eq!(checks, ["restore", "rows", "schema"], "{drilled:#}");
+    assert_eq!(
+        checks,
+        ["restore", "rows", "schema", "checksums"],
+        "{drilled:#}"
+    );
+    // Every table with rows of its own (not the partitioned parent, whose rows are in its
+    // partitions), compared.
+    let sums = record["checks"][3]["detail"].as_str().unwrap();
+    let compared: usize = sums
+        .strip_prefix("the rows of all ")
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{sums}"));
+    assert_eq!(compared, tables(&source).len() - 1, "{sums}");
     let detail = record["checks"][0]["detail"].as_str().unwrap();
     let scratch = detail.split_whitespace().nth(2).unwrap();
     assert!(scratch.starts_with("backstop_drill_"), "{detail}");
@@ -404,6 +417,16 @@ fn pagila_from_the_builtin_export_has_the_schema_pg_dump_sees() {
     .ok()
     .json();
     assert_eq!(drilled[0]["passed"], true, "{drilled:#}");
+    let sums = drilled[0]["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "checksums")
+        .unwrap_or_else(|| panic!("no checksums check: {drilled:#}"));
+    assert!(
+        sums["detail"].as_str().unwrap().contains("byte for byte"),
+        "{drilled:#}"
+    );
 }
 
 /// A database that does not exist, a `pg_dump` older than the server, a password in the URL:

@@ -63,6 +63,12 @@ pub(crate) fn connect(url: &str, password: Option<&str>) -> Result<Client, Error
         .map_err(|e| Error::Invalid(format!("PostgreSQL at {url}: {}", error_text(&e))))
 }
 
+/// Whether the URL asks for TLS, which [`connect`] cannot do yet.
+pub(crate) fn needs_tls(url: &str) -> bool {
+    url.parse::<postgres::Config>()
+        .is_ok_and(|c| c.get_ssl_mode() == postgres::config::SslMode::Require)
+}
+
 /// A client error with the server's own message where there is one.
 fn error_text(e: &postgres::Error) -> String {
     match e.as_db_error() {

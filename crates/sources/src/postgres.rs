@@ -512,6 +512,87 @@ impl Postgres {
         })
     }
 
+    /// Whether the URL asks for TLS (which the built-in client cannot do yet).
+    pub(crate) fn needs_tls(&self) -> bool {
+        crate::pg_export::needs_tls(&self.url)
+    }
+
+    /// Every table's rows in the dump `feed` writes, hashed as `COPY` text: the built-in
+    /// export's own blocks, or what `pg_restore --data-only` makes of a `pg_dump` archive.
+    pub(crate) fn dump_sums(&self, feed: &mut Feed<'_>) -> Result<Vec<TableSum>, Error> {
+        if self.plain {
+            let mut sums = CopySums::default();
+            feed(&mut sums)?;
+            return Ok(sums.tables);
+        }
+        let mut child = Command::new("pg_restore")
+            .args(["--data-only", "--file=-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| Error::io("starting pg_restore (install PostgreSQL's client tools)", e))?;
+        let mut stdin = UntilClosed(child.stdin.take().expect("stdin is piped"));
+        let mut stdout = child.stdout.take().expect("stdout is piped");
+        let reader = std::thread::spawn(move || {
+            let mut sums = CopySums::default();
+            std::io::copy(&mut stdout, &mut sums).map(|_| sums.tables)
+        });
+        let fed = feed(&mut stdin);
+        drop(stdin);
+        let sums = reader
+            .join()
+            .map_err(|_| Error::Invalid("reading pg_restore's script failed".into()))?
+            .map_err(|e| Error::io("reading pg_restore's script", e))?;
+        let out = child
+            .wait_with_output()
+            .map_err(|e| Error::io("waiting for pg_restore", e))?;
+        if !out.status.success() {
+            return Err(Error::Invalid(format!(
+                "pg_restore --data-only failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        fed?;
+        Ok(sums)
+    }
+
+    /// The same hash of each of `tables`' rows as they are in this database now, read by
+    /// `COPY (SELECT COLUMNS FROM ONLY TABLE) TO STDOUT` in the dump's `encoding` and with the
+    /// settings `pg_dump` uses: a table loaded from a dump and not changed since gives its rows
+    /// back in the order they were loaded, byte for byte as the dump has them.
+    pub(crate) fn table_sums(
+        &self,
+        tables: &[TableSum],
+        encoding: Option<&str>,
+    ) -> Result<Vec<TableSum>, Error> {
+        let mut c = crate::pg_export::connect(&self.url, self.password.as_deref())?;
+        let session = format!(
+            "SET client_encoding = {}; SET DateStyle = ISO; SET IntervalStyle = postgres; \
+             SET extra_float_digits = 3; SET search_path = ''",
+            quote_literal(encoding.unwrap_or("UTF8"))
+        );
+        c.batch_execute(&session)
+            .map_err(|e| Error::Invalid(format!("PostgreSQL at {}: {e}", self.url)))?;
+        let mut out = Vec::new();
+        for t in tables {
+            let mut sums = CopySums::default();
+            sums.start(&t.table, &t.columns);
+            let query = format!(
+                "COPY (SELECT {} FROM ONLY {}) TO STDOUT",
+                t.columns, t.table
+            );
+            let mut reader = c
+                .copy_out(query.as_str())
+                .map_err(|e| Error::Invalid(format!("PostgreSQL: reading {}: {e}", t.table)))?;
+            std::io::copy(&mut reader, &mut sums)
+                .map_err(|e| Error::io(format!("reading {}", t.table), e))?;
+            drop(reader);
+            out.push(sums.end());
+        }
+        Ok(out)
+    }
+
     /// Drops this database (after a restore into it failed).
     pub fn drop_database(&self) -> Result<(), Error> {
         let name = self.database();
@@ -920,6 +1001,34 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_dumps_copy_blocks_and_a_tables_rows_hash_alike() {
+        let script = b"SET x = 1;\nCOPY public.a (id, name) FROM stdin;\n1\tx\n2\t\\N\n\\.\n\
+            COPY \"S\".\"B\" (v) FROM stdin;\n\\.\n";
+        let mut dumped = CopySums::default();
+        for piece in script.chunks(3) {
+            dumped.write_all(piece).unwrap();
+        }
+        let t = &dumped.tables;
+        assert_eq!(t.len(), 2);
+        assert_eq!(
+            (t[0].table.as_str(), t[0].columns.as_str(), t[0].rows),
+            ("public.a", "id, name", 2)
+        );
+        assert_eq!((t[1].table.as_str(), t[1].rows), ("\"S\".\"B\"", 0));
+        let bare = |rows: &[u8]| {
+            let mut s = CopySums::default();
+            s.start("public.a", "id, name");
+            s.write_all(rows).unwrap();
+            s.end()
+        };
+        assert_eq!(bare(b"1\tx\n2\t\\N\n"), t[0]);
+        // Another order, another value, a row missing: another hash.
+        for other in [&b"2\t\\N\n1\tx\n"[..], b"1\tx\n2\t\n", b"1\tx\n"] {
+            assert_ne!(bare(other), t[0]);
+        }
+    }
+
+    #[test]
     fn urls_name_their_database_and_never_hold_a_password() {
         let pg = Postgres::new(
             "postgres://shop@127.0.0.1:5432/billing?sslmode=require",
@@ -985,5 +1094,102 @@ mod tests {
         assert_eq!(parse_major("pg_dump (PostgreSQL) 9.6.24\n"), Some(9));
         assert_eq!(parse_major("nothing"), None);
         assert_eq!(quote_ident("my \"db\""), "\"my \"\"db\"\"\"");
+    }
+}
+
+/// One table's rows as a dump's `COPY` text has them: how many, and a BLAKE3 of their lines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TableSum {
+    /// As the `COPY` line names it (`public.actor`, `"Reports"."Daily"`).
+    pub(crate) table: String,
+    /// The column list of the `COPY` line, as written there.
+    pub(crate) columns: String,
+    pub(crate) rows: u64,
+    pub(crate) hash: [u8; 32],
+}
+
+/// A writer that hashes each `COPY ... FROM stdin;` block of a script it is given (or, after
+/// [`CopySums::start`], the bare `COPY ... TO STDOUT` rows of one table).
+#[derive(Default)]
+pub(crate) struct CopySums {
+    pub(crate) tables: Vec<TableSum>,
+    line: Vec<u8>,
+    current: Option<(TableSum, blake3::Hasher)>,
+    /// Rows of one table with no `COPY` line or `\.` around them.
+    bare: bool,
+}
+
+impl CopySums {
+    fn start(&mut self, table: &str, columns: &str) {
+        self.bare = true;
+        self.current = Some((
+            TableSum {
+                table: table.to_owned(),
+                columns: columns.to_owned(),
+                rows: 0,
+                hash: [0; 32],
+            },
+            blake3::Hasher::new(),
+        ));
+    }
+
+    fn end(mut self) -> TableSum {
+        if !self.line.is_empty() {
+            let line = std::mem::take(&mut self.line);
+            self.line_done(&line);
+        }
+        let (mut t, h) = self.current.take().expect("started");
+        t.hash = *h.finalize().as_bytes();
+        t
+    }
+
+    fn line_done(&mut self, line: &[u8]) {
+        let text = line.strip_suffix(b"\n").unwrap_or(line);
+        match &mut self.current {
+            Some((t, h)) if self.bare || text != b"\\." => {
+                h.update(line);
+                t.rows += 1;
+            }
+            Some(_) => {
+                let (mut t, h) = self.current.take().expect("a block");
+                t.hash = *h.finalize().as_bytes();
+                self.tables.push(t);
+            }
+            None => {
+                let text = String::from_utf8_lossy(text);
+                if let Some(rest) = text.strip_prefix("COPY ")
+                    && let Some(rest) = rest.strip_suffix(" FROM stdin;")
+                    && let Some((table, columns)) = rest.split_once(" (")
+                {
+                    self.current = Some((
+                        TableSum {
+                            table: table.to_owned(),
+                            columns: columns.strip_suffix(')').unwrap_or(columns).to_owned(),
+                            rows: 0,
+                            hash: [0; 32],
+                        },
+                        blake3::Hasher::new(),
+                    ));
+                }
+            }
+        }
+    }
+}
+
+impl Write for CopySums {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut rest = buf;
+        while let Some(i) = rest.iter().position(|&b| b == b'\n') {
+            let mut line = std::mem::take(&mut self.line);
+            line.extend_from_slice(&rest[..=i]);
+            self.line_done(&line);
+            rest = &rest[i + 1..];
+        }
+        self.line.extend_from_slice(rest);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
