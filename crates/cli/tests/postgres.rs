@@ -482,6 +482,25 @@ fn postgres_failures_say_why_and_leave_no_snapshot() {
         .json();
     assert_eq!(shown["item_list"][0]["server"]["method"], "builtin");
 
+    // What the built-in export cannot rebuild is refused by name, before anything is stored.
+    let odd = dbs.name("operator");
+    psql("postgres", &format!("CREATE DATABASE {odd}"));
+    psql(
+        &odd,
+        "CREATE OPERATOR === (LEFTARG = integer, RIGHTARG = integer, FUNCTION = int4eq)",
+    );
+    let sb = Sandbox::plain();
+    let cfg = config(&sb, &odd, "method = \"builtin\"\n");
+    let o = run(with_config(&sb, &cfg, &["backup", "--source", "shop"]));
+    assert_ne!(o.code, 0, "{o:#?}");
+    assert!(
+        o.stderr.contains("cannot rebuild operators")
+            && o.stderr.contains("===")
+            && o.stderr.contains("method = \"dump\""),
+        "{o:#?}"
+    );
+    assert!(sb.snapshots().is_empty());
+
     fs::write(
         sb.p("backstop.toml"),
         "repository = \"repo\"\n[sources.shop]\nkind = \"postgres\"\n\

@@ -22,8 +22,9 @@
 //! its entries), by which a restore of single tables picks what it needs. Owners and privileges
 //! are not written: objects belong to whoever restores (as with `pg_restore --no-owner`).
 //! What the export cannot rebuild (foreign tables, base types, operators, collations or text
-//! search configurations of the database's own, ordered-set aggregates, event triggers) is
-//! refused before anything is written, naming it: `method = "dump"` handles those.
+//! search configurations of the database's own, ordered-set and moving aggregates, event
+//! triggers) is refused before anything is written, naming it: `method = "dump"` handles
+//! those.
 
 use std::io::Write;
 use std::thread::JoinHandle;
@@ -370,6 +371,15 @@ fn refuse_unsupported(c: &mut Client) -> Result<(), Error> {
             ),
         ),
         (
+            "moving-aggregate definitions",
+            format!(
+                "SELECT p.oid::regprocedure::text FROM pg_aggregate a JOIN pg_proc p \
+                 ON p.oid = a.aggfnoid JOIN pg_namespace n ON n.oid = p.pronamespace \
+                 WHERE a.aggmtransfn <> 0 AND {USER_NS} AND {}",
+                not_in_extension("pg_proc", "p.oid")
+            ),
+        ),
+        (
             "event triggers",
             "SELECT evtname FROM pg_event_trigger".to_owned(),
         ),
@@ -711,15 +721,21 @@ fn plan(c: &mut Client, server_num: u32) -> Result<Plan, Error> {
         c,
         &format!(
             "SELECT n.nspname, p.proname, format('CREATE AGGREGATE %s(%s) (SFUNC = %s, \
-               STYPE = %s%s%s%s%s);', p.oid::regproc, \
+               STYPE = %s%s%s%s%s%s%s%s%s);', p.oid::regproc, \
                pg_get_function_identity_arguments(p.oid), a.aggtransfn::regproc, \
                format_type(a.aggtranstype, NULL), \
+               CASE WHEN a.aggtransspace <> 0 THEN ', SSPACE = ' || a.aggtransspace END, \
                CASE WHEN a.aggfinalfn <> 0 THEN ', FINALFUNC = ' || a.aggfinalfn::regproc END, \
+               CASE WHEN a.aggfinalextra THEN ', FINALFUNC_EXTRA' END, \
                CASE WHEN a.aggcombinefn <> 0 THEN ', COMBINEFUNC = ' || a.aggcombinefn::regproc END, \
+               CASE WHEN a.aggserialfn <> 0 THEN ', SERIALFUNC = ' || a.aggserialfn::regproc \
+                 || ', DESERIALFUNC = ' || a.aggdeserialfn::regproc END, \
                CASE WHEN a.agginitval IS NOT NULL THEN ', INITCOND = ' \
                  || quote_literal(a.agginitval) END, \
                CASE WHEN a.aggsortop <> 0 THEN ', SORTOP = OPERATOR(' \
-                 || a.aggsortop::regoperator::text || ')' END) \
+                 || a.aggsortop::regoper::text || ')' END, \
+               CASE p.proparallel WHEN 's' THEN ', PARALLEL = SAFE' \
+                 WHEN 'r' THEN ', PARALLEL = RESTRICTED' END) \
              FROM pg_aggregate a JOIN pg_proc p ON p.oid = a.aggfnoid \
              JOIN pg_namespace n ON n.oid = p.pronamespace \
              WHERE {USER_NS} AND {} ORDER BY p.oid",
