@@ -33,7 +33,7 @@ use backstop_format::manifest::{Item, ItemKind, ServerDatabase, SourceKind};
 use postgres::{Client, SimpleQueryMessage};
 
 use crate::postgres::{FINGERPRINT, TABLE_ROWS, quote_ident, quote_literal};
-use crate::server::{MIGRATIONS, migrations_present};
+use crate::server::{LineSink, MIGRATIONS, migrations_present, write_lines};
 use crate::{Chunking, Entry, EntryContent, Error, Source};
 
 /// A connection of the built-in export to the database at `url` (a `postgres://` URL without
@@ -1242,8 +1242,7 @@ impl<'a, W: Write> PartFilter<'a, W> {
         OF_TABLE.contains(&kind)
     }
 
-    fn line_done(&mut self) -> std::io::Result<()> {
-        let line = std::mem::take(&mut self.line);
+    fn part_line(&mut self, line: Vec<u8>) -> std::io::Result<()> {
         let text = line.strip_suffix(b"\n").unwrap_or(&line);
         if self.in_copy {
             self.in_copy = text != b"\\.";
@@ -1267,10 +1266,8 @@ impl<'a, W: Write> PartFilter<'a, W> {
 
     /// Passes what is left and says which wanted table the script did not have.
     pub(crate) fn finish(mut self) -> Result<(), Error> {
-        if !self.line.is_empty() {
-            self.line_done()
-                .map_err(|e| Error::io("loading the export", e))?;
-        }
+        self.rest()
+            .map_err(|e| Error::io("loading the export", e))?;
         self.out
             .flush()
             .map_err(|e| Error::io("loading the export", e))?;
@@ -1284,16 +1281,19 @@ impl<'a, W: Write> PartFilter<'a, W> {
     }
 }
 
+impl<W: Write> LineSink for PartFilter<'_, W> {
+    fn pending(&mut self) -> &mut Vec<u8> {
+        &mut self.line
+    }
+
+    fn line(&mut self, line: Vec<u8>) -> std::io::Result<()> {
+        self.part_line(line)
+    }
+}
+
 impl<W: Write> Write for PartFilter<'_, W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let mut rest = buf;
-        while let Some(i) = rest.iter().position(|&b| b == b'\n') {
-            self.line.extend_from_slice(&rest[..=i]);
-            self.line_done()?;
-            rest = &rest[i + 1..];
-        }
-        self.line.extend_from_slice(rest);
-        Ok(buf.len())
+        write_lines(self, buf)
     }
 
     fn flush(&mut self) -> std::io::Result<()> {

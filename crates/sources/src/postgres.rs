@@ -17,7 +17,9 @@ use backstop_format::manifest::{ServerDatabase, SourceKind, TableRows};
 
 use crate::command::CommandSource;
 use crate::pg_export::{PartFilter, PgExport};
-use crate::server::{Feed, MIGRATIONS, Method, Observed, UntilClosed, migrations_present};
+use crate::server::{
+    Feed, LineSink, MIGRATIONS, Method, Observed, UntilClosed, migrations_present, write_lines,
+};
 use crate::table_csv::CopyCsv;
 use crate::{Entry, Error, Source};
 
@@ -466,43 +468,23 @@ impl Postgres {
             feed(&mut csv)?;
             return csv.finish();
         }
-        let mut child = Command::new("pg_restore")
-            .args([
+        let written = pg_restore_script(
+            &[
                 "--data-only",
                 "--file=-",
                 "--schema",
                 &schema,
                 "--table",
                 &name,
-            ])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| Error::io("starting pg_restore (install PostgreSQL's client tools)", e))?;
-        let mut stdin = UntilClosed(child.stdin.take().expect("stdin is piped"));
-        let mut stdout = child.stdout.take().expect("stdout is piped");
-        let writer = std::thread::spawn(move || {
-            let mut csv = CopyCsv::new(out, None);
-            std::io::copy(&mut stdout, &mut csv)
-                .map_err(|e| Error::io("writing the CSV file", e))?;
-            csv.finish()
-        });
-        let fed = feed(&mut stdin);
-        drop(stdin);
-        let written = writer
-            .join()
-            .map_err(|_| Error::Invalid("writing the CSV file failed".into()))?;
-        let done = child
-            .wait_with_output()
-            .map_err(|e| Error::io("waiting for pg_restore", e))?;
-        if !done.status.success() {
-            return Err(Error::Invalid(format!(
-                "pg_restore --data-only failed: {}",
-                String::from_utf8_lossy(&done.stderr).trim()
-            )));
-        }
-        fed?;
+            ],
+            feed,
+            move |mut stdout| {
+                let mut csv = CopyCsv::new(out, None);
+                std::io::copy(&mut stdout, &mut csv)
+                    .map_err(|e| Error::io("writing the CSV file", e))?;
+                csv.finish()
+            },
+        );
         written.map_err(|e| match e {
             Error::Invalid(m) if m.contains("no rows") => Error::Invalid(format!(
                 "the dump has no rows of a table {schema}.{name} (a partitioned table's rows \
@@ -525,36 +507,12 @@ impl Postgres {
             feed(&mut sums)?;
             return Ok(sums.tables);
         }
-        let mut child = Command::new("pg_restore")
-            .args(["--data-only", "--file=-"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| Error::io("starting pg_restore (install PostgreSQL's client tools)", e))?;
-        let mut stdin = UntilClosed(child.stdin.take().expect("stdin is piped"));
-        let mut stdout = child.stdout.take().expect("stdout is piped");
-        let reader = std::thread::spawn(move || {
+        pg_restore_script(&["--data-only", "--file=-"], feed, |mut stdout| {
             let mut sums = CopySums::default();
-            std::io::copy(&mut stdout, &mut sums).map(|_| sums.tables)
-        });
-        let fed = feed(&mut stdin);
-        drop(stdin);
-        let sums = reader
-            .join()
-            .map_err(|_| Error::Invalid("reading pg_restore's script failed".into()))?
-            .map_err(|e| Error::io("reading pg_restore's script", e))?;
-        let out = child
-            .wait_with_output()
-            .map_err(|e| Error::io("waiting for pg_restore", e))?;
-        if !out.status.success() {
-            return Err(Error::Invalid(format!(
-                "pg_restore --data-only failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            )));
-        }
-        fed?;
-        Ok(sums)
+            std::io::copy(&mut stdout, &mut sums)
+                .map_err(|e| Error::io("reading pg_restore's script", e))?;
+            Ok(sums.tables)
+        })
     }
 
     /// The same hash of each of `tables`' rows as they are in this database now, read by
@@ -868,37 +826,51 @@ impl Source for PgDump {
 impl Postgres {
     /// `pg_restore --list` of the dump `feed` writes.
     fn table_of_contents(&self, feed: &mut Feed<'_>) -> Result<String, Error> {
-        let mut child = Command::new("pg_restore")
-            .arg("--list")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| Error::io("starting pg_restore (install PostgreSQL's client tools)", e))?;
-        let mut stdin = UntilClosed(child.stdin.take().expect("stdin is piped"));
-        let mut stdout = child.stdout.take().expect("stdout is piped");
-        let reader = std::thread::spawn(move || {
+        pg_restore_script(&["--list"], feed, |mut stdout| {
             let mut text = String::new();
-            stdout.read_to_string(&mut text).map(|_| text)
-        });
-        let fed = feed(&mut stdin);
-        drop(stdin);
-        let text = reader
-            .join()
-            .map_err(|_| Error::Invalid("reading pg_restore's list failed".into()))?
-            .map_err(|e| Error::io("reading pg_restore's list", e))?;
-        let out = child
-            .wait_with_output()
-            .map_err(|e| Error::io("waiting for pg_restore", e))?;
-        if !out.status.success() {
-            return Err(Error::Invalid(format!(
-                "pg_restore --list failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            )));
-        }
-        fed?;
-        Ok(text)
+            stdout
+                .read_to_string(&mut text)
+                .map_err(|e| Error::io("reading pg_restore's list", e))?;
+            Ok(text)
+        })
     }
+}
+
+/// Runs `pg_restore ARGS` without a server (`--list`, or `--file=-`: it writes to its standard
+/// output) on the dump `feed` writes, `consume` reading that output on a thread of its own;
+/// what `consume` gives. pg_restore's failure comes first, then `feed`'s, then `consume`'s.
+fn pg_restore_script<T: Send + 'static>(
+    args: &[&str],
+    feed: &mut Feed<'_>,
+    consume: impl FnOnce(ChildStdout) -> Result<T, Error> + Send + 'static,
+) -> Result<T, Error> {
+    let mut child = Command::new("pg_restore")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| Error::io("starting pg_restore (install PostgreSQL's client tools)", e))?;
+    let mut stdin = UntilClosed(child.stdin.take().expect("stdin is piped"));
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let reader = std::thread::spawn(move || consume(stdout));
+    let fed = feed(&mut stdin);
+    drop(stdin);
+    let consumed = reader
+        .join()
+        .map_err(|_| Error::Invalid("reading pg_restore's output failed".into()))?;
+    let out = child
+        .wait_with_output()
+        .map_err(|e| Error::io("waiting for pg_restore", e))?;
+    if !out.status.success() {
+        return Err(Error::Invalid(format!(
+            "pg_restore {} failed: {}",
+            args[0],
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    fed?;
+    consumed
 }
 
 /// The entries of a dump's table of contents that restore `wanted` tables (schema, name):
@@ -1134,16 +1106,16 @@ impl CopySums {
     }
 
     fn end(mut self) -> TableSum {
-        if !self.line.is_empty() {
-            let line = std::mem::take(&mut self.line);
-            self.line_done(&line);
+        let rest = std::mem::take(&mut self.line);
+        if !rest.is_empty() {
+            self.sum_line(&rest);
         }
         let (mut t, h) = self.current.take().expect("started");
         t.hash = *h.finalize().as_bytes();
         t
     }
 
-    fn line_done(&mut self, line: &[u8]) {
+    fn sum_line(&mut self, line: &[u8]) {
         let text = line.strip_suffix(b"\n").unwrap_or(line);
         match &mut self.current {
             Some((t, h)) if self.bare || text != b"\\." => {
@@ -1176,17 +1148,20 @@ impl CopySums {
     }
 }
 
+impl LineSink for CopySums {
+    fn pending(&mut self) -> &mut Vec<u8> {
+        &mut self.line
+    }
+
+    fn line(&mut self, line: Vec<u8>) -> std::io::Result<()> {
+        self.sum_line(&line);
+        Ok(())
+    }
+}
+
 impl Write for CopySums {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let mut rest = buf;
-        while let Some(i) = rest.iter().position(|&b| b == b'\n') {
-            let mut line = std::mem::take(&mut self.line);
-            line.extend_from_slice(&rest[..=i]);
-            self.line_done(&line);
-            rest = &rest[i + 1..];
-        }
-        self.line.extend_from_slice(rest);
-        Ok(buf.len())
+        write_lines(self, buf)
     }
 
     fn flush(&mut self) -> std::io::Result<()> {

@@ -425,6 +425,35 @@ pub(crate) fn migrations_present(schema: &str) -> String {
 /// `pg_restore --list`, the entries of a `--use-list`) or stopped at an error, it may close its
 /// input; the rest of the dump is then discarded instead of failing the writer, and the tool's
 /// exit status says how it went.
+/// A writer that takes what is written into it a line at a time (a script, `COPY` text):
+/// [`write_lines`] hands it each whole line, [`LineSink::rest`] what is left at the end.
+pub(crate) trait LineSink {
+    /// The bytes written after the last line break, not yet a whole line.
+    fn pending(&mut self) -> &mut Vec<u8>;
+    /// One whole line, with its `\n` (or the last bytes, without one).
+    fn line(&mut self, line: Vec<u8>) -> std::io::Result<()>;
+    /// Hands over the last bytes when they do not end with a line break.
+    fn rest(&mut self) -> std::io::Result<()> {
+        match std::mem::take(self.pending()) {
+            rest if rest.is_empty() => Ok(()),
+            rest => self.line(rest),
+        }
+    }
+}
+
+/// `Write::write` for a [`LineSink`]: every line `buf` completes goes to [`LineSink::line`].
+pub(crate) fn write_lines(sink: &mut impl LineSink, buf: &[u8]) -> std::io::Result<usize> {
+    let mut rest = buf;
+    while let Some(i) = rest.iter().position(|&b| b == b'\n') {
+        let mut line = std::mem::take(sink.pending());
+        line.extend_from_slice(&rest[..=i]);
+        sink.line(line)?;
+        rest = &rest[i + 1..];
+    }
+    sink.pending().extend_from_slice(rest);
+    Ok(buf.len())
+}
+
 pub(crate) struct UntilClosed(pub ChildStdin);
 
 impl Write for UntilClosed {

@@ -10,6 +10,7 @@
 use std::io::Write;
 
 use crate::Error;
+use crate::server::{LineSink, write_lines};
 
 /// A writer that takes a PostgreSQL script and writes the rows of one `COPY ... FROM stdin`
 /// block of it as CSV into `out`: the block after the built-in export's marker of `part`
@@ -43,8 +44,7 @@ impl<W: Write> CopyCsv<W> {
         }
     }
 
-    fn line_done(&mut self) -> std::io::Result<()> {
-        let line = std::mem::take(&mut self.line);
+    fn copy_line(&mut self, line: Vec<u8>) -> std::io::Result<()> {
         let text = line.strip_suffix(b"\n").unwrap_or(&line);
         match self.state {
             State::Done => {}
@@ -78,10 +78,8 @@ impl<W: Write> CopyCsv<W> {
 
     /// The rows written; an error if the script had no such block.
     pub(crate) fn finish(mut self) -> Result<u64, Error> {
-        if !self.line.is_empty() {
-            self.line_done()
-                .map_err(|e| Error::io("writing the CSV file", e))?;
-        }
+        self.rest()
+            .map_err(|e| Error::io("writing the CSV file", e))?;
         self.out
             .flush()
             .map_err(|e| Error::io("writing the CSV file", e))?;
@@ -98,19 +96,22 @@ impl<W: Write> CopyCsv<W> {
     }
 }
 
+impl<W: Write> LineSink for CopyCsv<W> {
+    fn pending(&mut self) -> &mut Vec<u8> {
+        &mut self.line
+    }
+
+    fn line(&mut self, line: Vec<u8>) -> std::io::Result<()> {
+        self.copy_line(line)
+    }
+}
+
 impl<W: Write> Write for CopyCsv<W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         if self.state == State::Done {
             return Ok(buf.len());
         }
-        let mut rest = buf;
-        while let Some(i) = rest.iter().position(|&b| b == b'\n') {
-            self.line.extend_from_slice(&rest[..=i]);
-            self.line_done()?;
-            rest = &rest[i + 1..];
-        }
-        self.line.extend_from_slice(rest);
-        Ok(buf.len())
+        write_lines(self, buf)
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
