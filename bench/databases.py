@@ -199,6 +199,8 @@ def main():
     exe = Path(args.backstop or REPO_ROOT / "target" / "release" / "backstop").resolve()
     if not exe.exists():
         sys.exit(f"{exe} not found: cargo build --release (or pass --backstop PATH)")
+    if not shutil.which("restic"):
+        sys.exit("restic not found: install it (Debian: apt-get install restic borgbackup)")
     tools = (["backstop"] + (["builtin"] if args.builtin else []) + ["restic"]
              + (["borg"] if shutil.which("borg") else []))
     wd = Path(args.workdir)

@@ -304,6 +304,21 @@ fn pagila_comes_back_in_a_new_database_table_for_table() {
     let csv = restore_csv(&sb, &cfg, &["public.actor", "film"]);
     assert_eq!(csv[0], csv_of(&source, "public.actor"));
     assert_eq!(csv[1], csv_of(&source, "public.film"));
+    // With nothing but the repository (a new machine): no source in backstop.toml needed.
+    let bare = sb.p("bare.toml");
+    fs::write(&bare, "repository = \"repo\"\n").unwrap();
+    let out = sb.p("bare-csv");
+    let mut c = with_config(
+        &sb,
+        &bare,
+        &["restore", "latest:shop", "--table", "public.actor", "--to"],
+    );
+    c.arg(&out);
+    run(c).ok();
+    assert_eq!(
+        fs::read_to_string(out.join("public.actor.csv")).unwrap(),
+        csv[0]
+    );
 
     // Into a database that exists: refused by the server, and that database stays as it was.
     let o = restore_into(&sb, &cfg, &source, &[]);

@@ -1148,11 +1148,14 @@ impl Source for PgExport {
         let (Some(mut client), Some(plan)) = (self.client.take(), self.plan.take()) else {
             return Ok(None);
         };
-        let (reader, mut writer) =
+        let (reader, writer) =
             std::io::pipe().map_err(|e| Error::io("making a pipe for the export", e))?;
         let encoding = self.encoding.clone();
         self.writer = Some(std::thread::spawn(move || {
-            write_script(&mut client, &plan, &encoding, &mut writer)
+            // The client hands over one row at a time: written into the pipe in large pieces.
+            let mut out = std::io::BufWriter::with_capacity(1 << 20, writer);
+            write_script(&mut client, &plan, &encoding, &mut out)?;
+            out.flush().map_err(|e| Error::io("writing the export", e))
         }));
         let mut item = Item::new(self.item_path.clone(), ItemKind::Stream);
         item.server = self.meta.take();

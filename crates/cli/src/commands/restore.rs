@@ -320,11 +320,7 @@ fn server_dump<'a>(
                 snap.source.kind.as_str()
             ))
         })?;
-    let item = items
-        .iter()
-        .find(|i| i.content.is_some())
-        .ok_or_else(|| anyhow::anyhow!("snapshot {} holds no dump", id.short()))?;
-    let content = item.content.as_ref().expect("found with content");
+    let (item, content) = dump_of(id, items)?;
     Ok(ServerDump {
         product,
         source,
@@ -354,13 +350,31 @@ fn restore_tables_as_csv(
         ))
         .into());
     }
+    let source = a.source.as_deref().unwrap_or(&snap.source.name);
+    // PostgreSQL's rows come from the dump alone: no server, and no source in backstop.toml
+    // needed (a new machine after a disaster).
     let ServerDump {
-        source,
         server,
         item,
         content,
         ..
-    } = server_dump(ctx, id, snap, items, a)?;
+    } = match (snap.source.kind, ctx.config.sources.contains_key(source)) {
+        (SourceKind::Postgres, false) => {
+            let (item, content) = dump_of(id, items)?;
+            ServerDump {
+                product: "PostgreSQL",
+                source,
+                server: backstop_app::restore::Server::new(
+                    "postgres",
+                    "postgres://localhost/unused",
+                    None,
+                )?,
+                item,
+                content,
+            }
+        }
+        _ => server_dump(ctx, id, snap, items, a)?,
+    };
     if a.dry_run {
         outln!(
             "would write {} of snapshot {} of {source} as CSV into {}",
@@ -394,6 +408,17 @@ fn restore_tables_as_csv(
         }
     }
     Ok(crate::exit::OK)
+}
+
+/// The dump in a database server's snapshot, and its content.
+fn dump_of(
+    id: SnapshotId,
+    items: &[Item],
+) -> anyhow::Result<(&Item, &backstop_format::tree::Content)> {
+    items
+        .iter()
+        .find_map(|i| i.content.as_ref().map(|c| (i, c)))
+        .ok_or_else(|| anyhow::anyhow!("snapshot {} holds no dump", id.short()))
 }
 
 /// `--in-place` for a PostgreSQL snapshot: the live database of the source replaced by the
