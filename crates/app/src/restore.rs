@@ -289,9 +289,9 @@ pub struct ServerInPlaceDone {
 /// 1. the live schema and its version are compared with the snapshot's (a difference is refused
 ///    unless allowed: the restore would undo a migration);
 /// 2. a `pre-restore` safety snapshot of the live database is taken;
-/// 3. the dump is loaded into a new database beside it and its rows checked against the
-///    snapshot's record (a load that fails or does not match is dropped; the live database is
-///    untouched);
+/// 3. the dump is loaded into a new database beside it, its row counts checked against the
+///    snapshot's record and its rows byte for byte against the dump's ([`Server::checksums`]:
+///    a load that fails or does not match is dropped; the live database is untouched);
 /// 4. the new database takes the live one's name ([`Server::replace_with`]), and the previous
 ///    one is kept under `NAME_before_SAFETY`, for the administrator to drop.
 ///
@@ -374,7 +374,11 @@ pub fn server_in_place(
     let new_name = limited(&format!("{name}_restoring_{safety_short}"));
     let kept = limited(&format!("{name}_before_{safety_short}"));
     // The application may log in as another role than ours: its objects keep their owners.
-    let new = r.live.with_database(&new_name).keeping_owners();
+    let new = r
+        .live
+        .with_database(&new_name)
+        .keeping_owners()
+        .for_dump(Some(r.record));
     into_new_database(ix, r.content, Some(r.record), &new, &[], &r.rt.host).map_err(|e| {
         e.context(format!(
             "loading the snapshot beside {name}; {name} was not changed (safety snapshot \
@@ -391,9 +395,17 @@ pub fn server_in_place(
     let loaded = new
         .observe()
         .map_err(|e| drop_new(format!("reading the loaded copy: {e}")))?;
+    // Every table's rows: as many as recorded, and byte for byte the dump's.
+    let sums = new.checksums(r.record, &mut |w| {
+        ix.loader()
+            .write_content(r.content, w, &backstop_engine::NoProgress)
+            .map_err(|e| backstop_sources::Error::Invalid(format!("{e}")))
+    });
     let failed: Vec<String> = backstop_sources::server::Server::compare(r.record, &loaded)
         .into_iter()
-        .filter(|c| !c.passed && c.name == "rows")
+        .filter(|c| c.name == "rows")
+        .chain(sums)
+        .filter(|c| !c.passed)
         .map(|c| c.detail)
         .collect();
     if !failed.is_empty() {

@@ -209,6 +209,17 @@ impl Server {
         }
     }
 
+    /// The check `checksums` of this database, just loaded from the dump `feed` writes and
+    /// not changed since: every table's rows byte for byte the dump's. `None` where it cannot
+    /// be made: MariaDB, and PostgreSQL over TLS (the client that reads the rows back cannot
+    /// do TLS yet).
+    pub fn checksums(&self, expected: &ServerDatabase, feed: &mut Feed<'_>) -> Option<Check> {
+        match self {
+            Server::Postgres(p) if !p.needs_tls() => Some(checksums(p, expected, feed)),
+            _ => None,
+        }
+    }
+
     /// Whether [`Server::replace_with`] is built for this server: an error that says what to
     /// do instead where it is not (MariaDB has no RENAME DATABASE).
     pub fn can_replace(&self) -> Result<(), Error> {
@@ -267,12 +278,7 @@ impl Server {
                     Ok(now) => compare(expected, &now.tables, &now.schema_fingerprint),
                     Err(e) => vec![check("rows", false, e.to_string())],
                 });
-                // (Not over TLS yet: the client that reads the rows back cannot do it.)
-                if let Server::Postgres(p) = &scratch
-                    && !p.needs_tls()
-                {
-                    checks.push(checksums(p, expected, feed));
-                }
+                checks.extend(scratch.checksums(expected, feed));
             }
         }
         if let Err(e) = scratch.drop_database() {

@@ -529,7 +529,7 @@ fn restore_server_in_place(
         )?;
         outln!(
             "restored snapshot {} of {source} into the live database {live} in {:.1} s; every \
-             table's rows checked against the snapshot",
+             table's rows checked against the snapshot before the switch",
             id.short(),
             started.elapsed().as_secs_f64()
         )?;
