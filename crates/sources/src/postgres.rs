@@ -530,8 +530,13 @@ impl Postgres {
              SET extra_float_digits = 3; SET search_path = ''",
             quote_literal(encoding.unwrap_or("UTF8"))
         );
-        c.batch_execute(&session)
-            .map_err(|e| Error::Invalid(format!("PostgreSQL at {}: {e}", self.url)))?;
+        c.batch_execute(&session).map_err(|e| {
+            Error::Invalid(format!(
+                "PostgreSQL at {}: {}",
+                self.url,
+                crate::pg_export::error_text(&e)
+            ))
+        })?;
         let mut out = Vec::new();
         for t in tables {
             let mut sums = CopySums::default();
@@ -540,9 +545,13 @@ impl Postgres {
                 "COPY (SELECT {} FROM ONLY {}) TO STDOUT",
                 t.columns, t.table
             );
-            let mut reader = c
-                .copy_out(query.as_str())
-                .map_err(|e| Error::Invalid(format!("PostgreSQL: reading {}: {e}", t.table)))?;
+            let mut reader = c.copy_out(query.as_str()).map_err(|e| {
+                Error::Invalid(format!(
+                    "PostgreSQL: reading {}: {}",
+                    t.table,
+                    crate::pg_export::error_text(&e)
+                ))
+            })?;
             std::io::copy(&mut reader, &mut sums)
                 .map_err(|e| Error::io(format!("reading {}", t.table), e))?;
             drop(reader);
