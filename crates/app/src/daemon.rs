@@ -38,6 +38,8 @@ pub struct SourceSpec {
     /// Where its snapshots are drilled when they are server dumps (a PostgreSQL source's
     /// server).
     pub server_drill: Option<std::sync::Arc<dyn backstop_engine::drill::ServerDrill>>,
+    /// The live database of a PostgreSQL or MariaDB source, which an in-place restore replaces.
+    pub server: Option<backstop_sources::server::Server>,
 }
 
 /// Builds a source's reader afresh for each backup (by name).
@@ -165,6 +167,7 @@ pub fn setup_from_config(
                 offsite: s.offsite,
             },
             server_drill: crate::verify::server_drill(config, name)?,
+            server: crate::sources::server_of(config, s)?,
         });
     }
     let mut tasks = config.tasks()?;

@@ -258,9 +258,12 @@ pub fn tables_as_csv(
 /// An in-place restore of a database server's dump (PostgreSQL), as a front end asks for it:
 /// the snapshot's dump replaces the live database of `source`.
 pub struct ServerInPlace<'a> {
-    pub config: &'a Config,
     /// The configured source whose database is replaced.
     pub source: &'a str,
+    /// Its reader, for the safety snapshot (made only once the schema check passed).
+    pub reader: &'a dyn Fn() -> anyhow::Result<crate::sources::SourceReader>,
+    /// Its tags, for the safety snapshot.
+    pub tags: Vec<String>,
     pub snapshot: backstop_format::SnapshotId,
     pub content: &'a backstop_format::tree::Content,
     /// What the dump was taken from.
@@ -308,7 +311,8 @@ pub fn server_in_place(
     r.live.can_replace()?;
     let now = r.live.observe().map_err(|e| {
         anyhow::anyhow!(
-            "{e}: an in-place restore replaces a database that exists; nothing was changed"
+            "{e}: an in-place restore replaces a database that exists; nothing was changed (to \
+             make {name} again from the snapshot, restore it with --to-database {name})"
         )
     })?;
     let schema_differs = now.schema_fingerprint != r.record.schema_fingerprint;
@@ -329,17 +333,7 @@ pub fn server_in_place(
         ))
         .into());
     }
-    let s = r.config.sources.get(r.source).ok_or_else(|| {
-        crate::error::UsageError(format!("source {:?} is not in backstop.toml", r.source))
-    })?;
-    let mut reader = crate::sources::source_with_flags(
-        r.config,
-        r.source,
-        s,
-        &[],
-        false,
-        backstop_format::manifest::Excludes::default(),
-    )?;
+    let mut reader = (r.reader)()?;
     let req = crate::backup::BackupRequest {
         kind: backstop_format::manifest::BackupKind::PreRestore,
         description: Some(format!(
@@ -353,7 +347,7 @@ pub fn server_in_place(
         skip_unchanged: crate::backup::SkipUnchanged::AsConfigured,
     };
     let settings = crate::backup::SourceSettings {
-        tags: s.tags.clone(),
+        tags: r.tags.clone(),
         description: None,
         skip_unchanged: false,
     };

@@ -972,3 +972,121 @@ fn a_dump_cut_off_midway_leaves_no_snapshot() {
         assert!(sb.snapshots().is_empty(), "{method}");
     }
 }
+
+/// A POST with a bearer token and a JSON body: the status and the body parsed.
+fn post_json(url: &str, token: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(std::time::Duration::from_secs(120)))
+        .build()
+        .into();
+    let mut r = agent
+        .post(url)
+        .header("Authorization", format!("Bearer {token}"))
+        .content_type("application/json")
+        .send(body.to_string())
+        .unwrap();
+    let status = r.status().as_u16();
+    let text = r.body_mut().read_to_string().unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}")),
+    )
+}
+
+/// The daemon's API restores a PostgreSQL source in place, as the CLI does: the plan first
+/// (rows in the snapshot and now), then the job, which takes a safety snapshot, switches, and
+/// keeps the previous database.
+#[test]
+fn the_api_restores_a_postgres_source_in_place() {
+    let mut dbs = Databases(Vec::new());
+    let live = dbs.name("api");
+    psql("postgres", &format!("CREATE DATABASE {live}"));
+    psql(
+        &live,
+        "CREATE TABLE stock (sku text PRIMARY KEY, qty int NOT NULL); \
+         INSERT INTO stock VALUES ('A-1', 4), ('B-2', 0), ('C-3', 17)",
+    );
+    let sb = Sandbox::plain();
+    let cfg = config(
+        &sb,
+        &live,
+        "[daemon]\nverify = \"off\"\nverify_data = \"off\"\nforget = \"off\"\nprune = \"off\"\n",
+    );
+    let made = run(with_config(
+        &sb,
+        &cfg,
+        &["--json", "backup", "--source", "shop"],
+    ))
+    .ok()
+    .json();
+    let snapshot = made["id"].as_str().unwrap().to_string();
+    psql(&live, "DELETE FROM stock WHERE sku = 'B-2'");
+    let token = run(with_config(
+        &sb,
+        &cfg,
+        &["token", "add", "ops", "--scope", "admin"],
+    ))
+    .ok()
+    .stdout
+    .trim()
+    .to_string();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut serve = with_config(&sb, &cfg, &["serve", "--listen", &listen]);
+    serve
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let _daemon = Daemon(serve.spawn().unwrap());
+    let url = format!("http://{listen}/api/v1/restores");
+    let start = std::time::Instant::now();
+    while get(&format!("http://{listen}/api/v1/status"), &token).is_none() {
+        assert!(start.elapsed() < std::time::Duration::from_secs(60));
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let (status, plan) = post_json(
+        &url,
+        &token,
+        &serde_json::json!({"snapshot": snapshot, "source": "shop", "dry_run": true}),
+    );
+    assert_eq!(status, 200, "{plan:#}");
+    assert_eq!(plan["database"], live.as_str(), "{plan:#}");
+    assert_eq!(plan["server"]["tables"][0]["rows"], 3, "{plan:#}");
+    assert_eq!(plan["now"]["tables"][0]["rows"], 2, "{plan:#}");
+    assert_eq!(
+        psql(&live, "SELECT count(*) FROM stock"),
+        "2",
+        "a plan changes nothing"
+    );
+
+    let (status, job) = post_json(
+        &url,
+        &token,
+        &serde_json::json!({"snapshot": snapshot, "source": "shop", "wait": true}),
+    );
+    assert_eq!(status, 201, "{job:#}");
+    let kept = job["result"]["previous_kept_as"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{job:#}"))
+        .to_string();
+    dbs.0.push(kept.clone());
+    assert_eq!(
+        psql(
+            &live,
+            "SELECT string_agg(sku || '=' || qty, ',' ORDER BY sku) FROM stock"
+        ),
+        "A-1=4,B-2=0,C-3=17"
+    );
+    assert_eq!(psql(&kept, "SELECT count(*) FROM stock"), "2");
+    let safety = job["result"]["safety_snapshot"].as_str().unwrap();
+    let listed = run(with_config(&sb, &cfg, &["--json", "snapshots"]))
+        .ok()
+        .json();
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["id"] == safety && s["kind"] == "pre-restore"),
+        "{listed:#}"
+    );
+}

@@ -535,6 +535,13 @@ pub async fn create_restore(
     require(&app, &caller, Permission::Restore, "restore", &target)?;
     check_name("source", &req.source)?;
     check_name("snapshot", &req.snapshot)?;
+    if app
+        .setup
+        .source(&req.source)
+        .is_some_and(|s| s.server.is_some())
+    {
+        return restore_server(&app, &caller, &req, &target).await;
+    }
     let setup = app.setup.clone();
     let (snapshot, source) = (req.snapshot.clone(), req.source.clone());
     let plan = blocking(move || Ok(restore_plan(&setup, &snapshot, &source)?.plan)).await?;
@@ -557,6 +564,61 @@ pub async fn create_restore(
         allow_schema_change: req.allow_schema_change,
     };
     submit(&app, &caller, spec, "restore", &target, req.wait).await
+}
+
+/// `POST /api/v1/restores` for a PostgreSQL source: the plan with `"dry_run": true` (the
+/// snapshot's record of the database and the live database now: rows per table, schema and
+/// its version), else the in-place restore as a job (its schema check refuses a schema or
+/// schema-version change unless `allow_schema_change`).
+async fn restore_server(
+    app: &AppState,
+    caller: &Caller,
+    req: &RestoreRequest,
+    target: &str,
+) -> ApiResult<Response> {
+    let setup = app.setup.clone();
+    let (snapshot, source) = (req.snapshot.clone(), req.source.clone());
+    let (id, plan) = blocking(move || {
+        let found = crate::resolve::find(&setup, &snapshot, Some(&source))?;
+        let ix = backstop_app::repository::load_index(&setup.repo, &|m| tracing::warn!("{m}"))?;
+        let items = ix.loader().read_items(&found.snapshot.items)?;
+        let record = items.into_iter().find_map(|i| i.server).ok_or_else(|| {
+            backstop_engine::Error::Invalid(format!(
+                "snapshot {} holds no database dump",
+                found.id.short()
+            ))
+        })?;
+        let live = setup
+            .source(&source)
+            .and_then(|s| s.server.clone())
+            .expect("a server source");
+        let (now, now_error) = match live.observe() {
+            Ok(o) => (Some(o), None),
+            Err(e) => (None, Some(e.to_string())),
+        };
+        Ok((
+            found.id,
+            serde_json::json!({
+                "snapshot": found.id.to_hex(),
+                "source": source,
+                "database": live.database(),
+                "in_place": true,
+                "server": record,
+                "now": now,
+                "now_error": now_error,
+            }),
+        ))
+    })
+    .await?;
+    if req.dry_run {
+        return Ok(Json(plan).into_response());
+    }
+    let spec = JobSpec::Restore {
+        snapshot: id,
+        source: req.source.clone(),
+        allow_schema_change: req.allow_schema_change,
+    };
+    submit(app, caller, spec, "restore", target, req.wait).await
 }
 
 /// Submits a job for a caller; answers 202 at once, or 201 when it finished with `wait`.

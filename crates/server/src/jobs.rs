@@ -384,15 +384,19 @@ impl Runner {
             ));
         }
         if let JobSpec::Restore { source, .. } = spec
-            && self
-                .setup
-                .source(source)
-                .and_then(|s| s.live_path.as_ref())
-                .is_none()
+            && let Some(s) = self.setup.source(source)
+            && s.live_path.is_none()
         {
-            return Err(SubmitError::Invalid(format!(
-                "source {source:?} has no live database to restore into: only SQLite sources are restored in place; download a files snapshot from its page instead"
-            )));
+            match &s.server {
+                Some(server) => server
+                    .can_replace()
+                    .map_err(|e| SubmitError::Invalid(e.to_string()))?,
+                None => {
+                    return Err(SubmitError::Invalid(format!(
+                        "source {source:?} has no live database to restore into: only SQLite and PostgreSQL sources are restored in place; download a files snapshot from its page instead"
+                    )));
+                }
+            }
         }
         Ok(())
     }
@@ -690,6 +694,25 @@ fn execute(setup: &Setup, spec: &JobSpec, progress: &dyn Progress) -> anyhow::Re
             snapshot,
             source,
             allow_schema_change,
+        } if setup.source(source).is_some_and(|s| s.server.is_some()) => {
+            let done = restore_server(setup, snapshot, source, *allow_schema_change, progress)?;
+            let verdict = Verdict {
+                message: format!(
+                    "restored snapshot {} into the live database {} (safety snapshot {}; the \
+                     previous database is kept as {})",
+                    snapshot.short(),
+                    done.database,
+                    done.safety_snapshot.short(),
+                    done.previous_kept_as
+                ),
+                passed: true,
+            };
+            JobOutcome::new(verdict, &done)
+        }
+        JobSpec::Restore {
+            snapshot,
+            source,
+            allow_schema_change,
         } => {
             let InPlacePlan { plan, item, ix } =
                 restore_plan(setup, &snapshot.to_string(), source)?;
@@ -847,13 +870,60 @@ pub fn restore_plan<'s>(
     let spec = setup
         .source(source)
         .ok_or_else(|| E::NotFound(format!("no source {source:?} is configured")))?;
-    let live = spec.live_path.clone().ok_or_else(|| {
-        E::Invalid(format!(
+    let live = spec.live_path.clone().ok_or_else(|| match &spec.server {
+        Some(server) => E::Invalid(format!(
+            "source {source:?} is a {} database: the page does not restore it in place yet; \
+             use `backstop restore SNAPSHOT --source {source} --in-place` or POST \
+             /api/v1/restores",
+            server.product()
+        )),
+        None => E::Invalid(format!(
             "source {source:?} is not a SQLite database: only databases are restored in place (download a files snapshot from its page instead)"
-        ))
+        )),
     })?;
     let found = crate::resolve::find(setup, snapshot, Some(source))?;
     backstop_app::restore::in_place_plan(&setup.repo, &found, &live, &|m| tracing::warn!("{m}"))
+}
+
+/// An in-place restore of snapshot `id` of a PostgreSQL source into its live database
+/// ([`backstop_app::restore::server_in_place`]): the safety snapshot from the source's own
+/// reader, the load beside it, the checks, the switch.
+fn restore_server(
+    setup: &Setup,
+    id: &SnapshotId,
+    source: &str,
+    allow_schema_change: bool,
+    progress: &dyn Progress,
+) -> anyhow::Result<backstop_app::restore::ServerInPlaceDone> {
+    let spec = setup
+        .source(source)
+        .with_context(|| format!("no source {source:?} is configured"))?;
+    let live = spec.server.as_ref().expect("a server source");
+    let found = crate::resolve::find(setup, &id.to_hex(), Some(source))?;
+    let ix = load_index(&setup.repo)?;
+    let items = ix.loader().read_items(&found.snapshot.items)?;
+    let item = items
+        .iter()
+        .find(|i| i.content.is_some() && i.server.is_some())
+        .with_context(|| format!("snapshot {} holds no database dump", id.short()))?;
+    backstop_app::restore::server_in_place(
+        &setup.repo,
+        &ix,
+        &backstop_app::restore::ServerInPlace {
+            source,
+            reader: &|| (setup.build_source)(source),
+            tags: spec.tags.clone(),
+            snapshot: found.id,
+            content: item.content.as_ref().expect("found with content"),
+            record: item.server.as_ref().expect("found with a record"),
+            live,
+            allow_schema_change,
+            rt: &setup.runtime(),
+            spill: &backstop_engine::SpillOptions::default(),
+        },
+        &|m| tracing::warn!("{m}"),
+        progress,
+    )
 }
 
 /// Loads the index; index files that cannot be read go to the log.

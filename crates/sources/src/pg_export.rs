@@ -266,7 +266,7 @@ impl PgExport {
             .collect();
         let meta = ServerDatabase {
             engine: "postgres".into(),
-            method: "builtin".into(),
+            method: crate::server::Method::Builtin.as_str().into(),
             server_version: one(&mut c, "SHOW server_version")?,
             tool: format!("backstop {} built-in export", env!("CARGO_PKG_VERSION")),
             database: database.to_owned(),

@@ -495,8 +495,21 @@ fn restore_server_in_place(
         repo,
         ix,
         &backstop_app::restore::ServerInPlace {
-            config: &ctx.config,
             source,
+            reader: &|| {
+                let s = ctx
+                    .config
+                    .sources
+                    .get(source)
+                    .expect("found by server_dump");
+                backstop_app::sources::source_from_config(&ctx.config, source, s, &[], false)
+            },
+            tags: ctx
+                .config
+                .sources
+                .get(source)
+                .map(|s| s.tags.clone())
+                .unwrap_or_default(),
             snapshot: id,
             content,
             record,

@@ -101,6 +101,7 @@ pub fn setup_in(dir: &std::path::Path, tasks: Tasks) -> Setup {
                 copy_to: vec![],
                 rules: Default::default(),
                 server_drill: None,
+                server: None,
             },
             SourceSpec {
                 name: "docs".into(),
@@ -115,6 +116,7 @@ pub fn setup_in(dir: &std::path::Path, tasks: Tasks) -> Setup {
                 copy_to: vec![],
                 rules: Default::default(),
                 server_drill: None,
+                server: None,
             },
         ],
         build_source: Arc::new(move |name: &str| {
