@@ -42,6 +42,17 @@ pub struct SourceSpec {
     pub server: Option<backstop_sources::server::Server>,
 }
 
+impl SourceSpec {
+    /// Whether an in-place restore is built for it: a SQLite database, or a PostgreSQL one.
+    pub fn restorable_in_place(&self) -> bool {
+        self.live_path.is_some()
+            || self
+                .server
+                .as_ref()
+                .is_some_and(|d| d.can_replace().is_ok())
+    }
+}
+
 /// Builds a source's reader afresh for each backup (by name).
 pub type SourceFactory = Arc<dyn Fn(&str) -> anyhow::Result<SourceReader> + Send + Sync + 'static>;
 

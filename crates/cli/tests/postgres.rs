@@ -996,9 +996,9 @@ fn post_json(url: &str, token: &str, body: &serde_json::Value) -> (u16, serde_js
 
 /// The daemon's API restores a PostgreSQL source in place, as the CLI does: the plan first
 /// (rows in the snapshot and now), then the job, which takes a safety snapshot, switches, and
-/// keeps the previous database.
+/// keeps the previous database; the restore page does the same for an administrator.
 #[test]
-fn the_api_restores_a_postgres_source_in_place() {
+fn the_api_and_the_page_restore_a_postgres_source_in_place() {
     let mut dbs = Databases(Vec::new());
     let live = dbs.name("api");
     psql("postgres", &format!("CREATE DATABASE {live}"));
@@ -1031,6 +1031,17 @@ fn the_api_restores_a_postgres_source_in_place() {
     .stdout
     .trim()
     .to_string();
+    let mut add = with_config(&sb, &cfg, &["user", "add", "ada", "--role", "admin"]);
+    add.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = add.spawn().unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"correct horse battery\n").unwrap();
+    }
+    assert!(child.wait_with_output().unwrap().status.success());
     let listen = format!("127.0.0.1:{}", free_port());
     let mut serve = with_config(&sb, &cfg, &["serve", "--listen", &listen]);
     serve
@@ -1089,4 +1100,78 @@ fn the_api_restores_a_postgres_source_in_place() {
             .any(|s| s["id"] == safety && s["kind"] == "pre-restore"),
         "{listed:#}"
     );
+
+    // The restore page does the same for an administrator: the plan, then the confirmed form.
+    psql(&live, "UPDATE stock SET qty = 99 WHERE sku = 'A-1'");
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .build()
+        .into();
+    let login = agent
+        .post(&format!("http://{listen}/login"))
+        .content_type("application/x-www-form-urlencoded")
+        .send("username=ada&password=correct+horse+battery")
+        .unwrap();
+    let cookie = login.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let page = agent
+        .get(&format!(
+            "http://{listen}/restore?source=shop&snapshot={snapshot}"
+        ))
+        .header("Cookie", &cookie)
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    assert!(
+        page.contains(&format!(
+            "Replace the live PostgreSQL database <strong class=\"mono\">{live}</strong>"
+        )),
+        "{page}"
+    );
+    assert!(page.contains("public.stock"), "{page}");
+    assert!(page.contains("Same schema as now"), "{page}");
+    let csrf = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap_or_else(|| panic!("no csrf field: {page}"))
+        .to_owned();
+    let posted = agent
+        .post(&format!("http://{listen}/restore"))
+        .header("Cookie", &cookie)
+        .content_type("application/x-www-form-urlencoded")
+        .send(format!(
+            "csrf={csrf}&source=shop&snapshot={snapshot}&confirm=shop"
+        ))
+        .unwrap();
+    assert_eq!(posted.status().as_u16(), 303, "{:?}", posted.headers());
+    let start = std::time::Instant::now();
+    while psql(&live, "SELECT qty FROM stock WHERE sku = 'A-1'") != "4" {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "the page's restore did not happen"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    // Both previous databases are kept: drop them with the test's.
+    let kept_now = psql(
+        "postgres",
+        &format!(
+            "SELECT string_agg(datname, ' ') FROM pg_database WHERE datname LIKE '{live}\\_before\\_%'"
+        ),
+    );
+    for k in kept_now.split_whitespace() {
+        if !dbs.0.iter().any(|d| d == k) {
+            dbs.0.push(k.to_owned());
+        }
+    }
+    assert_eq!(kept_now.split_whitespace().count(), 2, "{kept_now}");
 }

@@ -578,43 +578,12 @@ async fn restore_server(
 ) -> ApiResult<Response> {
     let setup = app.setup.clone();
     let (snapshot, source) = (req.snapshot.clone(), req.source.clone());
-    let (id, plan) = blocking(move || {
-        let found = crate::resolve::find(&setup, &snapshot, Some(&source))?;
-        let ix = backstop_app::repository::load_index(&setup.repo, &|m| tracing::warn!("{m}"))?;
-        let items = ix.loader().read_items(&found.snapshot.items)?;
-        let record = items.into_iter().find_map(|i| i.server).ok_or_else(|| {
-            backstop_engine::Error::Invalid(format!(
-                "snapshot {} holds no database dump",
-                found.id.short()
-            ))
-        })?;
-        let live = setup
-            .source(&source)
-            .and_then(|s| s.server.clone())
-            .expect("a server source");
-        let (now, now_error) = match live.observe() {
-            Ok(o) => (Some(o), None),
-            Err(e) => (None, Some(e.to_string())),
-        };
-        Ok((
-            found.id,
-            serde_json::json!({
-                "snapshot": found.id.to_hex(),
-                "source": source,
-                "database": live.database(),
-                "in_place": true,
-                "server": record,
-                "now": now,
-                "now_error": now_error,
-            }),
-        ))
-    })
-    .await?;
+    let plan = blocking(move || crate::jobs::server_plan(&setup, &snapshot, &source)).await?;
     if req.dry_run {
-        return Ok(Json(plan).into_response());
+        return Ok(Json(serde_json::to_value(&plan).map_err(ApiError::internal)?).into_response());
     }
     let spec = JobSpec::Restore {
-        snapshot: id,
+        snapshot: plan.found.0,
         source: req.source.clone(),
         allow_schema_change: req.allow_schema_change,
     };

@@ -885,6 +885,96 @@ pub fn restore_plan<'s>(
     backstop_app::restore::in_place_plan(&setup.repo, &found, &live, &|m| tracing::warn!("{m}"))
 }
 
+/// The plan of an in-place restore of a PostgreSQL source, as the API's dry run and the
+/// restore page show it.
+#[derive(Debug, Serialize)]
+pub struct ServerPlan {
+    /// The snapshot `spec` named.
+    pub snapshot: String,
+    pub source: String,
+    /// The live database the restore replaces.
+    pub database: String,
+    pub in_place: bool,
+    /// When the snapshot was taken, and its dump's size.
+    pub time: Timestamp,
+    pub bytes: u64,
+    /// What the dump was taken from (its tables and rows, schema, versions).
+    pub server: backstop_format::manifest::ServerDatabase,
+    /// The live database now, or why it could not be read.
+    pub now: Option<backstop_app::restore::Observed>,
+    pub now_error: Option<String>,
+    /// Each table's rows now and in the snapshot (as a SQLite plan lists them).
+    pub tables: Vec<backstop_engine::database::TableChange>,
+    /// Whether the schema and its version are the live database's; `None`: not read.
+    pub schema_matches: Option<bool>,
+    /// The snapshot, the time `@TIME` was read as, and the kind of the snapshot found.
+    #[serde(skip)]
+    pub found: (SnapshotId, Option<Timestamp>, BackupKind),
+}
+
+/// The plan of restoring what `spec` names of the PostgreSQL source `source` in place.
+pub fn server_plan(setup: &Setup, spec: &str, source: &str) -> anyhow::Result<ServerPlan> {
+    let live = setup
+        .source(source)
+        .and_then(|s| s.server.clone())
+        .with_context(|| format!("source {source:?} is not a database server's"))?;
+    live.can_replace()?;
+    let found = crate::resolve::find(setup, spec, Some(source))?;
+    let ix = load_index(&setup.repo)?;
+    let items = ix.loader().read_items(&found.snapshot.items)?;
+    let item = items
+        .into_iter()
+        .find(|i| i.content.is_some() && i.server.is_some())
+        .with_context(|| format!("snapshot {} holds no database dump", found.id.short()))?;
+    let record = item.server.expect("found with a record");
+    let (now, now_error) = match live.observe() {
+        Ok(o) => (Some(o), None),
+        Err(e) => (None, Some(e.to_string())),
+    };
+    let mut tables: Vec<backstop_engine::database::TableChange> = record
+        .tables
+        .iter()
+        .map(|t| backstop_engine::database::TableChange {
+            name: t.name.clone(),
+            rows_snapshot: t.rows,
+            rows_now: now
+                .as_ref()
+                .and_then(|n| n.tables.iter().find(|l| l.name == t.name))
+                .and_then(|l| l.rows),
+        })
+        .collect();
+    if let Some(n) = &now {
+        tables.extend(
+            n.tables
+                .iter()
+                .filter(|l| !record.tables.iter().any(|t| t.name == l.name))
+                .map(|l| backstop_engine::database::TableChange {
+                    name: l.name.clone(),
+                    rows_now: l.rows,
+                    rows_snapshot: None,
+                }),
+        );
+    }
+    let schema_matches = now.as_ref().map(|n| {
+        n.schema_fingerprint == record.schema_fingerprint
+            && n.schema_version == record.schema_version
+    });
+    Ok(ServerPlan {
+        snapshot: found.id.to_hex(),
+        source: source.to_owned(),
+        database: live.database(),
+        in_place: true,
+        time: found.snapshot.time,
+        bytes: item.content.map_or(0, |c| c.size),
+        server: record,
+        now,
+        now_error,
+        tables,
+        schema_matches,
+        found: (found.id, found.as_of, found.snapshot.kind),
+    })
+}
+
 /// An in-place restore of snapshot `id` of a PostgreSQL source into its live database
 /// ([`backstop_app::restore::server_in_place`]): the safety snapshot from the source's own
 /// reader, the load beside it, the checks, the switch.

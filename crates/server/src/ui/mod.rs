@@ -332,7 +332,7 @@ async fn snapshot_page(
     let restorable = app
         .setup
         .source(&detail.row.source)
-        .is_some_and(|s| s.live_path.is_some());
+        .is_some_and(|s| s.restorable_in_place());
     render(
         &app,
         "snapshot.html",
@@ -451,7 +451,7 @@ async fn restore_page(
         .setup
         .sources
         .iter()
-        .filter(|s| s.live_path.is_some())
+        .filter(|s| s.restorable_in_place())
         .map(|s| s.name.clone())
         .collect();
     let source = q
@@ -499,7 +499,7 @@ async fn restore_page(
         "restore.html",
         context! { ..user.ctx(), ..context! {
             restorable => restorable, source => source, rows => ser(&rows),
-            plan => ser(&plan), plan_error => plan_error, nav => "restore",
+            plan => plan, plan_error => plan_error, nav => "restore",
             as_of => as_of,
             time_zone => crate::resolve::zone_name(&app.setup.time_zone),
             at => text(&q.at), at_text => text(&q.at_text),
@@ -510,18 +510,21 @@ async fn restore_page(
 /// The plan of restoring what `spec` names, the time a time spec was read as, and the kind of
 /// the snapshot found. The plan names the snapshot by id, and the confirm form sends that id:
 /// what is restored is what was shown.
+/// A PostgreSQL source's plan ([`crate::jobs::server_plan`]) has `server`, which the page
+/// shows it by.
 fn plan_of(
     setup: &crate::setup::Setup,
     spec: &str,
     source: &str,
-) -> anyhow::Result<(
-    backstop_engine::database::DatabasePlan,
-    Option<Timestamp>,
-    BackupKind,
-)> {
+) -> anyhow::Result<(Value, Option<Timestamp>, BackupKind)> {
+    if setup.source(source).is_some_and(|s| s.server.is_some()) {
+        let plan = crate::jobs::server_plan(setup, spec, source)?;
+        let (_, as_of, kind) = plan.found;
+        return Ok((ser(&plan), as_of, kind));
+    }
     let found = crate::resolve::find(setup, spec, Some(source))?;
     let plan = restore_plan(setup, &found.id.to_string(), source)?.plan;
-    Ok((plan, found.as_of, found.snapshot.kind))
+    Ok((ser(&plan), found.as_of, found.snapshot.kind))
 }
 
 /// A page's text parameter over the name limit is refused, like the API's.
@@ -565,10 +568,26 @@ async fn restore(
             ),
         ));
     }
+    let allow = f.allow_schema_change.is_some();
+    if app
+        .setup
+        .source(&f.source)
+        .is_some_and(|s| s.server.is_some())
+    {
+        // The job checks the schema itself (and fails, changing nothing, unless allowed).
+        let setup = app.setup.clone();
+        let (snap, src) = (f.snapshot.clone(), f.source.clone());
+        let found = blocking(move || crate::resolve::find(&setup, &snap, Some(&src))).await?;
+        let spec = JobSpec::Restore {
+            snapshot: found.id,
+            source: f.source.clone(),
+            allow_schema_change: allow,
+        };
+        return start(&app, &user, spec, "restore", &target);
+    }
     let setup = app.setup.clone();
     let (snap, src) = (f.snapshot.clone(), f.source.clone());
     let plan = blocking(move || Ok(restore_plan(&setup, &snap, &src)?.plan)).await?;
-    let allow = f.allow_schema_change.is_some();
     if plan.schema_matches == Some(false) && !allow {
         return Err(PageError::Page(
             StatusCode::CONFLICT,
