@@ -510,8 +510,9 @@ async fn restore_page(
 /// The plan of restoring what `spec` names, the time a time spec was read as, and the kind of
 /// the snapshot found. The plan names the snapshot by id, and the confirm form sends that id:
 /// what is restored is what was shown.
-/// A PostgreSQL source's plan ([`crate::jobs::server_plan`]) has `server`, which the page
-/// shows it by.
+///
+/// A PostgreSQL source's plan ([`crate::jobs::server_plan`]) has `server`, by which the page
+/// tells it from a SQLite database's.
 fn plan_of(
     setup: &crate::setup::Setup,
     spec: &str,
