@@ -963,10 +963,12 @@ fn a_dump_cut_off_midway_leaves_no_snapshot() {
         assert!(killer.join().unwrap() > 0, "{method}: nothing was cut off");
         assert_ne!(o.code, 0, "{method}: {o:#?}");
         // (pg_dump's session and psql say the server's FATAL; the built-in client says so,
-        // or, when the connection is gone before the FATAL is read, that it was closed.)
+        // or, when the connection is gone before the FATAL is read, that it was closed or
+        // lost.)
         assert!(
             o.stderr.contains("terminat")
-                || o.stderr.contains("connection to the server was closed"),
+                || o.stderr.contains("connection to the server was closed")
+                || o.stderr.contains("connection to the server was lost"),
             "{method}: {o:#?}"
         );
         assert!(sb.snapshots().is_empty(), "{method}");
@@ -1169,6 +1171,28 @@ fn the_api_and_the_page_restore_a_postgres_source_in_place() {
         );
         std::thread::sleep(std::time::Duration::from_millis(300));
     }
+    // A table of the snapshot as CSV, from its page and the API (from the dump alone).
+    let page = agent
+        .get(&format!("http://{listen}/snapshots/{snapshot}"))
+        .header("Cookie", &cookie)
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    let link = format!("/api/v1/snapshots/{snapshot}/tables/public.stock/csv");
+    assert!(page.contains(&link), "{page}");
+    let (status, csv) = get(&format!("http://{listen}{link}"), &token).unwrap();
+    assert_eq!(status, 200, "{csv}");
+    assert_eq!(csv, "sku,qty\r\nA-1,4\r\nB-2,0\r\nC-3,17\r\n");
+    let (status, body) = get(
+        &format!("http://{listen}/api/v1/snapshots/{snapshot}/tables/public.nope/csv"),
+        &token,
+    )
+    .unwrap();
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("public.nope"), "{body}");
+
     // Both previous databases are kept: drop them with the test's.
     let kept_now = psql(
         "postgres",

@@ -661,6 +661,35 @@ pub async fn download(
         "ok",
         &file.name,
     );
+    Ok(stream_prepared(file))
+}
+
+/// `GET /api/v1/snapshots/{id}/tables/{table}/csv`: one table of a PostgreSQL or MariaDB
+/// snapshot as CSV (`restore --table T --to DIR`'s file).
+pub async fn download_table(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path((id, table)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let target = format!("{id}:{table}");
+    require(&app, &caller, Permission::Download, "download", &target)?;
+    check_name("table", &table)?;
+    let setup = app.setup.clone();
+    let file = blocking(move || crate::download::prepare_csv(&setup, &id, &table)).await?;
+    audit(
+        &app,
+        &caller.actor,
+        "download",
+        &file.snapshot,
+        "ok",
+        &file.name,
+    );
+    Ok(stream_prepared(file))
+}
+
+/// A prepared scratch file as the response body; it is deleted (and its directory) once
+/// streamed.
+fn stream_prepared(file: crate::download::Prepared) -> Response {
     // Stream the scratch file; it is deleted once open (Unix) or when the stream ends.
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
     let path = file.path.clone();
@@ -701,7 +730,7 @@ pub async fn download(
     )) {
         headers.insert(header::CONTENT_DISPOSITION, v);
     }
-    Ok(r)
+    r
 }
 
 /// A receiver as a stream, without pulling in tokio-stream.

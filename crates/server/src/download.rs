@@ -112,6 +112,82 @@ pub fn prepare(setup: &Setup, spec: &str) -> anyhow::Result<Prepared> {
     result
 }
 
+/// One table of a database server's snapshot `spec` as a CSV file in a new scratch directory
+/// ([`backstop_app::restore::tables_as_csv`]): PostgreSQL's from the dump alone (whether or not
+/// the source is still configured), MariaDB's through a scratch database on the configured
+/// source's server.
+pub fn prepare_csv(setup: &Setup, spec: &str, table: &str) -> anyhow::Result<Prepared> {
+    let repo = &setup.repo;
+    let (id, snap) = repo.find_snapshot_at(
+        spec,
+        &backstop_engine::SpecClock {
+            now: backstop_format::Timestamp::now(),
+            time_zone: setup.time_zone.clone(),
+        },
+    )?;
+    let ix = Indexed::load(repo)?;
+    let items = ix.loader().read_items(&snap.items)?;
+    let (item, content) = items
+        .iter()
+        .find_map(|i| Some((i, i.content.as_ref()?)).filter(|(i, _)| i.server.is_some()))
+        .ok_or_else(|| {
+            backstop_engine::Error::Invalid(format!(
+                "snapshot {} is not a database server's: tables as CSV are for PostgreSQL and \
+                 MariaDB snapshots",
+                id.short()
+            ))
+        })?;
+    let server = match setup
+        .source(&snap.source.name)
+        .and_then(|s| s.server.clone())
+    {
+        Some(s) => s,
+        None if snap.source.kind == backstop_format::manifest::SourceKind::Postgres => {
+            backstop_app::restore::Server::new("postgres", "postgres://localhost/unused", None)?
+        }
+        None => {
+            return Err(backstop_engine::Error::Invalid(format!(
+                "source {:?} is not configured: its MariaDB server is needed to read a table",
+                snap.source.name
+            ))
+            .into());
+        }
+    };
+    let dir = setup.scratch.join(format!(
+        "backstop-download-{}",
+        backstop_format::id::to_hex(&backstop_format::id::random_bytes::<8>())
+    ));
+    let written = backstop_app::restore::tables_as_csv(
+        &ix,
+        content,
+        item.server.as_ref(),
+        &server,
+        &[table.to_owned()],
+        &dir,
+        false,
+        &setup.host,
+    );
+    // A table the dump does not have is the caller's mistake (404), not the daemon's.
+    let written = written.map_err(|e| match format!("{e:#}") {
+        m if m.contains("the dump has no") => backstop_engine::Error::NotFound(m).into(),
+        _ => e,
+    });
+    let result = written.and_then(|mut w| {
+        let t = w.pop().expect("one table asked for");
+        let stamp = snap.time.strftime("%Y%m%d-%H%M%S").to_string();
+        finish(
+            t.path,
+            format!("{}-{stamp}.csv", table.replace(['/', '\\'], "_")),
+            "text/csv; charset=utf-8",
+            id.to_string(),
+        )
+    });
+    if result.is_err() {
+        let _ = fs::remove_dir_all(&dir);
+    }
+    result
+}
+
 fn finish(
     path: PathBuf,
     name: String,

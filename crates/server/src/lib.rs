@@ -50,6 +50,10 @@ pub fn router(app: AppState) -> Router {
         .route("/api/v1/snapshots/resolve", get(api::resolve_snapshot))
         .route("/api/v1/snapshots/{id}", get(api::snapshot))
         .route("/api/v1/snapshots/{id}/download", get(api::download))
+        .route(
+            "/api/v1/snapshots/{id}/tables/{table}/csv",
+            get(api::download_table),
+        )
         .route("/api/v1/backups", post(api::create_backup))
         .route("/api/v1/verifications", post(api::create_verification))
         .route("/api/v1/restores", post(api::create_restore))

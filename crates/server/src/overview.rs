@@ -98,6 +98,8 @@ pub struct SnapshotDetail {
     /// The first 1000 items.
     pub items: Vec<ItemRow>,
     pub databases: Vec<DatabaseDetail>,
+    /// What a database server's dump was taken from (PostgreSQL, MariaDB).
+    pub servers: Vec<ServerDetail>,
     /// Restore drills, pins and marks, oldest first.
     pub records: Vec<Record>,
     pub snapshot_warnings: Vec<String>,
@@ -108,6 +110,14 @@ pub struct ItemRow {
     pub path: String,
     pub kind: String,
     pub size: u64,
+}
+
+/// A database server's dump in a snapshot, with its record.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerDetail {
+    pub path: String,
+    #[serde(flatten)]
+    pub record: backstop_format::manifest::ServerDatabase,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -271,6 +281,15 @@ impl App {
                     })
                 })
                 .collect();
+            let servers = items
+                .iter()
+                .filter_map(|i| {
+                    Some(ServerDetail {
+                        path: i.path.clone(),
+                        record: i.server.clone()?,
+                    })
+                })
+                .collect();
             let records = repo
                 .records()?
                 .into_iter()
@@ -291,6 +310,7 @@ impl App {
                     })
                     .collect(),
                 databases,
+                servers,
                 records,
                 snapshot_warnings: snap.warnings.clone(),
             })

@@ -64,6 +64,27 @@ pub(crate) fn connect(url: &str, password: Option<&str>) -> Result<Client, Error
         .map_err(|e| Error::Invalid(format!("PostgreSQL at {url}: {}", error_text(&e))))
 }
 
+/// An error of a `COPY ... TO STDOUT` read: the client's own error inside the I/O error says
+/// what the server said ("db error" alone says nothing).
+pub(crate) fn copy_error(what: &str, e: std::io::Error) -> Error {
+    match e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<postgres::Error>())
+    {
+        Some(pg) => Error::Invalid(format!("PostgreSQL: {what}: {}", error_text(pg))),
+        None => {
+            // Whatever it wraps, with its causes.
+            let mut text = e.to_string();
+            let mut cause = std::error::Error::source(&e);
+            while let Some(c) = cause {
+                text.push_str(&format!(": {c}"));
+                cause = c.source();
+            }
+            Error::Invalid(format!("{what}: {text}"))
+        }
+    }
+}
+
 /// Whether the URL asks for TLS, which [`connect`] cannot do yet.
 pub(crate) fn needs_tls(url: &str) -> bool {
     url.parse::<postgres::Config>()
@@ -77,7 +98,23 @@ pub(crate) fn error_text(e: &postgres::Error) -> String {
         None if e.is_closed() => "the connection to the server was closed (the server ended \
              it or restarted, or the network failed)"
             .to_owned(),
-        None => e.to_string(),
+        None => {
+            let mut text = e.to_string();
+            let mut lost = false;
+            let mut cause = std::error::Error::source(e);
+            while let Some(c) = cause {
+                lost |= c.is::<std::io::Error>();
+                text.push_str(&format!(": {c}"));
+                cause = c.source();
+            }
+            match lost {
+                true => format!(
+                    "the connection to the server was lost ({text}: the server ended it or \
+                     restarted, or the network failed)"
+                ),
+                false => text,
+            }
+        }
     }
 }
 
@@ -1111,7 +1148,7 @@ fn write_script(
             ))
         })?;
         std::io::copy(&mut reader, out)
-            .map_err(|e| Error::io(format!("reading the rows of {}", t.qualified), e))?;
+            .map_err(|e| copy_error(&format!("reading the rows of {}", t.qualified), e))?;
         w(out, "\\.\n")?;
     }
     rows(c, "SET client_encoding = 'UTF8'")?;

@@ -553,7 +553,7 @@ impl Postgres {
                 ))
             })?;
             std::io::copy(&mut reader, &mut sums)
-                .map_err(|e| Error::io(format!("reading {}", t.table), e))?;
+                .map_err(|e| crate::pg_export::copy_error(&format!("reading {}", t.table), e))?;
             drop(reader);
             out.push(sums.end());
         }
