@@ -203,6 +203,15 @@ fn one(c: &mut Client, sql: &str) -> Result<String, Error> {
 const USER_NS: &str = "n.nspname NOT IN ('pg_catalog', 'information_schema') \
      AND n.nspname !~ '^pg_(toast|temp)'";
 
+/// The schema-qualified name of the collation `oid` (an SQL expression), as SQL (`regcollation`
+/// is PostgreSQL 13's).
+fn collation_name(oid: &str) -> String {
+    format!(
+        "(SELECT format('%I.%I', cn.nspname, co.collname) FROM pg_collation co \
+         JOIN pg_namespace cn ON cn.oid = co.collnamespace WHERE co.oid = {oid})"
+    )
+}
+
 /// Not a member of an extension (which `CREATE EXTENSION` makes again).
 fn not_in_extension(catalog: &str, oid: &str) -> String {
     format!(
@@ -323,6 +332,13 @@ impl PgExport {
             "SET search_path = ''; SET bytea_output = hex; SET extra_float_digits = 3; \
              SET DateStyle = ISO; SET IntervalStyle = postgres",
         )?;
+        if server_num < 120000 {
+            return Err(Error::Invalid(format!(
+                "the built-in export needs PostgreSQL 12 or newer (the server is {}): use \
+                 method = \"dump\"",
+                meta.server_version
+            )));
+        }
         refuse_unsupported(&mut c)?;
         let plan = plan(&mut c, server_num)?;
         Ok(PgExport {
@@ -485,7 +501,7 @@ fn plan(c: &mut Client, server_num: u32) -> Result<Plan, Error> {
                  WHEN 'c' THEN (SELECT string_agg(format('%I %s%s', a.attname, \
                    format_type(a.atttypid, a.atttypmod), CASE WHEN a.attcollation <> 0 \
                    AND a.attcollation <> (SELECT typcollation FROM pg_type WHERE oid = a.atttypid) \
-                   THEN ' COLLATE ' || a.attcollation::regcollation::text ELSE '' END), ', ' \
+                   THEN ' COLLATE ' || {coll_a} ELSE '' END), ', ' \
                    ORDER BY a.attnum) FROM pg_attribute a WHERE a.attrelid = t.typrelid \
                    AND a.attnum > 0 AND NOT a.attisdropped) \
                  WHEN 'r' THEN (SELECT format('SUBTYPE = %s', format_type(rngsubtype, NULL)) \
@@ -493,7 +509,7 @@ fn plan(c: &mut Client, server_num: u32) -> Result<Plan, Error> {
                  WHEN 'd' THEN format_type(t.typbasetype, t.typtypmod) \
                    || CASE WHEN t.typcollation <> 0 AND t.typcollation <> (SELECT typcollation \
                    FROM pg_type WHERE oid = t.typbasetype) THEN ' COLLATE ' \
-                   || t.typcollation::regcollation::text ELSE '' END \
+                   || {coll_t} ELSE '' END \
                    || coalesce(' DEFAULT ' || t.typdefault, '') \
                    || CASE WHEN t.typnotnull THEN ' NOT NULL' ELSE '' END \
                    || coalesce((SELECT string_agg(format(' CONSTRAINT %I %s', conname, \
@@ -504,7 +520,9 @@ fn plan(c: &mut Client, server_num: u32) -> Result<Plan, Error> {
              WHERE (t.typtype IN ('e', 'r', 'd') OR (t.typtype = 'c' AND (SELECT relkind \
                FROM pg_class WHERE oid = t.typrelid) = 'c')) \
              AND {USER_NS} AND {} ORDER BY t.oid",
-            not_in_extension("pg_type", "t.oid")
+            not_in_extension("pg_type", "t.oid"),
+            coll_a = collation_name("a.attcollation"),
+            coll_t = collation_name("t.typcollation"),
         ),
     )? {
         let (schema, name, kind, qualified, body) = (
@@ -604,7 +622,7 @@ fn plan(c: &mut Client, server_num: u32) -> Result<Plan, Error> {
                    a.attgenerated, a.attidentity, pg_get_expr(d.adbin, d.adrelid), \
                    CASE WHEN a.attcollation <> 0 AND a.attcollation <> (SELECT typcollation \
                      FROM pg_type WHERE oid = a.atttypid) \
-                     THEN a.attcollation::regcollation::text END, a.attislocal, \
+                     THEN {coll_a} END, a.attislocal, \
                    (SELECT format(' (SEQUENCE NAME %s START WITH %s INCREMENT BY %s \
                      MINVALUE %s MAXVALUE %s CACHE %s%s)', s.seqrelid::regclass, s.seqstart, \
                      s.seqincrement, s.seqmin, s.seqmax, s.seqcache, \
@@ -615,7 +633,8 @@ fn plan(c: &mut Client, server_num: u32) -> Result<Plan, Error> {
                  FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid \
                    AND d.adnum = a.attnum \
                  WHERE a.attrelid = {oid} AND a.attnum > 0 AND NOT a.attisdropped \
-                 ORDER BY a.attnum"
+                 ORDER BY a.attnum",
+                coll_a = collation_name("a.attcollation"),
             ),
         )?;
         let mut defs = Vec::new();
