@@ -975,6 +975,44 @@ fn a_dump_cut_off_midway_leaves_no_snapshot() {
     }
 }
 
+/// The web user `ada` (password `correct horse battery`) with `role`.
+fn add_user(sb: &Sandbox, cfg: &Path, role: &str) {
+    let mut add = with_config(sb, cfg, &["user", "add", "ada", "--role", role]);
+    add.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = add.spawn().unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"correct horse battery\n").unwrap();
+    }
+    assert!(child.wait_with_output().unwrap().status.success());
+}
+
+/// An HTTP client logged in to the daemon at `listen` as `ada` ([`add_user`]), with its session
+/// cookie.
+fn logged_in(listen: &str) -> (ureq::Agent, String) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .build()
+        .into();
+    let login = agent
+        .post(&format!("http://{listen}/login"))
+        .content_type("application/x-www-form-urlencoded")
+        .send("username=ada&password=correct+horse+battery")
+        .unwrap();
+    let cookie = login.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    (agent, cookie)
+}
+
 /// A POST with a bearer token and a JSON body: the status and the body parsed.
 fn post_json(url: &str, token: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
     let agent: ureq::Agent = ureq::Agent::config_builder()
@@ -1033,17 +1071,7 @@ fn the_api_and_the_page_restore_a_postgres_source_in_place() {
     .stdout
     .trim()
     .to_string();
-    let mut add = with_config(&sb, &cfg, &["user", "add", "ada", "--role", "admin"]);
-    add.stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let mut child = add.spawn().unwrap();
-    {
-        use std::io::Write;
-        let mut stdin = child.stdin.take().unwrap();
-        stdin.write_all(b"correct horse battery\n").unwrap();
-    }
-    assert!(child.wait_with_output().unwrap().status.success());
+    add_user(&sb, &cfg, "admin");
     let listen = format!("127.0.0.1:{}", free_port());
     let mut serve = with_config(&sb, &cfg, &["serve", "--listen", &listen]);
     serve
@@ -1105,23 +1133,7 @@ fn the_api_and_the_page_restore_a_postgres_source_in_place() {
 
     // The restore page does the same for an administrator: the plan, then the confirmed form.
     psql(&live, "UPDATE stock SET qty = 99 WHERE sku = 'A-1'");
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .max_redirects(0)
-        .build()
-        .into();
-    let login = agent
-        .post(&format!("http://{listen}/login"))
-        .content_type("application/x-www-form-urlencoded")
-        .send("username=ada&password=correct+horse+battery")
-        .unwrap();
-    let cookie = login.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
+    let (agent, cookie) = logged_in(&listen);
     let page = agent
         .get(&format!(
             "http://{listen}/restore?source=shop&snapshot={snapshot}"
@@ -1206,4 +1218,84 @@ fn the_api_and_the_page_restore_a_postgres_source_in_place() {
         }
     }
     assert_eq!(kept_now.split_whitespace().count(), 2, "{kept_now}");
+}
+
+/// The daemon backs up a PostgreSQL source on its schedule and drills it (with `checksums`),
+/// and the status page shows the source proven by that snapshot.
+#[test]
+fn the_daemon_backs_up_and_drills_a_postgres_source() {
+    let mut dbs = Databases(Vec::new());
+    let live = dbs.name("daemon");
+    psql("postgres", &format!("CREATE DATABASE {live}"));
+    psql(
+        &live,
+        "CREATE TABLE stock (sku text PRIMARY KEY, qty int NOT NULL); \
+         INSERT INTO stock VALUES ('A-1', 4), ('B-2', 0), ('C-3', 17)",
+    );
+    let sb = Sandbox::plain();
+    let cfg = config(
+        &sb,
+        &live,
+        "every = \"6h\"\n[daemon]\nverify = \"off\"\nverify_data = \"off\"\nforget = \"off\"\n\
+         prune = \"off\"\n",
+    );
+    let token = run(with_config(
+        &sb,
+        &cfg,
+        &["token", "add", "mon", "--scope", "read"],
+    ))
+    .ok()
+    .stdout
+    .trim()
+    .to_string();
+    add_user(&sb, &cfg, "viewer");
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut serve = with_config(&sb, &cfg, &["serve", "--listen", &listen]);
+    serve
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let _daemon = Daemon(serve.spawn().unwrap());
+    let start = std::time::Instant::now();
+    let shop = loop {
+        if let Some((200, body)) = get(&format!("http://{listen}/api/v1/status"), &token) {
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            let shop = status_source(&v, "shop").clone();
+            if !shop["verified"].is_null() {
+                break shop;
+            }
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(90),
+            "no drill within 90 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert_eq!(shop["state"], "ok", "{shop:#}");
+    assert_eq!(
+        shop["verified"]["snapshot"], shop["last_snapshot"],
+        "{shop:#}"
+    );
+    // The drill's record has the byte-for-byte check.
+    let snapshot = shop["last_snapshot"].as_str().unwrap().to_string();
+    let shown = run(with_config(&sb, &cfg, &["--json", "show", &snapshot]))
+        .ok()
+        .json();
+    let checks = shown["verification"][0]["checks"].to_string();
+    assert!(
+        checks.contains("checksums") && checks.contains("byte for byte"),
+        "{shown:#}"
+    );
+    let (agent, cookie) = logged_in(&listen);
+    let page = agent
+        .get(&format!("http://{listen}/"))
+        .header("Cookie", &cookie)
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    assert!(
+        page.contains("postgres") && page.contains(&snapshot[..8]),
+        "the page names the source's kind and the proven snapshot: {page}"
+    );
 }
