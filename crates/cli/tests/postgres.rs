@@ -975,6 +975,27 @@ fn a_dump_cut_off_midway_leaves_no_snapshot() {
     }
 }
 
+/// The daemon of `cfg` on a free port, with an API token of `scope` and the web user `ada` of
+/// `role` ([`add_user`]): the daemon (killed when dropped), where it listens, the token.
+fn serve(sb: &Sandbox, cfg: &Path, scope: &str, role: &str) -> (Daemon, String, String) {
+    let token = run(with_config(
+        sb,
+        cfg,
+        &["token", "add", "t", "--scope", scope],
+    ))
+    .ok()
+    .stdout
+    .trim()
+    .to_string();
+    add_user(sb, cfg, role);
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut serve = with_config(sb, cfg, &["serve", "--listen", &listen]);
+    serve
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    (Daemon(serve.spawn().unwrap()), listen, token)
+}
+
 /// The web user `ada` (password `correct horse battery`) with `role`.
 fn add_user(sb: &Sandbox, cfg: &Path, role: &str) {
     let mut add = with_config(sb, cfg, &["user", "add", "ada", "--role", role]);
@@ -1062,22 +1083,7 @@ fn the_api_and_the_page_restore_a_postgres_source_in_place() {
     .json();
     let snapshot = made["id"].as_str().unwrap().to_string();
     psql(&live, "DELETE FROM stock WHERE sku = 'B-2'");
-    let token = run(with_config(
-        &sb,
-        &cfg,
-        &["token", "add", "ops", "--scope", "admin"],
-    ))
-    .ok()
-    .stdout
-    .trim()
-    .to_string();
-    add_user(&sb, &cfg, "admin");
-    let listen = format!("127.0.0.1:{}", free_port());
-    let mut serve = with_config(&sb, &cfg, &["serve", "--listen", &listen]);
-    serve
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    let _daemon = Daemon(serve.spawn().unwrap());
+    let (_daemon, listen, token) = serve(&sb, &cfg, "admin", "admin");
     let url = format!("http://{listen}/api/v1/restores");
     let start = std::time::Instant::now();
     while get(&format!("http://{listen}/api/v1/status"), &token).is_none() {
@@ -1239,22 +1245,7 @@ fn the_daemon_backs_up_and_drills_a_postgres_source() {
         "every = \"6h\"\n[daemon]\nverify = \"off\"\nverify_data = \"off\"\nforget = \"off\"\n\
          prune = \"off\"\n",
     );
-    let token = run(with_config(
-        &sb,
-        &cfg,
-        &["token", "add", "mon", "--scope", "read"],
-    ))
-    .ok()
-    .stdout
-    .trim()
-    .to_string();
-    add_user(&sb, &cfg, "viewer");
-    let listen = format!("127.0.0.1:{}", free_port());
-    let mut serve = with_config(&sb, &cfg, &["serve", "--listen", &listen]);
-    serve
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    let _daemon = Daemon(serve.spawn().unwrap());
+    let (_daemon, listen, token) = serve(&sb, &cfg, "read", "viewer");
     let start = std::time::Instant::now();
     let shop = loop {
         if let Some((200, body)) = get(&format!("http://{listen}/api/v1/status"), &token) {

@@ -653,15 +653,7 @@ pub async fn download(
     require(&app, &caller, Permission::Download, "download", &id)?;
     let setup = app.setup.clone();
     let file = blocking(move || crate::download::prepare(&setup, &id)).await?;
-    audit(
-        &app,
-        &caller.actor,
-        "download",
-        &file.snapshot,
-        "ok",
-        &file.name,
-    );
-    Ok(stream_prepared(file))
+    Ok(stream_prepared(&app, &caller, file))
 }
 
 /// `GET /api/v1/snapshots/{id}/tables/{table}/csv`: one table of a PostgreSQL or MariaDB
@@ -676,20 +668,20 @@ pub async fn download_table(
     check_name("table", &table)?;
     let setup = app.setup.clone();
     let file = blocking(move || crate::download::prepare_csv(&setup, &id, &table)).await?;
+    Ok(stream_prepared(&app, &caller, file))
+}
+
+/// A prepared scratch file as the response body, the download audited; it is deleted (and its
+/// directory) once streamed.
+fn stream_prepared(app: &AppState, caller: &Caller, file: crate::download::Prepared) -> Response {
     audit(
-        &app,
+        app,
         &caller.actor,
         "download",
         &file.snapshot,
         "ok",
         &file.name,
     );
-    Ok(stream_prepared(file))
-}
-
-/// A prepared scratch file as the response body; it is deleted (and its directory) once
-/// streamed.
-fn stream_prepared(file: crate::download::Prepared) -> Response {
     // Stream the scratch file; it is deleted once open (Unix) or when the stream ends.
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
     let path = file.path.clone();

@@ -29,20 +29,8 @@ pub struct Prepared {
 
 /// Restores snapshot `spec` into a new scratch directory and returns the file to send.
 pub fn prepare(setup: &Setup, spec: &str) -> anyhow::Result<Prepared> {
-    let repo = &setup.repo;
-    let (id, snap) = repo.find_snapshot_at(
-        spec,
-        &backstop_engine::SpecClock {
-            now: backstop_format::Timestamp::now(),
-            time_zone: setup.time_zone.clone(),
-        },
-    )?;
-    let ix = Indexed::load(repo)?;
-    let items = ix.loader().read_items(&snap.items)?;
-    let dir = setup.scratch.join(format!(
-        "backstop-download-{}",
-        backstop_format::id::to_hex(&backstop_format::id::random_bytes::<8>())
-    ));
+    let (id, snap, ix, items) = snapshot_of(setup, spec)?;
+    let dir = scratch_dir(setup);
     fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let result = (|| -> anyhow::Result<Prepared> {
         let stamp = snap.time.strftime("%Y%m%d-%H%M%S").to_string();
@@ -117,16 +105,7 @@ pub fn prepare(setup: &Setup, spec: &str) -> anyhow::Result<Prepared> {
 /// the source is still configured), MariaDB's through a scratch database on the configured
 /// source's server.
 pub fn prepare_csv(setup: &Setup, spec: &str, table: &str) -> anyhow::Result<Prepared> {
-    let repo = &setup.repo;
-    let (id, snap) = repo.find_snapshot_at(
-        spec,
-        &backstop_engine::SpecClock {
-            now: backstop_format::Timestamp::now(),
-            time_zone: setup.time_zone.clone(),
-        },
-    )?;
-    let ix = Indexed::load(repo)?;
-    let items = ix.loader().read_items(&snap.items)?;
+    let (id, snap, ix, items) = snapshot_of(setup, spec)?;
     let (item, content) = items
         .iter()
         .find_map(|i| Some((i, i.content.as_ref()?)).filter(|(i, _)| i.server.is_some()))
@@ -153,10 +132,7 @@ pub fn prepare_csv(setup: &Setup, spec: &str, table: &str) -> anyhow::Result<Pre
             .into());
         }
     };
-    let dir = setup.scratch.join(format!(
-        "backstop-download-{}",
-        backstop_format::id::to_hex(&backstop_format::id::random_bytes::<8>())
-    ));
+    let dir = scratch_dir(setup);
     let written = backstop_app::restore::tables_as_csv(
         &ix,
         content,
@@ -186,6 +162,36 @@ pub fn prepare_csv(setup: &Setup, spec: &str, table: &str) -> anyhow::Result<Pre
         let _ = fs::remove_dir_all(&dir);
     }
     result
+}
+
+/// The snapshot `spec` names (an id, a prefix, `latest`, `@TIME`...), the index and its items.
+fn snapshot_of<'r>(
+    setup: &'r Setup,
+    spec: &str,
+) -> anyhow::Result<(
+    backstop_format::SnapshotId,
+    backstop_format::manifest::Snapshot,
+    Indexed<'r>,
+    Vec<backstop_format::manifest::Item>,
+)> {
+    let (id, snap) = setup.repo.find_snapshot_at(
+        spec,
+        &backstop_engine::SpecClock {
+            now: backstop_format::Timestamp::now(),
+            time_zone: setup.time_zone.clone(),
+        },
+    )?;
+    let ix = Indexed::load(&setup.repo)?;
+    let items = ix.loader().read_items(&snap.items)?;
+    Ok((id, snap, ix, items))
+}
+
+/// A new scratch directory's path for one download.
+fn scratch_dir(setup: &Setup) -> PathBuf {
+    setup.scratch.join(format!(
+        "backstop-download-{}",
+        backstop_format::id::to_hex(&backstop_format::id::random_bytes::<8>())
+    ))
 }
 
 fn finish(
