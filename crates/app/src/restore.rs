@@ -315,6 +315,23 @@ pub fn server_in_place(
              make {name} again from the snapshot, restore it with --to-database {name})"
         )
     })?;
+    // The built-in export carries no owners: loaded in place, objects an application's role
+    // owns would become ours, and the application could lose access to its own tables.
+    if r.record.method == "builtin" {
+        let others = r.live.other_owners()?;
+        if !others.is_empty() {
+            return Err(crate::error::UsageError(format!(
+                "snapshot {} is a built-in export, which does not carry owners, and {name} has \
+                 objects owned by {}: restored in place they would become the connecting \
+                 user's, and the application could lose access to them. Restore it with \
+                 --to-database NEWNAME and give the objects their owners, or back up with \
+                 method = \"dump\" (its snapshots keep owners). Nothing was changed",
+                r.snapshot.short(),
+                others.join(", ")
+            ))
+            .into());
+        }
+    }
     let schema_differs = now.schema_fingerprint != r.record.schema_fingerprint;
     let version_differs = now.schema_version != r.record.schema_version;
     if (schema_differs || version_differs) && !r.allow_schema_change {

@@ -867,6 +867,36 @@ fn an_in_place_restore_switches_the_whole_database_and_keeps_the_old_one() {
     .ok();
     assert_eq!(contents(&back_from_safety), changed);
 
+    // A snapshot of the built-in export carries no owners: in place over a database whose
+    // tables belong to the application's role, it is refused, and nothing changes.
+    let builtin = config(&sb, &live, "method = \"builtin\"\n");
+    let made = run(with_config(
+        &sb,
+        &builtin,
+        &["--json", "backup", "--source", "shop"],
+    ))
+    .ok()
+    .json();
+    let refused = run(with_config(
+        &sb,
+        &builtin,
+        &[
+            "restore",
+            made["id"].as_str().unwrap(),
+            "--source",
+            "shop",
+            "--in-place",
+            "--yes",
+        ],
+    ))
+    .code(2);
+    assert!(
+        refused.stderr.contains("does not carry owners") && refused.stderr.contains(role),
+        "{refused:#?}"
+    );
+    assert_eq!(contents(&live), restored);
+    config(&sb, &live, "");
+
     // A migration since the snapshot: refused, nothing changed, nothing left beside it.
     psql(
         &live,

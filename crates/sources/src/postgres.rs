@@ -269,6 +269,24 @@ impl Postgres {
         }))
     }
 
+    /// The roles other than the connecting user that own tables, views or sequences of this
+    /// database's own schemas.
+    pub fn other_owners(&self) -> Result<Vec<String>, Error> {
+        Ok(self
+            .query(
+                "SELECT DISTINCT pg_get_userbyid(c.relowner) FROM pg_class c \
+                 JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S') \
+                 AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+                 AND n.nspname !~ '^pg_(toast|temp)' AND c.relowner <> \
+                 (SELECT oid FROM pg_roles WHERE rolname = current_user) ORDER BY 1",
+            )?
+            .lines()
+            .map(str::to_owned)
+            .filter(|l| !l.is_empty())
+            .collect())
+    }
+
     /// Every table's rows, the schema fingerprint and the schema version, now (in one
     /// transaction of a session of their own).
     pub(crate) fn observe(&self) -> Result<Observed, Error> {

@@ -220,6 +220,15 @@ impl Server {
         }
     }
 
+    /// The roles other than the connecting user that own objects of this database
+    /// ([`Postgres::other_owners`]; none for MariaDB, whose restores leave definers out).
+    pub fn other_owners(&self) -> Result<Vec<String>, Error> {
+        match self {
+            Server::Postgres(p) => p.other_owners(),
+            Server::Mariadb(_) => Ok(Vec::new()),
+        }
+    }
+
     /// Whether [`Server::replace_with`] is built for this server: an error that says what to
     /// do instead where it is not (MariaDB has no RENAME DATABASE).
     pub fn can_replace(&self) -> Result<(), Error> {
