@@ -129,6 +129,19 @@ pub fn in_place_plan<'r>(
 /// A database server's database as it is now, for a restore's plan.
 pub use backstop_sources::server::{Observed, Server};
 
+/// What writes a dump's `content` from the repository into a database tool's input (a
+/// [`backstop_sources::server::Feed`]), as often as it is called.
+fn feed<'a>(
+    ix: &'a backstop_engine::Indexed<'_>,
+    content: &'a backstop_format::tree::Content,
+) -> impl FnMut(&mut dyn std::io::Write) -> Result<(), backstop_sources::Error> + 'a {
+    move |w| {
+        ix.loader()
+            .write_content(content, w, &backstop_engine::NoProgress)
+            .map_err(|e| backstop_sources::Error::Invalid(format!("{e}")))
+    }
+}
+
 /// Loads a server database's dump (`content`, of an item recorded as `like`), or only its
 /// `tables` when some are named, into the database `target` on a server of the same engine,
 /// which is created first (one of that name must not exist),
@@ -151,11 +164,7 @@ pub fn into_new_database(
     )?;
     let target = &target.clone().for_dump(like);
     target.create(like)?;
-    let loaded = target.restore_tables(tables, &mut |w| {
-        ix.loader()
-            .write_content(content, w, &backstop_engine::NoProgress)
-            .map_err(|e| backstop_sources::Error::Invalid(format!("{e}")))
-    });
+    let loaded = target.restore_tables(tables, &mut feed(ix, content));
     if let Err(e) = loaded {
         let dropped = match target.drop_database() {
             Ok(()) => format!("the new database {name} was dropped again"),
@@ -227,15 +236,7 @@ pub fn tables_as_csv(
             .with_context(|| format!("writing into {}", dir.display()))?;
         let file = temp.reopen().context("opening the CSV file")?;
         let rows = server
-            .table_csv(
-                t,
-                &mut |w| {
-                    ix.loader()
-                        .write_content(content, w, &backstop_engine::NoProgress)
-                        .map_err(|e| backstop_sources::Error::Invalid(format!("{e}")))
-                },
-                file,
-            )
+            .table_csv(t, &mut feed(ix, content), file)
             .with_context(|| format!("writing table {t} as CSV"))?;
         written.push((
             temp,
@@ -407,11 +408,7 @@ pub fn server_in_place(
         .observe()
         .map_err(|e| drop_new(format!("reading the loaded copy: {e}")))?;
     // Every table's rows: as many as recorded, and byte for byte the dump's.
-    let sums = new.checksums(r.record, &mut |w| {
-        ix.loader()
-            .write_content(r.content, w, &backstop_engine::NoProgress)
-            .map_err(|e| backstop_sources::Error::Invalid(format!("{e}")))
-    });
+    let sums = new.checksums(r.record, &mut feed(ix, r.content));
     let failed: Vec<String> = backstop_sources::server::Server::compare(r.record, &loaded)
         .into_iter()
         .filter(|c| c.name == "rows")

@@ -650,21 +650,7 @@ fn the_daemon_backs_up_and_drills_a_mariadb_source() {
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
     let _daemon = Daemon(serve.spawn().unwrap());
-    let start = std::time::Instant::now();
-    let shop = loop {
-        if let Some((200, body)) = get(&format!("http://{listen}/api/v1/status"), &token) {
-            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-            let shop = status_source(&v, "shop").clone();
-            if !shop["verified"].is_null() {
-                break shop;
-            }
-        }
-        assert!(
-            start.elapsed() < std::time::Duration::from_secs(90),
-            "no drill within 90 s"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    };
+    let shop = drilled_status(&listen, &token, "shop");
     assert_eq!(shop["state"], "ok", "{shop:#}");
     assert_eq!(
         shop["verified"]["snapshot"], shop["last_snapshot"],

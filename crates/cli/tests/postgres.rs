@@ -1005,6 +1005,18 @@ fn a_dump_cut_off_midway_leaves_no_snapshot() {
     }
 }
 
+/// A new database with one small table, `stock` (sku A-1: 4, B-2: 0, C-3: 17).
+fn stock_database(dbs: &mut Databases, what: &str) -> String {
+    let db = dbs.name(what);
+    psql("postgres", &format!("CREATE DATABASE {db}"));
+    psql(
+        &db,
+        "CREATE TABLE stock (sku text PRIMARY KEY, qty int NOT NULL); \
+         INSERT INTO stock VALUES ('A-1', 4), ('B-2', 0), ('C-3', 17)",
+    );
+    db
+}
+
 /// The daemon of `cfg` on a free port, with an API token of `scope` and the web user `ada` of
 /// `role` ([`add_user`]): the daemon (killed when dropped), where it listens, the token.
 fn serve(sb: &Sandbox, cfg: &Path, scope: &str, role: &str) -> (Daemon, String, String) {
@@ -1091,13 +1103,7 @@ fn post_json(url: &str, token: &str, body: &serde_json::Value) -> (u16, serde_js
 #[test]
 fn the_api_and_the_page_restore_a_postgres_source_in_place() {
     let mut dbs = Databases(Vec::new());
-    let live = dbs.name("api");
-    psql("postgres", &format!("CREATE DATABASE {live}"));
-    psql(
-        &live,
-        "CREATE TABLE stock (sku text PRIMARY KEY, qty int NOT NULL); \
-         INSERT INTO stock VALUES ('A-1', 4), ('B-2', 0), ('C-3', 17)",
-    );
+    let live = stock_database(&mut dbs, "api");
     let sb = Sandbox::plain();
     let cfg = config(
         &sb,
@@ -1261,13 +1267,7 @@ fn the_api_and_the_page_restore_a_postgres_source_in_place() {
 #[test]
 fn the_daemon_backs_up_and_drills_a_postgres_source() {
     let mut dbs = Databases(Vec::new());
-    let live = dbs.name("daemon");
-    psql("postgres", &format!("CREATE DATABASE {live}"));
-    psql(
-        &live,
-        "CREATE TABLE stock (sku text PRIMARY KEY, qty int NOT NULL); \
-         INSERT INTO stock VALUES ('A-1', 4), ('B-2', 0), ('C-3', 17)",
-    );
+    let live = stock_database(&mut dbs, "daemon");
     let sb = Sandbox::plain();
     let cfg = config(
         &sb,
@@ -1276,21 +1276,7 @@ fn the_daemon_backs_up_and_drills_a_postgres_source() {
          prune = \"off\"\n",
     );
     let (_daemon, listen, token) = serve(&sb, &cfg, "read", "viewer");
-    let start = std::time::Instant::now();
-    let shop = loop {
-        if let Some((200, body)) = get(&format!("http://{listen}/api/v1/status"), &token) {
-            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-            let shop = status_source(&v, "shop").clone();
-            if !shop["verified"].is_null() {
-                break shop;
-            }
-        }
-        assert!(
-            start.elapsed() < std::time::Duration::from_secs(90),
-            "no drill within 90 s"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    };
+    let shop = drilled_status(&listen, &token, "shop");
     assert_eq!(shop["state"], "ok", "{shop:#}");
     assert_eq!(
         shop["verified"]["snapshot"], shop["last_snapshot"],

@@ -365,11 +365,6 @@ impl Mariadb {
         .map(|_| ())
     }
 
-    /// Loads a dump into this database with the `mariadb` client (it stops at the first
-    /// error): `feed` writes the dump into its input. Only `tables` when some are named: each
-    /// one's definition (without foreign keys) and rows, without its triggers; the dump's
-    /// settings around them are kept. A named table the dump lacks is an error. A load that
-    /// failed is the client's error; otherwise `feed`'s own.
     /// Writes the rows of `table` in the dump `feed` writes into `out` as CSV
     /// ([`crate::table_csv`]): the table is loaded alone into a scratch database
     /// `backstop_csv_*` on this server, read from there and dropped again. The rows written.
@@ -469,6 +464,11 @@ impl Mariadb {
         Ok(rows)
     }
 
+    /// Loads a dump into this database with the `mariadb` client (it stops at the first
+    /// error): `feed` writes the dump into its input. Only `tables` when some are named: each
+    /// one's definition (without foreign keys) and rows, without its triggers; the dump's
+    /// settings around them are kept. A named table the dump lacks is an error. A load that
+    /// failed is the client's error; otherwise `feed`'s own.
     pub fn restore_tables(&self, tables: &[String], feed: &mut Feed<'_>) -> Result<(), Error> {
         let mut child = self
             .client()

@@ -64,6 +64,29 @@ pub(crate) fn connect(url: &str, password: Option<&str>) -> Result<Client, Error
         .map_err(|e| Error::Invalid(format!("PostgreSQL at {url}: {}", error_text(&e))))
 }
 
+/// Writes the rows of `table` (quoted and qualified) into `out` as `COPY` text: `columns`
+/// (quoted, comma-separated) of its own rows (`ONLY`), ordered by `order` when it names
+/// columns, else as they are stored.
+pub(crate) fn copy_rows(
+    c: &mut Client,
+    columns: &str,
+    table: &str,
+    order: &str,
+    out: &mut dyn Write,
+) -> Result<(), Error> {
+    let order = match order.is_empty() {
+        true => String::new(),
+        false => format!(" ORDER BY {order}"),
+    };
+    let query = format!("COPY (SELECT {columns} FROM ONLY {table}{order}) TO STDOUT");
+    let what = format!("reading the rows of {table}");
+    let mut reader = c
+        .copy_out(query.as_str())
+        .map_err(|e| Error::Invalid(format!("PostgreSQL: {what}: {}", error_text(&e))))?;
+    std::io::copy(&mut reader, out).map_err(|e| copy_error(&what, e))?;
+    Ok(())
+}
+
 /// An error of a `COPY ... TO STDOUT` read: the client's own error inside the I/O error says
 /// what the server said ("db error" alone says nothing).
 pub(crate) fn copy_error(what: &str, e: std::io::Error) -> Error {
@@ -1151,23 +1174,7 @@ fn write_script(
                 t.schema, t.name, t.qualified, t.columns
             ),
         )?;
-        let order = match t.order.is_empty() {
-            true => String::new(),
-            false => format!(" ORDER BY {}", t.order),
-        };
-        let query = format!(
-            "COPY (SELECT {} FROM ONLY {}{order}) TO STDOUT",
-            t.columns, t.qualified
-        );
-        let mut reader = c.copy_out(query.as_str()).map_err(|e| {
-            Error::Invalid(format!(
-                "PostgreSQL: reading the rows of {}: {}",
-                t.qualified,
-                error_text(&e)
-            ))
-        })?;
-        std::io::copy(&mut reader, out)
-            .map_err(|e| copy_error(&format!("reading the rows of {}", t.qualified), e))?;
+        copy_rows(c, &t.columns, &t.qualified, &t.order, out)?;
         w(out, "\\.\n")?;
     }
     rows(c, "SET client_encoding = 'UTF8'")?;

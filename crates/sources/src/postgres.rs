@@ -476,10 +476,7 @@ impl Postgres {
         feed: &mut Feed<'_>,
         out: std::fs::File,
     ) -> Result<u64, Error> {
-        let (schema, name) = match table.split_once('.') {
-            Some((s, t)) => (s.to_owned(), t.to_owned()),
-            None => ("public".to_owned(), table.to_owned()),
-        };
+        let (schema, name) = schema_and_name(table);
         let out = std::io::BufWriter::new(out);
         if self.plain {
             let mut csv = CopyCsv::new(out, Some((schema, name)));
@@ -559,20 +556,8 @@ impl Postgres {
         for t in tables {
             let mut sums = CopySums::default();
             sums.start(&t.table, &t.columns);
-            let query = format!(
-                "COPY (SELECT {} FROM ONLY {}) TO STDOUT",
-                t.columns, t.table
-            );
-            let mut reader = c.copy_out(query.as_str()).map_err(|e| {
-                Error::Invalid(format!(
-                    "PostgreSQL: reading {}: {}",
-                    t.table,
-                    crate::pg_export::error_text(&e)
-                ))
-            })?;
-            std::io::copy(&mut reader, &mut sums)
-                .map_err(|e| crate::pg_export::copy_error(&format!("reading {}", t.table), e))?;
-            drop(reader);
+            // In the order the rows were loaded (as they are stored).
+            crate::pg_export::copy_rows(&mut c, &t.columns, &t.table, "", &mut sums)?;
             out.push(sums.end());
         }
         Ok(out)
@@ -594,13 +579,7 @@ impl Postgres {
     /// or triggers), with every schema, type and sequence of the dump, which they may need; every table when none are. The dump's table of contents is read first (`feed`
     /// runs twice), and `pg_restore` restores the entries chosen from it.
     pub fn restore_tables(&self, tables: &[String], feed: &mut Feed<'_>) -> Result<(), Error> {
-        let wanted: Vec<(String, String)> = tables
-            .iter()
-            .map(|t| match t.split_once('.') {
-                Some((schema, table)) => (schema.to_owned(), table.to_owned()),
-                None => ("public".to_owned(), t.clone()),
-            })
-            .collect();
+        let wanted: Vec<(String, String)> = tables.iter().map(|t| schema_and_name(t)).collect();
         if self.plain {
             return self.load_plain(&wanted, feed);
         }
@@ -946,6 +925,14 @@ fn choose_entries(toc: &str, wanted: &[(String, String)]) -> Result<String, Erro
         )));
     }
     Ok(out)
+}
+
+/// A table as a user names it, `SCHEMA.TABLE` or `TABLE` (in `public`): its schema and name.
+fn schema_and_name(table: &str) -> (String, String) {
+    match table.split_once('.') {
+        Some((schema, name)) => (schema.to_owned(), name.to_owned()),
+        None => ("public".to_owned(), table.to_owned()),
+    }
 }
 
 /// The database a PostgreSQL URL names: its path, without the query.

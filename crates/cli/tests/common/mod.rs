@@ -501,6 +501,26 @@ pub fn status_source<'v>(report: &'v Value, name: &str) -> &'v Value {
         .unwrap_or_else(|| panic!("no source {name} in {report:#}"))
 }
 
+/// `source`'s entry in the status of the daemon at `listen` (read with `token`) once it has a
+/// passed restore drill; fails the test after 90 s without one.
+pub fn drilled_status(listen: &str, token: &str, source: &str) -> Value {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some((200, body)) = get(&format!("http://{listen}/api/v1/status"), token) {
+            let v: Value = serde_json::from_str(&body).unwrap();
+            let entry = status_source(&v, source).clone();
+            if !entry["verified"].is_null() {
+                return entry;
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "no drill within 90 s"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// A free port on 127.0.0.1 (for a daemon's `--listen`).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
