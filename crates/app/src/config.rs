@@ -253,16 +253,9 @@ impl Config {
                         .into(),
                 ));
             }
-            match (s.method.as_deref(), s.server_kind()) {
-                (None | Some("auto" | "dump"), _) | (Some("builtin"), Some("postgres")) => {}
-                (Some("builtin"), _) => {
-                    return Err(bad(
-                        "asks for method = \"builtin\", which is built for PostgreSQL only \
-                         yet: use \"auto\" (mariadb-dump)"
-                            .into(),
-                    ));
-                }
-                (Some(m), _) => {
+            match s.method.as_deref() {
+                None | Some("auto" | "dump" | "builtin") => {}
+                Some(m) => {
                     return Err(bad(format!(
                         "has method {m:?}; expected auto, dump or builtin"
                     )));
@@ -746,10 +739,8 @@ mod tests {
         load(&format!("{ok}method = \"builtin\"\n")).unwrap();
         let e = err(&format!("{ok}method = \"pg_dumpall\"\n"));
         assert!(e.contains("expected auto, dump or builtin"), "{e}");
-        let e = err(
-            "[sources.shop]\nkind = \"mariadb\"\nurl = \"mysql://a@h/shop\"\nmethod = \"builtin\"\n",
-        );
-        assert!(e.contains("PostgreSQL only"), "{e}");
+        load("[sources.shop]\nkind = \"mariadb\"\nurl = \"mysql://a@h/shop\"\nmethod = \"builtin\"\n")
+            .unwrap();
         assert!(err("[sources.f]\npath = \"x\"\npassword_file = \"p\"\n").contains("postgres"));
     }
 

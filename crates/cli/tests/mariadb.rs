@@ -170,11 +170,36 @@ fn with_config(sb: &Sandbox, cfg: &Path, args: &[&str]) -> Command {
 /// is left alone.
 #[test]
 fn chinook_comes_back_in_a_new_database_table_for_table() {
+    chinook_comes_back("dump");
+}
+
+/// The same with the built-in export (no MariaDB tool used to take it), and more objects: a
+/// sequence, generated and invisible columns, a view over a view. What it writes loads into a
+/// database that `mariadb-dump` sees exactly as it sees the source; with `method = "auto"` and
+/// no dump tool installed, the built-in export is what a backup uses, and it says so.
+#[test]
+fn chinook_from_the_builtin_export_is_what_mariadb_dump_sees() {
+    chinook_comes_back("builtin");
+}
+
+fn chinook_comes_back(method: &str) {
     let mut dbs = Databases(Vec::new());
-    let source = dbs.name("chinook");
+    let source = dbs.name(&format!("chinook_{method}"));
     load_chinook(&source);
+    if method == "builtin" {
+        sql(
+            &source,
+            "CREATE SEQUENCE invoice_no START WITH 5000; SELECT NEXTVAL(invoice_no); \
+             CREATE TABLE priced (id INT PRIMARY KEY, net DECIMAL(10, 2), \
+               gross DECIMAL(10, 2) AS (net * 1.2) VIRTUAL, \
+               taxed DECIMAL(10, 2) AS (net * 0.2) PERSISTENT, \
+               note VARCHAR(20) INVISIBLE DEFAULT 'n'); \
+             INSERT INTO priced (id, net, note) VALUES (1, 10, 'first'), (2, 2.5, DEFAULT); \
+             CREATE VIEW rock_albums AS SELECT * FROM album_artist WHERE Name LIKE 'A%'",
+        );
+    }
     let sb = Sandbox::plain();
-    let cfg = config(&sb, &source, "");
+    let cfg = config(&sb, &source, &format!("method = \"{method}\"\n"));
     let made = run(with_config(
         &sb,
         &cfg,
@@ -191,7 +216,12 @@ fn chinook_comes_back_in_a_new_database_table_for_table() {
     let server = &item["server"];
     assert_eq!(server["engine"], "mariadb", "{shown:#}");
     assert_eq!(server["database"], source.as_str());
-    assert!(server["tool"].as_str().unwrap().contains("MariaDB"));
+    assert_eq!(server["method"], method, "{shown:#}");
+    let tool = server["tool"].as_str().unwrap();
+    match method {
+        "dump" => assert!(tool.contains("MariaDB"), "{tool}"),
+        _ => assert!(tool.contains("built-in export"), "{tool}"),
+    }
     assert!(
         server["server_version"]
             .as_str()
@@ -213,7 +243,8 @@ fn chinook_comes_back_in_a_new_database_table_for_table() {
         })
         .collect();
     let before = tables(&source);
-    assert_eq!(recorded.len(), 12, "{recorded:?}");
+    assert_eq!(recorded.len(), before.len(), "{recorded:?}");
+    assert!(recorded.len() >= 12, "{recorded:?}");
     for (name, rows) in &recorded {
         assert!(
             before
@@ -284,6 +315,21 @@ fn chinook_comes_back_in_a_new_database_table_for_table() {
     );
     restore_into(&sb, &cfg, &restored, &[]).ok();
     assert_eq!(tables(&restored), before);
+    if method == "builtin" {
+        // Every object, every row, as mariadb-dump sees them (the database's name aside).
+        assert_eq!(
+            reference_dump(&restored).replace(&restored, &source),
+            reference_dump(&source)
+        );
+        assert_eq!(sql(&restored, "SELECT NEXTVAL(invoice_no)"), "6000");
+        assert_eq!(
+            sql(
+                &restored,
+                "SELECT id, gross, taxed, note FROM priced ORDER BY id"
+            ),
+            "1\t12.00\t2.00\tfirst\n2\t3.00\t0.50\tn"
+        );
+    }
     assert_eq!(
         sql(
             &restored,
@@ -394,6 +440,77 @@ fn chinook_comes_back_in_a_new_database_table_for_table() {
     c.arg(&dir);
     let o = run(c).code(2);
     assert!(o.stderr.contains("--overwrite"), "{o:#?}");
+
+    if method == "builtin" {
+        // No dump tool on the PATH (only the client, which restores): `auto` exports it
+        // itself, and the snapshot says why.
+        let bin = sb.p("client-only");
+        fs::create_dir(&bin).unwrap();
+        let client = std::env::split_paths(&std::env::var_os("PATH").unwrap())
+            .map(|d| d.join("mariadb"))
+            .find(|p| p.is_file())
+            .unwrap();
+        #[cfg(unix)]
+        std::os::unix::fs::symlink(client, bin.join("mariadb")).unwrap();
+        let auto = config(&sb, &source, "");
+        let mut c = with_config(&sb, &auto, &["--json", "backup", "--source", "shop"]);
+        c.env("PATH", &bin);
+        let made = run(c).ok().json();
+        let snapshot = made["id"].as_str().unwrap().to_owned();
+        let shown = run(with_config(&sb, &auto, &["--json", "show", &snapshot]))
+            .ok()
+            .json();
+        assert_eq!(
+            shown["item_list"][0]["server"]["method"], "builtin",
+            "{shown:#}"
+        );
+        let paths = shown["paths"].to_string();
+        assert!(
+            paths.contains("built-in export") && paths.contains("mariadb-dump"),
+            "{shown:#}"
+        );
+        let again = dbs.name("auto_restored");
+        let mut c = with_config(
+            &sb,
+            &auto,
+            &[
+                "restore",
+                &snapshot,
+                "--source",
+                "shop",
+                "--to-database",
+                &again,
+            ],
+        );
+        c.env("PATH", &bin);
+        run(c).ok();
+        assert_eq!(tables(&again), tables(&source));
+    }
+}
+
+/// `mariadb-dump` of `db`: every object and row, without the lines that name the database.
+fn reference_dump(db: &str) -> String {
+    let o = Command::new("mariadb-dump")
+        .args([
+            "--host=127.0.0.1",
+            "--port=3306",
+            "--user=root",
+            "--single-transaction",
+            "--routines",
+            "--triggers",
+            "--hex-blob",
+            "--skip-dump-date",
+            db,
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8(o.stdout)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.contains("Database: "))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// A database that does not exist, a wrong password, a dump tool that fails half way, a
@@ -489,6 +606,47 @@ fn mariadb_failures_say_why_and_leave_no_snapshot() {
     assert!(o.stderr.contains("Lost connection"), "{o:#?}");
     assert_eq!(sb.snapshots().len(), before);
 
+    // The built-in export's own client: the same refusals, in the server's words.
+    let cfg = config(&sb, "bs_no_such_database", "method = \"builtin\"\n");
+    let o = run(with_config(&sb, &cfg, &["backup", "--source", "shop"]));
+    assert_ne!(o.code, 0, "{o:#?}");
+    assert!(
+        o.stderr.contains("Unknown database") && o.stderr.contains("bs_no_such_database"),
+        "{o:#?}"
+    );
+    fs::write(sb.p("pw"), "wrong staple\n").unwrap();
+    let cfg = config_as(
+        &sb,
+        &db,
+        &db,
+        "password_file = \"pw\"\nmethod = \"builtin\"\n",
+    );
+    let o = run(with_config(&sb, &cfg, &["backup", "--source", "shop"]));
+    assert_ne!(o.code, 0, "{o:#?}");
+    assert!(o.stderr.contains("Access denied"), "{o:#?}");
+    assert!(!o.stderr.contains("wrong staple"), "{o:#?}");
+    fs::write(sb.p("pw"), "right horse\n").unwrap();
+    run(with_config(&sb, &cfg, &["backup", "--source", "shop"])).ok();
+    let shown = run(with_config(&sb, &cfg, &["--json", "show", "latest"]))
+        .ok()
+        .json();
+    assert_eq!(shown["item_list"][0]["server"]["method"], "builtin");
+    assert_eq!(
+        shown["item_list"][0]["server"]["tables"][0]["rows"], 2,
+        "{shown:#}"
+    );
+    // A server that is not there.
+    let down = sb.p("down.toml");
+    fs::write(
+        &down,
+        "repository = \"repo\"\n[sources.shop]\nkind = \"mariadb\"\n\
+         url = \"mysql://root@127.0.0.1:1/x\"\nmethod = \"builtin\"\n",
+    )
+    .unwrap();
+    let o = run(with_config(&sb, &down, &["backup", "--source", "shop"]));
+    assert_ne!(o.code, 0, "{o:#?}");
+    assert!(o.stderr.contains("127.0.0.1:1"), "{o:#?}");
+
     fs::write(
         sb.p("backstop.toml"),
         "repository = \"repo\"\n[sources.shop]\nkind = \"mysql\"\n\
@@ -510,11 +668,20 @@ fn mariadb_failures_say_why_and_leave_no_snapshot() {
 /// records are the dump's, so the restored database has exactly them in every table.
 #[test]
 fn the_dump_is_one_snapshot_under_writes() {
+    one_snapshot_under_writes("dump");
+}
+
+#[test]
+fn the_builtin_export_is_one_snapshot_under_writes() {
+    one_snapshot_under_writes("builtin");
+}
+
+fn one_snapshot_under_writes(method: &str) {
     let mut dbs = Databases(Vec::new());
-    let source = dbs.name("busy");
+    let source = dbs.name(&format!("busy_{method}"));
     load_chinook(&source);
     let sb = Sandbox::plain();
-    let cfg = config(&sb, &source, "");
+    let cfg = config(&sb, &source, &format!("method = \"{method}\"\n"));
     let writes: String = (0..4000)
         .map(|i| {
             let id = 100_000 + i;
@@ -584,7 +751,7 @@ fn the_dump_is_one_snapshot_under_writes() {
         ],
         "{plan:#?}"
     );
-    let restored = dbs.name("busy_restored");
+    let restored = dbs.name(&format!("busy_{method}_restored"));
     restore_into(&sb, &cfg, &restored, &[]).ok();
     for (table, rows) in &recorded {
         let now: u64 = sql(&restored, &format!("SELECT COUNT(*) FROM `{table}`"))
@@ -601,6 +768,70 @@ fn the_dump_is_one_snapshot_under_writes() {
         "0",
         "every invoice in the dump has its line"
     );
+}
+
+/// The server ends the dump's session midway (as a restart or an administrator would): the
+/// backup fails, says why, and leaves no snapshot, with either method. The session is caught
+/// waiting: another one holds `LOCK TABLES Track WRITE`, so the dump has written the tables
+/// before Track and waits for it when it is ended.
+#[test]
+fn a_dump_cut_off_midway_leaves_no_snapshot() {
+    let mut dbs = Databases(Vec::new());
+    let source = dbs.name("cutoff");
+    load_chinook(&source);
+    for method in ["dump", "builtin"] {
+        let sb = Sandbox::plain();
+        let cfg = config(&sb, &source, &format!("method = \"{method}\"\n"));
+        let mut holder = client()
+            .arg(format!("--database={source}"))
+            .args(["-e", "LOCK TABLES Track WRITE; SELECT SLEEP(60)"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let waiting = |state: &str| {
+            format!(
+                "SELECT ID FROM information_schema.processlist WHERE DB = '{source}' \
+                 AND STATE = '{state}' AND INFO NOT LIKE 'LOCK TABLES%'"
+            )
+        };
+        let sleeping = waiting("User sleep");
+        while sql("", &sleeping).is_empty() {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let killer = {
+            let query = waiting("Waiting for table metadata lock");
+            std::thread::spawn(move || {
+                for _ in 0..1500 {
+                    let id = sql("", &query);
+                    if !id.is_empty() {
+                        sql("", &format!("KILL {id}"));
+                        return true;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                false
+            })
+        };
+        let o = run(with_config(&sb, &cfg, &["backup", "--source", "shop"]));
+        // The server keeps sleeping for a client that is gone: its session is ended too.
+        let _ = holder.kill();
+        let _ = holder.wait();
+        for id in sql("", &sleeping).lines() {
+            sql("", &format!("KILL {id}"));
+        }
+        assert!(
+            killer.join().unwrap(),
+            "{method}: nothing was cut off: {o:#?}"
+        );
+        assert_ne!(o.code, 0, "{method}: {o:#?}");
+        assert!(
+            o.stderr.contains("Lost connection")
+                || o.stderr.contains("killed")
+                || o.stderr.contains("closed the connection"),
+            "{method}: {o:#?}"
+        );
+        assert!(sb.snapshots().is_empty(), "{method}");
+    }
 }
 
 /// The daemon backs up a MariaDB source on its own (the startup backup), drills it in a scratch

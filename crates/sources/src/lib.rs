@@ -21,7 +21,9 @@
 pub mod command;
 pub mod exclude;
 pub mod files;
+pub mod maria_export;
 pub mod mariadb;
+mod mysql_wire;
 pub mod pg_export;
 pub mod postgres;
 pub mod restore;

@@ -24,7 +24,9 @@ use std::sync::{Arc, Mutex};
 use backstop_format::manifest::{Item, ServerDatabase, SourceKind, TableRows};
 
 use crate::command::CommandSource;
-use crate::server::{Feed, MIGRATIONS, Observed, UntilClosed, migrations_present};
+use crate::maria_export::MariaExport;
+use crate::mysql_wire::Conn;
+use crate::server::{Feed, MIGRATIONS, Method, Observed, UntilClosed, migrations_present};
 use crate::{Buffers, Capture, Chunking, Entry, EntryContent, Error, Source};
 
 /// The URL query parameters passed on to the client tools as `--KEY[=VALUE]`.
@@ -203,54 +205,12 @@ impl Mariadb {
     /// What the dump will be taken from, read just before it starts; and the tables whose
     /// engine cannot take part in the dump's transaction.
     fn metadata(&self, tool: String) -> Result<(ServerDatabase, Vec<String>), Error> {
-        let lines = self.query(
-            &format!(
-                "{SESSION}; SELECT VERSION(); {SIZE}; {FINGERPRINT}; \
-                 SELECT DEFAULT_COLLATION_NAME FROM information_schema.schemata \
-                 WHERE schema_name = DATABASE()"
-            ),
-            true,
-        )?;
-        let [version, size, fingerprint, collation] = <[String; 4]>::try_from(lines)
-            .map_err(|l| Error::Invalid(format!("unexpected answer from MariaDB: {l:?}")))?;
-        let schema_version = self.schema_version()?;
-        let outside = self.query(NOT_TRANSACTIONAL, true)?;
-        Ok((
-            ServerDatabase {
-                engine: "mariadb".into(),
-                method: "dump".into(),
-                server_version: version,
-                tool,
-                database: self.database(),
-                size_bytes: size.parse().unwrap_or(0),
-                tables: Vec::new(),
-                schema_fingerprint: fingerprint,
-                schema_version,
-                encoding: None,
-                collation: Some(collation).filter(|c| !c.is_empty() && c != "NULL"),
-                ctype: None,
-            },
-            outside,
-        ))
-    }
-
-    /// The newest migration applied, as `TABLE VERSION`, from the first migrations table found.
-    fn schema_version(&self) -> Result<Option<String>, Error> {
-        let found = self.query(
-            &format!("{SESSION}; {}", migrations_present("DATABASE()")),
-            true,
-        )?;
-        for (table, _, query) in MIGRATIONS {
-            if found.iter().any(|f| f == table) {
-                let v = self.query(&format!("{SESSION}; {query}"), true)?;
-                return Ok(v
-                    .into_iter()
-                    .next()
-                    .filter(|v| !v.is_empty() && v != "NULL")
-                    .map(|v| format!("{table} {v}")));
-            }
-        }
-        Ok(None)
+        record(
+            &mut |sql| self.query(sql, true),
+            self.database(),
+            tool,
+            Method::Dump,
+        )
     }
 
     /// A source that dumps the database with `mariadb-dump --single-transaction` (rows in
@@ -287,25 +247,69 @@ impl Mariadb {
         if let Some(p) = &self.password {
             dump = dump.env("MYSQL_PWD", p);
         }
-        let warnings = match outside.is_empty() {
-            true => Vec::new(),
-            false => vec![format!(
-                "{} of {}: {}: their engine has no transactions, so their rows may be from a \
-                 moment other than the rest of the dump's (convert them to InnoDB)",
-                if outside.len() == 1 {
-                    "a table"
-                } else {
-                    "tables"
-                },
-                self.database,
-                outside.join(", ")
-            )],
-        };
+        let warnings = not_transactional_warning(&self.database, &outside);
         Ok(MariadbDump {
-            dump,
+            dump: Box::new(dump),
             meta: Some(meta),
             warnings,
         })
+    }
+
+    /// A source that exports the database with backstop's own client
+    /// ([`crate::maria_export`]): the same script as [`Mariadb::dump_source`]'s, no MariaDB
+    /// tool needed; `why` it was used when it was not asked for.
+    pub fn export_source(&self, why: Option<String>) -> Result<MariadbDump, Error> {
+        let mut export = MariaExport::open(self)?;
+        let meta = export.take_record();
+        if let Some(why) = why {
+            export = export.because(why);
+        }
+        Ok(MariadbDump {
+            dump: Box::new(export),
+            meta,
+            warnings: Vec::new(),
+        })
+    }
+
+    /// Whether `mariadb-dump` (or `mysqldump`) is installed; why not if it is not.
+    pub fn dump_tool(&self) -> Result<(), Error> {
+        tool_version(installed(&["mariadb-dump", "mysqldump"])).map(drop)
+    }
+
+    /// A session of backstop's own client with this database (TCP; no TLS yet, so a URL that
+    /// asks for TLS or a socket is refused); the password given, else `MYSQL_PWD`.
+    pub(crate) fn wire(&self) -> Result<Conn, Error> {
+        if let Some((key, _)) = self.options.first() {
+            return Err(Error::Invalid(format!(
+                "{} has the option {key}, which the built-in export cannot do yet: use \
+                 method = \"dump\" with MariaDB's client tools",
+                self.url()
+            )));
+        }
+        let user = match &self.user {
+            Some(u) => u.clone(),
+            None => std::env::var("USER")
+                .or_else(|_| std::env::var("USERNAME"))
+                .map_err(|_| {
+                    Error::Invalid(format!(
+                        "{} names no user: write mysql://USER@HOST:PORT/DBNAME",
+                        self.url()
+                    ))
+                })?,
+        };
+        let password = self
+            .password
+            .clone()
+            .or_else(|| std::env::var("MYSQL_PWD").ok());
+        Conn::connect(
+            self.host.as_deref().unwrap_or("localhost"),
+            self.port.unwrap_or(3306),
+            &user,
+            password.as_deref(),
+            &self.database,
+            std::time::Duration::from_secs(10),
+        )
+        .map_err(|e| Error::Invalid(format!("{e} (database {})", self.database)))
     }
 
     /// Every table's rows, the schema fingerprint and the schema version, now (each table
@@ -340,7 +344,7 @@ impl Mariadb {
         Ok(Observed {
             tables,
             schema_fingerprint: fingerprint,
-            schema_version: self.schema_version()?,
+            schema_version: schema_version(&mut |sql| self.query(sql, true))?,
         })
     }
 
@@ -534,10 +538,85 @@ const NOT_TRANSACTIONAL: &str = "SELECT table_name FROM information_schema.table
      table_schema = DATABASE() AND table_type = 'BASE TABLE' AND engine NOT IN ('InnoDB', \
      'ROCKSDB', 'TokuDB') ORDER BY table_name";
 
-/// A MariaDB database being dumped: the dump tool's output as one item, whose rows are counted
-/// as they stream by and recorded with what the dump was taken from.
+/// What answers the record's queries: statements separated by `;`, one line a row of every
+/// result (values tab-separated, NULL as `NULL`), as the `mariadb` client prints them.
+pub(crate) type Lines<'a> = dyn FnMut(&str) -> Result<Vec<String>, Error> + 'a;
+
+/// What a dump of `database` by `method` is taken from (versions, size, schema fingerprint
+/// and version, collation; the rows are counted in the dump), and the tables whose engine
+/// cannot take part in the dump's transaction.
+pub(crate) fn record(
+    query: &mut Lines<'_>,
+    database: String,
+    tool: String,
+    method: Method,
+) -> Result<(ServerDatabase, Vec<String>), Error> {
+    let lines = query(&format!(
+        "{SESSION}; SELECT VERSION(); {SIZE}; {FINGERPRINT}; \
+         SELECT DEFAULT_COLLATION_NAME FROM information_schema.schemata \
+         WHERE schema_name = DATABASE()"
+    ))?;
+    let [version, size, fingerprint, collation] = <[String; 4]>::try_from(lines)
+        .map_err(|l| Error::Invalid(format!("unexpected answer from MariaDB: {l:?}")))?;
+    let schema_version = schema_version(query)?;
+    let outside = query(NOT_TRANSACTIONAL)?;
+    Ok((
+        ServerDatabase {
+            engine: "mariadb".into(),
+            method: method.as_str().into(),
+            server_version: version,
+            tool,
+            database,
+            size_bytes: size.parse().unwrap_or(0),
+            tables: Vec::new(),
+            schema_fingerprint: fingerprint,
+            schema_version,
+            encoding: None,
+            collation: Some(collation).filter(|c| !c.is_empty() && c != "NULL"),
+            ctype: None,
+        },
+        outside,
+    ))
+}
+
+/// The newest migration applied, as `TABLE VERSION`, from the first migrations table found.
+fn schema_version(query: &mut Lines<'_>) -> Result<Option<String>, Error> {
+    let found = query(&format!("{SESSION}; {}", migrations_present("DATABASE()")))?;
+    for (table, _, sql) in MIGRATIONS {
+        if found.iter().any(|f| f == table) {
+            let v = query(&format!("{SESSION}; {sql}"))?;
+            return Ok(v
+                .into_iter()
+                .next()
+                .filter(|v| !v.is_empty() && v != "NULL")
+                .map(|v| format!("{table} {v}")));
+        }
+    }
+    Ok(None)
+}
+
+/// The warning for tables whose engine has no transactions (`outside`), if there are any.
+pub(crate) fn not_transactional_warning(database: &str, outside: &[String]) -> Vec<String> {
+    match outside.is_empty() {
+        true => Vec::new(),
+        false => vec![format!(
+            "{} of {database}: {}: their engine has no transactions, so their rows may be from \
+             a moment other than the rest of the dump's (convert them to InnoDB)",
+            if outside.len() == 1 {
+                "a table"
+            } else {
+                "tables"
+            },
+            outside.join(", ")
+        )],
+    }
+}
+
+/// A MariaDB database being dumped: the dump tool's (or the built-in export's) output as one
+/// item, whose rows are counted as they stream by and recorded with what the dump was taken
+/// from.
 pub struct MariadbDump {
-    dump: CommandSource,
+    dump: Box<dyn Source>,
     meta: Option<ServerDatabase>,
     warnings: Vec<String>,
 }

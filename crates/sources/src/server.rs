@@ -28,13 +28,13 @@ pub struct Observed {
 /// How a database server's source is captured (`method` in backstop.toml).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Method {
-    /// The server's dump tool where it is installed and not older than the server, else the
-    /// built-in export (PostgreSQL).
+    /// The server's dump tool where it is installed (and, for PostgreSQL, not older than the
+    /// server), else the built-in export.
     #[default]
     Auto,
     /// The server's dump tool (`pg_dump`, `mariadb-dump`), or an error.
     Dump,
-    /// backstop's own export, no tool needed (PostgreSQL).
+    /// backstop's own export, no tool needed ([`crate::pg_export`], [`crate::maria_export`]).
     Builtin,
 }
 
@@ -118,14 +118,13 @@ impl Server {
     pub fn dump_source(&self, method: Method) -> Result<Box<dyn Source>, Error> {
         Ok(match self {
             Server::Postgres(p) => p.dump_source(method)?,
-            Server::Mariadb(_) if method == Method::Builtin => {
-                return Err(Error::Invalid(
-                    "the built-in export is not built for MariaDB yet: use method = \"auto\" \
-                     (mariadb-dump)"
-                        .into(),
-                ));
-            }
-            Server::Mariadb(m) => Box::new(m.dump_source()?),
+            Server::Mariadb(m) => match (method, m.dump_tool()) {
+                (Method::Builtin, _) => Box::new(m.export_source(None)?),
+                (Method::Auto, Err(e)) => Box::new(m.export_source(Some(format!(
+                    "{e}: method = \"auto\" used the built-in export"
+                )))?),
+                _ => Box::new(m.dump_source()?),
+            },
         })
     }
 
