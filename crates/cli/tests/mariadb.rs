@@ -271,7 +271,20 @@ fn chinook_comes_back(method: &str) {
         .iter()
         .map(|c| c["name"].as_str().unwrap())
         .collect();
-    assert_eq!(checks, ["restore", "rows", "schema"], "{drilled:#}");
+    assert_eq!(
+        checks,
+        ["restore", "rows", "schema", "checksums"],
+        "{drilled:#}"
+    );
+    // Every table's rows read back from the scratch database, written as the dump writes rows,
+    // are the dump's.
+    let sums = &record["checks"][3]["detail"];
+    assert!(
+        sums.as_str()
+            .unwrap()
+            .contains(&format!("the rows of all {} tables", recorded.len())),
+        "{drilled:#}"
+    );
     let scratch = scratch_database(record);
     assert_eq!(
         sql(

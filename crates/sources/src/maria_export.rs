@@ -24,7 +24,7 @@ use std::thread::JoinHandle;
 use backstop_format::manifest::{Item, ItemKind, ServerDatabase, SourceKind};
 
 use crate::mariadb::{Mariadb, record};
-use crate::mysql_wire::{Column, Conn};
+use crate::mysql_wire::{Column, Conn, Row};
 use crate::server::Method;
 use crate::{Chunking, Entry, EntryContent, Error, Source};
 
@@ -423,7 +423,7 @@ const FOOTER: &str = "/*!40103 SET TIME_ZONE=@OLD_TIME_ZONE */;\n\n\
 
 /// How a column's values are written.
 #[derive(Clone, Copy, PartialEq, Debug)]
-enum Value {
+pub(crate) enum Value {
     /// As the server gave them (numbers).
     Bare,
     /// `0x...` (binary strings, bits, geometry; the empty one as `''`).
@@ -433,7 +433,7 @@ enum Value {
 }
 
 /// How the dump tool writes values of this column (with `--hex-blob`).
-fn value_kind(c: &Column) -> Value {
+pub(crate) fn value_kind(c: &Column) -> Value {
     const BINARY: u16 = 63;
     match c.kind {
         // DECIMAL, TINY, SHORT, LONG, FLOAT, DOUBLE, NULL, LONGLONG, INT24, YEAR, NEWDECIMAL
@@ -482,6 +482,19 @@ fn push_value(out: &mut Vec<u8>, kind: Value, v: Option<&[u8]>) {
     }
 }
 
+/// Appends `row` as the dump tool writes a row: `(1,'a',NULL)`, each value by its column's
+/// kind.
+pub(crate) fn push_row(out: &mut Vec<u8>, kinds: &[Value], row: &Row<'_>) {
+    out.push(b'(');
+    for (i, (v, kind)) in row.iter().zip(kinds).enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        push_value(out, *kind, *v);
+    }
+    out.push(b')');
+}
+
 /// Writes the script: the parts in order, each table's rows read in the transaction.
 fn write_script(c: &mut Conn, parts: &[Part], out: &mut dyn Write) -> Result<(), Error> {
     let io = |e| Error::io("writing the export", e);
@@ -502,14 +515,7 @@ fn write_script(c: &mut Conn, parts: &[Part], out: &mut dyn Write) -> Result<(),
                         0 => line.extend_from_slice(t.insert.as_bytes()),
                         _ => line.extend_from_slice(b",\n"),
                     }
-                    line.push(b'(');
-                    for (i, (v, kind)) in row.iter().zip(&kinds).enumerate() {
-                        if i > 0 {
-                            line.push(b',');
-                        }
-                        push_value(&mut line, *kind, *v);
-                    }
-                    line.push(b')');
+                    push_row(&mut line, &kinds, row);
                     statement += line.len();
                     if statement >= STATEMENT {
                         line.extend_from_slice(b";\n");

@@ -24,8 +24,9 @@ use std::sync::{Arc, Mutex};
 use backstop_format::manifest::{Item, ServerDatabase, SourceKind, TableRows};
 
 use crate::command::CommandSource;
-use crate::maria_export::MariaExport;
+use crate::maria_export::{MariaExport, push_row, value_kind};
 use crate::mysql_wire::Conn;
+use crate::postgres::TableSum;
 use crate::server::{Feed, MIGRATIONS, Method, Observed, UntilClosed, migrations_present};
 use crate::{Buffers, Capture, Chunking, Entry, EntryContent, Error, Source};
 
@@ -468,6 +469,72 @@ impl Mariadb {
         Ok(rows)
     }
 
+    /// Whether the URL has options (TLS, a socket) that the built-in client cannot follow.
+    pub(crate) fn needs_tools(&self) -> bool {
+        !self.options.is_empty()
+    }
+
+    /// Every table's rows in the dump `feed` writes, summed as their text ([`RowSum`]).
+    pub(crate) fn dump_sums(&self, feed: &mut Feed<'_>) -> Result<Vec<TableSum>, Error> {
+        struct Summing(DumpRows);
+        impl std::io::Write for Summing {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.feed(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut summing = Summing(DumpRows::summing());
+        feed(&mut summing)?;
+        Ok(summing
+            .0
+            .sums()
+            .into_iter()
+            .map(|(table, rows, sum)| table_sum(table, rows, &sum))
+            .collect())
+    }
+
+    /// The same sums of `tables`' rows as they are in this database now: each read by the
+    /// built-in client (`SELECT` of the dump's columns, with the dump's character set and time
+    /// zone) and written as the dump tool writes rows.
+    pub(crate) fn table_sums(&self, tables: &[TableSum]) -> Result<Vec<TableSum>, Error> {
+        let mut c = self.wire()?;
+        c.run("SET NAMES utf8mb4; SET SESSION time_zone = '+00:00'")?;
+        let mut out = Vec::new();
+        for t in tables {
+            let columns = match t.columns.is_empty() {
+                true => "*",
+                false => t
+                    .columns
+                    .trim()
+                    .trim_start_matches('(')
+                    .trim_end_matches(')'),
+            };
+            let mut sum = RowSum {
+                columns: t.columns.clone(),
+                ..RowSum::default()
+            };
+            let (mut rows, mut kinds, mut line) = (0, Vec::new(), Vec::new());
+            c.query_with(
+                &format!("SELECT {columns} FROM {}", quote_ident(&t.table)),
+                &mut |cols, row| {
+                    if kinds.is_empty() {
+                        kinds = cols.iter().map(value_kind).collect();
+                    }
+                    line.clear();
+                    push_row(&mut line, &kinds, row);
+                    sum.add(&line);
+                    rows += 1;
+                    Ok(())
+                },
+            )?;
+            out.push(table_sum(t.table.clone(), rows, &sum));
+        }
+        Ok(out)
+    }
+
     /// Loads a dump into this database with the `mariadb` client (it stops at the first
     /// error): `feed` writes the dump into its input. Only `tables` when some are named: each
     /// one's definition (without foreign keys) and rows, without its triggers; the dump's
@@ -593,6 +660,19 @@ fn schema_version(query: &mut Lines<'_>) -> Result<Option<String>, Error> {
         }
     }
     Ok(None)
+}
+
+/// A table's [`RowSum`] as the checks compare it ([`TableSum`]).
+fn table_sum(table: String, rows: u64, sum: &RowSum) -> TableSum {
+    let mut hash = [0; 32];
+    hash[..16].copy_from_slice(&sum.sum[0].to_le_bytes());
+    hash[16..].copy_from_slice(&sum.sum[1].to_le_bytes());
+    TableSum {
+        table,
+        columns: sum.columns.clone(),
+        rows,
+        hash,
+    }
 }
 
 /// The warning for tables whose engine has no transactions (`outside`), if there are any.
@@ -732,6 +812,32 @@ pub(crate) struct DumpRows {
     state: Scan,
     /// The first bytes of the current line, while they may still start a statement.
     head: Vec<u8>,
+    /// With [`DumpRows::summing`]: each table's column list and the sum of its rows' hashes
+    /// ([`RowSum`]), beside `tables`.
+    sums: Option<Vec<RowSum>>,
+    /// The row (or column list) being read, with its parentheses, while summing.
+    row: Vec<u8>,
+}
+
+/// The rows of a table as an order-free sum: each row's text (`(1,'a',NULL)`, as the dump tool
+/// writes it) hashed with BLAKE3 and the hashes added up, so the same rows in another order
+/// give the same sum (a table's rows come back in the order of whatever index the server
+/// reads).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct RowSum {
+    /// The `INSERT`'s column list as written (with its parentheses), or empty.
+    pub(crate) columns: String,
+    pub(crate) sum: [u128; 2],
+}
+
+impl RowSum {
+    pub(crate) fn add(&mut self, row: &[u8]) {
+        let h = blake3::hash(row);
+        let b = h.as_bytes();
+        let lane = |i: usize| u128::from_le_bytes(b[i..i + 16].try_into().expect("16 bytes"));
+        self.sum[0] = self.sum[0].wrapping_add(lane(0));
+        self.sum[1] = self.sum[1].wrapping_add(lane(16));
+    }
 }
 
 #[derive(Default)]
@@ -757,6 +863,8 @@ enum Scan {
         /// statement's first byte after the name is a parenthesis.
         seen_any: bool,
         skip_first: bool,
+        /// The group being read is that column list.
+        in_list: bool,
     },
 }
 
@@ -764,6 +872,14 @@ const INSERT: &[u8] = b"INSERT INTO `";
 const CREATE: &[u8] = b"CREATE TABLE `";
 
 impl DumpRows {
+    /// A counter that also sums each table's rows ([`RowSum`]).
+    pub(crate) fn summing() -> Self {
+        Self {
+            sums: Some(Vec::new()),
+            ..Self::default()
+        }
+    }
+
     pub(crate) fn feed(&mut self, bytes: &[u8]) {
         for &b in bytes {
             self.byte(b);
@@ -809,6 +925,9 @@ impl DumpRows {
                         Some(i) => i,
                         None => {
                             self.tables.push((name, 0));
+                            if let Some(sums) = &mut self.sums {
+                                sums.push(RowSum::default());
+                            }
                             self.tables.len() - 1
                         }
                     };
@@ -820,6 +939,7 @@ impl DumpRows {
                             depth: 0,
                             seen_any: false,
                             skip_first: false,
+                            in_list: false,
                         };
                     } else {
                         self.state = Scan::Skip;
@@ -837,7 +957,12 @@ impl DumpRows {
                 depth,
                 seen_any,
                 skip_first,
+                in_list,
             } => {
+                let summing = self.sums.is_some();
+                if summing && (*depth > 0 || (quote.is_none() && b == b'(')) {
+                    self.row.push(b);
+                }
                 if let Some(q) = *quote {
                     if *escaped {
                         *escaped = false;
@@ -856,6 +981,7 @@ impl DumpRows {
                     b'\'' | b'"' | b'`' => *quote = Some(b),
                     b'(' => {
                         if *depth == 0 {
+                            *in_list = *skip_first;
                             if *skip_first {
                                 *skip_first = false;
                             } else {
@@ -864,12 +990,34 @@ impl DumpRows {
                         }
                         *depth += 1;
                     }
-                    b')' => *depth = depth.saturating_sub(1),
+                    b')' => {
+                        *depth = depth.saturating_sub(1);
+                        if *depth == 0
+                            && let Some(sums) = &mut self.sums
+                        {
+                            let sum = &mut sums[self.current];
+                            match *in_list {
+                                true => sum.columns = String::from_utf8_lossy(&self.row).into(),
+                                false => sum.add(&self.row),
+                            }
+                            self.row.clear();
+                        }
+                    }
                     b';' if *depth == 0 => self.state = Scan::Skip,
                     _ => {}
                 }
             }
         }
+    }
+
+    /// Every table met, in the dump's order, with its rows and (when summing) their sum.
+    pub(crate) fn sums(self) -> Vec<(String, u64, RowSum)> {
+        let sums = self.sums.unwrap_or_default();
+        self.tables
+            .into_iter()
+            .zip(sums)
+            .map(|((name, rows), sum)| (name, rows, sum))
+            .collect()
     }
 
     /// Every table met, in the dump's order, with its rows.
@@ -1263,6 +1411,43 @@ INSERT INTO `t` VALUES ('a\\nINSERT INTO `t` VALUES (1);');\n";
                 "in pieces of {piece}"
             );
         }
+    }
+
+    #[test]
+    fn row_sums_ignore_the_order_and_see_every_byte() {
+        let sums = |dump: &[u8]| {
+            let mut r = DumpRows::summing();
+            for piece in dump.chunks(3) {
+                r.feed(piece);
+            }
+            r.sums()
+        };
+        let one_a_line = sums(
+            b"CREATE TABLE `t` (\n  `id` int\n);\nINSERT INTO `t` VALUES\n(1,'a'),\n\
+              (2,'b;), (\\'');\nINSERT INTO `g` (`id`, `a`) VALUES (7,0x00);\n",
+        );
+        let other_order = sums(
+            b"CREATE TABLE `t` (\n  `id` int\n);\nINSERT INTO `t` VALUES (2,'b;), (\\''),(1,'a');\n\
+              INSERT INTO `g` (`id`, `a`) VALUES (7,0x00);\n",
+        );
+        assert_eq!(one_a_line, other_order);
+        // Each row's text as the dump tool writes it, hashed and added up.
+        let mut t = RowSum::default();
+        t.add(b"(2,'b;), (\\'')");
+        t.add(b"(1,'a')");
+        assert_eq!(one_a_line[0], ("t".to_owned(), 2, t));
+        let mut g = RowSum {
+            columns: "(`id`, `a`)".into(),
+            ..RowSum::default()
+        };
+        g.add(b"(7,0x00)");
+        assert_eq!(one_a_line[1], ("g".to_owned(), 1, g));
+        let changed = sums(
+            b"CREATE TABLE `t` (\n  `id` int\n);\nINSERT INTO `t` VALUES\n(1,'a'),\n\
+              (2,'b;), (\\'!');\n",
+        );
+        assert_ne!(changed[0].2, one_a_line[0].2);
+        assert_eq!(changed[0].1, 2);
     }
 
     #[test]

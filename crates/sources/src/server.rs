@@ -10,7 +10,7 @@ use backstop_format::manifest::{ServerDatabase, SourceKind, TableRows};
 use backstop_format::record::Check;
 
 use crate::mariadb::Mariadb;
-use crate::postgres::Postgres;
+use crate::postgres::{Postgres, TableSum};
 use crate::{Error, Source};
 
 /// What writes a dump into a restore tool's input (the engine restoring the dump's content).
@@ -209,14 +209,22 @@ impl Server {
     }
 
     /// The check `checksums` of this database, just loaded from the dump `feed` writes and
-    /// not changed since: every table's rows byte for byte the dump's. `None` where it cannot
-    /// be made: MariaDB, and PostgreSQL over TLS (the client that reads the rows back cannot
-    /// do TLS yet).
+    /// not changed since: every table's rows byte for byte the dump's (PostgreSQL: as `COPY`
+    /// text, in load order; MariaDB: as the dump's `INSERT` rows, in any order). `None` where
+    /// it cannot be made: over TLS (the client that reads the rows back cannot do TLS yet).
     pub fn checksums(&self, expected: &ServerDatabase, feed: &mut Feed<'_>) -> Option<Check> {
-        match self {
-            Server::Postgres(p) if !p.needs_tls() => Some(checksums(p, expected, feed)),
-            _ => None,
-        }
+        let compared = match self {
+            Server::Postgres(p) if !p.needs_tls() => p.dump_sums(feed).and_then(|dumped| {
+                let loaded = p.table_sums(&dumped, expected.encoding.as_deref())?;
+                Ok((dumped, loaded))
+            }),
+            Server::Mariadb(m) if !m.needs_tools() => m.dump_sums(feed).and_then(|dumped| {
+                let loaded = m.table_sums(&dumped)?;
+                Ok((dumped, loaded))
+            }),
+            _ => return None,
+        };
+        Some(checksums(compared))
     }
 
     /// The roles other than the connecting user that own objects of this database
@@ -300,14 +308,9 @@ impl Server {
     }
 }
 
-/// The check `checksums`: every table's rows in the scratch database `p` (loaded from the
-/// dump, unchanged since) against the dump's own, byte for byte as `COPY` text
-/// ([`Postgres::dump_sums`], [`Postgres::table_sums`]).
-fn checksums(p: &Postgres, expected: &ServerDatabase, feed: &mut Feed<'_>) -> Check {
-    let compared = p.dump_sums(feed).and_then(|dumped| {
-        let loaded = p.table_sums(&dumped, expected.encoding.as_deref())?;
-        Ok((dumped, loaded))
-    });
+/// The check `checksums`: every table's rows in the dump against the same table's in a
+/// database loaded from it ([`Postgres::dump_sums`], [`Postgres::table_sums`] and MariaDB's).
+fn checksums(compared: Result<(Vec<TableSum>, Vec<TableSum>), Error>) -> Check {
     match compared {
         Err(e) => check("checksums", false, format!("not compared: {e}")),
         Ok((dumped, loaded)) => {
