@@ -135,6 +135,7 @@ def my_counts(db):
 class Postgres:
     name = "PostgreSQL"
     kind = "postgres"
+    client = "psql"
     generate = staticmethod(pg_generate)
     business_day = staticmethod(pg_business_day)
     counts = staticmethod(pg_counts)
@@ -160,6 +161,7 @@ class Postgres:
 class Mariadb:
     name = "MariaDB"
     kind = "mariadb"
+    client = "the mariadb client"
     generate = staticmethod(my_generate)
     business_day = staticmethod(my_business_day)
     counts = staticmethod(my_counts)
@@ -190,12 +192,10 @@ def main():
     ap.add_argument("--backstop", help="backstop binary (default <repo>/target/release/backstop)")
     ap.add_argument("--workdir", default="/var/tmp/bsdb", help="scratch dir (repositories)")
     ap.add_argument("--builtin", action="store_true",
-                    help="PostgreSQL: also backstop's built-in export (method = \"builtin\"), "
+                    help="also backstop's built-in export (method = \"builtin\"), "
                          "as the column 'builtin'")
     args = ap.parse_args()
     e = Postgres if args.engine == "postgres" else Mariadb
-    if args.builtin and e is not Postgres:
-        sys.exit("--builtin: the built-in export is built for PostgreSQL only")
     exe = Path(args.backstop or REPO_ROOT / "target" / "release" / "backstop").resolve()
     if not exe.exists():
         sys.exit(f"{exe} not found: cargo build --release (or pass --backstop PATH)")
@@ -296,7 +296,7 @@ def main():
     print(f"restic: `{e.about} | restic backup --stdin`; borg: `{e.about} | borg create -` (zstd,3);"
           " restores into a new database, row counts checked."
           + (" builtin: backstop with method = \"builtin\" (its own export, rows in primary-key"
-             " order, loaded by psql)." if args.builtin else ""))
+             f" order, loaded by {e.client})." if args.builtin else ""))
 
 
 if __name__ == "__main__":

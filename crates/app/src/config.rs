@@ -97,6 +97,12 @@ pub struct SourceConfig {
     /// A database server's source: how the database is captured; `auto` and `dump` run the
     /// server's dump tool (`pg_dump`, `mariadb-dump`).
     pub method: Option<String>,
+    /// A database server's source: where restore drills load its dumps, as a URL of the same
+    /// kind (its database is the one connected to for creating the scratch database); else the
+    /// source's own server.
+    pub drill_url: Option<String>,
+    /// The password of `drill_url`'s user, as `password_file` is the source's.
+    pub drill_password_file: Option<String>,
     #[serde(default)]
     pub tags: Vec<String>,
     pub description: Option<String>,
@@ -246,10 +252,15 @@ impl Config {
                         .into(),
                 ));
             }
-            if !server && (s.password_file.is_some() || s.method.is_some()) {
+            if !server
+                && (s.password_file.is_some()
+                    || s.method.is_some()
+                    || s.drill_url.is_some()
+                    || s.drill_password_file.is_some())
+            {
                 return Err(bad(
-                    "gives password_file or method, which belong to a database server's source \
-                     (kind = \"postgres\" or \"mariadb\")"
+                    "gives password_file, method, drill_url or drill_password_file, which \
+                     belong to a database server's source (kind = \"postgres\" or \"mariadb\")"
                         .into(),
                 ));
             }
@@ -264,6 +275,10 @@ impl Config {
             if let (Some(url), Some(kind)) = (&s.url, s.server_kind()) {
                 backstop_sources::server::Server::new(kind, url, None)
                     .map_err(|e| bad(format!("url: {e}")))?;
+            }
+            if let (Some(url), Some(kind)) = (&s.drill_url, s.server_kind()) {
+                backstop_sources::server::Server::new(kind, url, None)
+                    .map_err(|e| bad(format!("drill_url: {e}")))?;
             }
         }
         for (name, s) in &cfg.sources {
@@ -741,6 +756,17 @@ mod tests {
         assert!(e.contains("expected auto, dump or builtin"), "{e}");
         load("[sources.shop]\nkind = \"mariadb\"\nurl = \"mysql://a@h/shop\"\nmethod = \"builtin\"\n")
             .unwrap();
+        // A drill server: a URL of the source's kind, for server sources only.
+        load(&format!(
+            "{ok}drill_url = \"postgres://d@standby/postgres\"\ndrill_password_file = \"p\"\n"
+        ))
+        .unwrap();
+        let e = err(&format!("{ok}drill_url = \"mysql://d@standby/x\"\n"));
+        assert!(e.contains("drill_url"), "{e}");
+        assert!(
+            err("[sources.f]\npath = \"x\"\ndrill_url = \"postgres://d@h/p\"\n")
+                .contains("postgres")
+        );
         assert!(err("[sources.f]\npath = \"x\"\npassword_file = \"p\"\n").contains("postgres"));
     }
 

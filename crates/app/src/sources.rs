@@ -149,13 +149,22 @@ pub fn server_of(
     let (Some(url), Some(kind)) = (s.url.as_deref(), s.server_kind()) else {
         return Ok(None);
     };
-    let password = match &s.password_file {
+    server_at(config, kind, url, s.password_file.as_deref()).map(Some)
+}
+
+/// The database at `url` on a server of `kind`, with the password in `password_file` (a path
+/// relative to the config file's folder) when one is named.
+pub fn server_at(
+    config: &Config,
+    kind: &str,
+    url: &str,
+    password_file: Option<&str>,
+) -> anyhow::Result<backstop_sources::server::Server> {
+    let password = match password_file {
         Some(f) => Some(crate::repository::read_password_file(&config.resolve(f))?),
         None => None,
     };
-    Ok(Some(backstop_sources::server::Server::new(
-        kind, url, password,
-    )?))
+    Ok(backstop_sources::server::Server::new(kind, url, password)?)
 }
 
 /// What a configured source is.

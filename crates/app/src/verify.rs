@@ -45,7 +45,7 @@ impl backstop_engine::drill::ServerDrill for ServerDrillOn {
 }
 
 /// Where the snapshots of `source` (configured in `config`) are drilled when they are server
-/// dumps: the server of its `url`; `None` for other sources.
+/// dumps: the server of its `drill_url`, else of its `url`; `None` for other sources.
 pub fn server_drill(
     config: &crate::config::Config,
     source: &str,
@@ -53,7 +53,16 @@ pub fn server_drill(
     let Some(s) = config.sources.get(source) else {
         return Ok(None);
     };
-    Ok(crate::sources::server_of(config, s)?.map(|server| {
+    let server = match (&s.drill_url, s.server_kind()) {
+        (Some(url), Some(kind)) => Some(crate::sources::server_at(
+            config,
+            kind,
+            url,
+            s.drill_password_file.as_deref(),
+        )?),
+        _ => crate::sources::server_of(config, s)?,
+    };
+    Ok(server.map(|server| {
         std::sync::Arc::new(ServerDrillOn(server))
             as std::sync::Arc<dyn backstop_engine::drill::ServerDrill>
     }))

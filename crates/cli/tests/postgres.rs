@@ -1005,6 +1005,103 @@ fn a_dump_cut_off_midway_leaves_no_snapshot() {
     }
 }
 
+/// Roles made by a test, dropped when it ends however it ends.
+struct Roles(Vec<String>);
+
+impl Drop for Roles {
+    fn drop(&mut self) {
+        for r in &self.0 {
+            let _ = psql_on("postgres")
+                .args(["-c", &format!("DROP ROLE IF EXISTS {r}")])
+                .output();
+        }
+    }
+}
+
+/// A drill server of the source's own (`drill_url`, `drill_password_file`): the source's user
+/// may read the database but not create one, so a drill on the source's server fails and says
+/// what it needs; with a drill URL whose user may, the drill loads the dump there, as that
+/// user, says where, and passes.
+#[test]
+fn drills_run_on_the_configured_drill_server() {
+    let mut dbs = Databases(Vec::new());
+    let source = stock_database(&mut dbs, "drilled_elsewhere");
+    let (reader, driller) = (dbs.name("reader"), dbs.name("driller"));
+    let _roles = Roles(vec![reader.clone(), driller.clone()]);
+    psql(
+        "postgres",
+        &format!(
+            "CREATE ROLE {reader} LOGIN PASSWORD 'reads'; \
+             CREATE ROLE {driller} LOGIN CREATEDB PASSWORD 'drills'"
+        ),
+    );
+    psql(&source, &format!("GRANT SELECT ON stock TO {reader}"));
+    let sb = Sandbox::plain();
+    fs::write(sb.p("reader.pw"), "reads\n").unwrap();
+    fs::write(sb.p("driller.pw"), "drills\n").unwrap();
+    let url = |user: &str, db: &str| format!("postgres://{user}@127.0.0.1:5432/{db}");
+    let cfg = sb.p("backstop.toml");
+    let write = |drill: &str| {
+        fs::write(
+            &cfg,
+            format!(
+                "repository = \"repo\"\n[sources.shop]\nkind = \"postgres\"\n\
+                 url = \"{}\"\npassword_file = \"reader.pw\"\n{drill}",
+                url(&reader, &source)
+            ),
+        )
+        .unwrap()
+    };
+    write("");
+    run(with_config(&sb, &cfg, &["backup", "--source", "shop"])).ok();
+    let drill = || {
+        run(with_config(
+            &sb,
+            &cfg,
+            &["--json", "verify", "--restore-test", "--latest"],
+        ))
+        .json()
+    };
+    let failed = drill();
+    assert_eq!(failed[0]["passed"], false, "{failed:#}");
+    assert!(
+        failed[0]["checks"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("CREATEDB"),
+        "{failed:#}"
+    );
+    write(&format!(
+        "drill_url = \"{}\"\ndrill_password_file = \"driller.pw\"\n",
+        url(&driller, "postgres")
+    ));
+    let drilled = drill();
+    assert_eq!(drilled[0]["passed"], true, "{drilled:#}");
+    let loaded = drilled[0]["checks"][0]["detail"].as_str().unwrap();
+    assert!(
+        loaded.contains(&format!("postgres://{driller}@127.0.0.1:5432")),
+        "{drilled:#}"
+    );
+    assert!(
+        drilled[0]["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["name"] == "checksums" && c["passed"] == true),
+        "{drilled:#}"
+    );
+    let scratch = loaded.split_whitespace().nth(2).unwrap();
+    assert!(scratch.starts_with("backstop_drill_"), "{loaded}");
+    assert_eq!(
+        psql(
+            "postgres",
+            &format!("SELECT count(*) FROM pg_database WHERE datname = '{scratch}'")
+        ),
+        "0",
+        "the scratch database is dropped"
+    );
+}
+
 /// A new database with one small table, `stock` (sku A-1: 4, B-2: 0, C-3: 17).
 fn stock_database(dbs: &mut Databases, what: &str) -> String {
     let db = dbs.name(what);

@@ -135,6 +135,11 @@ impl Mariadb {
         format!("{}/{}", self.server, self.database)
     }
 
+    /// The server, as `mysql://USER@HOST:PORT` (for messages).
+    pub fn server(&self) -> String {
+        self.server.clone()
+    }
+
     /// The same server with another database.
     pub fn with_database(&self, name: &str) -> Self {
         Self {

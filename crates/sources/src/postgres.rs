@@ -84,6 +84,15 @@ impl Postgres {
         database_of(&self.url).expect("checked when made")
     }
 
+    /// The server, as `postgres://USER@HOST:PORT` (for messages).
+    pub fn server(&self) -> String {
+        let base = self
+            .url
+            .split_once('?')
+            .map_or(self.url.as_str(), |(b, _)| b);
+        base.rsplit_once('/').map_or(base, |(s, _)| s).to_owned()
+    }
+
     /// The same server with another database.
     pub fn with_database(&self, name: &str) -> Self {
         let (base, query) = match self.url.split_once('?') {

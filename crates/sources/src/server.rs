@@ -97,6 +97,14 @@ impl Server {
         }
     }
 
+    /// The server, as its URL without the database (for messages).
+    pub fn server(&self) -> String {
+        match self {
+            Server::Postgres(p) => p.server(),
+            Server::Mariadb(m) => m.server(),
+        }
+    }
+
     /// The database's name.
     pub fn database(&self) -> String {
         match self {
@@ -288,7 +296,11 @@ impl Server {
                 checks.push(check(
                     "restore",
                     true,
-                    format!("loaded into {name} on the {} server", self.product()),
+                    format!(
+                        "loaded into {name} on the {} server {}",
+                        self.product(),
+                        self.server()
+                    ),
                 ));
                 checks.extend(match scratch.observe() {
                     Ok(now) => compare(expected, &now.tables, &now.schema_fingerprint),
