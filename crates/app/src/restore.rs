@@ -310,6 +310,9 @@ pub fn server_in_place(
     let name = r.live.database();
     // Refused before anything is done, where the switch could not be made at the end.
     r.live.can_replace()?;
+    r.live
+        .check_replace()
+        .map_err(|e| anyhow::anyhow!("{e}; nothing was changed"))?;
     let now = r.live.observe().map_err(|e| {
         anyhow::anyhow!(
             "{e}: an in-place restore replaces a database that exists; nothing was changed (to \
@@ -422,9 +425,13 @@ pub fn server_in_place(
             failed.join("; ")
         )));
     }
-    r.live
+    let warnings = r
+        .live
         .replace_with(&new_name, &kept)
         .map_err(|e| drop_new(format!("switching {name} to the restored copy: {e}")))?;
+    for w in warnings {
+        warn(&w);
+    }
     Ok(ServerInPlaceDone {
         database: name,
         safety_snapshot: safety.id,

@@ -108,20 +108,30 @@ fn load_chinook(name: &str) {
     );
 }
 
-/// Every base table of `db` with its row count and checksum (`CHECKSUM TABLE ... EXTENDED`,
-/// which reads every row).
+/// Every table of `db` (base and system-versioned) with its row count and checksum (`CHECKSUM
+/// TABLE ... EXTENDED`, which reads every row).
 fn tables(db: &str) -> Vec<String> {
     let names = sql(
         db,
-        "SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE() \
-         AND table_type = 'BASE TABLE' ORDER BY table_name",
+        "SELECT table_name, table_type FROM information_schema.tables \
+         WHERE table_schema = DATABASE() \
+         AND table_type IN ('BASE TABLE', 'SYSTEM VERSIONED') ORDER BY table_name",
     );
     names
         .lines()
-        .map(|t| {
+        .map(|line| {
+            let (t, kind) = line.split_once('\t').unwrap();
             let rows = sql(db, &format!("SELECT COUNT(*) FROM `{t}`"));
-            let sum = sql(db, &format!("CHECKSUM TABLE `{t}` EXTENDED"));
-            let sum = sum.rsplit('\t').next().unwrap().to_owned();
+            // A system-versioned table's checksum covers its row times, which a restore sets
+            // anew: its current rows are compared as they read.
+            let sum = match kind {
+                "SYSTEM VERSIONED" => sql(db, &format!("SELECT * FROM `{t}` ORDER BY 1")),
+                _ => sql(db, &format!("CHECKSUM TABLE `{t}` EXTENDED"))
+                    .rsplit('\t')
+                    .next()
+                    .unwrap()
+                    .to_owned(),
+            };
             format!("{t} {rows} {sum}")
         })
         .collect()
@@ -174,7 +184,8 @@ fn chinook_comes_back_in_a_new_database_table_for_table() {
 }
 
 /// The same with the built-in export (no MariaDB tool used to take it), and more objects: a
-/// sequence, generated and invisible columns, a view over a view. What it writes loads into a
+/// sequence, generated and invisible columns, a view over a view, a system-versioned table (its
+/// current rows). What it writes loads into a
 /// database that `mariadb-dump` sees exactly as it sees the source; with `method = "auto"` and
 /// no dump tool installed, the built-in export is what a backup uses, and it says so.
 #[test]
@@ -195,7 +206,11 @@ fn chinook_comes_back(method: &str) {
                taxed DECIMAL(10, 2) AS (net * 0.2) PERSISTENT, \
                note VARCHAR(20) INVISIBLE DEFAULT 'n'); \
              INSERT INTO priced (id, net, note) VALUES (1, 10, 'first'), (2, 2.5, DEFAULT); \
-             CREATE VIEW rock_albums AS SELECT * FROM album_artist WHERE Name LIKE 'A%'",
+             CREATE VIEW rock_albums AS SELECT * FROM album_artist WHERE Name LIKE 'A%'; \
+             CREATE TABLE price_history (id INT PRIMARY KEY, price DECIMAL(8, 2)) \
+               WITH SYSTEM VERSIONING; \
+             INSERT INTO price_history VALUES (1, 9.99), (2, 0.99); \
+             UPDATE price_history SET price = 1.29 WHERE id = 2",
         );
     }
     let sb = Sandbox::plain();
@@ -780,6 +795,205 @@ fn one_snapshot_under_writes(method: &str) {
         ),
         "0",
         "every invoice in the dump has its line"
+    );
+}
+
+/// An in-place restore of a MariaDB source: after a `pre-restore` safety snapshot and a load
+/// beside it (checked row for row), the restored tables move into the live database in one
+/// `RENAME TABLE`, and the live ones out to a database kept beside it, each side with its
+/// view, trigger and procedure made again; the application's open session is ended; its user
+/// (with database-level grants) keeps working on the restored tables; the server is writable
+/// again afterwards.
+#[test]
+fn an_in_place_restore_moves_the_restored_tables_in_and_keeps_the_old_ones() {
+    let mut dbs = Databases(Vec::new());
+    let live = dbs.name("inplace");
+    load_chinook(&live);
+    let app = dbs.name("app");
+    sql(
+        "",
+        &format!(
+            "CREATE USER '{app}'@'%' IDENTIFIED BY 'app pass'; \
+             GRANT ALL ON `{live}`.* TO '{app}'@'%'"
+        ),
+    );
+    let sb = Sandbox::plain();
+    let cfg = config(&sb, &live, "");
+    let snapshot = run(with_config(
+        &sb,
+        &cfg,
+        &["--json", "backup", "--source", "shop"],
+    ))
+    .ok()
+    .json()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let before = tables(&live);
+    sql(
+        &live,
+        "DELETE FROM PlaylistTrack WHERE PlaylistId = 1; \
+         UPDATE Artist SET Name = 'renamed' WHERE ArtistId = 8; \
+         INSERT INTO Genre (GenreId, Name) VALUES (90, '  Zydeco ')",
+    );
+    let changed = tables(&live);
+    assert_ne!(changed, before);
+
+    let plan = run(with_config(
+        &sb,
+        &cfg,
+        &[
+            "restore",
+            &snapshot,
+            "--source",
+            "shop",
+            "--in-place",
+            "--dry-run",
+        ],
+    ))
+    .ok();
+    assert!(plan.stdout.contains("would replace the live"), "{plan:#?}");
+
+    // The application, logged in as its own user, with a session open on the database.
+    let mut session = Command::new("mariadb")
+        .args([
+            "--host=127.0.0.1",
+            "--port=3306",
+            &format!("--user={app}"),
+            &format!("--database={live}"),
+            "-e",
+            "SELECT SLEEP(600)",
+        ])
+        .env("MYSQL_PWD", "app pass")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let open = format!(
+        "SELECT COUNT(*) FROM information_schema.processlist WHERE USER = '{app}' \
+         AND STATE = 'User sleep'"
+    );
+    while sql("", &open) == "0" {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let done = run(with_config(
+        &sb,
+        &cfg,
+        &[
+            "--json",
+            "restore",
+            &snapshot,
+            "--source",
+            "shop",
+            "--in-place",
+            "--yes",
+        ],
+    ))
+    .ok()
+    .json();
+    let kept = done["previous_kept_as"].as_str().unwrap().to_owned();
+    dbs.0.push(kept.clone());
+    assert!(
+        !session.wait().unwrap().success(),
+        "the application's session was not ended"
+    );
+    assert_eq!(sql("", "SELECT @@GLOBAL.read_only"), "0");
+    assert_eq!(
+        tables(&live),
+        before,
+        "the live database has the snapshot's rows"
+    );
+    assert_eq!(tables(&kept), changed, "the previous tables are kept");
+    assert_eq!(
+        sql(
+            "",
+            &format!(
+                "SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name LIKE \
+                 '{live}\\_restoring\\_%'"
+            )
+        ),
+        "0",
+        "the restored copy's database is gone"
+    );
+    // Each side has its view, trigger and procedure, on its own tables.
+    for db in [&live, &kept] {
+        assert_eq!(
+            sql(db, "SELECT COUNT(*) FROM album_artist"),
+            sql(db, "SELECT COUNT(*) FROM Album")
+        );
+        sql(
+            db,
+            "INSERT INTO Genre (GenreId, Name) VALUES (99, '  Polka  ')",
+        );
+        assert_eq!(
+            sql(db, "SELECT Name FROM Genre WHERE GenreId = 99"),
+            "Polka"
+        );
+        assert_eq!(sql(db, "CALL albums()"), "347");
+    }
+    // The application's user works on the restored tables.
+    let o = Command::new("mariadb")
+        .args([
+            "--host=127.0.0.1",
+            "--port=3306",
+            &format!("--user={app}"),
+            &format!("--database={live}"),
+            "--batch",
+            "--skip-column-names",
+            "-e",
+            "INSERT INTO Genre (GenreId, Name) VALUES (98, 'Ska'); \
+             SELECT Name FROM Artist WHERE ArtistId = 8",
+        ])
+        .env("MYSQL_PWD", "app pass")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_ne!(String::from_utf8_lossy(&o.stdout).trim(), "renamed");
+    // The safety snapshot holds the changed data.
+    let safety = done["safety_snapshot"].as_str().unwrap();
+    let from_safety = dbs.name("from_safety");
+    run(with_config(
+        &sb,
+        &cfg,
+        &[
+            "restore",
+            safety,
+            "--source",
+            "shop",
+            "--to-database",
+            &from_safety,
+        ],
+    ))
+    .ok();
+    assert_eq!(tables(&from_safety), changed);
+
+    // A user who may not make the server read-only: refused before anything is done.
+    fs::write(sb.p("app.pw"), "app pass\n").unwrap();
+    let as_app = config_as(&sb, &live, &app, "password_file = \"app.pw\"\n");
+    let snapshots = sb.snapshots().len();
+    let now = tables(&live);
+    let o = run(with_config(
+        &sb,
+        &as_app,
+        &[
+            "restore",
+            &snapshot,
+            "--source",
+            "shop",
+            "--in-place",
+            "--yes",
+        ],
+    ));
+    assert_ne!(o.code, 0, "{o:#?}");
+    assert!(
+        o.stderr.contains("READ ONLY ADMIN") && o.stderr.contains("nothing was changed"),
+        "{o:#?}"
+    );
+    assert_eq!(tables(&live), now);
+    assert_eq!(
+        sb.snapshots().len(),
+        snapshots,
+        "no safety snapshot was taken"
     );
 }
 

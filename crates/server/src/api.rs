@@ -566,7 +566,7 @@ pub async fn create_restore(
     submit(&app, &caller, spec, "restore", &target, req.wait).await
 }
 
-/// `POST /api/v1/restores` for a PostgreSQL source: the plan with `"dry_run": true` (the
+/// `POST /api/v1/restores` for a database server's source (PostgreSQL, MariaDB): the plan with `"dry_run": true` (the
 /// snapshot's record of the database and the live database now: rows per table, schema and
 /// its version), else the in-place restore as a job (its schema check refuses a schema or
 /// schema-version change unless `allow_schema_change`).

@@ -393,7 +393,7 @@ impl Runner {
                     .map_err(|e| SubmitError::Invalid(e.to_string()))?,
                 None => {
                     return Err(SubmitError::Invalid(format!(
-                        "source {source:?} has no live database to restore into: only SQLite and PostgreSQL sources are restored in place; download a files snapshot from its page instead"
+                        "source {source:?} has no live database to restore into: only database sources (SQLite, PostgreSQL, MariaDB) are restored in place; download a files snapshot from its page instead"
                     )));
                 }
             }
@@ -885,7 +885,7 @@ pub fn restore_plan<'s>(
     backstop_app::restore::in_place_plan(&setup.repo, &found, &live, &|m| tracing::warn!("{m}"))
 }
 
-/// The plan of an in-place restore of a PostgreSQL source, as the API's dry run and the
+/// The plan of an in-place restore of a database server's source, as the API's dry run and the
 /// restore page show it.
 #[derive(Debug, Serialize)]
 pub struct ServerPlan {
@@ -912,7 +912,7 @@ pub struct ServerPlan {
     pub found: (SnapshotId, Option<Timestamp>, BackupKind),
 }
 
-/// The plan of restoring what `spec` names of the PostgreSQL source `source` in place.
+/// The plan of restoring what `spec` names of the database server's source `source` in place.
 pub fn server_plan(setup: &Setup, spec: &str, source: &str) -> anyhow::Result<ServerPlan> {
     let live = setup
         .source(source)
@@ -975,7 +975,7 @@ pub fn server_plan(setup: &Setup, spec: &str, source: &str) -> anyhow::Result<Se
     })
 }
 
-/// An in-place restore of snapshot `id` of a PostgreSQL source into its live database
+/// An in-place restore of snapshot `id` of a database server's source into its live database
 /// ([`backstop_app::restore::server_in_place`]): the safety snapshot from the source's own
 /// reader, the load beside it, the checks, the switch.
 fn restore_server(

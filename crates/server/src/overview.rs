@@ -58,7 +58,7 @@ pub struct SourceOverview {
     /// The last backup attempt, if it failed after the newest snapshot: this daemon's newest
     /// backup job, else the failure recorded in the repository (by `backstop backup`).
     pub last_failure: Option<LastFailure>,
-    /// Restores go into this live database (SQLite and PostgreSQL sources).
+    /// Restores go into this live database (SQLite and database server sources).
     pub restorable: bool,
     /// Its 3-2-1 status as last checked (after its copies), for a source with `copy_to` or
     /// rules; its problems are among the status's, with the state `copies` if nothing else.

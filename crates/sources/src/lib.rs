@@ -22,6 +22,7 @@ pub mod command;
 pub mod exclude;
 pub mod files;
 pub mod maria_export;
+mod maria_switch;
 pub mod mariadb;
 mod mysql_wire;
 pub mod pg_export;

@@ -324,7 +324,7 @@ impl Mariadb {
     pub(crate) fn observe(&self) -> Result<Observed, Error> {
         let names = self.query(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE() \
-             AND table_type = 'BASE TABLE' ORDER BY table_name",
+             AND table_type IN ('BASE TABLE', 'SYSTEM VERSIONED') ORDER BY table_name",
             true,
         )?;
         let mut tables = Vec::new();
@@ -607,7 +607,8 @@ const FINGERPRINT: &str = "SELECT MD5(COALESCE(GROUP_CONCAT(CONCAT_WS(' ', table
 /// Tables whose engine has no transactions (MyISAM, Aria, ...): `--single-transaction` cannot
 /// hold them still.
 const NOT_TRANSACTIONAL: &str = "SELECT table_name FROM information_schema.tables WHERE \
-     table_schema = DATABASE() AND table_type = 'BASE TABLE' AND engine NOT IN ('InnoDB', \
+     table_schema = DATABASE() AND table_type IN ('BASE TABLE', 'SYSTEM VERSIONED') AND \
+     engine NOT IN ('InnoDB', \
      'ROCKSDB', 'TokuDB') ORDER BY table_name";
 
 /// What answers the record's queries: statements separated by `;`, one line a row of every

@@ -185,11 +185,22 @@ impl Server {
     }
 
     /// Puts the database `new` in this one's place, keeping this one as `keep_as`
-    /// ([`Postgres::replace_with`]); not built for MariaDB, which cannot rename a database.
-    pub fn replace_with(&self, new: &str, keep_as: &str) -> Result<(), Error> {
+    /// ([`Postgres::replace_with`]: by renaming the databases; [`Mariadb::replace_with`]: by
+    /// moving the tables, which MariaDB can rename across databases). What could not be done
+    /// after the switch is returned as warnings; an error means nothing was changed.
+    pub fn replace_with(&self, new: &str, keep_as: &str) -> Result<Vec<String>, Error> {
         match self {
-            Server::Postgres(p) => p.replace_with(new, keep_as),
-            Server::Mariadb(_) => self.can_replace(),
+            Server::Postgres(p) => p.replace_with(new, keep_as).map(|()| Vec::new()),
+            Server::Mariadb(m) => m.replace_with(new, keep_as),
+        }
+    }
+
+    /// What an in-place restore needs of the server, checked before anything is done
+    /// (MariaDB: the privilege to make the server read-only for the switch).
+    pub fn check_replace(&self) -> Result<(), Error> {
+        match self {
+            Server::Postgres(_) => Ok(()),
+            Server::Mariadb(m) => m.can_switch(),
         }
     }
 
@@ -244,16 +255,18 @@ impl Server {
         }
     }
 
-    /// Whether [`Server::replace_with`] is built for this server: an error that says what to
-    /// do instead where it is not (MariaDB has no RENAME DATABASE).
+    /// Whether [`Server::replace_with`] is built for this database (without asking its
+    /// server: see [`Server::check_replace`]): an error that says what to do instead where it
+    /// is not (MariaDB over TLS or a socket, which backstop's own client cannot reach yet).
     pub fn can_replace(&self) -> Result<(), Error> {
         match self {
-            Server::Postgres(_) => Ok(()),
-            Server::Mariadb(_) => Err(Error::Invalid(
-                "an in-place restore of a MariaDB database is not built yet: restore into a new \
-                 database with --to-database NAME, check it, and point the application at it"
+            Server::Mariadb(m) if m.needs_tools() => Err(Error::Invalid(
+                "an in-place restore of a MariaDB database reached over TLS or a socket is not \
+                 built yet: restore into a new database with --to-database NAME, check it, and \
+                 point the application at it"
                     .into(),
             )),
+            _ => Ok(()),
         }
     }
 

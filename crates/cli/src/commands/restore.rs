@@ -421,7 +421,7 @@ fn dump_of(
         .ok_or_else(|| anyhow::anyhow!("snapshot {} holds no dump", id.short()))
 }
 
-/// `--in-place` for a PostgreSQL snapshot: the live database of the source replaced by the
+/// `--in-place` for a PostgreSQL or MariaDB snapshot: the live database of the source replaced by the
 /// snapshot's dump ([`backstop_app::restore::server_in_place`]: safety snapshot, load beside
 /// it, rows checked, switch by rename; the previous database is kept on the server).
 fn restore_server_in_place(

@@ -511,7 +511,7 @@ async fn restore_page(
 /// the snapshot found. The plan names the snapshot by id, and the confirm form sends that id:
 /// what is restored is what was shown.
 ///
-/// A PostgreSQL source's plan ([`crate::jobs::server_plan`]) has `server`, by which the page
+/// A database server source's plan ([`crate::jobs::server_plan`]) has `server`, by which the page
 /// tells it from a SQLite database's.
 fn plan_of(
     setup: &crate::setup::Setup,
