@@ -26,6 +26,7 @@ mod maria_switch;
 pub mod mariadb;
 mod mysql_wire;
 pub mod pg_export;
+mod pg_tls;
 pub mod postgres;
 pub mod restore;
 pub mod server;

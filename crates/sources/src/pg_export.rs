@@ -36,20 +36,16 @@ use crate::postgres::{FINGERPRINT, TABLE_ROWS, quote_ident, quote_literal};
 use crate::server::{LineSink, MIGRATIONS, migrations_present, write_lines};
 use crate::{Chunking, Entry, EntryContent, Error, Source};
 
-/// A connection of the built-in export to the database at `url` (a `postgres://` URL without
-/// a password), with `password` (else `PGPASSWORD`, else a matching line of the `.pgpass`
-/// file). TLS is not built: a URL that asks for it (`sslmode=require` and stricter) is refused.
+/// A connection of backstop's own client to the database at `url` (a `postgres://` URL
+/// without a password; TLS as libpq's `sslmode` and `sslrootcert` ask: [`crate::pg_tls`]),
+/// with `password` (else `PGPASSWORD`, else a matching line of the `.pgpass` file).
 pub(crate) fn connect(url: &str, password: Option<&str>) -> Result<Client, Error> {
-    let mut config: postgres::Config = url
+    let (plain, tls) =
+        crate::pg_tls::split(url).map_err(|e| Error::Invalid(format!("{url}: {e}")))?;
+    let mut config: postgres::Config = plain
         .parse()
         .map_err(|e| Error::Invalid(format!("{url}: {e}")))?;
-    if config.get_ssl_mode() == postgres::config::SslMode::Require {
-        return Err(Error::Invalid(format!(
-            "{url} asks for TLS (sslmode=require), which the built-in export cannot do yet: \
-             use method = \"dump\" with PostgreSQL's client tools"
-        )));
-    }
-    config.ssl_mode(postgres::config::SslMode::Disable);
+    config.ssl_mode(tls.mode);
     config.application_name("backstop");
     let env = std::env::var("PGPASSWORD").ok();
     if let Some(p) = password
@@ -59,8 +55,9 @@ pub(crate) fn connect(url: &str, password: Option<&str>) -> Result<Client, Error
     {
         config.password(p);
     }
+    let connector = crate::pg_tls::connector(&tls)?;
     config
-        .connect(postgres::NoTls)
+        .connect(connector)
         .map_err(|e| Error::Invalid(format!("PostgreSQL at {url}: {}", error_text(&e))))
 }
 
@@ -106,12 +103,6 @@ pub(crate) fn copy_error(what: &str, e: std::io::Error) -> Error {
             Error::Invalid(format!("{what}: {text}"))
         }
     }
-}
-
-/// Whether the URL asks for TLS, which [`connect`] cannot do yet.
-pub(crate) fn needs_tls(url: &str) -> bool {
-    url.parse::<postgres::Config>()
-        .is_ok_and(|c| c.get_ssl_mode() == postgres::config::SslMode::Require)
 }
 
 /// A client error with the server's own message where there is one.

@@ -518,11 +518,6 @@ impl Postgres {
         })
     }
 
-    /// Whether the URL asks for TLS (which the built-in client cannot do yet).
-    pub(crate) fn needs_tls(&self) -> bool {
-        crate::pg_export::needs_tls(&self.url)
-    }
-
     /// Every table's rows in the dump `feed` writes, hashed as `COPY` text: the built-in
     /// export's own blocks, or what `pg_restore --data-only` makes of a `pg_dump` archive.
     pub(crate) fn dump_sums(&self, feed: &mut Feed<'_>) -> Result<Vec<TableSum>, Error> {

@@ -230,10 +230,11 @@ impl Server {
     /// The check `checksums` of this database, just loaded from the dump `feed` writes and
     /// not changed since: every table's rows byte for byte the dump's (PostgreSQL: as `COPY`
     /// text, in load order; MariaDB: as the dump's `INSERT` rows, in any order). `None` where
-    /// it cannot be made: over TLS (the client that reads the rows back cannot do TLS yet).
+    /// it cannot be made: MariaDB over TLS or a socket (backstop's own MariaDB client, which
+    /// reads the rows back, cannot reach it yet).
     pub fn checksums(&self, expected: &ServerDatabase, feed: &mut Feed<'_>) -> Option<Check> {
         let compared = match self {
-            Server::Postgres(p) if !p.needs_tls() => p.dump_sums(feed).and_then(|dumped| {
+            Server::Postgres(p) => p.dump_sums(feed).and_then(|dumped| {
                 let loaded = p.table_sums(&dumped, expected.encoding.as_deref())?;
                 Ok((dumped, loaded))
             }),
