@@ -74,7 +74,8 @@ impl Drop for Databases {
 }
 
 /// A new database `name` with Chinook's schema and data, and what a real application adds: a
-/// view, a trigger, a procedure, and a table of the types a dump can get wrong.
+/// view, a trigger, a procedure, a function, a partitioned table, and a table of the types a
+/// dump can get wrong.
 fn load_chinook(name: &str) {
     let script = fs::read_to_string(testdata("mariadb/chinook_mysql.sql"))
         .unwrap()
@@ -96,6 +97,12 @@ fn load_chinook(name: &str) {
            JOIN Artist r ON r.ArtistId = a.ArtistId; \
          CREATE TRIGGER genre_trim BEFORE INSERT ON Genre FOR EACH ROW SET NEW.Name = TRIM(NEW.Name); \
          CREATE PROCEDURE albums() SELECT COUNT(*) FROM Album; \
+         CREATE FUNCTION album_count(artist INT) RETURNS INT READS SQL DATA \
+           RETURN (SELECT COUNT(*) FROM Album WHERE ArtistId = artist); \
+         CREATE TABLE sales_by_year (y INT NOT NULL, id INT NOT NULL, amount DECIMAL(8, 2), \
+           PRIMARY KEY (y, id)) PARTITION BY RANGE (y) (PARTITION p2024 VALUES LESS THAN (2025), \
+           PARTITION p2025 VALUES LESS THAN (2026), PARTITION later VALUES LESS THAN MAXVALUE); \
+         INSERT INTO sales_by_year VALUES (2024, 1, 9.5), (2025, 2, 3), (2030, 3, 1); \
          CREATE TABLE odd (id INT PRIMARY KEY AUTO_INCREMENT, b BLOB, l TEXT CHARACTER SET latin1, \
            j JSON, e ENUM('small', 'large'), s SET('x', 'y'), d DECIMAL(12, 4), \
            ts TIMESTAMP(6) NULL, bits BIT(5), g POINT NULL) ENGINE=InnoDB; \
@@ -381,6 +388,21 @@ fn chinook_comes_back(method: &str) {
         "Polka"
     );
     assert_eq!(sql(&restored, "CALL albums()"), "347");
+    assert_eq!(
+        sql(&restored, "SELECT album_count(90)"),
+        sql(&source, "SELECT album_count(90)")
+    );
+    assert_eq!(
+        sql(
+            "",
+            &format!(
+                "SELECT GROUP_CONCAT(PARTITION_NAME ORDER BY PARTITION_ORDINAL_POSITION) FROM \
+                 information_schema.PARTITIONS WHERE TABLE_SCHEMA = '{restored}' AND \
+                 TABLE_NAME = 'sales_by_year'"
+            )
+        ),
+        "p2024,p2025,later"
+    );
     assert_eq!(
         sql(
             "",
@@ -930,6 +952,7 @@ fn an_in_place_restore_moves_the_restored_tables_in_and_keeps_the_old_ones() {
             "Polka"
         );
         assert_eq!(sql(db, "CALL albums()"), "347");
+        assert_eq!(sql(db, "SELECT album_count(90)"), "21");
     }
     // The application's user works on the restored tables.
     let o = Command::new("mariadb")
@@ -994,6 +1017,209 @@ fn an_in_place_restore_moves_the_restored_tables_in_and_keeps_the_old_ones() {
         sb.snapshots().len(),
         snapshots,
         "no safety snapshot was taken"
+    );
+}
+
+/// A MariaDB server of the test's own, on a free port of 127.0.0.1, that takes TCP sessions in
+/// TLS only (`require_secure_transport`), with a certificate made for it; a user `bs_tls`
+/// (password `tls pass`) may do anything. Stopped and removed when dropped.
+struct TlsServer {
+    child: std::process::Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for TlsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl TlsServer {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        self_signed(d, "server");
+        let installed = Command::new("mariadb-install-db")
+            .args([
+                "--no-defaults",
+                "--user=root",
+                "--auth-root-authentication-method=normal",
+            ])
+            .arg(format!("--datadir={}", d.join("data").display()))
+            .output()
+            .unwrap();
+        assert!(
+            installed.status.success(),
+            "{}",
+            String::from_utf8_lossy(&installed.stderr)
+        );
+        let port = free_port();
+        let child = Command::new("mariadbd")
+            .arg("--no-defaults")
+            .arg(format!("--datadir={}", d.join("data").display()))
+            .arg(format!("--socket={}", d.join("sock").display()))
+            .arg(format!("--pid-file={}", d.join("pid").display()))
+            .arg(format!("--log-error={}", d.join("error.log").display()))
+            .arg(format!("--ssl-cert={}", d.join("server.pem").display()))
+            .arg(format!("--ssl-key={}", d.join("server.key").display()))
+            .args([
+                "--user=root",
+                "--bind-address=127.0.0.1",
+                &format!("--port={port}"),
+                "--require-secure-transport=ON",
+                "--innodb-buffer-pool-size=16M",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let server = TlsServer { child, port, dir };
+        let start = std::time::Instant::now();
+        while server
+            .socket(
+                // The anonymous users mariadb-install-db makes would match 127.0.0.1 first.
+                "DELETE FROM mysql.global_priv WHERE User = ''; FLUSH PRIVILEGES; \
+                 CREATE USER 'bs_tls'@'%' IDENTIFIED BY 'tls pass'; \
+                 GRANT ALL ON *.* TO 'bs_tls'@'%' WITH GRANT OPTION",
+            )
+            .is_err()
+        {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(60),
+                "the TLS server did not start: {}",
+                fs::read_to_string(server.dir.path().join("error.log")).unwrap_or_default()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        server
+    }
+
+    /// `sql` as root through the server's socket (not held to TLS).
+    fn socket(&self, sql: &str) -> Result<String, String> {
+        let o = Command::new("mariadb")
+            .arg(format!(
+                "--socket={}",
+                self.dir.path().join("sock").display()
+            ))
+            .args(["--user=root", "--batch", "--skip-column-names", "-e", sql])
+            .output()
+            .unwrap();
+        match o.status.success() {
+            true => Ok(String::from_utf8_lossy(&o.stdout).trim().to_owned()),
+            false => Err(String::from_utf8_lossy(&o.stderr).into_owned()),
+        }
+    }
+}
+
+/// A self-signed certificate `NAME.pem` (for 127.0.0.1) and its key `NAME.key` in `dir`.
+fn self_signed(dir: &Path, name: &str) {
+    let o = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args([
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ])
+        .arg("-keyout")
+        .arg(dir.join(format!("{name}.key")))
+        .arg("-out")
+        .arg(dir.join(format!("{name}.pem")))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// The built-in export to a server that takes TLS sessions only: with the server's
+/// certificate as `ssl-ca` and `ssl-verify-server-cert`, backup, drill (the rows read back
+/// over TLS: `checksums`) and restore work; with a certificate that did not sign it, the
+/// backup fails naming the certificate, and nothing is stored; without TLS options the server
+/// refuses the same user's session.
+#[test]
+fn the_builtin_export_speaks_tls_as_the_client_options_ask() {
+    let server = TlsServer::start();
+    server
+        .socket(
+            "CREATE DATABASE shop; CREATE TABLE shop.stock (sku VARCHAR(20) PRIMARY KEY, \
+             qty INT NOT NULL); INSERT INTO shop.stock VALUES ('A-1', 4), ('B-2', 0)",
+        )
+        .unwrap();
+    let sb = Sandbox::plain();
+    fs::write(sb.p("pw"), "tls pass\n").unwrap();
+    self_signed(&sb.p(""), "other");
+    let cfg = sb.p("backstop.toml");
+    let write = |options: &str| {
+        fs::write(
+            &cfg,
+            format!(
+                "repository = \"repo\"\n[sources.shop]\nkind = \"mariadb\"\n\
+                 url = \"mysql://bs_tls@127.0.0.1:{}/shop{options}\"\n\
+                 password_file = \"pw\"\nmethod = \"builtin\"\n",
+                server.port
+            ),
+        )
+        .unwrap()
+    };
+    write("");
+    let o = run(with_config(&sb, &cfg, &["backup", "--source", "shop"]));
+    assert_ne!(o.code, 0, "{o:#?}");
+    // (MariaDB refuses a session without TLS there as it refuses a wrong password.)
+    assert!(
+        o.stderr.contains("insecure transport") || o.stderr.contains("Access denied"),
+        "{o:#?}"
+    );
+    write(&format!(
+        "?ssl-ca={}&ssl-verify-server-cert",
+        sb.p("other.pem").display()
+    ));
+    let o = run(with_config(&sb, &cfg, &["backup", "--source", "shop"]));
+    assert_ne!(o.code, 0, "{o:#?}");
+    assert!(o.stderr.contains("certificate"), "{o:#?}");
+    assert!(sb.snapshots().is_empty());
+
+    write(&format!(
+        "?ssl-ca={}&ssl-verify-server-cert",
+        server.dir.path().join("server.pem").display()
+    ));
+    run(with_config(&sb, &cfg, &["backup", "--source", "shop"])).ok();
+    let drilled = run(with_config(
+        &sb,
+        &cfg,
+        &["--json", "verify", "--restore-test", "--latest"],
+    ))
+    .ok()
+    .json();
+    assert_eq!(drilled[0]["passed"], true, "{drilled:#}");
+    assert!(
+        drilled[0]["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["name"] == "checksums" && c["passed"] == true),
+        "{drilled:#}"
+    );
+    run(with_config(
+        &sb,
+        &cfg,
+        &[
+            "restore",
+            "latest",
+            "--source",
+            "shop",
+            "--to-database",
+            "shop_restored",
+        ],
+    ))
+    .ok();
+    assert_eq!(
+        server
+            .socket("SELECT GROUP_CONCAT(sku, ':', qty ORDER BY sku) FROM shop_restored.stock")
+            .unwrap(),
+        "A-1:4,B-2:0"
     );
 }
 

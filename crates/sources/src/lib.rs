@@ -26,12 +26,12 @@ mod maria_switch;
 pub mod mariadb;
 mod mysql_wire;
 pub mod pg_export;
-mod pg_tls;
 pub mod postgres;
 pub mod restore;
 pub mod server;
 pub mod sqlite;
 pub mod table_csv;
+mod tls;
 
 use std::io::Read;
 use std::path::PathBuf;

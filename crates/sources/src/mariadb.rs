@@ -282,16 +282,53 @@ impl Mariadb {
         tool_version(installed(&["mariadb-dump", "mysqldump"])).map(drop)
     }
 
-    /// A session of backstop's own client with this database (TCP; no TLS yet, so a URL that
-    /// asks for TLS or a socket is refused); the password given, else `MYSQL_PWD`.
-    pub(crate) fn wire(&self) -> Result<Conn, Error> {
-        if let Some((key, _)) = self.options.first() {
-            return Err(Error::Invalid(format!(
-                "{} has the option {key}, which the built-in export cannot do yet: use \
-                 method = \"dump\" with MariaDB's client tools",
-                self.url()
-            )));
+    /// How backstop's own client does TLS for this URL's options, as the `mariadb` client
+    /// reads them: any `ssl*` option asks for TLS; `ssl-ca` names the roots that signed the
+    /// server's certificate (checked then, but not its name); `ssl-verify-server-cert` checks
+    /// the name too (against the public roots without `ssl-ca`). Options it cannot follow (a
+    /// socket, client certificates, CRLs, a CA directory) are an error naming them.
+    fn tls(&self) -> Result<Option<crate::mysql_wire::Tls>, Error> {
+        use crate::tls::Check;
+        let mut tls = None::<crate::mysql_wire::Tls>;
+        let mut verify = false;
+        for (key, value) in &self.options {
+            match key.as_str() {
+                "ssl" => {}
+                "ssl-ca" => {
+                    tls.get_or_insert(crate::mysql_wire::Tls {
+                        check: Check::Nothing,
+                        ca: None,
+                    })
+                    .ca = value.clone();
+                }
+                "ssl-verify-server-cert" => verify = true,
+                other => {
+                    return Err(Error::Invalid(format!(
+                        "{} has the option {other}, which backstop's own client cannot follow \
+                         yet: use method = \"dump\" with MariaDB's client tools",
+                        self.url()
+                    )));
+                }
+            }
+            tls.get_or_insert(crate::mysql_wire::Tls {
+                check: Check::Nothing,
+                ca: None,
+            });
         }
+        if let Some(t) = &mut tls {
+            t.check = match (verify, t.ca.is_some()) {
+                (true, _) => Check::Full,
+                (false, true) => Check::Ca,
+                (false, false) => Check::Nothing,
+            };
+        }
+        Ok(tls)
+    }
+
+    /// A session of backstop's own client with this database (TCP, in TLS as the URL's
+    /// options ask); the password given, else `MYSQL_PWD`.
+    pub(crate) fn wire(&self) -> Result<Conn, Error> {
+        let tls = self.tls()?;
         let user = match &self.user {
             Some(u) => u.clone(),
             None => std::env::var("USER")
@@ -313,6 +350,7 @@ impl Mariadb {
             &user,
             password.as_deref(),
             &self.database,
+            tls.as_ref(),
             std::time::Duration::from_secs(10),
         )
         .map_err(|e| Error::Invalid(format!("{e} (database {})", self.database)))
@@ -474,9 +512,10 @@ impl Mariadb {
         Ok(rows)
     }
 
-    /// Whether the URL has options (TLS, a socket) that the built-in client cannot follow.
+    /// Whether the URL has options (a socket, client certificates) that backstop's own client
+    /// cannot follow.
     pub(crate) fn needs_tools(&self) -> bool {
-        !self.options.is_empty()
+        self.tls().is_err()
     }
 
     /// Every table's rows in the dump `feed` writes, summed as their text ([`RowSum`]).

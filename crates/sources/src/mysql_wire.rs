@@ -1,16 +1,17 @@
 //! A small MariaDB/MySQL client of backstop's own, for the built-in export
 //! ([`crate::maria_export`]): the client/server protocol over TCP, text queries only.
 //!
-//! It speaks what an export needs and no more: the handshake (protocol 4.1) with the
-//! `mysql_native_password` and `caching_sha2_password` scrambles (the latter's fast path; a
-//! server that asks for the full exchange, which needs TLS or RSA, is refused with the way out),
-//! `COM_QUERY` (several statements in one), and text result sets read one row at a time, so a table larger than memory
-//! streams through. No TLS, no prepared statements, no `LOAD DATA LOCAL`.
+//! It speaks what an export needs and no more: the handshake (protocol 4.1), TLS when asked
+//! for (the `SSLRequest` upgrade, rustls: [`crate::tls`]), the `mysql_native_password` and
+//! `caching_sha2_password` scrambles (the latter's full exchange only over TLS, where the
+//! password may be sent; without TLS it needs RSA, and is refused with the way out),
+//! `COM_QUERY` (several statements in one), and text result sets read one row at a time, so a
+//! table larger than memory streams through. No prepared statements, no `LOAD DATA LOCAL`.
 //!
 //! Packets are a 3-byte little-endian length, a sequence number and the payload; a payload of
 //! 16 MiB - 1 bytes or more continues in the next packet (a row with a large value).
 
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
@@ -21,6 +22,7 @@ use crate::Error;
 const CLIENT_LONG_PASSWORD: u32 = 1;
 const CLIENT_LONG_FLAG: u32 = 4;
 const CLIENT_CONNECT_WITH_DB: u32 = 8;
+const CLIENT_SSL: u32 = 0x800;
 const CLIENT_PROTOCOL_41: u32 = 0x200;
 const CLIENT_TRANSACTIONS: u32 = 0x2000;
 const CLIENT_SECURE_CONNECTION: u32 = 0x8000;
@@ -49,25 +51,73 @@ pub(crate) type Row<'a> = [Option<&'a [u8]>];
 /// What is handed each row of a result, with the result's columns.
 pub(crate) type OnRow<'a> = dyn FnMut(&[Column], &Row<'_>) -> Result<(), Error> + 'a;
 
+/// TLS for a session: how the server's certificate is checked, against which roots (a PEM
+/// file; none: the public roots).
+#[derive(Debug, Clone)]
+pub(crate) struct Tls {
+    pub(crate) check: crate::tls::Check,
+    pub(crate) ca: Option<String>,
+}
+
+/// The connection under a session: TCP, then TLS once upgraded.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+    /// Between the two.
+    Upgrading,
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
+            Stream::Upgrading => Err(std::io::ErrorKind::NotConnected.into()),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
+            Stream::Upgrading => Err(std::io::ErrorKind::NotConnected.into()),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.flush(),
+            Stream::Tls(s) => s.flush(),
+            Stream::Upgrading => Ok(()),
+        }
+    }
+}
+
 /// One session with a MariaDB or MySQL server.
 pub(crate) struct Conn {
-    reader: BufReader<TcpStream>,
-    writer: BufWriter<TcpStream>,
+    /// Reads are buffered; writes go whole packets at a time to the stream beneath.
+    io: BufReader<Stream>,
+    out: Vec<u8>,
     seq: u8,
+    tls: bool,
     /// `HOST:PORT`, for messages.
     place: String,
     pub server_version: String,
 }
 
 impl Conn {
-    /// Connects to `host:port` as `user` with `password` (none: no password) and makes
-    /// `database` the current one; within `timeout` for the connection itself.
+    /// Connects to `host:port` as `user` with `password` (none: no password), in TLS when
+    /// `tls` says how, and makes `database` the current one; within `timeout` for the
+    /// connection itself.
     pub(crate) fn connect(
         host: &str,
         port: u16,
         user: &str,
         password: Option<&str>,
         database: &str,
+        tls: Option<&Tls>,
         timeout: Duration,
     ) -> Result<Conn, Error> {
         let place = format!("{host}:{port}");
@@ -92,13 +142,14 @@ impl Conn {
             .set_read_timeout(Some(Duration::from_secs(3600)))
             .map_err(down)?;
         let mut c = Conn {
-            reader: BufReader::with_capacity(1 << 16, stream.try_clone().map_err(down)?),
-            writer: BufWriter::with_capacity(1 << 14, stream),
+            io: BufReader::with_capacity(1 << 16, Stream::Plain(stream)),
+            out: Vec::with_capacity(1 << 14),
             seq: 0,
+            tls: false,
             place,
             server_version: String::new(),
         };
-        c.handshake(user, password.unwrap_or(""), database)?;
+        c.handshake(host, user, password.unwrap_or(""), database, tls)?;
         Ok(c)
     }
 
@@ -119,14 +170,12 @@ impl Conn {
         let mut payload = Vec::new();
         loop {
             let mut head = [0u8; 4];
-            self.reader
-                .read_exact(&mut head)
-                .map_err(|e| self.lost(e))?;
+            self.io.read_exact(&mut head).map_err(|e| self.lost(e))?;
             let len = usize::from(head[0]) | usize::from(head[1]) << 8 | usize::from(head[2]) << 16;
             self.seq = head[3].wrapping_add(1);
             let start = payload.len();
             payload.resize(start + len, 0);
-            self.reader
+            self.io
                 .read_exact(&mut payload[start..])
                 .map_err(|e| self.lost(e))?;
             if len < MAX_PAYLOAD {
@@ -137,21 +186,46 @@ impl Conn {
 
     fn write_packet(&mut self, payload: &[u8]) -> Result<(), Error> {
         let mut rest = payload;
+        self.out.clear();
         loop {
             let n = rest.len().min(MAX_PAYLOAD);
-            let head = [n as u8, (n >> 8) as u8, (n >> 16) as u8, self.seq];
+            self.out
+                .extend_from_slice(&[n as u8, (n >> 8) as u8, (n >> 16) as u8, self.seq]);
             self.seq = self.seq.wrapping_add(1);
-            let w = self
-                .writer
-                .write_all(&head)
-                .and_then(|()| self.writer.write_all(&rest[..n]));
-            w.map_err(|e| self.lost(e))?;
+            self.out.extend_from_slice(&rest[..n]);
             rest = &rest[n..];
             if n < MAX_PAYLOAD {
                 break;
             }
         }
-        self.writer.flush().map_err(|e| self.lost(e))
+        let stream = self.io.get_mut();
+        let w = stream.write_all(&self.out).and_then(|()| stream.flush());
+        w.map_err(|e| self.lost(e))
+    }
+
+    /// Asks the server for TLS (`SSLRequest`, with the capabilities `caps`) and goes on in it.
+    fn upgrade(&mut self, host: &str, caps: u32, tls: &Tls) -> Result<(), Error> {
+        let mut request = Vec::with_capacity(32);
+        request.extend_from_slice(&caps.to_le_bytes());
+        request.extend_from_slice(&(1u32 << 24).to_le_bytes());
+        request.push(UTF8MB4);
+        request.extend_from_slice(&[0; 23]);
+        self.write_packet(&request)?;
+        let root = match &tls.ca {
+            Some(ca) => crate::tls::Root::File(ca),
+            None => crate::tls::Root::System,
+        };
+        let config = crate::tls::client_config(tls.check, root)?;
+        let name = rustls::pki_types::ServerName::try_from(host.to_owned())
+            .map_err(|e| Error::Invalid(format!("{host}: {e}")))?;
+        let session = rustls::ClientConnection::new(config, name)
+            .map_err(|e| Error::Invalid(format!("TLS with {}: {e}", self.place)))?;
+        let Stream::Plain(tcp) = std::mem::replace(self.io.get_mut(), Stream::Upgrading) else {
+            return Err(Error::Invalid("TLS asked for twice".into()));
+        };
+        *self.io.get_mut() = Stream::Tls(Box::new(rustls::StreamOwned::new(session, tcp)));
+        self.tls = true;
+        Ok(())
     }
 
     /// An ERR packet's text: the server's code, state and message.
@@ -169,7 +243,14 @@ impl Conn {
         ))
     }
 
-    fn handshake(&mut self, user: &str, password: &str, database: &str) -> Result<(), Error> {
+    fn handshake(
+        &mut self,
+        host: &str,
+        user: &str,
+        password: &str,
+        database: &str,
+        tls: Option<&Tls>,
+    ) -> Result<(), Error> {
         let p = self.read_packet()?;
         if p.first() == Some(&0xFF) {
             return Err(self.server_error(&p));
@@ -218,9 +299,20 @@ impl Conn {
             | CLIENT_MULTI_STATEMENTS
             | CLIENT_MULTI_RESULTS
             | CLIENT_PLUGIN_AUTH;
+        let mut caps = (ours & caps) | CLIENT_PROTOCOL_41 | (caps & CLIENT_SSL);
+        match tls {
+            Some(t) if caps & CLIENT_SSL != 0 => self.upgrade(host, caps, t)?,
+            Some(_) => {
+                return Err(Error::Invalid(format!(
+                    "the server at {} does not offer TLS, which the URL asks for",
+                    self.place
+                )));
+            }
+            None => caps &= !CLIENT_SSL,
+        }
         let auth = self.scramble(&plugin, password, &scramble)?;
         let mut out = Vec::with_capacity(128);
-        out.extend_from_slice(&(ours & caps | CLIENT_PROTOCOL_41).to_le_bytes());
+        out.extend_from_slice(&caps.to_le_bytes());
         out.extend_from_slice(&(1u32 << 24).to_le_bytes());
         out.push(UTF8MB4);
         out.extend_from_slice(&[0; 23]);
@@ -247,8 +339,14 @@ impl Conn {
                     let auth = self.scramble(&plugin, password, &scramble)?;
                     self.write_packet(&auth)?;
                 }
-                // caching_sha2_password: 3 is "the scramble matched", 4 "send it in full".
+                // caching_sha2_password: 3 is "the scramble matched", 4 "send it in full",
+                // which TLS allows as it is.
                 Some(0x01) if p.get(1) == Some(&3) => {}
+                Some(0x01) if p.get(1) == Some(&4) && self.tls => {
+                    let mut clear = password.as_bytes().to_vec();
+                    clear.push(0);
+                    self.write_packet(&clear)?;
+                }
                 Some(0x01) if p.get(1) == Some(&4) => {
                     return Err(Error::Invalid(format!(
                         "MariaDB/MySQL at {} wants the password of {user} sent in full \

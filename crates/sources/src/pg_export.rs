@@ -37,11 +37,10 @@ use crate::server::{LineSink, MIGRATIONS, migrations_present, write_lines};
 use crate::{Chunking, Entry, EntryContent, Error, Source};
 
 /// A connection of backstop's own client to the database at `url` (a `postgres://` URL
-/// without a password; TLS as libpq's `sslmode` and `sslrootcert` ask: [`crate::pg_tls`]),
+/// without a password; TLS as libpq's `sslmode` and `sslrootcert` ask: [`crate::tls`]),
 /// with `password` (else `PGPASSWORD`, else a matching line of the `.pgpass` file).
 pub(crate) fn connect(url: &str, password: Option<&str>) -> Result<Client, Error> {
-    let (plain, tls) =
-        crate::pg_tls::split(url).map_err(|e| Error::Invalid(format!("{url}: {e}")))?;
+    let (plain, tls) = crate::tls::split(url).map_err(|e| Error::Invalid(format!("{url}: {e}")))?;
     let mut config: postgres::Config = plain
         .parse()
         .map_err(|e| Error::Invalid(format!("{url}: {e}")))?;
@@ -55,7 +54,7 @@ pub(crate) fn connect(url: &str, password: Option<&str>) -> Result<Client, Error
     {
         config.password(p);
     }
-    let connector = crate::pg_tls::connector(&tls)?;
+    let connector = crate::tls::connector(&tls)?;
     config
         .connect(connector)
         .map_err(|e| Error::Invalid(format!("PostgreSQL at {url}: {}", error_text(&e))))

@@ -1,14 +1,15 @@
-//! TLS for backstop's own PostgreSQL client (the built-in export, drills' checksums), with
-//! libpq's parameters and meanings: `sslmode` (`disable`, `allow` and `prefer` (the default):
+//! TLS for backstop's own database clients: rustls (with ring, as the S3 client has it), the
+//! server's certificate checked not at all, against roots without its name, or fully
+//! ([`Check`]); for MariaDB's ([`crate::mysql_wire`]) a `rustls::StreamOwned`, for
+//! PostgreSQL's ([`MakeRustls`]) tokio-rustls under the `postgres` crate's `MakeTlsConnect`.
+//!
+//! PostgreSQL URLs name TLS with libpq's parameters and meanings ([`split`]): `sslmode` (`disable`, `allow` and `prefer` (the default):
 //! TLS where the server offers it, without checking its certificate; `require`: TLS, the
 //! certificate checked against `sslrootcert` where one is given, else not; `verify-ca`: the
 //! certificate signed by `sslrootcert`; `verify-full`: that, and made out to the host) and
 //! `sslrootcert` (a PEM file, `~/.postgresql/root.crt` when not given, or `system`: the
 //! Mozilla roots of `webpki-roots`). Client certificates (`sslcert`, `sslkey`) are refused:
 //! `method = "dump"` uses them through the PostgreSQL tools.
-//!
-//! rustls (with ring, as the S3 client has it) through tokio-rustls, under the `postgres`
-//! crate's `MakeTlsConnect`.
 
 use std::future::Future;
 use std::io;
@@ -31,7 +32,7 @@ use crate::Error;
 
 /// How the server's certificate is checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Check {
+pub(crate) enum Check {
     /// Not at all (the connection is encrypted, not authenticated).
     Nothing,
     /// Signed by a root of `sslrootcert`, whatever host it names.
@@ -120,18 +121,44 @@ fn percent_decoded(text: &str) -> String {
 
 /// The connector for `settings`: rustls with the roots and the check they ask for.
 pub(crate) fn connector(settings: &Settings) -> Result<MakeRustls, Error> {
+    let root = match settings.root.as_deref() {
+        Some(r) => Root::File(r),
+        None => Root::Home,
+    };
+    client_config(settings.check, root).map(MakeRustls)
+}
+
+/// What a certificate's chain is checked against.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Root<'a> {
+    /// A PEM file of root certificates, or `system`: the Mozilla roots of `webpki-roots`.
+    File(&'a str),
+    /// `~/.postgresql/root.crt` (libpq's default).
+    Home,
+    /// The Mozilla roots.
+    System,
+}
+
+/// A rustls configuration that checks the server's certificate as `check` says, against
+/// `root`.
+pub(crate) fn client_config(
+    check: Check,
+    root: Root<'_>,
+) -> Result<Arc<rustls::ClientConfig>, Error> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier: Arc<dyn ServerCertVerifier> = match settings.check {
+    let verifier: Arc<dyn ServerCertVerifier> = match check {
         Check::Nothing => Arc::new(Unchecked(provider.clone())),
         Check::Ca | Check::Full => {
-            let roots = Arc::new(roots(settings.root.as_deref())?);
-            let webpki = WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
-                .build()
-                .map_err(|e| Error::Invalid(format!("the TLS roots: {e}")))?;
-            match settings.check {
-                Check::Full => webpki,
-                _ => Arc::new(AnyName(webpki)),
-            }
+            let (roots, pinned) = roots(root)?;
+            let webpki =
+                WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                    .build()
+                    .map_err(|e| Error::Invalid(format!("the TLS roots: {e}")))?;
+            Arc::new(Chain {
+                webpki,
+                names: check == Check::Full,
+                pinned,
+            })
         }
     };
     let config = rustls::ClientConfig::builder_with_provider(provider)
@@ -140,20 +167,19 @@ pub(crate) fn connector(settings: &Settings) -> Result<MakeRustls, Error> {
         .dangerous()
         .with_custom_certificate_verifier(verifier)
         .with_no_client_auth();
-    Ok(MakeRustls(Arc::new(config)))
+    Ok(Arc::new(config))
 }
 
-/// The roots a certificate is checked against: `sslrootcert`'s file, the Mozilla roots for
-/// `system`, else `~/.postgresql/root.crt` (as libpq).
-fn roots(root: Option<&str>) -> Result<RootCertStore, Error> {
+/// The root certificates of `root`, and (for a file) the certificates themselves.
+fn roots(root: Root<'_>) -> Result<(RootCertStore, Vec<CertificateDer<'static>>), Error> {
     let mut store = RootCertStore::empty();
-    if root == Some("system") {
+    if matches!(root, Root::System | Root::File("system")) {
         store.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        return Ok(store);
+        return Ok((store, Vec::new()));
     }
     let path = match root {
-        Some(r) => PathBuf::from(r),
-        None => {
+        Root::File(r) => PathBuf::from(r),
+        Root::System | Root::Home => {
             let home = std::env::var_os("HOME")
                 .or_else(|| std::env::var_os("APPDATA"))
                 .unwrap_or_default();
@@ -162,18 +188,22 @@ fn roots(root: Option<&str>) -> Result<RootCertStore, Error> {
     };
     let certs = CertificateDer::pem_file_iter(&path).map_err(|e| {
         Error::Invalid(format!(
-            "the root certificate file {} cannot be read ({e}): give sslrootcert=FILE in the \
-             URL, or sslmode=require to encrypt without checking the server's certificate",
+            "the root certificate file {} cannot be read ({e}): name the file of the \
+             certificates that signed the server's in the URL (sslrootcert=FILE for PostgreSQL, \
+             ssl-ca=FILE for MariaDB), or encrypt without checking the server's certificate \
+             (sslmode=require; ssl)",
             path.display()
         ))
     })?;
+    let mut pinned = Vec::new();
     for cert in certs {
         let cert = cert.map_err(|e| {
             Error::Invalid(format!("{}: not a PEM certificate: {e}", path.display()))
         })?;
         store
-            .add(cert)
+            .add(cert.clone())
             .map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?;
+        pinned.push(cert);
     }
     if store.is_empty() {
         return Err(Error::Invalid(format!(
@@ -181,7 +211,7 @@ fn roots(root: Option<&str>) -> Result<RootCertStore, Error> {
             path.display()
         )));
     }
-    Ok(store)
+    Ok((store, pinned))
 }
 
 /// Takes any certificate (`sslmode=prefer` and `require` without roots, as libpq); the
@@ -234,11 +264,17 @@ impl ServerCertVerifier for Unchecked {
     }
 }
 
-/// Checks the chain as WebPKI does, but not the name (`verify-ca`).
+/// Checks the chain as WebPKI does, and the name when `names` (`verify-ca` and
+/// `verify-full`). A server certificate that is itself one of the roots given (a self-signed
+/// certificate named as its own root, as OpenSSL-based clients accept it) is taken as it is.
 #[derive(Debug)]
-struct AnyName(Arc<WebPkiServerVerifier>);
+struct Chain {
+    webpki: Arc<WebPkiServerVerifier>,
+    names: bool,
+    pinned: Vec<CertificateDer<'static>>,
+}
 
-impl ServerCertVerifier for AnyName {
+impl ServerCertVerifier for Chain {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -247,13 +283,20 @@ impl ServerCertVerifier for AnyName {
         ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
+        if self
+            .pinned
+            .iter()
+            .any(|p| p.as_ref() == end_entity.as_ref())
+        {
+            return Ok(ServerCertVerified::assertion());
+        }
         match self
-            .0
+            .webpki
             .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
         {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-            )) => Ok(ServerCertVerified::assertion()),
+            )) if !self.names => Ok(ServerCertVerified::assertion()),
             other => other,
         }
     }
@@ -264,7 +307,7 @@ impl ServerCertVerifier for AnyName {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
+        self.webpki.verify_tls12_signature(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -273,11 +316,11 @@ impl ServerCertVerifier for AnyName {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
+        self.webpki.verify_tls13_signature(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
+        self.webpki.supported_verify_schemes()
     }
 }
 
