@@ -18,6 +18,7 @@ pub mod copy;
 pub mod daemon;
 pub mod error;
 pub mod exclude;
+pub mod export;
 pub mod outcome;
 pub mod repository;
 pub mod restore;

@@ -1079,7 +1079,7 @@ impl Drop for Roles {
 /// A drill server of the source's own (`drill_url`, `drill_password_file`): the source's user
 /// may read the database but not create one, so a drill on the source's server fails and says
 /// what it needs; with a drill URL whose user may, the drill loads the dump there, as that
-/// user, says where, and passes.
+/// user, says where, and passes. (And `export` of the dump's tables as CSV.)
 #[test]
 fn drills_run_on_the_configured_drill_server() {
     let mut dbs = Databases(Vec::new());
@@ -1112,6 +1112,25 @@ fn drills_run_on_the_configured_drill_server() {
     };
     write("");
     run(with_config(&sb, &cfg, &["backup", "--source", "shop"])).ok();
+    // `export` writes a dump's tables as CSV (every table of the record when none is named),
+    // from the dump alone; other formats are refused, saying what works.
+    run(with_config(
+        &sb,
+        &cfg,
+        &["export", "latest", "--to", "tables"],
+    ))
+    .ok();
+    assert_eq!(
+        fs::read_to_string(sb.p("tables/public.stock.csv")).unwrap(),
+        "sku,qty\r\nA-1,4\r\nB-2,0\r\nC-3,17\r\n"
+    );
+    let o = run(with_config(
+        &sb,
+        &cfg,
+        &["export", "latest", "--format", "json", "--to", "tables"],
+    ))
+    .code(2);
+    assert!(o.stderr.contains("--format csv"), "{o:#?}");
     let drill = || {
         run(with_config(
             &sb,

@@ -20,6 +20,7 @@
 
 pub mod command;
 pub mod exclude;
+pub mod export;
 pub mod files;
 pub mod maria_export;
 mod maria_switch;

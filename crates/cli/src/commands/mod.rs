@@ -3,6 +3,7 @@
 pub mod access;
 pub mod backup;
 pub mod copy;
+pub mod export;
 pub mod forget;
 pub mod info;
 pub mod init;

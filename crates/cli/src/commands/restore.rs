@@ -76,7 +76,13 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
         return restore_server_in_place(&ctx, &repo, &ix, id, &snap, &items, &a);
     }
     if let (Some(dir), false) = (&a.to, a.tables.is_empty()) {
-        return restore_tables_as_csv(&ctx, &ix, id, &snap, &items, dir, &a);
+        let request = CsvRequest {
+            tables: &a.tables,
+            source: a.source.as_deref(),
+            overwrite: a.overwrite,
+            dry_run: a.dry_run,
+        };
+        return restore_tables_as_csv(&ctx, &ix, id, &snap, &items, dir, &request);
     }
     if let Some(item) = database_item(&items) {
         return restore_db(&ctx, &ix, id, &snap, item, &a);
@@ -184,7 +190,7 @@ fn restore_to_database(
         server,
         item,
         content,
-    } = server_dump(ctx, id, snap, items, a)?;
+    } = server_dump(ctx, id, snap, items, a.source.as_deref())?;
     let target = server.with_database(name);
     #[derive(serde::Serialize)]
     struct Out<'a> {
@@ -294,7 +300,7 @@ fn server_dump<'a>(
     id: SnapshotId,
     snap: &'a Snapshot,
     items: &'a [Item],
-    a: &'a Args,
+    source: Option<&'a str>,
 ) -> anyhow::Result<ServerDump<'a>> {
     let Some(product) = server_product(snap.source.kind) else {
         return Err(UsageError(format!(
@@ -305,7 +311,7 @@ fn server_dump<'a>(
         ))
         .into());
     };
-    let source = a.source.as_deref().unwrap_or(&snap.source.name);
+    let source = source.unwrap_or(&snap.source.name);
     let config = ctx.config.sources.get(source).ok_or_else(|| {
         UsageError(format!(
             "source {source:?} is not in backstop.toml: its url says which server to restore to"
@@ -330,16 +336,25 @@ fn server_dump<'a>(
     })
 }
 
-/// `--table T --to DIR` for a PostgreSQL or MariaDB snapshot: each table's rows as
-/// DIR/T.csv ([`backstop_app::restore::tables_as_csv`]).
-fn restore_tables_as_csv(
+/// Which tables of a server's dump to write as CSV, and how.
+pub(crate) struct CsvRequest<'a> {
+    pub tables: &'a [String],
+    /// The configured source the snapshot is of, when not its own name.
+    pub source: Option<&'a str>,
+    pub overwrite: bool,
+    pub dry_run: bool,
+}
+
+/// `--table T --to DIR` for a PostgreSQL or MariaDB snapshot (and `export --format csv` of
+/// one): each table's rows as DIR/T.csv ([`backstop_app::restore::tables_as_csv`]).
+pub(crate) fn restore_tables_as_csv(
     ctx: &Ctx<'_>,
     ix: &Indexed<'_>,
     id: SnapshotId,
     snap: &Snapshot,
     items: &[Item],
     dir: &std::path::Path,
-    a: &Args,
+    a: &CsvRequest<'_>,
 ) -> anyhow::Result<u8> {
     let g = ctx.args;
     if server_product(snap.source.kind).is_none() {
@@ -350,7 +365,7 @@ fn restore_tables_as_csv(
         ))
         .into());
     }
-    let source = a.source.as_deref().unwrap_or(&snap.source.name);
+    let source = a.source.unwrap_or(&snap.source.name);
     // PostgreSQL's rows come from the dump alone: no server, and no source in backstop.toml
     // needed (a new machine after a disaster).
     let ServerDump {
@@ -373,7 +388,7 @@ fn restore_tables_as_csv(
                 content,
             }
         }
-        _ => server_dump(ctx, id, snap, items, a)?,
+        _ => server_dump(ctx, id, snap, items, a.source)?,
     };
     if a.dry_run {
         outln!(
@@ -389,7 +404,7 @@ fn restore_tables_as_csv(
         content,
         item.server.as_ref(),
         &server,
-        &a.tables,
+        a.tables,
         dir,
         a.overwrite,
         &host(),
@@ -440,7 +455,7 @@ fn restore_server_in_place(
         server,
         item,
         content,
-    } = server_dump(ctx, id, snap, items, a)?;
+    } = server_dump(ctx, id, snap, items, a.source.as_deref())?;
     let Some(record) = item.server.as_ref() else {
         return Err(anyhow::anyhow!(
             "snapshot {} holds no record of the database its dump was taken from: restore it \

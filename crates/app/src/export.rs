@@ -1,0 +1,227 @@
+//! `backstop export`: tables of a snapshot's SQLite database written as files anything opens
+//! ([`backstop_sources::export`]: CSV, JSON, JSON lines, SQL), without restoring the database
+//! anywhere a user sees it.
+//!
+//! The database's image is restored into a scratch folder inside the destination (checked as
+//! every restore checks it), read from there, and removed. Each table is written beside its
+//! place and renamed into it once every table is written, so an export that fails leaves
+//! nothing half written; a file that exists is refused unless `overwrite`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use backstop_engine::Indexed;
+use backstop_format::manifest::{Item, ItemKind, Snapshot};
+use backstop_format::{SnapshotId, Timestamp};
+pub use backstop_sources::export::Format;
+
+use crate::backup::Runtime;
+use crate::error::UsageError;
+use crate::restore::DatabaseRequest;
+
+/// Where each table's file goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// `DIR/TABLE.EXT`.
+    Flat,
+    /// `DIR/SOURCE/YYYY-MM-DD/TABLE_YYYY-MM-DD_HHMMSS.EXT`, in the snapshot's time (in the
+    /// configured time zone): every day's files side by side, openable without backstop.
+    Dated,
+}
+
+impl Layout {
+    /// `flat` or `dated`.
+    pub fn parse(text: &str) -> anyhow::Result<Self> {
+        match text {
+            "flat" => Ok(Layout::Flat),
+            "dated" => Ok(Layout::Dated),
+            other => Err(UsageError(format!("layout {other:?}: expected flat or dated")).into()),
+        }
+    }
+}
+
+/// What to export, and where.
+pub struct ExportRequest<'a> {
+    /// The tables; none: every table of the database.
+    pub tables: &'a [String],
+    pub format: Format,
+    pub layout: Layout,
+    pub dir: &'a Path,
+    pub overwrite: bool,
+    pub time_zone: &'a jiff::tz::TimeZone,
+    pub rt: &'a Runtime,
+}
+
+/// One table written.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Exported {
+    pub table: String,
+    pub path: PathBuf,
+    pub rows: u64,
+}
+
+/// The database item of a snapshot an export reads: the one at `path` when given, else the
+/// snapshot's one database (a SQLite item, or a server's dump); several or none is an error
+/// that names them.
+pub fn database_of<'i>(
+    id: SnapshotId,
+    items: &'i [Item],
+    path: Option<&str>,
+) -> anyhow::Result<&'i Item> {
+    let databases: Vec<&Item> = items
+        .iter()
+        .filter(|i| {
+            (i.kind == ItemKind::Sqlite && i.database.is_some())
+                || (i.server.is_some() && i.content.is_some())
+        })
+        .collect();
+    if let Some(path) = path {
+        return databases
+            .iter()
+            .find(|i| i.path == path)
+            .copied()
+            .ok_or_else(|| {
+                UsageError(format!(
+                    "snapshot {} has no database {path:?}{}",
+                    id.short(),
+                    listed(&databases)
+                ))
+                .into()
+            });
+    }
+    match databases.as_slice() {
+        [one] => Ok(one),
+        [] => Err(UsageError(format!(
+            "snapshot {} holds no database: export writes the tables of SQLite databases and \
+             of PostgreSQL and MariaDB dumps",
+            id.short()
+        ))
+        .into()),
+        _ => Err(UsageError(format!(
+            "snapshot {} holds several databases: name one as SNAPSHOT:PATH{}",
+            id.short(),
+            listed(&databases)
+        ))
+        .into()),
+    }
+}
+
+fn listed(items: &[&Item]) -> String {
+    match items.is_empty() {
+        true => String::new(),
+        false => format!(
+            " (it has {})",
+            items
+                .iter()
+                .map(|i| i.path.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// A table's name as a file name: the characters no file system takes replaced by `_`.
+pub fn file_name(table: &str) -> String {
+    table
+        .chars()
+        .map(|c| match c {
+            '/' | '\\' | ':' | '*' | '?' | '"' | '<' | '>' | '|' => '_',
+            c if c.is_control() => '_',
+            c => c,
+        })
+        .collect()
+}
+
+/// Where `table`'s file goes.
+fn place(req: &ExportRequest<'_>, source: &str, time: Timestamp, table: &str) -> PathBuf {
+    let ext = req.format.extension();
+    match req.layout {
+        Layout::Flat => req.dir.join(format!("{}.{ext}", file_name(table))),
+        Layout::Dated => {
+            let z = time.to_zoned(req.time_zone.clone());
+            let day = z.strftime("%Y-%m-%d").to_string();
+            req.dir.join(file_name(source)).join(&day).join(format!(
+                "{}_{day}_{}.{ext}",
+                file_name(table),
+                z.strftime("%H%M%S")
+            ))
+        }
+    }
+}
+
+/// Writes the tables `req` names of the SQLite database `item` of snapshot `id` (`snap`).
+pub fn export_sqlite(
+    ix: &Indexed<'_>,
+    id: SnapshotId,
+    snap: &Snapshot,
+    item: &Item,
+    req: &ExportRequest<'_>,
+) -> anyhow::Result<Vec<Exported>> {
+    std::fs::create_dir_all(req.dir).with_context(|| format!("creating {}", req.dir.display()))?;
+    let refuse_existing = |path: &Path| -> anyhow::Result<()> {
+        match path.exists() && !req.overwrite {
+            true => Err(UsageError(format!(
+                "{} exists: pass --overwrite to replace it, or choose another --to",
+                path.display()
+            ))
+            .into()),
+            false => Ok(()),
+        }
+    };
+    for t in req.tables {
+        refuse_existing(&place(req, &snap.source.name, snap.time, t))?;
+    }
+    let scratch = tempfile::Builder::new()
+        .prefix(".backstop-export-")
+        .tempdir_in(req.dir)
+        .with_context(|| format!("making a scratch folder in {}", req.dir.display()))?;
+    let image = scratch.path().join("database.sqlite");
+    let plan = backstop_engine::database::plan_database(id, snap, item, &image, false)?;
+    let opts = DatabaseRequest::download().options(image.clone(), req.rt, Timestamp::now());
+    backstop_engine::database::restore_database(
+        ix,
+        plan,
+        item,
+        &opts,
+        &backstop_engine::NoProgress,
+    )
+    .with_context(|| format!("reading {} of snapshot {}", item.path, id.short()))?;
+    let db = rusqlite::Connection::open_with_flags(
+        &image,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .with_context(|| format!("opening the restored image of {}", item.path))?;
+    let tables = match req.tables.is_empty() {
+        true => backstop_sources::export::sqlite_tables(&db)?,
+        false => req.tables.to_vec(),
+    };
+    let mut written = Vec::new();
+    for t in &tables {
+        let path = place(req, &snap.source.name, snap.time, t);
+        refuse_existing(&path)?;
+        let dir = path.parent().unwrap_or(req.dir);
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let temp = tempfile::NamedTempFile::new_in(dir)
+            .with_context(|| format!("writing into {}", dir.display()))?;
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, temp.reopen()?);
+        let rows = backstop_sources::export::write_table(&db, t, req.format, &mut out)
+            .with_context(|| format!("exporting table {t}"))?;
+        std::io::Write::flush(&mut out).with_context(|| format!("writing {}", path.display()))?;
+        written.push((
+            temp,
+            Exported {
+                table: t.clone(),
+                path,
+                rows,
+            },
+        ));
+    }
+    drop(db);
+    let mut done = Vec::new();
+    for (temp, e) in written {
+        temp.persist(&e.path)
+            .with_context(|| format!("putting {} in place", e.path.display()))?;
+        done.push(e);
+    }
+    Ok(done)
+}

@@ -1,0 +1,211 @@
+//! `backstop export`: the tables of a snapshot's database as CSV, JSON, JSON lines and SQL,
+//! each read back by an independent reader (Python's `csv`, `json` and `sqlite3`, and the
+//! `sqlite3` shell) and compared value for value with the database the snapshot was taken
+//! of: Chinook (../shared/testdata) and a table of awkward values.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+
+/// Chinook with a table of the values an export can get wrong.
+fn shop(dir: &Path) -> std::path::PathBuf {
+    let db = dir.join("shop.db");
+    fs::copy(testdata("sqlite/chinook.sqlite"), &db).unwrap();
+    let c = rusqlite::Connection::open(&db).unwrap();
+    c.execute_batch(
+        "CREATE TABLE odd (id INTEGER PRIMARY KEY, t TEXT, r REAL, b BLOB, n); \
+         INSERT INTO odd VALUES \
+           (1, 'comma, \"quote\" and ''apostrophe''', 3.0, x'00ff0a', NULL), \
+           (2, 'line\nbreak and CR\r\nend', 0.1, x'', 42), \
+           (3, '', 1e300, NULL, 'mixed'), \
+           (4, NULL, -2.5e-300, x'deadbeef', 7.25), \
+           (5, ' café 日本 ', 9e999, NULL, x'01'); \
+         CREATE INDEX odd_t ON odd(t);",
+    )
+    .unwrap();
+    db
+}
+
+/// Compares every exported file in `dir` (format `format`, one file a table, the file of
+/// table T at `path_of(T)`) with the tables of `db`, in Python; the number of tables checked.
+fn check_with_python(db: &Path, dir: &Path, format: &str) -> usize {
+    let script = r#"
+import csv, json, math, os, sqlite3, subprocess, sys
+db, out, fmt = sys.argv[1], sys.argv[2], sys.argv[3]
+src = sqlite3.connect(db)
+src.text_factory = bytes
+tables = [r[0].decode() for r in src.execute(
+    "SELECT name FROM pragma_table_list WHERE schema='main' AND type='table' "
+    "AND name NOT LIKE 'sqlite_%' ORDER BY name")]
+def same_real(a, b):
+    return a == b or (math.isinf(a) and math.isinf(b) and (a > 0) == (b > 0))
+for t in tables:
+    # In rowid order, as the export reads them (a query of one column may read an index).
+    rows = list(src.execute(f'SELECT * FROM "{t}" ORDER BY rowid'))
+    path = os.path.join(out, f"{t}.{fmt}")
+    if fmt == "csv":
+        with open(path, newline="", encoding="utf-8") as f:
+            got = list(csv.reader(f))
+        cols = [d[0] for d in src.execute(f'SELECT * FROM "{t}" LIMIT 0').description]
+        assert got[0] == cols, (t, got[0], cols)
+        assert len(got) - 1 == len(rows), (t, len(got) - 1, len(rows))
+        for i, c in enumerate(cols):
+            kinds = [k[0] for k in src.execute(f'SELECT typeof("{c}") FROM "{t}" ORDER BY rowid')]
+            for g, r, k in zip(got[1:], rows, kinds):
+                v = g[i]
+                if k == b"null": assert v == "", (t, c, v)
+                elif k == b"integer": assert v == str(r[i]), (t, c, v, r[i])
+                elif k == b"real":
+                    assert same_real(float(v.replace("inf", "Infinity")), r[i]), (t, c, v, r[i])
+                elif k == b"text": assert v == r[i].decode(), (t, c, v, r[i])
+                elif k == b"blob": assert v == r[i].hex(), (t, c, v, r[i])
+    elif fmt in ("json", "jsonl"):
+        with open(path, encoding="utf-8") as f:
+            got = json.load(f) if fmt == "json" else [json.loads(l) for l in f]
+        assert len(got) == len(rows), (t, len(got), len(rows))
+        cols = [d[0] for d in src.execute(f'SELECT * FROM "{t}" LIMIT 0').description]
+        for i, c in enumerate(cols):
+            kinds = [k[0] for k in src.execute(f'SELECT typeof("{c}") FROM "{t}" ORDER BY rowid')]
+            for g, r, k in zip(got, rows, kinds):
+                assert list(g.keys()) == cols, (t, list(g.keys()), cols)
+                v = g[c]
+                if k == b"null": assert v is None
+                elif k == b"integer": assert v == r[i] and isinstance(v, int), (t, c, v)
+                elif k == b"real":
+                    if math.isinf(r[i]): assert v == ("Infinity" if r[i] > 0 else "-Infinity")
+                    else: assert isinstance(v, float) and v == r[i], (t, c, v, r[i])
+                elif k == b"text": assert v == r[i].decode(), (t, c, v, r[i])
+                elif k == b"blob": assert v == r[i].hex(), (t, c, v, r[i])
+    elif fmt == "sql":
+        new = os.path.join(out, f"{t}.loaded.db")
+        with open(path, "rb") as f:
+            subprocess.run(["sqlite3", new], stdin=f, check=True)
+        dst = sqlite3.connect(new)
+        dst.text_factory = bytes
+        q = f'SELECT * FROM "{t}" ORDER BY rowid'
+        typed = lambda c: [tuple((type(v).__name__, v) for v in r) for r in c.execute(q)]
+        assert typed(dst) == typed(src), t
+        idx = lambda c: sorted(r[0] for r in c.execute(
+            "SELECT name FROM sqlite_schema WHERE type='index' AND sql IS NOT NULL AND tbl_name=?", (t,)))
+        assert idx(dst) == idx(src), (t, idx(dst), idx(src))
+        dst.close()
+        os.remove(new)
+print(len(tables))
+"#;
+    let o = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(db)
+        .arg(dir)
+        .arg(format)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "{format}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).trim().parse().unwrap()
+}
+
+/// Every table of a SQLite snapshot in each format, read back by Python and compared value
+/// for value: types kept (a real stays a real, a blob is hex, NULL is not the empty string),
+/// text with commas, quotes and line breaks intact, the SQL script loaded by the `sqlite3`
+/// shell into the same table and indexes.
+#[test]
+fn every_table_in_every_format_reads_back_as_the_database_has_it() {
+    let sb = Sandbox::plain();
+    let db = shop(&sb.p(""));
+    sb.run(&["backup", db.to_str().unwrap()]).ok();
+    for format in ["csv", "json", "jsonl", "sql"] {
+        let dir = sb.p(format);
+        let listed = sb.json(&[
+            "export",
+            "latest",
+            "--format",
+            format,
+            "--to",
+            dir.to_str().unwrap(),
+        ]);
+        let listed = listed.as_array().unwrap();
+        assert_eq!(listed.len(), 12, "{format}: {listed:?}");
+        assert_eq!(check_with_python(&db, &dir, format), 12, "{format}");
+        // Nothing but the tables' files is left there (no scratch copy of the database).
+        assert_eq!(fs::read_dir(&dir).unwrap().count(), 12, "{format}");
+    }
+}
+
+/// One table, in the dated layout; a file that exists is refused unless --overwrite; a table
+/// the database lacks is refused and nothing is written; a snapshot of a folder with two
+/// databases needs the one named.
+#[test]
+fn tables_are_named_placed_by_date_and_never_overwritten_unasked() {
+    let sb = Sandbox::plain();
+    let db = shop(&sb.p(""));
+    let made = sb.json(&["backup", db.to_str().unwrap()]);
+    let id = made["id"].as_str().unwrap().to_owned();
+    let out = sb.p("daily");
+    let export = |extra: &[&str]| {
+        let mut args = vec!["export", id.as_str(), "--to", out.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        sb.run(&args)
+    };
+    export(&["--table", "Genre", "--layout", "dated"]).ok();
+    let days: Vec<_> = fs::read_dir(out.join("shop.db")).unwrap().collect();
+    assert_eq!(days.len(), 1);
+    let day = days[0].as_ref().unwrap().path();
+    let name = day.file_name().unwrap().to_str().unwrap().to_owned();
+    assert_eq!(name.len(), 10, "YYYY-MM-DD: {name}");
+    let files: Vec<String> = fs::read_dir(&day)
+        .unwrap()
+        .map(|f| f.unwrap().file_name().to_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(files.len(), 1);
+    assert!(
+        files[0].starts_with(&format!("Genre_{name}_")) && files[0].ends_with(".csv"),
+        "{files:?}"
+    );
+    let csv = fs::read_to_string(day.join(&files[0])).unwrap();
+    assert_eq!(csv.lines().count(), 26, "a header and 25 genres");
+
+    export(&["--table", "Genre"]).ok();
+    let o = export(&["--table", "Genre"]).code(2);
+    assert!(o.stderr.contains("--overwrite"), "{o:#?}");
+    export(&["--table", "Genre", "--overwrite", "--format", "csv"]).ok();
+
+    let o = export(&["--table", "Album", "--table", "Nope"]);
+    assert_ne!(o.code, 0, "{o:#?}");
+    assert!(o.stderr.contains("no table \"Nope\""), "{o:#?}");
+    assert!(!out.join("Album.csv").exists(), "nothing is written");
+    let left: Vec<_> = fs::read_dir(&out)
+        .unwrap()
+        .map(|f| f.unwrap().file_name())
+        .collect();
+    assert_eq!(left.len(), 2, "no scratch left behind: {left:?}");
+
+    // A folder with two databases.
+    let folder = sb.p("app");
+    fs::create_dir(&folder).unwrap();
+    fs::copy(&db, folder.join("a.db")).unwrap();
+    fs::copy(&db, folder.join("b.db")).unwrap();
+    let made = sb.json(&["backup", folder.to_str().unwrap()]);
+    let id = made["id"].as_str().unwrap().to_owned();
+    let o = sb.run(&["export", &id, "--to", "x"]).code(2);
+    assert!(
+        o.stderr.contains("several databases") && o.stderr.contains("a.db"),
+        "{o:#?}"
+    );
+    let listed = sb.json(&[
+        "export",
+        &format!("{id}:app/b.db"),
+        "--table",
+        "Artist",
+        "--to",
+        "x",
+    ]);
+    assert_eq!(listed[0]["rows"], 275, "{listed:#}");
+}

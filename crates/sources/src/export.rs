@@ -1,0 +1,416 @@
+//! Tables of a SQLite database written as files another program opens (`backstop export`):
+//! CSV, JSON, JSON lines or an SQL script, one file a table, read row by row so that a table
+//! larger than memory streams through.
+//!
+//! - `csv`: RFC 4180, UTF-8, a header of the column names, CRLF line ends, `NULL` as an empty
+//!   field and the empty string as `""` ([`crate::table_csv`]'s rules).
+//! - `json`: one array of objects (column name to value, in the table's column order);
+//!   `jsonl`: one such object a line.
+//! - `sql`: a script the `sqlite3` shell loads (`sqlite3 new.db < TABLE.sql`): the table's
+//!   `CREATE` statement, its rows as `INSERT`s and its indexes, in one transaction.
+//!
+//! Values keep their type: integers and reals as numbers (a real always with a decimal point
+//! or an exponent, so that it stays a real; infinity as `Infinity` in JSON, `9e999` in SQL),
+//! text as text (bytes that are not UTF-8 are replaced in JSON, kept in CSV and SQL), BLOBs
+//! as hexadecimal (`X'...'` in SQL).
+
+use std::io::Write;
+
+use rusqlite::Connection;
+use rusqlite::types::ValueRef;
+
+use crate::Error;
+
+/// What an export writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    Csv,
+    Json,
+    Jsonl,
+    Sql,
+}
+
+impl Format {
+    /// `csv`, `json`, `jsonl` or `sql`.
+    pub fn parse(text: &str) -> Result<Self, Error> {
+        match text {
+            "csv" => Ok(Format::Csv),
+            "json" => Ok(Format::Json),
+            "jsonl" => Ok(Format::Jsonl),
+            "sql" => Ok(Format::Sql),
+            other => Err(Error::Invalid(format!(
+                "format {other:?}: expected csv, json, jsonl or sql"
+            ))),
+        }
+    }
+
+    /// The file name extension.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Csv => "csv",
+            Format::Json => "json",
+            Format::Jsonl => "jsonl",
+            Format::Sql => "sql",
+        }
+    }
+}
+
+/// The tables an export takes when none are named: the database's own tables (not SQLite's,
+/// not virtual tables or the tables that hold their data), in name order.
+pub fn sqlite_tables(db: &Connection) -> Result<Vec<String>, Error> {
+    let mut stmt = db
+        .prepare(
+            "SELECT name FROM pragma_table_list WHERE schema = 'main' AND type = 'table' \
+             AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name",
+        )
+        .map_err(sql_error)?;
+    let names = stmt
+        .query_map([], |r| r.get::<_, String>(0))
+        .map_err(sql_error)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(sql_error)?;
+    Ok(names)
+}
+
+fn sql_error(e: rusqlite::Error) -> Error {
+    Error::Invalid(format!("reading the database: {e}"))
+}
+
+/// An identifier in double quotes.
+fn quoted(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Writes `table` of `db` in `format` into `out`; the rows written. A table the database does
+/// not have is an error that says so.
+pub fn write_table(
+    db: &Connection,
+    table: &str,
+    format: Format,
+    out: &mut dyn Write,
+) -> Result<u64, Error> {
+    let exists: bool = db
+        .query_row(
+            "SELECT count(*) FROM pragma_table_list WHERE schema = 'main' AND name = ?1",
+            [table],
+            |r| r.get::<_, i64>(0),
+        )
+        .map_err(sql_error)?
+        > 0;
+    if !exists {
+        return Err(Error::Invalid(format!(
+            "the database has no table {table:?}"
+        )));
+    }
+    let mut stmt = db
+        .prepare(&format!("SELECT * FROM {}", quoted(table)))
+        .map_err(sql_error)?;
+    let columns: Vec<String> = stmt.column_names().map(str::to_owned).collect();
+    let io = |e| Error::io(format!("writing table {table}"), e);
+    let mut rows = stmt.query([]).map_err(sql_error)?;
+    let mut n = 0u64;
+    let mut line = Vec::with_capacity(1 << 12);
+    match format {
+        Format::Csv => {
+            let header: Vec<Option<Vec<u8>>> = columns
+                .iter()
+                .map(|c| Some(c.clone().into_bytes()))
+                .collect();
+            crate::table_csv::write_csv_row(out, &header).map_err(io)?;
+        }
+        Format::Json => out.write_all(b"[").map_err(io)?,
+        Format::Jsonl => {}
+        Format::Sql => {
+            let create: Option<String> = db
+                .query_row(
+                    "SELECT sql FROM sqlite_schema WHERE name = ?1 AND type = 'table'",
+                    [table],
+                    |r| r.get(0),
+                )
+                .map_err(sql_error)?;
+            out.write_all(
+                format!(
+                    "PRAGMA foreign_keys=OFF;\nBEGIN TRANSACTION;\n{};\n",
+                    create.unwrap_or_default()
+                )
+                .as_bytes(),
+            )
+            .map_err(io)?;
+        }
+    }
+    let insert = format!("INSERT INTO {} VALUES(", quoted(table));
+    while let Some(row) = rows.next().map_err(sql_error)? {
+        line.clear();
+        match format {
+            Format::Csv => {
+                let fields: Vec<Option<Vec<u8>>> = (0..columns.len())
+                    .map(|i| row.get_ref(i).map(csv_field))
+                    .collect::<Result<_, _>>()
+                    .map_err(sql_error)?;
+                crate::table_csv::write_csv_row(out, &fields).map_err(io)?;
+            }
+            Format::Json | Format::Jsonl => {
+                if format == Format::Json {
+                    line.extend_from_slice(if n == 0 { b"\n" } else { b",\n" });
+                }
+                line.push(b'{');
+                for (i, c) in columns.iter().enumerate() {
+                    if i > 0 {
+                        line.push(b',');
+                    }
+                    json_string(&mut line, c.as_bytes());
+                    line.push(b':');
+                    json_value(&mut line, row.get_ref(i).map_err(sql_error)?);
+                }
+                line.push(b'}');
+                if format == Format::Jsonl {
+                    line.push(b'\n');
+                }
+                out.write_all(&line).map_err(io)?;
+            }
+            Format::Sql => {
+                line.extend_from_slice(insert.as_bytes());
+                for i in 0..columns.len() {
+                    if i > 0 {
+                        line.push(b',');
+                    }
+                    sql_value(&mut line, row.get_ref(i).map_err(sql_error)?);
+                }
+                line.extend_from_slice(b");\n");
+                out.write_all(&line).map_err(io)?;
+            }
+        }
+        n += 1;
+    }
+    match format {
+        Format::Json => out
+            .write_all(if n == 0 { b"]\n" } else { b"\n]\n" })
+            .map_err(io)?,
+        Format::Sql => {
+            let mut indexes = db
+                .prepare(
+                    "SELECT sql FROM sqlite_schema WHERE tbl_name = ?1 AND type IN ('index', \
+                     'trigger') AND sql IS NOT NULL ORDER BY type, name",
+                )
+                .map_err(sql_error)?;
+            let sqls = indexes
+                .query_map([table], |r| r.get::<_, String>(0))
+                .map_err(sql_error)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(sql_error)?;
+            for s in sqls {
+                out.write_all(format!("{s};\n").as_bytes()).map_err(io)?;
+            }
+            out.write_all(b"COMMIT;\n").map_err(io)?;
+        }
+        _ => {}
+    }
+    Ok(n)
+}
+
+fn hex(out: &mut Vec<u8>, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)]);
+        out.push(DIGITS[usize::from(b & 15)]);
+    }
+}
+
+/// A real as text that reads back as the same real and stays a real (`3.0`, `1e300`).
+fn real(f: f64) -> String {
+    if f.is_infinite() {
+        return if f > 0.0 { "inf" } else { "-inf" }.to_owned();
+    }
+    format!("{f:?}")
+}
+
+fn csv_field(v: ValueRef<'_>) -> Option<Vec<u8>> {
+    match v {
+        ValueRef::Null => None,
+        ValueRef::Integer(i) => Some(i.to_string().into_bytes()),
+        ValueRef::Real(f) => Some(real(f).into_bytes()),
+        ValueRef::Text(t) => Some(t.to_vec()),
+        ValueRef::Blob(b) => {
+            let mut out = Vec::with_capacity(b.len() * 2);
+            hex(&mut out, b);
+            Some(out)
+        }
+    }
+}
+
+fn json_string(out: &mut Vec<u8>, text: &[u8]) {
+    let text = String::from_utf8_lossy(text);
+    out.extend_from_slice(
+        serde_json::to_string(text.as_ref())
+            .expect("a string always serializes")
+            .as_bytes(),
+    );
+}
+
+fn json_value(out: &mut Vec<u8>, v: ValueRef<'_>) {
+    match v {
+        ValueRef::Null => out.extend_from_slice(b"null"),
+        ValueRef::Integer(i) => out.extend_from_slice(i.to_string().as_bytes()),
+        ValueRef::Real(f) if f.is_infinite() => out.extend_from_slice(if f > 0.0 {
+            b"\"Infinity\""
+        } else {
+            b"\"-Infinity\""
+        }),
+        ValueRef::Real(f) => out.extend_from_slice(real(f).as_bytes()),
+        ValueRef::Text(t) => json_string(out, t),
+        ValueRef::Blob(b) => {
+            out.push(b'"');
+            hex(out, b);
+            out.push(b'"');
+        }
+    }
+}
+
+fn sql_value(out: &mut Vec<u8>, v: ValueRef<'_>) {
+    match v {
+        ValueRef::Null => out.extend_from_slice(b"NULL"),
+        ValueRef::Integer(i) => out.extend_from_slice(i.to_string().as_bytes()),
+        ValueRef::Real(f) if f.is_infinite() => {
+            out.extend_from_slice(if f > 0.0 { b"9e999" } else { b"-9e999" })
+        }
+        ValueRef::Real(f) => out.extend_from_slice(real(f).as_bytes()),
+        ValueRef::Text(t) => sql_text(out, t),
+        ValueRef::Blob(b) => {
+            out.extend_from_slice(b"X'");
+            hex(out, b);
+            out.push(b'\'');
+        }
+    }
+}
+
+/// A text literal. The `sqlite3` shell reads its input a line at a time and drops a carriage
+/// return before a line feed, so line breaks are written as its own `.dump` writes them: as a
+/// marker the text does not hold, put back by `replace(..., char(10))`.
+fn sql_text(out: &mut Vec<u8>, t: &[u8]) {
+    let contains = |needle: &[u8]| t.windows(needle.len()).any(|w| w == needle);
+    let marker = |c: u8| {
+        let mut m = vec![b'\\', c];
+        while contains(&m) {
+            m.insert(0, b'\\');
+        }
+        m
+    };
+    let (cr, lf) = (t.contains(&b'\r'), t.contains(&b'\n'));
+    let (mr, mn) = (marker(b'r'), marker(b'n'));
+    if cr {
+        out.extend_from_slice(b"replace(");
+    }
+    if lf {
+        out.extend_from_slice(b"replace(");
+    }
+    out.push(b'\'');
+    for &b in t {
+        match b {
+            b'\'' => out.extend_from_slice(b"''"),
+            b'\r' => out.extend_from_slice(&mr),
+            b'\n' => out.extend_from_slice(&mn),
+            b => out.push(b),
+        }
+    }
+    out.push(b'\'');
+    if lf {
+        out.extend_from_slice(b",'");
+        out.extend_from_slice(&mn);
+        out.extend_from_slice(b"',char(10))");
+    }
+    if cr {
+        out.extend_from_slice(b",'");
+        out.extend_from_slice(&mr);
+        out.extend_from_slice(b"',char(13))");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Connection {
+        let db = Connection::open_in_memory().unwrap();
+        db.execute_batch(
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT, price REAL, raw BLOB); \
+             CREATE INDEX t_name ON t(name); \
+             INSERT INTO t VALUES (1, 'plain', 3.0, x'00ff'), (2, 'a \"q\", b''s\nline', 0.1, NULL), \
+               (3, '', 1e300, x''), (4, NULL, 9e999, NULL); \
+             CREATE VIRTUAL TABLE docs USING fts5(body);",
+        )
+        .unwrap();
+        db
+    }
+
+    fn written(db: &Connection, format: Format) -> String {
+        let mut out = Vec::new();
+        let n = write_table(db, "t", format, &mut out).unwrap();
+        assert_eq!(n, 4);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn the_tables_taken_are_the_databases_own() {
+        let db = sample();
+        assert_eq!(sqlite_tables(&db).unwrap(), ["t"]);
+        let e = write_table(&db, "nope", Format::Csv, &mut Vec::new())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no table \"nope\""), "{e}");
+    }
+
+    #[test]
+    fn each_format_keeps_types_and_quotes() {
+        let db = sample();
+        assert_eq!(
+            written(&db, Format::Csv),
+            "id,name,price,raw\r\n1,plain,3.0,00ff\r\n2,\"a \"\"q\"\", b's\nline\",0.1,\r\n\
+             3,\"\",1e300,\"\"\r\n4,,inf,\r\n"
+        );
+        let json: serde_json::Value = serde_json::from_str(&written(&db, Format::Json)).unwrap();
+        assert_eq!(json[0]["price"], serde_json::json!(3.0));
+        assert!(json[0]["price"].is_f64());
+        assert_eq!(json[1]["name"], "a \"q\", b's\nline");
+        assert_eq!(json[0]["raw"], "00ff");
+        assert_eq!(json[3]["name"], serde_json::Value::Null);
+        assert_eq!(json[3]["price"], "Infinity");
+        let lines = written(&db, Format::Jsonl);
+        assert_eq!(lines.lines().count(), 4);
+        assert!(
+            lines.starts_with("{\"id\":1,\"name\":\"plain\",\"price\":3.0,\"raw\":\"00ff\"}\n")
+        );
+        // The script loads into a new database as the same table, index and rows.
+        let sql = written(&db, Format::Sql);
+        let copy = Connection::open_in_memory().unwrap();
+        copy.execute_batch(&sql).unwrap();
+        let rows = |c: &Connection| -> Vec<String> {
+            c.prepare("SELECT quote(id), quote(name), quote(price), typeof(price), quote(raw) FROM t ORDER BY id")
+                .unwrap()
+                .query_map([], |r| {
+                    Ok((0..5)
+                        .map(|i| r.get::<_, String>(i).unwrap())
+                        .collect::<Vec<_>>()
+                        .join("|"))
+                })
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
+        };
+        assert_eq!(rows(&copy), rows(&db));
+        let mut text = Vec::new();
+        sql_text(&mut text, b"a\\nb\r\nc");
+        assert_eq!(
+            String::from_utf8(text).unwrap(),
+            "replace(replace('a\\nb\\r\\\\nc','\\\\n',char(10)),'\\r',char(13))"
+        );
+        let index: i64 = copy
+            .query_row(
+                "SELECT count(*) FROM sqlite_schema WHERE name = 't_name'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(index, 1);
+    }
+}
