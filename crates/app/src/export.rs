@@ -58,6 +58,9 @@ pub struct Exported {
     pub table: String,
     pub path: PathBuf,
     pub rows: u64,
+    /// What changed to fit the format (a workbook's limits), for the user to know.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// The database item of a snapshot an export reads: the one at `path` when given, else the
@@ -203,16 +206,24 @@ pub fn export_sqlite(
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let temp = tempfile::NamedTempFile::new_in(dir)
             .with_context(|| format!("writing into {}", dir.display()))?;
-        let mut out = std::io::BufWriter::with_capacity(1 << 20, temp.reopen()?);
-        let rows = backstop_sources::export::write_table(&db, t, req.format, &mut out)
-            .with_context(|| format!("exporting table {t}"))?;
-        std::io::Write::flush(&mut out).with_context(|| format!("writing {}", path.display()))?;
+        let (rows, notes) = match req.format {
+            Format::Xlsx => backstop_sources::export::write_xlsx(&db, t, temp.path())?,
+            format => {
+                let mut out = std::io::BufWriter::with_capacity(1 << 20, temp.reopen()?);
+                let rows = backstop_sources::export::write_table(&db, t, format, &mut out)
+                    .with_context(|| format!("exporting table {t}"))?;
+                std::io::Write::flush(&mut out)
+                    .with_context(|| format!("writing {}", path.display()))?;
+                (rows, Vec::new())
+            }
+        };
         written.push((
             temp,
             Exported {
                 table: t.clone(),
                 path,
                 rows,
+                notes,
             },
         ));
     }

@@ -209,3 +209,97 @@ fn tables_are_named_placed_by_date_and_never_overwritten_unasked() {
     ]);
     assert_eq!(listed[0]["rows"], 275, "{listed:#}");
 }
+
+/// The python that has openpyxl (scripts/test installs it into a venv of its own).
+fn workbook_python() -> String {
+    std::env::var("BACKSTOP_TEST_PYTHON")
+        .ok()
+        .or_else(|| {
+            let p = "/var/tmp/backstop-test-tools/readers/bin/python";
+            Path::new(p).exists().then(|| p.to_owned())
+        })
+        .expect("no python with openpyxl: run the tests with scripts/test, which installs it")
+}
+
+/// Workbooks, read back by openpyxl: a sheet a table with the header, every value as the
+/// database has it (numbers as numbers, text with its line breaks, BLOBs in hex; a cell cannot
+/// tell the empty string from no value, so both read as empty); a table longer than a sheet
+/// goes on over a second sheet, and the export says so.
+#[test]
+fn tables_as_workbooks_read_back_with_openpyxl() {
+    let sb = Sandbox::plain();
+    let db = shop(&sb.p(""));
+    {
+        let c = rusqlite::Connection::open(&db).unwrap();
+        c.execute_batch(
+            "CREATE TABLE long (n INTEGER PRIMARY KEY); \
+             INSERT INTO long WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s \
+             WHERE n < 1048580) SELECT n FROM s;",
+        )
+        .unwrap();
+    }
+    sb.run(&["backup", db.to_str().unwrap()]).ok();
+    let dir = sb.p("books");
+    let o = sb.run(&[
+        "export",
+        "latest",
+        "--format",
+        "xlsx",
+        "--to",
+        dir.to_str().unwrap(),
+    ]);
+    let o = o.ok();
+    assert!(
+        o.stderr.contains("long: 1048580 rows") && o.stderr.contains("2 sheets"),
+        "{o:#?}"
+    );
+    let script = r#"
+import math, os, sqlite3, sys
+import openpyxl
+from openpyxl.utils.escape import unescape
+db, out = sys.argv[1], sys.argv[2]
+src = sqlite3.connect(db)
+src.text_factory = bytes
+tables = [r[0].decode() for r in src.execute(
+    "SELECT name FROM pragma_table_list WHERE schema='main' AND type='table' "
+    "AND name NOT LIKE 'sqlite_%' ORDER BY name")]
+for t in tables:
+    wb = openpyxl.load_workbook(os.path.join(out, f"{t}.xlsx"), read_only=True)
+    if t == "long":
+        assert wb.sheetnames == ["long", "long (2)"], wb.sheetnames
+        dims = [ws.max_row for ws in wb]
+        assert dims == [1048576, 1048580 - 1048575 + 1], dims
+        continue
+    assert wb.sheetnames == [t], (t, wb.sheetnames)
+    got = list(wb[t].iter_rows(values_only=True))
+    cols = [d[0] for d in src.execute(f'SELECT * FROM "{t}" LIMIT 0').description]
+    assert list(got[0]) == cols, (t, got[0], cols)
+    rows = list(src.execute(f'SELECT * FROM "{t}" ORDER BY rowid'))
+    assert len(got) - 1 == len(rows), (t, len(got), len(rows))
+    for i, c in enumerate(cols):
+        kinds = [k[0] for k in src.execute(f'SELECT typeof("{c}") FROM "{t}" ORDER BY rowid')]
+        for g, r, k in zip(got[1:], rows, kinds):
+            v = g[i] if i < len(g) else None
+            if k == b"null": assert v is None, (t, c, v)
+            elif k in (b"integer", b"real"):
+                if isinstance(r[i], float) and math.isinf(r[i]): assert v == "inf", (t, c, v)
+                # (a cell holds a double; openpyxl reads one written without a point as an
+                # int, so compare as doubles)
+                else: assert float(v) == r[i], (t, c, v, r[i])
+            elif k == b"text":
+                want = r[i].decode()
+                assert (unescape(v) if v is not None else "") == want, (t, c, v, want)
+            elif k == b"blob":
+                assert (v or "") == r[i].hex(), (t, c, v, r[i])
+print(len(tables))
+"#;
+    let o = Command::new(workbook_python())
+        .arg("-c")
+        .arg(script)
+        .arg(&db)
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "13");
+}

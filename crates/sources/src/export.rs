@@ -8,6 +8,10 @@
 //!   `jsonl`: one such object a line.
 //! - `sql`: a script the `sqlite3` shell loads (`sqlite3 new.db < TABLE.sql`): the table's
 //!   `CREATE` statement, its rows as `INSERT`s and its indexes, in one transaction.
+//! - `xlsx`: a workbook of one sheet (rust_xlsxwriter, row by row in constant memory); a
+//!   table longer than a sheet's 1,048,576 rows goes on over more sheets (`NAME (2)`, ...), each
+//!   with the header; integers beyond 2^53 (which Excel would round) and texts beyond a cell's
+//!   32,767 characters are written as text and cut, and [`write_xlsx`] says so.
 //!
 //! Values keep their type: integers and reals as numbers (a real always with a decimal point
 //! or an exponent, so that it stays a real; infinity as `Infinity` in JSON, `9e999` in SQL),
@@ -29,6 +33,7 @@ pub enum Format {
     Json,
     Jsonl,
     Sql,
+    Xlsx,
 }
 
 impl Format {
@@ -39,8 +44,9 @@ impl Format {
             "json" => Ok(Format::Json),
             "jsonl" => Ok(Format::Jsonl),
             "sql" => Ok(Format::Sql),
+            "xlsx" => Ok(Format::Xlsx),
             other => Err(Error::Invalid(format!(
-                "format {other:?}: expected csv, json, jsonl or sql"
+                "format {other:?}: expected csv, json, jsonl, sql or xlsx"
             ))),
         }
     }
@@ -52,6 +58,7 @@ impl Format {
             Format::Json => "json",
             Format::Jsonl => "jsonl",
             Format::Sql => "sql",
+            Format::Xlsx => "xlsx",
         }
     }
 }
@@ -82,14 +89,7 @@ fn quoted(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-/// Writes `table` of `db` in `format` into `out`; the rows written. A table the database does
-/// not have is an error that says so.
-pub fn write_table(
-    db: &Connection,
-    table: &str,
-    format: Format,
-    out: &mut dyn Write,
-) -> Result<u64, Error> {
+fn check_table(db: &Connection, table: &str) -> Result<(), Error> {
     let exists: bool = db
         .query_row(
             "SELECT count(*) FROM pragma_table_list WHERE schema = 'main' AND name = ?1",
@@ -98,11 +98,26 @@ pub fn write_table(
         )
         .map_err(sql_error)?
         > 0;
-    if !exists {
-        return Err(Error::Invalid(format!(
+    match exists {
+        true => Ok(()),
+        false => Err(Error::Invalid(format!(
             "the database has no table {table:?}"
-        )));
+        ))),
     }
+}
+
+/// Writes `table` of `db` in `format` (not `xlsx`: [`write_xlsx`]) into `out`; the rows
+/// written. A table the database does not have is an error that says so.
+pub fn write_table(
+    db: &Connection,
+    table: &str,
+    format: Format,
+    out: &mut dyn Write,
+) -> Result<u64, Error> {
+    if format == Format::Xlsx {
+        return Err(Error::Invalid("a workbook is written by write_xlsx".into()));
+    }
+    check_table(db, table)?;
     let mut stmt = db
         .prepare(&format!("SELECT * FROM {}", quoted(table)))
         .map_err(sql_error)?;
@@ -120,7 +135,7 @@ pub fn write_table(
             crate::table_csv::write_csv_row(out, &header).map_err(io)?;
         }
         Format::Json => out.write_all(b"[").map_err(io)?,
-        Format::Jsonl => {}
+        Format::Jsonl | Format::Xlsx => {}
         Format::Sql => {
             let create: Option<String> = db
                 .query_row(
@@ -150,6 +165,7 @@ pub fn write_table(
                     .map_err(sql_error)?;
                 crate::table_csv::write_csv_row(out, &fields).map_err(io)?;
             }
+            Format::Xlsx => {}
             Format::Json | Format::Jsonl => {
                 if format == Format::Json {
                     line.extend_from_slice(if n == 0 { b"\n" } else { b",\n" });
@@ -207,6 +223,138 @@ pub fn write_table(
         _ => {}
     }
     Ok(n)
+}
+
+/// Rows on one sheet, the header's included (Excel's limit).
+const SHEET_ROWS: u32 = 1_048_576;
+/// Characters in one cell (Excel's limit).
+const CELL_CHARS: usize = 32_767;
+
+/// A sheet's name for `table` (Excel's: at most 31 characters, none of `[]:*?/\`), with
+/// ` (N)` for its N-th sheet.
+fn sheet_name(table: &str, n: u32) -> String {
+    let suffix = match n {
+        1 => String::new(),
+        n => format!(" ({n})"),
+    };
+    let clean: String = table
+        .chars()
+        .map(|c| match c {
+            '[' | ']' | ':' | '*' | '?' | '/' | '\\' => '_',
+            c => c,
+        })
+        .collect();
+    let keep = 31 - suffix.chars().count();
+    let mut name: String = clean.chars().take(keep).collect();
+    if name.trim().is_empty() {
+        name = "table".into();
+    }
+    format!("{name}{suffix}")
+}
+
+/// Writes `table` of `db` as a workbook at `path` (see the module's documentation); the rows
+/// written, and what had to change to fit Excel (sheets split, numbers kept as text, cells cut).
+pub fn write_xlsx(
+    db: &Connection,
+    table: &str,
+    path: &std::path::Path,
+) -> Result<(u64, Vec<String>), Error> {
+    use rust_xlsxwriter::Workbook;
+    check_table(db, table)?;
+    let xlsx = |e: rust_xlsxwriter::XlsxError| {
+        Error::Invalid(format!("writing table {table} as a workbook: {e}"))
+    };
+    let mut stmt = db
+        .prepare(&format!("SELECT * FROM {}", quoted(table)))
+        .map_err(sql_error)?;
+    let columns: Vec<String> = stmt.column_names().map(str::to_owned).collect();
+    let mut rows = stmt.query([]).map_err(sql_error)?;
+    let mut book = Workbook::new();
+    let (mut sheets, mut row, mut n) = (0u32, SHEET_ROWS, 0u64);
+    let (mut as_text, mut cut) = (0u64, 0u64);
+    let mut sheet = None;
+    while let Some(r) = rows.next().map_err(sql_error)? {
+        if row == SHEET_ROWS {
+            sheets += 1;
+            let s = book.add_worksheet_with_constant_memory().map_err(xlsx)?;
+            s.set_name(sheet_name(table, sheets)).map_err(xlsx)?;
+            for (c, name) in columns.iter().enumerate() {
+                s.write_string(0, c as u16, name).map_err(xlsx)?;
+            }
+            sheet = Some(sheets);
+            row = 1;
+        }
+        let s = book
+            .worksheet_from_index(sheet.expect("a sheet is open") as usize - 1)
+            .map_err(xlsx)?;
+        for c in 0..columns.len() {
+            let col = c as u16;
+            let text = |t: &str, cut: &mut u64| -> String {
+                match t.chars().count() > CELL_CHARS {
+                    true => {
+                        *cut += 1;
+                        t.chars().take(CELL_CHARS).collect()
+                    }
+                    false => t.to_owned(),
+                }
+            };
+            match r.get_ref(c).map_err(sql_error)? {
+                ValueRef::Null => {}
+                ValueRef::Integer(i) if i.unsigned_abs() <= 1 << 53 => {
+                    s.write_number(row, col, i as f64).map_err(xlsx)?;
+                }
+                ValueRef::Integer(i) => {
+                    as_text += 1;
+                    s.write_string(row, col, i.to_string()).map_err(xlsx)?;
+                }
+                ValueRef::Real(f) if f.is_finite() => {
+                    s.write_number(row, col, f).map_err(xlsx)?;
+                }
+                ValueRef::Real(f) => {
+                    s.write_string(row, col, real(f)).map_err(xlsx)?;
+                }
+                ValueRef::Text(t) => {
+                    let t = text(&String::from_utf8_lossy(t), &mut cut);
+                    s.write_string(row, col, t).map_err(xlsx)?;
+                }
+                ValueRef::Blob(b) => {
+                    let mut h = Vec::with_capacity(b.len() * 2);
+                    hex(&mut h, b);
+                    let t = text(&String::from_utf8_lossy(&h), &mut cut);
+                    s.write_string(row, col, t).map_err(xlsx)?;
+                }
+            }
+        }
+        row += 1;
+        n += 1;
+    }
+    if sheets == 0 {
+        let s = book.add_worksheet_with_constant_memory().map_err(xlsx)?;
+        s.set_name(sheet_name(table, 1)).map_err(xlsx)?;
+        for (c, name) in columns.iter().enumerate() {
+            s.write_string(0, c as u16, name).map_err(xlsx)?;
+        }
+    }
+    book.save(path).map_err(xlsx)?;
+    let mut notes = Vec::new();
+    if sheets > 1 {
+        notes.push(format!(
+            "{table}: {n} rows, more than a sheet holds ({} with the header): written on {sheets} sheets",
+            SHEET_ROWS
+        ));
+    }
+    if as_text > 0 {
+        notes.push(format!(
+            "{table}: {as_text} integer(s) beyond 2^53 written as text (Excel would round them)"
+        ));
+    }
+    if cut > 0 {
+        notes.push(format!(
+            "{table}: {cut} value(s) longer than a cell's {CELL_CHARS} characters cut to fit \
+             (export as csv for the whole values)"
+        ));
+    }
+    Ok((n, notes))
 }
 
 fn hex(out: &mut Vec<u8>, bytes: &[u8]) {
@@ -348,6 +496,16 @@ mod tests {
         let n = write_table(db, "t", format, &mut out).unwrap();
         assert_eq!(n, 4);
         String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn sheet_names_fit_excel() {
+        assert_eq!(sheet_name("orders", 1), "orders");
+        assert_eq!(sheet_name("orders", 2), "orders (2)");
+        assert_eq!(sheet_name("a/b:c[d]", 1), "a_b_c_d_");
+        let long = "x".repeat(40);
+        assert_eq!(sheet_name(&long, 1).chars().count(), 31);
+        assert_eq!(sheet_name(&long, 12), format!("{} (12)", "x".repeat(26)));
     }
 
     #[test]

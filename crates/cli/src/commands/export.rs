@@ -18,7 +18,7 @@ pub struct Args {
     /// Only this table (repeatable; default: every table of the database)
     #[arg(long = "table", value_name = "TABLE")]
     pub tables: Vec<String>,
-    /// csv, json (an array a table), jsonl (an object a line) or sql (a script for the sqlite3 shell)
+    /// csv, json (an array a table), jsonl (an object a line), sql (a script for the sqlite3 shell) or xlsx (a workbook a table)
     #[arg(long, default_value = "csv")]
     pub format: String,
     /// The folder to write into (made if need be)
@@ -112,6 +112,11 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
         )?;
         for e in &written {
             outln!("  {}: {} row(s) into {}", e.table, e.rows, e.path.display())?;
+        }
+    }
+    if !g.quiet {
+        for note in written.iter().flat_map(|e| &e.notes) {
+            eprintln!("note: {note}");
         }
     }
     Ok(crate::exit::OK)
