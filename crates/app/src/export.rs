@@ -13,6 +13,7 @@ use anyhow::Context as _;
 use backstop_engine::Indexed;
 use backstop_format::manifest::{Item, ItemKind, Snapshot};
 use backstop_format::{SnapshotId, Timestamp};
+pub use backstop_sources::diff::DatabaseDiff;
 pub use backstop_sources::export::Format;
 
 use crate::backup::Runtime;
@@ -152,6 +153,41 @@ fn place(req: &ExportRequest<'_>, source: &str, time: Timestamp, table: &str) ->
     }
 }
 
+/// Restores the image of the SQLite database `item` of snapshot `id` into `dir` (as every
+/// restore does: checked against the snapshot); its path.
+pub fn restore_image(
+    ix: &Indexed<'_>,
+    id: SnapshotId,
+    snap: &Snapshot,
+    item: &Item,
+    dir: &Path,
+    rt: &Runtime,
+) -> anyhow::Result<PathBuf> {
+    let image = dir.join(format!("{}.sqlite", id.short()));
+    let plan = backstop_engine::database::plan_database(id, snap, item, &image, false)?;
+    let opts = DatabaseRequest::download().options(image.clone(), rt, Timestamp::now());
+    backstop_engine::database::restore_database(
+        ix,
+        plan,
+        item,
+        &opts,
+        &backstop_engine::NoProgress,
+    )
+    .with_context(|| format!("reading {} of snapshot {}", item.path, id.short()))?;
+    Ok(image)
+}
+
+/// What changed between the SQLite databases at `before` and `after` (restored images):
+/// [`backstop_sources::diff`].
+pub fn diff_databases(
+    before: &Path,
+    after: &Path,
+    tables: &[String],
+    limit: usize,
+) -> anyhow::Result<DatabaseDiff> {
+    Ok(backstop_sources::diff::diff(before, after, tables, limit)?)
+}
+
 /// Writes the tables `req` names of the SQLite database `item` of snapshot `id` (`snap`).
 pub fn export_sqlite(
     ix: &Indexed<'_>,
@@ -178,17 +214,7 @@ pub fn export_sqlite(
         .prefix(".backstop-export-")
         .tempdir_in(req.dir)
         .with_context(|| format!("making a scratch folder in {}", req.dir.display()))?;
-    let image = scratch.path().join("database.sqlite");
-    let plan = backstop_engine::database::plan_database(id, snap, item, &image, false)?;
-    let opts = DatabaseRequest::download().options(image.clone(), req.rt, Timestamp::now());
-    backstop_engine::database::restore_database(
-        ix,
-        plan,
-        item,
-        &opts,
-        &backstop_engine::NoProgress,
-    )
-    .with_context(|| format!("reading {} of snapshot {}", item.path, id.short()))?;
+    let image = restore_image(ix, id, snap, item, scratch.path(), req.rt)?;
     let db = rusqlite::Connection::open_with_flags(
         &image,
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,

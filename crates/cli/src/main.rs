@@ -69,8 +69,10 @@ enum Command {
     Info(commands::info::Args),
     /// Restore a snapshot into a directory.
     Restore(commands::restore::Args),
-    /// Write tables of a snapshot's database as files: CSV, JSON, JSON lines or SQL.
+    /// Write tables of a snapshot's database as files: CSV, JSON, JSON lines, SQL or xlsx.
     Export(commands::export::Args),
+    /// What changed in a database between two snapshots: tables, schema, rows by key.
+    Diff(commands::diff::Args),
     /// Check the repository's integrity.
     Verify(commands::verify::Args),
     /// Apply retention: forget the snapshots the policy does not keep (see --dry-run).
@@ -127,6 +129,7 @@ fn main() -> ExitCode {
         Command::Info(a) => commands::info::run(&cli.global, a),
         Command::Restore(a) => commands::restore::run(&cli.global, a),
         Command::Export(a) => commands::export::run(&cli.global, a),
+        Command::Diff(a) => commands::diff::run(&cli.global, a),
         Command::Verify(a) => commands::verify::run(&cli.global, a),
         Command::Forget(a) => commands::forget::run(&cli.global, a),
         Command::Prune(a) => commands::prune::run(&cli.global, a),

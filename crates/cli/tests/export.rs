@@ -303,3 +303,86 @@ print(len(tables))
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "13");
 }
+
+/// `diff` between two days of a database: tables added and removed, a column added, and rows
+/// added, removed and changed, matched by primary key, each named with what changed.
+#[test]
+fn diff_names_what_changed_between_two_snapshots() {
+    let sb = Sandbox::plain();
+    let db = shop(&sb.p(""));
+    let path = db.to_str().unwrap();
+    let before = sb.json(&["backup", path])["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch(
+            "UPDATE Track SET UnitPrice = 1.29 WHERE TrackId = 1; \
+             DELETE FROM InvoiceLine WHERE InvoiceLineId = 5; \
+             INSERT INTO Genre VALUES (26, 'Polka'); \
+             CREATE TABLE coupons (code TEXT PRIMARY KEY); DROP TABLE odd; \
+             ALTER TABLE Customer ADD COLUMN loyalty INT;",
+        )
+        .unwrap();
+    let after = sb.json(&["backup", path])["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let d = sb.json(&["diff", &before, &after]);
+    assert_eq!(d["tables_added"], serde_json::json!(["coupons"]), "{d:#}");
+    assert_eq!(d["tables_removed"], serde_json::json!(["odd"]), "{d:#}");
+    let table = |name: &str| {
+        d["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["table"] == name)
+            .unwrap_or_else(|| panic!("no {name}: {d:#}"))
+            .clone()
+    };
+    let track = table("Track");
+    assert_eq!(
+        (&track["added"], &track["removed"], &track["changed"]),
+        (
+            &serde_json::json!(0),
+            &serde_json::json!(0),
+            &serde_json::json!(1)
+        )
+    );
+    assert_eq!(track["first_changed"][0]["key"], "TrackId=1");
+    assert_eq!(
+        track["first_changed"][0]["columns"],
+        serde_json::json!([{"column": "UnitPrice", "before": "0.99", "after": "1.29"}])
+    );
+    assert_eq!(
+        table("InvoiceLine")["first_removed"],
+        serde_json::json!(["InvoiceLineId=5"])
+    );
+    assert_eq!(
+        table("Genre")["first_added"],
+        serde_json::json!(["GenreId=26"])
+    );
+    let customer = table("Customer");
+    assert_eq!(customer["schema_changed"], true);
+    assert_eq!(customer["columns_added"], serde_json::json!(["loyalty"]));
+    assert_eq!(
+        customer["changed"], 0,
+        "a column added changes no row: {customer:#}"
+    );
+    assert_eq!(table("Album")["changed"], 0);
+
+    let text = sb.run(&["diff", &before, &after]).ok().stdout;
+    assert!(
+        text.contains("Track: 3503 -> 3503 rows; 1 changed (by TrackId)")
+            && text.contains("  ~ TrackId=1: UnitPrice 0.99 -> 1.29")
+            && text.contains("tables added: coupons")
+            && text.contains("unchanged: Album"),
+        "{text}"
+    );
+    let only = sb.json(&["diff", &before, &after, "--table", "Genre"]);
+    assert_eq!(only["tables"].as_array().unwrap().len(), 1, "{only:#}");
+    let o = sb.run(&["diff", &before, &after, "--table", "Nope"]);
+    assert_ne!(o.code, 0, "{o:#?}");
+    assert!(o.stderr.contains("Nope"), "{o:#?}");
+}

@@ -19,6 +19,7 @@
 //! ```
 
 pub mod command;
+pub mod diff;
 pub mod exclude;
 pub mod export;
 pub mod files;

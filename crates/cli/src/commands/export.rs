@@ -33,7 +33,7 @@ pub struct Args {
 }
 
 /// `SPEC` and the database path after it: `ID:PATH`, `latest:SOURCE:PATH`.
-fn split_item(text: &str) -> (String, Option<String>) {
+pub(crate) fn split_item(text: &str) -> (String, Option<String>) {
     let is_id = |s: &str| s.len() >= 4 && s.bytes().all(|b| b.is_ascii_hexdigit());
     if let Some((head, path)) = text.split_once(':')
         && is_id(head)

@@ -3,6 +3,7 @@
 pub mod access;
 pub mod backup;
 pub mod copy;
+pub mod diff;
 pub mod export;
 pub mod forget;
 pub mod info;
