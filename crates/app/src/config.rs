@@ -134,6 +134,9 @@ pub struct SourceConfig {
     /// Gitignore-style patterns a files source leaves out (as `backup --exclude`).
     #[serde(default)]
     pub exclude: Vec<String>,
+    /// Data validation rules (`[[sources.S.rules]]`), run by `backstop validate`.
+    #[serde(default)]
+    pub rules: Vec<backstop_sources::rules::Rule>,
     /// A file of such patterns, one a line (as `backup --exclude-file`).
     pub exclude_file: Option<String>,
     /// Leave out directories holding an entry of one of these names (as
@@ -283,6 +286,15 @@ impl Config {
         }
         for (name, s) in &cfg.sources {
             cfg.check_excludes(name, s)?;
+            for (i, r) in s.rules.iter().enumerate() {
+                r.check().map_err(|e| {
+                    UsageError(format!(
+                        "invalid config file {}: source {name:?}, rule {}: {e}",
+                        cfg.file.display(),
+                        i + 1
+                    ))
+                })?;
+            }
             if let Some(n) = s.copies
                 && (n == 0 || n > 1 + s.copy_to.len())
             {

@@ -25,4 +25,5 @@ pub mod restore;
 pub mod retention;
 pub mod snapshots;
 pub mod sources;
+pub mod validate;
 pub mod verify;

@@ -73,6 +73,8 @@ enum Command {
     Export(commands::export::Args),
     /// What changed in a database between two snapshots: tables, schema, rows by key.
     Diff(commands::diff::Args),
+    /// Run a source's data validation rules on its live data (exit 4 when one fails).
+    Validate(commands::validate::Args),
     /// Check the repository's integrity.
     Verify(commands::verify::Args),
     /// Apply retention: forget the snapshots the policy does not keep (see --dry-run).
@@ -130,6 +132,7 @@ fn main() -> ExitCode {
         Command::Restore(a) => commands::restore::run(&cli.global, a),
         Command::Export(a) => commands::export::run(&cli.global, a),
         Command::Diff(a) => commands::diff::run(&cli.global, a),
+        Command::Validate(a) => commands::validate::run(&cli.global, a),
         Command::Verify(a) => commands::verify::run(&cli.global, a),
         Command::Forget(a) => commands::forget::run(&cli.global, a),
         Command::Prune(a) => commands::prune::run(&cli.global, a),

@@ -386,3 +386,88 @@ fn diff_names_what_changed_between_two_snapshots() {
     assert_ne!(o.code, 0, "{o:#?}");
     assert!(o.stderr.contains("Nope"), "{o:#?}");
 }
+
+/// `validate`: a database with an orphaned row and a negative stock fails (exit 4), naming
+/// both rows; the rules that hold say so; a rule written wrong is refused when the config
+/// loads; once the data is mended, every rule holds (exit 0).
+#[test]
+fn validate_names_the_orphan_and_the_negative_stock() {
+    let sb = Sandbox::plain();
+    let db = sb.p("shop.db");
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch(
+            "PRAGMA foreign_keys = OFF; \
+             CREATE TABLE customers (id INTEGER PRIMARY KEY, email TEXT); \
+             CREATE TABLE orders (id INTEGER PRIMARY KEY, customer INT, placed TEXT); \
+             CREATE TABLE stock (sku TEXT PRIMARY KEY, qty INT NOT NULL); \
+             INSERT INTO customers VALUES (1, 'ann@example.com'), (2, 'bo@example.com'); \
+             INSERT INTO orders VALUES (100, 1, '2026-11-30'), (101, 7, '2026-12-01'); \
+             INSERT INTO stock VALUES ('A-1', 4), ('B-2', -3), ('C-3', 0);",
+        )
+        .unwrap();
+    let rules = "[[sources.shop.rules]]\nkind = \"integrity\"\n\
+         [[sources.shop.rules]]\nkind = \"orphans\"\ntable = \"orders\"\ncolumn = \"customer\"\nreferences = \"customers(id)\"\n\
+         [[sources.shop.rules]]\nkind = \"unique\"\ntable = \"customers\"\ncolumn = \"email\"\n\
+         [[sources.shop.rules]]\nname = \"no negative stock\"\nsql = \"SELECT count(*) FROM stock WHERE qty < 0\"\n\
+         [[sources.shop.rules]]\nkind = \"not_negative\"\ntable = \"stock\"\ncolumn = \"qty\"\n";
+    let cfg = sb.p("backstop.toml");
+    fs::write(
+        &cfg,
+        format!("repository = \"repo\"\n[sources.shop]\npath = \"shop.db\"\n{rules}"),
+    )
+    .unwrap();
+    let validate = |json: bool| {
+        let mut c = sb.bare();
+        c.arg("--config").arg(&cfg);
+        if json {
+            c.arg("--json");
+        }
+        c.args(["validate", "--source", "shop"]);
+        run(c)
+    };
+    let o = validate(false).code(4);
+    assert!(o.stdout.contains("3 of 5 rules failing"), "{o:#?}");
+    assert!(
+        o.stdout.contains(
+            "FAIL orphans orders.customer: 1 rows whose customer names no customers.id: id=101"
+        ),
+        "{o:#?}"
+    );
+    assert!(
+        o.stdout
+            .contains("FAIL not_negative stock.qty: 1 rows with a negative qty: sku='B-2'"),
+        "{o:#?}"
+    );
+    assert!(
+        o.stdout
+            .contains("FAIL no negative stock: returned 1, expected 0"),
+        "{o:#?}"
+    );
+    assert!(o.stdout.contains("ok   integrity"), "{o:#?}");
+    let report: serde_json::Value = serde_json::from_str(&validate(true).code(4).stdout).unwrap();
+    assert_eq!(report["passed"], false);
+    assert_eq!(report["rules"][1]["first"], serde_json::json!(["id=101"]));
+    assert_eq!(report["rules"][1]["table"], "orders");
+
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch(
+            "UPDATE stock SET qty = 0 WHERE sku = 'B-2'; DELETE FROM orders WHERE id = 101;",
+        )
+        .unwrap();
+    let o = validate(false).ok();
+    assert!(o.stdout.contains("all 5 rules hold"), "{o:#?}");
+
+    fs::write(
+        &cfg,
+        "repository = \"repo\"\n[sources.shop]\npath = \"shop.db\"\n\
+         [[sources.shop.rules]]\nkind = \"orphans\"\ntable = \"orders\"\ncolumn = \"customer\"\n",
+    )
+    .unwrap();
+    let o = validate(false).code(2);
+    assert!(
+        o.stderr.contains("rule 1") && o.stderr.contains("references"),
+        "{o:#?}"
+    );
+}

@@ -30,6 +30,7 @@ mod mysql_wire;
 pub mod pg_export;
 pub mod postgres;
 pub mod restore;
+pub mod rules;
 pub mod server;
 pub mod sqlite;
 pub mod table_csv;

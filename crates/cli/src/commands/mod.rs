@@ -19,4 +19,5 @@ pub mod snapshots;
 pub mod stats;
 pub mod status;
 pub mod unlock;
+pub mod validate;
 pub mod verify;
