@@ -137,6 +137,8 @@ pub struct SourceConfig {
     /// Data validation rules (`[[sources.S.rules]]`), run by `backstop validate`.
     #[serde(default)]
     pub rules: Vec<backstop_sources::rules::Rule>,
+    /// A plain copy of the tables written after every backup (`export = { to = "DIR" }`).
+    pub export: Option<ExportConfig>,
     /// A file of such patterns, one a line (as `backup --exclude-file`).
     pub exclude_file: Option<String>,
     /// Leave out directories holding an entry of one of these names (as
@@ -286,6 +288,18 @@ impl Config {
         }
         for (name, s) in &cfg.sources {
             cfg.check_excludes(name, s)?;
+            if let Some(e) = &s.export {
+                let bad = |why: String| {
+                    UsageError(format!(
+                        "invalid config file {}: source {name:?} export: {why}",
+                        cfg.file.display()
+                    ))
+                };
+                backstop_sources::export::Format::parse(e.format.as_deref().unwrap_or("csv"))
+                    .map_err(|e| bad(e.to_string()))?;
+                crate::export::Layout::parse(e.layout.as_deref().unwrap_or("dated"))
+                    .map_err(|e| bad(e.to_string()))?;
+            }
             for (i, r) in s.rules.iter().enumerate() {
                 r.check().map_err(|e| {
                     UsageError(format!(
@@ -592,6 +606,24 @@ impl Config {
             self.dir.join(p)
         }
     }
+}
+
+/// `export = { to, format, layout, keep_days, tables }` of a source: after each backup that
+/// saved a snapshot, its tables as files in `to` (see `backstop export`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportConfig {
+    /// The folder (relative to backstop.toml's).
+    pub to: String,
+    /// `csv` (default), `json`, `jsonl`, `sql` or `xlsx`.
+    pub format: Option<String>,
+    /// `dated` (default: each day's files in a folder of their own) or `flat`.
+    pub layout: Option<String>,
+    /// With the dated layout: days older than this are removed (none: all are kept).
+    pub keep_days: Option<u32>,
+    /// Only these tables (default: every table).
+    #[serde(default)]
+    pub tables: Vec<String>,
 }
 
 impl SourceConfig {

@@ -40,6 +40,8 @@ pub struct SourceSpec {
     pub server_drill: Option<std::sync::Arc<dyn backstop_engine::drill::ServerDrill>>,
     /// The live database of a PostgreSQL or MariaDB source, which an in-place restore replaces.
     pub server: Option<backstop_sources::server::Server>,
+    /// Its tables written as files after each backup (`export = { ... }`).
+    pub export: Option<crate::export::AutoExport>,
 }
 
 impl SourceSpec {
@@ -179,6 +181,7 @@ pub fn setup_from_config(
             },
             server_drill: crate::verify::server_drill(config, name)?,
             server: crate::sources::server_of(config, s)?,
+            export: crate::export::AutoExport::of(config, s)?,
         });
     }
     let mut tasks = config.tasks()?;

@@ -262,3 +262,89 @@ pub fn export_sqlite(
     }
     Ok(done)
 }
+
+/// A source's `export` setting, resolved: what `after_backup` writes where.
+#[derive(Debug, Clone)]
+pub struct AutoExport {
+    pub to: PathBuf,
+    pub format: Format,
+    pub layout: Layout,
+    pub keep_days: Option<u32>,
+    pub tables: Vec<String>,
+}
+
+impl AutoExport {
+    /// The `export` of source `s` in `config` (paths relative to backstop.toml's folder).
+    pub fn of(
+        config: &crate::config::Config,
+        s: &crate::config::SourceConfig,
+    ) -> anyhow::Result<Option<Self>> {
+        let Some(e) = &s.export else {
+            return Ok(None);
+        };
+        Ok(Some(AutoExport {
+            to: config.resolve(&e.to),
+            format: Format::parse(e.format.as_deref().unwrap_or("csv"))
+                .map_err(|e| UsageError(e.to_string()))?,
+            layout: Layout::parse(e.layout.as_deref().unwrap_or("dated"))?,
+            keep_days: e.keep_days,
+            tables: e.tables.clone(),
+        }))
+    }
+}
+
+/// After a backup of `source` saved snapshot `id`: its tables written as `auto` says, and, in
+/// the dated layout with `keep_days`, the days older than that removed (only folders named as a
+/// date, in the source's folder). What was written.
+pub fn after_backup(
+    repo: &backstop_engine::Repository,
+    auto: &AutoExport,
+    source: &str,
+    id: SnapshotId,
+    time_zone: &jiff::tz::TimeZone,
+    rt: &Runtime,
+    warn: &dyn Fn(&str),
+) -> anyhow::Result<Vec<Exported>> {
+    let ix = crate::repository::load_index(repo, warn)?;
+    let snap = repo.load_snapshot(&id)?;
+    let items = ix.loader().read_items(&snap.items)?;
+    let item = database_of(id, &items, None)?;
+    if item.server.is_some() {
+        return Err(UsageError(format!(
+            "source {source:?}: export after each backup is built for SQLite databases for now"
+        ))
+        .into());
+    }
+    let req = ExportRequest {
+        tables: &auto.tables,
+        format: auto.format,
+        layout: auto.layout,
+        dir: &auto.to,
+        overwrite: true,
+        time_zone,
+        rt,
+    };
+    let written = export_sqlite(&ix, id, &snap, item, &req)?;
+    if let (Layout::Dated, Some(days)) = (auto.layout, auto.keep_days) {
+        let today = Timestamp::now().to_zoned(time_zone.clone()).date();
+        let oldest = today
+            .checked_sub(jiff::Span::new().days(i64::from(days)))
+            .unwrap_or(today);
+        let folder = auto.to.join(file_name(&snap.source.name));
+        for entry in std::fs::read_dir(&folder).into_iter().flatten().flatten() {
+            let name = entry.file_name();
+            let Some(day) = name
+                .to_str()
+                .and_then(|n| n.parse::<jiff::civil::Date>().ok())
+            else {
+                continue;
+            };
+            if day < oldest && entry.path().is_dir() {
+                std::fs::remove_dir_all(entry.path()).with_context(|| {
+                    format!("removing {} (older than keep_days)", entry.path().display())
+                })?;
+            }
+        }
+    }
+    Ok(written)
+}

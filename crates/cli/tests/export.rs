@@ -471,3 +471,57 @@ fn validate_names_the_orphan_and_the_negative_stock() {
         "{o:#?}"
     );
 }
+
+/// A source's `export`: every backup that saves a snapshot also writes its tables as dated
+/// CSV files; days older than `keep_days` are removed (only folders named as a date); a backup
+/// that records nothing new writes nothing.
+#[test]
+fn every_backup_writes_its_plain_copy_and_old_days_go() {
+    let sb = Sandbox::plain();
+    shop(&sb.p(""));
+    let cfg = sb.p("backstop.toml");
+    fs::write(
+        &cfg,
+        "repository = \"repo\"\n[sources.shop]\npath = \"shop.db\"\nskip_unchanged = true\n\
+         export = { to = \"plain\", keep_days = 3, tables = [\"Genre\", \"odd\"] }\n",
+    )
+    .unwrap();
+    let folder = sb.p("plain/shop");
+    fs::create_dir_all(folder.join("2020-01-01")).unwrap();
+    fs::write(folder.join("2020-01-01/Genre_old.csv"), "x").unwrap();
+    fs::create_dir_all(folder.join("notes")).unwrap();
+    let backup = || {
+        let mut c = sb.bare();
+        c.arg("--config")
+            .arg(&cfg)
+            .args(["backup", "--source", "shop"]);
+        run(c).ok()
+    };
+    let o = backup();
+    assert!(o.stderr.contains("exported 2 table(s) of shop"), "{o:#?}");
+    assert!(!folder.join("2020-01-01").exists(), "an old day is removed");
+    assert!(
+        folder.join("notes").exists(),
+        "a folder not named as a date stays"
+    );
+    let days: Vec<_> = fs::read_dir(&folder)
+        .unwrap()
+        .map(|d| d.unwrap().file_name().into_string().unwrap())
+        .filter(|d| d != "notes")
+        .collect();
+    assert_eq!(days.len(), 1, "{days:?}");
+    let files: Vec<String> = fs::read_dir(folder.join(&days[0]))
+        .unwrap()
+        .map(|f| f.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(files.len(), 2, "{files:?}");
+    assert!(
+        files
+            .iter()
+            .any(|f| f.starts_with("Genre_") && f.ends_with(".csv"))
+    );
+    // Nothing changed: no new snapshot, no new files.
+    let o = backup();
+    assert!(!o.stderr.contains("exported"), "{o:#?}");
+    assert_eq!(fs::read_dir(folder.join(&days[0])).unwrap().count(), 2);
+}

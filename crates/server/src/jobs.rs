@@ -836,6 +836,22 @@ fn backup(setup: &Setup, job: &JobSpec, progress: &dyn Progress) -> anyhow::Resu
         progress,
     )
     .with_context(|| format!("backing up {source}"))?;
+    if let (Some(auto), false) = (&spec.export, s.skipped) {
+        // The backup stands whatever happens to its plain copy.
+        let written = backstop_app::export::after_backup(
+            repo,
+            auto,
+            source,
+            s.id,
+            &setup.time_zone,
+            &setup.runtime(),
+            &|m| tracing::warn!("{m}"),
+        );
+        match written {
+            Ok(w) => tracing::info!(source, tables = w.len(), "exported after the backup"),
+            Err(e) => tracing::warn!(source, "the export after the backup failed: {e:#}"),
+        }
+    }
     JobOutcome::new(outcome::backup(&s), &s)
 }
 

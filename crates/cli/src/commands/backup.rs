@@ -117,6 +117,7 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
                 if !s.warnings.is_empty() && code == crate::exit::OK {
                     code = crate::exit::PARTIAL;
                 }
+                export_after(&ctx, &repo, &name, &s);
                 summaries.push(s);
             }
             Err(e) => {
@@ -162,6 +163,46 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
         return Ok(*first);
     }
     Ok(code)
+}
+
+/// The source's `export` after a backup that saved a snapshot: its tables as files. A failed
+/// export is said, and the backup stands.
+fn export_after(ctx: &Ctx<'_>, repo: &Repository, name: &str, s: &BackupSummary) {
+    let g = ctx.args;
+    let Some(config) = ctx.config.sources.get(name) else {
+        return;
+    };
+    let auto = match backstop_app::export::AutoExport::of(&ctx.config, config) {
+        Ok(Some(a)) if !s.skipped => a,
+        Ok(_) => return,
+        Err(e) => return eprintln!("warning: {name}: export: {e:#}"),
+    };
+    let tz = match ctx.config.time_zone() {
+        Ok(tz) => tz,
+        Err(e) => return eprintln!("warning: {name}: export: {e:#}"),
+    };
+    let written = backstop_app::export::after_backup(
+        repo,
+        &auto,
+        name,
+        s.id,
+        &tz,
+        &runtime(),
+        &warner(g.quiet),
+    );
+    match written {
+        Ok(w) if !g.quiet && !g.json => {
+            let dir = w
+                .first()
+                .and_then(|e| e.path.parent())
+                .unwrap_or(&auto.to)
+                .display()
+                .to_string();
+            eprintln!("exported {} table(s) of {name} into {dir}", w.len());
+        }
+        Ok(_) => {}
+        Err(e) => eprintln!("warning: {name}: the export after the backup failed: {e:#}"),
+    }
 }
 
 /// Backs up one source and prints its summary.

@@ -102,6 +102,7 @@ pub fn setup_in(dir: &std::path::Path, tasks: Tasks) -> Setup {
                 rules: Default::default(),
                 server_drill: None,
                 server: None,
+                export: None,
             },
             SourceSpec {
                 name: "docs".into(),
@@ -117,6 +118,7 @@ pub fn setup_in(dir: &std::path::Path, tasks: Tasks) -> Setup {
                 rules: Default::default(),
                 server_drill: None,
                 server: None,
+                export: None,
             },
         ],
         build_source: Arc::new(move |name: &str| {
