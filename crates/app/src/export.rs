@@ -64,9 +64,9 @@ pub struct Exported {
     pub notes: Vec<String>,
 }
 
-/// The database item of a snapshot an export reads: the one at `path` when given, else the
-/// snapshot's one database (a SQLite item, or a server's dump); several or none is an error
-/// that names them.
+/// The item of a snapshot whose tables an export reads: the one at `path` when given, else
+/// the snapshot's one database (a SQLite item, or a server's dump) or workbook; several or
+/// none is an error that names them.
 pub fn database_of<'i>(
     id: SnapshotId,
     items: &'i [Item],
@@ -77,6 +77,9 @@ pub fn database_of<'i>(
         .filter(|i| {
             (i.kind == ItemKind::Sqlite && i.database.is_some())
                 || (i.server.is_some() && i.content.is_some())
+                || (i.kind == ItemKind::File
+                    && i.content.is_some()
+                    && backstop_sources::workbook::is_workbook(&i.path))
         })
         .collect();
     if let Some(path) = path {
@@ -96,13 +99,13 @@ pub fn database_of<'i>(
     match databases.as_slice() {
         [one] => Ok(one),
         [] => Err(UsageError(format!(
-            "snapshot {} holds no database: export writes the tables of SQLite databases and \
-             of PostgreSQL and MariaDB dumps",
+            "snapshot {} holds no database or workbook: export writes the tables of SQLite \
+             databases, of PostgreSQL and MariaDB dumps and the sheets of workbooks",
             id.short()
         ))
         .into()),
         _ => Err(UsageError(format!(
-            "snapshot {} holds several databases: name one as SNAPSHOT:PATH{}",
+            "snapshot {} holds several databases or workbooks: name one as SNAPSHOT:PATH{}",
             id.short(),
             listed(&databases)
         ))
@@ -263,6 +266,108 @@ pub fn export_sqlite(
     Ok(done)
 }
 
+/// Writes the sheets `req` names (its `tables`; every sheet when none) of the workbook `item`
+/// of snapshot `id` as CSV, one file a sheet, as [`export_sqlite`] writes tables.
+pub fn export_workbook(
+    ix: &Indexed<'_>,
+    id: SnapshotId,
+    snap: &Snapshot,
+    item: &Item,
+    req: &ExportRequest<'_>,
+) -> anyhow::Result<Vec<Exported>> {
+    if req.format != Format::Csv {
+        return Err(UsageError(format!(
+            "{} is a workbook: its sheets are exported as CSV (--format csv) for now",
+            item.path
+        ))
+        .into());
+    }
+    let content = item
+        .content
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("{} has no content", item.path))?;
+    std::fs::create_dir_all(req.dir).with_context(|| format!("creating {}", req.dir.display()))?;
+    let scratch = tempfile::Builder::new()
+        .prefix(".backstop-export-")
+        .tempdir_in(req.dir)
+        .with_context(|| format!("making a scratch folder in {}", req.dir.display()))?;
+    // Its own name, whose extension says what kind of workbook it is.
+    let name = Path::new(&item.path)
+        .file_name()
+        .map(|n| n.to_owned())
+        .unwrap_or_else(|| "workbook.xlsx".into());
+    let copy = scratch.path().join(name);
+    {
+        let mut out =
+            std::fs::File::create(&copy).with_context(|| format!("writing {}", copy.display()))?;
+        let _lock = backstop_engine::lock::Lock::for_reading(
+            ix,
+            "export",
+            &req.rt.host,
+            &backstop_engine::NoProgress,
+        )?;
+        ix.loader()
+            .write_content(content, &mut out, &backstop_engine::NoProgress)
+            .with_context(|| format!("reading {} of snapshot {}", item.path, id.short()))?;
+    }
+    let mut book = backstop_sources::workbook::Workbook::open(&copy)?;
+    let sheets = match req.tables.is_empty() {
+        true => book.sheets(),
+        false => req.tables.to_vec(),
+    };
+    let mut written = Vec::new();
+    for sheet in &sheets {
+        let path = place(req, &snap.source.name, snap.time, sheet);
+        if path.exists() && !req.overwrite {
+            return Err(UsageError(format!(
+                "{} exists: pass --overwrite to replace it, or choose another --to",
+                path.display()
+            ))
+            .into());
+        }
+        let dir = path.parent().unwrap_or(req.dir);
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let temp = tempfile::NamedTempFile::new_in(dir)
+            .with_context(|| format!("writing into {}", dir.display()))?;
+        let mut out = std::io::BufWriter::new(temp.reopen()?);
+        let rows = book
+            .write_csv(sheet, &mut out)
+            .with_context(|| format!("exporting sheet {sheet}"))?;
+        std::io::Write::flush(&mut out).with_context(|| format!("writing {}", path.display()))?;
+        written.push((
+            temp,
+            Exported {
+                table: sheet.clone(),
+                path,
+                rows,
+                notes: Vec::new(),
+            },
+        ));
+    }
+    let mut done = Vec::new();
+    for (temp, e) in written {
+        temp.persist(&e.path)
+            .with_context(|| format!("putting {} in place", e.path.display()))?;
+        done.push(e);
+    }
+    Ok(done)
+}
+
+/// The tables (or sheets) of `item`, whichever it is: [`export_sqlite`] or
+/// [`export_workbook`].
+pub fn export_item(
+    ix: &Indexed<'_>,
+    id: SnapshotId,
+    snap: &Snapshot,
+    item: &Item,
+    req: &ExportRequest<'_>,
+) -> anyhow::Result<Vec<Exported>> {
+    match item.kind {
+        ItemKind::Sqlite => export_sqlite(ix, id, snap, item, req),
+        _ => export_workbook(ix, id, snap, item, req),
+    }
+}
+
 /// A source's `export` setting, resolved: what `after_backup` writes where.
 #[derive(Debug, Clone)]
 pub struct AutoExport {
@@ -311,7 +416,8 @@ pub fn after_backup(
     let item = database_of(id, &items, None)?;
     if item.server.is_some() {
         return Err(UsageError(format!(
-            "source {source:?}: export after each backup is built for SQLite databases for now"
+            "source {source:?}: export after each backup is built for SQLite databases and \
+             workbooks for now"
         ))
         .into());
     }
@@ -324,7 +430,7 @@ pub fn after_backup(
         time_zone,
         rt,
     };
-    let written = export_sqlite(&ix, id, &snap, item, &req)?;
+    let written = export_item(&ix, id, &snap, item, &req)?;
     if let (Layout::Dated, Some(days)) = (auto.layout, auto.keep_days) {
         let today = Timestamp::now().to_zoned(time_zone.clone()).date();
         let oldest = today

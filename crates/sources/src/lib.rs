@@ -35,6 +35,7 @@ pub mod server;
 pub mod sqlite;
 pub mod table_csv;
 mod tls;
+pub mod workbook;
 
 use std::io::Read;
 use std::path::PathBuf;

@@ -41,7 +41,7 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
         let item = database_of(id, &items, path.as_deref())?;
         if item.kind != ItemKind::Sqlite {
             return Err(UsageError(format!(
-                "{} of snapshot {} is a database server's dump: diff compares SQLite databases \
+                "{} of snapshot {} is not a SQLite database: diff compares SQLite databases \
                  for now (export the tables as CSV to compare them)",
                 item.path,
                 id.short()

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use backstop_app::export::{ExportRequest, Format, Layout, database_of, export_sqlite};
+use backstop_app::export::{ExportRequest, Format, Layout, database_of, export_item};
 
 use crate::context::{Ctx, GlobalArgs, load_index, runtime};
 use crate::output::{UsageError, print_json};
@@ -98,7 +98,7 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
         time_zone: &tz,
         rt: &rt,
     };
-    let written = export_sqlite(&ix, id, &snap, item, &req)?;
+    let written = export_item(&ix, id, &snap, item, &req)?;
     if g.json {
         print_json(&written)?;
     } else if !g.quiet {
