@@ -19,6 +19,7 @@ pub mod daemon;
 pub mod error;
 pub mod exclude;
 pub mod export;
+pub mod import;
 pub mod outcome;
 pub mod repository;
 pub mod restore;

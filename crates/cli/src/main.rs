@@ -75,6 +75,8 @@ enum Command {
     Diff(commands::diff::Args),
     /// Run a source's data validation rules on its live data (exit 4 when one fails).
     Validate(commands::validate::Args),
+    /// Import a CSV file into a table of a source's database: every row checked, a pre-change snapshot, all rows or none.
+    Import(commands::import::Args),
     /// Check the repository's integrity.
     Verify(commands::verify::Args),
     /// Apply retention: forget the snapshots the policy does not keep (see --dry-run).
@@ -133,6 +135,7 @@ fn main() -> ExitCode {
         Command::Export(a) => commands::export::run(&cli.global, a),
         Command::Diff(a) => commands::diff::run(&cli.global, a),
         Command::Validate(a) => commands::validate::run(&cli.global, a),
+        Command::Import(a) => commands::import::run(&cli.global, a),
         Command::Verify(a) => commands::verify::run(&cli.global, a),
         Command::Forget(a) => commands::forget::run(&cli.global, a),
         Command::Prune(a) => commands::prune::run(&cli.global, a),

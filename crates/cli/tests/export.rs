@@ -641,3 +641,149 @@ print(checked)
         fs::read_to_string(&file).unwrap()
     );
 }
+
+/// `import`: a messy supplier file (Windows-1252, semicolons, decimal commas, classic Mac line
+/// ends, a quoted line break, so rows are named by the line they start on) gets a dry-run
+/// report of every bad row (a short row, a price that
+/// is no number, a duplicate SKU, a supplier that does not exist, a date that is none) and
+/// changes nothing; mended, it imports in one transaction after a pre-change snapshot, which
+/// holds the table as it was.
+#[test]
+fn a_messy_supplier_file_is_reported_then_imported_after_a_pre_change_snapshot() {
+    let sb = Sandbox::plain();
+    let db = sb.p("shop.db");
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch(
+            "CREATE TABLE suppliers (id INTEGER PRIMARY KEY, name TEXT NOT NULL); \
+             INSERT INTO suppliers VALUES (1, 'Acme'), (2, 'Brot & Co'); \
+             CREATE TABLE products (sku TEXT PRIMARY KEY, name TEXT NOT NULL, \
+               price REAL NOT NULL CHECK (price >= 0), supplier INT REFERENCES suppliers(id), \
+               since DATE); \
+             INSERT INTO products VALUES ('OLD-1', 'Kept', 1.0, 1, '2020-01-01');",
+        )
+        .unwrap();
+    let cfg = sb.p("backstop.toml");
+    fs::write(
+        &cfg,
+        "repository = \"repo\"\n[sources.shop]\npath = \"shop.db\"\n",
+    )
+    .unwrap();
+    let rows = |bad: bool| -> Vec<u8> {
+        let mut lines = vec![
+            "SKU;Name;Price;Supplier;Since;Remark".to_owned(),
+            "A-1;Caf\u{e9} cr\u{e8}me;2,50;1;07.12.2026;".to_owned(),
+            "A-2;\"Two\nlines\";3;2;2026-12-01;note".to_owned(),
+        ];
+        if bad {
+            lines.extend([
+                "A-3;Short;1".to_owned(),
+                "A-4;Pricey;abc;1;2026-12-01;".to_owned(),
+                "A-1;Again;1,00;1;2026-12-01;".to_owned(),
+                "A-5;Orphan;1,00;9;2026-12-01;".to_owned(),
+                "A-6;Datum;1,00;1;31.02.2026;".to_owned(),
+            ]);
+        }
+        let text = lines.join("\r");
+        // Windows-1252, as a spreadsheet on an old Mac would save it.
+        text.chars()
+            .map(|c| u8::try_from(u32::from(c)).unwrap())
+            .collect()
+    };
+    fs::write(sb.p("supplier.csv"), rows(true)).unwrap();
+    let import = |dry: bool, json: bool| {
+        let mut c = sb.bare();
+        c.arg("--config").arg(&cfg);
+        if json {
+            c.arg("--json");
+        }
+        c.args([
+            "import",
+            "supplier.csv",
+            "--into",
+            "shop",
+            "--table",
+            "products",
+        ]);
+        if dry {
+            c.arg("--dry-run");
+        }
+        run(c)
+    };
+    let count = || -> i64 {
+        rusqlite::Connection::open(&db)
+            .unwrap()
+            .query_row("SELECT count(*) FROM products", [], |r| r.get(0))
+            .unwrap()
+    };
+    let o = import(true, false).code(4);
+    for expected in [
+        "Windows-1252, delimiter ';'",
+        "(left out: Remark)",
+        "line 5: 3 fields where the header has 6",
+        "line 6, column price, value \"abc\": not a number",
+        "line 7, column sku, value \"A-1\": UNIQUE constraint failed: products.sku",
+        "line 8: FOREIGN KEY constraint failed",
+        "line 9, column since, value \"31.02.2026\"",
+        "dry run: 5 problem(s); nothing changed",
+    ] {
+        assert!(o.stdout.contains(expected), "{expected:?} in {o:#?}");
+    }
+    let report: serde_json::Value =
+        serde_json::from_str(&import(true, true).code(4).stdout).unwrap();
+    assert_eq!(
+        report["problems"].as_array().unwrap().len(),
+        5,
+        "{report:#}"
+    );
+    assert_eq!(report["rows"], 7);
+    // A real import of the same file: refused, nothing changed, no snapshot taken.
+    let o = import(false, false).code(4);
+    assert!(o.stdout.contains("nothing was imported"), "{o:#?}");
+    assert_eq!(count(), 1);
+    assert!(sb.snapshots().is_empty());
+
+    fs::write(sb.p("supplier.csv"), rows(false)).unwrap();
+    let o = import(false, false).ok();
+    assert!(
+        o.stdout.contains("imported 2 row(s) into products"),
+        "{o:#?}"
+    );
+    assert_eq!(count(), 3);
+    let c = rusqlite::Connection::open(&db).unwrap();
+    let (name, price, since): (String, f64, String) = c
+        .query_row(
+            "SELECT name, price, since FROM products WHERE sku = 'A-1'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        (name.as_str(), price, since.as_str()),
+        ("Café crème", 2.5, "2026-12-07")
+    );
+    let two: String = c
+        .query_row("SELECT name FROM products WHERE sku = 'A-2'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(two, "Two\nlines");
+    let snaps = sb.snapshots();
+    assert_eq!(snaps.len(), 1);
+    assert_eq!(snaps[0]["kind"], "pre-change", "{snaps:#?}");
+    // The pre-change snapshot holds the table as it was: one product.
+    let before = sb.p("before.db");
+    let mut c = sb.bare();
+    c.arg("--config").arg(&cfg).args([
+        "restore",
+        snaps[0]["id"].as_str().unwrap(),
+        "--to",
+        before.to_str().unwrap(),
+    ]);
+    run(c).ok();
+    let n: i64 = rusqlite::Connection::open(&before)
+        .unwrap()
+        .query_row("SELECT count(*) FROM products", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 1);
+}

@@ -23,6 +23,7 @@ pub mod diff;
 pub mod exclude;
 pub mod export;
 pub mod files;
+pub mod import;
 pub mod maria_export;
 mod maria_switch;
 pub mod mariadb;

@@ -6,6 +6,7 @@ pub mod copy;
 pub mod diff;
 pub mod export;
 pub mod forget;
+pub mod import;
 pub mod info;
 pub mod init;
 pub mod key;

@@ -1,0 +1,127 @@
+//! `backstop import`: a CSV file into a table of a SQLite source's live database, checked row
+//! by row first ([`backstop_sources::import`]); a real import takes a `pre-change` snapshot of
+//! the source and then puts every row in, in one transaction, or none.
+
+use std::path::Path;
+
+use anyhow::Context as _;
+use backstop_format::SnapshotId;
+pub use backstop_sources::import::{ImportReport, Problem};
+
+use crate::config::Config;
+use crate::error::UsageError;
+use crate::sources::{ConfiguredKind, configured_kind};
+
+/// What to import.
+pub struct ImportRequest<'a> {
+    pub file: &'a Path,
+    pub source: &'a str,
+    pub table: &'a str,
+    /// A mapping file (TOML: `[columns]` "File column" = "table_column").
+    pub map: Option<&'a Path>,
+    pub dry_run: bool,
+}
+
+/// What an import did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ImportDone {
+    #[serde(flatten)]
+    pub report: ImportReport,
+    pub dry_run: bool,
+    /// The `pre-change` snapshot taken before the rows went in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pre_change_snapshot: Option<SnapshotId>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MapFile {
+    columns: std::collections::BTreeMap<String, String>,
+}
+
+/// The live database of a SQLite source.
+fn live_database(config: &Config, source: &str) -> anyhow::Result<std::path::PathBuf> {
+    let s = config
+        .sources
+        .get(source)
+        .ok_or_else(|| UsageError(format!("source {source:?} is not in backstop.toml")))?;
+    match configured_kind(config, s) {
+        ConfiguredKind::Sqlite { live_path: Some(p) } => Ok(p),
+        other => Err(UsageError(format!(
+            "source {source:?} is a {} source: import writes into SQLite sources for now",
+            other.name()
+        ))
+        .into()),
+    }
+}
+
+/// Imports as `req` says. `snapshot` takes the `pre-change` snapshot (given the description)
+/// when the rows are about to go in; a dry run, or a file with problems, takes none and changes
+/// nothing.
+pub fn import(
+    config: &Config,
+    req: &ImportRequest<'_>,
+    snapshot: &mut dyn FnMut(String) -> anyhow::Result<SnapshotId>,
+) -> anyhow::Result<ImportDone> {
+    let db = live_database(config, req.source)?;
+    let bytes =
+        std::fs::read(req.file).with_context(|| format!("reading {}", req.file.display()))?;
+    let mapping: Vec<(String, String)> = match req.map {
+        Some(m) => {
+            let text =
+                std::fs::read_to_string(m).with_context(|| format!("reading {}", m.display()))?;
+            let map: MapFile = toml::from_str(&text).map_err(|e| {
+                UsageError(format!(
+                    "{}: {e} (write [columns] then \"File column\" = \"table_column\" lines)",
+                    m.display()
+                ))
+            })?;
+            map.columns.into_iter().collect()
+        }
+        None => Vec::new(),
+    };
+    let parsed = match backstop_sources::import::parse(&bytes) {
+        Ok(p) => p,
+        Err(problem) => {
+            return Ok(ImportDone {
+                report: ImportReport {
+                    table: req.table.to_owned(),
+                    encoding: String::new(),
+                    delimiter: String::new(),
+                    mapping: Vec::new(),
+                    ignored: Vec::new(),
+                    rows: 0,
+                    imported: 0,
+                    problems: vec![problem],
+                },
+                dry_run: req.dry_run,
+                pre_change_snapshot: None,
+            });
+        }
+    };
+    // Every row checked (and inserted, then rolled back) before anything is changed.
+    let checked =
+        backstop_sources::import::import_sqlite(&db, req.table, &parsed, &mapping, false)?;
+    if req.dry_run || !checked.problems.is_empty() || checked.rows == 0 {
+        return Ok(ImportDone {
+            report: checked,
+            dry_run: req.dry_run,
+            pre_change_snapshot: None,
+        });
+    }
+    let id = snapshot(format!(
+        "before importing {} into {}",
+        req.file
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        req.table
+    ))
+    .context("taking the pre-change snapshot; nothing was imported")?;
+    let report = backstop_sources::import::import_sqlite(&db, req.table, &parsed, &mapping, true)?;
+    Ok(ImportDone {
+        report,
+        dry_run: false,
+        pre_change_snapshot: Some(id),
+    })
+}
