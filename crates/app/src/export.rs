@@ -156,6 +156,69 @@ fn place(req: &ExportRequest<'_>, source: &str, time: Timestamp, table: &str) ->
     }
 }
 
+/// A file that exists, refused unless `overwrite`.
+fn refuse_existing(req: &ExportRequest<'_>, path: &Path) -> anyhow::Result<()> {
+    match path.exists() && !req.overwrite {
+        true => Err(UsageError(format!(
+            "{} exists: pass --overwrite to replace it, or choose another --to",
+            path.display()
+        ))
+        .into()),
+        false => Ok(()),
+    }
+}
+
+/// What writes one table into a file: its rows and notes.
+type WriteTable<'a> = dyn FnMut(&str, &Path) -> anyhow::Result<(u64, Vec<String>)> + 'a;
+
+/// Writes each of `tables` of snapshot `snap` with `write` (given the table and a file to
+/// write, its rows and notes) into its place by `req`: each beside its place first, then all
+/// renamed in, so that an export that fails leaves nothing half written.
+fn write_files(
+    req: &ExportRequest<'_>,
+    snap: &Snapshot,
+    tables: &[String],
+    write: &mut WriteTable<'_>,
+) -> anyhow::Result<Vec<Exported>> {
+    let mut written = Vec::new();
+    for t in tables {
+        let path = place(req, &snap.source.name, snap.time, t);
+        refuse_existing(req, &path)?;
+        let dir = path.parent().unwrap_or(req.dir);
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let temp = tempfile::NamedTempFile::new_in(dir)
+            .with_context(|| format!("writing into {}", dir.display()))?;
+        let (rows, notes) = write(t, temp.path()).with_context(|| format!("exporting {t}"))?;
+        written.push((
+            temp,
+            Exported {
+                table: t.clone(),
+                path,
+                rows,
+                notes,
+            },
+        ));
+    }
+    let mut done = Vec::new();
+    for (temp, e) in written {
+        temp.persist(&e.path)
+            .with_context(|| format!("putting {} in place", e.path.display()))?;
+        done.push(e);
+    }
+    Ok(done)
+}
+
+/// A file at `path` written through a buffer by `write`.
+fn buffered(
+    path: &Path,
+    write: impl FnOnce(&mut dyn std::io::Write) -> Result<u64, backstop_sources::Error>,
+) -> anyhow::Result<(u64, Vec<String>)> {
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
+    let rows = write(&mut out)?;
+    std::io::Write::flush(&mut out).with_context(|| format!("writing {}", path.display()))?;
+    Ok((rows, Vec::new()))
+}
+
 /// Restores the image of the SQLite database `item` of snapshot `id` into `dir` (as every
 /// restore does: checked against the snapshot); its path.
 pub fn restore_image(
@@ -200,18 +263,8 @@ pub fn export_sqlite(
     req: &ExportRequest<'_>,
 ) -> anyhow::Result<Vec<Exported>> {
     std::fs::create_dir_all(req.dir).with_context(|| format!("creating {}", req.dir.display()))?;
-    let refuse_existing = |path: &Path| -> anyhow::Result<()> {
-        match path.exists() && !req.overwrite {
-            true => Err(UsageError(format!(
-                "{} exists: pass --overwrite to replace it, or choose another --to",
-                path.display()
-            ))
-            .into()),
-            false => Ok(()),
-        }
-    };
     for t in req.tables {
-        refuse_existing(&place(req, &snap.source.name, snap.time, t))?;
+        refuse_existing(req, &place(req, &snap.source.name, snap.time, t))?;
     }
     let scratch = tempfile::Builder::new()
         .prefix(".backstop-export-")
@@ -227,43 +280,12 @@ pub fn export_sqlite(
         true => backstop_sources::export::sqlite_tables(&db)?,
         false => req.tables.to_vec(),
     };
-    let mut written = Vec::new();
-    for t in &tables {
-        let path = place(req, &snap.source.name, snap.time, t);
-        refuse_existing(&path)?;
-        let dir = path.parent().unwrap_or(req.dir);
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let temp = tempfile::NamedTempFile::new_in(dir)
-            .with_context(|| format!("writing into {}", dir.display()))?;
-        let (rows, notes) = match req.format {
-            Format::Xlsx => backstop_sources::export::write_xlsx(&db, t, temp.path())?,
-            format => {
-                let mut out = std::io::BufWriter::with_capacity(1 << 20, temp.reopen()?);
-                let rows = backstop_sources::export::write_table(&db, t, format, &mut out)
-                    .with_context(|| format!("exporting table {t}"))?;
-                std::io::Write::flush(&mut out)
-                    .with_context(|| format!("writing {}", path.display()))?;
-                (rows, Vec::new())
-            }
-        };
-        written.push((
-            temp,
-            Exported {
-                table: t.clone(),
-                path,
-                rows,
-                notes,
-            },
-        ));
-    }
-    drop(db);
-    let mut done = Vec::new();
-    for (temp, e) in written {
-        temp.persist(&e.path)
-            .with_context(|| format!("putting {} in place", e.path.display()))?;
-        done.push(e);
-    }
-    Ok(done)
+    write_files(req, snap, &tables, &mut |t, path| match req.format {
+        Format::Xlsx => Ok(backstop_sources::export::write_xlsx(&db, t, path)?),
+        format => buffered(path, |out| {
+            backstop_sources::export::write_table(&db, t, format, out)
+        }),
+    })
 }
 
 /// Writes the sheets `req` names (its `tables`; every sheet when none) of the workbook `item`
@@ -315,42 +337,9 @@ pub fn export_workbook(
         true => book.sheets(),
         false => req.tables.to_vec(),
     };
-    let mut written = Vec::new();
-    for sheet in &sheets {
-        let path = place(req, &snap.source.name, snap.time, sheet);
-        if path.exists() && !req.overwrite {
-            return Err(UsageError(format!(
-                "{} exists: pass --overwrite to replace it, or choose another --to",
-                path.display()
-            ))
-            .into());
-        }
-        let dir = path.parent().unwrap_or(req.dir);
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let temp = tempfile::NamedTempFile::new_in(dir)
-            .with_context(|| format!("writing into {}", dir.display()))?;
-        let mut out = std::io::BufWriter::new(temp.reopen()?);
-        let rows = book
-            .write_csv(sheet, &mut out)
-            .with_context(|| format!("exporting sheet {sheet}"))?;
-        std::io::Write::flush(&mut out).with_context(|| format!("writing {}", path.display()))?;
-        written.push((
-            temp,
-            Exported {
-                table: sheet.clone(),
-                path,
-                rows,
-                notes: Vec::new(),
-            },
-        ));
-    }
-    let mut done = Vec::new();
-    for (temp, e) in written {
-        temp.persist(&e.path)
-            .with_context(|| format!("putting {} in place", e.path.display()))?;
-        done.push(e);
-    }
-    Ok(done)
+    write_files(req, snap, &sheets, &mut |sheet, path| {
+        buffered(path, |out| book.write_csv(sheet, out))
+    })
 }
 
 /// The tables (or sheets) of `item`, whichever it is: [`export_sqlite`] or

@@ -76,8 +76,9 @@ fn quoted(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-/// A value as the diff shows it: SQL literal style (`'text'`, `12`, `NULL`, `X'00ff'`).
-fn shown(v: &Value) -> String {
+/// A value as the diff and the rules show it: SQL literal style (`'text'`, `12`, `NULL`,
+/// `X'00ff'`), long ones cut.
+pub(crate) fn shown(v: &Value) -> String {
     match v {
         Value::Null => "NULL".into(),
         Value::Integer(i) => i.to_string(),
@@ -95,18 +96,18 @@ fn shown(v: &Value) -> String {
 
 /// The ordinary tables of schema `db` (`main` or `new`), in name order.
 fn tables(c: &Connection, db: &str) -> Result<Vec<String>, Error> {
-    let mut stmt = c
-        .prepare(&format!(
-            "SELECT name FROM pragma_table_list WHERE schema = '{db}' AND type = 'table' \
-             AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name"
-        ))
-        .map_err(sql_error)?;
-    let names = stmt
-        .query_map([], |r| r.get::<_, String>(0))
-        .map_err(sql_error)?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(sql_error)?;
-    Ok(names)
+    crate::export::tables_in(c, db)
+}
+
+/// The first `key.len()` values of `row` as a row's key: `id=17`, `order=3, line=2`.
+pub(crate) fn key_text(row: &rusqlite::Row<'_>, key: &[String]) -> rusqlite::Result<String> {
+    Ok((0..key.len())
+        .map(|i| {
+            row.get::<_, Value>(i)
+                .map(|v| format!("{}={}", key[i], shown(&v)))
+        })
+        .collect::<Result<Vec<_>, _>>()?
+        .join(", "))
 }
 
 /// A table's columns and its primary key's columns (in key order), in schema `db`.
@@ -233,15 +234,7 @@ fn table_diff(c: &Connection, table: &str, limit: usize) -> Result<TableDiff, Er
     let keys_of = |sql: &str| -> Result<Vec<RowKey>, Error> {
         let mut stmt = c.prepare(sql).map_err(sql_error)?;
         let rows = stmt
-            .query_map([], |r| {
-                Ok((0..key.len())
-                    .map(|i| {
-                        r.get::<_, Value>(i)
-                            .map(|v| format!("{}={}", key[i], shown(&v)))
-                    })
-                    .collect::<Result<Vec<_>, _>>()?
-                    .join(", "))
-            })
+            .query_map([], |r| key_text(r, &key))
             .map_err(sql_error)?
             .collect::<Result<Vec<_>, _>>()
             .map_err(sql_error)?;
@@ -307,13 +300,7 @@ fn table_diff(c: &Connection, table: &str, limit: usize) -> Result<TableDiff, Er
         let n = common.len();
         d.first_changed = stmt
             .query_map([], |r| {
-                let keys = (0..key.len())
-                    .map(|i| {
-                        r.get::<_, Value>(i)
-                            .map(|v| format!("{}={}", key[i], shown(&v)))
-                    })
-                    .collect::<Result<Vec<_>, _>>()?
-                    .join(", ");
+                let keys = key_text(r, &key)?;
                 let mut columns = Vec::new();
                 for (j, col) in common.iter().enumerate() {
                     let (a, b): (Value, Value) = (r.get(key.len() + j)?, r.get(key.len() + n + j)?);

@@ -66,14 +66,19 @@ impl Format {
 /// The tables an export takes when none are named: the database's own tables (not SQLite's,
 /// not virtual tables or the tables that hold their data), in name order.
 pub fn sqlite_tables(db: &Connection) -> Result<Vec<String>, Error> {
+    tables_in(db, "main")
+}
+
+/// The same tables of the attached database `schema`.
+pub(crate) fn tables_in(db: &Connection, schema: &str) -> Result<Vec<String>, Error> {
     let mut stmt = db
         .prepare(
-            "SELECT name FROM pragma_table_list WHERE schema = 'main' AND type = 'table' \
+            "SELECT name FROM pragma_table_list WHERE schema = ?1 AND type = 'table' \
              AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name",
         )
         .map_err(sql_error)?;
     let names = stmt
-        .query_map([], |r| r.get::<_, String>(0))
+        .query_map([schema], |r| r.get::<_, String>(0))
         .map_err(sql_error)?
         .collect::<Result<Vec<_>, _>>()
         .map_err(sql_error)?;

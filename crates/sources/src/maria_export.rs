@@ -21,12 +21,12 @@
 use std::io::Write;
 use std::thread::JoinHandle;
 
-use backstop_format::manifest::{Item, ItemKind, ServerDatabase, SourceKind};
+use backstop_format::manifest::{ServerDatabase, SourceKind};
 
 use crate::mariadb::{Mariadb, record};
 use crate::mysql_wire::{Column, Conn, Row};
 use crate::server::Method;
-use crate::{Chunking, Entry, EntryContent, Error, Source};
+use crate::{Entry, Error, Source};
 
 /// A new `INSERT` starts past this many bytes, as the dump tool keeps its statements under the
 /// server's packet limit.
@@ -545,25 +545,12 @@ impl Source for MariaExport {
         let (Some(mut conn), Some(parts)) = (self.conn.take(), self.parts.take()) else {
             return Ok(None);
         };
-        let (reader, writer) =
-            std::io::pipe().map_err(|e| Error::io("making a pipe for the export", e))?;
-        self.writer = Some(std::thread::spawn(move || {
-            // Rows come one at a time: written into the pipe in large pieces.
-            let mut out = std::io::BufWriter::with_capacity(1 << 20, writer);
-            write_script(&mut conn, &parts, &mut out)?;
-            out.flush().map_err(|e| Error::io("writing the export", e))
-        }));
-        let mut item = Item::new(self.item_path.clone(), ItemKind::Stream);
-        item.server = self.meta.take();
-        Ok(Some(Entry {
-            item,
-            content: Some(EntryContent::Stream {
-                reader: Box::new(reader),
-                chunking: Chunking::ContentDefined,
-            }),
-            required: true,
-            reuse_unchanged: false,
-        }))
+        let (entry, writer) =
+            crate::server::export_entry(self.item_path.clone(), self.meta.take(), move |out| {
+                write_script(&mut conn, &parts, out)
+            })?;
+        self.writer = Some(writer);
+        Ok(Some(entry))
     }
 
     fn take_warnings(&mut self) -> Vec<String> {
@@ -571,12 +558,7 @@ impl Source for MariaExport {
     }
 
     fn finish(&mut self) -> Result<(), Error> {
-        match self.writer.take() {
-            Some(w) => w
-                .join()
-                .map_err(|_| Error::Invalid("the export's writer stopped".into()))?,
-            None => Ok(()),
-        }
+        crate::server::finish_export(&mut self.writer)
     }
 }
 

@@ -29,12 +29,12 @@
 use std::io::Write;
 use std::thread::JoinHandle;
 
-use backstop_format::manifest::{Item, ItemKind, ServerDatabase, SourceKind};
+use backstop_format::manifest::{ServerDatabase, SourceKind};
 use postgres::{Client, SimpleQueryMessage};
 
 use crate::postgres::{FINGERPRINT, TABLE_ROWS, quote_ident, quote_literal};
 use crate::server::{LineSink, MIGRATIONS, migrations_present, write_lines};
-use crate::{Chunking, Entry, EntryContent, Error, Source};
+use crate::{Entry, Error, Source};
 
 /// A connection of backstop's own client to the database at `url` (a `postgres://` URL
 /// without a password; TLS as libpq's `sslmode` and `sslrootcert` ask: [`crate::tls`]),
@@ -1213,26 +1213,13 @@ impl Source for PgExport {
         let (Some(mut client), Some(plan)) = (self.client.take(), self.plan.take()) else {
             return Ok(None);
         };
-        let (reader, writer) =
-            std::io::pipe().map_err(|e| Error::io("making a pipe for the export", e))?;
         let encoding = self.encoding.clone();
-        self.writer = Some(std::thread::spawn(move || {
-            // The client hands over one row at a time: written into the pipe in large pieces.
-            let mut out = std::io::BufWriter::with_capacity(1 << 20, writer);
-            write_script(&mut client, &plan, &encoding, &mut out)?;
-            out.flush().map_err(|e| Error::io("writing the export", e))
-        }));
-        let mut item = Item::new(self.item_path.clone(), ItemKind::Stream);
-        item.server = self.meta.take();
-        Ok(Some(Entry {
-            item,
-            content: Some(EntryContent::Stream {
-                reader: Box::new(reader),
-                chunking: Chunking::ContentDefined,
-            }),
-            required: true,
-            reuse_unchanged: false,
-        }))
+        let (entry, writer) =
+            crate::server::export_entry(self.item_path.clone(), self.meta.take(), move |out| {
+                write_script(&mut client, &plan, &encoding, out)
+            })?;
+        self.writer = Some(writer);
+        Ok(Some(entry))
     }
 
     fn take_warnings(&mut self) -> Vec<String> {
@@ -1240,12 +1227,7 @@ impl Source for PgExport {
     }
 
     fn finish(&mut self) -> Result<(), Error> {
-        match self.writer.take() {
-            Some(w) => w
-                .join()
-                .map_err(|_| Error::Invalid("the export's writer stopped".into()))?,
-            None => Ok(()),
-        }
+        crate::server::finish_export(&mut self.writer)
     }
 }
 

@@ -157,22 +157,6 @@ fn key_of(c: &Connection, table: &str) -> Result<Vec<String>, Error> {
     })
 }
 
-fn shown(v: &Value) -> String {
-    match v {
-        Value::Null => "NULL".into(),
-        Value::Integer(i) => i.to_string(),
-        Value::Real(f) => format!("{f:?}"),
-        Value::Text(t) => format!("'{}'", t.chars().take(80).collect::<String>()),
-        Value::Blob(b) => format!(
-            "X'{}'",
-            b.iter()
-                .take(32)
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>()
-        ),
-    }
-}
-
 /// The rows of `table` (as `t`) matching `condition`: how many, and the first few by key.
 fn offending(c: &Connection, table: &str, condition: &str) -> Result<(u64, Vec<String>), Error> {
     let key = key_of(c, table)?;
@@ -195,15 +179,7 @@ fn offending(c: &Connection, table: &str, condition: &str) -> Result<(u64, Vec<S
         ))
         .map_err(sql_error)?;
     let first = stmt
-        .query_map([], |r| {
-            Ok((0..key.len())
-                .map(|i| {
-                    r.get::<_, Value>(i)
-                        .map(|v| format!("{}={}", key[i], shown(&v)))
-                })
-                .collect::<Result<Vec<_>, _>>()?
-                .join(", "))
-        })
+        .query_map([], |r| crate::diff::key_text(r, &key))
         .map_err(sql_error)?
         .collect::<Result<Vec<_>, _>>()
         .map_err(sql_error)?;
@@ -340,7 +316,7 @@ fn one(c: &Connection, rule: &Rule) -> RuleResult {
                 other => {
                     return Err(Error::Invalid(format!(
                         "the query returned {}, not a number",
-                        shown(&other)
+                        crate::diff::shown(&other)
                     )));
                 }
             };

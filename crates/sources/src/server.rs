@@ -16,6 +16,51 @@ use crate::{Error, Source};
 /// What writes a dump into a restore tool's input (the engine restoring the dump's content).
 pub type Feed<'a> = dyn FnMut(&mut dyn Write) -> Result<(), Error> + 'a;
 
+/// A built-in export's one item: `write` (run by a thread of its own, through a 1 MiB buffer,
+/// as clients hand over a row at a time) writes the script into a pipe the engine reads as the
+/// item `path` with `record`. The thread's outcome is [`finish_export`]'s.
+pub(crate) fn export_entry(
+    path: String,
+    record: Option<ServerDatabase>,
+    write: impl FnOnce(&mut dyn Write) -> Result<(), Error> + Send + 'static,
+) -> Result<(crate::Entry, std::thread::JoinHandle<Result<(), Error>>), Error> {
+    let (reader, writer) =
+        std::io::pipe().map_err(|e| Error::io("making a pipe for the export", e))?;
+    let handle = std::thread::spawn(move || {
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, writer);
+        write(&mut out)?;
+        out.flush().map_err(|e| Error::io("writing the export", e))
+    });
+    let mut item =
+        backstop_format::manifest::Item::new(path, backstop_format::manifest::ItemKind::Stream);
+    item.server = record;
+    Ok((
+        crate::Entry {
+            item,
+            content: Some(crate::EntryContent::Stream {
+                reader: Box::new(reader),
+                chunking: crate::Chunking::ContentDefined,
+            }),
+            required: true,
+            reuse_unchanged: false,
+        },
+        handle,
+    ))
+}
+
+/// The outcome of an export's writer thread ([`export_entry`]), once: a failed write (the
+/// connection lost midway) fails the source, so no snapshot is made.
+pub(crate) fn finish_export(
+    writer: &mut Option<std::thread::JoinHandle<Result<(), Error>>>,
+) -> Result<(), Error> {
+    match writer.take() {
+        Some(w) => w
+            .join()
+            .map_err(|_| Error::Invalid("the export's writer stopped".into()))?,
+        None => Ok(()),
+    }
+}
+
 /// A database as it is now, in the terms of a dump's record ([`ServerDatabase`]).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Observed {
