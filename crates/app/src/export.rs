@@ -208,6 +208,19 @@ fn write_files(
     Ok(done)
 }
 
+/// A scratch folder in the destination (made if need be) for what an export reads, once the
+/// tables named are known not to be in the way.
+fn scratch_in(req: &ExportRequest<'_>, snap: &Snapshot) -> anyhow::Result<tempfile::TempDir> {
+    std::fs::create_dir_all(req.dir).with_context(|| format!("creating {}", req.dir.display()))?;
+    for t in req.tables {
+        refuse_existing(req, &place(req, &snap.source.name, snap.time, t))?;
+    }
+    tempfile::Builder::new()
+        .prefix(".backstop-export-")
+        .tempdir_in(req.dir)
+        .with_context(|| format!("making a scratch folder in {}", req.dir.display()))
+}
+
 /// A file at `path` written through a buffer by `write`.
 fn buffered(
     path: &Path,
@@ -262,14 +275,7 @@ pub fn export_sqlite(
     item: &Item,
     req: &ExportRequest<'_>,
 ) -> anyhow::Result<Vec<Exported>> {
-    std::fs::create_dir_all(req.dir).with_context(|| format!("creating {}", req.dir.display()))?;
-    for t in req.tables {
-        refuse_existing(req, &place(req, &snap.source.name, snap.time, t))?;
-    }
-    let scratch = tempfile::Builder::new()
-        .prefix(".backstop-export-")
-        .tempdir_in(req.dir)
-        .with_context(|| format!("making a scratch folder in {}", req.dir.display()))?;
+    let scratch = scratch_in(req, snap)?;
     let image = restore_image(ix, id, snap, item, scratch.path(), req.rt)?;
     let db = rusqlite::Connection::open_with_flags(
         &image,
@@ -308,11 +314,7 @@ pub fn export_workbook(
         .content
         .as_ref()
         .ok_or_else(|| anyhow::anyhow!("{} has no content", item.path))?;
-    std::fs::create_dir_all(req.dir).with_context(|| format!("creating {}", req.dir.display()))?;
-    let scratch = tempfile::Builder::new()
-        .prefix(".backstop-export-")
-        .tempdir_in(req.dir)
-        .with_context(|| format!("making a scratch folder in {}", req.dir.display()))?;
+    let scratch = scratch_in(req, snap)?;
     // Its own name, whose extension says what kind of workbook it is.
     let name = Path::new(&item.path)
         .file_name()
