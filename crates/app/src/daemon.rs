@@ -42,6 +42,8 @@ pub struct SourceSpec {
     pub server: Option<backstop_sources::server::Server>,
     /// Its tables written as files after each backup (`export = { ... }`).
     pub export: Option<crate::export::AutoExport>,
+    /// Its data validation rules (`[[sources.S.rules]]`), which its drills run.
+    pub validation: Vec<backstop_sources::rules::Rule>,
 }
 
 impl SourceSpec {
@@ -182,6 +184,7 @@ pub fn setup_from_config(
             server_drill: crate::verify::server_drill(config, name)?,
             server: crate::sources::server_of(config, s)?,
             export: crate::export::AutoExport::of(config, s)?,
+            validation: s.rules.clone(),
         });
     }
     let mut tasks = config.tasks()?;

@@ -30,12 +30,7 @@ pub fn validate_source(config: &Config, source: &str) -> anyhow::Result<(String,
             .into());
         }
     };
-    let db = rusqlite::Connection::open_with_flags(
-        &path,
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(|e| anyhow::anyhow!("opening {}: {e}", path.display()))?;
-    db.busy_timeout(std::time::Duration::from_secs(10))?;
-    let results = backstop_sources::rules::run(&db, &s.rules)?;
+    let results = backstop_sources::rules::run_on_file(&path, &s.rules)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     Ok((path.display().to_string(), results))
 }

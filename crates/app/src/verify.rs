@@ -24,7 +24,20 @@ pub fn drill_options(scratch: PathBuf, rt: &Runtime, now: Timestamp) -> DrillOpt
         time: now,
         host: rt.host.clone(),
         server: None,
+        rules: Vec::new(),
     }
+}
+
+/// The data validation rules of `source` (configured in `config`), which its drills run.
+pub fn source_rules(
+    config: &crate::config::Config,
+    source: &str,
+) -> Vec<backstop_sources::rules::Rule> {
+    config
+        .sources
+        .get(source)
+        .map(|s| s.rules.clone())
+        .unwrap_or_default()
 }
 
 /// Drills server databases' dumps on a source's server (scratch databases, see

@@ -388,8 +388,9 @@ fn diff_names_what_changed_between_two_snapshots() {
 }
 
 /// `validate`: a database with an orphaned row and a negative stock fails (exit 4), naming
-/// both rows; the rules that hold say so; a rule written wrong is refused when the config
-/// loads; once the data is mended, every rule holds (exit 0).
+/// both rows; the rules that hold say so; a restore drill runs them on the snapshot's image
+/// (its check `rules`); a rule written wrong is refused when the config loads; once the data
+/// is mended, every rule holds (exit 0) and the drill passes.
 #[test]
 fn validate_names_the_orphan_and_the_negative_stock() {
     let sb = Sandbox::plain();
@@ -450,6 +451,38 @@ fn validate_names_the_orphan_and_the_negative_stock() {
     assert_eq!(report["rules"][1]["first"], serde_json::json!(["id=101"]));
     assert_eq!(report["rules"][1]["table"], "orders");
 
+    // A restore drill runs the rules on the snapshot's image: the check `rules` fails, naming
+    // the rows.
+    let drill = || {
+        let mut c = sb.bare();
+        c.arg("--config").arg(&cfg);
+        c.args(["backup", "--source", "shop"]);
+        run(c).ok();
+        let mut c = sb.bare();
+        c.arg("--config")
+            .arg(&cfg)
+            .args(["--json", "verify", "--restore-test", "--latest"]);
+        let out: serde_json::Value = serde_json::from_str(&run(c).stdout).unwrap();
+        let rules = out[0]["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "rules")
+            .unwrap_or_else(|| panic!("no rules check: {out:#}"))
+            .clone();
+        (out[0]["passed"].clone(), rules)
+    };
+    let (passed, rules) = drill();
+    assert_eq!(passed, false);
+    assert_eq!(rules["passed"], false);
+    let detail = rules["detail"].as_str().unwrap();
+    assert!(
+        detail.starts_with("3 of 5 rules failing")
+            && detail.contains("orphans orders.customer (1 rows: id=101)")
+            && detail.contains("sku='B-2'"),
+        "{detail}"
+    );
+
     rusqlite::Connection::open(&db)
         .unwrap()
         .execute_batch(
@@ -458,6 +491,9 @@ fn validate_names_the_orphan_and_the_negative_stock() {
         .unwrap();
     let o = validate(false).ok();
     assert!(o.stdout.contains("all 5 rules hold"), "{o:#?}");
+    let (passed, rules) = drill();
+    assert_eq!(passed, true, "{rules:#}");
+    assert_eq!(rules["detail"], "all 5 rules hold");
 
     fs::write(
         &cfg,

@@ -1146,6 +1146,10 @@ fn drill(
     let ix = load_index(repo)?;
     let opts = backstop_engine::drill::DrillOptions {
         server: setup.source(source).and_then(|s| s.server_drill.clone()),
+        rules: setup
+            .source(source)
+            .map(|s| s.validation.clone())
+            .unwrap_or_default(),
         ..drill_options(setup.scratch.clone(), &setup.runtime(), Timestamp::now())
     };
     let record = restore_drill(&ix, id, &snap, &opts, progress)?;

@@ -186,6 +186,18 @@ fn offending(c: &Connection, table: &str, condition: &str) -> Result<(u64, Vec<S
     Ok((count as u64, first))
 }
 
+/// Runs `rules` on the database file at `path`, opened read-only (see [`run`]).
+pub fn run_on_file(path: &std::path::Path, rules: &[Rule]) -> Result<Vec<RuleResult>, Error> {
+    let c = Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(sql_error)?;
+    c.busy_timeout(std::time::Duration::from_secs(10))
+        .map_err(sql_error)?;
+    run(&c, rules)
+}
+
 /// Runs `rules` on the database `c`, in one read transaction; a rule that cannot run (a table
 /// or column that does not exist) fails with the database's words.
 pub fn run(c: &Connection, rules: &[Rule]) -> Result<Vec<RuleResult>, Error> {

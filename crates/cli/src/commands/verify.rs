@@ -190,6 +190,7 @@ fn drill(
         // A server database's dump is drilled on its source's server.
         let opts = backstop_engine::drill::DrillOptions {
             server: backstop_app::verify::server_drill(&ctx.config, &snap.source.name)?,
+            rules: backstop_app::verify::source_rules(&ctx.config, &snap.source.name),
             ..opts.clone()
         };
         let r = restore_drill(&ix, *id, snap, &opts, &bar);

@@ -36,6 +36,9 @@ pub struct DrillOptions {
     /// Where a server database's dump is drilled (its source's server); without one, such a
     /// snapshot's drill fails saying so.
     pub server: Option<Arc<dyn ServerDrill>>,
+    /// The source's data validation rules, run on a database snapshot's restored image (the
+    /// check `rules`).
+    pub rules: Vec<backstop_sources::rules::Rule>,
 }
 
 /// A drill of a server database's dump (PostgreSQL): load it into a scratch database on a
@@ -102,6 +105,45 @@ pub fn restore_drill(
     Ok(record)
 }
 
+/// The check `rules`: the source's data validation rules on the restored image (none when it
+/// has none). It fails when a rule does, naming each failing rule and its first rows.
+fn rules_check(image: &Path, rules: &[backstop_sources::rules::Rule]) -> Option<Check> {
+    if rules.is_empty() {
+        return None;
+    }
+    let results = backstop_sources::rules::run_on_file(image, rules).map_err(|e| e.to_string());
+    Some(match results {
+        Err(e) => Check {
+            name: "rules".into(),
+            passed: false,
+            detail: e,
+        },
+        Ok(results) => {
+            let failing: Vec<String> = results
+                .iter()
+                .filter(|r| !r.passed)
+                .map(|r| match r.first.is_empty() {
+                    true => format!("{} ({})", r.name, r.detail),
+                    false => format!("{} ({} rows: {})", r.name, r.count, r.first.join("; ")),
+                })
+                .collect();
+            Check {
+                name: "rules".into(),
+                passed: failing.is_empty(),
+                detail: match failing.is_empty() {
+                    true => format!("all {} rules hold", results.len()),
+                    false => format!(
+                        "{} of {} rules failing: {}",
+                        failing.len(),
+                        results.len(),
+                        failing.join("; ")
+                    ),
+                },
+            }
+        }
+    })
+}
+
 fn failed(name: &str, detail: String) -> Vec<Check> {
     vec![Check {
         name: name.into(),
@@ -156,7 +198,10 @@ fn run_checks(
             Err(e) => return failed("restore", e.to_string()),
         };
         return match check_image(&image, meta, true, true) {
-            Ok(checks) => std::iter::once(image_hash_check()).chain(checks).collect(),
+            Ok(checks) => std::iter::once(image_hash_check())
+                .chain(checks)
+                .chain(rules_check(&image, &opts.rules))
+                .collect(),
             Err(e) => failed("open", e.to_string()),
         };
     }

@@ -103,6 +103,7 @@ pub fn setup_in(dir: &std::path::Path, tasks: Tasks) -> Setup {
                 server_drill: None,
                 server: None,
                 export: None,
+                validation: Vec::new(),
             },
             SourceSpec {
                 name: "docs".into(),
@@ -119,6 +120,7 @@ pub fn setup_in(dir: &std::path::Path, tasks: Tasks) -> Setup {
                 server_drill: None,
                 server: None,
                 export: None,
+                validation: Vec::new(),
             },
         ],
         build_source: Arc::new(move |name: &str| {
