@@ -203,9 +203,9 @@ impl Drop for ReadOnly<'_> {
 }
 
 impl Mariadb {
-    /// Whether this database can be switched in place: the built-in client reaches it (no TLS
-    /// or socket options yet), and the connecting user may make the server read-only and end
-    /// other sessions. An error that says what to do instead where not.
+    /// Whether this database can be switched in place: backstop's own client reaches it (not
+    /// through a socket or options it cannot follow), and the connecting user may make the
+    /// server read-only. An error that says what to do instead where not.
     pub(crate) fn can_switch(&self) -> Result<(), Error> {
         let mut c = self.wire().map_err(|e| {
             Error::Invalid(format!(

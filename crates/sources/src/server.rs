@@ -275,8 +275,8 @@ impl Server {
     /// The check `checksums` of this database, just loaded from the dump `feed` writes and
     /// not changed since: every table's rows byte for byte the dump's (PostgreSQL: as `COPY`
     /// text, in load order; MariaDB: as the dump's `INSERT` rows, in any order). `None` where
-    /// it cannot be made: MariaDB over TLS or a socket (backstop's own MariaDB client, which
-    /// reads the rows back, cannot reach it yet).
+    /// it cannot be made: MariaDB through a socket, client certificates or other options
+    /// backstop's own client, which reads the rows back, cannot follow yet.
     pub fn checksums(&self, expected: &ServerDatabase, feed: &mut Feed<'_>) -> Option<Check> {
         let compared = match self {
             Server::Postgres(p) => p.dump_sums(feed).and_then(|dumped| {
@@ -303,13 +303,15 @@ impl Server {
 
     /// Whether [`Server::replace_with`] is built for this database (without asking its
     /// server: see [`Server::check_replace`]): an error that says what to do instead where it
-    /// is not (MariaDB over TLS or a socket, which backstop's own client cannot reach yet).
+    /// is not (MariaDB through a socket, client certificates or other options backstop's own
+    /// client cannot follow yet).
     pub fn can_replace(&self) -> Result<(), Error> {
         match self {
             Server::Mariadb(m) if m.needs_tools() => Err(Error::Invalid(
-                "an in-place restore of a MariaDB database reached over TLS or a socket is not \
-                 built yet: restore into a new database with --to-database NAME, check it, and \
-                 point the application at it"
+                "an in-place restore of a MariaDB database reached through a socket, client \
+                 certificates or other options backstop's own client cannot follow is not built \
+                 yet: restore into a new database with --to-database NAME, check it, and point \
+                 the application at it"
                     .into(),
             )),
             _ => Ok(()),
