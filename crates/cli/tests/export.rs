@@ -823,3 +823,53 @@ fn a_messy_supplier_file_is_reported_then_imported_after_a_pre_change_snapshot()
         .unwrap();
     assert_eq!(n, 1);
 }
+
+/// The daemon's backups write a source's plain copy too (its startup backup here).
+#[test]
+fn the_daemons_backup_writes_the_plain_copy() {
+    let sb = Sandbox::plain();
+    shop(&sb.p(""));
+    let cfg = sb.p("backstop.toml");
+    fs::write(
+        &cfg,
+        "repository = \"repo\"\n[sources.shop]\npath = \"shop.db\"\nevery = \"6h\"\n\
+         export = { to = \"plain\", tables = [\"Genre\"] }\n\
+         [daemon]\nverify = \"off\"\nverify_data = \"off\"\nforget = \"off\"\nprune = \"off\"\n",
+    )
+    .unwrap();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut serve = sb.bare();
+    serve
+        .arg("--config")
+        .arg(&cfg)
+        .args(["serve", "--listen", &listen])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let _daemon = Daemon(serve.spawn().unwrap());
+    let folder = sb.p("plain/shop");
+    let start = std::time::Instant::now();
+    let file = loop {
+        let found = fs::read_dir(&folder)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .flat_map(|day| fs::read_dir(day.path()).into_iter().flatten().flatten())
+            .map(|f| f.path())
+            .find(|p| p.extension().is_some_and(|e| e == "csv"));
+        if let Some(f) = found {
+            break f;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(90),
+            "no plain copy within 90 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let name = file.file_name().unwrap().to_str().unwrap().to_owned();
+    assert!(name.starts_with("Genre_"), "{name}");
+    assert_eq!(
+        fs::read_to_string(&file).unwrap().lines().count(),
+        26,
+        "a header and 25 genres"
+    );
+}
