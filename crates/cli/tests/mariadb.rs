@@ -1194,14 +1194,7 @@ fn the_builtin_export_speaks_tls_as_the_client_options_ask() {
     .ok()
     .json();
     assert_eq!(drilled[0]["passed"], true, "{drilled:#}");
-    assert!(
-        drilled[0]["checks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|c| c["name"] == "checksums" && c["passed"] == true),
-        "{drilled:#}"
-    );
+    assert!(passed_check(&drilled[0], "checksums"), "{drilled:#}");
     run(with_config(
         &sb,
         &cfg,
@@ -1308,17 +1301,11 @@ fn the_daemon_backs_up_and_drills_a_mariadb_source() {
         "every = \"6h\"\n[daemon]\nverify = \"off\"\nverify_data = \"off\"\nforget = \"off\"\n\
          prune = \"off\"\n",
     );
-    let mut add = with_config(&sb, &cfg, &["user", "add", "ada", "--role", "viewer"]);
-    add.stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let mut child = add.spawn().unwrap();
-    {
-        use std::io::Write;
-        let mut stdin = child.stdin.take().unwrap();
-        stdin.write_all(b"correct horse battery\n").unwrap();
-    }
-    assert!(child.wait_with_output().unwrap().status.success());
+    add_web_user(with_config(
+        &sb,
+        &cfg,
+        &["user", "add", "ada", "--role", "viewer"],
+    ));
     let token = run(with_config(
         &sb,
         &cfg,
@@ -1382,12 +1369,4 @@ fn status_page(listen: &str) -> String {
         .unwrap();
     assert_eq!(page.status().as_u16(), 200);
     page.body_mut().read_to_string().unwrap()
-}
-
-/// The scratch database a drill's record names (`loaded into NAME on the ... server`).
-fn scratch_database(record: &serde_json::Value) -> String {
-    let detail = record["checks"][0]["detail"].as_str().unwrap();
-    let name = detail.split_whitespace().nth(2).unwrap();
-    assert!(name.starts_with("backstop_drill_"), "{detail}");
-    name.to_owned()
 }

@@ -243,17 +243,7 @@ fn pagila_comes_back_in_a_new_database_table_for_table() {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("{sums}"));
     assert_eq!(compared, tables(&source).len() - 1, "{sums}");
-    let detail = record["checks"][0]["detail"].as_str().unwrap();
-    let scratch = detail.split_whitespace().nth(2).unwrap();
-    assert!(scratch.starts_with("backstop_drill_"), "{detail}");
-    assert_eq!(
-        psql(
-            "postgres",
-            &format!("SELECT count(*) FROM pg_database WHERE datname = '{scratch}'")
-        ),
-        "0",
-        "the scratch database is dropped"
-    );
+    assert_dropped(&scratch_database(record));
     let status = run(with_config(&sb, &cfg, &["--json", "status"]))
         .ok()
         .json();
@@ -1053,14 +1043,22 @@ fn the_builtin_export_speaks_tls_as_libpq_parameters_ask() {
         .json();
         assert_eq!(drilled[0]["passed"], true, "{query}: {drilled:#}");
         assert!(
-            drilled[0]["checks"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|c| c["name"] == "checksums" && c["passed"] == true),
+            passed_check(&drilled[0], "checksums"),
             "{query}: {drilled:#}"
         );
     }
+}
+
+/// Asserts that the drill's scratch database `scratch` is gone from the server.
+fn assert_dropped(scratch: &str) {
+    assert_eq!(
+        psql(
+            "postgres",
+            &format!("SELECT count(*) FROM pg_database WHERE datname = '{scratch}'")
+        ),
+        "0",
+        "the scratch database is dropped"
+    );
 }
 
 /// Roles made by a test, dropped when it ends however it ends.
@@ -1159,24 +1157,8 @@ fn drills_run_on_the_configured_drill_server() {
         loaded.contains(&format!("postgres://{driller}@127.0.0.1:5432")),
         "{drilled:#}"
     );
-    assert!(
-        drilled[0]["checks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|c| c["name"] == "checksums" && c["passed"] == true),
-        "{drilled:#}"
-    );
-    let scratch = loaded.split_whitespace().nth(2).unwrap();
-    assert!(scratch.starts_with("backstop_drill_"), "{loaded}");
-    assert_eq!(
-        psql(
-            "postgres",
-            &format!("SELECT count(*) FROM pg_database WHERE datname = '{scratch}'")
-        ),
-        "0",
-        "the scratch database is dropped"
-    );
+    assert!(passed_check(&drilled[0], "checksums"), "{drilled:#}");
+    assert_dropped(&scratch_database(&drilled[0]));
 }
 
 /// A new database with one small table, `stock` (sku A-1: 4, B-2: 0, C-3: 17).
@@ -1214,17 +1196,11 @@ fn serve(sb: &Sandbox, cfg: &Path, scope: &str, role: &str) -> (Daemon, String, 
 
 /// The web user `ada` (password `correct horse battery`) with `role`.
 fn add_user(sb: &Sandbox, cfg: &Path, role: &str) {
-    let mut add = with_config(sb, cfg, &["user", "add", "ada", "--role", role]);
-    add.stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let mut child = add.spawn().unwrap();
-    {
-        use std::io::Write;
-        let mut stdin = child.stdin.take().unwrap();
-        stdin.write_all(b"correct horse battery\n").unwrap();
-    }
-    assert!(child.wait_with_output().unwrap().status.success());
+    add_web_user(with_config(
+        sb,
+        cfg,
+        &["user", "add", "ada", "--role", role],
+    ));
 }
 
 /// An HTTP client logged in to the daemon at `listen` as `ada` ([`add_user`]), with its session

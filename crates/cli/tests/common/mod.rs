@@ -521,6 +521,38 @@ pub fn drilled_status(listen: &str, token: &str, source: &str) -> Value {
     }
 }
 
+/// The scratch database a server drill's record names (`loaded into NAME on the ... server`).
+pub fn scratch_database(record: &Value) -> String {
+    let detail = record["checks"][0]["detail"].as_str().unwrap();
+    let name = detail.split_whitespace().nth(2).unwrap();
+    assert!(name.starts_with("backstop_drill_"), "{detail}");
+    name.to_owned()
+}
+
+/// Whether a drill's record has the check `name`, passed.
+pub fn passed_check(record: &Value, name: &str) -> bool {
+    record["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["name"] == name && c["passed"] == true)
+}
+
+/// Runs `add` (`user add ada --role ROLE` with its config), typing the password `correct horse
+/// battery`, and asserts it succeeded.
+pub fn add_web_user(mut add: Command) {
+    add.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = add.spawn().unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"correct horse battery\n").unwrap();
+    }
+    assert!(child.wait_with_output().unwrap().status.success());
+}
+
 /// A free port on 127.0.0.1 (for a daemon's `--listen`).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
