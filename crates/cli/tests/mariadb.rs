@@ -42,6 +42,26 @@ fn sql(db: &str, sql: &str) -> String {
     String::from_utf8(o.stdout).unwrap().trim().to_string()
 }
 
+/// A hold on the MariaDB server on 127.0.0.1:3306, machine-wide (tests run as threads under
+/// `cargo test` and as processes under nextest): shared by the tests that use it, exclusive for
+/// the in-place restore, whose switch makes the whole server read-only for a moment. Held until
+/// dropped; declared first in a test, it is dropped last.
+fn server_hold(exclusive: bool) -> std::fs::File {
+    let path = std::env::temp_dir().join("backstop-test-mariadb-server.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .unwrap_or_else(|e| panic!("opening {}: {e}", path.display()));
+    match exclusive {
+        true => file.lock(),
+        false => file.lock_shared(),
+    }
+    .unwrap_or_else(|e| panic!("locking {}: {e}", path.display()));
+    file
+}
+
 /// Databases (and users) made by a test, dropped when it ends however it ends.
 struct Databases(Vec<String>);
 
@@ -201,6 +221,7 @@ fn chinook_from_the_builtin_export_is_what_mariadb_dump_sees() {
 }
 
 fn chinook_comes_back(method: &str) {
+    let _server = server_hold(false);
     let mut dbs = Databases(Vec::new());
     let source = dbs.name(&format!("chinook_{method}"));
     load_chinook(&source);
@@ -568,6 +589,7 @@ fn reference_dump(db: &str) -> String {
 /// `password_file` works.
 #[test]
 fn mariadb_failures_say_why_and_leave_no_snapshot() {
+    let _server = server_hold(false);
     let sb = Sandbox::plain();
     let cfg = config(&sb, "bs_no_such_database", "");
     let o = run(with_config(&sb, &cfg, &["backup", "--source", "shop"]));
@@ -727,6 +749,7 @@ fn the_builtin_export_is_one_snapshot_under_writes() {
 }
 
 fn one_snapshot_under_writes(method: &str) {
+    let _server = server_hold(false);
     let mut dbs = Databases(Vec::new());
     let source = dbs.name(&format!("busy_{method}"));
     load_chinook(&source);
@@ -828,6 +851,7 @@ fn one_snapshot_under_writes(method: &str) {
 /// again afterwards.
 #[test]
 fn an_in_place_restore_moves_the_restored_tables_in_and_keeps_the_old_ones() {
+    let _server = server_hold(true);
     let mut dbs = Databases(Vec::new());
     let live = dbs.name("inplace");
     load_chinook(&live);
@@ -1222,6 +1246,7 @@ fn the_builtin_export_speaks_tls_as_the_client_options_ask() {
 /// before Track and waits for it when it is ended.
 #[test]
 fn a_dump_cut_off_midway_leaves_no_snapshot() {
+    let _server = server_hold(false);
     let mut dbs = Databases(Vec::new());
     let source = dbs.name("cutoff");
     load_chinook(&source);
@@ -1284,6 +1309,7 @@ fn a_dump_cut_off_midway_leaves_no_snapshot() {
 /// database on the server, and the status and the page show the source proven.
 #[test]
 fn the_daemon_backs_up_and_drills_a_mariadb_source() {
+    let _server = server_hold(false);
     let mut dbs = Databases(Vec::new());
     let source = dbs.name("daemon");
     sql(

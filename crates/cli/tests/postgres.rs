@@ -1080,10 +1080,12 @@ impl Drop for Roles {
 /// user, says where, and passes. (And `export` of the dump's tables as CSV.)
 #[test]
 fn drills_run_on_the_configured_drill_server() {
+    // Declared first, dropped last: a role is dropped once the database granting to it is.
+    let mut roles = Roles(Vec::new());
     let mut dbs = Databases(Vec::new());
     let source = stock_database(&mut dbs, "drilled_elsewhere");
     let (reader, driller) = (dbs.name("reader"), dbs.name("driller"));
-    let _roles = Roles(vec![reader.clone(), driller.clone()]);
+    roles.0.extend([reader.clone(), driller.clone()]);
     psql(
         "postgres",
         &format!(
