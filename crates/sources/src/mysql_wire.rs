@@ -498,6 +498,14 @@ impl Conn {
     }
 }
 
+impl Drop for Conn {
+    /// Says goodbye (`COM_QUIT`), so that the server does not log an aborted connection.
+    fn drop(&mut self) {
+        self.seq = 0;
+        let _ = self.write_packet(&[0x01]);
+    }
+}
+
 /// A column definition packet (protocol 4.1).
 fn column(p: &[u8]) -> Option<Column> {
     let mut r = Reader(p);
