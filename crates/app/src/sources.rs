@@ -23,6 +23,13 @@ impl SourceReader {
     pub fn as_source(&mut self) -> &mut dyn Source {
         self.0.as_mut()
     }
+
+    /// The source's data validation rules, run on the captured state of a SQLite database
+    /// and stored with its item (other sources ignore them).
+    pub fn with_rules(mut self, rules: &[backstop_sources::rules::Rule]) -> Self {
+        self.0.use_rules(rules);
+        self
+    }
 }
 
 impl std::fmt::Debug for SourceReader {
@@ -137,7 +144,7 @@ pub fn source_with_flags(
         .map(|p| config.resolve(p))
         .collect();
     let rules = crate::exclude::merge(config.excludes(s)?, flags);
-    path_source(&paths, s.kind.as_deref(), exclude, rules)
+    Ok(path_source(&paths, s.kind.as_deref(), exclude, rules)?.with_rules(&s.rules))
 }
 
 /// The database of a database server's source (`kind = "postgres"` or `"mariadb"`), with the

@@ -5,7 +5,7 @@ use crate::config::Config;
 use crate::error::UsageError;
 use crate::sources::{ConfiguredKind, configured_kind};
 
-pub use backstop_sources::rules::RuleResult;
+pub use backstop_sources::rules::{Rule, RuleResult};
 
 /// The rules of `source` run on its live database, in one read transaction.
 pub fn validate_source(config: &Config, source: &str) -> anyhow::Result<(String, Vec<RuleResult>)> {

@@ -262,3 +262,36 @@ impl Progress for Bar {
         }
     }
 }
+
+/// `all 5 rules hold` or `2 of 5 rules failing`.
+pub fn rules_verdict(results: &[backstop_format::manifest::RuleOutcome]) -> String {
+    match results.iter().filter(|r| !r.passed).count() {
+        0 => format!("all {} rules hold", results.len()),
+        n => format!("{n} of {} rules failing", results.len()),
+    }
+}
+
+/// One line per validation rule (only the failing ones with `failing_only`): its verdict,
+/// what it found and the first offending rows.
+pub fn rule_lines(
+    results: &[backstop_format::manifest::RuleOutcome],
+    failing_only: bool,
+) -> Vec<String> {
+    let mut lines = Vec::new();
+    for r in results.iter().filter(|r| !(failing_only && r.passed)) {
+        let mark = if r.passed { "ok  " } else { "FAIL" };
+        let mut line = format!("  {mark} {}: ", r.name);
+        match (r.passed, r.kind.as_str()) {
+            (true, _) | (false, "sql" | "integrity") => line.push_str(&r.detail),
+            (false, _) => line.push_str(&format!("{} {}", r.count, r.detail)),
+        }
+        if !r.first.is_empty() {
+            line.push_str(&format!(": {}", r.first.join("; ")));
+            if (r.first.len() as u64) < r.count {
+                line.push_str(" ...");
+            }
+        }
+        lines.push(line);
+    }
+    lines
+}

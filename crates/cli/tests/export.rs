@@ -508,6 +508,103 @@ fn validate_names_the_orphan_and_the_negative_stock() {
     );
 }
 
+/// Rules at capture: each backup of a source with rules runs them in the capture's own read
+/// transaction and stores the results with the database item; the backup says which fail,
+/// `show` lists them, `status` turns the source `rules-failing` (exit 5). An unchanged database
+/// keeps its results only while the rules stay the same: new rules run on the next backup.
+#[test]
+fn rules_run_at_capture_and_are_stored_with_the_snapshot() {
+    let sb = Sandbox::plain();
+    let db = sb.p("shop.db");
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch(
+            "PRAGMA journal_mode = WAL; \
+             CREATE TABLE orders (id INTEGER PRIMARY KEY, customer INT); \
+             CREATE TABLE stock (sku TEXT PRIMARY KEY, qty INT NOT NULL); \
+             INSERT INTO orders VALUES (100, 1), (101, 7); \
+             INSERT INTO stock VALUES ('A-1', 4), ('B-2', -3);",
+        )
+        .unwrap();
+    let cfg = sb.p("backstop.toml");
+    let write_cfg = |rules: &str| {
+        fs::write(
+            &cfg,
+            format!("repository = \"repo\"\n[sources.shop]\npath = \"shop.db\"\n{rules}"),
+        )
+        .unwrap()
+    };
+    write_cfg(
+        "[[sources.shop.rules]]\nkind = \"integrity\"\n\
+         [[sources.shop.rules]]\nkind = \"not_negative\"\ntable = \"stock\"\ncolumn = \"qty\"\n",
+    );
+    let cli = |args: &[&str]| {
+        let mut c = sb.bare();
+        c.arg("--config").arg(&cfg).args(args);
+        run(c)
+    };
+    let o = cli(&["backup", "--source", "shop"]).ok();
+    assert!(
+        o.stdout
+            .contains("validation at capture: 1 of 2 rules failing")
+            && o.stdout
+                .contains("FAIL not_negative stock.qty: 1 rows with a negative qty: sku='B-2'")
+            && !o.stdout.contains("ok   integrity"),
+        "{o:#?}"
+    );
+    let show = cli(&["show", "latest"]).ok();
+    assert!(
+        show.stdout
+            .contains("validation rules at capture: 1 of 2 rules failing")
+            && show.stdout.contains("ok   integrity"),
+        "{show:#?}"
+    );
+    let status = cli(&["--json", "status"]).code(5).json();
+    let shop = status_source(&status, "shop");
+    assert_eq!(shop["state"], "rules-failing", "{shop:#}");
+    assert_eq!(shop["validation"]["rules"], 2, "{shop:#}");
+    assert_eq!(
+        shop["validation"]["failing"][0]["first"],
+        serde_json::json!(["sku='B-2'"])
+    );
+
+    // The results are those of the captured state: a change after the backup is not in them.
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch("UPDATE stock SET qty = 0 WHERE sku = 'B-2'")
+        .unwrap();
+    let shown = cli(&["--json", "show", "latest"]).ok().json();
+    let items = shown["item_list"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{shown:#}"));
+    let v = &items[0]["database"]["validation"];
+    assert_eq!(v["results"][1]["passed"], false, "{v:#}");
+    assert_eq!(v["rules"].as_str().map(str::len), Some(64), "{v:#}");
+
+    // Mended and backed up: every rule holds.
+    let o = cli(&["--json", "backup", "--source", "shop"]).ok().json();
+    assert_eq!(o["validation"][1]["passed"], true, "{o:#}");
+    let status = cli(&["--json", "status"]).json();
+    assert_ne!(status_source(&status, "shop")["state"], "rules-failing");
+
+    // The same database under other rules: the new rules run, the old results are not kept.
+    write_cfg(
+        "[[sources.shop.rules]]\nkind = \"orphans\"\ntable = \"orders\"\ncolumn = \"customer\"\n\
+         references = \"orders(id)\"\n",
+    );
+    let o = cli(&["--json", "backup", "--source", "shop"]).ok().json();
+    let results = o["validation"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{o:#}"));
+    assert_eq!(results.len(), 1, "{o:#}");
+    assert_eq!(results[0]["count"], 2, "{o:#}");
+    assert_eq!(
+        results[0]["first"],
+        serde_json::json!(["id=100", "id=101"]),
+        "{o:#}"
+    );
+}
+
 /// A source's `export`: every backup that saves a snapshot also writes its tables as dated
 /// CSV files; days older than `keep_days` are removed (only folders named as a date); a backup
 /// that records nothing new writes nothing.

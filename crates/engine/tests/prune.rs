@@ -101,6 +101,7 @@ impl Capture for DbCapture {
             quick_check: "ok".into(),
             not_checkable: Vec::new(),
             source_path: "/db".into(),
+            validation: None,
         });
         Ok(())
     }

@@ -280,6 +280,44 @@ pub struct DatabaseMeta {
     pub not_checkable: Vec<NotCheckable>,
     /// Where the database was, absolute, for `restore --in-place`.
     pub source_path: String,
+    /// The source's data validation rules, run on the captured state (absent when the source
+    /// has none, and in snapshots written before they existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation: Option<Validation>,
+}
+
+/// The outcome of a source's validation rules on one captured database.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Validation {
+    /// BLAKE3 of the rules as configured (their JSON), so that an unchanged database keeps
+    /// these results only while the rules stay the same.
+    pub rules: String,
+    pub results: Vec<RuleOutcome>,
+}
+
+impl Validation {
+    /// The rules that failed.
+    pub fn failing(&self) -> impl Iterator<Item = &RuleOutcome> {
+        self.results.iter().filter(|r| !r.passed)
+    }
+}
+
+/// The outcome of one data validation rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleOutcome {
+    pub name: String,
+    /// `integrity`, `foreign_keys`, `orphans`, `unique`, `not_negative`, `no_future_dates`
+    /// or `sql`.
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<String>,
+    pub passed: bool,
+    /// Offending rows (or problems, for `integrity`; the query's number for `sql`).
+    pub count: u64,
+    pub detail: String,
+    /// The first offending rows, by key (`id=17`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub first: Vec<String>,
 }
 
 impl DatabaseMeta {

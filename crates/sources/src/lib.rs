@@ -182,6 +182,10 @@ pub trait Source: Send {
     /// [`ScratchOptions`]); called by the engine before the first [`Source::next_entry`]. A
     /// source with no such state ignores it.
     fn use_scratch(&mut self, _scratch: &ScratchOptions) {}
+    /// The source's data validation rules, to run on the captured state and record with the
+    /// item (SQLite databases; other sources ignore them). Called before the first
+    /// [`Source::next_entry`].
+    fn use_rules(&mut self, _rules: &[rules::Rule]) {}
     /// The next entry, or `None` when the capture is complete. The engine is done with an
     /// entry (its capture completed or dropped) before it asks for the next one.
     fn next_entry(&mut self) -> Result<Option<Entry>, Error>;

@@ -36,21 +36,8 @@ pub struct Rule {
     pub expect: Option<i64>,
 }
 
-/// The outcome of one rule.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct RuleResult {
-    pub name: String,
-    pub kind: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub table: Option<String>,
-    pub passed: bool,
-    /// Offending rows (or problems, for `integrity`; the query's number for `sql`).
-    pub count: u64,
-    pub detail: String,
-    /// The first offending rows, by key (`id=17`).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub first: Vec<String>,
-}
+/// The outcome of one rule (stored with a snapshot when the rules run at capture).
+pub use backstop_format::manifest::RuleOutcome as RuleResult;
 
 /// How many offending rows each result names.
 const FIRST: usize = 5;
@@ -202,9 +189,22 @@ pub fn run_on_file(path: &std::path::Path, rules: &[Rule]) -> Result<Vec<RuleRes
 /// or column that does not exist) fails with the database's words.
 pub fn run(c: &Connection, rules: &[Rule]) -> Result<Vec<RuleResult>, Error> {
     c.execute_batch("BEGIN").map_err(sql_error)?;
-    let results = rules.iter().map(|r| one(c, r)).collect();
+    let results = run_in_transaction(c, rules);
     c.execute_batch("COMMIT").map_err(sql_error)?;
     Ok(results)
+}
+
+/// Runs `rules` inside the transaction the caller holds on `c` (a capture's, so the results
+/// are those of the captured state).
+pub fn run_in_transaction(c: &Connection, rules: &[Rule]) -> Vec<RuleResult> {
+    rules.iter().map(|r| one(c, r)).collect()
+}
+
+/// What identifies a set of rules: BLAKE3 of their JSON. Results stored with a snapshot hold
+/// for the next capture of the same image only under the same rules.
+pub fn fingerprint(rules: &[Rule]) -> String {
+    let json = serde_json::to_vec(rules).expect("rules serialize");
+    blake3::hash(&json).to_hex().to_string()
 }
 
 fn one(c: &Connection, rule: &Rule) -> RuleResult {

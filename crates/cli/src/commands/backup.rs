@@ -271,6 +271,15 @@ fn print_summary(s: &BackupSummary, secs: f64) -> anyhow::Result<()> {
             s.warnings.len()
         )?;
     }
+    if !s.validation.is_empty() {
+        outln!(
+            "validation at capture: {}",
+            crate::output::rules_verdict(&s.validation)
+        )?;
+        for line in crate::output::rule_lines(&s.validation, true) {
+            outln!("{line}")?;
+        }
+    }
     Ok(())
 }
 

@@ -180,6 +180,15 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
                 t.rows.map_or("unreadable".to_string(), |r| r.to_string())
             )?;
         }
+        if let Some(v) = &db.validation {
+            outln!(
+                "validation rules at capture: {}",
+                crate::output::rules_verdict(&v.results)
+            )?;
+            for line in crate::output::rule_lines(&v.results, false) {
+                outln!("{line}")?;
+            }
+        }
     }
     for i in &items {
         let Some(db) = &i.server else { continue };

@@ -99,6 +99,15 @@ pub fn run(g: &GlobalArgs, _a: Args) -> anyhow::Result<u8> {
         if let Some(h) = &s.database_health {
             outln!("   database       {h} at the last capture")?;
         }
+        if let Some(v) = &s.validation {
+            outln!(
+                "   validation     {} at the last capture",
+                match v.failing.len() {
+                    0 => format!("all {} rules hold", v.rules),
+                    n => format!("{n} of {} rules failing", v.rules),
+                }
+            )?;
+        }
         match &s.verified {
             Some(v) => outln!(
                 "   verified       snapshot of {}: {}",

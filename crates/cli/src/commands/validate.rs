@@ -25,24 +25,9 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
         outln!(
             "{} ({path}): {}",
             a.source,
-            match failing {
-                0 => format!("all {} rules hold", results.len()),
-                n => format!("{n} of {} rules failing", results.len()),
-            }
+            crate::output::rules_verdict(&results)
         )?;
-        for r in &results {
-            let mark = if r.passed { "ok  " } else { "FAIL" };
-            let mut line = format!("  {mark} {}: ", r.name);
-            match (r.passed, r.kind.as_str()) {
-                (true, _) | (false, "sql" | "integrity") => line.push_str(&r.detail),
-                (false, _) => line.push_str(&format!("{} {}", r.count, r.detail)),
-            }
-            if !r.first.is_empty() {
-                line.push_str(&format!(": {}", r.first.join("; ")));
-                if (r.first.len() as u64) < r.count {
-                    line.push_str(" ...");
-                }
-            }
+        for line in crate::output::rule_lines(&results, false) {
             outln!("{line}")?;
         }
     }

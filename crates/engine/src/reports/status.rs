@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use backstop_format::manifest::{BackupKind, ItemKind, Snapshot};
+use backstop_format::manifest::{BackupKind, DatabaseMeta, ItemKind, RuleOutcome, Snapshot};
 use backstop_format::{SnapshotId, Timestamp};
 use backstop_policy::Schedule;
 use jiff::SignedDuration;
@@ -55,7 +55,7 @@ pub struct SourceStatus {
     /// In the config file (else only found in the repository).
     pub configured: bool,
     /// `ok`, or the first problem: `backup-failed`, `never-backed-up`, `overdue`, `unhealthy`,
-    /// `drill-failed`, `unverified`.
+    /// `drill-failed`, `unverified`, `rules-failing`.
     pub state: &'static str,
     /// Every problem, in words.
     pub problems: Vec<String>,
@@ -70,10 +70,22 @@ pub struct SourceStatus {
     pub overdue: bool,
     /// `PRAGMA quick_check` of each database in the last snapshot: `ok` or the problems.
     pub database_health: Option<String>,
+    /// The source's data validation rules as they ran at the last capture (absent when the
+    /// last snapshot holds no results).
+    pub validation: Option<ValidationStatus>,
     pub verified: Option<Verified>,
     pub drill_max_age_seconds: Option<i64>,
     /// The last backup attempt, when it failed after the last snapshot.
     pub last_failure: Option<Failure>,
+}
+
+/// How a source's data validation rules fared at its last capture.
+#[derive(Debug, Clone, Serialize)]
+pub struct ValidationStatus {
+    /// Rules that ran.
+    pub rules: usize,
+    /// The rules that failed, each with its table, count and first offending rows.
+    pub failing: Vec<RuleOutcome>,
 }
 
 /// A failed backup attempt.
@@ -158,6 +170,7 @@ pub fn status(repo: &Repository, opts: &StatusOptions) -> Result<StatusReport> {
             next_run: None,
             overdue: false,
             database_health: None,
+            validation: None,
             verified: None,
             drill_max_age_seconds: exp.and_then(|e| e.drill_max_age).map(|d| d.as_secs()),
             last_failure: None,
@@ -208,12 +221,28 @@ pub fn status(repo: &Repository, opts: &StatusOptions) -> Result<StatusReport> {
             }
         }
         if let Some((_, snap)) = last {
-            st.database_health = database_health(&loader, snap);
+            (st.database_health, st.validation) = capture_checks(&loader, snap);
             if let Some(h) = st.database_health.clone().filter(|h| h != "ok") {
                 problem(
                     &mut st,
                     "unhealthy",
                     format!("the database check at the last capture found problems: {h}"),
+                );
+            }
+            if let Some(v) = st.validation.clone().filter(|v| !v.failing.is_empty()) {
+                problem(
+                    &mut st,
+                    "rules-failing",
+                    format!(
+                        "validation: {} of {} rules failing at the last capture: {}",
+                        v.failing.len(),
+                        v.rules,
+                        v.failing
+                            .iter()
+                            .map(|r| format!("{} ({})", r.name, r.count))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
                 );
             }
         }
@@ -287,19 +316,46 @@ pub fn status(repo: &Repository, opts: &StatusOptions) -> Result<StatusReport> {
     })
 }
 
-/// The quick check results of the databases in a snapshot (`None` when it holds none).
-fn database_health(loader: &Loader<'_>, snap: &Snapshot) -> Option<String> {
+/// The quick check results of the databases in a snapshot (`None` when it holds none), and
+/// the validation rules' results recorded with them.
+fn capture_checks(
+    loader: &Loader<'_>,
+    snap: &Snapshot,
+) -> (Option<String>, Option<ValidationStatus>) {
     let items = match loader.read_items(&snap.items) {
         Ok(items) => items,
-        Err(e) => return Some(format!("the snapshot's item list cannot be read: {e}")),
+        Err(e) => {
+            return (
+                Some(format!("the snapshot's item list cannot be read: {e}")),
+                None,
+            );
+        }
     };
-    let checks: Vec<String> = items
+    let databases: Vec<&DatabaseMeta> = items
         .iter()
         .filter(|i| i.kind == ItemKind::Sqlite)
         .filter_map(|i| i.database.as_ref())
-        .map(|d| d.quick_check.clone())
         .collect();
-    match checks.as_slice() {
+    let results: Vec<&RuleOutcome> = databases
+        .iter()
+        .filter_map(|d| d.validation.as_ref())
+        .flat_map(|v| &v.results)
+        .collect();
+    let validation = (!results.is_empty()).then(|| ValidationStatus {
+        rules: results.len(),
+        failing: results
+            .iter()
+            .filter(|r| !r.passed)
+            .map(|r| (*r).clone())
+            .collect(),
+    });
+    let checks: Vec<String> = databases.iter().map(|d| d.quick_check.clone()).collect();
+    (health(&checks), validation)
+}
+
+/// One line for the quick checks of a snapshot's databases.
+fn health(checks: &[String]) -> Option<String> {
+    match checks {
         [] => None,
         all if all.iter().all(|c| c == "ok") => Some("ok".into()),
         all => Some(

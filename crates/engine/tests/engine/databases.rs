@@ -34,6 +34,7 @@ impl Capture for PagesCapture {
             quick_check: "ok".into(),
             not_checkable: Vec::new(),
             source_path: "/db".into(),
+            validation: None,
         });
         Ok(())
     }

@@ -169,3 +169,76 @@ async fn the_copies_of_a_source_show_on_the_page_and_in_the_status() {
     );
     assert!(page.contains("cannot be read"), "{page}");
 }
+
+/// Validation rules at capture: the backup job stores their results with the snapshot; the
+/// status (API and page) says "validation: 1 rule failing" and links the snapshot's page,
+/// which lists each rule with its count and first rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_rules_at_capture_show_on_the_page() {
+    let f = fixture_with(|dir, setup| {
+        let db = dir.join("shop.db");
+        rusqlite::Connection::open(&db)
+            .unwrap()
+            .execute_batch("CREATE TABLE stock (sku TEXT PRIMARY KEY, qty INT); INSERT INTO stock VALUES ('A-1', 3), ('B-2', -2);")
+            .unwrap();
+        use backstop_app::validate::Rule;
+        let rules = vec![
+            Rule {
+                kind: Some("integrity".into()),
+                ..Rule::default()
+            },
+            Rule {
+                kind: Some("not_negative".into()),
+                table: Some("stock".into()),
+                column: Some("qty".into()),
+                ..Rule::default()
+            },
+        ];
+        setup.build_source = std::sync::Arc::new(move |_: &str| {
+            Ok(backstop_app::sources::sqlite(db.clone(), "shop.db".into())?.with_rules(&rules))
+        });
+    });
+    let t = f.token("app", Scope::Backup);
+    f.post_json(
+        "/api/v1/backups",
+        &t,
+        json!({"source": "shop", "wait": true}),
+    )
+    .await;
+    let status = f.get("/api/v1/status", &t).await.json();
+    let shop = status["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "shop")
+        .unwrap()
+        .clone();
+    assert_eq!(shop["validation"]["rules"], 2, "{shop:#}");
+    assert_eq!(
+        shop["validation"]["failing"][0]["first"],
+        json!(["sku='B-2'"]),
+        "{shop:#}"
+    );
+    assert!(
+        shop["problems"]
+            .to_string()
+            .contains("validation: 1 of 2 rules failing"),
+        "{shop:#}"
+    );
+    let (cookie, _) = f.session("anna", Role::Viewer);
+    let page = f.page("/", &cookie).await.text();
+    let id = shop["last_snapshot"].as_str().unwrap();
+    assert!(
+        page.contains(&format!(
+            "href=\"/snapshots/{id}#validation\">validation: 1 rule failing</a>"
+        )),
+        "{page}"
+    );
+    let snap = f.page(&format!("/snapshots/{id}"), &cookie).await.text();
+    assert!(snap.contains("Validation rules at capture"), "{snap}");
+    assert!(
+        snap.contains("sku=&#x27;B-2&#x27;") || snap.contains("sku='B-2'"),
+        "{snap}"
+    );
+    assert!(snap.contains("rows with a negative qty"), "{snap}");
+}

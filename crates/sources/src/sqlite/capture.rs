@@ -9,7 +9,7 @@ use std::sync::mpsc::{Receiver, Sender, channel, sync_channel};
 use std::thread::JoinHandle;
 
 use backstop_format::Timestamp;
-use backstop_format::manifest::{DatabaseMeta, Item, ItemKind};
+use backstop_format::manifest::{DatabaseMeta, Item, ItemKind, Validation};
 
 use super::{Checked, Pass};
 use crate::{Buffers, Capture, Chunking, Error, OnChange};
@@ -38,6 +38,39 @@ pub(super) struct SqliteCapture {
     pub(super) on_change: Option<OnChange>,
     /// Whether the capture's next pass runs backstop's own check (see `Checking::Native`).
     pub(super) check_pass: Option<Arc<AtomicBool>>,
+    /// The source's validation rules, run by the capture thread in its transaction.
+    pub(super) rules: Option<RulesHandle>,
+}
+
+/// The capture's end of the validation rules: `go` tells the capture thread whether to run
+/// them (`false` when an unchanged image keeps the previous results), `done` brings them back.
+pub(super) struct RulesHandle {
+    pub(super) fingerprint: String,
+    pub(super) go: Sender<bool>,
+    pub(super) done: Receiver<Vec<crate::rules::RuleResult>>,
+}
+
+impl RulesHandle {
+    /// The previous snapshot's results, when they are of this image under these rules;
+    /// otherwise asks the capture thread to run the rules (answered by [`RulesHandle::results`]).
+    fn start(&self, same_image: Option<&DatabaseMeta>) -> Option<Validation> {
+        let kept = same_image
+            .and_then(|p| p.validation.as_ref())
+            .filter(|v| v.rules == self.fingerprint)
+            .cloned();
+        let _ = self.go.send(kept.is_none());
+        kept
+    }
+
+    /// The results of a run asked for by [`RulesHandle::start`], once the capture thread ended.
+    fn results(self, kept: Option<Validation>) -> Option<Validation> {
+        kept.or_else(|| {
+            self.done.try_recv().ok().map(|results| Validation {
+                rules: self.fingerprint,
+                results,
+            })
+        })
+    }
 }
 
 /// A stream of pages from the capture thread, in the buffers it fills.
@@ -143,21 +176,26 @@ impl Capture for SqliteCapture {
             checker,
             start_check,
             check_pass,
+            rules,
             ..
         } = *self;
+        // The rules run in the capture's transaction unless this image under these rules was
+        // validated last time.
+        let same_image = previous.and_then(|p| {
+            let same =
+                p.content.as_ref().map(|c| &c.hash) == item.content.as_ref().map(|c| &c.hash);
+            p.database
+                .as_ref()
+                .filter(|_| same && p.kind == ItemKind::Sqlite)
+        });
+        let kept = rules.as_ref().and_then(|r| r.start(same_image));
         // No further reading: the capture thread ends its transaction.
         drop(again);
         let in_txn = joined(capture)?;
+        meta.validation = rules.and_then(|r| r.results(kept));
         // The same image as last time: its check result still holds, so the running check is
         // stopped rather than waited for (this is what makes an unchanged database cheap).
-        let unchanged = previous
-            .and_then(|p| {
-                let same =
-                    p.content.as_ref().map(|c| &c.hash) == item.content.as_ref().map(|c| &c.hash);
-                p.database
-                    .as_ref()
-                    .filter(|_| same && p.kind == ItemKind::Sqlite)
-            })
+        let unchanged = same_image
             // A failed or stopped check is not kept on SQLite's word alone: it may have stopped
             // at a table this build now checks around (see `limits`). backstop's own check, which
             // only claims databases it can check whole, keeps its verdict.

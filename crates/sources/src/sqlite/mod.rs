@@ -43,7 +43,7 @@ mod inspect;
 mod limits;
 mod replace;
 
-use capture::{PageStream, Running, SqliteCapture};
+use capture::{PageStream, RulesHandle, Running, SqliteCapture};
 use check::{Checker, Plan};
 pub use check::{native_check, native_check_with};
 pub use inspect::*;
@@ -99,6 +99,8 @@ pub struct SqliteSource {
     item_name: String,
     started: bool,
     scratch: ScratchOptions,
+    /// Validation rules run on the captured state (see [`Source::use_rules`]).
+    rules: Vec<crate::rules::Rule>,
 }
 
 impl SqliteSource {
@@ -118,6 +120,7 @@ impl SqliteSource {
             item_name,
             started: false,
             scratch: ScratchOptions::default(),
+            rules: Vec::new(),
         })
     }
 
@@ -174,15 +177,16 @@ impl SqliteSource {
 
 /// Streams all pages of the capture transaction through `first`, and again through every
 /// further pass asked for on `again` (the same transaction, so the same bytes) until its
-/// sender is dropped; then (without a checker) runs the quick check in the same transaction.
+/// sender is dropped; then (without a checker) runs the quick check in the same transaction,
+/// and the source's validation rules when `complete` asks for them.
 fn stream_pages(
     conn: Connection,
     path: PathBuf,
     page_size: usize,
     page_count: u64,
-    first: Pass,
-    again: Receiver<Pass>,
+    (first, again): (Pass, Receiver<Pass>),
     checking: Checking,
+    rules: Option<RulesRun>,
 ) -> Result<Option<Checked>, Error> {
     // The scan reads each page once, so SQLite's page cache buys nothing here, and at its
     // default size (2 MB) every buffer it recycles has left the processor's cache by then: with
@@ -239,8 +243,42 @@ fn stream_pages(
     };
     // Ending a read transaction cannot lose anything; on a damaged database SQLite may still
     // report the damage here, which the check above has recorded.
+    if let Some(r) = rules
+        && r.go.recv() == Ok(true)
+    {
+        let _ = r
+            .done
+            .send(crate::rules::run_in_transaction(&conn, &r.rules));
+    }
     let _ = conn.execute_batch("COMMIT");
     Ok(check)
+}
+
+/// The capture thread's end of the validation rules (see `capture::RulesHandle`).
+struct RulesRun {
+    rules: Vec<crate::rules::Rule>,
+    go: Receiver<bool>,
+    done: Sender<Vec<crate::rules::RuleResult>>,
+}
+
+/// The two ends of a run of `rules` at capture, when there are any.
+fn rules_at_capture(rules: &[crate::rules::Rule]) -> (Option<RulesRun>, Option<RulesHandle>) {
+    if rules.is_empty() {
+        return (None, None);
+    }
+    let (go_tx, go) = channel();
+    let (done, done_rx) = channel();
+    let run = RulesRun {
+        rules: rules.to_vec(),
+        go,
+        done,
+    };
+    let handle = RulesHandle {
+        fingerprint: crate::rules::fingerprint(rules),
+        go: go_tx,
+        done: done_rx,
+    };
+    (Some(run), Some(handle))
 }
 
 /// Calls `f` with every page of the read transaction on `conn`, in order from 1, checking that
@@ -473,6 +511,10 @@ impl Source for SqliteSource {
         self.scratch = scratch.clone();
     }
 
+    fn use_rules(&mut self, rules: &[crate::rules::Rule]) {
+        self.rules = rules.to_vec();
+    }
+
     fn next_entry(&mut self) -> Result<Option<Entry>, Error> {
         if self.started {
             return Ok(None);
@@ -496,9 +538,10 @@ impl Source for SqliteSource {
         let (again_tx, again) = channel();
         let (path, ps, pc) = (self.path.clone(), info.page_size as usize, info.page_count);
         let checking = check.checking;
+        let (rules_run, rules) = rules_at_capture(&self.rules);
         let capture = std::thread::Builder::new()
             .name("sqlite-capture".into())
-            .spawn(move || stream_pages(capture, path, ps, pc, first, again, checking))
+            .spawn(move || stream_pages(capture, path, ps, pc, (first, again), checking, rules_run))
             .map_err(|e| Error::io("starting the capture thread", e))?;
         let mut item =
             crate::files::item_from_metadata(self.item_name.clone(), ItemKind::Sqlite, &md);
@@ -513,6 +556,7 @@ impl Source for SqliteSource {
             quick_check: String::new(),
             not_checkable: Vec::new(),
             source_path: self.path.display().to_string(),
+            validation: None,
         };
         let capture = SqliteCapture {
             path: self.path.clone(),
@@ -524,6 +568,7 @@ impl Source for SqliteSource {
             start_check: check.start_check,
             on_change: check.on_change,
             check_pass: check.check_pass,
+            rules,
         };
         Ok(Some(Entry {
             item,

@@ -84,6 +84,10 @@ pub struct BackupSummary {
     pub chunks: u64,
     pub chunks_new: u64,
     pub warnings: Vec<String>,
+    /// The source's data validation rules as they ran on the captured state (see
+    /// `Source::use_rules`); empty without rules.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub validation: Vec<backstop_format::manifest::RuleOutcome>,
 }
 
 /// Runs one backup into `ix`'s repository, deduplicating against its index as loaded before.
@@ -157,6 +161,7 @@ fn run_backup(
     let mut list = ItemList::new();
     let mut stats = SnapshotStats::default();
     let mut warnings = Vec::new();
+    let mut validation = Vec::new();
     progress.phase("backup", None);
     source.use_scratch(&index.spill_options().for_sources());
     while let Some(mut entry) = source.next_entry()? {
@@ -200,6 +205,14 @@ fn run_backup(
                     entry.item.content = Some(content);
                     if let Some(capture) = reading.capture {
                         capture.complete(&mut entry.item, prev)?;
+                    }
+                    if let Some(v) = entry
+                        .item
+                        .database
+                        .as_ref()
+                        .and_then(|d| d.validation.as_ref())
+                    {
+                        validation.extend(v.results.iter().cloned());
                     }
                 }
                 Err(e) if !entry.required => {
@@ -255,6 +268,7 @@ fn run_backup(
         chunks: st.chunks,
         chunks_new: st.chunks_new,
         warnings,
+        validation: validation.clone(),
     };
     if opts.skip_unchanged
         && let (Some(pid), Some(sig)) = (parent, parent_signature)

@@ -118,6 +118,7 @@ impl Capture for PageCapture {
             quick_check: "ok".into(),
             not_checkable: Vec::new(),
             source_path: "db".into(),
+            validation: None,
         });
         Ok(())
     }
