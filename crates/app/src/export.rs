@@ -1,6 +1,7 @@
-//! `backstop export`: tables of a snapshot's SQLite database written as files anything opens
-//! ([`backstop_sources::export`]: CSV, JSON, JSON lines, SQL), without restoring the database
-//! anywhere a user sees it.
+//! `backstop export`: tables of a snapshot's SQLite database, database server's dump
+//! ([`export_server`]) or workbook written as files anything opens
+//! ([`backstop_sources::export`]: CSV, JSON, JSON lines, SQL, xlsx), without restoring the
+//! database anywhere a user sees it.
 //!
 //! The database's image is restored into a scratch folder inside the destination (checked as
 //! every restore checks it), read from there, and removed. Each table is written beside its
@@ -286,12 +287,7 @@ pub fn export_sqlite(
         true => backstop_sources::export::sqlite_tables(&db)?,
         false => req.tables.to_vec(),
     };
-    write_files(req, snap, &tables, &mut |t, path| match req.format {
-        Format::Xlsx => Ok(backstop_sources::export::write_xlsx(&db, t, path)?),
-        format => buffered(path, |out| {
-            backstop_sources::export::write_table(&db, t, format, out)
-        }),
-    })
+    write_tables(&db, req, snap, &tables)
 }
 
 /// Writes the sheets `req` names (its `tables`; every sheet when none) of the workbook `item`
@@ -344,6 +340,82 @@ pub fn export_workbook(
     })
 }
 
+/// Writes the tables `req` names (every table the dump recorded when none) of the database
+/// server's dump `item` of snapshot `id`: each table's rows as CSV first
+/// ([`crate::restore::tables_as_csv`]: PostgreSQL's from the dump alone, MariaDB's through a
+/// scratch database on `server`), into a scratch folder; in another format loaded from there
+/// into a scratch SQLite database, each column typed by its values
+/// ([`backstop_sources::csv_load`]), and written as SQLite's tables are.
+pub fn export_server(
+    ix: &Indexed<'_>,
+    id: SnapshotId,
+    snap: &Snapshot,
+    item: &Item,
+    server: &backstop_sources::server::Server,
+    req: &ExportRequest<'_>,
+) -> anyhow::Result<Vec<Exported>> {
+    let record = item
+        .server
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("{} is not a database server's dump", item.path))?;
+    let content = item
+        .content
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("{} has no content", item.path))?;
+    let tables: Vec<String> = match req.tables.is_empty() {
+        true => record.tables.iter().map(|t| t.name.clone()).collect(),
+        false => req.tables.to_vec(),
+    };
+    let scratch = scratch_in(req, snap)?;
+    let csvs = crate::restore::tables_as_csv(
+        ix,
+        content,
+        Some(record),
+        server,
+        &tables,
+        scratch.path(),
+        true,
+        &req.rt.host,
+    )
+    .with_context(|| format!("reading the tables of snapshot {}", id.short()))?;
+    let csv_of = |t: &str| {
+        csvs.iter()
+            .find(|c| c.table == t)
+            .ok_or_else(|| anyhow::anyhow!("table {t} was not read"))
+    };
+    if req.format == Format::Csv {
+        return write_files(req, snap, &tables, &mut |t, path| {
+            let c = csv_of(t)?;
+            std::fs::rename(&c.path, path)
+                .with_context(|| format!("moving {} into place", c.path.display()))?;
+            Ok((c.rows, Vec::new()))
+        });
+    }
+    let db = rusqlite::Connection::open(scratch.path().join("tables.sqlite"))
+        .context("making a scratch database")?;
+    for t in &tables {
+        backstop_sources::csv_load::load_csv(&db, t, &csv_of(t)?.path)
+            .with_context(|| format!("reading table {t}"))?;
+        std::fs::remove_file(&csv_of(t)?.path).ok();
+    }
+    write_tables(&db, req, snap, &tables)
+}
+
+/// Writes `tables` of `db` in `req`'s format (see [`write_files`]).
+fn write_tables(
+    db: &rusqlite::Connection,
+    req: &ExportRequest<'_>,
+    snap: &Snapshot,
+    tables: &[String],
+) -> anyhow::Result<Vec<Exported>> {
+    write_files(req, snap, tables, &mut |t, path| match req.format {
+        Format::Xlsx => Ok(backstop_sources::export::write_xlsx(db, t, path)?),
+        format => buffered(path, |out| {
+            backstop_sources::export::write_table(db, t, format, out)
+        }),
+    })
+}
+
 /// The tables (or sheets) of `item`, whichever it is: [`export_sqlite`] or
 /// [`export_workbook`].
 pub fn export_item(
@@ -367,6 +439,9 @@ pub struct AutoExport {
     pub layout: Layout,
     pub keep_days: Option<u32>,
     pub tables: Vec<String>,
+    /// A database server source's server (MariaDB's tables are read through a scratch
+    /// database on it; PostgreSQL's from the dump alone).
+    pub server: Option<backstop_sources::server::Server>,
 }
 
 impl AutoExport {
@@ -385,6 +460,7 @@ impl AutoExport {
             layout: Layout::parse(e.layout.as_deref().unwrap_or("dated"))?,
             keep_days: e.keep_days,
             tables: e.tables.clone(),
+            server: crate::sources::server_of(config, s)?,
         }))
     }
 }
@@ -405,13 +481,6 @@ pub fn after_backup(
     let snap = repo.load_snapshot(&id)?;
     let items = ix.loader().read_items(&snap.items)?;
     let item = database_of(id, &items, None)?;
-    if item.server.is_some() {
-        return Err(UsageError(format!(
-            "source {source:?}: export after each backup is built for SQLite databases and \
-             workbooks for now"
-        ))
-        .into());
-    }
     let req = ExportRequest {
         tables: &auto.tables,
         format: auto.format,
@@ -421,7 +490,16 @@ pub fn after_backup(
         time_zone,
         rt,
     };
-    let written = export_item(&ix, id, &snap, item, &req)?;
+    let written = match (&item.server, &auto.server) {
+        (None, _) => export_item(&ix, id, &snap, item, &req)?,
+        (Some(_), Some(server)) => export_server(&ix, id, &snap, item, server, &req)?,
+        (Some(_), None) => {
+            return Err(anyhow::anyhow!(
+                "source {source:?}: its snapshot is a database server's dump, but the source \
+                 names no server (kind and url) to read its tables with"
+            ));
+        }
+    };
     if let (Layout::Dated, Some(days)) = (auto.layout, auto.keep_days) {
         let today = Timestamp::now().to_zoned(time_zone.clone()).date();
         let oldest = today

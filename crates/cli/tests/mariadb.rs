@@ -1305,6 +1305,70 @@ fn a_dump_cut_off_midway_leaves_no_snapshot() {
     }
 }
 
+/// A MariaDB source's tables in other formats than CSV: its `export` after each backup
+/// writes JSON in the dated layout, and `export --format sql` a script the `sqlite3` shell
+/// loads; each column typed by its values (a DECIMAL a number, a code with a leading zero text,
+/// a BIGINT beyond 2^53 exact), NULL apart from the empty string, awkward text intact.
+#[test]
+fn a_mariadb_sources_tables_export_typed_after_each_backup() {
+    let _server = server_hold(false);
+    let mut dbs = Databases(Vec::new());
+    let source = dbs.name("typed");
+    sql("", &format!("CREATE DATABASE `{source}`"));
+    sql(
+        &source,
+        "CREATE TABLE price (id INT PRIMARY KEY, code VARCHAR(8), price DECIMAL(10,2), \
+         note TEXT, big BIGINT); \
+         INSERT INTO price VALUES (1, '007', 12.50, 'a, \"b\"\\nc', 9007199254740993), \
+         (2, '12', NULL, '', NULL)",
+    );
+    let sb = Sandbox::plain();
+    let cfg = config(
+        &sb,
+        &source,
+        "export = { to = \"plain\", format = \"json\", layout = \"dated\" }\n",
+    );
+    let o = run(with_config(&sb, &cfg, &["backup", "--source", "shop"])).ok();
+    assert!(o.stderr.contains("exported 1 table(s) of shop"), "{o:#?}");
+    let files: Vec<_> = files_under(&sb.p("plain"));
+    assert_eq!(files.len(), 1, "{files:?}");
+    let name = files[0].file_name().unwrap().to_string_lossy().into_owned();
+    assert!(
+        name.starts_with("price_") && name.ends_with(".json"),
+        "{name}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&files[0]).unwrap()).unwrap();
+    assert_eq!(
+        json,
+        serde_json::json!([
+            {"id": 1, "code": "007", "price": 12.5, "note": "a, \"b\"\nc", "big": 9007199254740993u64},
+            {"id": 2, "code": "12", "price": null, "note": "", "big": null}
+        ])
+    );
+    run(with_config(
+        &sb,
+        &cfg,
+        &["export", "latest", "--format", "sql", "--to", "script"],
+    ))
+    .ok();
+    let db = sb.p("loaded.db");
+    let mut shell = Command::new("sqlite3");
+    shell
+        .arg(&db)
+        .stdin(fs::File::open(sb.p("script/price.sql")).unwrap());
+    assert!(shell.status().unwrap().success());
+    assert_eq!(
+        sqlite3(
+            &db,
+            &[
+                "SELECT id, typeof(code), code, typeof(price), price, note IS NULL, big FROM price ORDER BY id"
+            ]
+        ),
+        "1|text|007|real|12.5|0|9007199254740993\n2|text|12|null||0|"
+    );
+}
+
 /// The daemon backs up a MariaDB source on its own (the startup backup), drills it in a scratch
 /// database on the server, and the status and the page show the source proven.
 #[test]

@@ -1113,7 +1113,7 @@ fn drills_run_on_the_configured_drill_server() {
     write("");
     run(with_config(&sb, &cfg, &["backup", "--source", "shop"])).ok();
     // `export` writes a dump's tables as CSV (every table of the record when none is named),
-    // from the dump alone; other formats are refused, saying what works.
+    // from the dump alone, and in the other formats typed by their values.
     run(with_config(
         &sb,
         &cfg,
@@ -1124,13 +1124,20 @@ fn drills_run_on_the_configured_drill_server() {
         fs::read_to_string(sb.p("tables/public.stock.csv")).unwrap(),
         "sku,qty\r\nA-1,4\r\nB-2,0\r\nC-3,17\r\n"
     );
-    let o = run(with_config(
+    // Other formats: the columns typed by their values (qty numbers, sku text).
+    run(with_config(
         &sb,
         &cfg,
         &["export", "latest", "--format", "json", "--to", "tables"],
     ))
-    .code(2);
-    assert!(o.stderr.contains("--format csv"), "{o:#?}");
+    .ok();
+    let json: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(sb.p("tables/public.stock.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        json,
+        serde_json::json!([{"sku": "A-1", "qty": 4}, {"sku": "B-2", "qty": 0}, {"sku": "C-3", "qty": 17}])
+    );
     let drill = || {
         run(with_config(
             &sb,

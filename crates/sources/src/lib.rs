@@ -19,6 +19,7 @@
 //! ```
 
 pub mod command;
+pub mod csv_load;
 pub mod diff;
 pub mod exclude;
 pub mod export;

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use backstop_app::export::{ExportRequest, Format, Layout, database_of, export_item};
 
+use crate::commands::restore::{dump_for_tables, server_product};
 use crate::context::{Ctx, GlobalArgs, load_index, runtime};
 use crate::output::{UsageError, print_json};
 
@@ -62,31 +63,6 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     let ix = load_index(&repo, g.quiet)?;
     let items = ix.loader().read_items(&snap.items)?;
     let item = database_of(id, &items, path.as_deref())?;
-    if let Some(record) = &item.server {
-        // A server's dump: its tables as CSV, as `restore --table T --to DIR` writes them.
-        if format != Format::Csv || layout != Layout::Flat {
-            return Err(UsageError(format!(
-                "snapshot {} is a {} dump: its tables are exported as CSV into one folder \
-                 (--format csv --layout flat) for now",
-                id.short(),
-                record.engine
-            ))
-            .into());
-        }
-        let tables: Vec<String> = match a.tables.is_empty() {
-            true => record.tables.iter().map(|t| t.name.clone()).collect(),
-            false => a.tables.clone(),
-        };
-        let request = crate::commands::restore::CsvRequest {
-            tables: &tables,
-            source: a.source.as_deref(),
-            overwrite: a.overwrite,
-            dry_run: false,
-        };
-        return crate::commands::restore::restore_tables_as_csv(
-            &ctx, &ix, id, &snap, &items, &a.to, &request,
-        );
-    }
     let tz = ctx.config.time_zone()?;
     let rt = runtime();
     let req = ExportRequest {
@@ -98,7 +74,29 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
         time_zone: &tz,
         rt: &rt,
     };
-    let written = export_item(&ix, id, &snap, item, &req)?;
+    let written = match &item.server {
+        // A server's dump: its tables read as `restore --table T` reads them.
+        Some(_) => {
+            if server_product(snap.source.kind).is_none() {
+                return Err(UsageError(format!(
+                    "snapshot {} holds a server's dump but is of a {} source",
+                    id.short(),
+                    snap.source.kind.as_str()
+                ))
+                .into());
+            }
+            let dump = dump_for_tables(&ctx, id, &snap, &items, a.source.as_deref())?;
+            let written =
+                backstop_app::export::export_server(&ix, id, &snap, item, &dump.server, &req)?;
+            crate::commands::serve::record_cli_restore(
+                &ctx.config,
+                &format!("{}@{}", dump.source, id.short()),
+                &format!("tables exported into {}", a.to.display()),
+            );
+            written
+        }
+        None => export_item(&ix, id, &snap, item, &req)?,
+    };
     if g.json {
         print_json(&written)?;
     } else if !g.quiet {

@@ -163,7 +163,7 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
 /// Restores a database snapshot: to a file, or in place.
 /// The product name of a database server's snapshots (`PostgreSQL`, `MariaDB`); `None` for
 /// other kinds.
-fn server_product(kind: SourceKind) -> Option<&'static str> {
+pub(crate) fn server_product(kind: SourceKind) -> Option<&'static str> {
     match kind {
         SourceKind::Postgres => Some("PostgreSQL"),
         SourceKind::Mariadb => Some("MariaDB"),
@@ -281,13 +281,13 @@ fn restore_to_database(
 }
 
 /// A database server's snapshot and the live database of its source.
-struct ServerDump<'a> {
+pub(crate) struct ServerDump<'a> {
     /// `PostgreSQL` or `MariaDB`.
     product: &'static str,
     /// The configured source (`--source`, or the snapshot's).
-    source: &'a str,
+    pub(crate) source: &'a str,
     /// The source's database, from its `url` in backstop.toml.
-    server: backstop_app::restore::Server,
+    pub(crate) server: backstop_app::restore::Server,
     /// The dump.
     item: &'a Item,
     content: &'a backstop_format::tree::Content,
@@ -366,30 +366,12 @@ pub(crate) fn restore_tables_as_csv(
         .into());
     }
     let source = a.source.unwrap_or(&snap.source.name);
-    // PostgreSQL's rows come from the dump alone: no server, and no source in backstop.toml
-    // needed (a new machine after a disaster).
     let ServerDump {
         server,
         item,
         content,
         ..
-    } = match (snap.source.kind, ctx.config.sources.contains_key(source)) {
-        (SourceKind::Postgres, false) => {
-            let (item, content) = dump_of(id, items)?;
-            ServerDump {
-                product: "PostgreSQL",
-                source,
-                server: backstop_app::restore::Server::new(
-                    "postgres",
-                    "postgres://localhost/unused",
-                    None,
-                )?,
-                item,
-                content,
-            }
-        }
-        _ => server_dump(ctx, id, snap, items, a.source)?,
-    };
+    } = dump_for_tables(ctx, id, snap, items, a.source)?;
     if a.dry_run {
         outln!(
             "would write {} of snapshot {} of {source} as CSV into {}",
@@ -423,6 +405,35 @@ pub(crate) fn restore_tables_as_csv(
         }
     }
     Ok(crate::exit::OK)
+}
+
+/// The dump of a database server's snapshot whose tables are read, with the server that
+/// reads them: PostgreSQL's rows come from the dump alone, so no server and no source in
+/// backstop.toml is needed (a new machine after a disaster); MariaDB's are read through a
+/// scratch database on the source's server.
+pub(crate) fn dump_for_tables<'a>(
+    ctx: &'a Ctx<'_>,
+    id: SnapshotId,
+    snap: &'a Snapshot,
+    items: &'a [Item],
+    source: Option<&'a str>,
+) -> anyhow::Result<ServerDump<'a>> {
+    let name = source.unwrap_or(&snap.source.name);
+    if snap.source.kind == SourceKind::Postgres && !ctx.config.sources.contains_key(name) {
+        let (item, content) = dump_of(id, items)?;
+        return Ok(ServerDump {
+            product: "PostgreSQL",
+            source: name,
+            server: backstop_app::restore::Server::new(
+                "postgres",
+                "postgres://localhost/unused",
+                None,
+            )?,
+            item,
+            content,
+        });
+    }
+    server_dump(ctx, id, snap, items, source)
 }
 
 /// The dump in a database server's snapshot, and its content.
