@@ -264,8 +264,11 @@ pub fn diff_databases(
     after: &Path,
     tables: &[String],
     limit: usize,
+    whole_rows: bool,
 ) -> anyhow::Result<DatabaseDiff> {
-    Ok(backstop_sources::diff::diff(before, after, tables, limit)?)
+    Ok(backstop_sources::diff::diff(
+        before, after, tables, limit, whole_rows,
+    )?)
 }
 
 /// Writes the tables `req` names of the SQLite database `item` of snapshot `id` (`snap`).
@@ -367,38 +370,101 @@ pub fn export_server(
         false => req.tables.to_vec(),
     };
     let scratch = scratch_in(req, snap)?;
-    let csvs = crate::restore::tables_as_csv(
-        ix,
-        content,
-        Some(record),
-        server,
-        &tables,
-        scratch.path(),
-        true,
-        &req.rt.host,
-    )
-    .with_context(|| format!("reading the tables of snapshot {}", id.short()))?;
-    let csv_of = |t: &str| {
-        csvs.iter()
-            .find(|c| c.table == t)
-            .ok_or_else(|| anyhow::anyhow!("table {t} was not read"))
-    };
     if req.format == Format::Csv {
+        let csvs = crate::restore::tables_as_csv(
+            ix,
+            content,
+            Some(record),
+            server,
+            &tables,
+            scratch.path(),
+            true,
+            &req.rt.host,
+        )
+        .with_context(|| format!("reading the tables of snapshot {}", id.short()))?;
         return write_files(req, snap, &tables, &mut |t, path| {
-            let c = csv_of(t)?;
+            let c = csvs
+                .iter()
+                .find(|c| c.table == t)
+                .ok_or_else(|| anyhow::anyhow!("table {t} was not read"))?;
             std::fs::rename(&c.path, path)
                 .with_context(|| format!("moving {} into place", c.path.display()))?;
             Ok((c.rows, Vec::new()))
         });
     }
-    let db = rusqlite::Connection::open(scratch.path().join("tables.sqlite"))
-        .context("making a scratch database")?;
-    for t in &tables {
-        backstop_sources::csv_load::load_csv(&db, t, &csv_of(t)?.path)
-            .with_context(|| format!("reading table {t}"))?;
-        std::fs::remove_file(&csv_of(t)?.path).ok();
-    }
+    let db = load_server_tables(
+        ix,
+        id,
+        item,
+        server,
+        &tables,
+        scratch.path(),
+        true,
+        &req.rt.host,
+    )?;
+    let db = rusqlite::Connection::open(db).context("opening the scratch database")?;
     write_tables(&db, req, snap, &tables)
+}
+
+/// Loads `tables` of the database server's dump `item` of snapshot `id` into a new SQLite
+/// database in `dir` (its path): each table's rows read as CSV as `restore --table` reads them
+/// ([`crate::restore::tables_as_csv`]), then loaded with the primary key the snapshot recorded,
+/// typed by their values or (without `typed`) as the text they are
+/// ([`backstop_sources::csv_load`]).
+#[allow(clippy::too_many_arguments)]
+pub fn load_server_tables(
+    ix: &Indexed<'_>,
+    id: SnapshotId,
+    item: &Item,
+    server: &backstop_sources::server::Server,
+    tables: &[String],
+    dir: &Path,
+    typed: bool,
+    host: &str,
+) -> anyhow::Result<PathBuf> {
+    let record = item
+        .server
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("{} is not a database server's dump", item.path))?;
+    let content = item
+        .content
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("{} has no content", item.path))?;
+    let csv_dir = tempfile::Builder::new()
+        .prefix(".backstop-tables-")
+        .tempdir_in(dir)
+        .with_context(|| format!("making a scratch folder in {}", dir.display()))?;
+    let csvs = crate::restore::tables_as_csv(
+        ix,
+        content,
+        Some(record),
+        server,
+        tables,
+        csv_dir.path(),
+        true,
+        host,
+    )
+    .with_context(|| format!("reading the tables of snapshot {}", id.short()))?;
+    // A name of its own: the same snapshot may be loaded twice (a diff of it with itself).
+    let (_, path) = tempfile::Builder::new()
+        .prefix(&format!("{}-", id.short()))
+        .suffix(".sqlite")
+        .tempfile_in(dir)
+        .and_then(|f| f.keep().map_err(|e| e.error))
+        .with_context(|| format!("making a scratch database in {}", dir.display()))?;
+    let db = rusqlite::Connection::open(&path).context("making a scratch database")?;
+    for c in &csvs {
+        let key = record
+            .tables
+            .iter()
+            .find(|t| t.name == c.table)
+            .map(|t| t.key.as_slice())
+            .unwrap_or_default();
+        backstop_sources::csv_load::load_csv(&db, &c.table, &c.path, key, typed)
+            .with_context(|| format!("reading table {}", c.table))?;
+        std::fs::remove_file(&c.path).ok();
+    }
+    Ok(path)
 }
 
 /// Writes `tables` of `db` in `req`'s format (see [`write_files`]).

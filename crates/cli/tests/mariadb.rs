@@ -1367,6 +1367,25 @@ fn a_mariadb_sources_tables_export_typed_after_each_backup() {
         ),
         "1|text|007|real|12.5|0|9007199254740993\n2|text|12|null||0|"
     );
+    // `diff` by the primary key the snapshot recorded.
+    sql(
+        &source,
+        "UPDATE price SET price = 13.00 WHERE id = 1; INSERT INTO price VALUES (3, 'x', 1, 'n', 1)",
+    );
+    run(with_config(&sb, &cfg, &["backup", "--source", "shop"])).ok();
+    let ids: Vec<String> = sb
+        .snapshots()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_owned())
+        .collect();
+    let o = run(with_config(&sb, &cfg, &["diff", &ids[0], &ids[1]])).ok();
+    assert!(
+        o.stdout
+            .contains("price: 2 -> 3 rows; 1 added, 1 changed (by id)")
+            && o.stdout.contains("  + id='3'")
+            && o.stdout.contains("~ id='1': price '12.50' -> '13.00'"),
+        "{o:#?}"
+    );
 }
 
 /// The daemon backs up a MariaDB source on its own (the startup backup), drills it in a scratch

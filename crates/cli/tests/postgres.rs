@@ -1170,6 +1170,115 @@ fn drills_run_on_the_configured_drill_server() {
     assert_dropped(&scratch_database(&drilled[0]));
 }
 
+/// `diff` of two PostgreSQL snapshots, taken by either method: the snapshot records each
+/// table's primary key, so rows added, removed and changed are matched by it (a keyless table
+/// by whole rows), a new table is named, and a dump read with no server at all (a new machine:
+/// no backstop.toml) compares the same.
+#[test]
+fn diff_names_the_rows_that_changed_between_two_dumps() {
+    let mut dbs = Databases(Vec::new());
+    let source = stock_database(&mut dbs, "diffed");
+    psql(
+        &source,
+        "CREATE TABLE log (line text); INSERT INTO log VALUES ('opened'), ('sold A-1')",
+    );
+    for method in ["dump", "builtin"] {
+        let sb = Sandbox::plain();
+        let cfg = config(&sb, &source, &format!("method = \"{method}\"\n"));
+        run(with_config(&sb, &cfg, &["backup", "--source", "shop"])).ok();
+        let record = run(with_config(&sb, &cfg, &["--json", "show", "latest"]))
+            .ok()
+            .json();
+        let stock = record["item_list"][0]["server"]["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == "public.stock")
+            .cloned()
+            .unwrap_or_else(|| panic!("{record:#}"));
+        assert_eq!(stock["key"], serde_json::json!(["sku"]), "{method}");
+        psql(
+            &source,
+            "UPDATE stock SET qty = 5 WHERE sku = 'A-1'; DELETE FROM stock WHERE sku = 'B-2'; \
+             INSERT INTO stock VALUES ('D-4', 1); INSERT INTO log VALUES ('sold D-4'); \
+             CREATE TABLE returns (id int PRIMARY KEY)",
+        );
+        run(with_config(&sb, &cfg, &["backup", "--source", "shop"])).ok();
+        let ids: Vec<String> = sb
+            .snapshots()
+            .iter()
+            .map(|s| s["id"].as_str().unwrap().to_owned())
+            .collect();
+        let d = run(with_config(
+            &sb,
+            &cfg,
+            &["--json", "diff", &ids[0], &ids[1]],
+        ))
+        .ok()
+        .json();
+        assert_eq!(
+            d["tables_added"],
+            serde_json::json!(["public.returns"]),
+            "{d:#}"
+        );
+        let table = |name: &str| {
+            d["tables"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|t| t["table"] == name)
+                .cloned()
+                .unwrap_or_else(|| panic!("{method}: {d:#}"))
+        };
+        let stock = table("public.stock");
+        assert_eq!(
+            (&stock["added"], &stock["removed"], &stock["changed"]),
+            (
+                &serde_json::json!(1),
+                &serde_json::json!(1),
+                &serde_json::json!(1)
+            ),
+            "{method}: {stock:#}"
+        );
+        assert_eq!(
+            stock["first_added"],
+            serde_json::json!(["sku='D-4'"]),
+            "{stock:#}"
+        );
+        assert_eq!(
+            stock["first_removed"],
+            serde_json::json!(["sku='B-2'"]),
+            "{stock:#}"
+        );
+        assert_eq!(stock["schema_changed"], false, "{stock:#}");
+        let log = table("public.log");
+        assert_eq!(
+            (&log["added"], &log["removed"]),
+            (&serde_json::json!(1), &serde_json::json!(0)),
+            "{log:#}"
+        );
+        // Without backstop.toml (the dump alone), and in words.
+        let o = run({
+            let mut c = sb.bare();
+            c.args(["diff", &ids[0], &ids[1], "--table", "public.stock"]);
+            c
+        })
+        .ok();
+        assert!(
+            o.stdout
+                .contains("public.stock: 3 -> 3 rows; 1 added, 1 removed, 1 changed (by sku)")
+                && o.stdout.contains("~ sku='A-1': qty '4' -> '5'"),
+            "{method}: {o:#?}"
+        );
+        psql(
+            &source,
+            "UPDATE stock SET qty = 4 WHERE sku = 'A-1'; INSERT INTO stock VALUES ('B-2', 0); \
+             DELETE FROM stock WHERE sku = 'D-4'; DELETE FROM log WHERE line = 'sold D-4'; \
+             DROP TABLE returns",
+        );
+    }
+}
+
 /// A new database with one small table, `stock` (sku A-1: 4, B-2: 0, C-3: 17).
 fn stock_database(dbs: &mut Databases, what: &str) -> String {
     let db = dbs.name(what);

@@ -248,6 +248,10 @@ pub struct TableRows {
     /// `None` when the table cannot be read by this build (a virtual table whose module is
     /// not available); capture is page level and does not need it.
     pub rows: Option<u64>,
+    /// A database server's table: the columns of its primary key, in order (absent when it
+    /// has none, for SQLite, whose file says, and in snapshots written before it existed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub key: Vec<String>,
 }
 
 /// A table the integrity check could not read, and why: a limit of the check, not damage.

@@ -182,9 +182,16 @@ fn sql_error(e: rusqlite::Error) -> Error {
 }
 
 /// Loads the CSV file at `csv` (a header of column names, then the rows) into a new table
-/// `table` of `db`, each column typed from its values (see the module's documentation); the
-/// rows loaded.
-pub fn load_csv(db: &Connection, table: &str, csv: &Path) -> Result<u64, Error> {
+/// `table` of `db`, with `key` as its primary key (when every one of its columns is in the
+/// header); with `typed` each column typed from its values (see the module's documentation),
+/// else every value kept as the text it is (for comparing two loads exactly). The rows loaded.
+pub fn load_csv(
+    db: &Connection,
+    table: &str,
+    csv: &Path,
+    key: &[String],
+    typed: bool,
+) -> Result<u64, Error> {
     let open = || {
         std::fs::File::open(csv)
             .map(Records::new)
@@ -198,6 +205,9 @@ pub fn load_csv(db: &Connection, table: &str, csv: &Path) -> Result<u64, Error> 
         .map(Option::unwrap_or_default)
         .collect();
     let mut kinds: Vec<Option<Kind>> = vec![None; header.len()];
+    if !typed {
+        kinds.fill(Some(Kind::Text));
+    }
     while let Some(row) = records.next()? {
         if row.len() != header.len() {
             return Err(Error::Invalid(format!(
@@ -209,13 +219,15 @@ pub fn load_csv(db: &Connection, table: &str, csv: &Path) -> Result<u64, Error> 
             )));
         }
         for (k, v) in kinds.iter_mut().zip(&row) {
-            let Some(v) = v else { continue };
+            let Some(v) = v.as_ref().filter(|_| typed) else {
+                continue;
+            };
             let new = kind_of(v);
             *k = Some(k.map_or(new, |k| k.and(new)));
         }
     }
     let kinds: Vec<Kind> = kinds.into_iter().map(|k| k.unwrap_or(Kind::Text)).collect();
-    let columns: Vec<String> = header
+    let mut columns: Vec<String> = header
         .iter()
         .zip(&kinds)
         .map(|(name, kind)| {
@@ -227,6 +239,10 @@ pub fn load_csv(db: &Connection, table: &str, csv: &Path) -> Result<u64, Error> 
             format!("{} {ty}", quoted(name))
         })
         .collect();
+    if !key.is_empty() && key.iter().all(|k| header.contains(k)) {
+        let key: Vec<String> = key.iter().map(|k| quoted(k)).collect();
+        columns.push(format!("PRIMARY KEY ({})", key.join(", ")));
+    }
     db.execute_batch(&format!(
         "CREATE TABLE {} ({})",
         quoted(table),
@@ -313,7 +329,10 @@ mod tests {
         )
         .unwrap();
         let db = Connection::open_in_memory().unwrap();
-        assert_eq!(load_csv(&db, "a \"t\"", &csv).unwrap(), 3);
+        assert_eq!(
+            load_csv(&db, "a \"t\"", &csv, &["id".into()], true).unwrap(),
+            3
+        );
         assert_eq!(Kind::WideInteger.and(Kind::Real), Kind::Text);
         assert_eq!(Kind::Integer.and(Kind::Real), Kind::Real);
         assert_eq!(Kind::Integer.and(Kind::WideInteger), Kind::WideInteger);
@@ -325,6 +344,31 @@ mod tests {
             .collect::<Result<_, _>>()
             .unwrap();
         assert_eq!(types, ["INTEGER", "REAL", "TEXT", "TEXT", "TEXT"]);
+        let pk: i64 = db
+            .query_row(
+                "SELECT pk FROM pragma_table_info('a \"t\"') WHERE name = 'id'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(pk, 1);
+        // As text: every value as written, the same header.
+        load_csv(&db, "as text", &csv, &[], false).unwrap();
+        let texts: Vec<(String, Option<String>)> = db
+            .prepare("SELECT typeof(id) || typeof(price), price FROM \"as text\" ORDER BY rowid")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            texts,
+            [
+                ("texttext".into(), Some("12.50".into())),
+                ("textnull".into(), None),
+                ("texttext".into(), Some("1e3".into()))
+            ]
+        );
         let rows: Vec<(i64, Option<f64>, String, Option<String>, Option<String>)> = db
             .prepare("SELECT * FROM \"a \"\"t\"\"\" ORDER BY rowid")
             .unwrap()
@@ -349,7 +393,9 @@ mod tests {
             ]
         );
         std::fs::write(&csv, "a,b\r\n\"1\"\r\n").unwrap();
-        let e = load_csv(&db, "short", &csv).unwrap_err().to_string();
+        let e = load_csv(&db, "short", &csv, &[], true)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("line 2") && e.contains("1 fields"), "{e}");
     }
 }

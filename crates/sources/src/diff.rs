@@ -150,11 +150,15 @@ fn count(c: &Connection, sql: &str) -> Result<u64, Error> {
 
 /// Compares the database at `before` with the one at `after` (both opened read-only): every
 /// table both have unless `only` names some; at most `limit` rows of each kind named per table.
+/// Rows are matched by primary key; in a table without one by rowid, or, with `whole_rows`
+/// (tables loaded from a server's dump, whose rowids are only the load's order), by all their
+/// columns: a changed row is then one removed and one added, and rows alike count once.
 pub fn diff(
     before: &Path,
     after: &Path,
     only: &[String],
     limit: usize,
+    whole_rows: bool,
 ) -> Result<DatabaseDiff, Error> {
     // Read-only; the attached database is opened so too.
     let c = Connection::open_with_flags(before, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
@@ -187,19 +191,30 @@ pub fn diff(
         .iter()
         .filter(|t| new_tables.contains(t) && wanted(t))
     {
-        out.tables.push(table_diff(&c, t, limit)?);
+        out.tables.push(table_diff(&c, t, limit, whole_rows)?);
     }
     Ok(out)
 }
 
-fn table_diff(c: &Connection, table: &str, limit: usize) -> Result<TableDiff, Error> {
+fn table_diff(
+    c: &Connection,
+    table: &str,
+    limit: usize,
+    whole_rows: bool,
+) -> Result<TableDiff, Error> {
     let (old_cols, old_key) = columns(c, "main", table)?;
     let (new_cols, new_key) = columns(c, "new", table)?;
     let q = quoted(table);
     // The key both sides share; the rowid where the table has no primary key (or its key
-    // changed), which a table without rowid cannot give: then rows are not matched.
+    // changed), which a table without rowid cannot give: then rows are not matched. With
+    // `whole_rows`, the columns both sides have.
     let key: Vec<String> = match (old_key == new_key, old_key.is_empty()) {
         (true, false) => old_key,
+        _ if whole_rows => old_cols
+            .iter()
+            .filter(|c| new_cols.contains(c))
+            .cloned()
+            .collect(),
         _ => vec!["rowid".into()],
     };
     let common: Vec<String> = old_cols
@@ -346,7 +361,7 @@ mod tests {
              INSERT INTO log VALUES ('z'); DROP TABLE gone; CREATE TABLE fresh (id INTEGER); \
              ALTER TABLE stock ADD COLUMN note TEXT;",
         );
-        let d = diff(&a, &b, &[], 10).unwrap();
+        let d = diff(&a, &b, &[], 10, false).unwrap();
         assert_eq!(d.tables_added, ["fresh"]);
         assert_eq!(d.tables_removed, ["gone"]);
         let stock = d.tables.iter().find(|t| t.table == "stock").unwrap();
@@ -372,12 +387,12 @@ mod tests {
         assert_eq!((log.added, log.removed, log.changed), (1, 0, 0));
         assert!(!log.schema_changed);
         // One table alone; a table neither has is an error.
-        let only = diff(&a, &b, &["log".to_owned()], 1).unwrap();
+        let only = diff(&a, &b, &["log".to_owned()], 1, false).unwrap();
         assert_eq!(only.tables.len(), 1);
         assert!(only.tables_added.is_empty());
-        assert!(diff(&a, &b, &["nope".to_owned()], 1).is_err());
+        assert!(diff(&a, &b, &["nope".to_owned()], 1, false).is_err());
         // Nothing changed: nothing to say.
-        let same = diff(&a, &a, &[], 10).unwrap();
+        let same = diff(&a, &a, &[], 10, false).unwrap();
         assert!(same.tables.iter().all(|t| !t.changed()));
     }
 }

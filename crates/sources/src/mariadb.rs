@@ -377,6 +377,7 @@ impl Mariadb {
                 tables.push(TableRows {
                     name: name.clone(),
                     rows: rows.parse().ok(),
+                    key: Vec::new(),
                 });
             }
         }
@@ -650,6 +651,11 @@ const NOT_TRANSACTIONAL: &str = "SELECT table_name FROM information_schema.table
      engine NOT IN ('InnoDB', \
      'ROCKSDB', 'TokuDB') ORDER BY table_name";
 
+/// Each table's primary key: a line a column, `TABLE\tCOLUMN`, in key order.
+const PRIMARY_KEYS: &str = "SELECT TABLE_NAME, COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE \
+     WHERE TABLE_SCHEMA = DATABASE() AND CONSTRAINT_NAME = 'PRIMARY' \
+     ORDER BY TABLE_NAME, ORDINAL_POSITION";
+
 /// What answers the record's queries: statements separated by `;`, one line a row of every
 /// result (values tab-separated, NULL as `NULL`), as the `mariadb` client prints them.
 pub(crate) type Lines<'a> = dyn FnMut(&str) -> Result<Vec<String>, Error> + 'a;
@@ -672,6 +678,21 @@ pub(crate) fn record(
         .map_err(|l| Error::Invalid(format!("unexpected answer from MariaDB: {l:?}")))?;
     let schema_version = schema_version(query)?;
     let outside = query(NOT_TRANSACTIONAL)?;
+    // Each table's primary key, kept with its row count once the dump has counted them.
+    let mut tables: Vec<TableRows> = Vec::new();
+    for line in query(&format!("{SESSION}; {PRIMARY_KEYS}"))? {
+        let Some((table, column)) = line.split_once('\t') else {
+            continue;
+        };
+        match tables.last_mut() {
+            Some(t) if t.name == table => t.key.push(column.to_owned()),
+            _ => tables.push(TableRows {
+                name: table.to_owned(),
+                rows: None,
+                key: vec![column.to_owned()],
+            }),
+        }
+    }
     Ok((
         ServerDatabase {
             engine: "mariadb".into(),
@@ -680,7 +701,7 @@ pub(crate) fn record(
             tool,
             database,
             size_bytes: size.parse().unwrap_or(0),
-            tables: Vec::new(),
+            tables,
             schema_fingerprint: fingerprint,
             schema_version,
             encoding: None,
@@ -832,6 +853,7 @@ impl Capture for Counted {
         let mut meta = self.meta.ok_or_else(|| {
             Error::Invalid("the dump's record was taken already (one item a dump)".into())
         })?;
+        let keyed = std::mem::take(&mut meta.tables);
         meta.tables = std::mem::take(
             &mut *self
                 .rows
@@ -839,6 +861,11 @@ impl Capture for Counted {
                 .expect("the counter never panics while locked"),
         )
         .tables();
+        for t in &mut meta.tables {
+            if let Some(k) = keyed.iter().find(|k| k.name == t.name) {
+                t.key = k.key.clone();
+            }
+        }
         item.server = Some(meta);
         Ok(())
     }
@@ -1072,6 +1099,7 @@ impl DumpRows {
             .map(|(name, rows)| TableRows {
                 name,
                 rows: Some(rows),
+                key: Vec::new(),
             })
             .collect()
     }

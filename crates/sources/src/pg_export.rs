@@ -317,11 +317,7 @@ impl PgExport {
         let encoding = field(0).unwrap_or_else(|| "UTF8".into());
         let tables = column(&mut c, TABLE_ROWS)?
             .iter()
-            .filter_map(|l| l.rsplit_once('\t'))
-            .map(|(name, rows)| backstop_format::manifest::TableRows {
-                name: name.to_owned(),
-                rows: rows.parse().ok(),
-            })
+            .filter_map(|l| crate::postgres::table_rows(l))
             .collect();
         let meta = ServerDatabase {
             engine: "postgres".into(),

@@ -649,13 +649,32 @@ pub(crate) const FINGERPRINT: &str = "SELECT md5(coalesce(string_agg(format('%s.
      ORDER BY table_schema, table_name, ordinal_position), '')) FROM information_schema.columns \
      WHERE table_schema NOT IN ('pg_catalog', 'information_schema')";
 
-/// Every table (ordinary and partitioned) with its row count, in one query, tab-separated.
+/// Every table (ordinary and partitioned) with its row count and its primary key's columns,
+/// in one query, tab-separated ([`table_rows`]).
 pub(crate) const TABLE_ROWS: &str = "SELECT format('%I.%I', n.nspname, c.relname) || chr(9) || \
      (xpath('/row/c/text()', query_to_xml(format('SELECT count(*) AS c FROM %I.%I', \
-     n.nspname, c.relname), false, true, '')))[1]::text FROM pg_class c \
+     n.nspname, c.relname), false, true, '')))[1]::text || chr(9) || \
+     coalesce((SELECT json_agg(a.attname ORDER BY k.ord) FROM pg_index i \
+     CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) \
+     JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum \
+     WHERE i.indrelid = c.oid AND i.indisprimary)::text, '[]') FROM pg_class c \
      JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p') \
      AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
      AND n.nspname NOT LIKE 'pg_toast%' ORDER BY 1";
+
+/// One line of [`TABLE_ROWS`]: `SCHEMA.TABLE`, its rows and its primary key's columns (a JSON
+/// array), separated by tabs.
+pub(crate) fn table_rows(line: &str) -> Option<TableRows> {
+    let mut parts = line.rsplitn(3, '\t');
+    let key = parts.next()?;
+    let rows = parts.next()?;
+    let name = parts.next()?;
+    Some(TableRows {
+        name: name.to_owned(),
+        rows: rows.parse().ok(),
+        key: serde_json::from_str(key).unwrap_or_default(),
+    })
+}
 
 /// A `psql` session of our own, asked one statement at a time: each answer ends at a marker
 /// line. It stops at the first error (`ON_ERROR_STOP`), which its standard error then says.
@@ -724,11 +743,7 @@ impl Session {
         Ok(self
             .lines(TABLE_ROWS)?
             .iter()
-            .filter_map(|l| l.rsplit_once('\t'))
-            .map(|(name, rows)| TableRows {
-                name: name.to_owned(),
-                rows: rows.parse().ok(),
-            })
+            .filter_map(|l| table_rows(l))
             .collect())
     }
 

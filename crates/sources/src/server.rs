@@ -579,6 +579,7 @@ mod tests {
                 .map(|(n, r)| TableRows {
                     name: (*n).into(),
                     rows: Some(*r),
+                    key: Vec::new(),
                 })
                 .collect(),
             schema_fingerprint: "abc".into(),

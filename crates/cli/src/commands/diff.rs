@@ -4,7 +4,8 @@ use backstop_app::export::{DatabaseDiff, database_of, restore_image};
 use backstop_format::manifest::ItemKind;
 
 use crate::commands::export::split_item;
-use crate::context::{Ctx, GlobalArgs, load_index, runtime};
+use crate::commands::restore::dump_for_tables;
+use crate::context::{Ctx, GlobalArgs, host, load_index, runtime};
 use crate::output::{UsageError, print_json, time};
 
 #[derive(clap::Args, Debug)]
@@ -34,26 +35,58 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
         .tempdir()
         .map_err(|e| anyhow::anyhow!("making a scratch folder: {e}"))?;
     let mut sides = Vec::new();
+    let mut servers = 0;
     for text in [&a.before, &a.after] {
         let (spec, path) = split_item(text);
         let (id, snap) = ctx.find_snapshot_of(&repo, &spec, a.source.as_deref())?;
         let items = ix.loader().read_items(&snap.items)?;
         let item = database_of(id, &items, path.as_deref())?;
-        if item.kind != ItemKind::Sqlite {
-            return Err(UsageError(format!(
-                "{} of snapshot {} is not a SQLite database: diff compares SQLite databases \
-                 for now (export the tables as CSV to compare them)",
-                item.path,
-                id.short()
-            ))
-            .into());
-        }
-        let image = restore_image(&ix, id, &snap, item, scratch.path(), &rt)?;
+        let image = match (&item.server, item.kind) {
+            // A server's dump: its tables loaded as the text they are, with their keys.
+            (Some(record), _) => {
+                servers += 1;
+                let dump = dump_for_tables(&ctx, id, &snap, &items, a.source.as_deref())?;
+                let tables: Vec<String> = record
+                    .tables
+                    .iter()
+                    .map(|t| t.name.clone())
+                    .filter(|t| a.tables.is_empty() || a.tables.contains(t))
+                    .collect();
+                backstop_app::export::load_server_tables(
+                    &ix,
+                    id,
+                    item,
+                    &dump.server,
+                    &tables,
+                    scratch.path(),
+                    false,
+                    &host(),
+                )?
+            }
+            (None, ItemKind::Sqlite) => restore_image(&ix, id, &snap, item, scratch.path(), &rt)?,
+            _ => {
+                return Err(UsageError(format!(
+                    "{} of snapshot {} is not a database: diff compares SQLite databases and \
+                     PostgreSQL or MariaDB dumps",
+                    item.path,
+                    id.short()
+                ))
+                .into());
+            }
+        };
         sides.push((id, snap.time, item.path.clone(), image));
+    }
+    if servers == 1 {
+        return Err(UsageError(
+            "one snapshot is a database server's dump and the other is not: diff compares \
+             two of a kind"
+                .into(),
+        )
+        .into());
     }
     let (before, after) = (&sides[0], &sides[1]);
     let d: DatabaseDiff =
-        backstop_app::export::diff_databases(&before.3, &after.3, &a.tables, a.limit)?;
+        backstop_app::export::diff_databases(&before.3, &after.3, &a.tables, a.limit, servers > 0)?;
     if g.json {
         print_json(&serde_json::json!({
             "before": { "snapshot": before.0.to_string(), "time": before.1, "path": before.2 },

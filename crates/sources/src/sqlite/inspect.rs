@@ -181,7 +181,11 @@ pub fn inspect_shape(conn: &Connection, path: &Path) -> Result<Inspection, Error
         .collect();
     let tables = tables
         .into_iter()
-        .map(|(name, _)| TableRows { name, rows: None })
+        .map(|(name, _)| TableRows {
+            name,
+            rows: None,
+            key: Vec::new(),
+        })
         .collect();
     Ok(Inspection {
         page_size: u32::try_from(page_size).map_err(|_| Error::Invalid("bad page size".into()))?,
