@@ -387,6 +387,53 @@ fn diff_names_what_changed_between_two_snapshots() {
     assert!(o.stderr.contains("Nope"), "{o:#?}");
 }
 
+/// A workbook saved again with one cell of one sheet changed (by openpyxl, which also stamps
+/// the time of saving into every member's header) shares its other members with yesterday's:
+/// the second backup stores about the changed sheet, not the workbook; both days restore byte
+/// for byte.
+#[test]
+fn a_workbook_where_one_sheet_changed_shares_the_others() {
+    let sb = Sandbox::plain();
+    fs::create_dir(sb.p("docs")).unwrap();
+    let book = sb.p("docs/book.xlsx");
+    let python = |code: &str| {
+        let o = Command::new(workbook_python())
+            .args(["-c", code, book.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    python(
+        "import openpyxl, random, sys\n\
+         random.seed(7)\n\
+         wb = openpyxl.Workbook(); ws = wb.active; ws.title = 'Prices'\n\
+         for i in range(3000): ws.append([f'SKU-{i:05}', random.random() * 100, random.randint(0, 500)])\n\
+         ws = wb.create_sheet('Suppliers')\n\
+         for i in range(800): ws.append([i, f'Supplier {i}', random.choice(['Oslo', 'Lyon', 'Porto'])])\n\
+         wb.save(sys.argv[1])",
+    );
+    let first = sb.backup(&[&sb.p("docs")], &[]);
+    let day1 = blake3_file(&book);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    python(
+        "import openpyxl, sys\n\
+         wb = openpyxl.load_workbook(sys.argv[1]); wb['Suppliers']['C5'] = 'Trondheim'; wb.save(sys.argv[1])",
+    );
+    let second = sb.backup(&[&sb.p("docs")], &[]);
+    let size = fs::metadata(&book).unwrap().len();
+    let added = second["bytes_added"].as_u64().unwrap();
+    // The Suppliers sheet is about a fifth of the workbook.
+    assert!(
+        added * 3 < size,
+        "{added} bytes added for a workbook of {size}: {first:#} {second:#}"
+    );
+    for (id, sum) in [(&first["id"], day1), (&second["id"], blake3_file(&book))] {
+        let to = sb.p(&format!("restored-{}", &id.as_str().unwrap()[..8]));
+        sb.restore(id.as_str().unwrap(), &to);
+        assert_eq!(blake3_file(&to.join("docs/book.xlsx")), sum);
+    }
+}
+
 /// `validate`: a database with an orphaned row and a negative stock fails (exit 4), naming
 /// both rows; the rules that hold say so; a restore drill runs them on the snapshot's image
 /// (its check `rules`); a rule written wrong is refused when the config loads; once the data

@@ -381,11 +381,12 @@ impl Source for FilesSource {
             }
             match file {
                 Ok(f) => {
+                    let chunking = crate::chunking_for(&item_path);
                     return Ok(Some(Entry {
                         item: item_from_metadata(item_path, ItemKind::File, &md),
                         content: Some(EntryContent::Stream {
                             reader: Box::new(f),
-                            chunking: Chunking::ContentDefined,
+                            chunking,
                         }),
                         required: false,
                         reuse_unchanged: true,

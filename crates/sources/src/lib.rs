@@ -53,6 +53,27 @@ pub enum Chunking {
     /// Fixed-size chunks aligned to the start of the stream: for page-structured data such as
     /// SQLite files, where a page never moves and content-defined cuts would straddle pages.
     Fixed(u32),
+    /// A zip archive (a workbook, a document): a cut at the start of every member, read from
+    /// the members' local headers as the bytes pass, and content-defined cuts within a member.
+    /// A program that saves a workbook writes each member anew, but an unchanged member as the
+    /// same bytes, so yesterday's members are found again whichever sheet changed. Past the
+    /// members (the central directory), or in a stream that is not such an archive, cuts are
+    /// content-defined.
+    Zip,
+}
+
+/// How to cut a file of this name: [`Chunking::Zip`] for the zip-based formats of office
+/// documents (Office Open XML, OpenDocument) and zip files, content-defined otherwise.
+pub fn chunking_for(name: &str) -> Chunking {
+    const ZIPS: &[&str] = &[
+        "xlsx", "xlsm", "xltx", "xltm", "xlam", "docx", "docm", "dotx", "pptx", "pptm", "ods",
+        "odt", "odp", "odg", "zip",
+    ];
+    let ext = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
+    match ext {
+        Some(e) if ZIPS.contains(&e.as_str()) => Chunking::Zip,
+        _ => Chunking::ContentDefined,
+    }
 }
 
 /// Where and past what size a capture keeps its working state in scratch files instead of in

@@ -171,7 +171,7 @@ fn rechunk(
                 let chunking = match (&content.delta, &item.database) {
                     (Some(d), _) => Chunking::Fixed(d.chunk_size),
                     (None, Some(db)) => Chunking::Fixed(db.page_size),
-                    (None, None) => Chunking::ContentDefined,
+                    (None, None) => backstop_sources::chunking_for(&item.path),
                 };
                 let again = restore_into(&mut store, loader, &content, chunking, params, progress)
                     .map_err(|e| match e {

@@ -82,6 +82,61 @@ pub struct Cutter {
     chunking: Chunking,
     params: ChunkerParams,
     buf: Vec<u8>,
+    /// The stream offset of `buf[0]`.
+    offset: u64,
+    /// [`Chunking::Zip`]: the stream offset of the next member's local header, while the
+    /// members can be followed.
+    next_member: Option<u64>,
+}
+
+/// What a zip member's local header at the start of some bytes says.
+#[derive(Debug, PartialEq, Eq)]
+enum Member {
+    /// A member: its local header's bytes (name and extra field included), then its data's.
+    Len(u64, u64),
+    /// Fewer bytes than a local header.
+    NeedMore,
+    /// Not a member whose length the header gives: the central directory, a member whose
+    /// sizes follow its data (bit 3) or are in a zip64 field, or no zip at all.
+    Not,
+}
+
+/// Reads the local file header at the start of `b`.
+fn member(b: &[u8]) -> Member {
+    const HEADER: usize = 30;
+    if b.len() < HEADER {
+        // A short stream that does not start as a header is not one.
+        return match b.iter().zip(b"PK\x03\x04").all(|(x, y)| x == y) {
+            true => Member::NeedMore,
+            false => Member::Not,
+        };
+    }
+    let u16_at = |i: usize| u64::from(u16::from_le_bytes([b[i], b[i + 1]]));
+    let compressed = u32::from_le_bytes([b[18], b[19], b[20], b[21]]);
+    if &b[..4] != b"PK\x03\x04" || u16_at(6) & 8 != 0 || compressed == u32::MAX {
+        return Member::Not;
+    }
+    Member::Len(
+        HEADER as u64 + u16_at(26) + u16_at(28),
+        u64::from(compressed),
+    )
+}
+
+/// Content-defined chunks of `seg` into `out`, while their cuts are final: every one when
+/// `complete` (nothing follows `seg` in its part of the stream), else while a whole
+/// maximum-size chunk is available (a cut found in a shorter tail could move once more bytes
+/// arrive). The bytes cut.
+fn cut_defined(params: &ChunkerParams, seg: &[u8], complete: bool, out: &mut Batch) -> usize {
+    let max = params.max as usize;
+    let cdc = fastcdc::v2020::FastCDC::new(seg, params.min as usize, params.avg as usize, max);
+    let mut start = 0;
+    while (complete && start < seg.len()) || seg.len() - start >= max {
+        let (_, end) = cdc.cut(start, seg.len() - start);
+        let end = end.max(start + 1);
+        out.push(&seg[start..end]);
+        start = end;
+    }
+    start
 }
 
 impl Cutter {
@@ -90,6 +145,8 @@ impl Cutter {
             chunking,
             params,
             buf: Vec::new(),
+            offset: 0,
+            next_member: (chunking == Chunking::Zip).then_some(0),
         }
     }
 
@@ -148,28 +205,47 @@ impl Cutter {
                 }
             }
             Chunking::ContentDefined => {
-                let max = self.params.max as usize;
-                let cdc = fastcdc::v2020::FastCDC::new(
-                    &self.buf,
-                    self.params.min as usize,
-                    self.params.avg as usize,
-                    max,
-                );
-                // Only cut while a whole maximum-size chunk is available, unless at the end:
-                // a cut found in a shorter tail could move once more bytes arrive.
-                while (eof && start < self.buf.len()) || self.buf.len() - start >= max {
-                    let (_, end) = cdc.cut(start, self.buf.len() - start);
-                    let end = end.max(start + 1);
-                    out.push(&self.buf[start..end]);
-                    start = end;
-                }
+                start = cut_defined(&self.params, &self.buf, eof, out);
             }
+            Chunking::Zip => start = self.cut_members(eof, out),
         }
         if eof && start < self.buf.len() {
             out.push(&self.buf[start..]);
             start = self.buf.len();
         }
         self.buf.drain(..start);
+        self.offset += start as u64;
+    }
+
+    /// [`Chunking::Zip`]: each member's local header cut as a chunk, and its data, once all
+    /// here, on its own (content-defined within it); the bytes cut.
+    fn cut_members(&mut self, eof: bool, out: &mut Batch) -> usize {
+        let mut start = 0;
+        while let Some(next) = self.next_member {
+            let at = usize::try_from(next - self.offset).unwrap_or(usize::MAX);
+            if at > self.buf.len() {
+                if eof {
+                    // The archive ends inside a member: no more members to follow.
+                    self.next_member = None;
+                    break;
+                }
+                return start + cut_defined(&self.params, &self.buf[start..], false, out);
+            }
+            start += cut_defined(&self.params, &self.buf[start..at], true, out);
+            match member(&self.buf[at..]) {
+                // The header is a chunk of its own: writers that stamp the time of saving into
+                // every header leave the members' data alike all the same.
+                Member::Len(header, data) if (self.buf.len() - at) as u64 >= header => {
+                    let end = at + header as usize;
+                    out.push(&self.buf[at..end]);
+                    start = end;
+                    self.next_member = Some(next + header + data);
+                }
+                Member::Len(..) | Member::NeedMore if !eof => return start,
+                Member::Len(..) | Member::NeedMore | Member::Not => self.next_member = None,
+            }
+        }
+        start + cut_defined(&self.params, &self.buf[start..], eof, out)
     }
 }
 
@@ -257,6 +333,118 @@ mod tests {
                 prop_assert_eq!(owned.span(last, last), owned.get(last));
             }
         }
+    }
+
+    /// A zip archive of `members` (name, content), stored uncompressed, with a central
+    /// directory: what a workbook is, as far as cutting goes.
+    fn zip(members: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut central = Vec::new();
+        for (name, data) in members {
+            let at = out.len() as u32;
+            let header = |sig: &[u8], out: &mut Vec<u8>| {
+                out.extend_from_slice(sig);
+                out.extend_from_slice(&[20, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+                out.extend_from_slice(&[0; 4]); // crc (not checked here)
+                out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+                out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+                out.extend_from_slice(&(name.len() as u16).to_le_bytes());
+                out.extend_from_slice(&[0, 0]);
+            };
+            header(b"PK\x03\x04", &mut out);
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(data);
+            header(b"PK\x01\x02", &mut central);
+            central.extend_from_slice(&at.to_le_bytes());
+            central.extend_from_slice(name.as_bytes());
+        }
+        out.extend_from_slice(&central);
+        out
+    }
+
+    fn cut_all(chunking: Chunking, d: &[u8], step: usize) -> Vec<Vec<u8>> {
+        let mut c = Cutter::new(chunking, small());
+        let mut out = Batch::new();
+        for piece in d.chunks(step.max(1)) {
+            c.push(piece, &mut out);
+        }
+        c.finish(&mut out);
+        out.iter().map(<[u8]>::to_vec).collect()
+    }
+
+    proptest! {
+        /// A zip archive is cut at each member's start however it arrives, and its chunks add
+        /// up to it; anything else cut as `ContentDefined` cuts it.
+        #[test]
+        fn zip_members_are_cut_apart_whatever_the_push_sizes(
+            sizes in proptest::collection::vec(0usize..9000, 0..6),
+            step in 1usize..5000,
+            cut_short in 0usize..200,
+        ) {
+            let contents: Vec<Vec<u8>> = sizes.iter().enumerate().map(|(i, n)| data(*n, i as u8)).collect();
+            let names: Vec<String> = (0..sizes.len()).map(|i| format!("xl/sheet{i}.xml")).collect();
+            let members: Vec<(&str, &[u8])> = names.iter().map(String::as_str).zip(contents.iter().map(Vec::as_slice)).collect();
+            let mut z = zip(&members);
+            // An archive cut off anywhere is still cut consistently.
+            z.truncate(z.len().saturating_sub(cut_short));
+            let whole = cut_all(Chunking::Zip, &z, z.len());
+            prop_assert_eq!(&cut_all(Chunking::Zip, &z, step), &whole);
+            prop_assert_eq!(whole.concat(), z.clone());
+            if cut_short == 0 {
+                // Every member starts a chunk.
+                let mut starts = vec![0usize];
+                for ch in &whole { starts.push(starts.last().unwrap() + ch.len()); }
+                let mut at = 0;
+                for (name, data) in &members {
+                    prop_assert!(starts.contains(&at), "member {name} at {at}: {starts:?}");
+                    at += 30 + name.len();
+                    prop_assert!(starts.contains(&at), "data of {name} at {at}: {starts:?}");
+                    at += data.len();
+                }
+                prop_assert!(starts.contains(&at));
+            }
+            let other = data(z.len(), 9);
+            prop_assert_eq!(cut_all(Chunking::Zip, &other, step), cut_all(Chunking::ContentDefined, &other, step));
+        }
+    }
+
+    /// A workbook where one sheet changed shares every other member's chunks with yesterday's.
+    #[test]
+    fn a_changed_member_leaves_the_others_chunks_alike() {
+        let (styles, sheet1, sheet2) = (data(3000, 1), data(2000, 2), data(2500, 3));
+        let changed = data(2600, 4);
+        let before = zip(&[
+            ("xl/styles.xml", &styles),
+            ("xl/worksheets/sheet1.xml", &sheet1),
+            ("xl/worksheets/sheet2.xml", &sheet2),
+        ]);
+        let after = zip(&[
+            ("xl/styles.xml", &styles),
+            ("xl/worksheets/sheet1.xml", &changed),
+            ("xl/worksheets/sheet2.xml", &sheet2),
+        ]);
+        let (a, b) = (
+            cut_all(Chunking::Zip, &before, 777),
+            cut_all(Chunking::Zip, &after, 777),
+        );
+        let new: usize = b.iter().filter(|c| !a.contains(c)).map(Vec::len).sum();
+        // The changed sheet and the central directory are new; the rest is not.
+        assert!(
+            new < 2600 + 30 + 24 + 200,
+            "{new} of {} bytes new",
+            after.len()
+        );
+        let plain: usize = {
+            let (a, b) = (
+                cut_all(Chunking::ContentDefined, &before, 777),
+                cut_all(Chunking::ContentDefined, &after, 777),
+            );
+            b.iter().filter(|c| !a.contains(c)).map(Vec::len).sum()
+        };
+        assert!(
+            plain > new * 2,
+            "content-defined alone: {plain} new, by member: {new}"
+        );
     }
 
     #[test]

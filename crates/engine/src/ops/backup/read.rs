@@ -80,7 +80,7 @@ pub(super) fn read_batches(
     // the last) becomes a batch as it is, without being copied.
     let fixed = match chunking {
         Chunking::Fixed(size) => Some(size.max(1) as usize),
-        Chunking::ContentDefined => None,
+        Chunking::ContentDefined | Chunking::Zip => None,
     };
     let read_len = fixed.map_or(READ_BATCH, |size| (READ_BATCH / size).max(1) * size);
     let mut buf = Vec::new();
