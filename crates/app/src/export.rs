@@ -335,7 +335,18 @@ pub fn export_workbook(
     }
     let mut book = backstop_sources::workbook::Workbook::open(&copy)?;
     let sheets = match req.tables.is_empty() {
-        true => book.sheets(),
+        // Every worksheet, then every Excel table whose name is not a sheet's.
+        true => {
+            let mut all = book.sheets();
+            let tables: Vec<String> = book
+                .tables()
+                .into_iter()
+                .map(|(t, _)| t)
+                .filter(|t| !all.contains(t))
+                .collect();
+            all.extend(tables);
+            all
+        }
         false => req.tables.to_vec(),
     };
     write_files(req, snap, &sheets, &mut |sheet, path| {

@@ -387,6 +387,136 @@ fn diff_names_what_changed_between_two_snapshots() {
     assert!(o.stderr.contains("Nope"), "{o:#?}");
 }
 
+/// Workbooks backed up in a folder are read as tables: the manifest lists each worksheet and
+/// each Excel table (its sheet, header, rows and column types), as openpyxl reads the tables'
+/// ranges; `export` writes the tables too, cell for cell as openpyxl reads them; a file that is
+/// not a readable workbook is kept as bytes (restored byte for byte) with a warning.
+#[test]
+fn workbook_sheets_and_tables_are_in_the_manifest_and_export() {
+    let sb = Sandbox::plain();
+    let books = sb.p("books");
+    fs::create_dir(&books).unwrap();
+    for n in ["table-multiple.xlsx", "temperature-table.xlsx"] {
+        fs::copy(testdata(&format!("xlsx/calamine/{n}")), books.join(n)).unwrap();
+    }
+    fs::write(
+        books.join("locked.xlsx"),
+        b"PK\x03\x04 not a workbook at all",
+    )
+    .unwrap();
+    // Stored whole, with a warning: exit 3, as for a database whose check fails.
+    let snap = run({
+        let mut c = sb.cmd();
+        c.args(["--json", "backup"]).arg(&books);
+        c
+    })
+    .code(3)
+    .json();
+    let id = snap["id"].as_str().unwrap().to_owned();
+    let shown = sb.json(&["show", &id]);
+    let warnings = shown["warnings"].to_string();
+    assert!(
+        warnings.contains("books/locked.xlsx") && warnings.contains("kept as bytes only"),
+        "{shown:#}"
+    );
+    let item = |name: &str| {
+        shown["item_list"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["path"] == format!("books/{name}"))
+            .cloned()
+            .unwrap()
+    };
+    assert!(item("locked.xlsx")["workbook"].is_null());
+    let tables = item("table-multiple.xlsx")["workbook"]["tables"].clone();
+    let described: Vec<String> = tables
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            let cols: Vec<String> = t["columns"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| {
+                    format!(
+                        "{}:{}",
+                        c["name"].as_str().unwrap(),
+                        c["type"].as_str().unwrap()
+                    )
+                })
+                .collect();
+            format!(
+                "{} {} {} {} {}",
+                t["kind"].as_str().unwrap(),
+                t["name"].as_str().unwrap(),
+                t["sheet"].as_str().unwrap_or("-"),
+                t["rows"],
+                cols.join(",")
+            )
+        })
+        .collect();
+    // As openpyxl shows the workbook: Sheet3 holds two tables with an empty row between
+    // them, so its columns mix numbers and text; the tables' own columns do not.
+    assert_eq!(
+        described,
+        [
+            "sheet Sheet1 - 4 Item:number,Type:text,Quantity:number",
+            "sheet Sheet2 - 4 Item:number,Price:number",
+            "sheet Sheet3 - 10 Item:mixed,Units:mixed",
+            "table Inventory Sheet1 4 Item:number,Type:text,Quantity:number",
+            "table Pricing Sheet2 4 Item:number,Price:number",
+            "table Sales_Bob Sheet3 4 Item:number,Units:number",
+            "table Sales_Alice Sheet3 4 Item:number,Units:number",
+        ]
+    );
+    let out = sb.p("out");
+    sb.run(&[
+        "export",
+        &format!("{id}:books/table-multiple.xlsx"),
+        "--to",
+        out.to_str().unwrap(),
+    ])
+    .ok();
+    // Each table as openpyxl reads its range: names, rows and cells.
+    let script = r#"
+import csv, os, sys
+import openpyxl
+book, out = sys.argv[1], sys.argv[2]
+wb = openpyxl.load_workbook(book, data_only=True)
+checked = 0
+for ws in wb.worksheets:
+    for t in ws.tables.values():
+        def shown(v):
+            if v is None: return ""
+            if isinstance(v, float) and v.is_integer(): return str(int(v))
+            return str(v)
+        want = [[shown(c.value) for c in row] for row in ws[t.ref]]
+        with open(os.path.join(out, f"{t.name}.csv"), newline="", encoding="utf-8") as f:
+            got = list(csv.reader(f))
+        assert got == want, (t.name, got, want)
+        checked += 1
+print(checked)
+"#;
+    let o = Command::new(workbook_python())
+        .arg("-c")
+        .arg(script)
+        .arg(books.join("table-multiple.xlsx"))
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "4");
+    assert!(out.join("Sheet3.csv").exists());
+    let restored = sb.p("restored");
+    sb.restore(&id, &restored);
+    assert_eq!(
+        fs::read(restored.join("books/locked.xlsx")).unwrap(),
+        fs::read(books.join("locked.xlsx")).unwrap()
+    );
+}
+
 /// A workbook saved again with one cell of one sheet changed (by openpyxl, which also stamps
 /// the time of saving into every member's header) shares its other members with yesterday's:
 /// the second backup stores about the changed sheet, not the workbook; both days restore byte

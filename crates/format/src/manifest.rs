@@ -357,6 +357,41 @@ pub struct Item {
     /// snapshot of the database.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server: Option<ServerDatabase>,
+    /// A workbook's sheets and Excel tables as tables (absent for other files, for workbooks
+    /// that could not be read, and in snapshots written before it existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workbook: Option<WorkbookMeta>,
+}
+
+/// A workbook read as tables when it was backed up: each worksheet (its used range, the first
+/// row taken as the header) and each Excel table (a ListObject, with its own header).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkbookMeta {
+    pub tables: Vec<SheetTable>,
+}
+
+/// One worksheet or Excel table of a workbook.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SheetTable {
+    /// The sheet's or the table's name.
+    pub name: String,
+    /// `sheet` or `table`.
+    pub kind: String,
+    /// The sheet an Excel table is on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sheet: Option<String>,
+    /// Rows below the header.
+    pub rows: u64,
+    pub columns: Vec<SheetColumn>,
+}
+
+/// A column of a sheet or table: its header, and what its cells below the header hold.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SheetColumn {
+    pub name: String,
+    /// `number`, `text`, `date`, `duration`, `bool`, `error`, `empty`, or `mixed`.
+    #[serde(rename = "type")]
+    pub kind: String,
 }
 
 /// What a dump of a server database was taken from, as it was when the dump started (the
@@ -409,6 +444,7 @@ impl Item {
             content: None,
             database: None,
             server: None,
+            workbook: None,
         }
     }
 }
@@ -589,7 +625,7 @@ mod proptests {
             let item = Item {
                 path, kind: ItemKind::File, size, mode,
                 mtime: Some(Timestamp::from_second(secs).unwrap()),
-                readonly: mode == Some(0o444), target, content: c, database: None, server: None,
+                readonly: mode == Some(0o444), target, content: c, database: None, server: None, workbook: None,
             };
             let json = serde_json::to_string(&item).unwrap();
             prop_assert_eq!(serde_json::from_str::<Item>(&json).unwrap(), item);

@@ -256,6 +256,7 @@ pub fn item_from_metadata(path: String, kind: ItemKind, md: &Metadata) -> Item {
         content: None,
         database: None,
         server: None,
+        workbook: None,
     }
 }
 
@@ -381,13 +382,24 @@ impl Source for FilesSource {
             }
             match file {
                 Ok(f) => {
-                    let chunking = crate::chunking_for(&item_path);
+                    let content = match crate::workbook::is_workbook(&item_path) {
+                        // Read as tables once stored (its sheets in the manifest).
+                        true => {
+                            let warnings = self.warnings.clone();
+                            crate::workbook::WorkbookCapture::content(
+                                f,
+                                &item_path,
+                                Box::new(move |w| warnings.push(w)),
+                            )
+                        }
+                        false => EntryContent::Stream {
+                            reader: Box::new(f),
+                            chunking: crate::chunking_for(&item_path),
+                        },
+                    };
                     return Ok(Some(Entry {
                         item: item_from_metadata(item_path, ItemKind::File, &md),
-                        content: Some(EntryContent::Stream {
-                            reader: Box::new(f),
-                            chunking,
-                        }),
+                        content: Some(content),
                         required: false,
                         reuse_unchanged: true,
                     }));

@@ -191,6 +191,23 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
         }
     }
     for i in &items {
+        let Some(book) = &i.workbook else { continue };
+        outln!()?;
+        outln!("workbook {}:", i.path)?;
+        for t in &book.tables {
+            let columns: Vec<String> = t
+                .columns
+                .iter()
+                .map(|c| format!("{} ({})", c.name, c.kind))
+                .collect();
+            let what = match &t.sheet {
+                Some(sheet) => format!("table {} on {sheet}", t.name),
+                None => format!("sheet {}", t.name),
+            };
+            outln!("  {what}: {} row(s); {}", t.rows, columns.join(", "))?;
+        }
+    }
+    for i in &items {
         let Some(db) = &i.server else { continue };
         outln!()?;
         outln!(

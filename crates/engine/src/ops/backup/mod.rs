@@ -180,6 +180,10 @@ fn run_backup(
         {
             entry.content = None;
             entry.item.content = Some(c.clone());
+            // What was read of the same bytes last time (a workbook's sheets) still holds.
+            entry.item.workbook = previous
+                .get(&entry.item.path)
+                .and_then(|p| p.workbook.clone());
             stats.bytes += c.size;
             progress.bytes(c.size);
             files_unchanged += 1;
