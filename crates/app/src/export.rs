@@ -16,6 +16,7 @@ use backstop_format::manifest::{Item, ItemKind, Snapshot};
 use backstop_format::{SnapshotId, Timestamp};
 pub use backstop_sources::diff::DatabaseDiff;
 pub use backstop_sources::export::Format;
+pub use backstop_sources::workbook::is_workbook;
 
 use crate::backup::Runtime;
 use crate::error::UsageError;
@@ -309,30 +310,8 @@ pub fn export_workbook(
         ))
         .into());
     }
-    let content = item
-        .content
-        .as_ref()
-        .ok_or_else(|| anyhow::anyhow!("{} has no content", item.path))?;
     let scratch = scratch_in(req, snap)?;
-    // Its own name, whose extension says what kind of workbook it is.
-    let name = Path::new(&item.path)
-        .file_name()
-        .map(|n| n.to_owned())
-        .unwrap_or_else(|| "workbook.xlsx".into());
-    let copy = scratch.path().join(name);
-    {
-        let mut out =
-            std::fs::File::create(&copy).with_context(|| format!("writing {}", copy.display()))?;
-        let _lock = backstop_engine::lock::Lock::for_reading(
-            ix,
-            "export",
-            &req.rt.host,
-            &backstop_engine::NoProgress,
-        )?;
-        ix.loader()
-            .write_content(content, &mut out, &backstop_engine::NoProgress)
-            .with_context(|| format!("reading {} of snapshot {}", item.path, id.short()))?;
-    }
+    let copy = workbook_copy(ix, id, item, scratch.path(), &req.rt.host)?;
     let mut book = backstop_sources::workbook::Workbook::open(&copy)?;
     let sheets = match req.tables.is_empty() {
         // Every worksheet, then every Excel table whose name is not a sheet's.
@@ -491,6 +470,70 @@ fn write_tables(
             backstop_sources::export::write_table(db, t, format, out)
         }),
     })
+}
+
+/// The workbook `item` of snapshot `id` written into `dir` under its own name (whose extension
+/// says what kind of workbook it is); its path.
+fn workbook_copy(
+    ix: &Indexed<'_>,
+    id: SnapshotId,
+    item: &Item,
+    dir: &Path,
+    host: &str,
+) -> anyhow::Result<PathBuf> {
+    let content = item
+        .content
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("{} has no content", item.path))?;
+    let name = Path::new(&item.path)
+        .file_name()
+        .map(|n| n.to_owned())
+        .unwrap_or_else(|| "workbook.xlsx".into());
+    let sub = tempfile::Builder::new()
+        .prefix(".backstop-book-")
+        .tempdir_in(dir)
+        .with_context(|| format!("making a scratch folder in {}", dir.display()))?
+        .keep();
+    let copy = sub.join(name);
+    let mut out =
+        std::fs::File::create(&copy).with_context(|| format!("writing {}", copy.display()))?;
+    let _lock =
+        backstop_engine::lock::Lock::for_reading(ix, "export", host, &backstop_engine::NoProgress)?;
+    ix.loader()
+        .write_content(content, &mut out, &backstop_engine::NoProgress)
+        .with_context(|| format!("reading {} of snapshot {}", item.path, id.short()))?;
+    Ok(copy)
+}
+
+/// Loads every worksheet and Excel table of the workbook `item` of snapshot `id` into a new
+/// SQLite database in `dir` (its path), each as the text its cells show, the first row (a
+/// table's header) naming the columns, for [`diff_databases`] by whole rows.
+pub fn load_workbook(
+    ix: &Indexed<'_>,
+    id: SnapshotId,
+    item: &Item,
+    dir: &Path,
+    host: &str,
+) -> anyhow::Result<PathBuf> {
+    let copy = workbook_copy(ix, id, item, dir, host)?;
+    let mut book = backstop_sources::workbook::Workbook::open(&copy)?;
+    let mut names = book.sheets();
+    let tables: Vec<String> = book
+        .tables()
+        .into_iter()
+        .map(|(t, _)| t)
+        .filter(|t| !names.contains(t))
+        .collect();
+    names.extend(tables);
+    let path = copy.with_extension("sqlite");
+    let db = rusqlite::Connection::open(&path).context("making a scratch database")?;
+    let csv = copy.with_extension("csv");
+    for name in &names {
+        buffered(&csv, |out| book.write_csv(name, out))?;
+        backstop_sources::csv_load::load_csv(&db, name, &csv, &[], false)
+            .with_context(|| format!("reading {name} of {}", item.path))?;
+    }
+    Ok(path)
 }
 
 /// The tables (or sheets) of `item`, whichever it is: [`export_sqlite`] or

@@ -557,6 +557,21 @@ fn a_workbook_where_one_sheet_changed_shares_the_others() {
         added * 3 < size,
         "{added} bytes added for a workbook of {size}: {first:#} {second:#}"
     );
+    // `diff` of the two days: the changed row of the sheet, by whole rows (the sheet has no
+    // header row: its first row names the columns).
+    let d = sb.run(&[
+        "diff",
+        first["id"].as_str().unwrap(),
+        second["id"].as_str().unwrap(),
+    ]);
+    let o = d.ok();
+    assert!(
+        o.stdout
+            .contains("Suppliers: 799 -> 799 rows; 1 added, 1 removed (by whole rows)")
+            && o.stdout.contains("Trondheim")
+            && o.stdout.contains("unchanged: Prices"),
+        "{o:#?}"
+    );
     for (id, sum) in [(&first["id"], day1), (&second["id"], blake3_file(&book))] {
         let to = sb.p(&format!("restored-{}", &id.as_str().unwrap()[..8]));
         sb.restore(id.as_str().unwrap(), &to);

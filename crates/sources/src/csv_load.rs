@@ -173,6 +173,25 @@ impl<R: Read> Records<R> {
     }
 }
 
+/// Column names from a header row: an empty one is `column N` (its place), and a name met
+/// before gets ` (2)`, ` (3)`, ... (a sheet's first row is not always a proper header).
+fn unique_names(header: Vec<Option<String>>) -> Vec<String> {
+    let mut names: Vec<String> = Vec::with_capacity(header.len());
+    for (i, h) in header.into_iter().enumerate() {
+        let base = h
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| format!("column {}", i + 1));
+        let mut name = base.clone();
+        let mut n = 1;
+        while names.iter().any(|x| x.eq_ignore_ascii_case(&name)) {
+            n += 1;
+            name = format!("{base} ({n})");
+        }
+        names.push(name);
+    }
+    names
+}
+
 fn quoted(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
@@ -198,12 +217,8 @@ pub fn load_csv(
             .map_err(|e| Error::io(format!("reading {}", csv.display()), e))
     };
     let mut records = open()?;
-    let header: Vec<String> = records
-        .next()?
-        .ok_or_else(|| Error::Invalid(format!("{} has no header", csv.display())))?
-        .into_iter()
-        .map(Option::unwrap_or_default)
-        .collect();
+    // An empty file (an empty sheet) is a table of one column and no rows.
+    let header = unique_names(records.next()?.unwrap_or_else(|| vec![None]));
     let mut kinds: Vec<Option<Kind>> = vec![None; header.len()];
     if !typed {
         kinds.fill(Some(Kind::Text));
@@ -392,6 +407,17 @@ mod tests {
                 (-3, Some(1000.0), "x".into(), Some("d".into()), None),
             ]
         );
+        assert_eq!(
+            unique_names(vec![
+                Some("a".into()),
+                None,
+                Some("A".into()),
+                Some(String::new())
+            ]),
+            ["a", "column 2", "A (2)", "column 4"]
+        );
+        std::fs::write(&csv, "").unwrap();
+        assert_eq!(load_csv(&db, "empty", &csv, &[], true).unwrap(), 0);
         std::fs::write(&csv, "a,b\r\n\"1\"\r\n").unwrap();
         let e = load_csv(&db, "short", &csv, &[], true)
             .unwrap_err()

@@ -22,6 +22,10 @@ pub struct TableDiff {
     pub rows_after: u64,
     /// The columns the rows are matched by (`rowid` where the table has no primary key).
     pub key: Vec<String>,
+    /// Rows matched whole (by all their columns: `key`), for tables without a key of their
+    /// own whose rowids mean nothing (a dump's, a sheet's).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub whole_rows: bool,
     /// The schema's `CREATE` statement changed (columns added, removed or retyped ...).
     pub schema_changed: bool,
     pub columns_added: Vec<String>,
@@ -208,6 +212,7 @@ fn table_diff(
     // The key both sides share; the rowid where the table has no primary key (or its key
     // changed), which a table without rowid cannot give: then rows are not matched. With
     // `whole_rows`, the columns both sides have.
+    let by_rows = whole_rows && !(old_key == new_key && !old_key.is_empty());
     let key: Vec<String> = match (old_key == new_key, old_key.is_empty()) {
         (true, false) => old_key,
         _ if whole_rows => old_cols
@@ -228,6 +233,7 @@ fn table_diff(
         rows_before: count(c, &format!("SELECT count(*) FROM main.{q}"))?,
         rows_after: count(c, &format!("SELECT count(*) FROM new.{q}"))?,
         key: key.clone(),
+        whole_rows: by_rows,
         schema_changed: create_sql(c, "main", table)? != create_sql(c, "new", table)?,
         columns_added: new_cols
             .iter()

@@ -36,6 +36,8 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
         .map_err(|e| anyhow::anyhow!("making a scratch folder: {e}"))?;
     let mut sides = Vec::new();
     let mut servers = 0;
+    // Sides whose rows have no rowid of their own (a dump's, a sheet's).
+    let mut whole_rows = 0;
     for text in [&a.before, &a.after] {
         let (spec, path) = split_item(text);
         let (id, snap) = ctx.find_snapshot_of(&repo, &spec, a.source.as_deref())?;
@@ -45,6 +47,7 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
             // A server's dump: its tables loaded as the text they are, with their keys.
             (Some(record), _) => {
                 servers += 1;
+                whole_rows += 1;
                 let dump = dump_for_tables(&ctx, id, &snap, &items, a.source.as_deref())?;
                 let tables: Vec<String> = record
                     .tables
@@ -64,10 +67,15 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
                 )?
             }
             (None, ItemKind::Sqlite) => restore_image(&ix, id, &snap, item, scratch.path(), &rt)?,
+            // A workbook: its sheets and Excel tables as the text their cells show.
+            (None, ItemKind::File) if backstop_app::export::is_workbook(&item.path) => {
+                whole_rows += 1;
+                backstop_app::export::load_workbook(&ix, id, item, scratch.path(), &host())?
+            }
             _ => {
                 return Err(UsageError(format!(
-                    "{} of snapshot {} is not a database: diff compares SQLite databases and \
-                     PostgreSQL or MariaDB dumps",
+                    "{} of snapshot {} is not a database: diff compares SQLite databases, \
+                     PostgreSQL or MariaDB dumps and workbooks",
                     item.path,
                     id.short()
                 ))
@@ -76,17 +84,22 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
         };
         sides.push((id, snap.time, item.path.clone(), image));
     }
-    if servers == 1 {
+    if servers == 1 || whole_rows == 1 {
         return Err(UsageError(
-            "one snapshot is a database server's dump and the other is not: diff compares \
-             two of a kind"
+            "the two items are not of one kind (a SQLite database, a server's dump, a \
+             workbook): diff compares two of a kind"
                 .into(),
         )
         .into());
     }
     let (before, after) = (&sides[0], &sides[1]);
-    let d: DatabaseDiff =
-        backstop_app::export::diff_databases(&before.3, &after.3, &a.tables, a.limit, servers > 0)?;
+    let d: DatabaseDiff = backstop_app::export::diff_databases(
+        &before.3,
+        &after.3,
+        &a.tables,
+        a.limit,
+        whole_rows > 0,
+    )?;
     if g.json {
         print_json(&serde_json::json!({
             "before": { "snapshot": before.0.to_string(), "time": before.1, "path": before.2 },
@@ -130,7 +143,11 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
         }
         let mut line = format!("{}: {} -> {} rows", t.table, t.rows_before, t.rows_after);
         if !what.is_empty() {
-            line.push_str(&format!("; {} (by {})", what.join(", "), t.key.join(", ")));
+            let by = match t.whole_rows {
+                true => "whole rows".to_owned(),
+                false => t.key.join(", "),
+            };
+            line.push_str(&format!("; {} (by {by})", what.join(", ")));
         }
         if t.schema_changed {
             let mut schema = Vec::new();
