@@ -17,8 +17,11 @@ pub struct ImportRequest<'a> {
     pub file: &'a Path,
     pub source: &'a str,
     pub table: &'a str,
-    /// A mapping file (TOML: `[columns]` "File column" = "table_column").
+    /// A mapping file (TOML: `[columns]` "File column" = "table_column"; `[synonyms]`
+    /// table_column = ["Other name", ...]; `[formats]` table_column = "%d/%m/%Y" or "1.234,56").
     pub map: Option<&'a Path>,
+    /// The file's first row is data, not a header.
+    pub no_header: bool,
     pub dry_run: bool,
 }
 
@@ -33,10 +36,15 @@ pub struct ImportDone {
     pub pre_change_snapshot: Option<SnapshotId>,
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct MapFile {
+    #[serde(default)]
     columns: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    synonyms: std::collections::BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    formats: std::collections::BTreeMap<String, String>,
 }
 
 /// The live database of a SQLite source.
@@ -66,21 +74,28 @@ pub fn import(
     let db = live_database(config, req.source)?;
     let bytes =
         std::fs::read(req.file).with_context(|| format!("reading {}", req.file.display()))?;
-    let mapping: Vec<(String, String)> = match req.map {
+    let map: MapFile = match req.map {
         Some(m) => {
             let text =
                 std::fs::read_to_string(m).with_context(|| format!("reading {}", m.display()))?;
-            let map: MapFile = toml::from_str(&text).map_err(|e| {
+            toml::from_str(&text).map_err(|e| {
                 UsageError(format!(
-                    "{}: {e} (write [columns] then \"File column\" = \"table_column\" lines)",
+                    "{}: {e} (write [columns] then \"File column\" = \"table_column\" lines; \
+                     [synonyms] table_column = [\"Other name\"]; [formats] table_column = \
+                     \"%d/%m/%Y\" or \"1.234,56\")",
                     m.display()
                 ))
-            })?;
-            map.columns.into_iter().collect()
+            })?
         }
-        None => Vec::new(),
+        None => MapFile::default(),
     };
-    let parsed = match backstop_sources::import::parse(&bytes) {
+    let mapping: Vec<(String, String)> = map.columns.into_iter().collect();
+    let options = backstop_sources::import::Options {
+        no_header: req.no_header,
+        synonyms: map.synonyms.into_iter().collect(),
+        formats: map.formats.into_iter().collect(),
+    };
+    let parsed = match backstop_sources::import::parse_with(&bytes, !req.no_header) {
         Ok(p) => p,
         Err(problem) => {
             return Ok(ImportDone {
@@ -100,8 +115,9 @@ pub fn import(
         }
     };
     // Every row checked (and inserted, then rolled back) before anything is changed.
-    let checked =
-        backstop_sources::import::import_sqlite(&db, req.table, &parsed, &mapping, false)?;
+    let checked = backstop_sources::import::import_sqlite(
+        &db, req.table, &parsed, &mapping, &options, false,
+    )?;
     if req.dry_run || !checked.problems.is_empty() || checked.rows == 0 {
         return Ok(ImportDone {
             report: checked,
@@ -118,7 +134,8 @@ pub fn import(
         req.table
     ))
     .context("taking the pre-change snapshot; nothing was imported")?;
-    let report = backstop_sources::import::import_sqlite(&db, req.table, &parsed, &mapping, true)?;
+    let report =
+        backstop_sources::import::import_sqlite(&db, req.table, &parsed, &mapping, &options, true)?;
     Ok(ImportDone {
         report,
         dry_run: false,

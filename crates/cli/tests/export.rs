@@ -1114,6 +1114,80 @@ fn a_messy_supplier_file_is_reported_then_imported_after_a_pre_change_snapshot()
 }
 
 /// The daemon's backups write a source's plain copy too (its startup backup here).
+/// A supplier's file without a header, thousands grouped and dates day first, imports through
+/// a mapping file that names the file's columns by their place and says how values are
+/// written; a file whose header uses other words for the table's columns (`Art.-Nr.`, `Menge`,
+/// and a name the mapping file's `[synonyms]` gives) imports by synonym.
+#[test]
+fn files_without_a_header_and_with_other_words_import_by_mapping_and_synonym() {
+    let sb = Sandbox::plain();
+    let db = sb.p("shop.db");
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch(
+            "CREATE TABLE stock (sku TEXT PRIMARY KEY, qty INTEGER NOT NULL, \
+             price REAL, counted DATE, note TEXT)",
+        )
+        .unwrap();
+    let cfg = sb.p("backstop.toml");
+    fs::write(
+        &cfg,
+        "repository = \"repo\"\n[sources.shop]\npath = \"shop.db\"\n",
+    )
+    .unwrap();
+    fs::write(
+        sb.p("map.toml"),
+        "[columns]\n\"1\" = \"sku\"\n\"2\" = \"qty\"\n\"3\" = \"price\"\n\"4\" = \"counted\"\n\
+         [formats]\nqty = \"1.234\"\nprice = \"1.234,56\"\ncounted = \"%d/%m/%Y\"\n",
+    )
+    .unwrap();
+    fs::write(
+        sb.p("counted.csv"),
+        "A-1;1.200;1.234,50;07/12/2026\nB-2;3;0,99;30/11/2026\n",
+    )
+    .unwrap();
+    let import = |file: &str, extra: &[&str]| {
+        let mut c = sb.bare();
+        c.arg("--config").arg(&cfg).args([
+            "--json", "import", file, "--into", "shop", "--table", "stock",
+        ]);
+        c.args(extra);
+        run(c)
+    };
+    let rows = || {
+        sql(
+            &db,
+            "SELECT sku, qty, price, counted, note FROM stock ORDER BY sku",
+        )
+    };
+    // Without --no-header its first row would be the header: nothing matches.
+    let o = import("counted.csv", &[]).code(4);
+    assert!(o.stdout.contains("no column of the header"), "{o:#?}");
+    let o = import("counted.csv", &["--no-header", "--map", "map.toml"]).ok();
+    assert_eq!(o.json()["imported"], 2, "{o:#?}");
+    assert_eq!(
+        rows(),
+        "A-1|1200|1234.5|2026-12-07|\nB-2|3|0.99|2026-11-30|"
+    );
+    // A value not written as its format says is reported with its line and column.
+    fs::write(sb.p("bad.csv"), "C-3;7;1.5;2026-12-07\n").unwrap();
+    let o = import("bad.csv", &["--no-header", "--map", "map.toml"]).code(4);
+    let report = o.json();
+    assert_eq!(report["problems"][0]["line"], 1, "{report:#}");
+    assert_eq!(report["problems"][0]["column"], "counted", "{report:#}");
+
+    fs::write(sb.p("syn.toml"), "[synonyms]\nnote = [\"Bemerkung\"]\n").unwrap();
+    fs::write(sb.p("other.csv"), "Art.-Nr.,Menge,Bemerkung\nD-4,5,neu\n").unwrap();
+    let o = import("other.csv", &["--map", "syn.toml"]).ok();
+    let report = o.json();
+    assert_eq!(
+        report["mapping"],
+        serde_json::json!([["Art.-Nr.", "sku"], ["Menge", "qty"], ["Bemerkung", "note"]]),
+        "{report:#}"
+    );
+    assert!(rows().ends_with("D-4|5|||neu"), "{}", rows());
+}
+
 #[test]
 fn the_daemons_backup_writes_the_plain_copy() {
     let sb = Sandbox::plain();

@@ -197,6 +197,12 @@ pub fn delimiter(text: &str) -> char {
 /// Reads a CSV file's bytes: encoding, delimiter, header and rows. An empty file, or one with
 /// a header only, is read as such (the import then has nothing to do and says so).
 pub fn parse(bytes: &[u8]) -> Result<Parsed, Problem> {
+    parse_with(bytes, true)
+}
+
+/// [`parse`], for a file whose first row is data when not `header`: its columns are then
+/// named by their place, `1`, `2`, ...
+pub fn parse_with(bytes: &[u8], header: bool) -> Result<Parsed, Problem> {
     let (text, encoding) = decode(bytes)?;
     let d = delimiter(&text);
     let mut rows = records(&text, d)?;
@@ -208,8 +214,18 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, Problem> {
             reason: "the file is empty: no header, no rows".into(),
         });
     }
-    let (_, header) = rows.remove(0);
-    let header: Vec<String> = header.into_iter().map(|h| h.trim().to_owned()).collect();
+    let header: Vec<String> = match header {
+        true => rows
+            .remove(0)
+            .1
+            .into_iter()
+            .map(|h| h.trim().to_owned())
+            .collect(),
+        false => {
+            let widest = rows.iter().map(|(_, r)| r.len()).max().unwrap_or(0);
+            (1..=widest).map(|i| i.to_string()).collect()
+        }
+    };
     Ok(Parsed {
         encoding,
         delimiter: d,
@@ -224,6 +240,107 @@ fn key(name: &str) -> String {
         .filter(|c| c.is_alphanumeric())
         .flat_map(char::to_lowercase)
         .collect()
+}
+
+/// How the file's columns and values are read, beyond what is detected.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// The file has no header row: its columns are named `1`, `2`, ... and, without a mapping,
+    /// fill the table's columns in their order.
+    pub no_header: bool,
+    /// Table column -> more names a file may call it, besides [`SYNONYMS`].
+    pub synonyms: Vec<(String, Vec<String>)>,
+    /// Table column -> how its values are written: a date format (`%d/%m/%Y`, `%m/%d/%Y`, any
+    /// `strftime` format) or a number written as an example (`1.234,56`, `1,234.56`, `1 234,56`:
+    /// the last `.` or `,` is the decimal mark, the others group thousands).
+    pub formats: Vec<(String, String)>,
+}
+
+/// Names that mean the same column, as suppliers' files write them (compared as [`key`]
+/// compares names): a header matches a table column of its group when no column has its own
+/// name.
+pub const SYNONYMS: &[&[&str]] = &[
+    &[
+        "sku",
+        "article",
+        "articleno",
+        "articlenumber",
+        "artnr",
+        "itemno",
+        "itemnumber",
+        "productcode",
+        "partnumber",
+        "partno",
+    ],
+    &[
+        "qty", "quantity", "count", "stock", "onhand", "menge", "anzahl", "quantite", "cantidad",
+    ],
+    &[
+        "price",
+        "unitprice",
+        "cost",
+        "unitcost",
+        "preis",
+        "prix",
+        "precio",
+        "prezzo",
+    ],
+    &["email", "emailaddress", "mail"],
+    &[
+        "phone",
+        "telephone",
+        "tel",
+        "phonenumber",
+        "mobile",
+        "telefon",
+    ],
+    &["zip", "zipcode", "postcode", "postalcode", "plz"],
+    &["name", "fullname", "customername", "customer"],
+    &[
+        "description",
+        "desc",
+        "details",
+        "bezeichnung",
+        "beschreibung",
+    ],
+];
+
+/// Whether the file's header `header` and the table's column `column` name the same thing by
+/// a synonym (built in, or `extra`: column -> names).
+fn synonym(header: &str, column: &str, extra: &[(String, Vec<String>)]) -> bool {
+    let (h, c) = (key(header), key(column));
+    SYNONYMS.iter().any(|group| {
+        let has = |k: &str| group.iter().any(|g| key(g) == k);
+        has(&h) && has(&c)
+    }) || extra
+        .iter()
+        .any(|(col, names)| key(col) == c && names.iter().any(|n| key(n) == h))
+}
+
+/// `text` read as a number written like `example` (`1.234,56`: `.` groups thousands and `,`
+/// is the decimal mark; `1.234`: `.` groups thousands, as a mark followed by exactly three
+/// digits and no other mark does); `None` when it is not one.
+fn number_as(text: &str, example: &str) -> Option<f64> {
+    let last = example.rfind(['.', ',']);
+    let decimal = last.and_then(|i| {
+        let mark = example[i..].chars().next()?;
+        let after = example[i + 1..]
+            .chars()
+            .filter(char::is_ascii_digit)
+            .count();
+        let other = example[..i].contains(if mark == '.' { ',' } else { '.' });
+        (other || after != 3).then_some(mark)
+    });
+    let cleaned: String = text
+        .trim()
+        .chars()
+        .filter_map(|c| match c {
+            c if Some(c) == decimal => Some('.'),
+            '.' | ',' | ' ' | '\u{a0}' | '\u{202f}' | '\'' => None,
+            c => Some(c),
+        })
+        .collect();
+    cleaned.parse::<f64>().ok().filter(|f| f.is_finite())
 }
 
 /// A table's column as an import needs it.
@@ -250,6 +367,28 @@ pub struct ImportReport {
     /// Rows that went in (none unless every row did and the import was not a dry run).
     pub imported: u64,
     pub problems: Vec<Problem>,
+}
+
+/// The value of `text` for a column of type `declared` written in `format` (see
+/// [`Options::formats`]) when one is given, or why it does not fit.
+fn convert_as(text: &str, declared: &str, format: Option<&str>) -> Result<Value, String> {
+    let t = text.trim();
+    let Some(format) = format.filter(|_| !t.is_empty()) else {
+        return convert(text, declared);
+    };
+    let d = declared.to_ascii_uppercase();
+    if format.contains('%') {
+        let date = jiff::civil::Date::strptime(format, t)
+            .map_err(|_| format!("not a date as {format} (the column is {declared})"))?;
+        return Ok(Value::Text(date.to_string()));
+    }
+    let n = number_as(t, format)
+        .ok_or_else(|| format!("not a number written like {format} (the column is {declared})"))?;
+    match d.contains("INT") {
+        true if n.fract() == 0.0 && n.abs() < 9.0e15 => Ok(Value::Integer(n as i64)),
+        true => Err(format!("not an integer (the column is {declared})")),
+        false => Ok(Value::Real(n)),
+    }
 }
 
 /// The value of `text` for a column of type `declared`, or why it does not fit.
@@ -315,6 +454,7 @@ pub fn import_sqlite(
     table: &str,
     parsed: &Parsed,
     mapping: &[(String, String)],
+    options: &Options,
     commit: bool,
 ) -> Result<ImportReport, Error> {
     let sql = |e: rusqlite::Error| Error::Invalid(format!("importing into {table}: {e}"));
@@ -362,7 +502,17 @@ pub fn import_sqlite(
     for (i, h) in parsed.header.iter().enumerate() {
         let target = match mapping.iter().find(|(from, _)| key(from) == key(h)) {
             Some((_, to)) => columns.iter().find(|c| key(&c.name) == key(to)),
-            None if mapping.is_empty() => columns.iter().find(|c| key(&c.name) == key(h)),
+            // Without a header, the file's columns fill the table's in order.
+            None if mapping.is_empty() && options.no_header => columns.get(i),
+            None if mapping.is_empty() => {
+                columns.iter().find(|c| key(&c.name) == key(h)).or_else(|| {
+                    // A synonym, for a column no header names as it is.
+                    columns.iter().find(|c| {
+                        synonym(h, &c.name, &options.synonyms)
+                            && !parsed.header.iter().any(|o| key(o) == key(&c.name))
+                    })
+                })
+            }
             None => None,
         };
         match target {
@@ -382,6 +532,16 @@ pub fn import_sqlite(
                 reason: format!(
                     "the mapping names {from:?} -> {to:?}, a column {table} does not have"
                 ),
+            });
+        }
+    }
+    for (col, _) in &options.formats {
+        if !columns.iter().any(|c| key(&c.name) == key(col)) {
+            report.problems.push(Problem {
+                line: 0,
+                column: Some(col.clone()),
+                value: None,
+                reason: format!("a format is given for {col:?}, a column {table} does not have"),
             });
         }
     }
@@ -444,7 +604,12 @@ pub fn import_sqlite(
         let mut values = Vec::with_capacity(taken.len());
         let mut bad = false;
         for (i, col) in &taken {
-            match convert(&fields[*i], &col.declared) {
+            let format = options
+                .formats
+                .iter()
+                .find(|(c, _)| key(c) == key(&col.name))
+                .map(|(_, f)| f.as_str());
+            match convert_as(&fields[*i], &col.declared, format) {
                 Ok(v) => values.push(v),
                 Err(reason) => {
                     bad = true;
@@ -529,6 +694,34 @@ mod tests {
         );
         assert_eq!(records("a,\"b\n", ',').unwrap_err().line, 1);
         assert!(parse(b"").is_err());
+    }
+
+    #[test]
+    fn formats_synonyms_and_files_without_a_header() {
+        assert_eq!(number_as("1.234,56", "1.234,56"), Some(1234.56));
+        assert_eq!(number_as("1 234,5", "1 234,56"), Some(1234.5));
+        assert_eq!(number_as("1,234.5", "1,234.56"), Some(1234.5));
+        assert_eq!(number_as("12,5", "0,00"), Some(12.5));
+        assert_eq!(number_as("1.200", "1.234"), Some(1200.0));
+        assert_eq!(number_as("1,200", "1,234"), Some(1200.0));
+        assert_eq!(number_as("abc", "0,00"), None);
+        assert_eq!(
+            convert_as("07/12/2026", "DATE", Some("%d/%m/%Y")),
+            Ok(Value::Text("2026-12-07".into()))
+        );
+        assert!(convert_as("12/31/2026", "DATE", Some("%d/%m/%Y")).is_err());
+        assert_eq!(
+            convert_as("1.200", "INTEGER", Some("1.234")),
+            Ok(Value::Integer(1200))
+        );
+        assert_eq!(convert_as("", "INTEGER", Some("1.234")), Ok(Value::Null));
+        assert!(synonym("Art.-Nr.", "sku", &[]) && synonym("Menge", "qty", &[]));
+        assert!(!synonym("Menge", "price", &[]));
+        let extra = vec![("note".to_owned(), vec!["Bemerkung".to_owned()])];
+        assert!(synonym("Bemerkung", "note", &extra));
+        let p = parse_with(b"A-1;4;x\nB-2;5;y\nC-3;6;z;long\n", false).unwrap();
+        assert_eq!(p.header, ["1", "2", "3", "4"]);
+        assert_eq!(p.rows.len(), 3);
     }
 
     /// csv-spectrum's files (../shared/testdata) parse to its expected JSON, every one.

@@ -19,10 +19,15 @@ pub struct Args {
     /// The table the rows go into
     #[arg(long)]
     pub table: String,
-    /// `auto` (match the header's names to the table's columns) or a mapping file (TOML:
-    /// [columns] then "File column" = "table_column" lines)
+    /// `auto` (match the header's names, or their synonyms, to the table's columns) or a
+    /// mapping file (TOML: [columns] "File column" = "table_column"; [synonyms] table_column =
+    /// ["Other name"]; [formats] table_column = "%d/%m/%Y" or "1.234,56")
     #[arg(long, default_value = "auto")]
     pub map: String,
+    /// The file's first row is data: its columns are `1`, `2`, ... (in a mapping file) and
+    /// otherwise fill the table's columns in order
+    #[arg(long)]
+    pub no_header: bool,
     /// Check every row and report every problem; change nothing
     #[arg(long)]
     pub dry_run: bool,
@@ -39,6 +44,7 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
         source: &a.source,
         table: &a.table,
         map: map.as_deref(),
+        no_header: a.no_header,
         dry_run: a.dry_run,
     };
     let mut take_snapshot = |description: String| -> anyhow::Result<_> {
