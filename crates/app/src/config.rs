@@ -301,7 +301,11 @@ impl Config {
                     .map_err(|e| bad(e.to_string()))?;
             }
             for (i, r) in s.rules.iter().enumerate() {
-                r.check().map_err(|e| {
+                let on_server = || match s.server_kind() {
+                    Some(_) => r.check_for_server(),
+                    None => Ok(()),
+                };
+                r.check().and_then(|()| on_server()).map_err(|e| {
                     UsageError(format!(
                         "invalid config file {}: source {name:?}, rule {}: {e}",
                         cfg.file.display(),

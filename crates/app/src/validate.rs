@@ -22,9 +22,24 @@ pub fn validate_source(config: &Config, source: &str) -> anyhow::Result<(String,
     }
     let path = match configured_kind(config, s) {
         ConfiguredKind::Sqlite { live_path: Some(p) } => p,
+        ConfiguredKind::Postgres | ConfiguredKind::Mariadb => {
+            let server = crate::sources::server_of(config, s)?
+                .ok_or_else(|| anyhow::anyhow!("source {source:?} names no server"))?;
+            let results = server.run_rules(&s.rules)?;
+            return Ok((
+                format!(
+                    "{} database {} on {}",
+                    server.product(),
+                    server.database(),
+                    server.server()
+                ),
+                results,
+            ));
+        }
         other => {
             return Err(UsageError(format!(
-                "source {source:?} is a {} source: rules run on SQLite databases for now",
+                "source {source:?} is a {} source: rules run on SQLite, PostgreSQL and MariaDB \
+                 databases",
                 other.name()
             ))
             .into());

@@ -49,9 +49,10 @@ impl backstop_engine::drill::ServerDrill for ServerDrillOn {
     fn drill(
         &self,
         expected: &backstop_format::manifest::ServerDatabase,
+        rules: &[backstop_sources::rules::Rule],
         feed: &mut dyn FnMut(&mut dyn std::io::Write) -> backstop_engine::Result<()>,
     ) -> Vec<backstop_format::record::Check> {
-        self.0.drill(expected, &mut |w| {
+        self.0.drill(expected, rules, &mut |w| {
             feed(w).map_err(|e| backstop_sources::Error::Invalid(e.to_string()))
         })
     }

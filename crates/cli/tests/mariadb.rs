@@ -1388,6 +1388,60 @@ fn a_mariadb_sources_tables_export_typed_after_each_backup() {
     );
 }
 
+/// Data validation rules on a MariaDB source: `validate` on the live database and the drill's
+/// check `rules` on the scratch database name the orphaned order and the negative stock.
+#[test]
+fn rules_run_on_a_mariadb_source_and_in_its_drills() {
+    let _server = server_hold(false);
+    let mut dbs = Databases(Vec::new());
+    let source = dbs.name("ruled");
+    sql("", &format!("CREATE DATABASE `{source}`"));
+    sql(
+        &source,
+        "CREATE TABLE stock (sku VARCHAR(8) PRIMARY KEY, qty INT); \
+         INSERT INTO stock VALUES ('A-1', 4), ('B-2', -2); \
+         CREATE TABLE orders (id INT PRIMARY KEY, sku VARCHAR(8)); \
+         INSERT INTO orders VALUES (1, 'A-1'), (2, 'Z-9')",
+    );
+    let sb = Sandbox::plain();
+    let cfg = config(
+        &sb,
+        &source,
+        "[[sources.shop.rules]]\nkind = \"orphans\"\ntable = \"orders\"\ncolumn = \"sku\"\n\
+         references = \"stock(sku)\"\n\
+         [[sources.shop.rules]]\nkind = \"not_negative\"\ntable = \"stock\"\ncolumn = \"qty\"\n\
+         [[sources.shop.rules]]\nname = \"two orders\"\nsql = \"SELECT COUNT(*) FROM orders\"\nexpect = 2\n",
+    );
+    let o = run(with_config(&sb, &cfg, &["validate", "--source", "shop"])).code(4);
+    for expected in [
+        "2 of 3 rules failing",
+        "FAIL orphans orders.sku: 1 rows whose sku names no stock.sku: id=2",
+        "FAIL not_negative stock.qty: 1 rows with a negative qty: sku='B-2'",
+        "ok   two orders: returned 2, expected 2",
+    ] {
+        assert!(o.stdout.contains(expected), "{expected}: {o:#?}");
+    }
+    run(with_config(&sb, &cfg, &["backup", "--source", "shop"])).ok();
+    let drill = run(with_config(
+        &sb,
+        &cfg,
+        &["--json", "verify", "--restore-test", "--latest"],
+    ))
+    .json();
+    let check = drill[0]["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "rules")
+        .cloned()
+        .unwrap_or_else(|| panic!("{drill:#}"));
+    assert_eq!(check["passed"], false, "{check:#}");
+    assert!(
+        check["detail"].as_str().unwrap().contains("sku='B-2'"),
+        "{check:#}"
+    );
+}
+
 /// The daemon backs up a MariaDB source on its own (the startup backup), drills it in a scratch
 /// database on the server, and the status and the page show the source proven.
 #[test]

@@ -1170,6 +1170,88 @@ fn drills_run_on_the_configured_drill_server() {
     assert_dropped(&scratch_database(&drilled[0]));
 }
 
+/// Data validation rules on a PostgreSQL source: `validate` runs them on the live database
+/// (exit 4 naming the orphaned order and the negative stock by their keys), a restore drill
+/// runs them on the scratch database the dump was loaded into (its check `rules`), and a rule
+/// that is SQLite's own (`integrity`) is refused when the config loads.
+#[test]
+fn rules_run_on_a_postgres_source_and_in_its_drills() {
+    let mut dbs = Databases(Vec::new());
+    let source = stock_database(&mut dbs, "ruled");
+    psql(
+        &source,
+        "CREATE TABLE orders (id int PRIMARY KEY, sku text, placed timestamptz); \
+         INSERT INTO orders VALUES (1, 'A-1', now() - interval '1 day'), \
+           (2, 'Z-9', now() - interval '1 day'), (3, 'C-3', now() + interval '30 days'); \
+         UPDATE stock SET qty = -2 WHERE sku = 'B-2'",
+    );
+    let sb = Sandbox::plain();
+    let rules = "[[sources.shop.rules]]\nkind = \"orphans\"\ntable = \"orders\"\ncolumn = \"sku\"\n\
+                 references = \"stock(sku)\"\n\
+                 [[sources.shop.rules]]\nkind = \"not_negative\"\ntable = \"public.stock\"\ncolumn = \"qty\"\n\
+                 [[sources.shop.rules]]\nkind = \"unique\"\ntable = \"orders\"\ncolumn = \"sku\"\n\
+                 [[sources.shop.rules]]\nkind = \"no_future_dates\"\ntable = \"orders\"\ncolumn = \"placed\"\n\
+                 [[sources.shop.rules]]\nname = \"stock counted\"\nsql = \"SELECT sum(qty) FROM stock\"\nexpect = 19\n";
+    let cfg = config(&sb, &source, rules);
+    let o = run(with_config(&sb, &cfg, &["validate", "--source", "shop"])).code(4);
+    for expected in [
+        "3 of 5 rules failing",
+        "FAIL orphans orders.sku: 1 rows whose sku names no stock.sku: id=2",
+        "FAIL not_negative public.stock.qty: 1 rows with a negative qty: sku='B-2'",
+        "ok   unique orders.sku",
+        "FAIL no_future_dates orders.placed: 1 rows with a placed in the future: id=3",
+        "ok   stock counted: returned 19, expected 19",
+    ] {
+        assert!(o.stdout.contains(expected), "{expected}: {o:#?}");
+    }
+    run(with_config(&sb, &cfg, &["backup", "--source", "shop"])).ok();
+    let drill = run(with_config(
+        &sb,
+        &cfg,
+        &["--json", "verify", "--restore-test", "--latest"],
+    ))
+    .json();
+    let check = drill[0]["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "rules")
+        .cloned()
+        .unwrap_or_else(|| panic!("{drill:#}"));
+    assert_eq!(check["passed"], false, "{check:#}");
+    assert!(
+        check["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("3 of 5 rules failing: orphans orders.sku (1 rows: id=2)"),
+        "{check:#}"
+    );
+    psql(
+        &source,
+        "DELETE FROM orders WHERE id IN (2, 3); UPDATE stock SET qty = 0 WHERE sku = 'B-2'; \
+         UPDATE stock SET qty = 19 WHERE sku = 'C-3'",
+    );
+    let o = run(with_config(&sb, &cfg, &["validate", "--source", "shop"])).code(4);
+    assert!(
+        o.stdout
+            .contains("FAIL stock counted: returned 23, expected 19"),
+        "{o:#?}"
+    );
+    psql(&source, "UPDATE stock SET qty = 15 WHERE sku = 'C-3'");
+    let o = run(with_config(&sb, &cfg, &["validate", "--source", "shop"])).ok();
+    assert!(o.stdout.contains("all 5 rules hold"), "{o:#?}");
+    let cfg = config(
+        &sb,
+        &source,
+        "[[sources.shop.rules]]\nkind = \"integrity\"\n",
+    );
+    let o = run(with_config(&sb, &cfg, &["validate", "--source", "shop"])).code(2);
+    assert!(
+        o.stderr.contains("integrity is a check of SQLite's own"),
+        "{o:#?}"
+    );
+}
+
 /// `diff` of two PostgreSQL snapshots, taken by either method: the snapshot records each
 /// table's primary key, so rows added, removed and changed are matched by it (a keyless table
 /// by whole rows), a new table is named, and a dump read with no server at all (a new machine:

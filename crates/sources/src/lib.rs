@@ -34,6 +34,7 @@ pub mod postgres;
 pub mod restore;
 pub mod rules;
 pub mod server;
+mod server_rules;
 pub mod sqlite;
 pub mod table_csv;
 mod tls;

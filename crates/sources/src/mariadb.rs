@@ -356,6 +356,23 @@ impl Mariadb {
         .map_err(|e| Error::Invalid(format!("{e} (database {})", self.database)))
     }
 
+    /// Runs `rules` on this database in one read-only transaction on a consistent snapshot.
+    pub(crate) fn run_rules(
+        &self,
+        rules: &[crate::rules::Rule],
+    ) -> Result<Vec<crate::rules::RuleResult>, Error> {
+        let mut c = self.wire()?;
+        c.run("SET NAMES utf8mb4; SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")?;
+        c.run("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")?;
+        let results = crate::server_rules::run(
+            &mut |sql: &str| c.rows(sql),
+            crate::server_rules::Dialect::Mariadb,
+            rules,
+        );
+        c.run("COMMIT")?;
+        Ok(results)
+    }
+
     /// Every table's rows, the schema fingerprint and the schema version, now (each table
     /// counted on its own: a database being written to gives counts of slightly different
     /// moments).

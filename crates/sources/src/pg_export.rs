@@ -182,7 +182,7 @@ fn pgpass_fields(line: &str) -> Vec<String> {
 }
 
 /// Rows of a query in the simple protocol: every value as text (`None` for NULL).
-fn rows(c: &mut Client, sql: &str) -> Result<Vec<Vec<Option<String>>>, Error> {
+pub(crate) fn rows(c: &mut Client, sql: &str) -> Result<Vec<Vec<Option<String>>>, Error> {
     let messages = c
         .simple_query(sql)
         .map_err(|e| Error::Invalid(format!("PostgreSQL: {} (in {sql:.120})", error_text(&e))))?;

@@ -476,6 +476,39 @@ impl Postgres {
         fed
     }
 
+    /// Runs `rules` on this database in one read-only transaction (REPEATABLE READ: one
+    /// snapshot), each in a savepoint so that one that fails does not stop the others.
+    pub(crate) fn run_rules(
+        &self,
+        rules: &[crate::rules::Rule],
+    ) -> Result<Vec<crate::rules::RuleResult>, Error> {
+        let mut c = crate::pg_export::connect(&self.url, self.password.as_deref())?;
+        let text = |e: postgres::Error| {
+            Error::Invalid(format!(
+                "PostgreSQL at {}: {}",
+                self.url,
+                crate::pg_export::error_text(&e)
+            ))
+        };
+        c.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .map_err(text)?;
+        let results = {
+            let mut query = |sql: &str| {
+                c.batch_execute("SAVEPOINT rule").map_err(text)?;
+                let rows = crate::pg_export::rows(&mut c, sql);
+                let end = match rows.is_ok() {
+                    true => "RELEASE SAVEPOINT rule",
+                    false => "ROLLBACK TO SAVEPOINT rule",
+                };
+                c.batch_execute(end).map_err(text)?;
+                rows
+            };
+            crate::server_rules::run(&mut query, crate::server_rules::Dialect::Postgres, rules)
+        };
+        c.batch_execute("COMMIT").map_err(text)?;
+        Ok(results)
+    }
+
     /// Writes the rows of `table` (`TABLE` or `SCHEMA.TABLE`) in the dump `feed` writes into
     /// `out` as CSV ([`crate::table_csv`]), without a server: the built-in export's `COPY`
     /// part, or what `pg_restore --data-only` makes of a `pg_dump` archive. The rows written.

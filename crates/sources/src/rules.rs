@@ -40,7 +40,7 @@ pub struct Rule {
 pub use backstop_format::manifest::RuleOutcome as RuleResult;
 
 /// How many offending rows each result names.
-const FIRST: usize = 5;
+pub(crate) const FIRST: usize = 5;
 
 fn quoted(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
@@ -94,7 +94,20 @@ impl Rule {
         }
     }
 
-    fn title(&self) -> String {
+    /// What is wrong with the rule for a PostgreSQL or MariaDB source, if anything (checked
+    /// when the config loads, after [`Rule::check`]): `integrity` and `foreign_keys` are
+    /// SQLite's own checks.
+    pub fn check_for_server(&self) -> Result<(), String> {
+        match self.kind_name() {
+            k @ ("integrity" | "foreign_keys") => Err(format!(
+                "{k} is a check of SQLite's own: a database server keeps its storage and its \
+                 declared foreign keys itself (use orphans for a relation it does not declare)"
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    pub(crate) fn title(&self) -> String {
         if let Some(n) = &self.name {
             return n.clone();
         }
@@ -115,7 +128,7 @@ impl Rule {
 }
 
 /// `parent(column)` split.
-fn parent(text: &str) -> Result<(String, String), String> {
+pub(crate) fn parent(text: &str) -> Result<(String, String), String> {
     text.trim()
         .strip_suffix(')')
         .and_then(|t| t.split_once('('))
@@ -198,6 +211,35 @@ pub fn run(c: &Connection, rules: &[Rule]) -> Result<Vec<RuleResult>, Error> {
 /// are those of the captured state).
 pub fn run_in_transaction(c: &Connection, rules: &[Rule]) -> Vec<RuleResult> {
     rules.iter().map(|r| one(c, r)).collect()
+}
+
+/// The check `rules` of a restore drill: whether every rule held, and in words (each failing
+/// rule with its first rows, or why the rules could not run).
+pub fn verdict(results: Result<Vec<RuleResult>, Error>) -> (bool, String) {
+    let results = match results {
+        Ok(r) => r,
+        Err(e) => return (false, e.to_string()),
+    };
+    let failing: Vec<String> = results
+        .iter()
+        .filter(|r| !r.passed)
+        .map(|r| match r.first.is_empty() {
+            true => format!("{} ({})", r.name, r.detail),
+            false => format!("{} ({} rows: {})", r.name, r.count, r.first.join("; ")),
+        })
+        .collect();
+    match failing.is_empty() {
+        true => (true, format!("all {} rules hold", results.len())),
+        false => (
+            false,
+            format!(
+                "{} of {} rules failing: {}",
+                failing.len(),
+                results.len(),
+                failing.join("; ")
+            ),
+        ),
+    }
 }
 
 /// What identifies a set of rules: BLAKE3 of their JSON. Results stored with a snapshot hold

@@ -258,6 +258,18 @@ impl Server {
         }
     }
 
+    /// Runs the data validation `rules` on this database now, in one read-only transaction
+    /// ([`crate::server_rules`]).
+    pub fn run_rules(
+        &self,
+        rules: &[crate::rules::Rule],
+    ) -> Result<Vec<crate::rules::RuleResult>, Error> {
+        match self {
+            Server::Postgres(p) => p.run_rules(rules),
+            Server::Mariadb(m) => m.run_rules(rules),
+        }
+    }
+
     /// Writes the rows of `table` in the dump `feed` writes into `out` as CSV (see
     /// [`Postgres::table_csv`], [`Mariadb::table_csv`]); the rows written.
     pub fn table_csv(
@@ -328,7 +340,12 @@ impl Server {
     /// into a scratch database of a new name, counts every table's rows and fingerprints the
     /// schema there, compares both with `expected` (what the dump was taken from), and drops
     /// the scratch database again. Each step is a check; the drill passed when all did.
-    pub fn drill(&self, expected: &ServerDatabase, feed: &mut Feed<'_>) -> Vec<Check> {
+    pub fn drill(
+        &self,
+        expected: &ServerDatabase,
+        rules: &[crate::rules::Rule],
+        feed: &mut Feed<'_>,
+    ) -> Vec<Check> {
         let name = format!(
             "backstop_drill_{}",
             backstop_format::id::to_hex(&backstop_format::id::random_bytes::<6>())
@@ -368,6 +385,11 @@ impl Server {
                     Err(e) => vec![check("rows", false, e.to_string())],
                 });
                 checks.extend(scratch.checksums(expected, feed));
+                // The source's data validation rules, on the snapshot's data.
+                if !rules.is_empty() {
+                    let (passed, detail) = crate::rules::verdict(scratch.run_rules(rules));
+                    checks.push(check("rules", passed, detail));
+                }
             }
         }
         if let Err(e) = scratch.drop_database() {

@@ -44,10 +44,12 @@ pub struct DrillOptions {
 /// A drill of a server database's dump (PostgreSQL): load it into a scratch database on a
 /// server, compare it with what the dump was taken from, drop it; one check per step.
 pub trait ServerDrill: std::fmt::Debug + Send + Sync {
-    /// `feed` writes the dump; `expected` is the item's record of what it was taken from.
+    /// `feed` writes the dump; `expected` is the item's record of what it was taken from;
+    /// `rules`, the source's data validation rules, run on the loaded data (the check `rules`).
     fn drill(
         &self,
         expected: &ServerDatabase,
+        rules: &[backstop_sources::rules::Rule],
         feed: &mut dyn FnMut(&mut dyn std::io::Write) -> Result<()>,
     ) -> Vec<Check>;
 }
@@ -111,36 +113,12 @@ fn rules_check(image: &Path, rules: &[backstop_sources::rules::Rule]) -> Option<
     if rules.is_empty() {
         return None;
     }
-    let results = backstop_sources::rules::run_on_file(image, rules).map_err(|e| e.to_string());
-    Some(match results {
-        Err(e) => Check {
-            name: "rules".into(),
-            passed: false,
-            detail: e,
-        },
-        Ok(results) => {
-            let failing: Vec<String> = results
-                .iter()
-                .filter(|r| !r.passed)
-                .map(|r| match r.first.is_empty() {
-                    true => format!("{} ({})", r.name, r.detail),
-                    false => format!("{} ({} rows: {})", r.name, r.count, r.first.join("; ")),
-                })
-                .collect();
-            Check {
-                name: "rules".into(),
-                passed: failing.is_empty(),
-                detail: match failing.is_empty() {
-                    true => format!("all {} rules hold", results.len()),
-                    false => format!(
-                        "{} of {} rules failing: {}",
-                        failing.len(),
-                        results.len(),
-                        failing.join("; ")
-                    ),
-                },
-            }
-        }
+    let (passed, detail) =
+        backstop_sources::rules::verdict(backstop_sources::rules::run_on_file(image, rules));
+    Some(Check {
+        name: "rules".into(),
+        passed,
+        detail,
     })
 }
 
@@ -181,7 +159,7 @@ fn run_checks(
             return failed("restore", "the dump has no content".into());
         };
         progress.phase("restore drill", Some(content.size));
-        return server.drill(expected, &mut |w| {
+        return server.drill(expected, &opts.rules, &mut |w| {
             loader.write_content(content, w, progress)
         });
     }
