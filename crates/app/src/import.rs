@@ -1,6 +1,6 @@
-//! `backstop import`: a CSV file into a table of a SQLite source's live database, checked row
-//! by row first ([`backstop_sources::import`]); a real import takes a `pre-change` snapshot of
-//! the source and then puts every row in, in one transaction, or none.
+//! `backstop import`: a CSV file into a table of a SQLite, PostgreSQL or MariaDB source's live
+//! database, checked row by row first ([`backstop_sources::import`]); a real import takes a
+//! `pre-change` snapshot of the source and then puts every row in, in one transaction, or none.
 
 use std::path::Path;
 
@@ -47,16 +47,46 @@ struct MapFile {
     formats: std::collections::BTreeMap<String, String>,
 }
 
-/// The live database of a SQLite source.
-fn live_database(config: &Config, source: &str) -> anyhow::Result<std::path::PathBuf> {
+/// The live database of a source an import writes into.
+enum Live {
+    Sqlite(std::path::PathBuf),
+    Server(backstop_sources::server::Server),
+}
+
+impl Live {
+    fn import(
+        &self,
+        table: &str,
+        parsed: &backstop_sources::import::Parsed,
+        mapping: &[(String, String)],
+        options: &backstop_sources::import::Options,
+        commit: bool,
+    ) -> anyhow::Result<ImportReport> {
+        Ok(match self {
+            Live::Sqlite(db) => backstop_sources::import::import_sqlite(
+                db, table, parsed, mapping, options, commit,
+            )?,
+            Live::Server(s) => s.import(table, parsed, mapping, options, commit)?,
+        })
+    }
+}
+
+/// The live database of a SQLite, PostgreSQL or MariaDB source.
+fn live_database(config: &Config, source: &str) -> anyhow::Result<Live> {
     let s = config
         .sources
         .get(source)
         .ok_or_else(|| UsageError(format!("source {source:?} is not in backstop.toml")))?;
     match configured_kind(config, s) {
-        ConfiguredKind::Sqlite { live_path: Some(p) } => Ok(p),
+        ConfiguredKind::Sqlite { live_path: Some(p) } => Ok(Live::Sqlite(p)),
+        ConfiguredKind::Postgres | ConfiguredKind::Mariadb => {
+            let server = crate::sources::server_of(config, s)?
+                .ok_or_else(|| anyhow::anyhow!("source {source:?} names no server"))?;
+            Ok(Live::Server(server))
+        }
         other => Err(UsageError(format!(
-            "source {source:?} is a {} source: import writes into SQLite sources for now",
+            "source {source:?} is a {} source: import writes into SQLite, PostgreSQL and \
+             MariaDB sources",
             other.name()
         ))
         .into()),
@@ -115,9 +145,7 @@ pub fn import(
         }
     };
     // Every row checked (and inserted, then rolled back) before anything is changed.
-    let checked = backstop_sources::import::import_sqlite(
-        &db, req.table, &parsed, &mapping, &options, false,
-    )?;
+    let checked = db.import(req.table, &parsed, &mapping, &options, false)?;
     if req.dry_run || !checked.problems.is_empty() || checked.rows == 0 {
         return Ok(ImportDone {
             report: checked,
@@ -134,8 +162,7 @@ pub fn import(
         req.table
     ))
     .context("taking the pre-change snapshot; nothing was imported")?;
-    let report =
-        backstop_sources::import::import_sqlite(&db, req.table, &parsed, &mapping, &options, true)?;
+    let report = db.import(req.table, &parsed, &mapping, &options, true)?;
     Ok(ImportDone {
         report,
         dry_run: false,

@@ -1442,6 +1442,72 @@ fn rules_run_on_a_mariadb_source_and_in_its_drills() {
     );
 }
 
+/// `import` into a MariaDB source: the server's verdict on each row in a dry run (a duplicate
+/// key, a value its DECIMAL refuses), then all rows after a `pre-change` snapshot, exact.
+#[test]
+fn a_supplier_file_imports_into_a_mariadb_table() {
+    let _server = server_hold(false);
+    let mut dbs = Databases(Vec::new());
+    let source = dbs.name("imported");
+    sql("", &format!("CREATE DATABASE `{source}`"));
+    sql(
+        &source,
+        "CREATE TABLE prices (sku VARCHAR(8) PRIMARY KEY, price DECIMAL(12,4) NOT NULL, \
+         note TEXT)",
+    );
+    let sb = Sandbox::plain();
+    let cfg = config(&sb, &source, "");
+    fs::write(
+        sb.p("prices.csv"),
+        "sku,price,note\nA-1,1234.5678,\"it's, \"\"quoted\"\"\"\nA-1,2,dup\nB-2,1e99,big\n",
+    )
+    .unwrap();
+    let import = |extra: &[&str]| {
+        let mut c = with_config(
+            &sb,
+            &cfg,
+            &[
+                "--json",
+                "import",
+                "prices.csv",
+                "--into",
+                "shop",
+                "--table",
+                "prices",
+            ],
+        );
+        c.args(extra);
+        run(c)
+    };
+    let report = import(&["--dry-run"]).code(4).json();
+    let problems = report["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 2, "{report:#}");
+    assert_eq!(problems[0]["line"], 3, "{report:#}");
+    assert!(
+        problems[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("Duplicate entry"),
+        "{report:#}"
+    );
+    assert_eq!(problems[1]["line"], 4, "{report:#}");
+    assert_eq!(sql(&source, "SELECT COUNT(*) FROM prices"), "0");
+    fs::write(
+        sb.p("prices.csv"),
+        "sku,price,note\nA-1,1234.5678,\"it's, \"\"quoted\"\"\"\nB-2,0.5,\n",
+    )
+    .unwrap();
+    assert_eq!(import(&[]).ok().json()["imported"], 2);
+    assert_eq!(sb.snapshots()[0]["kind"], "pre-change");
+    assert_eq!(
+        sql(
+            &source,
+            "SELECT sku, price, IFNULL(note, 'NULL') FROM prices ORDER BY sku"
+        ),
+        "A-1\t1234.5678\tit's, \"quoted\"\nB-2\t0.5000\tNULL"
+    );
+}
+
 /// The daemon backs up a MariaDB source on its own (the startup backup), drills it in a scratch
 /// database on the server, and the status and the page show the source proven.
 #[test]

@@ -1252,6 +1252,86 @@ fn rules_run_on_a_postgres_source_and_in_its_drills() {
     );
 }
 
+/// `import` into a PostgreSQL source: a dry run reports every bad row with the server's own
+/// verdict (a foreign key, a NOT NULL, a duplicate key, a value its type refuses), changes
+/// nothing and takes no snapshot; the mended file goes in after a `pre-change` snapshot, in
+/// one transaction, its exact decimals kept.
+#[test]
+fn a_supplier_file_imports_into_a_postgres_table() {
+    let mut dbs = Databases(Vec::new());
+    let source = stock_database(&mut dbs, "imported");
+    psql(
+        &source,
+        "CREATE TABLE prices (sku text PRIMARY KEY REFERENCES stock(sku), \
+         price numeric(12,4) NOT NULL CHECK (price >= 0), since date)",
+    );
+    let sb = Sandbox::plain();
+    let cfg = config(&sb, &source, "");
+    let bad = "SKU;Preis;Since\nA-1;1234,5678;07.12.2026\nZ-9;1,00;2026-12-01\n\
+               B-2;;2026-12-01\nA-1;2,00;2026-12-01\nC-3;-1;2026-12-01\n";
+    fs::write(sb.p("prices.csv"), bad).unwrap();
+    let import = |extra: &[&str]| {
+        let mut c = with_config(
+            &sb,
+            &cfg,
+            &[
+                "--json",
+                "import",
+                "prices.csv",
+                "--into",
+                "shop",
+                "--table",
+                "prices",
+            ],
+        );
+        c.args(extra);
+        run(c)
+    };
+    let report = import(&["--dry-run"]).code(4).json();
+    let problems = report["problems"].as_array().unwrap();
+    let at = |line: u64| {
+        problems
+            .iter()
+            .find(|p| p["line"] == line)
+            .cloned()
+            .unwrap_or_else(|| panic!("no problem at line {line}: {report:#}"))
+    };
+    assert!(
+        at(3)["reason"].as_str().unwrap().contains("foreign key"),
+        "{report:#}"
+    );
+    assert_eq!(at(4)["column"], "price", "{report:#}");
+    assert!(
+        at(5)["reason"].as_str().unwrap().contains("duplicate key"),
+        "{report:#}"
+    );
+    assert!(
+        at(6)["reason"]
+            .as_str()
+            .unwrap()
+            .contains("check constraint"),
+        "{report:#}"
+    );
+    assert_eq!(problems.len(), 4, "{report:#}");
+    assert_eq!(psql(&source, "SELECT count(*) FROM prices"), "0");
+    assert!(sb.snapshots().is_empty());
+    fs::write(
+        sb.p("prices.csv"),
+        "SKU;Preis;Since\nA-1;1234,5678;07.12.2026\nB-2;0,5;2026-12-01\n",
+    )
+    .unwrap();
+    let done = import(&[]).ok().json();
+    assert_eq!(done["imported"], 2, "{done:#}");
+    let snaps = sb.snapshots();
+    assert_eq!(snaps.len(), 1);
+    assert_eq!(snaps[0]["kind"], "pre-change");
+    assert_eq!(done["pre_change_snapshot"], snaps[0]["id"]);
+    assert_eq!(
+        psql(&source, "SELECT sku, price, since FROM prices ORDER BY sku"),
+        "A-1|1234.5678|2026-12-07\nB-2|0.5000|2026-12-01"
+    );
+}
+
 /// `diff` of two PostgreSQL snapshots, taken by either method: the snapshot records each
 /// table's primary key, so rows added, removed and changed are matched by it (a keyless table
 /// by whole rows), a new table is named, and a dump read with no server at all (a new machine:

@@ -345,12 +345,17 @@ fn number_as(text: &str, example: &str) -> Option<f64> {
 
 /// A table's column as an import needs it.
 #[derive(Debug, Clone)]
-struct Column {
-    name: String,
-    declared: String,
-    not_null: bool,
-    has_default: bool,
-    pk: bool,
+pub(crate) struct Column {
+    pub(crate) name: String,
+    /// Its type as the database declares it (said in problems).
+    pub(crate) declared: String,
+    /// What its values are checked as: SQLite's declared type, or `INTEGER`, `REAL`, `DATE`
+    /// or `TEXT` for a server's type.
+    pub(crate) affinity: String,
+    pub(crate) not_null: bool,
+    pub(crate) has_default: bool,
+    /// SQLite's `INTEGER PRIMARY KEY`: the rowid, given when the file does not.
+    pub(crate) rowid_alias: bool,
 }
 
 /// What an import did or would do.
@@ -445,6 +450,108 @@ fn convert(text: &str, declared: &str) -> Result<Value, String> {
     Ok(Value::Text(text.to_owned()))
 }
 
+/// Where the rows of an import go: a table of a SQLite database or of a database server.
+pub(crate) trait Target {
+    /// The columns of `table`, in order (none: the database has no such table).
+    fn columns(&mut self, table: &str) -> Result<Vec<Column>, Error>;
+    /// Starts the one transaction every row goes into.
+    fn begin(&mut self) -> Result<(), Error>;
+    /// Inserts one row of `values` into `columns` of `table`, in a savepoint of its own: the
+    /// database's refusal (NOT NULL, CHECK, UNIQUE, a foreign key) is `Ok(Err(reason))`.
+    fn insert(
+        &mut self,
+        table: &str,
+        columns: &[&str],
+        values: &[Value],
+    ) -> Result<Result<(), String>, Error>;
+    /// Ends the transaction: committed, or rolled back.
+    fn finish(&mut self, commit: bool) -> Result<(), Error>;
+    /// Numbers are sent as the text they were written in (a server's exact decimals), not as
+    /// doubles.
+    fn exact_numbers(&self) -> bool {
+        false
+    }
+}
+
+/// A SQLite database as an import's target: one `BEGIN IMMEDIATE` transaction with foreign
+/// keys on, a savepoint a row.
+struct SqliteTarget(Connection);
+
+impl Target for SqliteTarget {
+    fn columns(&mut self, table: &str) -> Result<Vec<Column>, Error> {
+        let sql = |e: rusqlite::Error| Error::Invalid(format!("importing into {table}: {e}"));
+        let mut stmt = self
+            .0
+            .prepare("SELECT name, type, \"notnull\", dflt_value IS NOT NULL, pk FROM pragma_table_info(?1)")
+            .map_err(sql)?;
+        let columns = stmt
+            .query_map([table], |r| {
+                let declared: String = r.get(1)?;
+                let pk = r.get::<_, i64>(4)? > 0;
+                Ok(Column {
+                    name: r.get(0)?,
+                    affinity: declared.clone(),
+                    rowid_alias: pk && declared.eq_ignore_ascii_case("INTEGER"),
+                    declared,
+                    not_null: r.get(2)?,
+                    has_default: r.get(3)?,
+                })
+            })
+            .map_err(sql)?
+            .collect::<Result<_, _>>()
+            .map_err(sql)?;
+        Ok(columns)
+    }
+
+    fn begin(&mut self) -> Result<(), Error> {
+        self.0
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(|e| Error::Invalid(format!("starting the import: {e}")))
+    }
+
+    fn insert(
+        &mut self,
+        table: &str,
+        columns: &[&str],
+        values: &[Value],
+    ) -> Result<Result<(), String>, Error> {
+        let sql = |e: rusqlite::Error| Error::Invalid(format!("importing into {table}: {e}"));
+        let insert = format!(
+            "INSERT INTO \"{}\" ({}) VALUES ({})",
+            table.replace('"', "\"\""),
+            columns
+                .iter()
+                .map(|c| format!("\"{}\"", c.replace('"', "\"\"")))
+                .collect::<Vec<_>>()
+                .join(", "),
+            vec!["?"; columns.len()].join(", ")
+        );
+        self.0.execute_batch("SAVEPOINT row").map_err(sql)?;
+        let done = self
+            .0
+            .prepare_cached(&insert)
+            .and_then(|mut s| s.execute(rusqlite::params_from_iter(values.iter())));
+        match done {
+            Ok(_) => {
+                self.0.execute_batch("RELEASE row").map_err(sql)?;
+                Ok(Ok(()))
+            }
+            Err(e) => {
+                self.0
+                    .execute_batch("ROLLBACK TO row; RELEASE row")
+                    .map_err(sql)?;
+                Ok(Err(e.to_string()))
+            }
+        }
+    }
+
+    fn finish(&mut self, commit: bool) -> Result<(), Error> {
+        self.0
+            .execute_batch(if commit { "COMMIT" } else { "ROLLBACK" })
+            .map_err(|e| Error::Invalid(format!("ending the import: {e}")))
+    }
+}
+
 /// Imports `parsed` into `table` of the SQLite database at `db`: the file's columns matched to
 /// the table's by name, or by `mapping` (file column -> table column) where given. With
 /// `commit`, the rows go in when every one does; otherwise (a dry run, or a row that failed)
@@ -458,27 +565,30 @@ pub fn import_sqlite(
     commit: bool,
 ) -> Result<ImportReport, Error> {
     let sql = |e: rusqlite::Error| Error::Invalid(format!("importing into {table}: {e}"));
-    let mut c = Connection::open(db).map_err(sql)?;
+    let c = Connection::open(db).map_err(sql)?;
     c.busy_timeout(std::time::Duration::from_secs(10))
         .map_err(sql)?;
     c.execute_batch("PRAGMA foreign_keys = ON").map_err(sql)?;
-    let columns: Vec<Column> = {
-        let mut stmt = c
-            .prepare("SELECT name, type, \"notnull\", dflt_value IS NOT NULL, pk FROM pragma_table_info(?1)")
-            .map_err(sql)?;
-        stmt.query_map([table], |r| {
-            Ok(Column {
-                name: r.get(0)?,
-                declared: r.get(1)?,
-                not_null: r.get(2)?,
-                has_default: r.get(3)?,
-                pk: r.get::<_, i64>(4)? > 0,
-            })
-        })
-        .map_err(sql)?
-        .collect::<Result<_, _>>()
-        .map_err(sql)?
-    };
+    import_rows(
+        &mut SqliteTarget(c),
+        table,
+        parsed,
+        mapping,
+        options,
+        commit,
+    )
+}
+
+/// Imports `parsed` into `table` of `target` (see [`import_sqlite`]).
+pub(crate) fn import_rows(
+    target: &mut dyn Target,
+    table: &str,
+    parsed: &Parsed,
+    mapping: &[(String, String)],
+    options: &Options,
+    commit: bool,
+) -> Result<ImportReport, Error> {
+    let columns = target.columns(table)?;
     if columns.is_empty() {
         return Err(Error::Invalid(format!(
             "the database has no table {table:?}"
@@ -547,8 +657,7 @@ pub fn import_sqlite(
     }
     for col in &columns {
         let fed = taken.iter().any(|(_, c)| c.name == col.name);
-        let rowid_alias = col.pk && col.declared.eq_ignore_ascii_case("INTEGER");
-        if !fed && col.not_null && !col.has_default && !rowid_alias {
+        if !fed && col.not_null && !col.has_default && !col.rowid_alias {
             report.problems.push(Problem {
                 line: 0,
                 column: Some(col.name.clone()),
@@ -574,19 +683,18 @@ pub fn import_sqlite(
     if !report.problems.is_empty() {
         return Ok(report);
     }
-    let insert = format!(
-        "INSERT INTO \"{}\" ({}) VALUES ({})",
-        table.replace('"', "\"\""),
-        taken
-            .iter()
-            .map(|(_, c)| format!("\"{}\"", c.name.replace('"', "\"\"")))
-            .collect::<Vec<_>>()
-            .join(", "),
-        vec!["?"; taken.len()].join(", ")
-    );
-    let tx = c
-        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-        .map_err(sql)?;
+    let names: Vec<&str> = taken.iter().map(|(_, c)| c.name.as_str()).collect();
+    let formats: Vec<Option<&str>> = taken
+        .iter()
+        .map(|(_, col)| {
+            options
+                .formats
+                .iter()
+                .find(|(c, _)| key(c) == key(&col.name))
+                .map(|(_, f)| f.as_str())
+        })
+        .collect();
+    target.begin()?;
     for (line, fields) in &parsed.rows {
         if fields.len() != parsed.header.len() {
             report.problems.push(Problem {
@@ -603,15 +711,15 @@ pub fn import_sqlite(
         }
         let mut values = Vec::with_capacity(taken.len());
         let mut bad = false;
-        for (i, col) in &taken {
-            let format = options
-                .formats
-                .iter()
-                .find(|(c, _)| key(c) == key(&col.name))
-                .map(|(_, f)| f.as_str());
-            match convert_as(&fields[*i], &col.declared, format) {
+        for ((i, col), format) in taken.iter().zip(&formats) {
+            match convert_as(&fields[*i], &col.affinity, *format) {
                 Ok(v) => values.push(v),
                 Err(reason) => {
+                    // Said in the database's own words for its type.
+                    let reason = reason.replace(
+                        &format!("(the column is {})", col.affinity),
+                        &format!("(the column is {})", col.declared),
+                    );
                     bad = true;
                     report.problems.push(Problem {
                         line: *line,
@@ -625,18 +733,37 @@ pub fn import_sqlite(
         if bad {
             continue;
         }
-        tx.execute_batch("SAVEPOINT row").map_err(sql)?;
-        match tx.execute(&insert, rusqlite::params_from_iter(values.iter())) {
-            Ok(_) => tx.execute_batch("RELEASE row").map_err(sql)?,
-            Err(e) => {
-                tx.execute_batch("ROLLBACK TO row; RELEASE row")
-                    .map_err(sql)?;
-                let reason = e.to_string();
-                // SQLite names the column in NOT NULL, UNIQUE and CHECK failures.
+        if target.exact_numbers() {
+            // The number as written (its decimal comma a point), for a server's exact types.
+            for (((i, _), v), format) in taken.iter().zip(values.iter_mut()).zip(&formats) {
+                if matches!(v, Value::Real(_)) && format.is_none() {
+                    let t = fields[*i].trim();
+                    *v = Value::Text(match (t.contains(','), t.contains('.')) {
+                        (true, false) => t.replace(',', "."),
+                        _ => t.to_owned(),
+                    });
+                }
+            }
+        }
+        match target.insert(table, &names, &values)? {
+            Ok(()) => {}
+            Err(reason) => {
+                // The database names the column in most of its refusals (SQLite `t.col`,
+                // PostgreSQL `column "col"`, MariaDB `'col'` or `(`col`)`).
                 let column = taken
                     .iter()
                     .map(|(_, c)| &c.name)
-                    .find(|n| reason.contains(&format!(".{n}")))
+                    .find(|n| {
+                        [
+                            format!(".{n}"),
+                            format!("\"{n}\""),
+                            format!("'{n}'"),
+                            format!("`{n}`"),
+                            format!("({n})"),
+                        ]
+                        .iter()
+                        .any(|p| reason.contains(p.as_str()))
+                    })
                     .cloned();
                 let value = column.as_ref().and_then(|n| {
                     taken
@@ -653,12 +780,10 @@ pub fn import_sqlite(
             }
         }
     }
-    match commit && report.problems.is_empty() {
-        true => {
-            tx.commit().map_err(sql)?;
-            report.imported = report.rows;
-        }
-        false => tx.rollback().map_err(sql)?,
+    let commit = commit && report.problems.is_empty();
+    target.finish(commit)?;
+    if commit {
+        report.imported = report.rows;
     }
     Ok(report)
 }

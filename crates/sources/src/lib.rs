@@ -25,6 +25,7 @@ pub mod exclude;
 pub mod export;
 pub mod files;
 pub mod import;
+mod import_server;
 pub mod maria_export;
 mod maria_switch;
 pub mod mariadb;

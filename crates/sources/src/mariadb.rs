@@ -356,6 +356,24 @@ impl Mariadb {
         .map_err(|e| Error::Invalid(format!("{e} (database {})", self.database)))
     }
 
+    /// The rows of `parsed` into `table` ([`crate::import_server`]).
+    pub(crate) fn import(
+        &self,
+        table: &str,
+        parsed: &crate::import::Parsed,
+        mapping: &[(String, String)],
+        options: &crate::import::Options,
+        commit: bool,
+    ) -> Result<crate::import::ImportReport, Error> {
+        let mut c = self.wire()?;
+        c.run("SET NAMES utf8mb4")?;
+        let mut target = crate::import_server::ServerTarget {
+            dialect: crate::server_rules::Dialect::Mariadb,
+            query: Box::new(move |sql: &str| c.rows(sql)),
+        };
+        crate::import::import_rows(&mut target, table, parsed, mapping, options, commit)
+    }
+
     /// Runs `rules` on this database in one read-only transaction on a consistent snapshot.
     pub(crate) fn run_rules(
         &self,

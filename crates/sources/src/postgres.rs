@@ -476,6 +476,23 @@ impl Postgres {
         fed
     }
 
+    /// The rows of `parsed` into `table` ([`crate::import_server`]).
+    pub(crate) fn import(
+        &self,
+        table: &str,
+        parsed: &crate::import::Parsed,
+        mapping: &[(String, String)],
+        options: &crate::import::Options,
+        commit: bool,
+    ) -> Result<crate::import::ImportReport, Error> {
+        let mut c = crate::pg_export::connect(&self.url, self.password.as_deref())?;
+        let mut target = crate::import_server::ServerTarget {
+            dialect: crate::server_rules::Dialect::Postgres,
+            query: Box::new(move |sql: &str| crate::pg_export::rows(&mut c, sql)),
+        };
+        crate::import::import_rows(&mut target, table, parsed, mapping, options, commit)
+    }
+
     /// Runs `rules` on this database in one read-only transaction (REPEATABLE READ: one
     /// snapshot), each in a savepoint so that one that fails does not stop the others.
     pub(crate) fn run_rules(

@@ -258,6 +258,23 @@ impl Server {
         }
     }
 
+    /// Imports the rows of `parsed` into `table` of this database, checked as
+    /// [`crate::import::import_sqlite`] checks them; with `commit` all go in when every one
+    /// does, otherwise nothing changes ([`crate::import_server`]).
+    pub fn import(
+        &self,
+        table: &str,
+        parsed: &crate::import::Parsed,
+        mapping: &[(String, String)],
+        options: &crate::import::Options,
+        commit: bool,
+    ) -> Result<crate::import::ImportReport, Error> {
+        match self {
+            Server::Postgres(p) => p.import(table, parsed, mapping, options, commit),
+            Server::Mariadb(m) => m.import(table, parsed, mapping, options, commit),
+        }
+    }
+
     /// Runs the data validation `rules` on this database now, in one read-only transaction
     /// ([`crate::server_rules`]).
     pub fn run_rules(

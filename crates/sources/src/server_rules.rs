@@ -24,14 +24,14 @@ pub(crate) enum Dialect {
 }
 
 impl Dialect {
-    fn ident(self, name: &str) -> String {
+    pub(crate) fn ident(self, name: &str) -> String {
         match self {
             Dialect::Postgres => format!("\"{}\"", name.replace('"', "\"\"")),
             Dialect::Mariadb => format!("`{}`", name.replace('`', "``")),
         }
     }
 
-    fn literal(self, text: &str) -> String {
+    pub(crate) fn literal(self, text: &str) -> String {
         match self {
             Dialect::Postgres => format!("'{}'", text.replace('\'', "''")),
             Dialect::Mariadb => format!("'{}'", text.replace('\\', "\\\\").replace('\'', "''")),
@@ -39,7 +39,7 @@ impl Dialect {
     }
 
     /// A table as rules name it (PostgreSQL: `TABLE` in the search path or `SCHEMA.TABLE`).
-    fn table(self, name: &str) -> String {
+    pub(crate) fn table(self, name: &str) -> String {
         match (self, name.split_once('.')) {
             (Dialect::Postgres, Some((schema, table))) => {
                 format!("{}.{}", self.ident(schema), self.ident(table))
