@@ -384,7 +384,8 @@ mod tests {
                 ("texttext".into(), Some("1e3".into()))
             ]
         );
-        let rows: Vec<(i64, Option<f64>, String, Option<String>, Option<String>)> = db
+        type Row = (i64, Option<f64>, String, Option<String>, Option<String>);
+        let rows: Vec<Row> = db
             .prepare("SELECT * FROM \"a \"\"t\"\"\" ORDER BY rowid")
             .unwrap()
             .query_map([], |r| {

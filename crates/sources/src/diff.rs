@@ -212,7 +212,7 @@ fn table_diff(
     // The key both sides share; the rowid where the table has no primary key (or its key
     // changed), which a table without rowid cannot give: then rows are not matched. With
     // `whole_rows`, the columns both sides have.
-    let by_rows = whole_rows && !(old_key == new_key && !old_key.is_empty());
+    let by_rows = whole_rows && (old_key != new_key || old_key.is_empty());
     let key: Vec<String> = match (old_key == new_key, old_key.is_empty()) {
         (true, false) => old_key,
         _ if whole_rows => old_cols
