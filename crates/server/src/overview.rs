@@ -98,6 +98,8 @@ pub struct SnapshotDetail {
     /// The first 1000 items.
     pub items: Vec<ItemRow>,
     pub databases: Vec<DatabaseDetail>,
+    /// Workbooks read as tables: their sheets and Excel tables.
+    pub workbooks: Vec<WorkbookDetail>,
     /// What a database server's dump was taken from (PostgreSQL, MariaDB).
     pub servers: Vec<ServerDetail>,
     /// Restore drills, pins and marks, oldest first.
@@ -125,6 +127,14 @@ pub struct DatabaseDetail {
     pub path: String,
     #[serde(flatten)]
     pub meta: DatabaseMeta,
+}
+
+/// A workbook of a snapshot, read as tables when it was backed up.
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkbookDetail {
+    pub path: String,
+    #[serde(flatten)]
+    pub meta: backstop_format::manifest::WorkbookMeta,
 }
 
 impl App {
@@ -281,6 +291,15 @@ impl App {
                     })
                 })
                 .collect();
+            let workbooks = items
+                .iter()
+                .filter_map(|i| {
+                    Some(WorkbookDetail {
+                        path: i.path.clone(),
+                        meta: i.workbook.clone()?,
+                    })
+                })
+                .collect();
             let servers = items
                 .iter()
                 .filter_map(|i| {
@@ -310,6 +329,7 @@ impl App {
                     })
                     .collect(),
                 databases,
+                workbooks,
                 servers,
                 records,
                 snapshot_warnings: snap.warnings.clone(),

@@ -386,7 +386,7 @@ mod tests {
         );
         type Row = (i64, Option<f64>, String, Option<String>, Option<String>);
         let rows: Vec<Row> = db
-            .prepare("SELECT * FROM \"a \"\"t\"\"\" ORDER BY rowid")
+            .prepare("SELECT * FROM \"a \"\"t\"\"\" ORDER BY id")
             .unwrap()
             .query_map([], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
@@ -397,6 +397,7 @@ mod tests {
         assert_eq!(
             rows,
             [
+                (-3, Some(1000.0), "x".into(), Some("d".into()), None),
                 (
                     1,
                     Some(12.5),
@@ -405,7 +406,6 @@ mod tests {
                     None
                 ),
                 (2, None, "12".into(), Some(String::new()), None),
-                (-3, Some(1000.0), "x".into(), Some("d".into()), None),
             ]
         );
         assert_eq!(

@@ -242,3 +242,43 @@ async fn failing_rules_at_capture_show_on_the_page() {
     );
     assert!(snap.contains("rows with a negative qty"), "{snap}");
 }
+
+/// A workbook backed up in a folder shows its sheets and Excel tables on the snapshot's page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workbooks_sheets_and_tables_show_on_the_snapshot_page() {
+    let f = fixture_with(|dir, _| {
+        let book = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../../shared/testdata/xlsx/calamine/table-multiple.xlsx");
+        std::fs::copy(book, dir.join("docs/table-multiple.xlsx")).unwrap();
+    });
+    let t = f.token("app", Scope::Backup);
+    f.post_json(
+        "/api/v1/backups",
+        &t,
+        json!({"source": "docs", "wait": true}),
+    )
+    .await;
+    let status = f.get("/api/v1/status", &t).await.json();
+    let docs = status["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "docs")
+        .cloned()
+        .unwrap();
+    let id = docs["last_snapshot"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{docs:#}"))
+        .to_owned();
+    let (cookie, _) = f.session("anna", Role::Viewer);
+    let page = f.page(&format!("/snapshots/{id}"), &cookie).await.text();
+    assert!(
+        page.contains("Workbook docs&#x2f;table-multiple.xlsx"),
+        "{page}"
+    );
+    assert!(
+        page.contains("table Sales_Bob <small>on Sheet3</small>"),
+        "{page}"
+    );
+    assert!(page.contains("Quantity <small>(number)</small>"), "{page}");
+}
