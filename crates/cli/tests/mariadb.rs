@@ -1404,14 +1404,11 @@ fn rules_run_on_a_mariadb_source_and_in_its_drills() {
          INSERT INTO orders VALUES (1, 'A-1'), (2, 'Z-9')",
     );
     let sb = Sandbox::plain();
-    let cfg = config(
-        &sb,
-        &source,
-        "[[sources.shop.rules]]\nkind = \"orphans\"\ntable = \"orders\"\ncolumn = \"sku\"\n\
+    let rules = "[[sources.shop.rules]]\nkind = \"orphans\"\ntable = \"orders\"\ncolumn = \"sku\"\n\
          references = \"stock(sku)\"\n\
          [[sources.shop.rules]]\nkind = \"not_negative\"\ntable = \"stock\"\ncolumn = \"qty\"\n\
-         [[sources.shop.rules]]\nname = \"two orders\"\nsql = \"SELECT COUNT(*) FROM orders\"\nexpect = 2\n",
-    );
+         [[sources.shop.rules]]\nname = \"two orders\"\nsql = \"SELECT COUNT(*) FROM orders\"\nexpect = 2\n";
+    let cfg = config(&sb, &source, rules);
     let o = run(with_config(&sb, &cfg, &["validate", "--source", "shop"])).code(4);
     for expected in [
         "2 of 3 rules failing",
@@ -1439,6 +1436,16 @@ fn rules_run_on_a_mariadb_source_and_in_its_drills() {
     assert!(
         check["detail"].as_str().unwrap().contains("sku='B-2'"),
         "{check:#}"
+    );
+    // The built-in export runs them at capture, in its consistent snapshot.
+    let cfg = config(&sb, &source, &format!("method = \"builtin\"\n{rules}"));
+    let o = run(with_config(&sb, &cfg, &["backup", "--source", "shop"])).ok();
+    assert!(
+        o.stdout
+            .contains("validation at capture: 2 of 3 rules failing")
+            && o.stdout
+                .contains("FAIL orphans orders.sku: 1 rows whose sku names no stock.sku: id=2"),
+        "{o:#?}"
     );
 }
 

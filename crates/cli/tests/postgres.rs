@@ -1226,6 +1226,41 @@ fn rules_run_on_a_postgres_source_and_in_its_drills() {
             .starts_with("3 of 5 rules failing: orphans orders.sku (1 rows: id=2)"),
         "{check:#}"
     );
+    // The built-in export runs them at capture, in its own snapshot transaction: stored with
+    // the snapshot, and the source is `rules-failing`.
+    let builtin = config(&sb, &source, &format!("method = \"builtin\"\n{rules}"));
+    let o = run(with_config(
+        &sb,
+        &builtin,
+        &["--json", "backup", "--source", "shop"],
+    ))
+    .ok()
+    .json();
+    let failing: Vec<&str> = o["validation"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{o:#}"))
+        .iter()
+        .filter(|r| r["passed"] == false)
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        failing,
+        [
+            "orphans orders.sku",
+            "not_negative public.stock.qty",
+            "no_future_dates orders.placed"
+        ],
+        "{o:#}"
+    );
+    let status = run(with_config(&sb, &builtin, &["--json", "status"]))
+        .code(5)
+        .json();
+    let shop = status_source(&status, "shop");
+    assert_eq!(
+        shop["validation"]["failing"].as_array().unwrap().len(),
+        3,
+        "{shop:#}"
+    );
     psql(
         &source,
         "DELETE FROM orders WHERE id IN (2, 3); UPDATE stock SET qty = 0 WHERE sku = 'B-2'; \

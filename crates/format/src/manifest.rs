@@ -428,6 +428,11 @@ pub struct ServerDatabase {
     /// PostgreSQL: the database's `LC_CTYPE`, which a restored database is created with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ctype: Option<String>,
+    /// The source's data validation rules, run in the export's own snapshot transaction
+    /// (the built-in exports; absent without rules, for the dump tools' snapshots, and in
+    /// snapshots written before it existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation: Option<Validation>,
 }
 
 impl Item {

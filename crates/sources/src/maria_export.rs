@@ -56,6 +56,10 @@ pub struct MariaExport {
     item_path: String,
     describe: String,
     writer: Option<JoinHandle<Result<(), Error>>>,
+    /// The source's data validation rules, run in the export's transaction, and where their
+    /// results go (the dump's record, completed by [`crate::mariadb::MariadbDump`]).
+    rules: Vec<crate::rules::Rule>,
+    pub(crate) validation: crate::mariadb::ValidationSlot,
 }
 
 impl MariaExport {
@@ -89,6 +93,8 @@ impl MariaExport {
             item_path: format!("{database}.sql"),
             describe: format!("built-in export of MariaDB database {database}"),
             writer: None,
+            rules: Vec::new(),
+            validation: Default::default(),
         })
     }
 
@@ -545,12 +551,29 @@ impl Source for MariaExport {
         let (Some(mut conn), Some(parts)) = (self.conn.take(), self.parts.take()) else {
             return Ok(None);
         };
+        // The rules see what the export reads: its transaction's consistent snapshot.
+        if !self.rules.is_empty() {
+            let results = crate::server_rules::run(
+                &mut |sql: &str| conn.rows(sql),
+                crate::server_rules::Dialect::Mariadb,
+                &self.rules,
+            );
+            *self.validation.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some(backstop_format::manifest::Validation {
+                    rules: crate::rules::fingerprint(&self.rules),
+                    results,
+                });
+        }
         let (entry, writer) =
             crate::server::export_entry(self.item_path.clone(), self.meta.take(), move |out| {
                 write_script(&mut conn, &parts, out)
             })?;
         self.writer = Some(writer);
         Ok(Some(entry))
+    }
+
+    fn use_rules(&mut self, rules: &[crate::rules::Rule]) {
+        self.rules = rules.to_vec();
     }
 
     fn take_warnings(&mut self) -> Vec<String> {

@@ -258,6 +258,7 @@ impl Mariadb {
             dump: Box::new(dump),
             meta: Some(meta),
             warnings,
+            validation: ValidationSlot::default(),
         })
     }
 
@@ -270,10 +271,12 @@ impl Mariadb {
         if let Some(why) = why {
             export = export.because(why);
         }
+        let validation = export.validation.clone();
         Ok(MariadbDump {
             dump: Box::new(export),
             meta,
             warnings: Vec::new(),
+            validation,
         })
     }
 
@@ -742,6 +745,7 @@ pub(crate) fn record(
             encoding: None,
             collation: Some(collation).filter(|c| !c.is_empty() && c != "NULL"),
             ctype: None,
+            validation: None,
         },
         outside,
     ))
@@ -800,7 +804,12 @@ pub struct MariadbDump {
     dump: Box<dyn Source>,
     meta: Option<ServerDatabase>,
     warnings: Vec<String>,
+    /// The validation rules' results, when the dump ran them (the built-in export).
+    validation: ValidationSlot,
 }
+
+/// Where an export puts the results of the rules it ran, for the item's record.
+pub(crate) type ValidationSlot = Arc<Mutex<Option<backstop_format::manifest::Validation>>>;
 
 impl Source for MariadbDump {
     fn kind(&self) -> SourceKind {
@@ -825,10 +834,15 @@ impl Source for MariadbDump {
                 capture: Box::new(Counted {
                     rows,
                     meta: self.meta.take(),
+                    validation: self.validation.clone(),
                 }),
             });
         }
         Ok(Some(entry))
+    }
+
+    fn use_rules(&mut self, rules: &[crate::rules::Rule]) {
+        self.dump.use_rules(rules);
     }
 
     fn take_warnings(&mut self) -> Vec<String> {
@@ -874,6 +888,7 @@ impl Buffers for Counting {
 struct Counted {
     rows: Arc<Mutex<DumpRows>>,
     meta: Option<ServerDatabase>,
+    validation: ValidationSlot,
 }
 
 impl Capture for Counted {
@@ -901,6 +916,11 @@ impl Capture for Counted {
                 t.key = k.key.clone();
             }
         }
+        meta.validation = self
+            .validation
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
         item.server = Some(meta);
         Ok(())
     }

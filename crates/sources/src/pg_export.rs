@@ -291,6 +291,8 @@ pub struct PgExport {
     encoding: String,
     describe: String,
     writer: Option<JoinHandle<Result<(), Error>>>,
+    /// The source's data validation rules, run in the export's transaction.
+    rules: Vec<crate::rules::Rule>,
 }
 
 impl PgExport {
@@ -334,6 +336,7 @@ impl PgExport {
             encoding: Some(encoding.clone()),
             collation: field(1),
             ctype: field(2),
+            validation: None,
         };
         // From here on every name the catalog functions give is schema-qualified.
         rows(
@@ -358,6 +361,7 @@ impl PgExport {
             encoding,
             describe: format!("built-in export of PostgreSQL database {database}"),
             writer: None,
+            rules: Vec::new(),
         })
     }
 
@@ -1209,6 +1213,18 @@ impl Source for PgExport {
         let (Some(mut client), Some(plan)) = (self.client.take(), self.plan.take()) else {
             return Ok(None);
         };
+        // The rules see what the export reads: its transaction's snapshot, taken when it
+        // opened (with the database's own search path, as `validate` has it).
+        if !self.rules.is_empty()
+            && let Some(meta) = self.meta.as_mut()
+        {
+            rows(&mut client, "SET search_path TO DEFAULT")?;
+            meta.validation = Some(backstop_format::manifest::Validation {
+                rules: crate::rules::fingerprint(&self.rules),
+                results: crate::postgres::rules_in_transaction(&mut client, &self.rules),
+            });
+            rows(&mut client, "SET search_path = ''")?;
+        }
         let encoding = self.encoding.clone();
         let (entry, writer) =
             crate::server::export_entry(self.item_path.clone(), self.meta.take(), move |out| {
@@ -1216,6 +1232,10 @@ impl Source for PgExport {
             })?;
         self.writer = Some(writer);
         Ok(Some(entry))
+    }
+
+    fn use_rules(&mut self, rules: &[crate::rules::Rule]) {
+        self.rules = rules.to_vec();
     }
 
     fn take_warnings(&mut self) -> Vec<String> {

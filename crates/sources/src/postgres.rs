@@ -253,6 +253,7 @@ impl Postgres {
             encoding,
             collation,
             ctype,
+            validation: None,
         };
         let argv = [
             "pg_dump",
@@ -509,19 +510,7 @@ impl Postgres {
         };
         c.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             .map_err(text)?;
-        let results = {
-            let mut query = |sql: &str| {
-                c.batch_execute("SAVEPOINT rule").map_err(text)?;
-                let rows = crate::pg_export::rows(&mut c, sql);
-                let end = match rows.is_ok() {
-                    true => "RELEASE SAVEPOINT rule",
-                    false => "ROLLBACK TO SAVEPOINT rule",
-                };
-                c.batch_execute(end).map_err(text)?;
-                rows
-            };
-            crate::server_rules::run(&mut query, crate::server_rules::Dialect::Postgres, rules)
-        };
+        let results = rules_in_transaction(&mut c, rules);
         c.batch_execute("COMMIT").map_err(text)?;
         Ok(results)
     }
@@ -711,6 +700,29 @@ pub(crate) const TABLE_ROWS: &str = "SELECT format('%I.%I', n.nspname, c.relname
      JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p') \
      AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
      AND n.nspname NOT LIKE 'pg_toast%' ORDER BY 1";
+
+/// Runs `rules` in the transaction open on `c`, each in a savepoint so that one that fails
+/// does not stop the others ([`crate::server_rules`]).
+pub(crate) fn rules_in_transaction(
+    c: &mut postgres::Client,
+    rules: &[crate::rules::Rule],
+) -> Vec<crate::rules::RuleResult> {
+    let mut query = |sql: &str| {
+        let step = |c: &mut postgres::Client, s: &str| {
+            c.batch_execute(s).map_err(|e| {
+                Error::Invalid(format!("PostgreSQL: {}", crate::pg_export::error_text(&e)))
+            })
+        };
+        step(c, "SAVEPOINT rule")?;
+        let rows = crate::pg_export::rows(c, sql);
+        match rows.is_ok() {
+            true => step(c, "RELEASE SAVEPOINT rule")?,
+            false => step(c, "ROLLBACK TO SAVEPOINT rule")?,
+        }
+        rows
+    };
+    crate::server_rules::run(&mut query, crate::server_rules::Dialect::Postgres, rules)
+}
 
 /// One line of [`TABLE_ROWS`]: `SCHEMA.TABLE`, its rows and its primary key's columns (a JSON
 /// array), separated by tabs.

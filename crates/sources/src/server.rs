@@ -626,6 +626,7 @@ mod tests {
             encoding: None,
             collation: None,
             ctype: None,
+            validation: None,
         }
     }
 

@@ -180,15 +180,7 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
                 t.rows.map_or("unreadable".to_string(), |r| r.to_string())
             )?;
         }
-        if let Some(v) = &db.validation {
-            outln!(
-                "validation rules at capture: {}",
-                crate::output::rules_verdict(&v.results)
-            )?;
-            for line in crate::output::rule_lines(&v.results, false) {
-                outln!("{line}")?;
-            }
-        }
+        rules_at_capture(db.validation.as_ref())?;
     }
     for i in &items {
         let Some(book) = &i.workbook else { continue };
@@ -232,8 +224,23 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
                 t.rows.map_or("unreadable".to_string(), |r| r.to_string())
             )?;
         }
+        rules_at_capture(db.validation.as_ref())?;
     }
     Ok(crate::exit::OK)
+}
+
+/// The validation rules' results stored with a database, every rule.
+fn rules_at_capture(v: Option<&backstop_format::manifest::Validation>) -> anyhow::Result<()> {
+    if let Some(v) = v {
+        outln!(
+            "validation rules at capture: {}",
+            crate::output::rules_verdict(&v.results)
+        )?;
+        for line in crate::output::rule_lines(&v.results, false) {
+            outln!("{line}")?;
+        }
+    }
+    Ok(())
 }
 
 /// `table (reason), ...`

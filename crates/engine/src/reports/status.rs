@@ -339,6 +339,11 @@ fn capture_checks(
     let results: Vec<&RuleOutcome> = databases
         .iter()
         .filter_map(|d| d.validation.as_ref())
+        .chain(
+            items
+                .iter()
+                .filter_map(|i| i.server.as_ref()?.validation.as_ref()),
+        )
         .flat_map(|v| &v.results)
         .collect();
     let validation = (!results.is_empty()).then(|| ValidationStatus {

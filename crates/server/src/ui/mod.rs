@@ -50,6 +50,7 @@ pub fn templates(tz: jiff::tz::TimeZone) -> Environment<'static> {
             include_str!("../../templates/activity.html"),
         ),
         ("message.html", include_str!("../../templates/message.html")),
+        ("rules.html", include_str!("../../templates/rules.html")),
         ("admin.html", include_str!("../../templates/admin.html")),
     ] {
         env.add_template(name, src)

@@ -210,12 +210,12 @@ fn run_backup(
                     if let Some(capture) = reading.capture {
                         capture.complete(&mut entry.item, prev)?;
                     }
-                    if let Some(v) = entry
-                        .item
-                        .database
-                        .as_ref()
-                        .and_then(|d| d.validation.as_ref())
-                    {
+                    let validated = match (&entry.item.database, &entry.item.server) {
+                        (Some(d), _) => d.validation.as_ref(),
+                        (None, Some(s)) => s.validation.as_ref(),
+                        (None, None) => None,
+                    };
+                    if let Some(v) = validated {
                         validation.extend(v.results.iter().cloned());
                     }
                 }
