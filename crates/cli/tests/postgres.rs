@@ -523,9 +523,10 @@ fn postgres_failures_say_why_and_leave_no_snapshot() {
     assert!(!o.stderr.contains("hunter2"), "{o:#?}");
 }
 
-/// Rows written while the backup runs: the row counts the snapshot records and the dump are one
-/// snapshot of the database (pg_dump dumps the snapshot the counting session exported), so the
-/// restored database has exactly the recorded rows in every table.
+/// Rows written while the backup runs: the row counts the snapshot records, the rules run at
+/// capture and the dump are one snapshot of the database (pg_dump dumps the snapshot the
+/// counting session exported, which the rules' transaction imports too), so the restored
+/// database has exactly the recorded rows in every table, and the rule counted them.
 #[test]
 fn the_recorded_counts_and_the_dump_are_one_snapshot_under_writes() {
     counts_and_dump_under_writes("dump");
@@ -542,7 +543,15 @@ fn counts_and_dump_under_writes(method: &str) {
     let source = dbs.name("busy");
     load_pagila(&source);
     let sb = Sandbox::plain();
-    let cfg = config(&sb, &source, &format!("method = \"{method}\"\n"));
+    // A rule that counts the actors: run at capture, it sees the dump's own snapshot.
+    let cfg = config(
+        &sb,
+        &source,
+        &format!(
+            "method = \"{method}\"\n[[sources.shop.rules]]\nname = \"actors\"\n\
+             sql = \"SELECT count(*) FROM public.actor\"\n"
+        ),
+    );
     let mut writer = psql_on(&source)
         .args([
             "-c",
@@ -581,6 +590,11 @@ fn counts_and_dump_under_writes(method: &str) {
         .unwrap()
         .1;
     assert!(actors >= before, "{actors} < {before}");
+    assert_eq!(
+        shown["item_list"][0]["server"]["validation"]["results"][0]["detail"],
+        format!("returned {actors}, expected 0"),
+        "{shown:#}"
+    );
     let restored = dbs.name("busy_restored");
     restore_into(&sb, &cfg, &restored, &[]).ok();
     for (table, rows) in &recorded {
@@ -1204,7 +1218,22 @@ fn rules_run_on_a_postgres_source_and_in_its_drills() {
     ] {
         assert!(o.stdout.contains(expected), "{expected}: {o:#?}");
     }
-    run(with_config(&sb, &cfg, &["backup", "--source", "shop"])).ok();
+    // pg_dump (`auto` here): the rules run in the snapshot pg_dump reads, at capture.
+    let o = run(with_config(
+        &sb,
+        &cfg,
+        &["--json", "backup", "--source", "shop"],
+    ))
+    .ok()
+    .json();
+    assert_eq!(o["source_kind"], "postgres", "{o:#}");
+    let failing = o["validation"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{o:#}"))
+        .iter()
+        .filter(|r| r["passed"] == false)
+        .count();
+    assert_eq!(failing, 3, "{o:#}");
     let drill = run(with_config(
         &sb,
         &cfg,

@@ -276,6 +276,9 @@ impl Postgres {
             dump,
             session: Some(session),
             meta: Some(meta),
+            snapshot,
+            db: self.clone(),
+            rules: Vec::new(),
         }))
     }
 
@@ -876,6 +879,50 @@ pub struct PgDump {
     dump: CommandSource,
     session: Option<Session>,
     meta: Option<ServerDatabase>,
+    /// The session's exported snapshot, which `pg_dump` reads in.
+    snapshot: String,
+    db: Postgres,
+    /// The source's data validation rules, run in the same snapshot.
+    rules: Vec<crate::rules::Rule>,
+}
+
+impl PgDump {
+    /// The rules run in a transaction of backstop's own client that imports the session's
+    /// snapshot: what `pg_dump` is about to read. A connection that fails fails every rule,
+    /// saying why.
+    fn validate(&self) -> backstop_format::manifest::Validation {
+        let run = || -> Result<Vec<crate::rules::RuleResult>, Error> {
+            let mut c = crate::pg_export::connect(&self.db.url, self.db.password.as_deref())?;
+            crate::pg_export::rows(
+                &mut c,
+                &format!(
+                    "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT {}",
+                    quote_literal(&self.snapshot)
+                ),
+            )?;
+            let results = rules_in_transaction(&mut c, &self.rules);
+            crate::pg_export::rows(&mut c, "COMMIT")?;
+            Ok(results)
+        };
+        let results = run().unwrap_or_else(|e| {
+            self.rules
+                .iter()
+                .map(|r| crate::rules::RuleResult {
+                    name: r.title(),
+                    kind: r.kind_name().to_owned(),
+                    table: r.table.clone(),
+                    passed: false,
+                    count: 0,
+                    detail: format!("could not run: {e}"),
+                    first: Vec::new(),
+                })
+                .collect()
+        });
+        backstop_format::manifest::Validation {
+            rules: crate::rules::fingerprint(&self.rules),
+            results,
+        }
+    }
 }
 
 impl Source for PgDump {
@@ -888,11 +935,23 @@ impl Source for PgDump {
     }
 
     fn next_entry(&mut self) -> Result<Option<Entry>, Error> {
+        // Before pg_dump starts, while the session holds the snapshot open.
+        let validation = match (self.rules.is_empty(), self.meta.is_some()) {
+            (false, true) => Some(self.validate()),
+            _ => None,
+        };
         let mut entry = self.dump.next_entry()?;
         if let Some(e) = entry.as_mut() {
-            e.item.server = self.meta.take();
+            e.item.server = self.meta.take().map(|mut m| {
+                m.validation = validation;
+                m
+            });
         }
         Ok(entry)
+    }
+
+    fn use_rules(&mut self, rules: &[crate::rules::Rule]) {
+        self.rules = rules.to_vec();
     }
 
     fn take_warnings(&mut self) -> Vec<String> {
