@@ -87,6 +87,14 @@ pub fn decode(bytes: &[u8]) -> Result<(String, &'static str), Problem> {
 /// Splits `text` into records of fields (RFC 4180 with any line end), each with the line it
 /// starts on. A quote left open at the end is a problem naming where it opened.
 pub fn records(text: &str, delimiter: char) -> Result<Vec<(usize, Vec<String>)>, Problem> {
+    match parse_records(text, delimiter) {
+        (out, None) => Ok(out),
+        (_, Some(problem)) => Err(problem),
+    }
+}
+
+/// The records of `text` up to its first problem, and that problem.
+fn parse_records(text: &str, delimiter: char) -> (Vec<(usize, Vec<String>)>, Option<Problem>) {
     let mut out = Vec::new();
     let mut fields = Vec::new();
     let mut field = String::new();
@@ -101,7 +109,28 @@ pub fn records(text: &str, delimiter: char) -> Result<Vec<(usize, Vec<String>)>,
                     chars.next();
                     field.push('"');
                 }
-                '"' => in_quotes = false,
+                // A quote ends the field only where the field ends.
+                '"' if matches!(chars.peek(), None | Some('\r' | '\n'))
+                    || chars.peek() == Some(&delimiter) =>
+                {
+                    in_quotes = false
+                }
+                // `\"`, as some programs escape quotes (MySQL, PHP): a quote.
+                '"' if field.ends_with('\\') => {
+                    field.pop();
+                    field.push('"');
+                }
+                '"' => {
+                    let problem = Problem {
+                        line,
+                        column: None,
+                        value: Some(field.clone()),
+                        reason: "a quote inside a quoted field that is neither doubled (\"\") \
+                                 nor the field's end"
+                            .into(),
+                    };
+                    return (out, Some(problem));
+                }
                 '\r' => {
                     // A CR LF inside quotes is one line break.
                     if chars.peek() == Some(&'\n') {
@@ -150,18 +179,19 @@ pub fn records(text: &str, delimiter: char) -> Result<Vec<(usize, Vec<String>)>,
         }
     }
     if in_quotes {
-        return Err(Problem {
+        let problem = Problem {
             line: quoted_at.unwrap_or(start),
             column: None,
             value: None,
             reason: "a quote opened here is never closed".into(),
-        });
+        };
+        return (out, Some(problem));
     }
     if any || !field.is_empty() {
         fields.push(field);
         out.push((start, fields));
     }
-    Ok(out)
+    (out, None)
 }
 
 /// The delimiter that splits the first records of `text` most consistently into more than one
@@ -173,11 +203,12 @@ pub fn delimiter(text: &str) -> char {
     }
     let sample = &text[..end];
     let mut best = (',', 0.0f64, 0usize);
-    for d in [',', ';', '\t', '|'] {
+    for d in [',', ';', '\t', '|', ':'] {
         // A sample cut inside quotes reads as an open quote: its records up to there count.
-        let rows = match records(sample, d) {
-            Ok(r) => r,
-            Err(_) => continue,
+        let rows = match parse_records(sample, d) {
+            (r, None) => r,
+            (r, Some(p)) if p.reason.starts_with("a quote opened here") => r,
+            _ => continue,
         };
         let counts: Vec<usize> = rows.iter().take(50).map(|(_, r)| r.len()).collect();
         let Some(&first) = counts.first() else {
@@ -378,7 +409,8 @@ pub struct ImportReport {
 /// [`Options::formats`]) when one is given, or why it does not fit.
 fn convert_as(text: &str, declared: &str, format: Option<&str>) -> Result<Value, String> {
     let t = text.trim();
-    let Some(format) = format.filter(|_| !t.is_empty()) else {
+    let no_value = t.is_empty() || t.eq_ignore_ascii_case("NULL") || t == "\\N";
+    let Some(format) = format.filter(|_| !no_value) else {
         return convert(text, declared);
     };
     let d = declared.to_ascii_uppercase();
@@ -396,13 +428,22 @@ fn convert_as(text: &str, declared: &str, format: Option<&str>) -> Result<Value,
     }
 }
 
-/// The value of `text` for a column of type `declared`, or why it does not fit.
+/// The value of `text` for a column of type `declared`, or why it does not fit. In a number
+/// or date column, `NULL` and `\N` (as database exports write no value) are no value.
 fn convert(text: &str, declared: &str) -> Result<Value, String> {
     let t = text.trim();
     if t.is_empty() {
         return Ok(Value::Null);
     }
     let d = declared.to_ascii_uppercase();
+    let typed = [
+        "INT", "REAL", "FLOA", "DOUB", "NUMERIC", "DECIMAL", "DATE", "TIME",
+    ]
+    .iter()
+    .any(|k| d.contains(k));
+    if typed && (t.eq_ignore_ascii_case("NULL") || t == "\\N") {
+        return Ok(Value::Null);
+    }
     if d.contains("INT") {
         return t
             .parse::<i64>()
@@ -847,6 +888,81 @@ mod tests {
         let p = parse_with(b"A-1;4;x\nB-2;5;y\nC-3;6;z;long\n", false).unwrap();
         assert_eq!(p.header, ["1", "2", "3", "4"]);
         assert_eq!(p.rows.len(), 3);
+    }
+
+    /// rust-csv's example files (../shared/testdata): real exports with a Latin-1 encoding,
+    /// `NULL` for no value, a `:` delimiter, no header, 10,000 rows of a transit feed, and one
+    /// with `\"`-escaped quotes, a comment line and a short row, which are read or reported
+    /// row by row.
+    #[test]
+    fn rust_csv_example_files_import_or_say_why() {
+        let dir =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata/csv/rust-csv");
+        let tmp = tempfile::tempdir().unwrap();
+        let db = tmp.path().join("t.db");
+        Connection::open(&db)
+            .unwrap()
+            .execute_batch(
+                "CREATE TABLE pop (city TEXT, state TEXT, population INTEGER, latitude REAL, \
+                 longitude REAL); \
+                 CREATE TABLE small (city TEXT, region TEXT, country TEXT, population INTEGER); \
+                 CREATE TABLE wrestlers (name TEXT, year INTEGER); \
+                 CREATE TABLE stops (trip_id TEXT, arrival_time TEXT, departure_time TEXT, \
+                 stop_id TEXT, stop_sequence INTEGER, stop_headsign TEXT, pickup_type INTEGER, \
+                 drop_off_type INTEGER, timepoint INTEGER);",
+            )
+            .unwrap();
+        let import = |file: &str, table: &str, header: bool| {
+            let parsed = parse_with(&std::fs::read(dir.join(file)).unwrap(), header).unwrap();
+            let options = Options {
+                no_header: !header,
+                ..Options::default()
+            };
+            let report = import_sqlite(&db, table, &parsed, &[], &options, true).unwrap();
+            (parsed, report)
+        };
+        let count = |sql: &str| -> i64 {
+            Connection::open(&db)
+                .unwrap()
+                .query_row(sql, [], |r| r.get(0))
+                .unwrap()
+        };
+        for (file, encoding) in [
+            ("uspop.csv", "UTF-8"),
+            ("uspop-latin1.csv", "Windows-1252"),
+            ("uspop-null.csv", "UTF-8"),
+        ] {
+            let (_, r) = import(file, "pop", true);
+            assert_eq!(
+                (r.imported, r.encoding.as_str()),
+                (100, encoding),
+                "{file}: {r:?}"
+            );
+        }
+        assert!(count("SELECT count(*) FROM pop WHERE population IS NULL") > 0);
+        assert_eq!(
+            count("SELECT count(*) FROM pop WHERE typeof(population) = 'text'"),
+            0
+        );
+        let (parsed, r) = import("smallpop-colon.csv", "small", true);
+        assert_eq!((parsed.delimiter, r.imported), (':', 10), "{r:?}");
+        let (_, r) = import("smallpop-no-headers.csv", "small", false);
+        assert_eq!(r.imported, 10, "{r:?}");
+        let (_, r) = import("gtfs-mbta-stop-times.csv", "stops", true);
+        assert_eq!(r.imported, 9999, "{r:?}");
+        let (parsed, r) = import("strange.csv", "wrestlers", false);
+        assert_eq!(parsed.rows[0].1[0], "\"Hacksaw\" Jim Duggan");
+        assert_eq!(parsed.rows[1].1[0], "Bret \"Hit Man\" Hart");
+        let lines: Vec<usize> = r.problems.iter().map(|p| p.line).collect();
+        assert_eq!((lines, r.imported), (vec![3, 4], 0), "{r:?}");
+        // A stray quote in a quoted field is refused, saying where.
+        let e = records("a,b\n\"x\"y\",2\n", ',').unwrap_err();
+        assert_eq!(e.line, 2);
+        // A field ending in a backslash keeps it.
+        assert_eq!(
+            records("\"C:\\dir\\\",1\n", ',').unwrap()[0].1[0],
+            "C:\\dir\\"
+        );
     }
 
     /// csv-spectrum's files (../shared/testdata) parse to its expected JSON, every one.
