@@ -68,8 +68,8 @@ pub enum Chunking {
 /// documents (Office Open XML, OpenDocument) and zip files, content-defined otherwise.
 pub fn chunking_for(name: &str) -> Chunking {
     const ZIPS: &[&str] = &[
-        "xlsx", "xlsm", "xltx", "xltm", "xlam", "docx", "docm", "dotx", "pptx", "pptm", "ods",
-        "odt", "odp", "odg", "zip",
+        "xlsx", "xlsm", "xlsb", "xltx", "xltm", "xlam", "docx", "docm", "dotx", "pptx", "pptm",
+        "ods", "odt", "odp", "odg", "zip",
     ];
     let ext = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
     match ext {
