@@ -314,18 +314,7 @@ pub fn export_workbook(
     let copy = workbook_copy(ix, id, item, scratch.path(), &req.rt.host)?;
     let mut book = backstop_sources::workbook::Workbook::open(&copy)?;
     let sheets = match req.tables.is_empty() {
-        // Every worksheet, then every Excel table whose name is not a sheet's.
-        true => {
-            let mut all = book.sheets();
-            let tables: Vec<String> = book
-                .tables()
-                .into_iter()
-                .map(|(t, _)| t)
-                .filter(|t| !all.contains(t))
-                .collect();
-            all.extend(tables);
-            all
-        }
+        true => book.sheets_and_tables(),
         false => req.tables.to_vec(),
     };
     write_files(req, snap, &sheets, &mut |sheet, path| {
@@ -517,14 +506,7 @@ pub fn load_workbook(
 ) -> anyhow::Result<PathBuf> {
     let copy = workbook_copy(ix, id, item, dir, host)?;
     let mut book = backstop_sources::workbook::Workbook::open(&copy)?;
-    let mut names = book.sheets();
-    let tables: Vec<String> = book
-        .tables()
-        .into_iter()
-        .map(|(t, _)| t)
-        .filter(|t| !names.contains(t))
-        .collect();
-    names.extend(tables);
+    let names = book.sheets_and_tables();
     let path = copy.with_extension("sqlite");
     let db = rusqlite::Connection::open(&path).context("making a scratch database")?;
     let csv = copy.with_extension("csv");

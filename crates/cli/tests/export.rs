@@ -655,13 +655,7 @@ fn validate_names_the_orphan_and_the_negative_stock() {
             .arg(&cfg)
             .args(["--json", "verify", "--restore-test", "--latest"]);
         let out: serde_json::Value = serde_json::from_str(&run(c).stdout).unwrap();
-        let rules = out[0]["checks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["name"] == "rules")
-            .unwrap_or_else(|| panic!("no rules check: {out:#}"))
-            .clone();
+        let rules = check_named(&out[0], "rules");
         (out[0]["passed"].clone(), rules)
     };
     let (passed, rules) = drill();

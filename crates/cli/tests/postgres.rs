@@ -1240,13 +1240,7 @@ fn rules_run_on_a_postgres_source_and_in_its_drills() {
         &["--json", "verify", "--restore-test", "--latest"],
     ))
     .json();
-    let check = drill[0]["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "rules")
-        .cloned()
-        .unwrap_or_else(|| panic!("{drill:#}"));
+    let check = check_named(&drill[0], "rules");
     assert_eq!(check["passed"], false, "{check:#}");
     assert!(
         check["detail"]

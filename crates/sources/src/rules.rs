@@ -127,6 +127,19 @@ impl Rule {
     }
 }
 
+/// The outcome of an SQL assertion that returned `n` where `expect` was expected: the count
+/// of a failing one is what it returned (at least 1).
+pub(crate) fn assertion(n: i64, expect: i64) -> (u64, Vec<String>, String) {
+    (
+        match n == expect {
+            true => 0,
+            false => n.unsigned_abs().max(1),
+        },
+        Vec::new(),
+        format!("returned {n}, expected {expect}"),
+    )
+}
+
 /// `parent(column)` split.
 pub(crate) fn parent(text: &str) -> Result<(String, String), String> {
     text.trim()
@@ -374,15 +387,7 @@ fn one(c: &Connection, rule: &Rule) -> RuleResult {
                     )));
                 }
             };
-            // The count of a failing assertion is what it returned (at least 1).
-            Ok((
-                match n == expect {
-                    true => 0,
-                    false => n.unsigned_abs().max(1),
-                },
-                Vec::new(),
-                format!("returned {n}, expected {expect}"),
-            ))
+            Ok(assertion(n, expect))
         }
     })();
     match outcome {

@@ -154,14 +154,7 @@ fn one(query: &mut Query<'_>, d: Dialect, rule: &Rule) -> RuleResult {
                         value.as_deref().unwrap_or("no value")
                     ))
                 })?;
-            Ok((
-                match n == expect {
-                    true => 0,
-                    false => n.unsigned_abs().max(1),
-                },
-                Vec::new(),
-                format!("returned {n}, expected {expect}"),
-            ))
+            Ok(crate::rules::assertion(n, expect))
         }
         other => Err(Error::Invalid(format!(
             "{other} is a check of SQLite's own; the server keeps its storage and declared \

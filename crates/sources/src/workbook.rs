@@ -72,6 +72,20 @@ impl<R: Read + Seek> Workbook<R> {
             .collect()
     }
 
+    /// What export and diff read of it: every worksheet, then every Excel table whose name is
+    /// not a sheet's.
+    pub fn sheets_and_tables(&mut self) -> Vec<String> {
+        let mut all = self.sheets();
+        let tables: Vec<String> = self
+            .tables()
+            .into_iter()
+            .map(|(t, _)| t)
+            .filter(|t| !all.contains(t))
+            .collect();
+        all.extend(tables);
+        all
+    }
+
     /// Every worksheet and Excel table as a table: its header, rows and column types.
     pub fn describe(&mut self) -> Result<WorkbookMeta, Error> {
         let mut tables = Vec::new();

@@ -529,6 +529,16 @@ pub fn scratch_database(record: &Value) -> String {
     name.to_owned()
 }
 
+/// A drill's record's check `name` (its `name`, `passed` and `detail`).
+#[track_caller]
+pub fn check_named(record: &Value, name: &str) -> Value {
+    record["checks"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["name"] == name))
+        .cloned()
+        .unwrap_or_else(|| panic!("no check {name}: {record:#}"))
+}
+
 /// Whether a drill's record has the check `name`, passed.
 pub fn passed_check(record: &Value, name: &str) -> bool {
     record["checks"]
