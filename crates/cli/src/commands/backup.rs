@@ -267,7 +267,7 @@ fn print_summary(s: &BackupSummary, secs: f64) -> anyhow::Result<()> {
     )?;
     if !s.warnings.is_empty() {
         outln!(
-            "{} warning(s): some items were skipped; see above",
+            "{} warning(s) (items skipped, or kept only as bytes); see above",
             s.warnings.len()
         )?;
     }
