@@ -134,7 +134,8 @@ pub struct SourceConfig {
     /// Gitignore-style patterns a files source leaves out (as `backup --exclude`).
     #[serde(default)]
     pub exclude: Vec<String>,
-    /// Data validation rules (`[[sources.S.rules]]`), run by `backstop validate`.
+    /// Data validation rules (`[[sources.S.rules]]`), run by `backstop validate`, at each
+    /// capture (SQLite, and the dumps whose snapshot backstop can share) and in drills.
     #[serde(default)]
     pub rules: Vec<backstop_sources::rules::Rule>,
     /// A plain copy of the tables written after every backup (`export = { to = "DIR" }`).

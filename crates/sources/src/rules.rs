@@ -1,5 +1,6 @@
 //! Data validation rules on a SQLite database (`backstop validate`, `[[sources.S.rules]]`):
-//! what must hold of the data, beyond what the database itself enforces.
+//! what must hold of the data, beyond what the database itself enforces. (The same rules on a
+//! database server: [`crate::server_rules`].)
 //!
 //! Built-in kinds: `integrity` (`PRAGMA integrity_check`), `foreign_keys` (the declared ones:
 //! `PRAGMA foreign_key_check`, which finds violations even where enforcement was off),
