@@ -136,7 +136,9 @@ pub fn source_with_flags(
         }
         let method =
             backstop_sources::server::Method::parse(s.method.as_deref().unwrap_or("auto"))?;
-        return Ok(SourceReader(server.dump_source(method)?).with_rules(&s.rules));
+        return Ok(SourceReader(
+            server.dump_source_with_rules(method, &s.rules)?,
+        ));
     }
     let paths: Vec<PathBuf> = s
         .all_paths()

@@ -1418,7 +1418,26 @@ fn rules_run_on_a_mariadb_source_and_in_its_drills() {
     ] {
         assert!(o.stdout.contains(expected), "{expected}: {o:#?}");
     }
-    run(with_config(&sb, &cfg, &["backup", "--source", "shop"])).ok();
+    // `auto` with rules: the built-in export, whose snapshot the rules run in, saying why.
+    let o = run(with_config(
+        &sb,
+        &cfg,
+        &["--json", "backup", "--source", "shop"],
+    ))
+    .ok()
+    .json();
+    assert_eq!(o["validation"].as_array().map(Vec::len), Some(3), "{o:#}");
+    let shown = run(with_config(&sb, &cfg, &["--json", "show", "latest"]))
+        .ok()
+        .json();
+    assert_eq!(
+        shown["item_list"][0]["server"]["method"], "builtin",
+        "{shown:#}"
+    );
+    assert!(
+        shown["paths"].to_string().contains("rules run"),
+        "{shown:#}"
+    );
     let drill = run(with_config(
         &sb,
         &cfg,

@@ -181,6 +181,28 @@ impl Server {
         })
     }
 
+    /// [`Server::dump_source`] for a source with data validation `rules`, which run in the
+    /// dump's own snapshot where it can be shared: for MariaDB with `auto` that is the built-in
+    /// export's (mariadb-dump's transaction cannot be joined), which is then used, saying why.
+    pub fn dump_source_with_rules(
+        &self,
+        method: Method,
+        rules: &[crate::rules::Rule],
+    ) -> Result<Box<dyn Source>, Error> {
+        let mut source: Box<dyn Source> = match (self, method) {
+            (Server::Mariadb(m), Method::Auto) if !rules.is_empty() => Box::new(
+                m.export_source(Some(
+                    "method = \"auto\" used the built-in export, in whose snapshot the \
+                     source's rules run (mariadb-dump's cannot be shared)"
+                        .into(),
+                ))?,
+            ),
+            _ => self.dump_source(method)?,
+        };
+        source.use_rules(rules);
+        Ok(source)
+    }
+
     /// This database, to load a dump of the kind `record` describes into (PostgreSQL: the
     /// built-in export's plain SQL is loaded by `psql`, a `pg_dump` archive by `pg_restore`).
     pub fn for_dump(self, record: Option<&ServerDatabase>) -> Self {
