@@ -336,14 +336,7 @@ pub fn export_server(
     server: &backstop_sources::server::Server,
     req: &ExportRequest<'_>,
 ) -> anyhow::Result<Vec<Exported>> {
-    let record = item
-        .server
-        .as_ref()
-        .ok_or_else(|| anyhow::anyhow!("{} is not a database server's dump", item.path))?;
-    let content = item
-        .content
-        .as_ref()
-        .ok_or_else(|| anyhow::anyhow!("{} has no content", item.path))?;
+    let (record, content) = dump_parts(item)?;
     let tables: Vec<String> = match req.tables.is_empty() {
         true => record.tables.iter().map(|t| t.name.clone()).collect(),
         false => req.tables.to_vec(),
@@ -401,14 +394,7 @@ pub fn load_server_tables(
     typed: bool,
     host: &str,
 ) -> anyhow::Result<PathBuf> {
-    let record = item
-        .server
-        .as_ref()
-        .ok_or_else(|| anyhow::anyhow!("{} is not a database server's dump", item.path))?;
-    let content = item
-        .content
-        .as_ref()
-        .ok_or_else(|| anyhow::anyhow!("{} has no content", item.path))?;
+    let (record, content) = dump_parts(item)?;
     let csv_dir = tempfile::Builder::new()
         .prefix(".backstop-tables-")
         .tempdir_in(dir)
@@ -444,6 +430,24 @@ pub fn load_server_tables(
         std::fs::remove_file(&c.path).ok();
     }
     Ok(path)
+}
+
+/// A database server's dump item: what it was taken from, and its content.
+fn dump_parts(
+    item: &Item,
+) -> anyhow::Result<(
+    &backstop_format::manifest::ServerDatabase,
+    &backstop_format::tree::Content,
+)> {
+    let record = item
+        .server
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("{} is not a database server's dump", item.path))?;
+    let content = item
+        .content
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("{} has no content", item.path))?;
+    Ok((record, content))
 }
 
 /// Writes `tables` of `db` in `req`'s format (see [`write_files`]).
