@@ -263,21 +263,19 @@ impl Progress for Bar {
     }
 }
 
-/// `all 5 rules hold` or `2 of 5 rules failing`.
-pub fn rules_verdict(results: &[backstop_format::manifest::RuleOutcome]) -> String {
-    match results.iter().filter(|r| !r.passed).count() {
-        0 => format!("all {} rules hold", results.len()),
-        n => format!("{n} of {} rules failing", results.len()),
-    }
-}
-
-/// One line per validation rule (only the failing ones with `failing_only`): its verdict,
-/// what it found and the first offending rows.
-pub fn rule_lines(
+/// Prints `HEADING: all 5 rules hold` (or `2 of 5 rules failing`), then a line per rule (only
+/// the failing ones with `failing_only`): its verdict, what it found and the first offending
+/// rows.
+pub fn print_rules(
+    heading: &str,
     results: &[backstop_format::manifest::RuleOutcome],
     failing_only: bool,
-) -> Vec<String> {
-    let mut lines = Vec::new();
+) -> anyhow::Result<()> {
+    let verdict = match results.iter().filter(|r| !r.passed).count() {
+        0 => format!("all {} rules hold", results.len()),
+        n => format!("{n} of {} rules failing", results.len()),
+    };
+    outln!("{heading}: {verdict}")?;
     for r in results.iter().filter(|r| !(failing_only && r.passed)) {
         let mark = if r.passed { "ok  " } else { "FAIL" };
         let mut line = format!("  {mark} {}: ", r.name);
@@ -291,7 +289,7 @@ pub fn rule_lines(
                 line.push_str(" ...");
             }
         }
-        lines.push(line);
+        outln!("{line}")?;
     }
-    lines
+    Ok(())
 }

@@ -272,13 +272,7 @@ fn print_summary(s: &BackupSummary, secs: f64) -> anyhow::Result<()> {
         )?;
     }
     if !s.validation.is_empty() {
-        outln!(
-            "validation at capture: {}",
-            crate::output::rules_verdict(&s.validation)
-        )?;
-        for line in crate::output::rule_lines(&s.validation, true) {
-            outln!("{line}")?;
-        }
+        crate::output::print_rules("validation at capture", &s.validation, true)?;
     }
     Ok(())
 }

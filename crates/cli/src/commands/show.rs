@@ -231,16 +231,10 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
 
 /// The validation rules' results stored with a database, every rule.
 fn rules_at_capture(v: Option<&backstop_format::manifest::Validation>) -> anyhow::Result<()> {
-    if let Some(v) = v {
-        outln!(
-            "validation rules at capture: {}",
-            crate::output::rules_verdict(&v.results)
-        )?;
-        for line in crate::output::rule_lines(&v.results, false) {
-            outln!("{line}")?;
-        }
+    match v {
+        Some(v) => crate::output::print_rules("validation rules at capture", &v.results, false),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// `table (reason), ...`

@@ -22,14 +22,7 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
             "rules": results,
         }))?;
     } else {
-        outln!(
-            "{} ({path}): {}",
-            a.source,
-            crate::output::rules_verdict(&results)
-        )?;
-        for line in crate::output::rule_lines(&results, false) {
-            outln!("{line}")?;
-        }
+        crate::output::print_rules(&format!("{} ({path})", a.source), &results, false)?;
     }
     Ok(match failing {
         0 => crate::exit::OK,

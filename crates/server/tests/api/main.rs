@@ -136,13 +136,7 @@ async fn the_copies_of_a_source_show_on_the_page_and_in_the_status() {
     let t0 = std::time::Instant::now();
     let shop = loop {
         let status = f.get("/api/v1/status", &t).await.json();
-        let shop = status["sources"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["name"] == "shop")
-            .unwrap()
-            .clone();
+        let shop = source_status(&status, "shop");
         let checked = shop["copies"]["repositories"].as_array().is_some_and(|r| {
             r.iter().any(|r| {
                 r["holds_newest"] == true
@@ -206,13 +200,7 @@ async fn failing_rules_at_capture_show_on_the_page() {
     )
     .await;
     let status = f.get("/api/v1/status", &t).await.json();
-    let shop = status["sources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == "shop")
-        .unwrap()
-        .clone();
+    let shop = source_status(&status, "shop");
     assert_eq!(shop["validation"]["rules"], 2, "{shop:#}");
     assert_eq!(
         shop["validation"]["failing"][0]["first"],
@@ -259,13 +247,7 @@ async fn a_workbooks_sheets_and_tables_show_on_the_snapshot_page() {
     )
     .await;
     let status = f.get("/api/v1/status", &t).await.json();
-    let docs = status["sources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == "docs")
-        .cloned()
-        .unwrap();
+    let docs = source_status(&status, "docs");
     let id = docs["last_snapshot"]
         .as_str()
         .unwrap_or_else(|| panic!("{docs:#}"))
@@ -281,4 +263,14 @@ async fn a_workbooks_sheets_and_tables_show_on_the_snapshot_page() {
         "{page}"
     );
     assert!(page.contains("Quantity <small>(number)</small>"), "{page}");
+}
+
+/// One source's entry in `GET /api/v1/status`.
+#[track_caller]
+fn source_status(status: &serde_json::Value, name: &str) -> serde_json::Value {
+    status["sources"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["name"] == name))
+        .cloned()
+        .unwrap_or_else(|| panic!("no source {name} in {status:#}"))
 }
