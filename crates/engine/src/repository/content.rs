@@ -378,6 +378,59 @@ impl<'a> Loader<'a> {
         Ok(())
     }
 
+    /// Whether `content` is small enough for [`Loader::write_small`]: a few chunks named in the
+    /// item itself (no tree, no delta).
+    pub fn is_small(content: &Content) -> bool {
+        content.tree.is_none() && content.delta.is_none() && content.size <= SMALL_CONTENT
+    }
+
+    /// Writes a small content (see [`Loader::is_small`]) to `out` on this thread, checking every
+    /// chunk against its id and the total length, as [`Loader::write_content`] does for any
+    /// content with threads of its own. The frames it decodes stay in `cache`: the small files
+    /// of a tree were stored many to a frame, and are restored in the order they were stored.
+    pub fn write_small(
+        &self,
+        content: &Content,
+        out: &mut dyn Write,
+        cache: &mut FrameCache,
+        progress: &dyn Progress,
+    ) -> Result<()> {
+        let mut written = 0u64;
+        for r in &content.chunks {
+            let loc = self.locate(&r.id)?;
+            if u64::from(loc.raw_length) != r.size {
+                return Err(Error::Integrity(format!(
+                    "chunk {} has the wrong length",
+                    r.id
+                )));
+            }
+            let frame = cache.frame(&loc, || {
+                let stored = self.read_pack(loc.pack, loc.offset.into(), loc.length.into())?;
+                self.open_frame(&loc, &stored)
+            })?;
+            let a = loc.raw_offset as usize;
+            let plain = frame
+                .get(a..a + loc.raw_length as usize)
+                .ok_or_else(|| Error::Integrity(format!("chunk {} lies outside its frame", r.id)))?;
+            self.check_id(&r.id, &loc, plain)?;
+            out.write_all(plain).map_err(|e| {
+                Error::Source(backstop_sources::Error::Io {
+                    context: "writing restored data".into(),
+                    cause: e,
+                })
+            })?;
+            written += r.size;
+            progress.bytes(r.size);
+        }
+        if written != content.size {
+            return Err(Error::Integrity(format!(
+                "content has {written} bytes, the snapshot says {}",
+                content.size
+            )));
+        }
+        Ok(())
+    }
+
     /// Locates a window's chunks and reads the frames they are in: each frame once, the frames
     /// of one pack joined into range reads (see [`plan_reads`]), the reads in parallel.
     fn fetch_window(&self, refs: Vec<ChunkRef>) -> Result<Fetched> {
@@ -602,15 +655,141 @@ impl<'a> Loader<'a> {
         bytes
             .split(|&b| b == b'\n')
             .filter(|l| !l.is_empty())
-            .map(|l| {
-                serde_json::from_slice(l).map_err(|e| {
-                    Error::format(
-                        "reading the item list",
-                        backstop_format::FormatError::Json(e.to_string()),
-                    )
-                })
-            })
+            .map(parse_item)
             .collect()
+    }
+
+    /// The items of a snapshot's item list, read a chunk at a time: memory is one chunk of the
+    /// list and one item, whatever the number of items.
+    pub fn item_reader(&self, list: &Content) -> ItemReader<'a> {
+        ItemReader {
+            loader: *self,
+            cursor: self.cursor(list),
+            delta: list.delta.is_some(),
+            size: list.size,
+            read: 0,
+            buf: Vec::new(),
+            pos: 0,
+            done: false,
+            failed: false,
+        }
+    }
+}
+
+fn parse_item(line: &[u8]) -> Result<Item> {
+    serde_json::from_slice(line).map_err(|e| {
+        Error::format(
+            "reading the item list",
+            backstop_format::FormatError::Json(e.to_string()),
+        )
+    })
+}
+
+/// Contents up to this size without a tree are written by [`Loader::write_small`] (an item names
+/// at most [`backstop_format::tree::INLINE_MAX`] chunks itself, up to 256 KiB each).
+const SMALL_CONTENT: u64 = 4 << 20;
+
+/// The frames [`Loader::write_small`] decoded last, by pack and offset.
+#[derive(Default)]
+pub struct FrameCache {
+    frames: std::collections::VecDeque<((u32, u32), Vec<u8>)>,
+}
+
+impl FrameCache {
+    /// Frames kept: a few, for small files whose chunks lie in frames taken in turns.
+    const FRAMES: usize = 8;
+
+    fn frame(&mut self, loc: &Location, load: impl FnOnce() -> Result<Vec<u8>>) -> Result<&[u8]> {
+        let key = (loc.pack, loc.offset);
+        let i = match self.frames.iter().position(|(k, _)| *k == key) {
+            Some(i) => i,
+            None => {
+                if self.frames.len() == Self::FRAMES {
+                    self.frames.pop_front();
+                }
+                self.frames.push_back((key, load()?));
+                self.frames.len() - 1
+            }
+        };
+        Ok(&self.frames[i].1)
+    }
+}
+
+/// An item list read as it is walked ([`Loader::item_reader`]). Every chunk is checked against
+/// its id, and the list's length against its description, as [`Loader::read_items`] does.
+pub struct ItemReader<'a> {
+    loader: Loader<'a>,
+    cursor: Cursor<'a>,
+    /// Item lists are never deltas: one that claims to be is damaged.
+    delta: bool,
+    size: u64,
+    read: u64,
+    /// Bytes read and not yet parsed start at `pos`.
+    buf: Vec<u8>,
+    pos: usize,
+    done: bool,
+    failed: bool,
+}
+
+impl ItemReader<'_> {
+    fn next_item(&mut self) -> Result<Option<Item>> {
+        if self.delta {
+            return Err(Error::Integrity("an item list is stored as a delta".into()));
+        }
+        loop {
+            let rest = &self.buf[self.pos..];
+            if let Some(n) = rest.iter().position(|&b| b == b'\n') {
+                let line = &rest[..n];
+                self.pos += n + 1;
+                if line.is_empty() {
+                    continue;
+                }
+                return parse_item(line).map(Some);
+            }
+            if self.done {
+                if rest.is_empty() {
+                    return Ok(None);
+                }
+                let item = parse_item(rest)?;
+                self.pos = self.buf.len();
+                return Ok(Some(item));
+            }
+            self.buf.drain(..self.pos);
+            self.pos = 0;
+            match self.cursor.next_chunk()? {
+                Some(r) => {
+                    let chunk = self.loader.read_chunk(&r.id)?;
+                    if chunk.len() as u64 != r.size {
+                        return Err(Error::Integrity(format!(
+                            "chunk {} of an item list has the wrong length",
+                            r.id
+                        )));
+                    }
+                    self.read += r.size;
+                    self.buf.extend_from_slice(&chunk);
+                }
+                None if self.read != self.size => {
+                    return Err(Error::Integrity(
+                        "an item list is shorter than its description says".into(),
+                    ));
+                }
+                None => self.done = true,
+            }
+        }
+    }
+}
+
+impl Iterator for ItemReader<'_> {
+    type Item = Result<Item>;
+
+    /// The next item; after an error, none.
+    fn next(&mut self) -> Option<Result<Item>> {
+        if self.failed {
+            return None;
+        }
+        let next = self.next_item().transpose();
+        self.failed = matches!(next, Some(Err(_)));
+        next
     }
 }
 

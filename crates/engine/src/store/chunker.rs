@@ -18,6 +18,14 @@ impl Batch {
         Self::default()
     }
 
+    /// An empty batch with room for `bytes` bytes of chunks.
+    pub fn with_capacity(bytes: usize) -> Self {
+        Self {
+            data: Vec::with_capacity(bytes),
+            ends: Vec::new(),
+        }
+    }
+
     /// A batch of the given chunks.
     pub fn of(chunks: &[&[u8]]) -> Self {
         let mut b = Self::new();

@@ -6,6 +6,7 @@ mod databases;
 mod faults;
 #[path = "../support/pieces.rs"]
 mod pieces;
+mod small_files;
 
 use pieces::opts;
 

@@ -1,9 +1,10 @@
 //! Backup: capture a source, store what is new, and write the snapshot last.
 
+mod previous;
 mod read;
+mod small;
 mod unchanged;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{channel, sync_channel};
@@ -14,7 +15,7 @@ use backstop_format::manifest::{
 };
 use backstop_format::tree::Content;
 use backstop_format::{SnapshotId, Timestamp};
-use backstop_sources::{Capture, Chunking, EntryContent, Source};
+use backstop_sources::{Capture, Chunking, Entry, EntryContent, Source};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -24,16 +25,15 @@ use crate::repository::content::Loader;
 use crate::repository::index::Index;
 use crate::repository::indexed::Indexed;
 use crate::repository::lock::Lock;
-use crate::store::ChunkStore;
 use crate::store::builder::{ContentBuilder, DeltaBase, MetaWriter, Previous};
 use crate::store::chunker::Batch;
 use crate::store::packing::Stored;
 use crate::store::patches::PatchReader;
+use crate::store::{ChunkStore, TreeBuilder};
+use previous::PreviousItems;
 use read::{Stream, read_batches};
+use small::{Group, Outcome};
 use unchanged::{reusable, reuse};
-
-/// Files modified less than this many seconds before the previous snapshot are read again.
-const RACY_MARGIN_SECS: i64 = 2;
 
 /// What to record about a backup. Shared by the CLI, the config file and (later) the web API.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -144,24 +144,28 @@ fn run_backup(
         .iter()
         .rev()
         .find(|(_, s)| s.source.name == opts.source_name);
-    let (mut previous, parent_signature) = match parent {
-        Some((_, snap)) => previous_items(repo, index, snap, progress),
-        None => (HashMap::new(), None),
+    let mut previous = match parent {
+        Some((_, snap)) => PreviousItems::of(Loader::new(repo, index), snap, progress),
+        None => PreviousItems::none(progress),
     };
-    if opts.force {
-        previous.clear();
-    }
     let since = parent.map(|(_, s)| s.time);
     let parent = parent.map(|(id, _)| *id);
-    let mut bytes_read = 0;
-    let mut files_unchanged = 0;
 
-    let mut store = ChunkStore::counting(repo, index, stored.clone());
-    let params = repo.config().chunker;
-    let mut list = ItemList::new();
-    let mut stats = SnapshotStats::default();
-    let mut warnings = Vec::new();
-    let mut validation = Vec::new();
+    let mut run = Run {
+        repo,
+        index,
+        store: ChunkStore::counting(repo, index, stored.clone()),
+        params: repo.config().chunker,
+        since,
+        progress,
+        list: ItemList::new(),
+        stats: SnapshotStats::default(),
+        warnings: Vec::new(),
+        validation: Vec::new(),
+        bytes_read: 0,
+        files_unchanged: 0,
+    };
+    let mut group = Group::default();
     progress.phase("backup", None);
     source.use_scratch(&index.spill_options().for_sources());
     while let Some(mut entry) = source.next_entry()? {
@@ -169,78 +173,55 @@ fn run_backup(
             if entry.required {
                 return Err(Error::format("the source produced an unsafe item path", e));
             }
-            let msg = format!("skipped: {e}");
-            progress.warning(&msg);
-            warnings.push(msg);
+            run.warn(format!("skipped: {e}"));
             continue;
         }
         progress.item(&entry.item.path);
+        // `--force` reads everything, but still compares the result with the previous one.
+        let prev = match opts.force {
+            true => None,
+            false => previous.take(&entry.item.path),
+        };
         if entry.reuse_unchanged
-            && let Some(c) = unchanged(&previous, &entry.item, index)
+            && let Some(p) = prev.as_ref()
+            && let Some(c) = unchanged(p, &entry.item, index)
         {
             entry.content = None;
             entry.item.content = Some(c.clone());
             // What was read of the same bytes last time (a workbook's sheets) still holds.
-            entry.item.workbook = previous
-                .get(&entry.item.path)
-                .and_then(|p| p.workbook.clone());
-            stats.bytes += c.size;
+            entry.item.workbook = p.workbook.clone();
+            run.stats.bytes += c.size;
             progress.bytes(c.size);
-            files_unchanged += 1;
+            run.files_unchanged += 1;
         }
-        if let Some(content) = entry.content.take() {
-            let prev = previous.get(&entry.item.path);
-            let mut reading = Reading::new(content);
-            let content = store_content(
-                &mut store,
-                Loader::new(repo, index),
-                &mut entry.item,
-                &mut reading,
-                prev,
-                since,
-                params,
-                progress,
-            )?;
-            match content {
-                Ok(content) => {
-                    entry.item.size = content.size;
-                    stats.bytes += content.size;
-                    bytes_read += content.size;
-                    entry.item.content = Some(content);
-                    if let Some(capture) = reading.capture {
-                        capture.complete(&mut entry.item, prev)?;
-                    }
-                    let validated = match (&entry.item.database, &entry.item.server) {
-                        (Some(d), _) => d.validation.as_ref(),
-                        (None, Some(s)) => s.validation.as_ref(),
-                        (None, None) => None,
-                    };
-                    if let Some(v) = validated {
-                        validation.extend(v.results.iter().cloned());
-                    }
-                }
-                Err(e) if !entry.required => {
-                    let msg = format!("skipped {}: read failed: {e}", entry.item.path);
-                    progress.warning(&msg);
-                    warnings.push(msg);
-                    continue;
-                }
-                Err(e) => {
-                    return Err(Error::Source(backstop_sources::Error::Io {
-                        context: format!("reading {}", entry.item.path),
-                        cause: e,
-                    }));
+        match entry.content.take() {
+            Some(EntryContent::Stream { reader, chunking })
+                if Group::takes(&entry.item, chunking) =>
+            {
+                group.push_file(entry, reader, chunking);
+                if group.is_full() {
+                    run.store_group(&mut group)?;
                 }
             }
+            Some(content) => {
+                run.store_group(&mut group)?;
+                run.store_entry(entry, content, prev.as_ref())?;
+            }
+            None if group.is_empty() => run.record(&entry.item)?,
+            None => group.push_plain(entry),
         }
-        match entry.item.kind {
-            ItemKind::Dir => stats.dirs += 1,
-            ItemKind::File | ItemKind::Stream | ItemKind::Sqlite => stats.files += 1,
-            _ => {}
-        }
-        stats.items += 1;
-        list.push(&mut store, &entry.item)?;
     }
+    run.store_group(&mut group)?;
+    let Run {
+        mut store,
+        list,
+        mut stats,
+        mut warnings,
+        validation,
+        bytes_read,
+        files_unchanged,
+        ..
+    } = run;
     // A source that cannot vouch for its capture (a failed dump) stops here: packs already
     // written stay unreferenced and no snapshot is made.
     source.finish()?;
@@ -275,8 +256,8 @@ fn run_backup(
         validation: validation.clone(),
     };
     if opts.skip_unchanged
-        && let (Some(pid), Some(sig)) = (parent, parent_signature)
-        && sig == signature
+        && let Some(pid) = parent
+        && previous.signature() == Some(signature)
     {
         lock.release()?;
         crate::repository::attempts::clear_backup_failures(repo, &opts.source_name);
@@ -307,6 +288,139 @@ fn run_backup(
     lock.release()?;
     crate::repository::attempts::clear_backup_failures(repo, &opts.source_name);
     Ok(summary(id, false, warnings))
+}
+
+/// A backup in progress: where it stores, and what it has recorded so far.
+struct Run<'a> {
+    repo: &'a Repository,
+    index: &'a Index,
+    store: ChunkStore<'a>,
+    params: ChunkerParams,
+    /// The previous snapshot's time.
+    since: Option<Timestamp>,
+    progress: &'a dyn Progress,
+    list: ItemList,
+    stats: SnapshotStats,
+    warnings: Vec<String>,
+    validation: Vec<backstop_format::manifest::RuleOutcome>,
+    bytes_read: u64,
+    files_unchanged: u64,
+}
+
+impl Run<'_> {
+    fn warn(&mut self, msg: String) {
+        self.progress.warning(&msg);
+        self.warnings.push(msg);
+    }
+
+    /// Adds an item, its content stored, to the snapshot.
+    fn record(&mut self, item: &Item) -> Result<()> {
+        match item.kind {
+            ItemKind::Dir => self.stats.dirs += 1,
+            ItemKind::File | ItemKind::Stream | ItemKind::Sqlite => self.stats.files += 1,
+            _ => {}
+        }
+        self.stats.items += 1;
+        self.list.push(&mut self.store, item)
+    }
+
+    /// Counts a content just read and stored, and puts it in its item.
+    fn stored(&mut self, item: &mut Item, content: Content) {
+        item.size = content.size;
+        self.stats.bytes += content.size;
+        self.bytes_read += content.size;
+        item.content = Some(content);
+    }
+
+    /// The failure to read an entry's content: a warning, and the entry left out, unless the
+    /// entry is required.
+    fn read_failed(&mut self, entry: &Entry, e: std::io::Error) -> Result<()> {
+        if entry.required {
+            return Err(Error::Source(backstop_sources::Error::Io {
+                context: format!("reading {}", entry.item.path),
+                cause: e,
+            }));
+        }
+        self.warn(format!("skipped {}: read failed: {e}", entry.item.path));
+        Ok(())
+    }
+
+    /// Stores an entry's content through the streaming path and records the entry.
+    fn store_entry(
+        &mut self,
+        mut entry: Entry,
+        content: EntryContent,
+        prev: Option<&Item>,
+    ) -> Result<()> {
+        let mut reading = Reading::new(content);
+        let content = store_content(
+            &mut self.store,
+            Loader::new(self.repo, self.index),
+            &mut entry.item,
+            &mut reading,
+            prev,
+            self.since,
+            self.params,
+            self.progress,
+        )?;
+        match content {
+            Ok(content) => {
+                self.stored(&mut entry.item, content);
+                if let Some(capture) = reading.capture {
+                    capture.complete(&mut entry.item, prev)?;
+                }
+                let validated = match (&entry.item.database, &entry.item.server) {
+                    (Some(d), _) => d.validation.as_ref(),
+                    (None, Some(s)) => s.validation.as_ref(),
+                    (None, None) => None,
+                };
+                if let Some(v) = validated {
+                    self.validation.extend(v.results.iter().cloned());
+                }
+                self.record(&entry.item)
+            }
+            Err(e) => self.read_failed(&entry, e),
+        }
+    }
+
+    /// Stores the files of a group as one batch and records its entries in order (see
+    /// [`small`]).
+    fn store_group(&mut self, group: &mut Group) -> Result<()> {
+        if group.is_empty() {
+            return Ok(());
+        }
+        let (entries, batch) = group.read(self.params);
+        let refs = match batch.is_empty() {
+            true => Vec::new(),
+            false => self.store.add_data_batch(batch, None)?,
+        };
+        for (mut entry, outcome) in entries {
+            match outcome {
+                None => {}
+                Some(Outcome::Whole { chunks, size, hash }) => {
+                    let mut tree = TreeBuilder::new();
+                    for r in &refs[chunks] {
+                        tree.push(&mut self.store, *r)?;
+                    }
+                    let content = tree.finish(&mut self.store, hash)?;
+                    debug_assert_eq!(content.size, size);
+                    self.progress.bytes(size);
+                    self.stored(&mut entry.item, content);
+                }
+                Some(Outcome::Grown(reader, chunking)) => {
+                    let content = EntryContent::Stream { reader, chunking };
+                    self.store_entry(entry, content, None)?;
+                    continue;
+                }
+                Some(Outcome::Failed(e)) => {
+                    self.read_failed(&entry, e)?;
+                    continue;
+                }
+            }
+            self.record(&entry.item)?;
+        }
+        Ok(())
+    }
 }
 
 /// An entry's content on its way into the repository: the stream still to read, how to cut
@@ -521,56 +635,10 @@ fn previous_patches<'l>(
     Some(Previous::new(patches, count))
 }
 
-/// Items of the previous snapshot, by path, for reuse of unchanged files and of results about
-/// unchanged content, and the signature of its content. A snapshot whose item list cannot be
-/// read only costs the shortcuts, with a warning.
-fn previous_items(
-    repo: &Repository,
-    index: &Index,
-    snap: &Snapshot,
-    progress: &dyn Progress,
-) -> (HashMap<String, Item>, Option<blake3::Hash>) {
-    match Loader::new(repo, index).read_items(&snap.items) {
-        Ok(items) => {
-            let mut sig = blake3::Hasher::new();
-            for i in &items {
-                sign(&mut sig, i);
-            }
-            let map = items
-                .into_iter()
-                .filter(|i| i.content.is_some())
-                .map(|mut i| {
-                    // A file modified just before or during that backup may have changed again
-                    // within the file system's timestamp resolution after it was read ("racy"
-                    // files, as git calls them): its modification time is not trusted for reuse.
-                    // A database's time is only a guess that its image hash then confirms or
-                    // refutes (`Capture::probably_unchanged`), so it is kept: a database backed
-                    // up right after a write would otherwise never take the shortcut next time.
-                    if i.kind != ItemKind::Sqlite
-                        && i.mtime.is_some_and(|m| {
-                            m.as_second() + RACY_MARGIN_SECS >= snap.time.as_second()
-                        })
-                    {
-                        i.mtime = None;
-                    }
-                    (i.path.clone(), i)
-                })
-                .collect();
-            (map, Some(sig.finalize()))
-        }
-        Err(e) => {
-            progress.warning(&format!(
-                "the previous snapshot's item list cannot be read ({e}); reading every file"
-            ));
-            (HashMap::new(), None)
-        }
-    }
-}
-
 /// Adds what makes an item's content to a snapshot signature: path, type, content hash, link
 /// target and permissions, but not times (a database file's time changes with every checkpoint
 /// while its content may not).
-fn sign(h: &mut blake3::Hasher, i: &Item) {
+pub(super) fn sign(h: &mut blake3::Hasher, i: &Item) {
     let hash = i.content.as_ref().map_or("", |c| c.hash.as_str());
     let line = serde_json::json!([i.path, i.kind, hash, i.target, i.mode]).to_string();
     h.update(line.as_bytes());
@@ -579,14 +647,10 @@ fn sign(h: &mut blake3::Hasher, i: &Item) {
 
 /// The previous content of `item` if its size and modification time are unchanged and that
 /// content is still indexed.
-fn unchanged<'p>(
-    previous: &'p HashMap<String, Item>,
-    item: &Item,
-    index: &Index,
-) -> Option<&'p Content> {
-    let prev = previous
-        .get(&item.path)
-        .filter(|p| p.kind == ItemKind::File)?;
+fn unchanged<'p>(prev: &'p Item, item: &Item, index: &Index) -> Option<&'p Content> {
+    if prev.kind != ItemKind::File {
+        return None;
+    }
     let content = prev.content.as_ref()?;
     let same = prev.size == item.size
         && prev.mtime.is_some()
