@@ -57,7 +57,9 @@ pub use prune::{PruneOptions, PrunePlan, PruneSummary, prune};
 pub use repo::{InitOptions, ObjectTotals, Repository};
 pub use repository::indexed::Indexed;
 pub use repository::spill::SpillOptions;
-pub use restore::{RestoreOptions, RestorePlan, RestoreSummary, plan_restore, restore};
+pub use restore::{
+    RestoreItems, RestoreOptions, RestorePlan, RestoreSummary, plan_restore, restore,
+};
 pub use spec::SpecClock;
 pub use stats::{StatsOptions, StatsReport, stats};
 pub use verify::{VerifyOptions, VerifyReport, verify};

@@ -72,10 +72,14 @@ pub fn prepare(setup: &Setup, spec: &str) -> anyhow::Result<Prepared> {
             host: setup.host.clone(),
         };
         let (plan, items) = plan_restore(&ix, id, &snap, &opts)?;
+        let single = plan.files.files == 1 && plan.files.dirs == 0 && plan.files.symlinks == 0;
         restore(&ix, plan, &items, &opts, &NoProgress)?;
-        let files: Vec<_> = items.iter().filter(|i| i.kind == ItemKind::File).collect();
-        if items.len() == 1 && files.len() == 1 {
-            let rel = &files[0].path;
+        let first = match single {
+            true => items.read(&ix).next().transpose()?,
+            false => None,
+        };
+        if let Some(file) = first.filter(|i| i.kind == ItemKind::File) {
+            let rel = &file.path;
             let name = rel.rsplit('/').next().unwrap_or("file").to_string();
             return finish(
                 tree.join(rel),

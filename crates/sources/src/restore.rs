@@ -33,11 +33,25 @@ pub struct FilesPlan {
 
 /// Computes the plan and refuses unsafe paths.
 pub fn plan(target: &Path, items: &[Item]) -> Result<FilesPlan, Error> {
-    let mut p = FilesPlan {
-        target: target.display().to_string(),
-        ..FilesPlan::default()
-    };
+    let mut p = FilesPlan::new(target);
     for item in items {
+        p.add(target, item)?;
+    }
+    Ok(p)
+}
+
+impl FilesPlan {
+    /// An empty plan for a restore into `target`, to [`FilesPlan::add`] items to one by one.
+    pub fn new(target: &Path) -> Self {
+        Self {
+            target: target.display().to_string(),
+            ..Self::default()
+        }
+    }
+
+    /// Adds an item to the plan, refusing an unsafe path.
+    pub fn add(&mut self, target: &Path, item: &Item) -> Result<(), Error> {
+        let p = self;
         check_item_path(&item.path)?;
         check_platform_name(&item.path)?;
         match item.kind {
@@ -62,8 +76,8 @@ pub fn plan(target: &Path, items: &[Item]) -> Result<FilesPlan, Error> {
                 }
             }
         }
+        Ok(())
     }
-    Ok(p)
 }
 
 /// Looks at a restored database image before it is moved into place (see
@@ -85,6 +99,10 @@ pub struct FilesRestorer {
     target: PathBuf,
     /// Directories whose metadata is set after their contents are written.
     dirs: Vec<(PathBuf, Item)>,
+    /// The last parent directory found to be a real directory (see [`FilesRestorer::dest`]);
+    /// forgotten whenever this restorer removes a path or makes a symlink, which could turn it
+    /// into something else.
+    checked_parent: Option<PathBuf>,
 }
 
 impl FilesRestorer {
@@ -102,16 +120,29 @@ impl FilesRestorer {
         Ok(Self {
             target: target.to_path_buf(),
             dirs: Vec::new(),
+            checked_parent: None,
         })
     }
 
     /// The destination of an item, after checking its path and that no parent is a symlink.
-    fn dest(&self, item: &Item) -> Result<PathBuf, Error> {
+    /// Items come directory by directory: the parent checked for the item before is not
+    /// checked again, unless this restorer changed something since.
+    fn dest(&mut self, item: &Item) -> Result<PathBuf, Error> {
         check_item_path(&item.path)?;
         check_platform_name(&item.path)?;
-        let mut cur = self.target.clone();
         let comps: Vec<&str> = item.path.split('/').collect();
-        for c in &comps[..comps.len() - 1] {
+        let (name, parents) = comps.split_last().expect("a checked path has a component");
+        if let Some(parent) = &self.checked_parent
+            && parent.strip_prefix(&self.target).is_ok_and(|p| {
+                p.components()
+                    .map(|c| c.as_os_str())
+                    .eq(parents.iter().map(std::ffi::OsStr::new))
+            })
+        {
+            return Ok(parent.join(name));
+        }
+        let mut cur = self.target.clone();
+        for c in parents {
             cur.push(c);
             match fs::symlink_metadata(&cur) {
                 Ok(md) if md.is_dir() => {}
@@ -129,7 +160,9 @@ impl FilesRestorer {
                 Err(e) => return Err(Error::io(format!("checking {}", cur.display()), e)),
             }
         }
-        Ok(cur.join(comps[comps.len() - 1]))
+        let dest = cur.join(name);
+        self.checked_parent = Some(cur);
+        Ok(dest)
     }
 
     /// Restores a directory (its times are set in [`FilesRestorer::finish`]).
@@ -138,6 +171,7 @@ impl FilesRestorer {
         match fs::symlink_metadata(&dest) {
             Ok(md) if md.is_dir() => {}
             Ok(_) => {
+                self.checked_parent = None;
                 remove_path(&dest)?;
                 fs::create_dir(&dest)
                     .map_err(|e| Error::io(format!("creating {}", dest.display()), e))?;
@@ -175,57 +209,47 @@ impl FilesRestorer {
         &mut self,
         item: &Item,
         write: &mut dyn FnMut(&mut dyn Write) -> Result<(), Error>,
-        mut check: Option<&mut ImageCheck<'_>>,
+        check: Option<&mut ImageCheck<'_>>,
     ) -> Result<(), Error> {
-        let dest = self.dest(item)?;
-        let dir = dest.parent().expect("dest has a parent inside the target");
-        let tmp = dir.join(format!(
-            ".backstop-restore-{}.tmp",
-            backstop_format::id::to_hex(&backstop_format::id::random_bytes::<8>())
-        ));
-        let replaces = fs::symlink_metadata(&dest).is_ok();
-        let result = (|| {
-            let f = File::create_new(&tmp)
-                .map_err(|e| Error::io(format!("creating {}", tmp.display()), e))?;
-            let mut w = Sparse::new(f);
-            write(&mut w)?;
-            let f = w
-                .finish()
-                .map_err(|e| Error::io(format!("writing {}", tmp.display()), e))?;
-            // Replacing existing data: make the new content durable before the rename, so a
-            // crash leaves the old file or the new one, never an empty one. A new file has no
-            // old content to lose, and is flushed by the system like any copy (as cp, restic
-            // and borg do).
-            if replaces {
-                f.sync_all()
-                    .map_err(|e| Error::io(format!("writing {}", tmp.display()), e))?;
-            }
-            drop(f);
-            if let Some(check) = check.as_mut() {
-                check(&tmp)?;
-                for suffix in DATABASE_COMPANIONS {
-                    let companion = with_suffix(&dest, suffix);
-                    if fs::symlink_metadata(&companion).is_ok() {
-                        remove_path(&companion)?;
-                    }
-                }
-            }
-            apply_metadata(&tmp, item)?;
-            if fs::symlink_metadata(&dest).is_ok_and(|md| md.is_dir()) {
-                remove_path(&dest)?;
-            }
-            fs::rename(&tmp, &dest)
-                .map_err(|e| Error::io(format!("moving into place {}", dest.display()), e))
-        })();
-        if result.is_err() {
-            let _ = fs::remove_file(&tmp);
+        let dest = self.prepare_file(item)?;
+        let removed_dir = write_at(&dest.0, item, write, check)?;
+        if removed_dir {
+            self.checked_parent = None;
         }
-        result
+        Ok(())
+    }
+
+    /// Checks a file item's path and parents (see [`FilesRestorer::dest`]) and returns where it
+    /// goes, for [`FilesRestorer::write_prepared`]. Items are prepared in their order; the
+    /// writes of files prepared one after another may then run at the same time.
+    pub fn prepare_file(&mut self, item: &Item) -> Result<Prepared, Error> {
+        Ok(Prepared(self.dest(item)?))
+    }
+
+    /// Writes a prepared file like [`FilesRestorer::file`]. The caller calls
+    /// [`FilesRestorer::wrote_prepared`] with what it returned once the writes of a group are
+    /// done, before preparing the next item.
+    pub fn write_prepared(
+        &self,
+        prepared: &Prepared,
+        item: &Item,
+        write: &mut dyn FnMut(&mut dyn Write) -> Result<(), Error>,
+    ) -> Result<Replaced, Error> {
+        write_at(&prepared.0, item, write, None).map(Replaced)
+    }
+
+    /// Takes note of what prepared writes replaced: a directory a file took the place of may
+    /// have been the parent checked last.
+    pub fn wrote_prepared(&mut self, replaced: Replaced) {
+        if replaced.0 {
+            self.checked_parent = None;
+        }
     }
 
     /// Restores a symlink as a link (its target is not checked or followed).
     pub fn symlink(&mut self, item: &Item) -> Result<(), Error> {
         let dest = self.dest(item)?;
+        self.checked_parent = None;
         let target = item.target.as_deref().unwrap_or_default();
         if fs::symlink_metadata(&dest).is_ok() {
             remove_path(&dest)?;
@@ -240,6 +264,83 @@ impl FilesRestorer {
         }
         Ok(())
     }
+}
+
+/// Where a file prepared by [`FilesRestorer::prepare_file`] goes.
+#[derive(Debug)]
+pub struct Prepared(PathBuf);
+
+/// Whether a prepared write replaced a directory (see [`FilesRestorer::wrote_prepared`]).
+#[derive(Debug, Clone, Copy, Default)]
+#[must_use]
+pub struct Replaced(bool);
+
+impl Replaced {
+    /// Either replaced a directory.
+    pub fn or(self, other: Replaced) -> Replaced {
+        Replaced(self.0 || other.0)
+    }
+}
+
+/// Writes a file to a temporary name beside `dest` and moves it into place (see the module
+/// documentation); `check`, for a database, sees the complete image first. Returns whether a
+/// directory at `dest` was removed to make room.
+fn write_at(
+    dest: &Path,
+    item: &Item,
+    write: &mut dyn FnMut(&mut dyn Write) -> Result<(), Error>,
+    mut check: Option<&mut ImageCheck<'_>>,
+) -> Result<bool, Error> {
+    let dir = dest.parent().expect("dest has a parent inside the target");
+    let tmp = dir.join(format!(
+        ".backstop-restore-{}.tmp",
+        backstop_format::id::to_hex(&backstop_format::id::random_bytes::<8>())
+    ));
+    let replaces = fs::symlink_metadata(dest).is_ok();
+    let mut removed_dir = false;
+    let result = (|| {
+        let f = File::create_new(&tmp)
+            .map_err(|e| Error::io(format!("creating {}", tmp.display()), e))?;
+        let size = item.content.as_ref().map_or(0, |c| c.size);
+        let mut w = Sparse::new(f, size);
+        write(&mut w)?;
+        let f = w
+            .finish()
+            .map_err(|e| Error::io(format!("writing {}", tmp.display()), e))?;
+        // Through the open file: no second open, and a read-only file's time is set too.
+        if check.is_none() {
+            apply_file_metadata(&f, &tmp, item)?;
+        }
+        // Replacing existing data: make the new content durable before the rename, so a
+        // crash leaves the old file or the new one, never an empty one. A new file has no
+        // old content to lose, and is flushed by the system like any copy (as cp, restic
+        // and borg do).
+        if replaces {
+            f.sync_all()
+                .map_err(|e| Error::io(format!("writing {}", tmp.display()), e))?;
+        }
+        drop(f);
+        if let Some(check) = check.as_mut() {
+            check(&tmp)?;
+            for suffix in DATABASE_COMPANIONS {
+                let companion = with_suffix(dest, suffix);
+                if fs::symlink_metadata(&companion).is_ok() {
+                    remove_path(&companion)?;
+                }
+            }
+            apply_metadata(&tmp, item)?;
+        }
+        if replaces && fs::symlink_metadata(dest).is_ok_and(|md| md.is_dir()) {
+            removed_dir = true;
+            remove_path(dest)?;
+        }
+        fs::rename(&tmp, dest)
+            .map_err(|e| Error::io(format!("moving into place {}", dest.display()), e))
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result.map(|()| removed_dir)
 }
 
 /// The block size below which zeros are written rather than skipped: file systems allocate
@@ -261,9 +362,12 @@ struct Sparse {
 }
 
 impl Sparse {
-    fn new(file: File) -> Self {
+    /// For a file of `size` bytes: a buffer of up to 1 MiB (not more than the file needs: a
+    /// tree of small files is restored with one buffer each).
+    fn new(file: File, size: u64) -> Self {
+        let buffer = usize::try_from(size).map_or(1 << 20, |s| s.clamp(HOLE_BLOCK, 1 << 20));
         Self {
-            out: io::BufWriter::with_capacity(1 << 20, file),
+            out: io::BufWriter::with_capacity(buffer, file),
             len: 0,
             hole: 0,
             partial: Vec::with_capacity(HOLE_BLOCK),
@@ -409,6 +513,37 @@ fn apply_metadata(path: &Path, item: &Item) -> Result<(), Error> {
     Ok(())
 }
 
+/// Sets a restored file's time and permissions through its open handle.
+fn apply_file_metadata(f: &File, path: &Path, item: &Item) -> Result<(), Error> {
+    if let Some(t) = item.mtime {
+        let _ = f.set_modified(std::time::SystemTime::from(t));
+    }
+    let permissions = file_permissions(f, item)
+        .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    if let Some(p) = permissions {
+        f.set_permissions(p)
+            .map_err(|e| Error::io(format!("setting permissions of {}", path.display()), e))?;
+    }
+    Ok(())
+}
+
+/// The permissions a restored file gets, if any are recorded.
+#[cfg(unix)]
+fn file_permissions(_f: &File, item: &Item) -> io::Result<Option<fs::Permissions>> {
+    use std::os::unix::fs::PermissionsExt;
+    Ok(item.mode.map(fs::Permissions::from_mode))
+}
+
+#[cfg(not(unix))]
+fn file_permissions(f: &File, item: &Item) -> io::Result<Option<fs::Permissions>> {
+    if !item.readonly {
+        return Ok(None);
+    }
+    let mut p = f.metadata()?.permissions();
+    p.set_readonly(true);
+    Ok(Some(p))
+}
+
 #[cfg(unix)]
 fn set_mode(path: &Path, item: &Item) -> Result<(), Error> {
     use std::os::unix::fs::PermissionsExt;
@@ -455,7 +590,7 @@ mod tests {
             .enumerate()
         {
             let path = dir.path().join(format!("f{n}"));
-            let mut w = Sparse::new(File::create_new(&path).unwrap());
+            let mut w = Sparse::new(File::create_new(&path).unwrap(), 1 << 20);
             let mut at = 0;
             for size in sizes.iter().cycle() {
                 if at == content.len() {
@@ -477,7 +612,7 @@ mod tests {
         // A file that is zeros only, and an empty one.
         for len in [0usize, 1 << 20] {
             let path = dir.path().join(format!("z{len}"));
-            let mut w = Sparse::new(File::create_new(&path).unwrap());
+            let mut w = Sparse::new(File::create_new(&path).unwrap(), 1 << 20);
             w.write_all(&vec![0; len]).unwrap();
             drop(w.finish().unwrap());
             assert_eq!(fs::metadata(&path).unwrap().len(), len as u64);
@@ -542,5 +677,41 @@ mod tests {
         });
         assert!(err.is_err());
         assert_eq!(fs::read_dir(outside.path()).unwrap().count(), 0);
+    }
+
+    /// The parent checked for one file is not trusted for the next once a link took the place
+    /// of that directory (a crafted list: a directory, a file in it, a link of the same name,
+    /// another file under that name).
+    #[cfg(unix)]
+    #[test]
+    fn a_link_replacing_a_checked_directory_cannot_redirect_writes() {
+        let d = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let target = d.path().join("t");
+        let mut link = item("a/b", ItemKind::Symlink);
+        link.target = Some(outside.path().display().to_string());
+        let items = [
+            item("a", ItemKind::Dir),
+            item("a/b", ItemKind::Dir),
+            item("a/b/x", ItemKind::File),
+            link,
+            item("a/b/y", ItemKind::File),
+        ];
+        let p = FilesPlan::new(&target);
+        let mut r = FilesRestorer::new(&target, &p, false).unwrap();
+        let mut write = |w: &mut dyn Write| w.write_all(b"x").map_err(|e| Error::io("w", e));
+        r.dir(&items[0]).unwrap();
+        r.dir(&items[1]).unwrap();
+        r.file(&items[2], &mut write).unwrap();
+        r.symlink(&items[3]).unwrap();
+        let err = r.file(&items[4], &mut write).unwrap_err();
+        assert!(err.to_string().contains("not a directory"), "{err}");
+        assert_eq!(fs::read_dir(outside.path()).unwrap().count(), 0);
+        // Files side by side in one directory still land where they belong.
+        r.file(&item("a/z1", ItemKind::File), &mut write).unwrap();
+        r.file(&item("a/z2", ItemKind::File), &mut write).unwrap();
+        r.file(&item("z3", ItemKind::File), &mut write).unwrap();
+        assert!(target.join("a/z1").is_file() && target.join("a/z2").is_file());
+        assert!(target.join("z3").is_file());
     }
 }

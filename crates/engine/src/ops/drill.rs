@@ -188,18 +188,29 @@ fn run_checks(
         overwrite: false,
         host: host.to_string(),
     };
-    let r = plan_restore(ix, id, snap, &opts)
-        .and_then(|(plan, items)| restore(ix, plan, &items, &opts, progress));
-    if let Err(e) = r {
-        return failed("restore", e.to_string());
-    }
+    let r = plan_restore(ix, id, snap, &opts).and_then(|(plan, items)| {
+        restore(ix, plan, &items, &opts, progress)?;
+        Ok(items)
+    });
+    let items = match r {
+        Ok(items) => items,
+        Err(e) => return failed("restore", e.to_string()),
+    };
     let mut bad = Vec::new();
     let mut files = 0;
+    let mut databases = Vec::new();
     // A database's restored file is its image, whose hash the snapshot records like a file's.
-    for item in items
-        .iter()
-        .filter(|i| matches!(i.kind, ItemKind::File | ItemKind::Stream | ItemKind::Sqlite))
-    {
+    for item in items.read(ix) {
+        let item = match item {
+            Ok(item) => item,
+            Err(e) => return failed("restore", e.to_string()),
+        };
+        if !matches!(
+            item.kind,
+            ItemKind::File | ItemKind::Stream | ItemKind::Sqlite
+        ) {
+            continue;
+        }
         files += 1;
         let want = item
             .content
@@ -212,6 +223,9 @@ fn run_checks(
             .unwrap_or_default();
         if got != want {
             bad.push(item.path.clone());
+        }
+        if item.kind == ItemKind::Sqlite {
+            databases.push(item);
         }
     }
     let mut checks = vec![
@@ -230,7 +244,7 @@ fn run_checks(
             },
         },
     ];
-    checks.extend(database_checks(&items, &opts.target));
+    checks.extend(database_checks(&databases, &opts.target));
     checks
 }
 

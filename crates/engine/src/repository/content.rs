@@ -409,9 +409,9 @@ impl<'a> Loader<'a> {
                 self.open_frame(&loc, &stored)
             })?;
             let a = loc.raw_offset as usize;
-            let plain = frame
-                .get(a..a + loc.raw_length as usize)
-                .ok_or_else(|| Error::Integrity(format!("chunk {} lies outside its frame", r.id)))?;
+            let plain = frame.get(a..a + loc.raw_length as usize).ok_or_else(|| {
+                Error::Integrity(format!("chunk {} lies outside its frame", r.id))
+            })?;
             self.check_id(&r.id, &loc, plain)?;
             out.write_all(plain).map_err(|e| {
                 Error::Source(backstop_sources::Error::Io {
