@@ -216,6 +216,32 @@ def table(tools, res):
     return "\n".join(lines)
 
 
+def find_tools(names, skip, backstop):
+    """(name, executable) of each tool of `names` not in `skip`: backstop at `backstop` (default
+    target/release/backstop; exits with a hint when missing), the others on PATH (left out with
+    a log line when not installed). Exits when none is left."""
+    tools = []
+    for name in names:
+        short = name.split()[0]
+        if short in skip:
+            continue
+        if short == "backstop":
+            exe = Path(backstop or REPO_ROOT / "target" / "release" / "backstop").resolve()
+            if not os.access(exe, os.X_OK):
+                print(f"backstop binary not found at {exe}.\nBuild it first:  cd {REPO_ROOT} && "
+                      "cargo build --release\n(or pass --backstop PATH, or --skip backstop)", file=sys.stderr)
+                sys.exit(2)
+        else:
+            exe = shutil.which(short)
+            if not exe:
+                log(f"skipping {short}: not installed (apt-get install -y {'borgbackup' if short == 'borg' else short})")
+                continue
+        tools.append((name, exe))
+    if not tools:
+        sys.exit("no tools left to benchmark")
+    return tools
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size-mib", type=int, default=1024, help="database size to generate (default 1024)")
@@ -247,25 +273,7 @@ def main():
     if not (shared / "bench" / "gen_sqlite.py").exists():
         sys.exit(f"{shared}/bench/gen_sqlite.py not found; pass --shared DIR")
 
-    tools = []
-    for name in TOOLS:
-        short = name.split()[0]
-        if short in skip:
-            continue
-        if short == "backstop":
-            exe = Path(args.backstop or REPO_ROOT / "target" / "release" / "backstop").resolve()
-            if not os.access(exe, os.X_OK):
-                print(f"backstop binary not found at {exe}.\nBuild it first:  cd {REPO_ROOT} && "
-                      "cargo build --release\n(or pass --backstop PATH, or --skip backstop)", file=sys.stderr)
-                sys.exit(2)
-        else:
-            exe = shutil.which(short)
-            if not exe:
-                log(f"skipping {short}: not installed (apt-get install -y {'borgbackup' if short == 'borg' else short})")
-                continue
-        tools.append((name, exe))
-    if not tools:
-        sys.exit("no tools left to benchmark")
+    tools = find_tools(TOOLS, skip, args.backstop)
     server = s3server.Server(log) if args.s3 else None
     try:
         bench(args, wd, shared, [Tool(name, exe, wd, server) for name, exe in tools], server)

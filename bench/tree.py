@@ -274,25 +274,7 @@ def main():
     wd = Path(args.workdir).resolve()
     wd.mkdir(parents=True, exist_ok=True)
 
-    tools = []
-    for name in TOOLS:
-        short = name.split()[0]
-        if short in skip:
-            continue
-        if short == "backstop":
-            exe = Path(args.backstop or REPO_ROOT / "target" / "release" / "backstop").resolve()
-            if not os.access(exe, os.X_OK):
-                print(f"backstop binary not found at {exe}.\nBuild it first:  cd {REPO_ROOT} && "
-                      "cargo build --release\n(or pass --backstop PATH, or --skip backstop)", file=sys.stderr)
-                sys.exit(2)
-        else:
-            exe = shutil.which(short)
-            if not exe:
-                log(f"skipping {short}: not installed (apt-get install -y {'borgbackup' if short == 'borg' else short})")
-                continue
-        tools.append((name, exe))
-    if not tools:
-        sys.exit("no tools left to benchmark")
+    tools = bench_run.find_tools(TOOLS, skip, args.backstop)
 
     tree = prepare_tree(args, wd)
     bench(args, wd, tree, [TreeTool(name, exe, wd, tree) for name, exe in tools])
