@@ -166,6 +166,28 @@ fn round_trip(sb: &Sandbox, encrypted: bool) {
     sb.assert_clean();
 }
 
+/// A tree restored with the index in a scratch file (`BACKSTOP_SPILL_ENTRIES=0`: what the
+/// restore of a tree from a large repository does) comes back file for file, and no scratch
+/// file is left behind.
+#[test]
+fn a_tree_restores_with_the_index_on_disk() {
+    let sb = Sandbox::plain();
+    let src = sb.p("src/tree");
+    build_tree(&src);
+    sb.backup(&[&src], &[]);
+    let scratch = sb.p("scratch");
+    fs::create_dir(&scratch).unwrap();
+    let out = sb.p("restored");
+    let mut c = sb.cmd();
+    c.env("BACKSTOP_SPILL_ENTRIES", "0")
+        .env("BACKSTOP_SCRATCH_DIR", &scratch)
+        .args(["restore", "latest", "--to"])
+        .arg(&out);
+    run(c).ok();
+    assert_same_tree(&src, &out.join("tree"));
+    assert_eq!(fs::read_dir(&scratch).unwrap().count(), 0);
+}
+
 #[test]
 fn round_trip_plain() {
     let sb = Sandbox::empty();

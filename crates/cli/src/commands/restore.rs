@@ -12,7 +12,7 @@ use backstop_engine::{Indexed, RestoreOptions, plan_restore};
 use backstop_format::manifest::{Item, Snapshot, SourceKind};
 use backstop_format::{SnapshotId, Timestamp};
 
-use crate::context::{Ctx, GlobalArgs, host, load_index};
+use crate::context::{Ctx, GlobalArgs, host, load_index, spill_options, warner};
 use crate::output::{Bar, UsageError, bytes, print_json, time};
 use jiff::tz::TimeZone;
 
@@ -67,12 +67,18 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     let ctx = Ctx::new(g)?;
     let repo = ctx.open()?;
     let (id, snap) = ctx.find_snapshot_of(&repo, &a.snapshot, a.source.as_deref())?;
-    let ix = load_index(&repo, g.quiet)?;
     // A database snapshot is one item, and the restores of tables and into servers read their
     // few items; a tree's items are read as the restore goes (a million files' item list is
-    // hundreds of megabytes once parsed).
+    // hundreds of megabytes once parsed), and the index of a large repository is kept in a
+    // scratch file as a backup keeps it.
     let whole_list =
         a.to_database.is_some() || a.in_place || !a.tables.is_empty() || snap.stats.items <= 1;
+    let ix = match whole_list {
+        true => load_index(&repo, g.quiet)?,
+        false => {
+            backstop_app::repository::load_backup_index(&repo, &spill_options()?, &warner(g.quiet))?
+        }
+    };
     let items = match whole_list {
         true => ix.loader().read_items(&snap.items)?,
         false => Vec::new(),
