@@ -212,8 +212,9 @@ impl FilesRestorer {
         check: Option<&mut ImageCheck<'_>>,
     ) -> Result<(), Error> {
         let dest = self.prepare_file(item)?;
-        let removed_dir = write_at(&dest.0, item, write, check)?;
-        if removed_dir {
+        let written = write_temp(&dest.0, item, write, check)?;
+        make_durable(&self.target, &[&written])?;
+        if put_in_place(written)? {
             self.checked_parent = None;
         }
         Ok(())
@@ -226,16 +227,35 @@ impl FilesRestorer {
         Ok(Prepared(self.dest(item)?))
     }
 
-    /// Writes a prepared file like [`FilesRestorer::file`]. The caller calls
-    /// [`FilesRestorer::wrote_prepared`] with what it returned once the writes of a group are
-    /// done, before preparing the next item.
+    /// Writes a prepared file under a temporary name beside its destination, like
+    /// [`FilesRestorer::file`] but without moving it into place: the files of a group are
+    /// written (by several threads), then made durable together where they replace existing
+    /// ones ([`FilesRestorer::make_durable`]), then moved into place
+    /// ([`FilesRestorer::put_in_place`]), and the caller calls [`FilesRestorer::wrote_prepared`]
+    /// with what that returned before preparing the next item.
     pub fn write_prepared(
         &self,
         prepared: &Prepared,
         item: &Item,
         write: &mut dyn FnMut(&mut dyn Write) -> Result<(), Error>,
-    ) -> Result<Replaced, Error> {
-        write_at(&prepared.0, item, write, None).map(Replaced)
+    ) -> Result<Written, Error> {
+        write_temp(&prepared.0, item, write, None)
+    }
+
+    /// Syncs the written files that replace existing paths, all at once (see the module
+    /// documentation).
+    pub fn make_durable(&self, written: &[&Written]) -> Result<(), Error> {
+        make_durable(&self.target, written)
+    }
+
+    /// Moves written files into place, in order; files not moved (after a failure) are
+    /// removed.
+    pub fn put_in_place(&self, written: Vec<Written>) -> Result<Replaced, Error> {
+        let mut replaced = false;
+        for w in written {
+            replaced |= put_in_place(w)?;
+        }
+        Ok(Replaced(replaced))
     }
 
     /// Takes note of what prepared writes replaced: a directory a file took the place of may
@@ -270,77 +290,124 @@ impl FilesRestorer {
 #[derive(Debug)]
 pub struct Prepared(PathBuf);
 
-/// Whether a prepared write replaced a directory (see [`FilesRestorer::wrote_prepared`]).
+/// Whether moving prepared files into place replaced a directory (see
+/// [`FilesRestorer::wrote_prepared`]).
 #[derive(Debug, Clone, Copy, Default)]
 #[must_use]
 pub struct Replaced(bool);
 
-impl Replaced {
-    /// Either replaced a directory.
-    pub fn or(self, other: Replaced) -> Replaced {
-        Replaced(self.0 || other.0)
+/// A file written under a temporary name beside its destination, not yet moved into place
+/// ([`FilesRestorer::put_in_place`]). Dropped before that, it removes its temporary file.
+#[derive(Debug)]
+pub struct Written {
+    tmp: PathBuf,
+    dest: PathBuf,
+    /// The open file, kept for the sync when it replaces an existing path.
+    replaces: Option<File>,
+    placed: bool,
+}
+
+impl Drop for Written {
+    fn drop(&mut self) {
+        if !self.placed {
+            let _ = fs::remove_file(&self.tmp);
+        }
     }
 }
 
-/// Writes a file to a temporary name beside `dest` and moves it into place (see the module
-/// documentation); `check`, for a database, sees the complete image first. Returns whether a
-/// directory at `dest` was removed to make room.
-fn write_at(
+/// Writes a file to a temporary name beside `dest` (see the module documentation); `check`,
+/// for a database, sees the complete image first.
+fn write_temp(
     dest: &Path,
     item: &Item,
     write: &mut dyn FnMut(&mut dyn Write) -> Result<(), Error>,
     mut check: Option<&mut ImageCheck<'_>>,
-) -> Result<bool, Error> {
+) -> Result<Written, Error> {
     let dir = dest.parent().expect("dest has a parent inside the target");
     let tmp = dir.join(format!(
         ".backstop-restore-{}.tmp",
         backstop_format::id::to_hex(&backstop_format::id::random_bytes::<8>())
     ));
-    let replaces = fs::symlink_metadata(dest).is_ok();
-    let mut removed_dir = false;
-    let result = (|| {
-        let f = File::create_new(&tmp)
-            .map_err(|e| Error::io(format!("creating {}", tmp.display()), e))?;
-        let size = item.content.as_ref().map_or(0, |c| c.size);
-        let mut w = Sparse::new(f, size);
-        write(&mut w)?;
-        let f = w
-            .finish()
-            .map_err(|e| Error::io(format!("writing {}", tmp.display()), e))?;
-        // Through the open file: no second open, and a read-only file's time is set too.
-        if check.is_none() {
-            apply_file_metadata(&f, &tmp, item)?;
-        }
-        // Replacing existing data: make the new content durable before the rename, so a
-        // crash leaves the old file or the new one, never an empty one. A new file has no
-        // old content to lose, and is flushed by the system like any copy (as cp, restic
-        // and borg do).
-        if replaces {
-            f.sync_all()
-                .map_err(|e| Error::io(format!("writing {}", tmp.display()), e))?;
-        }
-        drop(f);
-        if let Some(check) = check.as_mut() {
-            check(&tmp)?;
-            for suffix in DATABASE_COMPANIONS {
-                let companion = with_suffix(dest, suffix);
-                if fs::symlink_metadata(&companion).is_ok() {
-                    remove_path(&companion)?;
-                }
-            }
-            apply_metadata(&tmp, item)?;
-        }
-        if replaces && fs::symlink_metadata(dest).is_ok_and(|md| md.is_dir()) {
-            removed_dir = true;
-            remove_path(dest)?;
-        }
-        fs::rename(&tmp, dest)
-            .map_err(|e| Error::io(format!("moving into place {}", dest.display()), e))
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
+    let f =
+        File::create_new(&tmp).map_err(|e| Error::io(format!("creating {}", tmp.display()), e))?;
+    // From here on, a failure removes the temporary file (`Written::drop`).
+    let mut written = Written {
+        tmp,
+        dest: dest.to_path_buf(),
+        replaces: None,
+        placed: false,
+    };
+    let tmp = &written.tmp;
+    let size = item.content.as_ref().map_or(0, |c| c.size);
+    let mut w = Sparse::new(f, size);
+    write(&mut w)?;
+    let f = w
+        .finish()
+        .map_err(|e| Error::io(format!("writing {}", tmp.display()), e))?;
+    // Through the open file: no second open, and a read-only file's time is set too.
+    if check.is_none() {
+        apply_file_metadata(&f, tmp, item)?;
     }
-    result.map(|()| removed_dir)
+    if let Some(check) = check.as_mut() {
+        drop(f);
+        check(tmp)?;
+        for suffix in DATABASE_COMPANIONS {
+            let companion = with_suffix(dest, suffix);
+            if fs::symlink_metadata(&companion).is_ok() {
+                remove_path(&companion)?;
+            }
+        }
+        apply_metadata(tmp, item)?;
+        if fs::symlink_metadata(dest).is_ok() {
+            let f =
+                File::open(tmp).map_err(|e| Error::io(format!("reading {}", tmp.display()), e))?;
+            written.replaces = Some(f);
+        }
+        return Ok(written);
+    }
+    if fs::symlink_metadata(dest).is_ok() {
+        written.replaces = Some(f);
+    }
+    Ok(written)
+}
+
+/// Makes the contents of the written files that replace existing paths durable, before any of
+/// them is moved into place: a crash then leaves the old file or the new one, never an empty
+/// one. A new file has no old content to lose, and is flushed by the system like any copy (as
+/// cp, restic and borg do). Several replacements cost one sync of the file system (Linux) or
+/// one per file (elsewhere); `target` is where they are.
+fn make_durable(target: &Path, written: &[&Written]) -> Result<(), Error> {
+    let replacing: Vec<&File> = written.iter().filter_map(|w| w.replaces.as_ref()).collect();
+    #[cfg(target_os = "linux")]
+    if replacing.len() > 1 {
+        let dir = File::open(target)
+            .map_err(|e| Error::io(format!("opening {}", target.display()), e))?;
+        return rustix::fs::syncfs(&dir)
+            .map_err(|e| Error::io(format!("syncing {}", target.display()), e.into()));
+    }
+    for f in replacing {
+        f.sync_all().map_err(|e| {
+            Error::io(
+                format!("syncing a file restored into {}", target.display()),
+                e,
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// Moves a written file into place. Returns whether a directory at its destination was
+/// removed to make room.
+fn put_in_place(mut w: Written) -> Result<bool, Error> {
+    let mut removed_dir = false;
+    if w.replaces.take().is_some() && fs::symlink_metadata(&w.dest).is_ok_and(|md| md.is_dir()) {
+        removed_dir = true;
+        remove_path(&w.dest)?;
+    }
+    fs::rename(&w.tmp, &w.dest)
+        .map_err(|e| Error::io(format!("moving into place {}", w.dest.display()), e))?;
+    w.placed = true;
+    Ok(removed_dir)
 }
 
 /// The block size below which zeros are written rather than skipped: file systems allocate

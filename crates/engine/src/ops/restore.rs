@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use backstop_format::manifest::{DatabaseMeta, Item, ItemKind, Snapshot};
 use backstop_format::tree::Content;
 use backstop_format::{SnapshotId, Timestamp};
-use backstop_sources::restore::{FilesPlan, FilesRestorer, Prepared, Replaced};
+use backstop_sources::restore::{FilesPlan, FilesRestorer, Prepared, Replaced, Written};
 use backstop_sources::sqlite::{QUICK_CHECK_AGAIN, QUICK_CHECK_AT_CAPTURE, check_image};
 use rayon::prelude::*;
 use serde::Serialize;
@@ -224,12 +224,12 @@ impl Group {
         self.bytes = 0;
         let per_thread = files.len().div_ceil(rayon::current_num_threads().max(1));
         let shared = &*out;
-        let runs: Vec<Result<(Replaced, u64)>> = files
+        // Every file to its temporary name (on every thread)...
+        let runs: Vec<Result<Vec<Written>>> = files
             .par_chunks(per_thread)
             .map(|run| {
                 let mut frames = FrameCache::default();
-                let mut replaced = Replaced::default();
-                let mut written = 0;
+                let mut done = Vec::with_capacity(run.len());
                 for (item, prepared) in run {
                     let mut err = None;
                     let mut write = |w: &mut dyn std::io::Write| match &item.content {
@@ -246,19 +246,28 @@ impl Group {
                     if let Some(e) = err {
                         return Err(e);
                     }
-                    replaced = replaced.or(r?);
-                    written += item.content.as_ref().map_or(0, |c| c.size);
+                    done.push(r?);
                 }
-                Ok((replaced, written))
+                Ok(done)
             })
             .collect();
-        let mut written = 0;
-        for run in runs {
-            let (replaced, n) = run?;
-            out.wrote_prepared(replaced);
-            written += n;
+        // ... (the first failure in item order is the error; the temporary files of the
+        // others go with them) ...
+        let runs: Vec<Vec<Written>> = runs.into_iter().collect::<Result<_>>()?;
+        // ... the replacements made durable at once, then every file moved into place.
+        let all: Vec<&Written> = runs.iter().flatten().collect();
+        out.make_durable(&all)?;
+        let replaced: Vec<Result<Replaced>> = runs
+            .into_par_iter()
+            .map(|run| Ok(shared.put_in_place(run)?))
+            .collect();
+        for r in replaced {
+            out.wrote_prepared(r?);
         }
-        Ok(written)
+        Ok(files
+            .iter()
+            .map(|(item, _)| item.content.as_ref().map_or(0, |c| c.size))
+            .sum())
     }
 }
 

@@ -403,6 +403,26 @@ fn a_tree_restores_file_for_file_and_a_damaged_frame_stops_the_restore() {
         assert!(got == data, "{path} differs");
     }
 
+    // Over the restored tree, with files changed and one replaced by a directory: every file
+    // is replaced (made durable together, then moved into place) and no temporary file stays.
+    let all = dir.path().join("all");
+    std::fs::write(all.join("app/d03/f004"), b"changed since").unwrap();
+    std::fs::remove_file(all.join("app/d30/f007")).unwrap();
+    std::fs::create_dir_all(all.join("app/d30/f007/inside")).unwrap();
+    let opts = RestoreOptions {
+        target: all.clone(),
+        overwrite: true,
+        host: "test-host".into(),
+    };
+    let (plan, items) = plan_restore(&ix, s.id, &snap, &opts).unwrap();
+    assert_eq!(plan.files.existing.len(), 2002);
+    restore(&ix, plan, &items, &opts, &NoProgress).unwrap();
+    for (path, data) in contents(&specs) {
+        let got = std::fs::read(all.join(&path)).unwrap();
+        assert!(got == data, "{path} differs after the restore over it");
+    }
+    assert_eq!(temporary_files(&all), 0);
+
     // A byte flipped in the frame of a small file in the middle of the tree: the restore stops
     // at the first file of that frame (which holds several small files), writes none of them,
     // and says why.
@@ -427,6 +447,32 @@ fn a_tree_restores_file_for_file_and_a_damaged_frame_stops_the_restore() {
         to.join("app/d00/f001").exists(),
         "files before it are in place"
     );
+    assert_eq!(
+        temporary_files(&to),
+        0,
+        "a failed group leaves no temporary file"
+    );
+}
+
+/// `.backstop-restore-*.tmp` files under `root`.
+fn temporary_files(root: &std::path::Path) -> usize {
+    let mut n = 0;
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                dirs.push(e.path());
+            } else if e
+                .file_name()
+                .to_string_lossy()
+                .starts_with(".backstop-restore-")
+            {
+                n += 1;
+            }
+        }
+    }
+    n
 }
 
 /// Files wait in a group while their parents are checked; a link that takes the place of one
