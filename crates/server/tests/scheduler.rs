@@ -569,10 +569,16 @@ async fn a_failed_copy_is_retried_and_shown_failing_since_its_first_failure() {
     std::fs::remove_file(&blocked).unwrap();
     clock.set(start + SignedDuration::from_mins(125));
     assert_eq!(kinds(&tick(sched.clone()).await), ["copy shop"]);
-    while runner.busy() {
+    // Until the copy is recorded (under load it may not have started when the runner is first
+    // asked whether it is busy), for at most 20 seconds.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let c = loop {
+        let c = runner.copies("shop").unwrap();
+        if (c.copies == 2 && !runner.busy()) || std::time::Instant::now() > deadline {
+            break c;
+        }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    let c = runner.copies("shop").unwrap();
+    };
     assert_eq!(c.copies, 2, "{c:#?}");
     assert!(c.problems.is_empty(), "{c:#?}");
     assert!(tick(sched.clone()).await.is_empty());
