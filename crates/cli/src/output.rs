@@ -217,21 +217,24 @@ impl Bar {
     }
 }
 
+/// Turns `b` into a bar of `total` bytes (a spinner before), keeping its position.
+fn with_total(b: &ProgressBar, total: u64) {
+    b.set_length(total);
+    b.set_style(
+        ProgressStyle::with_template(
+            "{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {wide_msg}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+}
+
 impl Progress for Bar {
     fn phase(&self, name: &str, total: Option<u64>) {
         if let Some(b) = &self.bar {
             b.set_position(0);
             match total {
-                Some(t) => {
-                    b.set_length(t);
-                    b.set_style(
-                        ProgressStyle::with_template(
-                            "{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {wide_msg}",
-                        )
-                        .expect("valid template")
-                        .progress_chars("=> "),
-                    );
-                }
+                Some(t) => with_total(b, t),
                 None => b.set_style(
                     ProgressStyle::with_template(
                         "{spinner} {prefix} {bytes} {bytes_per_sec} {wide_msg}",
@@ -240,6 +243,11 @@ impl Progress for Bar {
                 ),
             }
             b.set_prefix(name.to_string());
+        }
+    }
+    fn estimate(&self, bytes: u64, _items: Option<u64>) {
+        if let Some(b) = &self.bar {
+            with_total(b, bytes);
         }
     }
     fn bytes(&self, n: u64) {

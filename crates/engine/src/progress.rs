@@ -4,6 +4,10 @@
 pub trait Progress: Send + Sync {
     /// A new phase starts; `total` bytes are expected when known.
     fn phase(&self, _name: &str, _total: Option<u64>) {}
+    /// The current phase is now expected to process about `bytes` in all, over `items` items
+    /// when that is known: an estimate (the previous snapshot's size, a database's size as the
+    /// capture starts) that later calls may raise, never a promise.
+    fn estimate(&self, _bytes: u64, _items: Option<u64>) {}
     /// `n` more bytes were processed in the current phase.
     fn bytes(&self, _n: u64) {}
     /// An item is being processed.

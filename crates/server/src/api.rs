@@ -407,10 +407,8 @@ pub async fn job(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     caller.require(Permission::Read)?;
-    if let Some(j) = app.runner.job(&id) {
-        return Ok(Json(
-            serde_json::to_value(j.view()).map_err(ApiError::internal)?,
-        ));
+    if let Some(v) = app.runner.job_view(&id) {
+        return Ok(Json(serde_json::to_value(v).map_err(ApiError::internal)?));
     }
     let state = app.state.clone();
     let rec = blocking(move || Ok(state.job(&id)?)).await?;

@@ -88,6 +88,7 @@ mod tests {
                 outcome: outcome.into(),
                 message: format!("{outcome} {n}"),
                 detail,
+                figures: Default::default(),
             })
             .unwrap();
     }

@@ -26,12 +26,13 @@ use backstop_engine::drill::restore_drill;
 use backstop_engine::{Indexed, Progress, Repository};
 use backstop_format::manifest::BackupKind;
 use backstop_format::{SnapshotId, Timestamp};
+use backstop_policy::{format_bytes, format_interval};
 use serde::Serialize;
 use tokio::sync::{Mutex as AsyncMutex, RwLock};
 
 use crate::notify::Notifier;
 use crate::setup::Setup;
-use crate::state::{JobRecord, State};
+use crate::state::{JobFigures, JobRecord, State};
 
 /// How many finished jobs are kept in memory for the page and `GET /api/v1/jobs`.
 const RECENT_JOBS: usize = 200;
@@ -115,9 +116,31 @@ pub struct JobView {
     pub trigger: String,
     /// `queued`, `running`, `ok`, `failed` or `abandoned`.
     pub state: &'static str,
+    /// The phase running (`backup`, `restore`, `read data`...), empty before the first; a
+    /// finished job keeps its last one with its figures.
     pub phase: String,
+    /// When the phase began.
+    pub phase_started: Option<Timestamp>,
     pub bytes_done: u64,
+    /// The bytes the phase is expected to process, when known.
     pub bytes_total: Option<u64>,
+    /// Whether `bytes_total` and `items_total` are estimates (a backup's: the previous
+    /// snapshot's size, or a database's as its capture began) rather than exact.
+    pub estimated: bool,
+    /// Items (files, tables...) the phase went through, and how many are expected when known.
+    pub items_done: u64,
+    pub items_total: Option<u64>,
+    /// The phase's rate so far, from its first second on (the average, once finished).
+    pub bytes_per_second: Option<u64>,
+    /// Seconds left at that rate, while the total is known and not reached.
+    pub seconds_left: Option<u64>,
+    /// What a queued job waits for, in words (`the backup of shop to finish`).
+    pub waiting_for: Option<String>,
+    /// The description given with a backup.
+    pub description: Option<String>,
+    /// The figures above in words: `backup: 412.5 MiB of about 1.2 GiB (34%), 85.2 MiB/s,
+    /// about 9s left`, `waiting for the prune to finish`.
+    pub progress: String,
     pub queued: Timestamp,
     pub started: Option<Timestamp>,
     pub finished: Option<Timestamp>,
@@ -127,12 +150,112 @@ pub struct JobView {
     pub result: Option<serde_json::Value>,
 }
 
+impl JobView {
+    /// The job's progress in words (see [`JobView::progress`]).
+    fn progress_words(&self) -> String {
+        if self.state == "queued" {
+            return match &self.waiting_for {
+                Some(w) => format!("Waiting for {w}"),
+                None => "Starting".into(),
+            };
+        }
+        if self.phase.is_empty() {
+            return if self.state == "running" {
+                "Starting".into()
+            } else {
+                String::new()
+            };
+        }
+        let about = if self.estimated { "about " } else { "" };
+        let mut parts = Vec::new();
+        match self.bytes_total {
+            Some(total) if self.finished.is_none() && total > 0 => {
+                let pct = (u128::from(self.bytes_done.min(total)) * 100 / u128::from(total)) as u64;
+                parts.push(format!(
+                    "{} of {about}{} ({pct}%)",
+                    format_bytes(self.bytes_done),
+                    format_bytes(total)
+                ));
+            }
+            _ if self.bytes_done > 0 || self.finished.is_some() => {
+                parts.push(format_bytes(self.bytes_done));
+            }
+            _ => {}
+        }
+        match self.items_total {
+            Some(total) if self.finished.is_none() && total > 1 => {
+                parts.push(format!("{} of {about}{total} items", self.items_done));
+            }
+            _ if self.items_done > 1 => parts.push(format!("{} items", self.items_done)),
+            _ => {}
+        }
+        if let Some(rate) = self.bytes_per_second.filter(|r| *r > 0) {
+            let average = if self.finished.is_some() {
+                " on average"
+            } else {
+                ""
+            };
+            parts.push(format!("{}/s{average}", format_bytes(rate)));
+        }
+        if let Some(left) = self.seconds_left {
+            parts.push(format!(
+                "about {} left",
+                format_interval(jiff::SignedDuration::from_secs(left as i64))
+            ));
+        }
+        if parts.is_empty() {
+            return upper_first(&self.phase);
+        }
+        upper_first(&format!("{}: {}", self.phase, parts.join(", ")))
+    }
+}
+
+/// `s` with its first letter in upper case.
+fn upper_first(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().chain(c).collect(),
+        None => String::new(),
+    }
+}
+
+/// The figures a job from the history finished with, in words (as [`JobView::progress`]).
+pub fn record_progress(rec: &JobRecord) -> String {
+    let f = &rec.figures;
+    let v = JobView {
+        id: String::new(),
+        kind: "",
+        source: String::new(),
+        trigger: String::new(),
+        state: "ok",
+        phase: f.phase.clone(),
+        phase_started: None,
+        bytes_done: f.bytes_done,
+        bytes_total: None,
+        estimated: false,
+        items_done: f.items_done,
+        items_total: None,
+        bytes_per_second: None,
+        seconds_left: None,
+        waiting_for: None,
+        description: None,
+        progress: String::new(),
+        queued: rec.started,
+        started: Some(rec.started),
+        finished: rec.finished.or(Some(rec.started)),
+        message: String::new(),
+        result: None,
+    };
+    v.progress_words()
+}
+
 /// A job in flight; also its progress sink.
 #[derive(Debug)]
 pub struct Job {
     pub spec: JobSpec,
     view: Mutex<JobView>,
     bytes_done: AtomicU64,
+    items_done: AtomicU64,
     done: tokio::sync::watch::Sender<bool>,
 }
 
@@ -140,6 +263,23 @@ impl Job {
     pub fn view(&self) -> JobView {
         let mut v = self.view.lock().expect("job view lock").clone();
         v.bytes_done = self.bytes_done.load(Ordering::Relaxed);
+        v.items_done = self.items_done.load(Ordering::Relaxed);
+        // The rate from the phase's first second on, and the time left at that rate.
+        if let Some(from) = v.phase_started {
+            let to = v.finished.unwrap_or_else(Timestamp::now);
+            let ms = to.duration_since(from).as_millis();
+            if ms >= 1000 {
+                let rate = (u128::from(v.bytes_done) * 1000 / ms as u128) as u64;
+                v.bytes_per_second = Some(rate);
+                v.seconds_left = match (v.finished, v.bytes_total) {
+                    (None, Some(total)) if rate > 0 && total > v.bytes_done => {
+                        Some((total - v.bytes_done).div_ceil(rate))
+                    }
+                    _ => None,
+                };
+            }
+        }
+        v.progress = v.progress_words();
         v
     }
 
@@ -162,15 +302,76 @@ impl Job {
 impl Progress for Job {
     fn phase(&self, name: &str, total: Option<u64>) {
         self.bytes_done.store(0, Ordering::Relaxed);
+        self.items_done.store(0, Ordering::Relaxed);
         self.update(|v| {
             v.phase = name.to_string();
+            v.phase_started = Some(Timestamp::now());
             v.bytes_total = total;
+            v.items_total = None;
+            v.estimated = false;
+        });
+    }
+
+    fn estimate(&self, bytes: u64, items: Option<u64>) {
+        self.update(|v| {
+            v.bytes_total = Some(bytes);
+            v.items_total = items;
+            v.estimated = true;
         });
     }
 
     fn bytes(&self, n: u64) {
         self.bytes_done.fetch_add(n, Ordering::Relaxed);
     }
+
+    fn item(&self, _path: &str) {
+        self.items_done.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// What the queued job `i` of `jobs` (oldest first; `views` are their views) waits for, in
+/// words: the jobs before it that it may not run beside (the same source, or either needs the
+/// repository to itself; the locks are fair, so it runs after all of them), the running one
+/// named first. `None` when it is not queued or nothing is in its way (it is starting).
+fn waiting_for(jobs: &VecDeque<Arc<Job>>, views: &[JobView], i: usize) -> Option<String> {
+    if views[i].state != "queued" {
+        return None;
+    }
+    let me = &jobs[i].spec;
+    let ahead: Vec<usize> = (0..i)
+        .filter(|&k| {
+            let other = &jobs[k].spec;
+            matches!(views[k].state, "queued" | "running")
+                && (other.source() == me.source() || other.exclusive() || me.exclusive())
+        })
+        .collect();
+    let first = ahead
+        .iter()
+        .copied()
+        .find(|&k| views[k].state == "running")
+        .or(ahead.first().copied())?;
+    let v = &views[first];
+    let what = match v.kind {
+        "verify" => "verification",
+        "verify-data" => "verification of all data",
+        "drill" => "restore drill",
+        "forget" => "retention run (forget)",
+        other => other,
+    };
+    let mut words = match (v.source.is_empty(), v.state) {
+        (true, "running") => format!("the {what} to finish"),
+        (true, _) => format!("the {what} queued before it"),
+        (false, "running") => format!("the {what} of {} to finish", v.source),
+        (false, _) => format!("the {what} of {} queued before it", v.source),
+    };
+    if ahead.len() > 1 {
+        words.push_str(&format!(
+            " (and {} more job{} before it)",
+            ahead.len() - 1,
+            if ahead.len() == 2 { "" } else { "s" }
+        ));
+    }
+    Some(words)
 }
 
 /// Why a job was not accepted.
@@ -330,8 +531,20 @@ impl Runner {
                 trigger: trigger.to_string(),
                 state: "queued",
                 phase: String::new(),
+                phase_started: None,
                 bytes_done: 0,
                 bytes_total: None,
+                estimated: false,
+                items_done: 0,
+                items_total: None,
+                bytes_per_second: None,
+                seconds_left: None,
+                waiting_for: None,
+                progress: String::new(),
+                description: match &spec {
+                    JobSpec::Backup { description, .. } => description.clone(),
+                    _ => None,
+                },
                 queued: Timestamp::now(),
                 started: None,
                 finished: None,
@@ -340,6 +553,7 @@ impl Runner {
             }),
             spec,
             bytes_done: AtomicU64::new(0),
+            items_done: AtomicU64::new(0),
             done: tokio::sync::watch::channel(false).0,
         });
         jobs.push_back(job.clone());
@@ -419,7 +633,25 @@ impl Runner {
     /// Recent jobs, newest first.
     pub fn recent(&self) -> Vec<JobView> {
         let jobs = self.jobs.lock().expect("jobs lock");
-        jobs.iter().rev().map(|j| j.view()).collect()
+        let mut views: Vec<JobView> = jobs.iter().map(|j| j.view()).collect();
+        for i in 0..views.len() {
+            views[i].waiting_for = waiting_for(&jobs, &views, i);
+            views[i].progress = views[i].progress_words();
+        }
+        views.reverse();
+        views
+    }
+
+    /// The job with this id as the page and the API show it: for a queued job, what it waits
+    /// for.
+    pub fn job_view(&self, id: &str) -> Option<JobView> {
+        let jobs = self.jobs.lock().expect("jobs lock");
+        let views: Vec<JobView> = jobs.iter().map(|j| j.view()).collect();
+        let i = views.iter().position(|v| v.id == id)?;
+        let mut v = views[i].clone();
+        v.waiting_for = waiting_for(&jobs, &views, i);
+        v.progress = v.progress_words();
+        Some(v)
     }
 
     /// Whether a job of this kind for this source is queued or running.
@@ -563,7 +795,14 @@ impl Runner {
 
     fn persist(&self, job: &Job) {
         let v = job.view();
+        let figures = JobFigures {
+            description: v.description.clone(),
+            phase: v.phase.clone(),
+            bytes_done: v.bytes_done,
+            items_done: v.items_done,
+        };
         let rec = JobRecord {
+            figures,
             id: v.id.clone(),
             kind: v.kind.to_string(),
             source: v.source.clone(),

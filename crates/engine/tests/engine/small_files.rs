@@ -508,3 +508,62 @@ fn a_link_in_place_of_a_directory_with_waiting_files_cannot_redirect_them() {
     assert!(err.to_string().contains("not a directory"), "{err}");
     assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
 }
+
+/// Records what a backup reports: its estimates, the bytes and the items.
+#[derive(Default)]
+struct Recorder {
+    estimates: std::sync::Mutex<Vec<(u64, Option<u64>)>>,
+    bytes: std::sync::atomic::AtomicU64,
+    items: std::sync::atomic::AtomicU64,
+}
+
+impl backstop_engine::Progress for Recorder {
+    fn estimate(&self, bytes: u64, items: Option<u64>) {
+        self.estimates.lock().unwrap().push((bytes, items));
+    }
+    fn bytes(&self, n: u64) {
+        self.bytes
+            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+    }
+    fn item(&self, _path: &str) {
+        self.items
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// A backup's progress has a total once there is a previous snapshot: its size and item
+/// count, which the bytes and items reported reach when nothing changed.
+#[test]
+fn a_backup_estimates_its_total_from_the_previous_snapshot() {
+    let repo = repo();
+    let specs = tree();
+    let backup_with = |t: i64| {
+        let rec = Recorder::default();
+        let ix = Indexed::load(&repo).unwrap();
+        let s = backup(&ix, &mut TreeSource::new(&specs), &opts("tree", t), &rec).unwrap();
+        (s, rec)
+    };
+    let (first, rec) = backup_with(0);
+    assert!(
+        rec.estimates.lock().unwrap().is_empty(),
+        "no previous snapshot"
+    );
+    assert_eq!(
+        rec.bytes.load(std::sync::atomic::Ordering::Relaxed),
+        first.bytes_in
+    );
+    let (second, rec) = backup_with(1);
+    assert_eq!(
+        *rec.estimates.lock().unwrap(),
+        [(first.bytes_in, Some(first.items))]
+    );
+    assert_eq!(
+        rec.bytes.load(std::sync::atomic::Ordering::Relaxed),
+        second.bytes_in
+    );
+    assert_eq!(second.bytes_in, first.bytes_in);
+    assert_eq!(
+        rec.items.load(std::sync::atomic::Ordering::Relaxed),
+        second.items
+    );
+}

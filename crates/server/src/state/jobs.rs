@@ -10,13 +10,16 @@ impl State {
     pub fn record_job(&self, j: &JobRecord) -> Result<(), StateError> {
         let detail = serde_json::to_string(&j.detail)
             .map_err(|e| StateError::Invalid(format!("job detail cannot be stored: {e}")))?;
+        let figures = serde_json::to_string(&j.figures)
+            .map_err(|e| StateError::Invalid(format!("job figures cannot be stored: {e}")))?;
         self.conn().execute(
-            "INSERT INTO jobs (id, kind, source, triggered_by, started, finished, outcome, message, detail)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+            "INSERT INTO jobs (id, kind, source, triggered_by, started, finished, outcome, message, detail, figures)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
              ON CONFLICT(id) DO UPDATE SET kind = excluded.kind, source = excluded.source,
                  triggered_by = excluded.triggered_by, started = excluded.started,
                  finished = excluded.finished, outcome = excluded.outcome,
-                 message = excluded.message, detail = excluded.detail",
+                 message = excluded.message, detail = excluded.detail,
+                 figures = excluded.figures",
             params![
                 j.id,
                 j.kind,
@@ -26,7 +29,8 @@ impl State {
                 j.finished.map(millis),
                 j.outcome,
                 j.message,
-                detail
+                detail,
+                figures
             ],
         )?;
         Ok(())
@@ -75,7 +79,7 @@ impl State {
 }
 
 const JOB_SELECT: &str = "SELECT id, kind, source, triggered_by, started, finished, outcome, \
-                          message, detail FROM jobs";
+                          message, detail, figures FROM jobs";
 
 /// A job row with times and detail still raw, converted by [`job_record`].
 struct JobRow {
@@ -83,6 +87,7 @@ struct JobRow {
     started: i64,
     finished: Option<i64>,
     detail: String,
+    figures: String,
 }
 
 fn job_row(r: &Row<'_>) -> rusqlite::Result<JobRow> {
@@ -97,20 +102,25 @@ fn job_row(r: &Row<'_>) -> rusqlite::Result<JobRow> {
             outcome: r.get(6)?,
             message: r.get(7)?,
             detail: serde_json::Value::Null,
+            figures: Default::default(),
         },
         started: r.get(4)?,
         finished: r.get(5)?,
         detail: r.get(8)?,
+        figures: r.get(9)?,
     })
 }
 
 fn job_record(row: JobRow) -> Result<JobRecord, StateError> {
     let detail = serde_json::from_str(&row.detail)
         .map_err(|e| StateError::Corrupt(format!("detail of job {:?}: {e}", row.record.id)))?;
+    let figures = serde_json::from_str(&row.figures)
+        .map_err(|e| StateError::Corrupt(format!("figures of job {:?}: {e}", row.record.id)))?;
     Ok(JobRecord {
         started: from_millis(row.started)?,
         finished: row.finished.map(from_millis).transpose()?,
         detail,
+        figures,
         ..row.record
     })
 }

@@ -28,7 +28,7 @@ use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use serde::{Deserialize, Serialize};
 
 /// The schema version this build writes; `MIGRATIONS[v]` takes a file from version `v` to `v + 1`.
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
     r#"
@@ -91,6 +91,10 @@ CREATE TABLE revoked_tokens (
     name TEXT NOT NULL,
     revoked INTEGER NOT NULL
 ) STRICT;
+"#,
+    // A job's description and how far it got (`JobFigures`, as JSON).
+    r#"
+ALTER TABLE jobs ADD COLUMN figures TEXT NOT NULL DEFAULT '{}';
 "#,
 ];
 
@@ -321,6 +325,26 @@ pub struct JobRecord {
     pub message: String,
     /// Anything else, such as a backup summary.
     pub detail: serde_json::Value,
+    /// What it was asked and what it got through (shown beside the record's own fields).
+    #[serde(flatten)]
+    pub figures: JobFigures,
+}
+
+/// What a job was asked to do and how far it got, kept with its record so that a job's page
+/// shows the same after the daemon restarted.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobFigures {
+    /// The description given with a backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Its last phase (`backup`, `restore`, `read data`...).
+    #[serde(default)]
+    pub phase: String,
+    /// Bytes and items the last phase processed.
+    #[serde(default)]
+    pub bytes_done: u64,
+    #[serde(default)]
+    pub items_done: u64,
 }
 
 /// The state store. `Send + Sync`: share it through an `Arc`; each call holds the lock briefly.

@@ -255,6 +255,7 @@ fn job(id: &str, kind: &str, source: &str, started: i64, outcome: &str) -> JobRe
         outcome: outcome.into(),
         message: String::new(),
         detail: serde_json::Value::Null,
+        figures: Default::default(),
     }
 }
 

@@ -98,15 +98,142 @@ async fn a_finished_job_is_shown_from_the_history_after_a_restart() {
     assert_eq!(page.status, StatusCode::OK, "{}", page.text());
     assert!(page.text().contains("data-state=\"ok\""));
     assert!(page.text().contains("token:app"));
+    // Its description and figures are kept with it.
+    assert!(
+        page.text().contains("id=\"job-description\""),
+        "{}",
+        page.text()
+    );
+    assert!(page.text().contains("nightly"), "{}", page.text());
     let api = restarted
         .get(&format!("/api/v1/jobs/{id}"), &t)
         .await
         .json();
     assert_eq!(api["outcome"], "ok");
+    assert_eq!(api["description"], "nightly", "{api}");
+    assert_eq!(api["phase"], "backup", "{api}");
+    let size = std::fs::metadata(&f.db).unwrap().len();
+    assert_eq!(api["bytes_done"].as_u64(), Some(size), "{api}");
+    assert!(
+        page.text()
+            .contains(&format!("Backup: {}", backstop_policy::format_bytes(size))),
+        "{}",
+        page.text()
+    );
     assert_eq!(
         restarted.page("/jobs/nope", &cookie).await.status,
         StatusCode::NOT_FOUND
     );
+}
+
+/// A running backup shows how far it got against its total (the database's size, an estimate
+/// until it is read), its rate and the time left, moving as it goes; a backup queued behind it
+/// says what it waits for; the finished job keeps its figures and description.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_backup_shows_moving_progress_and_a_queued_one_what_it_waits_for() {
+    let f = fixture();
+    // About 48 MiB of rows that do not compress: long enough to be seen running.
+    {
+        let c = rusqlite::Connection::open(&f.db).unwrap();
+        c.execute_batch(
+            "CREATE TABLE photos(id INTEGER PRIMARY KEY, data BLOB NOT NULL);
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1536)
+             INSERT INTO photos(data) SELECT randomblob(32768) FROM n;",
+        )
+        .unwrap();
+    }
+    let size = {
+        let c = rusqlite::Connection::open(&f.db).unwrap();
+        let pages: i64 = c.query_row("PRAGMA page_count", [], |r| r.get(0)).unwrap();
+        let page: i64 = c.query_row("PRAGMA page_size", [], |r| r.get(0)).unwrap();
+        (pages * page) as u64
+    };
+    let t = f.token("app", Scope::Backup);
+    let first = f
+        .post_json(
+            "/api/v1/backups",
+            &t,
+            json!({"source": "shop", "description": "before the stock import"}),
+        )
+        .await;
+    assert_eq!(first.status, StatusCode::ACCEPTED, "{}", first.text());
+    let id = first.json()["id"].as_str().unwrap().to_string();
+    // Once it runs, a second backup of the same source waits for it.
+    while f.get(&format!("/api/v1/jobs/{id}"), &t).await.json()["state"] == "queued" {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let second = f
+        .post_json(
+            "/api/v1/backups",
+            &t,
+            json!({"source": "shop", "description": "right after"}),
+        )
+        .await;
+    let second_id = second.json()["id"].as_str().unwrap().to_string();
+    let queued = f.get(&format!("/api/v1/jobs/{second_id}"), &t).await.json();
+    assert_eq!(queued["state"], "queued", "{queued}");
+    assert_eq!(
+        queued["waiting_for"], "the backup of shop to finish",
+        "{queued}"
+    );
+    assert_eq!(
+        queued["progress"], "Waiting for the backup of shop to finish",
+        "{queued}"
+    );
+
+    let (cookie, _) = f.session("vera", Role::Viewer);
+    let mut seen = Vec::new();
+    let mut page_seen = false;
+    let finished = loop {
+        let j = f.get(&format!("/api/v1/jobs/{id}"), &t).await.json();
+        if j["state"] != "running" && j["state"] != "queued" {
+            break j;
+        }
+        if j["state"] == "running" && j["bytes_done"].as_u64().unwrap() > 0 {
+            assert_eq!(j["bytes_total"].as_u64(), Some(size), "{j}");
+            assert_eq!(j["estimated"], true, "{j}");
+            assert_eq!(j["description"], "before the stock import", "{j}");
+            let progress = j["progress"].as_str().unwrap();
+            assert!(progress.starts_with("Backup: "), "{progress}");
+            assert!(progress.contains(" of about "), "{progress}");
+            assert!(progress.contains('%'), "{progress}");
+            seen.push(j["bytes_done"].as_u64().unwrap());
+            if !page_seen {
+                let page = f.page(&format!("/jobs/{id}"), &cookie).await.text();
+                assert!(page.contains("<progress id=\"job-bar\""), "{page}");
+                assert!(page.contains(" of about "), "{page}");
+                page_seen = true;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    };
+    assert_eq!(finished["state"], "ok", "{finished}");
+    seen.dedup();
+    assert!(
+        seen.iter().filter(|&&d| d < size).count() >= 2,
+        "the progress did not move while the backup ran: {seen:?} of {size}"
+    );
+    assert!(seen.windows(2).all(|w| w[0] <= w[1]), "{seen:?}");
+    assert_eq!(finished["bytes_done"].as_u64(), Some(size), "{finished}");
+    assert_eq!(finished["seconds_left"], serde_json::Value::Null);
+    assert!(
+        finished["progress"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("Backup: {}", backstop_policy::format_bytes(size))),
+        "{finished}"
+    );
+    // The second backup has the first one's size as its estimate.
+    let second = loop {
+        let j = f.get(&format!("/api/v1/jobs/{second_id}"), &t).await.json();
+        if j["state"] != "running" && j["state"] != "queued" {
+            break j;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(second["state"], "ok", "{second}");
+    assert_eq!(second["waiting_for"], serde_json::Value::Null);
+    assert_eq!(second["description"], "right after");
 }
 
 /// 3-2-1 on the page and in the status: after a backup of a source with `copy_to`, its copies

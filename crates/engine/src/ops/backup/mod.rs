@@ -149,6 +149,10 @@ fn run_backup(
         None => PreviousItems::none(progress),
     };
     let since = parent.map(|(_, s)| s.time);
+    // The total a job page or a bar shows: the previous snapshot's size and item count, raised
+    // when a database's size is known as its capture starts.
+    let mut estimate = parent.map_or(0, |(_, s)| s.stats.bytes);
+    let estimated_items = parent.map(|(_, s)| s.stats.items);
     let parent = parent.map(|(id, _)| *id);
 
     let mut run = Run {
@@ -167,6 +171,9 @@ fn run_backup(
     };
     let mut group = Group::default();
     progress.phase("backup", None);
+    if estimate > 0 {
+        progress.estimate(estimate, estimated_items);
+    }
     source.use_scratch(&index.spill_options().for_sources());
     while let Some(mut entry) = source.next_entry()? {
         if let Err(e) = backstop_format::manifest::check_item_path(&entry.item.path) {
@@ -175,6 +182,12 @@ fn run_backup(
             }
             run.warn(format!("skipped: {e}"));
             continue;
+        }
+        if let Some(EntryContent::Captured { .. }) = &entry.content
+            && run.stats.bytes + entry.item.size > estimate
+        {
+            estimate = run.stats.bytes + entry.item.size;
+            progress.estimate(estimate, estimated_items);
         }
         progress.item(&entry.item.path);
         // `--force` reads everything, but still compares the result with the previous one.
