@@ -381,7 +381,10 @@ pub fn server_in_place(
         r.rt,
         r.spill,
         warn,
-        progress,
+        &backstop_engine::Within {
+            inner: progress,
+            name: "safety snapshot",
+        },
     )
     .map_err(|e| e.context("taking the safety snapshot; nothing was changed"))?;
     drop(reader);

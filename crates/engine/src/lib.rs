@@ -52,7 +52,7 @@ pub use backup::{BackupOptions, BackupSummary, backup};
 pub use error::{Error, ErrorKind, Result};
 pub use forget::{ForgetOptions, ForgetPlan, ForgetSummary, forget, plan_forget};
 pub use index::{Index, IndexProblem, LoadedIndex};
-pub use progress::{NoProgress, Progress};
+pub use progress::{NoProgress, Progress, Within};
 pub use prune::{PruneOptions, PrunePlan, PruneSummary, prune};
 pub use repo::{InitOptions, ObjectTotals, Repository};
 pub use repository::indexed::Indexed;

@@ -16,6 +16,31 @@ pub trait Progress: Send + Sync {
     fn warning(&self, _message: &str) {}
 }
 
+/// Reports an operation run inside another (the safety snapshot a restore takes) as one phase
+/// of it: every phase the inner operation starts is reported under `name`.
+pub struct Within<'a> {
+    pub inner: &'a dyn Progress,
+    pub name: &'a str,
+}
+
+impl Progress for Within<'_> {
+    fn phase(&self, _name: &str, total: Option<u64>) {
+        self.inner.phase(self.name, total);
+    }
+    fn estimate(&self, bytes: u64, items: Option<u64>) {
+        self.inner.estimate(bytes, items);
+    }
+    fn bytes(&self, n: u64) {
+        self.inner.bytes(n);
+    }
+    fn item(&self, path: &str) {
+        self.inner.item(path);
+    }
+    fn warning(&self, message: &str) {
+        self.inner.warning(message);
+    }
+}
+
 /// Discards every event.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct NoProgress;

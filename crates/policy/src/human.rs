@@ -36,6 +36,14 @@ pub fn format_age(secs: i64) -> String {
     )
 }
 
+/// A span of time in words, as [`format_age`] without "ago": "3h20m", "2d4h", "under a
+/// minute".
+pub fn format_span(secs: i64) -> String {
+    format_age(secs)
+        .strip_suffix(" ago")
+        .map_or_else(|| "under a minute".to_string(), str::to_string)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -48,5 +56,7 @@ mod tests {
         assert_eq!(format_age(59), "just now");
         assert_eq!(format_age(3 * 3600 + 20 * 60 + 59), "3h20m ago");
         assert_eq!(format_age(2 * 86_400 + 4 * 3600 + 59 * 60), "2d4h ago");
+        assert_eq!(format_span(59), "under a minute");
+        assert_eq!(format_span(3 * 3600 + 20 * 60), "3h20m");
     }
 }

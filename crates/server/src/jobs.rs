@@ -32,7 +32,7 @@ use tokio::sync::{Mutex as AsyncMutex, RwLock};
 
 use crate::notify::Notifier;
 use crate::setup::Setup;
-use crate::state::{JobFigures, JobRecord, State};
+use crate::state::{JobFigures, JobRecord, PhaseFigures, State};
 
 /// How many finished jobs are kept in memory for the page and `GET /api/v1/jobs`.
 const RECENT_JOBS: usize = 200;
@@ -138,6 +138,8 @@ pub struct JobView {
     pub waiting_for: Option<String>,
     /// The description given with a backup.
     pub description: Option<String>,
+    /// The phases before the current one that processed anything, with their figures.
+    pub phases: Vec<PhaseFigures>,
     /// The figures above in words: `backup: 412.5 MiB of about 1.2 GiB (34%), 85.2 MiB/s,
     /// about 9s left`, `waiting for the prune to finish`.
     pub progress: String,
@@ -203,10 +205,18 @@ impl JobView {
                 format_interval(jiff::SignedDuration::from_secs(left as i64))
             ));
         }
-        if parts.is_empty() {
-            return upper_first(&self.phase);
-        }
-        upper_first(&format!("{}: {}", self.phase, parts.join(", ")))
+        let current = if parts.is_empty() {
+            self.phase.clone()
+        } else {
+            format!("{}: {}", self.phase, parts.join(", "))
+        };
+        // A finished job says what each of its phases did, in order.
+        let mut all: Vec<String> = match self.finished {
+            Some(_) => self.phases.iter().map(PhaseFigures::words).collect(),
+            None => Vec::new(),
+        };
+        all.push(current);
+        upper_first(&all.join("; "))
     }
 }
 
@@ -239,6 +249,7 @@ pub fn record_progress(rec: &JobRecord) -> String {
         seconds_left: None,
         waiting_for: None,
         description: None,
+        phases: f.phases.clone(),
         progress: String::new(),
         queued: rec.started,
         started: Some(rec.started),
@@ -301,9 +312,20 @@ impl Job {
 
 impl Progress for Job {
     fn phase(&self, name: &str, total: Option<u64>) {
-        self.bytes_done.store(0, Ordering::Relaxed);
-        self.items_done.store(0, Ordering::Relaxed);
+        let bytes = self.bytes_done.swap(0, Ordering::Relaxed);
+        let items = self.items_done.swap(0, Ordering::Relaxed);
         self.update(|v| {
+            if !v.phase.is_empty() && (bytes > 0 || items > 0) {
+                let seconds = v.phase_started.map_or(0.0, |t| {
+                    Timestamp::now().duration_since(t).as_secs_f64().max(0.0)
+                });
+                v.phases.push(PhaseFigures {
+                    name: std::mem::take(&mut v.phase),
+                    bytes,
+                    items,
+                    seconds,
+                });
+            }
             v.phase = name.to_string();
             v.phase_started = Some(Timestamp::now());
             v.bytes_total = total;
@@ -540,6 +562,7 @@ impl Runner {
                 bytes_per_second: None,
                 seconds_left: None,
                 waiting_for: None,
+                phases: Vec::new(),
                 progress: String::new(),
                 description: match &spec {
                     JobSpec::Backup { description, .. } => description.clone(),
@@ -800,6 +823,7 @@ impl Runner {
             phase: v.phase.clone(),
             bytes_done: v.bytes_done,
             items_done: v.items_done,
+            phases: v.phases.clone(),
         };
         let rec = JobRecord {
             figures,

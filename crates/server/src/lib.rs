@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod charts;
 pub mod client;
 pub mod copying;
 pub mod download;

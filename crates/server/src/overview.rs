@@ -12,6 +12,7 @@ use serde::Serialize;
 use crate::api::{ApiResult, blocking};
 use crate::jobs::JobView;
 use crate::shared::App;
+use crate::state::SizeSample;
 
 /// The status page: everything at a glance.
 #[derive(Debug, Clone, Serialize)]
@@ -36,6 +37,30 @@ pub struct RepositoryInfo {
     /// Bytes of packs.
     pub size_bytes: u64,
     pub free_bytes: Option<u64>,
+    /// Its size, one sample a day (the newest of the day), oldest first, the last
+    /// [`HISTORY_DAYS`] days the daemon measured it on.
+    pub sizes: Vec<SizeSample>,
+}
+
+/// Days of history the status page shows.
+pub const HISTORY_DAYS: usize = 90;
+/// Days of backup jobs and drills a source's history holds, and at most how many of each.
+pub const JOB_HISTORY_DAYS: i64 = 14;
+pub const JOB_HISTORY_MAX: usize = 60;
+
+/// A source's recent backups and restore drills as the daemon ran them (newest last).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SourceHistory {
+    pub backups: Vec<JobPoint>,
+    pub drills: Vec<JobPoint>,
+}
+
+/// One finished job in a history: when it started, how long it took, whether it worked.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobPoint {
+    pub started: Timestamp,
+    pub seconds: f64,
+    pub ok: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -63,6 +88,8 @@ pub struct SourceOverview {
     /// Its 3-2-1 status as last checked (after its copies), for a source with `copy_to` or
     /// rules; its problems are among the status's, with the state `copies` if nothing else.
     pub copies: Option<backstop_app::copies::SourceCopies>,
+    /// Its backups and restore drills of the last [`JOB_HISTORY_DAYS`] days.
+    pub history: SourceHistory,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -85,6 +112,47 @@ fn last_failure(status: &SourceStatus, job: Option<LastFailure>) -> Option<LastF
         (Some(j), Some(r)) if r.time > j.time => Some(r),
         (j, r) => j.or(r),
     }
+}
+
+/// `t`'s day in `tz`: `2026-12-07`.
+pub fn day_of(t: Timestamp, tz: &jiff::tz::TimeZone) -> String {
+    t.to_zoned(tz.clone()).strftime("%Y-%m-%d").to_string()
+}
+
+/// `source`'s finished backups and drills of the last [`JOB_HISTORY_DAYS`] days, at most
+/// [`JOB_HISTORY_MAX`] of each, oldest first.
+fn source_history(
+    state: &crate::state::State,
+    source: &str,
+    now: Timestamp,
+) -> Result<SourceHistory, crate::state::StateError> {
+    let since = now - jiff::SignedDuration::from_hours(24 * JOB_HISTORY_DAYS);
+    let mut h = SourceHistory::default();
+    for j in state.jobs(Some(source), 4 * JOB_HISTORY_MAX)? {
+        // A job the daemon abandoned (it stopped first) never ran: no point.
+        let Some(finished) = j
+            .finished
+            .filter(|_| j.started >= since && j.outcome != "abandoned")
+        else {
+            continue;
+        };
+        let point = JobPoint {
+            started: j.started,
+            seconds: finished.duration_since(j.started).as_secs_f64().max(0.0),
+            ok: j.outcome == "ok",
+        };
+        let list = match j.kind.as_str() {
+            "backup" => &mut h.backups,
+            "drill" => &mut h.drills,
+            _ => continue,
+        };
+        if list.len() < JOB_HISTORY_MAX {
+            list.push(point);
+        }
+    }
+    h.backups.reverse();
+    h.drills.reverse();
+    Ok(h)
 }
 
 /// One snapshot in full.
@@ -160,11 +228,16 @@ impl App {
         let setup = self.setup.clone();
         let state = self.state.clone();
         let names: Vec<String> = report.sources.iter().map(|s| s.name.clone()).collect();
-        let (size, free, failures) = blocking(move || {
+        let (size, free, failures, sizes, histories) = blocking(move || {
             let size: u64 = setup.repo.pack_sizes()?.values().sum();
             let free = setup.repo.free_space();
+            let now = Timestamp::now();
+            state.record_size(&day_of(now, &setup.time_zone), now, size)?;
+            let sizes = state.sizes(HISTORY_DAYS)?;
             let mut failures = Vec::new();
+            let mut histories = Vec::new();
             for n in &names {
+                histories.push(source_history(&state, n, now)?);
                 failures.push(
                     state
                         .last_job(n, "backup", None)?
@@ -175,7 +248,7 @@ impl App {
                         }),
                 );
             }
-            Ok((size, free, failures))
+            Ok((size, free, failures, sizes, histories))
         })
         .await?;
         let recent = self.runner.recent();
@@ -189,7 +262,8 @@ impl App {
             .sources
             .into_iter()
             .zip(failures)
-            .map(|(mut status, job_failure)| {
+            .zip(histories)
+            .map(|((mut status, job_failure), history)| {
                 let spec = self.setup.source(&status.name);
                 let last_failure = last_failure(&status, job_failure);
                 if last_failure.is_some() {
@@ -212,6 +286,7 @@ impl App {
                     restorable: spec.is_some_and(|s| s.restorable_in_place()),
                     last_failure,
                     copies,
+                    history,
                     status,
                 }
             })
@@ -225,6 +300,7 @@ impl App {
                 encrypted: self.setup.repo.is_encrypted(),
                 size_bytes: size,
                 free_bytes: free,
+                sizes,
             },
             scheduler: SchedulerInfo {
                 state: if self.runner.accepting() {

@@ -222,6 +222,183 @@ async fn csrf_rejections_are_audited() {
     d.stop().await;
 }
 
+/// A logged-in browser session of `user`: its cookie and the CSRF token its pages carry.
+async fn session(d: &Daemon, user: &str) -> (String, String) {
+    let r = d.send(login(user, PASSWORD, None)).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text());
+    let cookie = r.headers["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let page = d
+        .send(Req::get("/").header("Cookie", cookie.clone()))
+        .await
+        .text();
+    let csrf = page
+        .split(r#"name="csrf" value=""#)
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("a CSRF field on the status page")
+        .to_string();
+    (cookie, csrf)
+}
+
+#[tokio::test]
+async fn removing_a_user_or_revoking_a_token_asks_first() {
+    let d = Daemon::start(
+        |state, dir| {
+            add_ada(state, dir);
+            state.add_user("vera", Role::Viewer, PASSWORD).unwrap();
+        },
+        |_| {},
+    )
+    .await;
+    let secret = d.state.add_token("till-app", Scope::Read).unwrap();
+    let (cookie, csrf) = session(&d, "ada").await;
+    let (vera, _) = session(&d, "vera").await;
+    let post = |path: &'static str, body: String| {
+        Req::post(path, body)
+            .form()
+            .header("Cookie", cookie.clone())
+    };
+    let has_vera = || d.state.users().unwrap().iter().any(|u| u.name == "vera");
+
+    // Not confirmed: a page naming the user, with a Confirm button and a way back; nothing
+    // removed, and vera's session still open.
+    let r = d
+        .send(post(
+            "/admin/users/remove",
+            format!("csrf={csrf}&name=vera"),
+        ))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let page = r.text();
+    assert!(page.contains("Remove user vera?"), "{page}");
+    assert!(
+        page.contains(r#"<input type="hidden" name="confirm" value="yes">"#)
+            && page.contains(&format!(r#"name="csrf" value="{csrf}""#))
+            && page.contains(r#"action="/admin/users/remove""#)
+            && page.contains(r#"href="/admin" id="cancel""#),
+        "{page}"
+    );
+    assert!(has_vera(), "vera removed without confirmation");
+    let r = d.send(Req::get("/").header("Cookie", vera.clone())).await;
+    assert_eq!(r.status, StatusCode::OK, "vera's session ended unconfirmed");
+    // Any other answer than "yes" is no confirmation either.
+    let r = d
+        .send(post(
+            "/admin/users/remove",
+            format!("csrf={csrf}&name=vera&confirm=no"),
+        ))
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(has_vera());
+    // The CSRF check stays, on the question and on the answer.
+    for body in [
+        "csrf=forged&name=vera".to_string(),
+        "csrf=forged&name=vera&confirm=yes".to_string(),
+    ] {
+        let r = d.send(post("/admin/users/remove", body)).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text());
+        assert!(has_vera());
+    }
+    // Confirmed: gone, and logged out.
+    let r = d
+        .send(post(
+            "/admin/users/remove",
+            format!("csrf={csrf}&name=vera&confirm=yes"),
+        ))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert!(r.text().contains("User vera removed"), "{}", r.text());
+    assert!(!has_vera());
+    let r = d.send(Req::get("/").header("Cookie", vera)).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    // A user who is not there is not asked about.
+    let r = d
+        .send(post(
+            "/admin/users/remove",
+            format!("csrf={csrf}&name=vera"),
+        ))
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(!r.text().contains("Remove user vera?"));
+
+    // The same for a token: asked, still accepted, then revoked.
+    let r = d
+        .send(post(
+            "/admin/tokens/remove",
+            format!("csrf={csrf}&name=till-app"),
+        ))
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let page = r.text();
+    assert!(
+        page.contains("Revoke token till-app?") && page.contains(r#"name="confirm" value="yes""#),
+        "{page}"
+    );
+    let api = || Req::get("/api/v1/sources").token(&secret);
+    assert_eq!(d.send(api()).await.status, StatusCode::OK);
+    let r = d
+        .send(post(
+            "/admin/tokens/remove",
+            format!("csrf={csrf}&name=till-app&confirm=yes"),
+        ))
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.text().contains("Token till-app revoked"));
+    assert_eq!(d.send(api()).await.status, StatusCode::UNAUTHORIZED);
+
+    // Only the confirmed removals are in the audit log as done.
+    let log = audit(&d).await;
+    let done: Vec<(&str, &str)> = log
+        .iter()
+        .filter(|e| e["outcome"] == "ok" && e["action"].as_str().unwrap().ends_with("-remove"))
+        .map(|e| (e["action"].as_str().unwrap(), e["target"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        done,
+        [("token-remove", "till-app"), ("user-remove", "vera")],
+        "{log:#?}"
+    );
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn error_pages_have_the_menu_when_logged_in() {
+    let d = Daemon::start(add_ada, |_| {}).await;
+    let (cookie, _) = session(&d, "ada").await;
+    for path in [
+        "/no-such-page",
+        "/jobs/no-such-job",
+        "/snapshots?kind=weekly",
+    ] {
+        let r = d
+            .send(Req::get(path).header("Cookie", cookie.clone()))
+            .await;
+        assert!(r.status.is_client_error(), "{path}: {}", r.status);
+        let page = r.text();
+        assert!(
+            page.contains(r#"id="message""#)
+                && page.contains(r#"<a href="/snapshots""#)
+                && page.contains(r#"id="whoami""#),
+            "{path} has no menu: {page}"
+        );
+    }
+    // A visitor who is not logged in gets the page without the menu.
+    let r = d.send(Req::get("/no-such-page")).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert!(!r.text().contains("<nav") && r.text().contains("There is no such page"));
+    let r = d.send(Req::get("/static/favicon.svg")).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.headers["content-type"], "image/svg+xml");
+    assert!(r.text().starts_with("<svg"));
+    d.stop().await;
+}
+
 #[tokio::test]
 async fn revoked_and_unknown_tokens_are_audited() {
     let d = Daemon::start(|_, _| {}, |_| {}).await;
@@ -419,7 +596,7 @@ async fn the_audit_log_is_paged() {
         .await
         .text();
     assert!(
-        first.contains("Page 1 of 3") && first.contains("<td>a200</td>"),
+        first.contains("Page 1 of 3") && first.contains(r#"<td data-label="Action">a200</td>"#),
         "{first}"
     );
     assert!(first.contains("?page=2\">Older") && !first.contains("Newer"));
@@ -427,7 +604,10 @@ async fn the_audit_log_is_paged() {
         .send(Req::get("/activity?page=3").header("Cookie", cookie))
         .await
         .text();
-    assert!(last.contains("<td>a0</td>") && !last.contains("<td>a200</td>"));
+    assert!(
+        last.contains(r#"<td data-label="Action">a0</td>"#)
+            && !last.contains(r#"<td data-label="Action">a200</td>"#)
+    );
     assert!(last.contains("?page=2\">Newer") && !last.contains("Older"));
     d.stop().await;
 }

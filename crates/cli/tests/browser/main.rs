@@ -6,11 +6,14 @@
 //! a restore; a viewer can only look; an admin restores the snapshot after the live database
 //! lost rows (a safety snapshot is taken first), then uses the emergency restore of the latest
 //! verified snapshot, then restores "as of a time" picked in the restore picker (after typing
-//! times the page refuses in plain words). The daemon stops cleanly on SIGTERM.
+//! times the page refuses in plain words). Every page fits a phone's screen (390 px wide) and
+//! a desktop's without scrolling sideways; removing a user and revoking a token ask first; error
+//! pages keep the menu; the favicon is served. The daemon stops cleanly on SIGTERM.
 //!
 //! Needs `/usr/bin/chromium` and `/usr/bin/chromedriver` (Debian's `chromium chromium-driver`)
 //! and the `sqlite3` shell. `BACKSTOP_SKIP_BROWSER=1` skips it where no browser can be
-//! installed; `BACKSTOP_SCREENSHOT=PATH` writes a PNG of the admin's status page there.
+//! installed; `BACKSTOP_SCREENSHOT=PATH` writes a PNG of the admin's status page there, and
+//! `BACKSTOP_SCREENSHOTS_DIR=DIR` one PNG of each page at each window size into DIR.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -71,6 +74,9 @@ fn small_shop_scenario_in_a_real_browser() {
         admin_emergency_restore(&b, &daemon, &shop, &manual_id);
         admin_restores_as_of_a_time(&b, &daemon, &shop, &manual_id);
         status_screenshot(&b);
+        pages_fit_a_phone_and_a_desktop(&b, &manual_id);
+        admin_removes_only_after_confirming(&b, &daemon);
+        error_pages_keep_the_menu(&b, &daemon);
     }
     drop(driver);
 
@@ -593,6 +599,54 @@ impl Browser {
         base64_decode(v.as_str().expect("screenshot as base64"))
     }
 
+    /// The whole page, also below the window, as a PNG (Chromium's own capture over
+    /// chromedriver's DevTools passthrough; the window alone where that is refused).
+    fn page_screenshot(&self) -> Vec<u8> {
+        let size = self.js(
+            "const d = document.documentElement; \
+             return [Math.max(d.scrollWidth, window.innerWidth), d.scrollHeight];",
+            json!([]),
+        );
+        let (w, h) = (
+            size[0].as_f64().unwrap_or(0.0),
+            size[1].as_f64().unwrap_or(0.0),
+        );
+        let params = json!({"cmd": "Page.captureScreenshot", "params": {
+            "format": "png", "captureBeyondViewport": true,
+            "clip": {"x": 0, "y": 0, "width": w, "height": h.min(8000.0), "scale": 1},
+        }});
+        match self.call("POST", "/goog/cdp/execute", Some(params)) {
+            Ok(v) if v["data"].is_string() => base64_decode(v["data"].as_str().unwrap_or("")),
+            _ => self.screenshot(),
+        }
+    }
+
+    /// Sets the browser window's size, then checks the page got that width.
+    #[track_caller]
+    fn resize(&self, width: u32, height: u32) {
+        self.must(
+            "POST",
+            "/window/rect",
+            Some(json!({"width": width, "height": height})),
+        );
+        let inner = self.js("return window.innerWidth;", json!([]));
+        assert_eq!(
+            inner.as_u64(),
+            Some(u64::from(width)),
+            "a {width}x{height} window"
+        );
+    }
+
+    /// Runs `script` (a function body; its arguments are `arguments[0]`...) in the page.
+    #[track_caller]
+    fn js(&self, script: &str, args: Value) -> Value {
+        self.must(
+            "POST",
+            "/execute/sync",
+            Some(json!({"script": script, "args": args})),
+        )
+    }
+
     #[track_caller]
     fn log_in(&self, user: &str) {
         self.submit_login(user, PASSWORD);
@@ -618,7 +672,7 @@ impl Browser {
 
     #[track_caller]
     fn log_out(&self) {
-        // Error pages carry no navigation, so log out from the status page.
+        // From the status page, whatever page is open (a login page has no menu).
         self.goto("/");
         self.click(&self.find("form.who button"));
         self.wait_path(|p| p == "/login");

@@ -1,5 +1,6 @@
-//! The scenario's steps, one per person at the page: the operator, the admin's three restores, and
-//! the status page's screenshot.
+//! The scenario's steps, one per person at the page: the operator, the admin's three restores,
+//! the status page's screenshot, every page on a phone and a desktop, the admin's removals, and
+//! the error pages' menu.
 
 use super::*;
 
@@ -55,6 +56,7 @@ pub(super) fn operator_backs_up_and_drills(b: &Browser, daemon: &Daemon) -> Stri
         refusal.contains("Forbidden") && refusal.contains("user:olga may not restore"),
         "the restore page does not refuse an operator: {refusal:?}"
     );
+    assert_menu(b, "olga");
     b.log_out();
     manual_id
 }
@@ -265,4 +267,291 @@ pub(super) fn status_screenshot(b: &Browser) {
         fs::write(&path, &png).expect("writing the screenshot");
         eprintln!("status page screenshot: {}", Path::new(&path).display());
     }
+}
+
+/// The window sizes every page must fit: a phone's and a desktop's.
+const PHONE: (u32, u32) = (390, 844);
+const DESKTOP: (u32, u32) = (1280, 900);
+
+/// What on the page sticks out sideways: the page wider than the window, an element reaching
+/// past the page's visible width (the window less a desktop browser's scrollbar, which a
+/// phone's does not take), or a box that scrolls sideways (which `scrollWidth` of the page
+/// would not show). Empty when the page fits.
+const SIDEWAYS: &str = r##"
+const out = [], root = document.documentElement, w = root.clientWidth;
+if (root.scrollWidth > window.innerWidth) out.push(`the page is ${root.scrollWidth}px wide`);
+if (root.scrollWidth > w) out.push(`the page is ${root.scrollWidth}px wide, ${w}px visible`);
+const name = (el) => el.tagName.toLowerCase() + (el.id ? "#" + el.id : "")
+  + (typeof el.className === "string" && el.className.trim() ? "." + el.className.trim().split(/\s+/).join(".") : "");
+for (const el of document.body.querySelectorAll("*")) {
+  const r = el.getBoundingClientRect();
+  if (r.width === 0 || r.height === 0) continue;
+  if (r.left < -0.5 || r.right > w + 0.5)
+    out.push(`${name(el)} spans ${Math.round(r.left)}..${Math.round(r.right)}px: ${el.textContent.trim().slice(0, 50)}`);
+  const s = getComputedStyle(el);
+  if (/auto|scroll/.test(s.overflowX) && el.scrollWidth > el.clientWidth + 1)
+    out.push(`${name(el)} scrolls sideways (${el.scrollWidth}px in ${el.clientWidth}px)`);
+}
+return out.slice(0, 12);
+"##;
+
+/// The cells of `arguments[0]`'s rows captioned `arguments[1]` that are not on the screen: no
+/// such cell, an empty box, or a box past the window's edges; on a phone (`arguments[2]`)
+/// also a cell without its caption.
+const HIDDEN_CELLS: &str = r#"
+const [table, labels, phone] = arguments, w = document.documentElement.clientWidth, out = [];
+const rows = document.querySelectorAll(table + " tbody tr");
+if (rows.length === 0) out.push(`no rows in ${table}`);
+rows.forEach((tr, i) => {
+  for (const label of labels) {
+    const td = tr.querySelector(`td[data-label="${label}"]`);
+    if (!td) { out.push(`row ${i}: no ${label} cell`); continue; }
+    const r = td.getBoundingClientRect();
+    if (r.width <= 0 || r.height <= 0 || r.left < 0 || r.right > w)
+      out.push(`row ${i}: ${label} at ${Math.round(r.left)}..${Math.round(r.right)}px, ${Math.round(r.width)}x${Math.round(r.height)}`);
+    const caption = getComputedStyle(td, "::before").content;
+    if (phone && caption !== JSON.stringify(label)) out.push(`row ${i}: ${label} captioned ${caption}`);
+  }
+});
+return out;
+"#;
+
+/// The folder for the pages' screenshots, when BACKSTOP_SCREENSHOTS_DIR names one.
+fn screenshots_dir() -> Option<PathBuf> {
+    let dir = PathBuf::from(std::env::var_os("BACKSTOP_SCREENSHOTS_DIR")?);
+    fs::create_dir_all(&dir).expect("creating BACKSTOP_SCREENSHOTS_DIR");
+    Some(dir)
+}
+
+/// The open page fits the window sideways; its screenshot is kept as `WIDTH-NAME.png`.
+#[track_caller]
+fn assert_fits(b: &Browser, name: &str, width: u32) {
+    if let Some(dir) = screenshots_dir() {
+        let png = b.page_screenshot();
+        assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
+        fs::write(dir.join(format!("{width}-{name}.png")), png).expect("writing a screenshot");
+    }
+    let problems = b.js(SIDEWAYS, json!([]));
+    assert_eq!(
+        problems,
+        json!([]),
+        "{name} ({}) scrolls sideways in a {width} px window",
+        b.path()
+    );
+}
+
+/// The page's menu is there, for `user`.
+#[track_caller]
+fn assert_menu(b: &Browser, user: &str) {
+    for (href, label) in [("/", "Status"), ("/snapshots", "Snapshots")] {
+        let link = b
+            .try_find(&format!("header.top nav a[href='{href}']"))
+            .unwrap_or_else(|| panic!("no menu on {}:\n{}", b.path(), b.page_text()));
+        assert_eq!(b.text(&link), label);
+    }
+    let who = b.text(&b.find("#whoami"));
+    assert!(who.starts_with(user), "{} shows {who:?}", b.path());
+}
+
+/// Step 9: as the admin, every page at a phone's and a desktop's window size: nothing scrolls
+/// sideways, and the snapshot list's and activity page's cells are all on the screen.
+pub(super) fn pages_fit_a_phone_and_a_desktop(b: &Browser, manual_id: &str) {
+    b.goto("/activity");
+    let job = b
+        .js(
+            "return document.querySelector('#jobs tbody a').getAttribute('href');",
+            json!([]),
+        )
+        .as_str()
+        .expect("a job on the activity page")
+        .to_string();
+    let pages = [
+        ("status", "/".to_string()),
+        ("snapshots", "/snapshots".to_string()),
+        ("snapshot", format!("/snapshots/{manual_id}")),
+        ("restore", "/restore?source=shop".to_string()),
+        (
+            "restore-plan",
+            "/restore?source=shop&snapshot=latest-verified".to_string(),
+        ),
+        ("activity", "/activity".to_string()),
+        ("job", job),
+        ("admin", "/admin".to_string()),
+        ("login", "/login".to_string()),
+        ("not-found", "/no-such-page".to_string()),
+        ("error", "/snapshots?kind=weekly".to_string()),
+    ];
+    let cells = [
+        (
+            "snapshots",
+            "#snapshots",
+            &["Size", "Verified", "Description"][..],
+        ),
+        ("activity", "#jobs", &["Result", "Message"][..]),
+        ("activity", "#audit", &["Outcome", "Detail"][..]),
+    ];
+    for (width, height) in [PHONE, DESKTOP] {
+        b.resize(width, height);
+        for (name, path) in &pages {
+            b.goto(path);
+            b.find("main");
+            assert_fits(b, name, width);
+            for (_, table, labels) in cells.iter().filter(|c| c.0 == *name) {
+                let hidden = b.js(HIDDEN_CELLS, json!([table, labels, width == PHONE.0]));
+                assert_eq!(
+                    hidden,
+                    json!([]),
+                    "{table} on {path} in a {width} px window"
+                );
+            }
+        }
+        // The description typed in step 3 is on the screen in full.
+        b.goto("/snapshots");
+        let description = b.find_all("#snapshots td[data-label=Description]");
+        assert!(
+            description.iter().any(|d| b.text(d).contains(DESCRIPTION)),
+            "no description {DESCRIPTION:?} in a {width} px window"
+        );
+    }
+    b.resize(DESKTOP.0, DESKTOP.1);
+}
+
+/// The admin page's row of `name` in `table` (the first cell), if listed.
+fn admin_row(b: &Browser, table: &str, name: &str) -> Option<String> {
+    b.goto("/admin");
+    b.find(table);
+    b.find_all(&format!("{table} tbody tr"))
+        .into_iter()
+        .find(|r| b.text(&b.find_in(r, "td")).trim() == name)
+}
+
+/// Clicks the Remove or Revoke button of `name`'s row; returns the confirmation page's text.
+#[track_caller]
+fn ask_to_remove(b: &Browser, table: &str, name: &str) -> String {
+    let row = admin_row(b, table, name).unwrap_or_else(|| panic!("{name} not in {table}"));
+    b.click(&b.find_in(&row, "button.danger"));
+    b.text(&b.find("#confirm-page"))
+}
+
+/// Step 10: revoking a token and removing a user ask first. Cancel keeps them (the token
+/// still works); Confirm removes them (the token is refused, the user cannot log in). The
+/// user is removed on a phone.
+pub(super) fn admin_removes_only_after_confirming(b: &Browser, daemon: &Daemon) {
+    // A token made for this: the scenario's own read token stays.
+    b.goto("/admin");
+    let form = b.find("form[action='/admin/tokens']");
+    b.type_text(&b.find_in(&form, "input[name=name]"), "till-app");
+    b.click(&b.find_in(&form, "button[type=submit]"));
+    let secret = b.text(&b.find("#new-token .mono"));
+    let api = || {
+        let url = format!("{}/api/v1/sources", daemon.base);
+        let (status, body) =
+            http(&daemon.agent, "GET", &url, None, Some(&secret)).expect("GET /api/v1/sources");
+        assert!(status == 200 || status == 401, "{status}: {body}");
+        status
+    };
+    assert_eq!(api(), 200, "the new token is refused");
+
+    let asked = ask_to_remove(b, "#tokens", "till-app");
+    assert!(
+        asked.contains("Revoke token till-app?") && asked.contains("backup"),
+        "{asked:?}"
+    );
+    assert_fits(b, "confirm-token", DESKTOP.0);
+    b.click(&b.find("#cancel"));
+    b.wait_path(|p| p == "/admin");
+    assert!(
+        admin_row(b, "#tokens", "till-app").is_some(),
+        "revoked on Cancel"
+    );
+    assert_eq!(api(), 200, "the token is refused after Cancel");
+    ask_to_remove(b, "#tokens", "till-app");
+    b.click(&b.find("#confirm-button"));
+    let notice = b.text(&b.find("#notice"));
+    assert_eq!(notice, "Token till-app revoked.");
+    assert!(
+        admin_row(b, "#tokens", "till-app").is_none(),
+        "still listed"
+    );
+    assert_eq!(api(), 401, "the revoked token still works");
+
+    b.resize(PHONE.0, PHONE.1);
+    let asked = ask_to_remove(b, "#users", "vera");
+    assert!(
+        asked.contains("Remove user vera?") && asked.contains("viewer"),
+        "{asked:?}"
+    );
+    assert_fits(b, "confirm-user", PHONE.0);
+    b.click(&b.find("#cancel"));
+    b.wait_path(|p| p == "/admin");
+    assert!(
+        admin_row(b, "#users", "vera").is_some(),
+        "removed on Cancel"
+    );
+    ask_to_remove(b, "#users", "vera");
+    b.click(&b.find("#confirm-button"));
+    let notice = b.text(&b.find("#notice"));
+    assert!(notice.starts_with("User vera removed"), "{notice:?}");
+    assert!(admin_row(b, "#users", "vera").is_none(), "still listed");
+    assert_fits(b, "admin-after-removal", PHONE.0);
+    b.resize(DESKTOP.0, DESKTOP.1);
+    b.log_in_fails("vera", PASSWORD);
+}
+
+/// Step 11: a logged-in user's error pages (no such page, no such job) have the menu; a
+/// visitor's have the header without it. The favicon is linked and served like the
+/// stylesheet.
+pub(super) fn error_pages_keep_the_menu(b: &Browser, daemon: &Daemon) {
+    for path in [
+        "/no-such-page",
+        "/jobs/no-such-job",
+        "/snapshots?kind=weekly",
+    ] {
+        b.goto(path);
+        b.find("#message");
+        assert_menu(b, "admin");
+    }
+    let icon = b.js(
+        "return document.querySelector('link[rel=icon]').getAttribute('href');",
+        json!([]),
+    );
+    assert_eq!(icon, "/static/favicon.svg");
+    let get = |path: &str| {
+        let url = format!("{}{path}", daemon.base);
+        let mut r = daemon.agent.get(&url).call().expect("GET");
+        let header = |name: &str| {
+            r.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string()
+        };
+        let (content_type, cache) = (header("content-type"), header("cache-control"));
+        let status = r.status().as_u16();
+        let body = r.body_mut().read_to_string().expect("a text body");
+        (status, content_type, cache, body)
+    };
+    let (_, _, style_cache, _) = get("/static/style.css");
+    for path in ["/static/favicon.svg", "/favicon.ico"] {
+        let (status, content_type, cache, body) = get(path);
+        assert_eq!(status, 200, "{path}");
+        assert_eq!(content_type, "image/svg+xml", "{path}");
+        assert_eq!(cache, style_cache, "{path}");
+        assert!(
+            body.starts_with("<svg") && body.contains("</svg>"),
+            "{path}"
+        );
+    }
+
+    b.log_out();
+    b.goto("/no-such-page");
+    assert!(
+        b.text(&b.find("#message"))
+            .contains("There is no such page")
+    );
+    assert!(b.try_find("header.top .brand").is_some());
+    assert!(
+        b.try_find("header.top nav").is_none(),
+        "a visitor's error page has the menu"
+    );
 }

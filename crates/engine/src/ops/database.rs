@@ -426,6 +426,10 @@ fn take_safety(
     progress: &dyn Progress,
 ) -> Result<Option<SnapshotId>> {
     let target = &opts.target;
+    let progress = &crate::progress::Within {
+        inner: progress,
+        name: "safety snapshot",
+    };
     Ok(if let Some(why) = &plan.target_unreadable {
         progress.phase("safety snapshot", None);
         Some(keep_as_files(ix, target, why, plan, opts, progress)?)

@@ -43,9 +43,12 @@ pub struct StatusOptions {
 pub struct Verified {
     pub snapshot: SnapshotId,
     pub snapshot_time: Timestamp,
-    /// When the drill ran.
+    /// When the drill ran, and how long ago.
     pub drilled: Timestamp,
     pub age_seconds: i64,
+    /// How old the data it proved is (the snapshot's age): what a restore now would lose at
+    /// most, were every newer snapshot bad.
+    pub snapshot_age_seconds: i64,
 }
 
 /// One source's status.
@@ -256,6 +259,7 @@ pub fn status(repo: &Repository, opts: &StatusOptions) -> Result<StatusReport> {
                 snapshot_time: s.time,
                 drilled: drill.time,
                 age_seconds: opts.now.duration_since(drill.time).as_secs(),
+                snapshot_age_seconds: opts.now.duration_since(s.time).as_secs(),
             })
         });
         // The newest real backup (safety snapshots hold rolled-back state) failed its drill:

@@ -92,9 +92,15 @@ CREATE TABLE revoked_tokens (
     revoked INTEGER NOT NULL
 ) STRICT;
 "#,
-    // A job's description and how far it got (`JobFigures`, as JSON).
+    // A job's description and how far it got (`JobFigures`, as JSON); the repository's size,
+    // one sample a day (the newest of the day), for the status page's picture of its growth.
     r#"
 ALTER TABLE jobs ADD COLUMN figures TEXT NOT NULL DEFAULT '{}';
+CREATE TABLE repository_sizes (
+    day TEXT PRIMARY KEY,
+    time INTEGER NOT NULL,
+    bytes INTEGER NOT NULL
+) STRICT;
 "#,
 ];
 
@@ -332,7 +338,7 @@ pub struct JobRecord {
 
 /// What a job was asked to do and how far it got, kept with its record so that a job's page
 /// shows the same after the daemon restarted.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct JobFigures {
     /// The description given with a backup.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -345,6 +351,39 @@ pub struct JobFigures {
     pub bytes_done: u64,
     #[serde(default)]
     pub items_done: u64,
+    /// The phases before the last that processed anything.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub phases: Vec<PhaseFigures>,
+}
+
+/// What one phase of a job processed, and how long it took.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PhaseFigures {
+    pub name: String,
+    pub bytes: u64,
+    pub items: u64,
+    pub seconds: f64,
+}
+
+impl PhaseFigures {
+    /// `restore: 1.2 GiB in 14 s`.
+    pub fn words(&self) -> String {
+        let mut parts = vec![backstop_policy::format_bytes(self.bytes)];
+        if self.items > 1 {
+            parts.push(format!("{} items", self.items));
+        }
+        parts.push(if self.seconds < 10.0 {
+            format!("in {:.1} s", self.seconds)
+        } else {
+            format!(
+                "in {}",
+                backstop_policy::format_interval(SignedDuration::from_secs(
+                    self.seconds.round() as i64
+                ))
+            )
+        });
+        format!("{}: {}", self.name, parts.join(", "))
+    }
 }
 
 /// The state store. `Send + Sync`: share it through an `Arc`; each call holds the lock briefly.
@@ -790,9 +829,11 @@ fn token_info((name, scope, created, last_used): TokenRow) -> Result<TokenInfo, 
 
 mod audit;
 mod jobs;
+mod sizes;
 pub use audit::AuditRecord;
 mod limiter;
 pub use limiter::LoginLimiter;
+pub use sizes::SizeSample;
 
 #[cfg(test)]
 mod tests;

@@ -1,4 +1,9 @@
 //! The admin page: users, roles, API tokens, and the settings in effect.
+//!
+//! What cannot be undone asks first, without scripts: removing a user or revoking a token
+//! posts a form; without `confirm=yes` the answer is a page naming what would go, whose
+//! Confirm button posts the same form again with `confirm=yes` (and the CSRF token), and
+//! whose Cancel link goes back to the admin page.
 
 use axum::extract::{Form, State};
 use axum::http::StatusCode;
@@ -135,6 +140,39 @@ fn done(text: String) -> Result<Notice, crate::state::StateError> {
     })
 }
 
+/// What a removal would take away, for its confirmation page.
+enum Removal {
+    User(crate::state::UserInfo),
+    Token(crate::state::TokenInfo),
+}
+
+/// The confirmation page of a removal: the form is checked as the action itself would check
+/// it, then the page names what would go. No such user or token is shown as the action
+/// itself shows it, and nothing is removed.
+fn ask_first(
+    app: &AppState,
+    user: &User,
+    csrf: &str,
+    action: &str,
+    target: &str,
+    find: impl FnOnce() -> Result<Removal, StateError>,
+) -> PageResult {
+    user.check_csrf(app, action, csrf)?;
+    user.require(app, Permission::Admin, action, target)?;
+    let (kind, item) = match find() {
+        Ok(Removal::User(u)) => ("user", ser(&u)),
+        Ok(Removal::Token(t)) => ("token", ser(&t)),
+        Err(e) => return admin_action(app, user, csrf, action, target, || Err(e)),
+    };
+    render(
+        app,
+        "confirm.html",
+        context! { ..user.ctx(), ..context! {
+            kind => kind, item => item, nav => "admin",
+        } },
+    )
+}
+
 #[derive(Deserialize)]
 pub(super) struct UserForm {
     csrf: String,
@@ -143,6 +181,9 @@ pub(super) struct UserForm {
     role: String,
     #[serde(default)]
     password: String,
+    /// `yes` from the confirmation page of a removal.
+    #[serde(default)]
+    confirm: String,
 }
 
 fn parse_role(s: &str) -> Result<crate::state::Role, crate::state::StateError> {
@@ -185,6 +226,14 @@ pub(super) async fn remove_user(
             "You cannot remove yourself: ask another administrator.".into(),
         ));
     }
+    if f.confirm != "yes" {
+        return ask_first(&app, &user, &f.csrf, "user-remove", &f.name, || {
+            let found = app.state.users()?.into_iter().find(|u| u.name == f.name);
+            found
+                .map(Removal::User)
+                .ok_or_else(|| StateError::NotFound(format!("user {:?}", f.name)))
+        });
+    }
     admin_action(&app, &user, &f.csrf, "user-remove", &f.name, || {
         app.state.remove_user(&f.name)?;
         done(format!("User {} removed; their sessions ended.", f.name))
@@ -214,6 +263,9 @@ pub(super) struct TokenForm {
     name: String,
     #[serde(default)]
     scope: String,
+    /// `yes` from the confirmation page of a revocation.
+    #[serde(default)]
+    confirm: String,
 }
 
 pub(super) async fn add_token(
@@ -241,6 +293,14 @@ pub(super) async fn remove_token(
     user: User,
     Form(f): Form<TokenForm>,
 ) -> PageResult {
+    if f.confirm != "yes" {
+        return ask_first(&app, &user, &f.csrf, "token-remove", &f.name, || {
+            let found = app.state.tokens()?.into_iter().find(|t| t.name == f.name);
+            found
+                .map(Removal::Token)
+                .ok_or_else(|| StateError::NotFound(format!("token {:?}", f.name)))
+        });
+    }
     admin_action(&app, &user, &f.csrf, "token-remove", &f.name, || {
         app.state.remove_token(&f.name)?;
         done(format!("Token {} revoked.", f.name))

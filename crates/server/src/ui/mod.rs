@@ -1,11 +1,18 @@
 //! The web UI: server-rendered pages (minijinja templates embedded in the binary, no scripts
 //! from elsewhere), usable on a phone. Every form carries the session's CSRF token; every
 //! action is authorised here, whatever the page showed.
+//!
+//! An error page shows the same menu as the other pages when the visitor is logged in: the
+//! [`User`] extractor notes who it let in ([`Menu`]), and [`menu_on_errors`] draws an error
+//! answer again with that menu.
+
+use std::sync::{Arc, Mutex};
 
 use axum::Router;
-use axum::extract::{Form, FromRequestParts, Path, Query, State};
+use axum::extract::{Form, FromRequestParts, Path, Query, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use backstop_engine::listing::ListFilter;
@@ -27,6 +34,7 @@ mod login;
 const SESSION_TTL: SignedDuration = SignedDuration::from_hours(12);
 
 const STYLE: &str = include_str!("../../templates/style.css");
+const FAVICON: &str = include_str!("../../static/favicon.svg");
 
 /// The templates and their filters.
 pub fn templates(tz: jiff::tz::TimeZone) -> Environment<'static> {
@@ -52,6 +60,7 @@ pub fn templates(tz: jiff::tz::TimeZone) -> Environment<'static> {
         ("message.html", include_str!("../../templates/message.html")),
         ("rules.html", include_str!("../../templates/rules.html")),
         ("admin.html", include_str!("../../templates/admin.html")),
+        ("confirm.html", include_str!("../../templates/confirm.html")),
     ] {
         env.add_template(name, src)
             .expect("embedded templates parse");
@@ -70,6 +79,8 @@ pub fn templates(tz: jiff::tz::TimeZone) -> Environment<'static> {
     });
     // Seconds as an age: "3h20m ago".
     env.add_filter("age", backstop_policy::format_age);
+    // Seconds as a span of time: "3h20m", "under a minute".
+    env.add_filter("span", backstop_policy::format_span);
     env.add_filter("bytes", backstop_policy::format_bytes);
     env.add_filter("short", |v: Value| -> String {
         v.to_string().chars().take(10).collect()
@@ -101,6 +112,9 @@ pub fn routes() -> Router<AppState> {
         .route("/admin/tokens", post(admin::add_token))
         .route("/admin/tokens/remove", post(admin::remove_token))
         .route("/static/style.css", get(style))
+        .route("/static/favicon.svg", get(favicon))
+        .route("/favicon.ico", get(favicon))
+        .layer(axum::middleware::from_fn(menu_on_errors))
 }
 
 /// A page error: rendered as a page, or a redirect to the login page.
@@ -132,22 +146,64 @@ impl IntoResponse for PageError {
         match self {
             PageError::Login => Redirect::to("/login").into_response(),
             PageError::Page(status, message) => {
-                // Rendered without the app (and so without the user's menu): the message page
-                // needs only these, and the zone of times does not matter on it.
-                static ENV: std::sync::OnceLock<Environment<'static>> = std::sync::OnceLock::new();
-                let env = ENV.get_or_init(|| templates(jiff::tz::TimeZone::UTC));
-                let html = env
-                    .get_template("message.html")
-                    .and_then(|t| {
-                        t.render(context! { title => status.canonical_reason().unwrap_or("Error"), message => message, error => true })
-                    })
-                    .unwrap_or_else(|e| format!("template error: {e}"));
-                let mut r = (status, Html(html)).into_response();
-                secure_headers(&mut r);
+                // Drawn for a visitor not logged in; `menu_on_errors` draws it again with the
+                // menu when the page's handler had let a user in.
+                let mut r = error_page(status, &message, Value::UNDEFINED);
+                r.extensions_mut().insert(ErrorPage(message));
                 r
             }
         }
     }
+}
+
+/// An error page's message, kept on its response so that it can be drawn again with the menu.
+#[derive(Clone)]
+struct ErrorPage(String);
+
+/// The menu of the user a page's handler let in (the template context of [`User::ctx`]), set
+/// by the [`User`] extractor for [`menu_on_errors`].
+#[derive(Clone, Default)]
+struct Menu(Arc<Mutex<Option<Value>>>);
+
+impl Menu {
+    fn set(&self, ctx: Value) {
+        if let Ok(mut slot) = self.0.lock() {
+            *slot = Some(ctx);
+        }
+    }
+
+    fn get(&self) -> Option<Value> {
+        self.0.lock().ok().and_then(|slot| slot.clone())
+    }
+}
+
+/// Gives an error page of a logged-in user's request the menu the other pages have.
+async fn menu_on_errors(mut request: Request, next: Next) -> Response {
+    let menu = Menu::default();
+    request.extensions_mut().insert(menu.clone());
+    let mut r = next.run(request).await;
+    match (r.extensions_mut().remove::<ErrorPage>(), menu.get()) {
+        (Some(ErrorPage(message)), Some(user)) => error_page(r.status(), &message, user),
+        _ => r,
+    }
+}
+
+/// The message page for an error, with the menu of `user` (a [`User::ctx`], or undefined).
+fn error_page(status: StatusCode, message: &str, user: Value) -> Response {
+    // Rendered without the app: the message page needs only these, and the zone of times
+    // does not matter on it.
+    static ENV: std::sync::OnceLock<Environment<'static>> = std::sync::OnceLock::new();
+    let env = ENV.get_or_init(|| templates(jiff::tz::TimeZone::UTC));
+    let title = status.canonical_reason().unwrap_or("Error");
+    let html = env
+        .get_template("message.html")
+        .and_then(|t| {
+            t.render(context! { ..user, ..context! { title => title, message => message, error => true } })
+        })
+        .unwrap_or_else(|e| format!("template error: {e}"));
+    let mut r = (status, Html(html)).into_response();
+    secure_headers(&mut r);
+    r
 }
 
 type PageResult = Result<Response, PageError>;
@@ -166,7 +222,11 @@ impl FromRequestParts<AppState> for User {
         if caller.csrf().is_none() {
             return Err(PageError::Login);
         }
-        Ok(User(caller))
+        let user = User(caller);
+        if let Some(menu) = parts.extensions.get::<Menu>() {
+            menu.set(user.ctx());
+        }
+        Ok(user)
     }
 }
 
@@ -248,27 +308,46 @@ fn secure_headers(r: &mut Response) {
 }
 
 async fn style() -> Response {
-    let mut r = STYLE.into_response();
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/css; charset=utf-8"),
-    );
-    r.headers_mut().insert(
+    asset(STYLE, "text/css; charset=utf-8")
+}
+
+/// The icon browsers show in the tab; also at `/favicon.ico`, where browsers look by themselves.
+async fn favicon() -> Response {
+    asset(FAVICON, "image/svg+xml")
+}
+
+/// A file embedded in the binary: cached for an hour, its type not to be guessed.
+fn asset(body: &'static str, content_type: &'static str) -> Response {
+    let mut r = body.into_response();
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(
         header::CACHE_CONTROL,
         HeaderValue::from_static("max-age=3600"),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
     );
     r
 }
 
-/// No such page; under `/api/` the answer is JSON, as the API promises.
-pub async fn not_found(State(app): State<AppState>, uri: axum::http::Uri) -> Response {
+/// No such page; under `/api/` the answer is JSON, as the API promises. A logged-in user's
+/// page has the menu.
+pub async fn not_found(State(app): State<AppState>, request: Request) -> Response {
+    let uri = request.uri().clone();
     if uri.path() == "/api" || uri.path().starts_with("/api/") {
         return crate::api::not_found(uri).await.into_response();
     }
+    let (mut parts, _) = request.into_parts();
+    let menu = match User::from_request_parts(&mut parts, &app).await {
+        Ok(user) => user.ctx(),
+        Err(_) => Value::UNDEFINED,
+    };
     render(
         &app,
         "message.html",
-        context! { title => "Not found", message => "There is no such page.", error => true },
+        context! { ..menu, ..context! { title => "Not found", message => "There is no such page.", error => true } },
     )
     .map(|mut r| {
         *r.status_mut() = StatusCode::NOT_FOUND;
@@ -280,10 +359,14 @@ pub async fn not_found(State(app): State<AppState>, uri: axum::http::Uri) -> Res
 async fn status_page(State(app): State<AppState>, user: User) -> PageResult {
     user.0.require(Permission::Read)?;
     let page = app.overview().await?;
+    let charts = crate::charts::status_charts(&page, &app.setup.time_zone);
     render(
         &app,
         "status.html",
-        context! { ..user.ctx(), ..context! { page => ser(&page), nav => "status" } },
+        context! { ..user.ctx(), ..context! {
+            page => ser(&page), charts => ser(&charts),
+            timeline_days => crate::charts::TIMELINE_DAYS, nav => "status",
+        } },
     )
 }
 
@@ -606,8 +689,8 @@ async fn restore(
 
 async fn job_page(State(app): State<AppState>, user: User, Path(id): Path<String>) -> PageResult {
     user.0.require(Permission::Read)?;
-    let job = match app.runner.job(&id) {
-        Some(job) => ser(&job.view()),
+    let job = match app.runner.job_view(&id) {
+        Some(view) => ser(&view),
         None => {
             // Finished before the daemon last started: from the history.
             let state = app.state.clone();
@@ -618,11 +701,13 @@ async fn job_page(State(app): State<AppState>, user: User, Path(id): Path<String
                     "No such job (see Activity for the history).".into(),
                 ));
             };
+            let progress = crate::jobs::record_progress(&j);
             context! {
                 id => j.id, kind => j.kind, source => j.source, trigger => j.trigger,
                 state => j.outcome, queued => j.started.to_string(), started => j.started.to_string(),
                 finished => j.finished.map(|t| t.to_string()), message => j.message,
-                result => ser(&j.detail),
+                result => ser(&j.detail), description => j.figures.description,
+                progress => progress,
             }
         }
     };

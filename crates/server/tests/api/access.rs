@@ -440,7 +440,7 @@ async fn admins_manage_users_and_tokens_from_the_page() {
         .form(
             "/admin/users/remove",
             &admin,
-            &[("csrf", &csrf), ("name", "vera")],
+            &[("csrf", &csrf), ("name", "vera"), ("confirm", "yes")],
         )
         .await;
     assert_eq!(r.status, StatusCode::OK);
@@ -469,7 +469,7 @@ async fn admins_manage_users_and_tokens_from_the_page() {
         .form(
             "/admin/tokens/remove",
             &admin,
-            &[("csrf", &csrf), ("name", "till")],
+            &[("csrf", &csrf), ("name", "till"), ("confirm", "yes")],
         )
         .await;
     assert_eq!(r.status, StatusCode::OK);

@@ -236,6 +236,111 @@ async fn a_running_backup_shows_moving_progress_and_a_queued_one_what_it_waits_f
     assert_eq!(second["description"], "right after");
 }
 
+/// The status page draws each source's last days (its backups, its drills, how far the newest
+/// proven restore reaches), how long backups and drills took, and the repository's size, each
+/// picture with the same in words; the status API has the figures behind them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_page_draws_each_sources_history_with_words() {
+    let f = fixture();
+    let t = f.token("app", Scope::Admin);
+    for _ in 0..2 {
+        let r = f
+            .post_json(
+                "/api/v1/backups",
+                &t,
+                json!({"source": "shop", "wait": true}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    }
+    let r = f
+        .post_json(
+            "/api/v1/verifications",
+            &t,
+            json!({"kind": "drill", "source": "shop", "wait": true}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    // A failed backup (the database is gone) is drawn in red.
+    std::fs::rename(&f.db, f.dir.path().join("moved.db")).unwrap();
+    f.post_json(
+        "/api/v1/backups",
+        &t,
+        json!({"source": "shop", "wait": true}),
+    )
+    .await;
+    std::fs::rename(f.dir.path().join("moved.db"), &f.db).unwrap();
+
+    let status = f.get("/api/v1/status", &t).await.json();
+    let shop = status["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "shop")
+        .unwrap();
+    let backups = shop["history"]["backups"].as_array().unwrap();
+    assert_eq!(backups.len(), 3, "{shop}");
+    assert_eq!(
+        backups
+            .iter()
+            .map(|b| b["ok"].as_bool().unwrap())
+            .collect::<Vec<_>>(),
+        [true, true, false]
+    );
+    assert_eq!(shop["history"]["drills"].as_array().unwrap().len(), 1);
+    assert!(shop["verified"]["snapshot_age_seconds"].as_i64().unwrap() >= 0);
+    let sizes = status["repository"]["sizes"].as_array().unwrap();
+    assert_eq!(sizes.len(), 1, "one sample today: {sizes:?}");
+    assert_eq!(sizes[0]["bytes"], status["repository"]["size_bytes"]);
+
+    let (cookie, _) = f.session("vera", Role::Viewer);
+    let page = f.page("/", &cookie).await.text();
+    let timeline = page
+        .split("id=\"timeline-shop\"")
+        .nth(1)
+        .expect("a timeline for shop")
+        .split("</figure>")
+        .next()
+        .unwrap();
+    assert!(
+        timeline.contains("<svg class=\"chart timeline\" role=\"img\""),
+        "{timeline}"
+    );
+    assert_eq!(timeline.matches("class=\"tick\"").count(), 2, "{timeline}");
+    assert_eq!(
+        timeline.matches("class=\"tick failed\"").count(),
+        1,
+        "{timeline}"
+    );
+    assert_eq!(timeline.matches("class=\"drill\"").count(), 1, "{timeline}");
+    assert!(timeline.contains("class=\"proven\""), "{timeline}");
+    assert!(
+        timeline.contains(
+            "Last 7 days: 3 backups by the daemon (1 failed). Proven restorable up to the data of "
+        ),
+        "{timeline}"
+    );
+    assert!(page.contains("Backups: the last 3 took "), "{page}");
+    assert!(page.contains("Restore drills: the last 1 took "), "{page}");
+    assert!(page.contains("passed on the data of"), "{page}");
+    // One day measured: no size picture yet; docs has no history and nothing proven.
+    assert!(!page.contains("id=\"repo-size-chart\""));
+    let docs = page.split("id=\"timeline-docs\"").nth(1).unwrap();
+    assert!(docs.contains("Last 7 days: 0 backups by the daemon. No restore drill has passed yet"));
+    // A second day measured draws the size and its growth.
+    f.app
+        .state
+        .record_size("2000-01-01", backstop_format::Timestamp::UNIX_EPOCH, 1)
+        .unwrap();
+    let page = f.page("/", &cookie).await.text();
+    assert!(page.contains("id=\"repo-size-chart\""), "{page}");
+    assert!(
+        page.contains("Repository size from 2000-01-01 to "),
+        "{page}"
+    );
+    assert!(page.contains("Growth per day over 1 day: +"), "{page}");
+}
+
 /// 3-2-1 on the page and in the status: after a backup of a source with `copy_to`, its copies
 /// are checked; a destination that cannot be written or read adds its reason to the source's
 /// problems (the state is `copies` when nothing else is wrong: red on the page), and the copy

@@ -54,6 +54,13 @@ async fn an_admin_plans_restores_and_downloads_with_a_safety_snapshot_first() {
     let job = r.json();
     let safety = job["result"]["safety_snapshot"].as_str().unwrap();
     assert_eq!(count(&f.db, "orders"), 200);
+    // The job's figures are the restore's, then the safety snapshot's (not a "backup").
+    let words = job["progress"].as_str().unwrap();
+    assert!(words.starts_with("Restore: "), "{words}");
+    assert!(words.contains("; safety snapshot: "), "{words}");
+    assert!(!words.to_lowercase().contains("backup"), "{words}");
+    assert_eq!(job["phases"][0]["name"], "restore", "{job}");
+    assert_eq!(job["phase"], "safety snapshot", "{job}");
     let pre = f
         .get("/api/v1/snapshots?kind=pre-restore", &admin)
         .await
