@@ -105,11 +105,20 @@ enum Command {
     Token(commands::access::TokenArgs),
     /// Users of the web page and their roles.
     User(commands::access::UserArgs),
+    /// Print a shell completion script (bash, zsh, fish or powershell) on standard output.
+    Completions(commands::completions::Args),
+    /// Print the man page backstop(1), or write it and one page per command into a directory.
+    Man(commands::man::Args),
+}
+
+/// The command line as `backstop` parses it: each command's help ends with where the
+/// environment variables are. Completion scripts and man pages are generated from it too.
+fn cli_command() -> clap::Command {
+    Cli::command().mut_subcommands(|c| c.after_help(SEE_ENVIRONMENT))
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::command()
-        .mut_subcommands(|c| c.after_help(SEE_ENVIRONMENT))
+    let cli = match cli_command()
         .try_get_matches()
         .and_then(|m| Cli::from_arg_matches(&m))
     {
@@ -150,6 +159,8 @@ fn main() -> ExitCode {
         Command::Serve(a) => commands::serve::run(&cli.global, a),
         Command::Token(a) => commands::access::token(&cli.global, a),
         Command::User(a) => commands::access::user(&cli.global, a),
+        Command::Completions(a) => commands::completions::run(a, cli_command()),
+        Command::Man(a) => commands::man::run(&cli.global, a, cli_command()),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -279,7 +279,8 @@ impl Job {
         if let Some(from) = v.phase_started {
             let to = v.finished.unwrap_or_else(Timestamp::now);
             let ms = to.duration_since(from).as_millis();
-            if ms >= 1000 {
+            // A running phase's rate from its first second on; a finished one's, always.
+            if ms >= 1000 || (v.finished.is_some() && ms > 0) {
                 let rate = (u128::from(v.bytes_done) * 1000 / ms as u128) as u64;
                 v.bytes_per_second = Some(rate);
                 v.seconds_left = match (v.finished, v.bytes_total) {

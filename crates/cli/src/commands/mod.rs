@@ -2,6 +2,7 @@
 
 pub mod access;
 pub mod backup;
+pub mod completions;
 pub mod copy;
 pub mod diff;
 pub mod export;
@@ -10,6 +11,7 @@ pub mod import;
 pub mod info;
 pub mod init;
 pub mod key;
+pub mod man;
 pub mod pin;
 pub mod prune;
 pub mod repair;

@@ -5,6 +5,11 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use backstop_server::ServeOptions;
+use tracing::Subscriber;
+use tracing_subscriber::field::RecordFields;
+use tracing_subscriber::fmt::format::{DefaultFields, Format, Writer};
+use tracing_subscriber::fmt::{self, FormatFields, MakeWriter};
+use tracing_subscriber::registry::LookupSpan;
 
 use crate::config::Config;
 use crate::context::{Ctx, GlobalArgs, host};
@@ -113,33 +118,48 @@ pub fn record_cli_restore(config: &Config, target: &str, detail: &str) {
 }
 
 /// Logs to a daily rotated file (and standard error unless quiet).
+///
+/// Standard error is coloured only when it is a terminal ([`stderr_colours`]): under a service
+/// manager it is the journal, or a file (NSSM, WinSW, `>> serve.out 2>&1`), where colour codes
+/// are noise. The log file never is, and its layer formats fields with a type of its own
+/// ([`FileFields`]), so it never prints fields the standard error layer coloured.
 fn init_logging(
     config: &Config,
     flag: Option<&str>,
     quiet: bool,
 ) -> anyhow::Result<Option<tracing_appender::non_blocking::WorkerGuard>> {
     use tracing_subscriber::prelude::*;
+    let filter = tracing_subscriber::filter::LevelFilter::INFO;
+    let stderr =
+        (!quiet).then(|| stderr_layer(std::io::stderr, stderr_colours()).with_filter(filter));
+    let (file, guard) = match log_file(config, flag)? {
+        Some((writer, guard)) => (Some(file_layer(writer).with_filter(filter)), Some(guard)),
+        None => (None, None),
+    };
+    tracing_subscriber::registry()
+        .with(stderr)
+        .with(file)
+        .try_init()
+        .ok();
+    Ok(guard)
+}
+
+/// The daily rotated log file's writer, from `--log-file` or `log_file` in `[daemon]`
+/// (backstop.log beside the config by default); `None` for "off".
+fn log_file(
+    config: &Config,
+    flag: Option<&str>,
+) -> anyhow::Result<
+    Option<(
+        tracing_appender::non_blocking::NonBlocking,
+        tracing_appender::non_blocking::WorkerGuard,
+    )>,
+> {
     let setting = flag
         .map(str::to_string)
         .or_else(|| config.daemon.log_file.clone());
-    macro_rules! stderr {
-        () => {
-            (!quiet).then(|| {
-                tracing_subscriber::fmt::layer()
-                    .with_writer(std::io::stderr)
-                    .with_target(false)
-            })
-        };
-    }
-    let filter = tracing_subscriber::filter::LevelFilter::INFO;
-    if setting.as_deref() == Some("off") {
-        tracing_subscriber::registry()
-            .with(stderr!().with_filter(filter))
-            .try_init()
-            .ok();
-        return Ok(None);
-    }
     let path = match setting {
+        Some(p) if p == "off" => return Ok(None),
         Some(p) if flag.is_some() => PathBuf::from(p),
         Some(p) => config.beside(Some(&p), "backstop.log"),
         None => config.beside(None, "backstop.log"),
@@ -159,17 +179,54 @@ fn init_logging(
         .max_log_files(config.daemon.log_keep.unwrap_or(14).max(1))
         .build(&dir)
         .with_context(|| format!("opening the log file in {}", dir.display()))?;
-    let (writer, guard) = tracing_appender::non_blocking(appender);
-    let file = tracing_subscriber::fmt::layer()
+    Ok(Some(tracing_appender::non_blocking(appender)))
+}
+
+/// Whether standard error gets colours: only on a terminal, and never when `NO_COLOR` is set
+/// to something (<https://no-color.org>).
+fn stderr_colours() -> bool {
+    use std::io::IsTerminal as _;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// The standard error layer: tracing-subscriber's format, coloured when `ansi`.
+fn stderr_layer<S, W>(writer: W, ansi: bool) -> fmt::Layer<S, DefaultFields, Format, W>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    W: for<'w> MakeWriter<'w> + 'static,
+{
+    fmt::layer()
+        .with_writer(writer)
+        .with_ansi(ansi)
+        .with_target(false)
+}
+
+/// The log file's layer: the same format, never coloured.
+fn file_layer<S, W>(writer: W) -> fmt::Layer<S, FileFields, Format, W>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    W: for<'w> MakeWriter<'w> + 'static,
+{
+    fmt::layer()
+        .fmt_fields(FileFields::default())
         .with_writer(writer)
         .with_ansi(false)
-        .with_target(false);
-    tracing_subscriber::registry()
-        .with(file.with_filter(filter))
-        .with(stderr!().with_filter(filter))
-        .try_init()
-        .ok();
-    Ok(Some(guard))
+        .with_target(false)
+}
+
+/// The log file's field formatter: tracing-subscriber's default one, under a type of its own.
+///
+/// A span's fields are formatted once per `FormatFields` type, by the first layer that sees the
+/// span, and kept in the span for every layer of that type: a file layer sharing the standard
+/// error layer's type would print that layer's colour codes (tracing issue #1817). With a type
+/// of its own, the file layer formats its own copy, without colours.
+#[derive(Default)]
+struct FileFields(DefaultFields);
+
+impl<'w> FormatFields<'w> for FileFields {
+    fn format_fields<R: RecordFields>(&self, writer: Writer<'w>, fields: R) -> std::fmt::Result {
+        self.0.format_fields(writer, fields)
+    }
 }
 
 /// Resolves on SIGTERM or Ctrl-C.
@@ -191,5 +248,63 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {},
         _ = term => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use tracing_subscriber::prelude::*;
+
+    use super::{file_layer, stderr_layer};
+
+    /// A writer into memory, shared by its clones.
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buffer {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Buffer {
+        fn text(&self) -> String {
+            String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+        }
+    }
+
+    #[test]
+    fn the_log_file_has_no_colours_when_standard_error_has_them() {
+        let (err, file) = (Buffer::default(), Buffer::default());
+        let (to_err, to_file) = (err.clone(), file.clone());
+        // Standard error first: it formats each span's fields before the file layer sees them.
+        let subscriber = tracing_subscriber::registry()
+            .with(stderr_layer(move || to_err.clone(), true))
+            .with(file_layer(move || to_file.clone()));
+        tracing::subscriber::with_default(subscriber, || {
+            let job = tracing::info_span!("job", source = "shop");
+            let _in_job = job.enter();
+            tracing::info!(kind = "backup", "job finished");
+        });
+        let (err, file) = (err.text(), file.text());
+        assert!(
+            err.contains("\x1b["),
+            "standard error keeps its colours: {err:?}"
+        );
+        assert!(
+            !file.contains('\x1b'),
+            "colour codes in the log file: {file:?}"
+        );
+        assert!(
+            file.contains("job{source=\"shop\"}: job finished kind=\"backup\""),
+            "{file:?}"
+        );
     }
 }

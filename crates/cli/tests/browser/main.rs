@@ -77,6 +77,7 @@ fn small_shop_scenario_in_a_real_browser() {
         pages_fit_a_phone_and_a_desktop(&b, &manual_id);
         admin_removes_only_after_confirming(&b, &daemon);
         error_pages_keep_the_menu(&b, &daemon);
+        a_running_backup_shows_moving_progress(&b, &shop);
     }
     drop(driver);
 

@@ -555,3 +555,82 @@ pub(super) fn error_pages_keep_the_menu(b: &Browser, daemon: &Daemon) {
         "a visitor's error page has the menu"
     );
 }
+
+/// Step 12: a backup big enough to be watched (about 200 MiB that does not compress): its page
+/// shows how far it got of its total, moving while it runs, and its description; the status
+/// page lists it running with its progress; once done, the page keeps its figures.
+pub(super) fn a_running_backup_shows_moving_progress(b: &Browser, shop: &Shop) {
+    shop.sql(
+        "CREATE TABLE scans(id INTEGER PRIMARY KEY, data BLOB NOT NULL);
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3200)
+         INSERT INTO scans(data) SELECT randomblob(65536) FROM n;",
+    );
+    b.resize(DESKTOP.0, DESKTOP.1);
+    b.log_in("olga");
+    let form = b.find("#source-shop form.backup-now");
+    b.type_text(
+        &b.find_in(&form, "input[name=description]"),
+        "after the scans",
+    );
+    b.click(&b.find_in(&form, "button[type=submit]"));
+    b.wait_path(|p| p.starts_with("/jobs/"));
+    let job = b.path();
+    let mut seen: Vec<(String, String)> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        b.goto(&job);
+        let Some(el) = b.try_find("#job") else {
+            continue;
+        };
+        let state = b
+            .call("GET", &format!("/element/{el}/attribute/data-state"), None)
+            .ok();
+        if state.as_ref().and_then(Value::as_str) != Some("running") {
+            if !seen.is_empty() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the backup never ran");
+            continue;
+        }
+        let words = b.try_find("#job-progress").map(|p| b.text(&p));
+        let bar = b.try_find("#job-bar").and_then(|bar| {
+            b.call("GET", &format!("/element/{bar}/property/value"), None)
+                .ok()
+                .map(|v| v.to_string())
+        });
+        if let (Some(words), Some(bar)) = (words, bar) {
+            assert!(
+                words.starts_with("Backup: ")
+                    && words.contains(" of about ")
+                    && words.contains('%'),
+                "{words:?}"
+            );
+            if seen.last().is_none_or(|(_, last)| *last != bar) {
+                seen.push((words, bar));
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the backup ran for 2 minutes: {seen:?}"
+        );
+    }
+    assert!(
+        seen.len() >= 2,
+        "the job page showed no moving progress while the backup ran: {seen:?}"
+    );
+    b.wait_job("backup");
+    assert!(
+        b.text(&b.find("#job-description"))
+            .contains("after the scans"),
+        "no description on the finished job's page"
+    );
+    let words = b.text(&b.find("#job-progress"));
+    assert!(
+        words.starts_with("Backup: ") && words.contains("/s on average") && !words.contains('%'),
+        "the finished job's figures: {words:?}"
+    );
+    assert!(
+        b.try_find("#job-bar").is_none(),
+        "a finished job has no bar"
+    );
+}
