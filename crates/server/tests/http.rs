@@ -180,14 +180,7 @@ async fn a_cross_site_login_is_refused_and_audited() {
 #[tokio::test]
 async fn csrf_rejections_are_audited() {
     let d = Daemon::start(add_ada, |_| {}).await;
-    let r = d.send(login("ada", PASSWORD, None)).await;
-    let cookie = r.headers["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
+    let cookie = cookie(&d, "ada").await;
     let r = d
         .send(
             Req::post("/api/v1/backups", r#"{"source":"shop"}"#)
@@ -222,17 +215,22 @@ async fn csrf_rejections_are_audited() {
     d.stop().await;
 }
 
-/// A logged-in browser session of `user`: its cookie and the CSRF token its pages carry.
-async fn session(d: &Daemon, user: &str) -> (String, String) {
+/// The session cookie of `user`, logged in.
+async fn cookie(d: &Daemon, user: &str) -> String {
     let r = d.send(login(user, PASSWORD, None)).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text());
-    let cookie = r.headers["set-cookie"]
+    r.headers["set-cookie"]
         .to_str()
         .unwrap()
         .split(';')
         .next()
         .unwrap()
-        .to_string();
+        .to_string()
+}
+
+/// A logged-in browser session of `user`: its cookie and the CSRF token its pages carry.
+async fn session(d: &Daemon, user: &str) -> (String, String) {
+    let cookie = cookie(d, user).await;
     let page = d
         .send(Req::get("/").header("Cookie", cookie.clone()))
         .await
@@ -583,14 +581,7 @@ async fn the_audit_log_is_paged() {
     let r = d.send(Req::get("/api/v1/audit?offset=ten").token(&t)).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     // The page shows 100 rows at a time, newest first, with links between the pages.
-    let r = d.send(login("ada", PASSWORD, None)).await;
-    let cookie = r.headers["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
+    let cookie = cookie(&d, "ada").await;
     let first = d
         .send(Req::get("/activity").header("Cookie", cookie.clone()))
         .await
@@ -709,14 +700,7 @@ async fn internal_failures_are_logged_with_an_id_not_sent() {
         !message.contains(d.dir.path().to_str().unwrap()),
         "{message}"
     );
-    let r = d.send(login("ada", PASSWORD, None)).await;
-    let cookie = r.headers["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
+    let cookie = cookie(&d, "ada").await;
     let page = d
         .send(Req::get("/snapshots").header("Cookie", cookie))
         .await;
