@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::auth::{Caller, Denied, Permission};
-use crate::jobs::{JobSpec, SubmitError, restore_plan};
+use crate::jobs::{JobSpec, SubmitError, compared_plan, restore_plan};
 use crate::shared::AppState;
 use crate::state::AuditEntry;
 
@@ -512,7 +512,8 @@ pub struct RestoreRequest {
     /// A snapshot id (or unique prefix), `latest`, `latest-verified` or `@TIME`.
     pub snapshot: String,
     pub source: String,
-    /// Only return the plan: row counts now and in the snapshot, schema match.
+    /// Only return the plan: row counts now and in the snapshot (and for SQLite the rows
+    /// entered, deleted and changed since, compared one by one), schema match, in words.
     #[serde(default)]
     pub dry_run: bool,
     #[serde(default)]
@@ -542,10 +543,12 @@ pub async fn create_restore(
     }
     let setup = app.setup.clone();
     let (snapshot, source) = (req.snapshot.clone(), req.source.clone());
-    let plan = blocking(move || Ok(restore_plan(&setup, &snapshot, &source)?.plan)).await?;
     if req.dry_run {
+        // Shown, so compared row by row and worded; the restore itself needs only the plan.
+        let plan = blocking(move || compared_plan(&setup, &snapshot, &source)).await?;
         return Ok(Json(serde_json::to_value(plan).map_err(ApiError::internal)?).into_response());
     }
+    let plan = blocking(move || Ok(restore_plan(&setup, &snapshot, &source)?.plan)).await?;
     if plan.schema_matches == Some(false) && !req.allow_schema_change {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -586,6 +589,86 @@ async fn restore_server(
         allow_schema_change: req.allow_schema_change,
     };
     submit(app, caller, spec, "restore", target, req.wait).await
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MarkVerifiedRequest {
+    /// Who confirmed the change went well; the caller's name when not given.
+    pub by: Option<String>,
+    /// What was checked.
+    pub note: Option<String>,
+}
+
+/// `POST /api/v1/snapshots/{id}/mark-verified`: the change a pre-change snapshot was taken
+/// before went well (the record `backstop mark-verified` writes). `200` with what was done
+/// (`changed: false` when it already was marked); `422` for a snapshot of another kind.
+pub async fn mark_verified(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<Value>> {
+    require(&app, &caller, Permission::Verify, "mark-verified", &id)?;
+    check_name("snapshot", &id)?;
+    let req: MarkVerifiedRequest = match body.iter().all(u8::is_ascii_whitespace) {
+        true => MarkVerifiedRequest::default(),
+        false => serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(e.to_string()))?,
+    };
+    let by = req.by.filter(|b| !b.trim().is_empty());
+    let note = req.note.filter(|n| !n.trim().is_empty());
+    if let Some(b) = &by {
+        check_name("by", b)?;
+    }
+    if let Some(n) = &note {
+        backstop_format::limits::check_text(
+            "note",
+            n,
+            backstop_format::limits::MAX_DESCRIPTION_BYTES,
+        )
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    }
+    let by = by.unwrap_or_else(|| caller.name.clone());
+    let done = mark_verified_as(&app, &caller.actor, &id, by, note).await?;
+    Ok(Json(
+        serde_json::to_value(done).map_err(ApiError::internal)?,
+    ))
+}
+
+/// Marks the pre-change snapshot `spec` verified by `by` for the page and the API alike, and
+/// audits it (as `mark-verified` of `SOURCE@SNAPSHOT`).
+pub async fn mark_verified_as(
+    app: &AppState,
+    actor: &str,
+    spec: &str,
+    by: String,
+    note: Option<String>,
+) -> ApiResult<backstop_app::restore::MarkedVerified> {
+    let setup = app.setup.clone();
+    let spec_owned = spec.to_owned();
+    let done = blocking(move || {
+        let found = crate::resolve::find(&setup, &spec_owned, None)?;
+        backstop_app::restore::mark_verified(
+            &setup.repo,
+            &found,
+            Some(by),
+            note,
+            &setup.host,
+            &setup.time_zone,
+        )
+    })
+    .await;
+    match done {
+        Ok(d) => {
+            let target = format!("{}@{}", d.source, d.snapshot.short());
+            audit(app, actor, "mark-verified", &target, "ok", &d.message);
+            Ok(d)
+        }
+        Err(e) => {
+            audit(app, actor, "mark-verified", spec, "failed", &e.message);
+            Err(e)
+        }
+    }
 }
 
 /// Submits a job for a caller; answers 202 at once, or 201 when it finished with `wait`.

@@ -21,7 +21,7 @@ use backstop_app::restore::{DatabaseRequest, InPlacePlan};
 use backstop_app::retention::prune_options;
 use backstop_app::snapshots::drill_targets;
 use backstop_app::verify::{drill_options, verify_options};
-use backstop_engine::database::restore_database;
+use backstop_engine::database::{TableChange, restore_database};
 use backstop_engine::drill::restore_drill;
 use backstop_engine::{Indexed, Progress, Repository};
 use backstop_format::manifest::BackupKind;
@@ -797,7 +797,13 @@ impl Runner {
             }
             _ => None,
         };
-        if let (JobSpec::Backup { source, .. }, Some(_)) = (&job.spec, &view.result) {
+        // A backup that found nothing changed and saved no snapshot (`skip_unchanged`) has
+        // nothing to copy: a copy that failed before is retried by the scheduler.
+        let saved = view
+            .result
+            .as_ref()
+            .is_some_and(|r| r.get("skipped") != Some(&serde_json::Value::Bool(true)));
+        if let (JobSpec::Backup { source, .. }, true) = (&job.spec, saved) {
             let targets = self.setup.source(source).map_or(0, |s| s.copy_to.len());
             for to in 0..targets {
                 let spec = JobSpec::Copy {
@@ -1165,6 +1171,33 @@ pub fn restore_plan<'s>(
     backstop_app::restore::in_place_plan(&setup.repo, &found, &live, &|m| tracing::warn!("{m}"))
 }
 
+/// [`restore_plan`] as the restore page and the API's dry run show it: its rows compared one
+/// by one with the snapshot's (databases up to [`COMPARE_LIMIT_BYTES`], the image in the
+/// daemon's scratch folder, removed afterwards) and what the restore does in words. A
+/// comparison that cannot be made keeps the row counts and says why.
+///
+/// [`COMPARE_LIMIT_BYTES`]: backstop_app::restore::COMPARE_LIMIT_BYTES
+pub fn compared_plan(
+    setup: &Setup,
+    snapshot: &str,
+    source: &str,
+) -> anyhow::Result<backstop_engine::database::DatabasePlan> {
+    let mut p = restore_plan(setup, snapshot, source)?;
+    let opts = backstop_app::restore::CompareOptions {
+        scratch: setup.scratch.clone(),
+        limit_bytes: backstop_app::restore::COMPARE_LIMIT_BYTES,
+        host: setup.host.clone(),
+    };
+    p.compare_and_describe(&opts, &setup.time_zone);
+    if let Some(c) = p.plan.comparison.as_ref().filter(|c| !c.rows) {
+        tracing::info!(
+            "restore plan of {source}: rows not compared one by one: {}",
+            c.note.as_deref().unwrap_or("")
+        );
+    }
+    Ok(p.plan)
+}
+
 /// The plan of an in-place restore of a database server's source, as the API's dry run and the
 /// restore page show it.
 #[derive(Debug, Serialize)]
@@ -1184,9 +1217,11 @@ pub struct ServerPlan {
     pub now: Option<backstop_app::restore::Observed>,
     pub now_error: Option<String>,
     /// Each table's rows now and in the snapshot (as a SQLite plan lists them).
-    pub tables: Vec<backstop_engine::database::TableChange>,
+    pub tables: Vec<TableChange>,
     /// Whether the schema and its version are the live database's; `None`: not read.
     pub schema_matches: Option<bool>,
+    /// What the restore does, by row counts, in one sentence (each table's in its `words`).
+    pub summary: String,
     /// The snapshot, the time `@TIME` was read as, and the kind of the snapshot found.
     #[serde(skip)]
     pub found: (SnapshotId, Option<Timestamp>, BackupKind),
@@ -1211,16 +1246,15 @@ pub fn server_plan(setup: &Setup, spec: &str, source: &str) -> anyhow::Result<Se
         Ok(o) => (Some(o), None),
         Err(e) => (None, Some(e.to_string())),
     };
-    let mut tables: Vec<backstop_engine::database::TableChange> = record
+    let mut tables: Vec<TableChange> = record
         .tables
         .iter()
-        .map(|t| backstop_engine::database::TableChange {
-            name: t.name.clone(),
-            rows_snapshot: t.rows,
-            rows_now: now
+        .map(|t| {
+            let rows_now = now
                 .as_ref()
                 .and_then(|n| n.tables.iter().find(|l| l.name == t.name))
-                .and_then(|l| l.rows),
+                .and_then(|l| l.rows);
+            TableChange::new(t.name.clone(), rows_now, t.rows)
         })
         .collect();
     if let Some(n) = &now {
@@ -1228,13 +1262,16 @@ pub fn server_plan(setup: &Setup, spec: &str, source: &str) -> anyhow::Result<Se
             n.tables
                 .iter()
                 .filter(|l| !record.tables.iter().any(|t| t.name == l.name))
-                .map(|l| backstop_engine::database::TableChange {
-                    name: l.name.clone(),
-                    rows_now: l.rows,
-                    rows_snapshot: None,
-                }),
+                .map(|l| TableChange::new(l.name.clone(), l.rows, None)),
         );
     }
+    // A server's rows are counted, not compared one by one.
+    let summary = backstop_app::restore::describe_tables(
+        &mut tables,
+        found.snapshot.time,
+        false,
+        &setup.time_zone,
+    );
     let schema_matches = now.as_ref().map(|n| {
         n.schema_fingerprint == record.schema_fingerprint
             && n.schema_version == record.schema_version
@@ -1251,6 +1288,7 @@ pub fn server_plan(setup: &Setup, spec: &str, source: &str) -> anyhow::Result<Se
         now_error,
         tables,
         schema_matches,
+        summary,
         found: (found.id, found.as_of, found.snapshot.kind),
     })
 }

@@ -52,6 +52,10 @@ pub fn router(app: AppState) -> Router {
         .route("/api/v1/snapshots/{id}", get(api::snapshot))
         .route("/api/v1/snapshots/{id}/download", get(api::download))
         .route(
+            "/api/v1/snapshots/{id}/mark-verified",
+            post(api::mark_verified),
+        )
+        .route(
             "/api/v1/snapshots/{id}/tables/{table}/csv",
             get(api::download_table),
         )

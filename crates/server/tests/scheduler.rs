@@ -429,6 +429,56 @@ async fn back_up_and_settle(runner: &Arc<Runner>, source: &str) {
     }
 }
 
+/// A backup that saved no snapshot (nothing changed, `skip_unchanged`) queues no copy: there
+/// is nothing new to send.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unchanged_backup_that_saved_nothing_queues_no_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut setup = setup_in(dir.path(), no_tasks());
+    let place = dir.path().join("offsite").display().to_string();
+    let shop = setup.sources.iter_mut().find(|s| s.name == "shop").unwrap();
+    shop.copy_to =
+        vec![backstop_app::copy::Destination::resolve(&place, &Default::default(), None).unwrap()];
+    shop.skip_unchanged = true;
+    let setup = Arc::new(setup);
+    let state = Arc::new(State::open(&dir.path().join("state.db")).unwrap());
+    let runner = Arc::new(Runner::new(setup, state, Arc::new(Notifier::new())));
+    let copies = |runner: &Runner| {
+        runner
+            .recent()
+            .into_iter()
+            .filter(|j| j.kind == "copy")
+            .map(|j| j.state)
+            .collect::<Vec<_>>()
+    };
+    back_up_and_settle(&runner, "shop").await;
+    assert_eq!(copies(&runner), ["ok"]);
+    // Scheduled backups skip what did not change; one someone asks for is always saved.
+    let spec = JobSpec::Backup {
+        source: "shop".into(),
+        kind: BackupKind::Scheduled,
+        description: None,
+        ticket: None,
+        tags: vec![],
+    };
+    let v = runner.submit(spec, "schedule").unwrap().finished().await;
+    assert_eq!(v.state, "ok", "{}", v.message);
+    while runner.busy() {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let newest = runner
+        .recent()
+        .into_iter()
+        .find(|j| j.kind == "backup")
+        .unwrap();
+    assert_eq!(
+        newest.result.as_ref().unwrap()["skipped"],
+        true,
+        "{newest:?}"
+    );
+    assert_eq!(copies(&runner), ["ok"], "no copy after a skipped backup");
+}
+
 /// The daemon's forget and prune apply each copy's own retention there (only to the sources
 /// copied there), after the main repository's; a copy that cannot be opened fails the job by
 /// name without stopping the others, and one that holds nothing yet is skipped.

@@ -43,7 +43,7 @@ pub struct Args {
     /// The source to restore (picks `latest` of it, and the live database path from backstop.toml)
     #[arg(long)]
     pub source: Option<String>,
-    /// Print what would be restored (for a database: row counts now and in the snapshot); write nothing
+    /// Print what would be restored (for a database: row counts now and in the snapshot; in place, also the rows entered, deleted and changed since, for databases up to 2 GiB); write nothing
     #[arg(long)]
     pub dry_run: bool,
     /// Replace existing files
@@ -746,9 +746,21 @@ fn restore_db(
         a.to.as_deref(),
         a.in_place,
     )?;
-    let plan = plan_database(id, snap, item, &target, a.in_place)?;
+    let mut plan = plan_database(id, snap, item, &target, a.in_place)?;
     let tz = ctx.config.time_zone()?;
     if a.dry_run {
+        // The live database's rows compared one by one with the snapshot's, as the restore
+        // page and the API's dry run show them.
+        if a.in_place {
+            let opts = backstop_app::restore::CompareOptions {
+                scratch: std::env::var_os("BACKSTOP_SCRATCH_DIR")
+                    .map(PathBuf::from)
+                    .unwrap_or_else(std::env::temp_dir),
+                limit_bytes: backstop_app::restore::COMPARE_LIMIT_BYTES,
+                host: host(),
+            };
+            backstop_app::restore::compare_rows(ix, item, &mut plan, &opts, &tz);
+        }
         if g.json {
             print_json(&plan)?;
         } else {
@@ -757,6 +769,8 @@ fn restore_db(
         return Ok(crate::exit::OK);
     }
     if a.in_place && !a.yes {
+        // By row counts: comparing rows would write the whole image once more.
+        backstop_app::restore::describe(&mut plan, &tz);
         confirm(&plan, &tz)?;
     }
     let request = DatabaseRequest {
@@ -910,6 +924,56 @@ fn print_db_plan(p: &DatabasePlan, tz: &TimeZone) -> anyhow::Result<()> {
             show(t.rows_snapshot),
             change
         )?;
+    }
+    print_db_plan_rows(p)
+}
+
+/// The rows entered, deleted and changed since the snapshot (when compared one by one), and
+/// what the restore does in words.
+fn print_db_plan_rows(p: &DatabasePlan) -> anyhow::Result<()> {
+    match &p.comparison {
+        Some(c) if c.rows => {
+            outln!("rows since the snapshot, matched by primary key or rowid:")?;
+            outln!(
+                "{:<32} {:>14} {:>14} {:>14}",
+                "TABLE",
+                "ENTERED SINCE",
+                "DELETED SINCE",
+                "CHANGED SINCE"
+            )?;
+            for t in &p.tables {
+                match (&t.since, &t.not_compared) {
+                    (Some(s), _) => outln!(
+                        "{:<32} {:>14} {:>14} {:>14}",
+                        t.name,
+                        s.added,
+                        s.deleted,
+                        s.changed
+                    )?,
+                    (None, Some(why)) => outln!("{:<32} {why}", t.name)?,
+                    (None, None) => {}
+                }
+            }
+        }
+        Some(c) => outln!(
+            "rows: counts only ({}): rows changed since the snapshot are not counted",
+            c.note.as_deref().unwrap_or("not compared")
+        )?,
+        None => {}
+    }
+    if let Some(summary) = &p.summary {
+        outln!("{summary}")?;
+        for words in p.tables.iter().filter_map(|t| t.words.as_ref()) {
+            outln!("  - {words}")?;
+        }
+    }
+    if let Some(note) = p
+        .comparison
+        .as_ref()
+        .filter(|c| c.rows)
+        .and_then(|c| c.note.as_ref())
+    {
+        outln!("note: {note}")?;
     }
     Ok(())
 }

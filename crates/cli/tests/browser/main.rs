@@ -17,6 +17,7 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod plan;
 mod steps;
 
 use steps::*;
@@ -73,6 +74,7 @@ fn small_shop_scenario_in_a_real_browser() {
         admin_restores(&b, &daemon, &shop, &manual_id);
         admin_emergency_restore(&b, &daemon, &shop, &manual_id);
         admin_restores_as_of_a_time(&b, &daemon, &shop, &manual_id);
+        plan::admin_sees_what_a_restore_would_change(&b, &shop, &manual_id);
         status_screenshot(&b);
         pages_fit_a_phone_and_a_desktop(&b, &manual_id);
         admin_removes_only_after_confirming(&b, &daemon);

@@ -63,13 +63,46 @@ pub struct DatabaseRestoreOptions {
     pub program: String,
 }
 
-/// One table: rows now (in the target) and in the snapshot.
+/// One table: rows now (in the target) and in the snapshot; once compared
+/// ([`crate::ops::compare`]), the rows added, deleted and changed since the snapshot; once
+/// worded (by the application layer), what the restore does to it in a sentence.
 #[derive(Debug, Clone, Serialize)]
 pub struct TableChange {
     pub name: String,
     pub rows_now: Option<u64>,
     pub rows_snapshot: Option<u64>,
+    /// What the restore does to the row count: rows in the snapshot minus rows now (`None`
+    /// when either is unknown).
+    pub difference: Option<i64>,
+    /// Rows matched by key against the snapshot's: entered, deleted and changed since.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<RowsSince>,
+    /// Why this table's rows were not compared when the others were (its schema differs...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_compared: Option<String>,
+    /// What the restore does to this table, in a sentence (`None`: nothing, or not worded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub words: Option<String>,
 }
+
+impl TableChange {
+    /// A table with its row counts, not compared row by row.
+    pub fn new(name: String, rows_now: Option<u64>, rows_snapshot: Option<u64>) -> Self {
+        Self {
+            name,
+            rows_now,
+            rows_snapshot,
+            difference: rows_now
+                .zip(rows_snapshot)
+                .map(|(now, then)| then as i64 - now as i64),
+            since: None,
+            not_compared: None,
+            words: None,
+        }
+    }
+}
+
+pub use backstop_sources::sqlite::compare::RowsSince;
 
 /// What a database restore will do.
 #[derive(Debug, Clone, Serialize)]
@@ -95,6 +128,13 @@ pub struct DatabasePlan {
     /// and replaced by rename).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_unreadable: Option<String>,
+    /// Whether the rows were compared with the snapshot's one by one ([`crate::ops::compare`]);
+    /// `None`: not asked for (a restore's own plan).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comparison: Option<crate::ops::compare::RowComparison>,
+    /// What the restore does, in one sentence (once worded by the application layer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
 }
 
 /// The result of a database restore.
@@ -142,23 +182,18 @@ pub fn plan_database(
     let mut tables: Vec<TableChange> = meta
         .tables
         .iter()
-        .map(|t| TableChange {
-            name: t.name.clone(),
-            rows_now: now
+        .map(|t| {
+            let rows_now = now
                 .as_ref()
                 .and_then(|n| n.tables.iter().find(|x| x.name == t.name))
-                .and_then(|x| x.rows),
-            rows_snapshot: t.rows,
+                .and_then(|x| x.rows);
+            TableChange::new(t.name.clone(), rows_now, t.rows)
         })
         .collect();
     if let Some(n) = &now {
         for t in &n.tables {
             if !meta.tables.iter().any(|m| m.name == t.name) {
-                tables.push(TableChange {
-                    name: t.name.clone(),
-                    rows_now: t.rows,
-                    rows_snapshot: None,
-                });
+                tables.push(TableChange::new(t.name.clone(), t.rows, None));
             }
         }
     }
@@ -182,6 +217,8 @@ pub fn plan_database(
         journal_mode_now: now.as_ref().map(|n| n.journal_mode.clone()),
         tables,
         target_unreadable: unreadable,
+        comparison: None,
+        summary: None,
     })
 }
 

@@ -1,10 +1,11 @@
 //! Operations: what changes or checks a repository as a whole, each behind its options and
 //! summary types: backup (`crate::ops::backup`, still beside this room), restore of files and of
-//! databases, restore drills, verify, forget, prune and repair. They use the repository's
-//! mechanics (`crate::repository`) and the write path (`crate::store`); reports never call
-//! them.
+//! databases (a restore plan's rows compared one by one: `compare`), restore drills, verify,
+//! forget, prune and repair. They use the repository's mechanics (`crate::repository`) and the
+//! write path (`crate::store`); reports never call them.
 
 pub mod backup;
+pub mod compare;
 pub mod copy;
 pub mod database;
 pub mod drill;

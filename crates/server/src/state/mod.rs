@@ -372,7 +372,9 @@ impl PhaseFigures {
         if self.items > 1 {
             parts.push(format!("{} items", self.items));
         }
-        parts.push(if self.seconds < 10.0 {
+        parts.push(if self.seconds < 1.0 {
+            format!("in {:.2} s", self.seconds)
+        } else if self.seconds < 10.0 {
             format!("in {:.1} s", self.seconds)
         } else {
             format!(

@@ -15,7 +15,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use backstop_engine::listing::ListFilter;
+use backstop_engine::listing::{ListFilter, SnapshotRow};
 use backstop_format::Timestamp;
 use backstop_format::manifest::BackupKind;
 use jiff::SignedDuration;
@@ -100,6 +100,7 @@ pub fn routes() -> Router<AppState> {
         .route("/logout", post(login::logout))
         .route("/snapshots", get(snapshots_page))
         .route("/snapshots/{id}", get(snapshot_page))
+        .route("/snapshots/{id}/mark-verified", post(mark_verified))
         .route("/backup", post(backup))
         .route("/verify", post(verify))
         .route("/restore", get(restore_page).post(restore))
@@ -498,6 +499,8 @@ struct RestoreQuery {
     at: Option<String>,
     /// "As of a time", typed (`yesterday 18:00`, `2026-12-04 18:00`); wins over the picker.
     at_text: Option<String>,
+    /// The snapshot just marked verified (after [`mark_verified`]): the page says so.
+    marked: Option<String>,
 }
 
 impl RestoreQuery {
@@ -578,15 +581,36 @@ async fn restore_page(
         }
     }
     let text = |v: &Option<String>| v.clone().unwrap_or_default();
+    // Pre-change snapshots waiting for someone to confirm their change went well, newest
+    // first; and the one just marked, as the repository now records it.
+    let waiting: Vec<&SnapshotRow> = rows
+        .iter()
+        .filter(|r| {
+            r.pre_change
+                .as_ref()
+                .is_some_and(|p| p.state == "pending-verification")
+        })
+        .collect();
+    let marked = q
+        .marked
+        .as_deref()
+        .and_then(|m| rows.iter().find(|r| r.id.to_hex() == m))
+        .filter(|r| {
+            r.pre_change
+                .as_ref()
+                .is_some_and(|p| p.verified_at.is_some())
+        });
     render(
         &app,
         "restore.html",
         context! { ..user.ctx(), ..context! {
             restorable => restorable, source => source, rows => ser(&rows),
+            waiting => ser(&waiting), marked => marked.map(ser),
             plan => plan, plan_error => plan_error, nav => "restore",
             as_of => as_of,
             time_zone => crate::resolve::zone_name(&app.setup.time_zone),
             at => text(&q.at), at_text => text(&q.at_text),
+            compare_limit => backstop_app::restore::COMPARE_LIMIT_BYTES,
         } },
     )
 }
@@ -608,8 +632,60 @@ fn plan_of(
         return Ok((ser(&plan), as_of, kind));
     }
     let found = crate::resolve::find(setup, spec, Some(source))?;
-    let plan = restore_plan(setup, &found.id.to_string(), source)?.plan;
+    let plan = crate::jobs::compared_plan(setup, &found.id.to_string(), source)?;
     Ok((ser(&plan), found.as_of, found.snapshot.kind))
+}
+
+#[derive(Deserialize)]
+struct MarkForm {
+    csrf: String,
+    /// What was checked.
+    #[serde(default)]
+    note: String,
+}
+
+/// The "Mark verified" button of a pre-change snapshot waiting for confirmation (operators and
+/// admins): writes the record `backstop mark-verified` writes, by the logged-in user, audited;
+/// then back to the restore page of its source, which says so (the snapshot's page for a user
+/// who may not restore).
+async fn mark_verified(
+    State(app): State<AppState>,
+    user: User,
+    Path(id): Path<String>,
+    Form(f): Form<MarkForm>,
+) -> PageResult {
+    user.check_csrf(&app, "mark-verified", &f.csrf)?;
+    user.require(&app, Permission::Verify, "mark-verified", &id)?;
+    check_text("snapshot", &id)?;
+    let note = Some(f.note.trim().to_owned()).filter(|n| !n.is_empty());
+    if let Some(n) = &note {
+        backstop_format::limits::check_text(
+            "note",
+            n,
+            backstop_format::limits::MAX_DESCRIPTION_BYTES,
+        )
+        .map_err(|e| PageError::Page(StatusCode::BAD_REQUEST, e.to_string()))?;
+    }
+    let by = user.0.name.clone();
+    let done = crate::api::mark_verified_as(&app, &user.0.actor, &id, by, note).await?;
+    let id = done.snapshot.to_hex();
+    let back = match user.0.allows(Permission::Restore) {
+        true => format!("/restore?source={}&marked={id}", encode(&done.source)),
+        false => format!("/snapshots/{id}"),
+    };
+    Ok(Redirect::to(&back).into_response())
+}
+
+/// A query parameter's value, percent-encoded.
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// A page's text parameter over the name limit is refused, like the API's.

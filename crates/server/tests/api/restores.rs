@@ -342,3 +342,363 @@ async fn a_time_names_a_snapshot_before_the_restore_and_errors_say_why_plainly()
         assert!(!html.contains("id=\"restore-form\""), "{query}: {html}");
     }
 }
+
+/// The plan after the live database changed: each table's difference signed (what the restore
+/// does to its count), the rows entered, deleted and changed since the snapshot (matched by
+/// key in a copy of the snapshot, removed afterwards), in the JSON and on the page, with a
+/// sentence per table and a summary; a table whose columns changed is not compared.
+#[tokio::test]
+async fn the_plan_counts_rows_entered_deleted_and_changed_since_and_says_so_in_words() {
+    let f = fixture();
+    rusqlite::Connection::open(&f.db)
+        .unwrap()
+        .execute_batch(
+            "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT); \
+             INSERT INTO notes VALUES (1, 'open at 9');",
+        )
+        .unwrap();
+    let admin = f.token("ops", Scope::Admin);
+    let r = f
+        .post_json(
+            "/api/v1/backups",
+            &admin,
+            json!({"source": "shop", "wait": true}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    let job = r.json();
+    let id = job["result"]["id"].as_str().unwrap().to_string();
+    let when = job["result"]["time"]
+        .as_str()
+        .unwrap()
+        .parse::<backstop_format::Timestamp>()
+        .unwrap()
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .strftime("%Y-%m-%d %H:%M")
+        .to_string();
+    // Since the snapshot: 37 orders entered, 12 customers deleted, 5 renamed, and a column
+    // added to notes.
+    rusqlite::Connection::open(&f.db)
+        .unwrap()
+        .execute_batch(
+            "PRAGMA foreign_keys = OFF;
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 37)
+             INSERT INTO orders(customer, total) SELECT i, 9.99 FROM n;
+             DELETE FROM customers WHERE id >= 188;
+             UPDATE customers SET name = 'renamed' WHERE id < 5;
+             ALTER TABLE notes ADD COLUMN author TEXT;",
+        )
+        .unwrap();
+    let live_before = std::fs::read(&f.db).unwrap();
+
+    let r = f
+        .post_json(
+            "/api/v1/restores",
+            &admin,
+            json!({"snapshot": id, "source": "shop", "dry_run": true}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let plan = r.json();
+    let table = |name: &str| {
+        plan["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {name} in {plan:#}"))
+    };
+    let (orders, customers, notes) = (table("orders"), table("customers"), table("notes"));
+    // The fields there were keep their names and meaning.
+    assert_eq!(
+        (
+            orders["rows_now"].as_u64(),
+            orders["rows_snapshot"].as_u64()
+        ),
+        (Some(237), Some(200))
+    );
+    assert_eq!(orders["difference"], -37, "{orders}");
+    assert_eq!(customers["difference"], 12, "{customers}");
+    assert_eq!(
+        orders["since"],
+        json!({"added": 37, "deleted": 0, "changed": 0})
+    );
+    assert_eq!(
+        customers["since"],
+        json!({"added": 0, "deleted": 12, "changed": 5})
+    );
+    assert_eq!(notes["since"], serde_json::Value::Null, "{notes}");
+    assert_eq!(notes["not_compared"], "schema differs, rows not compared");
+    assert_eq!(plan["comparison"]["rows"], true, "{plan:#}");
+    assert_eq!(plan["comparison"]["limit_bytes"], 2u64 << 30);
+    assert_eq!(
+        orders["words"],
+        "37 rows of orders entered since the snapshot will be lost."
+    );
+    assert_eq!(
+        customers["words"],
+        "12 rows of customers deleted since the snapshot will come back and 5 changed since \
+         then will go back to their old values."
+    );
+    let summary = format!(
+        "Restoring loses 37 rows of orders entered since {when}, brings back 12 deleted rows of \
+         customers, and reverts 5 changed rows of customers. The rows of notes were not \
+         compared (see below)."
+    );
+    assert_eq!(plan["summary"], summary.as_str());
+    // The live database was only read, and the copy of the snapshot is gone.
+    assert_eq!(std::fs::read(&f.db).unwrap(), live_before);
+    let left: Vec<_> = std::fs::read_dir(f.dir.path().join("scratch"))
+        .unwrap()
+        .collect();
+    assert!(left.is_empty(), "left in the scratch folder: {left:?}");
+
+    // The page: signs, the three counts, the words and the summary.
+    let (cookie, _) = f.session("anna", Role::Admin);
+    let page = f
+        .page(&format!("/restore?source=shop&snapshot={id}"), &cookie)
+        .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text());
+    let html = page.text();
+    for want in [
+        "<p id=\"plan-summary\"><strong>",
+        summary.as_str(),
+        "<td class=\"num\" data-label=\"On restore\">\u{2212}37</td>",
+        "<td class=\"num\" data-label=\"On restore\">+12</td>",
+        "<th class=\"num\">Entered since</th>",
+        "<td class=\"num\" data-label=\"Entered\">37</td>",
+        "<td class=\"num\" data-label=\"Deleted\">12</td>",
+        "<td class=\"num\" data-label=\"Changed\">5</td>",
+        "<td colspan=\"3\" data-label=\"Rows\">schema differs, rows not compared</td>",
+        "<li>37 rows of orders entered since the snapshot will be lost.</li>",
+        "id=\"compare-note\"",
+        "are compared row by row",
+        "id=\"schema-differs\"",
+    ] {
+        assert!(html.contains(want), "missing {want:?} in\n{html}");
+    }
+    assert_eq!(count(&f.db, "orders"), 237, "planning changed nothing");
+}
+
+/// Pre-change snapshots wait for someone to confirm their change went well: the restore page
+/// lists them with a "Mark verified" button; an operator marks one (a viewer may not), an
+/// admin another from the page and a script one through the API; each is then verified by
+/// its marker, no longer waiting, and audited. Other snapshots are refused plainly.
+#[tokio::test]
+async fn pre_change_snapshots_wait_for_confirmation_until_marked_verified() {
+    let f = fixture();
+    let app = f.token("sam", Scope::Backup);
+    let admin = f.token("ops", Scope::Admin);
+    let mut pre = Vec::new();
+    for (description, ticket) in [
+        ("before the price update", "PO-1042"),
+        ("before the import", "PO-1043"),
+        ("before the migration", "PO-1044"),
+    ] {
+        let r = f
+            .post_json(
+                "/api/v1/backups",
+                &app,
+                json!({"source": "shop", "kind": "pre-change", "description": description,
+                       "ticket": ticket, "wait": true}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+        pre.push(r.json()["result"]["id"].as_str().unwrap().to_string());
+    }
+    let manual = f
+        .post_json(
+            "/api/v1/backups",
+            &app,
+            json!({"source": "shop", "wait": true}),
+        )
+        .await
+        .json()["result"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (admin_cookie, admin_csrf) = f.session("anna", Role::Admin);
+    let (op_cookie, op_csrf) = f.session("olga", Role::Operator);
+    let (viewer_cookie, viewer_csrf) = f.session("vera", Role::Viewer);
+
+    let page = f.page("/restore?source=shop", &admin_cookie).await.text();
+    assert!(page.contains("id=\"waiting\""), "{page}");
+    for (id, text) in [(&pre[0], "before the price update"), (&pre[1], "PO-1043")] {
+        assert!(page.contains(text), "{page}");
+        assert!(
+            page.contains(&format!("action=\"/snapshots/{id}/mark-verified\"")),
+            "{page}"
+        );
+    }
+    assert!(!page.contains(&format!("id=\"waiting-{}\"", &manual[..10])));
+
+    let mark = |id: &str| format!("/snapshots/{id}/mark-verified");
+    // A viewer may not; a form without the session's token is refused.
+    let r = f
+        .form(&mark(&pre[0]), &viewer_cookie, &[("csrf", &viewer_csrf)])
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text());
+    let r = f
+        .form(&mark(&pre[0]), &op_cookie, &[("csrf", "forged")])
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text());
+    assert_eq!(
+        pre_change_of(&f, &admin, &pre[0]).await["state"],
+        "pending-verification"
+    );
+
+    // The operator marks the first; she may not restore, so back to the snapshot's page.
+    let r = f
+        .form(&mark(&pre[0]), &op_cookie, &[("csrf", &op_csrf)])
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text());
+    assert_eq!(
+        r.headers["location"],
+        format!("/snapshots/{}", pre[0]).as_str()
+    );
+    let s = pre_change_of(&f, &admin, &pre[0]).await;
+    assert_eq!(
+        (s["state"].as_str(), s["verified_by"].as_str()),
+        (Some("verified"), Some("olga")),
+        "{s}"
+    );
+    // The admin marks the second from the page and is sent back to it, which says so.
+    let r = f
+        .form(&mark(&pre[1]), &admin_cookie, &[("csrf", &admin_csrf)])
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text());
+    let back = r.headers["location"].to_str().unwrap().to_string();
+    assert_eq!(back, format!("/restore?source=shop&marked={}", pre[1]));
+    let page = f.page(&back, &admin_cookie).await.text();
+    assert!(page.contains("id=\"marked\""), "{page}");
+    assert!(page.contains("is marked verified by anna"), "{page}");
+    assert!(
+        !page.contains(&format!("action=\"{}\"", mark(&pre[0]))),
+        "{page}"
+    );
+    assert!(
+        !page.contains(&format!("action=\"{}\"", mark(&pre[1]))),
+        "{page}"
+    );
+    assert!(
+        page.contains(&format!("action=\"{}\"", mark(&pre[2]))),
+        "{page}"
+    );
+    assert_eq!(
+        pre_change_of(&f, &admin, &pre[1]).await["verified_by"],
+        "anna"
+    );
+
+    // Through the API: a backup token may not; an admin token may, named after itself, with
+    // no body at all; a second time changes nothing.
+    let r = f
+        .post_json(&format!("/api/v1{}", mark(&pre[2])), &app, json!({}))
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text());
+    let r = f
+        .send(
+            Request::post(format!("/api/v1{}", mark(&pre[2])))
+                .header("Authorization", format!("Bearer {admin}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let done = r.json();
+    assert_eq!(done["changed"], true, "{done}");
+    assert_eq!(done["record"]["by"], "ops", "{done}");
+    assert_eq!(done["source"], "shop");
+    let s = pre_change_of(&f, &admin, &pre[2]).await;
+    assert_eq!(
+        (s["state"].as_str(), s["verified_by"].as_str()),
+        (Some("verified"), Some("ops")),
+        "{s}"
+    );
+    let r = f
+        .post_json(
+            &format!("/api/v1{}", mark(&pre[2])),
+            &admin,
+            json!({"by": "dana", "note": "prices checked"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["changed"], false, "{}", r.text());
+    assert!(
+        r.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("already marked verified")
+    );
+    let r = f
+        .post_json(
+            &format!("/api/v1{}", mark(&pre[2])),
+            &admin,
+            json!({"who": "x"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+    // A snapshot that is not pre-change is refused, as the CLI refuses it.
+    let r = f
+        .post_json(
+            &format!("/api/v1{}", mark(&manual)),
+            &admin,
+            json!({"by": "dana"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text());
+    let error = r.json()["error"].as_str().unwrap().to_string();
+    assert!(
+        error.contains("is a manual snapshot; only pre-change snapshots are marked verified"),
+        "{error}"
+    );
+    assert!(!error.contains("backstop pin"), "{error}");
+    let page = f.page("/restore?source=shop", &admin_cookie).await.text();
+    assert!(
+        !page.contains("id=\"waiting\""),
+        "nothing waits any more: {page}"
+    );
+
+    // Each is audited: who marked which snapshot, and who was refused.
+    let audit = f.app.state.audit_page(100, 0).unwrap();
+    let entries: Vec<(String, String, String)> = audit
+        .iter()
+        .filter(|r| r.entry.action == "mark-verified")
+        .map(|r| {
+            (
+                r.entry.actor.clone(),
+                r.entry.target.clone(),
+                r.entry.outcome.clone(),
+            )
+        })
+        .collect();
+    for (actor, snapshot, outcome) in [
+        ("user:olga", &pre[0], "ok"),
+        ("user:anna", &pre[1], "ok"),
+        ("token:ops", &pre[2], "ok"),
+        ("user:vera", &pre[0], "denied"),
+        ("token:sam", &pre[2], "denied"),
+        ("token:ops", &manual, "failed"),
+    ] {
+        assert!(
+            entries
+                .iter()
+                .any(|(a, t, o)| a == actor && t.contains(&snapshot[..8]) && o == outcome),
+            "no {actor} {outcome} of {snapshot} in {entries:#?}"
+        );
+    }
+}
+
+/// A snapshot's `pre_change` as `GET /api/v1/snapshots` lists it.
+async fn pre_change_of(f: &Fixture, token: &str, id: &str) -> serde_json::Value {
+    let rows = f
+        .get("/api/v1/snapshots?kind=pre-change", token)
+        .await
+        .json();
+    rows.as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == id)
+        .unwrap_or_else(|| panic!("no {id} in {rows:#}"))["pre_change"]
+        .clone()
+}

@@ -228,7 +228,7 @@ pub use backstop_format::record::Check;
 
 /// A URI that opens `path` as an immutable file: no locks, no `-wal` or `-shm` created, the
 /// image is read exactly as it is.
-fn immutable_uri(path: &Path) -> String {
+pub(crate) fn immutable_uri(path: &Path) -> String {
     let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
     let s = abs.to_string_lossy().replace('\\', "/");
     let mut out = String::from("file:");

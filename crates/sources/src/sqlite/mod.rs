@@ -39,6 +39,7 @@ use crate::{Entry, EntryContent, Error, OnChange, ScratchOptions, Source};
 
 mod capture;
 mod check;
+pub mod compare;
 mod inspect;
 mod limits;
 mod replace;

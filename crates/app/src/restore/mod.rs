@@ -1,5 +1,7 @@
 //! Restores as both front ends ask for them: where a database goes, the options a request
-//! turns into, and the plan of an in-place restore of a configured source.
+//! turns into, and the plan of an in-place restore of a configured source, its rows compared
+//! with the snapshot's and what it does said in words. Also the other way out of a change:
+//! marking its pre-change snapshot verified.
 
 use std::path::{Path, PathBuf};
 
@@ -7,9 +9,16 @@ use backstop_engine::Error as E;
 use backstop_engine::database::{
     DatabasePlan, DatabaseRestoreOptions, database_item, plan_database,
 };
+pub use backstop_engine::ops::compare::{COMPARE_LIMIT_BYTES, CompareOptions};
 use backstop_engine::{Indexed, Repository};
-use backstop_format::Timestamp;
-use backstop_format::manifest::Item;
+use backstop_format::manifest::{BackupKind, Item};
+use backstop_format::record::{MARK_VERIFIED, Record};
+use backstop_format::{SnapshotId, Timestamp};
+use jiff::tz::TimeZone;
+
+mod words;
+
+pub use words::{describe, describe_tables};
 
 use crate::backup::Runtime;
 use crate::config::Config;
@@ -124,6 +133,97 @@ pub fn in_place_plan<'r>(
         .clone();
     let plan = plan_database(found.id, &found.snapshot, &item, live, true)?;
     Ok(InPlacePlan { plan, item, ix })
+}
+
+impl InPlacePlan<'_> {
+    /// Compares the rows with the snapshot's and words the plan ([`compare_rows`],
+    /// [`describe`]), as the restore page and the API's dry run show it.
+    pub fn compare_and_describe(&mut self, opts: &CompareOptions, tz: &TimeZone) {
+        compare_rows(&self.ix, &self.item, &mut self.plan, opts, tz);
+    }
+}
+
+/// Compares the rows of a SQLite plan's live database with the snapshot's, one by one, up to
+/// the size in `opts` (a temporary image of the snapshot in `opts.scratch`, removed
+/// afterwards; the live database only read), then words the plan ([`describe`]). A comparison
+/// that cannot be made leaves the row counts and says why: the plan is never refused for it.
+pub fn compare_rows(
+    ix: &Indexed<'_>,
+    item: &Item,
+    plan: &mut DatabasePlan,
+    opts: &CompareOptions,
+    tz: &TimeZone,
+) {
+    backstop_engine::ops::compare::compare_rows(ix, item, plan, opts, &backstop_engine::NoProgress);
+    describe(plan, tz);
+}
+
+/// What marking a pre-change snapshot verified did; `backstop mark-verified --json` prints the
+/// same fields.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MarkedVerified {
+    pub snapshot: SnapshotId,
+    pub source: String,
+    /// False when it already was marked verified (nothing was written).
+    pub changed: bool,
+    /// The record written, if any.
+    pub record: Option<Record>,
+    pub message: String,
+}
+
+/// Marks the pre-change snapshot `found` verified: the change it was taken before went well,
+/// and retention may apply to it after the grace period. Writes the `mark-verified` record
+/// `backstop mark-verified` writes, naming `by`; a snapshot already marked is left as it is,
+/// and a snapshot of another kind is refused ([`E::Invalid`]).
+pub fn mark_verified(
+    repo: &Repository,
+    found: &Found,
+    by: Option<String>,
+    note: Option<String>,
+    host: &str,
+    tz: &TimeZone,
+) -> anyhow::Result<MarkedVerified> {
+    let (id, snap) = (found.id, &found.snapshot);
+    if snap.kind != BackupKind::PreChange {
+        return Err(E::Invalid(format!(
+            "snapshot {} is a {} snapshot; only pre-change snapshots are marked verified (to \
+             keep another snapshot, pin it: `backstop pin {}`)",
+            id.short(),
+            snap.kind.as_str(),
+            id.short()
+        ))
+        .into());
+    }
+    let source = snap.source.name.clone();
+    if let Some(r) = repo.marks()?.remove(&id).and_then(|m| m.verified) {
+        return Ok(MarkedVerified {
+            snapshot: id,
+            message: format!(
+                "snapshot {} was already marked verified at {}{}",
+                id.short(),
+                crate::snapshots::local_time(r.time, tz),
+                r.by.as_ref()
+                    .map(|b| format!(" by {b}"))
+                    .unwrap_or_default()
+            ),
+            source,
+            changed: false,
+            record: None,
+        });
+    }
+    let record = Record::mark(MARK_VERIFIED, id, Timestamp::now(), host, by, note);
+    repo.write_record(&record)?;
+    Ok(MarkedVerified {
+        snapshot: id,
+        message: format!(
+            "snapshot {} of {source} marked verified: retention applies to it after the grace \
+             period",
+            id.short()
+        ),
+        source,
+        changed: true,
+        record: Some(record),
+    })
 }
 
 /// A database server's database as it is now, for a restore's plan.
@@ -449,4 +549,272 @@ fn limited(name: &str) -> String {
         end -= 1;
     }
     name[..end].to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backup::{BackupRequest, Runtime, SkipUnchanged, SourceSettings};
+
+    /// A repository in `dir` with one snapshot of the database `shop.db` there, of `kind`.
+    fn snapshot_of(dir: &Path, kind: BackupKind) -> (Repository, Found) {
+        let location = crate::repository::Location::resolve(
+            Some(&dir.join("repo").display().to_string()),
+            &Default::default(),
+        )
+        .unwrap();
+        let repo = crate::repository::open(&location, None).unwrap_or_else(|_| {
+            let opts = backstop_engine::InitOptions::new(None, Timestamp::now(), "h".into());
+            crate::repository::init(&location, &opts).unwrap()
+        });
+        let mut reader = crate::sources::sqlite(dir.join("shop.db"), "shop.db".into()).unwrap();
+        let req = BackupRequest {
+            kind,
+            description: Some("before the price update".into()),
+            tags: Vec::new(),
+            ticket: Some("PO-7".into()),
+            time: None,
+            force: false,
+            skip_unchanged: SkipUnchanged::AsConfigured,
+        };
+        let rt = Runtime {
+            host: "h".into(),
+            program: "test".into(),
+        };
+        let settings = SourceSettings {
+            tags: Vec::new(),
+            description: None,
+            skip_unchanged: false,
+        };
+        let done = crate::backup::backup(
+            &repo,
+            &mut reader,
+            "shop",
+            &settings,
+            &req,
+            &rt,
+            &backstop_engine::SpillOptions::default(),
+            &|_| {},
+            &backstop_engine::NoProgress,
+        )
+        .unwrap();
+        let found = crate::snapshots::find(&repo, &done.id.to_hex(), None, &TimeZone::UTC).unwrap();
+        (repo, found)
+    }
+
+    fn exec(path: &Path, sql: &str) {
+        rusqlite::Connection::open(path)
+            .unwrap()
+            .execute_batch(sql)
+            .unwrap();
+    }
+
+    fn table<'p>(plan: &'p DatabasePlan, name: &str) -> &'p backstop_engine::database::TableChange {
+        plan.tables
+            .iter()
+            .find(|t| t.name == name)
+            .unwrap_or_else(|| panic!("no table {name}"))
+    }
+
+    fn files_in(dir: &Path) -> Vec<PathBuf> {
+        std::fs::read_dir(dir)
+            .map(|d| d.map(|e| e.unwrap().path()).collect())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn a_plan_compares_rows_by_key_and_says_what_the_restore_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let live = dir.path().join("shop.db");
+        exec(
+            &live,
+            "CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT, city TEXT);
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20)
+             INSERT INTO customers SELECT i, 'customer ' || i, 'Oslo' FROM n;
+             CREATE TABLE stock (sku TEXT, bin INT, qty INT, PRIMARY KEY (sku, bin)) WITHOUT ROWID;
+             INSERT INTO stock VALUES ('A', 1, 4), ('A', 2, 0), ('B', 1, 7);
+             CREATE TABLE orders (customer INT, total REAL);
+             INSERT INTO orders VALUES (1, 9.5), (2, 3.0);
+             CREATE TABLE prices (sku TEXT PRIMARY KEY, price REAL);
+             INSERT INTO prices VALUES ('A', 1.5);",
+        );
+        let (repo, found) = snapshot_of(dir.path(), BackupKind::Manual);
+        // Since the snapshot: 3 orders entered, 12 customers deleted and 2 changed, a stock
+        // row of the table without rowid changed, another deleted, and a column added.
+        exec(
+            &live,
+            "INSERT INTO orders VALUES (3, 1.0), (4, 2.0), (5, 4.0);
+             DELETE FROM customers WHERE id > 8;
+             UPDATE customers SET city = 'Bern' WHERE id IN (1, 2);
+             UPDATE stock SET qty = 9 WHERE sku = 'A' AND bin = 2;
+             DELETE FROM stock WHERE sku = 'B';
+             ALTER TABLE prices ADD COLUMN currency TEXT;",
+        );
+        let live_bytes = std::fs::read(&live).unwrap();
+        let scratch = dir.path().join("scratch");
+        let opts = CompareOptions {
+            scratch: scratch.clone(),
+            limit_bytes: COMPARE_LIMIT_BYTES,
+            host: "h".into(),
+        };
+        let mut p = in_place_plan(&repo, &found, &live, &|_| {}).unwrap();
+        p.compare_and_describe(&opts, &TimeZone::UTC);
+        let plan = &p.plan;
+        assert!(
+            plan.comparison.as_ref().unwrap().rows,
+            "{:?}",
+            plan.comparison
+        );
+        let since = |name| {
+            table(plan, name)
+                .since
+                .map(|s| (s.added, s.deleted, s.changed))
+        };
+        assert_eq!(since("orders"), Some((3, 0, 0)), "matched by rowid");
+        assert_eq!(since("customers"), Some((0, 12, 2)));
+        assert_eq!(since("stock"), Some((0, 1, 1)), "WITHOUT ROWID, by its key");
+        let prices = table(plan, "prices");
+        assert_eq!(prices.since, None);
+        assert_eq!(
+            prices.not_compared.as_deref(),
+            Some("schema differs, rows not compared")
+        );
+        assert_eq!(table(plan, "orders").difference, Some(-3));
+        assert_eq!(table(plan, "customers").difference, Some(12));
+        assert_eq!(
+            table(plan, "orders").words.as_deref(),
+            Some("3 rows of orders entered since the snapshot will be lost.")
+        );
+        assert_eq!(
+            table(plan, "customers").words.as_deref(),
+            Some(
+                "12 rows of customers deleted since the snapshot will come back and 2 changed \
+                 since then will go back to their old values."
+            )
+        );
+        assert_eq!(
+            table(plan, "prices").words.as_deref(),
+            Some("prices: schema differs, rows not compared (1 now, 1 in the snapshot).")
+        );
+        let when = found
+            .snapshot
+            .time
+            .to_zoned(TimeZone::UTC)
+            .strftime("%Y-%m-%d %H:%M")
+            .to_string();
+        assert_eq!(
+            plan.summary.as_deref().unwrap(),
+            format!(
+                "Restoring loses 3 rows of orders entered since {when}, brings back 12 deleted \
+                 rows of customers and 1 deleted row of stock, and reverts 3 changed rows in 2 \
+                 tables. The rows of prices were not compared (see below)."
+            )
+        );
+        // The live database was only read; the snapshot's image is gone.
+        assert_eq!(std::fs::read(&live).unwrap(), live_bytes);
+        assert_eq!(files_in(&scratch), Vec::<PathBuf>::new());
+
+        // Over the size limit: row counts, said so, and no image written.
+        let mut p = in_place_plan(&repo, &found, &live, &|_| {}).unwrap();
+        let small = CompareOptions {
+            limit_bytes: 1024,
+            ..opts.clone()
+        };
+        p.compare_and_describe(&small, &TimeZone::UTC);
+        let c = p.plan.comparison.as_ref().unwrap();
+        assert!(!c.rows);
+        assert!(
+            c.note
+                .as_deref()
+                .unwrap()
+                .contains("larger than 1.0 KiB, the limit"),
+            "{c:?}"
+        );
+        assert!(p.plan.tables.iter().all(|t| t.since.is_none()));
+        assert_eq!(
+            table(&p.plan, "customers").words.as_deref(),
+            Some(
+                "customers has 12 rows fewer now than in the snapshot: restoring brings back the rows deleted since."
+            )
+        );
+        assert!(
+            p.plan.summary.as_deref().unwrap().starts_with(&format!(
+                "By row counts, restoring to the snapshot of {when} removes 3 rows of orders and \
+                 brings back 12 rows of customers and 1 row of stock;"
+            )),
+            "{:?}",
+            p.plan.summary
+        );
+
+        // A comparison that fails (no scratch folder can be made) leaves the counts and why.
+        let blocked = dir.path().join("blocked");
+        std::fs::write(&blocked, "a file, not a folder").unwrap();
+        let mut p = in_place_plan(&repo, &found, &live, &|_| {}).unwrap();
+        let failing = CompareOptions {
+            scratch: blocked.join("scratch"),
+            ..opts.clone()
+        };
+        p.compare_and_describe(&failing, &TimeZone::UTC);
+        let c = p.plan.comparison.as_ref().unwrap();
+        assert!(!c.rows);
+        assert!(
+            c.note
+                .as_deref()
+                .unwrap()
+                .starts_with("the rows could not be compared: "),
+            "{c:?}"
+        );
+        assert!(
+            p.plan
+                .summary
+                .as_deref()
+                .unwrap()
+                .starts_with("By row counts")
+        );
+        assert_eq!(std::fs::read(&live).unwrap(), live_bytes);
+    }
+
+    #[test]
+    fn only_a_pre_change_snapshot_is_marked_verified_and_only_once() {
+        let dir = tempfile::tempdir().unwrap();
+        exec(&dir.path().join("shop.db"), "CREATE TABLE t (x);");
+        let (repo, manual) = snapshot_of(dir.path(), BackupKind::Manual);
+        let e = mark_verified(
+            &repo,
+            &manual,
+            Some("dana".into()),
+            None,
+            "h",
+            &TimeZone::UTC,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(e.downcast_ref::<E>(), Some(E::Invalid(m)) if m.contains("only pre-change snapshots")),
+            "{e:#}"
+        );
+        let (repo, pre) = snapshot_of(dir.path(), BackupKind::PreChange);
+        let done = mark_verified(
+            &repo,
+            &pre,
+            Some("dana".into()),
+            Some("prices look right".into()),
+            "h",
+            &TimeZone::UTC,
+        )
+        .unwrap();
+        assert!(done.changed);
+        let marks = repo.marks().unwrap().remove(&pre.id).unwrap();
+        let record = marks.verified.unwrap();
+        assert_eq!(record.by.as_deref(), Some("dana"));
+        assert_eq!(record.note.as_deref(), Some("prices look right"));
+        let again =
+            mark_verified(&repo, &pre, Some("sam".into()), None, "h", &TimeZone::UTC).unwrap();
+        assert!(!again.changed);
+        assert!(
+            again.message.contains("already marked verified"),
+            "{}",
+            again.message
+        );
+        assert!(again.message.ends_with(" by dana"), "{}", again.message);
+    }
 }
