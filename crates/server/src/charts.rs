@@ -244,7 +244,7 @@ fn durations(points: &[JobPoint], what: &str, tz: &TimeZone) -> Option<Chart> {
     }
     let h = 40.0;
     let max = points.iter().map(|p| p.seconds).fold(0.0_f64, f64::max);
-    let slot = W / points.len().max(12) as f64;
+    let slot = W / points.len().max(30) as f64;
     let mut body = String::new();
     for (i, p) in points.iter().enumerate() {
         let bar = if max > 0.0 {
@@ -272,18 +272,19 @@ fn durations(points: &[JobPoint], what: &str, tz: &TimeZone) -> Option<Chart> {
     sorted.sort_by(f64::total_cmp);
     let median = sorted[sorted.len() / 2];
     let newest = &points[points.len() - 1];
-    let text = format!(
-        "{what}: the last {} took {} to {} (median {}); the newest {}",
-        points.len(),
-        seconds(sorted[0]),
-        seconds(max),
-        seconds(median),
-        if newest.ok {
-            format!("took {}", seconds(newest.seconds))
-        } else {
-            "failed".to_string()
-        }
-    );
+    let newest_words = match newest.ok {
+        true => format!("took {}", seconds(newest.seconds)),
+        false => "failed".to_string(),
+    };
+    let text = match points.len() {
+        1 => format!("{what}: the only one {newest_words}"),
+        n => format!(
+            "{what}: the last {n} took {} to {} (median {}); the newest {newest_words}",
+            seconds(sorted[0]),
+            seconds(max),
+            seconds(median),
+        ),
+    };
     Some(Chart {
         svg: svg("durations", h, &text, &body),
         text: format!("{text}."),
