@@ -321,7 +321,10 @@ async fn the_status_page_draws_each_sources_history_with_words() {
         "{timeline}"
     );
     assert!(page.contains("Backups: the last 3 took "), "{page}");
-    assert!(page.contains("Restore drills: the only one took "), "{page}");
+    assert!(
+        page.contains("Restore drills: the only one took "),
+        "{page}"
+    );
     assert!(page.contains("passed on the data of"), "{page}");
     // One day measured: no size picture yet; docs has no history and nothing proven.
     assert!(!page.contains("id=\"repo-size-chart\""));
