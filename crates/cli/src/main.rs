@@ -89,6 +89,9 @@ enum Command {
     Repair(commands::repair::Args),
     /// The passphrases (key files) of an encrypted repository: list, add a second, remove.
     Key(commands::key::Args),
+    /// Object Lock (S3): lengthen the retention of every object, so that the packs today's
+    /// snapshots use stay locked (`extend`).
+    ObjectLock(commands::object_lock::Args),
     /// Pin a snapshot: forget never removes it.
     Pin(commands::pin::PinArgs),
     /// Unpin a snapshot.
@@ -151,6 +154,7 @@ fn main() -> ExitCode {
         Command::Unlock(a) => commands::unlock::run(&cli.global, a),
         Command::Repair(a) => commands::repair::run(&cli.global, a),
         Command::Key(a) => commands::key::run(&cli.global, a),
+        Command::ObjectLock(a) => commands::object_lock::run(&cli.global, a),
         Command::Pin(a) => commands::pin::pin(&cli.global, a),
         Command::Unpin(a) => commands::pin::unpin(&cli.global, a),
         Command::MarkVerified(a) => commands::pin::mark_verified(&cli.global, a),

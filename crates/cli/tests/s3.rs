@@ -770,6 +770,110 @@ fn object_lock_days_put_a_retention_on_every_object() {
     assert!(!sb.p("local-repo").exists(), "nothing was created");
 }
 
+/// `object-lock extend` lengthens the retention of every object but locks (so that old packs
+/// new snapshots still use stay locked), never shortens one, refuses fewer days than the
+/// repository's, and refuses a repository without an object lock.
+#[test]
+fn object_lock_extend_lengthens_every_retention_and_never_shortens_one() {
+    let server = SeaweedFs::start();
+    server.create_bucket_with_object_lock("locked");
+    server.create_bucket("plain");
+    let sb = Sandbox::empty();
+    fs::create_dir(sb.p("docs")).unwrap();
+    fs::write(sb.p("docs/ledger.bin"), random_bytes(7, 1 << 20)).unwrap();
+    let cmd = |location: &str, args: &[&str]| {
+        let mut c = s3(sb.path(), &server.endpoint(), location);
+        c.env("BACKSTOP_PASSWORD", PASSWORD).args(args);
+        c
+    };
+    let repo = "s3://locked/repo";
+    run(cmd(repo, &["init", "--object-lock-days", "2"])).ok();
+    run(cmd(repo, &["backup", "docs"])).ok();
+    let storage = server.storage("locked", "repo");
+    let kinds = [
+        Kind::Config,
+        Kind::Key,
+        Kind::Pack,
+        Kind::Index,
+        Kind::Snapshot,
+    ];
+    // Days from now to each object's retain-until date.
+    let retentions = || {
+        let now = jiff::Timestamp::now();
+        let mut out = Vec::new();
+        for kind in kinds {
+            for o in storage.list(kind).unwrap() {
+                let (mode, until) = storage.retention_of(kind, &o.name).unwrap().unwrap();
+                assert_eq!(mode, "COMPLIANCE");
+                let until: jiff::Timestamp = until.parse().unwrap();
+                out.push((kind, until.duration_since(now).as_secs_f64() / 86_400.0));
+            }
+        }
+        out
+    };
+    let objects = retentions().len();
+    assert!(objects >= 5, "{objects} objects");
+
+    let dry = run(cmd(
+        repo,
+        &[
+            "--json",
+            "object-lock",
+            "extend",
+            "--days",
+            "5",
+            "--dry-run",
+        ],
+    ))
+    .ok()
+    .json();
+    assert_eq!(dry["dry_run"], true);
+    assert!(
+        retentions().iter().all(|(_, d)| *d < 2.01),
+        "a dry run changes nothing"
+    );
+
+    let done = run(cmd(
+        repo,
+        &["--json", "object-lock", "extend", "--days", "5"],
+    ))
+    .ok()
+    .json();
+    let extended: u64 = done["extended"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|n| n.as_u64().unwrap())
+        .sum();
+    assert_eq!(extended as usize, objects, "{done:#}");
+    assert_eq!(done["extended"]["snapshot"], 1, "{done:#}");
+    assert_eq!(done["mode"], "compliance");
+    for (kind, days) in retentions() {
+        assert!((4.99..=5.01).contains(&days), "{kind}: {days} days");
+    }
+    // The repository's own 2 days would shorten them: each is left as it is.
+    let again = run(cmd(repo, &["--json", "object-lock", "extend"]))
+        .ok()
+        .json();
+    assert_eq!(
+        again["already_longer"].as_u64(),
+        Some(objects as u64),
+        "{again:#}"
+    );
+    assert!(retentions().iter().all(|(_, d)| *d > 4.99));
+    // Fewer days than the repository's, or a repository without an object lock: refused.
+    let o = run(cmd(repo, &["object-lock", "extend", "--days", "1"])).code(2);
+    assert!(
+        o.stderr.contains("shorter than the repository's retention"),
+        "{o:#?}"
+    );
+    run(cmd("s3://plain/repo", &["init"])).ok();
+    let o = run(cmd("s3://plain/repo", &["object-lock", "extend"])).code(2);
+    assert!(o.stderr.contains("has no object lock"), "{o:#?}");
+    // What was locked still restores.
+    restores_docs(&sb.p("docs"), &sb.p("restored"), |a| cmd(repo, a));
+}
+
 /// Issue 15's seed scenario through the daemon: a source kept in three repositories on two
 /// kinds of storage, one of them offsite (the main one and a USB disk, local; a bucket), with
 /// the rules `copies = 3` and `offsite = true`. The daemon backs up at start, copies to both,

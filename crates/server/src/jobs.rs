@@ -61,6 +61,9 @@ pub enum JobSpec {
     /// Apply retention to every source.
     Forget,
     Prune,
+    /// Lengthen the Object Lock retention of every object (a repository made with
+    /// `--object-lock-days`; scheduled every half of its days).
+    ExtendRetention,
     /// Restore a database snapshot into the live database, a safety snapshot first.
     Restore {
         snapshot: SnapshotId,
@@ -84,6 +87,7 @@ impl JobSpec {
             JobSpec::Drill { .. } => "drill",
             JobSpec::Forget => "forget",
             JobSpec::Prune => "prune",
+            JobSpec::ExtendRetention => "object-lock",
             JobSpec::Restore { .. } => "restore",
             JobSpec::Copy { .. } => "copy",
         }
@@ -379,6 +383,7 @@ fn waiting_for(jobs: &VecDeque<Arc<Job>>, views: &[JobView], i: usize) -> Option
         "verify-data" => "verification of all data",
         "drill" => "restore drill",
         "forget" => "retention run (forget)",
+        "object-lock" => "lengthening of the object-lock retentions",
         other => other,
     };
     let mut words = match (v.source.is_empty(), v.state) {
@@ -951,6 +956,24 @@ fn execute(setup: &Setup, spec: &JobSpec, progress: &dyn Progress) -> anyhow::Re
                 },
             );
             with_copies(outcome::forget(&s), &s, copies, outcome::forget)
+        }
+        JobSpec::ExtendRetention => {
+            let opts = backstop_engine::ops::object_lock::ExtendOptions {
+                now: Timestamp::now(),
+                days: None,
+                dry_run: false,
+            };
+            let s = backstop_engine::ops::object_lock::extend_retention(repo, &opts, progress)?;
+            let verdict = Verdict {
+                message: format!(
+                    "retention of {} objects lengthened until {} ({} already longer)",
+                    s.extended.values().sum::<u64>(),
+                    s.until,
+                    s.already_longer
+                ),
+                passed: true,
+            };
+            JobOutcome::new(verdict, &s)
         }
         JobSpec::Prune => {
             let opts = prune_options(None, &setup.runtime());

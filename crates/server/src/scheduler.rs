@@ -163,7 +163,9 @@ pub fn due(setup: &crate::setup::Setup, facts: &Facts, now: Timestamp) -> Vec<Jo
             }
         }
     }
+    let lengthen = lengthening(setup.repo.config().object_lock);
     let tasks = [
+        (&lengthen, JobSpec::ExtendRetention),
         (&setup.tasks.verify, JobSpec::Verify { read_data: false }),
         (
             &setup.tasks.verify_data,
@@ -187,6 +189,13 @@ pub fn due(setup: &crate::setup::Setup, facts: &Facts, now: Timestamp) -> Vec<Jo
         }
     }
     out
+}
+
+/// How often a repository with an object lock has its retentions lengthened: every half of
+/// its days, so that nothing it holds is ever left unlocked (engine `ops::object_lock`), even
+/// after one failed run. `None` without an object lock.
+pub fn lengthening(lock: Option<backstop_format::config::ObjectLock>) -> Option<Schedule> {
+    lock.map(|lock| Schedule::Every(SignedDuration::from_hours(12 * i64::from(lock.days.max(1)))))
 }
 
 /// Runs the schedule: gathers the facts, submits what is due, sends overdue notices.
@@ -241,7 +250,7 @@ impl Scheduler {
             kinds.push(("backup", s.name.clone()));
             kinds.push(("drill", s.name.clone()));
         }
-        for k in ["verify", "verify-data", "forget", "prune"] {
+        for k in ["verify", "verify-data", "forget", "prune", "object-lock"] {
             kinds.push((k, String::new()));
         }
         for (kind, source) in kinds {

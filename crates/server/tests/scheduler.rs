@@ -429,6 +429,33 @@ async fn back_up_and_settle(runner: &Arc<Runner>, source: &str) {
     }
 }
 
+/// A repository with an object lock of N days has its retentions lengthened every N/2 days;
+/// one without has no such job.
+#[test]
+fn object_lock_retentions_are_lengthened_every_half_of_their_days() {
+    use backstop_format::config::{LockMode, ObjectLock};
+    use backstop_server::scheduler::lengthening;
+    let lock = |days| {
+        Some(ObjectLock {
+            mode: LockMode::Compliance,
+            days,
+        })
+    };
+    assert!(lengthening(None).is_none());
+    let every = |s: Option<Schedule>| match s {
+        Some(Schedule::Every(d)) => d,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(every(lengthening(lock(30))), h(15 * 24));
+    assert_eq!(every(lengthening(lock(1))), h(12));
+    // Due once half the days have passed since the last run (or the daemon's first start).
+    let sched = lengthening(lock(2)).unwrap();
+    let tz = jiff::tz::TimeZone::UTC;
+    let last = t("2027-01-01T00:00:00Z");
+    assert!(!sched.is_due(Some(last), t("2027-01-01T23:00:00Z"), &tz));
+    assert!(sched.is_due(Some(last), t("2027-01-02T00:00:00Z"), &tz));
+}
+
 /// A backup that saved no snapshot (nothing changed, `skip_unchanged`) queues no copy: there
 /// is nothing new to send.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

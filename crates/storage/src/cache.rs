@@ -377,6 +377,20 @@ impl<S: Storage> Storage for CachedStorage<S> {
         self.inner.retain_writes(retention)
     }
 
+    fn extend_retention(
+        &self,
+        kind: Kind,
+        name: &str,
+        mode: crate::RetentionMode,
+        until: jiff::Timestamp,
+    ) -> Result<()> {
+        self.inner.extend_retention(kind, name, mode, until)
+    }
+
+    fn retained_until(&self, kind: Kind, name: &str) -> Result<Option<jiff::Timestamp>> {
+        self.inner.retained_until(kind, name)
+    }
+
     fn remove_stale_temporary(&self, older_than: std::time::Duration) -> Result<Removed> {
         self.inner.remove_stale_temporary(older_than)
     }

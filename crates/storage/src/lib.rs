@@ -436,6 +436,32 @@ pub trait Storage: Send + Sync + fmt::Debug {
         )))
     }
 
+    /// Lengthens the Object Lock retention of the object's current version to `until` in
+    /// `mode` (S3 PutObjectRetention). A retention can be lengthened, never shortened: an
+    /// `until` before the object's own is refused by the storage. Storages without object
+    /// locks refuse, saying so.
+    fn extend_retention(
+        &self,
+        kind: Kind,
+        name: &str,
+        mode: RetentionMode,
+        until: jiff::Timestamp,
+    ) -> Result<()> {
+        let _ = (kind, name, mode, until);
+        Err(Error::Config(format!(
+            "{}: a retention period (object lock) needs a repository in an S3 bucket with \
+             Object Lock enabled",
+            self.location()
+        )))
+    }
+
+    /// Until when the object's current version is retained (S3 Object Lock), if it is; `None`
+    /// (the default) on storages without object locks.
+    fn retained_until(&self, kind: Kind, name: &str) -> Result<Option<jiff::Timestamp>> {
+        let _ = (kind, name);
+        Ok(None)
+    }
+
     /// Requests worth having in flight at once: 1 for a local disk (the default), more for a
     /// remote store, where each request waits mostly on the network. The engine stores packs
     /// and reads ranges this many at a time (bounded by its own limits).
@@ -517,6 +543,18 @@ macro_rules! forward_storage {
             }
             fn retain_writes(&self, retention: Retention) -> Result<()> {
                 (**self).retain_writes(retention)
+            }
+            fn extend_retention(
+                &self,
+                kind: Kind,
+                name: &str,
+                mode: RetentionMode,
+                until: jiff::Timestamp,
+            ) -> Result<()> {
+                (**self).extend_retention(kind, name, mode, until)
+            }
+            fn retained_until(&self, kind: Kind, name: &str) -> Result<Option<jiff::Timestamp>> {
+                (**self).retained_until(kind, name)
             }
             fn remove_stale_temporary(&self, older_than: std::time::Duration) -> Result<Removed> {
                 (**self).remove_stale_temporary(older_than)

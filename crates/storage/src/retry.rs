@@ -197,6 +197,20 @@ impl<S: Storage> Storage for Retrying<S> {
         self.inner.retain_writes(retention)
     }
 
+    fn extend_retention(
+        &self,
+        kind: Kind,
+        name: &str,
+        mode: crate::RetentionMode,
+        until: jiff::Timestamp,
+    ) -> Result<()> {
+        self.retry(|| self.inner.extend_retention(kind, name, mode, until))
+    }
+
+    fn retained_until(&self, kind: Kind, name: &str) -> Result<Option<jiff::Timestamp>> {
+        self.retry(|| self.inner.retained_until(kind, name))
+    }
+
     fn free_space(&self) -> Option<u64> {
         self.inner.free_space()
     }

@@ -12,6 +12,7 @@ pub mod info;
 pub mod init;
 pub mod key;
 pub mod man;
+pub mod object_lock;
 pub mod pin;
 pub mod prune;
 pub mod repair;

@@ -153,6 +153,14 @@ impl Client {
         self.sign(Method::PUT, action, &all)
     }
 
+    /// A PutObjectRetention of the object's current version (`PUT KEY?retention`); its body
+    /// is [`retention_body`] and `headers` (unsigned) must hold its `content-md5`.
+    pub fn put_object_retention(&self, key: &str, headers: &[(&'static str, String)]) -> Signed {
+        let mut action = self.bucket.put_object(Some(&self.credentials), key);
+        action.query_mut().insert("retention", "");
+        self.sign(Method::PUT, action, headers)
+    }
+
     pub fn delete_object(&self, key: &str) -> Signed {
         let action = self.bucket.delete_object(Some(&self.credentials), key);
         self.sign(Method::DELETE, action, &[])

@@ -242,6 +242,10 @@ impl S3Storage {
     /// has a retention.
     #[cfg(feature = "test-server")]
     pub fn retention_of(&self, kind: Kind, name: &str) -> Result<Option<(String, String)>> {
+        self.head_retention(kind, name)
+    }
+
+    fn head_retention(&self, kind: Kind, name: &str) -> Result<Option<(String, String)>> {
         let key = self.key(kind, name)?;
         let context = || format!("looking up {kind} {name}");
         let response = self.send(self.client.head_object(&key), None, &context)?;
@@ -371,6 +375,35 @@ impl Storage for S3Storage {
         Ok(())
     }
 
+    fn extend_retention(
+        &self,
+        kind: Kind,
+        name: &str,
+        mode: crate::RetentionMode,
+        until: jiff::Timestamp,
+    ) -> Result<()> {
+        let key = self.key(kind, name)?;
+        let context = || {
+            format!(
+                "extending the retention of {kind} {name} in {}",
+                self.location
+            )
+        };
+        let body = retention_body(mode, until);
+        let headers = [("content-md5", content_md5(body.as_bytes()))];
+        let request = self.client.put_object_retention(&key, &headers);
+        let response = self.send(request, Some(body.as_bytes()), &context)?;
+        match response.status() {
+            s if s.is_success() => Ok(()),
+            _ => Err(self.object_error(response, kind, name, &context)),
+        }
+    }
+
+    fn retained_until(&self, kind: Kind, name: &str) -> Result<Option<jiff::Timestamp>> {
+        let until = self.head_retention(kind, name)?.map(|(_, until)| until);
+        Ok(until.and_then(|u| u.parse().ok()))
+    }
+
     /// S3 deletes a missing key without complaint, so the object is looked up first.
     fn delete(&self, kind: Kind, name: &str) -> Result<()> {
         self.stat(kind, name)?;
@@ -382,6 +415,16 @@ impl Storage for S3Storage {
             _ => Err(self.object_error(response, kind, name, &context)),
         }
     }
+}
+
+/// The body of a PutObjectRetention: `mode` until `until` (to the second, UTC).
+fn retention_body(mode: crate::RetentionMode, until: jiff::Timestamp) -> String {
+    format!(
+        "<Retention xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Mode>{}</Mode>\
+         <RetainUntilDate>{}</RetainUntilDate></Retention>",
+        mode.header(),
+        until.strftime("%Y-%m-%dT%H:%M:%SZ")
+    )
 }
 
 /// The `Content-MD5` header of `data`: its MD5 digest in base64.
