@@ -14,7 +14,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use backstop_format::Timestamp;
 use backstop_format::config::LockMode;
@@ -91,10 +91,7 @@ pub fn extend_retention(
         .now
         .checked_add(jiff::SignedDuration::from_hours(24 * i64::from(days)))
         .map_err(|_| Error::Invalid(format!("{days} days from now is past the last date")))?;
-    let mode = match lock.mode {
-        LockMode::Compliance => RetentionMode::Compliance,
-        LockMode::Governance => RetentionMode::Governance,
-    };
+    let mode = crate::repository::retention(lock).mode;
     let storage = repo.storage();
     let mut objects = Vec::new();
     for kind in RETAINED {
@@ -121,19 +118,24 @@ pub fn extend_retention(
         return Ok(report);
     }
     progress.phase("lengthening retentions", None);
-    // Several requests in flight on a remote storage: each waits mostly on the network.
+    // Several requests in flight on a remote storage: each waits mostly on the network. After
+    // a failure no new object is taken: a key without the permission fails every one alike.
     let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
     let outcomes: Mutex<Vec<(Kind, Result<Lengthened>)>> = Mutex::new(Vec::new());
     let threads = storage.parallelism().clamp(1, 8);
     std::thread::scope(|s| {
         for _ in 0..threads {
             s.spawn(|| {
-                loop {
+                while !stop.load(Ordering::Relaxed) {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some((kind, name)) = objects.get(i) else {
                         return;
                     };
                     let r = lengthen(repo, *kind, name, mode, until);
+                    if r.is_err() {
+                        stop.store(true, Ordering::Relaxed);
+                    }
                     progress.item(name);
                     outcomes.lock().expect("outcomes").push((*kind, r));
                 }
@@ -156,7 +158,9 @@ pub fn extend_retention(
     }
     if let Some(e) = first {
         progress.warning(&format!(
-            "{failed} of {} objects could not be lengthened",
+            "{failed} object(s) could not be lengthened, and the run stopped there: the \
+             retentions of the others are as they were or lengthened ({} of {} done)",
+            report.extended.values().sum::<u64>(),
             objects.len()
         ));
         return Err(e);

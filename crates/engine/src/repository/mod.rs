@@ -80,7 +80,7 @@ impl InitOptions {
 }
 
 /// The storage's form of a repository's object lock.
-fn retention(lock: ObjectLock) -> backstop_storage::Retention {
+pub(crate) fn retention(lock: ObjectLock) -> backstop_storage::Retention {
     backstop_storage::Retention {
         mode: match lock.mode {
             LockMode::Compliance => backstop_storage::RetentionMode::Compliance,
