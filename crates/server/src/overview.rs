@@ -90,6 +90,9 @@ pub struct SourceOverview {
     pub copies: Option<backstop_app::copies::SourceCopies>,
     /// Its backups and restore drills of the last [`JOB_HISTORY_DAYS`] days.
     pub history: SourceHistory,
+    /// Its pre-change snapshots nobody has marked verified yet (kept whatever the policy
+    /// until someone confirms the change went well).
+    pub waiting_for_confirmation: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -228,8 +231,23 @@ impl App {
         let setup = self.setup.clone();
         let state = self.state.clone();
         let names: Vec<String> = report.sources.iter().map(|s| s.name.clone()).collect();
-        let (size, free, failures, sizes, histories) = blocking(move || {
+        let (size, free, failures, sizes, histories, waiting) = blocking(move || {
             let size: u64 = setup.repo.pack_sizes()?.values().sum();
+            let pre_change = ListFilter {
+                kind: Some(backstop_format::manifest::BackupKind::PreChange),
+                ..ListFilter::default()
+            };
+            let waiting: Vec<String> =
+                list_snapshots(&setup.repo, &pre_change, &setup.lifecycle, Timestamp::now())?
+                    .0
+                    .into_iter()
+                    .filter(|r| {
+                        r.pre_change
+                            .as_ref()
+                            .is_some_and(|p| p.state == "pending-verification")
+                    })
+                    .map(|r| r.source)
+                    .collect();
             let free = setup.repo.free_space();
             let now = Timestamp::now();
             state.record_size(&day_of(now, &setup.time_zone), now, size)?;
@@ -248,7 +266,7 @@ impl App {
                         }),
                 );
             }
-            Ok((size, free, failures, sizes, histories))
+            Ok((size, free, failures, sizes, histories, waiting))
         })
         .await?;
         let recent = self.runner.recent();
@@ -287,6 +305,7 @@ impl App {
                     last_failure,
                     copies,
                     history,
+                    waiting_for_confirmation: waiting.iter().filter(|s| **s == status.name).count(),
                     status,
                 }
             })

@@ -642,6 +642,9 @@ struct MarkForm {
     /// What was checked.
     #[serde(default)]
     note: String,
+    /// The page the button was on: `snapshots` goes back to that source's snapshot list.
+    #[serde(default)]
+    back: String,
 }
 
 /// The "Mark verified" button of a pre-change snapshot waiting for confirmation (operators and
@@ -669,9 +672,10 @@ async fn mark_verified(
     let by = user.0.name.clone();
     let done = crate::api::mark_verified_as(&app, &user.0.actor, &id, by, note).await?;
     let id = done.snapshot.to_hex();
-    let back = match user.0.allows(Permission::Restore) {
-        true => format!("/restore?source={}&marked={id}", encode(&done.source)),
-        false => format!("/snapshots/{id}"),
+    let back = match (f.back.as_str(), user.0.allows(Permission::Restore)) {
+        ("snapshots", _) => format!("/snapshots?source={}", encode(&done.source)),
+        (_, true) => format!("/restore?source={}&marked={id}", encode(&done.source)),
+        (_, false) => format!("/snapshots/{id}"),
     };
     Ok(Redirect::to(&back).into_response())
 }

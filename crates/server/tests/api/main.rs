@@ -344,6 +344,68 @@ async fn the_status_page_draws_each_sources_history_with_words() {
     assert!(page.contains("Growth per day over 1 day: +"), "{page}");
 }
 
+/// An operator sees the pre-change snapshots that wait for confirmation (counted on the status
+/// page, marked in the snapshot list) and marks one verified from the list, which takes them
+/// back to it; a viewer sees them without the button.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_mark_pre_change_snapshots_verified_from_the_snapshot_list() {
+    let f = fixture();
+    let t = f.token("app", Scope::Backup);
+    let mut ids = Vec::new();
+    for d in ["before the import", "before the price change"] {
+        let r = f
+            .post_json(
+                "/api/v1/backups",
+                &t,
+                json!({"source": "shop", "kind": "pre-change", "description": d, "wait": true}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+        ids.push(r.json()["result"]["id"].as_str().unwrap().to_string());
+    }
+    let (op, csrf) = f.session("olga", Role::Operator);
+    let (viewer, _) = f.session("vera", Role::Viewer);
+    let status = f.page("/", &op).await.text();
+    assert!(
+        status.contains("2 pre-change snapshots waiting for confirmation"),
+        "{status}"
+    );
+    let api = f.get("/api/v1/status", &t).await.json();
+    assert_eq!(api["sources"][0]["waiting_for_confirmation"], 2, "{api}");
+    let list = f.page("/snapshots?source=shop", &op).await.text();
+    assert_eq!(
+        list.matches("waiting for confirmation").count(),
+        2,
+        "{list}"
+    );
+    assert!(list.contains(&format!("/snapshots/{}/mark-verified", ids[0])));
+    let seen = f.page("/snapshots?source=shop", &viewer).await.text();
+    assert!(seen.contains("waiting for confirmation"));
+    assert!(!seen.contains("mark-verified"), "a viewer gets no button");
+
+    let r = f
+        .form(
+            &format!("/snapshots/{}/mark-verified", ids[0]),
+            &op,
+            &[("csrf", &csrf), ("back", "snapshots")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text());
+    assert_eq!(r.headers["location"], "/snapshots?source=shop");
+    let list = f.page("/snapshots?source=shop", &op).await.text();
+    assert_eq!(
+        list.matches("waiting for confirmation").count(),
+        1,
+        "{list}"
+    );
+    assert!(list.contains("verified by olga"), "{list}");
+    let status = f.page("/", &op).await.text();
+    assert!(
+        status.contains("1 pre-change snapshot waiting for confirmation"),
+        "{status}"
+    );
+}
+
 /// 3-2-1 on the page and in the status: after a backup of a source with `copy_to`, its copies
 /// are checked; a destination that cannot be written or read adds its reason to the source's
 /// problems (the state is `copies` when nothing else is wrong: red on the page), and the copy
