@@ -62,8 +62,8 @@ pub fn status_charts(page: &Overview, tz: &TimeZone) -> StatusCharts {
             .map(|s| {
                 let charts = SourceCharts {
                     timeline: timeline(s, page.now, tz),
-                    backups: durations(&s.history.backups, "Backups", tz),
-                    drills: durations(&s.history.drills, "Restore drills", tz),
+                    backups: durations(newest(&s.history.backups), "Backups", tz),
+                    drills: durations(newest(&s.history.drills), "Restore drills", tz),
                     copies: s.copies.as_ref().map(copies),
                 };
                 (s.status.name.clone(), charts)
@@ -72,6 +72,14 @@ pub fn status_charts(page: &Overview, tz: &TimeZone) -> StatusCharts {
         size: size(&page.repository.sizes),
         growth: growth(&page.repository.sizes),
     }
+}
+
+/// Jobs a durations chart shows at most: the newest.
+const DURATIONS_MAX: usize = 60;
+
+/// The newest [`DURATIONS_MAX`] of `points` (oldest first).
+fn newest(points: &[JobPoint]) -> &[JobPoint] {
+    &points[points.len().saturating_sub(DURATIONS_MAX)..]
 }
 
 /// Escapes text for an SVG element or attribute.

@@ -44,9 +44,10 @@ pub struct RepositoryInfo {
 
 /// Days of history the status page shows.
 pub const HISTORY_DAYS: usize = 90;
-/// Days of backup jobs and drills a source's history holds, and at most how many of each.
-pub const JOB_HISTORY_DAYS: i64 = 14;
-pub const JOB_HISTORY_MAX: usize = 60;
+/// Days of backup jobs and drills a source's history holds (the timeline's), and at most how
+/// many of each: a backup every 15 minutes is 672 a week.
+pub const JOB_HISTORY_DAYS: i64 = 7;
+pub const JOB_HISTORY_MAX: usize = 1000;
 
 /// A source's recent backups and restore drills as the daemon ran them (newest last).
 #[derive(Debug, Clone, Default, Serialize)]
@@ -123,39 +124,30 @@ pub fn day_of(t: Timestamp, tz: &jiff::tz::TimeZone) -> String {
 }
 
 /// `source`'s finished backups and drills of the last [`JOB_HISTORY_DAYS`] days, at most
-/// [`JOB_HISTORY_MAX`] of each, oldest first.
+/// [`JOB_HISTORY_MAX`] of each (the newest), oldest first.
 fn source_history(
     state: &crate::state::State,
     source: &str,
     now: Timestamp,
 ) -> Result<SourceHistory, crate::state::StateError> {
     let since = now - jiff::SignedDuration::from_hours(24 * JOB_HISTORY_DAYS);
-    let mut h = SourceHistory::default();
-    for j in state.jobs(Some(source), 4 * JOB_HISTORY_MAX)? {
-        // A job the daemon abandoned (it stopped first) never ran: no point.
-        let Some(finished) = j
-            .finished
-            .filter(|_| j.started >= since && j.outcome != "abandoned")
-        else {
-            continue;
-        };
-        let point = JobPoint {
-            started: j.started,
-            seconds: finished.duration_since(j.started).as_secs_f64().max(0.0),
-            ok: j.outcome == "ok",
-        };
-        let list = match j.kind.as_str() {
-            "backup" => &mut h.backups,
-            "drill" => &mut h.drills,
-            _ => continue,
-        };
-        if list.len() < JOB_HISTORY_MAX {
-            list.push(point);
-        }
-    }
-    h.backups.reverse();
-    h.drills.reverse();
-    Ok(h)
+    let points = |kind: &str| -> Result<Vec<JobPoint>, crate::state::StateError> {
+        Ok(state
+            .runs_since(source, kind, since, JOB_HISTORY_MAX)?
+            .into_iter()
+            // A job the daemon abandoned (it stopped first) never ran: no point.
+            .filter(|(_, _, outcome)| outcome != "abandoned")
+            .map(|(started, finished, outcome)| JobPoint {
+                started,
+                seconds: finished.duration_since(started).as_secs_f64().max(0.0),
+                ok: outcome == "ok",
+            })
+            .collect())
+    };
+    Ok(SourceHistory {
+        backups: points("backup")?,
+        drills: points("drill")?,
+    })
 }
 
 /// One snapshot in full.

@@ -56,6 +56,41 @@ impl State {
         row.map(job_record).transpose()
     }
 
+    /// The finished runs of `kind` for `source` that started at or after `since`, the newest
+    /// `limit` of them, oldest first: (started, finished, outcome).
+    pub fn runs_since(
+        &self,
+        source: &str,
+        kind: &str,
+        since: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<(Timestamp, Timestamp, String)>, StateError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT started, finished, outcome FROM
+             (SELECT started, finished, outcome, rowid FROM jobs
+              WHERE source = ?1 AND kind = ?2 AND started >= ?3 AND finished IS NOT NULL
+              ORDER BY started DESC, rowid DESC LIMIT ?4)
+             ORDER BY started, rowid",
+        )?;
+        let rows = stmt.query_map(
+            params![source, kind, millis(since), sql_limit(limit)],
+            |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            },
+        )?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (started, finished, outcome) = row?;
+            out.push((from_millis(started)?, from_millis(finished)?, outcome));
+        }
+        Ok(out)
+    }
+
     /// The newest run of `kind` for `source`, optionally only with this `outcome`.
     pub fn last_job(
         &self,

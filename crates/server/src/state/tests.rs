@@ -506,3 +506,37 @@ fn a_version_1_state_file_is_migrated() {
     state.audit(&failure(11, "user:x")).unwrap();
     assert_eq!(state.audit_page(1, 0).unwrap()[0].count, 2);
 }
+
+#[test]
+fn runs_since_are_the_newest_finished_runs_of_a_kind_oldest_first() {
+    let (_dir, state) = open_temp();
+    for (id, kind, started, finished) in [
+        ("old", "backup", 10, Some(11)),
+        ("a", "backup", 100, Some(103)),
+        ("drill", "drill", 150, Some(151)),
+        ("b", "backup", 200, Some(209)),
+        ("c", "backup", 300, Some(300)),
+        ("running", "backup", 400, None),
+    ] {
+        let mut j = job(id, kind, "db", started, "ok");
+        j.finished = finished.map(at);
+        state.record_job(&j).unwrap();
+    }
+    let runs = state.runs_since("db", "backup", at(100), 10).unwrap();
+    assert_eq!(
+        runs.iter().map(|r| r.0).collect::<Vec<_>>(),
+        [at(100), at(200), at(300)]
+    );
+    assert_eq!(runs[1].1, at(209));
+    let newest = state.runs_since("db", "backup", at(0), 2).unwrap();
+    assert_eq!(
+        newest.iter().map(|r| r.0).collect::<Vec<_>>(),
+        [at(200), at(300)]
+    );
+    assert!(
+        state
+            .runs_since("other", "backup", at(0), 10)
+            .unwrap()
+            .is_empty()
+    );
+}
