@@ -51,28 +51,27 @@ impl FilesPlan {
 
     /// Adds an item to the plan, refusing an unsafe path.
     pub fn add(&mut self, target: &Path, item: &Item) -> Result<(), Error> {
-        let p = self;
         check_item_path(&item.path)?;
         check_platform_name(&item.path)?;
         match item.kind {
-            ItemKind::Dir => p.dirs += 1,
-            ItemKind::Symlink => p.symlinks += 1,
+            ItemKind::Dir => self.dirs += 1,
+            ItemKind::Symlink => self.symlinks += 1,
             _ => {
-                p.files += 1;
-                p.bytes += item.content.as_ref().map_or(0, |c| c.size);
+                self.files += 1;
+                self.bytes += item.content.as_ref().map_or(0, |c| c.size);
             }
         }
         let dest = target.join(&item.path);
         if let Ok(md) = fs::symlink_metadata(&dest)
             && !(md.is_dir() && item.kind == ItemKind::Dir)
         {
-            p.existing.push(item.path.clone());
+            self.existing.push(item.path.clone());
         }
         // A database's leftover companions are replaced too (removed: see `database`).
         if item.kind == ItemKind::Sqlite {
             for suffix in DATABASE_COMPANIONS {
                 if fs::symlink_metadata(with_suffix(&dest, suffix)).is_ok() {
-                    p.existing.push(format!("{}{suffix}", item.path));
+                    self.existing.push(format!("{}{suffix}", item.path));
                 }
             }
         }

@@ -120,7 +120,8 @@ pub fn restore(
         written += group.write(loader, &mut out, progress)?;
         let item = &item;
         match item.kind {
-            ItemKind::Dir => out.dir(item)?,
+            // Made above, without waiting for the group.
+            ItemKind::Dir => {}
             ItemKind::Symlink => out.symlink(item)?,
             ItemKind::File | ItemKind::Stream | ItemKind::Sqlite => {
                 let mut err = None;
