@@ -44,6 +44,19 @@ pub fn format_span(secs: i64) -> String {
         .map_or_else(|| "under a minute".to_string(), str::to_string)
 }
 
+/// A duration in seconds as people read it: "0.04 s", "0.4 s", "12 s", "3m20s".
+pub fn format_seconds(s: f64) -> String {
+    if s < 1.0 {
+        format!("{s:.2} s")
+    } else if s < 10.0 {
+        format!("{s:.1} s")
+    } else if s < 60.0 {
+        format!("{s:.0} s")
+    } else {
+        format_interval(SignedDuration::from_secs(s.round() as i64))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -58,5 +71,9 @@ mod tests {
         assert_eq!(format_age(2 * 86_400 + 4 * 3600 + 59 * 60), "2d4h ago");
         assert_eq!(format_span(59), "under a minute");
         assert_eq!(format_span(3 * 3600 + 20 * 60), "3h20m");
+        assert_eq!(format_seconds(0.041), "0.04 s");
+        assert_eq!(format_seconds(4.25), "4.2 s");
+        assert_eq!(format_seconds(12.4), "12 s");
+        assert_eq!(format_seconds(200.0), "3m20s");
     }
 }

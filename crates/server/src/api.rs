@@ -616,10 +616,27 @@ pub async fn mark_verified(
         false => serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(e.to_string()))?,
     };
     let by = req.by.filter(|b| !b.trim().is_empty());
-    let note = req.note.filter(|n| !n.trim().is_empty());
     if let Some(b) = &by {
         check_name("by", b)?;
     }
+    let by = by.unwrap_or_else(|| caller.name.clone());
+    let done = mark_verified_as(&app, &caller.actor, &id, by, req.note).await?;
+    Ok(Json(
+        serde_json::to_value(done).map_err(ApiError::internal)?,
+    ))
+}
+
+/// Marks the pre-change snapshot `spec` verified by `by` for the page and the API alike, and
+/// audits it (as `mark-verified` of `SOURCE@SNAPSHOT`). A blank `note` is none; one over the
+/// description limit is refused.
+pub async fn mark_verified_as(
+    app: &AppState,
+    actor: &str,
+    spec: &str,
+    by: String,
+    note: Option<String>,
+) -> ApiResult<backstop_app::restore::MarkedVerified> {
+    let note = note.filter(|n| !n.trim().is_empty());
     if let Some(n) = &note {
         backstop_format::limits::check_text(
             "note",
@@ -628,22 +645,6 @@ pub async fn mark_verified(
         )
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     }
-    let by = by.unwrap_or_else(|| caller.name.clone());
-    let done = mark_verified_as(&app, &caller.actor, &id, by, note).await?;
-    Ok(Json(
-        serde_json::to_value(done).map_err(ApiError::internal)?,
-    ))
-}
-
-/// Marks the pre-change snapshot `spec` verified by `by` for the page and the API alike, and
-/// audits it (as `mark-verified` of `SOURCE@SNAPSHOT`).
-pub async fn mark_verified_as(
-    app: &AppState,
-    actor: &str,
-    spec: &str,
-    by: String,
-    note: Option<String>,
-) -> ApiResult<backstop_app::restore::MarkedVerified> {
     let setup = app.setup.clone();
     let spec_owned = spec.to_owned();
     let done = blocking(move || {

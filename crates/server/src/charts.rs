@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use backstop_format::Timestamp;
-use backstop_policy::{format_age, format_bytes, format_span};
+use backstop_policy::{format_age, format_bytes, format_seconds as seconds, format_span};
 use jiff::tz::TimeZone;
 use serde::Serialize;
 
@@ -118,19 +118,6 @@ fn local(t: Timestamp, tz: &TimeZone) -> String {
     t.to_zoned(tz.clone())
         .strftime("%Y-%m-%d %H:%M")
         .to_string()
-}
-
-/// Seconds as people read a duration: `0.04 s`, `0.4 s`, `12 s`, `3m20s`.
-fn seconds(s: f64) -> String {
-    if s < 1.0 {
-        format!("{s:.2} s")
-    } else if s < 10.0 {
-        format!("{s:.1} s")
-    } else if s < 60.0 {
-        format!("{s:.0} s")
-    } else {
-        backstop_policy::format_interval(jiff::SignedDuration::from_secs(s.round() as i64))
-    }
 }
 
 /// The last [`TIMELINE_DAYS`] days of a source, now at the right: a track, green where the

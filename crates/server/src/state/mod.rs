@@ -372,18 +372,10 @@ impl PhaseFigures {
         if self.items > 1 {
             parts.push(format!("{} items", self.items));
         }
-        parts.push(if self.seconds < 1.0 {
-            format!("in {:.2} s", self.seconds)
-        } else if self.seconds < 10.0 {
-            format!("in {:.1} s", self.seconds)
-        } else {
-            format!(
-                "in {}",
-                backstop_policy::format_interval(SignedDuration::from_secs(
-                    self.seconds.round() as i64
-                ))
-            )
-        });
+        parts.push(format!(
+            "in {}",
+            backstop_policy::format_seconds(self.seconds)
+        ));
         format!("{}: {}", self.name, parts.join(", "))
     }
 }
