@@ -1619,3 +1619,127 @@ fn status_page(listen: &str) -> String {
     assert_eq!(page.status().as_u16(), 200);
     page.body_mut().read_to_string().unwrap()
 }
+
+/// A restore plan of a MariaDB source counts the rows entered, deleted and changed since the
+/// snapshot in each table, matched by primary key (composite keys too) or, in a table without
+/// one, by content: a change of case under a case-insensitive collation is a change, NULL is
+/// not the text `NULL`, a table whose columns changed is not compared. The snapshot is loaded
+/// into a scratch database that is dropped again; the live database is only read.
+#[test]
+fn a_mariadb_plan_counts_the_rows_changed_since_the_snapshot() {
+    let _server = server_hold(false);
+    let mut dbs = Databases(Vec::new());
+    for method in ["dump", "builtin"] {
+        let live = dbs.name("compare");
+        sql(
+            "",
+            &format!("CREATE DATABASE `{live}` COLLATE utf8mb4_general_ci"),
+        );
+        sql(
+            &live,
+            "CREATE TABLE customers (id INT PRIMARY KEY, name VARCHAR(40), seen TIMESTAMP NULL, \
+               score DOUBLE, note TEXT); \
+             INSERT INTO customers SELECT seq, CONCAT('c', seq), \
+               '2026-01-01 10:00:00' + INTERVAL seq HOUR, seq / 3, IF(seq = 30, 'NULL', NULL) \
+               FROM seq_1_to_500; \
+             CREATE TABLE stock (sku VARCHAR(10), bin INT, qty INT, PRIMARY KEY (sku, bin)); \
+             INSERT INTO stock VALUES ('A', 1, 4), ('A', 2, 0), ('B', 1, 7); \
+             CREATE TABLE log (msg VARCHAR(10), n INT); \
+             INSERT INTO log VALUES ('x', 1), ('x', 1), ('y', NULL); \
+             CREATE TABLE prices (sku VARCHAR(10) PRIMARY KEY, price DECIMAL(10,2)); \
+             INSERT INTO prices VALUES ('A', 1.5)",
+        );
+        let sb = Sandbox::plain();
+        let cfg = config(&sb, &live, &format!("method = \"{method}\"\n"));
+        let snapshot = run(with_config(
+            &sb,
+            &cfg,
+            &["--json", "backup", "--source", "shop"],
+        ))
+        .ok()
+        .json()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        sql(
+            &live,
+            "INSERT INTO customers (id, name) VALUES (501, 'new'), (502, 'new'); \
+             DELETE FROM customers WHERE id IN (10, 11, 12); \
+             UPDATE customers SET name = 'C20' WHERE id = 20; \
+             UPDATE customers SET note = NULL WHERE id = 30; \
+             UPDATE customers SET seen = seen WHERE id = 21; \
+             UPDATE stock SET qty = 5 WHERE sku = 'A' AND bin = 2; \
+             DELETE FROM stock WHERE sku = 'B'; \
+             INSERT INTO stock VALUES ('C', 1, 1); \
+             DELETE FROM log WHERE msg = 'x' LIMIT 1; \
+             INSERT INTO log VALUES ('z', 2); \
+             ALTER TABLE prices ADD COLUMN currency CHAR(3)",
+        );
+        let before = tables(&live);
+        let plan = run(with_config(
+            &sb,
+            &cfg,
+            &[
+                "--json",
+                "restore",
+                &snapshot,
+                "--source",
+                "shop",
+                "--in-place",
+                "--dry-run",
+            ],
+        ))
+        .ok()
+        .json();
+        assert_eq!(plan["comparison"]["rows"], true, "{method}: {plan:#}");
+        let table = |name: &str| {
+            plan["tables"]
+                .as_array()
+                .and_then(|t| t.iter().find(|t| t["name"] == name))
+                .unwrap_or_else(|| panic!("no table {name} in the plan: {plan:#}"))
+        };
+        let since = |name: &str| {
+            let s = &table(name)["since"];
+            (
+                s["added"]
+                    .as_u64()
+                    .unwrap_or_else(|| panic!("{name}: {plan:#}")),
+                s["deleted"].as_u64().unwrap(),
+                s["changed"].as_u64().unwrap(),
+            )
+        };
+        assert_eq!(
+            since("customers"),
+            (2, 3, 2),
+            "{method}: a case and a NULL changed"
+        );
+        assert_eq!(since("stock"), (1, 1, 1), "{method}: composite key");
+        assert_eq!(since("log"), (1, 1, 0), "{method}: by content");
+        assert_eq!(table("log")["by_content"], true);
+        assert_eq!(
+            table("prices")["not_compared"],
+            "schema differs, rows not compared"
+        );
+        assert!(
+            plan["summary"]
+                .as_str()
+                .unwrap()
+                .contains("reverts 3 changed rows in 2 tables"),
+            "{plan:#}"
+        );
+        assert_eq!(tables(&live), before, "the live database is only read");
+        let start = std::time::Instant::now();
+        while sql(
+            "",
+            "SELECT COUNT(*) FROM information_schema.SCHEMATA \
+             WHERE SCHEMA_NAME LIKE 'backstop\\_compare\\_%'",
+        ) != "0"
+        {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(60),
+                "a scratch database of a comparison is left"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(250));
+        }
+    }
+}

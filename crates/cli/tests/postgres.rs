@@ -1623,6 +1623,20 @@ fn the_api_and_the_page_restore_a_postgres_source_in_place() {
     assert_eq!(plan["database"], live.as_str(), "{plan:#}");
     assert_eq!(plan["server"]["tables"][0]["rows"], 3, "{plan:#}");
     assert_eq!(plan["now"]["tables"][0]["rows"], 2, "{plan:#}");
+    // Row by row: the one row deleted since comes back.
+    assert_eq!(plan["comparison"]["rows"], true, "{plan:#}");
+    assert_eq!(
+        plan["tables"][0]["since"],
+        serde_json::json!({"added": 0, "deleted": 1, "changed": 0}),
+        "{plan:#}"
+    );
+    assert!(
+        plan["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("Restoring brings back 1 deleted row of public.stock"),
+        "{plan:#}"
+    );
     assert_eq!(
         psql(&live, "SELECT count(*) FROM stock"),
         "2",
@@ -1682,6 +1696,14 @@ fn the_api_and_the_page_restore_a_postgres_source_in_place() {
     );
     assert!(page.contains("public.stock"), "{page}");
     assert!(page.contains("Same schema as now"), "{page}");
+    // The row changed since, counted and in words.
+    assert!(page.contains("Changed since"), "{page}");
+    assert!(
+        page.contains(
+            "1 row of public.stock changed since the snapshot will go back to its old values"
+        ),
+        "{page}"
+    );
     let csrf = page
         .split("name=\"csrf\" value=\"")
         .nth(1)
@@ -1793,4 +1815,238 @@ fn the_daemon_backs_up_and_drills_a_postgres_source() {
         page.contains("postgres") && page.contains(&snapshot[..8]),
         "the page names the source's kind and the proven snapshot: {page}"
     );
+}
+
+/// The rows of a PostgreSQL table in a restore plan's JSON (`tables`), by name.
+fn plan_table<'a>(plan: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    plan["tables"]
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["name"] == name))
+        .unwrap_or_else(|| panic!("no table {name} in the plan: {plan:#}"))
+}
+
+/// Waits until no scratch database of a comparison is left on the server (another test's may be
+/// in use for a moment).
+fn assert_no_compare_database_left() {
+    let start = std::time::Instant::now();
+    loop {
+        let left = psql(
+            "postgres",
+            "SELECT count(*) FROM pg_database WHERE datname LIKE 'backstop\\_compare\\_%'",
+        );
+        if left == "0" {
+            return;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "a scratch database of a comparison is left: {left}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+}
+
+/// A restore plan of a PostgreSQL source counts the rows entered, deleted and changed since
+/// the snapshot in each table, matched by primary key (composite keys, quoted names) or, in a
+/// table without one, by content; a table whose columns changed is not compared. The values'
+/// text does not depend on the live database's own settings (its time zone, date style). The
+/// snapshot is loaded into a scratch database that is dropped again, and the live database is
+/// only read. A user who may not create a database gets the row counts and the reason.
+#[test]
+fn a_postgres_plan_counts_the_rows_changed_since_the_snapshot() {
+    let mut roles = Roles(Vec::new());
+    let mut dbs = Databases(Vec::new());
+    for method in ["dump", "builtin"] {
+        let live = dbs.name("compare");
+        psql("postgres", &format!("CREATE DATABASE {live}"));
+        psql(
+            "postgres",
+            &format!(
+                "ALTER DATABASE {live} SET timezone TO 'America/New_York'; \
+                 ALTER DATABASE {live} SET DateStyle TO 'SQL, DMY'"
+            ),
+        );
+        psql(
+            &live,
+            "CREATE TABLE customers (id int PRIMARY KEY, name text, seen timestamptz, \
+               score float8); \
+             INSERT INTO customers SELECT i, 'c' || i, \
+               '2026-01-01 10:00+00'::timestamptz + i * interval '1 hour', i / 3.0 \
+               FROM generate_series(1, 500) i; \
+             CREATE TABLE stock (sku text, bin int, qty int, PRIMARY KEY (sku, bin)); \
+             INSERT INTO stock VALUES ('A', 1, 4), ('A', 2, 0), ('B', 1, 7); \
+             CREATE TABLE log (msg text, n int); \
+             INSERT INTO log VALUES ('x', 1), ('x', 1), ('y', NULL); \
+             CREATE TABLE prices (sku text PRIMARY KEY, price numeric); \
+             INSERT INTO prices VALUES ('A', 1.5); \
+             CREATE SCHEMA \"Odd Schema\"; \
+             CREATE TABLE \"Odd Schema\".\"Mixed Case\" (id int PRIMARY KEY, note text); \
+             INSERT INTO \"Odd Schema\".\"Mixed Case\" VALUES (1, NULL), (2, 'NULL'); \
+             CREATE TABLE sales (id int, day date, PRIMARY KEY (id, day)) \
+               PARTITION BY RANGE (day); \
+             CREATE TABLE sales_2026 PARTITION OF sales \
+               FOR VALUES FROM ('2026-01-01') TO ('2027-01-01'); \
+             INSERT INTO sales VALUES (1, '2026-03-01'), (2, '2026-04-01')",
+        );
+        let sb = Sandbox::plain();
+        let cfg = config(&sb, &live, &format!("method = \"{method}\"\n"));
+        let snapshot = run(with_config(
+            &sb,
+            &cfg,
+            &["--json", "backup", "--source", "shop"],
+        ))
+        .ok()
+        .json()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        psql(
+            &live,
+            "INSERT INTO customers VALUES (501, 'new', now(), 1), (502, 'new', now(), 2); \
+             DELETE FROM customers WHERE id IN (10, 11, 12); \
+             UPDATE customers SET score = score + 1e-9 WHERE id = 20; \
+             UPDATE customers SET seen = seen WHERE id = 21; \
+             UPDATE stock SET qty = 5 WHERE sku = 'A' AND bin = 2; \
+             DELETE FROM stock WHERE sku = 'B'; \
+             INSERT INTO stock VALUES ('C', 1, 1); \
+             DELETE FROM log WHERE ctid = (SELECT min(ctid) FROM log WHERE msg = 'x'); \
+             INSERT INTO log VALUES ('z', 2); \
+             ALTER TABLE prices ADD COLUMN currency text; \
+             UPDATE \"Odd Schema\".\"Mixed Case\" SET note = NULL WHERE id = 2; \
+             INSERT INTO sales VALUES (3, '2026-05-01')",
+        );
+        let before = tables(&live);
+        let plan = run(with_config(
+            &sb,
+            &cfg,
+            &[
+                "--json",
+                "restore",
+                &snapshot,
+                "--source",
+                "shop",
+                "--in-place",
+                "--dry-run",
+            ],
+        ))
+        .ok()
+        .json();
+        assert_eq!(plan["comparison"]["rows"], true, "{method}: {plan:#}");
+        let since = |name: &str| {
+            let t = plan_table(&plan, name);
+            let s = &t["since"];
+            (
+                s["added"]
+                    .as_u64()
+                    .unwrap_or_else(|| panic!("{name}: {t:#}")),
+                s["deleted"].as_u64().unwrap(),
+                s["changed"].as_u64().unwrap(),
+            )
+        };
+        assert_eq!(since("public.customers"), (2, 3, 1), "{method}");
+        assert_eq!(since("public.stock"), (1, 1, 1), "{method}: composite key");
+        assert_eq!(since("public.log"), (1, 1, 0), "{method}: by content");
+        assert_eq!(plan_table(&plan, "public.log")["by_content"], true);
+        assert_eq!(
+            since("\"Odd Schema\".\"Mixed Case\""),
+            (0, 0, 1),
+            "{method}: NULL is not the text NULL"
+        );
+        let prices = plan_table(&plan, "public.prices");
+        assert!(prices.get("since").is_none(), "{prices:#}");
+        assert_eq!(prices["not_compared"], "schema differs, rows not compared");
+        // A partitioned table's rows are counted once, in its partition.
+        assert_eq!(since("public.sales_2026"), (1, 0, 0), "{method}");
+        assert_eq!(
+            plan_table(&plan, "public.sales")["not_compared"],
+            "partitioned table, its rows are compared in its partitions"
+        );
+        let summary = plan["summary"].as_str().unwrap();
+        assert!(
+            summary.starts_with(
+                "Restoring loses 2 rows of public.customers, 1 row of public.log, 1 row of \
+                 public.sales_2026 and 1 row of public.stock entered since"
+            ),
+            "{summary}"
+        );
+        assert!(
+            summary.ends_with("The rows of public.prices were not compared (see below)."),
+            "{summary}"
+        );
+        assert_eq!(tables(&live), before, "the live database is only read");
+        assert_no_compare_database_left();
+
+        // The same in words.
+        let text = run(with_config(
+            &sb,
+            &cfg,
+            &[
+                "restore",
+                &snapshot,
+                "--source",
+                "shop",
+                "--in-place",
+                "--dry-run",
+            ],
+        ))
+        .ok()
+        .stdout;
+        assert!(
+            text.contains("rows since the snapshot, matched by primary key"),
+            "{text}"
+        );
+        assert!(
+            text.contains("3 deleted since then will come back"),
+            "{text}"
+        );
+        assert!(text.contains("matched by content"), "{text}");
+
+        // A user who may read the database but not create one: row counts, and why.
+        if method == "dump" {
+            let reader = format!("bs_reader_{}", std::process::id());
+            roles.0.push(reader.clone());
+            psql(
+                &live,
+                &format!(
+                    "CREATE ROLE {reader} LOGIN NOCREATEDB; \
+                     GRANT USAGE ON SCHEMA public, \"Odd Schema\" TO {reader}; \
+                     GRANT SELECT ON ALL TABLES IN SCHEMA public, \"Odd Schema\" TO {reader}"
+                ),
+            );
+            let cfg = sb.p("reader.toml");
+            fs::write(
+                &cfg,
+                format!(
+                    "repository = \"repo\"\n[sources.shop]\nkind = \"postgres\"\n\
+                     url = \"postgres://{reader}@127.0.0.1:5432/{live}\"\n"
+                ),
+            )
+            .unwrap();
+            let plan = run(with_config(
+                &sb,
+                &cfg,
+                &[
+                    "--json",
+                    "restore",
+                    &snapshot,
+                    "--source",
+                    "shop",
+                    "--in-place",
+                    "--dry-run",
+                ],
+            ))
+            .ok()
+            .json();
+            assert_eq!(plan["comparison"]["rows"], false, "{plan:#}");
+            let note = plan["comparison"]["note"].as_str().unwrap();
+            assert!(note.contains("CREATEDB"), "{note}");
+            assert!(
+                plan["summary"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("By row counts"),
+                "{plan:#}"
+            );
+            assert!(plan_table(&plan, "public.customers").get("since").is_none());
+        }
+    }
 }

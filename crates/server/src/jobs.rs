@@ -1243,7 +1243,11 @@ pub struct ServerPlan {
     pub tables: Vec<TableChange>,
     /// Whether the schema and its version are the live database's; `None`: not read.
     pub schema_matches: Option<bool>,
-    /// What the restore does, by row counts, in one sentence (each table's in its `words`).
+    /// How the rows were compared with the snapshot's: one by one (each table's `since`, or
+    /// `not_compared`), or by row counts only, and why (`None`: the live database could not be
+    /// read).
+    pub comparison: Option<backstop_app::restore::RowComparison>,
+    /// What the restore does in one sentence (each table's in its `words`).
     pub summary: String,
     /// The snapshot, the time `@TIME` was read as, and the kind of the snapshot found.
     #[serde(skip)]
@@ -1269,30 +1273,30 @@ pub fn server_plan(setup: &Setup, spec: &str, source: &str) -> anyhow::Result<Se
         Ok(o) => (Some(o), None),
         Err(e) => (None, Some(e.to_string())),
     };
-    let mut tables: Vec<TableChange> = record
-        .tables
-        .iter()
-        .map(|t| {
-            let rows_now = now
-                .as_ref()
-                .and_then(|n| n.tables.iter().find(|l| l.name == t.name))
-                .and_then(|l| l.rows);
-            TableChange::new(t.name.clone(), rows_now, t.rows)
-        })
-        .collect();
-    if let Some(n) = &now {
-        tables.extend(
-            n.tables
-                .iter()
-                .filter(|l| !record.tables.iter().any(|t| t.name == l.name))
-                .map(|l| TableChange::new(l.name.clone(), l.rows, None)),
+    let mut tables = backstop_app::restore::server_plan_tables(&record, now.as_ref());
+    let content = item.content.as_ref().expect("found with content");
+    // Its rows one by one, in a scratch database loaded from the dump.
+    let comparison = now.is_some().then(|| {
+        backstop_app::restore::compare_server_rows(
+            &ix,
+            content,
+            &record,
+            &live,
+            &mut tables,
+            backstop_app::restore::SERVER_COMPARE_LIMIT_BYTES,
+            &setup.host,
+        )
+    });
+    if let Some(c) = comparison.as_ref().filter(|c| !c.rows) {
+        tracing::info!(
+            "restore plan of {source}: rows not compared one by one: {}",
+            c.note.as_deref().unwrap_or("")
         );
     }
-    // A server's rows are counted, not compared one by one.
     let summary = backstop_app::restore::describe_tables(
         &mut tables,
         found.snapshot.time,
-        false,
+        comparison.as_ref().is_some_and(|c| c.rows),
         &setup.time_zone,
     );
     let schema_matches = now.as_ref().map(|n| {
@@ -1305,12 +1309,13 @@ pub fn server_plan(setup: &Setup, spec: &str, source: &str) -> anyhow::Result<Se
         database: live.database(),
         in_place: true,
         time: found.snapshot.time,
-        bytes: item.content.map_or(0, |c| c.size),
+        bytes: content.size,
         server: record,
         now,
         now_error,
         tables,
         schema_matches,
+        comparison,
         summary,
         found: (found.id, found.as_of, found.snapshot.kind),
     })

@@ -35,6 +35,7 @@ pub mod postgres;
 pub mod restore;
 pub mod rules;
 pub mod server;
+pub mod server_compare;
 mod server_rules;
 pub mod sqlite;
 pub mod table_csv;

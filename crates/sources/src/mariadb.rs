@@ -1402,7 +1402,7 @@ fn backquoted(text: &[u8]) -> Option<String> {
 }
 
 /// An identifier in backquotes.
-fn quote_ident(name: &str) -> String {
+pub(crate) fn quote_ident(name: &str) -> String {
     format!("`{}`", name.replace('`', "``"))
 }
 

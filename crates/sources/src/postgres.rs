@@ -300,6 +300,11 @@ impl Postgres {
             .collect())
     }
 
+    /// A connection of backstop's own client to this database ([`crate::pg_export::connect`]).
+    pub(crate) fn client(&self) -> Result<postgres::Client, Error> {
+        crate::pg_export::connect(&self.url, self.password.as_deref())
+    }
+
     /// Every table's rows, the schema fingerprint and the schema version, now (in one
     /// transaction of a session of their own).
     pub(crate) fn observe(&self) -> Result<Observed, Error> {

@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 
 use backstop_engine::Error as E;
 use backstop_engine::database::{
-    DatabasePlan, DatabaseRestoreOptions, database_item, plan_database,
+    DatabasePlan, DatabaseRestoreOptions, TableChange, database_item, plan_database,
 };
-pub use backstop_engine::ops::compare::{COMPARE_LIMIT_BYTES, CompareOptions};
+pub use backstop_engine::ops::compare::{COMPARE_LIMIT_BYTES, CompareOptions, RowComparison};
 use backstop_engine::{Indexed, Repository};
 use backstop_format::manifest::{BackupKind, Item};
 use backstop_format::record::{MARK_VERIFIED, Record};
@@ -275,6 +275,103 @@ pub fn into_new_database(
         return Err(anyhow::anyhow!("{e}; {dropped}, nothing else changed"));
     }
     Ok(())
+}
+
+/// The tables of a restore plan of a server database: each of the dump's with its rows in the
+/// snapshot (as `record` has them) and now (as `now` has them, when the live database could
+/// be read), then the tables only the live database has.
+pub fn server_plan_tables(
+    record: &backstop_format::manifest::ServerDatabase,
+    now: Option<&Observed>,
+) -> Vec<TableChange> {
+    let mut tables: Vec<TableChange> = record
+        .tables
+        .iter()
+        .map(|t| {
+            let rows_now = now
+                .and_then(|n| n.tables.iter().find(|l| l.name == t.name))
+                .and_then(|l| l.rows);
+            TableChange::new(t.name.clone(), rows_now, t.rows)
+        })
+        .collect();
+    if let Some(n) = now {
+        tables.extend(
+            n.tables
+                .iter()
+                .filter(|l| !record.tables.iter().any(|t| t.name == l.name))
+                .map(|l| TableChange::new(l.name.clone(), l.rows, None)),
+        );
+    }
+    tables
+}
+
+/// The size of a database server's dump up to which a restore plan compares its rows one by
+/// one by default: 256 MiB. Comparing loads the dump into a scratch database first, which
+/// takes as long as a restore's load.
+pub const SERVER_COMPARE_LIMIT_BYTES: u64 = 256 << 20;
+
+/// Compares the rows of the live server database `live` with those of a snapshot's dump
+/// (`content`, of an item recorded as `record`) one by one, and records each table's rows
+/// entered, deleted and changed since the snapshot in `tables`
+/// ([`backstop_sources::server_compare`]). The dump is loaded into a scratch database
+/// `backstop_compare_*` on the live database's server, as an in-place restore loads it, and
+/// dropped again in every case; the live database is only read. A dump larger than
+/// `limit_bytes`, and a comparison that cannot be made, keep the row counts and say why in the
+/// answer's note: a comparison never stops a plan.
+pub fn compare_server_rows(
+    ix: &Indexed<'_>,
+    content: &backstop_format::tree::Content,
+    record: &backstop_format::manifest::ServerDatabase,
+    live: &Server,
+    tables: &mut [TableChange],
+    limit_bytes: u64,
+    host: &str,
+) -> RowComparison {
+    let counts_only = |note: String| RowComparison {
+        rows: false,
+        note: Some(note),
+        limit_bytes,
+    };
+    if content.size > limit_bytes {
+        return counts_only(format!(
+            "the dump is larger than {}, the limit for comparing rows one by one",
+            backstop_policy::format_bytes(limit_bytes)
+        ));
+    }
+    let name = format!(
+        "backstop_compare_{}",
+        backstop_format::id::to_hex(&backstop_format::id::random_bytes::<6>())
+    );
+    let scratch = live.with_database(&name);
+    if let Err(e) = into_new_database(ix, content, Some(record), &scratch, &[], host) {
+        let grant = match live {
+            Server::Postgres(_) => "the CREATEDB attribute",
+            Server::Mariadb(_) => "GRANT ALL ON `backstop\\_compare\\_%`.*",
+        };
+        return counts_only(format!(
+            "the snapshot could not be loaded into a scratch database to compare the rows \
+             ({e:#}; comparing loads it into {name} on the same server and drops it again, \
+             for which the user needs {grant})"
+        ));
+    }
+    let compared = backstop_sources::server_compare::compare_databases(live, &scratch);
+    let left = scratch.drop_database().err().map(|e| {
+        format!("the scratch database {name} could not be dropped ({e}): drop it by hand")
+    });
+    match compared {
+        Ok(compared) => {
+            backstop_engine::ops::compare::record_comparison(tables, &compared);
+            RowComparison {
+                rows: true,
+                note: left,
+                limit_bytes,
+            }
+        }
+        Err(e) => counts_only(match left {
+            Some(left) => format!("the rows could not be compared: {e}; {left}"),
+            None => format!("the rows could not be compared: {e}"),
+        }),
+    }
 }
 
 /// A table written as CSV by [`tables_as_csv`].

@@ -67,7 +67,14 @@ fn table_words(t: &TableChange) -> Option<String> {
         for (n, what, effect) in [
             (s.added, "entered", "will be lost"),
             (s.deleted, "deleted", "will come back"),
-            (s.changed, "changed", "will go back to their old values"),
+            (
+                s.changed,
+                "changed",
+                match s.changed {
+                    1 => "will go back to its old values",
+                    _ => "will go back to their old values",
+                },
+            ),
         ] {
             if n == 0 {
                 continue;
@@ -77,7 +84,14 @@ fn table_words(t: &TableChange) -> Option<String> {
                 false => format!("{n} {what} since then {effect}"),
             });
         }
-        return (!clauses.is_empty()).then(|| format!("{}.", listed(&clauses)));
+        let by_content = match t.by_content {
+            true => {
+                " (its rows are matched by content, the table having no primary key: a changed \
+                 row counts as one entered and one deleted)"
+            }
+            false => "",
+        };
+        return (!clauses.is_empty()).then(|| format!("{}{by_content}.", listed(&clauses)));
     }
     let count = |n: Option<u64>| n.map_or("?".to_string(), |n| n.to_string());
     if let Some(why) = &t.not_compared {
@@ -181,9 +195,14 @@ fn summary_of_rows(tables: &[TableChange], when: &str) -> String {
         )),
     }
     clauses.extend(whole_tables(tables));
+    // A partitioned table's rows are its partitions', which were compared.
     let not_compared: Vec<String> = tables
         .iter()
-        .filter(|t| t.not_compared.is_some())
+        .filter(|t| {
+            t.not_compared
+                .as_deref()
+                .is_some_and(|w| w != backstop_sources::server_compare::PARTITIONED)
+        })
         .map(|t| t.name.clone())
         .collect();
     let mut out = match clauses.is_empty() {

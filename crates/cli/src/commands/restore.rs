@@ -494,6 +494,25 @@ fn restore_server_in_place(
             Ok(o) => (Some(o), None),
             Err(e) => (None, Some(e.to_string())),
         };
+        // The rows one by one, as the restore page and the API's dry run show them.
+        let mut tables = backstop_app::restore::server_plan_tables(record, now.as_ref());
+        let comparison = now.is_some().then(|| {
+            backstop_app::restore::compare_server_rows(
+                ix,
+                content,
+                record,
+                &server,
+                &mut tables,
+                backstop_app::restore::SERVER_COMPARE_LIMIT_BYTES,
+                &host(),
+            )
+        });
+        let summary = backstop_app::restore::describe_tables(
+            &mut tables,
+            snap.time,
+            comparison.as_ref().is_some_and(|c| c.rows),
+            &ctx.config.time_zone()?,
+        );
         if g.json {
             #[derive(serde::Serialize)]
             struct Plan<'a> {
@@ -507,6 +526,11 @@ fn restore_server_in_place(
                 now: Option<backstop_app::restore::Observed>,
                 #[serde(skip_serializing_if = "Option::is_none")]
                 now_error: Option<String>,
+                /// Each table's rows now and in the snapshot, and (compared one by one) since.
+                tables: Vec<backstop_engine::database::TableChange>,
+                #[serde(skip_serializing_if = "Option::is_none")]
+                comparison: Option<backstop_app::restore::RowComparison>,
+                summary: String,
             }
             print_json(&Plan {
                 snapshot: id.to_hex(),
@@ -517,9 +541,13 @@ fn restore_server_in_place(
                 server: record,
                 now,
                 now_error,
+                tables,
+                comparison,
+                summary,
             })?;
         } else {
             print_in_place_plan(id, product, &live, record, now.as_ref(), now_error)?;
+            print_plan_rows(comparison.as_ref(), &tables, Some(&summary))?;
         }
         return Ok(crate::exit::OK);
     }
@@ -925,15 +953,19 @@ fn print_db_plan(p: &DatabasePlan, tz: &TimeZone) -> anyhow::Result<()> {
             change
         )?;
     }
-    print_db_plan_rows(p)
+    print_plan_rows(p.comparison.as_ref(), &p.tables, p.summary.as_deref())
 }
 
 /// The rows entered, deleted and changed since the snapshot (when compared one by one), and
-/// what the restore does in words.
-fn print_db_plan_rows(p: &DatabasePlan) -> anyhow::Result<()> {
-    match &p.comparison {
+/// what the restore does in words (`summary`, and each table's `words`).
+fn print_plan_rows(
+    comparison: Option<&backstop_app::restore::RowComparison>,
+    tables: &[backstop_engine::database::TableChange],
+    summary: Option<&str>,
+) -> anyhow::Result<()> {
+    match comparison {
         Some(c) if c.rows => {
-            outln!("rows since the snapshot, matched by primary key or rowid:")?;
+            outln!("rows since the snapshot, matched by primary key (or rowid, or content):")?;
             outln!(
                 "{:<32} {:>14} {:>14} {:>14}",
                 "TABLE",
@@ -941,7 +973,7 @@ fn print_db_plan_rows(p: &DatabasePlan) -> anyhow::Result<()> {
                 "DELETED SINCE",
                 "CHANGED SINCE"
             )?;
-            for t in &p.tables {
+            for t in tables {
                 match (&t.since, &t.not_compared) {
                     (Some(s), _) => outln!(
                         "{:<32} {:>14} {:>14} {:>14}",
@@ -961,18 +993,13 @@ fn print_db_plan_rows(p: &DatabasePlan) -> anyhow::Result<()> {
         )?,
         None => {}
     }
-    if let Some(summary) = &p.summary {
+    if let Some(summary) = summary {
         outln!("{summary}")?;
-        for words in p.tables.iter().filter_map(|t| t.words.as_ref()) {
+        for words in tables.iter().filter_map(|t| t.words.as_ref()) {
             outln!("  - {words}")?;
         }
     }
-    if let Some(note) = p
-        .comparison
-        .as_ref()
-        .filter(|c| c.rows)
-        .and_then(|c| c.note.as_ref())
-    {
+    if let Some(note) = comparison.filter(|c| c.rows).and_then(|c| c.note.as_ref()) {
         outln!("note: {note}")?;
     }
     Ok(())

@@ -17,7 +17,7 @@ use backstop_sources::sqlite::compare::{TableComparison, compare_with_image};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::ops::database::{DatabasePlan, ImageWrite, write_image};
+use crate::ops::database::{DatabasePlan, ImageWrite, TableChange, write_image};
 use crate::progress::Progress;
 use crate::repository::indexed::Indexed;
 
@@ -75,14 +75,7 @@ pub fn compare_rows(
     } else {
         match compared(ix, item, &live, opts, progress) {
             Ok((tables, left)) => {
-                for t in &mut plan.tables {
-                    if let Some(c) = tables.iter().find(|c| c.table == t.name) {
-                        match &c.rows {
-                            Ok(since) => t.since = Some(*since),
-                            Err(why) => t.not_compared = Some(why.clone()),
-                        }
-                    }
-                }
+                record_comparison(&mut plan.tables, &tables);
                 RowComparison {
                     rows: true,
                     note: left,
@@ -92,6 +85,20 @@ pub fn compare_rows(
             Err(e) => counts_only(format!("the rows could not be compared: {e}")),
         }
     });
+}
+
+/// Records each table's comparison in the plan's table of that name: its rows since the
+/// snapshot, or why they were not compared.
+pub fn record_comparison(tables: &mut [TableChange], compared: &[TableComparison]) {
+    for t in tables {
+        if let Some(c) = compared.iter().find(|c| c.table == t.name) {
+            match &c.rows {
+                Ok(since) => t.since = Some(*since),
+                Err(why) => t.not_compared = Some(why.clone()),
+            }
+            t.by_content = c.by_content;
+        }
+    }
 }
 
 /// The comparison, and a note if the temporary folder was left behind.

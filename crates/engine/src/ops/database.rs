@@ -80,6 +80,10 @@ pub struct TableChange {
     /// Why this table's rows were not compared when the others were (its schema differs...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_compared: Option<String>,
+    /// The table has no primary key: its rows were matched by their whole content, so a row
+    /// changed since the snapshot counts as one entered and one deleted.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub by_content: bool,
     /// What the restore does to this table, in a sentence (`None`: nothing, or not worded).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub words: Option<String>,
@@ -97,6 +101,7 @@ impl TableChange {
                 .map(|(now, then)| then as i64 - now as i64),
             since: None,
             not_compared: None,
+            by_content: false,
             words: None,
         }
     }

@@ -611,6 +611,7 @@ async fn restore_page(
             time_zone => crate::resolve::zone_name(&app.setup.time_zone),
             at => text(&q.at), at_text => text(&q.at_text),
             compare_limit => backstop_app::restore::COMPARE_LIMIT_BYTES,
+            server_compare_limit => backstop_app::restore::SERVER_COMPARE_LIMIT_BYTES,
         } },
     )
 }

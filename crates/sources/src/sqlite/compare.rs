@@ -38,6 +38,10 @@ pub struct TableComparison {
     pub table: String,
     /// The counts, or why the rows were not compared ([`SCHEMA_DIFFERS`], ...).
     pub rows: Result<RowsSince, String>,
+    /// The rows were matched by their whole content, the table having no key to match them
+    /// by (a server database's table without a primary key): a changed row counts as one
+    /// entered and one deleted. SQLite's rows always have a key (or a rowid).
+    pub by_content: bool,
 }
 
 /// The name the image is attached under.
@@ -78,6 +82,7 @@ pub fn compare_with_image(live: &Path, image: &Path) -> Result<Vec<TableComparis
         out.push(TableComparison {
             table: table.clone(),
             rows,
+            by_content: false,
         });
     }
     Ok(out)
