@@ -49,6 +49,9 @@ pub struct Copied {
     pub to: String,
     pub created: bool,
     pub summary: CopySummary,
+    /// The destination's Object Lock, if it has one: the daemon then lengthens its retentions
+    /// as it does the main repository's.
+    pub object_lock: Option<backstop_format::config::ObjectLock>,
 }
 
 /// Copies `snapshots` of `src` (every snapshot when empty) that `dest` lacks. `src_passphrase`
@@ -93,5 +96,6 @@ pub fn copy(
         to: dest.location.to_string(),
         created,
         summary,
+        object_lock: dst.config().object_lock,
     })
 }

@@ -32,6 +32,9 @@ pub struct CopyRuns {
     pub failing_since: Option<Timestamp>,
     /// The newest failure's message, when the newest copy failed.
     pub error: Option<String>,
+    /// The destination's Object Lock, as the newest copy that worked found it (copy jobs
+    /// record it): the daemon lengthens its retentions as it does the main repository's.
+    pub object_lock: Option<backstop_format::config::ObjectLock>,
 }
 
 /// `source`'s copies per destination (by location, as copy jobs record it).
@@ -55,7 +58,14 @@ pub fn copy_runs(state: &State, source: &str) -> Result<HashMap<String, CopyRuns
             failed,
             failing_since: None,
             error: failed.then(|| j.message.clone()),
+            object_lock: None,
         });
+        if !failed {
+            runs.object_lock = j
+                .detail
+                .get("object_lock")
+                .and_then(|l| serde_json::from_value(l.clone()).ok());
+        }
         if failed && runs.failed {
             // Newest first: each older failure moves the start of the run back.
             runs.failing_since = Some(j.started);
@@ -74,6 +84,11 @@ mod tests {
     fn job(state: &State, n: i64, outcome: &str, to: &str) {
         let at = Timestamp::from_second(1_800_000_000 + n * 60).unwrap();
         let detail = match outcome {
+            // The bucket (`s3://b/...`) has an Object Lock of 30 days.
+            "ok" if to.starts_with("s3://") => serde_json::json!({
+                "to": to, "copied": [],
+                "object_lock": {"mode": "compliance", "days": 30}
+            }),
             "ok" => serde_json::json!({ "to": to, "copied": [] }),
             _ => serde_json::json!({ "to": to, "error": format!("boom {n}") }),
         };
@@ -111,6 +126,11 @@ mod tests {
                 failed: true,
                 failing_since: Some(at(3)),
                 error: Some("failed 5".into()),
+                // From the newest copy there that worked.
+                object_lock: Some(backstop_format::config::ObjectLock {
+                    mode: backstop_format::config::LockMode::Compliance,
+                    days: 30
+                }),
             }
         );
         assert_eq!(
@@ -120,6 +140,7 @@ mod tests {
                 failed: false,
                 failing_since: None,
                 error: None,
+                object_lock: None,
             }
         );
         assert!(copy_runs(&state, "docs").unwrap().is_empty());

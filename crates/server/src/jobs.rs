@@ -963,8 +963,7 @@ fn execute(setup: &Setup, spec: &JobSpec, progress: &dyn Progress) -> anyhow::Re
                 days: None,
                 dry_run: false,
             };
-            let s = backstop_engine::ops::object_lock::extend_retention(repo, &opts, progress)?;
-            let verdict = Verdict {
+            let lengthened = |s: &backstop_engine::ops::object_lock::ExtendReport| Verdict {
                 message: format!(
                     "retention of {} objects lengthened until {} ({} already longer)",
                     s.extended.values().sum::<u64>(),
@@ -973,7 +972,56 @@ fn execute(setup: &Setup, spec: &JobSpec, progress: &dyn Progress) -> anyhow::Re
                 ),
                 passed: true,
             };
-            JobOutcome::new(verdict, &s)
+            // Every copy with an Object Lock too: a copy's history must outlast a compromised
+            // machine as the main repository's does.
+            let copies: Vec<OnCopy<_>> = on_copies(
+                setup.destinations(),
+                &CacheUse::Default,
+                |_, repo, _| match repo.config().object_lock {
+                    None => Ok(None),
+                    Some(_) => Ok(Some(backstop_engine::ops::object_lock::extend_retention(
+                        repo, &opts, progress,
+                    )?)),
+                },
+            )
+            .into_iter()
+            .filter_map(|c| match c.result {
+                Some(None) => None,
+                Some(Some(r)) => Some(OnCopy {
+                    to: c.to,
+                    result: Some(r),
+                    error: None,
+                }),
+                None => Some(OnCopy {
+                    to: c.to,
+                    result: None,
+                    error: c.error,
+                }),
+            })
+            .collect();
+            match repo.config().object_lock {
+                Some(_) => {
+                    let s =
+                        backstop_engine::ops::object_lock::extend_retention(repo, &opts, progress)?;
+                    with_copies(lengthened(&s), &s, copies, lengthened)
+                }
+                None => {
+                    #[derive(Serialize)]
+                    struct Unlocked {
+                        object_lock: bool,
+                    }
+                    let verdict = Verdict {
+                        message: "the main repository has no object lock".into(),
+                        passed: true,
+                    };
+                    with_copies(
+                        verdict,
+                        &Unlocked { object_lock: false },
+                        copies,
+                        lengthened,
+                    )
+                }
+            }
         }
         JobSpec::Prune => {
             let opts = prune_options(None, &setup.runtime());
@@ -1068,6 +1116,9 @@ fn execute(setup: &Setup, spec: &JobSpec, progress: &dyn Progress) -> anyhow::Re
                 present: usize,
                 chunks_new: u64,
                 bytes_added: u64,
+                /// The destination's Object Lock: the scheduler lengthens its retentions too.
+                #[serde(skip_serializing_if = "Option::is_none")]
+                object_lock: Option<backstop_format::config::ObjectLock>,
             }
             let result = Result {
                 to: &c.to,
@@ -1076,6 +1127,7 @@ fn execute(setup: &Setup, spec: &JobSpec, progress: &dyn Progress) -> anyhow::Re
                 present: c.summary.present.len(),
                 chunks_new: c.summary.chunks_new,
                 bytes_added: c.summary.bytes_added,
+                object_lock: c.object_lock,
             };
             JobOutcome::new(outcome::copy(&c.to, &c.summary), &result)
         }

@@ -60,6 +60,9 @@ pub struct Facts {
     /// When this daemon first started (from the state file): the origin of repository-wide
     /// tasks that never ran.
     pub first_start: Option<Timestamp>,
+    /// The shortest Object Lock of the copies' destinations, as their newest copy jobs found
+    /// them: their retentions are lengthened with the main repository's.
+    pub copy_object_lock: Option<backstop_format::config::ObjectLock>,
 }
 
 impl Facts {
@@ -163,7 +166,13 @@ pub fn due(setup: &crate::setup::Setup, facts: &Facts, now: Timestamp) -> Vec<Jo
             }
         }
     }
-    let lengthen = lengthening(setup.repo.config().object_lock);
+    // The shortest lock of the main repository and the copies sets the pace.
+    let lengthen = lengthening(
+        [setup.repo.config().object_lock, facts.copy_object_lock]
+            .into_iter()
+            .flatten()
+            .min_by_key(|l| l.days),
+    );
     let tasks = [
         (&lengthen, JobSpec::ExtendRetention),
         (&setup.tasks.verify, JobSpec::Verify { read_data: false }),
@@ -266,10 +275,18 @@ impl Scheduler {
         for s in setup.sources.iter().filter(|s| !s.copy_to.is_empty()) {
             let runs = crate::copying::copy_runs(&self.state, &s.name)?;
             for (to, dest) in s.copy_to.iter().enumerate() {
-                if let Some(r) = runs.get(&dest.location.to_string()).filter(|r| r.failed) {
+                let Some(r) = runs.get(&dest.location.to_string()) else {
+                    continue;
+                };
+                if r.failed {
                     facts
                         .copy_failed
                         .insert((s.name.clone(), to), r.last_attempt);
+                }
+                if let Some(l) = r.object_lock
+                    && facts.copy_object_lock.is_none_or(|f| l.days < f.days)
+                {
+                    facts.copy_object_lock = Some(l);
                 }
             }
         }

@@ -456,6 +456,121 @@ fn object_lock_retentions_are_lengthened_every_half_of_their_days() {
     assert!(sched.is_due(Some(last), t("2027-01-02T00:00:00Z"), &tz));
 }
 
+/// A copy's destination with an Object Lock (as its newest copy job found it) has its
+/// retentions lengthened by the same job, at the pace of the shortest lock, even when the main
+/// repository has none.
+#[test]
+fn a_locked_copy_is_lengthened_though_the_main_repository_is_not_locked() {
+    use backstop_format::config::{LockMode, ObjectLock};
+    let (_d, s) = setup(no_tasks());
+    assert!(s.repo.config().object_lock.is_none());
+    let now = t("2027-01-10T00:00:00Z");
+    let mut f = Facts::default();
+    f.last_backup.insert("shop".into(), now);
+    f.first_start = Some(t("2027-01-01T00:00:00Z"));
+    assert!(due(&s, &f, now).is_empty(), "nothing is locked");
+    f.copy_object_lock = Some(ObjectLock {
+        mode: LockMode::Compliance,
+        days: 14,
+    });
+    // Half of 14 days since the first start: due.
+    assert_eq!(kinds(&due(&s, &f, now)), ["object-lock"]);
+    f.last_run
+        .insert(("object-lock".into(), String::new()), (now - h(24), false));
+    assert!(due(&s, &f, now).is_empty(), "lengthened a day ago");
+}
+
+/// A copy in a bucket with an Object Lock, from a main repository without one: its copy job
+/// records the lock, and the object-lock job lengthens the retention of every object there
+/// (from the time of the job, not of the write), naming the copy in its message and result.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_object_lock_job_lengthens_a_locked_copy() {
+    use backstop_format::config::{LockMode, ObjectLock};
+    use backstop_storage::testing::{ACCESS_KEY_ID, SECRET_ACCESS_KEY, SeaweedFs};
+    use backstop_storage::{Kind, Storage};
+    let server = SeaweedFs::start();
+    server.create_bucket_with_object_lock("locked");
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("offsite.secret");
+    std::fs::write(&secret, SECRET_ACCESS_KEY).unwrap();
+    let config = dir.path().join("backstop.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[repositories.offsite]\nlocation = \"s3://locked/copy\"\nendpoint = \"{}\"\n\
+             region = \"us-east-1\"\naccess_key_id = \"{ACCESS_KEY_ID}\"\n\
+             secret_access_key_file = \"{}\"\n",
+            server.endpoint(),
+            secret.display()
+        ),
+    )
+    .unwrap();
+    let config = backstop_app::config::Config::load(Some(&config)).unwrap();
+    let dest = backstop_app::copy::Destination::resolve("offsite", &config, None).unwrap();
+    let mut opts = backstop_engine::InitOptions::new(None, Timestamp::now(), "test".into());
+    opts.object_lock = Some(ObjectLock {
+        mode: LockMode::Compliance,
+        days: 2,
+    });
+    backstop_app::repository::init(&dest.location, &opts).unwrap();
+    let mut setup = setup_in(dir.path(), no_tasks());
+    assert!(setup.repo.config().object_lock.is_none());
+    let shop = setup.sources.iter_mut().find(|s| s.name == "shop").unwrap();
+    shop.copy_to = vec![dest];
+    let setup = Arc::new(setup);
+    let state = Arc::new(State::open(&dir.path().join("state.db")).unwrap());
+    let runner = Arc::new(Runner::new(setup, state.clone(), Arc::new(Notifier::new())));
+    back_up_and_settle(&runner, "shop").await;
+    let copy = runner
+        .recent()
+        .into_iter()
+        .find(|j| j.kind == "copy")
+        .unwrap();
+    assert_eq!(copy.state, "ok", "{}", copy.message);
+    // The copy job recorded the lock, which the scheduler reads back.
+    let runs = backstop_server::copying::copy_runs(&state, "shop").unwrap();
+    assert_eq!(
+        runs["s3://locked/copy"].object_lock.map(|l| l.days),
+        Some(2),
+        "{runs:?}"
+    );
+
+    let storage = server.storage("locked", "copy");
+    let until = || {
+        let mut out = Vec::new();
+        for kind in [Kind::Pack, Kind::Index, Kind::Snapshot] {
+            for o in storage.list(kind).unwrap() {
+                out.push(storage.retained_until(kind, &o.name).unwrap().unwrap());
+            }
+        }
+        out
+    };
+    let before = until();
+    assert!(before.len() >= 3, "{before:?}");
+    // Retentions are kept to the second: let some pass.
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let v = finished(&runner, JobSpec::ExtendRetention).await;
+    assert_eq!(v.state, "ok", "{}", v.message);
+    assert!(
+        v.message.starts_with(
+            "the main repository has no object lock; at s3://locked/copy: \
+             retention of "
+        ),
+        "{}",
+        v.message
+    );
+    let result = v.result.as_ref().unwrap();
+    assert_eq!(result["object_lock"], false, "{result:#}");
+    assert_eq!(result["copies"][0]["to"], "s3://locked/copy", "{result:#}");
+    let after = until();
+    assert_eq!(after.len(), before.len());
+    for (b, a) in before.iter().zip(&after) {
+        assert!(a.duration_since(*b).as_secs_f64() >= 1.0, "{b} -> {a}");
+        let days = a.duration_since(jiff::Timestamp::now()).as_secs_f64() / 86_400.0;
+        assert!((1.99..2.01).contains(&days), "{days} days");
+    }
+}
+
 /// A backup that saved no snapshot (nothing changed, `skip_unchanged`) queues no copy: there
 /// is nothing new to send.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
