@@ -83,7 +83,7 @@ pub fn compare_databases(live: &Server, snapshot: &Server) -> Result<Vec<TableCo
         }
         read.push(shape.clone());
     }
-    let queries: Vec<String> = read.iter().map(|s| hashed_rows_query(live, s)).collect();
+    let queries: Vec<Query> = read.iter().map(|s| hashed_rows_query(live, s)).collect();
     std::thread::scope(|scope| -> Result<(), Error> {
         let (live_tx, live_rx) = sync_channel(4);
         let (then_tx, then_rx) = sync_channel(4);
@@ -175,7 +175,8 @@ fn shapes(server: &Server) -> Result<BTreeMap<String, Shape>, Error> {
 fn set_postgres_session(c: &mut postgres::Client) -> Result<(), Error> {
     c.batch_execute(
         "SET DateStyle = ISO, YMD; SET IntervalStyle = postgres; SET TimeZone = 'UTC'; \
-         SET extra_float_digits = 3; SET bytea_output = 'hex'; SET search_path = ''",
+         SET extra_float_digits = 3; SET bytea_output = 'hex'; SET search_path = ''; \
+         SET work_mem = '64MB'",
     )
     .map_err(|e| Error::Invalid(format!("PostgreSQL: {}", crate::pg_export::error_text(&e))))
 }
@@ -210,12 +211,51 @@ const MARIA_KEYS: &str = "SELECT TABLE_NAME, COLUMN_NAME FROM information_schema
      WHERE TABLE_SCHEMA = DATABASE() AND INDEX_NAME = 'PRIMARY' \
      ORDER BY TABLE_NAME, SEQ_IN_INDEX";
 
-/// The query that gives a table's rows as the hash of their key and of their whole content,
-/// ordered by both (a table without a key: the content's hash is its key too).
-fn hashed_rows_query(server: &Server, shape: &Shape) -> String {
-    match server {
+/// A table's query ([`hashed_rows_query`]) and how its first column, the key, reads.
+struct Query {
+    sql: String,
+    /// The key is one integer column, read as its value (else the key's hash).
+    integer_key: bool,
+}
+
+/// Whether a key of these columns is one integer column, whose rows the server gives in key
+/// order from the key's own index, without hashing or sorting anything: most tables'.
+fn integer_key(shape: &Shape) -> bool {
+    let [key] = shape.key.as_slice() else {
+        return false;
+    };
+    let Some((_, kind)) = shape.columns.iter().find(|(c, _)| c == key) else {
+        return false;
+    };
+    let kind = kind.to_ascii_lowercase();
+    // PostgreSQL's `format_type` names, MariaDB's `COLUMN_TYPE` (`int(11) unsigned`...).
+    matches!(kind.as_str(), "smallint" | "integer" | "bigint")
+        || ["tinyint", "smallint", "mediumint", "int", "bigint"]
+            .iter()
+            .any(|t| {
+                kind.strip_prefix(t)
+                    .is_some_and(|r| r.is_empty() || r.starts_with('(') || r.starts_with(' '))
+            })
+}
+
+/// The query that gives a table's rows as their key (an integer key's value, else its hash)
+/// and the hash of their whole content, ordered by both (a table without a key: the content's
+/// hash is its key too).
+fn hashed_rows_query(server: &Server, shape: &Shape) -> Query {
+    let integer_key = integer_key(shape);
+    let sql = match server {
         Server::Postgres(_) => {
             let row = "md5(ROW(t.*)::text)";
+            if integer_key {
+                let key = crate::postgres::quote_ident(&shape.key[0]);
+                return Query {
+                    sql: format!(
+                        "COPY (SELECT t.{key}, {row} FROM {} AS t ORDER BY 1) TO STDOUT",
+                        shape.quoted
+                    ),
+                    integer_key,
+                };
+            }
             let key = match shape.key.is_empty() {
                 true => row.to_owned(),
                 false => format!(
@@ -243,19 +283,28 @@ fn hashed_rows_query(server: &Server, shape: &Shape) -> String {
                 format!("UNHEX(MD5(CONCAT_WS(',', {})))", values.join(", "))
             };
             let row = hash(&mut shape.columns.iter().map(|(c, _)| c));
-            let key = match shape.key.is_empty() {
-                true => row.clone(),
-                false => hash(&mut shape.key.iter()),
+            let key = match (integer_key, shape.key.is_empty()) {
+                (true, _) => crate::mariadb::quote_ident(&shape.key[0]),
+                (false, true) => row.clone(),
+                (false, false) => hash(&mut shape.key.iter()),
             };
-            // Binary strings: ordered byte by byte.
+            // Integers in their order; binary strings byte by byte.
             format!("SELECT {key}, {row} FROM {} ORDER BY 1, 2", shape.quoted)
         }
-    }
+    };
+    Query { sql, integer_key }
+}
+
+/// An integer key as 16 bytes in the integer's order (its sign bit flipped, big-endian), so
+/// that the merge orders it as the server did.
+fn integer(text: &[u8]) -> Option<[u8; 16]> {
+    let v: i128 = std::str::from_utf8(text).ok()?.parse().ok()?;
+    Some(((v as u128) ^ (1 << 127)).to_be_bytes())
 }
 
 /// Runs each of `queries` on `server`'s database in turn and sends its rows, then how it
 /// ended. Stops when the other end hangs up.
-fn send_rows(server: &Server, queries: &[String], tx: SyncSender<Message>) {
+fn send_rows(server: &Server, queries: &[Query], tx: SyncSender<Message>) {
     let done = |tx: &SyncSender<Message>, r: Result<(), Error>| {
         tx.send(Message::Done(r.map_err(|e| e.to_string()))).is_ok()
     };
@@ -302,8 +351,13 @@ fn send_rows(server: &Server, queries: &[String], tx: SyncSender<Message>) {
             for q in queries {
                 let mut batch = Vec::with_capacity(BATCH);
                 let mut gone = false;
-                let read = c.query_with(q, &mut |_, row| {
+                let read = c.query_with(&q.sql, &mut |_, row| {
                     let pair = match (row.first(), row.get(1)) {
+                        (Some(Some(k)), Some(Some(r))) if q.integer_key => (
+                            integer(k)
+                                .ok_or_else(|| Error::Invalid("a key is not an integer".into()))?,
+                            digest(r)?,
+                        ),
                         (Some(Some(k)), Some(Some(r))) => (digest(k)?, digest(r)?),
                         _ => return Err(Error::Invalid("a row's hash is missing".into())),
                     };
@@ -341,11 +395,11 @@ fn digest(bytes: &[u8]) -> Result<[u8; 16], Error> {
 /// Reads one table's hashed rows (`COPY` text: two hex hashes a line) and sends them.
 fn postgres_rows(
     c: &mut postgres::Client,
-    query: &str,
+    query: &Query,
     tx: &SyncSender<Message>,
 ) -> Result<(), Error> {
     let what = "reading the rows' hashes";
-    let reader = c.copy_out(query).map_err(|e| {
+    let reader = c.copy_out(query.sql.as_str()).map_err(|e| {
         Error::Invalid(format!(
             "PostgreSQL: {what}: {}",
             crate::pg_export::error_text(&e)
@@ -369,7 +423,11 @@ fn postgres_rows(
             .position(|&b| b == b'\t')
             .map(|i| (&text[..i], &text[i + 1..]))
             .ok_or_else(bad)?;
-        batch.push((from_hex(k).ok_or_else(bad)?, from_hex(r).ok_or_else(bad)?));
+        let key = match query.integer_key {
+            true => integer(k),
+            false => from_hex(k),
+        };
+        batch.push((key.ok_or_else(bad)?, from_hex(r).ok_or_else(bad)?));
         if batch.len() == BATCH {
             let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
             if tx.send(Message::Rows(full)).is_err() {
@@ -565,6 +623,39 @@ mod tests {
         // A side whose thread is gone is an error, not a count.
         drop(tx);
         assert!(merge(&now, &then).is_err());
+    }
+
+    #[test]
+    fn integer_keys_keep_their_order_as_bytes() {
+        let keys = [
+            "-9223372036854775808",
+            "-5",
+            "-1",
+            "0",
+            "1",
+            "7",
+            "18446744073709551615",
+        ];
+        let bytes: Vec<[u8; 16]> = keys
+            .iter()
+            .map(|k| integer(k.as_bytes()).unwrap())
+            .collect();
+        assert!(bytes.windows(2).all(|w| w[0] < w[1]), "{bytes:?}");
+        assert_eq!(integer(b"12a"), None);
+        let shape = |kind: &str, key: &[&str]| Shape {
+            name: "t".into(),
+            quoted: "t".into(),
+            columns: vec![("id".into(), kind.into()), ("n".into(), "text".into())],
+            key: key.iter().map(|k| k.to_string()).collect(),
+            partitioned: false,
+        };
+        assert!(integer_key(&shape("bigint", &["id"])));
+        assert!(integer_key(&shape("int(11) unsigned", &["id"])));
+        assert!(integer_key(&shape("int", &["id"])));
+        assert!(!integer_key(&shape("interval", &["id"])));
+        assert!(!integer_key(&shape("numeric(10,0)", &["id"])));
+        assert!(!integer_key(&shape("bigint", &["id", "n"])));
+        assert!(!integer_key(&shape("bigint", &[])));
     }
 
     #[test]
