@@ -62,7 +62,8 @@ pub fn status_charts(page: &Overview, tz: &TimeZone) -> StatusCharts {
             .map(|s| {
                 let charts = SourceCharts {
                     timeline: timeline(s, page.now, tz),
-                    backups: durations(newest(&s.history.backups), "Backups", tz),
+                    // A backup from the command line has no duration on record.
+                    backups: durations(newest(&daemons(&s.history.backups)), "Backups", tz),
                     drills: durations(newest(&s.history.drills), "Restore drills", tz),
                     copies: s.copies.as_ref().map(copies),
                 };
@@ -76,6 +77,15 @@ pub fn status_charts(page: &Overview, tz: &TimeZone) -> StatusCharts {
 
 /// Jobs a durations chart shows at most: the newest.
 const DURATIONS_MAX: usize = 60;
+
+/// The jobs of `points` the daemon ran.
+fn daemons(points: &[JobPoint]) -> Vec<JobPoint> {
+    points
+        .iter()
+        .filter(|p| p.by == crate::overview::BY_DAEMON)
+        .cloned()
+        .collect()
+}
 
 /// The newest [`DURATIONS_MAX`] of `points` (oldest first).
 fn newest(points: &[JobPoint]) -> &[JobPoint] {
@@ -173,12 +183,19 @@ fn timeline(s: &SourceOverview, now: Timestamp, tz: &TimeZone) -> Chart {
         .filter(|b| b.started >= from)
         .collect();
     for b in &backups {
-        let tip = format!(
-            "backup {} {} ({})",
-            local(b.started, tz),
-            if b.ok { "saved" } else { "FAILED" },
-            seconds(b.seconds)
-        );
+        let tip = match b.by == crate::overview::BY_DAEMON {
+            true => format!(
+                "backup {} {} ({})",
+                local(b.started, tz),
+                if b.ok { "saved" } else { "FAILED" },
+                seconds(b.seconds)
+            ),
+            false => format!(
+                "backup {} {} (from the command line)",
+                local(b.started, tz),
+                if b.ok { "saved" } else { "FAILED" }
+            ),
+        };
         let class = if b.ok { "tick" } else { "tick failed" };
         body.push_str(&rect(
             x(b.started) - 1.0,
@@ -205,10 +222,19 @@ fn timeline(s: &SourceOverview, now: Timestamp, tz: &TimeZone) -> Chart {
         body.push_str(&rect(x(d.started) - 3.0, 2.0, 6.0, 8.0, class, &tip));
     }
     let failed = backups.iter().filter(|b| !b.ok).count();
+    let cli = backups
+        .iter()
+        .filter(|b| b.by != crate::overview::BY_DAEMON)
+        .count();
     let mut text = format!(
-        "Last {TIMELINE_DAYS} days: {} backup{} by the daemon",
+        "Last {TIMELINE_DAYS} days: {} backup{}{}",
         backups.len(),
-        if backups.len() == 1 { "" } else { "s" }
+        if backups.len() == 1 { "" } else { "s" },
+        match (backups.len() - cli, cli) {
+            (_, 0) => " by the daemon".to_string(),
+            (0, _) => " from the command line".to_string(),
+            (d, c) => format!(", {d} by the daemon and {c} from the command line"),
+        }
     );
     if failed > 0 {
         let _ = write!(text, " ({failed} failed)");
@@ -445,6 +471,7 @@ mod tests {
             started: at(s),
             seconds,
             ok,
+            by: crate::overview::BY_DAEMON,
         }
     }
 

@@ -49,20 +49,32 @@ pub const HISTORY_DAYS: usize = 90;
 pub const JOB_HISTORY_DAYS: i64 = 7;
 pub const JOB_HISTORY_MAX: usize = 1000;
 
-/// A source's recent backups and restore drills as the daemon ran them (newest last).
+/// A source's recent backups and restore drills (oldest first): the daemon's jobs, and the
+/// backups made from the command line (`backstop backup`, from cron or a timer), read from the
+/// repository.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct SourceHistory {
     pub backups: Vec<JobPoint>,
     pub drills: Vec<JobPoint>,
 }
 
-/// One finished job in a history: when it started, how long it took, whether it worked.
+/// One finished job in a history: when it started, how long it took, whether it worked, and
+/// who ran it.
 #[derive(Debug, Clone, Serialize)]
 pub struct JobPoint {
     pub started: Timestamp,
+    /// How long it took (`0` for a backup from the command line: a snapshot does not say).
     pub seconds: f64,
     pub ok: bool,
+    /// [`BY_DAEMON`] or [`BY_COMMAND_LINE`].
+    pub by: &'static str,
 }
+
+/// A job the daemon ran.
+pub const BY_DAEMON: &str = "daemon";
+/// A backup made with `backstop backup`: its snapshot (or the failure it recorded) in the
+/// repository, with no daemon job around it.
+pub const BY_COMMAND_LINE: &str = "command-line";
 
 #[derive(Debug, Clone, Serialize)]
 pub struct SchedulerInfo {
@@ -141,6 +153,7 @@ fn source_history(
                 started,
                 seconds: finished.duration_since(started).as_secs_f64().max(0.0),
                 ok: outcome == "ok",
+                by: BY_DAEMON,
             })
             .collect())
     };
@@ -148,6 +161,39 @@ fn source_history(
         backups: points("backup")?,
         drills: points("drill")?,
     })
+}
+
+/// Adds to `history` the backups from the command line since `since`: `made` (times of the
+/// source's snapshots) and `failed` (its recorded failure, if any) that no daemon backup job
+/// was running at (a job's times are kept to the millisecond; its snapshot is taken, and its
+/// failure recorded, while it runs).
+fn add_command_line_backups(
+    history: &mut SourceHistory,
+    made: &[Timestamp],
+    failed: Option<Timestamp>,
+    since: Timestamp,
+) {
+    let margin = jiff::SignedDuration::from_millis(50);
+    let by_daemon = |t: Timestamp| {
+        history.backups.iter().any(|j| {
+            let end = j.started + jiff::SignedDuration::from_secs_f64(j.seconds);
+            t >= j.started - margin && t <= end + margin
+        })
+    };
+    let found: Vec<JobPoint> = made
+        .iter()
+        .map(|t| (*t, true))
+        .chain(failed.map(|t| (t, false)))
+        .filter(|(t, _)| *t >= since && !by_daemon(*t))
+        .map(|(started, ok)| JobPoint {
+            started,
+            seconds: 0.0,
+            ok,
+            by: BY_COMMAND_LINE,
+        })
+        .collect();
+    history.backups.extend(found);
+    history.backups.sort_by_key(|j| j.started);
 }
 
 /// One snapshot in full.
@@ -223,6 +269,11 @@ impl App {
         let setup = self.setup.clone();
         let state = self.state.clone();
         let names: Vec<String> = report.sources.iter().map(|s| s.name.clone()).collect();
+        let recorded_failures: Vec<Option<Timestamp>> = report
+            .sources
+            .iter()
+            .map(|s| s.last_failure.as_ref().map(|f| f.time))
+            .collect();
         let (size, free, failures, sizes, histories, waiting) = blocking(move || {
             let size: u64 = setup.repo.pack_sizes()?.values().sum();
             let pre_change = ListFilter {
@@ -246,8 +297,23 @@ impl App {
             let sizes = state.sizes(HISTORY_DAYS)?;
             let mut failures = Vec::new();
             let mut histories = Vec::new();
-            for n in &names {
-                histories.push(source_history(&state, n, now)?);
+            let since = now - jiff::SignedDuration::from_hours(24 * JOB_HISTORY_DAYS);
+            // Snapshots of the last days, by source: those from the command line join the
+            // daemon's backups (safety snapshots of restores are not backups).
+            let mut made: std::collections::HashMap<String, Vec<Timestamp>> =
+                std::collections::HashMap::new();
+            for (_, snap) in setup.repo.snapshots()?.readable {
+                if snap.time >= since
+                    && snap.kind != backstop_format::manifest::BackupKind::PreRestore
+                {
+                    made.entry(snap.source.name).or_default().push(snap.time);
+                }
+            }
+            for (n, failed) in names.iter().zip(recorded_failures) {
+                let mut history = source_history(&state, n, now)?;
+                let made = made.get(n).map(Vec::as_slice).unwrap_or_default();
+                add_command_line_backups(&mut history, made, failed, since);
+                histories.push(history);
                 failures.push(
                     state
                         .last_job(n, "backup", None)?
@@ -423,5 +489,58 @@ impl App {
             })
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: i64) -> Timestamp {
+        Timestamp::from_second(1_800_000_000 + s).unwrap()
+    }
+
+    /// Snapshots made while a daemon backup job ran are its own; the others, and a recorded
+    /// failure outside a job, are backups from the command line, in time order.
+    #[test]
+    fn backups_outside_the_daemons_jobs_are_the_command_lines() {
+        let job = |s: i64, seconds: f64, ok: bool| JobPoint {
+            started: at(s),
+            seconds,
+            ok,
+            by: BY_DAEMON,
+        };
+        let mut history = SourceHistory {
+            backups: vec![job(100, 10.0, true), job(500, 3.0, false)],
+            drills: Vec::new(),
+        };
+        // The daemon's snapshot at 105 and its failure recorded at 503 (as its job ends); the
+        // command line's at 300 and 900, and one too old to show.
+        add_command_line_backups(
+            &mut history,
+            &[at(-5000), at(105), at(300), at(900)],
+            Some(at(503)),
+            at(0),
+        );
+        let seen: Vec<(i64, bool, &str)> = history
+            .backups
+            .iter()
+            .map(|b| (b.started.as_second() - 1_800_000_000, b.ok, b.by))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (100, true, BY_DAEMON),
+                (300, true, BY_COMMAND_LINE),
+                (500, false, BY_DAEMON),
+                (900, true, BY_COMMAND_LINE),
+            ]
+        );
+        // A failure recorded by the command line, with no job around it, is drawn too.
+        add_command_line_backups(&mut history, &[], Some(at(2000)), at(0));
+        assert_eq!(
+            history.backups.last().map(|b| (b.ok, b.by)),
+            Some((false, BY_COMMAND_LINE))
+        );
     }
 }

@@ -293,6 +293,57 @@ async fn the_status_page_draws_each_sources_history_with_words() {
     assert_eq!(sizes.len(), 1, "one sample today: {sizes:?}");
     assert_eq!(sizes[0]["bytes"], status["repository"]["size_bytes"]);
 
+    // A backup from the command line (here: the app's own call, outside any daemon job), as
+    // cron or a systemd timer makes them: a tick of its own, without a duration.
+    let setup = f.app.setup.clone();
+    // (Apart in time from the daemon's last job, as it is outside the tests.)
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    tokio::task::spawn_blocking(move || {
+        let mut reader = (setup.build_source)("shop").unwrap();
+        let req = backstop_app::backup::BackupRequest {
+            kind: backstop_format::manifest::BackupKind::Manual,
+            description: None,
+            tags: Vec::new(),
+            ticket: None,
+            time: None,
+            force: false,
+            skip_unchanged: backstop_app::backup::SkipUnchanged::AsConfigured,
+        };
+        let settings = backstop_app::backup::SourceSettings {
+            tags: Vec::new(),
+            description: None,
+            skip_unchanged: false,
+        };
+        backstop_app::backup::backup(
+            &setup.repo,
+            &mut reader,
+            "shop",
+            &settings,
+            &req,
+            &setup.runtime(),
+            &backstop_engine::SpillOptions::default(),
+            &|_| {},
+            &backstop_engine::NoProgress,
+        )
+        .unwrap();
+    })
+    .await
+    .unwrap();
+    let status = f.get("/api/v1/status", &t).await.json();
+    let shop = status["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "shop")
+        .unwrap();
+    let by: Vec<&str> = shop["history"]["backups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["by"].as_str().unwrap())
+        .collect();
+    assert_eq!(by, ["daemon", "daemon", "daemon", "command-line"], "{shop}");
+
     let (cookie, _) = f.session("vera", Role::Viewer);
     let page = f.page("/", &cookie).await.text();
     let timeline = page
@@ -306,7 +357,8 @@ async fn the_status_page_draws_each_sources_history_with_words() {
         timeline.contains("<svg class=\"chart timeline\" role=\"img\""),
         "{timeline}"
     );
-    assert_eq!(timeline.matches("class=\"tick\"").count(), 2, "{timeline}");
+    assert_eq!(timeline.matches("class=\"tick\"").count(), 3, "{timeline}");
+    assert!(timeline.contains("(from the command line)"), "{timeline}");
     assert_eq!(
         timeline.matches("class=\"tick failed\"").count(),
         1,
@@ -316,7 +368,8 @@ async fn the_status_page_draws_each_sources_history_with_words() {
     assert!(timeline.contains("class=\"proven\""), "{timeline}");
     assert!(
         timeline.contains(
-            "Last 7 days: 3 backups by the daemon (1 failed). Proven restorable up to the data of "
+            "Last 7 days: 4 backups, 3 by the daemon and 1 from the command line (1 failed). \
+             Proven restorable up to the data of "
         ),
         "{timeline}"
     );
