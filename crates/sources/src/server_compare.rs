@@ -8,7 +8,9 @@
 //! MariaDB: each value's `MD5`, so that no value is cut short and `NULL` is told from text).
 //! Each side sends its pairs ordered by the key's hash, so that the two streams are merged as
 //! they come, in two threads of their own, without holding a table in memory. Ordering by a
-//! hash rather than by the key keeps the collations of the two databases out of it.
+//! hash rather than by the key keeps the collations of the two databases out of it; a key of
+//! one integer column (most tables') is sent as its value instead, in its own order, which
+//! the server reads from the key's index without hashing or sorting.
 //!
 //! Each table is read by one statement, a consistent view of it; the live database is only
 //! read. A table whose shape differs between the two (its columns in order, their types, its
@@ -26,7 +28,8 @@ use crate::Error;
 use crate::server::Server;
 use crate::sqlite::compare::{RowsSince, SCHEMA_DIFFERS, TableComparison};
 
-/// A row as its key's hash and its own, 16 bytes each.
+/// A row as its key (its hash, or an integer key's value: [`integer`]) and its own hash, 16
+/// bytes each.
 type Pair = ([u8; 16], [u8; 16]);
 
 /// What a side's thread sends of one table: its rows in batches, then how the read ended.
@@ -103,6 +106,20 @@ pub fn compare_databases(live: &Server, snapshot: &Server) -> Result<Vec<TableCo
     Ok(out)
 }
 
+/// Whether the rows of `server`'s databases can be compared, asked before a scratch database
+/// is loaded for it: not those of a MariaDB server reached through options backstop's own
+/// client cannot follow yet.
+pub fn can_compare(server: &Server) -> Result<(), Error> {
+    match server {
+        Server::Mariadb(m) if m.needs_tools() => Err(Error::Invalid(
+            "rows of a MariaDB database reached through a socket, client certificates or other \
+             options backstop's own client cannot follow are not compared yet"
+                .into(),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Every table of `server`'s database with its columns and primary key, by name.
 fn shapes(server: &Server) -> Result<BTreeMap<String, Shape>, Error> {
     let mut tables = BTreeMap::new();
@@ -136,13 +153,7 @@ fn shapes(server: &Server) -> Result<BTreeMap<String, Shape>, Error> {
             }
         }
         Server::Mariadb(m) => {
-            if m.needs_tools() {
-                return Err(Error::Invalid(
-                    "rows of a MariaDB database reached through a socket, client certificates \
-                     or other options backstop's own client cannot follow are not compared yet"
-                        .into(),
-                ));
-            }
+            can_compare(server)?;
             let mut c = m.wire()?;
             c.run(MARIA_SESSION)?;
             for r in c.rows(MARIA_COLUMNS)? {
@@ -315,15 +326,7 @@ fn send_rows(server: &Server, queries: &[Query], tx: SyncSender<Message>) {
                 Ok(c)
             }) {
                 Ok(c) => c,
-                Err(e) => {
-                    let e = e.to_string();
-                    for _ in queries {
-                        if !done(&tx, Err(Error::Invalid(e.clone()))) {
-                            return;
-                        }
-                    }
-                    return;
-                }
+                Err(e) => return unreachable_for_all(&e, queries, &tx),
             };
             for q in queries {
                 let sent = postgres_rows(&mut c, q, &tx);
@@ -338,15 +341,7 @@ fn send_rows(server: &Server, queries: &[Query], tx: SyncSender<Message>) {
                 Ok(c)
             }) {
                 Ok(c) => c,
-                Err(e) => {
-                    let e = e.to_string();
-                    for _ in queries {
-                        if !done(&tx, Err(Error::Invalid(e.clone()))) {
-                            return;
-                        }
-                    }
-                    return;
-                }
+                Err(e) => return unreachable_for_all(&e, queries, &tx),
             };
             for q in queries {
                 let mut batch = Vec::with_capacity(BATCH);
@@ -381,6 +376,15 @@ fn send_rows(server: &Server, queries: &[Query], tx: SyncSender<Message>) {
                     return;
                 }
             }
+        }
+    }
+}
+
+/// Ends every table of `queries` with `e`: the database could not be reached.
+fn unreachable_for_all(e: &Error, queries: &[Query], tx: &SyncSender<Message>) {
+    for _ in queries {
+        if tx.send(Message::Done(Err(e.to_string()))).is_err() {
+            return;
         }
     }
 }

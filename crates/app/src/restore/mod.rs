@@ -338,6 +338,9 @@ pub fn compare_server_rows(
             backstop_policy::format_bytes(limit_bytes)
         ));
     }
+    if let Err(e) = backstop_sources::server_compare::can_compare(live) {
+        return counts_only(e.to_string());
+    }
     let name = format!(
         "backstop_compare_{}",
         backstop_format::id::to_hex(&backstop_format::id::random_bytes::<6>())
