@@ -193,6 +193,20 @@ fn restore_into(sb: &Sandbox, cfg: &Path, db: &str, args: &[&str]) -> Out {
     run(c)
 }
 
+/// `backup --source shop`: the new snapshot's id.
+fn backed_up(sb: &Sandbox, cfg: &Path) -> String {
+    run(with_config(
+        sb,
+        cfg,
+        &["--json", "backup", "--source", "shop"],
+    ))
+    .ok()
+    .json()["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no snapshot id"))
+        .to_owned()
+}
+
 fn with_config(sb: &Sandbox, cfg: &Path, args: &[&str]) -> Command {
     let mut c = sb.bare();
     c.arg("--config").arg(cfg).args(args);
@@ -865,16 +879,7 @@ fn an_in_place_restore_moves_the_restored_tables_in_and_keeps_the_old_ones() {
     );
     let sb = Sandbox::plain();
     let cfg = config(&sb, &live, "");
-    let snapshot = run(with_config(
-        &sb,
-        &cfg,
-        &["--json", "backup", "--source", "shop"],
-    ))
-    .ok()
-    .json()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let snapshot = backed_up(&sb, &cfg);
     let before = tables(&live);
     sql(
         &live,
@@ -1651,16 +1656,7 @@ fn a_mariadb_plan_counts_the_rows_changed_since_the_snapshot() {
         );
         let sb = Sandbox::plain();
         let cfg = config(&sb, &live, &format!("method = \"{method}\"\n"));
-        let snapshot = run(with_config(
-            &sb,
-            &cfg,
-            &["--json", "backup", "--source", "shop"],
-        ))
-        .ok()
-        .json()["id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let snapshot = backed_up(&sb, &cfg);
         sql(
             &live,
             "INSERT INTO customers (id, name) VALUES (501, 'new'), (502, 'new'); \

@@ -1817,6 +1817,25 @@ fn the_daemon_backs_up_and_drills_a_postgres_source() {
     );
 }
 
+/// `restore SNAPSHOT --source shop --in-place --dry-run --json`: the plan.
+fn in_place_plan(sb: &Sandbox, cfg: &Path, snapshot: &str) -> serde_json::Value {
+    run(with_config(
+        sb,
+        cfg,
+        &[
+            "--json",
+            "restore",
+            snapshot,
+            "--source",
+            "shop",
+            "--in-place",
+            "--dry-run",
+        ],
+    ))
+    .ok()
+    .json()
+}
+
 /// The rows of a PostgreSQL table in a restore plan's JSON (`tables`), by name.
 fn plan_table<'a>(plan: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
     plan["tables"]
@@ -1915,21 +1934,7 @@ fn a_postgres_plan_counts_the_rows_changed_since_the_snapshot() {
              INSERT INTO sales VALUES (3, '2026-05-01')",
         );
         let before = tables(&live);
-        let plan = run(with_config(
-            &sb,
-            &cfg,
-            &[
-                "--json",
-                "restore",
-                &snapshot,
-                "--source",
-                "shop",
-                "--in-place",
-                "--dry-run",
-            ],
-        ))
-        .ok()
-        .json();
+        let plan = in_place_plan(&sb, &cfg, &snapshot);
         assert_eq!(plan["comparison"]["rows"], true, "{method}: {plan:#}");
         let since = |name: &str| {
             let t = plan_table(&plan, name);
@@ -2021,21 +2026,7 @@ fn a_postgres_plan_counts_the_rows_changed_since_the_snapshot() {
                 ),
             )
             .unwrap();
-            let plan = run(with_config(
-                &sb,
-                &cfg,
-                &[
-                    "--json",
-                    "restore",
-                    &snapshot,
-                    "--source",
-                    "shop",
-                    "--in-place",
-                    "--dry-run",
-                ],
-            ))
-            .ok()
-            .json();
+            let plan = in_place_plan(&sb, &cfg, &snapshot);
             assert_eq!(plan["comparison"]["rows"], false, "{plan:#}");
             let note = plan["comparison"]["note"].as_str().unwrap();
             assert!(note.contains("CREATEDB"), "{note}");

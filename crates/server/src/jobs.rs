@@ -913,23 +913,7 @@ fn execute(setup: &Setup, spec: &JobSpec, progress: &dyn Progress) -> anyhow::Re
                     r => r.map(Some),
                 }
             });
-            let copies: Vec<OnCopy<Drilled>> = copies
-                .into_iter()
-                .filter_map(|c| match c.result {
-                    Some(None) => None,
-                    Some(Some(d)) => Some(OnCopy {
-                        to: c.to,
-                        result: Some(d),
-                        error: None,
-                    }),
-                    None => Some(OnCopy {
-                        to: c.to,
-                        result: None,
-                        error: c.error,
-                    }),
-                })
-                .collect();
-            with_copies(rec.verdict(), &rec, copies, Drilled::verdict)
+            with_copies(rec.verdict(), &rec, done_on(copies), Drilled::verdict)
         }
         JobSpec::Forget => {
             let opts = setup.retention.clone().forget_options(
@@ -974,7 +958,7 @@ fn execute(setup: &Setup, spec: &JobSpec, progress: &dyn Progress) -> anyhow::Re
             };
             // Every copy with an Object Lock too: a copy's history must outlast a compromised
             // machine as the main repository's does.
-            let copies: Vec<OnCopy<_>> = on_copies(
+            let copies = done_on(on_copies(
                 setup.destinations(),
                 &CacheUse::Default,
                 |_, repo, _| match repo.config().object_lock {
@@ -983,22 +967,7 @@ fn execute(setup: &Setup, spec: &JobSpec, progress: &dyn Progress) -> anyhow::Re
                         repo, &opts, progress,
                     )?)),
                 },
-            )
-            .into_iter()
-            .filter_map(|c| match c.result {
-                Some(None) => None,
-                Some(Some(r)) => Some(OnCopy {
-                    to: c.to,
-                    result: Some(r),
-                    error: None,
-                }),
-                None => Some(OnCopy {
-                    to: c.to,
-                    result: None,
-                    error: c.error,
-                }),
-            })
-            .collect();
+            ));
             match repo.config().object_lock {
                 Some(_) => {
                     let s =
@@ -1460,6 +1429,27 @@ fn on_copies<T>(
         });
     }
     out
+}
+
+/// The copies where a job had something to do: those whose result is `None` (nothing there to
+/// drill, no object lock) are left out; failures stay.
+fn done_on<T>(copies: Vec<OnCopy<Option<T>>>) -> Vec<OnCopy<T>> {
+    copies
+        .into_iter()
+        .filter_map(|c| match c.result {
+            Some(None) => None,
+            Some(Some(r)) => Some(OnCopy {
+                to: c.to,
+                result: Some(r),
+                error: None,
+            }),
+            None => Some(OnCopy {
+                to: c.to,
+                result: None,
+                error: c.error,
+            }),
+        })
+        .collect()
 }
 
 /// A repository-wide job's outcome with what it did in the copies: the main repository's

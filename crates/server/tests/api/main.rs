@@ -12,6 +12,16 @@ use backstop_server::state::{Role, Scope};
 use common::*;
 use serde_json::json;
 
+/// The source `name` in a status answer.
+fn source_of<'a>(status: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    status["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("no source {name}: {status:#}"))
+}
+
 #[tokio::test]
 async fn health_is_open_and_the_api_needs_credentials() {
     let f = fixture();
@@ -272,12 +282,7 @@ async fn the_status_page_draws_each_sources_history_with_words() {
     std::fs::rename(f.dir.path().join("moved.db"), &f.db).unwrap();
 
     let status = f.get("/api/v1/status", &t).await.json();
-    let shop = status["sources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == "shop")
-        .unwrap();
+    let shop = source_of(&status, "shop");
     let backups = shop["history"]["backups"].as_array().unwrap();
     assert_eq!(backups.len(), 3, "{shop}");
     assert_eq!(
@@ -330,12 +335,7 @@ async fn the_status_page_draws_each_sources_history_with_words() {
     .await
     .unwrap();
     let status = f.get("/api/v1/status", &t).await.json();
-    let shop = status["sources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == "shop")
-        .unwrap();
+    let shop = source_of(&status, "shop");
     let by: Vec<&str> = shop["history"]["backups"]
         .as_array()
         .unwrap()
