@@ -2,8 +2,7 @@
 //! records attached to a snapshot.
 
 use backstop_format::Timestamp;
-use backstop_format::manifest::BackupKind;
-use backstop_format::record::{MARK_VERIFIED, PIN, Record, UNPIN};
+use backstop_format::record::{PIN, Record, UNPIN};
 use serde::Serialize;
 
 use crate::context::{Ctx, GlobalArgs, host};
@@ -42,16 +41,40 @@ struct Out {
 }
 
 pub fn pin(g: &GlobalArgs, a: PinArgs) -> anyhow::Result<u8> {
-    mark(g, &a.snapshot, PIN, None, a.note)
+    mark(g, &a.snapshot, PIN, a.note)
 }
 
 pub fn unpin(g: &GlobalArgs, a: PinArgs) -> anyhow::Result<u8> {
-    mark(g, &a.snapshot, UNPIN, None, a.note)
+    mark(g, &a.snapshot, UNPIN, a.note)
 }
 
+/// As the page's "Mark verified" button and the API do it
+/// ([`backstop_app::restore::mark_verified`]); its refusal of a snapshot of another kind is a
+/// usage error here (exit 2).
 pub fn mark_verified(g: &GlobalArgs, a: MarkArgs) -> anyhow::Result<u8> {
     let by = a.by.or_else(user).filter(|b| !b.trim().is_empty());
-    mark(g, &a.snapshot, MARK_VERIFIED, by, a.note)
+    let ctx = Ctx::new(g)?;
+    let repo = ctx.open()?;
+    let (id, snapshot) = ctx.find_snapshot(&repo, &a.snapshot)?;
+    let found = backstop_app::snapshots::Found {
+        id,
+        snapshot,
+        spec: a.snapshot.clone(),
+        as_of: None,
+    };
+    let tz = ctx.config.time_zone()?;
+    let out = backstop_app::restore::mark_verified(&repo, &found, by, a.note, &host(), &tz)
+        .map_err(|e| match e.downcast::<backstop_engine::Error>() {
+            Ok(backstop_engine::Error::Invalid(why)) => UsageError(why).into(),
+            Ok(other) => other.into(),
+            Err(e) => e,
+        })?;
+    if g.json {
+        print_json(&out)?;
+    } else if !g.quiet {
+        outln!("{}", out.message)?;
+    }
+    Ok(crate::exit::OK)
 }
 
 fn user() -> Option<String> {
@@ -60,39 +83,13 @@ fn user() -> Option<String> {
         .ok()
 }
 
-fn mark(
-    g: &GlobalArgs,
-    spec: &str,
-    kind: &str,
-    by: Option<String>,
-    note: Option<String>,
-) -> anyhow::Result<u8> {
+/// Pins or unpins (`kind`) the snapshot `spec` names; one already so is left as it is.
+fn mark(g: &GlobalArgs, spec: &str, kind: &str, note: Option<String>) -> anyhow::Result<u8> {
     let ctx = Ctx::new(g)?;
     let repo = ctx.open()?;
     let (id, snap) = ctx.find_snapshot(&repo, spec)?;
     let marks = repo.marks()?.remove(&id).unwrap_or_default();
-    let tz = ctx.config.time_zone()?;
-    if kind == MARK_VERIFIED && snap.kind != BackupKind::PreChange {
-        return Err(UsageError(format!(
-            "snapshot {} is a {} snapshot; only pre-change snapshots are marked verified \
-             (to keep another snapshot, pin it: `backstop pin {}`)",
-            id.short(),
-            snap.kind.as_str(),
-            id.short()
-        ))
-        .into());
-    }
     let unchanged = match kind {
-        MARK_VERIFIED => marks.verified.as_ref().map(|r| {
-            format!(
-                "snapshot {} was already marked verified at {}{}",
-                id.short(),
-                crate::output::time(r.time, &tz),
-                r.by.as_ref()
-                    .map(|b| format!(" by {b}"))
-                    .unwrap_or_default()
-            )
-        }),
         PIN if marks.pinned => Some(format!("snapshot {} is already pinned", id.short())),
         UNPIN if !marks.pinned => Some(format!("snapshot {} is not pinned", id.short())),
         _ => None,
@@ -106,12 +103,11 @@ fn mark(
             message,
         },
         None => {
-            let record = Record::mark(kind, id, Timestamp::now(), &host(), by, note);
+            let record = Record::mark(kind, id, Timestamp::now(), &host(), None, note);
             repo.write_record(&record)?;
             let what = match kind {
                 PIN => "pinned: forget never removes it",
-                UNPIN => "unpinned: retention applies to it again",
-                _ => "marked verified: retention applies to it after the grace period",
+                _ => "unpinned: retention applies to it again",
             };
             Out {
                 snapshot: id,
