@@ -161,14 +161,21 @@ def version(tool):
 def prepare_db(args, wd, shared):
     base = wd / f"shop-{args.size_mib}.db"
     wal = Path(str(base) + "-wal")
-    if wal.exists():
+    # An empty WAL holds nothing: a read-only reader (a backup of this file by hand) leaves one.
+    def pending():
+        try:
+            return wal.stat().st_size > 0
+        except FileNotFoundError:
+            return False
+
+    if pending():
         log(f"{wal} exists: another process is still writing {base.name}; waiting for gen_sqlite.py")
         t0 = time.time()
-        while wal.exists() and generator_running():
+        while pending() and generator_running():
             if time.time() - t0 > 25:
                 log(f"still waiting for gen_sqlite.py ({(time.time() - t0) / 60:.0f} min)")
             time.sleep(30)
-        if wal.exists():
+        if pending():
             sys.exit(f"{wal} is still there but gen_sqlite.py is not running: the generation was "
                      f"probably interrupted. Delete {base}* and rerun.")
     if base.exists():
