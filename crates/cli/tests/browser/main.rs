@@ -8,7 +8,8 @@
 //! verified snapshot, then restores "as of a time" picked in the restore picker (after typing
 //! times the page refuses in plain words). Every page fits a phone's screen (390 px wide) and
 //! a desktop's without scrolling sideways; removing a user and revoking a token ask first; error
-//! pages keep the menu; the favicon is served. The daemon stops cleanly on SIGTERM.
+//! pages keep the menu; the favicon is served. The daemon stops cleanly on SIGTERM. A second
+//! daemon, over a PostgreSQL database, shows its restore plan row by row too.
 //!
 //! Needs `/usr/bin/chromium` and `/usr/bin/chromedriver` (Debian's `chromium chromium-driver`)
 //! and the `sqlite3` shell. `BACKSTOP_SKIP_BROWSER=1` skips it where no browser can be
@@ -18,6 +19,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 mod plan;
+mod server;
 mod steps;
 
 use steps::*;
@@ -81,6 +83,7 @@ fn small_shop_scenario_in_a_real_browser() {
         error_pages_keep_the_menu(&b, &daemon);
         a_running_backup_shows_moving_progress(&b, &shop);
     }
+    server::admin_sees_what_a_postgres_restore_would_change(&driver);
     drop(driver);
 
     let status = daemon.stop();
@@ -121,6 +124,11 @@ struct Shop {
 impl Shop {
     /// Step 1: database, config, repository, three users and a read token.
     fn set_up() -> Self {
+        Self::set_up_with("[sources.shop]\npath = \"shop.db\"\nevery = \"6h\"\n")
+    }
+
+    /// [`Shop::set_up`] with `source` (the config's `[sources.shop]` section) instead.
+    fn set_up_with(source: &str) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("backstop-browser-")
             .tempdir()
@@ -132,8 +140,10 @@ impl Shop {
         let config = dir.path().join("backstop.toml");
         fs::write(
             &config,
-            "repository = \"repo\"\ntime_zone = \"UTC\"\n\n[retention]\nkeep_last = 10\n\n\
-             [sources.shop]\npath = \"shop.db\"\nevery = \"6h\"\n\n[daemon]\nlog_file = \"off\"\n",
+            format!(
+                "repository = \"repo\"\ntime_zone = \"UTC\"\n\n[retention]\nkeep_last = 10\n\n\
+                 {source}\n[daemon]\nlog_file = \"off\"\n"
+            ),
         )
         .expect("writing backstop.toml");
         let mut shop = Self {

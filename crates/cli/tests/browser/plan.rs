@@ -6,7 +6,7 @@
 use super::*;
 
 /// What on the page reaches past the window's width, or scrolls sideways (empty: it fits).
-const OVERFLOW: &str = r##"
+pub(super) const OVERFLOW: &str = r##"
 const out = [], w = document.documentElement.clientWidth;
 if (document.documentElement.scrollWidth > w) out.push(`the page is ${document.documentElement.scrollWidth}px wide`);
 for (const el of document.body.querySelectorAll("*")) {
@@ -21,7 +21,7 @@ return out.slice(0, 12);
 
 /// The text of the cells captioned `arguments[1]` in the plan's row of table `arguments[0]`,
 /// with whether each is inside the window: `[[text, inside], ...]`.
-const CELLS: &str = r##"
+pub(super) const CELLS: &str = r##"
 const [name, labels] = arguments, w = document.documentElement.clientWidth;
 const row = [...document.querySelectorAll("#plan-tables tbody tr")]
   .find((tr) => tr.querySelector("td[data-label=Table]").textContent.trim() === name);
