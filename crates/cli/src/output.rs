@@ -35,6 +35,16 @@ pub mod exit {
 pub use backstop_app::error::{NotFoundError, UsageError};
 use backstop_app::outcome::{Remedy, remedy};
 
+/// `e` as a usage error (exit 2) where it is the engine's refusal of what was asked
+/// ([`EngineError::Invalid`]): a command whose arguments the engine judges, not clap.
+pub fn invalid_is_usage(e: anyhow::Error) -> anyhow::Error {
+    match e.downcast::<EngineError>() {
+        Ok(EngineError::Invalid(why)) => UsageError(why).into(),
+        Ok(other) => other.into(),
+        Err(e) => e,
+    }
+}
+
 pub fn exit_code(e: &anyhow::Error) -> u8 {
     if e.downcast_ref::<UsageError>().is_some() {
         return exit::USAGE;

@@ -57,6 +57,14 @@ pub fn format_seconds(s: f64) -> String {
     }
 }
 
+/// A time to the minute in `tz`, as the page, its pictures and a restore plan's words show it:
+/// "2026-11-22 14:05".
+pub fn format_minute(t: jiff::Timestamp, tz: &jiff::tz::TimeZone) -> String {
+    t.to_zoned(tz.clone())
+        .strftime("%Y-%m-%d %H:%M")
+        .to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -59,7 +59,7 @@ mod rules;
 mod schedule;
 mod within;
 
-pub use human::{format_age, format_bytes, format_seconds, format_span};
+pub use human::{format_age, format_bytes, format_minute, format_seconds, format_span};
 pub use lifecycle::{Lifecycle, PreChangeState, pre_change_state};
 pub use plan::{Candidate, Decision, GroupPlan, plan_group};
 pub use policy::{Policy, UNLIMITED};

@@ -11,7 +11,9 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use backstop_format::Timestamp;
-use backstop_policy::{format_age, format_bytes, format_seconds as seconds, format_span};
+use backstop_policy::{
+    format_age, format_bytes, format_minute as local, format_seconds as seconds, format_span,
+};
 use jiff::tz::TimeZone;
 use serde::Serialize;
 
@@ -122,12 +124,6 @@ fn rect(x: f64, y: f64, w: f64, h: f64, class: &str, tip: &str) -> String {
         r#"<rect x="{x:.1}" y="{y:.1}" width="{w:.1}" height="{h:.1}" class="{class}"><title>{}</title></rect>"#,
         esc(tip)
     )
-}
-
-fn local(t: Timestamp, tz: &TimeZone) -> String {
-    t.to_zoned(tz.clone())
-        .strftime("%Y-%m-%d %H:%M")
-        .to_string()
 }
 
 /// The last [`TIMELINE_DAYS`] days of a source, now at the right: a track, green where the

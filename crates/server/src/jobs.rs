@@ -402,6 +402,16 @@ fn waiting_for(jobs: &VecDeque<Arc<Job>>, views: &[JobView], i: usize) -> Option
     Some(words)
 }
 
+/// The views of `jobs` (oldest first), each queued one saying what it waits for.
+fn views(jobs: &VecDeque<Arc<Job>>) -> Vec<JobView> {
+    let mut views: Vec<JobView> = jobs.iter().map(|j| j.view()).collect();
+    for i in 0..views.len() {
+        views[i].waiting_for = waiting_for(jobs, &views, i);
+        views[i].progress = views[i].progress_words();
+    }
+    views
+}
+
 /// Why a job was not accepted.
 #[derive(Debug, thiserror::Error)]
 pub enum SubmitError {
@@ -661,12 +671,7 @@ impl Runner {
 
     /// Recent jobs, newest first.
     pub fn recent(&self) -> Vec<JobView> {
-        let jobs = self.jobs.lock().expect("jobs lock");
-        let mut views: Vec<JobView> = jobs.iter().map(|j| j.view()).collect();
-        for i in 0..views.len() {
-            views[i].waiting_for = waiting_for(&jobs, &views, i);
-            views[i].progress = views[i].progress_words();
-        }
+        let mut views = views(&self.jobs.lock().expect("jobs lock"));
         views.reverse();
         views
     }
@@ -674,13 +679,9 @@ impl Runner {
     /// The job with this id as the page and the API show it: for a queued job, what it waits
     /// for.
     pub fn job_view(&self, id: &str) -> Option<JobView> {
-        let jobs = self.jobs.lock().expect("jobs lock");
-        let views: Vec<JobView> = jobs.iter().map(|j| j.view()).collect();
-        let i = views.iter().position(|v| v.id == id)?;
-        let mut v = views[i].clone();
-        v.waiting_for = waiting_for(&jobs, &views, i);
-        v.progress = v.progress_words();
-        Some(v)
+        views(&self.jobs.lock().expect("jobs lock"))
+            .into_iter()
+            .find(|v| v.id == id)
     }
 
     /// Whether a job of this kind for this source is queued or running.
@@ -1294,32 +1295,24 @@ pub fn server_plan(setup: &Setup, spec: &str, source: &str) -> anyhow::Result<Se
         Ok(o) => (Some(o), None),
         Err(e) => (None, Some(e.to_string())),
     };
-    let mut tables = backstop_app::restore::server_plan_tables(&record, now.as_ref());
     let content = item.content.as_ref().expect("found with content");
     // Its rows one by one, in a scratch database loaded from the dump.
-    let comparison = now.is_some().then(|| {
-        backstop_app::restore::compare_server_rows(
-            &ix,
-            content,
-            &record,
-            &live,
-            &mut tables,
-            backstop_app::restore::SERVER_COMPARE_LIMIT_BYTES,
-            &setup.host,
-        )
-    });
-    if let Some(c) = comparison.as_ref().filter(|c| !c.rows) {
+    let rows = backstop_app::restore::server_plan_rows(
+        &ix,
+        content,
+        &record,
+        &live,
+        now.as_ref(),
+        found.snapshot.time,
+        &setup.time_zone,
+        &setup.host,
+    );
+    if let Some(c) = rows.comparison.as_ref().filter(|c| !c.rows) {
         tracing::info!(
             "restore plan of {source}: rows not compared one by one: {}",
             c.note.as_deref().unwrap_or("")
         );
     }
-    let summary = backstop_app::restore::describe_tables(
-        &mut tables,
-        found.snapshot.time,
-        comparison.as_ref().is_some_and(|c| c.rows),
-        &setup.time_zone,
-    );
     let schema_matches = now.as_ref().map(|n| {
         n.schema_fingerprint == record.schema_fingerprint
             && n.schema_version == record.schema_version
@@ -1334,10 +1327,10 @@ pub fn server_plan(setup: &Setup, spec: &str, source: &str) -> anyhow::Result<Se
         server: record,
         now,
         now_error,
-        tables,
+        tables: rows.tables,
         schema_matches,
-        comparison,
-        summary,
+        comparison: rows.comparison,
+        summary: rows.summary,
         found: (found.id, found.as_of, found.snapshot.kind),
     })
 }

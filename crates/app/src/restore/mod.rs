@@ -277,10 +277,62 @@ pub fn into_new_database(
     Ok(())
 }
 
+/// A server database's restore plan, table by table, as both front ends show it.
+#[derive(Debug, Clone)]
+pub struct ServerRows {
+    /// Each table's rows now and in the snapshot, and (compared one by one) since.
+    pub tables: Vec<TableChange>,
+    /// How the rows were compared ([`compare_server_rows`]); `None` when the live database
+    /// could not be read (`now`).
+    pub comparison: Option<RowComparison>,
+    /// What the restore does in one sentence (each table's in its `words`).
+    pub summary: String,
+}
+
+/// The tables of the restore of a server database's dump (`content`, recorded as `record`, of
+/// a snapshot taken at `time`) into `live`, as it is `now`: their rows, compared one by one
+/// where the live database could be read ([`compare_server_rows`], dumps up to
+/// [`SERVER_COMPARE_LIMIT_BYTES`]), and in words.
+#[allow(clippy::too_many_arguments)]
+pub fn server_plan_rows(
+    ix: &Indexed<'_>,
+    content: &backstop_format::tree::Content,
+    record: &backstop_format::manifest::ServerDatabase,
+    live: &Server,
+    now: Option<&Observed>,
+    time: Timestamp,
+    tz: &TimeZone,
+    host: &str,
+) -> ServerRows {
+    let mut tables = server_plan_tables(record, now);
+    let comparison = now.is_some().then(|| {
+        compare_server_rows(
+            ix,
+            content,
+            record,
+            live,
+            &mut tables,
+            SERVER_COMPARE_LIMIT_BYTES,
+            host,
+        )
+    });
+    let summary = describe_tables(
+        &mut tables,
+        time,
+        comparison.as_ref().is_some_and(|c| c.rows),
+        tz,
+    );
+    ServerRows {
+        tables,
+        comparison,
+        summary,
+    }
+}
+
 /// The tables of a restore plan of a server database: each of the dump's with its rows in the
 /// snapshot (as `record` has them) and now (as `now` has them, when the live database could
 /// be read), then the tables only the live database has.
-pub fn server_plan_tables(
+fn server_plan_tables(
     record: &backstop_format::manifest::ServerDatabase,
     now: Option<&Observed>,
 ) -> Vec<TableChange> {

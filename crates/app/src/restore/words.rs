@@ -31,10 +31,7 @@ pub fn describe_tables(
     for t in tables.iter_mut() {
         t.words = table_words(t);
     }
-    let when = time
-        .to_zoned(tz.clone())
-        .strftime("%Y-%m-%d %H:%M")
-        .to_string();
+    let when = backstop_policy::format_minute(time, tz);
     match rows_compared {
         true => summary_of_rows(tables, &when),
         false => summary_of_counts(tables, &when),

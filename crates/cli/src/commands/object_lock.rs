@@ -3,12 +3,11 @@
 //! after their first retention ends (engine `ops::object_lock`; docs/s3.md, "History a
 //! compromised machine cannot delete"). The daemon runs it every half of N days.
 
-use backstop_engine::Error as EngineError;
 use backstop_engine::ops::object_lock::{ExtendOptions, extend_retention};
 use backstop_format::Timestamp;
 
 use crate::context::{Ctx, GlobalArgs};
-use crate::output::{Bar, UsageError, print_json, time};
+use crate::output::{Bar, invalid_is_usage, print_json, time};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -44,10 +43,7 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
         dry_run: a.dry_run,
     };
     let bar = Bar::new(g.quiet || g.json);
-    let report = extend_retention(&repo, &opts, &bar).map_err(|e| match e {
-        EngineError::Invalid(m) => anyhow::Error::new(UsageError(m)),
-        e => e.into(),
-    });
+    let report = extend_retention(&repo, &opts, &bar).map_err(|e| invalid_is_usage(e.into()));
     bar.done();
     let report = report?;
     if g.json {

@@ -6,7 +6,7 @@ use backstop_format::record::{PIN, Record, UNPIN};
 use serde::Serialize;
 
 use crate::context::{Ctx, GlobalArgs, host};
-use crate::output::{UsageError, print_json};
+use crate::output::print_json;
 
 #[derive(clap::Args, Debug)]
 pub struct PinArgs {
@@ -64,11 +64,7 @@ pub fn mark_verified(g: &GlobalArgs, a: MarkArgs) -> anyhow::Result<u8> {
     };
     let tz = ctx.config.time_zone()?;
     let out = backstop_app::restore::mark_verified(&repo, &found, by, a.note, &host(), &tz)
-        .map_err(|e| match e.downcast::<backstop_engine::Error>() {
-            Ok(backstop_engine::Error::Invalid(why)) => UsageError(why).into(),
-            Ok(other) => other.into(),
-            Err(e) => e,
-        })?;
+        .map_err(crate::output::invalid_is_usage)?;
     if g.json {
         print_json(&out)?;
     } else if !g.quiet {

@@ -495,23 +495,19 @@ fn restore_server_in_place(
             Err(e) => (None, Some(e.to_string())),
         };
         // The rows one by one, as the restore page and the API's dry run show them.
-        let mut tables = backstop_app::restore::server_plan_tables(record, now.as_ref());
-        let comparison = now.is_some().then(|| {
-            backstop_app::restore::compare_server_rows(
-                ix,
-                content,
-                record,
-                &server,
-                &mut tables,
-                backstop_app::restore::SERVER_COMPARE_LIMIT_BYTES,
-                &host(),
-            )
-        });
-        let summary = backstop_app::restore::describe_tables(
-            &mut tables,
+        let backstop_app::restore::ServerRows {
+            tables,
+            comparison,
+            summary,
+        } = backstop_app::restore::server_plan_rows(
+            ix,
+            content,
+            record,
+            &server,
+            now.as_ref(),
             snap.time,
-            comparison.as_ref().is_some_and(|c| c.rows),
             &ctx.config.time_zone()?,
+            &host(),
         );
         if g.json {
             #[derive(serde::Serialize)]

@@ -21,7 +21,7 @@ return out.slice(0, 12);
 
 /// The text of the cells captioned `arguments[1]` in the plan's row of table `arguments[0]`,
 /// with whether each is inside the window: `[[text, inside], ...]`.
-pub(super) const CELLS: &str = r##"
+const CELLS: &str = r##"
 const [name, labels] = arguments, w = document.documentElement.clientWidth;
 const row = [...document.querySelectorAll("#plan-tables tbody tr")]
   .find((tr) => tr.querySelector("td[data-label=Table]").textContent.trim() === name);
@@ -41,6 +41,29 @@ if (!el) return false;
 const r = el.getBoundingClientRect();
 return r.width > 0 && r.height > 0 && r.left >= 0 && r.right <= w;
 "##;
+
+/// Asserts that the plan's row of `table` reads `want` (rows now, in the snapshot, the change
+/// on restore, entered, deleted and changed since), every cell on the screen `width` px wide.
+pub(super) fn assert_plan_row(b: &Browser, width: u32, table: &str, want: &[impl AsRef<str>]) {
+    let labels = [
+        "Rows now",
+        "In snapshot",
+        "On restore",
+        "Entered",
+        "Deleted",
+        "Changed",
+    ];
+    let cells = b.js(CELLS, json!([table, labels]));
+    let cells: Vec<(String, bool)> = serde_json::from_value(cells.clone())
+        .unwrap_or_else(|e| panic!("{width} px, {table}: {e}: {cells}"));
+    let texts: Vec<&str> = cells.iter().map(|(t, _)| t.as_str()).collect();
+    let want: Vec<&str> = want.iter().map(AsRef::as_ref).collect();
+    assert_eq!(texts, want, "{width} px: the plan's row of {table}");
+    assert!(
+        cells.iter().all(|(_, inside)| *inside),
+        "{width} px: cells of {table} off the screen: {cells:?}"
+    );
+}
 
 /// The admin (logged in) changes the live database after the manual snapshot: two genres
 /// entered, invoice lines deleted, three artists renamed. The plan of restoring that snapshot
@@ -99,14 +122,6 @@ pub(super) fn admin_sees_what_a_restore_would_change(b: &Browser, shop: &Shop, m
                 && b.js(INSIDE, json!(["#plan-summary"])) == json!(true),
             "{width} px: the words are not all on the screen"
         );
-        let labels = [
-            "Rows now",
-            "In snapshot",
-            "On restore",
-            "Entered",
-            "Deleted",
-            "Changed",
-        ];
         let after_lines = lines - deleted;
         for (table, want) in [
             (
@@ -122,9 +137,6 @@ pub(super) fn admin_sees_what_a_restore_would_change(b: &Browser, shop: &Shop, m
                 [artists, artists, 0, 0, 0, 3].map(|n| n.to_string()),
             ),
         ] {
-            let cells = b.js(CELLS, json!([table, labels]));
-            let cells: Vec<(String, bool)> = serde_json::from_value(cells.clone())
-                .unwrap_or_else(|e| panic!("{width} px, {table}: {e}: {cells}"));
             let mut want = want;
             // Signed as a restore changes the count: a minus sign (U+2212), a plus, or 0.
             want[2] = match want[2].parse::<i64>().expect("a number") {
@@ -132,12 +144,7 @@ pub(super) fn admin_sees_what_a_restore_would_change(b: &Browser, shop: &Shop, m
                 n if n < 0 => format!("\u{2212}{}", -n),
                 _ => "0".into(),
             };
-            let texts: Vec<&str> = cells.iter().map(|(t, _)| t.as_str()).collect();
-            assert_eq!(texts, want, "{width} px: the plan's row of {table}");
-            assert!(
-                cells.iter().all(|(_, inside)| *inside),
-                "{width} px: cells of {table} off the screen: {cells:?}"
-            );
+            assert_plan_row(b, width, table, &want);
         }
         let overflow = b.js(OVERFLOW, json!([]));
         assert_eq!(

@@ -104,27 +104,11 @@ pub(super) fn admin_sees_what_a_postgres_restore_would_change(driver: &Driver) {
             words.iter().any(|w| w.contains("matched by content")),
             "{width} px: {words:#?}"
         );
-        let labels = [
-            "Rows now",
-            "In snapshot",
-            "On restore",
-            "Entered",
-            "Deleted",
-            "Changed",
-        ];
         for (table, want) in [
             ("public.stock", ["39", "40", "+1", "2", "3", "1"]),
             ("public.notes", ["3", "2", "\u{2212}1", "1", "0", "0"]),
         ] {
-            let cells = b.js(plan::CELLS, json!([table, labels]));
-            let cells: Vec<(String, bool)> = serde_json::from_value(cells.clone())
-                .unwrap_or_else(|e| panic!("{width} px, {table}: {e}: {cells}"));
-            let texts: Vec<&str> = cells.iter().map(|(t, _)| t.as_str()).collect();
-            assert_eq!(texts, want, "{width} px: the plan's row of {table}");
-            assert!(
-                cells.iter().all(|(_, inside)| *inside),
-                "{width} px: cells of {table} off the screen: {cells:?}"
-            );
+            plan::assert_plan_row(&b, width, table, &want);
         }
         assert_eq!(
             b.js(plan::OVERFLOW, json!([])),

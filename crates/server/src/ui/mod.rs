@@ -70,10 +70,7 @@ pub fn templates(tz: jiff::tz::TimeZone) -> Environment<'static> {
     env.add_filter("localtime", move |v: Value| -> String {
         let s = v.to_string();
         match s.parse::<Timestamp>() {
-            Ok(t) => t
-                .to_zoned(zone.clone())
-                .strftime("%Y-%m-%d %H:%M")
-                .to_string(),
+            Ok(t) => backstop_policy::format_minute(t, &zone),
             Err(_) => s,
         }
     });
