@@ -193,6 +193,23 @@ fn restore_into(sb: &Sandbox, cfg: &Path, db: &str, args: &[&str]) -> Out {
     run(c)
 }
 
+/// Waits until no scratch database `backstop_WHAT_*` is left on the server: the test's own is
+/// dropped, and another test's (tests run at once) is for a moment only.
+fn assert_no_scratch_left(what: &str) {
+    let start = std::time::Instant::now();
+    let query = format!(
+        "SELECT COUNT(*) FROM information_schema.SCHEMATA \
+         WHERE SCHEMA_NAME LIKE 'backstop\\_{what}\\_%'"
+    );
+    while sql("", &query) != "0" {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "a scratch database backstop_{what}_* is left"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+}
+
 /// `backup --source shop`: the new snapshot's id.
 fn backed_up(sb: &Sandbox, cfg: &Path) -> String {
     run(with_config(
@@ -506,14 +523,7 @@ fn chinook_comes_back(method: &str) {
         customer.contains("\"9001\",\"Ann\",\"\",,,,,,,,,\"ann@example.com\","),
         "{customer}"
     );
-    assert_eq!(
-        sql(
-            "",
-            "SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name LIKE 'backstop\\_csv\\_%'"
-        ),
-        "0",
-        "the scratch database is dropped"
-    );
+    assert_no_scratch_left("csv");
     // A file that exists is kept unless --overwrite.
     let mut c = with_config(
         &sb,
@@ -1724,18 +1734,6 @@ fn a_mariadb_plan_counts_the_rows_changed_since_the_snapshot() {
             "{plan:#}"
         );
         assert_eq!(tables(&live), before, "the live database is only read");
-        let start = std::time::Instant::now();
-        while sql(
-            "",
-            "SELECT COUNT(*) FROM information_schema.SCHEMATA \
-             WHERE SCHEMA_NAME LIKE 'backstop\\_compare\\_%'",
-        ) != "0"
-        {
-            assert!(
-                start.elapsed() < std::time::Duration::from_secs(60),
-                "a scratch database of a comparison is left"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(250));
-        }
+        assert_no_scratch_left("compare");
     }
 }
